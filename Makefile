@@ -1,0 +1,45 @@
+# govs — build, test, demo and benchmarks. `make test` is the whole suite (run it as root: the
+# end-to-end tests build network namespaces); `make demo` shows govs balancing real traffic.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+BIN     := bin/govs
+
+.PHONY: all build test vet demo bench bench-lab fuzz clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/govs
+
+vet:
+	$(GO) vet ./...
+	GOOS=darwin $(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	@! git grep -l 'import "C"' -- '*.go'
+
+# The whole suite: unit tests, fuzz seeds, and the end-to-end tests with real packets.
+test: vet build
+	CGO_ENABLED=0 $(GO) test -count=1 -timeout 25m ./...
+
+demo: build
+	./$(BIN) demo
+
+# Benchmarks of the pure parts (parser, rewrite, conntrack, schedulers); allocations reported.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./dataplane/... ./conntrack/ ./sched/
+
+# The live lab: govs against the kernel's nftables DNAT on the same namespace topology.
+bench-lab: build
+	./bench/lab.sh
+
+# A short fuzzing pass over every fuzz target (seeds always run in `make test`).
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,247 @@
+//go:build linux
+
+package announce
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mdlayher/packet"
+	"golang.org/x/sys/unix"
+)
+
+var (
+	vip4     = netip.MustParseAddr("198.18.20.100")
+	labPeer4 = netip.MustParseAddr("198.18.20.2")
+)
+
+// alab: namespace "lb" with lb0 and no address at all, veth to "peer" with peer0
+// 198.18.20.2/24 and 2001:2:20::2/64. The VIPs are in the peer's subnets.
+type alab struct{ lb, peer string }
+
+func newALab(t *testing.T) *alab {
+	t.Helper()
+	requireRoot(t)
+	l := &alab{lb: newNetns(t, "alb"), peer: newNetns(t, "apeer")}
+	ipCmd(t, "-n", l.lb, "link", "add", "lb0", "type", "veth", "peer", "name", "peer0", "netns", l.peer)
+	ipCmd(t, "-n", l.lb, "link", "set", "lb0", "address", net.HardwareAddr(ourMAC[:]).String())
+	ipCmd(t, "-n", l.lb, "link", "set", "lb0", "up")
+	ipCmd(t, "-n", l.peer, "link", "set", "peer0", "up")
+	ipCmd(t, "-n", l.peer, "addr", "add", "198.18.20.2/24", "dev", "peer0")
+	ipCmd(t, "-n", l.peer, "addr", "add", "2001:2:20::2/64", "dev", "peer0", "nodad")
+	return l
+}
+
+func (l *alab) newAnnouncer(t *testing.T) *Announcer {
+	t.Helper()
+	var (
+		a   *Announcer
+		err error
+	)
+	inNetns(t, l.lb, func() { a, err = New("lb0", t.Logf) })
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// poke makes the peer's kernel resolve vip by sending it a UDP datagram.
+func (l *alab) poke(t *testing.T, vip netip.Addr) {
+	t.Helper()
+	inNetns(t, l.peer, func() {
+		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(vip, 9)))
+		if err != nil {
+			t.Errorf("dial %s from peer: %v", vip, err)
+			return
+		}
+		defer c.Close()
+		c.Write([]byte("govs announce test"))
+	})
+}
+
+// peerNeigh returns the peer's neighbour entry for vip, as `ip neigh` prints it.
+func (l *alab) peerNeigh(t *testing.T, vip netip.Addr) string {
+	return strings.TrimSpace(ipCmd(t, "-n", l.peer, "neigh", "show", vip.String(), "dev", "peer0"))
+}
+
+func TestAnswersARPAndNS(t *testing.T) {
+	l := newALab(t)
+	a := l.newAnnouncer(t)
+	a.SetVIPs([]netip.Addr{vip4, vip6})
+	want := "lladdr " + net.HardwareAddr(ourMAC[:]).String()
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		t.Run(vip.String(), func(t *testing.T) {
+			l.poke(t, vip)
+			deadline := time.Now().Add(2 * time.Second)
+			for {
+				got := l.peerNeigh(t, vip)
+				if strings.Contains(got, want) {
+					t.Logf("peer: %s", got)
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("peer neighbour entry for %s = %q, want %q", vip, got, want)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+	arpReplies, ndpAdverts, _ := a.Stats()
+	if arpReplies == 0 || ndpAdverts == 0 {
+		t.Errorf("Stats: %d ARP replies, %d NAs; want both > 0", arpReplies, ndpAdverts)
+	}
+
+	t.Run("solicited-node group joined", func(t *testing.T) {
+		out, err := run("ip", "netns", "exec", l.lb, "cat", "/proc/net/dev_mcast")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, "3333ff000100") {
+			t.Errorf("lb0 has not joined 33:33:ff:00:01:00:\n%s", out)
+		}
+		a.SetVIPs([]netip.Addr{vip4})
+		out, _ = run("ip", "netns", "exec", l.lb, "cat", "/proc/net/dev_mcast")
+		if strings.Contains(out, "3333ff000100") {
+			t.Errorf("lb0 still in 33:33:ff:00:01:00 after the VIP was released:\n%s", out)
+		}
+	})
+
+	t.Run("Close stops answering", func(t *testing.T) {
+		if err := a.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		ipCmd(t, "-n", l.peer, "neigh", "flush", "dev", "peer0")
+		l.poke(t, vip4)
+		time.Sleep(1500 * time.Millisecond)
+		if got := l.peerNeigh(t, vip4); strings.Contains(got, "lladdr") {
+			t.Errorf("after Close the peer still resolved %s: %q", vip4, got)
+		}
+	})
+}
+
+// announcement is a gratuitous ARP or unsolicited NA seen by the peer.
+type announcement struct {
+	vip netip.Addr
+	at  time.Duration
+}
+
+// capture records announcements for vip4/vip6 from ourMAC arriving at the peer until stop.
+func (l *alab) capture(t *testing.T, d time.Duration, start func()) []announcement {
+	t.Helper()
+	var conns []*packet.Conn
+	inNetns(t, l.peer, func() {
+		ifi, err := net.InterfaceByName("peer0")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		for _, proto := range []int{unix.ETH_P_ARP, unix.ETH_P_IPV6} {
+			c, err := packet.Listen(ifi, packet.Raw, proto, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			conns = append(conns, c)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	t0 := time.Now()
+	results := make(chan []announcement, len(conns))
+	for _, c := range conns {
+		c.SetReadDeadline(t0.Add(d))
+		go func(c *packet.Conn) {
+			defer c.Close()
+			var got []announcement
+			buf := make([]byte, 1514)
+			for {
+				n, _, err := c.ReadFrom(buf)
+				if err != nil {
+					results <- got
+					return
+				}
+				if v, ok := parseAnnouncement(buf[:n]); ok {
+					got = append(got, announcement{vip: v, at: time.Since(t0)})
+				}
+			}
+		}(c)
+	}
+	start()
+	var all []announcement
+	for range conns {
+		all = append(all, <-results...)
+	}
+	return all
+}
+
+// parseAnnouncement recognises our gratuitous ARP (request, sender = target = VIP) and our
+// unsolicited NA (to ff02::1, O set, S clear).
+func parseAnnouncement(f []byte) (netip.Addr, bool) {
+	if len(f) < 14 || [6]byte(f[6:12]) != ourMAC {
+		return netip.Addr{}, false
+	}
+	switch binary.BigEndian.Uint16(f[12:14]) {
+	case unix.ETH_P_ARP:
+		if len(f) < 42 || binary.BigEndian.Uint16(f[20:22]) != 1 {
+			return netip.Addr{}, false
+		}
+		spa, tpa := netip.AddrFrom4([4]byte(f[28:32])), netip.AddrFrom4([4]byte(f[38:42]))
+		return spa, spa == tpa && [6]byte(f[22:28]) == ourMAC
+	case etherTypeIPv6:
+		if len(f) < naFrameLen || f[icmpOff] != icmpTypeNA {
+			return netip.Addr{}, false
+		}
+		dst := netip.AddrFrom16([16]byte(f[ethHeaderLen+24 : ethHeaderLen+40]))
+		flags := f[icmpOff+4]
+		return netip.AddrFrom16([16]byte(f[icmpOff+8 : icmpOff+24])), dst == allNodes && flags == naFlagOverride
+	}
+	return netip.Addr{}, false
+}
+
+func TestAnnouncesNewVIPs(t *testing.T) {
+	l := newALab(t)
+	a := l.newAnnouncer(t)
+	got := l.capture(t, announceInterval*time.Duration(announceRepeats)+500*time.Millisecond, func() {
+		a.SetVIPs([]netip.Addr{vip4, vip6})
+		a.SetVIPs([]netip.Addr{vip4, vip6}) // unchanged: no extra announcements
+	})
+	count := map[netip.Addr]int{}
+	for _, g := range got {
+		count[g.vip]++
+		t.Logf("%s announced at %v", g.vip, g.at.Round(time.Millisecond))
+	}
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		if count[vip] != announceRepeats {
+			t.Errorf("%s announced %d times, want %d", vip, count[vip], announceRepeats)
+		}
+	}
+	for _, g := range got {
+		if g.at > 3*announceInterval {
+			t.Errorf("%s announced at %v, after the schedule", g.vip, g.at)
+		}
+	}
+	if _, _, gratuitous := a.Stats(); gratuitous != uint64(2*announceRepeats) {
+		t.Errorf("Stats gratuitous = %d, want %d", gratuitous, 2*announceRepeats)
+	}
+
+	t.Run("released VIP is not announced", func(t *testing.T) {
+		got := l.capture(t, 1500*time.Millisecond, func() {
+			a.SetVIPs([]netip.Addr{labPeer4.Next(), vip6}) // 198.18.20.3 is new; vip4 released
+			time.Sleep(100 * time.Millisecond)
+			a.SetVIPs([]netip.Addr{vip6}) // release 198.18.20.3 before its repeat
+		})
+		count := map[netip.Addr]int{}
+		for _, g := range got {
+			count[g.vip]++
+		}
+		if count[labPeer4.Next()] != 1 || count[vip4] != 0 || count[vip6] != 0 {
+			t.Errorf("announcements %v; want 198.18.20.3 once (released before its repeat) and nothing else", count)
+		}
+	})
+}

@@ -1,0 +1,291 @@
+// Command benchlab measures govs against the kernel's own nftables DNAT on the same namespace
+// topology in one run, so both figures see the same machine, kernel and neighbours' load, and
+// prints both and their ratio.
+//
+// Usage (as root; `make bench-lab` builds govs and calls it through bench/lab.sh):
+//
+//	go run ./bench/benchlab -govs bin/govs
+//	go run ./bench/benchlab -govs bin/govs -duration 2s -json
+//
+// One core for the balancer: the balancer namespace's receive work (RPS on l0 and l1) and govs
+// run on -balancer-cpu; this process (the real servers), the generator, wrk and the switch's
+// bridging run on -load-cpu. Each phase sends a 64-byte UDP flood over ~64k flows and runs wrk.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/govs/govs/lab"
+)
+
+// options are the command line.
+type options struct {
+	govs        string
+	duration    time.Duration
+	warmup      time.Duration
+	jsonOut     bool
+	flows       int
+	frameLen    int
+	batch       int
+	balancerCPU int
+	loadCPU     int
+	single      bool
+	phases      string
+	sink        string
+}
+
+func main() { os.Exit(run(os.Args[1:])) }
+
+func run(args []string) int {
+	var o options
+	fs := flag.NewFlagSet("benchlab", flag.ContinueOnError)
+	fs.StringVar(&o.govs, "govs", "bin/govs", "govs binary to measure (`make build` makes bin/govs)")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measurement (UDP flood, each wrk run)")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "flood time before the UDP measurement window opens (fills conntrack)")
+	fs.BoolVar(&o.jsonOut, "json", false, "print the report as JSON instead of a table")
+	fs.IntVar(&o.flows, "flows", 64512, "UDP flows: source ports 1024.. from the client")
+	fs.IntVar(&o.frameLen, "frame-len", 64, "UDP flood frame length in bytes, Ethernet header included, no FCS")
+	fs.IntVar(&o.batch, "batch", 256, "frames per sendmmsg(2) call in the generator")
+	fs.IntVar(&o.balancerCPU, "balancer-cpu", 0, "CPU for the balancer: its RPS and govs")
+	fs.IntVar(&o.loadCPU, "load-cpu", 1, "CPU for everything else: generator, wrk, real servers, switch")
+	fs.BoolVar(&o.single, "single", true, "also measure one connection's latency (wrk -t1 -c1)")
+	fs.StringVar(&o.phases, "phases", "gen,kernel,govs", "phases to run, comma separated: gen (the generator's own ceiling), kernel, govs")
+	fs.StringVar(&o.sink, "sink", "servers", "where the flood is counted and dropped: servers (each real server's eth0) or switch (the switch port facing the balancer's l1: spares the load CPU the bridge and server work)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if err := o.check(); err != nil {
+		fmt.Fprintln(os.Stderr, "benchlab:", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := bench(ctx, o)
+	if rep != nil {
+		if o.jsonOut {
+			if werr := writeJSON(os.Stdout, rep); werr != nil {
+				fmt.Fprintln(os.Stderr, "benchlab:", werr)
+			}
+		} else {
+			writeTable(os.Stdout, rep)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchlab:", err)
+		if ctx.Err() != nil {
+			return 130
+		}
+		return 1
+	}
+	return 0
+}
+
+func (o *options) check() error {
+	switch {
+	case o.duration < 500*time.Millisecond || o.duration > 10*time.Minute:
+		return fmt.Errorf("-duration %v: want 500ms..10m", o.duration)
+	case o.warmup < 0 || o.warmup > time.Minute:
+		return fmt.Errorf("-warmup %v: want 0..1m", o.warmup)
+	case o.flows < 1 || o.flows > 64512:
+		return fmt.Errorf("-flows %d: want 1..64512", o.flows)
+	case o.frameLen < minFrameLen || o.frameLen > 1514:
+		return fmt.Errorf("-frame-len %d: want %d..1514", o.frameLen, minFrameLen)
+	case o.batch < 1 || o.batch > 4096:
+		return fmt.Errorf("-batch %d: want 1..4096", o.batch)
+	case o.balancerCPU == o.loadCPU || o.balancerCPU < 0 || o.loadCPU < 0 || o.balancerCPU > 63 || o.loadCPU > 63:
+		return fmt.Errorf("-balancer-cpu %d and -load-cpu %d must be two different CPUs 0..63", o.balancerCPU, o.loadCPU)
+	}
+	if o.sink != "servers" && o.sink != "switch" {
+		return fmt.Errorf("-sink %q: want servers or switch", o.sink)
+	}
+	for _, p := range strings.Split(o.phases, ",") {
+		if p != "gen" && p != "kernel" && p != "govs" {
+			return fmt.Errorf("-phases %q: unknown phase %q (want gen, kernel, govs)", o.phases, p)
+		}
+	}
+	return nil
+}
+
+func (o *options) runs(phase string) bool {
+	for _, p := range strings.Split(o.phases, ",") {
+		if p == phase {
+			return true
+		}
+	}
+	return false
+}
+
+// bench builds the topology, runs the phases and always tears everything down. The report is
+// returned whenever the topology came up, also with an error, so partial figures are shown.
+func bench(ctx context.Context, o options) (rep *report, err error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("needs root for network namespaces: run it as root (sudo)")
+	}
+	for _, tool := range []string{"ip", "nft", "wrk", "taskset"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("failed to find %s: install it (apt-get install -y iproute2 nftables wrk util-linux) or run bench/lab.sh", tool)
+		}
+	}
+	if err := pinProcess(o.loadCPU); err != nil {
+		return nil, err
+	}
+	removeStaleNamespaces(os.Stderr)
+
+	rep = newReport(o)
+	if before, err := readCPUTimes(); err == nil {
+		time.Sleep(time.Second) // background load, so a busy machine is visible in the report
+		if after, err := readCPUTimes(); err == nil {
+			rep.Env.IdleBusyBalancerCPU = busyPercent(before, after, o.balancerCPU)
+			rep.Env.IdleBusyLoadCPU = busyPercent(before, after, o.loadCPU)
+		}
+	}
+
+	topo, err := lab.New(lab.Options{Method: "nat", Prefix: namespacePrefix})
+	if err != nil {
+		return nil, fmt.Errorf("failed to build the lab topology: %w", err)
+	}
+	defer func() {
+		if cerr := topo.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("failed to tear down %s: %w", topo, cerr))
+		}
+	}()
+	srvs, err := lab.StartServers(topo)
+	if err != nil {
+		return rep, fmt.Errorf("failed to start the real servers: %w", err)
+	}
+	defer srvs.Close()
+	if err := setRPS(topo, o); err != nil {
+		return rep, err
+	}
+	logf("topology up: %s", topo)
+
+	if o.runs("gen") {
+		rep.Generator = runGeneratorCalibration(ctx, topo, o)
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+	}
+	if o.runs("kernel") {
+		rep.Kernel = runKernelPhase(ctx, topo, o)
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+	}
+	if o.runs("govs") {
+		rep.Govs = runGovsPhase(ctx, topo, o)
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+	}
+	if rep.Kernel != nil && rep.Kernel.Error != "" {
+		return rep, fmt.Errorf("kernel phase failed: %s", rep.Kernel.Error)
+	}
+	return rep, nil
+}
+
+// namespacePrefix names this program's namespaces; lab appends "-<pid>-<random>-<role>".
+const namespacePrefix = "govs-benchlab"
+
+// removeStaleNamespaces deletes namespaces a killed earlier run left behind: ours by prefix,
+// whose process is gone.
+func removeStaleNamespaces(log *os.File) {
+	ents, err := os.ReadDir("/run/netns")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), namespacePrefix+"-")
+		if !ok {
+			continue
+		}
+		pidStr, _, _ := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidStr)
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join("/proc", pidStr)); err == nil {
+			continue // its run is still going
+		}
+		if out, err := exec.Command("ip", "netns", "del", e.Name()).CombinedOutput(); err != nil {
+			fmt.Fprintf(log, "benchlab: could not remove stale namespace %s: %v: %s\n", e.Name(), err, out)
+		} else {
+			fmt.Fprintf(log, "benchlab: removed stale namespace %s (pid %d is gone)\n", e.Name(), pid)
+		}
+	}
+}
+
+// setRPS steers receive processing: frames entering the balancer (l0, l1) to the balancer's
+// CPU, frames leaving it (arriving at the switch's lb0, lb1) to the load CPU. With veth the
+// receive softirq otherwise runs on the sending CPU, so without this the balancer's work would
+// run wherever the generator or the servers happen to be, and the servers' and bridges' work
+// would be billed to the balancer's CPU.
+func setRPS(topo *lab.Topology, o options) error {
+	for _, s := range []struct {
+		ns     *lab.NS
+		ifaces []string
+		cpu    int
+	}{
+		{topo.Balancer, []string{"l0", "l1"}, o.balancerCPU},
+		{topo.Switch, []string{"lb0", "lb1"}, o.loadCPU},
+	} {
+		for _, ifname := range s.ifaces {
+			script := fmt.Sprintf("for f in /sys/class/net/%s/queues/rx-*/rps_cpus; do echo %x > $f || exit 1; done", ifname, uint64(1)<<s.cpu)
+			if out, err := s.ns.Command("sh", "-c", script).CombinedOutput(); err != nil {
+				return fmt.Errorf("failed to set RPS on %s in %s (kernel without CONFIG_RPS?): %w: %s", ifname, s.ns.Name, err, strings.TrimSpace(string(out)))
+			}
+		}
+	}
+	return nil
+}
+
+// nsCommand runs name in ns like NS.Command, but ends it with ctx.
+func nsCommand(ctx context.Context, ns *lab.NS, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns.Name, name}, args...)...)
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// runIn runs a short command in ns and returns an error carrying its output.
+func runIn(ctx context.Context, ns *lab.NS, stdin string, name string, args ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	cmd := nsCommand(ctx, ns, name, args...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("failed to run `%s %s` in %s: %w: %s", name, strings.Join(args, " "), ns.Name, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// logf reports progress on stderr, so stdout stays the report.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "benchlab: "+format+"\n", args...)
+}
+
+// sleepCtx sleeps d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,578 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/govs/govs/lab"
+)
+
+// The lab's real servers' eth0 inside each server namespace, and the service ports.
+const (
+	udpPort  = lab.UDPEchoPort
+	httpPort = lab.HTTPPort
+)
+
+// kernelRuleset is the kernel's balancer: stateless round robin at the first packet of a
+// connection, conntrack does the rest (replies un-NATed, later packets follow the first).
+// No port in the mapping: TCP :80 and UDP :9000 keep their ports.
+const kernelRuleset = `table ip lab {
+	chain pre {
+		type nat hook prerouting priority dstnat; policy accept;
+		ip daddr %s dnat to numgen inc mod %d map { %s }
+	}
+}
+`
+
+// runKernelPhase makes the balancer namespace's kernel the balancer (VIP on l0, forwarding,
+// nftables DNAT), measures, and undoes all of it.
+func runKernelPhase(ctx context.Context, topo *lab.Topology, o options) *phaseResult {
+	res := &phaseResult{Name: "kernel(nft dnat)"}
+	logf("kernel phase: VIP %s on l0, ip_forward=1, nft dnat numgen over %d servers", topo.VIP4, len(topo.Servers))
+	if err := kernelSetup(ctx, topo); err != nil {
+		res.Error = err.Error()
+	} else {
+		measure(ctx, topo, o, res, nil)
+	}
+	if err := kernelTeardown(topo); err != nil {
+		res.addError(err.Error())
+	}
+	return res
+}
+
+func kernelSetup(ctx context.Context, topo *lab.Topology) error {
+	if err := topo.Balancer.SetSysctl("net.ipv4.ip_forward", "1"); err != nil {
+		return err
+	}
+	if err := runIn(ctx, topo.Balancer, "", "ip", "addr", "add", topo.VIP4.String()+"/32", "dev", "l0"); err != nil {
+		return err
+	}
+	var elems []string
+	for i, a := range topo.ServerAddrs4 {
+		elems = append(elems, fmt.Sprintf("%d : %s", i, a))
+	}
+	rules := fmt.Sprintf(kernelRuleset, topo.VIP4, len(topo.ServerAddrs4), strings.Join(elems, ", "))
+	return runIn(ctx, topo.Balancer, rules, "nft", "-f", "-")
+}
+
+// kernelTeardown removes the VIP, the table and forwarding, whatever state setup reached, and
+// checks forwarding is off again so the govs phase measures govs and not the kernel.
+func kernelTeardown(topo *lab.Topology) error {
+	ctx := context.Background()
+	var errs []error
+	if err := runIn(ctx, topo.Balancer, "", "nft", "list", "table", "ip", "lab"); err == nil {
+		errs = append(errs, runIn(ctx, topo.Balancer, "", "nft", "delete", "table", "ip", "lab"))
+	}
+	if err := runIn(ctx, topo.Balancer, "", "sh", "-c", "ip -o addr show dev l0 | grep -q ' "+topo.VIP4.String()+"/32 '"); err == nil {
+		errs = append(errs, runIn(ctx, topo.Balancer, "", "ip", "addr", "del", topo.VIP4.String()+"/32", "dev", "l0"))
+	}
+	errs = append(errs, topo.Balancer.SetSysctl("net.ipv4.ip_forward", "0"))
+	if v, err := topo.Balancer.Sysctl("net.ipv4.ip_forward"); err != nil || v != "0" {
+		errs = append(errs, fmt.Errorf("failed to turn forwarding off in %s: ip_forward=%q (%v)", topo.Balancer.Name, v, err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("failed to undo the kernel balancer: %w", err)
+	}
+	return nil
+}
+
+// runGeneratorCalibration floods into a drop at the switch port the client is attached to, so
+// the generator's own ceiling is known: if a balancer's delivered rate comes close to it, the
+// generator, not the balancer, was the limit.
+func runGeneratorCalibration(ctx context.Context, topo *lab.Topology, o options) *udpResult {
+	res := &udpResult{}
+	mac, err := topo.Balancer.HardwareAddr("l0")
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	logf("generator calibration: flood dropped at the switch's ingress")
+	udpFlood(ctx, topo, o, mac, res, true)
+	return res
+}
+
+// govsProc is a running `govs run` in the balancer namespace.
+type govsProc struct {
+	cmd  *exec.Cmd
+	sock string
+	log  string
+	done chan struct{} // closed when the process has exited
+	err  error         // Wait's result, valid after done
+}
+
+// runGovsPhase starts govs with one worker pinned to the balancer CPU, waits until it is
+// ready, measures, and stops it.
+func runGovsPhase(ctx context.Context, topo *lab.Topology, o options) *phaseResult {
+	res := &phaseResult{Name: "govs"}
+	dir, err := os.MkdirTemp("", "benchlab-govs-")
+	if err != nil {
+		res.Error = fmt.Sprintf("failed to make a directory for govs's config: %v", err)
+		return res
+	}
+	defer os.RemoveAll(dir)
+	g, err := startGovs(ctx, topo, o, dir)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	defer func() {
+		if err := g.stop(); err != nil {
+			logf("govs: %v", err)
+		}
+	}()
+	measure(ctx, topo, o, res, g)
+	if st, err := govsStats(ctx, o.govs, g.sock); err == nil {
+		res.Govs = st
+	}
+	select {
+	case <-g.done:
+		res.addError("govs exited during the measurement: " + g.exitReason())
+	default:
+	}
+	return res
+}
+
+func govsConfig(topo *lab.Topology, sock string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# written by bench/benchlab\n[dataplane]\ninterfaces = [\"l0\", \"l1\"]\nworkers = 1\n\n[control]\nsocket = %q\n", sock)
+	for _, svc := range []struct {
+		proto string
+		port  int
+	}{{"tcp", httpPort}, {"udp", udpPort}} {
+		fmt.Fprintf(&b, "\n[[virtual_server]]\naddress = \"%s:%d\"\nprotocol = %q\nscheduler = \"rr\"\nmethod = \"nat\"\n", topo.VIP4, svc.port, svc.proto)
+		for _, a := range topo.ServerAddrs4 {
+			fmt.Fprintf(&b, "\n  [[virtual_server.real_server]]\n  address = \"%s:%d\"\n", a, svc.port)
+		}
+	}
+	return b.String()
+}
+
+func startGovs(ctx context.Context, topo *lab.Topology, o options, dir string) (*govsProc, error) {
+	bin, err := filepath.Abs(o.govs)
+	if err != nil {
+		return nil, fmt.Errorf("failed to locate govs binary %s: %w", o.govs, err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return nil, fmt.Errorf("failed to find the govs binary: %w (run `make build` or pass -govs)", err)
+	}
+	g := &govsProc{sock: filepath.Join(dir, "govs.sock"), log: filepath.Join(dir, "govs.log"), done: make(chan struct{})}
+	cfgPath := filepath.Join(dir, "govs.toml")
+	if err := os.WriteFile(cfgPath, []byte(govsConfig(topo, g.sock)), 0o644); err != nil {
+		return nil, fmt.Errorf("failed to write govs's config: %w", err)
+	}
+	logFile, err := os.Create(g.log)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create govs's log: %w", err)
+	}
+	// taskset execs ip, which execs govs: one process, pinned to the balancer CPU.
+	g.cmd = exec.Command("taskset", "-c", strconv.Itoa(o.balancerCPU), "ip", "netns", "exec", topo.Balancer.Name, bin, "run", "-config", cfgPath)
+	g.cmd.Stdout, g.cmd.Stderr = logFile, logFile
+	// If benchlab dies, govs goes too. Pdeathsig fires when the *thread* that forked exits, so
+	// the goroutine below holds its thread locked until govs has exited.
+	setPdeathsig(g.cmd)
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		defer logFile.Close()
+		if err := g.cmd.Start(); err != nil {
+			started <- err
+			close(g.done)
+			return
+		}
+		started <- nil
+		g.err = g.cmd.Wait()
+		close(g.done)
+	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("failed to start govs: %w", err)
+	}
+	logf("govs phase: started %s (pid %d, workers=1, CPU %d), waiting for ready", bin, g.cmd.Process.Pid, o.balancerCPU)
+	var last error
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-g.done:
+			return nil, fmt.Errorf("govs exited before becoming ready: %s", g.exitReason())
+		default:
+		}
+		st, err := govsStats(ctx, bin, g.sock)
+		if err == nil && st.Ready {
+			return g, nil
+		}
+		if err == nil {
+			err = errors.New(`stats say "ready": false`)
+		}
+		last = err
+		if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+			_ = g.stop()
+			return nil, err
+		}
+	}
+	_ = g.stop()
+	return nil, fmt.Errorf("govs not ready after 20s (last: %v); its log:\n%s", last, tail(g.log, 2000))
+}
+
+// exitReason describes how govs ended, with the end of its log. Only after done.
+func (g *govsProc) exitReason() string {
+	return fmt.Sprintf("%v; its log ends:\n%s", g.err, tail(g.log, 2000))
+}
+
+// stop sends SIGTERM, waits up to 10 s, then kills.
+func (g *govsProc) stop() error {
+	select {
+	case <-g.done:
+		return nil
+	default:
+	}
+	_ = g.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-g.done:
+		return nil
+	case <-time.After(10 * time.Second):
+	}
+	_ = g.cmd.Process.Kill()
+	select {
+	case <-g.done:
+		return errors.New("govs ignored SIGTERM for 10s and was killed")
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("govs (pid %d) does not exit even after SIGKILL", g.cmd.Process.Pid)
+	}
+}
+
+// govsStatus is the part of `govs stats -json` the report keeps.
+type govsStatus struct {
+	Ready      bool              `json:"ready"`
+	Workers    int               `json:"workers"`
+	Counters   map[string]uint64 `json:"counters"`
+	DropsTotal uint64            `json:"drops_total"`
+	Drops      map[string]uint64 `json:"drops"`
+	Rings      struct {
+		Packets uint64 `json:"packets"`
+		Drops   uint64 `json:"drops"`
+	} `json:"rings"`
+}
+
+func govsStats(ctx context.Context, bin, sock string) (*govsStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "stats", "-control", sock, "-json").Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return nil, fmt.Errorf("govs stats: %w: %s", err, strings.TrimSpace(string(ee.Stderr)))
+		}
+		return nil, fmt.Errorf("govs stats: %w", err)
+	}
+	var st govsStatus
+	if err := json.Unmarshal(out, &st); err != nil {
+		return nil, fmt.Errorf("govs stats: bad JSON: %w", err)
+	}
+	return &st, nil
+}
+
+// tail returns the last n bytes of file path, for error messages.
+func tail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > n {
+		_, _ = f.Seek(fi.Size()-n, io.SeekStart)
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, n))
+	return strings.TrimSpace(string(b))
+}
+
+// measure runs the probes, the UDP flood and wrk against the VIP, filling res. g is nil for the
+// kernel phase.
+func measure(ctx context.Context, topo *lab.Topology, o options, res *phaseResult, g *govsProc) {
+	// A fresh neighbour entry for the VIP: the phase before may have left the kernel's MAC.
+	_ = runIn(ctx, topo.Client, "", "ip", "neigh", "flush", "to", topo.VIP4.String())
+
+	res.UDP = &udpResult{}
+	mac, err := probeUDP(ctx, topo)
+	if err != nil {
+		res.UDP.Error = err.Error()
+	} else {
+		res.UDP.VIPMAC = mac.String()
+		udpFlood(ctx, topo, o, mac, res.UDP, false)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	res.HTTP = &httpResult{Threads: 2, Conns: 50}
+	if err := probeHTTP(ctx, topo); err != nil {
+		res.HTTP.Error = err.Error()
+		if o.single {
+			res.HTTPSingle = &httpResult{Threads: 1, Conns: 1, Error: res.HTTP.Error}
+		}
+		return
+	}
+	runWrk(ctx, topo, o, res.HTTP)
+	if o.single && ctx.Err() == nil {
+		res.HTTPSingle = &httpResult{Threads: 1, Conns: 1}
+		runWrk(ctx, topo, o, res.HTTPSingle)
+	}
+}
+
+// probeUDP sends datagrams to the VIP's UDP echo until one is answered by a real server and
+// returns the MAC the client's kernel resolved for the VIP, which the generator then uses.
+func probeUDP(ctx context.Context, topo *lab.Topology) (net.HardwareAddr, error) {
+	addr := net.JoinHostPort(topo.VIP4.String(), strconv.Itoa(udpPort))
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	c, err := topo.Client.Dial(dctx, "udp", addr)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	buf := make([]byte, 256)
+	var answered string
+	for try := 0; try < 5 && answered == ""; try++ {
+		if _, err := c.Write([]byte("benchlab-probe")); err != nil {
+			return nil, fmt.Errorf("failed to send a UDP probe to %s: %w", addr, err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(time.Second))
+		if n, err := c.Read(buf); err == nil && strings.HasPrefix(string(buf[:n]), "rs") {
+			answered = string(buf[:n])
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	mac, err := neighMAC(topo)
+	if err != nil {
+		return nil, err
+	}
+	if answered == "" {
+		return nil, fmt.Errorf("no UDP echo through the VIP %s after 5 tries (the VIP resolved to %s): not forwarding UDP", addr, mac)
+	}
+	return mac, nil
+}
+
+// probeHTTP checks one request through the VIP before wrk is let loose.
+func probeHTTP(ctx context.Context, topo *lab.Topology) error {
+	hc := topo.Client.HTTPClient(false)
+	hc.Timeout = 3 * time.Second
+	url := fmt.Sprintf("http://%s:%d/", topo.VIP4, httpPort)
+	var last error
+	for try := 0; try < 3; try++ {
+		resp, err := hc.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 100))
+			resp.Body.Close()
+			if resp.StatusCode == 200 && strings.HasPrefix(string(body), "rs") {
+				return nil
+			}
+			err = fmt.Errorf("status %d, body %q", resp.StatusCode, body)
+		}
+		last = err
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("no HTTP answer through the VIP (GET %s): %w", url, last)
+}
+
+// dropRuleset drops the flood at each real server's ingress, after the veth has counted it, so
+// the servers neither echo it back through the balancer nor spend CPU on the UDP stack.
+//
+// The generator's calibration run drops the flood where it enters the switch instead (device
+// "cl"), so it measures what the generator and the client's veth alone can push.
+const dropRuleset = `table netdev benchlab {
+	chain in {
+		type filter hook ingress device %q priority -500; policy accept;
+		udp dport %d drop
+	}
+}
+`
+
+// counterSnap is one reading of everything the UDP measurement compares.
+type counterSnap struct {
+	at        time.Time
+	generated uint64
+	clientTx  uint64
+	serverRx  []uint64
+	cpu       map[int]cpuTimes
+	softnet   map[int]uint64
+}
+
+func snapshot(topo *lab.Topology, sinks []*lab.NS, dev string, sent *atomic.Uint64) (counterSnap, error) {
+	s := counterSnap{at: time.Now(), generated: sent.Load()}
+	var err error
+	if _, s.clientTx, _, err = linkCounters(topo.Client, lab.ClientIface); err != nil {
+		return s, err
+	}
+	for _, ns := range sinks {
+		rx, _, _, err := linkCounters(ns, dev)
+		if err != nil {
+			return s, err
+		}
+		s.serverRx = append(s.serverRx, rx)
+	}
+	if s.cpu, err = readCPUTimes(); err != nil {
+		return s, err
+	}
+	s.softnet, _ = readSoftnetDrops()
+	return s, nil
+}
+
+// udpFlood sends the 64-byte flood to dst (the VIP's MAC) for warmup + duration and counts what
+// the real servers received in the window after the warmup.
+func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.HardwareAddr, res *udpResult, calibrate bool) {
+	srcMAC, err := topo.Client.HardwareAddr(lab.ClientIface)
+	if err != nil {
+		res.Error = err.Error()
+		return
+	}
+	frames, err := buildFrames(flowSpec{
+		SrcMAC: srcMAC, DstMAC: dst, Src: topo.ClientAddr4, Dst: topo.VIP4,
+		DstPort: udpPort, FirstPort: 1024, Flows: o.flows, FrameLen: o.frameLen,
+	})
+	if err != nil {
+		res.Error = err.Error()
+		return
+	}
+	res.Flows, res.FrameLen = o.flows, o.frameLen
+	sinks, dev := topo.Servers, lab.ServerIface
+	switch {
+	case calibrate:
+		sinks, dev = []*lab.NS{topo.Switch}, "cl"
+	case o.sink == "switch":
+		sinks, dev = []*lab.NS{topo.Switch}, "lb1"
+	}
+	res.CountedAt = dev + " rx_packets in " + sinks[0].Name
+	if len(sinks) > 1 {
+		res.CountedAt = fmt.Sprintf("%s rx_packets in %d real servers", dev, len(sinks))
+	}
+	defer func() {
+		for _, ns := range sinks {
+			_ = runIn(context.Background(), ns, "", "sh", "-c", "nft delete table netdev benchlab 2>/dev/null || true")
+		}
+	}()
+	for _, ns := range sinks {
+		if err := runIn(ctx, ns, fmt.Sprintf(dropRuleset, dev, udpPort), "nft", "-f", "-"); err != nil {
+			res.Error = err.Error()
+			return
+		}
+	}
+
+	logf("  udp: %d-byte frames, %d flows, %v warmup + %v", o.frameLen, o.flows, o.warmup, o.duration)
+	var sent atomic.Uint64
+	type floodDone struct {
+		st  floodStats
+		err error
+	}
+	done := make(chan floodDone, 1)
+	go func() {
+		st, err := flood(ctx, floodConfig{
+			NS: topo.Client, Iface: lab.ClientIface, CPU: o.loadCPU, Frames: frames,
+			Batch: o.batch, Duration: o.warmup + o.duration + 300*time.Millisecond,
+		}, &sent)
+		done <- floodDone{st, err}
+	}()
+	fail := func(err error) {
+		res.Error = err.Error()
+		<-done // the flood ends by its own deadline or ctx
+	}
+	if err := sleepCtx(ctx, o.warmup); err != nil {
+		fail(err)
+		return
+	}
+	before, err := snapshot(topo, sinks, dev, &sent)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if err := sleepCtx(ctx, o.duration); err != nil {
+		fail(err)
+		return
+	}
+	after, err := snapshot(topo, sinks, dev, &sent)
+	if err != nil {
+		fail(err)
+		return
+	}
+	fd := <-done
+	if fd.err != nil {
+		res.Error = fd.err.Error()
+		return
+	}
+	secs := after.at.Sub(before.at).Seconds()
+	res.Seconds = secs
+	res.GeneratorPPS = float64(after.generated-before.generated) / secs
+	res.OfferedPPS = float64(after.clientTx-before.clientTx) / secs
+	var delivered uint64
+	for i := range after.serverRx {
+		d := after.serverRx[i] - before.serverRx[i]
+		res.PerServer = append(res.PerServer, d)
+		delivered += d
+	}
+	res.DeliveredPPS = float64(delivered) / secs
+	res.SendRefusals = fd.st.NoBufs
+	res.BalancerCPUBusy = busyPercent(before.cpu, after.cpu, o.balancerCPU)
+	res.LoadCPUBusy = busyPercent(before.cpu, after.cpu, o.loadCPU)
+	if before.softnet != nil && after.softnet != nil {
+		res.BacklogDropsBalancerCPU = after.softnet[o.balancerCPU] - before.softnet[o.balancerCPU]
+		res.BacklogDropsLoadCPU = after.softnet[o.loadCPU] - before.softnet[o.loadCPU]
+	}
+	if res.LoadCPUBusy > 95 && res.BalancerCPUBusy >= 0 && res.BalancerCPUBusy < 90 {
+		res.LimitedBy = "load-cpu"
+	} else if res.BalancerCPUBusy > 95 {
+		res.LimitedBy = "balancer-cpu"
+	}
+	logf("  udp: generator %.0f pps, offered %.0f pps, delivered %.0f pps (cpu%d %.0f%% busy, cpu%d %.0f%%)",
+		res.GeneratorPPS, res.OfferedPPS, res.DeliveredPPS, o.balancerCPU, res.BalancerCPUBusy, o.loadCPU, res.LoadCPUBusy)
+	if delivered == 0 && !calibrate {
+		res.Error = "no flood frame came out of the balancer (" + res.CountedAt + ")"
+	}
+}
+
+// runWrk runs wrk in the client namespace on the load CPU and parses its report into res.
+func runWrk(ctx context.Context, topo *lab.Topology, o options, res *httpResult) {
+	secs := max(1, int(o.duration.Round(time.Second)/time.Second))
+	url := fmt.Sprintf("http://%s:%d/", topo.VIP4, httpPort)
+	logf("  http: wrk -t%d -c%d -d%ds --latency %s", res.Threads, res.Conns, secs, url)
+	wctx, cancel := context.WithTimeout(ctx, time.Duration(secs)*time.Second+30*time.Second)
+	defer cancel()
+	cmd := nsCommand(wctx, topo.Client, "taskset", "-c", strconv.Itoa(o.loadCPU), "wrk",
+		"-t"+strconv.Itoa(res.Threads), "-c"+strconv.Itoa(res.Conns), "-d"+strconv.Itoa(secs)+"s", "--latency", url)
+	before, _ := readCPUTimes()
+	out, err := cmd.CombinedOutput()
+	after, _ := readCPUTimes()
+	if err != nil {
+		res.Error = fmt.Sprintf("wrk failed: %v: %s", err, strings.TrimSpace(string(out)))
+		return
+	}
+	w, err := parseWrk(string(out))
+	if err != nil {
+		res.Error = err.Error()
+		return
+	}
+	res.ReqPerSec, res.Requests = w.ReqPerSec, w.Requests
+	res.P50Ms, res.P99Ms = durMs(w.P50), durMs(w.P99)
+	res.SocketErrors, res.Non2xx = w.SocketErrors, w.Non2xx
+	res.BalancerCPUBusy = busyPercent(before, after, o.balancerCPU)
+	res.LoadCPUBusy = busyPercent(before, after, o.loadCPU)
+	logf("  http: %.0f req/s, p50 %.3f ms, p99 %.3f ms, %d socket errors", res.ReqPerSec, res.P50Ms, res.P99Ms, res.SocketErrors)
+	if w.Requests == 0 {
+		res.Error = "wrk completed no request"
+	}
+}
+
+func durMs(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

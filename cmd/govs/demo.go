@@ -1,0 +1,335 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/govs/govs/control"
+	"github.com/govs/govs/lab"
+)
+
+// demoConfig is the embedded default: two virtual services (HTTP and UDP) on the demo topology's
+// VIPs, IPv4 and IPv6, NAT to three real servers, round robin and weighted round robin.
+var demoConfig = template.Must(template.New("demo").Parse(`# govs demo configuration (embedded default; see README.md for every key)
+[dataplane]
+interfaces = ["l0", "l1"]
+workers = {{.Workers}}
+
+[control]
+socket = "{{.Socket}}"
+
+[[virtual_server]]
+address   = "{{.VIP4}}:80"
+protocol  = "tcp"
+scheduler = "rr"
+method    = "nat"
+{{range .RS4}}
+  [[virtual_server.real_server]]
+  address = "{{.}}:80"
+{{end}}
+[[virtual_server]]
+address   = "{{.VIP4}}:9000"
+protocol  = "udp"
+scheduler = "wrr"
+method    = "nat"
+{{range $i, $a := .RS4}}
+  [[virtual_server.real_server]]
+  address = "{{$a}}:9000"
+  weight  = {{index $.Weights $i}}
+{{end}}
+[[virtual_server]]
+address   = "[{{.VIP6}}]:80"
+protocol  = "tcp"
+scheduler = "rr"
+method    = "nat"
+{{range .RS6}}
+  [[virtual_server.real_server]]
+  address = "[{{.}}]:80"
+{{end}}`))
+
+func cmdDemo(args []string) int {
+	fs := newFlags("demo", "demo [-requests N] [-workers N] [-keep]", `  sudo govs demo
+  sudo govs demo -requests 600 -workers 1
+`)
+	requests := fs.Int("requests", 300, "HTTP requests (and UDP datagrams) to send through each VIP")
+	workers := fs.Int("workers", 2, "data-plane workers")
+	keep := fs.Bool("print-config", false, "print the embedded configuration and exit")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	if *keep {
+		demoConfig.Execute(os.Stdout, demoData(nil, *workers, config0Socket))
+		return 0
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "govs demo: needs root (it creates network namespaces); try `sudo make demo`")
+		return 1
+	}
+	if err := runDemo(*requests, *workers); err != nil {
+		fmt.Fprintln(os.Stderr, "govs demo:", err)
+		return 1
+	}
+	return 0
+}
+
+const config0Socket = "/run/govs/demo.sock"
+
+type demoVars struct {
+	Workers  int
+	Socket   string
+	VIP4     netip.Addr
+	VIP6     netip.Addr
+	RS4, RS6 []netip.Addr
+	Weights  []int
+}
+
+func demoData(t *lab.Topology, workers int, sock string) demoVars {
+	v := demoVars{Workers: workers, Socket: sock, Weights: []int{3, 2, 1}}
+	if t == nil {
+		v.VIP4, v.VIP6 = netip.MustParseAddr("198.18.0.100"), netip.MustParseAddr("2001:2::100")
+		for i := 0; i < 3; i++ {
+			v.RS4 = append(v.RS4, netip.AddrFrom4([4]byte{198, 19, 0, byte(11 + i)}))
+			v.RS6 = append(v.RS6, netip.MustParseAddr(fmt.Sprintf("2001:2:0:1::%x", 0x11+i)))
+		}
+		return v
+	}
+	v.VIP4, v.VIP6, v.RS4, v.RS6 = t.VIP4, t.VIP6, t.ServerAddrs4, t.ServerAddrs6
+	return v
+}
+
+func runDemo(requests, workers int) error {
+	fmt.Println("== building the demo topology: client — br0 — [l0 govs l1] — br1 — rs1 rs2 rs3 (network namespaces)")
+	topo, err := lab.New(lab.Options{Method: "nat", IPv6: true, Prefix: "govs-demo"})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		topo.Close()
+		fmt.Println("== torn down: every demo namespace removed")
+	}()
+	// Tear down on ^C too.
+	stopSig := make(chan os.Signal, 1)
+	signal.Notify(stopSig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(stopSig)
+
+	servers, err := lab.StartServers(topo)
+	if err != nil {
+		return err
+	}
+	defer servers.Close()
+
+	dir, err := os.MkdirTemp("", "govs-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "govs.sock")
+	var cfg bytes.Buffer
+	if err := demoConfig.Execute(&cfg, demoData(topo, workers, sock)); err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(dir, "govs.toml")
+	if err := os.WriteFile(cfgPath, cfg.Bytes(), 0o644); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	fmt.Printf("== starting govs in namespace %s with the embedded configuration (govs demo -print-config shows it)\n", topo.Balancer.Name)
+	cmd := topo.Balancer.Command(self, "run", "-config", cfgPath)
+	var logs lockedBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+		if waitErr != nil {
+			fmt.Printf("== govs exited: %v\n", waitErr)
+		}
+		fmt.Printf("== govs log:\n%s", indent(logs.String()))
+	}()
+	if err := waitReady(sock, exited, 15*time.Second); err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	go func() {
+		select {
+		case <-stopSig:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for _, target := range []string{net.JoinHostPort(topo.VIP4.String(), "80"), net.JoinHostPort(topo.VIP6.String(), "80")} {
+		fmt.Printf("\n== %d HTTP requests, one connection each, to http://%s/ (scheduler rr)\n", requests, target)
+		counts, failed := demoHTTP(ctx, topo.Client, target, requests)
+		printCounts(counts, failed)
+	}
+	udpTarget := net.JoinHostPort(topo.VIP4.String(), "9000")
+	fmt.Printf("\n== %d UDP flows to %s, 3 datagrams each (scheduler wrr, weights 3:2:1)\n", requests, udpTarget)
+	counts, failed := demoUDP(ctx, topo.Client, udpTarget, requests)
+	printCounts(counts, failed)
+
+	fmt.Println("\n== govs list")
+	qctx, qcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer qcancel()
+	st, err := control.QueryStatus(qctx, sock)
+	if err != nil {
+		return err
+	}
+	printList(os.Stdout, st)
+	fmt.Println("\n== govs stats")
+	printStats(os.Stdout, st)
+	return nil
+}
+
+func waitReady(sock string, exited <-chan struct{}, max time.Duration) error {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("govs exited during start-up (its log follows)")
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		st, err := control.QueryStatus(ctx, sock)
+		cancel()
+		if err == nil && st.Ready {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("govs was not ready within %v", max)
+}
+
+func demoHTTP(ctx context.Context, client *lab.NS, target string, n int) (map[string]int, int) {
+	hc := client.HTTPClient(false)
+	hc.Timeout = 5 * time.Second
+	var mu sync.Mutex
+	counts := map[string]int{}
+	failed := 0
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+target+"/", nil)
+			resp, err := hc.Do(req)
+			var body []byte
+			if err == nil {
+				body, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed++
+				return
+			}
+			counts[strings.TrimSpace(string(body))]++
+		}()
+	}
+	wg.Wait()
+	return counts, failed
+}
+
+func demoUDP(ctx context.Context, client *lab.NS, target string, flows int) (map[string]int, int) {
+	counts := map[string]int{}
+	failed := 0
+	for i := 0; i < flows && ctx.Err() == nil; i++ {
+		c, err := client.Dial(ctx, "udp", target)
+		if err != nil {
+			failed++
+			continue
+		}
+		server := ""
+		for j := 0; j < 3; j++ {
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			if _, err := fmt.Fprintf(c, "flow %d datagram %d", i, j); err != nil {
+				break
+			}
+			buf := make([]byte, 512)
+			n, err := c.Read(buf)
+			if err != nil {
+				break
+			}
+			name, _, _ := strings.Cut(string(buf[:n]), ":")
+			server = name
+		}
+		c.Close()
+		if server == "" {
+			failed++
+			continue
+		}
+		counts[server]++
+	}
+	return counts, failed
+}
+
+func printCounts(counts map[string]int, failed int) {
+	names := make([]string, 0, len(counts))
+	total := 0
+	for k, v := range counts {
+		names = append(names, k)
+		total += v
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		fmt.Printf("   %-4s answered %4d  %s\n", k, counts[k], strings.Repeat("#", counts[k]*50/max(total, 1)))
+	}
+	fmt.Printf("   failed: %d\n", failed)
+}
+
+func indent(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "   " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n   ") + "\n"
+}
+
+// lockedBuffer collects a child's output from two pipes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}

@@ -1,0 +1,306 @@
+// Command govs is the Go Virtual Server: a userspace L4 load balancer in the line of LVS/IPVS.
+//
+// Subcommands: run, check-config, stats, list, demo, version. `govs <command> -h` shows each one's
+// flags and examples.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/govs/govs/config"
+	"github.com/govs/govs/control"
+	"github.com/govs/govs/daemon"
+)
+
+var version = "dev" // set with -ldflags "-X main.version=..."
+
+type command struct {
+	name    string
+	summary string
+	run     func(args []string) int
+}
+
+var commands []command
+
+func init() {
+	commands = []command{
+		{"run", "run the load balancer in the foreground", cmdRun},
+		{"check-config", "validate a configuration file", cmdCheckConfig},
+		{"stats", "print a running govs's counters", cmdStats},
+		{"list", "list virtual and real servers (like ipvsadm -Ln)", cmdList},
+		{"demo", "build a demo topology in network namespaces and run govs in it", cmdDemo},
+		{"version", "print the version", cmdVersion},
+	}
+}
+
+func main() {
+	daemon.Version = version
+	if len(os.Args) < 2 {
+		usage(os.Stderr)
+		os.Exit(2)
+	}
+	name := os.Args[1]
+	if name == "-h" || name == "--help" || name == "help" {
+		usage(os.Stdout)
+		return
+	}
+	for _, c := range commands {
+		if c.name == name {
+			os.Exit(c.run(os.Args[2:]))
+		}
+	}
+	fmt.Fprintf(os.Stderr, "govs: unknown command %q\n\n", name)
+	usage(os.Stderr)
+	os.Exit(2)
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "govs %s: the Go Virtual Server, an L4 load balancer\n\nUsage: govs <command> [flags]\n\nCommands:\n", version)
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-13s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\nRun `govs <command> -h` for a command's flags and examples.\n")
+}
+
+// newFlags makes a FlagSet whose -h output ends with examples.
+func newFlags(name, synopsis, examples string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: govs %s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+		fmt.Fprintf(w, "\nExamples:\n%s", examples)
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) (ok bool, code int) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return false, 0
+		}
+		return false, 2
+	}
+	return true, 0
+}
+
+func cmdRun(args []string) int {
+	fs := newFlags("run", "run -config FILE", `  govs run -config /etc/govs/govs.toml
+  govs run --config govs.toml      # SIGHUP reloads the file; SIGINT/SIGTERM stop govs
+`)
+	path := fs.String("config", "", "configuration file (TOML); required")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	if *path == "" {
+		fmt.Fprintln(os.Stderr, "govs run: -config FILE is required (try `govs run -h`)")
+		return 2
+	}
+	logger := log.New(os.Stderr, "govs: ", log.LstdFlags|log.Lmicroseconds)
+	cfg, err := config.Load(*path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "govs run: invalid configuration:\n%v\n", err)
+		return 1
+	}
+	d, err := daemon.New(cfg, logger.Printf)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "govs run: %v\n", err)
+		return 1
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		d.Run(ctx)
+		close(done)
+	}()
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			next, err := config.Load(*path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
+			if err != nil {
+				logger.Printf("reload rejected, the running configuration stays:\n%v", err)
+				continue
+			}
+			if err := d.Reload(next); err != nil {
+				logger.Printf("reload rejected, the running configuration stays: %v", err)
+			}
+			continue
+		}
+		logger.Printf("%v: stopping", sig)
+		break
+	}
+	cancel()
+	<-done
+	d.Close()
+	logger.Printf("stopped")
+	return 0
+}
+
+func cmdCheckConfig(args []string) int {
+	fs := newFlags("check-config", "check-config FILE", `  govs check-config /etc/govs/govs.toml
+  govs check-config -offline bench.toml   # do not look the interfaces up on this host
+`)
+	offline := fs.Bool("offline", false, "do not check that the configured interfaces exist on this host")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "govs check-config: give exactly one FILE (try `govs check-config -h`)")
+		return 2
+	}
+	opts := config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost}
+	if *offline {
+		opts.InterfaceExists = nil
+	}
+	cfg, err := config.Load(fs.Arg(0), opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	for _, line := range cfg.Summary() {
+		fmt.Println(line)
+	}
+	return 0
+}
+
+// controlFlags adds -control and -config, which locate a running govs's control socket.
+func controlFlags(fs *flag.FlagSet) func() (string, error) {
+	sock := fs.String("control", "", "control socket of the running govs (default: from -config, else "+config.DefaultControlSocket+")")
+	cfgPath := fs.String("config", "", "configuration file of the running govs, to find its control socket")
+	return func() (string, error) {
+		if *sock != "" {
+			return *sock, nil
+		}
+		if *cfgPath != "" {
+			cfg, err := config.Load(*cfgPath, config.LoadOptions{})
+			if err != nil {
+				return "", err
+			}
+			return cfg.Control.Socket, nil
+		}
+		return config.DefaultControlSocket, nil
+	}
+}
+
+func cmdStats(args []string) int {
+	fs := newFlags("stats", "stats [-control SOCK | -config FILE] [-json]", `  govs stats
+  govs stats -control /run/govs/govs.sock -json
+`)
+	sockPath := controlFlags(fs)
+	asJSON := fs.Bool("json", false, "print the raw JSON status")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	sock, err := sockPath()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if *asJSON {
+		b, err := control.Query(ctx, sock, "stats")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "govs stats:", err)
+			return 1
+		}
+		os.Stdout.Write(b)
+		return 0
+	}
+	st, err := control.QueryStatus(ctx, sock)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "govs stats:", err)
+		return 1
+	}
+	printStats(os.Stdout, st)
+	return 0
+}
+
+func printStats(w io.Writer, st *control.Status) {
+	fmt.Fprintf(w, "govs %s  ready=%v  workers=%d  interfaces=%s  generation=%d\n",
+		st.Version, st.Ready, st.Workers, strings.Join(st.Interfaces, ","), st.Generation)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "counter\tvalue")
+	for _, k := range sortedKeys(st.Counters) {
+		fmt.Fprintf(tw, "%s\t%d\n", k, st.Counters[k])
+	}
+	fmt.Fprintf(tw, "ring_packets\t%d\nring_drops\t%d\n", st.Rings.Packets, st.Rings.Drops)
+	fmt.Fprintf(tw, "drops_total\t%d\n", st.DropsTotal)
+	for _, k := range sortedKeys(st.Drops) {
+		if st.Drops[k] != 0 {
+			fmt.Fprintf(tw, "  drop %s\t%d\n", k, st.Drops[k])
+		}
+	}
+	tw.Flush()
+}
+
+func cmdList(args []string) int {
+	fs := newFlags("list", "list [-control SOCK | -config FILE]", `  govs list
+  govs list -config /etc/govs/govs.toml
+`)
+	sockPath := controlFlags(fs)
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	sock, err := sockPath()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := control.QueryStatus(ctx, sock)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "govs list:", err)
+		return 1
+	}
+	printList(os.Stdout, st)
+	return 0
+}
+
+// printList prints virtual servers the way `ipvsadm -Ln` does, so operators read it at a glance.
+func printList(w io.Writer, st *control.Status) {
+	fmt.Fprintf(w, "IP Virtual Server govs %s\n", st.Version)
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	fmt.Fprintln(tw, "Prot LocalAddress:Port\tScheduler\t\t")
+	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tConns\tPackets\tResolved")
+	for _, vs := range st.VirtualServers {
+		fmt.Fprintf(tw, "%s  %s\t%s\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler)
+		fwd := map[string]string{"nat": "Masq", "dr": "Route"}[vs.Method]
+		for _, rs := range vs.RealServers {
+			fmt.Fprintf(tw, "  -> %s\t%s\t%d\t%d\t%d\t%v\n", rs.Address, fwd, rs.Weight, rs.Connections, rs.Packets, rs.Resolved)
+		}
+	}
+	tw.Flush()
+}
+
+func cmdVersion(args []string) int {
+	fs := newFlags("version", "version", "  govs version\n")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	fmt.Printf("govs %s\n", version)
+	return 0
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

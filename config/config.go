@@ -1,0 +1,256 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Protocol is the transport protocol of a virtual server. The zero value is
+// invalid.
+type Protocol uint8
+
+// Protocols govs balances.
+const (
+	ProtocolTCP Protocol = 1
+	ProtocolUDP Protocol = 2
+)
+
+// String returns "tcp" or "udp", the spelling used in the config file.
+func (p Protocol) String() string {
+	switch p {
+	case ProtocolTCP:
+		return "tcp"
+	case ProtocolUDP:
+		return "udp"
+	}
+	return "Protocol(" + strconv.Itoa(int(p)) + ")"
+}
+
+// Number returns the IP protocol number (6 for TCP, 17 for UDP), or 0 for an
+// invalid Protocol.
+func (p Protocol) Number() uint8 {
+	switch p {
+	case ProtocolTCP:
+		return 6
+	case ProtocolUDP:
+		return 17
+	}
+	return 0
+}
+
+// Method is how packets are forwarded to a real server (IPVS calls this the
+// forwarding method). The zero value is invalid.
+type Method uint8
+
+// Forwarding methods govs implements.
+const (
+	// MethodNAT rewrites the destination (and the source on the way back);
+	// replies must return through govs.
+	MethodNAT Method = 1
+	// MethodDR (direct routing) rewrites only the destination MAC; the real
+	// server holds the VIP itself and answers clients directly.
+	MethodDR Method = 2
+)
+
+// String returns "nat" or "dr", the spelling used in the config file.
+func (m Method) String() string {
+	switch m {
+	case MethodNAT:
+		return "nat"
+	case MethodDR:
+		return "dr"
+	}
+	return "Method(" + strconv.Itoa(int(m)) + ")"
+}
+
+// DefaultControlSocket is the unix socket `govs stats` and friends talk to when
+// [control] socket is not set.
+var DefaultControlSocket = "/run/govs/govs.sock"
+
+// Default idle timeouts, the same as IPVS (net/netfilter/ipvs/ip_vs_proto_tcp.c
+// and ip_vs_proto_udp.c; `ipvsadm --set` shows them as 900 120 300).
+const (
+	DefaultTimeoutTCP    = 900 * time.Second
+	DefaultTimeoutTCPFin = 120 * time.Second
+	DefaultTimeoutUDP    = 300 * time.Second
+)
+
+// Config is a validated govs configuration. Every field is set: defaults are
+// filled in by Parse.
+type Config struct {
+	File           string // the file it was read from, for messages
+	Dataplane      Dataplane
+	Control        Control
+	Timeouts       Timeouts
+	VirtualServers []VirtualServer
+}
+
+// Dataplane is the [dataplane] table.
+type Dataplane struct {
+	Interfaces []string // interfaces govs reads and writes; at least one, no duplicates
+	Workers    int      // 0 means one per CPU; at most 1024
+}
+
+// Control is the [control] table.
+type Control struct {
+	Socket string // absolute path of the unix control socket
+}
+
+// Timeouts is the [timeouts] table: connection idle timeouts, all > 0.
+type Timeouts struct {
+	TCP    time.Duration // established TCP
+	TCPFin time.Duration // TCP after FIN
+	UDP    time.Duration
+}
+
+// VirtualServer is one [[virtual_server]]: a VIP:port and protocol that govs
+// balances over its real servers.
+type VirtualServer struct {
+	Address     netip.AddrPort
+	Protocol    Protocol
+	Scheduler   string // one of ImplementedSchedulers: "rr", "wrr"
+	Method      Method
+	RealServers []RealServer // at least one, same address family as Address
+	Line        int          // line of its [[virtual_server]] header, for messages
+}
+
+// Key identifies a virtual server, e.g. "tcp/198.18.0.100:80" or
+// "udp/[2001:2::100]:53". No two virtual servers in a Config share a Key.
+func (vs *VirtualServer) Key() string {
+	return vs.Protocol.String() + "/" + vs.Address.String()
+}
+
+// RealServer is one [[virtual_server.real_server]].
+type RealServer struct {
+	Address netip.AddrPort
+	Weight  int // 0..65535; 0 means no new connections
+	Line    int // line of its header (or inline table), for messages
+}
+
+// summaryMaxRealServers bounds how many real servers one Summary line lists.
+const summaryMaxRealServers = 8
+
+// Summary returns one line per virtual server, for `govs check-config`, e.g.
+//
+//	198.18.0.100:80 tcp scheduler=rr method=nat real_servers=2 (198.19.0.11:80 w=1, 198.19.0.12:80 w=1)
+//
+// Long real-server lists are cut after a few entries with "... N more".
+func (c *Config) Summary() []string {
+	out := make([]string, 0, len(c.VirtualServers))
+	for i := range c.VirtualServers {
+		vs := &c.VirtualServers[i]
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s %s scheduler=%s method=%s real_servers=%d (",
+			vs.Address, vs.Protocol, vs.Scheduler, vs.Method, len(vs.RealServers))
+		for j, rs := range vs.RealServers {
+			if j == summaryMaxRealServers {
+				fmt.Fprintf(&b, ", ... %d more", len(vs.RealServers)-j)
+				break
+			}
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s w=%d", rs.Address, rs.Weight)
+		}
+		b.WriteString(")")
+		out = append(out, b.String())
+	}
+	return out
+}
+
+// LoadOptions controls the checks Load and Parse make against the host.
+type LoadOptions struct {
+	// InterfaceExists reports whether a network interface exists on this host; nil skips the check
+	// (offline replay must not look interfaces up).
+	InterfaceExists func(name string) bool
+}
+
+// InterfaceExistsOnHost reports whether this host has a network interface
+// called name. It is the usual LoadOptions.InterfaceExists for the daemon.
+func InterfaceExistsOnHost(name string) bool {
+	_, err := net.InterfaceByName(name)
+	return err == nil
+}
+
+// Load reads and validates the config file at path. A file that cannot be read
+// gives a wrapped *os.PathError; a file with problems gives Errors.
+func Load(path string, opts LoadOptions) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read config: %w", err)
+	}
+	return Parse(data, path, opts)
+}
+
+// Parse validates data, the contents of filename (used only in messages). When
+// anything is wrong it returns Errors listing every problem found, sorted by
+// line.
+func Parse(data []byte, filename string, opts LoadOptions) (*Config, error) {
+	p := &parser{file: filename, src: data, opts: opts}
+	c := p.parse()
+	if len(p.errs) > 0 {
+		p.errs.sort()
+		return nil, p.errs
+	}
+	return c, nil
+}
+
+// Error is one problem in a config file.
+type Error struct {
+	File  string
+	Line  int    // 1-based; 0 when the problem is about the file as a whole (a missing table)
+	Field string // TOML path as written, e.g. "virtual_server[2].real_server[1].weight"; may be empty for syntax errors
+	Msg   string // what is wrong and what to write instead
+}
+
+// Error formats e as "file:line: field: msg", leaving out the line when it is
+// 0 and the field when it is empty.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteByte(':')
+		b.WriteString(strconv.Itoa(e.Line))
+	}
+	b.WriteString(": ")
+	if e.Field != "" {
+		b.WriteString(e.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found in one file, sorted by line. Load and Parse
+// return it (never an empty one) when validation fails; use errors.As to get
+// at the individual problems.
+type Errors []*Error
+
+// Error joins the problems with newlines.
+func (es Errors) Error() string {
+	var b strings.Builder
+	for i, e := range es {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+// Unwrap exposes each problem to errors.Is and errors.As.
+func (es Errors) Unwrap() []error {
+	out := make([]error, len(es))
+	for i, e := range es {
+		out[i] = e
+	}
+	return out
+}
+
+var _ error = Errors(nil)
+var _ error = (*Error)(nil)

@@ -1,0 +1,664 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// dp is a valid [dataplane] table: lines 1-2 of most cases below.
+const dp = "[dataplane]\ninterfaces = [\"l0\"]\n"
+
+// vsHead is a valid virtual server header and keys without real servers:
+// lines 3-7 when it follows dp.
+const vsHead = `[[virtual_server]]
+address = "198.18.0.100:80"
+protocol = "tcp"
+scheduler = "rr"
+method = "nat"
+`
+
+// rs is a valid real server: two lines.
+const rs = `[[virtual_server.real_server]]
+address = "198.19.0.11:80"
+`
+
+func TestParseMinimal(t *testing.T) {
+	c, err := Load("testdata/minimal.toml", LoadOptions{InterfaceExists: func(string) bool { return true }})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := &Config{
+		File:      "testdata/minimal.toml",
+		Dataplane: Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 0},
+		Control:   Control{Socket: "/run/govs/govs.sock"},
+		Timeouts:  Timeouts{TCP: 900 * time.Second, TCPFin: 120 * time.Second, UDP: 300 * time.Second},
+		VirtualServers: []VirtualServer{{
+			Address:   netip.MustParseAddrPort("198.18.0.100:80"),
+			Protocol:  ProtocolTCP,
+			Scheduler: "rr",
+			Method:    MethodNAT,
+			RealServers: []RealServer{
+				{Address: netip.MustParseAddrPort("198.19.0.11:80"), Weight: 1, Line: 11},
+			},
+			Line: 5,
+		}},
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("Load(minimal):\n got %+v\nwant %+v", c, want)
+	}
+	if got, want := c.VirtualServers[0].Key(), "tcp/198.18.0.100:80"; got != want {
+		t.Errorf("Key() = %q, want %q", got, want)
+	}
+	wantSummary := []string{"198.18.0.100:80 tcp scheduler=rr method=nat real_servers=1 (198.19.0.11:80 w=1)"}
+	if got := c.Summary(); !reflect.DeepEqual(got, wantSummary) {
+		t.Errorf("Summary() = %q, want %q", got, wantSummary)
+	}
+}
+
+func TestParseFull(t *testing.T) {
+	c, err := Load("testdata/full.toml", LoadOptions{})
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := &Config{
+		File:      "testdata/full.toml",
+		Dataplane: Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 2},
+		Control:   Control{Socket: "/run/govs/test.sock"},
+		Timeouts:  Timeouts{TCP: 15 * time.Minute, TCPFin: time.Minute, UDP: 30 * time.Second},
+		VirtualServers: []VirtualServer{
+			{
+				Address:   netip.MustParseAddrPort("198.18.0.100:80"),
+				Protocol:  ProtocolTCP,
+				Scheduler: "wrr",
+				Method:    MethodDR,
+				RealServers: []RealServer{
+					{Address: netip.MustParseAddrPort("198.19.0.11:80"), Weight: 3, Line: 23},
+					{Address: netip.MustParseAddrPort("198.19.0.12:80"), Weight: 0, Line: 27},
+				},
+				Line: 17,
+			},
+			{
+				Address:   netip.MustParseAddrPort("[2001:2::100]:53"),
+				Protocol:  ProtocolUDP,
+				Scheduler: "rr",
+				Method:    MethodNAT,
+				RealServers: []RealServer{
+					{Address: netip.MustParseAddrPort("[2001:2::11]:5353"), Weight: 1, Line: 37},
+					{Address: netip.MustParseAddrPort("[2001:2::12]:5353"), Weight: 7, Line: 38},
+				},
+				Line: 31,
+			},
+		},
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("Load(full):\n got %+v\nwant %+v", c, want)
+	}
+	wantSummary := []string{
+		"198.18.0.100:80 tcp scheduler=wrr method=dr real_servers=2 (198.19.0.11:80 w=3, 198.19.0.12:80 w=0)",
+		"[2001:2::100]:53 udp scheduler=rr method=nat real_servers=2 ([2001:2::11]:5353 w=1, [2001:2::12]:5353 w=7)",
+	}
+	if got := c.Summary(); !reflect.DeepEqual(got, wantSummary) {
+		t.Errorf("Summary():\n got %q\nwant %q", got, wantSummary)
+	}
+	if got, want := c.VirtualServers[1].Key(), "udp/[2001:2::100]:53"; got != want {
+		t.Errorf("Key() = %q, want %q", got, want)
+	}
+}
+
+func TestParseIPv6(t *testing.T) {
+	src := dp + `[[virtual_server]]
+address = "[2001:2::100]:80"
+protocol = "tcp"
+scheduler = "wrr"
+method = "dr"
+[[virtual_server.real_server]]
+address = "[2001:2::11]:80"
+weight = 65535
+`
+	c, err := Parse([]byte(src), "v6.toml", LoadOptions{})
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	vs := c.VirtualServers[0]
+	if vs.Address != netip.MustParseAddrPort("[2001:2::100]:80") || !vs.Address.Addr().Is6() {
+		t.Errorf("VIP = %v, want [2001:2::100]:80", vs.Address)
+	}
+	if got, want := vs.RealServers[0], (RealServer{Address: netip.MustParseAddrPort("[2001:2::11]:80"), Weight: 65535, Line: 8}); got != want {
+		t.Errorf("real server = %+v, want %+v", got, want)
+	}
+	if got, want := vs.Key(), "tcp/[2001:2::100]:80"; got != want {
+		t.Errorf("Key() = %q, want %q", got, want)
+	}
+}
+
+func TestWeightOmittedVersusZero(t *testing.T) {
+	src := dp + vsHead + rs + `[[virtual_server.real_server]]
+address = "198.19.0.12:80"
+weight = 0
+`
+	c, err := Parse([]byte(src), "w.toml", LoadOptions{})
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	got := []int{c.VirtualServers[0].RealServers[0].Weight, c.VirtualServers[0].RealServers[1].Weight}
+	if want := []int{1, 0}; !reflect.DeepEqual(got, want) {
+		t.Errorf("weights = %v, want %v (omitted = 1, explicit 0 stays 0)", got, want)
+	}
+}
+
+func TestParseNoVirtualServers(t *testing.T) {
+	c, err := Parse([]byte(dp), "empty.toml", LoadOptions{})
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if len(c.VirtualServers) != 0 || len(c.Summary()) != 0 {
+		t.Errorf("got %d virtual servers, want 0", len(c.VirtualServers))
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	hasL0L1 := func(name string) bool { return name == "l0" || name == "l1" }
+	tests := []struct {
+		name string
+		src  string
+		opts LoadOptions
+		want []string
+	}{
+		// Syntax.
+		{
+			name: "syntax error keeps line and column",
+			src:  dp + "[[virtual_server]\n",
+			want: []string{`t.toml:3: dataplane: invalid TOML at column 17: expected end of table array name delimiter ']', but got '\n' instead`},
+		},
+		{
+			name: "duplicate key",
+			src:  dp + "interfaces = [\"l1\"]\n",
+			want: []string{"t.toml:3: dataplane.interfaces: invalid TOML at column 1: Key 'dataplane.interfaces' has already been defined."},
+		},
+		// Unknown keys.
+		{
+			name: "unknown key in dataplane",
+			src:  dp + "worker = 2\n",
+			want: []string{`t.toml:3: dataplane.worker: unknown key; valid keys in [dataplane] are interfaces, workers (did you mean workers?)`},
+		},
+		{
+			name: "unknown table",
+			src:  dp + "[contrl]\nsocket = \"/x\"\n",
+			want: []string{`t.toml:3: contrl: unknown key; valid keys at the top level are dataplane, control, timeouts, virtual_server (did you mean control?)`},
+		},
+		{
+			name: "unknown key in second real server",
+			src:  dp + vsHead + rs + "[[virtual_server.real_server]]\naddress = \"198.19.0.12:80\"\nwieght = 2\n",
+			want: []string{`t.toml:12: virtual_server[1].real_server[2].wieght: unknown key; valid keys in [[virtual_server.real_server]] are address, weight (did you mean weight?)`},
+		},
+		{
+			name: "unknown key in inline real server",
+			src:  dp + vsHead + "real_server = [\n  { address = \"198.19.0.11:80\" },\n  { address = \"198.19.0.12:80\", port = 80 },\n]\n",
+			want: []string{`t.toml:10: virtual_server[1].real_server[2].port: unknown key; valid keys in [[virtual_server.real_server]] are address, weight`},
+		},
+		{
+			name: "misspelled array of tables, twice",
+			src:  dp + "[[virtual_servers]]\naddress = \"198.18.0.100:80\"\n[[virtual_servers]]\n",
+			want: []string{
+				`t.toml:3: virtual_servers[1]: unknown key; valid keys at the top level are dataplane, control, timeouts, virtual_server (did you mean virtual_server?)`,
+				`t.toml:5: virtual_servers[2]: unknown key; valid keys at the top level are dataplane, control, timeouts, virtual_server (did you mean virtual_server?)`,
+			},
+		},
+		{
+			name: "misspelled real_server header",
+			src:  dp + vsHead + rs + "[[virtual_server.realserver]]\naddress = \"198.19.0.12:80\"\n",
+			want: []string{`t.toml:10: virtual_server[1].realserver[1]: unknown key; valid keys in [[virtual_server]] are address, protocol, scheduler, method, real_server (did you mean real_server?)`},
+		},
+		{
+			name: "key with wrong case",
+			src:  dp + vsHead + "[[virtual_server.real_server]]\nAddress = \"198.19.0.11:80\"\n",
+			want: []string{`t.toml:9: virtual_server[1].real_server[1].Address: unknown key; valid keys in [[virtual_server.real_server]] are address, weight (did you mean address?)`},
+		},
+		{
+			name: "unknown dotted key",
+			src:  "timeouts.tcp.idle = \"1s\"\n" + dp,
+			want: []string{`t.toml:1: timeouts.tcp: is a table; write a quoted Go duration, e.g. "15m0s"`},
+		},
+		{
+			name: "unknown keys in two virtual servers",
+			src:  dp + vsHead + rs + "persistent = 300\n" + vsHead + rs + "persistent = 300\n",
+			want: []string{
+				`t.toml:10: virtual_server[1].real_server[1].persistent: unknown key; valid keys in [[virtual_server.real_server]] are address, weight`,
+				`t.toml:12: virtual_server[2].address: tcp 198.18.0.100:80 is already defined by virtual_server[1] at line 3; each protocol and address may appear once`,
+				`t.toml:18: virtual_server[2].real_server[1].persistent: unknown key; valid keys in [[virtual_server.real_server]] are address, weight`,
+			},
+		},
+		// Shapes.
+		{
+			name: "virtual_server as a single table",
+			src:  dp + "[virtual_server]\naddress = \"198.18.0.100:80\"\n",
+			want: []string{`t.toml:3: virtual_server: is a table but must be an array of tables; write [[virtual_server]] (double brackets) before each virtual server`},
+		},
+		{
+			name: "real_server as a single table",
+			src:  dp + vsHead + "[virtual_server.real_server]\naddress = \"198.19.0.11:80\"\n",
+			want: []string{`t.toml:8: virtual_server[1].real_server: is a table but must be an array of tables; write [[virtual_server.real_server]] (double brackets) before each real server`},
+		},
+		{
+			name: "real_server table before any virtual_server",
+			src:  dp + "[virtual_server.real_server]\naddress = \"198.19.0.11:80\"\n",
+			want: []string{`t.toml:3: virtual_server: is a table but must be an array of tables; write [[virtual_server]] (double brackets) before each virtual server`},
+		},
+		{
+			name: "dataplane as a value",
+			src:  "dataplane = \"l0\"\n",
+			want: []string{`t.toml:1: dataplane: is a string but must be a table; write [dataplane] on a line of its own, followed by its keys`},
+		},
+		// Dataplane.
+		{
+			name: "dataplane missing",
+			src:  "[control]\n",
+			want: []string{`t.toml: dataplane.interfaces: is required; list the interfaces govs reads and writes, e.g. [dataplane] interfaces = ["eth0"]`},
+		},
+		{
+			name: "interfaces missing",
+			src:  "\n[dataplane]\nworkers = 1\n",
+			want: []string{`t.toml:2: dataplane.interfaces: is required; list the interfaces govs reads and writes, e.g. [dataplane] interfaces = ["eth0"]`},
+		},
+		{
+			name: "interfaces empty",
+			src:  "[dataplane]\ninterfaces = []\n",
+			want: []string{`t.toml:2: dataplane.interfaces: is empty; list at least one interface, e.g. interfaces = ["eth0"]`},
+		},
+		{
+			name: "interfaces not a list",
+			src:  "[dataplane]\ninterfaces = \"l0\"\n",
+			want: []string{`t.toml:2: dataplane.interfaces: is a string; write a list of interface names, e.g. interfaces = ["eth0", "eth1"]`},
+		},
+		{
+			name: "interface duplicate",
+			src:  "[dataplane]\ninterfaces = [\n  \"l0\",\n  \"l0\",\n]\n",
+			want: []string{`t.toml:4: dataplane.interfaces[2]: interface "l0" is already listed as dataplane.interfaces[1]; remove the duplicate`},
+		},
+		{
+			name: "interface missing on host",
+			src:  "[dataplane]\ninterfaces = [\"l0\", \"l9\"]\n",
+			opts: LoadOptions{InterfaceExists: hasL0L1},
+			want: []string{`t.toml:2: dataplane.interfaces[2]: interface "l9" does not exist on this host; check the name with "ip link"`},
+		},
+		{
+			name: "interface names invalid",
+			src:  "[dataplane]\ninterfaces = [\"\", \"eth0:1\", \"a-very-long-name-x\", 7]\n",
+			want: []string{
+				`t.toml:2: dataplane.interfaces[1]: interface name is empty; write a name such as "eth0"`,
+				`t.toml:2: dataplane.interfaces[2]: interface name "eth0:1" contains '/', ':' or white space, which the kernel does not allow (aliases like eth0:1 are not interfaces)`,
+				`t.toml:2: dataplane.interfaces[3]: interface name "a-very-long-name-x" is longer than 15 bytes, so no interface can have it`,
+				`t.toml:2: dataplane.interfaces[4]: is an integer; interface names are strings, e.g. interfaces = ["eth0", "eth1"]`,
+			},
+		},
+		{
+			name: "workers negative",
+			src:  dp + "workers = -1\n",
+			want: []string{`t.toml:3: dataplane.workers: -1 is out of range; write a number of workers from 0 to 1024 (0 = one per CPU)`},
+		},
+		{
+			name: "workers too many",
+			src:  dp + "workers = 1025\n",
+			want: []string{`t.toml:3: dataplane.workers: 1025 is out of range; write a number of workers from 0 to 1024 (0 = one per CPU)`},
+		},
+		{
+			name: "workers as string",
+			src:  dp + "workers = \"4\"\n",
+			want: []string{`t.toml:3: dataplane.workers: is a string; write an integer from 0 to 1024 (0 = one per CPU)`},
+		},
+		// Control and timeouts.
+		{
+			name: "control socket relative",
+			src:  dp + "[control]\nsocket = \"govs.sock\"\n",
+			want: []string{`t.toml:4: control.socket: "govs.sock" is not an absolute path; write one starting with /, e.g. socket = "/run/govs/govs.sock"`},
+		},
+		{
+			name: "timeouts unparsable, zero, negative, not a string",
+			src:  dp + "[timeouts]\ntcp = \"15 minutes\"\ntcp_fin = \"0s\"\nudp = \"-1s\"\n",
+			want: []string{
+				`t.toml:4: timeouts.tcp: "15 minutes" is not a duration; write a Go duration such as "15m0s" or "15m"`,
+				`t.toml:5: timeouts.tcp_fin: "0s" is not positive; write a duration greater than zero, e.g. "2m0s"`,
+				`t.toml:6: timeouts.udp: "-1s" is not positive; write a duration greater than zero, e.g. "5m0s"`,
+			},
+		},
+		{
+			name: "timeout as integer",
+			src:  dp + "[timeouts]\nudp = 300\n",
+			want: []string{`t.toml:4: timeouts.udp: is an integer; write a quoted Go duration, e.g. "5m0s"`},
+		},
+		// Virtual server address.
+		{
+			name: "vip missing",
+			src:  dp + "[[virtual_server]]\nprotocol = \"tcp\"\nscheduler = \"rr\"\nmethod = \"nat\"\n" + rs,
+			want: []string{`t.toml:3: virtual_server[1].address: is required; write address = "198.18.0.100:80" (IPv6: "[2001:2::100]:80")`},
+		},
+		{
+			name: "vip without port",
+			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "198.18.0.100", 1) + rs,
+			want: []string{`t.toml:4: virtual_server[1].address: "198.18.0.100" has no port; write "198.18.0.100:80"`},
+		},
+		{
+			name: "vip IPv6 without brackets",
+			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "2001:2::100", 1) + "[[virtual_server.real_server]]\naddress = \"[2001:2::11]:80\"\n",
+			want: []string{`t.toml:4: virtual_server[1].address: "2001:2::100" has no port; write "[2001:2::100]:80"`},
+		},
+		{
+			name: "vip garbage",
+			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "198.18.0.300:80", 1) + rs,
+			want: []string{`t.toml:4: virtual_server[1].address: "198.18.0.300:80" is not an address and port; write e.g. "198.18.0.100:80" or "[2001:2::100]:80"`},
+		},
+		{
+			name: "vip host name",
+			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "lb.example:80", 1) + rs,
+			want: []string{`t.toml:4: virtual_server[1].address: "lb.example" is not an IP address and names are not looked up; write an IP address and port such as "198.18.0.100:80" or "[2001:2::100]:80"`},
+		},
+		{
+			name: "vip port 0",
+			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "198.18.0.100:0", 1) + rs,
+			want: []string{`t.toml:4: virtual_server[1].address: port 0 (all ports) is not supported yet; write the service port, e.g. "198.18.0.100:80"`},
+		},
+		{
+			name: "vip unspecified",
+			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "0.0.0.0:80", 1) + rs,
+			want: []string{`t.toml:4: virtual_server[1].address: 0.0.0.0 is the unspecified address and cannot be a virtual server address; use an address clients reach this host on`},
+		},
+		{
+			name: "vip multicast",
+			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "[ff02::1]:80", 1) + "[[virtual_server.real_server]]\naddress = \"[2001:2::11]:80\"\n",
+			want: []string{`t.toml:4: virtual_server[1].address: ff02::1 is a multicast address and cannot be a virtual server address; use an address clients reach this host on`},
+		},
+		{
+			name: "vip loopback",
+			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "127.0.0.1:80", 1) + rs,
+			want: []string{`t.toml:4: virtual_server[1].address: 127.0.0.1 is a loopback address and cannot be a virtual server address; use an address clients reach this host on`},
+		},
+		{
+			name: "vip IPv4-mapped",
+			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "[::ffff:198.18.0.100]:80", 1) + rs,
+			want: []string{`t.toml:4: virtual_server[1].address: "[::ffff:198.18.0.100]:80" is an IPv4-mapped IPv6 address; write the IPv4 form "198.18.0.100:80"`},
+		},
+		{
+			name: "vip not a string",
+			src:  dp + strings.Replace(vsHead, `"198.18.0.100:80"`, "80", 1) + rs,
+			want: []string{`t.toml:4: virtual_server[1].address: is an integer; write address = "198.18.0.100:80" (IPv6: "[2001:2::100]:80")`},
+		},
+		// Protocol, scheduler, method.
+		{
+			name: "protocol unknown",
+			src:  dp + strings.Replace(vsHead, `"tcp"`, `"icmp"`, 1) + rs,
+			want: []string{`t.toml:5: virtual_server[1].protocol: unknown protocol "icmp"; write "tcp" or "udp"`},
+		},
+		{
+			name: "protocol upper case",
+			src:  dp + strings.Replace(vsHead, `"tcp"`, `"TCP"`, 1) + rs,
+			want: []string{`t.toml:5: virtual_server[1].protocol: unknown protocol "TCP"; write "tcp" or "udp" (names are lower case: "tcp")`},
+		},
+		{
+			name: "protocol sctp",
+			src:  dp + strings.Replace(vsHead, `"tcp"`, `"sctp"`, 1) + rs,
+			want: []string{`t.toml:5: virtual_server[1].protocol: protocol "sctp" is not implemented yet; use tcp or udp`},
+		},
+		{
+			name: "protocol missing",
+			src:  dp + strings.Replace(vsHead, "protocol = \"tcp\"\n", "", 1) + rs,
+			want: []string{`t.toml:3: virtual_server[1].protocol: is required; write protocol = "tcp" or protocol = "udp"`},
+		},
+		{
+			name: "scheduler omitted means wlc",
+			src:  dp + strings.Replace(vsHead, "scheduler = \"rr\"\n", "", 1) + rs,
+			want: []string{`t.toml:3: virtual_server[1].scheduler: is not set, and the IPVS default "wlc" is not implemented yet; write scheduler = "rr" or scheduler = "wrr"`},
+		},
+		{
+			name: "scheduler empty means wlc",
+			src:  dp + strings.Replace(vsHead, `"rr"`, `""`, 1) + rs,
+			want: []string{`t.toml:6: virtual_server[1].scheduler: is not set, and the IPVS default "wlc" is not implemented yet; write scheduler = "rr" or scheduler = "wrr"`},
+		},
+		{
+			name: "scheduler known but not implemented",
+			src:  dp + strings.Replace(vsHead, `"rr"`, `"wlc"`, 1) + rs,
+			want: []string{`t.toml:6: virtual_server[1].scheduler: scheduler "wlc" is not implemented yet; use rr or wrr`},
+		},
+		{
+			name: "scheduler maglev",
+			src:  dp + strings.Replace(vsHead, `"rr"`, `"mh"`, 1) + rs,
+			want: []string{`t.toml:6: virtual_server[1].scheduler: scheduler "mh" is not implemented yet; use rr or wrr`},
+		},
+		{
+			name: "scheduler unknown",
+			src:  dp + strings.Replace(vsHead, `"rr"`, `"random"`, 1) + rs,
+			want: []string{`t.toml:6: virtual_server[1].scheduler: unknown scheduler "random"; known IPVS schedulers are rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf, twos, of which rr and wrr are implemented now`},
+		},
+		{
+			name: "method tun",
+			src:  dp + strings.Replace(vsHead, `"nat"`, `"tun"`, 1) + rs,
+			want: []string{`t.toml:7: virtual_server[1].method: method "tun" is not implemented yet; use nat or dr`},
+		},
+		{
+			name: "method fullnat",
+			src:  dp + strings.Replace(vsHead, `"nat"`, `"fullnat"`, 1) + rs,
+			want: []string{`t.toml:7: virtual_server[1].method: method "fullnat" is not implemented yet; use nat or dr`},
+		},
+		{
+			name: "method unknown",
+			src:  dp + strings.Replace(vsHead, `"nat"`, `"masq"`, 1) + rs,
+			want: []string{`t.toml:7: virtual_server[1].method: unknown method "masq"; write "nat" or "dr"`},
+		},
+		{
+			name: "method missing",
+			src:  dp + strings.Replace(vsHead, "method = \"nat\"\n", "", 1) + rs,
+			want: []string{`t.toml:3: virtual_server[1].method: is required; write method = "nat" or method = "dr"`},
+		},
+		// Virtual server as a whole.
+		{
+			name: "duplicate virtual server",
+			src:  dp + vsHead + rs + vsHead + rs,
+			want: []string{`t.toml:11: virtual_server[2].address: tcp 198.18.0.100:80 is already defined by virtual_server[1] at line 3; each protocol and address may appear once`},
+		},
+		{
+			name: "same address other protocol is fine, third duplicates first",
+			src:  dp + vsHead + rs + strings.Replace(vsHead, `"tcp"`, `"udp"`, 1) + rs + vsHead + rs,
+			want: []string{`t.toml:18: virtual_server[3].address: tcp 198.18.0.100:80 is already defined by virtual_server[1] at line 3; each protocol and address may appear once`},
+		},
+		{
+			name: "no real servers",
+			src:  dp + vsHead,
+			want: []string{`t.toml:3: virtual_server[1].real_server: virtual server has no real servers; add at least one [[virtual_server.real_server]] with an address`},
+		},
+		{
+			name: "empty inline real server list",
+			src:  dp + vsHead + "real_server = []\n",
+			want: []string{`t.toml:8: virtual_server[1].real_server: virtual server has no real servers; add at least one [[virtual_server.real_server]] with an address`},
+		},
+		// Real servers.
+		{
+			name: "real server of the other family",
+			src:  dp + vsHead + "[[virtual_server.real_server]]\naddress = \"[2001:2::11]:80\"\n",
+			want: []string{`t.toml:9: virtual_server[1].real_server[1].address: [2001:2::11]:80 is IPv6 but the virtual server 198.18.0.100:80 is IPv4; real servers must have the virtual server's address family`},
+		},
+		{
+			name: "dr with another port",
+			src:  dp + strings.Replace(vsHead, `"nat"`, `"dr"`, 1) + "[[virtual_server.real_server]]\naddress = \"198.19.0.11:8080\"\n",
+			want: []string{`t.toml:9: virtual_server[1].real_server[1].address: port 8080 differs from the virtual server port 80; method dr forwards without rewriting ports, so write "198.19.0.11:80"`},
+		},
+		{
+			name: "nat with another port is fine but duplicate is not",
+			src:  dp + vsHead + "real_server = [{address = \"198.19.0.11:8080\"}, {address = \"198.19.0.11:8080\", weight = 2}]\n",
+			want: []string{`t.toml:8: virtual_server[1].real_server[2].address: 198.19.0.11:8080 is already listed as real_server[1] of this virtual server; list each real server once`},
+		},
+		{
+			name: "real server port 0 and no port",
+			src:  dp + vsHead + "[[virtual_server.real_server]]\naddress = \"198.19.0.11:0\"\n[[virtual_server.real_server]]\naddress = \"198.19.0.12\"\n",
+			want: []string{
+				`t.toml:9: virtual_server[1].real_server[1].address: port 0 is not allowed; write the port the real server listens on, e.g. "198.19.0.11:80"`,
+				`t.toml:11: virtual_server[1].real_server[2].address: "198.19.0.12" has no port; write "198.19.0.12:80"`,
+			},
+		},
+		{
+			name: "real server address missing",
+			src:  dp + vsHead + "[[virtual_server.real_server]]\nweight = 1\n",
+			want: []string{`t.toml:8: virtual_server[1].real_server[1].address: is required; write address = "198.19.0.11:80"`},
+		},
+		{
+			name: "real server unparsable",
+			src:  dp + vsHead + "[[virtual_server.real_server]]\naddress = \"198.19.0:80\"\n",
+			want: []string{`t.toml:9: virtual_server[1].real_server[1].address: "198.19.0:80" is not an address and port; write e.g. "198.18.0.100:80" or "[2001:2::100]:80"`},
+		},
+		{
+			name: "weight out of range",
+			src:  dp + vsHead + rs + "weight = 65536\n" + rs + "weight = -1\n",
+			want: []string{
+				`t.toml:10: virtual_server[1].real_server[1].weight: 65536 is out of range; write a weight from 0 to 65535 (0 = no new connections)`,
+				`t.toml:13: virtual_server[1].real_server[2].weight: -1 is out of range; write a weight from 0 to 65535 (0 = no new connections)`,
+			},
+		},
+		{
+			name: "weight not an integer",
+			src:  dp + vsHead + rs + "weight = 1.5\n",
+			want: []string{`t.toml:10: virtual_server[1].real_server[1].weight: is a float; write an integer from 0 to 65535, e.g. weight = 1 (0 = no new connections)`},
+		},
+		// Several problems at once come back sorted by line.
+		{
+			name: "many problems sorted by line",
+			src:  "[timeouts]\ntcp = \"0s\"\n[dataplane]\ninterfaces = []\nbogus = 1\n",
+			want: []string{
+				`t.toml:2: timeouts.tcp: "0s" is not positive; write a duration greater than zero, e.g. "15m0s"`,
+				`t.toml:4: dataplane.interfaces: is empty; list at least one interface, e.g. interfaces = ["eth0"]`,
+				`t.toml:5: dataplane.bogus: unknown key; valid keys in [dataplane] are interfaces, workers`,
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(tt.src), "t.toml", tt.opts)
+			if err == nil {
+				t.Fatalf("Parse succeeded with %+v; want errors:\n%s", c, strings.Join(tt.want, "\n"))
+			}
+			if c != nil {
+				t.Errorf("Parse returned a Config along with an error")
+			}
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("Parse error %T (%v), want Errors", err, err)
+			}
+			got := strings.Split(err.Error(), "\n")
+			if diff := lineDiff(tt.want, got); diff != "" {
+				t.Errorf("errors (-want +got):\n%s", diff)
+			}
+			for _, e := range errs {
+				if e.File != "t.toml" {
+					t.Errorf("Error.File = %q, want t.toml", e.File)
+				}
+			}
+		})
+	}
+}
+
+// lineDiff returns a -want +got listing when want and got differ.
+func lineDiff(want, got []string) string {
+	if reflect.DeepEqual(want, got) {
+		return ""
+	}
+	var b strings.Builder
+	for _, w := range want {
+		b.WriteString("-" + w + "\n")
+	}
+	for _, g := range got {
+		b.WriteString("+" + g + "\n")
+	}
+	return b.String()
+}
+
+func TestErrorsAs(t *testing.T) {
+	_, err := Parse([]byte(dp+"workers = -5\n"), "t.toml", LoadOptions{})
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("errors.As(%v, *Error) = false", err)
+	}
+	want := &Error{File: "t.toml", Line: 3, Field: "dataplane.workers", Msg: "-5 is out of range; write a number of workers from 0 to 1024 (0 = one per CPU)"}
+	if *e != *want {
+		t.Errorf("got %+v, want %+v", e, want)
+	}
+}
+
+func TestErrorFormat(t *testing.T) {
+	tests := []struct {
+		name string
+		err  *Error
+		want string
+	}{
+		{"full", &Error{File: "a.toml", Line: 3, Field: "x.y", Msg: "bad"}, "a.toml:3: x.y: bad"},
+		{"no line", &Error{File: "a.toml", Field: "x.y", Msg: "bad"}, "a.toml: x.y: bad"},
+		{"no field", &Error{File: "a.toml", Line: 1, Msg: "bad"}, "a.toml:1: bad"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.err.Error(); got != tt.want {
+				t.Errorf("Error() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	es := Errors{tests[0].err, tests[2].err}
+	if got, want := es.Error(), "a.toml:3: x.y: bad\na.toml:1: bad"; got != want {
+		t.Errorf("Errors.Error() = %q, want %q", got, want)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"), LoadOptions{})
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Load(missing) = %v, want an error wrapping os.ErrNotExist", err)
+	}
+	if !strings.HasPrefix(err.Error(), "failed to read config: ") {
+		t.Errorf("Load(missing) = %q, want it to start with \"failed to read config: \"", err)
+	}
+}
+
+func TestSummaryTruncates(t *testing.T) {
+	vs := VirtualServer{Address: netip.MustParseAddrPort("198.18.0.1:53"), Protocol: ProtocolUDP, Scheduler: "rr", Method: MethodNAT}
+	for i := range 10 {
+		vs.RealServers = append(vs.RealServers, RealServer{Address: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, 0, byte(i + 1)}), 53), Weight: 1})
+	}
+	got := (&Config{VirtualServers: []VirtualServer{vs}}).Summary()[0]
+	want := "198.18.0.1:53 udp scheduler=rr method=nat real_servers=10 (198.19.0.1:53 w=1, 198.19.0.2:53 w=1, 198.19.0.3:53 w=1, 198.19.0.4:53 w=1, " +
+		"198.19.0.5:53 w=1, 198.19.0.6:53 w=1, 198.19.0.7:53 w=1, 198.19.0.8:53 w=1, ... 2 more)"
+	if got != want {
+		t.Errorf("Summary():\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestEnums(t *testing.T) {
+	tests := []struct {
+		name       string
+		got, want  string
+		num, wantN uint8
+	}{
+		{"tcp", ProtocolTCP.String(), "tcp", ProtocolTCP.Number(), 6},
+		{"udp", ProtocolUDP.String(), "udp", ProtocolUDP.Number(), 17},
+		{"zero protocol", Protocol(0).String(), "Protocol(0)", Protocol(0).Number(), 0},
+		{"nat", MethodNAT.String(), "nat", 0, 0},
+		{"dr", MethodDR.String(), "dr", 0, 0},
+		{"zero method", Method(0).String(), "Method(0)", 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.got != tt.want || tt.num != tt.wantN {
+				t.Errorf("got %q/%d, want %q/%d", tt.got, tt.num, tt.want, tt.wantN)
+			}
+		})
+	}
+}
+
+func TestInterfaceExistsOnHost(t *testing.T) {
+	if !InterfaceExistsOnHost("lo") {
+		t.Errorf(`InterfaceExistsOnHost("lo") = false, want true`)
+	}
+	if InterfaceExistsOnHost("govs-nope0") {
+		t.Errorf(`InterfaceExistsOnHost("govs-nope0") = true, want false`)
+	}
+}

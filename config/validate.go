@@ -1,0 +1,709 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// ImplementedSchedulers are the scheduler names a virtual server may use now.
+// Add a name here when sched/ implements it; the rest of the IPVS family stays
+// in knownSchedulers so operators hear "not implemented yet" rather than
+// "unknown". Callers must not modify it.
+var ImplementedSchedulers = []string{"rr", "wrr"}
+
+// knownSchedulers is the IPVS scheduler family (ipvsadm(8), --scheduler).
+var knownSchedulers = []string{"rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "dh", "sh", "mh", "fo", "ovf", "twos"}
+
+// defaultScheduler is what IPVS uses when no scheduler is given.
+const defaultScheduler = "wlc"
+
+// Limits on [dataplane].
+const (
+	maxWorkers   = 1024
+	maxWeight    = 65535
+	maxIfNameLen = 15 // IFNAMSIZ-1, see netdevice(7)
+)
+
+// The raw* types mirror the file. Leaves are `any` so that a wrong type is
+// reported by us, with the right line and field, rather than by the toml
+// decoder; tables are structs so that MetaData.Undecoded finds unknown keys.
+type rawFile struct {
+	Dataplane     *rawDataplane      `toml:"dataplane"`
+	Control       *rawControl        `toml:"control"`
+	Timeouts      *rawTimeouts       `toml:"timeouts"`
+	VirtualServer []rawVirtualServer `toml:"virtual_server"`
+}
+
+type rawDataplane struct {
+	Interfaces any `toml:"interfaces"`
+	Workers    any `toml:"workers"`
+}
+
+type rawControl struct {
+	Socket any `toml:"socket"`
+}
+
+type rawTimeouts struct {
+	TCP    any `toml:"tcp"`
+	TCPFin any `toml:"tcp_fin"`
+	UDP    any `toml:"udp"`
+}
+
+type rawVirtualServer struct {
+	Address    any             `toml:"address"`
+	Protocol   any             `toml:"protocol"`
+	Scheduler  any             `toml:"scheduler"`
+	Method     any             `toml:"method"`
+	RealServer []rawRealServer `toml:"real_server"`
+}
+
+type rawRealServer struct {
+	Address any `toml:"address"`
+	Weight  any `toml:"weight"`
+}
+
+// schema lists the valid keys of each table, by path without indexes, in the
+// order the documentation gives them. It must match the raw* types.
+var schema = map[string][]string{
+	"":                           {"dataplane", "control", "timeouts", "virtual_server"},
+	"dataplane":                  {"interfaces", "workers"},
+	"control":                    {"socket"},
+	"timeouts":                   {"tcp", "tcp_fin", "udp"},
+	"virtual_server":             {"address", "protocol", "scheduler", "method", "real_server"},
+	"virtual_server.real_server": {"address", "weight"},
+}
+
+// parser holds the state of one Parse call.
+type parser struct {
+	file string
+	src  []byte
+	opts LoadOptions
+	pos  *positions
+	errs Errors
+}
+
+func (p *parser) errf(field, format string, args ...any) {
+	line := 0
+	if p.pos != nil {
+		line = p.pos.lineOf(field)
+	}
+	p.errs = append(p.errs, &Error{File: p.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (es Errors) sort() {
+	sort.SliceStable(es, func(i, j int) bool { return es[i].Line < es[j].Line })
+}
+
+func (p *parser) parse() *Config {
+	// First pass: syntax, and the shape of the tables, on a generic map.
+	var generic map[string]any
+	if _, err := toml.Decode(string(p.src), &generic); err != nil {
+		p.tomlError(err)
+		return nil
+	}
+	p.pos = indexPositions(p.src)
+	if !p.checkShape(generic) {
+		return nil
+	}
+
+	// Second pass: into the raw structs, which marks the keys we know.
+	var raw rawFile
+	md, err := toml.Decode(string(p.src), &raw)
+	if err != nil {
+		p.tomlError(err) // not expected after checkShape; report rather than guess
+		return nil
+	}
+	p.unknownKeys(&md)
+
+	c := &Config{File: p.file}
+	p.dataplane(raw.Dataplane, &c.Dataplane)
+	p.control(raw.Control, &c.Control)
+	p.timeouts(raw.Timeouts, &c.Timeouts)
+	p.virtualServers(raw.VirtualServer, c)
+	return c
+}
+
+// tomlError reports a toml syntax or decoding error with the parser's own
+// line and column.
+func (p *parser) tomlError(err error) {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		line, col := pe.Position.Line, pe.Position.Col
+		// v1.6.0 counts a newline the lexer has already passed into Line, and
+		// its column is off when Start is the first byte of a line; the byte
+		// offset itself is right, so derive both from it.
+		if start := pe.Position.Start; start > 0 && start <= len(p.src) {
+			before := p.src[:start]
+			line = 1 + bytes.Count(before, []byte{'\n'})
+			col = start - bytes.LastIndexByte(before, '\n')
+		}
+		p.errs = append(p.errs, &Error{
+			File:  p.file,
+			Line:  line,
+			Field: pe.LastKey,
+			Msg:   fmt.Sprintf("invalid TOML at column %d: %s", col, pe.Message),
+		})
+		return
+	}
+	p.errs = append(p.errs, &Error{File: p.file, Msg: "invalid TOML: " + err.Error()})
+}
+
+// checkShape reports tables written as values and arrays of tables written as
+// single tables, which the struct decode would only reject with a Go type name.
+func (p *parser) checkShape(m map[string]any) bool {
+	ok := true
+	for _, name := range []string{"dataplane", "control", "timeouts"} {
+		if v, present := m[name]; present {
+			if _, isTable := v.(map[string]any); !isTable {
+				p.errf(name, "is %s but must be a table; write [%s] on a line of its own, followed by its keys", typeName(v), name)
+				ok = false
+			}
+		}
+	}
+	v, present := m["virtual_server"]
+	if !present {
+		return ok
+	}
+	vss, isArray := tables(v)
+	if !isArray {
+		p.errf("virtual_server", "is %s but must be an array of tables; write [[virtual_server]] (double brackets) before each virtual server", typeName(v))
+		return false
+	}
+	for i, vs := range vss {
+		if v, present := vs["real_server"]; present {
+			if _, isArray := tables(v); !isArray {
+				p.errf(fmt.Sprintf("virtual_server[%d].real_server", i+1),
+					"is %s but must be an array of tables; write [[virtual_server.real_server]] (double brackets) before each real server", typeName(v))
+				ok = false
+			}
+		}
+	}
+	return ok
+}
+
+// tables returns v as a list of tables if it is an array of tables, written
+// with [[...]] headers or as an array of inline tables.
+func tables(v any) ([]map[string]any, bool) {
+	switch v := v.(type) {
+	case []map[string]any:
+		return v, true
+	case []any:
+		out := make([]map[string]any, 0, len(v))
+		for _, e := range v {
+			t, ok := e.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, t)
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// typeName names the TOML type of a decoded value, with an article.
+func typeName(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case int64:
+		return "an integer"
+	case float64:
+		return "a float"
+	case bool:
+		return "a boolean"
+	case []map[string]any:
+		return "an array of tables"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "a table"
+	case time.Time:
+		return "a date-time"
+	case nil:
+		return "empty"
+	}
+	return "a date or time"
+}
+
+// unknownKeys reports every key the raw structs did not take, and every key
+// the decoder matched only case-insensitively (it falls back to EqualFold).
+func (p *parser) unknownKeys(md *toml.MetaData) {
+	bad := make(map[string][]string) // bare path of the first unknown segment → it
+	var order []string
+	note := func(k toml.Key) {
+		ctx := ""
+		for n, name := range k {
+			valid, isTable := schema[ctx]
+			if !isTable {
+				return // below a leaf such as workers: its type error says enough
+			}
+			if !slices.Contains(valid, name) {
+				prefix := k[:n+1]
+				s := prefix.String()
+				if _, seen := bad[s]; !seen {
+					bad[s] = prefix
+					order = append(order, s)
+				}
+				return
+			}
+			if ctx == "" {
+				ctx = name
+			} else {
+				ctx += "." + name
+			}
+		}
+	}
+	for _, k := range md.Undecoded() {
+		note(k)
+	}
+	for _, k := range md.Keys() {
+		note(k) // exact-case check of the keys the decoder did take
+	}
+
+	reported := make(map[string]bool)
+	for _, s := range order {
+		prefix := bad[s]
+		found := false
+		for _, kp := range p.pos.keys {
+			if !kp.isKey || len(kp.segs) < len(prefix) || !sameNames(kp.segs[:len(prefix)], prefix) {
+				continue
+			}
+			found = true
+			field := pathString(kp.segs[:len(prefix)])
+			if reported[field] {
+				continue
+			}
+			reported[field] = true
+			p.errs = append(p.errs, &Error{File: p.file, Line: kp.line, Field: field, Msg: unknownKeyMsg(prefix)})
+		}
+		if !found {
+			p.errs = append(p.errs, &Error{File: p.file, Field: s, Msg: unknownKeyMsg(prefix)})
+		}
+	}
+}
+
+func sameNames(segs []seg, names []string) bool {
+	for i := range segs {
+		if segs[i].name != names[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func unknownKeyMsg(k toml.Key) string {
+	table := strings.Join(k[:len(k)-1], ".")
+	valid := schema[table]
+	name := k[len(k)-1]
+	where := "at the top level"
+	switch table {
+	case "":
+	case "virtual_server", "virtual_server.real_server":
+		where = "in [[" + table + "]]"
+	default:
+		where = "in [" + table + "]"
+	}
+	msg := fmt.Sprintf("unknown key; valid keys %s are %s", where, strings.Join(valid, ", "))
+	if s := suggest(name, valid); s != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", s)
+	}
+	return msg
+}
+
+// suggest returns the valid name closest to name, if it is close enough to be
+// a typo.
+func suggest(name string, valid []string) string {
+	best, bestDist := "", 3
+	for _, v := range valid {
+		if strings.EqualFold(v, name) {
+			return v
+		}
+		if d := editDistance(strings.ToLower(name), v); d < bestDist {
+			best, bestDist = v, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance; inputs are short key names.
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 64
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func (p *parser) dataplane(raw *rawDataplane, out *Dataplane) {
+	const field = "dataplane.interfaces"
+	if raw == nil {
+		raw = &rawDataplane{}
+	}
+	switch v := raw.Interfaces.(type) {
+	case nil:
+		p.errf(field, `is required; list the interfaces govs reads and writes, e.g. [dataplane] interfaces = ["eth0"]`)
+	case []any:
+		if len(v) == 0 {
+			p.errf(field, `is empty; list at least one interface, e.g. interfaces = ["eth0"]`)
+		}
+		first := make(map[string]int, len(v))
+		for i, e := range v {
+			elem := fmt.Sprintf("%s[%d]", field, i+1)
+			name, ok := e.(string)
+			if !ok {
+				p.errf(elem, `is %s; interface names are strings, e.g. interfaces = ["eth0", "eth1"]`, typeName(e))
+				continue
+			}
+			if j, dup := first[name]; dup {
+				p.errf(elem, "interface %q is already listed as %s[%d]; remove the duplicate", name, field, j)
+				continue
+			}
+			first[name] = i + 1
+			if msg := ifNameProblem(name); msg != "" {
+				p.errf(elem, "%s", msg)
+				continue
+			}
+			if p.opts.InterfaceExists != nil && !p.opts.InterfaceExists(name) {
+				p.errf(elem, `interface %q does not exist on this host; check the name with "ip link"`, name)
+				continue
+			}
+			out.Interfaces = append(out.Interfaces, name)
+		}
+	default:
+		p.errf(field, `is %s; write a list of interface names, e.g. interfaces = ["eth0", "eth1"]`, typeName(v))
+	}
+
+	switch v := raw.Workers.(type) {
+	case nil:
+		out.Workers = 0
+	case int64:
+		if v < 0 || v > maxWorkers {
+			p.errf("dataplane.workers", "%d is out of range; write a number of workers from 0 to %d (0 = one per CPU)", v, maxWorkers)
+		} else {
+			out.Workers = int(v)
+		}
+	default:
+		p.errf("dataplane.workers", "is %s; write an integer from 0 to %d (0 = one per CPU)", typeName(v), maxWorkers)
+	}
+}
+
+// ifNameProblem checks a name the way the kernel's dev_valid_name does.
+func ifNameProblem(name string) string {
+	switch {
+	case name == "":
+		return `interface name is empty; write a name such as "eth0"`
+	case len(name) > maxIfNameLen:
+		return fmt.Sprintf("interface name %q is longer than %d bytes, so no interface can have it", name, maxIfNameLen)
+	case name == "." || name == "..":
+		return fmt.Sprintf("%q is not a valid interface name", name)
+	case strings.ContainsAny(name, "/: \t\n\r\v\f"):
+		return fmt.Sprintf("interface name %q contains '/', ':' or white space, which the kernel does not allow (aliases like eth0:1 are not interfaces)", name)
+	}
+	return ""
+}
+
+func (p *parser) control(raw *rawControl, out *Control) {
+	out.Socket = DefaultControlSocket
+	if raw == nil || raw.Socket == nil {
+		return
+	}
+	s, ok := raw.Socket.(string)
+	if !ok {
+		p.errf("control.socket", "is %s; write an absolute path, e.g. socket = %q", typeName(raw.Socket), DefaultControlSocket)
+		return
+	}
+	if !filepath.IsAbs(s) {
+		p.errf("control.socket", "%q is not an absolute path; write one starting with /, e.g. socket = %q", s, DefaultControlSocket)
+		return
+	}
+	out.Socket = filepath.Clean(s)
+}
+
+func (p *parser) timeouts(raw *rawTimeouts, out *Timeouts) {
+	if raw == nil {
+		raw = &rawTimeouts{}
+	}
+	out.TCP = p.duration("timeouts.tcp", raw.TCP, DefaultTimeoutTCP)
+	out.TCPFin = p.duration("timeouts.tcp_fin", raw.TCPFin, DefaultTimeoutTCPFin)
+	out.UDP = p.duration("timeouts.udp", raw.UDP, DefaultTimeoutUDP)
+}
+
+func (p *parser) duration(field string, v any, def time.Duration) time.Duration {
+	if v == nil {
+		return def
+	}
+	s, ok := v.(string)
+	if !ok {
+		p.errf(field, "is %s; write a quoted Go duration, e.g. %q", typeName(v), def.String())
+		return def
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		p.errf(field, "%q is not a duration; write a Go duration such as %q or \"15m\"", s, def.String())
+		return def
+	}
+	if d <= 0 {
+		p.errf(field, "%q is not positive; write a duration greater than zero, e.g. %q", s, def.String())
+		return def
+	}
+	return d
+}
+
+func (p *parser) virtualServers(raws []rawVirtualServer, c *Config) {
+	seen := make(map[string]int) // Key → 1-based index of its first appearance
+	for i := range raws {
+		vsField := fmt.Sprintf("virtual_server[%d]", i+1)
+		vs, ok := p.virtualServer(vsField, &raws[i])
+		if !ok {
+			continue
+		}
+		if j, dup := seen[vs.Key()]; dup {
+			p.errf(vsField+".address", "%s %s is already defined by virtual_server[%d] at line %d; each protocol and address may appear once",
+				vs.Protocol, vs.Address, j, c.VirtualServers[j-1].Line)
+			continue
+		}
+		seen[vs.Key()] = i + 1
+		c.VirtualServers = append(c.VirtualServers, vs)
+	}
+}
+
+// virtualServer validates one [[virtual_server]]; ok is false if anything in
+// it is wrong.
+func (p *parser) virtualServer(field string, raw *rawVirtualServer) (vs VirtualServer, ok bool) {
+	before := len(p.errs)
+	vs.Line = p.pos.lineOf(field)
+
+	addrOK := false
+	if s, isString := p.requiredString(field+".address", raw.Address, `address = "198.18.0.100:80" (IPv6: "[2001:2::100]:80")`); isString {
+		ap, msg := parseAddrPort(s, 80)
+		switch {
+		case msg != "":
+			p.errf(field+".address", "%s", msg)
+		case ap.Port() == 0:
+			p.errf(field+".address", `port 0 (all ports) is not supported yet; write the service port, e.g. %q`, netip.AddrPortFrom(ap.Addr(), 80).String())
+		case ap.Addr().IsUnspecified(), ap.Addr().IsMulticast(), ap.Addr().IsLoopback():
+			p.errf(field+".address", "%s is %s and cannot be a virtual server address; use an address clients reach this host on", ap.Addr(), addrKind(ap.Addr()))
+		default:
+			vs.Address, addrOK = ap, true
+		}
+	}
+
+	if s, isString := p.requiredString(field+".protocol", raw.Protocol, `protocol = "tcp" or protocol = "udp"`); isString {
+		switch s {
+		case "tcp":
+			vs.Protocol = ProtocolTCP
+		case "udp":
+			vs.Protocol = ProtocolUDP
+		case "sctp":
+			p.errf(field+".protocol", `protocol "sctp" is not implemented yet; use tcp or udp`)
+		default:
+			p.errf(field+".protocol", `unknown protocol %q; write "tcp" or "udp"%s`, s, lowerHint(s, "tcp", "udp"))
+		}
+	}
+
+	p.scheduler(field+".scheduler", raw.Scheduler, &vs)
+
+	if s, isString := p.requiredString(field+".method", raw.Method, `method = "nat" or method = "dr"`); isString {
+		switch s {
+		case "nat":
+			vs.Method = MethodNAT
+		case "dr":
+			vs.Method = MethodDR
+		case "tun", "fullnat":
+			p.errf(field+".method", "method %q is not implemented yet; use nat or dr", s)
+		default:
+			p.errf(field+".method", `unknown method %q; write "nat" or "dr"%s`, s, lowerHint(s, "nat", "dr"))
+		}
+	}
+
+	if len(raw.RealServer) == 0 {
+		p.errf(field+".real_server", "virtual server has no real servers; add at least one [[virtual_server.real_server]] with an address")
+	}
+	seen := make(map[netip.AddrPort]int)
+	for j := range raw.RealServer {
+		rsField := fmt.Sprintf("%s.real_server[%d]", field, j+1)
+		rs, rsOK := p.realServer(rsField, &raw.RealServer[j], vs, addrOK)
+		if !rsOK {
+			continue
+		}
+		if k, dup := seen[rs.Address]; dup {
+			p.errf(rsField+".address", "%s is already listed as real_server[%d] of this virtual server; list each real server once", rs.Address, k)
+			continue
+		}
+		seen[rs.Address] = j + 1
+		vs.RealServers = append(vs.RealServers, rs)
+	}
+	return vs, len(p.errs) == before
+}
+
+func (p *parser) scheduler(field string, v any, vs *VirtualServer) {
+	implemented := strings.Join(ImplementedSchedulers, " or ")
+	var name string
+	switch v := v.(type) {
+	case nil:
+	case string:
+		name = v
+	default:
+		p.errf(field, "is %s; write %s", typeName(v), quotedAlternatives("scheduler", ImplementedSchedulers))
+		return
+	}
+	switch {
+	case name == "":
+		p.errf(field, "is not set, and the IPVS default %q is not implemented yet; write %s", defaultScheduler, quotedAlternatives("scheduler", ImplementedSchedulers))
+	case slices.Contains(ImplementedSchedulers, name):
+		vs.Scheduler = name
+	case slices.Contains(knownSchedulers, name):
+		p.errf(field, "scheduler %q is not implemented yet; use %s", name, implemented)
+	default:
+		p.errf(field, "unknown scheduler %q; known IPVS schedulers are %s, of which %s are implemented now%s",
+			name, strings.Join(knownSchedulers, ", "), strings.Join(ImplementedSchedulers, " and "), lowerHint(name, ImplementedSchedulers...))
+	}
+}
+
+// quotedAlternatives formats `key = "a" or key = "b"`.
+func quotedAlternatives(key string, values []string) string {
+	parts := make([]string, len(values))
+	for i, v := range values {
+		parts[i] = fmt.Sprintf("%s = %q", key, v)
+	}
+	return strings.Join(parts, " or ")
+}
+
+// lowerHint suggests the lower-case spelling when s differs from a valid
+// value only in case.
+func lowerHint(s string, valid ...string) string {
+	for _, v := range valid {
+		if strings.EqualFold(s, v) {
+			return fmt.Sprintf(" (names are lower case: %q)", v)
+		}
+	}
+	return ""
+}
+
+func (p *parser) realServer(field string, raw *rawRealServer, vs VirtualServer, vipOK bool) (rs RealServer, ok bool) {
+	before := len(p.errs)
+	rs.Line = p.pos.lineOf(field)
+	port := uint16(80)
+	if vipOK {
+		port = vs.Address.Port()
+	}
+	if s, isString := p.requiredString(field+".address", raw.Address, fmt.Sprintf(`address = %q`, netip.AddrPortFrom(netip.MustParseAddr("198.19.0.11"), port))); isString {
+		ap, msg := parseAddrPort(s, port)
+		switch {
+		case msg != "":
+			p.errf(field+".address", "%s", msg)
+		case ap.Port() == 0:
+			p.errf(field+".address", "port 0 is not allowed; write the port the real server listens on, e.g. %q", netip.AddrPortFrom(ap.Addr(), port).String())
+		case ap.Addr().IsUnspecified(), ap.Addr().IsMulticast(), ap.Addr().IsLoopback():
+			p.errf(field+".address", "%s is %s and cannot be a real server address; use the real server's own address", ap.Addr(), addrKind(ap.Addr()))
+		case vipOK && ap.Addr().Is4() != vs.Address.Addr().Is4():
+			p.errf(field+".address", "%s is %s but the virtual server %s is %s; real servers must have the virtual server's address family",
+				ap, family(ap.Addr()), vs.Address, family(vs.Address.Addr()))
+		case vipOK && vs.Method == MethodDR && ap.Port() != vs.Address.Port():
+			p.errf(field+".address", "port %d differs from the virtual server port %d; method dr forwards without rewriting ports, so write %q",
+				ap.Port(), vs.Address.Port(), netip.AddrPortFrom(ap.Addr(), vs.Address.Port()).String())
+		default:
+			rs.Address = ap
+		}
+	}
+
+	switch v := raw.Weight.(type) {
+	case nil:
+		rs.Weight = 1
+	case int64:
+		if v < 0 || v > maxWeight {
+			p.errf(field+".weight", "%d is out of range; write a weight from 0 to %d (0 = no new connections)", v, maxWeight)
+		} else {
+			rs.Weight = int(v)
+		}
+	default:
+		p.errf(field+".weight", "is %s; write an integer from 0 to %d, e.g. weight = 1 (0 = no new connections)", typeName(v), maxWeight)
+	}
+	return rs, len(p.errs) == before
+}
+
+// requiredString returns v as a string, reporting it as missing or of the
+// wrong type with example showing what to write.
+func (p *parser) requiredString(field string, v any, example string) (string, bool) {
+	switch v := v.(type) {
+	case nil:
+		p.errf(field, "is required; write %s", example)
+	case string:
+		return v, true
+	default:
+		p.errf(field, "is %s; write %s", typeName(v), example)
+	}
+	return "", false
+}
+
+// parseAddrPort parses "ip:port" or "[ipv6]:port" and explains what is wrong
+// otherwise; examplePort goes into suggestions.
+func parseAddrPort(s string, examplePort uint16) (netip.AddrPort, string) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		if a, aerr := netip.ParseAddr(s); aerr == nil {
+			if a.Zone() != "" {
+				return ap, fmt.Sprintf("%q has a zone; zones are not supported, use an address without %%zone", s)
+			}
+			return ap, fmt.Sprintf("%q has no port; write %q", s, netip.AddrPortFrom(a, examplePort).String())
+		}
+		host, _, serr := net.SplitHostPort(s)
+		if serr == nil && host != "" && strings.Trim(host, "0123456789.:abcdefABCDEF%") != "" {
+			return ap, fmt.Sprintf("%q is not an IP address and names are not looked up; write an IP address and port such as \"198.18.0.100:80\" or \"[2001:2::100]:80\"", host)
+		}
+		return ap, fmt.Sprintf("%q is not an address and port; write e.g. \"198.18.0.100:80\" or \"[2001:2::100]:80\"", s)
+	}
+	a := ap.Addr()
+	switch {
+	case a.Zone() != "":
+		return netip.AddrPort{}, fmt.Sprintf("%q has a zone; zones are not supported, use an address without %%zone", s)
+	case a.Is4In6():
+		return netip.AddrPort{}, fmt.Sprintf("%q is an IPv4-mapped IPv6 address; write the IPv4 form %q", s, netip.AddrPortFrom(a.Unmap(), ap.Port()).String())
+	}
+	return ap, ""
+}
+
+func addrKind(a netip.Addr) string {
+	switch {
+	case a.IsUnspecified():
+		return "the unspecified address"
+	case a.IsMulticast():
+		return "a multicast address"
+	case a.IsLoopback():
+		return "a loopback address"
+	}
+	return "an address"
+}
+
+func family(a netip.Addr) string {
+	if a.Is4() {
+		return "IPv4"
+	}
+	return "IPv6"
+}

@@ -1,0 +1,168 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Status is the answer to "stats": the daemon's state and counters. Field names are a contract:
+// tests and operators' scripts read them.
+type Status struct {
+	Ready      bool              `json:"ready"`
+	Version    string            `json:"version"`
+	Config     string            `json:"config"`
+	Generation uint32            `json:"generation"`
+	Workers    int               `json:"workers"`
+	Interfaces []string          `json:"interfaces"`
+	Counters   map[string]uint64 `json:"counters"`
+	Drops      map[string]uint64 `json:"drops"`
+	DropsTotal uint64            `json:"drops_total"`
+	// Rings are the kernel's AF_PACKET ring statistics summed over sockets.
+	Rings          RingStats       `json:"rings"`
+	VirtualServers []VirtualServer `json:"virtual_servers"`
+}
+
+// RingStats are the kernel's counts for the receive rings.
+type RingStats struct {
+	Packets uint64 `json:"packets"`
+	Drops   uint64 `json:"drops"`
+}
+
+// VirtualServer is one virtual server in a listing.
+type VirtualServer struct {
+	Address     string       `json:"address"`
+	Protocol    string       `json:"protocol"`
+	Scheduler   string       `json:"scheduler"`
+	Method      string       `json:"method"`
+	RealServers []RealServer `json:"real_servers"`
+}
+
+// RealServer is one real server in a listing.
+type RealServer struct {
+	Address     string `json:"address"`
+	Weight      int    `json:"weight"`
+	Resolved    bool   `json:"resolved"`
+	Connections int64  `json:"connections"`
+	Packets     uint64 `json:"packets"`
+}
+
+// Handler answers requests; the daemon implements it.
+type Handler interface {
+	Status() Status
+}
+
+// Server serves a Handler on a unix socket. NewServer starts its goroutine; Close stops it.
+type Server struct {
+	ln   net.Listener
+	path string
+	h    Handler
+	wg   sync.WaitGroup
+}
+
+// NewServer listens on path (removing a stale socket left by a previous run) and serves h.
+func NewServer(path string, h Handler) (*Server, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("failed to create the control socket's directory: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, 200*time.Millisecond); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s is in use: is another govs running? set [control] socket to a different path", path)
+	}
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to listen on control socket %s: %w", path, err)
+	}
+	os.Chmod(path, 0o600)
+	s := &Server{ln: ln, path: path, h: h}
+	s.wg.Add(1)
+	go s.routineAccept()
+	return s, nil
+}
+
+func (s *Server) routineAccept() {
+	defer s.wg.Done()
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serve(c)
+		}()
+	}
+}
+
+func (s *Server) serve(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil && line == "" {
+		return
+	}
+	enc := json.NewEncoder(c)
+	enc.SetIndent("", "  ")
+	switch cmd := strings.TrimSpace(line); cmd {
+	case "stats", "list":
+		enc.Encode(s.h.Status())
+	default:
+		enc.Encode(map[string]string{"error": fmt.Sprintf("unknown command %q; known: stats, list", cmd)})
+	}
+}
+
+// Close stops serving and removes the socket.
+func (s *Server) Close() error {
+	err := s.ln.Close()
+	s.wg.Wait()
+	os.Remove(s.path)
+	return err
+}
+
+// Query sends cmd to the daemon at path and returns its raw JSON answer.
+func Query(ctx context.Context, path, cmd string) ([]byte, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to reach govs at %s (is `govs run` running, and is this its [control] socket?): %w", path, err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	if _, err := c.Write([]byte(cmd + "\n")); err != nil {
+		return nil, fmt.Errorf("failed to send %q to govs: %w", cmd, err)
+	}
+	var b strings.Builder
+	if _, err := bufio.NewReader(c).WriteTo(&b); err != nil {
+		return nil, fmt.Errorf("failed to read govs's answer: %w", err)
+	}
+	return []byte(b.String()), nil
+}
+
+// QueryStatus asks for "stats" and decodes it.
+func QueryStatus(ctx context.Context, path string) (*Status, error) {
+	b, err := Query(ctx, path, "stats")
+	if err != nil {
+		return nil, err
+	}
+	var st Status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("govs answered something that is not a status: %w", err)
+	}
+	return &st, nil
+}

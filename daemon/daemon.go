@@ -1,0 +1,447 @@
+// Package daemon owns every part of a running govs: it compiles the configuration into the data
+// plane's tables, keeps real servers' next hops resolved, claims the VIPs, serves the control
+// socket, and applies reloads without disturbing established connections.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/govs/govs/announce"
+	"github.com/govs/govs/config"
+	"github.com/govs/govs/conntrack"
+	"github.com/govs/govs/control"
+	"github.com/govs/govs/dataplane"
+	"github.com/govs/govs/neigh"
+	"github.com/govs/govs/sched"
+)
+
+// Version is govs's version, set by the build.
+var Version = "dev"
+
+// Daemon is a running govs. New starts it; Run serves until its context ends; Close releases everything.
+type Daemon struct {
+	logf func(format string, args ...any)
+
+	mu       sync.Mutex // guards cfg, ids, gen, tables and everything below that reload touches
+	cfg      *config.Config
+	svcIDs   idRegistry // service IDs by service key
+	realIDs  idRegistry // real-server IDs by service key and address
+	gen      uint32
+	engine   *dataplane.Engine
+	resolver *neigh.Resolver
+	announce []*announce.Announcer
+	ctl      *control.Server
+	ready    bool
+}
+
+// New starts the data plane, the resolver, the announcers and the control socket for cfg.
+func New(cfg *config.Config, logf func(format string, args ...any)) (d *Daemon, err error) {
+	d = &Daemon{logf: logf, cfg: cfg}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	d.resolver, err = neigh.New(cfg.Dataplane.Interfaces, logf)
+	if err != nil {
+		return nil, fmt.Errorf("failed to start next-hop resolution: %w", err)
+	}
+	d.resolver.SetTargets(realAddrs(cfg))
+	d.waitResolved(cfg, 2*time.Second)
+
+	t := d.compile(cfg)
+	t.Gen = 1
+	d.gen = 1
+	d.engine, err = dataplane.New(dataplane.Config{
+		Interfaces:     cfg.Dataplane.Interfaces,
+		Workers:        cfg.Dataplane.Workers,
+		ConnsPerWorker: 1 << 18,
+		Timeouts:       timeouts(cfg),
+		Logf:           logf,
+	}, t)
+	if err != nil {
+		return nil, err
+	}
+	// Recompile now that the engine knows the interfaces' indexes.
+	d.mu.Lock()
+	err = d.publishLocked(d.compileLocked(cfg))
+	d.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range cfg.Dataplane.Interfaces {
+		a, err := announce.New(name, logf)
+		if err != nil {
+			return nil, fmt.Errorf("failed to claim VIPs on %s: %w", name, err)
+		}
+		d.announce = append(d.announce, a)
+	}
+	d.setVIPs(cfg)
+	d.ctl, err = control.NewServer(cfg.Control.Socket, d)
+	if err != nil {
+		return nil, err
+	}
+	d.ready = true
+	logf("govs %s ready: %d virtual servers, %d workers, control socket %s",
+		Version, len(cfg.VirtualServers), d.engine.Workers(), cfg.Control.Socket)
+	return d, nil
+}
+
+// Run serves until ctx ends, recompiling the tables whenever a next hop changes.
+func (d *Daemon) Run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.resolver.Changed():
+			d.republish()
+		case <-tick.C:
+			// Catch anything a missed notification left stale; cheap for a handful of servers.
+			d.republish()
+		}
+	}
+}
+
+// Reload applies a new configuration. On error the running configuration stays in force.
+// Established connections keep their real server (real servers keep their IDs); a removed
+// real server's connections are dropped.
+func (d *Daemon) Reload(cfg *config.Config) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.cfg
+	if !equalStrings(old.Dataplane.Interfaces, cfg.Dataplane.Interfaces) || old.Dataplane.Workers != cfg.Dataplane.Workers {
+		return fmt.Errorf("dataplane.interfaces and dataplane.workers cannot change on reload; restart govs to change them")
+	}
+	if old.Control.Socket != cfg.Control.Socket {
+		return fmt.Errorf("control.socket cannot change on reload; restart govs to change it")
+	}
+	if old.Timeouts != cfg.Timeouts {
+		d.logf("warning: new [timeouts] apply after a restart; the running ones stay")
+	}
+	d.resolver.SetTargets(realAddrs(cfg))
+	t := d.compileLocked(cfg)
+	if err := d.publishLocked(t); err != nil {
+		return err
+	}
+	d.cfg = cfg
+	d.setVIPs(cfg)
+	d.logf("reloaded %s: %d virtual servers (generation %d)", cfg.File, len(cfg.VirtualServers), t.Gen)
+	return nil
+}
+
+// Close releases the VIPs, stops the data plane and everything else.
+func (d *Daemon) Close() error {
+	if d.ctl != nil {
+		d.ctl.Close()
+	}
+	for _, a := range d.announce {
+		a.Close()
+	}
+	if d.engine != nil {
+		d.engine.Close()
+	}
+	if d.resolver != nil {
+		d.resolver.Close()
+	}
+	return nil
+}
+
+func (d *Daemon) republish() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t := d.compileLocked(d.cfg)
+	if same(d.engine.Tables(), t) {
+		return
+	}
+	if err := d.publishLocked(t); err != nil {
+		d.logf("failed to publish new tables: %v", err)
+	}
+}
+
+func (d *Daemon) compile(cfg *config.Config) *dataplane.Tables {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.compileLocked(cfg)
+}
+
+// publishLocked numbers t and hands it to the data plane.
+func (d *Daemon) publishLocked(t *dataplane.Tables) error {
+	t.Gen = d.gen + 1
+	if err := d.engine.Publish(t); err != nil {
+		return err
+	}
+	d.gen++
+	return nil
+}
+
+// compileLocked turns cfg plus the resolver's next hops into a new (unnumbered) Tables.
+func (d *Daemon) compileLocked(cfg *config.Config) *dataplane.Tables {
+	t := &dataplane.Tables{}
+	portOf := map[int]int{}
+	if d.engine != nil {
+		for i, ifc := range d.engine.Interfaces() {
+			portOf[ifc.Index] = i
+		}
+	}
+	liveS, liveR := map[string]bool{}, map[string]bool{}
+	for _, vs := range cfg.VirtualServers {
+		sid := d.svcIDs.get(vs.Key())
+		liveS[vs.Key()] = true
+		s := &dataplane.Service{
+			ID:        sid,
+			Name:      vs.Key(),
+			VIP:       vs.Address,
+			Proto:     vs.Protocol.Number(),
+			Method:    method(vs.Method),
+			Scheduler: vs.Scheduler,
+		}
+		for _, rs := range vs.RealServers {
+			rkey := vs.Key() + "|" + rs.Address.String()
+			liveR[rkey] = true
+			rid := d.realIDs.get(rkey)
+			r := &dataplane.Real{ID: rid, Service: sid, Addr: rs.Address, Weight: int32(rs.Weight), Port: -1}
+			if e, ok := d.resolver.Lookup(rs.Address.Addr()); ok && e.Resolved {
+				if p, ok := portOf[e.IfIndex]; ok {
+					r.Port, r.MAC, r.Resolved = p, e.MAC, true
+					if vs.Method == config.MethodDR && e.NextHop != rs.Address.Addr() {
+						// DR only rewrites MACs: the real server must be on a govs link.
+						r.Resolved = false
+					}
+				}
+			}
+			s.RealIDs = append(s.RealIDs, rid)
+			s.Dests = append(s.Dests, sched.Dest{Weight: int32(rs.Weight), Available: r.Resolved})
+			setAt(&t.Reals, int(rid), r)
+		}
+		setAt(&t.Services, int(sid), s)
+	}
+	d.svcIDs.forget(liveS)
+	d.realIDs.forget(liveR)
+	t.Finish()
+	return t
+}
+
+// same reports whether two tables forward identically (ignoring the generation).
+func same(a, b *dataplane.Tables) bool {
+	if a == nil || b == nil || len(a.Services) != len(b.Services) || len(a.Reals) != len(b.Reals) {
+		return false
+	}
+	for i := range a.Reals {
+		x, y := a.Reals[i], b.Reals[i]
+		if (x == nil) != (y == nil) {
+			return false
+		}
+		if x != nil && (x.Addr != y.Addr || x.Weight != y.Weight || x.Port != y.Port || x.MAC != y.MAC ||
+			x.Resolved != y.Resolved || x.Service != y.Service) {
+			return false
+		}
+	}
+	for i := range a.Services {
+		x, y := a.Services[i], b.Services[i]
+		if (x == nil) != (y == nil) {
+			return false
+		}
+		if x != nil && (x.VIP != y.VIP || x.Method != y.Method || x.Scheduler != y.Scheduler ||
+			!equalIDs(x.RealIDs, y.RealIDs)) {
+			return false
+		}
+	}
+	return true
+}
+
+func setAt[T any](s *[]*T, i int, v *T) {
+	for len(*s) <= i {
+		*s = append(*s, nil)
+	}
+	(*s)[i] = v
+}
+
+// setVIPs hands every announcer the VIPs of the current configuration.
+func (d *Daemon) setVIPs(cfg *config.Config) {
+	var vips []netip.Addr
+	seen := map[netip.Addr]bool{}
+	for _, vs := range cfg.VirtualServers {
+		if a := vs.Address.Addr(); !seen[a] {
+			seen[a] = true
+			vips = append(vips, a)
+		}
+	}
+	for _, a := range d.announce {
+		a.SetVIPs(vips)
+	}
+}
+
+// waitResolved gives the resolver a moment to find the real servers before the first packet.
+func (d *Daemon) waitResolved(cfg *config.Config, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		all := true
+		for _, a := range realAddrs(cfg) {
+			if e, ok := d.resolver.Lookup(a); !ok || !e.Resolved {
+				all = false
+				break
+			}
+		}
+		if all {
+			return
+		}
+		select {
+		case <-d.resolver.Changed():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Status implements control.Handler.
+func (d *Daemon) Status() control.Status {
+	d.mu.Lock()
+	cfg := d.cfg
+	d.mu.Unlock()
+	st := control.Status{
+		Ready:   d.ready,
+		Version: Version,
+		Config:  cfg.File,
+	}
+	if d.engine == nil {
+		return st
+	}
+	t := d.engine.Tables()
+	ds := d.engine.Stats()
+	rs := d.engine.SocketStats()
+	st.Generation = t.Gen
+	st.Workers = d.engine.Workers()
+	st.Interfaces = cfg.Dataplane.Interfaces
+	st.Counters = ds.Counters
+	st.Drops = ds.Drops
+	st.DropsTotal = ds.DropsTotal
+	st.Rings = control.RingStats{Packets: rs.Packets, Drops: rs.Drops}
+	for _, s := range t.Services {
+		if s == nil {
+			continue
+		}
+		v := control.VirtualServer{
+			Address:   s.VIP.String(),
+			Protocol:  protoName(s.Proto),
+			Scheduler: s.Scheduler,
+			Method:    s.Method.String(),
+		}
+		for _, id := range s.RealIDs {
+			r := t.Reals[id]
+			x := control.RealServer{Address: r.Addr.String(), Weight: int(r.Weight), Resolved: r.Resolved}
+			if int(id) < len(ds.RealConns) {
+				x.Connections = ds.RealConns[id]
+				x.Packets = ds.RealPackets[id]
+			}
+			v.RealServers = append(v.RealServers, x)
+		}
+		st.VirtualServers = append(st.VirtualServers, v)
+	}
+	return st
+}
+
+func protoName(p uint8) string {
+	switch p {
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	}
+	return fmt.Sprint(p)
+}
+
+func method(m config.Method) dataplane.Method {
+	if m == config.MethodDR {
+		return dataplane.MethodDR
+	}
+	return dataplane.MethodNAT
+}
+
+func timeouts(cfg *config.Config) conntrack.Timeouts {
+	return conntrack.Timeouts{
+		TCP:        int64(cfg.Timeouts.TCP),
+		TCPFin:     int64(cfg.Timeouts.TCPFin),
+		TCPSynRecv: int64(60 * time.Second), // IPVS's SYN_RECV timeout
+		TCPClose:   int64(10 * time.Second), // IPVS's CLOSE timeout
+		UDP:        int64(cfg.Timeouts.UDP),
+	}
+}
+
+func realAddrs(cfg *config.Config) []netip.Addr {
+	var out []netip.Addr
+	seen := map[netip.Addr]bool{}
+	for _, vs := range cfg.VirtualServers {
+		for _, rs := range vs.RealServers {
+			if a := rs.Address.Addr(); !seen[a] {
+				seen[a] = true
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func equalIDs(a, b []uint16) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// idRegistry hands out service and real-server IDs that stay the same across reloads for the same
+// service key and real-server address, so connections keep pointing at the right entries.
+type idRegistry struct {
+	ids  map[string]uint16
+	free []uint16
+	next uint16
+}
+
+func (r *idRegistry) get(key string) uint16 {
+	if id, ok := r.ids[key]; ok {
+		return id
+	}
+	if r.ids == nil {
+		r.ids = map[string]uint16{}
+	}
+	var id uint16
+	if n := len(r.free); n > 0 && r.next == 65535 {
+		id, r.free = r.free[0], r.free[1:]
+	} else {
+		id = r.next
+		r.next++
+	}
+	r.ids[key] = id
+	return id
+}
+
+// forget releases the IDs of keys no longer configured.
+func (r *idRegistry) forget(live map[string]bool) {
+	for k, id := range r.ids {
+		if !live[k] {
+			delete(r.ids, k)
+			r.free = append(r.free, id)
+		}
+	}
+}

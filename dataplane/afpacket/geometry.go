@@ -1,0 +1,124 @@
+package afpacket
+
+import (
+	"fmt"
+	"math/bits"
+	"time"
+)
+
+// Ring layout constants from linux/if_packet.h, used to size blocks and frames.
+const (
+	tpacketAlign     = 16                                // TPACKET_ALIGNMENT
+	tpacket3HdrLen   = 48                                // TPACKET_ALIGN(sizeof(struct tpacket3_hdr))
+	sockaddrLLLen    = 20                                // sizeof(struct sockaddr_ll)
+	blockDescLen     = 48                                // BLK_PLUS_PRIV(0): ALIGN8(sizeof(struct tpacket_block_desc))
+	txDataOff        = tpacket3HdrLen                    // a TX frame's data (or vnet hdr) starts here
+	rxHeadroom       = 96 + VnetHdrLen                   // worst case tp_mac of an RX frame (tpacket_rcv: netoff)
+	maxVLANTags      = 2                                 // QinQ
+	ethHdrLen        = 14                                // Ethernet header
+	maxGSOFrame      = 65536 + ethHdrLen + 4*maxVLANTags // GSO_LEGACY_MAX_SIZE plus link headers
+	defaultRingBytes = 4 << 20                           // target size of each ring when counts are zero
+	maxBlockSize     = 4 << 20                           // refuse blocks or frames larger than this
+	maxRingBytes     = 1 << 30                           // refuse rings larger than this
+	maxBPFInsns      = 4096                              // BPF_MAXINSNS
+)
+
+// geometry is a validated ring layout.
+type geometry struct {
+	rxBlockSize, rxBlocks int
+	rxTimeoutMS           uint32
+	txFrameSize, txFrames int
+	txBlockSize, txBlocks int
+}
+
+func (g geometry) rxBytes() int { return g.rxBlockSize * g.rxBlocks }
+func (g geometry) txBytes() int { return g.txBlockSize * g.txBlocks }
+
+// maxFrameLen is the largest link-layer frame the socket must carry for an MTU.
+// With vnet headers the kernel hands over whole GSO super-frames, so they must fit.
+func maxFrameLen(mtu int, vnet bool) int {
+	n := ethHdrLen + 4*maxVLANTags + mtu
+	if vnet && n < maxGSOFrame {
+		n = maxGSOFrame
+	}
+	return n
+}
+
+func roundPow2(n int) int {
+	if n <= 1 {
+		return 1
+	}
+	return 1 << bits.Len(uint(n-1))
+}
+
+func isPow2(n int) bool { return n > 0 && n&(n-1) == 0 }
+
+// newGeometry fills in defaults and checks cfg against the kernel's rules in packet_set_ring
+// (net/packet/af_packet.c), so that a bad value comes back as an error naming the field
+// rather than as EINVAL from setsockopt.
+func newGeometry(cfg Config, mtu, pageSize int) (geometry, error) {
+	var g geometry
+	frame := maxFrameLen(mtu, cfg.VnetHdr)
+
+	g.rxBlockSize = cfg.BlockSize
+	if g.rxBlockSize == 0 {
+		g.rxBlockSize = max(pageSize, roundPow2(blockDescLen+rxHeadroom+frame))
+	}
+	if !isPow2(g.rxBlockSize) || g.rxBlockSize%pageSize != 0 || g.rxBlockSize > maxBlockSize {
+		return g, fmt.Errorf("invalid BlockSize %d: use a power of two between the page size %d and %d", g.rxBlockSize, pageSize, maxBlockSize)
+	}
+	g.rxBlocks = cfg.NumBlocks
+	if g.rxBlocks == 0 {
+		g.rxBlocks = max(8, defaultRingBytes/g.rxBlockSize)
+	}
+	if g.rxBlocks < 1 || g.rxBlocks > maxRingBytes/g.rxBlockSize {
+		return g, fmt.Errorf("invalid NumBlocks %d: use 1 to %d blocks of %d bytes", g.rxBlocks, maxRingBytes/g.rxBlockSize, g.rxBlockSize)
+	}
+
+	switch {
+	case cfg.BlockTimeout < 0 || cfg.BlockTimeout > time.Minute:
+		return g, fmt.Errorf("invalid BlockTimeout %v: use 1ms to 1m", cfg.BlockTimeout)
+	case cfg.BlockTimeout == 0:
+		g.rxTimeoutMS = 1
+	default:
+		// Round up: the kernel counts whole milliseconds and 0 would mean "derive from size".
+		g.rxTimeoutMS = uint32((cfg.BlockTimeout + time.Millisecond - 1) / time.Millisecond)
+	}
+
+	g.txFrameSize = cfg.TxFrameSize
+	if g.txFrameSize == 0 {
+		hdr := txDataOff
+		if cfg.VnetHdr {
+			hdr += VnetHdrLen
+		}
+		g.txFrameSize = max(2048, roundPow2(hdr+frame))
+	}
+	minTx := txDataOff + VnetHdrLen + ethHdrLen
+	if g.txFrameSize%tpacketAlign != 0 || g.txFrameSize < minTx || g.txFrameSize > maxBlockSize {
+		return g, fmt.Errorf("invalid TxFrameSize %d: use a multiple of %d between %d and %d", g.txFrameSize, tpacketAlign, minTx, maxBlockSize)
+	}
+	// A TX block holds whole frames; the smallest page multiple that holds one frame keeps
+	// the frames dense when the frame size is a power of two.
+	g.txBlockSize = max(pageSize, roundPow2(g.txFrameSize))
+	perBlock := g.txBlockSize / g.txFrameSize
+	frames := cfg.TxFrames
+	if frames == 0 {
+		frames = min(1024, max(64, defaultRingBytes/g.txFrameSize))
+	}
+	if frames < 1 || frames > maxRingBytes/g.txFrameSize {
+		return g, fmt.Errorf("invalid TxFrames %d: use 1 to %d frames of %d bytes", frames, maxRingBytes/g.txFrameSize, g.txFrameSize)
+	}
+	g.txBlocks = (frames + perBlock - 1) / perBlock
+	g.txFrames = g.txBlocks * perBlock
+
+	if len(cfg.Filter) > maxBPFInsns {
+		return g, fmt.Errorf("invalid Filter: %d instructions, the kernel accepts at most %d", len(cfg.Filter), maxBPFInsns)
+	}
+	if len(cfg.FanoutProg) > maxBPFInsns {
+		return g, fmt.Errorf("invalid FanoutProg: %d instructions, the kernel accepts at most %d", len(cfg.FanoutProg), maxBPFInsns)
+	}
+	if cfg.FanoutProg != nil && cfg.FanoutGroup == 0 {
+		return g, fmt.Errorf("invalid FanoutProg: set FanoutGroup to join a fanout group")
+	}
+	return g, nil
+}

@@ -1,0 +1,220 @@
+//go:build linux
+
+package afpacket
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// requireRoot skips a test that needs root, except under CI=true where it must run.
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("this test needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN for setns) and CI=true")
+		}
+		t.Skip("needs root: run as root (or with CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN)")
+	}
+}
+
+var nsSeq atomic.Int32
+
+// vethPair is a veth pair with end A in namespace NSA and end B in namespace NSB.
+type vethPair struct {
+	NSA, NSB string
+	A, B     string
+}
+
+func ipCmd(t testing.TB, args ...string) {
+	t.Helper()
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// newNS creates a network namespace removed at cleanup.
+func newNS(t testing.TB) string {
+	t.Helper()
+	name := fmt.Sprintf("h3afp-%d-%d", os.Getpid(), nsSeq.Add(1))
+	ipCmd(t, "netns", "add", name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	ipCmd(t, "-n", name, "link", "set", "lo", "up")
+	return name
+}
+
+// newVeth creates a veth pair between two namespaces with both ends up and,
+// when addrA/addrB are not empty, addresses on them.
+func newVeth(t testing.TB, nsA, nsB, addrA, addrB string) vethPair {
+	t.Helper()
+	n := nsSeq.Add(1)
+	p := vethPair{NSA: nsA, NSB: nsB, A: fmt.Sprintf("h3a%d", n), B: fmt.Sprintf("h3b%d", n)}
+	ipCmd(t, "-n", nsA, "link", "add", p.A, "type", "veth", "peer", "name", p.B, "netns", nsB)
+	if addrA != "" {
+		ipCmd(t, "-n", nsA, "addr", "add", addrA, "dev", p.A)
+	}
+	if addrB != "" {
+		ipCmd(t, "-n", nsB, "addr", "add", addrB, "dev", p.B)
+	}
+	ipCmd(t, "-n", nsA, "link", "set", p.A, "up")
+	ipCmd(t, "-n", nsB, "link", "set", p.B, "up")
+	return p
+}
+
+func newPair(t testing.TB) vethPair {
+	t.Helper()
+	requireRoot(t)
+	return newVeth(t, newNS(t), newNS(t), "", "")
+}
+
+// inNS runs fn on a fresh OS thread inside namespace ns. Sockets created by fn stay in ns
+// and may be used from any goroutine afterwards.
+func inNS(t testing.TB, ns string, fn func() error) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		// Never unlocked: the thread exits with the goroutine, so no other goroutine
+		// runs in ns by accident.
+		runtime.LockOSThread()
+		f, err := os.Open("/var/run/netns/" + ns)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", ns, err)
+			return
+		}
+		errc <- fn()
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openIn opens a Socket in ns, closed at cleanup.
+func openIn(t testing.TB, ns string, cfg Config) *Socket {
+	t.Helper()
+	var s *Socket
+	inNS(t, ns, func() (err error) {
+		s, err = Open(cfg)
+		return err
+	})
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// rawSock is a plain AF_PACKET socket (no rings), the test's traffic source and sink.
+type rawSock struct {
+	fd      int
+	ifindex int
+	hw      net.HardwareAddr
+}
+
+func openRaw(t testing.TB, ns, ifname string) *rawSock {
+	t.Helper()
+	r := &rawSock{}
+	inNS(t, ns, func() error {
+		ifi, err := net.InterfaceByName(ifname)
+		if err != nil {
+			return err
+		}
+		r.ifindex, r.hw = ifi.Index, ifi.HardwareAddr
+		r.fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
+		if err != nil {
+			return err
+		}
+		if err := unix.SetsockoptInt(r.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20); err != nil {
+			return err
+		}
+		tv := unix.NsecToTimeval(int64(50 * time.Millisecond))
+		if err := unix.SetsockoptTimeval(r.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			return err
+		}
+		return unix.Bind(r.fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: r.ifindex})
+	})
+	t.Cleanup(func() { unix.Close(r.fd) })
+	return r
+}
+
+func (r *rawSock) send(t testing.TB, frame []byte) {
+	t.Helper()
+	if err := unix.Sendto(r.fd, frame, 0, &unix.SockaddrLinklayer{Ifindex: r.ifindex}); err != nil {
+		t.Fatalf("raw send: %v", err)
+	}
+}
+
+// recvTest collects frames with our test EtherType until want arrived or quiet passed
+// without any, and returns their sequence numbers.
+func (r *rawSock) recvTest(want int, quiet time.Duration) []uint32 {
+	var seqs []uint32
+	buf := make([]byte, 1<<17)
+	last := time.Now()
+	for len(seqs) < want && time.Since(last) < quiet {
+		n, _, err := unix.Recvfrom(r.fd, buf, 0)
+		if err != nil {
+			continue // timeout tick
+		}
+		if seq, ok := testSeq(buf[:n]); ok {
+			seqs = append(seqs, seq)
+			last = time.Now()
+		}
+	}
+	return seqs
+}
+
+// etherTypeTest is IEEE 802 "local experimental", which no stack handles.
+const etherTypeTest = 0x88b5
+
+// testFrame builds an Ethernet frame of size bytes carrying seq.
+func testFrame(dst, src net.HardwareAddr, seq uint32, size int) []byte {
+	f := make([]byte, max(size, 18))
+	copy(f, dst)
+	copy(f[6:], src)
+	binary.BigEndian.PutUint16(f[12:], etherTypeTest)
+	binary.BigEndian.PutUint32(f[14:], seq)
+	for i := 18; i < len(f); i++ {
+		f[i] = byte(i)
+	}
+	return f
+}
+
+func testSeq(f []byte) (uint32, bool) {
+	if len(f) < 18 || binary.BigEndian.Uint16(f[12:]) != etherTypeTest {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(f[14:]), true
+}
+
+// drain reads frames from s until want test frames arrived or quiet passed without any.
+func drain(s *Socket, want int, quiet time.Duration, each func(f []byte, m *RxMeta)) int {
+	got := 0
+	last := time.Now()
+	for got < want && time.Since(last) < quiet {
+		f, m, ok := s.Next()
+		if !ok {
+			s.Wait(10 * time.Millisecond)
+			continue
+		}
+		if _, ok := testSeq(f); ok {
+			got++
+			last = time.Now()
+			if each != nil {
+				each(f, m)
+			}
+		}
+	}
+	return got
+}

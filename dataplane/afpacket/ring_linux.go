@@ -1,0 +1,232 @@
+//go:build linux
+
+package afpacket
+
+// This file holds the ring walks; it is one of the two files of the package that use unsafe
+// (the other is ioctl_linux.go). The ring is shared memory written by the kernel: ownership
+// of an RX block or a TX frame moves with its status word, which is read and written with
+// atomics (the kernel pairs them with smp_rmb/smp_wmb and flush_dcache_page).
+
+import (
+	"encoding/binary"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Offsets inside struct tpacket_block_desc (version, offset_to_priv, then tpacket_hdr_v1).
+const (
+	bdBlockStatus = 8
+	bdNumPkts     = 12
+	bdFirstPkt    = 16
+)
+
+// rxRing walks TPACKETv3 RX blocks in order (the kernel fills them round-robin).
+type rxRing struct {
+	ring      []byte
+	blockSize int
+	nblocks   int
+	vnet      bool
+
+	cur  int  // block we read, or wait for
+	held bool // cur belongs to user space and is being read
+	left uint32
+	off  int // offset of the next packet header within the held block
+
+	meta RxMeta
+}
+
+func (r *rxRing) init(ring []byte, blockSize, nblocks int, vnet bool) {
+	*r = rxRing{ring: ring, blockSize: blockSize, nblocks: nblocks, vnet: vnet}
+}
+
+func (r *rxRing) blockStatus(b int) *uint32 {
+	return (*uint32)(unsafe.Pointer(&r.ring[b*r.blockSize+bdBlockStatus]))
+}
+
+func (r *rxRing) release() {
+	atomic.StoreUint32(r.blockStatus(r.cur), unix.TP_STATUS_KERNEL)
+	r.held = false
+	r.left = 0
+	if r.cur++; r.cur == r.nblocks {
+		r.cur = 0
+	}
+}
+
+func (r *rxRing) next() ([]byte, *RxMeta, bool) {
+	if r.ring == nil {
+		return nil, nil, false
+	}
+	// Bounded: finish the held block, then open at most two more (a retired block is never
+	// empty in practice, but an empty one is simply handed back).
+	for range 3 {
+		if r.held && r.left > 0 {
+			if f, ok := r.packet(); ok {
+				return f, &r.meta, true
+			}
+			r.left = 0 // a header we cannot trust: give the rest of the block back
+		}
+		if r.held {
+			r.release()
+		}
+		base := r.cur * r.blockSize
+		if atomic.LoadUint32(r.blockStatus(r.cur))&unix.TP_STATUS_USER == 0 {
+			return nil, nil, false
+		}
+		r.held = true
+		r.left = binary.NativeEndian.Uint32(r.ring[base+bdNumPkts:])
+		r.off = int(binary.NativeEndian.Uint32(r.ring[base+bdFirstPkt:]))
+	}
+	return nil, nil, false
+}
+
+// packet decodes the tpacket3_hdr at r.off and advances. Every offset is checked against
+// the block, so a corrupt header cannot make us read outside it.
+func (r *rxRing) packet() ([]byte, bool) {
+	block := r.ring[r.cur*r.blockSize : (r.cur+1)*r.blockSize]
+	off := r.off
+	// The kernel aligns packets to 8 (V3_ALIGNMENT); an unaligned offset is corrupt.
+	if off < blockDescLen || off > len(block)-tpacket3HdrLen-sockaddrLLLen || off%8 != 0 {
+		return nil, false
+	}
+	h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&block[off]))
+	mac := int(h.Mac)
+	end := mac + int(h.Snaplen)
+	if mac < tpacket3HdrLen+sockaddrLLLen || end > len(block)-off {
+		return nil, false
+	}
+	r.meta = RxMeta{
+		Status:   h.Status,
+		Len:      h.Len,
+		VLANTCI:  uint16(h.Hv1.Vlan_tci),
+		VLANTPID: h.Hv1.Vlan_tpid,
+		PktType:  block[off+tpacket3HdrLen+10], // sockaddr_ll.sll_pkttype
+	}
+	if r.vnet && mac >= tpacket3HdrLen+sockaddrLLLen+VnetHdrLen {
+		v := block[off+mac-VnetHdrLen : off+mac]
+		r.meta.Vnet = VnetHdr{
+			Flags:      v[0],
+			GSOType:    v[1],
+			HdrLen:     binary.NativeEndian.Uint16(v[2:]),
+			GSOSize:    binary.NativeEndian.Uint16(v[4:]),
+			CsumStart:  binary.NativeEndian.Uint16(v[6:]),
+			CsumOffset: binary.NativeEndian.Uint16(v[8:]),
+		}
+	}
+	r.left--
+	if h.Next_offset != 0 {
+		r.off = off + int(h.Next_offset)
+	} else {
+		r.left = 0
+	}
+	return block[off+mac : off+end : off+end], true
+}
+
+// txRing hands out fixed-size TX frames in ring order. Slots move
+// AVAILABLE -(commit)-> SEND_REQUEST -(sendto)-> SENDING -(skb freed)-> AVAILABLE.
+type txRing struct {
+	ring      []byte
+	frameSize int
+	blockSize int
+	perBlock  int
+	nframes   int
+	vnet      bool
+	dataOff   int // offset of the frame in a slot (after the vnet header)
+	head      int // next slot to hand out
+	handed    bool
+	kick      int // oldest committed slot the kernel has not taken yet
+	queued    int // committed slots not yet taken
+}
+
+func (t *txRing) init(ring []byte, g geometry, vnet bool) {
+	*t = txRing{
+		ring: ring, frameSize: g.txFrameSize, blockSize: g.txBlockSize,
+		perBlock: g.txBlockSize / g.txFrameSize, nframes: g.txFrames, vnet: vnet,
+		dataOff: txDataOff,
+	}
+	if vnet {
+		t.dataOff += VnetHdrLen
+	}
+}
+
+func (t *txRing) slot(i int) []byte {
+	o := (i/t.perBlock)*t.blockSize + (i%t.perBlock)*t.frameSize
+	return t.ring[o : o+t.frameSize : o+t.frameSize]
+}
+
+func (t *txRing) hdr(i int) *unix.Tpacket3Hdr {
+	return (*unix.Tpacket3Hdr)(unsafe.Pointer(&t.slot(i)[0]))
+}
+
+func (t *txRing) frame() []byte {
+	if t.ring == nil || t.queued == t.nframes {
+		return nil
+	}
+	if atomic.LoadUint32(&t.hdr(t.head).Status) != unix.TP_STATUS_AVAILABLE {
+		return nil // still in flight: the kernel frees slots in order
+	}
+	t.handed = true
+	return t.slot(t.head)[t.dataOff:]
+}
+
+func (t *txRing) commit(n int, v VnetHdr) {
+	if !t.handed || n <= 0 || n > t.frameSize-t.dataOff {
+		t.handed = false
+		return
+	}
+	t.handed = false
+	s := t.slot(t.head)
+	h := (*unix.Tpacket3Hdr)(unsafe.Pointer(&s[0]))
+	l := n
+	if t.vnet {
+		if v == (VnetHdr{}) {
+			v.HdrLen = uint16(min(n, 0xffff)) // linear skb; see TxCommit
+		}
+		b := s[txDataOff : txDataOff+VnetHdrLen]
+		b[0], b[1] = v.Flags, v.GSOType
+		binary.NativeEndian.PutUint16(b[2:], v.HdrLen)
+		binary.NativeEndian.PutUint16(b[4:], v.GSOSize)
+		binary.NativeEndian.PutUint16(b[6:], v.CsumStart)
+		binary.NativeEndian.PutUint16(b[8:], v.CsumOffset)
+		l += VnetHdrLen
+	}
+	h.Len = uint32(l)
+	h.Snaplen = uint32(l)
+	h.Next_offset = 0 // the kernel rejects anything else on a TPACKETv3 TX ring
+	atomic.StoreUint32(&h.Status, unix.TP_STATUS_SEND_REQUEST)
+	if t.head++; t.head == t.nframes {
+		t.head = 0
+	}
+	t.queued++
+}
+
+func (t *txRing) flush(fd int) (int, error) {
+	if t.queued == 0 {
+		return 0, nil
+	}
+	// Raw syscall: no sockaddr conversion, and an Errno is not boxed, so no allocation.
+	_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	sent := 0
+	for t.queued > 0 && atomic.LoadUint32(&t.hdr(t.kick).Status) != unix.TP_STATUS_SEND_REQUEST {
+		sent++
+		t.queued--
+		if t.kick++; t.kick == t.nframes {
+			t.kick = 0
+		}
+	}
+	switch errno {
+	case 0, unix.ENOBUFS, unix.EAGAIN, unix.EINTR:
+		return sent, nil
+	}
+	return sent, &kickError{errno: errno}
+}
+
+// kickError is a failed TX kick; it wraps the errno without allocating in the common case
+// (the caller sees it only for unexpected errors).
+type kickError struct{ errno unix.Errno }
+
+func (e *kickError) Error() string {
+	return "failed to send TX ring frames: sendto: " + e.errno.Error()
+}
+func (e *kickError) Unwrap() error { return e.errno }

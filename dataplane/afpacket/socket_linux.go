@@ -1,0 +1,334 @@
+//go:build linux
+
+package afpacket
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// Socket is an AF_PACKET socket bound to one interface with a TPACKETv3 RX ring and a TX ring.
+//
+// A Socket belongs to one goroutine (the worker): Next, TxFrame, TxCommit, Flush, Wait,
+// SetFilter, SetFanoutProg and Stats must not be called concurrently. Close may be called from
+// another goroutine while the worker is blocked in Wait: Wait returns ErrClosed and Close
+// waits for it to return before unmapping the rings. Close must not run while the worker is
+// inside Next, TxFrame, TxCommit or Flush, or still uses a frame: the memory goes away. To stop
+// a worker from outside, tell it to stop (it notices within its Wait timeout) and let it Close,
+// or Close while it is parked in Wait and have it exit on ErrClosed.
+type Socket struct {
+	fd      int
+	wakeFd  int // eventfd that Close signals to wake Wait
+	closing atomic.Bool
+	waitMu  sync.Mutex // held by Wait while it polls; Close takes it before unmapping
+	ifindex int
+	hwaddr  [6]byte
+	vnet    bool
+	geo     geometry
+	ring    []byte // one mapping: RX blocks, then TX blocks
+
+	rx rxRing
+	tx txRing
+
+	stats Stats // accumulated, since reading PACKET_STATISTICS resets the kernel's counters
+}
+
+// Open creates the socket, sets up both rings in one mapping and binds to cfg.Interface, in
+// the order packet(7) requires: version, vnet header, filter, rings, mmap, options, bind, fanout.
+// Zero sizes in cfg are derived from the interface MTU: an RX block holds one maximal frame
+// (4 KiB for MTU 1500; 128 KiB with VnetHdr, where 64 KiB GSO frames arrive whole), each
+// ring is about 4 MiB. Small blocks matter: a block reaches user space when it is full or
+// when BlockTimeout fires, so under load small blocks keep latency low.
+func Open(cfg Config) (*Socket, error) {
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create AF_PACKET socket (needs CAP_NET_RAW): %w", os.NewSyscallError("socket", err))
+	}
+	s := &Socket{fd: fd, wakeFd: -1, vnet: cfg.VnetHdr}
+	if err := s.open(cfg); err != nil {
+		s.release()
+		return nil, fmt.Errorf("failed to open AF_PACKET rings on %q: %w", cfg.Interface, err)
+	}
+	return s, nil
+}
+
+func (s *Socket) open(cfg Config) error {
+	idx, mtu, hw, err := ifaceInfo(s.fd, cfg.Interface)
+	if err != nil {
+		return err
+	}
+	s.ifindex, s.hwaddr = idx, hw
+	geo, err := newGeometry(cfg, mtu, os.Getpagesize())
+	if err != nil {
+		return err
+	}
+	s.geo = geo
+
+	if err := setInt(s.fd, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+		return err
+	}
+	if cfg.VnetHdr {
+		if err := setInt(s.fd, unix.PACKET_VNET_HDR, 1); err != nil {
+			return err
+		}
+	}
+	// A malformed TX frame would otherwise stay in the ring as TP_STATUS_WRONG_FORMAT and
+	// stall it for good; with PACKET_LOSS the kernel skips and frees it.
+	if err := setInt(s.fd, unix.PACKET_LOSS, 1); err != nil {
+		return err
+	}
+	if cfg.Filter != nil {
+		if err := attachFilter(s.fd, cfg.Filter); err != nil {
+			return err
+		}
+	}
+	rxReq := unix.TpacketReq3{
+		Block_size:     uint32(geo.rxBlockSize),
+		Block_nr:       uint32(geo.rxBlocks),
+		Frame_size:     uint32(geo.rxBlockSize), // unused by TPACKETv3 RX, but checked
+		Frame_nr:       uint32(geo.rxBlocks),
+		Retire_blk_tov: geo.rxTimeoutMS,
+	}
+	if err := unix.SetsockoptTpacketReq3(s.fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &rxReq); err != nil {
+		return fmt.Errorf("failed to set up RX ring (%d blocks of %d bytes): %w", geo.rxBlocks, geo.rxBlockSize, os.NewSyscallError("setsockopt PACKET_RX_RING", err))
+	}
+	// The TX ring takes a tpacket_req3 too; the kernel rejects the retire timer and
+	// private area on it.
+	txReq := unix.TpacketReq3{
+		Block_size: uint32(geo.txBlockSize),
+		Block_nr:   uint32(geo.txBlocks),
+		Frame_size: uint32(geo.txFrameSize),
+		Frame_nr:   uint32(geo.txFrames),
+	}
+	if err := unix.SetsockoptTpacketReq3(s.fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &txReq); err != nil {
+		return fmt.Errorf("failed to set up TX ring (%d frames of %d bytes): %w", geo.txFrames, geo.txFrameSize, os.NewSyscallError("setsockopt PACKET_TX_RING", err))
+	}
+	ring, err := unix.Mmap(s.fd, 0, geo.rxBytes()+geo.txBytes(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return fmt.Errorf("failed to map rings (%d bytes): %w", geo.rxBytes()+geo.txBytes(), os.NewSyscallError("mmap", err))
+	}
+	s.ring = ring
+	s.rx.init(ring[:geo.rxBytes()], geo.rxBlockSize, geo.rxBlocks, cfg.VnetHdr)
+	s.tx.init(ring[geo.rxBytes():], geo, cfg.VnetHdr)
+
+	if cfg.QdiscBypass {
+		if err := setInt(s.fd, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+			return err
+		}
+	}
+	// Without this our own transmissions come back into the RX ring.
+	if err := setInt(s.fd, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
+		return err
+	}
+	// A small send buffer stalls the TX ring: every in-flight frame is charged to it.
+	if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, max(8<<20, 2*geo.txBytes())); err != nil {
+		return fmt.Errorf("failed to set the send buffer: %w", os.NewSyscallError("setsockopt SO_SNDBUFFORCE", err))
+	}
+	if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20); err != nil {
+		return fmt.Errorf("failed to set the receive buffer: %w", os.NewSyscallError("setsockopt SO_RCVBUFFORCE", err))
+	}
+	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: s.ifindex}
+	if err := unix.Bind(s.fd, sa); err != nil {
+		return fmt.Errorf("failed to bind to ifindex %d: %w", s.ifindex, os.NewSyscallError("bind", err))
+	}
+	if cfg.FanoutGroup != 0 {
+		typ := unix.PACKET_FANOUT_HASH
+		if cfg.FanoutProg != nil {
+			typ = unix.PACKET_FANOUT_CBPF
+		}
+		// The group's hook replaces the socket's own, so PACKET_IGNORE_OUTGOING above does
+		// not apply to it: the group needs its own flag.
+		arg := int(cfg.FanoutGroup) | (typ|unix.PACKET_FANOUT_FLAG_IGNORE_OUTGOING)<<16
+		if err := unix.SetsockoptInt(s.fd, unix.SOL_PACKET, unix.PACKET_FANOUT, arg); err != nil {
+			return fmt.Errorf("failed to join fanout group %d (members must agree on type and flags): %w", cfg.FanoutGroup, os.NewSyscallError("setsockopt PACKET_FANOUT", err))
+		}
+		if cfg.FanoutProg != nil {
+			if err := s.SetFanoutProg(cfg.FanoutProg); err != nil {
+				return err
+			}
+		}
+	}
+	wfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("failed to create the wake-up eventfd: %w", os.NewSyscallError("eventfd", err))
+	}
+	s.wakeFd = wfd
+	return nil
+}
+
+func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+func setInt(fd, opt, v int) error {
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, opt, v); err != nil {
+		return fmt.Errorf("failed to set %s: %w", packetOptName(opt), os.NewSyscallError("setsockopt", err))
+	}
+	return nil
+}
+
+func packetOptName(opt int) string {
+	switch opt {
+	case unix.PACKET_VERSION:
+		return "PACKET_VERSION"
+	case unix.PACKET_VNET_HDR:
+		return "PACKET_VNET_HDR"
+	case unix.PACKET_LOSS:
+		return "PACKET_LOSS"
+	case unix.PACKET_QDISC_BYPASS:
+		return "PACKET_QDISC_BYPASS"
+	case unix.PACKET_IGNORE_OUTGOING:
+		return "PACKET_IGNORE_OUTGOING"
+	}
+	return fmt.Sprintf("packet option %d", opt)
+}
+
+func toSockFprog(prog []bpf.RawInstruction) *unix.SockFprog {
+	f := make([]unix.SockFilter, len(prog)+1) // +1 keeps &f[0] valid for an empty program
+	for i, ins := range prog {
+		f[i] = unix.SockFilter{Code: ins.Op, Jt: ins.Jt, Jf: ins.Jf, K: ins.K}
+	}
+	return &unix.SockFprog{Len: uint16(len(prog)), Filter: &f[0]}
+}
+
+func attachFilter(fd int, prog []bpf.RawInstruction) error {
+	if len(prog) == 0 || len(prog) > maxBPFInsns {
+		return fmt.Errorf("invalid socket filter: %d instructions, use 1 to %d", len(prog), maxBPFInsns)
+	}
+	if err := unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, toSockFprog(prog)); err != nil {
+		return fmt.Errorf("failed to attach the socket filter (check the program with bpf.Disassemble): %w", os.NewSyscallError("setsockopt SO_ATTACH_FILTER", err))
+	}
+	return nil
+}
+
+// Fd returns the socket's descriptor for poll(2): POLLIN means an RX block is ready.
+func (s *Socket) Fd() int { return s.fd }
+
+// IfIndex returns the index of the bound interface.
+func (s *Socket) IfIndex() int { return s.ifindex }
+
+// HardwareAddr returns the MAC address of the bound interface as it was at Open.
+func (s *Socket) HardwareAddr() [6]byte { return s.hwaddr }
+
+// Next returns the next received frame, or ok=false when no block is ready. frame aliases the
+// ring and is valid (and writable) only until the next call to Next or Close; so is meta.
+// Blocks are released back to the kernel as Next moves past them. Never blocks.
+func (s *Socket) Next() (frame []byte, meta *RxMeta, ok bool) { return s.rx.next() }
+
+// TxFrame returns the data area of the next free TX slot (len = largest frame that fits) or
+// nil when the ring is full. Write the frame into it, then call TxCommit.
+func (s *Socket) TxFrame() []byte { return s.tx.frame() }
+
+// TxCommit marks the slot returned by TxFrame as ready to send with its first n bytes. With
+// VnetHdr, vnet goes in front of the frame; the zero VnetHdr means no offload and is sent as
+// HdrLen = n so that the kernel builds one linear skb (cheaper on veth). Without VnetHdr,
+// vnet is ignored. A commit without a preceding TxFrame, or with n out of range, is dropped.
+func (s *Socket) TxCommit(n int, vnet VnetHdr) { s.tx.commit(n, vnet) }
+
+// Flush kicks the kernel (one sendto) for every committed frame and returns how many frames
+// the kernel took. A kick can stop part-way (the device or the send buffer refused a frame:
+// ENOBUFS/EAGAIN); the remaining frames stay queued and go with the next Flush, so that
+// is not an error. Never blocks.
+func (s *Socket) Flush() (int, error) { return s.tx.flush(s.fd) }
+
+// SetFilter replaces the socket filter, e.g. on reload. The swap is atomic in the kernel.
+func (s *Socket) SetFilter(prog []bpf.RawInstruction) error {
+	if err := attachFilter(s.fd, prog); err != nil {
+		return fmt.Errorf("failed to replace the filter on ifindex %d: %w", s.ifindex, err)
+	}
+	return nil
+}
+
+// SetFanoutProg replaces the PACKET_FANOUT_CBPF program of the socket's fanout group (which
+// was joined with a FanoutProg). The program returns the member index; the kernel takes it
+// modulo the number of members.
+func (s *Socket) SetFanoutProg(prog []bpf.RawInstruction) error {
+	if len(prog) == 0 || len(prog) > maxBPFInsns {
+		return fmt.Errorf("invalid fanout program: %d instructions, use 1 to %d", len(prog), maxBPFInsns)
+	}
+	if err := unix.SetsockoptSockFprog(s.fd, unix.SOL_PACKET, unix.PACKET_FANOUT_DATA, toSockFprog(prog)); err != nil {
+		return fmt.Errorf("failed to set the fanout program (the group must be of type CBPF): %w", os.NewSyscallError("setsockopt PACKET_FANOUT_DATA", err))
+	}
+	return nil
+}
+
+// Stats returns the PACKET_STATISTICS counters accumulated since Open.
+func (s *Socket) Stats() (Stats, error) {
+	st, err := unix.GetsockoptTpacketStatsV3(s.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	if err != nil {
+		return s.stats, fmt.Errorf("failed to read packet statistics: %w", os.NewSyscallError("getsockopt PACKET_STATISTICS", err))
+	}
+	s.stats.Packets += uint64(st.Packets)
+	s.stats.Drops += uint64(st.Drops)
+	s.stats.Freezes += uint64(st.Freeze_q_cnt)
+	return s.stats, nil
+}
+
+// Wait blocks until an RX block is ready (ready=true), the timeout passes (ready=false), or
+// the Socket is closed (ErrClosed, the normal exit). A negative timeout waits without limit.
+// It may report ready while Next still has frames of a held block; call Next until !ok.
+func (s *Socket) Wait(timeout time.Duration) (ready bool, err error) {
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	if s.closing.Load() {
+		return false, ErrClosed
+	}
+	fds := [2]unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}, {Fd: int32(s.wakeFd), Events: unix.POLLIN}}
+	var ts *unix.Timespec
+	if timeout >= 0 {
+		t := unix.NsecToTimespec(int64(timeout))
+		ts = &t
+	}
+	for range 4 { // EINTR retries only
+		_, err = unix.Ppoll(fds[:], ts, nil)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if s.closing.Load() {
+		return false, ErrClosed
+	}
+	if err != nil && err != unix.EINTR {
+		return false, fmt.Errorf("failed to wait for packets: %w", os.NewSyscallError("ppoll", err))
+	}
+	return fds[0].Revents&unix.POLLIN != 0, nil
+}
+
+// Close wakes Wait, waits for it to return, unmaps the rings and closes the socket. It is
+// safe to call more than once; see Socket for when it may be called.
+func (s *Socket) Close() error {
+	if !s.closing.CompareAndSwap(false, true) {
+		return nil
+	}
+	var one = [8]byte{1} // eventfd counter increment; any non-zero value wakes
+	_, _ = unix.Write(s.wakeFd, one[:])
+	s.waitMu.Lock()
+	defer s.waitMu.Unlock()
+	return s.release()
+}
+
+func (s *Socket) release() error {
+	var errs []error
+	if s.ring != nil {
+		s.rx = rxRing{}
+		s.tx = txRing{}
+		if err := unix.Munmap(s.ring); err != nil {
+			errs = append(errs, fmt.Errorf("failed to unmap rings: %w", os.NewSyscallError("munmap", err)))
+		}
+		s.ring = nil
+	}
+	if err := unix.Close(s.fd); err != nil {
+		errs = append(errs, fmt.Errorf("failed to close AF_PACKET socket: %w", os.NewSyscallError("close", err)))
+	}
+	if s.wakeFd >= 0 {
+		if err := unix.Close(s.wakeFd); err != nil {
+			errs = append(errs, fmt.Errorf("failed to close eventfd: %w", os.NewSyscallError("close", err)))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,166 @@
+package bpfgen
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"golang.org/x/net/bpf"
+)
+
+// hashMul is the 32-bit golden-ratio multiplier (Knuth's multiplicative hashing).
+const hashMul = 0x9e3779b1
+
+// FanoutProgram returns a PACKET_FANOUT_CBPF program that sends both directions of a NAT connection
+// to the same fanout member: it hashes the client side, which is the source of a frame whose
+// destination address is one of vips and the destination of any other frame (a real server's reply).
+// The hash covers the client address and, for TCP, UDP and SCTP, the client port; fragments hash on
+// the address alone, since only the first one carries ports. The program returns hash mod members;
+// frames that are not IP or are malformed go to member 0.
+//
+// The kernel runs fanout programs differently from socket filters (measured on Linux 6.18, and see
+// packet_rcv_fanout in net/packet/af_packet.c): the frame starts at the network header, not at the
+// Ethernet header, and the EtherType is read from skb->protocol (the SKF_AD_PROTOCOL extension).
+// The outer VLAN tag has already been moved to metadata; for QinQ the inner tag is left at the front
+// and the program looks through it. Instruction 0 is the skb->protocol load.
+func FanoutProgram(vips []netip.Addr, members int) ([]bpf.RawInstruction, error) {
+	if members < 1 || members > 1<<16 {
+		return nil, fmt.Errorf("failed to generate fanout BPF: %d members, want 1 to 65536 (PACKET_FANOUT_MAX)", members)
+	}
+	a := &asm{}
+	var v4, v6 []*addrGroup
+	for i, ip := range vips {
+		if !ip.IsValid() {
+			return nil, fmt.Errorf("failed to generate fanout BPF: VIP %d is not a valid address", i)
+		}
+		ip = ip.Unmap().WithZone("")
+		g := &addrGroup{addr: ip}
+		if ip.Is4() {
+			v4 = append(v4, g)
+		} else {
+			v6 = append(v6, g)
+		}
+	}
+	less := func(x, y *addrGroup) int { return x.addr.Compare(y.addr) }
+	eq := func(x, y *addrGroup) bool { return x.addr == y.addr }
+	slices.SortFunc(v4, less)
+	slices.SortFunc(v6, less)
+	v4, v6 = slices.CompactFunc(v4, eq), slices.CompactFunc(v6, eq)
+
+	zero, final := a.newLabel(), a.newLabel()
+	ip4, ip6 := a.newLabel(), a.newLabel()
+	at0, at4 := a.newLabel(), a.newLabel()
+	a.i(bpf.LoadExtension{Num: bpf.ExtProto})
+	a.jif(bpf.JumpEqual, etherTypeIPv4, at0, next)
+	a.jif(bpf.JumpEqual, etherTypeIPv6, at0, next)
+	a.jif(bpf.JumpEqual, etherType8021Q, at4, next)
+	a.jif(bpf.JumpEqual, etherType8021AD, at4, zero)
+	a.mark(at4)
+	// Inner tag at the front: TCI, then the EtherType, then the IP header at 4.
+	a.i(bpf.LoadAbsolute{Off: 2, Size: 2}, bpf.LoadConstant{Dst: bpf.RegX, Val: 4})
+	a.jif(bpf.JumpEqual, etherTypeIPv4, ip4, next)
+	a.jif(bpf.JumpEqual, etherTypeIPv6, ip6, zero)
+	a.mark(at0)
+	a.i(bpf.LoadConstant{Dst: bpf.RegX, Val: 0})
+	a.jif(bpf.JumpEqual, etherTypeIPv4, ip4, ip6)
+
+	// IPv4, X = offset of the IP header. Loads past the end make the kernel (and the VM) return 0.
+	a.mark(ip4)
+	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
+	a.jif(bpf.JumpNotEqual, 4, zero, next)
+	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf})
+	a.jif(bpf.JumpLessThan, 5, zero, next)
+	a.i(bpf.StoreScratch{Src: bpf.RegX, N: memL3})
+	cs4, cd4 := a.newLabel(), a.newLabel()
+	for _, g := range v4 {
+		g.lbl = cs4
+	}
+	addrMatch(a, 16, v4, cd4)
+	for _, side := range []struct {
+		lbl           label
+		addr, portOff uint32
+	}{{cs4, 12, 0}, {cd4, 16, 2}} {
+		a.mark(side.lbl)
+		a.i(
+			bpf.LoadIndirect{Off: side.addr, Size: 4},
+			bpf.StoreScratch{Src: bpf.RegA, N: memHash},
+			bpf.LoadIndirect{Off: 9, Size: 1},
+		)
+		ports := a.newLabel()
+		a.jif(bpf.JumpEqual, protoTCP, ports, next)
+		a.jif(bpf.JumpEqual, protoUDP, ports, next)
+		a.jif(bpf.JumpEqual, protoSCTP, ports, final)
+		a.mark(ports)
+		a.i(bpf.LoadIndirect{Off: 6, Size: 2})
+		a.jif(bpf.JumpBitsSet, 0x3fff, final, next) // a fragment: hash on the address alone
+		a.i(
+			bpf.LoadIndirect{Off: 0, Size: 1},
+			bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf},
+			bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2},
+			bpf.ALUOpX{Op: bpf.ALUOpAdd},
+			bpf.TAX{},
+			bpf.LoadIndirect{Off: side.portOff, Size: 2},
+			bpf.LoadScratch{Dst: bpf.RegX, N: memHash},
+			bpf.ALUOpX{Op: bpf.ALUOpXor},
+			bpf.StoreScratch{Src: bpf.RegA, N: memHash},
+		)
+		a.ja(final)
+	}
+
+	// IPv6, X = offset of the IP header. Only a transport header right after the fixed header is
+	// read; with extension headers the hash covers the address alone.
+	a.mark(ip6)
+	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
+	a.jif(bpf.JumpNotEqual, 6, zero, next)
+	a.i(bpf.StoreScratch{Src: bpf.RegX, N: memL3})
+	cs6, cd6 := a.newLabel(), a.newLabel()
+	for _, g := range v6 {
+		g.lbl = cs6
+	}
+	addrMatch(a, 24, v6, cd6)
+	for _, side := range []struct {
+		lbl           label
+		addr, portOff uint32
+	}{{cs6, 8, 40}, {cd6, 24, 42}} {
+		a.mark(side.lbl)
+		// Fold the four address words with XOR; X must come back to the IP header offset each time.
+		a.i(bpf.LoadIndirect{Off: side.addr, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: memHash})
+		for w := uint32(1); w < 4; w++ {
+			a.i(
+				bpf.LoadIndirect{Off: side.addr + 4*w, Size: 4},
+				bpf.LoadScratch{Dst: bpf.RegX, N: memHash},
+				bpf.ALUOpX{Op: bpf.ALUOpXor},
+				bpf.StoreScratch{Src: bpf.RegA, N: memHash},
+				bpf.LoadScratch{Dst: bpf.RegX, N: memL3},
+			)
+		}
+		a.i(bpf.LoadIndirect{Off: 6, Size: 1})
+		ports := a.newLabel()
+		a.jif(bpf.JumpEqual, protoTCP, ports, next)
+		a.jif(bpf.JumpEqual, protoUDP, ports, next)
+		a.jif(bpf.JumpEqual, protoSCTP, ports, final)
+		a.mark(ports)
+		a.i(
+			bpf.LoadIndirect{Off: side.portOff, Size: 2},
+			bpf.LoadScratch{Dst: bpf.RegX, N: memHash},
+			bpf.ALUOpX{Op: bpf.ALUOpXor},
+			bpf.StoreScratch{Src: bpf.RegA, N: memHash},
+		)
+		a.ja(final)
+	}
+
+	// h *= golden ratio; h ^= h >> 16; return h % members.
+	a.mark(final)
+	a.i(
+		bpf.LoadScratch{Dst: bpf.RegA, N: memHash},
+		bpf.ALUOpConstant{Op: bpf.ALUOpMul, Val: hashMul},
+		bpf.TAX{},
+		bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 16},
+		bpf.ALUOpX{Op: bpf.ALUOpXor},
+		bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: uint32(members)},
+		bpf.RetA{},
+	)
+	a.mark(zero)
+	a.i(bpf.RetConstant{Val: 0})
+	return a.assemble()
+}

@@ -1,0 +1,411 @@
+package bpfgen
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"golang.org/x/net/bpf"
+)
+
+// Endpoint is an address, protocol and port the balancer serves or forwards to.
+type Endpoint struct {
+	Addr  netip.Addr
+	Proto uint8  // IP protocol number; 0 = any protocol (Port must then be 0)
+	Port  uint16 // 0 = any port
+}
+
+// FilterSpec is what one interface's socket filter lets through.
+type FilterSpec struct {
+	VIPs        []Endpoint // client → VIP traffic: destination match
+	RealServers []Endpoint // NAT replies: source match (address, protocol, source port)
+}
+
+const (
+	etherTypeIPv4   = 0x0800
+	etherTypeIPv6   = 0x86dd
+	etherType8021Q  = 0x8100
+	etherType8021AD = 0x88a8
+
+	protoICMP   = 1
+	protoTCP    = 6
+	protoUDP    = 17
+	protoICMPv6 = 58
+	protoSCTP   = 132
+
+	acceptAll = 0xFFFFFFFF
+)
+
+// ipv6ExtHeaders are the IPv6 next-header values after which the transport header is not at a fixed
+// offset (RFC 8200 §4 and the IANA "IPv6 Extension Header Types" registry, minus ESP).
+var ipv6ExtHeaders = []uint32{0, 43, 44, 51, 60, 135, 139, 140}
+
+// Scratch memory slots.
+const (
+	memL3    = 0 // offset of the IP header in the frame
+	memRem   = 1 // bytes from the IP header to the end of the frame
+	memHL    = 2 // IPv4 header length in bytes
+	memProto = 3 // IPv4 protocol / IPv6 next header
+	memHash  = 4 // fanout: hash accumulator
+	memSport = 5 // source port, or noPorts
+	memDport = 6 // destination port, or noPorts
+)
+
+// noPorts in memSport/memDport means the ports cannot be read (a fragment, or a frame too short):
+// a frame to a port-specific endpoint's address is then accepted for the data plane to judge.
+// protoExt in memProto means IPv6 extension headers follow: accepted at a VIP or real-server address.
+const (
+	noPorts  = 0x10000
+	protoExt = 0x100
+)
+
+func hasPorts(proto uint8) bool { return proto == protoTCP || proto == protoUDP || proto == protoSCTP }
+
+// addrGroup is the endpoints sharing one address, and the code label for them.
+type addrGroup struct {
+	addr  netip.Addr
+	eps   []Endpoint
+	lbl   label
+	owner bool // emits the block at lbl (other groups with the same endpoints share it)
+}
+
+// group validates eps and groups them by address, IPv4 and IPv6 apart, sorted by address.
+func group(a *asm, what string, eps []Endpoint) (v4, v6 []*addrGroup, err error) {
+	by := map[netip.Addr]*addrGroup{}
+	for i, ep := range eps {
+		if !ep.Addr.IsValid() {
+			return nil, nil, fmt.Errorf("invalid %s endpoint %d: no address", what, i)
+		}
+		if ep.Port != 0 && !hasPorts(ep.Proto) {
+			return nil, nil, fmt.Errorf("invalid %s endpoint %d (%v): port %d with protocol %d: ports need TCP (6), UDP (17) or SCTP (132)", what, i, ep.Addr, ep.Port, ep.Proto)
+		}
+		ep.Addr = ep.Addr.Unmap().WithZone("")
+		g := by[ep.Addr]
+		if g == nil {
+			g = &addrGroup{addr: ep.Addr, lbl: a.newLabel()}
+			by[ep.Addr] = g
+			if ep.Addr.Is4() {
+				v4 = append(v4, g)
+			} else {
+				v6 = append(v6, g)
+			}
+		}
+		g.eps = append(g.eps, ep)
+	}
+	less := func(x, y *addrGroup) int { return x.addr.Compare(y.addr) }
+	slices.SortFunc(v4, less)
+	slices.SortFunc(v6, less)
+	return v4, v6, nil
+}
+
+// words splits an address into big-endian 32-bit words, as BPF word loads see them.
+func words(addr netip.Addr) []uint32 {
+	b := addr.AsSlice()
+	w := make([]uint32, len(b)/4)
+	for i := range w {
+		w[i] = binary.BigEndian.Uint32(b[4*i:])
+	}
+	return w
+}
+
+// addrMatch emits a decision tree that compares the address at [X+off] word by word with each
+// group's address and jumps to the group's label, or to miss. Groups must be sorted by address, so
+// groups sharing leading words are adjacent and share their compares.
+func addrMatch(a *asm, off uint32, groups []*addrGroup, miss label) {
+	var rec func(gs []*addrGroup, level int)
+	rec = func(gs []*addrGroup, level int) {
+		a.i(bpf.LoadIndirect{Off: off + 4*uint32(level), Size: 4})
+		type child struct {
+			gs  []*addrGroup
+			lbl label
+		}
+		var children []child
+		for i := 0; i < len(gs); {
+			w := words(gs[i].addr)[level]
+			j := i + 1
+			for j < len(gs) && words(gs[j].addr)[level] == w {
+				j++
+			}
+			if level == len(words(gs[i].addr))-1 {
+				a.jif(bpf.JumpEqual, w, gs[i].lbl, next)
+			} else {
+				c := child{gs: gs[i:j], lbl: a.newLabel()}
+				children = append(children, c)
+				a.jif(bpf.JumpEqual, w, c.lbl, next)
+			}
+			i = j
+		}
+		a.ja(miss)
+		for _, c := range children {
+			a.mark(c.lbl)
+			rec(c.gs, level+1)
+		}
+	}
+	if len(groups) == 0 {
+		a.ja(miss)
+		return
+	}
+	rec(groups, 0)
+}
+
+// SocketFilter returns a socket filter for the data plane's AF_PACKET sockets. It accepts (whole
+// frame) IPv4 and IPv6 frames, untagged or with one or two inline 802.1Q/802.1ad tags, that
+//   - go to a VIP endpoint (destination address, protocol and destination port), or carry ICMP or
+//     ICMPv6 to a VIP address, or are IPv6 with extension headers or non-first IPv4 fragments to a
+//     VIP address (ports cannot be read there; the data plane decides);
+//   - come from a real-server endpoint (source address, protocol and source port), or carry ICMP or
+//     ICMPv6 from a real-server address (errors about NAT connections, such as PMTU);
+//   - are malformed in a way that classifying them would read past the end of the frame (too short,
+//     wrong IP version, IHL < 5), so the data plane sees and counts them.
+//
+// Everything else (ARP, other hosts' traffic) is dropped in the kernel.
+//
+// The kernel moves the outermost VLAN tag into packet metadata before packet sockets see a frame
+// (skb_vlan_untag in __netif_receive_skb_core, measured on Linux 6.18: a single-tagged frame reaches
+// the socket untagged, a QinQ frame with its inner tag inline); inline tags are matched anyway so
+// the program also works where the tag is not stripped.
+func SocketFilter(spec FilterSpec) ([]bpf.RawInstruction, error) {
+	a := &asm{}
+	vip4, vip6, err := group(a, "VIP", spec.VIPs)
+	if err != nil {
+		return nil, err
+	}
+	rs4, rs6, err := group(a, "real server", spec.RealServers)
+	if err != nil {
+		return nil, err
+	}
+	for _, gs := range [][]*addrGroup{vip4, vip6, rs4, rs6} {
+		share(gs)
+	}
+	accept, drop := a.newLabel(), a.newLabel()
+	v4, v6 := a.newLabel(), a.newLabel()
+
+	// Link layer: find the IP header offset for up to two inline tags.
+	offsets := []uint32{14, 18, 22}
+	enter4, enter6 := make([]label, len(offsets)), make([]label, len(offsets))
+	for i := range offsets {
+		enter4[i], enter6[i] = a.newLabel(), a.newLabel()
+	}
+	for i, off := range offsets {
+		a.i(bpf.LoadExtension{Num: bpf.ExtLen})
+		a.jif(bpf.JumpLessThan, off, accept, next) // cannot read the EtherType: malformed
+		a.i(bpf.LoadAbsolute{Off: off - 2, Size: 2})
+		a.jif(bpf.JumpEqual, etherTypeIPv4, enter4[i], next)
+		a.jif(bpf.JumpEqual, etherTypeIPv6, enter6[i], next)
+		if i == len(offsets)-1 {
+			a.ja(drop)
+			break
+		}
+		tagged := a.newLabel()
+		a.jif(bpf.JumpEqual, etherType8021Q, tagged, next)
+		a.jif(bpf.JumpEqual, etherType8021AD, tagged, drop)
+		a.mark(tagged)
+	}
+	for i, off := range offsets {
+		a.mark(enter4[i])
+		a.i(bpf.LoadConstant{Dst: bpf.RegX, Val: off})
+		a.ja(v4)
+		a.mark(enter6[i])
+		a.i(bpf.LoadConstant{Dst: bpf.RegX, Val: off})
+		a.ja(v6)
+	}
+
+	// IPv4, X = offset of the IP header.
+	src4 := a.newLabel()
+	a.mark(v4)
+	a.i(
+		bpf.StoreScratch{Src: bpf.RegX, N: memL3},
+		bpf.LoadExtension{Num: bpf.ExtLen},
+		bpf.ALUOpX{Op: bpf.ALUOpSub},
+		bpf.StoreScratch{Src: bpf.RegA, N: memRem},
+	)
+	a.jif(bpf.JumpLessThan, 20, accept, next)
+	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
+	a.jif(bpf.JumpNotEqual, 4, accept, next)
+	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf})
+	a.jif(bpf.JumpLessThan, 5, accept, next)
+	a.i(
+		bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2},
+		bpf.StoreScratch{Src: bpf.RegA, N: memHL},
+		bpf.LoadIndirect{Off: 9, Size: 1},
+		bpf.StoreScratch{Src: bpf.RegA, N: memProto},
+	)
+	// Ports, once for all endpoint blocks: noPorts for fragments and frames too short to hold them.
+	ports4, portsDone4 := a.newLabel(), a.newLabel()
+	a.i(bpf.LoadConstant{Dst: bpf.RegA, Val: noPorts}, bpf.StoreScratch{Src: bpf.RegA, N: memSport}, bpf.StoreScratch{Src: bpf.RegA, N: memDport})
+	a.i(bpf.LoadIndirect{Off: 6, Size: 2})
+	a.jif(bpf.JumpBitsSet, 0x1fff, portsDone4, next)
+	a.i(
+		bpf.LoadScratch{Dst: bpf.RegA, N: memHL},
+		bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: 4},
+		bpf.TAX{},
+		bpf.LoadScratch{Dst: bpf.RegA, N: memRem},
+	)
+	a.jifx(bpf.JumpGreaterOrEqual, ports4, next)
+	a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memL3})
+	a.ja(portsDone4)
+	a.mark(ports4)
+	a.i(
+		bpf.LoadScratch{Dst: bpf.RegA, N: memHL},
+		bpf.LoadScratch{Dst: bpf.RegX, N: memL3},
+		bpf.ALUOpX{Op: bpf.ALUOpAdd},
+		bpf.TAX{},
+		bpf.LoadIndirect{Off: 0, Size: 2},
+		bpf.StoreScratch{Src: bpf.RegA, N: memSport},
+		bpf.LoadIndirect{Off: 2, Size: 2},
+		bpf.StoreScratch{Src: bpf.RegA, N: memDport},
+		bpf.LoadScratch{Dst: bpf.RegX, N: memL3},
+	)
+	a.mark(portsDone4)
+	addrMatch(a, 16, vip4, src4)
+	endpointBlocks(a, vip4, false, true, accept, src4)
+	a.mark(src4)
+	addrMatch(a, 12, rs4, drop)
+	endpointBlocks(a, rs4, false, false, accept, drop)
+
+	// IPv6, X = offset of the IP header.
+	src6 := a.newLabel()
+	a.mark(v6)
+	a.i(
+		bpf.StoreScratch{Src: bpf.RegX, N: memL3},
+		bpf.LoadExtension{Num: bpf.ExtLen},
+		bpf.ALUOpX{Op: bpf.ALUOpSub},
+		bpf.StoreScratch{Src: bpf.RegA, N: memRem},
+	)
+	a.jif(bpf.JumpLessThan, 40, accept, next)
+	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
+	a.jif(bpf.JumpNotEqual, 6, accept, next)
+	ext6, proto6, portsDone6 := a.newLabel(), a.newLabel(), a.newLabel()
+	a.i(bpf.LoadIndirect{Off: 6, Size: 1})
+	for _, h := range ipv6ExtHeaders {
+		a.jif(bpf.JumpEqual, h, ext6, next)
+	}
+	a.ja(proto6)
+	a.mark(ext6)
+	a.i(bpf.LoadConstant{Dst: bpf.RegA, Val: protoExt})
+	a.mark(proto6)
+	a.i(bpf.StoreScratch{Src: bpf.RegA, N: memProto})
+	a.i(bpf.LoadConstant{Dst: bpf.RegA, Val: noPorts}, bpf.StoreScratch{Src: bpf.RegA, N: memSport}, bpf.StoreScratch{Src: bpf.RegA, N: memDport})
+	a.i(bpf.LoadScratch{Dst: bpf.RegA, N: memRem})
+	a.jif(bpf.JumpLessThan, 44, portsDone6, next)
+	a.i(
+		bpf.LoadIndirect{Off: 40, Size: 2},
+		bpf.StoreScratch{Src: bpf.RegA, N: memSport},
+		bpf.LoadIndirect{Off: 42, Size: 2},
+		bpf.StoreScratch{Src: bpf.RegA, N: memDport},
+	)
+	a.mark(portsDone6)
+	addrMatch(a, 24, vip6, src6)
+	endpointBlocks(a, vip6, true, true, accept, src6)
+	a.mark(src6)
+	addrMatch(a, 8, rs6, drop)
+	endpointBlocks(a, rs6, true, false, accept, drop)
+
+	a.mark(drop)
+	a.i(bpf.RetConstant{Val: 0})
+	a.mark(accept)
+	a.i(bpf.RetConstant{Val: acceptAll})
+	return a.assemble()
+}
+
+// endpointBlocks emits the protocol and port checks for each group's endpoints at the group's
+// label, jumping to accept or to miss. Groups with the same protocols and ports share one block, so
+// many VIPs serving the same ports cost little more than their address compares. X holds the IP
+// header offset on entry and on the jump to miss.
+func endpointBlocks(a *asm, groups []*addrGroup, ipv6, dst bool, accept, miss label) {
+	for _, g := range groups {
+		if g.owner {
+			endpointBlock(a, g.eps, g.lbl, ipv6, dst, accept, miss)
+		}
+	}
+}
+
+// share points groups with the same endpoint set at one block; call it before addrMatch.
+func share(groups []*addrGroup) {
+	first := map[string]label{}
+	for _, g := range groups {
+		sig := signature(g.eps)
+		if l, ok := first[sig]; ok {
+			g.lbl = l
+			continue
+		}
+		first[sig] = g.lbl
+		g.owner = true
+	}
+}
+
+// signature identifies an endpoint set up to its address.
+func signature(eps []Endpoint) string {
+	keys := make([]uint32, len(eps))
+	for i, ep := range eps {
+		keys[i] = uint32(ep.Proto)<<16 | uint32(ep.Port)
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	return fmt.Sprint(keys)
+}
+
+func endpointBlock(a *asm, eps []Endpoint, at label, ipv6, dst bool, accept, miss label) {
+	a.mark(at)
+	anyPort := map[uint8]bool{}
+	ports := map[uint8][]uint16{}
+	for _, ep := range eps {
+		switch {
+		case ep.Proto == 0:
+			a.ja(accept) // any protocol at this address
+			return
+		case ep.Port == 0:
+			anyPort[ep.Proto] = true
+		default:
+			ports[ep.Proto] = append(ports[ep.Proto], ep.Port)
+		}
+	}
+	a.i(bpf.LoadScratch{Dst: bpf.RegA, N: memProto})
+	icmp := uint32(protoICMP)
+	if ipv6 {
+		icmp = protoICMPv6
+		a.jif(bpf.JumpEqual, protoExt, accept, next)
+	}
+	a.jif(bpf.JumpEqual, icmp, accept, next)
+	for _, p := range sortedKeys(anyPort) {
+		a.jif(bpf.JumpEqual, uint32(p), accept, next)
+	}
+	var protos []uint8
+	for _, p := range sortedKeys(ports) {
+		if !anyPort[p] {
+			protos = append(protos, p)
+		}
+	}
+	blocks := make([]label, len(protos))
+	for i, p := range protos {
+		blocks[i] = a.newLabel()
+		a.jif(bpf.JumpEqual, uint32(p), blocks[i], next)
+	}
+	a.ja(miss)
+	mem := uint32(memDport)
+	if !dst {
+		mem = memSport
+	}
+	for i, p := range protos {
+		a.mark(blocks[i])
+		a.i(bpf.LoadScratch{Dst: bpf.RegA, N: int(mem)})
+		ps := slices.Clone(ports[p])
+		slices.Sort(ps)
+		ps = slices.Compact(ps)
+		for _, port := range ps {
+			a.jif(bpf.JumpEqual, uint32(port), accept, next)
+		}
+		a.jif(bpf.JumpEqual, noPorts, accept, miss) // ports unreadable: let the data plane judge
+	}
+}
+
+func sortedKeys[V any](m map[uint8]V) []uint8 {
+	ks := make([]uint8, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.SortFunc(ks, cmp.Compare[uint8])
+	return ks
+}

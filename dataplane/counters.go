@@ -1,0 +1,118 @@
+package dataplane
+
+import (
+	"sync/atomic"
+
+	"github.com/govs/govs/dataplane/frame"
+)
+
+// Drop is why the data plane dropped a frame that parsed. It doubles as a metric label.
+type Drop uint8
+
+const (
+	dropNone Drop = iota
+	// DropCaptureTruncated: the ring held only part of the frame (frame larger than a ring block).
+	DropCaptureTruncated
+	// DropNotIP: a frame that is neither IPv4 nor IPv6 reached a ring.
+	DropNotIP
+	// DropNoService: not to a virtual service and not a reply of a known connection.
+	DropNoService
+	// DropNoConnection: a TCP segment other than a SYN for a connection govs does not know.
+	DropNoConnection
+	// DropNoRealServer: the scheduler found no real server that can take a new connection.
+	DropNoRealServer
+	// DropUnresolved: the next hop's MAC address is not known (yet).
+	DropUnresolved
+	// DropTableFull: the connection table has no room for a new connection.
+	DropTableFull
+	// DropTxRingFull: the transmit ring stayed full after a kick.
+	DropTxRingFull
+	// DropRealRemoved: the connection's real server was removed by a reload.
+	DropRealRemoved
+	// DropFragment: a non-first IP fragment (no ports to look a connection up by).
+	DropFragment
+	// DropICMPNoConnection: an ICMP error about no connection govs knows.
+	DropICMPNoConnection
+	// DropTooLarge: the frame does not fit a transmit slot.
+	DropTooLarge
+	numDrops
+)
+
+var dropNames = [numDrops]string{
+	dropNone:             "none",
+	DropCaptureTruncated: "capture_truncated",
+	DropNotIP:            "not_ip",
+	DropNoService:        "no_service",
+	DropNoConnection:     "no_connection",
+	DropNoRealServer:     "no_real_server",
+	DropUnresolved:       "unresolved_neighbor",
+	DropTableFull:        "conntrack_full",
+	DropTxRingFull:       "tx_ring_full",
+	DropRealRemoved:      "real_server_removed",
+	DropFragment:         "fragment",
+	DropICMPNoConnection: "icmp_no_connection",
+	DropTooLarge:         "frame_too_large",
+}
+
+func (d Drop) String() string {
+	if d < numDrops {
+		return dropNames[d]
+	}
+	return "unknown"
+}
+
+// Counter slots, per worker. Parse errors and drops live in the same flat array so that a worker
+// publishes all of them with one loop.
+const (
+	cRxFrames = iota
+	cTxFrames
+	cForwarded    // client → real server
+	cReplied      // real server → client (NAT)
+	cICMPErrors   // ICMP errors forwarded
+	cConnsCreated // new connection entries
+	cConnsExpired
+	cCsumCompleted // partial checksums completed in software
+	cTxKicks
+	cTxErrors
+	cDropBase
+	cParseBase = cDropBase + int(numDrops)
+	numSlots   = cParseBase + int(frame.NumErrors)
+)
+
+var counterNames = [cDropBase]string{
+	cRxFrames:      "rx_frames",
+	cTxFrames:      "tx_frames",
+	cForwarded:     "forwarded",
+	cReplied:       "replied",
+	cICMPErrors:    "icmp_errors_forwarded",
+	cConnsCreated:  "conns_created",
+	cConnsExpired:  "conns_expired",
+	cCsumCompleted: "checksums_completed",
+	cTxKicks:       "tx_kicks",
+	cTxErrors:      "tx_errors",
+}
+
+// counters is a worker's private tally; published copies are read by Stats.
+type counters [numSlots]uint64
+
+type published struct {
+	slots [numSlots]atomic.Uint64
+	// reals are per real-server ID figures (connections live, packets), replaced when IDs grow.
+	reals atomic.Pointer[realCounters]
+}
+
+type realCounters struct {
+	conns   []atomic.Int64
+	packets []atomic.Uint64
+}
+
+// Stats is a snapshot of the data plane's counters summed over workers.
+type Stats struct {
+	Counters map[string]uint64
+	// Drops maps a reason (a Drop or a frame parse error) to its count; zero counts are included.
+	Drops      map[string]uint64
+	DropsTotal uint64
+	// RealConns and RealPackets are indexed by real-server ID.
+	RealConns   []int64
+	RealPackets []uint64
+}

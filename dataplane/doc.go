@@ -1,0 +1,12 @@
+// Package dataplane forwards frames for govs's virtual services: worker goroutines, each pinned to
+// a CPU, read frames from AF_PACKET TPACKETv3 rings, find or create the connection, pick a real
+// server and rewrite (NAT) or re-address (DR) the frame into a TX ring.
+//
+// Why this shape: every per-packet decision is made by one worker from state only it writes (its
+// connection table shard, its scheduler instances, its counters) and from immutable compiled
+// Tables that the daemon publishes with an atomic pointer swap. The kernel's PACKET_FANOUT, driven
+// by a classic BPF program that hashes the client side of each flow, sends both directions of a
+// NAT connection to the same worker, so no lock is shared between workers on the per-packet path.
+//
+// The package does not read configuration: the daemon compiles config into Tables.
+package dataplane

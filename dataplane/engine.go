@@ -1,0 +1,142 @@
+package dataplane
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/govs/govs/conntrack"
+	"github.com/govs/govs/dataplane/bpfgen"
+	"github.com/govs/govs/dataplane/frame"
+)
+
+// Config is what the engine needs to start; the daemon derives it from the configuration file.
+type Config struct {
+	// Interfaces the data plane reads and writes; a real server's Port indexes this list.
+	Interfaces []string
+	// Workers is the number of worker goroutines (each pinned to a CPU); 0 means one per CPU.
+	Workers int
+	// ConnsPerWorker is each worker's connection-table capacity.
+	ConnsPerWorker int
+	Timeouts       conntrack.Timeouts
+	Logf           func(format string, args ...any)
+}
+
+// Interface is one of the engine's interfaces as found on the host.
+type Interface struct {
+	Name  string
+	Index int
+	MAC   [6]byte
+}
+
+// Engine owns the workers and their sockets. New starts them; Close stops them and waits.
+type Engine struct {
+	cfg     Config
+	ifaces  []Interface
+	workers []*Worker
+	tables  atomic.Pointer[Tables]
+	epoch   time.Time
+
+	mu sync.Mutex // serialises Publish; guards filter state below
+	os engineOS   // per-OS sockets and goroutines
+}
+
+// Interfaces returns the engine's interfaces in configuration order.
+func (e *Engine) Interfaces() []Interface { return e.ifaces }
+
+// Workers returns the number of running workers.
+func (e *Engine) Workers() int { return len(e.workers) }
+
+// Tables returns the tables published last.
+func (e *Engine) Tables() *Tables { return e.tables.Load() }
+
+// Publish makes t the tables every worker uses from its next batch on, and reprograms the
+// sockets' filters and fanout for t's virtual services.
+func (e *Engine) Publish(t *Tables) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.os.program(e, t); err != nil {
+		return err
+	}
+	e.tables.Store(t)
+	return nil
+}
+
+// filterSpec lists what the sockets must let through for t.
+func filterSpec(t *Tables) (bpfgen.FilterSpec, []netip.Addr) {
+	var spec bpfgen.FilterSpec
+	var vips []netip.Addr
+	seen := map[netip.Addr]bool{}
+	for _, s := range t.Services {
+		if s == nil {
+			continue
+		}
+		spec.VIPs = append(spec.VIPs, bpfgen.Endpoint{Addr: s.VIP.Addr(), Proto: s.Proto, Port: s.VIP.Port()})
+		if !seen[s.VIP.Addr()] {
+			seen[s.VIP.Addr()] = true
+			vips = append(vips, s.VIP.Addr())
+		}
+		if s.Method != MethodNAT {
+			continue
+		}
+		for _, id := range s.RealIDs {
+			r := t.Reals[id]
+			spec.RealServers = append(spec.RealServers, bpfgen.Endpoint{Addr: r.Addr.Addr(), Proto: s.Proto, Port: r.Addr.Port()})
+		}
+	}
+	return spec, vips
+}
+
+// Stats sums the workers' last published counters.
+func (e *Engine) Stats() Stats {
+	var sum counters
+	var conns []int64
+	var packets []uint64
+	for _, w := range e.workers {
+		for i := range sum {
+			sum[i] += w.pub.slots[i].Load()
+		}
+		rc := w.pub.reals.Load()
+		if rc == nil {
+			continue
+		}
+		if len(rc.conns) > len(conns) {
+			conns = append(conns, make([]int64, len(rc.conns)-len(conns))...)
+			packets = append(packets, make([]uint64, len(rc.packets)-len(packets))...)
+		}
+		for i := range rc.conns {
+			conns[i] += rc.conns[i].Load()
+			packets[i] += rc.packets[i].Load()
+		}
+	}
+	st := Stats{
+		Counters:    make(map[string]uint64, cDropBase),
+		Drops:       make(map[string]uint64, numSlots-cDropBase),
+		RealConns:   conns,
+		RealPackets: packets,
+	}
+	for i := 0; i < cDropBase; i++ {
+		st.Counters[counterNames[i]] = sum[i]
+	}
+	for d := Drop(1); d < numDrops; d++ {
+		v := sum[cDropBase+int(d)]
+		st.Drops[d.String()] = v
+		st.DropsTotal += v
+	}
+	for e := frame.Error(1); int(e) < frame.NumErrors; e++ {
+		v := sum[cParseBase+int(e)]
+		st.Drops[e.String()] = v
+		st.DropsTotal += v
+	}
+	return st
+}
+
+func (c Config) logf(format string, args ...any) {
+	if c.Logf != nil {
+		c.Logf(format, args...)
+	}
+}
+
+func errorf(format string, args ...any) error { return fmt.Errorf("dataplane: "+format, args...) }

@@ -1,0 +1,313 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"errors"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/govs/govs/dataplane/afpacket"
+	"github.com/govs/govs/dataplane/bpfgen"
+)
+
+// engineOS holds the Linux side of the engine: one socket per worker per interface, the eventfd
+// that wakes polling workers for shutdown, and the worker goroutines' wait group.
+type engineOS struct {
+	socks    [][]*afpacket.Socket // [worker][port]
+	wakefd   int
+	stopping chan struct{}
+	wg       sync.WaitGroup
+	closed   bool
+}
+
+// pollTimeout bounds how long an idle worker sleeps before it expires connections and publishes
+// counters again.
+const pollTimeout = 100 // ms
+
+// publishEvery is how often a busy worker publishes its counters.
+const publishEvery = 50 * time.Millisecond
+
+// New opens the sockets on every interface for every worker, publishes t and starts the workers.
+// Receive offloads (GRO, LRO) are switched off on each interface first: merged frames larger than
+// the MTU would not fit the rings' frames and could not be sent on unchanged.
+func New(cfg Config, t *Tables) (*Engine, error) {
+	if len(cfg.Interfaces) == 0 {
+		return nil, errorf("no interfaces configured")
+	}
+	if len(cfg.Interfaces) > 64 {
+		return nil, errorf("%d interfaces configured; at most 64 are supported", len(cfg.Interfaces))
+	}
+	n := cfg.Workers
+	if n <= 0 {
+		n = runtime.NumCPU()
+	}
+	if cfg.ConnsPerWorker <= 0 {
+		cfg.ConnsPerWorker = 1 << 20
+	}
+	e := &Engine{cfg: cfg, epoch: time.Now()}
+	for _, name := range cfg.Interfaces {
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			return nil, errorf("interface %q: %v (check [dataplane] interfaces)", name, err)
+		}
+		if len(ifi.HardwareAddr) != 6 {
+			return nil, errorf("interface %q has no Ethernet address; govs needs Ethernet interfaces", name)
+		}
+		var mac [6]byte
+		copy(mac[:], ifi.HardwareAddr)
+		e.ifaces = append(e.ifaces, Interface{Name: name, Index: ifi.Index, MAC: mac})
+		changed, err := afpacket.DisableReceiveOffloads(name)
+		if err != nil {
+			cfg.logf("warning: could not switch receive offloads off on %s: %v", name, err)
+		} else if len(changed) > 0 {
+			cfg.logf("switched %v off on %s so frames arrive at their wire size", changed, name)
+		}
+	}
+	if err := checkForwarding(cfg.Interfaces); err != nil {
+		return nil, err
+	}
+	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return nil, errorf("eventfd: %v", err)
+	}
+	e.os.wakefd = fd
+	e.os.stopping = make(chan struct{})
+
+	spec, vips := filterSpec(t)
+	filter, err := bpfgen.SocketFilter(spec)
+	if err != nil {
+		e.closeSockets()
+		return nil, errorf("socket filter: %v", err)
+	}
+	var fanout []bpf.RawInstruction
+	if n > 1 {
+		if fanout, err = bpfgen.FanoutProgram(vips, n); err != nil {
+			e.closeSockets()
+			return nil, errorf("fanout program: %v", err)
+		}
+	}
+	pid := os.Getpid()
+	for wi := 0; wi < n; wi++ {
+		var socks []*afpacket.Socket
+		var ports []Port
+		var macs [][6]byte
+		for pi, ifc := range e.ifaces {
+			sc := afpacket.Config{
+				Interface:   ifc.Name,
+				Filter:      filter,
+				VnetHdr:     true,
+				QdiscBypass: true,
+			}
+			if n > 1 {
+				sc.FanoutGroup = uint16(pid*16 + pi + 1)
+				sc.FanoutProg = fanout
+			}
+			s, err := afpacket.Open(sc)
+			if err != nil {
+				for _, s := range socks {
+					s.Close()
+				}
+				e.closeSockets()
+				return nil, errorf("worker %d on %s: %v", wi, ifc.Name, err)
+			}
+			socks = append(socks, s)
+			ports = append(ports, s)
+			macs = append(macs, ifc.MAC)
+		}
+		e.os.socks = append(e.os.socks, socks)
+		e.workers = append(e.workers, NewWorker(wi, ports, macs, cfg.ConnsPerWorker, cfg.Timeouts))
+	}
+	e.tables.Store(t)
+	cpus := allowedCPUs()
+	for wi, w := range e.workers {
+		e.os.wg.Add(1)
+		go e.routineWorker(w, e.os.socks[wi], cpus[wi%len(cpus)])
+	}
+	cfg.logf("data plane: %d workers on %v, CPUs %v", n, cfg.Interfaces, cpus)
+	return e, nil
+}
+
+// program installs the filter and fanout programs for t on every socket.
+func (eo *engineOS) program(e *Engine, t *Tables) error {
+	spec, vips := filterSpec(t)
+	filter, err := bpfgen.SocketFilter(spec)
+	if err != nil {
+		return errorf("socket filter: %v", err)
+	}
+	var fanout []bpf.RawInstruction
+	if len(e.workers) > 1 {
+		if fanout, err = bpfgen.FanoutProgram(vips, len(e.workers)); err != nil {
+			return errorf("fanout program: %v", err)
+		}
+	}
+	for _, socks := range eo.socks {
+		for _, s := range socks {
+			if err := s.SetFilter(filter); err != nil {
+				return errorf("set socket filter: %v", err)
+			}
+		}
+	}
+	if fanout != nil {
+		// One member per group is enough: the program belongs to the group.
+		for _, s := range eo.socks[0] {
+			if err := s.SetFanoutProg(fanout); err != nil {
+				return errorf("set fanout program: %v", err)
+			}
+		}
+	}
+	return nil
+}
+
+// routineWorker is a worker's goroutine: locked to an OS thread pinned to one CPU, it drains its
+// rings, kicks its TX rings once per round, expires connections and sleeps in poll(2) when idle.
+// It holds its thread for its whole life, so a blocking poll costs no other goroutine anything.
+func (e *Engine) routineWorker(w *Worker, socks []*afpacket.Socket, cpu int) {
+	defer e.os.wg.Done()
+	runtime.LockOSThread()
+	// Pinning keeps a worker's rings, table and counters in one CPU's caches; without it the
+	// scheduler moves busy threads between CPUs. The thread is discarded when the goroutine ends
+	// (still locked), so the affinity never leaks to other goroutines.
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		e.cfg.logf("worker %d: could not pin to CPU %d: %v", w.id, cpu, err)
+	}
+	fds := make([]unix.PollFd, 0, len(socks)+1)
+	for _, s := range socks {
+		fds = append(fds, unix.PollFd{Fd: int32(s.Fd()), Events: unix.POLLIN})
+	}
+	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefd), Events: unix.POLLIN})
+	var lastPub int64
+	for {
+		if t := e.tables.Load(); t != w.tables {
+			w.SetTables(t)
+		}
+		now := int64(time.Since(e.epoch))
+		got := 0
+		for i, s := range socks {
+			for j := 0; j < rxBudget; j++ {
+				f, m, ok := s.Next()
+				if !ok {
+					break
+				}
+				w.Process(i, f, m, now)
+				got++
+			}
+		}
+		w.FlushAll()
+		w.Expire(now)
+		if now-lastPub >= int64(publishEvery) || got == 0 {
+			w.Publish()
+			lastPub = now
+		}
+		select {
+		case <-e.os.stopping:
+			w.Publish()
+			return
+		default:
+		}
+		if got == 0 {
+			for i := range fds {
+				fds[i].Revents = 0
+			}
+			if _, err := unix.Poll(fds, pollTimeout); err != nil && !errors.Is(err, unix.EINTR) {
+				e.cfg.logf("worker %d: poll: %v", w.id, err)
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	}
+}
+
+// Close stops the workers, waits for them and closes (unmaps) every ring.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.os.closed {
+		return nil
+	}
+	e.os.closed = true
+	close(e.os.stopping)
+	var one [8]byte
+	one[0] = 1
+	unix.Write(e.os.wakefd, one[:])
+	e.os.wg.Wait()
+	e.closeSockets()
+	return nil
+}
+
+func (e *Engine) closeSockets() {
+	for _, socks := range e.os.socks {
+		for _, s := range socks {
+			s.Close()
+		}
+	}
+	e.os.socks = nil
+	if e.os.wakefd > 0 {
+		unix.Close(e.os.wakefd)
+		e.os.wakefd = -1
+	}
+}
+
+// SocketStats sums the kernel's ring statistics (received, dropped by a full ring) over every socket.
+func (e *Engine) SocketStats() afpacket.Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var sum afpacket.Stats
+	for _, socks := range e.os.socks {
+		for _, s := range socks {
+			if st, err := s.Stats(); err == nil {
+				sum.Packets += st.Packets
+				sum.Drops += st.Drops
+				sum.Freezes += st.Freezes
+			}
+		}
+	}
+	return sum
+}
+
+// allowedCPUs lists the CPUs this process may run on, in order.
+func allowedCPUs() []int {
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		cpus := make([]int, runtime.NumCPU())
+		for i := range cpus {
+			cpus[i] = i
+		}
+		return cpus
+	}
+	var cpus []int
+	for i := 0; i < 1024 && len(cpus) < set.Count(); i++ {
+		if set.IsSet(i) {
+			cpus = append(cpus, i)
+		}
+	}
+	return cpus
+}
+
+// checkForwarding refuses to start when the kernel would forward the frames govs forwards: with
+// IP forwarding on, a frame to a VIP or a NAT reply to a client would leave twice.
+func checkForwarding(ifaces []string) error {
+	for _, name := range ifaces {
+		for _, f := range []struct{ path, sysctl string }{
+			{"/proc/sys/net/ipv4/conf/" + name + "/forwarding", "net.ipv4.conf." + name + ".forwarding"},
+			{"/proc/sys/net/ipv6/conf/" + name + "/forwarding", "net.ipv6.conf." + name + ".forwarding"},
+		} {
+			b, err := os.ReadFile(f.path)
+			if err != nil {
+				continue // IPv6 disabled on the interface, for instance
+			}
+			if len(b) > 0 && b[0] == '1' {
+				return errorf("the kernel forwards IP on %s (%s=1), so it would forward govs's traffic a second time; "+
+					"run `sysctl -w %s=0` (and net.ipv4.ip_forward=0 / net.ipv6.conf.all.forwarding=0) on the balancer", name, f.sysctl, f.sysctl)
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,17 @@
+//go:build !linux
+
+package dataplane
+
+import "runtime"
+
+type engineOS struct{}
+
+func (engineOS) program(*Engine, *Tables) error { return nil }
+
+// New is only implemented on Linux: the data plane needs AF_PACKET rings.
+func New(cfg Config, t *Tables) (*Engine, error) {
+	return nil, errorf("the data plane needs Linux AF_PACKET; unsupported on %s", runtime.GOOS)
+}
+
+// Close does nothing where New cannot succeed.
+func (e *Engine) Close() error { return nil }

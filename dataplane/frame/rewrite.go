@@ -1,0 +1,181 @@
+package frame
+
+import "encoding/binary"
+
+// SetEthernet writes the destination and source MAC addresses of frame b. It does nothing to a frame
+// shorter than the two addresses.
+func SetEthernet(b []byte, dst, src [6]byte) {
+	if len(b) < 12 {
+		return
+	}
+	copy(b[0:6], dst[:])
+	copy(b[6:12], src[:])
+}
+
+// RewriteDst changes the IP destination address, and the TCP/UDP destination port, of the frame b
+// that Parse described in p, in place. It updates the IPv4 header checksum and the transport checksum
+// incrementally (RFC 1624); the ICMPv6 checksum follows the address because it covers the pseudo-header.
+// An IPv4 UDP checksum of 0 (none) stays 0; a UDP checksum that would become 0 is sent as 0xffff
+// (RFC 768, RFC 8200 section 8.1). For ICMP/ICMPv6 echo, port replaces the identifier; for other ICMP
+// messages and for protocols without ports it is ignored. A later fragment only gets its address
+// changed. p is updated to match.
+//
+// addr must be of the frame's family (IPv4-mapped for IPv4; only its last 4 bytes are written). The
+// frame's transport checksum must be complete: call CompleteL4Checksum first on a frame received with
+// a partial checksum (TP_STATUS_CSUMNOTREADY). A frame that did not parse (or ARP) is left alone.
+func RewriteDst(b []byte, p *Parsed, addr [16]byte, port uint16) {
+	rewrite(b, p, true, &addr, port)
+}
+
+// RewriteSrc is RewriteDst for the IP source address and the TCP/UDP source port.
+func RewriteSrc(b []byte, p *Parsed, addr [16]byte, port uint16) {
+	rewrite(b, p, false, &addr, port)
+}
+
+// rewrite changes the source or destination address and port of the IP packet q describes, fixing the
+// IPv4 header checksum and the transport checksum if its field lies inside b[:q.End]. It returns the
+// ones' complement sum of all word changes it made, which an enclosing ICMP error's checksum needs.
+// Every field it touches is 16-bit aligned relative to the start of the IP header.
+func rewrite(b []byte, q *Parsed, dst bool, addr *[16]byte, port uint16) (outer uint32) {
+	end := q.End
+	if uint64(end) > uint64(len(b)) || q.L3Off > end {
+		return 0 // not a Parsed of this frame; refuse rather than panic
+	}
+	var adiff uint32 // change of the address words, which the pseudo-header sees too
+	switch q.Family {
+	case 4:
+		if end-q.L3Off < IPv4MinimumSize {
+			return 0
+		}
+		h := b[q.L3Off:end]
+		a := h[12:16]
+		if dst {
+			a = h[16:20]
+		}
+		adiff = bytesDiff(a, addr[12:16])
+		copy(a, addr[12:16])
+		old := binary.BigEndian.Uint16(h[10:])
+		sum := updateChecksum(old, adiff)
+		binary.BigEndian.PutUint16(h[10:], sum)
+		outer = adiff + wordDiff(old, sum)
+	case 6:
+		if end-q.L3Off < IPv6MinimumSize {
+			return 0
+		}
+		h := b[q.L3Off:end]
+		a := h[8:24]
+		if dst {
+			a = h[24:40]
+		}
+		adiff = bytesDiff(a, addr[:])
+		copy(a, addr[:])
+		outer = adiff
+	default:
+		return 0
+	}
+	if dst {
+		q.Dst = *addr
+	} else {
+		q.Src = *addr
+	}
+	if q.Family == 4 {
+		q.Dst[10], q.Dst[11], q.Src[10], q.Src[11] = 0xff, 0xff, 0xff, 0xff
+		clear(q.Dst[:10])
+		clear(q.Src[:10])
+	}
+	if q.L4Off == 0 || q.L4Off > end || end-q.L4Off < ICMPMinimumSize {
+		return outer
+	}
+	l4 := b[q.L4Off:end]
+	var portOff, sumOff int // portOff -1: no port field
+	pseudo := true
+	switch q.Proto {
+	case ProtoTCP:
+		portOff, sumOff = 0, 16
+		if dst {
+			portOff = 2
+		}
+	case ProtoUDP:
+		portOff, sumOff = 0, 6
+		if dst {
+			portOff = 2
+		}
+	case ProtoICMP, ProtoICMPv6:
+		sumOff, portOff = 2, -1
+		pseudo = q.Proto == ProtoICMPv6
+		if isEcho(q.Proto, l4[0]) {
+			portOff = 4
+		}
+	default:
+		return outer
+	}
+	var l4diff uint32
+	if pseudo {
+		l4diff = adiff
+	}
+	if portOff >= 0 {
+		old := binary.BigEndian.Uint16(l4[portOff:])
+		binary.BigEndian.PutUint16(l4[portOff:], port)
+		d := wordDiff(old, port)
+		l4diff += d
+		outer += d
+		switch {
+		case q.Proto == ProtoICMP || q.Proto == ProtoICMPv6:
+			q.SrcPort, q.DstPort = port, port
+		case dst:
+			q.DstPort = port
+		default:
+			q.SrcPort = port
+		}
+	}
+	if len(l4) < sumOff+2 {
+		return outer // an ICMP error quoted too little of the inner TCP header
+	}
+	old := binary.BigEndian.Uint16(l4[sumOff:])
+	if q.Proto == ProtoUDP && old == 0 && q.Family == 4 {
+		return outer // RFC 768: no checksum
+	}
+	sum := updateChecksum(old, l4diff)
+	if q.Proto == ProtoUDP && sum == 0 {
+		sum = 0xffff
+	}
+	binary.BigEndian.PutUint16(l4[sumOff:], sum)
+	return outer + wordDiff(old, sum)
+}
+
+// CompleteL4Checksum fills in the transport checksum of a frame whose checksum the sender left partial
+// (AF_PACKET TP_STATUS_CSUMNOTREADY / CHECKSUM_PARTIAL: the field holds only the pseudo-header sum).
+// It computes the full checksum from scratch over pseudo-header + L4 segment (TCP, UDP, ICMPv6; ICMP
+// has no pseudo-header and is computed over the message). It does nothing for fragments, frames without a
+// transport header, or a GSO super-frame's segments (the checksum it writes is that of the whole frame,
+// which is only right if the frame is sent unsegmented).
+func CompleteL4Checksum(b []byte, p *Parsed) {
+	if p.L4Off == 0 || p.Frag != FragNone || uint64(p.End) > uint64(len(b)) || p.L4Off > p.End {
+		return
+	}
+	l4 := b[p.L4Off:p.End]
+	var sumOff int
+	switch p.Proto {
+	case ProtoTCP:
+		sumOff = 16
+	case ProtoUDP:
+		sumOff = 6
+	case ProtoICMP, ProtoICMPv6:
+		sumOff = 2
+	default:
+		return
+	}
+	if len(l4) < sumOff+2 {
+		return
+	}
+	var initial uint32
+	if p.Proto != ProtoICMP {
+		initial = pseudoHeaderSum(p.Family, &p.Src, &p.Dst, p.Proto, uint32(len(l4)))
+	}
+	l4[sumOff], l4[sumOff+1] = 0, 0
+	sum := ^Checksum(l4, initial)
+	if p.Proto == ProtoUDP && sum == 0 {
+		sum = 0xffff
+	}
+	binary.BigEndian.PutUint16(l4[sumOff:], sum)
+}

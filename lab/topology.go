@@ -1,0 +1,330 @@
+package lab
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"strings"
+)
+
+// Options shape a Topology.
+type Options struct {
+	Method  string // "nat" or "dr": where the real servers sit and how they route
+	IPv6    bool   // also configure the IPv6 plan
+	Servers int    // real servers; 0 means 3
+	Prefix  string // namespace name prefix; "" means "govs-lab"
+}
+
+// Topology is a set of namespaces wired as
+//
+//	client ──┐                 ┌── (NAT) rs1..rsN 198.19.0.11.. (default route via l1)
+//	         br0 ── l0 [balancer] l1 ── br1
+//	(DR) rs1..rsN 198.18.0.11.. on br0, VIP on lo
+//
+// with both bridges in the Switch namespace. The VIPs are configured on no balancer interface: the
+// process under test must answer ARP/NDP for them. Close removes every namespace.
+type Topology struct {
+	Client, Balancer, Switch *NS
+	Servers                  []*NS
+
+	ClientAddr4, ClientAddr6, VIP4, VIP6 netip.Addr
+	ServerAddrs4, ServerAddrs6           []netip.Addr
+	// l0's and l1's own kernel addresses (the IPv6 ones are configured only with Options.IPv6).
+	BalancerL0Addr4, BalancerL0Addr6, BalancerL1Addr4, BalancerL1Addr6 netip.Addr
+	// BalancerIfaces are interface names inside Balancer: "l0" (client side), "l1" (server side).
+	BalancerIfaces []string
+
+	Options Options
+	all     []*NS // every namespace, creation order
+}
+
+// Interface names inside the namespaces.
+const (
+	ClientIface = "eth0" // the client's only interface, on br0
+	ServerIface = "eth0" // a real server's only interface (br1 for NAT, br0 for DR)
+)
+
+// The address plan (RFC 2544 benchmark space and the 2001:2::/48 benchmarking prefix).
+var (
+	clientAddr4 = netip.MustParseAddr("198.18.0.10")
+	clientAddr6 = netip.MustParseAddr("2001:2::10")
+	vip4        = netip.MustParseAddr("198.18.0.100")
+	vip6        = netip.MustParseAddr("2001:2::100")
+	l0Addr4     = netip.MustParseAddr("198.18.0.1")
+	l0Addr6     = netip.MustParseAddr("2001:2::1")
+	l1Addr4     = netip.MustParseAddr("198.19.0.1")
+	l1Addr6     = netip.MustParseAddr("2001:2:0:1::1")
+)
+
+// serverAddrs returns real server i's (0-based) addresses: .11, .12, ... on the server net for NAT
+// or on the client net for DR.
+func serverAddrs(method string, i int) (netip.Addr, netip.Addr) {
+	if method == "dr" {
+		return netip.AddrFrom4([4]byte{198, 18, 0, byte(11 + i)}),
+			netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 14: 0, 15: byte(0x11 + i)})
+	}
+	return netip.AddrFrom4([4]byte{198, 19, 0, byte(11 + i)}),
+		netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 0, 0, 0, 1, 15: byte(0x11 + i)})
+}
+
+// New builds a topology. On error everything created so far is removed again.
+func New(opts Options) (*Topology, error) {
+	if opts.Method == "" {
+		opts.Method = "nat"
+	}
+	if opts.Method != "nat" && opts.Method != "dr" {
+		return nil, fmt.Errorf("failed to build topology: method %q is neither \"nat\" nor \"dr\"", opts.Method)
+	}
+	if opts.Servers == 0 {
+		opts.Servers = 3
+	}
+	if opts.Servers < 0 || opts.Servers > 50 {
+		return nil, fmt.Errorf("failed to build topology: %d servers, want 1..50", opts.Servers)
+	}
+	if opts.Prefix == "" {
+		opts.Prefix = "govs-lab"
+	}
+	var rnd [3]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return nil, fmt.Errorf("failed to pick a topology id: %w", err)
+	}
+	t := &Topology{
+		ClientAddr4: clientAddr4, ClientAddr6: clientAddr6, VIP4: vip4, VIP6: vip6,
+		BalancerL0Addr4: l0Addr4, BalancerL0Addr6: l0Addr6, BalancerL1Addr4: l1Addr4, BalancerL1Addr6: l1Addr6,
+		BalancerIfaces: []string{"l0", "l1"},
+		Options:        opts,
+	}
+	if err := t.build(fmt.Sprintf("%s-%d-%s", opts.Prefix, os.Getpid(), hex.EncodeToString(rnd[:]))); err != nil {
+		if cerr := t.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("failed to tear down half-built topology: %w", cerr))
+		}
+		return nil, err
+	}
+	return t, nil
+}
+
+// Namespaces returns every namespace of the topology.
+func (t *Topology) Namespaces() []*NS { return append([]*NS(nil), t.all...) }
+
+// Close deletes every namespace; calling it again does nothing.
+func (t *Topology) Close() error {
+	var errs []error
+	for i := len(t.all) - 1; i >= 0; i-- {
+		errs = append(errs, t.all[i].close())
+	}
+	return errors.Join(errs...)
+}
+
+func (t *Topology) add(name string) (*NS, error) {
+	n, err := newNS(name)
+	if err != nil {
+		return nil, err
+	}
+	t.all = append(t.all, n)
+	// Quiet, predictable hosts: no DAD (addresses usable at once), no router solicitations, no
+	// reverse-path filter; "default" applies to the interfaces created below.
+	//
+	// The kernel repeats each MLD report (robustness 2, net.ipv6.mld_qrv, which exists only in the
+	// host namespace) after a random delay up to the unsolicited report interval, 1 s by default; a
+	// 1 ms interval makes the repeats fall inside New, so counters read afterwards stay still (the
+	// e2e kernel-silence check compares the balancer's Icmp6.OutMsgs). Without Options.IPv6, IPv6 is
+	// disabled outright.
+	kv := []string{"net.ipv4.conf.all.rp_filter", "0", "net.ipv4.conf.default.rp_filter", "0"}
+	for _, c := range []string{"all", "default"} {
+		if !t.Options.IPv6 {
+			kv = append(kv, "net.ipv6.conf."+c+".disable_ipv6", "1")
+			continue
+		}
+		kv = append(kv,
+			"net.ipv6.conf."+c+".accept_dad", "0",
+			"net.ipv6.conf."+c+".router_solicitations", "0",
+			"net.ipv6.conf."+c+".accept_ra", "0",
+			"net.ipv6.conf."+c+".mldv1_unsolicited_report_interval", "1",
+			"net.ipv6.conf."+c+".mldv2_unsolicited_report_interval", "1")
+	}
+	if err := n.SetSysctl(kv...); err != nil {
+		return nil, err
+	}
+	return n, ipCmd("-n", name, "link", "set", "lo", "up")
+}
+
+func (t *Topology) build(id string) error {
+	var err error
+	if t.Switch, err = t.add(id + "-sw"); err != nil {
+		return err
+	}
+	if t.Client, err = t.add(id + "-cl"); err != nil {
+		return err
+	}
+	if t.Balancer, err = t.add(id + "-lb"); err != nil {
+		return err
+	}
+	for i := 0; i < t.Options.Servers; i++ {
+		n, err := t.add(fmt.Sprintf("%s-rs%d", id, i+1))
+		if err != nil {
+			return err
+		}
+		t.Servers = append(t.Servers, n)
+	}
+
+	sw := t.Switch.Name
+	// The switch only bridges: no IPv6 on its ports, no STP delay, no multicast snooping (govs does
+	// not send MLD reports for the VIP's solicited-node group, so snooping could hide NS from it).
+	if err := t.Switch.SetSysctl("net.ipv6.conf.all.disable_ipv6", "1", "net.ipv6.conf.default.disable_ipv6", "1"); err != nil {
+		return err
+	}
+	for _, br := range []string{"br0", "br1"} {
+		if err := ipCmd("-n", sw, "link", "add", br, "type", "bridge", "stp_state", "0", "mcast_snooping", "0"); err != nil {
+			return err
+		}
+		if err := ipCmd("-n", sw, "link", "set", br, "up"); err != nil {
+			return err
+		}
+	}
+	// link joins a new veth pair: swName on bridge br in the switch, peerName in ns.
+	link := func(swName, br string, ns *NS, peerName string) error {
+		if err := ipCmd("-n", sw, "link", "add", swName, "type", "veth", "peer", "name", peerName, "netns", ns.Name); err != nil {
+			return err
+		}
+		if err := ipCmd("-n", sw, "link", "set", swName, "master", br, "up"); err != nil {
+			return err
+		}
+		return ipCmd("-n", ns.Name, "link", "set", peerName, "up")
+	}
+	addr := func(ns *NS, dev string, a netip.Addr, bits int) error {
+		args := []string{"-n", ns.Name, "addr", "add", netip.PrefixFrom(a, bits).String(), "dev", dev}
+		if a.Is6() {
+			args = append(args, "nodad")
+		}
+		return ipCmd(args...)
+	}
+	v6 := t.Options.IPv6
+
+	// Client.
+	if err := link("cl", "br0", t.Client, ClientIface); err != nil {
+		return err
+	}
+	if err := addr(t.Client, ClientIface, clientAddr4, 24); err != nil {
+		return err
+	}
+	if v6 {
+		if err := addr(t.Client, ClientIface, clientAddr6, 64); err != nil {
+			return err
+		}
+	}
+
+	// Balancer: forwarding must stay off, so its kernel neither forwards nor answers (ICMP) for
+	// traffic that only the process under test should handle.
+	if err := t.Balancer.SetSysctl("net.ipv4.ip_forward", "0", "net.ipv6.conf.all.forwarding", "0"); err != nil {
+		return err
+	}
+	for _, k := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
+		v, err := t.Balancer.Sysctl(k)
+		if err != nil {
+			return err
+		}
+		if v != "0" {
+			return fmt.Errorf("failed to build topology: %s is %s in %s, want 0", k, v, t.Balancer.Name)
+		}
+	}
+	if err := link("lb0", "br0", t.Balancer, "l0"); err != nil {
+		return err
+	}
+	if err := link("lb1", "br1", t.Balancer, "l1"); err != nil {
+		return err
+	}
+	if err := addr(t.Balancer, "l0", l0Addr4, 24); err != nil {
+		return err
+	}
+	if err := addr(t.Balancer, "l1", l1Addr4, 24); err != nil {
+		return err
+	}
+	if v6 {
+		if err := addr(t.Balancer, "l0", l0Addr6, 64); err != nil {
+			return err
+		}
+		if err := addr(t.Balancer, "l1", l1Addr6, 64); err != nil {
+			return err
+		}
+	}
+
+	// Real servers.
+	for i, ns := range t.Servers {
+		a4, a6 := serverAddrs(t.Options.Method, i)
+		t.ServerAddrs4 = append(t.ServerAddrs4, a4)
+		if v6 {
+			t.ServerAddrs6 = append(t.ServerAddrs6, a6)
+		}
+		br := "br1"
+		if t.Options.Method == "dr" {
+			br = "br0"
+		}
+		if err := link(fmt.Sprintf("rs%d", i+1), br, ns, ServerIface); err != nil {
+			return err
+		}
+		if err := addr(ns, ServerIface, a4, 24); err != nil {
+			return err
+		}
+		if v6 {
+			if err := addr(ns, ServerIface, a6, 64); err != nil {
+				return err
+			}
+		}
+		if t.Options.Method == "nat" {
+			// Permanent neighbour entries for the gateway: otherwise the servers' NS for l1's address
+			// makes the balancer's kernel send NAs (Icmp6.OutMsgs), which would blur the e2e check that
+			// the balancer's own stack emits nothing while govs works.
+			l1mac, err := t.Balancer.HardwareAddr("l1")
+			if err != nil {
+				return err
+			}
+			if err := ipCmd("-n", ns.Name, "neigh", "replace", l1Addr4.String(), "lladdr", l1mac.String(), "dev", ServerIface, "nud", "permanent"); err != nil {
+				return err
+			}
+			if err := ipCmd("-n", ns.Name, "route", "add", "default", "via", l1Addr4.String()); err != nil {
+				return err
+			}
+			if v6 {
+				if err := ipCmd("-n", ns.Name, "neigh", "replace", l1Addr6.String(), "lladdr", l1mac.String(), "dev", ServerIface, "nud", "permanent"); err != nil {
+					return err
+				}
+				if err := ipCmd("-n", ns.Name, "-6", "route", "add", "default", "via", l1Addr6.String()); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		// DR: the VIP is local to the server (on lo) so it accepts the forwarded frames and replies
+		// from the VIP straight to the client, but must never claim it on the wire. For IPv4 that is
+		// arp_ignore=1 (answer only for addresses of the receiving interface) and arp_announce=2 (never
+		// use the VIP as ARP sender address). IPv6 needs nothing: NDP answers only for addresses of
+		// the receiving interface, and an address on lo belongs to no other link.
+		if err := ns.SetSysctl(
+			"net.ipv4.conf.all.arp_ignore", "1", "net.ipv4.conf.all.arp_announce", "2",
+			"net.ipv4.conf."+ServerIface+".arp_ignore", "1", "net.ipv4.conf."+ServerIface+".arp_announce", "2",
+		); err != nil {
+			return err
+		}
+		if err := addr(ns, "lo", vip4, 32); err != nil {
+			return err
+		}
+		if v6 {
+			if err := addr(ns, "lo", vip6, 128); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// String lists the namespaces, for logs.
+func (t *Topology) String() string {
+	names := make([]string, len(t.all))
+	for i, n := range t.all {
+		names[i] = n.Name
+	}
+	return fmt.Sprintf("%s topology (ipv6=%v): %s", t.Options.Method, t.Options.IPv6, strings.Join(names, " "))
+}

@@ -1,0 +1,19 @@
+//go:build !linux
+
+package neigh
+
+import (
+	"fmt"
+	"runtime"
+)
+
+// sysResolver is empty: resolution needs Linux netlink.
+type sysResolver struct{}
+
+// New is unimplemented outside Linux.
+func New(interfaces []string, logf func(format string, args ...any)) (*Resolver, error) {
+	return nil, fmt.Errorf("failed to start neighbour resolver: unimplemented on %s (needs Linux netlink)", runtime.GOOS)
+}
+
+// Close does nothing outside Linux.
+func (r *Resolver) Close() error { return nil }

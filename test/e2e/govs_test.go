@@ -1,0 +1,260 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/govs/govs/lab"
+)
+
+// vsConfig is one [[virtual_server]] of the govs config.
+type vsConfig struct {
+	Address   netip.AddrPort
+	Protocol  string // "tcp" or "udp"
+	Scheduler string // "rr" or "wrr"
+	Method    string // "nat" or "dr"
+	Reals     []netip.AddrPort
+	Weights   []int
+}
+
+type govsConfig struct {
+	Interfaces []string
+	Workers    int
+	Socket     string
+	VS         []vsConfig
+}
+
+func (c govsConfig) toml() string {
+	var b strings.Builder
+	q := func(s string) string { return fmt.Sprintf("%q", s) }
+	ifs := make([]string, len(c.Interfaces))
+	for i, s := range c.Interfaces {
+		ifs[i] = q(s)
+	}
+	fmt.Fprintf(&b, "[dataplane]\ninterfaces = [%s]\nworkers = %d\n\n[control]\nsocket = %s\n",
+		strings.Join(ifs, ", "), c.Workers, q(c.Socket))
+	for _, vs := range c.VS {
+		fmt.Fprintf(&b, "\n[[virtual_server]]\naddress = %s\nprotocol = %s\nscheduler = %s\nmethod = %s\n",
+			q(vs.Address.String()), q(vs.Protocol), q(vs.Scheduler), q(vs.Method))
+		for i, rs := range vs.Reals {
+			fmt.Fprintf(&b, "  [[virtual_server.real_server]]\n  address = %s\n  weight = %d\n", q(rs.String()), vs.Weights[i])
+		}
+	}
+	return b.String()
+}
+
+// stats is the JSON printed by `govs stats -json`.
+type stats struct {
+	Ready          bool             `json:"ready"`
+	Workers        int              `json:"workers"`
+	Counters       map[string]int64 `json:"counters"`
+	Drops          map[string]int64 `json:"drops"`
+	DropsTotal     int64            `json:"drops_total"`
+	VirtualServers []struct {
+		Address     string `json:"address"`
+		Protocol    string `json:"protocol"`
+		Scheduler   string `json:"scheduler"`
+		Method      string `json:"method"`
+		RealServers []struct {
+			Address     string `json:"address"`
+			Weight      int    `json:"weight"`
+			Connections int64  `json:"connections"`
+			Packets     int64  `json:"packets"`
+		} `json:"real_servers"`
+	} `json:"virtual_servers"`
+}
+
+// lockedBuffer collects a process's output while it runs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// govsProc is one `govs run` inside the balancer namespace.
+type govsProc struct {
+	t       *testing.T
+	cfg     govsConfig
+	cfgPath string
+	cmd     *exec.Cmd
+	out     lockedBuffer // stdout and stderr
+	done    chan struct{}
+	waitErr error // valid once done is closed
+}
+
+// startGovs writes cfg, starts govs in topo's balancer namespace and waits for "ready". The process
+// is killed in cleanup if the test did not stop it, and its output is logged if the test failed.
+func startGovs(t *testing.T, topo *lab.Topology, cfg govsConfig) *govsProc {
+	t.Helper()
+	dir := t.TempDir()
+	cfg.Socket = filepath.Join(dir, "govs.sock")
+	g := &govsProc{t: t, cfg: cfg, cfgPath: filepath.Join(dir, "govs.toml"), done: make(chan struct{})}
+	if err := os.WriteFile(g.cfgPath, []byte(cfg.toml()), 0o644); err != nil {
+		t.Fatalf("failed to write govs config: %v", err)
+	}
+	g.cmd = topo.Balancer.Command(govsPath, "run", "-config", g.cfgPath)
+	g.cmd.Stdout, g.cmd.Stderr = &g.out, &g.out
+	if err := g.cmd.Start(); err != nil {
+		t.Fatalf("failed to start govs: %v", err)
+	}
+	go func() {
+		g.waitErr = g.cmd.Wait()
+		close(g.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-g.done:
+		default:
+			// The test ended early (t.Fatal): still ask politely first, as the contract says.
+			_ = g.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-g.done:
+				if g.waitErr != nil {
+					t.Errorf("govs did not exit cleanly on SIGTERM: %v", g.waitErr)
+				}
+			case <-time.After(5 * time.Second):
+				t.Errorf("govs still running 5s after SIGTERM; killing it")
+				_ = g.cmd.Process.Kill()
+				<-g.done
+			}
+		}
+		if t.Failed() {
+			t.Logf("govs config:\n%s\ngovs output:\n%s", cfg.toml(), g.out.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-g.done:
+			t.Fatalf("govs exited before becoming ready: %v", g.waitErr)
+		default:
+		}
+		st, err := g.stats()
+		if err == nil && st.Ready {
+			return g
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("govs not ready after 10s (last stats error: %v)", last)
+	return nil
+}
+
+// stats runs `govs stats -control SOCK -json`.
+func (g *govsProc) stats() (stats, error) {
+	var st stats
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, govsPath, "stats", "-control", g.cfg.Socket, "-json")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return st, fmt.Errorf("govs stats: %w: %s", err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return st, fmt.Errorf("govs stats printed invalid JSON: %w: %s", err, out)
+	}
+	return st, nil
+}
+
+func (g *govsProc) mustStats() stats {
+	g.t.Helper()
+	st, err := g.stats()
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return st
+}
+
+// reload rewrites the config and sends SIGHUP, then waits until stats reports want's weight for
+// every real server of every virtual server.
+func (g *govsProc) reload(cfg govsConfig) {
+	g.t.Helper()
+	cfg.Socket = g.cfg.Socket
+	if err := os.WriteFile(g.cfgPath, []byte(cfg.toml()), 0o644); err != nil {
+		g.t.Fatalf("failed to rewrite govs config: %v", err)
+	}
+	g.cfg = cfg
+	if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		g.t.Fatalf("failed to send SIGHUP to govs: %v", err)
+	}
+	want := map[string]int{}
+	for _, vs := range cfg.VS {
+		for i, rs := range vs.Reals {
+			want[vs.Address.String()+"/"+vs.Protocol+" "+rs.String()] = vs.Weights[i]
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var mismatch string
+	for time.Now().Before(deadline) {
+		st, err := g.stats()
+		if err == nil {
+			mismatch = ""
+			for _, vs := range st.VirtualServers {
+				for _, rs := range vs.RealServers {
+					k := vs.Address + "/" + vs.Protocol + " " + rs.Address
+					if w, ok := want[k]; ok && w != rs.Weight {
+						mismatch = fmt.Sprintf("%s weight %d, want %d", k, rs.Weight, w)
+					}
+				}
+			}
+			if mismatch == "" {
+				return
+			}
+		} else {
+			mismatch = err.Error()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	g.t.Fatalf("govs did not apply the reloaded config within 10s: %s", mismatch)
+}
+
+// stop sends SIGTERM and requires exit status 0 within 5s.
+func (g *govsProc) stop() {
+	g.t.Helper()
+	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		g.t.Fatalf("failed to send SIGTERM to govs: %v", err)
+	}
+	select {
+	case <-g.done:
+		if g.waitErr != nil {
+			g.t.Fatalf("govs did not exit cleanly on SIGTERM: %v", g.waitErr)
+		}
+	case <-time.After(5 * time.Second):
+		g.t.Fatalf("govs still running 5s after SIGTERM")
+	}
+}
+
+// alive fails the test if govs has exited.
+func (g *govsProc) alive() {
+	g.t.Helper()
+	select {
+	case <-g.done:
+		g.t.Fatalf("govs exited unexpectedly: %v", g.waitErr)
+	default:
+	}
+}
