@@ -64,9 +64,9 @@ type Worker struct {
 
 	c    counters
 	pub  *published
-	rcN  []int64       // worker-local per-real connection counts
-	rpN  []uint64      // worker-local per-real packet counts
-	seen uint32        // last Tables generation the worker adapted to
+	rcN  []int64  // worker-local per-real connection counts
+	rpN  []uint64 // worker-local per-real packet counts
+	seen uint32   // last Tables generation the worker adapted to
 
 	expireFn func(uint32, *conntrack.Conn) // w.onExpire, bound once so expiry does not allocate
 }
