@@ -2,7 +2,11 @@
 
 package dataplane
 
-import "runtime"
+import (
+	"runtime"
+
+	"github.com/govs/govs/dataplane/afpacket"
+)
 
 type engineOS struct{}
 
@@ -15,3 +19,6 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 
 // Close does nothing where New cannot succeed.
 func (e *Engine) Close() error { return nil }
+
+// SocketStats has nothing to report where there are no sockets.
+func (e *Engine) SocketStats() afpacket.Stats { return afpacket.Stats{} }
