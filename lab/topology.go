@@ -176,8 +176,19 @@ func (t *Topology) build(id string) error {
 	if err := t.Switch.SetSysctl("net.ipv6.conf.all.disable_ipv6", "1", "net.ipv6.conf.default.disable_ipv6", "1"); err != nil {
 		return err
 	}
+	// Nor does it filter: with br_netfilter present (it is built in here) a bridge validates IPv4
+	// and IPv6 headers and silently drops malformed frames, which would hide them from govs's
+	// drop counters. A real switch forwards them.
+	for _, k := range []string{"net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables", "net.bridge.bridge-nf-call-arptables"} {
+		if _, err := t.Switch.Sysctl(k); err == nil {
+			if err := t.Switch.SetSysctl(k, "0"); err != nil {
+				return err
+			}
+		}
+	}
 	for _, br := range []string{"br0", "br1"} {
-		if err := ipCmd("-n", sw, "link", "add", br, "type", "bridge", "stp_state", "0", "mcast_snooping", "0"); err != nil {
+		if err := ipCmd("-n", sw, "link", "add", br, "type", "bridge", "stp_state", "0", "mcast_snooping", "0",
+			"nf_call_iptables", "0", "nf_call_ip6tables", "0", "nf_call_arptables", "0"); err != nil {
 			return err
 		}
 		if err := ipCmd("-n", sw, "link", "set", br, "up"); err != nil {
