@@ -1,0 +1,135 @@
+// Package dataplanetest provides an in-memory dataplane.Port, so tests and the offline benchmark
+// harness run frames through the same worker code as the live data plane without a kernel.
+package dataplanetest
+
+import (
+	"github.com/govs/govs/dataplane/afpacket"
+)
+
+// Port is an in-memory dataplane.Port. Frames queued with Inject (or set with Loop) are received
+// in order; transmitted frames are handed to Sink (when set) at Flush and counted.
+//
+// A Port is used by one worker at a time; it is not safe for concurrent use. Once set up, Next,
+// TxFrame, TxCommit and Flush do not allocate.
+type Port struct {
+	rx    [][]byte
+	metas []afpacket.RxMeta
+	pos   int
+	loop  bool
+	rxbuf []byte // the frame handed out by Next: a copy, since workers rewrite frames in place
+	meta  afpacket.RxMeta
+
+	slots   [][]byte
+	lens    []int
+	vnets   []afpacket.VnetHdr
+	queued  int
+	handing bool // TxFrame returned the slot at queued and TxCommit has not been called yet
+
+	// Sink, when set, sees every frame at Flush. frame is valid only during the call.
+	Sink func(frame []byte, vnet afpacket.VnetHdr)
+	// Refuse makes Flush send nothing (a device that refuses frames), to test full rings.
+	Refuse bool
+	// Sent counts frames handed to Sink (or dropped on the floor when Sink is nil).
+	Sent uint64
+}
+
+// NewPort returns a port with txSlots transmit slots of slotSize bytes each.
+func NewPort(slotSize, txSlots int) *Port {
+	p := &Port{
+		slots: make([][]byte, txSlots),
+		lens:  make([]int, txSlots),
+		vnets: make([]afpacket.VnetHdr, txSlots),
+		rxbuf: make([]byte, slotSize),
+	}
+	for i := range p.slots {
+		p.slots[i] = make([]byte, slotSize)
+	}
+	return p
+}
+
+// Inject queues a frame (copied) to be received with meta. meta.Len 0 means len(frame).
+func (p *Port) Inject(frame []byte, meta afpacket.RxMeta) {
+	if meta.Len == 0 {
+		meta.Len = uint32(len(frame))
+	}
+	p.rx = append(p.rx, append([]byte(nil), frame...))
+	p.metas = append(p.metas, meta)
+	if len(frame) > len(p.rxbuf) {
+		p.rxbuf = make([]byte, len(frame))
+	}
+}
+
+// Loop makes Next cycle over the injected frames forever (for benchmarks) instead of running dry.
+func (p *Port) Loop(on bool) { p.loop = on }
+
+// Pending returns how many injected frames Next has not returned yet (0 when looping).
+func (p *Port) Pending() int {
+	if p.loop {
+		return 0
+	}
+	return len(p.rx) - p.pos
+}
+
+// Next implements dataplane.Port. The frame is a copy, valid until the next call.
+func (p *Port) Next() ([]byte, *afpacket.RxMeta, bool) {
+	if p.pos >= len(p.rx) {
+		if !p.loop || len(p.rx) == 0 {
+			return nil, nil, false
+		}
+		p.pos = 0
+	}
+	src := p.rx[p.pos]
+	p.meta = p.metas[p.pos]
+	p.pos++
+	b := p.rxbuf[:len(src)]
+	copy(b, src)
+	return b, &p.meta, true
+}
+
+// TxFrame implements dataplane.Port.
+func (p *Port) TxFrame() []byte {
+	if p.queued >= len(p.slots) {
+		return nil
+	}
+	p.handing = true
+	return p.slots[p.queued]
+}
+
+// TxCommit implements dataplane.Port.
+func (p *Port) TxCommit(n int, vnet afpacket.VnetHdr) {
+	if !p.handing {
+		panic("dataplanetest: TxCommit without TxFrame")
+	}
+	p.handing = false
+	p.lens[p.queued] = n
+	p.vnets[p.queued] = vnet
+	p.queued++
+}
+
+// Flush implements dataplane.Port: it hands every queued frame to Sink.
+func (p *Port) Flush() (int, error) {
+	if p.Refuse {
+		return 0, nil
+	}
+	n := p.queued
+	for i := 0; i < n; i++ {
+		if p.Sink != nil {
+			p.Sink(p.slots[i][:p.lens[i]], p.vnets[i])
+		}
+	}
+	p.Sent += uint64(n)
+	p.queued = 0
+	return n, nil
+}
+
+// Collector is a Sink that keeps copies of what was sent, for tests.
+type Collector struct {
+	Frames [][]byte
+	Vnets  []afpacket.VnetHdr
+}
+
+// Sink appends a copy of frame.
+func (c *Collector) Sink(frame []byte, vnet afpacket.VnetHdr) {
+	c.Frames = append(c.Frames, append([]byte(nil), frame...))
+	c.Vnets = append(c.Vnets, vnet)
+}
