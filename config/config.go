@@ -94,7 +94,19 @@ type Config struct {
 type Dataplane struct {
 	Interfaces []string // interfaces govs reads and writes; at least one, no duplicates
 	Workers    int      // 0 means one per CPU; at most 1024
+	// RXMode is how the data plane receives: RXModeThroughput (TPACKETv3 blocks), RXModeLatency
+	// (a frame at a time) or RXModeAuto (switches between them by measured rate).
+	RXMode string
 }
+
+// Receive modes for [dataplane] rx_mode.
+const (
+	RXModeAuto       = "auto"
+	RXModeThroughput = "throughput"
+	RXModeLatency    = "latency"
+	// DefaultRXMode applies when rx_mode is omitted.
+	DefaultRXMode = RXModeThroughput
+)
 
 // Control is the [control] table.
 type Control struct {

@@ -35,7 +35,7 @@ func TestParseMinimal(t *testing.T) {
 	}
 	want := &Config{
 		File:      "testdata/minimal.toml",
-		Dataplane: Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 0},
+		Dataplane: Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 0, RXMode: RXModeThroughput},
 		Control:   Control{Socket: "/run/govs/govs.sock"},
 		Timeouts:  Timeouts{TCP: 900 * time.Second, TCPFin: 120 * time.Second, UDP: 300 * time.Second},
 		VirtualServers: []VirtualServer{{
@@ -68,7 +68,7 @@ func TestParseFull(t *testing.T) {
 	}
 	want := &Config{
 		File:      "testdata/full.toml",
-		Dataplane: Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 2},
+		Dataplane: Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 2, RXMode: RXModeThroughput},
 		Control:   Control{Socket: "/run/govs/test.sock"},
 		Timeouts:  Timeouts{TCP: 15 * time.Minute, TCPFin: time.Minute, UDP: 30 * time.Second},
 		VirtualServers: []VirtualServer{
@@ -185,7 +185,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown key in dataplane",
 			src:  dp + "worker = 2\n",
-			want: []string{`t.toml:3: dataplane.worker: unknown key; valid keys in [dataplane] are interfaces, workers (did you mean workers?)`},
+			want: []string{`t.toml:3: dataplane.worker: unknown key; valid keys in [dataplane] are interfaces, workers, rx_mode (did you mean workers?)`},
 		},
 		{
 			name: "unknown table",
@@ -529,7 +529,7 @@ func TestParseErrors(t *testing.T) {
 			want: []string{
 				`t.toml:2: timeouts.tcp: "0s" is not positive; write a duration greater than zero, e.g. "15m0s"`,
 				`t.toml:4: dataplane.interfaces: is empty; list at least one interface, e.g. interfaces = ["eth0"]`,
-				`t.toml:5: dataplane.bogus: unknown key; valid keys in [dataplane] are interfaces, workers`,
+				`t.toml:5: dataplane.bogus: unknown key; valid keys in [dataplane] are interfaces, workers, rx_mode`,
 			},
 		},
 	}

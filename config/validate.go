@@ -47,6 +47,7 @@ type rawFile struct {
 type rawDataplane struct {
 	Interfaces any `toml:"interfaces"`
 	Workers    any `toml:"workers"`
+	RXMode     any `toml:"rx_mode"`
 }
 
 type rawControl struct {
@@ -76,7 +77,7 @@ type rawRealServer struct {
 // order the documentation gives them. It must match the raw* types.
 var schema = map[string][]string{
 	"":                           {"dataplane", "control", "timeouts", "virtual_server"},
-	"dataplane":                  {"interfaces", "workers"},
+	"dataplane":                  {"interfaces", "workers", "rx_mode"},
 	"control":                    {"socket"},
 	"timeouts":                   {"tcp", "tcp_fin", "udp"},
 	"virtual_server":             {"address", "protocol", "scheduler", "method", "real_server"},
@@ -410,6 +411,22 @@ func (p *parser) dataplane(raw *rawDataplane, out *Dataplane) {
 		}
 	default:
 		p.errf("dataplane.workers", "is %s; write an integer from 0 to %d (0 = one per CPU)", typeName(v), maxWorkers)
+	}
+
+	switch v := raw.RXMode.(type) {
+	case nil:
+		out.RXMode = DefaultRXMode
+	case string:
+		switch v {
+		case RXModeThroughput:
+			out.RXMode = v
+		case RXModeAuto, RXModeLatency:
+			p.errf("dataplane.rx_mode", "%q is not implemented yet; write \"throughput\" (the only receive mode so far)", v)
+		default:
+			p.errf("dataplane.rx_mode", "%q is not a receive mode; write \"auto\" (default), \"throughput\" or \"latency\"", v)
+		}
+	default:
+		p.errf("dataplane.rx_mode", "is %s; write \"auto\", \"throughput\" or \"latency\"", typeName(v))
 	}
 }
 
