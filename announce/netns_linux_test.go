@@ -2,98 +2,14 @@
 
 package announce
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/exec"
-	"runtime"
-	"strings"
-	"sync/atomic"
-	"testing"
-	"time"
+import "github.com/govs/govs/internal/netnstest"
 
-	"github.com/vishvananda/netns"
+// Shorthands for the shared namespace helpers.
+var (
+	requireRoot = netnstest.RequireRoot
+	ipCmd       = netnstest.IP
+	run         = netnstest.Run
+	newNetns    = netnstest.NewNetns
+	sysctl      = netnstest.Sysctl
+	inNetns     = netnstest.InNetns
 )
-
-// requireRoot skips a test that needs root, except under CI=true where it must run.
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (network namespaces, veth) and CI=true forbids skipping it")
-	}
-	t.Skip("needs root to create network namespaces; run with sudo (e.g. go test -exec sudo)")
-}
-
-var nsCounter atomic.Int64
-
-// ipCmd runs `ip args...`, bounded in time, and fails the test on error.
-func ipCmd(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := run("ip", args...)
-	if err != nil {
-		t.Fatalf("ip %s: %v", strings.Join(args, " "), err)
-	}
-	return out
-}
-
-func run(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%w: %s", err, out)
-	}
-	return string(out), nil
-}
-
-// newNetns creates a network namespace (removed at cleanup) with lo up and IPv6 DAD off, so
-// addresses are usable at once.
-func newNetns(t *testing.T, tag string) string {
-	t.Helper()
-	name := fmt.Sprintf("govs-%s-%d-%d", tag, os.Getpid(), nsCounter.Add(1))
-	ipCmd(t, "netns", "add", name)
-	t.Cleanup(func() {
-		if out, err := run("ip", "netns", "del", name); err != nil {
-			t.Logf("failed to delete netns %s: %v %s", name, err, out)
-		}
-	})
-	ipCmd(t, "-n", name, "link", "set", "lo", "up")
-	sysctl(t, name, "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
-	return name
-}
-
-// sysctl sets keys inside netns ns.
-func sysctl(t *testing.T, ns string, kv ...string) {
-	t.Helper()
-	args := append([]string{"netns", "exec", ns, "sysctl", "-qw"}, kv...)
-	ipCmd(t, args...)
-}
-
-// inNetns runs fn on a fresh OS thread that has entered netns name. The thread is never unlocked,
-// so the runtime discards it when fn returns instead of reusing it in the wrong namespace.
-func inNetns(t *testing.T, name string, fn func()) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		ns, err := netns.GetFromName(name)
-		if err != nil {
-			errc <- fmt.Errorf("failed to open netns %s: %w", name, err)
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- fmt.Errorf("failed to enter netns %s: %w", name, err)
-			return
-		}
-		fn()
-		errc <- nil
-	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-}
