@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -115,7 +116,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	old := d.cfg
-	if !equalStrings(old.Dataplane.Interfaces, cfg.Dataplane.Interfaces) || old.Dataplane.Workers != cfg.Dataplane.Workers {
+	if !slices.Equal(old.Dataplane.Interfaces, cfg.Dataplane.Interfaces) || old.Dataplane.Workers != cfg.Dataplane.Workers {
 		return fmt.Errorf("dataplane.interfaces and dataplane.workers cannot change on reload; restart govs to change them")
 	}
 	if old.Control.Socket != cfg.Control.Socket {
@@ -248,7 +249,7 @@ func same(a, b *dataplane.Tables) bool {
 			return false
 		}
 		if x != nil && (x.VIP != y.VIP || x.Method != y.Method || x.Scheduler != y.Scheduler ||
-			!equalIDs(x.RealIDs, y.RealIDs)) {
+			!slices.Equal(x.RealIDs, y.RealIDs)) {
 			return false
 		}
 	}
@@ -384,30 +385,6 @@ func realAddrs(cfg *config.Config) []netip.Addr {
 		}
 	}
 	return out
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func equalIDs(a, b []uint16) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // idRegistry hands out service and real-server IDs that stay the same across reloads for the same

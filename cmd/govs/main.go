@@ -204,14 +204,14 @@ func cmdStats(args []string) int {
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
-	sock, err := sockPath()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	if *asJSON {
+		sock, err := sockPath()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		b, err := control.Query(ctx, sock, "stats")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "govs stats:", err)
@@ -220,13 +220,24 @@ func cmdStats(args []string) int {
 		os.Stdout.Write(b)
 		return 0
 	}
-	st, err := control.QueryStatus(ctx, sock)
+	st, err := queryStatus(sockPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "govs stats:", err)
 		return 1
 	}
 	printStats(os.Stdout, st)
 	return 0
+}
+
+// queryStatus asks the govs found by sockPath for its status.
+func queryStatus(sockPath func() (string, error)) (*control.Status, error) {
+	sock, err := sockPath()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return control.QueryStatus(ctx, sock)
 }
 
 func printStats(w io.Writer, st *control.Status) {
@@ -255,14 +266,7 @@ func cmdList(args []string) int {
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
-	sock, err := sockPath()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := control.QueryStatus(ctx, sock)
+	st, err := queryStatus(sockPath)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "govs list:", err)
 		return 1
