@@ -26,8 +26,13 @@ demo: build
 	./$(BIN) demo
 
 # Benchmarks of the pure parts (parser, rewrite, conntrack, schedulers); allocations reported.
-bench:
+# Then offline replays of generated captures (10k and 1M flows; BENCH_FLOWS=10000,1000000,10000000
+# adds 10M, which needs ~8 GB and several minutes) with 1 and 2 workers, against a copy-only baseline.
+BENCH_FLOWS   ?= 10000,1000000
+BENCH_WORKERS ?= 1,2
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./dataplane/... ./conntrack/ ./sched/
+	./$(BIN) bench suite -config bench/testdata/bench.toml -flows $(BENCH_FLOWS) -workers $(BENCH_WORKERS)
 
 # The live lab: govs against the kernel's nftables DNAT on the same namespace topology.
 bench-lab: build

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/govs/govs/sched"
 )
 
 // Protocol is the transport protocol of a virtual server. The zero value is
@@ -75,10 +77,33 @@ var DefaultControlSocket = "/run/govs/govs.sock"
 // Default idle timeouts, the same as IPVS (net/netfilter/ipvs/ip_vs_proto_tcp.c
 // and ip_vs_proto_udp.c; `ipvsadm --set` shows them as 900 120 300).
 const (
-	DefaultTimeoutTCP    = 900 * time.Second
-	DefaultTimeoutTCPFin = 120 * time.Second
-	DefaultTimeoutUDP    = 300 * time.Second
+	DefaultTimeoutTCP          = 900 * time.Second // tcp: ESTABLISHED
+	DefaultTimeoutTCPFin       = 120 * time.Second // tcp_fin: FIN_WAIT
+	DefaultTimeoutUDP          = 300 * time.Second // udp
+	DefaultTimeoutTCPSynRecv   = 60 * time.Second  // tcp_syn_recv: SYN_RECV
+	DefaultTimeoutTCPSynSent   = 120 * time.Second // tcp_syn_sent: SYN_SENT
+	DefaultTimeoutTCPTimeWait  = 120 * time.Second // tcp_time_wait: TIME_WAIT
+	DefaultTimeoutTCPClose     = 10 * time.Second  // tcp_close: CLOSE
+	DefaultTimeoutTCPCloseWait = 60 * time.Second  // tcp_close_wait: CLOSE_WAIT
+	DefaultTimeoutTCPLastAck   = 30 * time.Second  // tcp_last_ack: LAST_ACK
 )
+
+// Connection table limits and policies for [conntrack].
+const (
+	// DefaultConntrackMaxEntries applies when max_entries is omitted.
+	DefaultConntrackMaxEntries = 1 << 20
+	// MaxConntrackEntries is the largest max_entries accepted (2^27).
+	MaxConntrackEntries = 1 << 27
+	// FullPolicyDropNew drops a new connection's first packet when the table is full (default).
+	FullPolicyDropNew = "drop_new"
+	// FullPolicyEvictOldestIdle makes room by evicting the connection idle the longest.
+	FullPolicyEvictOldestIdle = "evict_oldest_idle"
+	// DefaultFullPolicy applies when full_policy is omitted.
+	DefaultFullPolicy = FullPolicyDropNew
+)
+
+// MaxThreshold is the largest upper_threshold or lower_threshold (2^31-1).
+const MaxThreshold = 1<<31 - 1
 
 // Config is a validated govs configuration. Every field is set: defaults are
 // filled in by Parse.
@@ -87,7 +112,21 @@ type Config struct {
 	Dataplane      Dataplane
 	Control        Control
 	Timeouts       Timeouts
+	Conntrack      Conntrack
 	VirtualServers []VirtualServer
+}
+
+// Conntrack is the [conntrack] table: the connection table shared by all workers.
+type Conntrack struct {
+	// MaxEntries bounds connections plus persistence templates over all workers;
+	// 1..MaxConntrackEntries, default DefaultConntrackMaxEntries.
+	MaxEntries int
+	// FullPolicy is what happens to a new connection when the table is full:
+	// FullPolicyDropNew (default) or FullPolicyEvictOldestIdle.
+	FullPolicy string
+	// ExpireNodestConn drops a removed real server's connections at once instead of letting
+	// them time out (IPVS expire_nodest_conn); default false.
+	ExpireNodestConn bool
 }
 
 // Dataplane is the [dataplane] table.
@@ -105,7 +144,7 @@ const (
 	RXModeThroughput = "throughput"
 	RXModeLatency    = "latency"
 	// DefaultRXMode applies when rx_mode is omitted.
-	DefaultRXMode = RXModeThroughput
+	DefaultRXMode = RXModeAuto
 )
 
 // Control is the [control] table.
@@ -113,22 +152,59 @@ type Control struct {
 	Socket string // absolute path of the unix control socket
 }
 
-// Timeouts is the [timeouts] table: connection idle timeouts, all > 0.
+// Timeouts is the [timeouts] table: connection idle timeouts by state, all > 0,
+// defaulting to IPVS's (the DefaultTimeout* constants).
 type Timeouts struct {
-	TCP    time.Duration // established TCP
-	TCPFin time.Duration // TCP after FIN
-	UDP    time.Duration
+	TCP          time.Duration // tcp: established TCP
+	TCPFin       time.Duration // tcp_fin: TCP after FIN (FIN_WAIT)
+	UDP          time.Duration // udp
+	TCPSynRecv   time.Duration // tcp_syn_recv
+	TCPSynSent   time.Duration // tcp_syn_sent
+	TCPTimeWait  time.Duration // tcp_time_wait
+	TCPClose     time.Duration // tcp_close
+	TCPCloseWait time.Duration // tcp_close_wait
+	TCPLastAck   time.Duration // tcp_last_ack
 }
 
 // VirtualServer is one [[virtual_server]]: a VIP:port and protocol that govs
 // balances over its real servers.
 type VirtualServer struct {
-	Address     netip.AddrPort
-	Protocol    Protocol
-	Scheduler   string // one of ImplementedSchedulers: "rr", "wrr"
+	// Address is the VIP and port; port 0 is an all-ports service (like an IPVS port-0
+	// service), used for a packet to the VIP when no service with its exact port exists.
+	Address  netip.AddrPort
+	Protocol Protocol
+	// Scheduler is one of ImplementedSchedulers (sched.Names()); sched.DefaultScheduler
+	// ("wlc") when omitted.
+	Scheduler string
+	// SchedulerFlags are the scheduler flags (ipvsadm --sched-flags), one canonical name each,
+	// e.g. "sh-fallback", all belonging to Scheduler, no duplicates; nil when none.
+	SchedulerFlags []string
+	// MHTableSize is the Maglev lookup table size, a prime: sched.DefaultMHTableSize when
+	// omitted with scheduler "mh", 0 for every other scheduler.
+	MHTableSize int
 	Method      Method
+	// PersistenceTimeout is how long a client sticks to its real server after its last
+	// connection (ipvsadm -p); 0 = no persistence.
+	PersistenceTimeout time.Duration
+	// PersistenceNetmask is the prefix length clients are grouped by for persistence
+	// (ipvsadm -M): 0..32 for IPv4, 0..128 for IPv6; 32/128 when omitted, 0 when
+	// PersistenceTimeout is 0.
+	PersistenceNetmask int
+	// OnePacket schedules every UDP datagram on its own (ipvsadm -o); UDP only.
+	OnePacket   bool
 	RealServers []RealServer // at least one, same address family as Address
 	Line        int          // line of its [[virtual_server]] header, for messages
+}
+
+// SchedOptions returns the options to hand sched.New along with vs.Scheduler.
+func (vs *VirtualServer) SchedOptions() sched.Options {
+	var f sched.Flags
+	for _, name := range vs.SchedulerFlags {
+		if g, err := sched.ParseFlag(name); err == nil {
+			f |= g
+		}
+	}
+	return sched.Options{Flags: f, MHTableSize: vs.MHTableSize}
 }
 
 // Key identifies a virtual server, e.g. "tcp/198.18.0.100:80" or
@@ -139,9 +215,17 @@ func (vs *VirtualServer) Key() string {
 
 // RealServer is one [[virtual_server.real_server]].
 type RealServer struct {
+	// Address is the real server's address and port. Port 0, allowed only under a port-0
+	// virtual server, means "the port the client asked for" (the port is not rewritten).
 	Address netip.AddrPort
 	Weight  int // 0..65535; 0 means no new connections
-	Line    int // line of its header (or inline table), for messages
+	// UpperThreshold is ipvsadm -x: no new connections once the server has this many
+	// (active + inactive); 0..MaxThreshold, 0 = none.
+	UpperThreshold int
+	// LowerThreshold is ipvsadm -y: new connections again below this many; at most
+	// UpperThreshold, UpperThreshold*3/4 when omitted or 0 (IPVS), 0 when UpperThreshold is 0.
+	LowerThreshold int
+	Line           int // line of its header (or inline table), for messages
 }
 
 // summaryMaxRealServers bounds how many real servers one Summary line lists.
@@ -151,14 +235,32 @@ const summaryMaxRealServers = 8
 //
 //	198.18.0.100:80 tcp scheduler=rr method=nat real_servers=2 (198.19.0.11:80 w=1, 198.19.0.12:80 w=1)
 //
+// Settings away from their defaults are added: scheduler flags, a Maglev table size, persistence
+// and its netmask, one_packet, and real-server thresholds, e.g.
+//
+//	198.18.0.100:0 tcp scheduler=sh flags=sh-fallback method=dr persistence=5m0s netmask=/24 real_servers=1 (198.19.0.11:0 w=1 upper=100 lower=75)
+//
 // Long real-server lists are cut after a few entries with "... N more".
 func (c *Config) Summary() []string {
 	out := make([]string, 0, len(c.VirtualServers))
 	for i := range c.VirtualServers {
 		vs := &c.VirtualServers[i]
 		var b strings.Builder
-		fmt.Fprintf(&b, "%s %s scheduler=%s method=%s real_servers=%d (",
-			vs.Address, vs.Protocol, vs.Scheduler, vs.Method, len(vs.RealServers))
+		fmt.Fprintf(&b, "%s %s scheduler=%s", vs.Address, vs.Protocol, vs.Scheduler)
+		if len(vs.SchedulerFlags) > 0 {
+			fmt.Fprintf(&b, " flags=%s", strings.Join(vs.SchedulerFlags, ","))
+		}
+		if vs.MHTableSize != 0 && vs.MHTableSize != sched.DefaultMHTableSize {
+			fmt.Fprintf(&b, " mh_table_size=%d", vs.MHTableSize)
+		}
+		fmt.Fprintf(&b, " method=%s", vs.Method)
+		if vs.PersistenceTimeout > 0 {
+			fmt.Fprintf(&b, " persistence=%s netmask=/%d", vs.PersistenceTimeout, vs.PersistenceNetmask)
+		}
+		if vs.OnePacket {
+			b.WriteString(" one_packet")
+		}
+		fmt.Fprintf(&b, " real_servers=%d (", len(vs.RealServers))
 		for j, rs := range vs.RealServers {
 			if j == summaryMaxRealServers {
 				fmt.Fprintf(&b, ", ... %d more", len(vs.RealServers)-j)
@@ -168,6 +270,9 @@ func (c *Config) Summary() []string {
 				b.WriteString(", ")
 			}
 			fmt.Fprintf(&b, "%s w=%d", rs.Address, rs.Weight)
+			if rs.UpperThreshold > 0 {
+				fmt.Fprintf(&b, " upper=%d lower=%d", rs.UpperThreshold, rs.LowerThreshold)
+			}
 		}
 		b.WriteString(")")
 		out = append(out, b.String())

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/govs/govs/sched"
 )
 
 // dp is a valid [dataplane] table: lines 1-2 of most cases below.
@@ -28,6 +30,16 @@ const rs = `[[virtual_server.real_server]]
 address = "198.19.0.11:80"
 `
 
+// defaultTimeouts are the [timeouts] IPVS defaults Parse fills in.
+var defaultTimeouts = Timeouts{
+	TCP: 900 * time.Second, TCPFin: 120 * time.Second, UDP: 300 * time.Second,
+	TCPSynRecv: 60 * time.Second, TCPSynSent: 120 * time.Second, TCPTimeWait: 120 * time.Second,
+	TCPClose: 10 * time.Second, TCPCloseWait: 60 * time.Second, TCPLastAck: 30 * time.Second,
+}
+
+// defaultConntrack is the [conntrack] table Parse fills in when it is omitted.
+var defaultConntrack = Conntrack{MaxEntries: 1048576, FullPolicy: "drop_new", ExpireNodestConn: false}
+
 func TestParseMinimal(t *testing.T) {
 	c, err := Load("testdata/minimal.toml", LoadOptions{InterfaceExists: func(string) bool { return true }})
 	if err != nil {
@@ -35,9 +47,10 @@ func TestParseMinimal(t *testing.T) {
 	}
 	want := &Config{
 		File:      "testdata/minimal.toml",
-		Dataplane: Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 0, RXMode: RXModeThroughput},
+		Dataplane: Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 0, RXMode: RXModeAuto},
 		Control:   Control{Socket: "/run/govs/govs.sock"},
-		Timeouts:  Timeouts{TCP: 900 * time.Second, TCPFin: 120 * time.Second, UDP: 300 * time.Second},
+		Timeouts:  defaultTimeouts,
+		Conntrack: defaultConntrack,
 		VirtualServers: []VirtualServer{{
 			Address:   netip.MustParseAddrPort("198.18.0.100:80"),
 			Protocol:  ProtocolTCP,
@@ -68,9 +81,14 @@ func TestParseFull(t *testing.T) {
 	}
 	want := &Config{
 		File:      "testdata/full.toml",
-		Dataplane: Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 2, RXMode: RXModeThroughput},
+		Dataplane: Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 2, RXMode: RXModeLatency},
 		Control:   Control{Socket: "/run/govs/test.sock"},
-		Timeouts:  Timeouts{TCP: 15 * time.Minute, TCPFin: time.Minute, UDP: 30 * time.Second},
+		Timeouts: Timeouts{
+			TCP: 15 * time.Minute, TCPFin: time.Minute, UDP: 30 * time.Second,
+			TCPSynRecv: 30 * time.Second, TCPSynSent: 45 * time.Second, TCPTimeWait: 90 * time.Second,
+			TCPClose: 5 * time.Second, TCPCloseWait: 40 * time.Second, TCPLastAck: 20 * time.Second,
+		},
+		Conntrack: Conntrack{MaxEntries: 200000, FullPolicy: FullPolicyEvictOldestIdle, ExpireNodestConn: true},
 		VirtualServers: []VirtualServer{
 			{
 				Address:   netip.MustParseAddrPort("198.18.0.100:80"),
@@ -78,21 +96,59 @@ func TestParseFull(t *testing.T) {
 				Scheduler: "wrr",
 				Method:    MethodDR,
 				RealServers: []RealServer{
-					{Address: netip.MustParseAddrPort("198.19.0.11:80"), Weight: 3, Line: 23},
-					{Address: netip.MustParseAddrPort("198.19.0.12:80"), Weight: 0, Line: 27},
+					{Address: netip.MustParseAddrPort("198.19.0.11:80"), Weight: 3, UpperThreshold: 1000, LowerThreshold: 750, Line: 35},
+					{Address: netip.MustParseAddrPort("198.19.0.12:80"), Weight: 0, UpperThreshold: 400, LowerThreshold: 100, Line: 40},
 				},
-				Line: 17,
+				Line: 29,
 			},
 			{
 				Address:   netip.MustParseAddrPort("[2001:2::100]:53"),
 				Protocol:  ProtocolUDP,
 				Scheduler: "rr",
 				Method:    MethodNAT,
+				OnePacket: true,
 				RealServers: []RealServer{
-					{Address: netip.MustParseAddrPort("[2001:2::11]:5353"), Weight: 1, Line: 37},
-					{Address: netip.MustParseAddrPort("[2001:2::12]:5353"), Weight: 7, Line: 38},
+					{Address: netip.MustParseAddrPort("[2001:2::11]:5353"), Weight: 1, Line: 53},
+					{Address: netip.MustParseAddrPort("[2001:2::12]:5353"), Weight: 7, Line: 54},
 				},
-				Line: 31,
+				Line: 46,
+			},
+			{
+				Address:            netip.MustParseAddrPort("198.18.0.101:0"),
+				Protocol:           ProtocolTCP,
+				Scheduler:          "sh",
+				SchedulerFlags:     []string{"sh-fallback", "sh-port"},
+				Method:             MethodDR,
+				PersistenceTimeout: 300 * time.Second,
+				PersistenceNetmask: 24,
+				RealServers: []RealServer{
+					{Address: netip.MustParseAddrPort("198.19.0.11:0"), Weight: 1, Line: 67},
+				},
+				Line: 58,
+			},
+			{
+				Address:            netip.MustParseAddrPort("[2001:2::101]:443"),
+				Protocol:           ProtocolTCP,
+				Scheduler:          "mh",
+				SchedulerFlags:     []string{"mh-port"},
+				MHTableSize:        251,
+				Method:             MethodNAT,
+				PersistenceTimeout: time.Hour,
+				PersistenceNetmask: 64,
+				RealServers: []RealServer{
+					{Address: netip.MustParseAddrPort("[2001:2::11]:8443"), Weight: 2, Line: 79},
+				},
+				Line: 70,
+			},
+			{
+				Address:   netip.MustParseAddrPort("198.18.0.102:53"),
+				Protocol:  ProtocolUDP,
+				Scheduler: "wlc",
+				Method:    MethodNAT,
+				RealServers: []RealServer{
+					{Address: netip.MustParseAddrPort("198.19.0.13:53"), Weight: 1, Line: 86},
+				},
+				Line: 81,
 			},
 		},
 	}
@@ -100,14 +156,23 @@ func TestParseFull(t *testing.T) {
 		t.Fatalf("Load(full):\n got %+v\nwant %+v", c, want)
 	}
 	wantSummary := []string{
-		"198.18.0.100:80 tcp scheduler=wrr method=dr real_servers=2 (198.19.0.11:80 w=3, 198.19.0.12:80 w=0)",
-		"[2001:2::100]:53 udp scheduler=rr method=nat real_servers=2 ([2001:2::11]:5353 w=1, [2001:2::12]:5353 w=7)",
+		"198.18.0.100:80 tcp scheduler=wrr method=dr real_servers=2 (198.19.0.11:80 w=3 upper=1000 lower=750, 198.19.0.12:80 w=0 upper=400 lower=100)",
+		"[2001:2::100]:53 udp scheduler=rr method=nat one_packet real_servers=2 ([2001:2::11]:5353 w=1, [2001:2::12]:5353 w=7)",
+		"198.18.0.101:0 tcp scheduler=sh flags=sh-fallback,sh-port method=dr persistence=5m0s netmask=/24 real_servers=1 (198.19.0.11:0 w=1)",
+		"[2001:2::101]:443 tcp scheduler=mh flags=mh-port mh_table_size=251 method=nat persistence=1h0m0s netmask=/64 real_servers=1 ([2001:2::11]:8443 w=2)",
+		"198.18.0.102:53 udp scheduler=wlc method=nat real_servers=1 (198.19.0.13:53 w=1)",
 	}
 	if got := c.Summary(); !reflect.DeepEqual(got, wantSummary) {
 		t.Errorf("Summary():\n got %q\nwant %q", got, wantSummary)
 	}
 	if got, want := c.VirtualServers[1].Key(), "udp/[2001:2::100]:53"; got != want {
 		t.Errorf("Key() = %q, want %q", got, want)
+	}
+	if got, want := c.VirtualServers[2].SchedOptions(), (sched.Options{Flags: sched.FlagSHFallback | sched.FlagSHPort}); got != want {
+		t.Errorf("SchedOptions() = %+v, want %+v", got, want)
+	}
+	if got, want := c.VirtualServers[3].SchedOptions(), (sched.Options{Flags: sched.FlagMHPort, MHTableSize: 251}); got != want {
+		t.Errorf("SchedOptions() = %+v, want %+v", got, want)
 	}
 }
 
@@ -190,35 +255,35 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown table",
 			src:  dp + "[contrl]\nsocket = \"/x\"\n",
-			want: []string{`t.toml:3: contrl: unknown key; valid keys at the top level are dataplane, control, timeouts, virtual_server (did you mean control?)`},
+			want: []string{`t.toml:3: contrl: unknown key; valid keys at the top level are dataplane, control, timeouts, conntrack, virtual_server (did you mean control?)`},
 		},
 		{
 			name: "unknown key in second real server",
 			src:  dp + vsHead + rs + "[[virtual_server.real_server]]\naddress = \"198.19.0.12:80\"\nwieght = 2\n",
-			want: []string{`t.toml:12: virtual_server[1].real_server[2].wieght: unknown key; valid keys in [[virtual_server.real_server]] are address, weight (did you mean weight?)`},
+			want: []string{`t.toml:12: virtual_server[1].real_server[2].wieght: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold (did you mean weight?)`},
 		},
 		{
 			name: "unknown key in inline real server",
 			src:  dp + vsHead + "real_server = [\n  { address = \"198.19.0.11:80\" },\n  { address = \"198.19.0.12:80\", port = 80 },\n]\n",
-			want: []string{`t.toml:10: virtual_server[1].real_server[2].port: unknown key; valid keys in [[virtual_server.real_server]] are address, weight`},
+			want: []string{`t.toml:10: virtual_server[1].real_server[2].port: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold`},
 		},
 		{
 			name: "misspelled array of tables, twice",
 			src:  dp + "[[virtual_servers]]\naddress = \"198.18.0.100:80\"\n[[virtual_servers]]\n",
 			want: []string{
-				`t.toml:3: virtual_servers[1]: unknown key; valid keys at the top level are dataplane, control, timeouts, virtual_server (did you mean virtual_server?)`,
-				`t.toml:5: virtual_servers[2]: unknown key; valid keys at the top level are dataplane, control, timeouts, virtual_server (did you mean virtual_server?)`,
+				`t.toml:3: virtual_servers[1]: unknown key; valid keys at the top level are dataplane, control, timeouts, conntrack, virtual_server (did you mean virtual_server?)`,
+				`t.toml:5: virtual_servers[2]: unknown key; valid keys at the top level are dataplane, control, timeouts, conntrack, virtual_server (did you mean virtual_server?)`,
 			},
 		},
 		{
 			name: "misspelled real_server header",
 			src:  dp + vsHead + rs + "[[virtual_server.realserver]]\naddress = \"198.19.0.12:80\"\n",
-			want: []string{`t.toml:10: virtual_server[1].realserver[1]: unknown key; valid keys in [[virtual_server]] are address, protocol, scheduler, method, real_server (did you mean real_server?)`},
+			want: []string{`t.toml:10: virtual_server[1].realserver[1]: unknown key; valid keys in [[virtual_server]] are address, protocol, scheduler, scheduler_flags, mh_table_size, method, persistence_timeout, persistence_netmask, one_packet, real_server (did you mean real_server?)`},
 		},
 		{
 			name: "key with wrong case",
 			src:  dp + vsHead + "[[virtual_server.real_server]]\nAddress = \"198.19.0.11:80\"\n",
-			want: []string{`t.toml:9: virtual_server[1].real_server[1].Address: unknown key; valid keys in [[virtual_server.real_server]] are address, weight (did you mean address?)`},
+			want: []string{`t.toml:9: virtual_server[1].real_server[1].Address: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold (did you mean address?)`},
 		},
 		{
 			name: "unknown dotted key",
@@ -229,9 +294,9 @@ func TestParseErrors(t *testing.T) {
 			name: "unknown keys in two virtual servers",
 			src:  dp + vsHead + rs + "persistent = 300\n" + vsHead + rs + "persistent = 300\n",
 			want: []string{
-				`t.toml:10: virtual_server[1].real_server[1].persistent: unknown key; valid keys in [[virtual_server.real_server]] are address, weight`,
+				`t.toml:10: virtual_server[1].real_server[1].persistent: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold`,
 				`t.toml:12: virtual_server[2].address: tcp 198.18.0.100:80 is already defined by virtual_server[1] at line 3; each protocol and address may appear once`,
-				`t.toml:18: virtual_server[2].real_server[1].persistent: unknown key; valid keys in [[virtual_server.real_server]] are address, weight`,
+				`t.toml:18: virtual_server[2].real_server[1].persistent: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold`,
 			},
 		},
 		// Shapes.
@@ -359,9 +424,9 @@ func TestParseErrors(t *testing.T) {
 			want: []string{`t.toml:4: virtual_server[1].address: "lb.example" is not an IP address and names are not looked up; write an IP address and port such as "198.18.0.100:80" or "[2001:2::100]:80"`},
 		},
 		{
-			name: "vip port 0",
-			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "198.18.0.100:0", 1) + rs,
-			want: []string{`t.toml:4: virtual_server[1].address: port 0 (all ports) is not supported yet; write the service port, e.g. "198.18.0.100:80"`},
+			name: "vip port 0 with dr real server on another port",
+			src:  dp + strings.Replace(strings.Replace(vsHead, "198.18.0.100:80", "198.18.0.100:0", 1), `"nat"`, `"dr"`, 1) + rs,
+			want: []string{`t.toml:9: virtual_server[1].real_server[1].address: port 80 differs from the virtual server port 0; method dr forwards without rewriting ports, so write "198.19.0.11:0"`},
 		},
 		{
 			name: "vip unspecified",
@@ -410,29 +475,19 @@ func TestParseErrors(t *testing.T) {
 			want: []string{`t.toml:3: virtual_server[1].protocol: is required; write protocol = "tcp" or protocol = "udp"`},
 		},
 		{
-			name: "scheduler omitted means wlc",
-			src:  dp + strings.Replace(vsHead, "scheduler = \"rr\"\n", "", 1) + rs,
-			want: []string{`t.toml:3: virtual_server[1].scheduler: is not set, and the IPVS default "wlc" is not implemented yet; write scheduler = "rr" or scheduler = "wrr"`},
-		},
-		{
-			name: "scheduler empty means wlc",
-			src:  dp + strings.Replace(vsHead, `"rr"`, `""`, 1) + rs,
-			want: []string{`t.toml:6: virtual_server[1].scheduler: is not set, and the IPVS default "wlc" is not implemented yet; write scheduler = "rr" or scheduler = "wrr"`},
-		},
-		{
-			name: "scheduler known but not implemented",
-			src:  dp + strings.Replace(vsHead, `"rr"`, `"wlc"`, 1) + rs,
-			want: []string{`t.toml:6: virtual_server[1].scheduler: scheduler "wlc" is not implemented yet; use rr or wrr`},
-		},
-		{
-			name: "scheduler maglev",
-			src:  dp + strings.Replace(vsHead, `"rr"`, `"mh"`, 1) + rs,
-			want: []string{`t.toml:6: virtual_server[1].scheduler: scheduler "mh" is not implemented yet; use rr or wrr`},
-		},
-		{
 			name: "scheduler unknown",
 			src:  dp + strings.Replace(vsHead, `"rr"`, `"random"`, 1) + rs,
-			want: []string{`t.toml:6: virtual_server[1].scheduler: unknown scheduler "random"; known IPVS schedulers are rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf, twos, of which rr and wrr are implemented now`},
+			want: []string{`t.toml:6: virtual_server[1].scheduler: unknown scheduler "random"; use one of the IPVS schedulers dh, fo, lblc, lblcr, lc, mh, nq, ovf, rr, sed, sh, twos, wlc, wrr (omit it for wlc)`},
+		},
+		{
+			name: "scheduler upper case",
+			src:  dp + strings.Replace(vsHead, `"rr"`, `"WLC"`, 1) + rs,
+			want: []string{`t.toml:6: virtual_server[1].scheduler: unknown scheduler "WLC" (names are lower case: "wlc"); use one of the IPVS schedulers dh, fo, lblc, lblcr, lc, mh, nq, ovf, rr, sed, sh, twos, wlc, wrr (omit it for wlc)`},
+		},
+		{
+			name: "scheduler not a string",
+			src:  dp + strings.Replace(vsHead, `"rr"`, `1`, 1) + rs,
+			want: []string{`t.toml:6: virtual_server[1].scheduler: is an integer; write a quoted scheduler name, e.g. scheduler = "wlc" (one of dh, fo, lblc, lblcr, lc, mh, nq, ovf, rr, sed, sh, twos, wlc, wrr)`},
 		},
 		{
 			name: "method tun",
@@ -535,27 +590,33 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse([]byte(tt.src), "t.toml", tt.opts)
-			if err == nil {
-				t.Fatalf("Parse succeeded with %+v; want errors:\n%s", c, strings.Join(tt.want, "\n"))
-			}
-			if c != nil {
-				t.Errorf("Parse returned a Config along with an error")
-			}
-			var errs Errors
-			if !errors.As(err, &errs) {
-				t.Fatalf("Parse error %T (%v), want Errors", err, err)
-			}
-			got := strings.Split(err.Error(), "\n")
-			if diff := lineDiff(tt.want, got); diff != "" {
-				t.Errorf("errors (-want +got):\n%s", diff)
-			}
-			for _, e := range errs {
-				if e.File != "t.toml" {
-					t.Errorf("Error.File = %q, want t.toml", e.File)
-				}
-			}
+			checkParseErrors(t, tt.src, tt.opts, tt.want)
 		})
+	}
+}
+
+// checkParseErrors parses src as t.toml and compares the messages with want, line by line.
+func checkParseErrors(t *testing.T, src string, opts LoadOptions, want []string) {
+	t.Helper()
+	c, err := Parse([]byte(src), "t.toml", opts)
+	if err == nil {
+		t.Fatalf("Parse succeeded with %+v; want errors:\n%s", c, strings.Join(want, "\n"))
+	}
+	if c != nil {
+		t.Errorf("Parse returned a Config along with an error")
+	}
+	var errs Errors
+	if !errors.As(err, &errs) {
+		t.Fatalf("Parse error %T (%v), want Errors", err, err)
+	}
+	got := strings.Split(err.Error(), "\n")
+	if diff := lineDiff(want, got); diff != "" {
+		t.Errorf("errors (-want +got):\n%s", diff)
+	}
+	for _, e := range errs {
+		if e.File != "t.toml" {
+			t.Errorf("Error.File = %q, want t.toml", e.File)
+		}
 	}
 }
 
@@ -660,5 +721,67 @@ func TestInterfaceExistsOnHost(t *testing.T) {
 	}
 	if InterfaceExistsOnHost("govs-nope0") {
 		t.Errorf(`InterfaceExistsOnHost("govs-nope0") = true, want false`)
+	}
+}
+
+// TestParsePortZero: a port-0 virtual server takes every port (like an IPVS port-0 service); its
+// real servers may keep the client's port (port 0) or map every port to one (NAT).
+func TestParsePortZero(t *testing.T) {
+	tests := []struct {
+		name, vip, method, real string
+	}{
+		{"nat keep port", "198.18.0.100:0", "nat", "198.19.0.11:0"},
+		{"nat to one port", "198.18.0.100:0", "nat", "198.19.0.11:8080"},
+		{"dr", "198.18.0.100:0", "dr", "198.19.0.11:0"},
+		{"ipv6 nat", "[2001:2::100]:0", "nat", "[2001:2::11]:0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := dp + strings.NewReplacer("198.18.0.100:80", tt.vip, `"nat"`, `"`+tt.method+`"`).Replace(vsHead) +
+				"[[virtual_server.real_server]]\naddress = \"" + tt.real + "\"\n"
+			c, err := Parse([]byte(src), "t.toml", LoadOptions{})
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			vs := c.VirtualServers[0]
+			if got, want := vs.Address, netip.MustParseAddrPort(tt.vip); got != want {
+				t.Errorf("Address = %v, want %v", got, want)
+			}
+			if got, want := vs.RealServers[0].Address, netip.MustParseAddrPort(tt.real); got != want {
+				t.Errorf("real server Address = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestParseRXMode: rx_mode takes the three receive modes, defaults to auto and names the choices
+// when wrong.
+func TestParseRXMode(t *testing.T) {
+	tests := []struct {
+		name, line, want, wantErr string
+	}{
+		{"default", "", RXModeAuto, ""},
+		{"auto", `rx_mode = "auto"`, RXModeAuto, ""},
+		{"throughput", `rx_mode = "throughput"`, RXModeThroughput, ""},
+		{"latency", `rx_mode = "latency"`, RXModeLatency, ""},
+		{"unknown", `rx_mode = "fast"`, "", `"fast" is not a receive mode; write "auto" (default), "throughput" or "latency"`},
+		{"not a string", `rx_mode = 1`, "", `write "auto", "throughput" or "latency"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte(dp+tt.line+"\n"+vsHead+rs), "t.toml", LoadOptions{})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if c.Dataplane.RXMode != tt.want {
+				t.Errorf("RXMode = %q, want %q", c.Dataplane.RXMode, tt.want)
+			}
+		})
 	}
 }

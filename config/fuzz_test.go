@@ -6,8 +6,11 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/govs/govs/sched"
 )
 
 // FuzzParse checks that Parse never panics, that what it accepts obeys the
@@ -70,8 +73,15 @@ func checkModel(t *testing.T, c *Config) {
 	if !filepath.IsAbs(c.Control.Socket) {
 		t.Fatalf("control socket %q not absolute", c.Control.Socket)
 	}
-	if c.Timeouts.TCP <= 0 || c.Timeouts.TCPFin <= 0 || c.Timeouts.UDP <= 0 {
-		t.Fatalf("bad timeouts %+v", c.Timeouts)
+	to := c.Timeouts
+	for _, d := range []time.Duration{to.TCP, to.TCPFin, to.UDP, to.TCPSynRecv, to.TCPSynSent, to.TCPTimeWait, to.TCPClose, to.TCPCloseWait, to.TCPLastAck} {
+		if d <= 0 {
+			t.Fatalf("bad timeouts %+v", c.Timeouts)
+		}
+	}
+	ct := c.Conntrack
+	if ct.MaxEntries < 1 || ct.MaxEntries > MaxConntrackEntries || (ct.FullPolicy != FullPolicyDropNew && ct.FullPolicy != FullPolicyEvictOldestIdle) {
+		t.Fatalf("bad conntrack %+v", ct)
 	}
 	keys := make(map[string]bool)
 	for _, vs := range c.VirtualServers {
@@ -79,14 +89,38 @@ func checkModel(t *testing.T, c *Config) {
 			t.Fatalf("duplicate virtual server %s", vs.Key())
 		}
 		keys[vs.Key()] = true
-		if vs.Address.Port() == 0 || vs.Protocol.Number() == 0 || vs.Method.String() == "" ||
-			!slices.Contains(ImplementedSchedulers, vs.Scheduler) || len(vs.RealServers) == 0 || vs.Line <= 0 {
+		if vs.Protocol.Number() == 0 || vs.Method.String() == "" ||
+			!slices.Contains(sched.Names(), vs.Scheduler) || len(vs.RealServers) == 0 || vs.Line <= 0 {
 			t.Fatalf("bad virtual server %+v", vs)
 		}
+		// Whatever Parse accepts, sched must accept too.
+		if _, err := sched.New(vs.Scheduler, nil, vs.SchedOptions()); err != nil {
+			t.Fatalf("sched.New rejects %+v: %v", vs, err)
+		}
+		if len(vs.SchedulerFlags) > 0 && vs.SchedOptions().Flags == 0 {
+			t.Fatalf("flags %q do not parse", vs.SchedulerFlags)
+		}
+		if (vs.MHTableSize != 0) != (vs.Scheduler == "mh") {
+			t.Fatalf("mh table size %d with scheduler %s", vs.MHTableSize, vs.Scheduler)
+		}
+		maxBits := 128
+		if vs.Address.Addr().Is4() {
+			maxBits = 32
+		}
+		if vs.PersistenceTimeout < 0 || vs.PersistenceNetmask < 0 || vs.PersistenceNetmask > maxBits ||
+			(vs.PersistenceTimeout == 0 && vs.PersistenceNetmask != 0) {
+			t.Fatalf("bad persistence %s /%d in %+v", vs.PersistenceTimeout, vs.PersistenceNetmask, vs)
+		}
+		if vs.OnePacket && vs.Protocol != ProtocolUDP {
+			t.Fatalf("one_packet on %s", vs.Protocol)
+		}
 		for _, rs := range vs.RealServers {
-			if rs.Address.Port() == 0 || rs.Weight < 0 || rs.Weight > maxWeight || rs.Line <= 0 ||
+			if (rs.Address.Port() == 0 && vs.Address.Port() != 0) || rs.Weight < 0 || rs.Weight > maxWeight || rs.Line <= 0 ||
 				rs.Address.Addr().Is4() != vs.Address.Addr().Is4() {
 				t.Fatalf("bad real server %+v in %+v", rs, vs)
+			}
+			if rs.UpperThreshold < 0 || rs.UpperThreshold > MaxThreshold || rs.LowerThreshold < 0 || rs.LowerThreshold > rs.UpperThreshold {
+				t.Fatalf("bad thresholds %+v", rs)
 			}
 		}
 	}

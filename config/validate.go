@@ -13,19 +13,14 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/govs/govs/sched"
 )
 
-// ImplementedSchedulers are the scheduler names a virtual server may use now.
-// Add a name here when sched/ implements it; the rest of the IPVS family stays
-// in knownSchedulers so operators hear "not implemented yet" rather than
-// "unknown". Callers must not modify it.
-var ImplementedSchedulers = []string{"rr", "wrr"}
-
-// knownSchedulers is the IPVS scheduler family (ipvsadm(8), --scheduler).
-var knownSchedulers = []string{"rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "dh", "sh", "mh", "fo", "ovf", "twos"}
-
-// defaultScheduler is what IPVS uses when no scheduler is given.
-const defaultScheduler = "wlc"
+// ImplementedSchedulers are the scheduler names a virtual server may use: the
+// whole IPVS family (ipvsadm(8), --scheduler), as sched implements it, sorted.
+// Callers must not modify it.
+var ImplementedSchedulers = sched.Names()
 
 // Limits on [dataplane].
 const (
@@ -41,6 +36,7 @@ type rawFile struct {
 	Dataplane     *rawDataplane      `toml:"dataplane"`
 	Control       *rawControl        `toml:"control"`
 	Timeouts      *rawTimeouts       `toml:"timeouts"`
+	Conntrack     *rawConntrack      `toml:"conntrack"`
 	VirtualServer []rawVirtualServer `toml:"virtual_server"`
 }
 
@@ -55,33 +51,55 @@ type rawControl struct {
 }
 
 type rawTimeouts struct {
-	TCP    any `toml:"tcp"`
-	TCPFin any `toml:"tcp_fin"`
-	UDP    any `toml:"udp"`
+	TCP          any `toml:"tcp"`
+	TCPFin       any `toml:"tcp_fin"`
+	UDP          any `toml:"udp"`
+	TCPSynRecv   any `toml:"tcp_syn_recv"`
+	TCPSynSent   any `toml:"tcp_syn_sent"`
+	TCPTimeWait  any `toml:"tcp_time_wait"`
+	TCPClose     any `toml:"tcp_close"`
+	TCPCloseWait any `toml:"tcp_close_wait"`
+	TCPLastAck   any `toml:"tcp_last_ack"`
+}
+
+type rawConntrack struct {
+	MaxEntries       any `toml:"max_entries"`
+	FullPolicy       any `toml:"full_policy"`
+	ExpireNodestConn any `toml:"expire_nodest_conn"`
 }
 
 type rawVirtualServer struct {
-	Address    any             `toml:"address"`
-	Protocol   any             `toml:"protocol"`
-	Scheduler  any             `toml:"scheduler"`
-	Method     any             `toml:"method"`
-	RealServer []rawRealServer `toml:"real_server"`
+	Address            any             `toml:"address"`
+	Protocol           any             `toml:"protocol"`
+	Scheduler          any             `toml:"scheduler"`
+	SchedulerFlags     any             `toml:"scheduler_flags"`
+	MHTableSize        any             `toml:"mh_table_size"`
+	Method             any             `toml:"method"`
+	PersistenceTimeout any             `toml:"persistence_timeout"`
+	PersistenceNetmask any             `toml:"persistence_netmask"`
+	OnePacket          any             `toml:"one_packet"`
+	RealServer         []rawRealServer `toml:"real_server"`
 }
 
 type rawRealServer struct {
-	Address any `toml:"address"`
-	Weight  any `toml:"weight"`
+	Address        any `toml:"address"`
+	Weight         any `toml:"weight"`
+	UpperThreshold any `toml:"upper_threshold"`
+	LowerThreshold any `toml:"lower_threshold"`
 }
 
 // schema lists the valid keys of each table, by path without indexes, in the
 // order the documentation gives them. It must match the raw* types.
 var schema = map[string][]string{
-	"":                           {"dataplane", "control", "timeouts", "virtual_server"},
-	"dataplane":                  {"interfaces", "workers", "rx_mode"},
-	"control":                    {"socket"},
-	"timeouts":                   {"tcp", "tcp_fin", "udp"},
-	"virtual_server":             {"address", "protocol", "scheduler", "method", "real_server"},
-	"virtual_server.real_server": {"address", "weight"},
+	"":          {"dataplane", "control", "timeouts", "conntrack", "virtual_server"},
+	"dataplane": {"interfaces", "workers", "rx_mode"},
+	"control":   {"socket"},
+	"timeouts": {"tcp", "tcp_fin", "udp", "tcp_syn_recv", "tcp_syn_sent", "tcp_time_wait",
+		"tcp_close", "tcp_close_wait", "tcp_last_ack"},
+	"conntrack": {"max_entries", "full_policy", "expire_nodest_conn"},
+	"virtual_server": {"address", "protocol", "scheduler", "scheduler_flags", "mh_table_size", "method",
+		"persistence_timeout", "persistence_netmask", "one_packet", "real_server"},
+	"virtual_server.real_server": {"address", "weight", "upper_threshold", "lower_threshold"},
 }
 
 // parser holds the state of one Parse call.
@@ -130,6 +148,7 @@ func (p *parser) parse() *Config {
 	p.dataplane(raw.Dataplane, &c.Dataplane)
 	p.control(raw.Control, &c.Control)
 	p.timeouts(raw.Timeouts, &c.Timeouts)
+	p.conntrack(raw.Conntrack, &c.Conntrack)
 	p.virtualServers(raw.VirtualServer, c)
 	return c
 }
@@ -163,7 +182,7 @@ func (p *parser) tomlError(err error) {
 // single tables, which the struct decode would only reject with a Go type name.
 func (p *parser) checkShape(m map[string]any) bool {
 	ok := true
-	for _, name := range []string{"dataplane", "control", "timeouts"} {
+	for _, name := range []string{"dataplane", "control", "timeouts", "conntrack"} {
 		if v, present := m[name]; present {
 			if _, isTable := v.(map[string]any); !isTable {
 				p.errf(name, "is %s but must be a table; write [%s] on a line of its own, followed by its keys", typeName(v), name)
@@ -418,10 +437,8 @@ func (p *parser) dataplane(raw *rawDataplane, out *Dataplane) {
 		out.RXMode = DefaultRXMode
 	case string:
 		switch v {
-		case RXModeThroughput:
+		case RXModeAuto, RXModeThroughput, RXModeLatency:
 			out.RXMode = v
-		case RXModeAuto, RXModeLatency:
-			p.errf("dataplane.rx_mode", "%q is not implemented yet; write \"throughput\" (the only receive mode so far)", v)
 		default:
 			p.errf("dataplane.rx_mode", "%q is not a receive mode; write \"auto\" (default), \"throughput\" or \"latency\"", v)
 		}
@@ -469,6 +486,12 @@ func (p *parser) timeouts(raw *rawTimeouts, out *Timeouts) {
 	out.TCP = p.duration("timeouts.tcp", raw.TCP, DefaultTimeoutTCP)
 	out.TCPFin = p.duration("timeouts.tcp_fin", raw.TCPFin, DefaultTimeoutTCPFin)
 	out.UDP = p.duration("timeouts.udp", raw.UDP, DefaultTimeoutUDP)
+	out.TCPSynRecv = p.duration("timeouts.tcp_syn_recv", raw.TCPSynRecv, DefaultTimeoutTCPSynRecv)
+	out.TCPSynSent = p.duration("timeouts.tcp_syn_sent", raw.TCPSynSent, DefaultTimeoutTCPSynSent)
+	out.TCPTimeWait = p.duration("timeouts.tcp_time_wait", raw.TCPTimeWait, DefaultTimeoutTCPTimeWait)
+	out.TCPClose = p.duration("timeouts.tcp_close", raw.TCPClose, DefaultTimeoutTCPClose)
+	out.TCPCloseWait = p.duration("timeouts.tcp_close_wait", raw.TCPCloseWait, DefaultTimeoutTCPCloseWait)
+	out.TCPLastAck = p.duration("timeouts.tcp_last_ack", raw.TCPLastAck, DefaultTimeoutTCPLastAck)
 }
 
 func (p *parser) duration(field string, v any, def time.Duration) time.Duration {
@@ -522,8 +545,6 @@ func (p *parser) virtualServer(field string, raw *rawVirtualServer) (vs VirtualS
 		switch {
 		case msg != "":
 			p.errf(field+".address", "%s", msg)
-		case ap.Port() == 0:
-			p.errf(field+".address", `port 0 (all ports) is not supported yet; write the service port, e.g. %q`, netip.AddrPortFrom(ap.Addr(), 80).String())
 		case ap.Addr().IsUnspecified(), ap.Addr().IsMulticast(), ap.Addr().IsLoopback():
 			p.errf(field+".address", "%s is %s and cannot be a virtual server address; use an address clients reach this host on", ap.Addr(), addrKind(ap.Addr()))
 		default:
@@ -545,6 +566,8 @@ func (p *parser) virtualServer(field string, raw *rawVirtualServer) (vs VirtualS
 	}
 
 	p.scheduler(field+".scheduler", raw.Scheduler, &vs)
+	p.schedulerFlags(field+".scheduler_flags", raw.SchedulerFlags, &vs)
+	p.mhTableSize(field+".mh_table_size", raw.MHTableSize, &vs)
 
 	if s, isString := p.requiredString(field+".method", raw.Method, `method = "nat" or method = "dr"`); isString {
 		switch s {
@@ -558,6 +581,9 @@ func (p *parser) virtualServer(field string, raw *rawVirtualServer) (vs VirtualS
 			p.errf(field+".method", `unknown method %q; write "nat" or "dr"%s`, s, lowerHint(s, "nat", "dr"))
 		}
 	}
+
+	p.persistence(field, raw, &vs, addrOK)
+	p.onePacket(field+".one_packet", raw.OnePacket, &vs)
 
 	if len(raw.RealServer) == 0 {
 		p.errf(field+".real_server", "virtual server has no real servers; add at least one [[virtual_server.real_server]] with an address")
@@ -580,26 +606,23 @@ func (p *parser) virtualServer(field string, raw *rawVirtualServer) (vs VirtualS
 }
 
 func (p *parser) scheduler(field string, v any, vs *VirtualServer) {
-	implemented := strings.Join(ImplementedSchedulers, " or ")
 	var name string
 	switch v := v.(type) {
 	case nil:
 	case string:
 		name = v
 	default:
-		p.errf(field, "is %s; write %s", typeName(v), quotedAlternatives("scheduler", ImplementedSchedulers))
+		p.errf(field, "is %s; write a quoted scheduler name, e.g. scheduler = %q (one of %s)", typeName(v), sched.DefaultScheduler, strings.Join(ImplementedSchedulers, ", "))
 		return
 	}
 	switch {
 	case name == "":
-		p.errf(field, "is not set, and the IPVS default %q is not implemented yet; write %s", defaultScheduler, quotedAlternatives("scheduler", ImplementedSchedulers))
+		vs.Scheduler = sched.DefaultScheduler // IPVS's default
 	case slices.Contains(ImplementedSchedulers, name):
 		vs.Scheduler = name
-	case slices.Contains(knownSchedulers, name):
-		p.errf(field, "scheduler %q is not implemented yet; use %s", name, implemented)
 	default:
-		p.errf(field, "unknown scheduler %q; known IPVS schedulers are %s, of which %s are implemented now%s",
-			name, strings.Join(knownSchedulers, ", "), strings.Join(ImplementedSchedulers, " and "), lowerHint(name, ImplementedSchedulers...))
+		p.errf(field, "unknown scheduler %q%s; use one of the IPVS schedulers %s (omit it for %s)",
+			name, lowerHint(name, ImplementedSchedulers...), strings.Join(ImplementedSchedulers, ", "), sched.DefaultScheduler)
 	}
 }
 
@@ -635,7 +658,9 @@ func (p *parser) realServer(field string, raw *rawRealServer, vs VirtualServer, 
 		switch {
 		case msg != "":
 			p.errf(field+".address", "%s", msg)
-		case ap.Port() == 0:
+		case ap.Port() == 0 && !(vipOK && vs.Address.Port() == 0):
+			// Port 0 means "the port the client asked for", which only a port-0 (all ports)
+			// virtual server leaves open, as in IPVS.
 			p.errf(field+".address", "port 0 is not allowed; write the port the real server listens on, e.g. %q", netip.AddrPortFrom(ap.Addr(), port).String())
 		case ap.Addr().IsUnspecified(), ap.Addr().IsMulticast(), ap.Addr().IsLoopback():
 			p.errf(field+".address", "%s is %s and cannot be a real server address; use the real server's own address", ap.Addr(), addrKind(ap.Addr()))
@@ -662,6 +687,7 @@ func (p *parser) realServer(field string, raw *rawRealServer, vs VirtualServer, 
 	default:
 		p.errf(field+".weight", "is %s; write an integer from 0 to %d, e.g. weight = 1 (0 = no new connections)", typeName(v), maxWeight)
 	}
+	p.thresholds(field, raw, &rs)
 	return rs, len(p.errs) == before
 }
 

@@ -2,115 +2,287 @@ package conntrack
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"math/bits"
 	"math/rand/v2"
+	"unsafe"
 )
 
-// Key is one direction's 5-tuple. IPv4 addresses are stored IPv4-mapped (::ffff:a.b.c.d).
-// Key is comparable with ==.
+// Key is one direction's 5-tuple as the data plane parses it. IPv4 addresses are IPv4-mapped
+// (::ffff:a.b.c.d). Key is comparable with ==.
 type Key struct {
 	Src, Dst         [16]byte
 	SrcPort, DstPort uint16
 	Proto            uint8
 }
 
-// Conn is what the data plane stores per connection. It holds no pointers, so the GC never scans
-// the table.
+// Flags are caller-owned bits stored with a connection; the table never reads them.
+type Flags uint8
+
+const (
+	FlagSynced     Flags = 1 << iota // learned from the sync peer, not from traffic
+	FlagPersistent                   // belongs to a persistent service
+	FlagOnePacket                    // UDP one-packet scheduling: remove after forwarding
+)
+
+// Conn is one entry: a connection or a persistence template. It holds no pointers, so the GC
+// never scans the table. Exported fields belong to the caller; the rest is the table's and is
+// read through methods.
 type Conn struct {
-	VS, RS    uint16  // virtual/real server indexes in the compiled table
-	Gen       uint32  // config generation the indexes belong to
-	State     State   // protocol state
-	Flags     uint8   // data-plane flags (opaque to this package)
-	InPort    uint8   // data-plane port the client side came in on
-	ClientMAC [6]byte // next hop towards the client
-	LastSeen  int64   // monotonic nanoseconds of the last packet
-	Timeout   int64   // nanoseconds of idle allowed in the current state
-	Packets   uint64  // both directions
-	Bytes     uint64  // both directions
+	client, vip, real   [16]byte
+	cport, vport, rport uint16
+	VS                  uint16 // virtual service index (opaque to the table)
+	rs                  uint16
+	proto               uint8
+	state               State
+	ctl                 uint8
+	Flags               Flags
+	Method              uint8   // forwarding method (opaque to the table)
+	InPort              uint8   // data-plane port the client side came in on
+	ClientMAC           [6]byte // next hop towards the client
+	lastSeen            uint32  // ticks
+	timeout             uint32  // ticks
+	aux                 uint32  // connection: template id+1 (0: none); template: live connections; free: next free id+1
 }
 
-// entry is a connection's bookkeeping: both tuples and its place in the live list.
-type entry struct {
-	key      [2]Key // by Dir
-	pos      uint32 // index in Table.live; free when == free
-	hasReply bool
+// ctl bits.
+const (
+	ctlLive     uint8 = 1 << iota // in use
+	ctlReply                      // the reply tuple is indexed
+	ctlTemplate                   // a persistence template
+	ctlDead                       // a deleted template kept until its last connection ends
+)
+
+// RS returns the real server index the connection was scheduled to.
+func (c *Conn) RS() uint16 { return c.rs }
+
+// State returns the connection's protocol state.
+func (c *Conn) State() State { return c.state }
+
+// Proto returns the IP protocol of the connection (0 for a template).
+func (c *Conn) Proto() uint8 { return c.proto }
+
+// Client returns the client's address and port (a template's masked client address and port 0).
+func (c *Conn) Client() ([16]byte, uint16) { return c.client, c.cport }
+
+// VIP returns the virtual address and port the client connected to.
+func (c *Conn) VIP() ([16]byte, uint16) { return c.vip, c.vport }
+
+// Real returns the real server's address and port.
+func (c *Conn) Real() ([16]byte, uint16) { return c.real, c.rport }
+
+// HasReply reports whether the reply tuple (real server → client) is in the table.
+func (c *Conn) HasReply() bool { return c.ctl&ctlReply != 0 }
+
+// IsTemplate reports whether the entry is a persistence template.
+func (c *Conn) IsTemplate() bool { return c.ctl&ctlTemplate != 0 }
+
+// Template returns the id of the persistence template the connection is attached to.
+func (c *Conn) Template() (uint32, bool) {
+	if c.ctl&ctlTemplate != 0 || c.aux == 0 {
+		return 0, false
+	}
+	return c.aux - 1, true
 }
 
-// slot is one cell of the open-addressing index: a hash tag and a reference to (id, dir).
-type slot struct {
-	tag uint32 // high bits of the hash
-	ref uint32 // id<<1 | dir, plus 1; 0 = empty
+// Refs returns a template's number of live connections (0 for a connection).
+func (c *Conn) Refs() int {
+	if c.ctl&ctlTemplate == 0 {
+		return 0
+	}
+	return int(c.aux)
 }
 
-const free = ^uint32(0)
+// LastSeenTick returns the time of the last packet in ticks (now>>TickShift, truncated to 32 bits).
+func (c *Conn) LastSeenTick() uint32 { return c.lastSeen }
 
-// Table is a fixed-capacity connection table for one data-plane worker.
+// Timeout returns the idle time allowed in the current state, in nanoseconds (rounded up to ticks).
+func (c *Conn) Timeout() int64 { return int64(c.timeout) << TickShift }
+
+// Tuple returns the connection's tuple in direction d (the reply tuple even when not indexed).
+func (c *Conn) Tuple(d Dir) Key {
+	if d == DirReply {
+		return Key{Src: c.real, Dst: c.client, SrcPort: c.rport, DstPort: c.cport, Proto: c.proto}
+	}
+	return Key{Src: c.client, Dst: c.vip, SrcPort: c.cport, DstPort: c.vport, Proto: c.proto}
+}
+
+// TickShift converts monotonic nanoseconds to the table's 32-bit ticks: tick = now >> TickShift
+// (about 1.05 ms). Comparisons wrap, so timeouts must stay below 2^30 ticks (about 13 days) and
+// Expire must sweep the table more often than that.
+const TickShift = 20
+
+const maxTimeoutTicks = 1 << 30
+
+func tick(now int64) uint32 { return uint32(now >> TickShift) }
+
+func toTicks(ns int64) uint32 {
+	t := (ns + 1<<TickShift - 1) >> TickShift
+	if t < 1 {
+		t = 1
+	}
+	if t > maxTimeoutTicks {
+		t = maxTimeoutTicks
+	}
+	return uint32(t)
+}
+
+// FullPolicy says what Insert does when the table is full.
+type FullPolicy uint8
+
+const (
+	// DropNew refuses the new connection (ErrFull).
+	DropNew FullPolicy = iota
+	// EvictOldestIdle removes the longest-idle connection that is not ESTABLISHED (or any
+	// connection already past its timeout) among a bounded sample, and refuses the new
+	// connection only when the sample holds none.
+	EvictOldestIdle
+)
+
+// MaxEntriesLimit is the largest Config.MaxEntries.
+const MaxEntriesLimit = 1 << 26
+
+// A slot keeps its tuple's distance from its home slot in distBits bits (distSat: that far or
+// farther, look the entry up), so deletion shifts a probe chain back without reading entries.
+const (
+	distBits = 3
+	distSat  = 1<<distBits - 1
+)
+
+// Config sizes a Table. All memory is allocated by New.
+type Config struct {
+	MaxEntries int        // connections plus templates, 1..MaxEntriesLimit
+	FullPolicy FullPolicy // what Insert does when the table is full
+	Timeouts   Timeouts   // per-state idle timeouts; zero fields mean IPVS's defaults
+}
+
+// Insert's refusals. They are sentinels: comparing with == costs no allocation.
+var (
+	ErrFull       = errors.New("conntrack: table full")
+	ErrExists     = errors.New("conntrack: a tuple of the new connection is already in the table")
+	ErrNoTemplate = errors.New("conntrack: template id is not a live template")
+)
+
+// Stats counts what a Table did since New.
+type Stats struct {
+	Inserted    uint64 // connections and templates added
+	Clashes     uint64 // inserts refused with ErrExists
+	DroppedFull uint64 // inserts refused with ErrFull
+	Evicted     uint64 // entries removed by EvictOldestIdle
+	Expired     uint64 // entries removed by Expire
+	Deleted     uint64 // entries removed by Delete
+}
+
+// evictSample is how many entries EvictOldestIdle looks at to find a victim.
+const evictSample = 64
+
+// Table is a fixed-capacity connection table for one data-plane worker. It is not safe for
+// concurrent use and takes no locks: its worker is its only user (see the package doc).
 //
-// A Table is not safe for concurrent use: the worker that owns it is its only user (PACKET_FANOUT
-// sends both directions of a connection to the same worker), so it takes no locks.
-//
-// Layout: conns and ents are indexed by connection id; index is a linear-probing hash index over
-// both tuples of every connection, at most half full, with backward-shift deletion (no tombstones);
-// live lists the ids in use so Expire visits only live connections.
+// Layout: conns is indexed by entry id and stores each connection's client, VIP and real server
+// endpoints once, from which both tuples are compared; index is a linear-probing hash index of
+// 4-byte slots (tag | id<<1|dir + 1) over every indexed tuple, at most ~62% full, with
+// backward-shift deletion (no tombstones). Free ids form a list threaded through conns. Expire
+// walks ids with a cursor, a bounded slice per call.
 type Table struct {
 	conns    []Conn
-	ents     []entry
-	index    []slot
-	mask     uint32
-	live     []uint32 // ids in use, dense
-	freeIDs  []uint32 // stack of unused ids
-	cursor   uint32   // Expire's position in live
+	index    []uint32
+	nslots   uint32
+	refBits  uint32 // low bits of a slot: id<<1 | dir, plus 1 (0 = empty slot)
+	refMask  uint32
+	tagShift uint32 // a slot's tag is the hash's top 32-refBits-distBits bits
 	seed     [4]uint64
-	capacity int
+
+	n        int    // entries in use (including deleted templates waiting for their connections)
+	hwm      uint32 // ids below hwm have been used
+	freeHead uint32 // first free id+1, 0 when the list is empty
+	cursor   uint32 // Expire's next id
+	ecursor  uint32 // eviction sample's next id
+	now      uint32 // latest tick seen
+	nowSet   bool
+
+	ticks  [numStates]uint32
+	policy FullPolicy
+	counts []int32 // per real server index: active, inactive, templates
+	stats  Stats
 }
 
-// New returns a table for up to capacity live connections, with all memory allocated up front.
-// It panics if capacity is not in [1, 1<<29] (a programmer error).
-func New(capacity int) *Table {
-	if capacity < 1 || capacity > 1<<29 {
-		panic("conntrack: capacity out of range")
+const connSize = int(unsafe.Sizeof(Conn{}))
+
+func indexSlots(maxEntries int) int { return maxEntries*13/4 + 8 } // 2 tuples per entry at load <= 0.62
+
+// MemoryFor returns the bytes New allocates for maxEntries entries.
+func MemoryFor(maxEntries int) int {
+	return maxEntries*connSize + indexSlots(maxEntries)*4 + 3*(1<<16)*4
+}
+
+// New returns a table with all memory allocated up front (see MemoryFor).
+func New(cfg Config) (*Table, error) {
+	if cfg.MaxEntries < 1 || cfg.MaxEntries > MaxEntriesLimit {
+		return nil, fmt.Errorf("failed to create connection table: max_entries %d is out of range; set [conntrack] max_entries between 1 and %d", cfg.MaxEntries, MaxEntriesLimit)
 	}
-	nslots := 1 << bits.Len(uint(4*capacity-1)) // >= 2 tuples per connection at load <= 0.5
-	t := &Table{
-		conns:    make([]Conn, capacity),
-		ents:     make([]entry, capacity),
-		index:    make([]slot, nslots),
-		mask:     uint32(nslots - 1),
-		live:     make([]uint32, 0, capacity),
-		freeIDs:  make([]uint32, capacity),
-		capacity: capacity,
+	if cfg.FullPolicy > EvictOldestIdle {
+		return nil, fmt.Errorf("failed to create connection table: unknown full policy %d; use drop_new or evict_oldest_idle", cfg.FullPolicy)
 	}
-	for i := range t.freeIDs {
-		t.freeIDs[i] = uint32(capacity - 1 - i) // pop low ids first
-		t.ents[i].pos = free
+	t := &Table{policy: cfg.FullPolicy}
+	for s := State(0); s < StateTemplate; s++ {
+		ns := cfg.Timeouts.Of(s)
+		if ns>>TickShift >= maxTimeoutTicks {
+			return nil, fmt.Errorf("failed to create connection table: timeout %v for %v exceeds %d s; lower it in [timeouts]", ns, s, int64(maxTimeoutTicks)<<TickShift/1e9)
+		}
+		t.ticks[s] = toTicks(ns)
 	}
+	nslots := indexSlots(cfg.MaxEntries)
+	t.conns = make([]Conn, cfg.MaxEntries)
+	t.index = make([]uint32, nslots)
+	t.nslots = uint32(nslots)
+	t.refBits = uint32(bits.Len32(uint32(2 * cfg.MaxEntries)))
+	t.refMask = 1<<t.refBits - 1
+	t.tagShift = 64 - (32 - t.refBits - distBits)
+	t.counts = make([]int32, 3<<16)
+	adviseHuge(unsafe.Pointer(&t.conns[0]), uintptr(len(t.conns))*unsafe.Sizeof(Conn{}))
+	adviseHuge(unsafe.Pointer(&t.index[0]), uintptr(len(t.index))*4)
 	for i := range t.seed {
 		t.seed[i] = rand.Uint64() | 1
 	}
-	return t
+	return t, nil
 }
 
-// Len returns the number of live connections.
-func (t *Table) Len() int { return len(t.live) }
+// Len returns the number of entries in use (connections and templates).
+func (t *Table) Len() int { return t.n }
 
-// Cap returns the maximum number of live connections.
-func (t *Table) Cap() int { return t.capacity }
+// Cap returns the maximum number of entries.
+func (t *Table) Cap() int { return len(t.conns) }
+
+// MemoryBytes returns the bytes the table holds (fixed at New).
+func (t *Table) MemoryBytes() int { return MemoryFor(len(t.conns)) }
+
+// Stats returns the table's counters.
+func (t *Table) Stats() Stats { return t.stats }
+
+// RealConns returns real server rs's active (ESTABLISHED) and inactive (every other state)
+// connections and its persistence templates in this table. The counts are exact: every change of
+// state, RS or liveness goes through the table.
+func (t *Table) RealConns(rs uint16) (active, inactive, templates int) {
+	c := t.counts[int(rs)*3:]
+	return int(c[0]), int(c[1]), int(c[2])
+}
 
 func mix(a, b uint64) uint64 {
 	hi, lo := bits.Mul64(a, b)
 	return hi ^ lo
 }
 
-// hash is a seeded multiply-mix over the key's 37 bytes, finished with a murmur3-style avalanche so
-// the low bits (the home slot) depend on every input bit. The seed is random per table, so a client
-// cannot aim connections at one probe chain without knowing the table's seed.
-func (t *Table) hash(k *Key) uint64 {
+// hash is a seeded multiply-mix over a tuple, finished with a murmur3-style avalanche. The seed is
+// random per table, so a client cannot aim connections at one probe chain.
+func (t *Table) hash(src, dst *[16]byte, sport, dport uint16, proto uint8) uint64 {
 	s := &t.seed
-	a := binary.LittleEndian.Uint64(k.Src[:8]) ^ s[0]
-	b := binary.LittleEndian.Uint64(k.Src[8:]) ^ s[1]
-	c := binary.LittleEndian.Uint64(k.Dst[:8]) ^ s[2]
-	d := binary.LittleEndian.Uint64(k.Dst[8:]) ^ s[3]
-	e := uint64(k.SrcPort)<<32 | uint64(k.DstPort)<<16 | uint64(k.Proto)
+	a := binary.LittleEndian.Uint64(src[:8]) ^ s[0]
+	b := binary.LittleEndian.Uint64(src[8:]) ^ s[1]
+	c := binary.LittleEndian.Uint64(dst[:8]) ^ s[2]
+	d := binary.LittleEndian.Uint64(dst[8:]) ^ s[3]
+	e := uint64(sport)<<32 | uint64(dport)<<16 | uint64(proto)
 	h := mix(mix(a, b)^e^s[0], mix(c, d)^s[1])
 	h ^= h >> 33
 	h *= 0xff51afd7ed558ccd
@@ -118,153 +290,443 @@ func (t *Table) hash(k *Key) uint64 {
 	return h
 }
 
-// find returns the slot index holding k, or the empty slot where k would go, and whether k was found.
+func (t *Table) hashKey(k *Key) uint64 { return t.hash(&k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto) }
+
+func (t *Table) hashEntry(c *Conn, d Dir) uint64 {
+	if d == DirReply {
+		return t.hash(&c.real, &c.client, c.rport, c.cport, c.proto)
+	}
+	return t.hash(&c.client, &c.vip, c.cport, c.vport, c.proto)
+}
+
+// home maps the hash's low half onto [0, nslots) by multiply-shift; the tag is the high bits.
+func (t *Table) home(h uint64) uint32 { return uint32(uint64(uint32(h)) * uint64(t.nslots) >> 32) }
+
+// tag returns the hash's tag in place in a slot; tagOf extracts a slot's tag the same way.
+func (t *Table) tag(h uint64) uint32 { return uint32(h>>t.tagShift) << (t.refBits + distBits) }
+
+func (t *Table) tagOf(s uint32) uint32 { return s >> (t.refBits + distBits) << (t.refBits + distBits) }
+
+func (t *Table) distOf(s uint32) uint32 { return s >> t.refBits & distSat }
+
+func (t *Table) withDist(s, d uint32) uint32 {
+	return s&^(distSat<<t.refBits) | min(d, distSat)<<t.refBits
+}
+
+func (c *Conn) matches(d Dir, k *Key) bool {
+	if d == DirReply {
+		return c.real == k.Src && c.client == k.Dst && c.rport == k.SrcPort && c.cport == k.DstPort &&
+			c.proto == k.Proto
+	}
+	return c.client == k.Src && c.vip == k.Dst && c.cport == k.SrcPort && c.vport == k.DstPort &&
+		c.proto == k.Proto
+}
+
+// find returns the ref (id<<1 | dir) of the tuple equal to k.
 func (t *Table) find(k *Key, h uint64) (uint32, bool) {
-	tag := uint32(h >> 32)
-	i := uint32(h) & t.mask
-	for range len(t.index) {
-		s := &t.index[i]
-		if s.ref == 0 {
-			return i, false
+	i, tag := t.home(h), t.tag(h)
+	for range t.nslots {
+		s := t.index[i]
+		if s == 0 {
+			return 0, false
 		}
-		if s.tag == tag {
-			r := s.ref - 1
-			if t.ents[r>>1].key[r&1] == *k {
-				return i, true
+		if t.tagOf(s) == tag {
+			r := s&t.refMask - 1
+			if t.conns[r>>1].matches(Dir(r&1), k) {
+				return r, true
 			}
 		}
-		i = (i + 1) & t.mask
+		if i++; i == t.nslots {
+			i = 0
+		}
 	}
-	return 0, false // unreachable: the index is never more than half full
+	return 0, false // unreachable: the index is never full
 }
 
-// Lookup returns the connection whose original or reply tuple is k, and which of the two it is.
+// Lookup returns the entry whose original or reply tuple is k, and which of the two it is.
 func (t *Table) Lookup(k *Key) (id uint32, dir Dir, ok bool) {
-	i, ok := t.find(k, t.hash(k))
-	if !ok {
-		return 0, 0, false
-	}
-	r := t.index[i].ref - 1
-	return r >> 1, Dir(r & 1), true
+	r, ok := t.find(k, t.hashKey(k))
+	return r >> 1, Dir(r & 1), ok
 }
 
-// Insert adds a connection with tuples orig and reply (reply may be nil, e.g. for DR, where replies
-// bypass the balancer) and returns its id. ok is false, and nothing is stored, when the table is full
-// or a tuple is already in the table (for example two VIPs mapping one client port to the same real
-// server port: the second connection's reply tuple would be ambiguous).
-func (t *Table) Insert(orig, reply *Key, c *Conn) (id uint32, ok bool) {
-	if len(t.freeIDs) == 0 {
-		return 0, false
-	}
-	ho := t.hash(orig)
-	io, found := t.find(orig, ho)
-	if found {
-		return 0, false
-	}
-	var hr uint64
-	if reply != nil {
-		if *reply == *orig {
-			return 0, false
-		}
-		hr = t.hash(reply)
-		if _, found := t.find(reply, hr); found {
-			return 0, false
-		}
-	}
-	id = t.freeIDs[len(t.freeIDs)-1]
-	t.freeIDs = t.freeIDs[:len(t.freeIDs)-1]
-	e := &t.ents[id]
-	e.key[DirOriginal] = *orig
-	e.hasReply = reply != nil
-	e.pos = uint32(len(t.live))
-	t.live = append(t.live, id)
-	t.index[io] = slot{tag: uint32(ho >> 32), ref: id<<1 + 1}
-	if reply != nil {
-		e.key[DirReply] = *reply
-		ir, _ := t.find(reply, hr) // orig may have taken reply's empty slot
-		t.index[ir] = slot{tag: uint32(hr >> 32), ref: id<<1 | 1 + 1}
-	} else {
-		e.key[DirReply] = Key{}
-	}
-	t.conns[id] = *c
-	return id, true
-}
-
-// Get returns the connection with the given id, or nil if id is not in use. The pointer is valid until
-// the next Insert, Delete or Expire.
+// Get returns the entry with the given id, or nil if id is not in use. The pointer is valid until
+// the entry is removed; write only its exported fields.
 func (t *Table) Get(id uint32) *Conn {
-	if id >= uint32(t.capacity) || t.ents[id].pos == free {
+	if id >= uint32(len(t.conns)) {
 		return nil
 	}
-	return &t.conns[id]
+	c := &t.conns[id]
+	if c.ctl&(ctlLive|ctlDead) != ctlLive {
+		return nil
+	}
+	return c
 }
 
-// Delete removes the connection with the given id; unknown ids are ignored.
-func (t *Table) Delete(id uint32) {
-	if id >= uint32(t.capacity) || t.ents[id].pos == free {
-		return
+func (t *Table) addIndex(h uint64, ref uint32) {
+	i, d := t.home(h), uint32(0)
+	for t.index[i] != 0 {
+		if i++; i == t.nslots {
+			i = 0
+		}
+		d++
 	}
-	e := &t.ents[id]
-	t.unindex(&e.key[DirOriginal])
-	if e.hasReply {
-		t.unindex(&e.key[DirReply])
-	}
-	// Swap-remove from the live list.
-	last := t.live[len(t.live)-1]
-	t.live[e.pos] = last
-	t.ents[last].pos = e.pos
-	t.live = t.live[:len(t.live)-1]
-	e.pos = free
-	t.freeIDs = append(t.freeIDs, id)
+	t.index[i] = t.withDist(t.tag(h)|(ref+1), d)
 }
 
-// unindex removes k's slot and shifts later members of its probe chain back (Knuth's algorithm R), so
-// lookups never need tombstones.
-func (t *Table) unindex(k *Key) {
-	i, ok := t.find(k, t.hash(k))
-	if !ok {
-		return
+// removeIndex removes the slot holding ref and shifts later members of its probe chain back
+// (Knuth's algorithm R), so lookups never need tombstones. The slots' distances say which may move,
+// so only a member farther than distSat from home costs a look at its entry.
+func (t *Table) removeIndex(h uint64, ref uint32) {
+	i := t.home(h)
+	for n := uint32(0); t.index[i]&t.refMask != ref+1; n++ {
+		if t.index[i] == 0 || n == t.nslots {
+			return // not indexed: cannot happen
+		}
+		if i++; i == t.nslots {
+			i = 0
+		}
 	}
 	j := i
-	for {
-		j = (j + 1) & t.mask
+	for range t.nslots {
+		if j++; j == t.nslots {
+			j = 0
+		}
 		s := t.index[j]
-		if s.ref == 0 {
+		if s == 0 {
 			break
 		}
-		r := s.ref - 1
-		home := uint32(t.hash(&t.ents[r>>1].key[r&1])) & t.mask
-		// Move s into the hole at i unless its home lies cyclically in (i, j].
-		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
-			t.index[i] = s
+		d := t.distOf(s)
+		if d == distSat {
+			r := s&t.refMask - 1
+			home := t.home(t.hashEntry(&t.conns[r>>1], Dir(r&1)))
+			if d = j - home; j < home {
+				d += t.nslots
+			}
+		}
+		gap := j - i // distance from the hole
+		if j < i {
+			gap += t.nslots
+		}
+		// Move s into the hole unless its home lies cyclically in (i, j].
+		if d >= gap {
+			t.index[i] = t.withDist(s, d-gap)
 			i = j
 		}
 	}
-	t.index[i] = slot{}
+	t.index[i] = 0
 }
 
-// Expire removes connections idle past their timeout (LastSeen+Timeout < now), at most budget of
-// them, calling onExpire (if not nil) with each just before it is removed; onExpire must not modify
-// the table. It resumes where the last call stopped and looks at no more than 8*budget connections
-// it keeps, so a periodic call with a small budget sweeps the table a slice at a time; a budget of
-// at least Len covers the whole table in one call. It returns the number removed.
+// NewConn describes an entry to Insert.
+type NewConn struct {
+	Real      [16]byte // real server address (IPv4-mapped for IPv4)
+	RealPort  uint16
+	Reply     bool   // index the reply tuple Real:RealPort → client (NAT); false when replies bypass us (DR, tunnel)
+	VS, RS    uint16 // virtual and real server indexes; RS keys RealConns
+	State     State  // initial state: StateSynRecv for a client SYN, StateUDP for datagrams
+	Flags     Flags
+	Method    uint8
+	InPort    uint8
+	ClientMAC [6]byte
+	Template  uint32 // id+1 of a persistence template to attach to; 0 for none
+}
+
+func (t *Table) alloc(onEvict func(uint32, *Conn), protect uint32) (uint32, error) {
+	if t.freeHead == 0 && t.hwm < uint32(len(t.conns)) {
+		t.freeHead = t.hwm + 1
+		t.conns[t.hwm].aux = 0
+		t.hwm++
+	}
+	if t.freeHead == 0 {
+		v, ok := uint32(0), false
+		if t.policy == EvictOldestIdle {
+			v, ok = t.victim(protect)
+		}
+		if !ok {
+			t.stats.DroppedFull++
+			return 0, ErrFull
+		}
+		if onEvict != nil {
+			onEvict(v, &t.conns[v])
+		}
+		t.remove(v)
+		t.stats.Evicted++
+	}
+	id := t.freeHead - 1
+	t.freeHead = t.conns[id].aux
+	t.n++
+	return id, nil
+}
+
+// victim samples up to evictSample entries for the one to evict: any entry past its timeout, else
+// the longest idle that is neither ESTABLISHED nor a template with connections.
+func (t *Table) victim(protect uint32) (uint32, bool) {
+	best, bestAge, found := uint32(0), int32(-1<<31), false
+	n := uint32(len(t.conns))
+	for range min(evictSample, n) {
+		id := t.ecursor
+		if t.ecursor++; t.ecursor >= n {
+			t.ecursor = 0
+		}
+		c := &t.conns[id]
+		if c.ctl&(ctlLive|ctlDead) != ctlLive || id == protect || (c.ctl&ctlTemplate != 0 && c.aux > 0) {
+			continue
+		}
+		age := int32(t.now - c.lastSeen)
+		if age-int32(c.timeout) > 0 {
+			return id, true
+		}
+		if c.state == StateEstablished {
+			continue
+		}
+		if age > bestAge {
+			best, bestAge, found = id, age, true
+		}
+	}
+	return best, found
+}
+
+func (t *Table) see(now uint32) {
+	if int32(now-t.now) > 0 || !t.nowSet {
+		t.now, t.nowSet = now, true
+	}
+}
+
+func (t *Table) count(c *Conn, delta int32) {
+	k := 1
+	switch {
+	case c.ctl&ctlTemplate != 0:
+		k = 2
+	case c.state == StateEstablished:
+		k = 0
+	}
+	t.counts[int(c.rs)*3+k] += delta
+}
+
+// Insert adds a connection with original tuple orig (client → VIP) and returns its id. When the
+// table is full, Config.FullPolicy decides: DropNew refuses with ErrFull; EvictOldestIdle removes an
+// idle entry first, calling onEvict (if not nil) with it just before (so the caller can undo what
+// it counted), and refuses with ErrFull only if none was found. Nothing is stored, and ErrExists
+// returned, when a tuple is already in the table (for example two VIPs mapping one client port to
+// the same real server port: the second reply tuple would be ambiguous). ErrNoTemplate: nc.Template
+// is not a live template. onEvict must not modify the table.
+func (t *Table) Insert(orig *Key, nc *NewConn, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
+	nowT := tick(now)
+	t.see(nowT)
+	ho := t.hashKey(orig)
+	if _, found := t.find(orig, ho); found {
+		t.stats.Clashes++
+		return 0, ErrExists
+	}
+	var hr uint64
+	if nc.Reply {
+		reply := Key{Src: nc.Real, Dst: orig.Src, SrcPort: nc.RealPort, DstPort: orig.SrcPort, Proto: orig.Proto}
+		if reply == *orig {
+			t.stats.Clashes++
+			return 0, ErrExists
+		}
+		hr = t.hashKey(&reply)
+		if _, found := t.find(&reply, hr); found {
+			t.stats.Clashes++
+			return 0, ErrExists
+		}
+	}
+	protect := ^uint32(0)
+	if nc.Template != 0 {
+		tp := t.Get(nc.Template - 1)
+		if tp == nil || tp.ctl&ctlTemplate == 0 {
+			return 0, ErrNoTemplate
+		}
+		protect = nc.Template - 1
+	}
+	id, err := t.alloc(onEvict, protect)
+	if err != nil {
+		return 0, err
+	}
+	st := nc.State
+	if st >= StateTemplate {
+		st = StateUDP
+	}
+	c := &t.conns[id]
+	*c = Conn{
+		client: orig.Src, vip: orig.Dst, real: nc.Real,
+		cport: orig.SrcPort, vport: orig.DstPort, rport: nc.RealPort,
+		VS: nc.VS, rs: nc.RS, proto: orig.Proto, state: st, ctl: ctlLive,
+		Flags: nc.Flags, Method: nc.Method, InPort: nc.InPort, ClientMAC: nc.ClientMAC,
+		lastSeen: nowT, timeout: t.ticks[st], aux: nc.Template,
+	}
+	if nc.Template != 0 {
+		t.conns[nc.Template-1].aux++
+	}
+	t.addIndex(ho, id<<1)
+	if nc.Reply {
+		c.ctl |= ctlReply
+		t.addIndex(hr, id<<1|1)
+	}
+	t.count(c, 1)
+	t.stats.Inserted++
+	return id, nil
+}
+
+// TemplateKey returns the lookup key of the persistence template for a client address already
+// masked by the service's persistence_netmask and a virtual service index. Its protocol is 0, which
+// no connection tuple uses.
+func TemplateKey(maskedClient [16]byte, vs uint16) Key {
+	return Key{Src: maskedClient, DstPort: vs}
+}
+
+// MaskAddr keeps the first bits of address a; for an IPv4-mapped address bits counts within the
+// IPv4 address (persistence_netmask 255.255.255.0 is 24).
+func MaskAddr(a [16]byte, bits int) [16]byte {
+	if a[10] == 0xff && a[11] == 0xff && [10]byte(a[:10]) == [10]byte{} {
+		bits += 96
+	}
+	for i := range a {
+		switch keep := bits - 8*i; {
+		case keep <= 0:
+			a[i] = 0
+		case keep < 8:
+			a[i] &= ^byte(0xff >> keep)
+		}
+	}
+	return a
+}
+
+// InsertTemplate adds a persistence template under k (from TemplateKey) pointing at real server
+// nc.RS (nc.Real, nc.RealPort). It lives while connections are attached to it (NewConn.Template)
+// and then idles out after timeout nanoseconds without use, like IPVS's templates. nc's State,
+// Reply and Template are ignored. Errors and onEvict are as for Insert.
+func (t *Table) InsertTemplate(k *Key, nc *NewConn, timeout int64, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
+	nowT := tick(now)
+	t.see(nowT)
+	h := t.hashKey(k)
+	if _, found := t.find(k, h); found {
+		t.stats.Clashes++
+		return 0, ErrExists
+	}
+	id, err := t.alloc(onEvict, ^uint32(0))
+	if err != nil {
+		return 0, err
+	}
+	c := &t.conns[id]
+	*c = Conn{
+		client: k.Src, vip: k.Dst, real: nc.Real,
+		cport: k.SrcPort, vport: k.DstPort, rport: nc.RealPort,
+		VS: nc.VS, rs: nc.RS, proto: k.Proto, state: StateTemplate, ctl: ctlLive | ctlTemplate,
+		Flags: nc.Flags, Method: nc.Method, lastSeen: nowT, timeout: toTicks(timeout),
+	}
+	t.addIndex(h, id<<1)
+	t.count(c, 1)
+	t.stats.Inserted++
+	return id, nil
+}
+
+// Touch records a packet of entry id travelling in dir with TCP header flags tcpFlags at now: it
+// refreshes the last-seen time and, for TCP, moves the state by IPVS's tables and sets the state's
+// timeout. It returns the states before and after; the table's per-real counts already follow
+// (IsActive(old) != IsActive(new) tells the caller that a least-connection weight changed).
+func (t *Table) Touch(id uint32, dir Dir, tcpFlags uint8, now int64) (old, new State) {
+	if id >= uint32(len(t.conns)) {
+		return StateNone, StateNone
+	}
+	c := &t.conns[id]
+	if c.ctl&(ctlLive|ctlDead) != ctlLive {
+		return StateNone, StateNone
+	}
+	c.lastSeen = tick(now)
+	t.see(c.lastSeen)
+	old = c.state
+	if c.proto != 6 || old >= numTCPStates {
+		return old, old
+	}
+	new = NextTCPState(old, dir, tcpFlags, c.ctl&ctlReply == 0)
+	if new != old {
+		if IsActive(old) != IsActive(new) {
+			t.count(c, -1)
+			c.state = new
+			t.count(c, 1)
+		}
+		c.state = new
+		c.timeout = t.ticks[new]
+	}
+	return old, new
+}
+
+// Delete removes the entry with the given id; unknown ids are ignored. A template with live
+// connections disappears from lookups at once and frees its slot when its last connection ends.
+func (t *Table) Delete(id uint32) {
+	if t.Get(id) == nil {
+		return
+	}
+	t.remove(id)
+	t.stats.Deleted++
+}
+
+func (t *Table) remove(id uint32) {
+	c := &t.conns[id]
+	t.removeIndex(t.hashEntry(c, DirOriginal), id<<1)
+	if c.ctl&ctlReply != 0 {
+		t.removeIndex(t.hashEntry(c, DirReply), id<<1|1)
+	}
+	t.count(c, -1)
+	if c.ctl&ctlTemplate != 0 {
+		if c.aux > 0 {
+			c.ctl |= ctlDead
+			return
+		}
+	} else if c.aux != 0 {
+		tid := c.aux - 1
+		tp := &t.conns[tid]
+		if tp.aux--; tp.aux == 0 {
+			if tp.ctl&ctlDead != 0 {
+				t.free(tid)
+			} else {
+				tp.lastSeen = t.now
+			}
+		}
+	}
+	t.free(id)
+}
+
+func (t *Table) free(id uint32) {
+	c := &t.conns[id]
+	c.ctl = 0
+	c.aux = t.freeHead
+	t.freeHead = id + 1
+	t.n--
+}
+
+// Expire removes entries idle past their timeout, at most budget of them, calling onExpire (if not
+// nil) with each just before it is removed; onExpire must not modify the table. Templates with
+// connections do not expire (their idle time restarts). It resumes where the last call stopped and
+// looks at no more than 8*budget ids, so a periodic call with a small budget sweeps the table a
+// slice at a time; a budget of at least Cap covers the whole table in one call. It returns the
+// number removed.
 func (t *Table) Expire(now int64, budget int, onExpire func(id uint32, c *Conn)) int {
-	removed, kept := 0, 0
-	for removed < budget && kept < 8*budget && len(t.live) > 0 {
-		if t.cursor >= uint32(len(t.live)) {
+	nowT := tick(now)
+	t.see(nowT)
+	removed, limit := 0, 8*budget
+	for looked := 0; removed < budget && looked < limit && t.n > 0; looked++ {
+		if t.cursor >= t.hwm {
 			t.cursor = 0
 		}
-		id := t.live[t.cursor]
+		id := t.cursor
+		t.cursor++
 		c := &t.conns[id]
-		if c.LastSeen+c.Timeout >= now {
-			t.cursor++
-			kept++
+		if c.ctl&(ctlLive|ctlDead) != ctlLive {
+			continue
+		}
+		if c.ctl&ctlTemplate != 0 && c.aux > 0 {
+			c.lastSeen = nowT
+			continue
+		}
+		if int32(nowT-c.lastSeen-c.timeout) <= 0 {
 			continue
 		}
 		if onExpire != nil {
 			onExpire(id, c)
 		}
-		t.Delete(id) // moves the last live id to cursor: look at it next
+		t.remove(id)
+		t.stats.Expired++
 		removed++
 	}
 	return removed

@@ -2,10 +2,19 @@ package conntrack
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net/netip"
 	"testing"
+	"unsafe"
 )
+
+func mustNew(tb testing.TB, cfg Config) *Table {
+	tb.Helper()
+	tab, err := New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tab
+}
 
 func key(src string, sport uint16, dst string, dport uint16, proto uint8) Key {
 	return Key{
@@ -14,7 +23,10 @@ func key(src string, sport uint16, dst string, dport uint16, proto uint8) Key {
 	}
 }
 
-// nkey returns a distinct key per n (and per side), as the data plane would build for client n.
+var realAddr = netip.MustParseAddr("::ffff:198.19.0.2").As16()
+
+// nkey returns client n's original tuple (client → VIP 198.19.0.1:80) or its NAT reply tuple (real
+// server 198.19.0.2:8080 → client).
 func nkey(n uint32, reply bool) Key {
 	var k Key
 	k.Src = netip.MustParseAddr("::ffff:198.18.0.0").As16()
@@ -22,27 +34,59 @@ func nkey(n uint32, reply bool) Key {
 	k.Dst = netip.MustParseAddr("::ffff:198.19.0.1").As16()
 	k.SrcPort, k.DstPort, k.Proto = uint16(n), 80, 6
 	if reply {
-		k.Src, k.Dst = k.Dst, k.Src
-		k.Src[15] = 2
+		k.Src, k.Dst = realAddr, k.Src
 		k.SrcPort, k.DstPort = 8080, uint16(n)
 	}
 	return k
 }
 
+func natConn(rs uint16) NewConn {
+	return NewConn{Real: realAddr, RealPort: 8080, Reply: true, RS: rs, State: StateSynRecv}
+}
+
+func insertNAT(tb testing.TB, tab *Table, n uint32) uint32 {
+	tb.Helper()
+	k := nkey(n, false)
+	nc := natConn(0)
+	id, err := tab.Insert(&k, &nc, 0, nil)
+	if err != nil {
+		tb.Fatalf("Insert(client %d): %v", n, err)
+	}
+	return id
+}
+
+func TestNewRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"zero entries", Config{}},
+		{"too many entries", Config{MaxEntries: MaxEntriesLimit + 1}},
+		{"unknown policy", Config{MaxEntries: 1, FullPolicy: 7}},
+		{"timeout too long", Config{MaxEntries: 1, Timeouts: Timeouts{TCP: 1 << 62}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(tc.cfg); err == nil {
+				t.Fatal("New succeeded")
+			}
+		})
+	}
+}
+
 func TestInsertLookupDelete(t *testing.T) {
 	c2v := key("::ffff:198.18.0.10", 40000, "::ffff:198.19.0.1", 80, 6)
-	r2c := key("::ffff:198.18.1.20", 8080, "::ffff:198.18.0.10", 40000, 6)
+	r2c := key("::ffff:198.19.0.2", 8080, "::ffff:198.18.0.10", 40000, 6)
 	v6 := key("2001:2::10", 40000, "2001:2::1", 53, 17)
 	tests := []struct {
 		name     string
 		orig     Key
-		reply    *Key
+		reply    bool
 		lookup   Key
 		wantDir  Dir
 		wantMiss bool
 	}{
-		{name: "original tuple", orig: c2v, reply: &r2c, lookup: c2v, wantDir: DirOriginal},
-		{name: "reply tuple", orig: c2v, reply: &r2c, lookup: r2c, wantDir: DirReply},
+		{name: "original tuple", orig: c2v, reply: true, lookup: c2v, wantDir: DirOriginal},
+		{name: "reply tuple", orig: c2v, reply: true, lookup: r2c, wantDir: DirReply},
 		{name: "ipv6", orig: v6, lookup: v6, wantDir: DirOriginal},
 		{name: "DR has no reply tuple", orig: c2v, lookup: r2c, wantMiss: true},
 		{name: "port differs", orig: c2v, lookup: key("::ffff:198.18.0.10", 40001, "::ffff:198.19.0.1", 80, 6), wantMiss: true},
@@ -50,10 +94,12 @@ func TestInsertLookupDelete(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tab := New(4)
-			id, ok := tab.Insert(&tt.orig, tt.reply, &Conn{RS: 7, State: StateSynRecv})
-			if !ok {
-				t.Fatal("Insert failed on an empty table")
+			tab := mustNew(t, Config{MaxEntries: 4})
+			nc := NewConn{Real: realAddr, RealPort: 8080, Reply: tt.reply, RS: 7, VS: 3, State: StateSynRecv,
+				Method: 2, InPort: 1, ClientMAC: [6]byte{2, 0, 0, 0, 0, 1}}
+			id, err := tab.Insert(&tt.orig, &nc, 0, nil)
+			if err != nil {
+				t.Fatalf("Insert on an empty table: %v", err)
 			}
 			gotID, dir, ok := tab.Lookup(&tt.lookup)
 			if tt.wantMiss {
@@ -65,8 +111,10 @@ func TestInsertLookupDelete(t *testing.T) {
 			if !ok || gotID != id || dir != tt.wantDir {
 				t.Fatalf("Lookup = (%d, %v, %v), want (%d, %v, true)", gotID, dir, ok, id, tt.wantDir)
 			}
-			if c := tab.Get(id); c == nil || c.RS != 7 {
-				t.Fatalf("Get(%d) = %+v, want RS 7", id, c)
+			c := tab.Get(id)
+			if c == nil || c.RS() != 7 || c.VS != 3 || c.Method != 2 || c.InPort != 1 || c.ClientMAC[5] != 1 ||
+				c.State() != StateSynRecv || c.Tuple(tt.wantDir) != tt.lookup {
+				t.Fatalf("Get(%d) = %+v", id, c)
 			}
 			tab.Delete(id)
 			if _, _, ok := tab.Lookup(&tt.lookup); ok || tab.Len() != 0 || tab.Get(id) != nil {
@@ -77,75 +125,139 @@ func TestInsertLookupDelete(t *testing.T) {
 }
 
 func TestInsertRefusals(t *testing.T) {
-	tab := New(2)
-	a, ar := nkey(1, false), nkey(1, true)
-	b, br := nkey(2, false), nkey(2, true)
-	if _, ok := tab.Insert(&a, &ar, &Conn{}); !ok {
-		t.Fatal("first insert failed")
-	}
+	tab := mustNew(t, Config{MaxEntries: 2})
+	a := nkey(1, false)
+	insertNAT(t, tab, 1)
+	otherVIP := a
+	otherVIP.Dst[15]++
+	ar := nkey(1, true)
 	for _, tc := range []struct {
-		name        string
-		orig, reply *Key
+		name string
+		orig Key
+		nc   NewConn
 	}{
-		{"duplicate original", &a, &br},
-		{"duplicate reply", &b, &ar},
-		{"original equals existing reply", &ar, nil},
-		{"reply equals own original", &b, &b},
+		{"duplicate original", a, natConn(0)},
+		{"same client to another VIP, same real: reply clashes", otherVIP, natConn(0)},
+		{"original equals existing reply", ar, NewConn{}},
+		{"reply equals own original", Key{Src: realAddr, Dst: realAddr, SrcPort: 8080, DstPort: 8080, Proto: 6}, natConn(0)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, ok := tab.Insert(tc.orig, tc.reply, &Conn{}); ok {
-				t.Fatal("Insert succeeded, want refusal")
+			if _, err := tab.Insert(&tc.orig, &tc.nc, 0, nil); err != ErrExists {
+				t.Fatalf("Insert: %v, want ErrExists", err)
 			}
 			if tab.Len() != 1 {
 				t.Fatalf("Len = %d after refused insert, want 1", tab.Len())
 			}
 		})
 	}
-	if _, ok := tab.Insert(&b, &br, &Conn{}); !ok {
-		t.Fatal("second insert failed")
+	t.Run("unknown template", func(t *testing.T) {
+		k, nc := nkey(2, false), natConn(0)
+		nc.Template = 1 // id 0 is a connection
+		if _, err := tab.Insert(&k, &nc, 0, nil); err != ErrNoTemplate {
+			t.Fatalf("Insert: %v, want ErrNoTemplate", err)
+		}
+	})
+	insertNAT(t, tab, 2)
+	k, nc := nkey(3, false), natConn(0)
+	if _, err := tab.Insert(&k, &nc, 0, nil); err != ErrFull {
+		t.Fatalf("insert into full table: %v, want ErrFull", err)
 	}
-	c, cr := nkey(3, false), nkey(3, true)
-	if _, ok := tab.Insert(&c, &cr, &Conn{}); ok {
-		t.Fatal("insert into full table succeeded")
-	}
-	if tab.Len() != 2 || tab.Cap() != 2 {
-		t.Fatalf("Len, Cap = %d, %d, want 2, 2", tab.Len(), tab.Cap())
+	if st := tab.Stats(); tab.Len() != 2 || tab.Cap() != 2 || st.DroppedFull != 1 || st.Clashes != 4 || st.Inserted != 2 {
+		t.Fatalf("Len, Cap = %d, %d, stats %+v", tab.Len(), tab.Cap(), st)
 	}
 }
 
-func TestExpire(t *testing.T) {
-	tab := New(100)
-	for i := range uint32(100) {
-		o, r := nkey(i, false), nkey(i, true)
-		// Even ids idle out at 1000, odd ones at 5000.
-		to := int64(1000)
-		if i%2 == 1 {
-			to = 5000
+func TestFullPolicy(t *testing.T) {
+	const sec = int64(1e9)
+	// Four connections: ESTABLISHED since t=0, SYN_RECV at t=1s, SYN_RECV at t=2s, UDP at t=3s.
+	setup := func(t *testing.T, policy FullPolicy) *Table {
+		tab := mustNew(t, Config{MaxEntries: 4, FullPolicy: policy})
+		for i := range uint32(4) {
+			k, nc := nkey(i, false), natConn(uint16(i))
+			if i == 3 {
+				nc.State = StateUDP
+			}
+			id, err := tab.Insert(&k, &nc, int64(i)*sec, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				tab.Touch(id, DirOriginal, TCPFlagACK, 0)
+			}
 		}
-		if _, ok := tab.Insert(&o, &r, &Conn{LastSeen: 0, Timeout: to, RS: uint16(i)}); !ok {
-			t.Fatal("insert failed")
+		return tab
+	}
+	insert := func(tab *Table, n uint32, now int64) (uint32, []uint16, error) {
+		var ev []uint16
+		k, nc := nkey(n, false), natConn(9)
+		id, err := tab.Insert(&k, &nc, now, func(_ uint32, c *Conn) { ev = append(ev, c.RS()) })
+		return id, ev, err
+	}
+	t.Run("drop_new", func(t *testing.T) {
+		tab := setup(t, DropNew)
+		if _, ev, err := insert(tab, 10, 4*sec); err != ErrFull || len(ev) != 0 {
+			t.Fatalf("err %v evicted %v, want ErrFull and none", err, ev)
+		}
+	})
+	t.Run("evict_oldest_idle", func(t *testing.T) {
+		tab := setup(t, EvictOldestIdle)
+		// Oldest idle first (RS 1, then 2, then the UDP flow); the ESTABLISHED one never.
+		for i, want := range []uint16{1, 2, 3} {
+			_, ev, err := insert(tab, uint32(10+i), 4*sec)
+			if err != nil || len(ev) != 1 || ev[0] != want {
+				t.Fatalf("insert %d: err %v evicted %v, want RS %d", i, err, ev, want)
+			}
+			if a, in, _ := tab.RealConns(want); a != 0 || in != 0 {
+				t.Fatalf("evicted RS %d still counted: %d, %d", want, a, in)
+			}
+		}
+		// Now three SYN_RECV conns of RS 9 (idle since 4s) and the ESTABLISHED one: a new one evicts RS 9.
+		tab.Touch(3, DirOriginal, TCPFlagACK, 5*sec) // ids 1..3 are RS 9's; make them all ESTABLISHED
+		tab.Touch(2, DirOriginal, TCPFlagACK, 5*sec)
+		tab.Touch(1, DirOriginal, TCPFlagACK, 5*sec)
+		if _, ev, err := insert(tab, 20, 6*sec); err != ErrFull || len(ev) != 0 {
+			t.Fatalf("all ESTABLISHED: err %v evicted %v, want ErrFull", err, ev)
+		}
+		// Past its timeout even an ESTABLISHED connection is fair game.
+		if _, ev, err := insert(tab, 20, 6*sec+DefaultTimeouts().TCP+2*sec); err != nil || len(ev) != 1 || ev[0] != 0 {
+			t.Fatalf("expired ESTABLISHED: err %v evicted %v, want RS 0", err, ev)
+		}
+		if st := tab.Stats(); st.Evicted != 4 || st.DroppedFull != 1 {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+}
+
+func TestExpire(t *testing.T) {
+	tab := mustNew(t, Config{MaxEntries: 100, Timeouts: Timeouts{TCPSynRecv: 1000 << TickShift, TCP: 5000 << TickShift}})
+	for i := range uint32(100) {
+		id := insertNAT(t, tab, i)
+		if i%2 == 1 { // odd clients are ESTABLISHED and idle out later
+			tab.Touch(id, DirOriginal, TCPFlagACK, 0)
 		}
 	}
+	tk := func(n int64) int64 { return n << TickShift }
 	t.Run("nothing due", func(t *testing.T) {
-		if n := tab.Expire(1000, 1000, nil); n != 0 {
+		if n := tab.Expire(tk(1000), 1000, nil); n != 0 {
 			t.Fatalf("Expire removed %d, want 0", n)
 		}
 	})
 	t.Run("budget limits removals", func(t *testing.T) {
-		if n := tab.Expire(1001, 10, nil); n != 10 {
+		if n := tab.Expire(tk(1001), 10, nil); n != 10 {
 			t.Fatalf("Expire removed %d, want 10", n)
 		}
 	})
 	t.Run("rest of the due ones", func(t *testing.T) {
-		seen := map[uint16]bool{}
-		n := tab.Expire(1001, 1000, func(id uint32, c *Conn) {
-			if c.RS%2 != 0 {
-				t.Errorf("expired conn RS %d, which is not due", c.RS)
+		n := tab.Expire(tk(1001), 1000, func(id uint32, c *Conn) {
+			if c.State() != StateSynRecv {
+				t.Errorf("expired a %v conn, which is not due", c.State())
 			}
-			seen[c.RS] = true
 		})
-		if n != 40 || len(seen) != 40 || tab.Len() != 50 {
-			t.Fatalf("removed %d (callbacks %d), Len %d; want 40, 40, 50", n, len(seen), tab.Len())
+		if n != 40 || tab.Len() != 50 {
+			t.Fatalf("removed %d, Len %d; want 40, 50", n, tab.Len())
+		}
+		if a, in, _ := tab.RealConns(0); a != 50 || in != 0 {
+			t.Fatalf("RealConns = %d active %d inactive, want 50, 0", a, in)
 		}
 		for i := range uint32(100) {
 			k := nkey(i, true)
@@ -157,88 +269,234 @@ func TestExpire(t *testing.T) {
 	t.Run("incremental sweep covers the table", func(t *testing.T) {
 		total := 0
 		for range 100 {
-			total += tab.Expire(5001, 1, nil)
+			total += tab.Expire(tk(5001), 1, nil)
 		}
-		if total != 50 || tab.Len() != 0 {
+		if total != 50 || tab.Len() != 0 || tab.Stats().Expired != 100 {
 			t.Fatalf("removed %d over 100 small sweeps, Len %d; want 50, 0", total, tab.Len())
 		}
 	})
 }
 
-func TestNextTCPState(t *testing.T) {
-	to := DefaultTimeouts()
+func TestTouchCounts(t *testing.T) {
+	defTO := DefaultTimeouts()
 	const (
 		syn    = TCPFlagSYN
 		synack = TCPFlagSYN | TCPFlagACK
 		ack    = TCPFlagACK
 		fin    = TCPFlagFIN | TCPFlagACK
-		rst    = TCPFlagRST | TCPFlagACK
 	)
+	type step struct {
+		d          Dir
+		f          uint8
+		want       State
+		wantActive int
+	}
 	tests := []struct {
 		name  string
-		from  State
-		steps []struct {
-			d Dir
-			f uint8
-		}
-		want   State
-		wantTO int64
+		reply bool
+		steps []step
 	}{
-		{"handshake", StateNone, []struct {
-			d Dir
-			f uint8
-		}{{DirOriginal, syn}, {DirReply, synack}, {DirOriginal, ack}}, StateEstablished, to.TCP},
-		{"syn only", StateNone, []struct {
-			d Dir
-			f uint8
-		}{{DirOriginal, syn}}, StateSynRecv, to.TCPSynRecv},
-		{"server ack cannot establish", StateSynRecv, []struct {
-			d Dir
-			f uint8
-		}{{DirReply, ack}}, StateSynRecv, to.TCPSynRecv},
-		{"mid-stream pickup", StateNone, []struct {
-			d Dir
-			f uint8
-		}{{DirOriginal, ack}}, StateEstablished, to.TCP},
-		{"client closes", StateEstablished, []struct {
-			d Dir
-			f uint8
-		}{{DirOriginal, fin}, {DirReply, ack}}, StateFinWait, to.TCPFin},
-		{"both close", StateEstablished, []struct {
-			d Dir
-			f uint8
-		}{{DirOriginal, fin}, {DirReply, fin}}, StateClose, to.TCPClose},
-		{"reset", StateEstablished, []struct {
-			d Dir
-			f uint8
-		}{{DirReply, rst}}, StateClose, to.TCPClose},
-		{"port reuse", StateClose, []struct {
-			d Dir
-			f uint8
-		}{{DirOriginal, syn}}, StateSynRecv, to.TCPSynRecv},
-		{"no flags", StateEstablished, []struct {
-			d Dir
-			f uint8
-		}{{DirOriginal, 0}}, StateEstablished, to.TCP},
-		{"udp stays udp", StateUDP, []struct {
-			d Dir
-			f uint8
-		}{{DirOriginal, rst}}, StateUDP, to.UDP},
-		{"bad state", State(200), []struct {
-			d Dir
-			f uint8
-		}{{DirOriginal, syn}}, State(200), to.TCPClose},
+		{"NAT handshake and close", true, []step{
+			{DirOriginal, syn, StateSynRecv, 0}, {DirReply, synack, StateSynRecv, 0},
+			{DirOriginal, ack, StateEstablished, 1}, {DirOriginal, fin, StateCloseWait, 0},
+			{DirReply, fin, StateTimeWait, 0}, {DirOriginal, ack, StateTimeWait, 0},
+		}},
+		{"DR uses INPUT-ONLY", false, []step{
+			{DirOriginal, ack, StateEstablished, 1}, {DirOriginal, fin, StateFinWait, 0},
+			{DirOriginal, ack, StateFinWait, 0},
+		}},
+		{"reset", true, []step{
+			{DirOriginal, ack, StateEstablished, 1}, {DirReply, TCPFlagRST, StateClose, 0},
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, d := tt.from, int64(0)
-			for _, st := range tt.steps {
-				s, d = NextTCPState(s, st.d, st.f, &to)
+			tab := mustNew(t, Config{MaxEntries: 2})
+			k, nc := nkey(1, false), natConn(5)
+			nc.Reply = tt.reply
+			id, err := tab.Insert(&k, &nc, 0, nil)
+			if err != nil {
+				t.Fatal(err)
 			}
-			if s != tt.want || d != tt.wantTO {
-				t.Errorf("got (%v, %d), want (%v, %d)", s, d, tt.want, tt.wantTO)
+			for i, st := range tt.steps {
+				_, got := tab.Touch(id, st.d, st.f, int64(i+1)<<TickShift)
+				a, in, _ := tab.RealConns(5)
+				if got != st.want || a != st.wantActive || a+in != 1 {
+					t.Fatalf("step %d: state %v, counts %d/%d; want %v, %d active", i, got, a, in, st.want, st.wantActive)
+				}
+				if c := tab.Get(id); c.LastSeenTick() != uint32(i+1) || c.Timeout() < defTO.Of(got) {
+					t.Fatalf("step %d: last seen %d timeout %d", i, c.LastSeenTick(), c.Timeout())
+				}
+			}
+			tab.Delete(id)
+			if a, in, _ := tab.RealConns(5); a != 0 || in != 0 {
+				t.Fatalf("after Delete: %d, %d", a, in)
 			}
 		})
+	}
+}
+
+func TestNextTCPState(t *testing.T) {
+	tests := []struct {
+		name      string
+		from      State
+		dir       Dir
+		flags     uint8
+		inputOnly bool
+		want      State
+	}{
+		{"client syn", StateNone, DirOriginal, TCPFlagSYN, false, StateSynRecv},
+		{"server synack keeps syn_recv", StateSynRecv, DirReply, TCPFlagSYN | TCPFlagACK, false, StateSynRecv},
+		{"client ack establishes", StateSynRecv, DirOriginal, TCPFlagACK, false, StateEstablished},
+		{"bare ack in NONE closes", StateNone, DirOriginal, TCPFlagACK, false, StateClose},
+		{"server fin", StateEstablished, DirReply, TCPFlagFIN, false, StateFinWait},
+		{"client fin", StateEstablished, DirOriginal, TCPFlagFIN, false, StateCloseWait},
+		{"client fin, DR", StateEstablished, DirOriginal, TCPFlagFIN, true, StateFinWait},
+		{"rst beats syn", StateEstablished, DirOriginal, TCPFlagRST | TCPFlagSYN, false, StateClose},
+		{"syn on time_wait", StateTimeWait, DirOriginal, TCPFlagSYN, false, StateSynRecv},
+		{"no flags", StateEstablished, DirOriginal, 0, false, StateEstablished},
+		{"udp stays udp", StateUDP, DirOriginal, TCPFlagRST, false, StateUDP},
+		{"bad state", State(200), DirOriginal, TCPFlagSYN, false, State(200)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := NextTCPState(tt.from, tt.dir, tt.flags, tt.inputOnly); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTimeoutsOf(t *testing.T) {
+	to := Timeouts{TCP: 42}
+	if to.Of(StateEstablished) != 42 || to.Of(StateFinWait) != 120e9 || to.Of(StateTimeWait) != 120e9 ||
+		to.Of(StateClose) != 10e9 || to.Of(StateSynRecv) != 60e9 || to.Of(StateUDP) != 300e9 ||
+		to.Of(StateCloseWait) != 60e9 || to.Of(StateLastAck) != 30e9 || to.Of(StateTemplate) != 0 {
+		t.Fatal("Timeouts.Of does not follow IPVS's defaults")
+	}
+}
+
+func TestNeedsReschedule(t *testing.T) {
+	tests := []struct {
+		name   string
+		s      State
+		dir    Dir
+		flags  uint8
+		usable bool
+		want   bool
+	}{
+		{"syn on time_wait", StateTimeWait, DirOriginal, TCPFlagSYN, true, true},
+		{"syn on close", StateClose, DirOriginal, TCPFlagSYN, true, true},
+		{"syn on established", StateEstablished, DirOriginal, TCPFlagSYN, true, false},
+		{"syn, real gone", StateEstablished, DirOriginal, TCPFlagSYN, false, true},
+		{"syn-ack is not new", StateClose, DirOriginal, TCPFlagSYN | TCPFlagACK, true, false},
+		{"reply direction", StateClose, DirReply, TCPFlagSYN, true, false},
+		{"udp", StateUDP, DirOriginal, TCPFlagSYN, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := NeedsReschedule(tt.s, tt.dir, tt.flags, tt.usable); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestTemplates(t *testing.T) {
+	const sec = int64(1e9)
+	tab := mustNew(t, Config{MaxEntries: 8})
+	client := netip.MustParseAddr("::ffff:198.18.0.77").As16()
+	tk := TemplateKey(MaskAddr(client, 24), 3)
+	tid, err := tab.InsertTemplate(&tk, &NewConn{Real: realAddr, RealPort: 8080, RS: 4, VS: 3}, 60*sec, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tab.InsertTemplate(&tk, &NewConn{}, 60*sec, 0, nil); err != ErrExists {
+		t.Fatalf("second template: %v, want ErrExists", err)
+	}
+	other := tk
+	other.Src = MaskAddr(netip.MustParseAddr("::ffff:198.18.0.1").As16(), 24)
+	if id, _, ok := tab.Lookup(&other); !ok || id != tid {
+		t.Fatal("a client in the same /24 does not find the template")
+	}
+	k, nc := nkey(1, false), natConn(4)
+	nc.Template = tid + 1
+	cid, err := tab.Insert(&k, &nc, 10*sec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := tab.Get(cid).Template(); !ok || got != tid || tab.Get(tid).Refs() != 1 {
+		t.Fatalf("connection's template %d %v, refs %d", got, ok, tab.Get(tid).Refs())
+	}
+	if _, _, p := tab.RealConns(4); p != 1 {
+		t.Fatalf("templates of RS 4 = %d, want 1", p)
+	}
+	// Long past the template's timeout, but the connection (SYN_RECV, 60 s) is still live at 65 s.
+	if tab.Expire(65*sec, 100, nil); tab.Get(tid) == nil {
+		t.Fatal("template with a live connection expired")
+	}
+	// The connection idles out at 70 s; the template lives 60 s more.
+	tab.Expire(71*sec, 100, nil)
+	if tab.Get(cid) != nil || tab.Get(tid) == nil || tab.Get(tid).Refs() != 0 {
+		t.Fatal("want the connection gone and the template kept")
+	}
+	if tab.Expire(71*sec+59*sec, 100, nil); tab.Get(tid) == nil {
+		t.Fatal("template expired before its persistence timeout")
+	}
+	if tab.Expire(71*sec+62*sec, 100, nil); tab.Get(tid) != nil || tab.Len() != 0 {
+		t.Fatal("template outlived its persistence timeout")
+	}
+	t.Run("delete with connections", func(t *testing.T) {
+		tid, _ := tab.InsertTemplate(&tk, &NewConn{RS: 4}, 60*sec, 0, nil)
+		nc.Template = tid + 1
+		cid, _ := tab.Insert(&k, &nc, 0, nil)
+		tab.Delete(tid)
+		if _, _, ok := tab.Lookup(&tk); ok || tab.Get(tid) != nil || tab.Len() != 2 {
+			t.Fatalf("deleted template still visible, Len %d", tab.Len())
+		}
+		tab.Delete(cid)
+		if tab.Len() != 0 {
+			t.Fatalf("Len = %d, want 0 once the last connection ended", tab.Len())
+		}
+		if a, in, p := tab.RealConns(4); a+in+p != 0 {
+			t.Fatalf("RealConns(4) = %d, %d, %d", a, in, p)
+		}
+	})
+}
+
+func TestMaskAddr(t *testing.T) {
+	tests := []struct {
+		in   string
+		bits int
+		want string
+	}{
+		{"198.18.3.77", 24, "198.18.3.0"},
+		{"198.18.3.77", 32, "198.18.3.77"},
+		{"198.18.3.77", 20, "198.18.0.0"},
+		{"2001:2::1:2:3", 64, "2001:2::"},
+		{"2001:2::1:2:3", 128, "2001:2::1:2:3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			a := netip.MustParseAddr(tt.in)
+			if a.Is4() {
+				a = netip.AddrFrom16(a.As16())
+			}
+			got := netip.AddrFrom16(MaskAddr(a.As16(), tt.bits)).Unmap()
+			if got.String() != tt.want {
+				t.Errorf("got %v, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMemoryBudget(t *testing.T) {
+	t.Logf("Conn is %d bytes; %d bytes/entry with the index", unsafe.Sizeof(Conn{}), MemoryFor(10_000_000)/10_000_000)
+	if per := MemoryFor(10_000_000) / 10_000_000; per > 100 {
+		t.Errorf("%d bytes per entry at 10M, want <= 100", per)
+	}
+	if m := MemoryFor(10_000_000); m > 1<<30 {
+		t.Errorf("10M entries need %d bytes, want <= 1 GiB", m)
 	}
 }
 
@@ -246,18 +504,21 @@ var (
 	sinkID  uint32
 	sinkOK  bool
 	sinkInt int
+	sinkErr error
 )
 
 func TestNoAllocs(t *testing.T) {
-	tab := New(1024)
-	keys := make([]Key, 2048)
+	tab := mustNew(t, Config{MaxEntries: 1024, FullPolicy: EvictOldestIdle})
+	keys := make([]Key, 4096)
 	for i := range keys {
 		keys[i] = nkey(uint32(i/2), i%2 == 1)
 	}
+	nc := natConn(1)
+	evict := func(uint32, *Conn) {}
 	i := 0
 	t.Run("Insert+Delete", func(t *testing.T) {
 		if n := testing.AllocsPerRun(1000, func() {
-			id, _ := tab.Insert(&keys[i%2048&^1], &keys[i%2048|1], &Conn{})
+			id, _ := tab.Insert(&keys[i%4096&^1], &nc, 0, evict)
 			tab.Delete(id)
 			i += 2
 		}); n != 0 {
@@ -265,81 +526,33 @@ func TestNoAllocs(t *testing.T) {
 		}
 	})
 	for j := 0; j < 2048; j += 2 {
-		tab.Insert(&keys[j], &keys[j+1], &Conn{Timeout: int64(j)})
+		id, _ := tab.Insert(&keys[j], &nc, int64(j)<<TickShift, evict)
+		tab.Touch(id, DirOriginal, TCPFlagACK, int64(j)<<TickShift)
 	}
-	t.Run("Lookup", func(t *testing.T) {
+	t.Run("Lookup+Touch", func(t *testing.T) {
 		if n := testing.AllocsPerRun(1000, func() {
 			sinkID, _, sinkOK = tab.Lookup(&keys[i%2048])
+			tab.Touch(sinkID, DirOriginal, TCPFlagACK, 0)
 			i++
 		}); n != 0 {
 			t.Errorf("allocs = %v, want 0", n)
 		}
 	})
-	t.Run("Expire", func(t *testing.T) {
-		var now int64
-		if n := testing.AllocsPerRun(100, func() {
-			now += 10
-			sinkInt = tab.Expire(now, 4, func(uint32, *Conn) {})
+	t.Run("Insert evicting", func(t *testing.T) {
+		if n := testing.AllocsPerRun(1000, func() {
+			_, sinkErr = tab.Insert(&keys[2048+i%2048&^1], &nc, 1<<40, evict)
+			i += 2
 		}); n != 0 {
 			t.Errorf("allocs = %v, want 0", n)
 		}
 	})
-}
-
-func BenchmarkLookup(b *testing.B) {
-	for _, size := range []int{1 << 10, 1 << 20} {
-		tab := New(size)
-		for i := range uint32(size) {
-			o, r := nkey(i, false), nkey(i, true)
-			tab.Insert(&o, &r, &Conn{})
+	t.Run("Expire", func(t *testing.T) {
+		now := int64(1 << 40)
+		if n := testing.AllocsPerRun(100, func() {
+			now += 10 << TickShift
+			sinkInt = tab.Expire(now, 4, evict)
+		}); n != 0 {
+			t.Errorf("allocs = %v, want 0", n)
 		}
-		hits := make([]Key, 4096)
-		misses := make([]Key, 4096)
-		for i := range hits {
-			hits[i] = nkey(uint32(i*7919)%uint32(size), i%2 == 1)
-			misses[i] = nkey(uint32(size+i), false)
-		}
-		b.Run(fmt.Sprintf("hit/entries=%d", size), func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				sinkID, _, sinkOK = tab.Lookup(&hits[i&4095])
-				i++
-			}
-		})
-		b.Run(fmt.Sprintf("miss/entries=%d", size), func(b *testing.B) {
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				sinkID, _, sinkOK = tab.Lookup(&misses[i&4095])
-				i++
-			}
-		})
-	}
-}
-
-// BenchmarkInsert measures Insert plus Delete (to stay at the fill level) in a table holding 1M
-// connections.
-func BenchmarkInsert(b *testing.B) {
-	const size = 1 << 20
-	tab := New(size + 1)
-	for i := range uint32(size) {
-		o, r := nkey(i, false), nkey(i, true)
-		tab.Insert(&o, &r, &Conn{})
-	}
-	keys := make([]Key, 8192)
-	for i := range keys {
-		keys[i] = nkey(uint32(size+i/2), i%2 == 1)
-	}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		j := i & 8191 &^ 1
-		id, ok := tab.Insert(&keys[j], &keys[j+1], &Conn{})
-		if !ok {
-			b.Fatal("insert failed")
-		}
-		tab.Delete(id)
-		i += 2
-	}
+	})
 }

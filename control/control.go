@@ -51,8 +51,12 @@ type RealServer struct {
 	Address     string `json:"address"`
 	Weight      int    `json:"weight"`
 	Resolved    bool   `json:"resolved"`
-	Connections int64  `json:"connections"`
-	Packets     uint64 `json:"packets"`
+	Connections int64  `json:"connections"` // active + inactive
+	// ActiveConnections and InactiveConnections are IPVS's ActiveConn (ESTABLISHED) and InActConn
+	// (every other state, and UDP).
+	ActiveConnections   int64  `json:"active_connections"`
+	InactiveConnections int64  `json:"inactive_connections"`
+	Packets             uint64 `json:"packets"`
 }
 
 // Handler answers requests; the daemon implements it.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -27,21 +28,23 @@ var Version = "dev"
 type Daemon struct {
 	logf func(format string, args ...any)
 
-	mu       sync.Mutex // guards cfg, ids, gen, tables and everything below that reload touches
-	cfg      *config.Config
-	svcIDs   idRegistry // service IDs by service key
-	realIDs  idRegistry // real-server IDs by service key and address
-	gen      uint32
-	engine   *dataplane.Engine
-	resolver *neigh.Resolver
-	announce []*announce.Announcer
-	ctl      *control.Server
-	ready    bool
+	mu        sync.Mutex // guards cfg, ids, gen, tables and everything below that reload touches
+	cfg       *config.Config
+	svcIDs    idRegistry                 // service IDs by service key
+	realIDs   idRegistry                 // real-server IDs by service key and address
+	counts    map[uint16]*sched.Counts   // connection counts by real-server ID, kept across reloads
+	lastReals map[uint16]*dataplane.Real // the last compiled entry of each real-server ID
+	gen       uint32
+	engine    *dataplane.Engine
+	resolver  *neigh.Resolver
+	announce  []*announce.Announcer
+	ctl       *control.Server
+	ready     bool
 }
 
 // New starts the data plane, the resolver, the announcers and the control socket for cfg.
 func New(cfg *config.Config, logf func(format string, args ...any)) (d *Daemon, err error) {
-	d = &Daemon{logf: logf, cfg: cfg}
+	d = &Daemon{logf: logf, cfg: cfg, counts: map[uint16]*sched.Counts{}, lastReals: map[uint16]*dataplane.Real{}}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -57,12 +60,19 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (d *Daemon, 
 	t := d.compile(cfg)
 	t.Gen = 1
 	d.gen = 1
+	if err := checkSchedulers(t); err != nil {
+		return nil, err
+	}
+	workers := cfg.Dataplane.Workers
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
 	d.engine, err = dataplane.New(dataplane.Config{
-		Interfaces:     cfg.Dataplane.Interfaces,
-		Workers:        cfg.Dataplane.Workers,
-		ConnsPerWorker: 1 << 18,
-		Timeouts:       timeouts(cfg),
-		Logf:           logf,
+		Interfaces: cfg.Dataplane.Interfaces,
+		Workers:    workers,
+		Conntrack:  ConntrackConfig(cfg, workers),
+		RXMode:     cfg.Dataplane.RXMode,
+		Logf:       logf,
 	}, t)
 	if err != nil {
 		return nil, err
@@ -122,11 +132,15 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	if old.Control.Socket != cfg.Control.Socket {
 		return fmt.Errorf("control.socket cannot change on reload; restart govs to change it")
 	}
-	if old.Timeouts != cfg.Timeouts {
-		d.logf("warning: new [timeouts] apply after a restart; the running ones stay")
+	if old.Timeouts != cfg.Timeouts || old.Conntrack.MaxEntries != cfg.Conntrack.MaxEntries ||
+		old.Conntrack.FullPolicy != cfg.Conntrack.FullPolicy {
+		d.logf("warning: changes to [timeouts] and [conntrack] max_entries / full_policy apply after a restart; the running ones stay")
 	}
 	d.resolver.SetTargets(realAddrs(cfg))
 	t := d.compileLocked(cfg)
+	if err := checkSchedulers(t); err != nil {
+		return err
+	}
 	if err := d.publishLocked(t); err != nil {
 		return err
 	}
@@ -190,23 +204,18 @@ func (d *Daemon) compileLocked(cfg *config.Config) *dataplane.Tables {
 			portOf[ifc.Index] = i
 		}
 	}
+	t.ExpireNodestConn = cfg.Conntrack.ExpireNodestConn
 	liveS, liveR := map[string]bool{}, map[string]bool{}
 	for _, vs := range cfg.VirtualServers {
 		sid := d.svcIDs.get(vs.Key())
 		liveS[vs.Key()] = true
-		s := &dataplane.Service{
-			ID:        sid,
-			Name:      vs.Key(),
-			VIP:       vs.Address,
-			Proto:     vs.Protocol.Number(),
-			Method:    method(vs.Method),
-			Scheduler: vs.Scheduler,
-		}
+		s := ServiceFor(&vs, sid)
 		for _, rs := range vs.RealServers {
 			rkey := vs.Key() + "|" + rs.Address.String()
 			liveR[rkey] = true
 			rid := d.realIDs.get(rkey)
-			r := &dataplane.Real{ID: rid, Service: sid, Addr: rs.Address, Weight: int32(rs.Weight), Port: -1}
+			r := RealFor(&rs, rid, sid)
+			r.Counts = d.countsOf(rid)
 			if e, ok := d.resolver.Lookup(rs.Address.Addr()); ok && e.Resolved {
 				if p, ok := portOf[e.IfIndex]; ok {
 					r.Port, r.MAC, r.Resolved = p, e.MAC, true
@@ -217,20 +226,39 @@ func (d *Daemon) compileLocked(cfg *config.Config) *dataplane.Tables {
 				}
 			}
 			s.RealIDs = append(s.RealIDs, rid)
-			s.Dests = append(s.Dests, sched.Dest{Weight: int32(rs.Weight), Available: r.Resolved})
 			setAt(&t.Reals, int(rid), r)
 		}
 		setAt(&t.Services, int(sid), s)
 	}
-	d.svcIDs.forget(liveS)
-	d.realIDs.forget(liveR)
+	d.svcIDs.forget(liveS, nil)
+	// A removed real server keeps its ID, and its entry (marked Removed, so it gets no new
+	// connections) while connections to it remain; then both go.
+	d.realIDs.forget(liveR, func(id uint16) bool {
+		c := d.counts[id]
+		last := d.lastReals[id]
+		if c == nil || last == nil || c.Active.Load()+c.Inactive.Load() == 0 {
+			delete(d.counts, id)
+			delete(d.lastReals, id)
+			return true
+		}
+		r := *last
+		r.Removed = true
+		setAt(&t.Reals, int(id), &r)
+		return false
+	})
+	for _, r := range t.Reals {
+		if r != nil && !r.Removed {
+			d.lastReals[r.ID] = r
+		}
+	}
 	t.Finish()
 	return t
 }
 
 // same reports whether two tables forward identically (ignoring the generation).
 func same(a, b *dataplane.Tables) bool {
-	if a == nil || b == nil || len(a.Services) != len(b.Services) || len(a.Reals) != len(b.Reals) {
+	if a == nil || b == nil || len(a.Services) != len(b.Services) || len(a.Reals) != len(b.Reals) ||
+		a.ExpireNodestConn != b.ExpireNodestConn {
 		return false
 	}
 	for i := range a.Reals {
@@ -239,7 +267,8 @@ func same(a, b *dataplane.Tables) bool {
 			return false
 		}
 		if x != nil && (x.Addr != y.Addr || x.Weight != y.Weight || x.Port != y.Port || x.MAC != y.MAC ||
-			x.Resolved != y.Resolved || x.Service != y.Service) {
+			x.Resolved != y.Resolved || x.Service != y.Service || x.Removed != y.Removed ||
+			x.UpperThreshold != y.UpperThreshold || x.LowerThreshold != y.LowerThreshold) {
 			return false
 		}
 	}
@@ -249,6 +278,8 @@ func same(a, b *dataplane.Tables) bool {
 			return false
 		}
 		if x != nil && (x.VIP != y.VIP || x.Method != y.Method || x.Scheduler != y.Scheduler ||
+			x.SchedOptions != y.SchedOptions || x.Persistence != y.Persistence ||
+			x.PersistenceBits != y.PersistenceBits || x.OnePacket != y.OnePacket ||
 			!slices.Equal(x.RealIDs, y.RealIDs)) {
 			return false
 		}
@@ -334,9 +365,15 @@ func (d *Daemon) Status() control.Status {
 		}
 		for _, id := range s.RealIDs {
 			r := t.Reals[id]
-			x := control.RealServer{Address: r.Addr.String(), Weight: int(r.Weight), Resolved: r.Resolved}
-			if int(id) < len(ds.RealConns) {
-				x.Connections = ds.RealConns[id]
+			x := control.RealServer{
+				Address:             r.Addr.String(),
+				Weight:              int(r.Weight),
+				Resolved:            r.Resolved,
+				ActiveConnections:   r.Counts.Active.Load(),
+				InactiveConnections: r.Counts.Inactive.Load(),
+			}
+			x.Connections = x.ActiveConnections + x.InactiveConnections
+			if int(id) < len(ds.RealPackets) {
 				x.Packets = ds.RealPackets[id]
 			}
 			v.RealServers = append(v.RealServers, x)
@@ -364,13 +401,86 @@ func method(m config.Method) dataplane.Method {
 }
 
 func timeouts(cfg *config.Config) conntrack.Timeouts {
+	to := cfg.Timeouts
 	return conntrack.Timeouts{
-		TCP:        int64(cfg.Timeouts.TCP),
-		TCPFin:     int64(cfg.Timeouts.TCPFin),
-		TCPSynRecv: int64(60 * time.Second), // IPVS's SYN_RECV timeout
-		TCPClose:   int64(10 * time.Second), // IPVS's CLOSE timeout
-		UDP:        int64(cfg.Timeouts.UDP),
+		TCP:          int64(to.TCP),
+		TCPFin:       int64(to.TCPFin),
+		UDP:          int64(to.UDP),
+		TCPSynRecv:   int64(to.TCPSynRecv),
+		TCPSynSent:   int64(to.TCPSynSent),
+		TCPTimeWait:  int64(to.TCPTimeWait),
+		TCPClose:     int64(to.TCPClose),
+		TCPCloseWait: int64(to.TCPCloseWait),
+		TCPLastAck:   int64(to.TCPLastAck),
 	}
+}
+
+// ServiceFor is the data plane's view of virtual server vs under service ID id (without real
+// servers). The offline benchmark harness builds its tables with it too.
+func ServiceFor(vs *config.VirtualServer, id uint16) *dataplane.Service {
+	return &dataplane.Service{
+		ID:              id,
+		Name:            vs.Key(),
+		VIP:             vs.Address,
+		Proto:           vs.Protocol.Number(),
+		Method:          method(vs.Method),
+		Scheduler:       vs.Scheduler,
+		SchedOptions:    vs.SchedOptions(),
+		Persistence:     int64(vs.PersistenceTimeout),
+		PersistenceBits: vs.PersistenceNetmask,
+		OnePacket:       vs.OnePacket,
+	}
+}
+
+// RealFor is the data plane's view of real server rs under ID id of service sid, not yet resolved
+// (Port -1).
+func RealFor(rs *config.RealServer, id, sid uint16) *dataplane.Real {
+	return &dataplane.Real{
+		ID: id, Service: sid, Addr: rs.Address, Weight: int32(rs.Weight), Port: -1,
+		UpperThreshold: uint32(rs.UpperThreshold),
+		LowerThreshold: uint32(rs.LowerThreshold),
+	}
+}
+
+// ConntrackConfig sizes each of workers connection tables from cfg.
+func ConntrackConfig(cfg *config.Config, workers int) conntrack.Config {
+	return conntrack.Config{
+		// Each worker owns a table; together they hold max_entries.
+		MaxEntries: (cfg.Conntrack.MaxEntries + workers - 1) / workers,
+		FullPolicy: fullPolicy(cfg.Conntrack.FullPolicy),
+		Timeouts:   timeouts(cfg),
+	}
+}
+
+func fullPolicy(name string) conntrack.FullPolicy {
+	if name == "evict_oldest_idle" {
+		return conntrack.EvictOldestIdle
+	}
+	return conntrack.DropNew
+}
+
+// countsOf returns real server id's shared connection counts, created on first use.
+func (d *Daemon) countsOf(id uint16) *sched.Counts {
+	c := d.counts[id]
+	if c == nil {
+		c = new(sched.Counts)
+		d.counts[id] = c
+	}
+	return c
+}
+
+// checkSchedulers builds every service's scheduler once, so that a scheduler the data plane could
+// not build is an error here and never a failure inside a worker.
+func checkSchedulers(t *dataplane.Tables) error {
+	for _, s := range t.Services {
+		if s == nil {
+			continue
+		}
+		if _, err := sched.New(s.Scheduler, s.Dests, s.SchedOptions); err != nil {
+			return fmt.Errorf("virtual server %s: %w", s.Name, err)
+		}
+	}
+	return nil
 }
 
 func realAddrs(cfg *config.Config) []netip.Addr {
@@ -413,12 +523,14 @@ func (r *idRegistry) get(key string) uint16 {
 	return id
 }
 
-// forget releases the IDs of keys no longer configured.
-func (r *idRegistry) forget(live map[string]bool) {
+// forget releases the IDs of keys no longer configured; release (when not nil) may veto that
+// for an ID that is still in use.
+func (r *idRegistry) forget(live map[string]bool, release func(id uint16) bool) {
 	for k, id := range r.ids {
-		if !live[k] {
-			delete(r.ids, k)
-			r.free = append(r.free, id)
+		if live[k] || (release != nil && !release(id)) {
+			continue
 		}
+		delete(r.ids, k)
+		r.free = append(r.free, id)
 	}
 }

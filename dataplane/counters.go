@@ -35,6 +35,9 @@ const (
 	DropICMPNoConnection
 	// DropTooLarge: the frame does not fit a transmit slot.
 	DropTooLarge
+	// DropTupleClash: a new connection's tuple is already taken (e.g. two VIPs mapping one client
+	// port to the same real server port under NAT: the replies would be ambiguous).
+	DropTupleClash
 	numDrops
 )
 
@@ -52,6 +55,7 @@ var dropNames = [numDrops]string{
 	DropFragment:         "fragment",
 	DropICMPNoConnection: "icmp_no_connection",
 	DropTooLarge:         "frame_too_large",
+	DropTupleClash:       "tuple_clash",
 }
 
 func (d Drop) String() string {
@@ -102,7 +106,6 @@ type published struct {
 }
 
 type realCounters struct {
-	conns   []atomic.Int64
 	packets []atomic.Uint64
 }
 
@@ -112,7 +115,6 @@ type Stats struct {
 	// Drops maps a reason (a Drop or a frame parse error) to its count; zero counts are included.
 	Drops      map[string]uint64
 	DropsTotal uint64
-	// RealConns and RealPackets are indexed by real-server ID.
-	RealConns   []int64
+	// RealPackets is indexed by real-server ID.
 	RealPackets []uint64
 }

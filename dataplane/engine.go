@@ -18,10 +18,11 @@ type Config struct {
 	Interfaces []string
 	// Workers is the number of worker goroutines (each pinned to a CPU); 0 means one per CPU.
 	Workers int
-	// ConnsPerWorker is each worker's connection-table capacity.
-	ConnsPerWorker int
-	Timeouts       conntrack.Timeouts
-	Logf           func(format string, args ...any)
+	// Conntrack sizes each worker's connection table (MaxEntries is per worker).
+	Conntrack conntrack.Config
+	// RXMode is RXModeAuto (also ""), RXModeThroughput or RXModeLatency; see rxmode.go.
+	RXMode string
+	Logf   func(format string, args ...any)
 }
 
 // Interface is one of the engine's interfaces as found on the host.
@@ -92,7 +93,6 @@ func filterSpec(t *Tables) (bpfgen.FilterSpec, []netip.Addr) {
 // Stats sums the workers' last published counters.
 func (e *Engine) Stats() Stats {
 	var sum counters
-	var conns []int64
 	var packets []uint64
 	for _, w := range e.workers {
 		for i := range sum {
@@ -102,23 +102,28 @@ func (e *Engine) Stats() Stats {
 		if rc == nil {
 			continue
 		}
-		if len(rc.conns) > len(conns) {
-			conns = append(conns, make([]int64, len(rc.conns)-len(conns))...)
+		if len(rc.packets) > len(packets) {
 			packets = append(packets, make([]uint64, len(rc.packets)-len(packets))...)
 		}
-		for i := range rc.conns {
-			conns[i] += rc.conns[i].Load()
+		for i := range rc.packets {
 			packets[i] += rc.packets[i].Load()
 		}
 	}
 	st := Stats{
 		Counters:    make(map[string]uint64, cDropBase),
 		Drops:       make(map[string]uint64, numSlots-cDropBase),
-		RealConns:   conns,
 		RealPackets: packets,
 	}
 	for i := 0; i < cDropBase; i++ {
 		st.Counters[counterNames[i]] = sum[i]
+	}
+	// rx_ring_latency is 1 while frames arrive on the TPACKET_V2 (latency) ring, 0 on the
+	// TPACKETv3 (throughput) ring; rx_mode_switches counts auto mode's moves between them.
+	lat, switches := e.rxModeStats()
+	st.Counters["rx_mode_switches"] = switches
+	st.Counters["rx_ring_latency"] = 0
+	if lat {
+		st.Counters["rx_ring_latency"] = 1
 	}
 	for d := Drop(1); d < numDrops; d++ {
 		v := sum[cDropBase+int(d)]

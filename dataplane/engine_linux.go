@@ -5,6 +5,7 @@ package dataplane
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -20,7 +21,11 @@ import (
 // engineOS holds the Linux side of the engine: one socket per worker per interface, the eventfd
 // that wakes polling workers for shutdown, and the worker goroutines' wait group.
 type engineOS struct {
-	socks    [][]*afpacket.Socket // [worker][port]
+	socks    [][]*afpacket.Socket // [worker][port]: TPACKETv3 RX + TX
+	frames   [][]*afpacket.Socket // [worker][port]: TPACKET_V2 RX (nil in throughput mode)
+	rxMode   string               // RXModeAuto, RXModeThroughput or RXModeLatency
+	vips     []netip.Addr         // of the fanout program installed last (guarded by Engine.mu)
+	rx       rxState
 	wakefd   int
 	stopping chan struct{}
 	wg       sync.WaitGroup
@@ -47,9 +52,6 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 	n := cfg.Workers
 	if n <= 0 {
 		n = runtime.NumCPU()
-	}
-	if cfg.ConnsPerWorker <= 0 {
-		cfg.ConnsPerWorker = 1 << 20
 	}
 	e := &Engine{cfg: cfg, epoch: time.Now()}
 	for _, name := range cfg.Interfaces {
@@ -86,13 +88,38 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 		e.closeSockets()
 		return nil, errorf("socket filter: %v", err)
 	}
+	mode := cfg.RXMode
+	switch mode {
+	case "":
+		mode = RXModeAuto
+	case RXModeAuto, RXModeThroughput, RXModeLatency:
+	default:
+		e.closeSockets()
+		return nil, errorf("receive mode %q: use %q, %q or %q", cfg.RXMode, RXModeAuto, RXModeThroughput, RXModeLatency)
+	}
+	e.os.rxMode = mode
+	high, low, err := rxThresholds()
+	if err != nil {
+		e.closeSockets()
+		return nil, errorf("%v", err)
+	}
+	twoRings := mode != RXModeThroughput
+	ring := ringBlocks
+	if twoRings {
+		ring = ringFrames
+	}
+	e.os.rx.cur.Store(uint64(ring))
+	e.os.rx.acks = make([]paddedU64, n)
+	e.os.rx.packets = make([]paddedU64, n)
 	var fanout []bpf.RawInstruction
-	if n > 1 {
-		if fanout, err = bpfgen.FanoutProgram(vips, n); err != nil {
+	if n > 1 || twoRings {
+		// Member index = ring set * n + worker: every v3 socket joins before any v2 socket.
+		if fanout, err = bpfgen.FanoutProgramBase(vips, n, int(ring)*n); err != nil {
 			e.closeSockets()
 			return nil, errorf("fanout program: %v", err)
 		}
 	}
+	e.os.vips = vips
 	pid := os.Getpid()
 	for wi := 0; wi < n; wi++ {
 		var socks []*afpacket.Socket
@@ -105,7 +132,7 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 				VnetHdr:     true,
 				QdiscBypass: true,
 			}
-			if n > 1 {
+			if fanout != nil {
 				sc.FanoutGroup = uint16(pid*16 + pi + 1)
 				sc.FanoutProg = fanout
 			}
@@ -122,15 +149,55 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 			macs = append(macs, ifc.MAC)
 		}
 		e.os.socks = append(e.os.socks, socks)
-		e.workers = append(e.workers, NewWorker(wi, ports, macs, cfg.ConnsPerWorker, cfg.Timeouts))
+		w, err := NewWorker(wi, ports, macs, cfg.Conntrack)
+		if err != nil {
+			for _, s := range socks {
+				s.Close()
+			}
+			e.closeSockets()
+			return nil, errorf("worker %d: connection table: %v", wi, err)
+		}
+		e.workers = append(e.workers, w)
+	}
+	if twoRings {
+		for wi := 0; wi < n; wi++ {
+			var socks []*afpacket.Socket
+			for pi, ifc := range e.ifaces {
+				s, err := afpacket.Open(afpacket.Config{
+					Interface:   ifc.Name,
+					Filter:      filter,
+					VnetHdr:     true,
+					FrameRing:   true,
+					FanoutGroup: uint16(pid*16 + pi + 1),
+					FanoutProg:  fanout,
+				})
+				if err != nil {
+					for _, s := range socks {
+						s.Close()
+					}
+					e.closeSockets()
+					return nil, errorf("worker %d on %s (latency ring): %v", wi, ifc.Name, err)
+				}
+				socks = append(socks, s)
+			}
+			e.os.frames = append(e.os.frames, socks)
+		}
 	}
 	e.tables.Store(t)
 	cpus := allowedCPUs()
 	for wi, w := range e.workers {
+		var frames []*afpacket.Socket
+		if twoRings {
+			frames = e.os.frames[wi]
+		}
 		e.os.wg.Add(1)
-		go e.routineWorker(w, e.os.socks[wi], cpus[wi%len(cpus)])
+		go e.routineWorker(w, wi, e.os.socks[wi], frames, cpus[wi%len(cpus)])
 	}
-	cfg.logf("data plane: %d workers on %v, CPUs %v", n, cfg.Interfaces, cpus)
+	if mode == RXModeAuto {
+		e.os.wg.Add(1)
+		go e.routineRXControl(vips, newRXPolicy(high, low))
+	}
+	cfg.logf("data plane: %d workers on %v, CPUs %v, rx_mode %s (receiving on the %s ring)", n, cfg.Interfaces, cpus, mode, ring)
 	return e, nil
 }
 
@@ -142,10 +209,12 @@ func (eo *engineOS) program(e *Engine, t *Tables) error {
 		return errorf("socket filter: %v", err)
 	}
 	var fanout []bpf.RawInstruction
-	if len(e.workers) > 1 {
-		if fanout, err = bpfgen.FanoutProgram(vips, len(e.workers)); err != nil {
+	if len(e.workers) > 1 || eo.frames != nil {
+		ring, _ := eo.rx.load()
+		if fanout, err = bpfgen.FanoutProgramBase(vips, len(e.workers), int(ring)*len(e.workers)); err != nil {
 			return errorf("fanout program: %v", err)
 		}
+		eo.vips = vips
 	}
 	for _, socks := range eo.socks {
 		for _, s := range socks {
@@ -168,7 +237,14 @@ func (eo *engineOS) program(e *Engine, t *Tables) error {
 // routineWorker is a worker's goroutine: locked to an OS thread pinned to one CPU, it drains its
 // rings, kicks its TX rings once per round, expires connections and sleeps in poll(2) when idle.
 // It holds its thread for its whole life, so a blocking poll costs no other goroutine anything.
-func (e *Engine) routineWorker(w *Worker, socks []*afpacket.Socket, cpu int) {
+//
+// With two rings per interface (frames non-nil), it reads the ring the fanout program sends to
+// and, before that, the other one: the other ring gets only frames the fanout program aborted on
+// (too short to parse, see bpfgen.FanoutProgramBase) and, right after a switch, the frames that
+// arrived before it. Until the old ring has handed over its last frame (a partly filled block
+// waits for its retire timer), the worker does not read the new ring of that interface, so no
+// flow is reordered; then it acknowledges the switch.
+func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Socket, cpu int) {
 	defer e.os.wg.Done()
 	runtime.LockOSThread()
 	// Pinning keeps a worker's rings, table and counters in one CPU's caches; without it the
@@ -179,28 +255,62 @@ func (e *Engine) routineWorker(w *Worker, socks []*afpacket.Socket, cpu int) {
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
 		e.cfg.logf("worker %d: could not pin to CPU %d: %v", w.id, cpu, err)
 	}
-	fds := make([]unix.PollFd, 0, len(socks)+1)
-	for _, s := range socks {
+	fds := make([]unix.PollFd, 0, 2*len(socks)+1)
+	for i, s := range socks {
 		fds = append(fds, unix.PollFd{Fd: int32(s.Fd()), Events: unix.POLLIN})
+		if frames != nil {
+			fds = append(fds, unix.PollFd{Fd: int32(frames[i].Fd()), Events: unix.POLLIN})
+		}
 	}
 	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefd), Events: unix.POLLIN})
+	ring, gen := e.os.rx.load()
+	e.os.rx.acks[wi].Store(gen)
+	draining := make([]bool, len(socks)) // per port: the old ring still has frames
+	var drainStart int64
+	ndrain := 0
 	var lastPub int64
+	var packets uint64
 	for {
 		if t := e.tables.Load(); t != w.tables {
 			w.SetTables(t)
 		}
 		now := int64(time.Since(e.epoch))
-		got := 0
-		for i, s := range socks {
-			for j := 0; j < rxBudget; j++ {
-				f, m, ok := s.Next()
-				if !ok {
-					break
+		if frames != nil {
+			if r, g := e.os.rx.load(); g != gen {
+				ring, gen = r, g
+				drainStart, ndrain = now, len(socks)
+				for i := range draining {
+					draining[i] = true
 				}
-				w.Process(i, f, m, now)
-				got++
 			}
 		}
+		got := 0
+		for i, s := range socks {
+			active := s
+			if frames != nil {
+				other := frames[i]
+				if ring == ringFrames {
+					active, other = frames[i], s
+				}
+				got += e.drain(w, i, other, now)
+				if draining[i] {
+					if !other.RxIdle() && now-drainStart < int64(rxDrainMax) {
+						continue // the new ring waits until the old one is empty
+					}
+					if !other.RxIdle() {
+						e.cfg.logf("worker %d: %s ring of %s still held frames %v after the switch; reading the new ring anyway",
+							w.id, ring^1, e.ifaces[i].Name, rxDrainMax)
+					}
+					draining[i] = false
+					if ndrain--; ndrain == 0 {
+						e.os.rx.acks[wi].Store(gen)
+					}
+				}
+			}
+			got += e.drain(w, i, active, now)
+		}
+		packets += uint64(got)
+		e.os.rx.packets[wi].Store(packets)
 		w.FlushAll()
 		w.Expire(now)
 		if now-lastPub >= int64(publishEvery) || got == 0 {
@@ -214,15 +324,31 @@ func (e *Engine) routineWorker(w *Worker, socks []*afpacket.Socket, cpu int) {
 		default:
 		}
 		if got == 0 {
+			timeout := pollTimeout
+			if ndrain > 0 {
+				timeout = 1 // the old block retires within its timer; the new ring may be ready already
+			}
 			for i := range fds {
 				fds[i].Revents = 0
 			}
-			if _, err := unix.Poll(fds, pollTimeout); err != nil && !errors.Is(err, unix.EINTR) {
+			if _, err := unix.Poll(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
 				e.cfg.logf("worker %d: poll: %v", w.id, err)
 				time.Sleep(10 * time.Millisecond)
 			}
 		}
 	}
+}
+
+// drain hands up to rxBudget frames of s to w as port i and returns how many.
+func (e *Engine) drain(w *Worker, i int, s *afpacket.Socket, now int64) int {
+	for j := 0; j < rxBudget; j++ {
+		f, m, ok := s.Next()
+		if !ok {
+			return j
+		}
+		w.Process(i, f, m, now)
+	}
+	return rxBudget
 }
 
 // Close stops the workers, waits for them and closes (unmaps) every ring.
@@ -249,6 +375,12 @@ func (e *Engine) closeSockets() {
 		}
 	}
 	e.os.socks = nil
+	for _, socks := range e.os.frames {
+		for _, s := range socks {
+			s.Close()
+		}
+	}
+	e.os.frames = nil
 	if e.os.wakefd > 0 {
 		unix.Close(e.os.wakefd)
 		e.os.wakefd = -1
@@ -260,7 +392,7 @@ func (e *Engine) SocketStats() afpacket.Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var sum afpacket.Stats
-	for _, socks := range e.os.socks {
+	for _, socks := range append(append([][]*afpacket.Socket(nil), e.os.socks...), e.os.frames...) {
 		for _, s := range socks {
 			if st, err := s.Stats(); err == nil {
 				sum.Packets += st.Packets

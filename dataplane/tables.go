@@ -38,6 +38,9 @@ type Tables struct {
 	// Reals is indexed by real-server ID (stable across reloads for the same service and address),
 	// so connections keep their real server through a reload. A nil entry is a removed real server.
 	Reals []*Real
+	// ExpireNodestConn drops a removed real server's connections at their next packet instead of
+	// forwarding them until they end (IPVS expire_nodest_conn).
+	ExpireNodestConn bool
 
 	byVIP map[serviceKey]uint16
 }
@@ -50,9 +53,17 @@ type Service struct {
 	Proto     uint8 // 6 or 17
 	Method    Method
 	Scheduler string
+	// SchedOptions are the scheduler's flags and Maglev table size.
+	SchedOptions sched.Options
+	// Persistence is the persistence timeout in nanoseconds; 0 means none. A client, its address
+	// masked to PersistenceBits, keeps its real server across connections while its template lives.
+	Persistence     int64
+	PersistenceBits int
+	// OnePacket schedules each UDP datagram on its own (IPVS one-packet scheduling).
+	OnePacket bool
 	// RealIDs lists the service's real servers, in config order; the scheduler's dests use the same order.
 	RealIDs []uint16
-	// Dests is the scheduler's view of RealIDs (weight, availability).
+	// Dests is the scheduler's view of RealIDs (weight, availability, counts), built by Finish.
 	Dests []sched.Dest
 
 	addr [16]byte
@@ -69,6 +80,15 @@ type Real struct {
 	// MAC is the next hop's hardware address; valid when Resolved.
 	MAC      [6]byte
 	Resolved bool
+	// Removed marks a real server a reload took out of its service: it gets no new connections;
+	// its established ones are forwarded to it until they end, unless Tables.ExpireNodestConn.
+	Removed bool
+	// Counts are the real server's connection counts over all workers (shared; written when a
+	// connection starts, changes between active and inactive, or ends).
+	Counts *sched.Counts
+	// UpperThreshold and LowerThreshold bound the real server's connections (ipvsadm -x / -y);
+	// 0 means none.
+	UpperThreshold, LowerThreshold uint32
 
 	addr [16]byte
 }
@@ -79,29 +99,50 @@ type serviceKey struct {
 	proto uint8
 }
 
-// NewTables builds the lookup indexes of a Tables from its Services and Reals. Callers fill Gen,
-// Services and Reals, then call Finish once before publishing.
+// Finish builds the lookup indexes and every service's scheduler view (Dests) from Services and
+// Reals. Callers fill Gen, Services and Reals (a Real without Counts gets fresh ones), then call
+// Finish once before publishing.
 func (t *Tables) Finish() {
 	t.byVIP = make(map[serviceKey]uint16, len(t.Services))
+	for _, r := range t.Reals {
+		if r == nil {
+			continue
+		}
+		r.addr = r.Addr.Addr().As16()
+		if r.Counts == nil {
+			r.Counts = new(sched.Counts)
+		}
+	}
 	for _, s := range t.Services {
 		if s == nil {
 			continue
 		}
 		s.addr = s.VIP.Addr().As16()
 		t.byVIP[serviceKey{s.addr, s.VIP.Port(), s.Proto}] = s.ID
-	}
-	for _, r := range t.Reals {
-		if r != nil {
-			r.addr = r.Addr.Addr().As16()
+		s.Dests = s.Dests[:0]
+		for _, id := range s.RealIDs {
+			r := t.Reals[id]
+			s.Dests = append(s.Dests, sched.Dest{
+				Addr:           r.addr,
+				Port:           r.Addr.Port(),
+				Weight:         r.Weight,
+				Available:      r.Resolved && !r.Removed,
+				Counts:         r.Counts,
+				UpperThreshold: r.UpperThreshold,
+				LowerThreshold: r.LowerThreshold,
+			})
 		}
 	}
 }
 
-// service returns the service for a destination, or nil.
+// service returns the service for a destination, or nil. A service for the exact port wins; else
+// the address's port-0 (all ports) service takes it, as IPVS does for a port-0 service.
 func (t *Tables) service(addr [16]byte, port uint16, proto uint8) *Service {
 	id, ok := t.byVIP[serviceKey{addr, port, proto}]
 	if !ok {
-		return nil
+		if id, ok = t.byVIP[serviceKey{addr, 0, proto}]; !ok {
+			return nil
+		}
 	}
 	return t.Services[id]
 }

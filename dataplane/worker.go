@@ -52,7 +52,6 @@ type Worker struct {
 	tables *Tables
 	scheds []sched.Scheduler // indexed by service ID, rebuilt when Tables changes
 	ct     *conntrack.Table
-	to     conntrack.Timeouts
 
 	now     int64
 	dirty   uint64 // bit i: port i has frames committed but not flushed
@@ -60,30 +59,33 @@ type Worker struct {
 
 	p, inner frame.Parsed
 	key      conntrack.Key
-	rkey     conntrack.Key
+	tkey     conntrack.Key // persistence template key
+	flow     sched.Flow
 
 	c    counters
 	pub  *published
-	rcN  []int64  // worker-local per-real connection counts
 	rpN  []uint64 // worker-local per-real packet counts
 	seen uint32   // last Tables generation the worker adapted to
 
 	expireFn func(uint32, *conntrack.Conn) // w.onExpire, bound once so expiry does not allocate
 }
 
-// NewWorker builds a worker over ports (macs[i] is port i's own MAC) with a connection table of
-// capacity entries. It starts nothing; call Process for each frame or let the engine run it.
-func NewWorker(id int, ports []Port, macs [][6]byte, capacity int, to conntrack.Timeouts) *Worker {
+// NewWorker builds a worker over ports (macs[i] is port i's own MAC) with its own connection
+// table. It starts nothing; call Process for each frame or let the engine run it.
+func NewWorker(id int, ports []Port, macs [][6]byte, ct conntrack.Config) (*Worker, error) {
+	table, err := conntrack.New(ct)
+	if err != nil {
+		return nil, err
+	}
 	w := &Worker{
 		id:    id,
 		ports: ports,
 		macs:  macs,
-		ct:    conntrack.New(capacity),
-		to:    to,
+		ct:    table,
 		pub:   &published{},
 	}
 	w.expireFn = w.onExpire
-	return w
+	return w, nil
 }
 
 // SetTables adapts the worker to a new Tables: new scheduler instances for changed services,
@@ -106,7 +108,7 @@ func (w *Worker) SetTables(t *Tables) {
 			scheds[i] = w.scheds[i]
 			continue
 		}
-		sc, err := sched.New(s.Scheduler, s.Dests)
+		sc, err := sched.New(s.Scheduler, s.Dests, s.SchedOptions)
 		if err != nil {
 			// The daemon validated the scheduler name; a failure here is a programming error.
 			panic("dataplane: " + err.Error())
@@ -114,17 +116,11 @@ func (w *Worker) SetTables(t *Tables) {
 		scheds[i] = sc
 	}
 	w.scheds = scheds
-	if n := len(t.Reals); n > len(w.rcN) {
-		rcN := make([]int64, n)
-		copy(rcN, w.rcN)
-		w.rcN = rcN
+	if n := len(t.Reals); n > len(w.rpN) {
 		rpN := make([]uint64, n)
 		copy(rpN, w.rpN)
 		w.rpN = rpN
-		w.pub.reals.Store(&realCounters{
-			conns:   make([]atomic.Int64, n),
-			packets: make([]atomic.Uint64, n),
-		})
+		w.pub.reals.Store(&realCounters{packets: make([]atomic.Uint64, n)})
 	}
 	w.seen = t.Gen
 }
@@ -176,9 +172,6 @@ func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 	csum := -1
 	if meta.Vnet.Flags&afpacket.VnetHdrFNeedsCsum != 0 {
 		csum = int(meta.Vnet.CsumStart) + int(meta.Vnet.CsumOffset)
-		if meta.Status&afpacket.StatusVLANValid != 0 {
-			csum -= 4 // the kernel counts the stripped VLAN tag as if it were in the frame
-		}
 		if csum < int(p.L4Off) || csum+2 > int(p.End) || p.L4Off == 0 {
 			csum = -1
 			meta.Vnet.Flags &^= afpacket.VnetHdrFNeedsCsum
@@ -198,11 +191,15 @@ func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 	k := &w.key
 	k.Src, k.Dst, k.SrcPort, k.DstPort, k.Proto = p.Src, p.Dst, p.SrcPort, p.DstPort, p.Proto
 	id, dir, ok := w.ct.Lookup(k)
-	if ok {
+	if ok && dir == conntrack.DirOriginal {
 		c := w.ct.Get(id)
-		if dir == conntrack.DirOriginal && p.Proto == 6 && p.TCPFlags&(tcpSYN|tcpACK) == tcpSYN &&
-			c.State == conntrack.StateClose {
-			// A new connection reusing the tuple of a closed one: schedule it afresh.
+		r := w.tables.real(c.RS())
+		usable := r != nil && r.Service == c.VS && !r.Removed && r.Weight > 0
+		if c.Flags&conntrack.FlagOnePacket != 0 ||
+			(p.Proto == frame.ProtoTCP && conntrack.NeedsReschedule(c.State(), dir, p.TCPFlags, usable)) {
+			// Each datagram of a one-packet service, or a new connection reusing the tuple of a
+			// closed one or of one whose real server no longer takes connections: schedule afresh
+			// (IPVS conn_reuse_mode, without its one-second stall).
 			w.removeConn(id, c)
 			ok = false
 		}
@@ -215,19 +212,24 @@ func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 		dir = conntrack.DirOriginal
 	}
 	c := w.ct.Get(id)
-	r := w.tables.real(c.RS)
-	if r == nil {
+	r := w.tables.real(c.RS())
+	// A reload may give a removed real server's ID to a real server of another service; the
+	// connection must not follow the ID there (TestReloadRealIDReused).
+	if r == nil || r.Service != c.VS || (r.Removed && w.tables.ExpireNodestConn) {
 		w.removeConn(id, c)
 		w.drop(DropRealRemoved)
 		return
 	}
-	c.LastSeen = now
-	c.Packets++
-	c.Bytes += uint64(len(b))
-	if p.Proto == 6 {
-		c.State, c.Timeout = conntrack.NextTCPState(c.State, dir, p.TCPFlags, &w.to)
+	if old, cur := w.ct.Touch(id, dir, p.TCPFlags, now); conntrack.IsActive(old) != conntrack.IsActive(cur) {
+		if cur == conntrack.StateEstablished || conntrack.IsActive(cur) {
+			r.Counts.Active.Add(1)
+			r.Counts.Inactive.Add(-1)
+		} else {
+			r.Counts.Active.Add(-1)
+			r.Counts.Inactive.Add(1)
+		}
 	}
-	w.rpN[c.RS]++
+	w.rpN[r.ID]++
 	svc := w.tables.Services[r.Service]
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved {
@@ -235,7 +237,9 @@ func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 			return
 		}
 		if svc.Method == MethodNAT {
-			frame.RewriteDst(b, p, r.addr, r.Addr.Port())
+			old := p.DstPort
+			frame.RewriteDst(b, p, r.addr, realPort(r, p.DstPort))
+			w.unadjustPartialPort(b, p, old, p.DstPort)
 		}
 		if w.transmit(r.Port, b, meta, r.MAC) {
 			w.c[cForwarded]++
@@ -243,10 +247,38 @@ func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 		return
 	}
 	// A reply from the real server (NAT): back to the client as if from the VIP.
-	frame.RewriteSrc(b, p, svc.addr, svc.VIP.Port())
+	old := p.SrcPort
+	frame.RewriteSrc(b, p, svc.addr, virtualPort(svc, p.SrcPort))
+	w.unadjustPartialPort(b, p, old, p.SrcPort)
 	if w.transmit(int(c.InPort), b, meta, c.ClientMAC) {
 		w.c[cReplied]++
 	}
+}
+
+// unadjustPartialPort takes a port change back out of a partial checksum field.
+//
+// Fix (TestPartialChecksum): frame.RewriteDst/RewriteSrc update the checksum field for the address
+// and the port change, as for a finished checksum. A partial field holds only the pseudo-header
+// sum, which has the addresses but no ports (the device sums the ports with the rest of the
+// segment), so the port change must not be in it. Only the transport checksum field is adjusted by
+// the rewrite, so only a partial field there is corrected.
+func (w *Worker) unadjustPartialPort(b []byte, p *frame.Parsed, old, new uint16) {
+	if w.partial < 0 || old == new || p.L4Off == 0 {
+		return
+	}
+	switch {
+	case p.Proto == frame.ProtoTCP && w.partial == int(p.L4Off)+16:
+	case p.Proto == frame.ProtoUDP && w.partial == int(p.L4Off)+6:
+	default:
+		return
+	}
+	// The field is in finished form (see invertPartial): F' = ^(^F + d) with d = ^old + new.
+	// Adding -d = old + ^new gives F back.
+	v := binary.BigEndian.Uint16(b[w.partial:])
+	s := uint32(^v) + uint32(old) + uint32(^new)
+	s = s>>16 + s&0xffff
+	s = s>>16 + s&0xffff
+	binary.BigEndian.PutUint16(b[w.partial:], ^uint16(s))
 }
 
 // newConn schedules a new connection for a frame to a virtual service and enters it in the table.
@@ -256,43 +288,76 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 		w.drop(DropNoService)
 		return 0, false
 	}
-	if p.Proto == 6 && p.TCPFlags&(tcpSYN|tcpACK|tcpRST) != tcpSYN {
+	if p.Proto == frame.ProtoTCP && p.TCPFlags&(tcpSYN|tcpACK|tcpRST) != tcpSYN {
 		w.drop(DropNoConnection)
 		return 0, false
 	}
-	i := w.scheds[svc.ID].Pick(svc.Dests)
-	if i < 0 {
-		w.drop(DropNoRealServer)
-		return 0, false
+	nc := conntrack.NewConn{
+		VS:     svc.ID,
+		Method: uint8(svc.Method),
+		InPort: uint8(in),
+		Reply:  svc.Method == MethodNAT,
+		State:  conntrack.StateUDP,
 	}
-	r := w.tables.Reals[svc.RealIDs[i]]
-	conn := conntrack.Conn{
-		VS:       svc.ID,
-		RS:       r.ID,
-		Gen:      w.tables.Gen,
-		InPort:   uint8(in),
-		LastSeen: w.now,
+	if p.Proto == frame.ProtoTCP {
+		nc.State = conntrack.StateSynRecv
 	}
-	copy(conn.ClientMAC[:], b[6:12])
-	if p.Proto == 6 {
-		conn.State, conn.Timeout = conntrack.StateSynRecv, w.to.TCPSynRecv
-	} else {
-		conn.State, conn.Timeout = conntrack.StateUDP, w.to.UDP
+	if svc.OnePacket {
+		nc.Flags |= conntrack.FlagOnePacket
 	}
-	var reply *conntrack.Key
-	if svc.Method == MethodNAT {
-		rk := &w.rkey
-		rk.Src, rk.Dst, rk.SrcPort, rk.DstPort, rk.Proto = r.addr, p.Src, r.Addr.Port(), p.SrcPort, p.Proto
-		reply = rk
+	copy(nc.ClientMAC[:], b[6:12])
+
+	var r *Real
+	if svc.Persistence > 0 {
+		// A client (masked) keeps its real server while the service's template for it lives.
+		nc.Flags |= conntrack.FlagPersistent
+		w.tkey = conntrack.TemplateKey(conntrack.MaskAddr(p.Src, svc.PersistenceBits), svc.ID)
+		if tid, _, ok := w.ct.Lookup(&w.tkey); ok {
+			t := w.ct.Get(tid)
+			if tr := w.tables.real(t.RS()); tr != nil && tr.Service == svc.ID && !tr.Removed && tr.Resolved {
+				r = tr
+				nc.Template = tid + 1
+			} else {
+				w.ct.Delete(tid)
+			}
+		}
 	}
-	id, ok := w.ct.Insert(&w.key, reply, &conn)
-	if !ok {
-		w.drop(DropTableFull)
+	if r == nil {
+		f := &w.flow
+		f.Src, f.Dst, f.SrcPort, f.DstPort, f.Proto = p.Src, p.Dst, p.SrcPort, p.DstPort, p.Proto
+		i := w.scheds[svc.ID].Pick(svc.Dests, f)
+		if i < 0 {
+			w.drop(DropNoRealServer)
+			return 0, false
+		}
+		r = w.tables.Reals[svc.RealIDs[i]]
+	}
+	nc.RS, nc.Real, nc.RealPort = r.ID, r.addr, realPort(r, p.DstPort)
+	if svc.Persistence > 0 && nc.Template == 0 {
+		tid, err := w.ct.InsertTemplate(&w.tkey, &nc, svc.Persistence, w.now, w.expireFn)
+		if err != nil {
+			w.dropInsert(err)
+			return 0, false
+		}
+		nc.Template = tid + 1
+	}
+	id, err := w.ct.Insert(&w.key, &nc, w.now, w.expireFn)
+	if err != nil {
+		w.dropInsert(err)
 		return 0, false
 	}
 	w.c[cConnsCreated]++
-	w.rcN[r.ID]++
+	r.Counts.Inactive.Add(1)
 	return id, true
+}
+
+// dropInsert counts a refused table insert.
+func (w *Worker) dropInsert(err error) {
+	if err == conntrack.ErrExists {
+		w.drop(DropTupleClash)
+		return
+	}
+	w.drop(DropTableFull)
 }
 
 // icmpError forwards an ICMP error about a known connection: from the client side towards the
@@ -312,11 +377,18 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta) {
 		return
 	}
 	c := w.ct.Get(id)
-	r := w.tables.real(c.RS)
-	if r == nil {
+	r := w.tables.real(c.RS())
+	if r == nil || r.Service != c.VS { // see Process
 		w.drop(DropRealRemoved)
 		return
 	}
+	// Fix (TestICMPErrorPartialChecksum): the incremental rewrites below need a finished checksum,
+	// and the offload state of the received frame must not travel with the rewritten one.
+	if meta.Vnet.Flags&afpacket.VnetHdrFNeedsCsum != 0 || meta.Status&afpacket.StatusCsumNotReady != 0 {
+		frame.CompleteL4Checksum(b, p)
+		w.c[cCsumCompleted]++
+	}
+	meta.Vnet = afpacket.VnetHdr{}
 	svc := w.tables.Services[r.Service]
 	if dir == conntrack.DirOriginal {
 		// About a packet the VIP sent to the client: it goes to the real server.
@@ -326,7 +398,7 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta) {
 		}
 		if svc.Method == MethodNAT {
 			frame.RewriteDst(b, p, r.addr, 0)
-			frame.RewriteInnerSrc(b, p, q, r.addr, r.Addr.Port())
+			frame.RewriteInnerSrc(b, p, q, r.addr, realPort(r, q.SrcPort))
 		}
 		if w.transmit(r.Port, b, meta, r.MAC) {
 			w.c[cICMPErrors]++
@@ -337,7 +409,7 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta) {
 	if p.Src == r.addr {
 		frame.RewriteSrc(b, p, svc.addr, 0)
 	}
-	frame.RewriteInnerDst(b, p, q, svc.addr, svc.VIP.Port())
+	frame.RewriteInnerDst(b, p, q, svc.addr, virtualPort(svc, q.DstPort))
 	if w.transmit(int(c.InPort), b, meta, c.ClientMAC) {
 		w.c[cICMPErrors]++
 	}
@@ -376,8 +448,13 @@ func (w *Worker) transmit(out int, b []byte, meta *afpacket.RxMeta, dst [6]byte)
 		binary.BigEndian.PutUint16(buf[14:], meta.VLANTCI)
 		copy(buf[16:], b[12:])
 		n += 4
+		// af_packet counts csum_start in the frame as received, without the stripped tag
+		// (packet_rcv_vnet passes vlan_hlen 0); the frame we send has the tag in it.
+		if vnet.Flags&afpacket.VnetHdrFNeedsCsum != 0 {
+			vnet.CsumStart += 4
+		}
 		if vnet.HdrLen != 0 {
-			vnet.HdrLen += 4 // csum_start already counts the tag (see Process)
+			vnet.HdrLen += 4
 		}
 	} else {
 		if n > len(buf) {
@@ -413,9 +490,7 @@ func (w *Worker) FlushAll() {
 }
 
 func (w *Worker) removeConn(id uint32, c *conntrack.Conn) {
-	if int(c.RS) < len(w.rcN) {
-		w.rcN[c.RS]--
-	}
+	w.uncount(c)
 	w.ct.Delete(id)
 }
 
@@ -424,11 +499,28 @@ func (w *Worker) Expire(now int64) {
 	w.ct.Expire(now, expireBudget, w.expireFn)
 }
 
+// onExpire is called for every entry the table expires or evicts.
 func (w *Worker) onExpire(_ uint32, c *conntrack.Conn) {
-	if int(c.RS) < len(w.rcN) {
-		w.rcN[c.RS]--
+	w.uncount(c)
+	if !c.IsTemplate() {
+		w.c[cConnsExpired]++
 	}
-	w.c[cConnsExpired]++
+}
+
+// uncount takes a connection that ends out of its real server's counts.
+func (w *Worker) uncount(c *conntrack.Conn) {
+	if c.IsTemplate() {
+		return
+	}
+	r := w.tables.real(c.RS())
+	if r == nil || r.Service != c.VS {
+		return
+	}
+	if conntrack.IsActive(c.State()) {
+		r.Counts.Active.Add(-1)
+	} else {
+		r.Counts.Inactive.Add(-1)
+	}
 }
 
 func (w *Worker) drop(d Drop) { w.c[cDropBase+int(d)]++ }
@@ -439,8 +531,7 @@ func (w *Worker) Publish() {
 		w.pub.slots[i].Store(w.c[i])
 	}
 	if rc := w.pub.reals.Load(); rc != nil {
-		for i := range rc.conns {
-			rc.conns[i].Store(w.rcN[i])
+		for i := range rc.packets {
 			rc.packets[i].Store(w.rpN[i])
 		}
 	}
@@ -456,4 +547,22 @@ func invertPartial(b []byte, off int) {
 		v = 0
 	}
 	binary.BigEndian.PutUint16(b[off:], ^v)
+}
+
+// realPort is the port a connection to port reaches on r: r's own, or, for a real server
+// without a port (of an all-ports service), the port the client asked for.
+func realPort(r *Real, port uint16) uint16 {
+	if p := r.Addr.Port(); p != 0 {
+		return p
+	}
+	return port
+}
+
+// virtualPort is the service port a reply from port appears to come from: the service's own, or,
+// for an all-ports service, the port unchanged (its real servers keep the client's port).
+func virtualPort(s *Service, port uint16) uint16 {
+	if p := s.VIP.Port(); p != 0 {
+		return p
+	}
+	return port
 }

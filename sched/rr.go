@@ -1,7 +1,7 @@
 package sched
 
-// RoundRobin is IPVS "rr": destinations in list order, skipping those with weight 0 or unavailable
-// (ip_vs_rr.c semantics). The zero value is ready to use.
+// RoundRobin is IPVS "rr": destinations in list order, skipping unavailable, quiesced (weight 0) and
+// overloaded ones (ip_vs_rr.c semantics). The zero value is ready to use.
 type RoundRobin struct {
 	last int // index picked last; -1 (or any out-of-range value) = start from the head of the list
 }
@@ -11,11 +11,11 @@ var _ Scheduler = (*RoundRobin)(nil)
 // Name returns "rr".
 func (*RoundRobin) Name() string { return "rr" }
 
-// Update restarts from the head of the list, as IPVS does when destinations change.
+// Update restarts from the head of the list.
 func (s *RoundRobin) Update([]Dest) { s.last = -1 }
 
-// Pick returns the next available destination with a positive weight after the last one picked, or -1.
-func (s *RoundRobin) Pick(dests []Dest) int {
+// Pick returns the next usable destination after the last one picked, or -1.
+func (s *RoundRobin) Pick(dests []Dest, _ *Flow) int {
 	n := len(dests)
 	i := s.last
 	if i < 0 || i >= n {
@@ -26,7 +26,7 @@ func (s *RoundRobin) Pick(dests []Dest) int {
 		if i == n {
 			i = 0
 		}
-		if d := &dests[i]; d.Available && d.Weight > 0 {
+		if usable(&dests[i]) {
 			s.last = i
 			return i
 		}

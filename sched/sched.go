@@ -2,37 +2,91 @@ package sched
 
 import (
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
+	"sync/atomic"
 )
+
+// Counts are a real server's connection counts, shared by all data-plane workers. They are atomics,
+// updated when a connection is created, moves between active and inactive, or ends — not per packet.
+//
+// Active and Inactive have IPVS's meaning: a TCP connection is active while ESTABLISHED, inactive
+// in the other states; UDP connections are inactive (ip_vs_conn.c). The zero value is ready to use.
+type Counts struct {
+	Active, Inactive atomic.Int64
+	overloaded       atomic.Bool // IP_VS_DEST_F_OVERLOAD: set at UpperThreshold, cleared below the lower one
+}
 
 // Dest is what a scheduler knows about one real server (IPVS: a destination).
 type Dest struct {
-	// Weight is the IPVS weight; 0 means "take no new connections" (quiesced).
+	// Addr is the real server's address, IPv4-mapped for IPv4. Maglev uses it (with Port) to name the
+	// server, so the lookup table depends on who the servers are, not on their order in the list.
+	Addr [16]byte
+	Port uint16
+	// Weight is the IPVS weight; 0 means quiescent: no new connections, existing ones continue.
 	Weight int32
-	// Available is false when the server must never be picked (health check down, overloaded).
+	// Available is false when the server must never be picked (unresolved next hop, health check
+	// down).
 	Available bool
+	// Counts must not be nil in dests handed to Pick.
+	Counts *Counts
+	// UpperThreshold and LowerThreshold are ipvsadm -x and -y: no new connections once the server
+	// has UpperThreshold connections (active + inactive), again once it is below LowerThreshold.
+	// 0 = none; a LowerThreshold of 0 with UpperThreshold set means 3/4 of UpperThreshold.
+	UpperThreshold, LowerThreshold uint32
+}
+
+// Flow is the tuple of a new connection, as the hashing schedulers (dh, sh, mh, lblc, lblcr) see it.
+// Addresses are IPv4-mapped for IPv4.
+type Flow struct {
+	Src, Dst         [16]byte
+	SrcPort, DstPort uint16
+	Proto            uint8
+}
+
+// Options tune a scheduler beyond its name (ipvsadm --sched-flags and the Maglev table size).
+type Options struct {
+	// Flags must be a subset of FlagsFor(name).
+	Flags Flags
+	// MHTableSize is the Maglev lookup table size M, a prime; 0 = DefaultMHTableSize. Only mh uses it.
+	MHTableSize int
 }
 
 // Scheduler picks a real server for each new connection.
 //
 // A Scheduler is not safe for concurrent use: each data-plane worker owns its own instance and is its
-// only caller, so Pick takes no lock and allocates nothing.
+// only caller, so Pick takes no lock and allocates nothing. The Counts it reads are shared.
 type Scheduler interface {
-	// Pick returns the index into dests of the real server for a new connection, or -1 if none can
-	// take it. dests must have the weights given to New (or to the last Update); Available may
-	// change between calls.
-	Pick(dests []Dest) int
-	// Update tells the scheduler that the destination list or weights changed (IPVS upd_dest).
+	// Pick returns the index into dests of the real server for the new connection f, or -1 if none
+	// can take it. dests must be the list given to New or to the last Update (Available and Counts
+	// may change between calls). f may be nil for schedulers that do not hash (they ignore it).
+	Pick(dests []Dest, f *Flow) int
+	// Update tells the scheduler that the destination list changed (weights, membership, addresses)
+	// and rebuilds its state, e.g. the Maglev table (IPVS add_dest/del_dest/upd_dest). It allocates.
 	Update(dests []Dest)
 	// Name is the scheduler's IPVS name, e.g. "wrr".
 	Name() string
 }
 
+// DefaultScheduler is the scheduler used when none is configured, as in IPVS.
+const DefaultScheduler = "wlc"
+
 // factories is the scheduler family, by IPVS name.
-var factories = map[string]func(dests []Dest) Scheduler{
-	"rr":  func(d []Dest) Scheduler { s := &RoundRobin{}; s.Update(d); return s },
-	"wrr": func(d []Dest) Scheduler { s := &WeightedRoundRobin{}; s.Update(d); return s },
+var factories = map[string]func(opts Options) Scheduler{
+	"rr":    func(Options) Scheduler { return &RoundRobin{} },
+	"wrr":   func(Options) Scheduler { return &WeightedRoundRobin{} },
+	"lc":    func(Options) Scheduler { return &LeastConnection{} },
+	"wlc":   func(Options) Scheduler { return &WeightedLeastConnection{} },
+	"sed":   func(Options) Scheduler { return &ShortestExpectedDelay{} },
+	"nq":    func(Options) Scheduler { return &NeverQueue{} },
+	"lblc":  func(Options) Scheduler { return newLBLC() },
+	"lblcr": func(Options) Scheduler { return newLBLCR() },
+	"dh":    func(Options) Scheduler { return &DestinationHashing{} },
+	"sh":    func(o Options) Scheduler { return &SourceHashing{flags: o.Flags} },
+	"mh":    func(o Options) Scheduler { return newMaglev(o) },
+	"fo":    func(Options) Scheduler { return &WeightedFailover{} },
+	"ovf":   func(Options) Scheduler { return &WeightedOverflow{} },
+	"twos":  func(Options) Scheduler { return newTwos() },
 }
 
 // Names returns the supported scheduler names, sorted.
@@ -41,20 +95,115 @@ func Names() []string {
 	for n := range factories {
 		names = append(names, n)
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	return names
 }
 
-// New returns the scheduler called name (an IPVS scheduler name such as "rr" or "wrr"), set up for dests.
-func New(name string, dests []Dest) (Scheduler, error) {
+// New returns the scheduler called name (an IPVS scheduler name such as "wrr"; "" means
+// DefaultScheduler), set up for dests. It rejects flags that do not belong to the scheduler, a Maglev
+// table size that is not a prime in range, and thresholds that contradict each other.
+func New(name string, dests []Dest, opts Options) (Scheduler, error) {
+	if name == "" {
+		name = DefaultScheduler
+	}
 	f, ok := factories[name]
 	if !ok {
 		return nil, fmt.Errorf("unknown scheduler %q: use one of the IPVS schedulers %s", name, strings.Join(Names(), ", "))
 	}
-	for i, d := range dests {
+	if extra := opts.Flags &^ FlagsFor(name); extra != 0 {
+		return nil, fmt.Errorf("scheduler %q does not take flag %s: %s", name, extra, flagHint(extra))
+	}
+	if opts.MHTableSize != 0 {
+		if name != "mh" {
+			return nil, fmt.Errorf("scheduler %q has no lookup table: set the table size only with the mh scheduler", name)
+		}
+		if err := checkMHTableSize(opts.MHTableSize); err != nil {
+			return nil, err
+		}
+	}
+	for i := range dests {
+		d := &dests[i]
 		if d.Weight < 0 {
 			return nil, fmt.Errorf("failed to set up scheduler %q: destination %d has negative weight %d: use 0 to quiesce it", name, i, d.Weight)
 		}
+		if d.UpperThreshold != 0 && d.LowerThreshold > d.UpperThreshold {
+			return nil, fmt.Errorf("failed to set up scheduler %q: destination %d has lower threshold %d above upper threshold %d: lower it or raise the upper one", name, i, d.LowerThreshold, d.UpperThreshold)
+		}
 	}
-	return f(dests), nil
+	s := f(opts)
+	s.Update(dests)
+	return s, nil
 }
+
+// Overloaded reports whether d has reached its connection thresholds (ipvsadm -x/-y), with IPVS's
+// hysteresis: the server becomes overloaded when its active + inactive connections reach
+// UpperThreshold and stays so until they drop below LowerThreshold (3/4 of UpperThreshold when
+// LowerThreshold is 0). The state lives in d.Counts, so all workers agree.
+//
+// IPVS updates the flag when a connection is bound or unbound; here it is updated when a scheduler
+// looks at the server, so a dip below the lower threshold that no Pick observed does not clear it.
+func Overloaded(d *Dest) bool {
+	c := d.Counts
+	if c == nil {
+		return false
+	}
+	upper := int64(d.UpperThreshold)
+	if upper == 0 {
+		if c.overloaded.Load() { // thresholds were removed by a reload
+			c.overloaded.Store(false)
+		}
+		return false
+	}
+	total := c.Active.Load() + c.Inactive.Load()
+	if c.overloaded.Load() {
+		var below bool
+		if lower := int64(d.LowerThreshold); lower == 0 {
+			below = total*4 < upper*3 // ip_vs_unbind_dest
+		} else {
+			below = total < min(lower, upper)
+		}
+		if below {
+			c.overloaded.Store(false)
+			return false
+		}
+		return true
+	}
+	if total >= upper {
+		c.overloaded.Store(true)
+		return true
+	}
+	return false
+}
+
+// usable reports whether d may take a new connection: available, not quiesced, not overloaded
+// (IPVS: weight > 0 and no IP_VS_DEST_F_OVERLOAD).
+func usable(d *Dest) bool {
+	return d.Available && d.Weight > 0 && !Overloaded(d)
+}
+
+// overhead is ip_vs_dest_conn_overhead: active connections weigh 256 inactive ones.
+func overhead(d *Dest) int64 {
+	if d.Counts == nil {
+		return 0
+	}
+	return d.Counts.Active.Load()<<8 + d.Counts.Inactive.Load()
+}
+
+// active is the number of active connections of d.
+func active(d *Dest) int64 {
+	if d.Counts == nil {
+		return 0
+	}
+	return d.Counts.Active.Load()
+}
+
+// destKey names a real server independently of its position in the list.
+type destKey struct {
+	addr [16]byte
+	port uint16
+}
+
+func keyOf(d *Dest) destKey { return destKey{d.Addr, d.Port} }
+
+// zeroFlow stands in for a nil *Flow; it is never written.
+var zeroFlow Flow

@@ -8,19 +8,50 @@ import (
 	"testing"
 )
 
+// dests returns available servers 198.18.0.1, .2, ... port 80 with the given weights.
 func dests(weights ...int32) []Dest {
 	d := make([]Dest, len(weights))
 	for i, w := range weights {
-		d[i] = Dest{Weight: w, Available: true}
+		d[i] = Dest{Addr: v4(198, 18, byte(i>>8), byte(i+1)), Port: 80, Weight: w, Available: true, Counts: new(Counts)}
 	}
 	return d
+}
+
+func v4(a, b, c, d byte) [16]byte {
+	return [16]byte{10: 0xff, 11: 0xff, 12: a, 13: b, 14: c, 15: d}
+}
+
+// withConns sets active/inactive counts: conns[i] = {active, inactive}.
+func withConns(d []Dest, conns ...[2]int64) []Dest {
+	for i, c := range conns {
+		d[i].Counts.Active.Store(c[0])
+		d[i].Counts.Inactive.Store(c[1])
+	}
+	return d
+}
+
+func down(d []Dest, i ...int) []Dest {
+	for _, j := range i {
+		d[j].Available = false
+	}
+	return d
+}
+
+func mustNew(t testing.TB, name string, d []Dest, opts Options) Scheduler {
+	t.Helper()
+	s, err := New(name, d, opts)
+	if err != nil {
+		t.Fatalf("New(%q): %v", name, err)
+	}
+	return s
 }
 
 // pickN returns n picks as letters ('a' = index 0, '-' = none).
 func pickN(s Scheduler, d []Dest, n int) string {
 	var b strings.Builder
+	var f Flow
 	for range n {
-		if i := s.Pick(d); i < 0 {
+		if i := s.Pick(d, &f); i < 0 {
 			b.WriteByte('-')
 		} else {
 			b.WriteByte(byte('a' + i))
@@ -32,221 +63,245 @@ func pickN(s Scheduler, d []Dest, n int) string {
 func TestNew(t *testing.T) {
 	tests := []struct {
 		name    string
+		sched   string
 		dests   []Dest
+		opts    Options
+		want    string // Name()
 		wantErr string
 	}{
-		{name: "rr", dests: dests(1)},
-		{name: "wrr", dests: dests(1, 2)},
-		{name: "lc", wantErr: `unknown scheduler "lc": use one of the IPVS schedulers rr, wrr`},
-		{name: "wrr", dests: dests(1, -1), wantErr: "negative weight -1"},
+		{name: "default is wlc", sched: "", dests: dests(1), want: "wlc"},
+		{name: "rr", sched: "rr", dests: dests(1), want: "rr"},
+		{name: "no dests", sched: "mh", want: "mh"},
+		{name: "unknown", sched: "xx", wantErr: `unknown scheduler "xx": use one of the IPVS schedulers dh, fo, lblc, lblcr, lc, mh, nq, ovf, rr, sed, sh, twos, wlc, wrr`},
+		{name: "negative weight", sched: "wrr", dests: dests(1, -1), wantErr: "negative weight -1"},
+		{name: "sh flags on sh", sched: "sh", dests: dests(1), opts: Options{Flags: FlagSHFallback | FlagSHPort}, want: "sh"},
+		{name: "mh flags on mh", sched: "mh", dests: dests(1), opts: Options{Flags: FlagMHFallback | FlagMHPort, MHTableSize: 251}, want: "mh"},
+		{name: "sh flag on mh", sched: "mh", opts: Options{Flags: FlagSHPort}, wantErr: `scheduler "mh" does not take flag sh-port: sh-port is for the sh scheduler`},
+		{name: "mh flag on rr", sched: "rr", opts: Options{Flags: FlagMHFallback | FlagMHPort}, wantErr: `does not take flag mh-fallback,mh-port: mh-fallback is for the mh scheduler, mh-port is for the mh scheduler`},
+		{name: "sh flag on dh", sched: "dh", opts: Options{Flags: FlagSHFallback}, wantErr: `scheduler "dh" does not take flag sh-fallback`},
+		{name: "unknown flag bit", sched: "sh", opts: Options{Flags: 1 << 9}, wantErr: "does not take flag 0x200: no scheduler takes it"},
+		{name: "table size on wlc", sched: "wlc", opts: Options{MHTableSize: 251}, wantErr: "set the table size only with the mh scheduler"},
+		{name: "table size not prime", sched: "mh", opts: Options{MHTableSize: 65536}, wantErr: "invalid mh table size 65536: use a prime"},
+		{name: "table size too big", sched: "mh", opts: Options{MHTableSize: 1<<22 + 15}, wantErr: "invalid mh table size"},
+		{name: "lower above upper", sched: "wlc", dests: []Dest{{Weight: 1, Counts: new(Counts), UpperThreshold: 10, LowerThreshold: 11}}, wantErr: "lower threshold 11 above upper threshold 10"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := New(tt.name, tt.dests)
+			s, err := New(tt.sched, tt.dests, tt.opts)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("New(%q) error = %v, want it to contain %q", tt.name, err, tt.wantErr)
+					t.Fatalf("New(%q) error = %v, want it to contain %q", tt.sched, err, tt.wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("New(%q): %v", tt.name, err)
+				t.Fatalf("New(%q): %v", tt.sched, err)
 			}
-			if s.Name() != tt.name {
-				t.Errorf("Name() = %q, want %q", s.Name(), tt.name)
+			if s.Name() != tt.want {
+				t.Errorf("Name() = %q, want %q", s.Name(), tt.want)
 			}
 		})
 	}
 }
 
-func TestSequences(t *testing.T) {
-	down := func(d []Dest, i ...int) []Dest {
-		for _, j := range i {
-			d[j].Available = false
+func TestNamesAndFlags(t *testing.T) {
+	want := []string{"dh", "fo", "lblc", "lblcr", "lc", "mh", "nq", "ovf", "rr", "sed", "sh", "twos", "wlc", "wrr"}
+	if got := Names(); !slices.Equal(got, want) {
+		t.Errorf("Names() = %v, want %v", got, want)
+	}
+	for _, n := range want {
+		s := mustNew(t, n, dests(1, 2), Options{})
+		if s.Name() != n {
+			t.Errorf("New(%q).Name() = %q", n, s.Name())
 		}
-		return d
+		if f, want := FlagsFor(n), map[string]Flags{"sh": FlagSHFallback | FlagSHPort, "mh": FlagMHFallback | FlagMHPort}[n]; f != want {
+			t.Errorf("FlagsFor(%q) = %v, want %v", n, f, want)
+		}
+	}
+	for _, tt := range []struct {
+		in      string
+		want    Flags
+		wantErr string
+	}{
+		{in: "sh-fallback", want: FlagSHFallback},
+		{in: "sh-port", want: FlagSHPort},
+		{in: "mh-fallback", want: FlagMHFallback},
+		{in: "mh-port", want: FlagMHPort},
+		{in: "mh-fallback,mh-port", want: FlagMHFallback | FlagMHPort},
+		{in: "sh-port, sh-fallback", want: FlagSHFallback | FlagSHPort},
+		{in: "", wantErr: `unknown scheduler flag "" at offset 0`},
+		{in: "sh-port,flag-3", wantErr: `unknown scheduler flag "flag-3" at offset 8 in "sh-port,flag-3"`},
+		{in: "SH-PORT", wantErr: "unknown scheduler flag"},
+	} {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseFlag(tt.in)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseFlag(%q) error = %v, want it to contain %q", tt.in, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("ParseFlag(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+			}
+			// Round trip through String.
+			if back, err := ParseFlag(got.String()); err != nil || back != got {
+				t.Errorf("ParseFlag(%q.String() = %q) = %v, %v", tt.in, got.String(), back, err)
+			}
+		})
+	}
+	if s := Flags(0).String(); s != "none" {
+		t.Errorf("Flags(0).String() = %q", s)
+	}
+}
+
+func TestOverloaded(t *testing.T) {
+	type step struct {
+		total int64 // active (inactive = 0)
+		want  bool
 	}
 	tests := []struct {
-		name  string
-		sched string
-		dests []Dest
-		want  string
+		name         string
+		upper, lower uint32
+		steps        []step
 	}{
-		{"rr", "rr", dests(1, 1, 1), "abcabcabc"},
-		{"rr ignores weights", "rr", dests(5, 1, 1), "abcabc"},
-		{"rr skips weight 0", "rr", dests(1, 0, 1), "acacac"},
-		{"rr skips unavailable", "rr", down(dests(1, 1, 1), 0), "bcbcbc"},
-		{"rr none", "rr", dests(0, 0), "---"},
-		{"rr empty", "rr", nil, "--"},
-		{"wrr 3:2:1", "wrr", dests(3, 2, 1), "aababc" + "aababc"},
-		{"wrr 4:3:2", "wrr", dests(4, 3, 2), "aababcabc" + "aababcabc"},
-		{"wrr equal", "wrr", dests(2, 2, 2), "abcabc"},
-		{"wrr gcd 4:2", "wrr", dests(4, 2), "aab" + "aab"},
-		{"wrr skips weight 0", "wrr", dests(2, 0, 1), "aacaac"},
-		{"wrr skips unavailable", "wrr", down(dests(3, 2, 1), 0), "bbcbbc"},
-		{"wrr all zero", "wrr", dests(0, 0), "---"},
-		{"wrr all unavailable", "wrr", down(dests(3, 1), 0, 1), "---"},
-		{"wrr empty", "wrr", nil, "--"},
+		{"no thresholds", 0, 0, []step{{0, false}, {1000, false}}},
+		{"upper only, lower 3/4", 8, 0, []step{{7, false}, {8, true}, {9, true}, {7, true}, {6, true}, {5, false}, {7, false}, {8, true}}},
+		{"explicit lower", 10, 4, []step{{9, false}, {10, true}, {5, true}, {4, true}, {3, false}, {9, false}}},
+		{"lower equals upper", 4, 4, []step{{4, true}, {3, false}, {4, true}}},
+		{"upper 1", 1, 0, []step{{0, false}, {1, true}, {0, false}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := New(tt.sched, tt.dests)
-			if err != nil {
-				t.Fatal(err)
+			d := Dest{Weight: 1, Available: true, Counts: new(Counts), UpperThreshold: tt.upper, LowerThreshold: tt.lower}
+			for i, s := range tt.steps {
+				d.Counts.Active.Store(s.total)
+				if got := Overloaded(&d); got != s.want {
+					t.Errorf("step %d: %d connections: Overloaded = %v, want %v", i, s.total, got, s.want)
+				}
 			}
-			if got := pickN(s, tt.dests, len(tt.want)); got != tt.want {
-				t.Errorf("sequence (-want +got):\n-%s\n+%s", tt.want, got)
+		})
+	}
+	t.Run("inactive counts too", func(t *testing.T) {
+		d := Dest{Counts: new(Counts), UpperThreshold: 4}
+		d.Counts.Active.Store(1)
+		d.Counts.Inactive.Store(3)
+		if !Overloaded(&d) {
+			t.Error("1 active + 3 inactive with upper 4: not overloaded")
+		}
+	})
+	t.Run("removing thresholds clears", func(t *testing.T) {
+		d := Dest{Counts: new(Counts), UpperThreshold: 1}
+		d.Counts.Active.Store(5)
+		Overloaded(&d)
+		d.UpperThreshold = 0
+		if Overloaded(&d) || d.Counts.overloaded.Load() {
+			t.Error("still overloaded after the thresholds were removed")
+		}
+	})
+}
+
+// TestThresholdsEverywhere checks that every scheduler stops sending to an overloaded server and
+// resumes below the lower threshold.
+func TestThresholdsEverywhere(t *testing.T) {
+	for _, name := range Names() {
+		t.Run(name, func(t *testing.T) {
+			d := dests(1)
+			d[0].UpperThreshold = 4
+			s := mustNew(t, name, d, Options{})
+			f := &Flow{Src: v4(198, 19, 0, 1), Dst: v4(198, 18, 9, 9)}
+			d[0].Counts.Inactive.Store(3)
+			if got := s.Pick(d, f); got != 0 {
+				t.Fatalf("3 of 4 connections: Pick = %d, want 0", got)
+			}
+			d[0].Counts.Inactive.Store(4)
+			if got := s.Pick(d, f); got != -1 {
+				t.Fatalf("4 of 4 connections: Pick = %d, want -1", got)
+			}
+			d[0].Counts.Inactive.Store(3)
+			if got := s.Pick(d, f); got != -1 {
+				t.Fatalf("back to 3, not below 3/4 of 4: Pick = %d, want -1", got)
+			}
+			d[0].Counts.Inactive.Store(2)
+			if got := s.Pick(d, f); got != 0 {
+				t.Fatalf("2 connections, below the lower threshold: Pick = %d, want 0", got)
 			}
 		})
 	}
 }
 
-// ipvsWRR is a reference model of ip_vs_wrr.c: a circular list with a head node, the mark (cl, cw,
-// mw, di) and the schedule loop with its last_pass/stop termination, transcribed node by node.
-type ipvsWRR struct {
-	cl, cw, mw, di int // cl: node index, n (= len) is the head
-}
-
-func newIPVSWRR(d []Dest) *ipvsWRR {
-	m := &ipvsWRR{cl: len(d)}
-	g, mx := 0, 0
-	for _, x := range d {
-		w := int(x.Weight)
-		mx = max(mx, w)
-		if w > 0 {
-			if g == 0 {
-				g = w
-			} else {
-				for b := w; b != 0; {
-					g, b = b, g%b
+// TestQuiescent checks that weight 0 and Available false take no new connections anywhere.
+func TestQuiescent(t *testing.T) {
+	for _, name := range Names() {
+		t.Run(name, func(t *testing.T) {
+			d := dests(0, 3, 0)
+			down(d, 1)
+			s := mustNew(t, name, d, Options{Flags: FlagsFor(name)})
+			r := rand.New(rand.NewPCG(1, 2))
+			for range 500 {
+				f := randFlow(r)
+				if got := s.Pick(d, &f); got != -1 {
+					t.Fatalf("Pick = %d among a quiesced and a down server, want -1", got)
 				}
 			}
-		}
-	}
-	if g == 0 {
-		g = 1
-	}
-	m.di, m.mw = g, mx-(g-1)
-	m.cw = m.mw
-	return m
-}
-
-func (m *ipvsWRR) schedule(d []Dest) int {
-	n := len(d)
-	head := n
-	next := func(i int) int { return (i + 1) % (n + 1) }
-	if m.mw == 0 {
-		return -1
-	}
-	dest, last, stop := m.cl, m.cl, -2
-	lastPass, restarted := false, false
-	for {
-		// list_for_each_entry_continue: from dest's successor up to (not including) the head.
-		for dest = next(dest); dest != head; dest = next(dest) {
-			if d[dest].Available && int(d[dest].Weight) >= m.cw {
-				m.cl = dest
-				return dest
-			}
-			if dest == stop {
-				return -1
-			}
-		}
-		m.cw -= m.di
-		if m.cw <= 0 {
-			m.cw = m.mw
-			if lastPass || last == head {
-				return -1
-			}
-			restarted = true
-		}
-		lastPass = m.cw <= m.di
-		if lastPass && restarted && last != head {
-			stop = last
-		}
-	}
-}
-
-func TestWRRMatchesIPVSModel(t *testing.T) {
-	r := rand.New(rand.NewPCG(42, 42))
-	for trial := range 2000 {
-		n := 1 + r.IntN(6)
-		d := make([]Dest, n)
-		for i := range d {
-			d[i] = Dest{Weight: int32(r.IntN(7)), Available: r.IntN(5) != 0}
-		}
-		s, err := New("wrr", d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m := newIPVSWRR(d)
-		for step := range 200 {
-			if r.IntN(20) == 0 { // health flaps; weights stay
-				j := r.IntN(n)
-				d[j].Available = !d[j].Available
-			}
-			got, want := s.Pick(d), m.schedule(d)
-			if got != want {
-				t.Fatalf("trial %d step %d dests %+v: Pick = %d, IPVS model = %d", trial, step, d, got, want)
-			}
-		}
-	}
-}
-
-func TestWRRExactRatioOverCycle(t *testing.T) {
-	for _, weights := range [][]int32{{3, 2, 1}, {5, 1}, {100, 50, 25, 1}, {7, 7, 7}, {6, 4, 0, 2}} {
-		d := dests(weights...)
-		s, _ := New("wrr", d)
-		var sum int32
-		for _, w := range weights {
-			sum += w
-		}
-		var g int32
-		for _, w := range weights {
-			if w > 0 {
-				if g == 0 {
-					g = w
-				} else {
-					g = gcd(g, w)
+			d[1].Available = true
+			for range 500 {
+				f := randFlow(r)
+				got := s.Pick(d, &f)
+				if name == "dh" && got == -1 {
+					continue // dh has no fallback: flows hashed to the quiesced servers are refused
+				}
+				if got != 1 {
+					t.Fatalf("Pick = %d, want the only usable server 1", got)
 				}
 			}
-		}
-		cycle := int(sum / g)
-		counts := make([]int32, len(d))
-		for range 3 * cycle {
-			counts[s.Pick(d)]++
-		}
-		for i, w := range weights {
-			if want := 3 * w / g; counts[i] != want {
-				t.Errorf("weights %v: dest %d picked %d times in 3 cycles, want %d", weights, i, counts[i], want)
-			}
-		}
+		})
 	}
 }
 
-func TestWRRUpdate(t *testing.T) {
-	d := dests(3, 2, 1)
-	s, _ := New("wrr", d)
-	pickN(s, d, 2) // a a
-	d[0].Weight = 0
-	s.Update(d)
-	if got, want := pickN(s, d, 6), "bbcbbc"; got != want {
-		t.Errorf("after weight change: got %s, want %s", got, want)
+func randFlow(r *rand.Rand) Flow {
+	f := Flow{Proto: 6, SrcPort: uint16(r.Uint32()), DstPort: 80}
+	if r.IntN(2) == 0 {
+		f.Src = v4(198, 19, byte(r.Uint32()), byte(r.Uint32()))
+		f.Dst = v4(198, 18, byte(r.Uint32()), byte(r.Uint32()))
+	} else {
+		f.Src = [16]byte{0x20, 0x01, 0x00, 0x02, 0, 1}
+		f.Dst = f.Src
+		for i := 8; i < 16; i++ {
+			f.Src[i], f.Dst[i] = byte(r.Uint32()), byte(r.Uint32())
+		}
 	}
-	// Growing the list without Update must not index out of range.
-	d = append(d, Dest{Weight: 2, Available: true})
-	if got := pickN(s, d, 5); slices.Contains([]byte(got), '-') {
-		t.Errorf("after append without Update: got %s, want no misses", got)
-	}
+	return f
 }
 
 var sink int
 
+// benchDests returns n servers with mixed weights, a few down, and some connections.
+func benchDests(n int) []Dest {
+	d := make([]Dest, n)
+	for i := range d {
+		d[i] = Dest{Addr: v4(198, 18, byte(i>>8), byte(i)), Port: 80, Weight: int32(1 + i%5), Available: i%7 != 3, Counts: new(Counts)}
+		d[i].Counts.Active.Store(int64(i % 3))
+		d[i].Counts.Inactive.Store(int64(i % 4))
+	}
+	return d
+}
+
 func TestPickNoAllocs(t *testing.T) {
 	for _, name := range Names() {
 		t.Run(name, func(t *testing.T) {
-			d := dests(3, 2, 1, 0, 5)
-			s, _ := New(name, d)
-			if n := testing.AllocsPerRun(1000, func() { sink = s.Pick(d) }); n != 0 {
+			d := benchDests(16)
+			s := mustNew(t, name, d, Options{Flags: FlagsFor(name)})
+			r := rand.New(rand.NewPCG(3, 4))
+			flows := make([]Flow, 64)
+			for i := range flows {
+				flows[i] = randFlow(r)
+			}
+			k := 0
+			if n := testing.AllocsPerRun(1000, func() {
+				sink = s.Pick(d, &flows[k%len(flows)])
+				k++
+			}); n != 0 {
 				t.Errorf("Pick allocates %v times, want 0", n)
 			}
 		})
@@ -256,15 +311,19 @@ func TestPickNoAllocs(t *testing.T) {
 func BenchmarkPick(b *testing.B) {
 	for _, name := range Names() {
 		for _, n := range []int{4, 64} {
-			d := make([]Dest, n)
-			for i := range d {
-				d[i] = Dest{Weight: int32(1 + i%5), Available: i%7 != 3}
+			d := benchDests(n)
+			r := rand.New(rand.NewPCG(5, 6))
+			flows := make([]Flow, 1024)
+			for i := range flows {
+				flows[i] = randFlow(r)
 			}
 			b.Run(fmt.Sprintf("%s/dests=%d", name, n), func(b *testing.B) {
-				s, _ := New(name, d)
+				s := mustNew(b, name, d, Options{Flags: FlagsFor(name)})
 				b.ReportAllocs()
+				k := 0
 				for b.Loop() {
-					sink = s.Pick(d)
+					sink = s.Pick(d, &flows[k&1023])
+					k++
 				}
 			})
 		}

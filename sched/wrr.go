@@ -6,8 +6,8 @@ package sched
 //
 //	cw=3: a   cw=2: a b   cw=1: a b c   (then again from cw=3)
 //
-// so connections are interleaved instead of sent in bursts. Unavailable destinations are skipped but
-// their weights still count for the largest weight and the gcd, as IPVS does for overloaded ones.
+// so connections are interleaved instead of sent in bursts. Unavailable and overloaded destinations are
+// skipped but their weights still count for the largest weight and the gcd, as in IPVS.
 //
 // Create it with New or call Update before the first Pick.
 type WeightedRoundRobin struct {
@@ -57,7 +57,7 @@ func (s *WeightedRoundRobin) Update(dests []Dest) {
 
 // Pick returns the next destination in weighted round-robin order, or -1 if no available destination
 // has a positive weight.
-func (s *WeightedRoundRobin) Pick(dests []Dest) int {
+func (s *WeightedRoundRobin) Pick(dests []Dest, _ *Flow) int {
 	if len(dests) != s.n {
 		s.Update(dests) // the caller forgot Update; do not index out of range
 	}
@@ -75,7 +75,7 @@ func (s *WeightedRoundRobin) Pick(dests []Dest) int {
 	i := s.cl
 	for {
 		for i++; i < n; i++ {
-			if d := &dests[i]; d.Available && d.Weight >= s.cw {
+			if d := &dests[i]; d.Weight >= s.cw && d.Available && !Overloaded(d) {
 				s.cl = i
 				return i
 			}

@@ -41,6 +41,7 @@ func init() {
 		{"stats", "print a running govs's counters", cmdStats},
 		{"list", "list virtual and real servers (like ipvsadm -Ln)", cmdList},
 		{"demo", "build a demo topology in network namespaces and run govs in it", cmdDemo},
+		{"bench", "generate, replay (offline) and transmit (live) captures to measure govs", cmdBench},
 		{"version", "print the version", cmdVersion},
 	}
 }

@@ -35,6 +35,16 @@ type Config struct {
 	// (at least 64 and at most 1024 slots).
 	TxFrames int
 
+	// FrameRing selects a TPACKET_V2 RX ring instead of TPACKETv3 blocks: every frame is
+	// handed to user space (and wakes a poller) as soon as it is written, with no retire
+	// timer, at the price of one fixed-size slot per frame. Such a socket has no TX ring
+	// (TxFrame returns nil): transmit through a TPACKETv3 socket on the same interface.
+	// BlockSize, NumBlocks, BlockTimeout, TxFrameSize and TxFrames are ignored.
+	FrameRing bool
+	// RxFrames is the number of slots of a FrameRing. Zero sizes the ring to about 8 MiB
+	// (at least 64 slots). A slot holds one maximal frame (64 KiB GSO frames with VnetHdr).
+	RxFrames int
+
 	// Filter is a classic BPF socket filter attached before bind; nil accepts all.
 	Filter []bpf.RawInstruction
 	// FanoutGroup, when not zero, joins the PACKET_FANOUT group with this id after bind.

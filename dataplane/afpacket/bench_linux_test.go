@@ -59,6 +59,7 @@ func BenchmarkForward(b *testing.B) {
 		{"4k-blocks", Config{BlockSize: 4 << 10, NumBlocks: 1024, TxFrames: 1024}},
 		{"4k-blocks-vnet", Config{BlockSize: 4 << 10, NumBlocks: 1024, TxFrameSize: 2048, TxFrames: 1024, VnetHdr: true}},
 		{"128k-blocks-vnet", Config{VnetHdr: true, TxFrameSize: 2048, TxFrames: 1024}},
+		{"v2-frames-vnet", Config{VnetHdr: true, FrameRing: true, TxFrameSize: 2048, TxFrames: 1024}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			requireRoot(b)
@@ -67,6 +68,7 @@ func BenchmarkForward(b *testing.B) {
 			out := newVeth(b, nsF, nsS, "", "")
 			gen := openIn(b, nsG, Config{Interface: in.A, TxFrameSize: 2048, TxFrames: 1024, QdiscBypass: true, VnetHdr: true})
 			rcfg, tcfg := tc.cfg, tc.cfg
+			tcfg.FrameRing = false // a frame ring has no TX ring
 			rcfg.Interface, tcfg.Interface = in.B, out.A
 			tcfg.QdiscBypass = true
 			rx := openIn(b, nsF, rcfg)

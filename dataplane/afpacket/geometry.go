@@ -25,6 +25,8 @@ const (
 
 // geometry is a validated ring layout.
 type geometry struct {
+	frameRing             bool // TPACKET_V2 RX ring of rxFrames slots of rxFrameSize, no TX ring
+	rxFrameSize, rxFrames int
 	rxBlockSize, rxBlocks int
 	rxTimeoutMS           uint32
 	txFrameSize, txFrames int
@@ -33,6 +35,46 @@ type geometry struct {
 
 func (g geometry) rxBytes() int { return g.rxBlockSize * g.rxBlocks }
 func (g geometry) txBytes() int { return g.txBlockSize * g.txBlocks }
+
+// tpacket2HdrLen is TPACKET2_HDRLEN aligned: the tpacket2_hdr and the sockaddr_ll after it.
+const tpacket2HdrLen = 32 + sockaddrLLLen
+
+// defaultFrameRingBytes is the target size of a TPACKET_V2 RX ring when RxFrames is zero.
+const defaultFrameRingBytes = 8 << 20
+
+// newFrameGeometry lays out a TPACKET_V2 RX ring: fixed slots that each hold one maximal frame
+// behind its headers, packed into blocks of up to 1 MiB (a slot never spans blocks).
+func newFrameGeometry(cfg Config, mtu, pageSize int) (geometry, error) {
+	g := geometry{frameRing: true}
+	need := rxHeadroom + maxFrameLen(mtu, cfg.VnetHdr)
+	g.rxFrameSize = (need + tpacketAlign - 1) &^ (tpacketAlign - 1)
+	if g.rxFrameSize <= pageSize {
+		g.rxFrameSize = roundPow2(g.rxFrameSize)
+		g.rxBlockSize = pageSize
+	} else {
+		g.rxBlockSize = max(roundPow2(g.rxFrameSize), min(1<<20, maxBlockSize))
+	}
+	perBlock := g.rxBlockSize / g.rxFrameSize
+	frames := cfg.RxFrames
+	if frames == 0 {
+		frames = max(64, defaultFrameRingBytes/g.rxFrameSize)
+	}
+	if frames < 1 || frames > maxRingBytes/g.rxFrameSize {
+		return g, fmt.Errorf("invalid RxFrames %d: use 1 to %d frames of %d bytes", frames, maxRingBytes/g.rxFrameSize, g.rxFrameSize)
+	}
+	g.rxBlocks = (frames + perBlock - 1) / perBlock
+	g.rxFrames = g.rxBlocks * perBlock
+	if len(cfg.Filter) > maxBPFInsns {
+		return g, fmt.Errorf("invalid Filter: %d instructions, the kernel accepts at most %d", len(cfg.Filter), maxBPFInsns)
+	}
+	if len(cfg.FanoutProg) > maxBPFInsns {
+		return g, fmt.Errorf("invalid FanoutProg: %d instructions, the kernel accepts at most %d", len(cfg.FanoutProg), maxBPFInsns)
+	}
+	if cfg.FanoutProg != nil && cfg.FanoutGroup == 0 {
+		return g, fmt.Errorf("invalid FanoutProg: set FanoutGroup to join a fanout group")
+	}
+	return g, nil
+}
 
 // maxFrameLen is the largest link-layer frame the socket must carry for an MTU.
 // With vnet headers the kernel hands over whole GSO super-frames, so they must fit.
@@ -57,6 +99,9 @@ func isPow2(n int) bool { return n > 0 && n&(n-1) == 0 }
 // (net/packet/af_packet.c), so that a bad value comes back as an error naming the field
 // rather than as EINVAL from setsockopt.
 func newGeometry(cfg Config, mtu, pageSize int) (geometry, error) {
+	if cfg.FrameRing {
+		return newFrameGeometry(cfg, mtu, pageSize)
+	}
 	var g geometry
 	frame := maxFrameLen(mtu, cfg.VnetHdr)
 

@@ -20,6 +20,7 @@ const (
 	bdBlockStatus = 8
 	bdNumPkts     = 12
 	bdFirstPkt    = 16
+	bdSeqNum      = 24 // u64, the kernel numbers blocks 1, 2, ... as it opens them
 )
 
 // rxRing walks TPACKETv3 RX blocks in order (the kernel fills them round-robin).
@@ -32,7 +33,8 @@ type rxRing struct {
 	cur  int  // block we read, or wait for
 	held bool // cur belongs to user space and is being read
 	left uint32
-	off  int // offset of the next packet header within the held block
+	off  int    // offset of the next packet header within the held block
+	seq  uint64 // seq_num of the last block handed back (0: none yet)
 
 	meta RxMeta
 }
@@ -46,6 +48,7 @@ func (r *rxRing) blockStatus(b int) *uint32 {
 }
 
 func (r *rxRing) release() {
+	r.seq = binary.NativeEndian.Uint64(r.ring[r.cur*r.blockSize+bdSeqNum:])
 	atomic.StoreUint32(r.blockStatus(r.cur), unix.TP_STATUS_KERNEL)
 	r.held = false
 	r.left = 0
@@ -79,6 +82,138 @@ func (r *rxRing) next() ([]byte, *RxMeta, bool) {
 		r.off = int(binary.NativeEndian.Uint32(r.ring[base+bdFirstPkt:]))
 	}
 	return nil, nil, false
+}
+
+// idle reports whether no frame is waiting: none left in a held block, no retired block, and
+// the kernel's open block (the one after the last we handed back, recognised by its sequence
+// number, since a block not reopened yet still shows its old count) holds no frame.
+func (r *rxRing) idle() bool {
+	if r.ring == nil {
+		return true
+	}
+	if r.held && r.left > 0 {
+		return false
+	}
+	b := r.cur
+	if r.held {
+		if b++; b == r.nblocks {
+			b = 0
+		}
+	}
+	st := atomic.LoadUint32(r.blockStatus(b))
+	if st&unix.TP_STATUS_USER != 0 {
+		return false
+	}
+	base := b * r.blockSize
+	seq := binary.NativeEndian.Uint64(r.ring[base+bdSeqNum:])
+	want := r.seq + 1
+	if r.held {
+		want = binary.NativeEndian.Uint64(r.ring[r.cur*r.blockSize+bdSeqNum:]) + 1
+	}
+	return seq != want || atomic.LoadUint32((*uint32)(unsafe.Pointer(&r.ring[base+bdNumPkts]))) == 0
+}
+
+// frameRxRing walks a TPACKET_V2 RX ring: fixed slots, each with its own status word, filled
+// by the kernel in order.
+type frameRxRing struct {
+	ring      []byte
+	frameSize int
+	blockSize int
+	perBlock  int
+	nframes   int
+	vnet      bool
+
+	cur  int  // slot we read, or wait for
+	held bool // cur was returned by next and is handed back on the following call
+
+	meta RxMeta
+}
+
+func (r *frameRxRing) init(ring []byte, g geometry, vnet bool) {
+	*r = frameRxRing{
+		ring: ring, frameSize: g.rxFrameSize, blockSize: g.rxBlockSize,
+		perBlock: g.rxBlockSize / g.rxFrameSize, nframes: g.rxFrames, vnet: vnet,
+	}
+}
+
+func (r *frameRxRing) slot(i int) []byte {
+	o := (i/r.perBlock)*r.blockSize + (i%r.perBlock)*r.frameSize
+	return r.ring[o : o+r.frameSize : o+r.frameSize]
+}
+
+func (r *frameRxRing) status(i int) *uint32 {
+	return (*uint32)(unsafe.Pointer(&r.slot(i)[0]))
+}
+
+func (r *frameRxRing) release() {
+	atomic.StoreUint32(r.status(r.cur), unix.TP_STATUS_KERNEL)
+	r.held = false
+	if r.cur++; r.cur == r.nframes {
+		r.cur = 0
+	}
+}
+
+func (r *frameRxRing) idle() bool {
+	if r.ring == nil {
+		return true
+	}
+	c := r.cur
+	if r.held {
+		if c++; c == r.nframes {
+			c = 0
+		}
+	}
+	return atomic.LoadUint32(r.status(c))&unix.TP_STATUS_USER == 0
+}
+
+func (r *frameRxRing) next() ([]byte, *RxMeta, bool) {
+	if r.ring == nil {
+		return nil, nil, false
+	}
+	// Bounded: a slot with a header we cannot trust is handed back and the next one tried.
+	for range 2 {
+		if r.held {
+			r.release()
+		}
+		if atomic.LoadUint32(r.status(r.cur))&unix.TP_STATUS_USER == 0 {
+			return nil, nil, false
+		}
+		r.held = true
+		if f, ok := r.frame(); ok {
+			return f, &r.meta, true
+		}
+	}
+	return nil, nil, false
+}
+
+// frame decodes the tpacket2_hdr of the held slot; offsets are checked against the slot.
+func (r *frameRxRing) frame() ([]byte, bool) {
+	s := r.slot(r.cur)
+	h := (*unix.Tpacket2Hdr)(unsafe.Pointer(&s[0]))
+	mac := int(h.Mac)
+	end := mac + int(h.Snaplen)
+	if mac < tpacket2HdrLen || end > len(s) {
+		return nil, false
+	}
+	r.meta = RxMeta{
+		Status:   h.Status,
+		Len:      h.Len,
+		VLANTCI:  h.Vlan_tci,
+		VLANTPID: h.Vlan_tpid,
+		PktType:  s[32+10], // sockaddr_ll.sll_pkttype, after the aligned tpacket2_hdr
+	}
+	if r.vnet && mac >= tpacket2HdrLen+VnetHdrLen {
+		v := s[mac-VnetHdrLen : mac]
+		r.meta.Vnet = VnetHdr{
+			Flags:      v[0],
+			GSOType:    v[1],
+			HdrLen:     binary.NativeEndian.Uint16(v[2:]),
+			GSOSize:    binary.NativeEndian.Uint16(v[4:]),
+			CsumStart:  binary.NativeEndian.Uint16(v[6:]),
+			CsumOffset: binary.NativeEndian.Uint16(v[8:]),
+		}
+	}
+	return s[mac:end:end], true
 }
 
 // packet decodes the tpacket3_hdr at r.off and advances. Every offset is checked against

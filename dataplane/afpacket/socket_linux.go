@@ -34,8 +34,9 @@ type Socket struct {
 	geo     geometry
 	ring    []byte // one mapping: RX blocks, then TX blocks
 
-	rx rxRing
-	tx txRing
+	rx  rxRing
+	frx frameRxRing // instead of rx with Config.FrameRing
+	tx  txRing
 
 	stats Stats // accumulated, since reading PACKET_STATISTICS resets the kernel's counters
 }
@@ -71,7 +72,11 @@ func (s *Socket) open(cfg Config) error {
 	}
 	s.geo = geo
 
-	if err := setInt(s.fd, unix.PACKET_VERSION, unix.TPACKET_V3); err != nil {
+	version := unix.TPACKET_V3
+	if geo.frameRing {
+		version = unix.TPACKET_V2
+	}
+	if err := setInt(s.fd, unix.PACKET_VERSION, version); err != nil {
 		return err
 	}
 	if cfg.VnetHdr {
@@ -89,34 +94,9 @@ func (s *Socket) open(cfg Config) error {
 			return err
 		}
 	}
-	rxReq := unix.TpacketReq3{
-		Block_size:     uint32(geo.rxBlockSize),
-		Block_nr:       uint32(geo.rxBlocks),
-		Frame_size:     uint32(geo.rxBlockSize), // unused by TPACKETv3 RX, but checked
-		Frame_nr:       uint32(geo.rxBlocks),
-		Retire_blk_tov: geo.rxTimeoutMS,
+	if err := s.setupRings(cfg, geo); err != nil {
+		return err
 	}
-	if err := unix.SetsockoptTpacketReq3(s.fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &rxReq); err != nil {
-		return fmt.Errorf("failed to set up RX ring (%d blocks of %d bytes): %w", geo.rxBlocks, geo.rxBlockSize, os.NewSyscallError("setsockopt PACKET_RX_RING", err))
-	}
-	// The TX ring takes a tpacket_req3 too; the kernel rejects the retire timer and
-	// private area on it.
-	txReq := unix.TpacketReq3{
-		Block_size: uint32(geo.txBlockSize),
-		Block_nr:   uint32(geo.txBlocks),
-		Frame_size: uint32(geo.txFrameSize),
-		Frame_nr:   uint32(geo.txFrames),
-	}
-	if err := unix.SetsockoptTpacketReq3(s.fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &txReq); err != nil {
-		return fmt.Errorf("failed to set up TX ring (%d frames of %d bytes): %w", geo.txFrames, geo.txFrameSize, os.NewSyscallError("setsockopt PACKET_TX_RING", err))
-	}
-	ring, err := unix.Mmap(s.fd, 0, geo.rxBytes()+geo.txBytes(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
-	if err != nil {
-		return fmt.Errorf("failed to map rings (%d bytes): %w", geo.rxBytes()+geo.txBytes(), os.NewSyscallError("mmap", err))
-	}
-	s.ring = ring
-	s.rx.init(ring[:geo.rxBytes()], geo.rxBlockSize, geo.rxBlocks, cfg.VnetHdr)
-	s.tx.init(ring[geo.rxBytes():], geo, cfg.VnetHdr)
 
 	if cfg.QdiscBypass {
 		if err := setInt(s.fd, unix.PACKET_QDISC_BYPASS, 1); err != nil {
@@ -160,6 +140,57 @@ func (s *Socket) open(cfg Config) error {
 		return fmt.Errorf("failed to create the wake-up eventfd: %w", os.NewSyscallError("eventfd", err))
 	}
 	s.wakeFd = wfd
+	return nil
+}
+
+// setupRings creates the RX ring (and, for TPACKETv3, the TX ring) and maps them.
+func (s *Socket) setupRings(cfg Config, geo geometry) error {
+	if geo.frameRing {
+		req := unix.TpacketReq{
+			Block_size: uint32(geo.rxBlockSize),
+			Block_nr:   uint32(geo.rxBlocks),
+			Frame_size: uint32(geo.rxFrameSize),
+			Frame_nr:   uint32(geo.rxFrames),
+		}
+		if err := unix.SetsockoptTpacketReq(s.fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &req); err != nil {
+			return fmt.Errorf("failed to set up TPACKET_V2 RX ring (%d frames of %d bytes): %w", geo.rxFrames, geo.rxFrameSize, os.NewSyscallError("setsockopt PACKET_RX_RING", err))
+		}
+		ring, err := unix.Mmap(s.fd, 0, geo.rxBytes(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+		if err != nil {
+			return fmt.Errorf("failed to map RX ring (%d bytes): %w", geo.rxBytes(), os.NewSyscallError("mmap", err))
+		}
+		s.ring = ring
+		s.frx.init(ring, geo, cfg.VnetHdr)
+		return nil
+	}
+	rxReq := unix.TpacketReq3{
+		Block_size:     uint32(geo.rxBlockSize),
+		Block_nr:       uint32(geo.rxBlocks),
+		Frame_size:     uint32(geo.rxBlockSize), // unused by TPACKETv3 RX, but checked
+		Frame_nr:       uint32(geo.rxBlocks),
+		Retire_blk_tov: geo.rxTimeoutMS,
+	}
+	if err := unix.SetsockoptTpacketReq3(s.fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &rxReq); err != nil {
+		return fmt.Errorf("failed to set up RX ring (%d blocks of %d bytes): %w", geo.rxBlocks, geo.rxBlockSize, os.NewSyscallError("setsockopt PACKET_RX_RING", err))
+	}
+	// The TX ring takes a tpacket_req3 too; the kernel rejects the retire timer and
+	// private area on it.
+	txReq := unix.TpacketReq3{
+		Block_size: uint32(geo.txBlockSize),
+		Block_nr:   uint32(geo.txBlocks),
+		Frame_size: uint32(geo.txFrameSize),
+		Frame_nr:   uint32(geo.txFrames),
+	}
+	if err := unix.SetsockoptTpacketReq3(s.fd, unix.SOL_PACKET, unix.PACKET_TX_RING, &txReq); err != nil {
+		return fmt.Errorf("failed to set up TX ring (%d frames of %d bytes): %w", geo.txFrames, geo.txFrameSize, os.NewSyscallError("setsockopt PACKET_TX_RING", err))
+	}
+	ring, err := unix.Mmap(s.fd, 0, geo.rxBytes()+geo.txBytes(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_POPULATE)
+	if err != nil {
+		return fmt.Errorf("failed to map rings (%d bytes): %w", geo.rxBytes()+geo.txBytes(), os.NewSyscallError("mmap", err))
+	}
+	s.ring = ring
+	s.rx.init(ring[:geo.rxBytes()], geo.rxBlockSize, geo.rxBlocks, cfg.VnetHdr)
+	s.tx.init(ring[geo.rxBytes():], geo, cfg.VnetHdr)
 	return nil
 }
 
@@ -218,7 +249,27 @@ func (s *Socket) HardwareAddr() [6]byte { return s.hwaddr }
 // Next returns the next received frame, or ok=false when no block is ready. frame aliases the
 // ring and is valid (and writable) only until the next call to Next or Close; so is meta.
 // Blocks are released back to the kernel as Next moves past them. Never blocks.
-func (s *Socket) Next() (frame []byte, meta *RxMeta, ok bool) { return s.rx.next() }
+func (s *Socket) Next() (frame []byte, meta *RxMeta, ok bool) {
+	if s.geo.frameRing {
+		return s.frx.next()
+	}
+	return s.rx.next()
+}
+
+// RxIdle reports whether the RX ring holds nothing for user space now or later: no frame or
+// block is ready and (TPACKETv3) the block the kernel is filling is empty, so no retire is
+// pending. Use it once the socket can receive nothing more (its fanout group sends elsewhere)
+// to know that every frame it got has been read. Frames of a block Next has opened count as
+// not idle until Next has returned them all.
+func (s *Socket) RxIdle() bool {
+	if s.geo.frameRing {
+		return s.frx.idle()
+	}
+	return s.rx.idle()
+}
+
+// FrameRing reports whether the socket has a TPACKET_V2 RX ring (Config.FrameRing).
+func (s *Socket) FrameRing() bool { return s.geo.frameRing }
 
 // TxFrame returns the data area of the next free TX slot (len = largest frame that fits) or
 // nil when the ring is full. Write the frame into it, then call TxCommit.
@@ -316,6 +367,7 @@ func (s *Socket) release() error {
 	var errs []error
 	if s.ring != nil {
 		s.rx = rxRing{}
+		s.frx = frameRxRing{}
 		s.tx = txRing{}
 		if err := unix.Munmap(s.ring); err != nil {
 			errs = append(errs, fmt.Errorf("failed to unmap rings: %w", os.NewSyscallError("munmap", err)))

@@ -24,6 +24,19 @@ const hashMul = 0x9e3779b1
 // The outer VLAN tag has already been moved to metadata; for QinQ the inner tag is left at the front
 // and the program looks through it. Instruction 0 is the skb->protocol load.
 func FanoutProgram(vips []netip.Addr, members int) ([]bpf.RawInstruction, error) {
+	return FanoutProgramBase(vips, members, 0)
+}
+
+// FanoutProgramBase is FanoutProgram for a group whose members come in sets: it returns
+// base + (hash mod members), so a group joined by several sets of members of the same size
+// sends everything to the set starting at base (members joined in order base, base+1, ...).
+// Replacing the program with another base moves all traffic to another set at once. Frames too
+// short for a load the program makes abort it, and the kernel then sends them to member 0
+// whatever the base: the reader of member 0 must also read its socket while another set is in use.
+func FanoutProgramBase(vips []netip.Addr, members, base int) ([]bpf.RawInstruction, error) {
+	if base < 0 || base+members > 1<<16 {
+		return nil, fmt.Errorf("failed to generate fanout BPF: base %d with %d members exceeds PACKET_FANOUT_MAX (65536)", base, members)
+	}
 	if members < 1 || members > 1<<16 {
 		return nil, fmt.Errorf("failed to generate fanout BPF: %d members, want 1 to 65536 (PACKET_FANOUT_MAX)", members)
 	}
@@ -158,9 +171,12 @@ func FanoutProgram(vips []netip.Addr, members int) ([]bpf.RawInstruction, error)
 		bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 16},
 		bpf.ALUOpX{Op: bpf.ALUOpXor},
 		bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: uint32(members)},
-		bpf.RetA{},
 	)
+	if base != 0 {
+		a.i(bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: uint32(base)})
+	}
+	a.i(bpf.RetA{})
 	a.mark(zero)
-	a.i(bpf.RetConstant{Val: 0})
+	a.i(bpf.RetConstant{Val: uint32(base)})
 	return a.assemble()
 }

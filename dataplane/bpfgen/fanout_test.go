@@ -134,3 +134,44 @@ func TestFanoutSpecialFrames(t *testing.T) {
 		}
 	})
 }
+
+// TestFanoutBase checks that a program with a base sends every frame to the same member as the
+// program without one, shifted by base: switching sets keeps each flow on its worker.
+func TestFanoutBase(t *testing.T) {
+	vips := []netip.Addr{netip.MustParseAddr("198.19.0.1"), netip.MustParseAddr("2001:2::1")}
+	frames := map[string][]byte{
+		"v4":        frame{src: "198.18.0.7", dst: "198.19.0.1", proto: 6, sport: 40000, dport: 80}.build(t),
+		"v4 reply":  frame{src: "198.18.9.9", dst: "198.18.0.7", proto: 17, sport: 53, dport: 40001}.build(t),
+		"v6":        frame{src: "2001:2::7", dst: "2001:2::1", proto: 17, sport: 1234, dport: 53}.build(t),
+		"non-IP":    arpFrame(t),
+		"truncated": frame{src: "198.18.0.7", dst: "198.19.0.1", proto: 6, sport: 40000, dport: 80}.build(t)[:20],
+	}
+	for _, tc := range []struct{ members, base int }{{1, 1}, {2, 2}, {3, 3}, {2, 0}} {
+		t.Run(fmt.Sprintf("members=%d,base=%d", tc.members, tc.base), func(t *testing.T) {
+			plain, err := FanoutProgram(vips, tc.members)
+			if err != nil {
+				t.Fatal(err)
+			}
+			based, err := FanoutProgramBase(vips, tc.members, tc.base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for name, f := range frames {
+				p, b := runFanout(t, plain, f), runFanout(t, based, f)
+				if name == "truncated" {
+					// A load past the end aborts the program with 0, base or not.
+					if b != 0 {
+						t.Errorf("truncated: member %d, want 0", b)
+					}
+					continue
+				}
+				if b != p+tc.base {
+					t.Errorf("%s: member %d with base %d, %d without", name, b, tc.base, p)
+				}
+			}
+		})
+	}
+	if _, err := FanoutProgramBase(vips, 2, 1<<16-1); err == nil {
+		t.Error("base past PACKET_FANOUT_MAX: no error")
+	}
+}

@@ -77,9 +77,9 @@ func testForwarding(t *testing.T, fam, method string) {
 		Interfaces: topo.BalancerIfaces,
 		Workers:    2,
 		VS: []vsConfig{
-			{netip.AddrPortFrom(s.vip, lab.HTTPPort), "tcp", "rr", method, rs(lab.HTTPPort), []int{1, 1, 1}},
-			{netip.AddrPortFrom(s.vip, lab.HTTPAltPort), "tcp", "wrr", method, rs(lab.HTTPAltPort), []int{3, 2, 1}},
-			{netip.AddrPortFrom(s.vip, lab.UDPEchoPort), "udp", "rr", method, rs(lab.UDPEchoPort), []int{1, 1, 1}},
+			{netip.AddrPortFrom(s.vip, lab.HTTPPort), "tcp", "rr", method, rs(lab.HTTPPort), []int{1, 1, 1}, "", nil},
+			{netip.AddrPortFrom(s.vip, lab.HTTPAltPort), "tcp", "wrr", method, rs(lab.HTTPAltPort), []int{3, 2, 1}, "", nil},
+			{netip.AddrPortFrom(s.vip, lab.UDPEchoPort), "udp", "rr", method, rs(lab.UDPEchoPort), []int{1, 1, 1}, "", nil},
 		},
 	}
 	s.baseURL = "http://" + netip.AddrPortFrom(s.vip, lab.HTTPPort).String()

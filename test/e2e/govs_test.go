@@ -26,12 +26,16 @@ type vsConfig struct {
 	Method    string // "nat" or "dr"
 	Reals     []netip.AddrPort
 	Weights   []int
+	Extra     string   // more lines of this [[virtual_server]] table, e.g. "persistence_timeout = \"60s\"\n"
+	RealExtra []string // per real server, more lines of its table (nil or one entry per real)
 }
 
 type govsConfig struct {
 	Interfaces []string
 	Workers    int
 	Socket     string
+	Dataplane  string // more lines of [dataplane], e.g. "rx_mode = \"latency\"\n"
+	Tail       string // more tables after the virtual servers, e.g. "[timeouts]\ntcp_fin = \"1s\"\n"
 	VS         []vsConfig
 }
 
@@ -42,14 +46,20 @@ func (c govsConfig) toml() string {
 	for i, s := range c.Interfaces {
 		ifs[i] = q(s)
 	}
-	fmt.Fprintf(&b, "[dataplane]\ninterfaces = [%s]\nworkers = %d\n\n[control]\nsocket = %s\n",
-		strings.Join(ifs, ", "), c.Workers, q(c.Socket))
+	fmt.Fprintf(&b, "[dataplane]\ninterfaces = [%s]\nworkers = %d\n%s\n[control]\nsocket = %s\n",
+		strings.Join(ifs, ", "), c.Workers, c.Dataplane, q(c.Socket))
 	for _, vs := range c.VS {
-		fmt.Fprintf(&b, "\n[[virtual_server]]\naddress = %s\nprotocol = %s\nscheduler = %s\nmethod = %s\n",
-			q(vs.Address.String()), q(vs.Protocol), q(vs.Scheduler), q(vs.Method))
+		fmt.Fprintf(&b, "\n[[virtual_server]]\naddress = %s\nprotocol = %s\nscheduler = %s\nmethod = %s\n%s",
+			q(vs.Address.String()), q(vs.Protocol), q(vs.Scheduler), q(vs.Method), vs.Extra)
 		for i, rs := range vs.Reals {
 			fmt.Fprintf(&b, "  [[virtual_server.real_server]]\n  address = %s\n  weight = %d\n", q(rs.String()), vs.Weights[i])
+			if i < len(vs.RealExtra) {
+				b.WriteString(vs.RealExtra[i])
+			}
 		}
+	}
+	if c.Tail != "" {
+		b.WriteString("\n" + c.Tail)
 	}
 	return b.String()
 }
@@ -108,6 +118,12 @@ type govsProc struct {
 // is killed in cleanup if the test did not stop it, and its output is logged if the test failed.
 func startGovs(t *testing.T, topo *lab.Topology, cfg govsConfig) *govsProc {
 	t.Helper()
+	return startGovsEnv(t, topo, cfg, nil)
+}
+
+// startGovsEnv is startGovs with extra environment variables for govs.
+func startGovsEnv(t *testing.T, topo *lab.Topology, cfg govsConfig, env []string) *govsProc {
+	t.Helper()
 	dir := t.TempDir()
 	cfg.Socket = filepath.Join(dir, "govs.sock")
 	g := &govsProc{t: t, cfg: cfg, cfgPath: filepath.Join(dir, "govs.toml"), done: make(chan struct{})}
@@ -115,6 +131,9 @@ func startGovs(t *testing.T, topo *lab.Topology, cfg govsConfig) *govsProc {
 		t.Fatalf("failed to write govs config: %v", err)
 	}
 	g.cmd = topo.Balancer.Command(govsPath, "run", "-config", g.cfgPath)
+	if env != nil {
+		g.cmd.Env = append(os.Environ(), env...)
+	}
 	g.cmd.Stdout, g.cmd.Stderr = &g.out, &g.out
 	if err := g.cmd.Start(); err != nil {
 		t.Fatalf("failed to start govs: %v", err)
@@ -199,8 +218,19 @@ func (g *govsProc) reload(cfg govsConfig) {
 		g.t.Fatalf("failed to rewrite govs config: %v", err)
 	}
 	g.cfg = cfg
+	reloads, rejects := strings.Count(g.out.String(), "reloaded "), strings.Count(g.out.String(), "reload rejected")
 	if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		g.t.Fatalf("failed to send SIGHUP to govs: %v", err)
+	}
+	// The log says when the reload is in force (or that it was refused).
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(g.out.String(), "reloaded ") == reloads; {
+		if strings.Count(g.out.String(), "reload rejected") > rejects {
+			g.t.Fatalf("govs rejected the reloaded config:\n%s\n%s", cfg.toml(), g.out.String())
+		}
+		if time.Now().After(deadline) {
+			g.t.Fatalf("govs did not log the reload within 10s")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	want := map[string]int{}
 	for _, vs := range cfg.VS {

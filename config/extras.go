@@ -1,0 +1,330 @@
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/govs/govs/sched"
+)
+
+// maxMHTableSize is the largest Maglev table sched accepts (sched's own bound, a prime; a test
+// checks the two agree).
+const maxMHTableSize = 1<<22 - 3 // 4194301
+
+// Examples used in messages.
+const (
+	examplePersistence = "300s"
+	exampleFlags       = `scheduler_flags = ["sh-fallback", "sh-port"]`
+)
+
+func (p *parser) conntrack(raw *rawConntrack, out *Conntrack) {
+	if raw == nil {
+		raw = &rawConntrack{}
+	}
+	out.MaxEntries = DefaultConntrackMaxEntries
+	switch v := raw.MaxEntries.(type) {
+	case nil:
+	case int64:
+		if v < 1 || v > MaxConntrackEntries {
+			p.errf("conntrack.max_entries", "%d is out of range; write a number of connections from 1 to %d (default %d)", v, MaxConntrackEntries, DefaultConntrackMaxEntries)
+		} else {
+			out.MaxEntries = int(v)
+		}
+	default:
+		p.errf("conntrack.max_entries", "is %s; write an integer from 1 to %d, e.g. max_entries = %d", typeName(v), MaxConntrackEntries, DefaultConntrackMaxEntries)
+	}
+
+	out.FullPolicy = DefaultFullPolicy
+	switch v := raw.FullPolicy.(type) {
+	case nil:
+	case string:
+		switch v {
+		case FullPolicyDropNew, FullPolicyEvictOldestIdle:
+			out.FullPolicy = v
+		default:
+			p.errf("conntrack.full_policy", "%q is not a policy; write %q (default: refuse new connections) or %q (evict the connection idle the longest)%s",
+				v, FullPolicyDropNew, FullPolicyEvictOldestIdle, lowerHint(v, FullPolicyDropNew, FullPolicyEvictOldestIdle))
+		}
+	default:
+		p.errf("conntrack.full_policy", "is %s; write %q or %q", typeName(v), FullPolicyDropNew, FullPolicyEvictOldestIdle)
+	}
+
+	switch v := raw.ExpireNodestConn.(type) {
+	case nil:
+	case bool:
+		out.ExpireNodestConn = v
+	default:
+		p.errf("conntrack.expire_nodest_conn", "is %s; write expire_nodest_conn = true or false (unquoted)", typeName(v))
+	}
+}
+
+// flagOwner returns the scheduler a single flag belongs to, or "".
+func flagOwner(f sched.Flags) string {
+	for _, name := range ImplementedSchedulers {
+		if sched.FlagsFor(name)&f == f {
+			return name
+		}
+	}
+	return ""
+}
+
+// flagBits splits f into its single flags, lowest first.
+func flagBits(f sched.Flags) []sched.Flags {
+	var out []sched.Flags
+	for b := sched.Flags(1); b != 0; b <<= 1 {
+		if f&b != 0 {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func (p *parser) schedulerFlags(field string, v any, vs *VirtualServer) {
+	if v == nil {
+		return
+	}
+	list, ok := v.([]any)
+	if !ok {
+		p.errf(field, "is %s; write a list of flags, e.g. %s", typeName(v), exampleFlags)
+		return
+	}
+	var seen sched.Flags
+	for i, e := range list {
+		elem := fmt.Sprintf("%s[%d]", field, i+1)
+		s, ok := e.(string)
+		if !ok {
+			p.errf(elem, "is %s; flags are strings, e.g. %s", typeName(e), exampleFlags)
+			continue
+		}
+		f, err := sched.ParseFlag(s)
+		if err != nil {
+			p.errf(elem, "%v", err)
+			continue
+		}
+		for _, b := range flagBits(f) {
+			name := b.String()
+			switch {
+			case seen&b != 0:
+				p.errf(elem, "flag %q is already listed; remove the duplicate", name)
+				continue
+			case vs.Scheduler == "":
+				// The scheduler itself is wrong and reported; ownership cannot be judged.
+			case sched.FlagsFor(vs.Scheduler)&b == 0:
+				owner := flagOwner(b)
+				if owner == "" {
+					p.errf(elem, "flag %q belongs to no scheduler; remove it", name)
+				} else {
+					p.errf(elem, "flag %q does not apply to scheduler %q: %s is for the %s scheduler; remove it or write scheduler = %q",
+						name, vs.Scheduler, name, owner, owner)
+				}
+				continue
+			}
+			seen |= b
+			vs.SchedulerFlags = append(vs.SchedulerFlags, name)
+		}
+	}
+}
+
+func (p *parser) mhTableSize(field string, v any, vs *VirtualServer) {
+	if vs.Scheduler == "mh" {
+		vs.MHTableSize = sched.DefaultMHTableSize
+	}
+	if v == nil {
+		return
+	}
+	n, ok := v.(int64)
+	if !ok {
+		p.errf(field, "is %s; write a prime from 2 to %d, e.g. mh_table_size = %d", typeName(v), maxMHTableSize, sched.DefaultMHTableSize)
+		return
+	}
+	if vs.Scheduler != "mh" {
+		if vs.Scheduler != "" {
+			p.errf(field, "is only for the mh scheduler (Maglev's lookup table), not %q; remove it or write scheduler = \"mh\"", vs.Scheduler)
+		}
+		return
+	}
+	switch {
+	case n == 0:
+		return // the default
+	case n < 2 || n > maxMHTableSize:
+		p.errf(field, "%d is out of range; write a prime from 2 to %d, well above 100 × the number of real servers (default %d)", n, maxMHTableSize, sched.DefaultMHTableSize)
+	case !isPrime(n):
+		p.errf(field, "%d is not a prime; Maglev needs a prime table size, e.g. %d (the next prime), well above 100 × the number of real servers", n, nextPrime(n))
+	default:
+		vs.MHTableSize = int(n)
+	}
+}
+
+// isPrime is trial division; n is at most maxMHTableSize, so at most ~2000 steps.
+func isPrime(n int64) bool {
+	if n < 2 {
+		return false
+	}
+	for d := int64(2); d*d <= n; d++ {
+		if n%d == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// nextPrime returns the smallest prime above n that sched accepts, or the largest one it accepts.
+// Prime gaps below 2^22 are under 200, so the loop is short.
+func nextPrime(n int64) int64 {
+	for m := n + 1; m < maxMHTableSize; m++ {
+		if isPrime(m) {
+			return m
+		}
+	}
+	return maxMHTableSize
+}
+
+// persistence validates persistence_timeout and persistence_netmask together.
+func (p *parser) persistence(field string, raw *rawVirtualServer, vs *VirtualServer, addrOK bool) {
+	tField, mField := field+".persistence_timeout", field+".persistence_netmask"
+	timeoutOK := true
+	switch v := raw.PersistenceTimeout.(type) {
+	case nil:
+	case string:
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			p.errf(tField, "%q is not a duration; write a Go duration such as %q or \"15m\" (0 or omitted = no persistence)", v, examplePersistence)
+			timeoutOK = false
+		case d < 0:
+			p.errf(tField, "%q is negative; write a duration such as %q (0 or omitted = no persistence)", v, examplePersistence)
+			timeoutOK = false
+		default:
+			vs.PersistenceTimeout = d
+		}
+	default:
+		p.errf(tField, "is %s; write a quoted Go duration, e.g. persistence_timeout = %q", typeName(v), examplePersistence)
+		timeoutOK = false
+	}
+
+	maxBits := 128
+	if addrOK && vs.Address.Addr().Is4() {
+		maxBits = 32
+	}
+	if raw.PersistenceNetmask == nil {
+		if vs.PersistenceTimeout > 0 && addrOK {
+			vs.PersistenceNetmask = maxBits
+		}
+		return
+	}
+	bits, ok := p.netmask(mField, raw.PersistenceNetmask, vs, addrOK, maxBits)
+	if !ok {
+		return
+	}
+	if vs.PersistenceTimeout == 0 {
+		if timeoutOK { // otherwise the timeout's own message says what to fix
+			p.errf(mField, "has no effect without persistence: add persistence_timeout = %q to this virtual server, or remove persistence_netmask", examplePersistence)
+		}
+		return
+	}
+	vs.PersistenceNetmask = bits
+}
+
+// netmask parses a prefix length or, for IPv4, a dotted mask.
+func (p *parser) netmask(field string, v any, vs *VirtualServer, addrOK bool, maxBits int) (int, bool) {
+	switch v := v.(type) {
+	case int64:
+		if v < 0 || v > int64(maxBits) {
+			if addrOK {
+				p.errf(field, "%d is out of range for %s virtual server %s; write a prefix length from 0 to %d", v, family(vs.Address.Addr()), vs.Address, maxBits)
+			} else {
+				p.errf(field, "%d is out of range; write a prefix length from 0 to 32 (IPv4) or 128 (IPv6)", v)
+			}
+			return 0, false
+		}
+		return int(v), true
+	case string:
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() {
+			p.errf(field, "%q is not a netmask; write a prefix length such as 24, or for IPv4 a dotted mask such as \"255.255.255.0\"", v)
+			return 0, false
+		}
+		if addrOK && !vs.Address.Addr().Is4() {
+			p.errf(field, "dotted mask %q is for IPv4 but the virtual server %s is IPv6; write a prefix length from 0 to 128", v, vs.Address)
+			return 0, false
+		}
+		bits, ok := maskBits(a.As4())
+		if !ok {
+			p.errf(field, "%q is not a contiguous mask (ones then zeros); write a prefix length such as 24 or a mask such as \"255.255.255.0\"", v)
+			return 0, false
+		}
+		return bits, true
+	default:
+		p.errf(field, "is %s; write a prefix length such as persistence_netmask = 24, or for IPv4 a dotted mask such as \"255.255.255.0\"", typeName(v))
+		return 0, false
+	}
+}
+
+// maskBits returns the prefix length of a contiguous IPv4 mask.
+func maskBits(m [4]byte) (int, bool) {
+	u := uint32(m[0])<<24 | uint32(m[1])<<16 | uint32(m[2])<<8 | uint32(m[3])
+	ones := 0
+	for ones < 32 && u&(1<<(31-ones)) != 0 {
+		ones++
+	}
+	if ones < 32 && u<<ones != 0 {
+		return 0, false
+	}
+	return ones, true
+}
+
+func (p *parser) onePacket(field string, v any, vs *VirtualServer) {
+	switch v := v.(type) {
+	case nil:
+	case bool:
+		if v && vs.Protocol == ProtocolTCP {
+			p.errf(field, "is for UDP only: a TCP connection spans many packets and must stay on one real server; remove one_packet or use protocol = \"udp\"")
+			return
+		}
+		vs.OnePacket = v
+	default:
+		p.errf(field, "is %s; write one_packet = true or false (unquoted)", typeName(v))
+	}
+}
+
+// thresholds validates upper_threshold and lower_threshold of one real server.
+func (p *parser) thresholds(field string, raw *rawRealServer, rs *RealServer) {
+	uField, lField := field+".upper_threshold", field+".lower_threshold"
+	upper, upperOK := p.threshold(uField, raw.UpperThreshold)
+	lower, lowerOK := p.threshold(lField, raw.LowerThreshold)
+	if !upperOK || !lowerOK {
+		return
+	}
+	rs.UpperThreshold = int(upper)
+	switch {
+	case raw.LowerThreshold != nil && upper == 0:
+		if raw.UpperThreshold == nil {
+			p.errf(lField, "needs upper_threshold: new connections resume below lower_threshold only after they stopped at upper_threshold; add upper_threshold, or remove lower_threshold")
+		} else {
+			p.errf(lField, "has no effect with upper_threshold = 0 (no limit); set upper_threshold above it, or remove lower_threshold")
+		}
+	case lower > upper:
+		p.errf(lField, "%d is above upper_threshold %d; write a value from 0 to %d (omitted or 0 = %d, three quarters of it as in IPVS)", lower, upper, upper, upper*3/4)
+	case lower == 0:
+		rs.LowerThreshold = int(upper * 3 / 4) // IPVS: ip_vs_dest_totalconns < 3/4 upper
+	default:
+		rs.LowerThreshold = int(lower)
+	}
+}
+
+func (p *parser) threshold(field string, v any) (int64, bool) {
+	switch v := v.(type) {
+	case nil:
+		return 0, true
+	case int64:
+		if v < 0 || v > MaxThreshold {
+			p.errf(field, "%d is out of range; write a number of connections from 0 to %d (0 = no limit)", v, MaxThreshold)
+			return 0, false
+		}
+		return v, true
+	default:
+		p.errf(field, "is %s; write an integer number of connections from 0 to %d (0 = no limit)", typeName(v), MaxThreshold)
+		return 0, false
+	}
+}

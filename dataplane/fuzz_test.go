@@ -1,0 +1,125 @@
+package dataplane
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/govs/govs/dataplane/afpacket"
+	"github.com/govs/govs/dataplane/dataplanetest"
+)
+
+// fuzzWorker returns a worker with the standard NAT and DR services and a few live connections,
+// so that mutated replies and ICMP errors reach the established paths.
+func fuzzWorker(tabs *Tables, warm [][]byte, ports []*dataplanetest.Port) *Worker {
+	w := mustWorker(nil, 0, []Port{ports[0], ports[1]}, [][6]byte{macPort0, macPort1}, 16)
+	w.SetTables(tabs)
+	for _, b := range warm {
+		w.Process(0, append([]byte(nil), b...), &afpacket.RxMeta{Len: uint32(len(b))}, 1)
+	}
+	w.FlushAll()
+	return w
+}
+
+// fuzzSeeds returns real frames with the metadata they come with: SYNs, replies, an ICMP error,
+// VLAN and partial checksums.
+type fuzzSeed struct {
+	name                                           string
+	b                                              []byte
+	status                                         uint32
+	flags, gso, hdrLen, gsoSize, cstart, coff, tci uint16
+	port1                                          bool
+}
+
+func fuzzSeeds(tb testing.TB) (seeds []fuzzSeed, warm [][]byte) {
+	for _, tc := range natCases {
+		syn := build(tb, clientPkt(tc.clientAt(40000), tc.vip, tc.proto, tc.first()))
+		warm = append(warm, syn)
+		seeds = append(seeds, fuzzSeed{name: "syn-" + tc.name, b: syn})
+		rep := build(tb, tc.replyPkt(0, 40000))
+		seeds = append(seeds, fuzzSeed{name: "reply-" + tc.name, b: rep, port1: true})
+		p := append([]byte(nil), rep...)
+		v := makePartial(tb, p)
+		seeds = append(seeds, fuzzSeed{name: "partial-" + tc.name, b: p, port1: true, flags: uint16(v.Flags),
+			cstart: v.CsumStart, coff: v.CsumOffset})
+		seeds = append(seeds, fuzzSeed{name: "vlan-" + tc.name, b: syn, status: afpacket.StatusVLANValid, tci: 100})
+	}
+	tc := natCases[1]
+	client := tc.clientAt(40000)
+	rp := tc.replyPkt(0, 40000)
+	q := clientPkt(client, tc.reals[0], 17, 0)
+	f := icmpFrame(tb, macRS[0], macPort1, rp.src.Addr(), q.src.Addr(), 3, 3, 0, quotedPacket(tb, q))
+	seeds = append(seeds, fuzzSeed{name: "icmp-port-unreachable", b: f, port1: true})
+	in := clientPkt("198.18.1.10:40000", "198.18.0.100:80", 6, tcpACK)
+	in.payload = 2000
+	g := build(tb, in)
+	v := makePartial(tb, g)
+	seeds = append(seeds, fuzzSeed{name: "gso-tcpv4", b: g, status: afpacket.StatusGSOTCP, flags: uint16(v.Flags),
+		gso: afpacket.VnetHdrGSOTCPv4, hdrLen: 54, gsoSize: 1448, cstart: v.CsumStart, coff: v.CsumOffset})
+	dr := build(tb, clientPkt("[2001:2:0:1::10]:40000", "[2001:2::200]:80", 6, tcpSYN))
+	seeds = append(seeds, fuzzSeed{name: "dr-ipv6", b: dr})
+	return seeds, warm
+}
+
+// FuzzProcess feeds arbitrary frames with arbitrary ring metadata to a worker with NAT and DR
+// services: Process must never panic, whatever the bytes, status and virtio header say.
+func FuzzProcess(f *testing.F) {
+	seeds, warm := fuzzSeeds(f)
+	for _, s := range seeds {
+		f.Add(s.b, s.status, s.flags, s.gso, s.hdrLen, s.gsoSize, s.cstart, s.coff, s.tci, s.port1)
+	}
+	tabs := buildTables(1, standardSpecs()...)
+	// The ports outlive each input (every input ends with FlushAll, which empties them); the
+	// worker and its connection table are new per input, so an input's outcome is its own.
+	ports := []*dataplanetest.Port{dataplanetest.NewPort(4096, 4), dataplanetest.NewPort(4096, 4)}
+	f.Fuzz(func(t *testing.T, b []byte, status uint32, flags, gso, hdrLen, gsoSize, cstart, coff, tci uint16, port1 bool) {
+		w := fuzzWorker(tabs, warm, ports)
+		in := 0
+		if port1 {
+			in = 1
+		}
+		meta := afpacket.RxMeta{Status: status, Len: uint32(len(b)), VLANTCI: tci, VLANTPID: tci >> 4,
+			Vnet: afpacket.VnetHdr{Flags: uint8(flags), GSOType: uint8(gso), HdrLen: hdrLen, GSOSize: gsoSize,
+				CsumStart: cstart, CsumOffset: coff}}
+		if status&0x8000_0000 != 0 {
+			meta.Len += status & 0xff // claim a longer frame than captured
+		}
+		orig := append([]byte(nil), b...)
+		for i := range 3 { // the same frame again, and then on the other port
+			buf := append([]byte(nil), orig...)
+			m := meta
+			w.Process(in, buf, &m, int64(2+i))
+			if i == 1 {
+				in ^= 1
+			}
+		}
+		w.FlushAll()
+		w.Expire(1 << 62)
+		w.Publish()
+	})
+}
+
+// TestWriteFuzzSeeds regenerates testdata/fuzz/FuzzProcess from fuzzSeeds when GOVS_WRITE_SEEDS=1.
+func TestWriteFuzzSeeds(t *testing.T) {
+	if os.Getenv("GOVS_WRITE_SEEDS") != "1" {
+		t.Skip("set GOVS_WRITE_SEEDS=1 to rewrite testdata/fuzz/FuzzProcess")
+	}
+	seeds, _ := fuzzSeeds(t)
+	dir := filepath.Join("testdata", "fuzz", "FuzzProcess")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range seeds {
+		body := "go test fuzz v1\n[]byte(" + strconv.Quote(string(s.b)) + ")\n" + fmt.Sprintf("uint32(%d)\n", s.status)
+		for _, v := range []uint16{s.flags, s.gso, s.hdrLen, s.gsoSize, s.cstart, s.coff, s.tci} {
+			body += fmt.Sprintf("uint16(%d)\n", v)
+		}
+		body += fmt.Sprintf("bool(%v)\n", s.port1)
+		if err := os.WriteFile(filepath.Join(dir, strings.ReplaceAll(s.name, "/", "-")), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

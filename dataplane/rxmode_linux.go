@@ -1,0 +1,132 @@
+//go:build linux
+
+package dataplane
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/govs/govs/dataplane/bpfgen"
+)
+
+// routineRXControl is auto mode's controller: every rxSampleTick it measures the receive rate
+// (and the latency ring's drops) and, when the policy says so and every worker has finished the
+// previous switch, moves traffic to the other ring set.
+func (e *Engine) routineRXControl(vips []netip.Addr, p *rxPolicy) {
+	defer e.os.wg.Done()
+	tick := time.NewTicker(rxSampleTick)
+	defer tick.Stop()
+	start := time.Now()
+	last, lastAt := e.rxPackets(), start
+	lastDrops := e.frameDrops()
+	for {
+		select {
+		case <-e.os.stopping:
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		pk, drops := e.rxPackets(), e.frameDrops()
+		pps := float64(pk-last) / now.Sub(lastAt).Seconds()
+		dropped := drops > lastDrops
+		last, lastAt, lastDrops = pk, now, drops
+		want := p.sample(pps, dropped, now.Sub(start))
+		ring, gen := e.os.rx.load()
+		if want == ring || !e.os.rx.allAcked(gen) {
+			continue
+		}
+		if err := e.switchRing(want); err != nil {
+			e.cfg.logf("rx_mode auto: could not switch to the %s ring: %v", want, err)
+			continue
+		}
+		why := "rate fell"
+		if want == ringBlocks {
+			why = "rate rose"
+			if dropped {
+				why = "the latency ring dropped frames"
+			}
+		}
+		e.cfg.logf("rx_mode auto: switched to the %s ring (%s: %.0f frames/s; switch %d)", want, why, pps, e.os.rx.switches.Load())
+	}
+}
+
+// switchRing points every interface's fanout program at ring's socket set, then tells the workers.
+// The kernel's PACKET_FANOUT_DATA waits for a grace period before it returns, so once it has, no
+// frame can still land in the old set.
+func (e *Engine) switchRing(ring rxRing) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.os.closed {
+		return errorf("engine closed")
+	}
+	n := len(e.workers)
+	prog, err := bpfgen.FanoutProgramBase(e.os.vips, n, int(ring)*n)
+	if err != nil {
+		return errorf("fanout program: %v", err)
+	}
+	for _, s := range e.os.socks[0] {
+		if err := s.SetFanoutProg(prog); err != nil {
+			return errorf("set fanout program: %v", err)
+		}
+	}
+	_, gen := e.os.rx.load()
+	e.os.rx.cur.Store((gen+1)<<1 | uint64(ring))
+	e.os.rx.switches.Add(1)
+	return nil
+}
+
+// SetRXRing forces the ring set in auto or latency mode (latency=true: TPACKET_V2 frames), as a
+// switch does; tests use it to switch under load. It waits up to timeout for the previous switch
+// to finish.
+func (e *Engine) SetRXRing(latency bool, timeout time.Duration) error {
+	if e.os.frames == nil {
+		return errorf("rx_mode %s has only the throughput ring", e.os.rxMode)
+	}
+	ring := ringBlocks
+	if latency {
+		ring = ringFrames
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		cur, gen := e.os.rx.load()
+		if e.os.rx.allAcked(gen) {
+			if cur == ring {
+				return nil
+			}
+			return e.switchRing(ring)
+		}
+		if time.Now().After(deadline) {
+			return errorf("workers did not finish the previous ring switch in %v", timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (e *Engine) rxPackets() uint64 {
+	var sum uint64
+	for i := range e.os.rx.packets {
+		sum += e.os.rx.packets[i].Load()
+	}
+	return sum
+}
+
+// frameDrops is the latency ring's drop count (frames the kernel found no free slot for).
+func (e *Engine) frameDrops() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var sum uint64
+	for _, socks := range e.os.frames {
+		for _, s := range socks {
+			if st, err := s.Stats(); err == nil {
+				sum += st.Drops
+			}
+		}
+	}
+	return sum
+}
+
+// rxModeStats reports the receive mode for Stats.
+func (e *Engine) rxModeStats() (latency bool, switches uint64) {
+	ring, _ := e.os.rx.load()
+	return ring == ringFrames, e.os.rx.switches.Load()
+}

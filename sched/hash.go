@@ -1,0 +1,165 @@
+package sched
+
+import "encoding/binary"
+
+// The hashing schedulers. dh and sh keep IPVS's 256-bucket tables and hash functions
+// (ip_vs_dh.c, ip_vs_sh.c), so a flow lands where the kernel would put it for the same server list.
+
+// hashTableSize is IP_VS_DH_TAB_SIZE and IP_VS_SH_TAB_SIZE (CONFIG_IP_VS_{DH,SH}_TAB_BITS = 8).
+const hashTableSize = 256
+
+// DestinationHashing is IPVS "dh": the flow's destination address picks one of 256 buckets, dealt
+// to the servers in list order regardless of weight. If that server is unusable the connection is
+// refused: dh has no fallback (ip_vs_dh.c). Create it with New.
+type DestinationHashing struct {
+	buckets [hashTableSize]int32 // dest index; -1 = none
+	n       int                  // len(dests) at the last Update
+}
+
+// SourceHashing is IPVS "sh": the flow's source address (and source port with FlagSHPort) picks one
+// of 256 buckets, dealt to the servers in list order, each server getting as many consecutive buckets
+// per round as its weight. With FlagSHFallback an unusable server's flows rehash to the next usable
+// one; without it they are refused (ip_vs_sh.c). Create it with New.
+type SourceHashing struct {
+	buckets [hashTableSize]int32 // dest index; -1 = none
+	n       int
+	flags   Flags
+}
+
+var (
+	_ Scheduler = (*DestinationHashing)(nil)
+	_ Scheduler = (*SourceHashing)(nil)
+)
+
+// Name returns "dh".
+func (*DestinationHashing) Name() string { return "dh" }
+
+// Name returns "sh".
+func (*SourceHashing) Name() string { return "sh" }
+
+// Update deals the buckets to dests in list order, one each (ip_vs_dh_reassign).
+func (s *DestinationHashing) Update(dests []Dest) {
+	s.n = len(dests)
+	for i := range s.buckets {
+		if len(dests) == 0 {
+			s.buckets[i] = -1
+		} else {
+			s.buckets[i] = int32(i % len(dests))
+		}
+	}
+}
+
+// Pick returns the server owning f.Dst's bucket, or -1 if it is unusable.
+func (s *DestinationHashing) Pick(dests []Dest, f *Flow) int {
+	if len(dests) != s.n {
+		s.Update(dests) // the caller forgot Update; do not index out of range
+	}
+	if f == nil {
+		f = &zeroFlow
+	}
+	// ip_vs_dh_hashkey: the multiplicative hash (Knuth's 2654435761) of the folded address.
+	h := (uint64(foldAddr(&f.Dst)) * 2654435761) & (hashTableSize - 1)
+	i := s.buckets[h]
+	if i < 0 || !usable(&dests[i]) {
+		return -1
+	}
+	return int(i)
+}
+
+// Update deals the buckets to dests in list order, Weight consecutive buckets each (at least one)
+// per round (ip_vs_sh_reassign).
+func (s *SourceHashing) Update(dests []Dest) {
+	s.n = len(dests)
+	p, count := 0, int32(0)
+	for i := range s.buckets {
+		if len(dests) == 0 {
+			s.buckets[i] = -1
+			continue
+		}
+		s.buckets[i] = int32(p)
+		if count++; count >= dests[p].Weight {
+			p, count = (p+1)%len(dests), 0
+		}
+	}
+}
+
+// Pick returns the server owning the flow's source bucket, or with FlagSHFallback the first usable
+// server found by rehashing, or -1.
+func (s *SourceHashing) Pick(dests []Dest, f *Flow) int {
+	if len(dests) != s.n {
+		s.Update(dests)
+	}
+	if f == nil {
+		f = &zeroFlow
+	}
+	addr := foldAddr(&f.Src)
+	var port uint16
+	if s.flags&FlagSHPort != 0 && hasPorts(f.Proto) {
+		port = f.SrcPort
+	}
+	ihash := shHash(addr, port, 0)
+	i := s.buckets[ihash]
+	if i < 0 {
+		return -1
+	}
+	if usable(&dests[i]) {
+		return int(i)
+	}
+	if s.flags&FlagSHFallback == 0 {
+		return -1
+	}
+	// ip_vs_sh_get_fallback: walk the offsets starting from the original bucket.
+	for off := range uint32(hashTableSize) {
+		j := s.buckets[shHash(addr, port, (off+ihash)%hashTableSize)]
+		if j >= 0 && usable(&dests[j]) {
+			return int(j)
+		}
+	}
+	return -1
+}
+
+// shHash is ip_vs_sh_hashkey: hash_32(port + addr, 8) plus offset, modulo the table size.
+func shHash(addr uint32, port uint16, offset uint32) uint32 {
+	const goldenRatio32 = 0x61C88647 // include/linux/hash.h GOLDEN_RATIO_32
+	return (offset + ((uint32(port)+addr)*goldenRatio32)>>(32-8)) & (hashTableSize - 1)
+}
+
+// foldAddr is IPVS's addr_fold: an IPv4 address as a number, or the XOR of an IPv6 address's four
+// 32-bit words.
+func foldAddr(a *[16]byte) uint32 {
+	if isV4Mapped(a) {
+		return binary.BigEndian.Uint32(a[12:])
+	}
+	return binary.BigEndian.Uint32(a[0:]) ^ binary.BigEndian.Uint32(a[4:]) ^
+		binary.BigEndian.Uint32(a[8:]) ^ binary.BigEndian.Uint32(a[12:])
+}
+
+func isV4Mapped(a *[16]byte) bool {
+	return binary.BigEndian.Uint64(a[0:]) == 0 && binary.BigEndian.Uint32(a[8:]) == 0xffff
+}
+
+// hasPorts reports whether proto (TCP, UDP, SCTP) carries ports, as ip_vs_sh_get_port and
+// ip_vs_mh_get_port require before hashing one.
+func hasPorts(proto uint8) bool {
+	switch proto {
+	case 6, 17, 132:
+		return true
+	}
+	return false
+}
+
+// mix64 is the splitmix64 finalizer: a fixed, well-spread 64-bit mixer. Maglev and the lblc tables
+// hash with it, so that the results are the same in every instance and every Go release (unlike
+// hash/maphash).
+func mix64(z uint64) uint64 {
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}
+
+// hashAddrPort hashes an address and a port with a seed.
+func hashAddrPort(a *[16]byte, port uint16, seed uint64) uint64 {
+	h := mix64(seed ^ binary.BigEndian.Uint64(a[0:]))
+	h = mix64(h ^ binary.BigEndian.Uint64(a[8:]))
+	return mix64(h ^ uint64(port) ^ 0x5851f42d4c957f2d)
+}

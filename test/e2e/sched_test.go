@@ -1,0 +1,210 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/govs/govs/lab"
+)
+
+// clientAddrs are extra client addresses, so several "clients" come from the one client namespace.
+var clientAddrs = func() []netip.Addr {
+	var out []netip.Addr
+	for i := 20; i < 30; i++ {
+		out = append(out, netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}))
+	}
+	return out
+}()
+
+// TestSchedulers checks, through the data plane with real HTTP, what the IPVS scheduler family
+// promises operators: source hashing and persistence keep a client on one real server across
+// connections while other clients spread, and thresholds stop and resume sending to a server.
+func TestSchedulers(t *testing.T) {
+	lab.RequireRoot(t)
+	topo := lab.NewForTest(t, lab.Options{Method: "nat", Servers: 3, Prefix: "govs-e2e"})
+	srvs, err := lab.StartServers(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srvs.Close() })
+	for _, a := range clientAddrs {
+		if out, err := topo.Client.Command("ip", "addr", "add", a.String()+"/24", "dev", lab.ClientIface).CombinedOutput(); err != nil {
+			t.Fatalf("failed to add client address %s: %v %s", a, err, out)
+		}
+	}
+	s := &setup{topo: topo, srvs: srvs, vip: topo.VIP4, reals: topo.ServerAddrs4}
+	rs := func(port uint16) []netip.AddrPort {
+		out := make([]netip.AddrPort, len(s.reals))
+		for i, a := range s.reals {
+			out[i] = netip.AddrPortFrom(a, port)
+		}
+		return out
+	}
+	http80 := netip.AddrPortFrom(s.vip, lab.HTTPPort)
+	http8080 := netip.AddrPortFrom(s.vip, lab.HTTPAltPort)
+	// Closed connections must leave the counts quickly for the threshold phase.
+	short := "[timeouts]\ntcp_fin = \"1s\"\ntcp_time_wait = \"1s\"\ntcp_close = \"1s\"\ntcp_close_wait = \"1s\"\ntcp_last_ack = \"1s\"\n"
+	cfg := govsConfig{
+		Interfaces: topo.BalancerIfaces,
+		Workers:    2,
+		Tail:       short,
+		VS: []vsConfig{
+			{http80, "tcp", "sh", "nat", rs(lab.HTTPPort), []int{1, 1, 1}, "", nil},
+			{http8080, "tcp", "rr", "nat", rs(lab.HTTPAltPort), []int{1, 1, 1},
+				"persistence_timeout = \"60s\"\n", nil},
+		},
+	}
+	g := startGovs(t, topo, cfg)
+
+	for _, tc := range []struct {
+		name   string
+		target netip.AddrPort
+	}{
+		{"sh", http80},
+		{"rr-persistent", http8080},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			used := map[int]bool{}
+			for _, src := range clientAddrs {
+				first := -1
+				for i := 0; i < 8; i++ {
+					c, err := s.dialFrom(src, tc.target)
+					if err != nil {
+						t.Fatalf("client %s connection %d: %v", src, i, err)
+					}
+					idx, err := s.request(c)
+					c.Close()
+					if err != nil {
+						t.Fatalf("client %s connection %d: %v", src, i, err)
+					}
+					if first < 0 {
+						first = idx
+					} else if idx != first {
+						t.Fatalf("client %s went to %s, then to %s: not sticky", src, s.srvs.Names[first], s.srvs.Names[idx])
+					}
+				}
+				used[first] = true
+			}
+			if len(used) < 2 {
+				t.Errorf("all %d clients went to one real server; other clients must spread", len(clientAddrs))
+			}
+		})
+	}
+
+	t.Run("thresholds", func(t *testing.T) {
+		// rs1 takes at most 2 connections (upper), and new ones again once it is below 1 (lower).
+		next := cfg
+		next.VS = []vsConfig{
+			{http80, "tcp", "rr", "nat", rs(lab.HTTPPort), []int{1, 1, 1}, "",
+				[]string{"  upper_threshold = 2\n  lower_threshold = 1\n"}},
+			cfg.VS[1],
+		}
+		g.reload(next)
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		counts := make([]int, len(s.reals))
+		for i := 0; i < 9; i++ {
+			c, err := s.dialFrom(clientAddrs[i%len(clientAddrs)], http80)
+			if err != nil {
+				t.Fatal(err)
+			}
+			idx, err := s.request(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			counts[idx]++
+			held = append(held, c) // keep it open: it counts against the threshold
+		}
+		if counts[0] > 2 {
+			t.Fatalf("rs1 got %d of 9 open connections, above its upper_threshold 2 (per server %v)", counts[0], counts)
+		}
+		if counts[1]+counts[2] != 9-counts[0] {
+			t.Fatalf("connections per server %v", counts)
+		}
+		for _, c := range held {
+			c.Close()
+		}
+		held = nil
+		// Wait until govs counts rs1's connections gone (FIN/TIME_WAIT timeouts are 1 s here).
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			st := g.mustStats()
+			if st.VirtualServers[0].RealServers[0].Connections == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("rs1 still has %d connections 15 s after they closed", st.VirtualServers[0].RealServers[0].Connections)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		got := 0
+		for i := 0; i < 6; i++ {
+			c, err := s.dialFrom(clientAddrs[i], http80)
+			if err != nil {
+				t.Fatal(err)
+			}
+			idx, err := s.request(c)
+			c.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if idx == 0 {
+				got++
+			}
+		}
+		if got == 0 {
+			t.Fatalf("rs1 got none of 6 new connections after falling below its lower_threshold")
+		}
+	})
+	g.stop()
+}
+
+// dialFrom opens a TCP connection from the client namespace with source address src.
+func (s *setup) dialFrom(src netip.Addr, target netip.AddrPort) (net.Conn, error) {
+	var c net.Conn
+	err := s.topo.Client.Do(func() error {
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+		var err error
+		c, err = d.Dial("tcp", target.String())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to connect from %s to %s: %w", src, target, err)
+	}
+	return c, nil
+}
+
+// request sends one keep-alive GET / on c and returns which real server answered.
+func (s *setup) request(c net.Conn) (int, error) {
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: vip\r\n\r\n"); err != nil {
+		return -1, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return -1, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return -1, err
+	}
+	idx, ok := s.serverIndex(string(body))
+	if !ok {
+		return -1, fmt.Errorf("unexpected answer %q", strings.TrimSpace(string(body)))
+	}
+	return idx, nil
+}
