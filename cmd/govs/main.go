@@ -280,13 +280,14 @@ func cmdList(args []string) int {
 func printList(w io.Writer, st *control.Status) {
 	fmt.Fprintf(w, "IP Virtual Server govs %s\n", st.Version)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
-	fmt.Fprintln(tw, "Prot LocalAddress:Port\tScheduler\t\t")
-	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tConns\tPackets\tResolved")
+	fmt.Fprintln(tw, "Prot LocalAddress:Port\tScheduler\t\t\t\t\t")
+	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tActiveConn\tInActConn\tPackets\tResolved")
 	for _, vs := range st.VirtualServers {
-		fmt.Fprintf(tw, "%s  %s\t%s\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler)
+		fmt.Fprintf(tw, "%s  %s\t%s\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler)
 		fwd := map[string]string{"nat": "Masq", "dr": "Route"}[vs.Method]
 		for _, rs := range vs.RealServers {
-			fmt.Fprintf(tw, "  -> %s\t%s\t%d\t%d\t%d\t%v\n", rs.Address, fwd, rs.Weight, rs.Connections, rs.Packets, rs.Resolved)
+			fmt.Fprintf(tw, "  -> %s\t%s\t%d\t%d\t%d\t%d\t%v\n", rs.Address, fwd, rs.Weight,
+				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved)
 		}
 	}
 	tw.Flush()
