@@ -47,7 +47,7 @@ func TestParseMinimal(t *testing.T) {
 	}
 	want := &Config{
 		File:      "testdata/minimal.toml",
-		Dataplane: Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 0, RXMode: RXModeAuto},
+		Dataplane: Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 0, RXMode: DefaultRXMode},
 		Control:   Control{Socket: "/run/govs/govs.sock"},
 		Timeouts:  defaultTimeouts,
 		Conntrack: defaultConntrack,
@@ -760,7 +760,7 @@ func TestParseRXMode(t *testing.T) {
 	tests := []struct {
 		name, line, want, wantErr string
 	}{
-		{"default", "", RXModeAuto, ""},
+		{"default", "", DefaultRXMode, ""},
 		{"auto", `rx_mode = "auto"`, RXModeAuto, ""},
 		{"throughput", `rx_mode = "throughput"`, RXModeThroughput, ""},
 		{"latency", `rx_mode = "latency"`, RXModeLatency, ""},

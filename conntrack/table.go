@@ -181,10 +181,12 @@ const evictSample = 64
 // concurrent use and takes no locks: its worker is its only user (see the package doc).
 //
 // Layout: conns is indexed by entry id and stores each connection's client, VIP and real server
-// endpoints once, from which both tuples are compared; index is a linear-probing hash index of
-// 4-byte slots (tag | id<<1|dir + 1) over every indexed tuple, at most ~62% full, with
-// backward-shift deletion (no tombstones). Free ids form a list threaded through conns. Expire
-// walks ids with a cursor, a bounded slice per call.
+// endpoints once, from which both tuples are compared (84 bytes per entry); index is a
+// linear-probing hash index of 4-byte slots (hash tag | distance from home | id<<1|dir + 1) over
+// every indexed tuple, sized for at most ~62% load (13 bytes per entry), with backward-shift
+// deletion (no tombstones, so no rehash pauses). Free ids form a list threaded through conns.
+// Expire walks ids with a cursor, a bounded slice per call. Both arrays are asked for transparent
+// huge pages.
 type Table struct {
 	conns    []Conn
 	index    []uint32

@@ -23,15 +23,19 @@ func key(src string, sport uint16, dst string, dport uint16, proto uint8) Key {
 	}
 }
 
-var realAddr = netip.MustParseAddr("::ffff:198.19.0.2").As16()
+var (
+	realAddr   = netip.MustParseAddr("::ffff:198.19.0.2").As16()
+	clientBase = netip.MustParseAddr("::ffff:198.18.0.0").As16()
+	vipAddr    = netip.MustParseAddr("::ffff:198.19.0.1").As16()
+)
 
 // nkey returns client n's original tuple (client → VIP 198.19.0.1:80) or its NAT reply tuple (real
 // server 198.19.0.2:8080 → client).
 func nkey(n uint32, reply bool) Key {
 	var k Key
-	k.Src = netip.MustParseAddr("::ffff:198.18.0.0").As16()
+	k.Src = clientBase
 	binary.BigEndian.PutUint32(k.Src[12:], 0xc6120000|n>>16)
-	k.Dst = netip.MustParseAddr("::ffff:198.19.0.1").As16()
+	k.Dst = vipAddr
 	k.SrcPort, k.DstPort, k.Proto = uint16(n), 80, 6
 	if reply {
 		k.Src, k.Dst = realAddr, k.Src

@@ -23,6 +23,7 @@ import (
 type engineOS struct {
 	socks    [][]*afpacket.Socket // [worker][port]: TPACKETv3 RX + TX
 	frames   [][]*afpacket.Socket // [worker][port]: TPACKET_V2 RX (nil in throughput mode)
+	large    [][]*afpacket.Socket // [worker][port]: send-only, large TX slots for GSO frames
 	rxMode   string               // RXModeAuto, RXModeThroughput or RXModeLatency
 	vips     []netip.Addr         // of the fanout program installed last (guarded by Engine.mu)
 	rx       rxState
@@ -31,6 +32,18 @@ type engineOS struct {
 	wg       sync.WaitGroup
 	closed   bool
 }
+
+// Transmit ring geometry: smallTxSlots slots of smallTxSlot bytes hold any frame up to a
+// 1500-byte MTU with a VLAN tag (plus the ring's and the virtio header); larger frames go through
+// the send-only socket's largeTxSlots slots, each as large as a 64 KiB GSO frame needs.
+const (
+	smallTxSlot  = 2048
+	smallTxSlots = 2048
+	largeTxSlots = 32
+)
+
+// rejectAll is the socket filter of send-only sockets: nothing is received on them.
+var rejectAll = []bpf.RawInstruction{{Op: 0x06, K: 0}} // ret #0
 
 // pollTimeout bounds how long an idle worker sleeps before it expires connections and publishes
 // counters again.
@@ -46,8 +59,8 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 	if len(cfg.Interfaces) == 0 {
 		return nil, errorf("no interfaces configured")
 	}
-	if len(cfg.Interfaces) > 64 {
-		return nil, errorf("%d interfaces configured; at most 64 are supported", len(cfg.Interfaces))
+	if len(cfg.Interfaces) > 32 {
+		return nil, errorf("%d interfaces configured; at most 32 are supported", len(cfg.Interfaces))
 	}
 	n := cfg.Workers
 	if n <= 0 {
@@ -122,7 +135,7 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 	e.os.vips = vips
 	pid := os.Getpid()
 	for wi := 0; wi < n; wi++ {
-		var socks []*afpacket.Socket
+		var socks, large []*afpacket.Socket
 		var ports []Port
 		var macs [][6]byte
 		for pi, ifc := range e.ifaces {
@@ -131,6 +144,10 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 				Filter:      filter,
 				VnetHdr:     true,
 				QdiscBypass: true,
+				// Many small slots: a slot stays taken until the device frees the frame, which
+				// on veth (and a NIC's TX completion) can be a while under load.
+				TxFrameSize: smallTxSlot,
+				TxFrames:    smallTxSlots,
 			}
 			if fanout != nil {
 				sc.FanoutGroup = uint16(pid*16 + pi + 1)
@@ -147,16 +164,37 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 			socks = append(socks, s)
 			ports = append(ports, s)
 			macs = append(macs, ifc.MAC)
+			// A send-only socket with large slots for GSO frames (up to 64 KiB, from local TSO
+			// senders): with them in every slot the common ring would hold few frames.
+			l, err := afpacket.Open(afpacket.Config{
+				Interface:   ifc.Name,
+				Filter:      rejectAll,
+				VnetHdr:     true,
+				QdiscBypass: true,
+				NumBlocks:   1,
+				TxFrames:    largeTxSlots,
+			})
+			if err != nil {
+				for _, s := range socks {
+					s.Close()
+				}
+				e.closeSockets()
+				return nil, errorf("worker %d on %s (large frames): %v", wi, ifc.Name, err)
+			}
+			large = append(large, l)
 		}
 		e.os.socks = append(e.os.socks, socks)
+		e.os.large = append(e.os.large, large)
 		w, err := NewWorker(wi, ports, macs, cfg.Conntrack)
 		if err != nil {
-			for _, s := range socks {
-				s.Close()
-			}
 			e.closeSockets()
 			return nil, errorf("worker %d: connection table: %v", wi, err)
 		}
+		lp := make([]Port, len(large))
+		for i, l := range large {
+			lp[i] = l
+		}
+		w.SetLargePorts(lp)
 		e.workers = append(e.workers, w)
 	}
 	if twoRings {
@@ -381,6 +419,12 @@ func (e *Engine) closeSockets() {
 		}
 	}
 	e.os.frames = nil
+	for _, socks := range e.os.large {
+		for _, s := range socks {
+			s.Close()
+		}
+	}
+	e.os.large = nil
 	if e.os.wakefd > 0 {
 		unix.Close(e.os.wakefd)
 		e.os.wakefd = -1

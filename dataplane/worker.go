@@ -54,7 +54,9 @@ type Worker struct {
 	ct     *conntrack.Table
 
 	now     int64
-	dirty   uint64 // bit i: port i has frames committed but not flushed
+	dirty   uint64 // bit i: transmit port i (see txPort) has frames committed but not flushed
+	large   []Port // per port, a transmit port with large slots, or nil
+	slot    []int  // per port, the size of its transmit slots
 	partial int    // offset of a partial checksum field inverted for rewriting, or -1
 
 	p, inner frame.Parsed
@@ -85,6 +87,9 @@ func NewWorker(id int, ports []Port, macs [][6]byte, ct conntrack.Config) (*Work
 		pub:   &published{},
 	}
 	w.expireFn = w.onExpire
+	for _, p := range ports {
+		w.slot = append(w.slot, len(p.TxFrame())) // learn the slot size; nothing is committed
+	}
 	return w, nil
 }
 
@@ -418,27 +423,51 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta) {
 // transmit copies b into a TX slot of port out with new MAC addresses, re-inserting a VLAN tag the
 // receive path stripped, and keeps large (GSO) frames' offload header.
 func (w *Worker) transmit(out int, b []byte, meta *afpacket.RxMeta, dst [6]byte) bool {
-	port := w.ports[out]
+	vlan := meta.Status&afpacket.StatusVLANValid != 0
+	need := len(b)
+	if vlan {
+		need += 4
+	}
+	// Frames up to the MTU go through the port's ring of small slots; large (GSO) frames through
+	// its ring of large slots. Frames for one link leave in the order they came: queued frames of
+	// the other size class go first.
+	ti := out
+	if need > w.slot[out] {
+		if w.large == nil {
+			w.drop(DropTooLarge)
+			return false
+		}
+		ti = out + len(w.ports)
+	}
+	if w.large != nil {
+		other := ti + len(w.ports)
+		if ti >= len(w.ports) {
+			other = out
+		}
+		if w.dirty&(1<<uint(other)) != 0 {
+			w.flush(other)
+		}
+	}
+	port := w.txPort(ti)
 	buf := port.TxFrame()
 	if buf == nil {
-		w.flush(out)
+		w.flush(ti)
 		if buf = port.TxFrame(); buf == nil {
 			w.drop(DropTxRingFull)
 			return false
 		}
+	}
+	if need > len(buf) {
+		w.drop(DropTooLarge)
+		return false
 	}
 	if w.partial >= 0 {
 		invertPartial(b, w.partial)
 		w.partial = -1
 	}
 	frame.SetEthernet(b, dst, w.macs[out])
-	n := len(b)
 	vnet := meta.Vnet
-	if meta.Status&afpacket.StatusVLANValid != 0 {
-		if n+4 > len(buf) {
-			w.drop(DropTooLarge)
-			return false
-		}
+	if vlan {
 		copy(buf[:12], b[:12])
 		tpid := meta.VLANTPID
 		if tpid == 0 {
@@ -447,7 +476,6 @@ func (w *Worker) transmit(out int, b []byte, meta *afpacket.RxMeta, dst [6]byte)
 		binary.BigEndian.PutUint16(buf[12:], tpid)
 		binary.BigEndian.PutUint16(buf[14:], meta.VLANTCI)
 		copy(buf[16:], b[12:])
-		n += 4
 		// af_packet counts csum_start in the frame as received, without the stripped tag
 		// (packet_rcv_vnet passes vlan_hlen 0); the frame we send has the tag in it.
 		if vnet.Flags&afpacket.VnetHdrFNeedsCsum != 0 {
@@ -457,36 +485,47 @@ func (w *Worker) transmit(out int, b []byte, meta *afpacket.RxMeta, dst [6]byte)
 			vnet.HdrLen += 4
 		}
 	} else {
-		if n > len(buf) {
-			w.drop(DropTooLarge)
-			return false
-		}
 		copy(buf, b)
 	}
-	port.TxCommit(n, vnet)
-	w.dirty |= 1 << uint(out)
+	port.TxCommit(need, vnet)
+	w.dirty |= 1 << uint(ti)
 	return true
 }
 
-func (w *Worker) flush(out int) {
-	n, err := w.ports[out].Flush()
+// txPort returns transmit port ti: ports[ti], or large[ti-len(ports)].
+func (w *Worker) txPort(ti int) Port {
+	if ti < len(w.ports) {
+		return w.ports[ti]
+	}
+	return w.large[ti-len(w.ports)]
+}
+
+func (w *Worker) flush(ti int) {
+	n, err := w.txPort(ti).Flush()
 	w.c[cTxKicks]++
 	w.c[cTxFrames] += uint64(n)
 	if err != nil {
 		w.c[cTxErrors]++
 	}
-	w.dirty &^= 1 << uint(out)
+	w.dirty &^= 1 << uint(ti)
 }
 
 // FlushAll kicks every port with queued frames.
 func (w *Worker) FlushAll() {
 	for w.dirty != 0 {
-		for i := range w.ports {
-			if w.dirty&(1<<uint(i)) != 0 {
-				w.flush(i)
+		for ti := 0; ti < 64; ti++ {
+			if w.dirty&(1<<uint(ti)) != 0 {
+				w.flush(ti)
 			}
 		}
 	}
+}
+
+// SetLargePorts gives the worker, for each of its ports, a second transmit port with slots for
+// frames larger than the first one's (GSO frames up to 64 KiB), so the common ring can have many
+// small slots. Call it before the first frame.
+func (w *Worker) SetLargePorts(large []Port) {
+	w.large = large
 }
 
 func (w *Worker) removeConn(id uint32, c *conntrack.Conn) {

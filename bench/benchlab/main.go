@@ -43,6 +43,7 @@ type options struct {
 	single      bool
 	phases      string
 	sink        string
+	rxMode      string
 }
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -61,6 +62,7 @@ func run(args []string) int {
 	fs.IntVar(&o.loadCPU, "load-cpu", 1, "CPU for everything else: generator, wrk, real servers, switch")
 	fs.BoolVar(&o.single, "single", true, "also measure one connection's latency (wrk -t1 -c1)")
 	fs.StringVar(&o.phases, "phases", "gen,kernel,govs", "phases to run, comma separated: gen (the generator's own ceiling), kernel, govs")
+	fs.StringVar(&o.rxMode, "rx-mode", "", "govs's [dataplane] rx_mode for the govs phase (auto, throughput, latency); empty = govs's default")
 	fs.StringVar(&o.sink, "sink", "servers", "where the flood is counted and dropped: servers (each real server's eth0) or switch (the switch port facing the balancer's l1: spares the load CPU the bridge and server work)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

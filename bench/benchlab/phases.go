@@ -145,9 +145,13 @@ func runGovsPhase(ctx context.Context, topo *lab.Topology, o options) *phaseResu
 	return res
 }
 
-func govsConfig(topo *lab.Topology, sock string) string {
+func govsConfig(topo *lab.Topology, sock, rxMode string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# written by bench/benchlab\n[dataplane]\ninterfaces = [\"l0\", \"l1\"]\nworkers = 1\n\n[control]\nsocket = %q\n", sock)
+	fmt.Fprintf(&b, "# written by bench/benchlab\n[dataplane]\ninterfaces = [\"l0\", \"l1\"]\nworkers = 1\n")
+	if rxMode != "" {
+		fmt.Fprintf(&b, "rx_mode = %q\n", rxMode)
+	}
+	fmt.Fprintf(&b, "\n[control]\nsocket = %q\n", sock)
 	for _, svc := range []struct {
 		proto string
 		port  int
@@ -170,7 +174,7 @@ func startGovs(ctx context.Context, topo *lab.Topology, o options, dir string) (
 	}
 	g := &govsProc{sock: filepath.Join(dir, "govs.sock"), log: filepath.Join(dir, "govs.log"), done: make(chan struct{})}
 	cfgPath := filepath.Join(dir, "govs.toml")
-	if err := os.WriteFile(cfgPath, []byte(govsConfig(topo, g.sock)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(govsConfig(topo, g.sock, o.rxMode)), 0o644); err != nil {
 		return nil, fmt.Errorf("failed to write govs's config: %w", err)
 	}
 	logFile, err := os.Create(g.log)

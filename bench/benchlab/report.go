@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -284,7 +285,15 @@ func writeTable(w io.Writer, r *report) {
 				p.Name, p.UDP.LoadCPUBusy, p.UDP.BalancerCPUBusy)
 		}
 		if p.Govs != nil {
-			fmt.Fprintf(w, "%s counters: ring packets %d, ring drops %d, drops total %d\n", p.Name, p.Govs.Rings.Packets, p.Govs.Rings.Drops, p.Govs.DropsTotal)
+			fmt.Fprintf(w, "%s counters: ring packets %d, ring drops %d, drops total %d", p.Name, p.Govs.Rings.Packets, p.Govs.Rings.Drops, p.Govs.DropsTotal)
+			reasons := make([]string, 0, len(p.Govs.Drops))
+			for k, v := range p.Govs.Drops {
+				if v != 0 {
+					reasons = append(reasons, fmt.Sprintf("%s=%d", k, v))
+				}
+			}
+			sort.Strings(reasons)
+			fmt.Fprintf(w, " %s\n", strings.Join(reasons, " "))
 		}
 	}
 }
