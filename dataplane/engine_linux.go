@@ -24,6 +24,7 @@ type engineOS struct {
 	socks    [][]*afpacket.Socket // [worker][port]: TPACKETv3 RX + TX
 	frames   [][]*afpacket.Socket // [worker][port]: TPACKET_V2 RX (nil in throughput mode)
 	large    [][]*afpacket.Socket // [worker][port]: send-only, large TX slots for GSO frames
+	guard    *kernelGuard         // tc ingress drops of VIP frames; nil if it could not be set up
 	rxMode   string               // RXModeAuto, RXModeThroughput or RXModeLatency
 	vips     []netip.Addr         // of the fanout program installed last (guarded by Engine.mu)
 	rx       rxState
@@ -133,6 +134,14 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 		}
 	}
 	e.os.vips = vips
+	if g, err := newKernelGuard(e.ifaces); err != nil {
+		cfg.logf("warning: the kernel will also process every frame to a VIP (slower under load): %v", err)
+	} else if err := g.set(vips); err != nil {
+		g.close()
+		cfg.logf("warning: the kernel will also process every frame to a VIP (slower under load): %v", err)
+	} else {
+		e.os.guard = g
+	}
 	pid := os.Getpid()
 	for wi := 0; wi < n; wi++ {
 		var socks, large []*afpacket.Socket
@@ -253,6 +262,11 @@ func (eo *engineOS) program(e *Engine, t *Tables) error {
 			return errorf("fanout program: %v", err)
 		}
 		eo.vips = vips
+	}
+	if eo.guard != nil {
+		if err := eo.guard.set(vips); err != nil {
+			return errorf("%v", err)
+		}
 	}
 	for _, socks := range eo.socks {
 		for _, s := range socks {
@@ -425,6 +439,10 @@ func (e *Engine) closeSockets() {
 		}
 	}
 	e.os.large = nil
+	if e.os.guard != nil {
+		e.os.guard.close()
+		e.os.guard = nil
+	}
 	if e.os.wakefd > 0 {
 		unix.Close(e.os.wakefd)
 		e.os.wakefd = -1
