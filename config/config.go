@@ -143,9 +143,8 @@ const (
 	RXModeAuto       = "auto"
 	RXModeThroughput = "throughput"
 	RXModeLatency    = "latency"
-	// DefaultRXMode applies when rx_mode is omitted. It stays "throughput" until "auto" keeps
-	// the throughput under a flood (measured with make bench-lab); see the README.
-	DefaultRXMode = RXModeThroughput
+	// DefaultRXMode applies when rx_mode is omitted.
+	DefaultRXMode = RXModeAuto
 )
 
 // Control is the [control] table.

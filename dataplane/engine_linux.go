@@ -46,6 +46,10 @@ const (
 // rejectAll is the socket filter of send-only sockets: nothing is received on them.
 var rejectAll = []bpf.RawInstruction{{Op: 0x06, K: 0}} // ret #0
 
+// latencySpin is how long a worker on the latency ring keeps checking its rings after the last
+// frame before it sleeps in poll(2): about a round trip through real servers on a LAN.
+const latencySpin = 200 * time.Microsecond
+
 // pollTimeout bounds how long an idle worker sleeps before it expires connections and publishes
 // counters again.
 const pollTimeout = 100 // ms
@@ -320,7 +324,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 	draining := make([]bool, len(socks)) // per port: the old ring still has frames
 	var drainStart int64
 	ndrain := 0
-	var lastPub int64
+	var lastPub, lastBusy int64
 	var packets uint64
 	for {
 		if t := e.tables.Load(); t != w.tables {
@@ -365,7 +369,14 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 		e.os.rx.packets[wi].Store(packets)
 		w.FlushAll()
 		w.Expire(now)
-		if now-lastPub >= int64(publishEvery) || got == 0 {
+		if got > 0 {
+			lastBusy = now
+		}
+		// On the latency ring, keep looking for a while after the last frame instead of sleeping
+		// in poll(2): the answer to what was just forwarded usually comes back within a round
+		// trip, and waking a sleeping thread costs more than that round trip on a VM.
+		spinning := got == 0 && ring == ringFrames && frames != nil && now-lastBusy < int64(latencySpin)
+		if now-lastPub >= int64(publishEvery) || (got == 0 && !spinning) {
 			w.Publish()
 			lastPub = now
 		}
@@ -375,7 +386,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 			return
 		default:
 		}
-		if got == 0 {
+		if got == 0 && !spinning {
 			timeout := pollTimeout
 			if ndrain > 0 {
 				timeout = 1 // the old block retires within its timer; the new ring may be ready already
