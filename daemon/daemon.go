@@ -106,17 +106,49 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (d *Daemon, 
 func (d *Daemon) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	var full fullWatch
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-d.resolver.Changed():
 			d.republish()
-		case <-tick.C:
+		case now := <-tick.C:
 			// Catch anything a missed notification left stale; cheap for a handful of servers.
 			d.republish()
+			full.check(d, now)
 		}
 	}
+}
+
+// fullWatch tells the operator, at most every fullLogEvery, that the connection table refused
+// new connections: the data plane only counts them, per packet, without logging.
+type fullWatch struct {
+	dropped, clashed uint64
+	logged           time.Time
+}
+
+const fullLogEvery = 10 * time.Second
+
+func (f *fullWatch) check(d *Daemon, now time.Time) {
+	if now.Sub(f.logged) < fullLogEvery {
+		return
+	}
+	st := d.engine.Stats()
+	full, clash := st.Drops["conntrack_full"], st.Drops["tuple_clash"]
+	if full > f.dropped {
+		d.mu.Lock()
+		ct := d.cfg.Conntrack
+		d.mu.Unlock()
+		d.logf("connection table full: %d new connections dropped since the last report (max_entries=%d, full_policy=%s); raise [conntrack] max_entries or use full_policy = \"evict_oldest_idle\"",
+			full-f.dropped, ct.MaxEntries, ct.FullPolicy)
+		f.logged = now
+	}
+	if clash > f.clashed {
+		d.logf("%d new connections refused since the last report: their tuple was taken (two virtual servers sending one client port to the same real server port under NAT)", clash-f.clashed)
+		f.logged = now
+	}
+	f.dropped, f.clashed = full, clash
 }
 
 // Reload applies a new configuration. On error the running configuration stays in force.

@@ -1,0 +1,83 @@
+package dataplane
+
+import (
+	"testing"
+
+	"github.com/govs/govs/dataplane/afpacket"
+)
+
+// realOf returns which real server (by MAC) a forwarded frame went to.
+func realOf(tb testing.TB, s sent) int {
+	tb.Helper()
+	dst, _ := macs(s.frame)
+	for i, m := range macRS {
+		if dst == m {
+			return i
+		}
+	}
+	tb.Fatalf("frame went to %v, no real server", hw(dst))
+	return -1
+}
+
+func udpService(mutate func(*Service)) *Tables {
+	t := buildTables(1, svcSpec{id: 0, vip: "198.18.0.100:5353", proto: 17, method: MethodNAT, reals: []realSpec{
+		{id: 0, addr: "198.18.2.1:5353", weight: 1, mac: macRS[0]}, {id: 1, addr: "198.18.2.2:5353", weight: 1, mac: macRS[1]}}})
+	mutate(t.Services[0])
+	return t
+}
+
+// TestOnePacket: with one_packet every datagram of a flow is scheduled on its own (rr alternates),
+// and the reply to the latest one still finds its way back to the client.
+func TestOnePacket(t *testing.T) {
+	r := newRig(t, udpService(func(s *Service) { s.OnePacket = true }), 64)
+	q := build(t, clientPkt("198.18.1.10:5000", "198.18.0.100:5353", 17, 0))
+	seen := map[int]int{}
+	var last int
+	for i := 0; i < 6; i++ {
+		last = realOf(t, r.one(t, 0, q, afpacket.RxMeta{}))
+		seen[last]++
+	}
+	if seen[0] != 3 || seen[1] != 3 {
+		t.Fatalf("six datagrams of one flow went %v, want 3 and 3 (each scheduled on its own)", seen)
+	}
+	rs := []string{"198.18.2.1:5353", "198.18.2.2:5353"}[last]
+	reply := clientPkt(rs, "198.18.1.10:5000", 17, 0)
+	reply.srcMAC, reply.dstMAC = macRS[last], macPort1
+	out := r.one(t, 1, build(t, reply), afpacket.RxMeta{})
+	if src, _ := tuple(t, out.frame); src.String() != "198.18.0.100:5353" {
+		t.Fatalf("reply left from %v, want the VIP", src)
+	}
+	if r.w.ct.Len() != 1 {
+		t.Fatalf("%d entries for one one-packet flow, want 1 (the latest datagram's)", r.w.ct.Len())
+	}
+}
+
+// TestPersistence: clients in one /24 keep their real server across flows while the template
+// lives; a client of another /24 is scheduled on its own.
+func TestPersistence(t *testing.T) {
+	r := newRig(t, udpService(func(s *Service) { s.Persistence = 60e9; s.PersistenceBits = 24 }), 64)
+	first := realOf(t, r.one(t, 0, build(t, clientPkt("198.18.1.10:5000", "198.18.0.100:5353", 17, 0)), afpacket.RxMeta{}))
+	for i, src := range []string{"198.18.1.10:5001", "198.18.1.10:5002", "198.18.1.77:6000", "198.18.1.200:7000"} {
+		if got := realOf(t, r.one(t, 0, build(t, clientPkt(src, "198.18.0.100:5353", 17, 0)), afpacket.RxMeta{})); got != first {
+			t.Fatalf("flow %d from %s went to real %d, want %d (same /24, persistent)", i, src, got, first)
+		}
+	}
+	// Another /24: its own template, scheduled by rr onto the other real server.
+	if got := realOf(t, r.one(t, 0, build(t, clientPkt("198.18.9.10:5000", "198.18.0.100:5353", 17, 0)), afpacket.RxMeta{})); got == first {
+		t.Fatalf("a client of another /24 went to real %d too; rr should have picked the other", got)
+	}
+	// Five connections and their template, plus the other client's connection and template.
+	if n := r.w.ct.Len(); n != 8 {
+		t.Fatalf("%d table entries, want 8 (6 connections, 2 templates)", n)
+	}
+}
+
+// TestTableFull: a full table refuses new connections (counted) and keeps forwarding the ones it has.
+func TestTableFull(t *testing.T) {
+	r := newRig(t, udpService(func(*Service) {}), 2)
+	a := build(t, clientPkt("198.18.1.10:5000", "198.18.0.100:5353", 17, 0))
+	r.one(t, 0, a, afpacket.RxMeta{})
+	r.one(t, 0, build(t, clientPkt("198.18.1.10:5001", "198.18.0.100:5353", 17, 0)), afpacket.RxMeta{})
+	r.none(t, 0, build(t, clientPkt("198.18.1.10:5002", "198.18.0.100:5353", 17, 0)), afpacket.RxMeta{}, DropTableFull)
+	r.one(t, 0, a, afpacket.RxMeta{})
+}
