@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -165,14 +166,8 @@ func benchReplay(args []string) int {
 		fmt.Fprintf(os.Stderr, "govs bench replay: %v\n", err)
 		return 1
 	}
-	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
-			return 1
-		}
-	} else if err := rep.WriteText(os.Stdout); err != nil {
-		return 1
+	if code := writeReport(*asJSON, rep); code != 0 {
+		return code
 	}
 	if rep.StickyViolations != 0 {
 		fmt.Fprintf(os.Stderr, "govs bench replay: %d sticky violations: packets of one flow went to different real servers\n", rep.StickyViolations)
@@ -215,7 +210,12 @@ func benchLive(args []string) int {
 		fmt.Fprintf(os.Stderr, "govs bench live: %v\n", err)
 		return 1
 	}
-	if *asJSON {
+	return writeReport(*asJSON, rep)
+}
+
+// writeReport prints a report as indented JSON or as its text form; it returns the exit code.
+func writeReport(asJSON bool, rep interface{ WriteText(io.Writer) error }) int {
+	if asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {

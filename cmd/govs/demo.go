@@ -152,7 +152,7 @@ func runDemo(requests, workers int) error {
 	}
 	fmt.Printf("== starting govs in namespace %s with the embedded configuration (govs demo -print-config shows it)\n", topo.Balancer.Name)
 	cmd := topo.Balancer.Command(self, "run", "-config", cfgPath)
-	var logs lockedBuffer
+	var logs lab.Output
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		return err
@@ -314,22 +314,4 @@ func indent(s string) string {
 		return ""
 	}
 	return "   " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n   ") + "\n"
-}
-
-// lockedBuffer collects a child's output from two pipes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -85,31 +84,13 @@ type stats struct {
 	} `json:"virtual_servers"`
 }
 
-// lockedBuffer collects a process's output while it runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // govsProc is one `govs run` inside the balancer namespace.
 type govsProc struct {
 	t       *testing.T
 	cfg     govsConfig
 	cfgPath string
 	cmd     *exec.Cmd
-	out     lockedBuffer // stdout and stderr
+	out     lab.Output // stdout and stderr
 	done    chan struct{}
 	waitErr error // valid once done is closed
 }
