@@ -8,6 +8,41 @@ import (
 	"golang.org/x/net/bpf"
 )
 
+// ICMP errors the fanout program looks into (RFC 792, RFC 4443): they quote the packet they are
+// about after an 8-byte ICMP header.
+const (
+	icmpUnreachable   = 3
+	icmpTimeExceeded  = 11
+	icmpParamProblem  = 12
+	icmp6Unreachable  = 1 // ICMPv6 error types 1 to 4: unreachable, packet too big, time
+	icmp6ParamProblem = 4 // exceeded, parameter problem
+	icmpHeaderLen     = 8
+	ipv6HeaderLen     = 40
+)
+
+// Fanout scratch slots, beside memL3 and memHash.
+const (
+	memBase = 7 // offset of the IP header whose client side is hashed: the frame's, or a quoted one
+	memMode = 8 // 0: hashing the frame itself; 1: the packet an ICMP error quotes
+)
+
+// vipSides emits the VIP compare tree on the address at [X+off] and the jumps to the source side
+// (label src) or destination side (dst) of the header at memBase: a frame to a VIP hashes its
+// source, any other frame its destination; a quoted packet from a VIP hashes its destination, any
+// other its source. X holds memBase at src and dst.
+func vipSides(a *asm, groups []*addrGroup, off uint32, src, dst label) {
+	hit, miss := a.newLabel(), a.newLabel()
+	for _, g := range groups {
+		g.lbl = hit
+	}
+	addrMatch(a, off, groups, miss)
+	for _, c := range []struct{ at, mode0, mode1 label }{{hit, src, dst}, {miss, dst, src}} {
+		a.mark(c.at)
+		a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memBase}, bpf.LoadScratch{Dst: bpf.RegA, N: memMode})
+		a.jif(bpf.JumpEqual, 0, c.mode0, c.mode1)
+	}
+}
+
 // hashMul is the 32-bit golden-ratio multiplier (Knuth's multiplicative hashing).
 const hashMul = 0x9e3779b1
 
@@ -77,22 +112,73 @@ func FanoutProgramBase(vips []netip.Addr, members, base int) ([]bpf.RawInstructi
 	a.i(bpf.LoadConstant{Dst: bpf.RegX, Val: 0})
 	a.jif(bpf.JumpEqual, etherTypeIPv4, ip4, ip6)
 
+	// Each family's code picks the packet to hash (memBase: the frame's own IP header, or the one
+	// an ICMP error quotes, with memMode 1) and then runs one VIP compare tree for both, so that many
+	// VIPs cost their compares once. A quoted packet travelled the other way than the error: if its
+	// source is a VIP its client is its destination, otherwise its source.
+
 	// IPv4, X = offset of the IP header. Loads past the end make the kernel (and the VM) return 0.
 	a.mark(ip4)
 	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
 	a.jif(bpf.JumpNotEqual, 4, zero, next)
 	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf})
 	a.jif(bpf.JumpLessThan, 5, zero, next)
-	a.i(bpf.StoreScratch{Src: bpf.RegX, N: memL3})
-	cs4, cd4 := a.newLabel(), a.newLabel()
-	for _, g := range v4 {
-		g.lbl = cs4
+	a.i(
+		bpf.StoreScratch{Src: bpf.RegX, N: memL3},
+		bpf.StoreScratch{Src: bpf.RegX, N: memBase},
+		bpf.LoadConstant{Dst: bpf.RegA, Val: 0},
+		bpf.StoreScratch{Src: bpf.RegA, N: memMode},
+	)
+	match4, outer4, icmp4, err4 := a.newLabel(), a.newLabel(), a.newLabel(), a.newLabel()
+	a.i(bpf.LoadIndirect{Off: 9, Size: 1})
+	a.jif(bpf.JumpEqual, protoICMP, icmp4, match4)
+	a.mark(icmp4)
+	// Only a first (or only) fragment holds the ICMP header.
+	a.i(bpf.LoadIndirect{Off: 6, Size: 2})
+	a.jif(bpf.JumpBitsSet, 0x1fff, outer4, next)
+	a.i(
+		bpf.LoadIndirect{Off: 0, Size: 1},
+		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf},
+		bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2},
+		bpf.ALUOpX{Op: bpf.ALUOpAdd},
+		bpf.TAX{}, // X = ICMP header
+		bpf.LoadIndirect{Off: 0, Size: 1},
+	)
+	for _, typ := range []uint32{icmpUnreachable, icmpTimeExceeded, icmpParamProblem} {
+		a.jif(bpf.JumpEqual, typ, err4, next)
 	}
-	addrMatch(a, 16, v4, cd4)
+	a.ja(outer4)
+	a.mark(err4)
+	a.i(
+		bpf.TXA{},
+		bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: icmpHeaderLen},
+		bpf.TAX{}, // X = quoted IP header
+		bpf.LoadIndirect{Off: 0, Size: 1},
+		bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4},
+	)
+	a.jif(bpf.JumpNotEqual, 4, outer4, next)
+	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf})
+	a.jif(bpf.JumpLessThan, 5, outer4, next)
+	a.i(
+		bpf.StoreScratch{Src: bpf.RegX, N: memBase},
+		bpf.LoadConstant{Dst: bpf.RegA, Val: 1},
+		bpf.StoreScratch{Src: bpf.RegA, N: memMode},
+		// The tree compares [X+16], the outer destination; for the quote it must see the source at 12.
+		bpf.TXA{},
+		bpf.ALUOpConstant{Op: bpf.ALUOpSub, Val: 4},
+		bpf.TAX{},
+	)
+	a.ja(match4)
+	a.mark(outer4) // not an error this program can read: hash the frame itself
+	a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memL3})
+	a.mark(match4)
+	cs4, cd4 := a.newLabel(), a.newLabel()
+	vipSides(a, v4, 16, cs4, cd4)
 	for _, side := range []struct {
 		lbl           label
 		addr, portOff uint32
 	}{{cs4, 12, 0}, {cd4, 16, 2}} {
+		// X = memBase, the header whose side is hashed.
 		a.mark(side.lbl)
 		a.i(
 			bpf.LoadIndirect{Off: side.addr, Size: 4},
@@ -121,22 +207,54 @@ func FanoutProgramBase(vips []netip.Addr, members, base int) ([]bpf.RawInstructi
 	}
 
 	// IPv6, X = offset of the IP header. Only a transport header right after the fixed header is
-	// read; with extension headers the hash covers the address alone.
+	// read; with extension headers the hash covers the address alone. An ICMPv6 error is read only
+	// without extension headers before it, and its quote only without extension headers in it:
+	// otherwise the frame is hashed as any other (its client-side address alone).
 	a.mark(ip6)
 	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
 	a.jif(bpf.JumpNotEqual, 6, zero, next)
-	a.i(bpf.StoreScratch{Src: bpf.RegX, N: memL3})
-	cs6, cd6 := a.newLabel(), a.newLabel()
-	for _, g := range v6 {
-		g.lbl = cs6
+	a.i(
+		bpf.StoreScratch{Src: bpf.RegX, N: memL3},
+		bpf.StoreScratch{Src: bpf.RegX, N: memBase},
+		bpf.LoadConstant{Dst: bpf.RegA, Val: 0},
+		bpf.StoreScratch{Src: bpf.RegA, N: memMode},
+	)
+	match6, outer6, icmp6 := a.newLabel(), a.newLabel(), a.newLabel()
+	a.i(bpf.LoadIndirect{Off: 6, Size: 1})
+	a.jif(bpf.JumpEqual, protoICMPv6, icmp6, match6)
+	a.mark(icmp6)
+	a.i(bpf.LoadIndirect{Off: ipv6HeaderLen, Size: 1})
+	a.jif(bpf.JumpLessThan, icmp6Unreachable, outer6, next)
+	a.jif(bpf.JumpGreaterThan, icmp6ParamProblem, outer6, next)
+	const q6 = ipv6HeaderLen + icmpHeaderLen // the quoted header, from X
+	a.i(bpf.LoadIndirect{Off: q6, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
+	a.jif(bpf.JumpNotEqual, 6, outer6, next)
+	a.i(bpf.LoadIndirect{Off: q6 + 6, Size: 1})
+	for _, h := range ipv6ExtHeaders {
+		a.jif(bpf.JumpEqual, h, outer6, next)
 	}
-	addrMatch(a, 24, v6, cd6)
+	a.i(
+		bpf.TXA{},
+		bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: q6},
+		bpf.StoreScratch{Src: bpf.RegA, N: memBase},
+		// The tree compares [X+24], the outer destination; for the quote it must see the source at 8.
+		bpf.ALUOpConstant{Op: bpf.ALUOpSub, Val: 16},
+		bpf.TAX{},
+		bpf.LoadConstant{Dst: bpf.RegA, Val: 1},
+		bpf.StoreScratch{Src: bpf.RegA, N: memMode},
+	)
+	a.ja(match6)
+	a.mark(outer6)
+	a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memL3})
+	a.mark(match6)
+	cs6, cd6 := a.newLabel(), a.newLabel()
+	vipSides(a, v6, 24, cs6, cd6)
 	for _, side := range []struct {
 		lbl           label
 		addr, portOff uint32
 	}{{cs6, 8, 40}, {cd6, 24, 42}} {
 		a.mark(side.lbl)
-		// Fold the four address words with XOR; X must come back to the IP header offset each time.
+		// Fold the four address words with XOR; X must come back to memBase each time.
 		a.i(bpf.LoadIndirect{Off: side.addr, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: memHash})
 		for w := uint32(1); w < 4; w++ {
 			a.i(
@@ -144,7 +262,7 @@ func FanoutProgramBase(vips []netip.Addr, members, base int) ([]bpf.RawInstructi
 				bpf.LoadScratch{Dst: bpf.RegX, N: memHash},
 				bpf.ALUOpX{Op: bpf.ALUOpXor},
 				bpf.StoreScratch{Src: bpf.RegA, N: memHash},
-				bpf.LoadScratch{Dst: bpf.RegX, N: memL3},
+				bpf.LoadScratch{Dst: bpf.RegX, N: memBase},
 			)
 		}
 		a.i(bpf.LoadIndirect{Off: 6, Size: 1})
