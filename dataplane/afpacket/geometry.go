@@ -64,16 +64,7 @@ func newFrameGeometry(cfg Config, mtu, pageSize int) (geometry, error) {
 	}
 	g.rxBlocks = (frames + perBlock - 1) / perBlock
 	g.rxFrames = g.rxBlocks * perBlock
-	if len(cfg.Filter) > maxBPFInsns {
-		return g, fmt.Errorf("invalid Filter: %d instructions, the kernel accepts at most %d", len(cfg.Filter), maxBPFInsns)
-	}
-	if len(cfg.FanoutProg) > maxBPFInsns {
-		return g, fmt.Errorf("invalid FanoutProg: %d instructions, the kernel accepts at most %d", len(cfg.FanoutProg), maxBPFInsns)
-	}
-	if cfg.FanoutProg != nil && cfg.FanoutGroup == 0 {
-		return g, fmt.Errorf("invalid FanoutProg: set FanoutGroup to join a fanout group")
-	}
-	return g, nil
+	return g, checkPrograms(cfg)
 }
 
 // maxFrameLen is the largest link-layer frame the socket must carry for an MTU.
@@ -156,14 +147,19 @@ func newGeometry(cfg Config, mtu, pageSize int) (geometry, error) {
 	g.txBlocks = (frames + perBlock - 1) / perBlock
 	g.txFrames = g.txBlocks * perBlock
 
+	return g, checkPrograms(cfg)
+}
+
+// checkPrograms checks cfg's BPF programs against the kernel's limits.
+func checkPrograms(cfg Config) error {
 	if len(cfg.Filter) > maxBPFInsns {
-		return g, fmt.Errorf("invalid Filter: %d instructions, the kernel accepts at most %d", len(cfg.Filter), maxBPFInsns)
+		return fmt.Errorf("invalid Filter: %d instructions, the kernel accepts at most %d", len(cfg.Filter), maxBPFInsns)
 	}
 	if len(cfg.FanoutProg) > maxBPFInsns {
-		return g, fmt.Errorf("invalid FanoutProg: %d instructions, the kernel accepts at most %d", len(cfg.FanoutProg), maxBPFInsns)
+		return fmt.Errorf("invalid FanoutProg: %d instructions, the kernel accepts at most %d", len(cfg.FanoutProg), maxBPFInsns)
 	}
 	if cfg.FanoutProg != nil && cfg.FanoutGroup == 0 {
-		return g, fmt.Errorf("invalid FanoutProg: set FanoutGroup to join a fanout group")
+		return fmt.Errorf("invalid FanoutProg: set FanoutGroup to join a fanout group")
 	}
-	return g, nil
+	return nil
 }
