@@ -53,6 +53,16 @@ const hashMul = 0x9e3779b1
 // the address alone, since only the first one carries ports. The program returns hash mod members;
 // frames that are not IP or are malformed go to member 0.
 //
+// An ICMP error (IPv4 types 3, 11, 12; ICMPv6 types 1 to 4) goes where its connection's frames go:
+// the program hashes the client side of the packet it quotes, which travelled the other way, so
+// the client is the quoted destination if the quoted source is one of vips and the quoted source
+// otherwise (address and port, by the same rules). IPv4 headers with options are read at both
+// levels. Where the quote cannot be read this way the error is hashed like any other frame (its
+// client-side address): an ICMPv6 error behind IPv6 extension headers or quoting a packet with
+// extension headers, a quote of another IP version or with IHL < 5, or an error in a non-first
+// fragment. An ICMP error too short to hold the 8-byte ICMP header and the quoted IP header (or
+// ports the quote says it has) makes a load fail and goes to member 0, like other truncated frames.
+//
 // The kernel runs fanout programs differently from socket filters (measured on Linux 6.18, and see
 // packet_rcv_fanout in net/packet/af_packet.c): the frame starts at the network header, not at the
 // Ethernet header, and the EtherType is read from skb->protocol (the SKF_AD_PROTOCOL extension).

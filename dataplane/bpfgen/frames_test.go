@@ -20,6 +20,7 @@ type frame struct {
 	hopByHop   bool                  // IPv6: insert a hop-by-hop options header
 	ipv4Opts   bool                  // IPv4: 4 bytes of NOP options (IHL 6)
 	fragOffset uint16                // IPv4 fragment offset (8-byte units)
+	icmp       []byte                // proto 1 or 58: the ICMP message, verbatim (default: an echo request)
 }
 
 func (f frame) build(t testing.TB) []byte {
@@ -74,14 +75,22 @@ func (f frame) build(t testing.TB) []byte {
 		udp := &layers.UDP{SrcPort: layers.UDPPort(f.sport), DstPort: layers.UDPPort(f.dport)}
 		udp.SetNetworkLayerForChecksum(netLayer)
 		ls = append(ls, udp)
-	case 1:
+	case 1, 58:
+		if f.icmp != nil {
+			ls = append(ls, gopacket.Payload(f.icmp))
+			break
+		}
+		if f.proto == 58 {
+			icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(128, 0)}
+			icmp.SetNetworkLayerForChecksum(netLayer)
+			ls = append(ls, icmp)
+			break
+		}
 		ls = append(ls, &layers.ICMPv4{TypeCode: layers.CreateICMPv4TypeCode(8, 0)})
-	case 58:
-		icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(128, 0)}
-		icmp.SetNetworkLayerForChecksum(netLayer)
-		ls = append(ls, icmp)
 	}
-	ls = append(ls, gopacket.Payload("hello"))
+	if f.icmp == nil {
+		ls = append(ls, gopacket.Payload("hello"))
+	}
 	buf := gopacket.NewSerializeBuffer()
 	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
 		t.Fatalf("failed to build frame %+v: %v", f, err)
@@ -108,3 +117,20 @@ func patch(b []byte, fn func([]byte) []byte) []byte {
 }
 
 func setU16(b []byte, off int, v uint16) []byte { binary.BigEndian.PutUint16(b[off:], v); return b }
+
+// icmpError returns an ICMP (IPv4) or ICMPv6 error message of type typ quoting the IP packet of
+// quoted (built untagged, without its Ethernet header), cut to its IP header and 8 more bytes if
+// short is set, as a minimal router would quote it. The checksum is left 0: nothing here checks it.
+func icmpError(t testing.TB, typ uint8, quoted frame, short bool) []byte {
+	t.Helper()
+	quoted.tags = nil
+	q := quoted.build(t)[14:]
+	if short {
+		hl := 40
+		if q[0]>>4 == 4 {
+			hl = int(q[0]&0xf) * 4
+		}
+		q = q[:min(len(q), hl+8)]
+	}
+	return append([]byte{typ, 0, 0, 0, 0, 0, 0, 0}, q...)
+}

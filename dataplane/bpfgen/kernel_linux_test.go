@@ -68,8 +68,8 @@ func inNetns(t *testing.T, name string, fn func()) {
 }
 
 // TestKernelFanoutAndFilter loads both programs into the kernel: two fanout members with the socket
-// filter on a veth in a private namespace; each client's forward frame and NAT reply must reach the
-// same member, and frames for no endpoint must reach none.
+// filter on a veth in a private namespace; each client's forward frame, NAT reply and ICMP errors
+// about either direction must reach the same member, and frames for no endpoint must reach none.
 func TestKernelFanoutAndFilter(t *testing.T) {
 	needRoot(t)
 	ns := fmt.Sprintf("govs-bpfgen-%d", os.Getpid())
@@ -161,6 +161,11 @@ func TestKernelFanoutAndFilter(t *testing.T) {
 		send(frame{src: c, dst: vip.String(), proto: 6, sport: uint16(30000 + i), dport: 80}.build(t))
 		send(frame{src: "198.18.255.10", dst: c, proto: 6, sport: 8080, dport: uint16(30000 + i)}.build(t))
 		send(frame{src: c, dst: vip.String(), proto: 6, sport: uint16(30000 + i), dport: 81}.build(t)) // filtered
+		// A router on the client side about a reply, and the real server about a forwarded packet.
+		send(frame{src: "198.18.254.1", dst: vip.String(), proto: 1,
+			icmp: icmpError(t, 11, frame{src: vip.String(), dst: c, proto: 6, sport: 80, dport: uint16(30000 + i)}, i%2 == 0)}.build(t))
+		send(frame{src: "198.18.255.10", dst: c, proto: 1,
+			icmp: icmpError(t, 3, frame{src: c, dst: "198.18.255.10", proto: 6, sport: uint16(30000 + i), dport: 8080}, false)}.build(t))
 	}
 	send(arpFrame(t)) // filtered
 
@@ -168,7 +173,7 @@ func TestKernelFanoutAndFilter(t *testing.T) {
 	per := [2]int{}
 	deadline := time.Now().Add(2 * time.Second)
 	buf := make([]byte, 2048)
-	for got := 0; got < 2*clients && time.Now().Before(deadline); {
+	for got := 0; got < 4*clients && time.Now().Before(deadline); {
 		progress := false
 		for m, s := range members {
 			n, _, err := unix.Recvfrom(s, buf, 0)
@@ -185,12 +190,18 @@ func TestKernelFanoutAndFilter(t *testing.T) {
 			}
 			src, dst := netip.AddrFrom4([4]byte(fr[26:30])), netip.AddrFrom4([4]byte(fr[30:34]))
 			dport := uint16(fr[36])<<8 | uint16(fr[37])
-			if dst == vip && dport != 80 {
-				t.Errorf("filter let through a frame to port %d", dport)
-			}
 			client := src
 			if dst != vip {
 				client = dst
+			}
+			if fr[23] == 1 && n >= 42+20 { // an ICMP error: the client of the quoted packet
+				src, dst = netip.AddrFrom4([4]byte(fr[42+12:42+16])), netip.AddrFrom4([4]byte(fr[42+16:42+20]))
+				client = src
+				if src == vip {
+					client = dst
+				}
+			} else if dst == vip && dport != 80 {
+				t.Errorf("filter let through a frame to port %d", dport)
 			}
 			if prev, ok := seen[client.String()]; ok && prev != m {
 				t.Errorf("client %v: directions went to members %d and %d", client, prev, m)
@@ -201,8 +212,8 @@ func TestKernelFanoutAndFilter(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	if len(seen) != clients || per[0]+per[1] != 2*clients {
-		t.Errorf("saw %d clients in %d frames, want %d in %d", len(seen), per[0]+per[1], clients, 2*clients)
+	if len(seen) != clients || per[0]+per[1] != 4*clients {
+		t.Errorf("saw %d clients in %d frames, want %d in %d", len(seen), per[0]+per[1], clients, 4*clients)
 	}
 	if per[0] == 0 || per[1] == 0 {
 		t.Errorf("frames per member %v: fanout program not spreading", per)
