@@ -102,6 +102,7 @@ func benchReplay(args []string) int {
 	fs := newFlags("bench replay", "bench replay -config FILE -pcap FILE [flags]", `  govs bench replay -config govs.toml -pcap 1m.pcap -workers 2
   govs bench replay -config govs.toml -pcap prod.pcapng -rewrite-dst 198.18.0.100,2001:2::100 -json
   govs bench replay -config govs.toml -pcap x.pcap -out sent.pcap   # what govs would transmit
+  govs bench replay -config govs.toml -pcap 1m.pcap -chart 1m.svg   # throughput and shares, drawn
 `)
 	cfgPath := fs.String("config", "", "configuration file (TOML); its interfaces are not looked up; required")
 	pcap := fs.String("pcap", "", "capture to replay (pcap or pcapng, Ethernet); required")
@@ -112,6 +113,7 @@ func benchReplay(args []string) int {
 	out := fs.String("out", "", "write what govs transmits to this pcap file")
 	conns := fs.Int("conns", 0, "connection-table capacity per worker (0: sized to the flows)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	chart := fs.String("chart", "", "also draw throughput over time and the per-server shares to this SVG file")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
@@ -169,6 +171,12 @@ func benchReplay(args []string) int {
 	if code := writeReport(*asJSON, rep); code != 0 {
 		return code
 	}
+	if *chart != "" {
+		if err := writeChart(*chart, rep); err != nil {
+			fmt.Fprintf(os.Stderr, "govs bench replay: %v\n", err)
+			return 1
+		}
+	}
 	if rep.StickyViolations != 0 {
 		fmt.Fprintf(os.Stderr, "govs bench replay: %d sticky violations: packets of one flow went to different real servers\n", rep.StickyViolations)
 		return 1
@@ -211,6 +219,19 @@ func benchLive(args []string) int {
 		return 1
 	}
 	return writeReport(*asJSON, rep)
+}
+
+// writeChart draws rep's SVG chart into path.
+func writeChart(path string, rep *bench.Report) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("failed to create the -chart file: %w", err)
+	}
+	err = rep.WriteSVG(f)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("failed to write the -chart file: %w", cerr)
+	}
+	return err
 }
 
 // writeReport prints a report as indented JSON or as its text form; it returns the exit code.

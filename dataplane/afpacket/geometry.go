@@ -46,7 +46,11 @@ const defaultFrameRingBytes = 8 << 20
 // behind its headers, packed into blocks of up to 1 MiB (a slot never spans blocks).
 func newFrameGeometry(cfg Config, mtu, pageSize int) (geometry, error) {
 	g := geometry{frameRing: true}
-	need := rxHeadroom + maxFrameLen(mtu, cfg.VnetHdr)
+	// Slots hold frames up to the MTU. A larger (GSO) frame is truncated in its slot, marked
+	// TP_STATUS_COPY, and queued whole on the socket (PACKET_COPY_THRESH), where Next reads it:
+	// slots sized for 64 KiB GSO frames would leave a ring of a few hundred frames that a burst
+	// overflows.
+	need := rxHeadroom + maxFrameLen(mtu, false)
 	g.rxFrameSize = (need + tpacketAlign - 1) &^ (tpacketAlign - 1)
 	if g.rxFrameSize <= pageSize {
 		g.rxFrameSize = roundPow2(g.rxFrameSize)

@@ -127,6 +127,11 @@ type frameRxRing struct {
 	held bool // cur was returned by next and is handed back on the following call
 
 	meta RxMeta
+
+	// fd and big receive frames larger than a slot: the kernel marks their slot TP_STATUS_COPY
+	// and queues the whole frame on the socket (PACKET_COPY_THRESH), in slot order.
+	fd  int
+	big []byte
 }
 
 func (r *frameRxRing) init(ring []byte, g geometry, vnet bool) {
@@ -190,6 +195,12 @@ func (r *frameRxRing) next() ([]byte, *RxMeta, bool) {
 func (r *frameRxRing) frame() ([]byte, bool) {
 	s := r.slot(r.cur)
 	h := (*unix.Tpacket2Hdr)(unsafe.Pointer(&s[0]))
+	if h.Status&unix.TP_STATUS_COPY != 0 {
+		if f, ok := r.copied(s, h); ok {
+			return f, true
+		}
+		// The copy could not be read: hand on the truncated frame (its Len says so).
+	}
 	mac := int(h.Mac)
 	end := mac + int(h.Snaplen)
 	if mac < tpacket2HdrLen || end > len(s) {
@@ -214,6 +225,42 @@ func (r *frameRxRing) frame() ([]byte, bool) {
 		}
 	}
 	return s[mac:end:end], true
+}
+
+// copied reads the whole frame the kernel queued on the socket for the held slot (TP_STATUS_COPY).
+// It is the next frame in the socket's queue: the kernel queues one per such slot, in order.
+func (r *frameRxRing) copied(s []byte, h *unix.Tpacket2Hdr) ([]byte, bool) {
+	if r.big == nil {
+		r.big = make([]byte, VnetHdrLen+maxGSOFrame+4096)
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(r.fd), uintptr(unsafe.Pointer(&r.big[0])),
+		uintptr(len(r.big)), unix.MSG_DONTWAIT|unix.MSG_TRUNC, 0, 0)
+	if errno != 0 || int(n) > len(r.big) {
+		return nil, false
+	}
+	b := r.big[:n]
+	r.meta = RxMeta{
+		Status:   h.Status,
+		VLANTCI:  h.Vlan_tci,
+		VLANTPID: h.Vlan_tpid,
+		PktType:  s[32+10],
+	}
+	if r.vnet {
+		if len(b) < VnetHdrLen {
+			return nil, false
+		}
+		r.meta.Vnet = VnetHdr{
+			Flags:      b[0],
+			GSOType:    b[1],
+			HdrLen:     binary.NativeEndian.Uint16(b[2:]),
+			GSOSize:    binary.NativeEndian.Uint16(b[4:]),
+			CsumStart:  binary.NativeEndian.Uint16(b[6:]),
+			CsumOffset: binary.NativeEndian.Uint16(b[8:]),
+		}
+		b = b[VnetHdrLen:]
+	}
+	r.meta.Len = uint32(len(b))
+	return b, true
 }
 
 // packet decodes the tpacket3_hdr at r.off and advances. Every offset is checked against

@@ -161,6 +161,10 @@ func (s *Socket) setupRings(cfg Config, geo geometry) error {
 		}
 		s.ring = ring
 		s.frx.init(ring, geo, cfg.VnetHdr)
+		s.frx.fd = s.fd
+		if err := setInt(s.fd, unix.PACKET_COPY_THRESH, 1); err != nil {
+			return err
+		}
 		return nil
 	}
 	rxReq := unix.TpacketReq3{
