@@ -27,12 +27,16 @@ demo: build
 
 # Benchmarks of the pure parts (parser, rewrite, conntrack, schedulers); allocations reported.
 # Then offline replays of generated captures (10k and 1M flows; BENCH_FLOWS=10000,1000000,10000000
-# adds 10M, which needs ~8 GB and several minutes) with 1 and 2 workers, against a copy-only baseline.
+# adds 10M, which needs ~8 GB and several minutes) with 1 and 2 workers, against a copy-only baseline;
+# then, as root with nft, wrk, taskset and ip installed, the live lab (kernel nftables DNAT vs govs,
+# BENCH_LIVE per measurement, about a minute; BENCH_LIVE=0 skips it) in the same table style.
+# Not root: one line says the live part was skipped. Whole target: a few minutes.
 BENCH_FLOWS   ?= 10000,1000000
 BENCH_WORKERS ?= 1,2
+BENCH_LIVE    ?= 5s
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./dataplane/... ./conntrack/ ./sched/
-	./$(BIN) bench suite -config bench/testdata/bench.toml -flows $(BENCH_FLOWS) -workers $(BENCH_WORKERS)
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 5m ./dataplane/... ./conntrack/ ./sched/
+	GO=$(GO) ./$(BIN) bench suite -config bench/testdata/bench.toml -flows $(BENCH_FLOWS) -workers $(BENCH_WORKERS) -live $(BENCH_LIVE)
 
 # The live lab: govs against the kernel's nftables DNAT on the same namespace topology.
 bench-lab: build

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/govs/govs/internal/netnstest"
 )
 
 // udpExchange sends one datagram from `from` to addr:port answered by an echo listener in `to`
@@ -75,7 +77,7 @@ func namespacesWithPrefix(t *testing.T, prefix string) []string {
 }
 
 func TestTopology(t *testing.T) {
-	RequireRoot(t)
+	netnstest.RequireRoot(t)
 	for _, tt := range []struct {
 		method string
 		ipv6   bool

@@ -1,17 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/govs/govs/bench"
 	"github.com/govs/govs/config"
@@ -254,6 +257,7 @@ func writeReport(asJSON bool, rep interface{ WriteText(io.Writer) error }) int {
 // each worker count, in a table with ratios against the copy baseline measured in the same run.
 func benchSuite(args []string) int {
 	fs := newFlags("bench suite", "bench suite -config FILE [flags]", `  govs bench suite -config bench/testdata/bench.toml -flows 10000,1000000 -workers 1,2
+  sudo govs bench suite -live 5s   # then the live lab: kernel nftables DNAT vs govs, same table style
 `)
 	cfgPath := fs.String("config", "bench/testdata/bench.toml", "configuration to replay against")
 	flowList := fs.String("flows", "10000,1000000", "comma-separated flow counts")
@@ -261,8 +265,14 @@ func benchSuite(args []string) int {
 	ppf := fs.Int("packets-per-flow", 8, "packets per flow")
 	size := fs.String("size", "fixed:64", "data frame sizes")
 	loops := fs.Int("loops", 1, "loops per replay")
+	live := fs.Duration("live", 0, "then run the live lab (kernel nftables DNAT vs govs; root) with this long a measurement each, e.g. 5s; 0: offline only")
+	labScript := fs.String("lab-script", "bench/lab.sh", "the live lab's script, relative to the repository root")
 	if ok, code := parse(fs, args); !ok {
 		return code
+	}
+	if *live != 0 && (*live < 500*time.Millisecond || *live > time.Minute) {
+		fmt.Fprintf(os.Stderr, "govs bench suite: -live %v: want 500ms..1m (or 0 for none)\n", *live)
+		return 2
 	}
 	cfg, err := config.Load(*cfgPath, config.LoadOptions{})
 	if err != nil {
@@ -303,7 +313,89 @@ func benchSuite(args []string) int {
 		fmt.Fprintf(os.Stderr, "govs bench suite: %v\n", err)
 		return 1
 	}
+	if *live > 0 {
+		fmt.Println()
+		if err := runLab(*labScript, *live); err != nil {
+			fmt.Fprintf(os.Stderr, "govs bench suite: %v\n", err)
+			return 1
+		}
+	}
 	return 0
+}
+
+// labTimeout bounds the live lab: three phases of a flood and two wrk runs each, plus setup.
+func labTimeout(d time.Duration) time.Duration { return 3*(4*d+15*time.Second) + 2*time.Minute }
+
+// runLab runs the live lab (bench/lab.sh -json) with this govs binary and prints its figures in
+// the suite's table style. Without root or the tools it prints one line saying why not.
+func runLab(script string, d time.Duration) error {
+	if os.Geteuid() != 0 {
+		fmt.Println("live lab: skipped: it needs root for network namespaces and AF_PACKET (run `sudo make bench`, or `sudo make bench-lab` alone)")
+		return nil
+	}
+	var missing []string
+	for _, tool := range []string{"ip", "nft", "wrk", "taskset", "bash"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	goTool := os.Getenv("GO")
+	if goTool == "" {
+		goTool = "go"
+	}
+	if _, err := exec.LookPath(goTool); err != nil {
+		missing = append(missing, goTool+" (builds bench/benchlab)")
+	}
+	if _, err := os.Stat(script); err != nil {
+		fmt.Printf("live lab: skipped: %s not found (run from the repository root, or give -lab-script)\n", script)
+		return nil
+	}
+	if len(missing) > 0 {
+		fmt.Printf("live lab: skipped: %s not installed (`make bench-lab` installs them)\n", strings.Join(missing, ", "))
+		return nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("failed to find this govs binary for the live lab: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), labTimeout(d))
+	defer cancel()
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	cmd := exec.CommandContext(ctx, "bash", script, "-json", "-duration", d.String())
+	cmd.Env = append(os.Environ(), "GOVS_BIN="+self)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.WaitDelay = 10 * time.Second
+	fmt.Fprintf(os.Stderr, "live lab: kernel nftables DNAT vs govs, %v per measurement (about %v)...\n", d, (12*d + 20*time.Second).Round(time.Second))
+	runErr := cmd.Run()
+	if ctx.Err() == context.DeadlineExceeded {
+		runErr = fmt.Errorf("timed out after %v", labTimeout(d))
+	}
+	rep, perr := bench.ParseLabReport(stdout.Bytes())
+	if perr != nil {
+		tail := strings.TrimSpace(stderr.String())
+		if i := len(tail) - 2000; i > 0 {
+			tail = "..." + tail[i:]
+		}
+		if runErr != nil {
+			return fmt.Errorf("the live lab failed (%v):\n%s", runErr, tail)
+		}
+		return fmt.Errorf("%w\n%s", perr, tail)
+	}
+	if err := rep.WriteTable(os.Stdout); err != nil {
+		return err
+	}
+	if runErr != nil || rep.Failed() {
+		return fmt.Errorf("the live lab did not complete (%v); its log:\n%s", runErr, lastLines(stderr.String(), 15))
+	}
+	return nil
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func runSuite(cfg *config.Config, flows, workers []int, ppf int, sd bench.SizeDist, loops int, dir string) error {

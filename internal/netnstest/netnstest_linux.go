@@ -1,8 +1,5 @@
 //go:build linux
 
-// Package netnstest holds the helpers tests use to build throw-away network namespaces: root
-// checks that fail instead of skipping under CI=true, bounded `ip` commands, and running code on a
-// thread inside a namespace.
 package netnstest
 
 import (
@@ -18,18 +15,6 @@ import (
 
 	"github.com/vishvananda/netns"
 )
-
-// RequireRoot skips a test that needs root, except under CI=true where it must run.
-func RequireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("this test needs root (network namespaces, veth) and CI=true forbids skipping it")
-	}
-	t.Skip("needs root to create network namespaces; run with sudo (e.g. go test -exec sudo)")
-}
 
 var nsCounter atomic.Int64
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/govs/govs/lab"
+	"github.com/govs/govs/lab/labtest"
 )
 
 // Sizes of the traffic each case sends.
@@ -45,7 +46,7 @@ type setup struct {
 }
 
 func TestForwarding(t *testing.T) {
-	lab.RequireRoot(t)
+	labtest.RequireRoot(t)
 	for _, method := range []string{"nat", "dr"} {
 		for _, fam := range []string{"ipv4", "ipv6"} {
 			t.Run(fam+"/"+method, func(t *testing.T) { testForwarding(t, fam, method) })
@@ -54,7 +55,7 @@ func TestForwarding(t *testing.T) {
 }
 
 func testForwarding(t *testing.T, fam, method string) {
-	topo := lab.NewForTest(t, lab.Options{Method: method, IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-e2e"})
+	topo := labtest.NewForTest(t, lab.Options{Method: method, IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-e2e"})
 	s := &setup{topo: topo, vip: topo.VIP4, reals: topo.ServerAddrs4}
 	if fam == "ipv6" {
 		s.vip, s.reals = topo.VIP6, topo.ServerAddrs6

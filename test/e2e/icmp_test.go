@@ -15,6 +15,7 @@ import (
 
 	"github.com/govs/govs/dataplane/bpfgen"
 	"github.com/govs/govs/lab"
+	"github.com/govs/govs/lab/labtest"
 	"golang.org/x/net/bpf"
 )
 
@@ -32,14 +33,14 @@ const icmpSockets = 20
 // client then fails with ECONNREFUSED, which the client kernel reports only when the error's
 // quoted tuple matches the socket (destination VIP:port) and its outer source is the VIP.
 func TestICMPErrorsReachClient(t *testing.T) {
-	lab.RequireRoot(t)
+	labtest.RequireRoot(t)
 	for _, fam := range []string{"ipv4", "ipv6"} {
 		t.Run(fam, func(t *testing.T) { testICMPErrors(t, fam) })
 	}
 }
 
 func testICMPErrors(t *testing.T, fam string) {
-	topo := lab.NewForTest(t, lab.Options{Method: "nat", IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-e2e"})
+	topo := labtest.NewForTest(t, lab.Options{Method: "nat", IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-e2e"})
 	vip, reals, client := topo.VIP4, topo.ServerAddrs4, topo.ClientAddr4
 	if fam == "ipv6" {
 		vip, reals, client = topo.VIP6, topo.ServerAddrs6, topo.ClientAddr6

@@ -17,7 +17,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	// Without root every test skips (lab.RequireRoot); do not make the build a reason to fail then.
+	// Without root every test skips (labtest.RequireRoot); do not make the build a reason to fail then.
 	if os.Geteuid() != 0 && os.Getenv("CI") != "true" {
 		return m.Run()
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/govs/govs/lab"
+	"github.com/govs/govs/lab/labtest"
 )
 
 // TestRXModes runs one connection at a time (HTTP keep-alive and a UDP flow) through the VIP in
@@ -21,10 +22,10 @@ import (
 // GOVS_RX_AUTO_PPS) a load rises and falls around the single connection so the data plane switches
 // rings under it both ways; the checker must not see a lost, wrong or reordered answer.
 func TestRXModes(t *testing.T) {
-	lab.RequireRoot(t)
+	labtest.RequireRoot(t)
 	for _, method := range []string{"nat", "dr"} {
 		t.Run(method, func(t *testing.T) {
-			topo := lab.NewForTest(t, lab.Options{Method: method, Servers: 2, Prefix: "govs-rx"})
+			topo := labtest.NewForTest(t, lab.Options{Method: method, Servers: 2, Prefix: "govs-rx"})
 			srvs, err := lab.StartServers(topo)
 			if err != nil {
 				t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/govs/govs/lab"
+	"github.com/govs/govs/lab/labtest"
 )
 
 // clientAddrs are extra client addresses, so several "clients" come from the one client namespace.
@@ -29,8 +30,8 @@ var clientAddrs = func() []netip.Addr {
 // promises operators: source hashing and persistence keep a client on one real server across
 // connections while other clients spread, and thresholds stop and resume sending to a server.
 func TestSchedulers(t *testing.T) {
-	lab.RequireRoot(t)
-	topo := lab.NewForTest(t, lab.Options{Method: "nat", Servers: 3, Prefix: "govs-e2e"})
+	labtest.RequireRoot(t)
+	topo := labtest.NewForTest(t, lab.Options{Method: "nat", Servers: 3, Prefix: "govs-e2e"})
 	srvs, err := lab.StartServers(topo)
 	if err != nil {
 		t.Fatal(err)
