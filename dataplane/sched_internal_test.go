@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/govs/govs/dataplane/afpacket"
@@ -80,4 +81,40 @@ func TestTableFull(t *testing.T) {
 	r.one(t, 0, build(t, clientPkt("198.18.1.10:5001", "198.18.0.100:5353", 17, 0)), afpacket.RxMeta{})
 	r.none(t, 0, build(t, clientPkt("198.18.1.10:5002", "198.18.0.100:5353", 17, 0)), afpacket.RxMeta{}, DropTableFull)
 	r.one(t, 0, a, afpacket.RxMeta{})
+}
+
+// TestRemovedRealDrains: a real server a reload removed keeps its established connections
+// (marked Removed, out of the scheduler's view) unless expire_nodest_conn drops them at once.
+func TestRemovedRealDrains(t *testing.T) {
+	for _, expire := range []bool{false, true} {
+		tabs := udpService(func(*Service) {})
+		r := newRig(t, tabs, 64)
+		q := build(t, clientPkt("198.18.1.10:5000", "198.18.0.100:5353", 17, 0))
+		first := realOf(t, r.one(t, 0, q, afpacket.RxMeta{}))
+		// Reload: the flow's real server is removed from the service.
+		next := udpService(func(*Service) {})
+		next.Gen = 2
+		gone := *next.Reals[first]
+		gone.Removed = true
+		next.Reals[first] = &gone
+		svc := next.Services[0]
+		svc.RealIDs = []uint16{uint16(1 - first)}
+		next.ExpireNodestConn = expire
+		next.Finish()
+		r.w.SetTables(next)
+		if expire {
+			r.none(t, 0, q, afpacket.RxMeta{}, DropRealRemoved)
+			continue
+		}
+		if got := realOf(t, r.one(t, 0, q, afpacket.RxMeta{})); got != first {
+			t.Fatalf("the established flow moved to real %d, want it to stay on removed real %d", got, first)
+		}
+		// New flows never reach the removed server.
+		for p := 6000; p < 6004; p++ {
+			src := fmt.Sprintf("198.18.1.10:%d", p)
+			if got := realOf(t, r.one(t, 0, build(t, clientPkt(src, "198.18.0.100:5353", 17, 0)), afpacket.RxMeta{})); got == first {
+				t.Fatalf("a new flow went to the removed real server")
+			}
+		}
+	}
 }
