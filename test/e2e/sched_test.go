@@ -9,7 +9,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -168,6 +170,42 @@ func TestSchedulers(t *testing.T) {
 		}
 		if got == 0 {
 			t.Fatalf("rs1 got none of 6 new connections after falling below its lower_threshold")
+		}
+	})
+	t.Run("bad-reload", func(t *testing.T) {
+		// An invalid file on SIGHUP is rejected with its file:line and the running config stays.
+		good, err := os.ReadFile(g.cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := strings.Replace(string(good), `scheduler = "rr"`, `scheduler = "roundrobin"`, 1)
+		if err := os.WriteFile(g.cfgPath, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.WriteFile(g.cfgPath, good, 0o644)
+		before := strings.Count(g.out.String(), "reload rejected")
+		if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(10 * time.Second); strings.Count(g.out.String(), "reload rejected") == before; {
+			if time.Now().After(deadline) {
+				t.Fatalf("govs did not reject the invalid config within 10s:\n%s", g.out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if !strings.Contains(g.out.String(), "govs.toml:") || !strings.Contains(g.out.String(), "roundrobin") {
+			t.Errorf("the rejection does not name the file, line and value:\n%s", g.out.String())
+		}
+		c, err := s.dialFrom(clientAddrs[0], http8080)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := s.request(c); err != nil {
+			t.Fatalf("govs stopped forwarding after a rejected reload: %v", err)
+		}
+		if st := g.mustStats(); st.VirtualServers[0].Scheduler != "rr" {
+			t.Errorf("virtual server 0 runs %q after the rejected reload, want rr", st.VirtualServers[0].Scheduler)
 		}
 	})
 	g.stop()
