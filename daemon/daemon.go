@@ -117,6 +117,9 @@ func (d *Daemon) Run(ctx context.Context) {
 			// Catch anything a missed notification left stale; cheap for a handful of servers.
 			d.republish()
 			full.check(d, now)
+			if err := d.engine.RefreshKernelGuard(); err != nil {
+				d.logf("warning: %v", err)
+			}
 		}
 	}
 }

@@ -21,17 +21,18 @@ import (
 // engineOS holds the Linux side of the engine: one socket per worker per interface, the eventfd
 // that wakes polling workers for shutdown, and the worker goroutines' wait group.
 type engineOS struct {
-	socks    [][]*afpacket.Socket // [worker][port]: TPACKETv3 RX + TX
-	frames   [][]*afpacket.Socket // [worker][port]: TPACKET_V2 RX (nil in throughput mode)
-	large    [][]*afpacket.Socket // [worker][port]: send-only, large TX slots for GSO frames
-	guard    *kernelGuard         // tc ingress drops of VIP frames; nil if it could not be set up
-	rxMode   string               // RXModeAuto, RXModeThroughput or RXModeLatency
-	vips     []netip.Addr         // of the fanout program installed last (guarded by Engine.mu)
-	rx       rxState
-	wakefd   int
-	stopping chan struct{}
-	wg       sync.WaitGroup
-	closed   bool
+	socks     [][]*afpacket.Socket // [worker][port]: TPACKETv3 RX + TX
+	frames    [][]*afpacket.Socket // [worker][port]: TPACKET_V2 RX (nil in throughput mode)
+	large     [][]*afpacket.Socket // [worker][port]: send-only, large TX slots for GSO frames
+	guard     *kernelGuard         // nftables ingress drops of VIP frames and NAT replies; nil if unavailable
+	guardSpec *guardSpec           // what guard drops now
+	rxMode    string               // RXModeAuto, RXModeThroughput or RXModeLatency
+	vips      []netip.Addr         // of the fanout program installed last (guarded by Engine.mu)
+	rx        rxState
+	wakefd    int
+	stopping  chan struct{}
+	wg        sync.WaitGroup
+	closed    bool
 }
 
 // Transmit ring geometry: smallTxSlots slots of smallTxSlot bytes hold any frame up to a
@@ -140,11 +141,12 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 	e.os.vips = vips
 	if g, err := newKernelGuard(e.ifaces); err != nil {
 		cfg.logf("warning: the kernel will also process every frame to a VIP (slower under load): %v", err)
-	} else if err := g.set(vips); err != nil {
+	} else if err := g.set(guardSpecFor(t)); err != nil {
 		g.close()
 		cfg.logf("warning: the kernel will also process every frame to a VIP (slower under load): %v", err)
 	} else {
 		e.os.guard = g
+		e.os.guardSpec = guardSpecFor(t)
 	}
 	pid := os.Getpid()
 	for wi := 0; wi < n; wi++ {
@@ -268,9 +270,11 @@ func (eo *engineOS) program(e *Engine, t *Tables) error {
 		eo.vips = vips
 	}
 	if eo.guard != nil {
-		if err := eo.guard.set(vips); err != nil {
+		spec := guardSpecFor(t)
+		if err := eo.guard.set(spec); err != nil {
 			return errorf("%v", err)
 		}
+		eo.guardSpec = spec
 	}
 	for _, socks := range eo.socks {
 		for _, s := range socks {
@@ -514,5 +518,48 @@ func checkForwarding(ifaces []string) error {
 			}
 		}
 	}
+	return nil
+}
+
+// guardSpecFor lists what the kernel guard drops for t: frames to the VIPs, and NAT replies from
+// the real servers unless addressed to one of this host's own addresses.
+func guardSpecFor(t *Tables) *guardSpec {
+	spec := &guardSpec{locals: localAddrs()}
+	seen := map[netip.Addr]bool{}
+	for _, s := range t.Services {
+		if s == nil {
+			continue
+		}
+		if a := s.VIP.Addr(); !seen[a] {
+			seen[a] = true
+			spec.vips = append(spec.vips, a)
+		}
+		if s.Method != MethodNAT {
+			continue
+		}
+		for _, id := range s.RealIDs {
+			r := t.Reals[id]
+			spec.reals = append(spec.reals, guardReal{addr: r.Addr.Addr(), proto: s.Proto, port: r.Addr.Port()})
+		}
+	}
+	return spec
+}
+
+// RefreshKernelGuard re-reads this host's addresses and updates the guard's rules if they changed
+// (replies to the host's own addresses must reach the kernel). The daemon calls it periodically.
+func (e *Engine) RefreshKernelGuard() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.os.guard == nil || e.os.guardSpec == nil {
+		return nil
+	}
+	spec := guardSpecFor(e.tables.Load())
+	if spec.equal(e.os.guardSpec) {
+		return nil
+	}
+	if err := e.os.guard.set(spec); err != nil {
+		return errorf("%v", err)
+	}
+	e.os.guardSpec = spec
 	return nil
 }

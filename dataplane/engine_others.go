@@ -22,3 +22,6 @@ func (e *Engine) Close() error { return nil }
 
 // SocketStats has nothing to report where there are no sockets.
 func (e *Engine) SocketStats() afpacket.Stats { return afpacket.Stats{} }
+
+// RefreshKernelGuard has nothing to refresh where there is no data plane.
+func (e *Engine) RefreshKernelGuard() error { return nil }

@@ -4,7 +4,9 @@ package dataplane
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
+	"slices"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -23,13 +25,35 @@ import (
 // before the IP stack, so dropping VIP frames there costs the kernel next to nothing and changes
 // nothing for govs. (tc ingress would do the same, but this kernel has no tc classifiers.)
 //
-// It owns one nftables table, "govs" in family netdev, with one ingress chain per interface and
-// one drop rule per VIP; set replaces the rules in one transaction; close deletes the table. Only
-// frames to a VIP are dropped: the kernel owns no VIP, so it loses nothing it would have used.
+// The same goes for NAT replies from real servers (source a real server's address and port) that
+// are addressed to someone else than the balancer itself: with forwarding off the kernel can only
+// fail to route them. Replies to the balancer's own addresses (its own connections to a real
+// server, health checks) are left alone.
+//
+// It owns one nftables table, "govs" in family netdev, with one ingress chain per interface, one
+// drop rule per VIP and one per NAT real server; set replaces the rules in one transaction; close
+// deletes the table.
 type kernelGuard struct {
 	conn   *nftables.Conn
 	table  *nftables.Table
 	chains []*nftables.Chain
+}
+
+// guardSpec is what the guard drops: frames to vips, and frames from reals not addressed to locals.
+type guardSpec struct {
+	vips   []netip.Addr
+	reals  []guardReal
+	locals []netip.Addr // the balancer's own addresses
+}
+
+type guardReal struct {
+	addr  netip.Addr
+	proto uint8
+	port  uint16 // 0: any port
+}
+
+func (s *guardSpec) equal(o *guardSpec) bool {
+	return o != nil && slices.Equal(s.vips, o.vips) && slices.Equal(s.reals, o.reals) && slices.Equal(s.locals, o.locals)
 }
 
 // guardTable is the nftables table govs owns (nft list table netdev govs).
@@ -63,32 +87,92 @@ func newKernelGuard(ifaces []Interface) (*kernelGuard, error) {
 	return g, nil
 }
 
-// set makes the rules drop exactly the frames to vips, replacing the previous ones atomically.
-func (g *kernelGuard) set(vips []netip.Addr) error {
+// set makes the rules drop exactly what spec says, replacing the previous ones atomically.
+func (g *kernelGuard) set(spec *guardSpec) error {
 	for _, ch := range g.chains {
 		g.conn.FlushChain(ch)
-		for _, vip := range vips {
-			proto, off := uint16(unix.ETH_P_IP), uint32(16) // IPv4 destination address
-			if vip.Is6() {
-				proto, off = unix.ETH_P_IPV6, 24 // IPv6 destination address
+		for _, vip := range spec.vips {
+			g.conn.AddRule(&nftables.Rule{Table: g.table, Chain: ch, Exprs: concat(
+				matchAddr(vip, dstOffset(vip)),
+				[]expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}},
+			)})
+		}
+		for _, r := range spec.reals {
+			exprs := concat(matchAddr(r.addr, srcOffset(r.addr)),
+				[]expr.Any{
+					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{r.proto}},
+				})
+			if r.port != 0 {
+				exprs = append(exprs,
+					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(r.port)})
 			}
-			g.conn.AddRule(&nftables.Rule{
-				Table: g.table,
-				Chain: ch,
-				Exprs: []expr.Any{
-					&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(proto)},
-					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: uint32(vip.BitLen() / 8)},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: vip.AsSlice()},
-					&expr.Verdict{Kind: expr.VerdictDrop},
-				},
-			})
+			for _, l := range spec.locals {
+				if l.Is4() != r.addr.Is4() {
+					continue
+				}
+				exprs = append(exprs,
+					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: dstOffset(l), Len: uint32(l.BitLen() / 8)},
+					&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: l.AsSlice()})
+			}
+			exprs = append(exprs, &expr.Verdict{Kind: expr.VerdictDrop})
+			g.conn.AddRule(&nftables.Rule{Table: g.table, Chain: ch, Exprs: exprs})
 		}
 	}
 	if err := g.conn.Flush(); err != nil {
-		return fmt.Errorf("failed to set the nftables drop rules for the VIPs: %w", err)
+		return fmt.Errorf("failed to set the nftables drop rules for VIPs and NAT replies: %w", err)
 	}
 	return nil
+}
+
+// matchAddr matches IP frames of a's family whose address at off is a.
+func matchAddr(a netip.Addr, off uint32) []expr.Any {
+	proto := uint16(unix.ETH_P_IP)
+	if a.Is6() {
+		proto = unix.ETH_P_IPV6
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(proto)},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: uint32(a.BitLen() / 8)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a.AsSlice()},
+	}
+}
+
+// Offsets of the source and destination address in an IPv4 or IPv6 header.
+func srcOffset(a netip.Addr) uint32 {
+	if a.Is6() {
+		return 8
+	}
+	return 12
+}
+
+func dstOffset(a netip.Addr) uint32 {
+	if a.Is6() {
+		return 24
+	}
+	return 16
+}
+
+func concat(a, b []expr.Any) []expr.Any { return append(a, b...) }
+
+// localAddrs lists the addresses configured in this network namespace.
+func localAddrs() []netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if p, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(p.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out
 }
 
 // close deletes govs's table.

@@ -34,10 +34,15 @@ func TestKernelGuard(t *testing.T) {
 			return
 		}
 		// Set twice: the second set replaces the rules, it does not add to them.
-		if err := g.set(vips[:1]); err != nil {
+		if err := g.set(&guardSpec{vips: vips[:1]}); err != nil {
 			t.Error(err)
 		}
-		if err := g.set(vips); err != nil {
+		spec := &guardSpec{
+			vips:   vips,
+			reals:  []guardReal{{addr: netip.MustParseAddr("198.19.0.11"), proto: 6, port: 80}},
+			locals: []netip.Addr{netip.MustParseAddr("198.19.0.1"), netip.MustParseAddr("2001:2::1")},
+		}
+		if err := g.set(spec); err != nil {
 			t.Error(err)
 		}
 		c, err := nftables.New()
@@ -51,22 +56,33 @@ func TestKernelGuard(t *testing.T) {
 		if err != nil {
 			t.Errorf("failed to list the rules of netdev %s ingress_g0: %v", guardTable, err)
 		}
-		if len(rules) != len(vips) {
-			t.Errorf("%d rules, want one per VIP (%d)", len(rules), len(vips))
+		if len(rules) != len(vips)+1 {
+			t.Errorf("%d rules, want one per VIP and one per NAT real server (%d)", len(rules), len(vips)+1)
 		}
 		for i, r := range rules {
-			var addr []byte
+			var cmps [][]byte
+			var neq [][]byte
 			drop := false
 			for _, e := range r.Exprs {
 				switch e := e.(type) {
 				case *expr.Cmp:
-					addr = e.Data // the last comparison is the destination address
+					if e.Op == expr.CmpOpNeq {
+						neq = append(neq, e.Data)
+					} else {
+						cmps = append(cmps, e.Data)
+					}
 				case *expr.Verdict:
 					drop = e.Kind == expr.VerdictDrop
 				}
 			}
-			if i < len(vips) && (!bytes.Equal(addr, vips[i].AsSlice()) || !drop) {
-				t.Errorf("rule %d compares %x (drop %v), want a drop of %v", i, addr, drop, vips[i])
+			switch {
+			case !drop:
+				t.Errorf("rule %d does not drop", i)
+			case i < len(vips) && !bytes.Equal(cmps[len(cmps)-1], vips[i].AsSlice()):
+				t.Errorf("rule %d compares %x, want VIP %v", i, cmps[len(cmps)-1], vips[i])
+			case i == len(vips) && (len(neq) != 1 || !bytes.Equal(neq[0], spec.locals[0].AsSlice())):
+				// The real server's rule spares replies to the host's own IPv4 address only.
+				t.Errorf("real server rule spares %x, want only %v", neq, spec.locals[0])
 			}
 		}
 		g.close()
