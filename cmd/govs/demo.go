@@ -62,16 +62,16 @@ method    = "nat"
 {{end}}`))
 
 func cmdDemo(args []string) int {
-	fs := newFlags("demo", "demo [-requests N] [-workers N] [-keep]", `  sudo govs demo
+	fs := newFlags("demo", "demo [-requests N] [-workers N] [-print-config]", `  sudo govs demo
   sudo govs demo -requests 600 -workers 1
 `)
 	requests := fs.Int("requests", 300, "HTTP requests (and UDP datagrams) to send through each VIP")
 	workers := fs.Int("workers", 2, "data-plane workers")
-	keep := fs.Bool("print-config", false, "print the embedded configuration and exit")
+	printCfg := fs.Bool("print-config", false, "print the embedded configuration and exit")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
-	if *keep {
+	if *printCfg {
 		demoConfig.Execute(os.Stdout, demoData(nil, *workers, config0Socket))
 		return 0
 	}
