@@ -57,10 +57,9 @@ func TestRXModes(t *testing.T) {
 					g := startGovsMode(t, topo, s.cfg, mode, env)
 					defer g.stop()
 					p50 := s.singleConn(t, 200, 0, nil)
+					// Logged, not asserted: latency targets live in make bench-lab (wrk -t1 -c1
+					// against the kernel in the same run), not in a timed test.
 					t.Logf("%s/%s: single-connection HTTP p50 %v", method, mode, p50)
-					if mode == "latency" && p50 > 900*time.Microsecond {
-						t.Errorf("latency mode: single-connection p50 %v, want well under the 1 ms block timer", p50)
-					}
 					st := g.mustStats()
 					wantLat := int64(1)
 					if mode == "throughput" {
