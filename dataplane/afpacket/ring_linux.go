@@ -215,14 +215,7 @@ func (r *frameRxRing) frame() ([]byte, bool) {
 	}
 	if r.vnet && mac >= tpacket2HdrLen+VnetHdrLen {
 		v := s[mac-VnetHdrLen : mac]
-		r.meta.Vnet = VnetHdr{
-			Flags:      v[0],
-			GSOType:    v[1],
-			HdrLen:     binary.NativeEndian.Uint16(v[2:]),
-			GSOSize:    binary.NativeEndian.Uint16(v[4:]),
-			CsumStart:  binary.NativeEndian.Uint16(v[6:]),
-			CsumOffset: binary.NativeEndian.Uint16(v[8:]),
-		}
+		r.meta.Vnet = decodeVnet(v)
 	}
 	return s[mac:end:end], true
 }
@@ -249,14 +242,7 @@ func (r *frameRxRing) copied(s []byte, h *unix.Tpacket2Hdr) ([]byte, bool) {
 		if len(b) < VnetHdrLen {
 			return nil, false
 		}
-		r.meta.Vnet = VnetHdr{
-			Flags:      b[0],
-			GSOType:    b[1],
-			HdrLen:     binary.NativeEndian.Uint16(b[2:]),
-			GSOSize:    binary.NativeEndian.Uint16(b[4:]),
-			CsumStart:  binary.NativeEndian.Uint16(b[6:]),
-			CsumOffset: binary.NativeEndian.Uint16(b[8:]),
-		}
+		r.meta.Vnet = decodeVnet(b)
 		b = b[VnetHdrLen:]
 	}
 	r.meta.Len = uint32(len(b))
@@ -287,14 +273,7 @@ func (r *rxRing) packet() ([]byte, bool) {
 	}
 	if r.vnet && mac >= tpacket3HdrLen+sockaddrLLLen+VnetHdrLen {
 		v := block[off+mac-VnetHdrLen : off+mac]
-		r.meta.Vnet = VnetHdr{
-			Flags:      v[0],
-			GSOType:    v[1],
-			HdrLen:     binary.NativeEndian.Uint16(v[2:]),
-			GSOSize:    binary.NativeEndian.Uint16(v[4:]),
-			CsumStart:  binary.NativeEndian.Uint16(v[6:]),
-			CsumOffset: binary.NativeEndian.Uint16(v[8:]),
-		}
+		r.meta.Vnet = decodeVnet(v)
 	}
 	r.left--
 	if h.Next_offset != 0 {
@@ -412,3 +391,16 @@ func (e *kickError) Error() string {
 	return "failed to send TX ring frames: sendto: " + e.errno.Error()
 }
 func (e *kickError) Unwrap() error { return e.errno }
+
+// decodeVnet reads a struct virtio_net_hdr (host byte order, as packet sockets write it) from the
+// first VnetHdrLen bytes of b.
+func decodeVnet(b []byte) VnetHdr {
+	return VnetHdr{
+		Flags:      b[0],
+		GSOType:    b[1],
+		HdrLen:     binary.NativeEndian.Uint16(b[2:]),
+		GSOSize:    binary.NativeEndian.Uint16(b[4:]),
+		CsumStart:  binary.NativeEndian.Uint16(b[6:]),
+		CsumOffset: binary.NativeEndian.Uint16(b[8:]),
+	}
+}
