@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/netip"
 	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,6 +62,9 @@ type ReplayConfig struct {
 	// total, from the goroutine that called Replay.
 	Progress func(done, total uint64)
 	Interval time.Duration // default 100ms; also the throughput sampling period
+	// CPUProfile, when set, receives a pprof CPU profile of the replay phase only (loading the
+	// capture and building the tables are left out).
+	CPUProfile io.Writer
 }
 
 // Report is the result of a replay. Field names in JSON are the contract of `govs bench replay -json`.
@@ -215,36 +219,9 @@ func makePlan(c *Capture, rc *ReplayConfig) *plan {
 	return pl
 }
 
-// trackPort is a dataplanetest.Port that remembers where the worker sent its last frame, so the
-// harness learns each packet's fate without parsing what was sent.
-type trackPort struct {
-	*dataplanetest.Port
-	tr  *tracker
-	buf []byte
-}
-
-type tracker struct {
-	commits uint64
-	lastDst [6]byte
-}
-
-func (p *trackPort) TxFrame() []byte {
-	p.buf = p.Port.TxFrame()
-	return p.buf
-}
-
-func (p *trackPort) TxCommit(n int, vnet afpacket.VnetHdr) {
-	copy(p.tr.lastDst[:], p.buf[:6])
-	p.tr.commits++
-	p.Port.TxCommit(n, vnet)
-}
-
-var _ dataplane.Port = (*trackPort)(nil)
-
 // replayer is one worker goroutine's state.
 type replayer struct {
 	w           *dataplane.Worker
-	tr          tracker
 	items       []item
 	realOf      []uint16 // per local flow: real ID + 1, 0 before the flow was scheduled
 	realPackets []uint64
@@ -327,7 +304,7 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 					}
 				}
 			}
-			ports[j] = &trackPort{Port: dp, tr: &r.tr}
+			ports[j] = dp
 		}
 		ctc := daemon.ConntrackConfig(rc.Config, 1)
 		capacity := rc.Conns
@@ -359,6 +336,11 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
 	mallocs := ms.Mallocs
+	if rc.CPUProfile != nil {
+		if err := pprof.StartCPUProfile(rc.CPUProfile); err != nil {
+			return nil, fmt.Errorf("failed to start the CPU profile: %w", err)
+		}
+	}
 	start := time.Now()
 	var wg sync.WaitGroup
 	for _, r := range rs {
@@ -393,6 +375,9 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 	}
 	tick.Stop()
 	elapsed := time.Since(start)
+	if rc.CPUProfile != nil {
+		pprof.StopCPUProfile()
+	}
 	runtime.ReadMemStats(&ms)
 	allocs := ms.Mallocs - mallocs
 	if rc.Progress != nil {
@@ -444,13 +429,18 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 	return rep, nil
 }
 
-// routineReplay is one worker's goroutine: the engine's loop (a batch of frames, FlushAll,
-// Expire) over the worker's schedule, with capture time as the clock.
+// routineReplay is one worker's goroutine: the engine's loop (batches of frames through
+// ProcessBatch up to the engine's receive budget, then FlushAll and Expire) over the worker's
+// schedule, with capture time as the clock.
 func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *ReplayConfig, nports int) {
 	start := time.Now()
 	defer func() { r.busy = time.Since(start) }()
-	scratch := make([]byte, 65536)
-	var meta afpacket.RxMeta
+	// The frames of a batch sit one after the other in scratch, each copied from the capture as
+	// the kernel would write it into a ring block.
+	const maxFrame = 65536
+	scratch := make([]byte, dataplane.MaxBatch*maxFrame)
+	var fs [dataplane.MaxBatch]afpacket.Frame
+	var its [dataplane.MaxBatch]item
 	realPort := nports - 1
 	var p frame.Parsed
 	for loop := 0; loop < rc.Loops; loop++ {
@@ -459,64 +449,88 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 		var now int64
 		for i := 0; i < len(r.items); i += batch {
 			end := min(i+batch, len(r.items))
-			for _, it := range r.items[i:end] {
-				pk := &c.pkts[it.pkt]
-				now = base + pk.ts - pl.first
-				in := 0
-				var rid uint16 // real ID + 1 of the flow, 0 unknown
-				reply := it.flow != noFlow && it.flow&replyBit != 0
-				lf := it.flow &^ replyBit
-				if it.flow != noFlow {
-					rid = r.realOf[lf]
+			for j := i; j < end; {
+				// Fill one ProcessBatch batch: the packets of this round the harness feeds, each
+				// with its port (real servers' replies come in on the last port).
+				n, off, in := 0, 0, -1
+				for ; j < end && n < len(fs); j++ {
+					it := r.items[j]
+					pk := &c.pkts[it.pkt]
+					reply := it.flow != noFlow && it.flow&replyBit != 0
+					var rid uint16 // real ID + 1 of the flow, 0 unknown
+					if it.flow != noFlow {
+						rid = r.realOf[it.flow&^replyBit]
+					}
+					if reply && rid == 0 && pending(its[:n], it.flow&^replyBit) {
+						break // its flow is scheduled by a frame of this batch: learn where first
+					}
+					if reply {
+						if rc.Replies == ReplyDrop {
+							r.skipped++
+							continue
+						}
+						if rid != 0 && t.Services[t.Reals[rid-1].Service].Method == dataplane.MethodDR {
+							r.skipped++ // the real server answers the client directly
+							continue
+						}
+					}
+					port := 0
+					if reply && rid != 0 {
+						port = realPort
+					}
+					if in >= 0 && port != in {
+						break // a batch comes from one port, as from one ring
+					}
+					in = port
+					now = base + pk.ts - pl.first
+					b := scratch[off : off+int(pk.n)]
+					copy(b, c.data[pk.off:pk.off+int64(pk.n)])
+					off += (int(pk.n) + 63) &^ 63
+					if port == realPort {
+						real := t.Reals[rid-1]
+						p = pl.parsed[it.aux]
+						rp := real.Addr.Port()
+						if rp == 0 {
+							rp = p.SrcPort
+						}
+						frame.RewriteSrc(b, &p, real.Addr.Addr().As16(), rp)
+					}
+					fs[n] = afpacket.Frame{Data: b, Meta: afpacket.RxMeta{Len: pk.wire}}
+					its[n] = it
+					n++
 				}
-				if reply {
-					if rc.Replies == ReplyDrop {
-						r.skipped++
+				if n == 0 {
+					continue
+				}
+				sent := r.w.ProcessBatch(in, fs[:n], now)
+				r.fed += uint64(n)
+				for k, it := range its[:n] {
+					if sent&(1<<uint(k)) == 0 || it.flow == noFlow {
 						continue
 					}
-					if rid != 0 && t.Services[t.Reals[rid-1].Service].Method == dataplane.MethodDR {
-						r.skipped++ // the real server answers the client directly
+					lf := it.flow &^ replyBit
+					rid := r.realOf[lf]
+					if it.flow&replyBit != 0 {
+						if rid != 0 {
+							r.realPackets[rid-1]++
+						}
 						continue
 					}
-				}
-				b := scratch[:pk.n]
-				copy(b, c.data[pk.off:pk.off+int64(pk.n)])
-				meta = afpacket.RxMeta{Len: pk.wire}
-				if reply && rid != 0 {
-					real := t.Reals[rid-1]
-					p = pl.parsed[it.aux]
-					port := real.Addr.Port()
-					if port == 0 {
-						port = p.SrcPort
+					// transmit wrote the next hop's MAC into the frame before copying it out.
+					id, ok := realOfMAC(fs[k].Data[:6])
+					if !ok {
+						continue
 					}
-					frame.RewriteSrc(b, &p, real.Addr.Addr().As16(), port)
-					in = realPort
-				}
-				before := r.tr.commits
-				r.w.Process(in, b, &meta, now)
-				r.fed++
-				if r.tr.commits == before || it.flow == noFlow {
-					continue
-				}
-				if reply {
-					if rid != 0 {
-						r.realPackets[rid-1]++
+					switch rid {
+					case 0:
+						r.realOf[lf] = id + 1
+						r.realFlows[id]++
+					case id + 1:
+					default:
+						r.sticky++
 					}
-					continue
+					r.realPackets[id]++
 				}
-				id, ok := realOfMAC(r.tr.lastDst[:])
-				if !ok {
-					continue
-				}
-				switch rid {
-				case 0:
-					r.realOf[lf] = id + 1
-					r.realFlows[id]++
-				case id + 1:
-				default:
-					r.sticky++
-				}
-				r.realPackets[id]++
 			}
 			r.w.FlushAll()
 			r.w.Expire(now)
@@ -528,6 +542,16 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 	}
 	r.w.FlushAll()
 	r.w.Publish()
+}
+
+// pending reports whether a client packet of local flow lf is among its.
+func pending(its []item, lf uint32) bool {
+	for _, it := range its {
+		if it.flow == lf {
+			return true
+		}
+	}
+	return false
 }
 
 // baseline measures a loop that only copies each frame once (ns per frame): the floor any replay

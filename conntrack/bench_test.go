@@ -64,6 +64,23 @@ func BenchmarkLookup(b *testing.B) {
 		run("hit-hot", hot)
 		run("hit-random", random)
 		run("miss", misses)
+		// As a worker looks up a batch of frames: hash all, Prefetch, then look each up.
+		b.Run("hit-random-batched/"+sizeName(size), func(b *testing.B) {
+			b.ReportAllocs()
+			var hs [benchBatch]uint64
+			mask := len(random) - 1
+			i := 0
+			for b.Loop() {
+				if i%benchBatch == 0 {
+					for j := range hs {
+						hs[j] = tab.Hash(&random[(i+j)&mask])
+					}
+					tab.Prefetch(hs[:])
+				}
+				sinkID, _, sinkOK = tab.LookupHashed(&random[i&mask], hs[i%benchBatch])
+				i++
+			}
+		})
 		tab = nil
 		runtime.GC()
 	}
@@ -95,6 +112,54 @@ func BenchmarkInsert(b *testing.B) {
 		runtime.GC()
 	}
 }
+
+// BenchmarkInsertBatched is BenchmarkInsert over fresh random clients the way a worker inserts
+// within a batch of frames: the batch's original and reply tuples are prefetched first.
+func BenchmarkInsertBatched(b *testing.B) {
+	for _, size := range benchSizes {
+		tab := fill(b, size, benchBatch)
+		rng := rand.New(rand.NewPCG(7, 8))
+		keys := make([]Key, 1<<16)
+		for i := range keys {
+			keys[i] = nkey(uint32(size)+rng.Uint32N(1<<24), false)
+		}
+		nc := natConn(2)
+		b.Run(sizeName(size), func(b *testing.B) {
+			b.ReportAllocs()
+			var hs [2 * benchBatch]uint64
+			var ids [benchBatch]uint32
+			mask := len(keys) - 1
+			i := 0
+			for b.Loop() {
+				j := i % benchBatch
+				if j == 0 {
+					for x := range benchBatch {
+						k := &keys[(i+x)&mask]
+						r := Key{Src: nc.Real, Dst: k.Src, SrcPort: nc.RealPort, DstPort: k.SrcPort, Proto: k.Proto}
+						hs[2*x], hs[2*x+1] = tab.Hash(k), tab.Hash(&r)
+					}
+					tab.Prefetch(hs[:])
+				}
+				id, err := tab.Insert(&keys[i&mask], &nc, 0, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ids[j] = id
+				if j == benchBatch-1 {
+					for _, id := range ids {
+						tab.Delete(id)
+					}
+				}
+				i++
+			}
+		})
+		tab = nil
+		runtime.GC()
+	}
+}
+
+// benchBatch is the batch size of the batched benchmarks, the data plane's (dataplane.MaxBatch).
+const benchBatch = 32
 
 // BenchmarkExpire: "scan" is Expire over a table where nothing is due (the per-call cost of the
 // incremental sweep: budget 64 looks at 512 entries; entries/op is reported); "remove" is one due

@@ -220,6 +220,11 @@ func FuzzTable(f *testing.F) {
 					k = Key{Src: real, Dst: orig.Src, SrcPort: 8080, DstPort: orig.SrcPort, Proto: orig.Proto}
 				}
 				id, dir, ok := tab.Lookup(&k)
+				if b&1 != 0 { // the data plane's way: hash, prefetch a batch, look up by hash
+					h := tab.Hash(&k)
+					tab.Prefetch([]uint64{h, tab.Hash(&orig), uint64(a) * 0x9e3779b97f4a7c15})
+					id, dir, ok = tab.LookupHashed(&k, h)
+				}
 				wid, wdir, wok := byKey(k)
 				if ok != wok || (ok && (id != wid || dir != wdir)) {
 					t.Fatalf("Lookup = (%d, %v, %v), model (%d, %v, %v)", id, dir, ok, wid, wdir, wok)

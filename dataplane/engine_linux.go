@@ -406,16 +406,19 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 	}
 }
 
-// drain hands up to rxBudget frames of s to w as port i and returns how many.
+// drain hands up to about rxBudget frames of s to w as port i, a batch at a time, and returns how
+// many.
 func (e *Engine) drain(w *Worker, i int, s *afpacket.Socket, now int64) int {
-	for j := 0; j < rxBudget; j++ {
-		f, m, ok := s.Next()
-		if !ok {
-			return j
+	got := 0
+	for got < rxBudget {
+		n := s.NextBatch(w.rx[:])
+		if n == 0 {
+			break
 		}
-		w.Process(i, f, m, now)
+		w.ProcessBatch(i, w.rx[:n], now)
+		got += n
 	}
-	return rxBudget
+	return got
 }
 
 // Close stops the workers, waits for them and closes (unmaps) every ring.

@@ -65,7 +65,7 @@ func fuzzSeeds(tb testing.TB) (seeds []fuzzSeed, warm [][]byte) {
 }
 
 // FuzzProcess feeds arbitrary frames with arbitrary ring metadata to a worker with NAT and DR
-// services: Process must never panic, whatever the bytes, status and virtio header say.
+// services: Process and ProcessBatch must never panic, whatever the bytes, status and virtio header say.
 func FuzzProcess(f *testing.F) {
 	seeds, warm := fuzzSeeds(f)
 	for _, s := range seeds {
@@ -96,6 +96,9 @@ func FuzzProcess(f *testing.F) {
 				in ^= 1
 			}
 		}
+		// And twice in one batch, the engine's way.
+		fs := []afpacket.Frame{{Data: append([]byte(nil), orig...), Meta: meta}, {Data: append([]byte(nil), orig...), Meta: meta}}
+		w.ProcessBatch(in, fs, 5)
 		w.FlushAll()
 		w.Expire(1 << 62)
 		w.Publish()

@@ -60,6 +60,10 @@ type Worker struct {
 	partial int    // offset of a partial checksum field inverted for rewriting, or -1
 
 	p, inner frame.Parsed
+	rx       [MaxBatch]afpacket.Frame // the engine's receive batch
+	batch    [MaxBatch]frame.Parsed   // ProcessBatch's parses
+	acts     [MaxBatch]uint8          // ProcessBatch: what each frame of the batch needs
+	hashes   [MaxBatch]uint64         // ProcessBatch: connection-table hashes of the frames to forward
 	key      conntrack.Key
 	tkey     conntrack.Key // persistence template key
 	flow     sched.Flow
@@ -146,30 +150,104 @@ func sameDests(a, b *Service) bool {
 // modified in place. It never allocates.
 func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 	w.now = now
-	w.partial = -1
+	p := &w.p
+	switch w.classify(b, meta, p) {
+	case actForward:
+		w.forward(in, b, meta, p, w.ct.Hash(w.keyOf(p)))
+	case actICMPError:
+		w.icmpError(in, b, meta, p)
+	}
+}
+
+// MaxBatch is the most frames ProcessBatch handles in one pass; it takes longer batches in pieces.
+const MaxBatch = 32
+
+// ProcessBatch handles frames received from port in, in order, as Process would one by one, and
+// returns a bit mask of the frames it queued for transmission (bit i: fs[i]; bits only for the first
+// 64). The frames may be modified in place. It never allocates.
+//
+// It parses the whole batch first and has the connection table prefetch every frame's entry
+// (conntrack.Table.Prefetch), so the batch's cache misses overlap instead of each frame waiting for
+// its own: with a million connections that halves the cost of a lookup.
+func (w *Worker) ProcessBatch(in int, fs []afpacket.Frame, now int64) (sent uint64) {
+	w.now = now
+	for base := 0; base < len(fs); base += MaxBatch {
+		batch := fs[base:min(base+MaxBatch, len(fs))]
+		nh := 0
+		for i := range batch {
+			f := &batch[i]
+			p := &w.batch[i]
+			w.acts[i] = w.classify(f.Data, &f.Meta, p)
+			if w.acts[i] == actForward {
+				w.hashes[nh] = w.ct.Hash(w.keyOf(p))
+				nh++
+			}
+		}
+		w.ct.Prefetch(w.hashes[:nh])
+		nh = 0
+		for i := range batch {
+			f := &batch[i]
+			var ok bool
+			switch w.acts[i] {
+			case actForward:
+				ok = w.forward(in, f.Data, &f.Meta, &w.batch[i], w.hashes[nh])
+				nh++
+			case actICMPError:
+				ok = w.icmpError(in, f.Data, &f.Meta, &w.batch[i])
+			}
+			if ok && base+i < 64 {
+				sent |= 1 << uint(base+i)
+			}
+		}
+	}
+	return sent
+}
+
+// What classify found a frame to need.
+const (
+	actDone      uint8 = iota // counted and dropped
+	actForward                // a TCP/UDP/ICMP query frame: look its tuple up and forward it
+	actICMPError              // an ICMP error: forward it by the connection it quotes
+)
+
+// classify counts a received frame and parses it into p; frames that cannot be forwarded are
+// counted as dropped.
+func (w *Worker) classify(b []byte, meta *afpacket.RxMeta, p *frame.Parsed) uint8 {
 	w.c[cRxFrames]++
 	if meta.Len > uint32(len(b)) {
 		w.drop(DropCaptureTruncated)
-		return
+		return actDone
 	}
-	p := &w.p
 	if err := frame.Parse(b, p); err != frame.ErrNone {
 		w.c[cParseBase+int(err)]++
-		return
+		return actDone
 	}
 	if p.Family == 0 {
 		w.drop(DropNotIP)
-		return
+		return actDone
 	}
 	if p.Frag == frame.FragLater {
 		// TODO(govs): forward later fragments by a (src, dst, IP ID) cache filled by the first.
 		w.drop(DropFragment)
-		return
+		return actDone
 	}
 	if frame.IsICMPError(p) {
-		w.icmpError(in, b, meta)
-		return
+		return actICMPError
 	}
+	return actForward
+}
+
+// keyOf sets the worker's lookup key to a parsed frame's tuple and returns it.
+func (w *Worker) keyOf(p *frame.Parsed) *conntrack.Key {
+	k := &w.key
+	k.Src, k.Dst, k.SrcPort, k.DstPort, k.Proto = p.Src, p.Dst, p.SrcPort, p.DstPort, p.Proto
+	return k
+}
+
+// forward looks up (or schedules) the connection of a parsed frame whose tuple hashes to h, rewrites
+// the frame and queues it for transmission; it reports whether it did.
+func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64) bool {
+	w.partial = -1
 	// A local sender (or GRO/GSO) left the transport checksum partial: the field holds only the
 	// pseudo-header sum and the device is to finish it. Keep it partial (the TX ring's virtio
 	// header asks the kernel or the NIC to finish it) and adjust the pseudo-header part while
@@ -193,9 +271,7 @@ func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 		w.partial = csum // transmit turns it back before the frame leaves
 	}
 
-	k := &w.key
-	k.Src, k.Dst, k.SrcPort, k.DstPort, k.Proto = p.Src, p.Dst, p.SrcPort, p.DstPort, p.Proto
-	id, dir, ok := w.ct.Lookup(k)
+	id, dir, ok := w.ct.LookupHashed(w.keyOf(p), h)
 	if ok && dir == conntrack.DirOriginal {
 		c := w.ct.Get(id)
 		r := w.tables.real(c.RS())
@@ -212,7 +288,7 @@ func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 	if !ok {
 		id, ok = w.newConn(in, b, p)
 		if !ok {
-			return
+			return false
 		}
 		dir = conntrack.DirOriginal
 	}
@@ -223,9 +299,9 @@ func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 	if r == nil || r.Service != c.VS || (r.Removed && w.tables.ExpireNodestConn) {
 		w.removeConn(id, c)
 		w.drop(DropRealRemoved)
-		return
+		return false
 	}
-	if old, cur := w.ct.Touch(id, dir, p.TCPFlags, now); conntrack.IsActive(old) != conntrack.IsActive(cur) {
+	if old, cur := w.ct.Touch(id, dir, p.TCPFlags, w.now); conntrack.IsActive(old) != conntrack.IsActive(cur) {
 		if cur == conntrack.StateEstablished || conntrack.IsActive(cur) {
 			r.Counts.Active.Add(1)
 			r.Counts.Inactive.Add(-1)
@@ -239,25 +315,28 @@ func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved {
 			w.drop(DropUnresolved)
-			return
+			return false
 		}
 		if svc.Method == MethodNAT {
 			old := p.DstPort
 			frame.RewriteDst(b, p, r.addr, realPort(r, p.DstPort))
 			w.unadjustPartialPort(b, p, old, p.DstPort)
 		}
-		if w.transmit(r.Port, b, meta, r.MAC) {
-			w.c[cForwarded]++
+		if !w.transmit(r.Port, b, meta, r.MAC) {
+			return false
 		}
-		return
+		w.c[cForwarded]++
+		return true
 	}
 	// A reply from the real server (NAT): back to the client as if from the VIP.
 	old := p.SrcPort
 	frame.RewriteSrc(b, p, svc.addr, virtualPort(svc, p.SrcPort))
 	w.unadjustPartialPort(b, p, old, p.SrcPort)
-	if w.transmit(int(c.InPort), b, meta, c.ClientMAC) {
-		w.c[cReplied]++
+	if !w.transmit(int(c.InPort), b, meta, c.ClientMAC) {
+		return false
 	}
+	w.c[cReplied]++
+	return true
 }
 
 // unadjustPartialPort takes a port change back out of a partial checksum field.
@@ -367,11 +446,11 @@ func (w *Worker) dropInsert(err error) {
 
 // icmpError forwards an ICMP error about a known connection: from the client side towards the
 // real server (about a reply we sent) or from the server side towards the client.
-func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta) {
-	p, q := &w.p, &w.inner
+func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parsed) bool {
+	q := &w.inner
 	if err := frame.ParseICMPError(b, p, q); err != frame.ErrNone {
 		w.c[cParseBase+int(err)]++
-		return
+		return false
 	}
 	// The quoted packet travelled the other way: its reverse is the tuple of our table.
 	k := &w.key
@@ -379,13 +458,13 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta) {
 	id, dir, ok := w.ct.Lookup(k)
 	if !ok {
 		w.drop(DropICMPNoConnection)
-		return
+		return false
 	}
 	c := w.ct.Get(id)
 	r := w.tables.real(c.RS())
 	if r == nil || r.Service != c.VS { // see Process
 		w.drop(DropRealRemoved)
-		return
+		return false
 	}
 	// Fix (TestICMPErrorPartialChecksum): the incremental rewrites below need a finished checksum,
 	// and the offload state of the received frame must not travel with the rewritten one.
@@ -399,25 +478,28 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta) {
 		// About a packet the VIP sent to the client: it goes to the real server.
 		if !r.Resolved {
 			w.drop(DropUnresolved)
-			return
+			return false
 		}
 		if svc.Method == MethodNAT {
 			frame.RewriteDst(b, p, r.addr, 0)
 			frame.RewriteInnerSrc(b, p, q, r.addr, realPort(r, q.SrcPort))
 		}
-		if w.transmit(r.Port, b, meta, r.MAC) {
-			w.c[cICMPErrors]++
+		if !w.transmit(r.Port, b, meta, r.MAC) {
+			return false
 		}
-		return
+		w.c[cICMPErrors]++
+		return true
 	}
 	// About a packet we sent to the real server: the client must see it as about the VIP.
 	if p.Src == r.addr {
 		frame.RewriteSrc(b, p, svc.addr, 0)
 	}
 	frame.RewriteInnerDst(b, p, q, svc.addr, virtualPort(svc, q.DstPort))
-	if w.transmit(int(c.InPort), b, meta, c.ClientMAC) {
-		w.c[cICMPErrors]++
+	if !w.transmit(int(c.InPort), b, meta, c.ClientMAC) {
+		return false
 	}
+	w.c[cICMPErrors]++
+	return true
 }
 
 // transmit copies b into a TX slot of port out with new MAC addresses, re-inserting a VLAN tag the

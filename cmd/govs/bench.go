@@ -117,6 +117,7 @@ func benchReplay(args []string) int {
 	conns := fs.Int("conns", 0, "connection-table capacity per worker (0: sized to the flows)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	chart := fs.String("chart", "", "also draw throughput over time and the per-server shares to this SVG file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the replay itself (not the loading) to this file, for go tool pprof")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
@@ -162,6 +163,15 @@ func benchReplay(args []string) int {
 		}
 		defer f.Close()
 		rc.Out = f
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "govs bench replay: failed to create -cpuprofile file: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		rc.CPUProfile = f
 	}
 	if isTerminal(os.Stderr) {
 		rc.Progress = bench.ProgressBar(os.Stderr)

@@ -73,6 +73,12 @@ type RxMeta struct {
 	Vnet     VnetHdr
 }
 
+// Frame is one received frame with its metadata, as NextBatch hands them out.
+type Frame struct {
+	Data []byte
+	Meta RxMeta
+}
+
 // VnetHdr is a struct virtio_net_hdr in host byte order (packet sockets use the legacy,
 // native-endian layout).
 type VnetHdr struct {

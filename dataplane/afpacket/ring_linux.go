@@ -84,6 +84,26 @@ func (r *rxRing) next() ([]byte, *RxMeta, bool) {
 	return nil, nil, false
 }
 
+// nextBatch is next for up to len(fs) frames of one block (see Socket.NextBatch).
+func (r *rxRing) nextBatch(fs []Frame) int {
+	f, m, ok := r.next()
+	if !ok {
+		return 0
+	}
+	fs[0] = Frame{Data: f, Meta: *m}
+	n := 1
+	for n < len(fs) && r.left > 0 {
+		f, ok := r.packet()
+		if !ok {
+			r.left = 0 // a header we cannot trust: the next call gives the rest of the block back
+			break
+		}
+		fs[n] = Frame{Data: f, Meta: r.meta}
+		n++
+	}
+	return n
+}
+
 // idle reports whether no frame is waiting: none left in a held block, no retired block, and
 // the kernel's open block (the one after the last we handed back, recognised by its sequence
 // number, since a block not reopened yet still shows its old count) holds no frame.

@@ -260,6 +260,26 @@ func (s *Socket) Next() (frame []byte, meta *RxMeta, ok bool) {
 	return s.rx.next()
 }
 
+// NextBatch fills fs with the next received frames, at most len(fs), and returns how many. On a
+// TPACKETv3 ring they come from one block, so every frame of the batch stays valid (in the ring,
+// not copied) until the next call to NextBatch or Next; the data plane reads a batch first and
+// processes it after, so that the connection-table misses of the batch overlap. A TPACKET_V2 ring
+// (the latency ring) hands out one frame per call.
+func (s *Socket) NextBatch(fs []Frame) int {
+	if len(fs) == 0 {
+		return 0
+	}
+	if s.geo.frameRing {
+		f, m, ok := s.frx.next()
+		if !ok {
+			return 0
+		}
+		fs[0] = Frame{Data: f, Meta: *m}
+		return 1
+	}
+	return s.rx.nextBatch(fs)
+}
+
 // RxIdle reports whether the RX ring holds nothing for user space now or later: no frame or
 // block is ready and (TPACKETv3) the block the kernel is filling is empty, so no retire is
 // pending. Use it once the socket can receive nothing more (its fanout group sends elsewhere)

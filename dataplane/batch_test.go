@@ -1,0 +1,178 @@
+package dataplane
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/govs/govs/dataplane/afpacket"
+)
+
+// batchStream is a mixed stream of frames with the port each arrives on: SYNs, data and FINs of
+// many NAT and DR flows, real servers' replies (some from the server the flow went to, some not),
+// ICMP errors about them, partial checksums and truncated or cut frames.
+type inFrame struct {
+	port int
+	b    []byte
+	meta afpacket.RxMeta
+}
+
+func batchStream(tb testing.TB, rng *rand.Rand) []inFrame {
+	var s []inFrame
+	add := func(port int, b []byte, meta afpacket.RxMeta) {
+		if meta.Len == 0 {
+			meta.Len = uint32(len(b))
+		}
+		s = append(s, inFrame{port, b, meta})
+	}
+	for i := range 60 {
+		tc := natCases[i%len(natCases)]
+		cport := uint16(30000 + i)
+		add(0, build(tb, clientPkt(tc.clientAt(cport), tc.vip, tc.proto, tc.first())), afpacket.RxMeta{})
+		rs := rng.IntN(2)
+		add(1, build(tb, tc.replyPkt(rs, cport)), afpacket.RxMeta{})
+		data := build(tb, clientPkt(tc.clientAt(cport), tc.vip, tc.proto, tcpACK))
+		add(0, data, afpacket.RxMeta{})
+		p := append([]byte(nil), data...)
+		add(0, p, afpacket.RxMeta{Vnet: makePartial(tb, p)})
+		if i%5 == 0 { // a router on the client side cannot forward the VIP's reply
+			router, typ, code := netip.MustParseAddr("198.18.1.1"), uint8(3), uint8(4)
+			if strings.Contains(tc.client, ":") {
+				router, typ, code = netip.MustParseAddr("2001:2:0:1::1"), 2, 0
+			}
+			rp := tc.replyPkt(rs, cport)
+			rp.src = netip.MustParseAddrPort(tc.vip)
+			add(0, icmpFrame(tb, macRouter, macPort0, router, rp.src.Addr(), typ, code, 1400, quotedPacket(tb, rp)), afpacket.RxMeta{})
+		}
+		if i%7 == 0 { // cut short
+			add(0, data[:rng.IntN(len(data))], afpacket.RxMeta{})
+		}
+		if i%11 == 0 { // captured shorter than on the wire
+			add(0, data, afpacket.RxMeta{Len: uint32(len(data) + 10)})
+		}
+		dr := build(tb, clientPkt("[2001:2:0:1::10]:"+strconv.Itoa(int(cport)), "[2001:2::200]:80", 6, tcpSYN))
+		add(0, dr, afpacket.RxMeta{})
+		if tc.proto == 6 {
+			add(0, build(tb, clientPkt(tc.clientAt(cport), tc.vip, tc.proto, tcpFIN|tcpACK)), afpacket.RxMeta{})
+		}
+	}
+	// Shuffle lightly: neighbours swap, so flows interleave but keep their SYN first mostly.
+	for i := 1; i < len(s); i++ {
+		if rng.IntN(3) == 0 {
+			s[i-1], s[i] = s[i], s[i-1]
+		}
+	}
+	return s
+}
+
+// TestProcessBatchSameAsProcess runs one stream through a worker frame by frame (Process) and
+// through another in batches of random sizes (ProcessBatch): both must transmit the same frames in
+// the same order and count the same, and the batch's sent mask must name exactly the frames sent.
+func TestProcessBatchSameAsProcess(t *testing.T) {
+	for seed := range uint64(4) {
+		rng := rand.New(rand.NewPCG(seed, 99))
+		stream := batchStream(t, rng)
+		one := newRig(t, buildTables(1, standardSpecs()...), 1024)
+		bat := newRig(t, buildTables(1, standardSpecs()...), 1024)
+		now := int64(1e9)
+		sentMask := 0
+		for i := 0; i < len(stream); {
+			// A batch comes from one port, like one ring's block.
+			n := 1 + rng.IntN(2*MaxBatch)
+			j := i
+			for j < len(stream) && j-i < n && stream[j].port == stream[i].port {
+				j++
+			}
+			fs := make([]afpacket.Frame, 0, j-i)
+			for _, f := range stream[i:j] {
+				m := f.meta
+				one.w.Process(f.port, append([]byte(nil), f.b...), &m, now)
+				fs = append(fs, afpacket.Frame{Data: append([]byte(nil), f.b...), Meta: f.meta})
+			}
+			before := bat.w.c[cForwarded] + bat.w.c[cReplied] + bat.w.c[cICMPErrors]
+			mask := bat.w.ProcessBatch(stream[i].port, fs, now)
+			got := bat.w.c[cForwarded] + bat.w.c[cReplied] + bat.w.c[cICMPErrors] - before
+			if want := uint64(bitsSet(mask, len(fs))); got != want {
+				t.Fatalf("seed %d: batch of %d sent %d frames, mask %b names %d", seed, len(fs), got, mask, want)
+			}
+			sentMask += int(got)
+			one.w.FlushAll()
+			bat.w.FlushAll()
+			now += 1e6
+			i = j
+		}
+		if one.w.c != bat.w.c {
+			t.Fatalf("seed %d: counters differ:\nProcess      %v\nProcessBatch %v", seed, nonZero(one.w), nonZero(bat.w))
+		}
+		for p := range one.out {
+			a, b := one.out[p].Frames, bat.out[p].Frames
+			if len(a) != len(b) {
+				t.Fatalf("seed %d port %d: %d frames sent one by one, %d in batches", seed, p, len(a), len(b))
+			}
+			for k := range a {
+				if !bytes.Equal(a[k], b[k]) {
+					t.Fatalf("seed %d port %d: frame %d differs", seed, p, k)
+				}
+			}
+		}
+		if sentMask == 0 || one.w.c[cReplied] == 0 || one.w.c[cICMPErrors] == 0 || one.w.c[cDropBase+int(DropCaptureTruncated)] == 0 {
+			t.Fatalf("seed %d: the stream misses a path: %v", seed, nonZero(one.w))
+		}
+	}
+}
+
+func bitsSet(mask uint64, n int) int {
+	c := 0
+	for i := range min(n, 64) {
+		if mask&(1<<uint(i)) != 0 {
+			c++
+		}
+	}
+	return c
+}
+
+// TestProcessBatchAllocs: a batch of established NAT frames, both directions, allocates nothing.
+func TestProcessBatchAllocs(t *testing.T) {
+	r := newRig(t, buildTables(1, standardSpecs()...), 1024)
+	tc := natCases[0]
+	var fwd, rep [][]byte
+	for i := range MaxBatch {
+		cport := uint16(20000 + i)
+		out := r.one(t, 0, build(t, clientPkt(tc.clientAt(cport), tc.vip, tc.proto, tcpSYN)), afpacket.RxMeta{})
+		rs := 0
+		if !bytes.Equal(out.frame[:6], macRS[0][:]) {
+			rs = 1
+		}
+		fwd = append(fwd, build(t, clientPkt(tc.clientAt(cport), tc.vip, tc.proto, tcpACK)))
+		rep = append(rep, build(t, tc.replyPkt(rs, cport)))
+	}
+	r.ports[0].Sink, r.ports[1].Sink = nil, nil
+	fs := make([]afpacket.Frame, MaxBatch)
+	bufs := make([][]byte, MaxBatch)
+	for i := range bufs {
+		bufs[i] = make([]byte, 2048)
+	}
+	load := func(src [][]byte) {
+		for i, b := range src {
+			fs[i] = afpacket.Frame{Data: bufs[i][:copy(bufs[i], b)], Meta: afpacket.RxMeta{Len: uint32(len(b))}}
+		}
+	}
+	var sent uint64
+	allocs := testing.AllocsPerRun(100, func() {
+		r.now += 1000
+		load(fwd)
+		sent = r.w.ProcessBatch(0, fs, r.now)
+		load(rep)
+		sent &= r.w.ProcessBatch(1, fs, r.now)
+		r.w.FlushAll()
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per two batches of %d, want 0", allocs, MaxBatch)
+	}
+	if sent != 1<<MaxBatch-1 {
+		t.Fatalf("sent mask %b: every frame of both batches should have been sent; counters %v", sent, nonZero(r.w))
+	}
+}
