@@ -20,8 +20,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -205,28 +203,12 @@ const namespacePrefix = "govs-benchlab"
 // removeStaleNamespaces deletes namespaces a killed earlier run left behind: ours by prefix,
 // whose process is gone.
 func removeStaleNamespaces(log *os.File) {
-	ents, err := os.ReadDir("/run/netns")
-	if err != nil {
-		return
+	removed, err := lab.RemoveStale(namespacePrefix)
+	for _, n := range removed {
+		fmt.Fprintf(log, "benchlab: removed stale namespace %s (its process is gone)\n", n)
 	}
-	for _, e := range ents {
-		rest, ok := strings.CutPrefix(e.Name(), namespacePrefix+"-")
-		if !ok {
-			continue
-		}
-		pidStr, _, _ := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidStr)
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join("/proc", pidStr)); err == nil {
-			continue // its run is still going
-		}
-		if out, err := exec.Command("ip", "netns", "del", e.Name()).CombinedOutput(); err != nil {
-			fmt.Fprintf(log, "benchlab: could not remove stale namespace %s: %v: %s\n", e.Name(), err, out)
-		} else {
-			fmt.Fprintf(log, "benchlab: removed stale namespace %s (pid %d is gone)\n", e.Name(), pid)
-		}
+	if err != nil {
+		fmt.Fprintf(log, "benchlab: could not remove every stale namespace: %v\n", err)
 	}
 }
 

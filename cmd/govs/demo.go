@@ -112,6 +112,13 @@ func demoData(t *lab.Topology, workers int, sock string) demoVars {
 }
 
 func runDemo(requests, workers int) error {
+	// A demo killed outright (SIGKILL) could not tear down; its namespaces go now.
+	if removed, err := lab.RemoveStale("govs-demo"); len(removed) > 0 || err != nil {
+		fmt.Printf("== removed %d namespaces of an earlier demo that was killed\n", len(removed))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "govs demo: could not remove every stale namespace: %v\n", err)
+		}
+	}
 	fmt.Println("== building the demo topology: client — br0 — [l0 govs l1] — br1 — rs1 rs2 rs3 (network namespaces)")
 	topo, err := lab.New(lab.Options{Method: "nat", IPv6: true, Prefix: "govs-demo"})
 	if err != nil {
@@ -121,10 +128,12 @@ func runDemo(requests, workers int) error {
 		topo.Close()
 		fmt.Println("== torn down: every demo namespace removed")
 	}()
-	// Tear down on ^C too.
+	// Tear down on ^C, kill and hang-up too. Output piped into a reader that quits early (| head)
+	// must not kill the demo before it tears down: writes to the closed pipe fail instead.
 	stopSig := make(chan os.Signal, 1)
-	signal.Notify(stopSig, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(stopSig, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(stopSig)
+	signal.Ignore(syscall.SIGPIPE)
 
 	servers, err := lab.StartServers(topo)
 	if err != nil {
@@ -152,6 +161,9 @@ func runDemo(requests, workers int) error {
 	}
 	fmt.Printf("== starting govs in namespace %s with the embedded configuration (govs demo -print-config shows it)\n", topo.Balancer.Name)
 	cmd := topo.Balancer.Command(self, "run", "-config", cfgPath)
+	// Should the demo itself be killed outright, govs stops with it (and the next demo removes the
+	// namespaces).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	var logs lab.Output
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
