@@ -76,6 +76,10 @@ type Report struct {
 	PPS             float64 `json:"pps"`
 	NsPerPacket     float64 `json:"ns_per_packet"`     // wall time per packet
 	NsPerPacketCore float64 `json:"ns_per_packet_cpu"` // summed worker time per packet (cost on one core)
+	// NsPerPacketDataplane is the part of NsPerPacketCore spent in the data plane's own code
+	// (ProcessBatch, FlushAll, Expire), without the harness's work of copying frames out of the
+	// capture and presenting replies as coming from the chosen real server.
+	NsPerPacketDataplane float64 `json:"ns_per_packet_dataplane"`
 	AllocsPerPacket float64 `json:"allocs_per_packet"`
 	// BaselineNsPerPacket is a loop that only copies each frame once, measured in the same run:
 	// the memory-bandwidth floor of any replay.
@@ -231,6 +235,7 @@ type replayer struct {
 	fed         uint64
 	peak        int
 	busy        time.Duration
+	inDataplane time.Duration // time inside the worker's calls
 	done        atomic.Uint64
 }
 
@@ -388,7 +393,7 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 	}
 
 	ws := make([]*dataplane.Worker, len(rs))
-	var busy time.Duration
+	var busy, inDataplane time.Duration
 	for i, r := range rs {
 		ws[i] = r.w
 		rep.Packets += r.fed
@@ -396,6 +401,7 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 		rep.Skipped += r.skipped
 		rep.ConntrackPeak += r.peak
 		busy += r.busy
+		inDataplane += r.inDataplane
 	}
 	st := dataplane.WorkerStats(ws...)
 	rep.Forwarded = st.Counters["forwarded"]
@@ -421,6 +427,7 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 		rep.PPS = float64(rep.Packets) / rep.Seconds
 		rep.NsPerPacket = float64(elapsed.Nanoseconds()) / float64(rep.Packets)
 		rep.NsPerPacketCore = float64(busy.Nanoseconds()) / float64(rep.Packets)
+		rep.NsPerPacketDataplane = float64(inDataplane.Nanoseconds()) / float64(rep.Packets)
 		rep.AllocsPerPacket = float64(allocs) / float64(rep.Packets)
 	}
 	if elapsed > 0 {
@@ -502,7 +509,9 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 				if n == 0 {
 					continue
 				}
+				t0 := time.Now()
 				sent := r.w.ProcessBatch(in, fs[:n], now)
+				r.inDataplane += time.Since(t0)
 				r.fed += uint64(n)
 				for k, it := range its[:n] {
 					if sent&(1<<uint(k)) == 0 || it.flow == noFlow {
@@ -532,8 +541,10 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 					r.realPackets[id]++
 				}
 			}
+			t0 := time.Now()
 			r.w.FlushAll()
 			r.w.Expire(now)
+			r.inDataplane += time.Since(t0)
 			if live, _ := r.w.Conns(); live > r.peak {
 				r.peak = live
 			}
