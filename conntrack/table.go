@@ -255,6 +255,9 @@ func New(cfg Config) (*Table, error) {
 // Len returns the number of entries in use (connections and templates).
 func (t *Table) Len() int { return t.n }
 
+// Span returns how many entry ids have ever been used: what a full Expire sweep walks.
+func (t *Table) Span() int { return int(t.hwm) }
+
 // Cap returns the maximum number of entries.
 func (t *Table) Cap() int { return len(t.conns) }
 

@@ -7,7 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/dataplane/afpacket"
 )
 
@@ -174,5 +176,41 @@ func TestProcessBatchAllocs(t *testing.T) {
 	}
 	if sent != 1<<MaxBatch-1 {
 		t.Fatalf("sent mask %b: every frame of both batches should have been sent; counters %v", sent, nonZero(r.w))
+	}
+}
+
+// TestExpirePacedByTime: expiry takes one step per table tick, however often it is called, and a
+// step removes a bounded number of connections; steps in later ticks remove the rest.
+func TestExpirePacedByTime(t *testing.T) {
+	r := newRig(t, buildTables(1, standardSpecs()...), 4096)
+	r.ports[0].Sink, r.ports[1].Sink = nil, nil
+	tc := natCases[1] // UDP: one datagram makes a connection
+	const conns = 1000
+	for i := range conns {
+		r.process(0, build(t, clientPkt(tc.clientAt(uint16(10000+i)), tc.vip, tc.proto, 0)), afpacket.RxMeta{})
+	}
+	if n := r.w.ct.Len(); n != conns {
+		t.Fatalf("%d connections, want %d", n, conns)
+	}
+	now := r.now + int64(time.Hour) // past the UDP timeout
+	r.w.Expire(now)
+	step := conns - r.w.ct.Len()
+	if step == 0 || step == conns {
+		t.Fatalf("one expiry step removed %d of %d due connections: want some, not all", step, conns)
+	}
+	for range 10 {
+		r.w.Expire(now) // same tick: nothing more
+	}
+	if got := conns - r.w.ct.Len(); got != step {
+		t.Fatalf("calls within one tick removed %d more", got-step)
+	}
+	ticks := 1
+	for r.w.ct.Len() > 0 && ticks < 100 {
+		now += 1 << conntrack.TickShift
+		r.w.Expire(now)
+		ticks++
+	}
+	if r.w.ct.Len() != 0 || ticks != (conns+step-1)/step {
+		t.Fatalf("%d connections left after %d ticks of %d removals; want none after %d", r.w.ct.Len(), ticks, step, (conns+step-1)/step)
 	}
 }

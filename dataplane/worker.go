@@ -3,6 +3,7 @@ package dataplane
 import (
 	"encoding/binary"
 	"sync/atomic"
+	"time"
 
 	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/dataplane/afpacket"
@@ -35,9 +36,12 @@ const (
 	// rxBudget bounds how many frames a worker takes from one port before it serves the others
 	// and kicks its transmit rings.
 	rxBudget = 256
-	// expireBudget bounds the connection-table entries a worker expires per loop, so expiry never
-	// stalls forwarding.
-	expireBudget = 64
+	// A worker's expiry sweeps its connection table once every expireSweep, looking at between
+	// expireMinLooks and expireMaxLooks entries per table tick (see Worker.Expire). With the
+	// largest tables (2^26 entries per worker) a sweep takes about 17 s.
+	expireSweep    = 2 * time.Second
+	expireMinLooks = 512
+	expireMaxLooks = 4096
 )
 
 // Worker forwards frames between its ports. Everything it writes is its own: its connection
@@ -72,6 +76,8 @@ type Worker struct {
 	pub  *published
 	rpN  []uint64 // worker-local per-real packet counts
 	seen uint32   // last Tables generation the worker adapted to
+
+	expireTick int64 // table tick of the last expiry sweep step
 
 	expireFn func(uint32, *conntrack.Conn) // w.onExpire, bound once so expiry does not allocate
 }
@@ -615,9 +621,19 @@ func (w *Worker) removeConn(id uint32, c *conntrack.Conn) {
 	w.ct.Delete(id)
 }
 
-// Expire removes idle connections, a bounded number per call.
+// Expire removes idle connections. Its pace is set by time, not by packets: the first call in each
+// table tick (about 1 ms) looks at enough entries to sweep the whole table every expireSweep, at
+// least expireMinLooks and at most expireMaxLooks, so a busy worker pays per second, not per frame,
+// and no call stalls forwarding for long. Later calls in the same tick return at once.
 func (w *Worker) Expire(now int64) {
-	w.ct.Expire(now, expireBudget, w.expireFn)
+	tk := now >> conntrack.TickShift
+	if tk == w.expireTick {
+		return
+	}
+	w.expireTick = tk
+	looks := w.ct.Span() / int(expireSweep>>conntrack.TickShift)
+	looks = min(max(looks, expireMinLooks), expireMaxLooks)
+	w.ct.Expire(now, looks/8, w.expireFn) // Expire looks at up to 8 entries per removal allowed
 }
 
 // onExpire is called for every entry the table expires or evicts.
