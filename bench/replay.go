@@ -80,7 +80,7 @@ type Report struct {
 	// (ProcessBatch, FlushAll, Expire), without the harness's work of copying frames out of the
 	// capture and presenting replies as coming from the chosen real server.
 	NsPerPacketDataplane float64 `json:"ns_per_packet_dataplane"`
-	AllocsPerPacket float64 `json:"allocs_per_packet"`
+	AllocsPerPacket      float64 `json:"allocs_per_packet"`
 	// BaselineNsPerPacket is a loop that only copies each frame once, measured in the same run:
 	// the memory-bandwidth floor of any replay.
 	BaselineNsPerPacket float64 `json:"baseline_ns_per_packet"`

@@ -378,34 +378,37 @@ func (t *Table) Prefetch(hs []uint64) {
 	var acc uint32
 	var refs [64]uint32
 	index, conns := t.index, t.conns
+	tagMask := ^uint32(0) << (t.refBits + distBits)
 	for len(hs) > 0 {
 		n := min(len(hs), len(refs))
-		for _, h := range hs[:n] {
-			acc += index[t.home(h)]
-		}
-		// The slots of a short probe chain share the home slot's cache line (or the next one),
-		// now cached: find the first matching tag, if any, before the entry loads, so that the
-		// entry loop below has no branch on loaded data.
+		// Pass 1, the index misses: nothing but independent loads.
 		for j, h := range hs[:n] {
-			i, tag := t.home(h), t.tag(h)
-			refs[j] = 0
-			for range 4 {
-				s := index[i]
-				if s == 0 {
-					break
-				}
-				if t.tagOf(s) == tag {
-					refs[j] = s & t.refMask
-					break
-				}
-				if i++; i == t.nslots {
-					i = 0
+			refs[j] = index[t.home(h)]
+		}
+		// Pass 2, now from the cache: the first slot of each chain with the hash's tag. The slots of
+		// a short chain share the home slot's cache line, or the next one. A home slot with another
+		// tag sends the loop on along the chain, which is rare at the designed load.
+		for j, h := range hs[:n] {
+			s, tag := refs[j], t.tag(h)
+			if s&tagMask != tag && s != 0 {
+				i := t.home(h)
+				for range 3 {
+					if i++; i == t.nslots {
+						i = 0
+					}
+					if s = index[i]; s == 0 || s&tagMask == tag {
+						break
+					}
 				}
 			}
+			if s&tagMask != tag {
+				s = 0
+			}
+			refs[j] = s & t.refMask
 		}
+		// Pass 3, the entry misses: independent loads again. An entry spans two or three cache lines:
+		// touch its start, middle and end. (Ref 0, no match, touches entry 0: harmless.)
 		for _, r := range refs[:n] {
-			// An entry spans two or three cache lines: touch its start, middle and end. (Ref 0,
-			// no match, touches entry 0: harmless.)
 			c := &conns[(r-min(r, 1))>>1]
 			acc += uint32(c.client[0]) + uint32(c.cport) + c.aux
 		}

@@ -88,7 +88,7 @@ func TestProcessAllocs(t *testing.T) {
 			port++
 			copy(buf, syn)
 			binary.BigEndian.PutUint16(buf[l4:], port) // the worker does not verify transport checksums
-			r.now += 2 << 20 // a table tick: expiry takes a step once per tick
+			r.now += 2 << 20                           // a table tick: expiry takes a step once per tick
 			meta = afpacket.RxMeta{Len: uint32(len(buf))}
 			r.w.Process(0, buf, &meta, r.now)
 			r.w.FlushAll()

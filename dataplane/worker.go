@@ -278,17 +278,21 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 	}
 
 	id, dir, ok := w.ct.LookupHashed(w.keyOf(p), h)
-	if ok && dir == conntrack.DirOriginal {
-		c := w.ct.Get(id)
-		r := w.tables.real(c.RS())
-		usable := r != nil && r.Service == c.VS && !r.Removed && r.Weight > 0
-		if c.Flags&conntrack.FlagOnePacket != 0 ||
-			(p.Proto == frame.ProtoTCP && conntrack.NeedsReschedule(c.State(), dir, p.TCPFlags, usable)) {
-			// Each datagram of a one-packet service, or a new connection reusing the tuple of a
-			// closed one or of one whose real server no longer takes connections: schedule afresh
-			// (IPVS conn_reuse_mode, without its one-second stall).
-			w.removeConn(id, c)
-			ok = false
+	var c *conntrack.Conn
+	var r *Real
+	if ok {
+		c = w.ct.Get(id)
+		r = w.tables.real(c.RS())
+		if dir == conntrack.DirOriginal {
+			usable := r != nil && r.Service == c.VS && !r.Removed && r.Weight > 0
+			if c.Flags&conntrack.FlagOnePacket != 0 ||
+				(p.Proto == frame.ProtoTCP && conntrack.NeedsReschedule(c.State(), dir, p.TCPFlags, usable)) {
+				// Each datagram of a one-packet service, or a new connection reusing the tuple of a
+				// closed one or of one whose real server no longer takes connections: schedule afresh
+				// (IPVS conn_reuse_mode, without its one-second stall).
+				w.removeConn(id, c)
+				ok = false
+			}
 		}
 	}
 	if !ok {
@@ -297,9 +301,9 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 			return false
 		}
 		dir = conntrack.DirOriginal
+		c = w.ct.Get(id)
+		r = w.tables.real(c.RS())
 	}
-	c := w.ct.Get(id)
-	r := w.tables.real(c.RS())
 	// A reload may give a removed real server's ID to a real server of another service; the
 	// connection must not follow the ID there (TestReloadRealIDReused).
 	if r == nil || r.Service != c.VS || (r.Removed && w.tables.ExpireNodestConn) {

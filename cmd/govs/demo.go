@@ -163,7 +163,7 @@ func runDemo(requests, workers int) error {
 	cmd := topo.Balancer.Command(self, "run", "-config", cfgPath)
 	// Should the demo itself be killed outright, govs stops with it (and the next demo removes the
 	// namespaces).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	stopWithParent(cmd)
 	var logs lab.Output
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {

@@ -27,6 +27,28 @@ func TestChecksumMatchesNaive(t *testing.T) {
 	}
 }
 
+// TestHeaderSum20 checks the unrolled IPv4 header sum against the reference, including all-ones and
+// all-zero headers.
+func TestHeaderSum20(t *testing.T) {
+	rng := rand.New(rand.NewSource(7))
+	b := make([]byte, 20)
+	for i := range 10000 {
+		switch i {
+		case 0:
+			clear(b)
+		case 1:
+			for j := range b {
+				b[j] = 0xff
+			}
+		default:
+			rng.Read(b)
+		}
+		if got, want := headerSum20(b), naiveChecksum(b, 0); got != want {
+			t.Fatalf("headerSum20(%x) = %#x, want %#x", b, got, want)
+		}
+	}
+}
+
 func TestChecksumEdges(t *testing.T) {
 	ones := make([]byte, 4096)
 	for i := range ones {

@@ -149,7 +149,11 @@ func parseIPv4(b []byte, p *Parsed) Error {
 	if total < ihl || total > avail {
 		return ErrBadIPv4Length
 	}
-	if Checksum(h[:ihl], 0) != 0xffff {
+	if ihl == IPv4MinimumSize {
+		if headerSum20(h) != 0xffff {
+			return ErrBadIPv4Checksum
+		}
+	} else if Checksum(h[:ihl], 0) != 0xffff {
 		return ErrBadIPv4Checksum
 	}
 	p.Family = 4
