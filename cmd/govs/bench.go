@@ -274,7 +274,7 @@ func benchSuite(args []string) int {
 	workerList := fs.String("workers", "1,2", "comma-separated worker counts")
 	ppf := fs.Int("packets-per-flow", 8, "packets per flow")
 	size := fs.String("size", "fixed:64", "data frame sizes")
-	loops := fs.Int("loops", 1, "loops per replay")
+	loops := fs.Int("loops", 0, "loops per replay (0: enough for at least 4M packets, so small captures are timed long enough)")
 	live := fs.Duration("live", 0, "then run the live lab (kernel nftables DNAT vs govs; root) with this long a measurement each, e.g. 5s; 0: offline only")
 	labScript := fs.String("lab-script", "bench/lab.sh", "the live lab's script, relative to the repository root")
 	if ok, code := parse(fs, args); !ok {
@@ -422,8 +422,12 @@ func runSuite(cfg *config.Config, flows, workers []int, ppf int, sd bench.SizeDi
 		}
 		os.Remove(path)
 		var one float64
+		l := loops
+		if l <= 0 {
+			l = max(1, (4_000_000+c.Len()-1)/max(c.Len(), 1))
+		}
 		for _, w := range workers {
-			rep, err := bench.Replay(c, bench.ReplayConfig{Config: cfg, Workers: w, Loops: loops})
+			rep, err := bench.Replay(c, bench.ReplayConfig{Config: cfg, Workers: w, Loops: l})
 			if err != nil {
 				return err
 			}
