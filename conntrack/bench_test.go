@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"unsafe"
+
+	"github.com/govs/govs/internal/hugepage"
 )
 
 // Benchmarks run at 1M and 10M live entries (each size is built once per benchmark function; the
@@ -302,7 +304,7 @@ func quantile(buckets []float64, counts []uint64, total uint64, q float64) float
 func BenchmarkMemoryLatency(b *testing.B) {
 	const n = 64 << 20 // uint32s
 	next := make([]uint32, n)
-	adviseHuge(unsafe.Pointer(&next[0]), n*4)
+	hugepage.Advise(unsafe.Pointer(&next[0]), n*4)
 	perm := rand.New(rand.NewPCG(3, 4)).Perm(n)
 	for i := range n { // one cycle through every element in random order
 		next[perm[i]] = uint32(perm[(i+1)%n])

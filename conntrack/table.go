@@ -7,6 +7,8 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"unsafe"
+
+	"github.com/govs/govs/internal/hugepage"
 )
 
 // Key is one direction's 5-tuple as the data plane parses it. IPv4 addresses are IPv4-mapped
@@ -244,8 +246,8 @@ func New(cfg Config) (*Table, error) {
 	t.refMask = 1<<t.refBits - 1
 	t.tagShift = 64 - (32 - t.refBits - distBits)
 	t.counts = make([]int32, 3<<16)
-	adviseHuge(unsafe.Pointer(&t.conns[0]), uintptr(len(t.conns))*unsafe.Sizeof(Conn{}))
-	adviseHuge(unsafe.Pointer(&t.index[0]), uintptr(len(t.index))*4)
+	hugepage.Advise(unsafe.Pointer(&t.conns[0]), uintptr(len(t.conns))*unsafe.Sizeof(Conn{}))
+	hugepage.Advise(unsafe.Pointer(&t.index[0]), uintptr(len(t.index))*4)
 	for i := range t.seed {
 		t.seed[i] = rand.Uint64() | 1
 	}

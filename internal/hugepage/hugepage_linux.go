@@ -1,4 +1,4 @@
-package conntrack
+package hugepage
 
 import (
 	"syscall"
@@ -7,10 +7,10 @@ import (
 
 const madvHugepage = 14 // MADV_HUGEPAGE
 
-// adviseHuge asks for transparent huge pages under the n bytes at p (best effort: with THP in
+// Advise asks for transparent huge pages under the n bytes at p (best effort: with THP in
 // "madvise" mode, the default on many distributions, random lookups over a table of 100 MB+ would
 // otherwise miss the TLB on nearly every access).
-func adviseHuge(p unsafe.Pointer, n uintptr) {
+func Advise(p unsafe.Pointer, n uintptr) {
 	const huge = 2 << 20
 	start := (uintptr(p) + huge - 1) &^ (huge - 1)
 	end := (uintptr(p) + n) &^ (huge - 1)
