@@ -87,6 +87,63 @@ type Parsed struct {
 // 0 (see iph_totlen and ipv6_has_hopopt_jumbo in the kernel). Parse accepts a zero length as "up to the
 // end of the frame" only when the frame is too long for any real length field to describe.
 func Parse(b []byte, p *Parsed) Error {
+	if parseIPv4Fast(b, p) {
+		return ErrNone
+	}
+	return parse(b, p)
+}
+
+// parseIPv4Fast parses, in a few straight-line checks, the frame most frames are: untagged IPv4
+// without options, not a fragment, carrying a well-formed TCP or UDP header. It returns false,
+// leaving p to be overwritten, for anything else, which parse then handles (and rejects, where the
+// frame is malformed). For the frames it takes, its result is exactly parse's (FuzzParseFast).
+func parseIPv4Fast(b []byte, p *Parsed) bool {
+	if len(b) < EthernetSize+IPv4MinimumSize+UDPMinimumSize || len(b) > 1<<31 ||
+		b[12] != 0x08 || b[13] != 0x00 || b[14] != 0x45 {
+		return false
+	}
+	h := b[EthernetSize : EthernetSize+IPv4MinimumSize]
+	total := uint32(binary.BigEndian.Uint16(h[2:]))
+	if total < IPv4MinimumSize+UDPMinimumSize || total > uint32(len(b))-EthernetSize ||
+		binary.BigEndian.Uint16(h[6:])&0x3fff != 0 { // MF or an offset: a fragment
+		return false
+	}
+	end := EthernetSize + total
+	l4 := b[EthernetSize+IPv4MinimumSize : end]
+	proto := h[9]
+	var flags uint8
+	switch proto {
+	case ProtoTCP:
+		if len(l4) < TCPMinimumSize {
+			return false
+		}
+		if doff := int(l4[12]>>4) * 4; doff < TCPMinimumSize || doff > len(l4) {
+			return false
+		}
+		flags = l4[13]
+	case ProtoUDP:
+		if int(binary.BigEndian.Uint16(l4[4:])) != len(l4) {
+			return false
+		}
+	default:
+		return false
+	}
+	if headerSum20(h) != 0xffff {
+		return false
+	}
+	*p = Parsed{
+		EtherType: EtherTypeIPv4, Family: 4, Proto: proto, TCPFlags: flags,
+		L3Off: EthernetSize, L4Off: EthernetSize + IPv4MinimumSize, End: end,
+		Src:     [16]byte{10: 0xff, 11: 0xff, 12: h[12], 13: h[13], 14: h[14], 15: h[15]},
+		Dst:     [16]byte{10: 0xff, 11: 0xff, 12: h[16], 13: h[17], 14: h[18], 15: h[19]},
+		SrcPort: binary.BigEndian.Uint16(l4[0:]),
+		DstPort: binary.BigEndian.Uint16(l4[2:]),
+	}
+	return true
+}
+
+// parse is Parse for every frame.
+func parse(b []byte, p *Parsed) Error {
 	*p = Parsed{}
 	n := uint32(len(b))
 	if uint64(len(b)) > 1<<31 {
