@@ -3,6 +3,8 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/govs/govs/sched"
@@ -59,14 +61,26 @@ func (p *parser) conntrack(raw *rawConntrack, out *Conntrack) {
 	}
 }
 
-// flagOwner returns the scheduler a single flag belongs to, or "".
-func flagOwner(f sched.Flags) string {
+// flagOwners returns the schedulers a single flag belongs to, the one it is named after first.
+func flagOwners(f sched.Flags) []string {
+	var owners []string
 	for _, name := range ImplementedSchedulers {
 		if sched.FlagsFor(name)&f == f {
-			return name
+			owners = append(owners, name)
 		}
 	}
-	return ""
+	// The scheduler the flag is named after first (sh-port: sh, then dh).
+	slices.SortStableFunc(owners, func(a, b string) int {
+		pa, pb := strings.HasPrefix(f.String(), a+"-"), strings.HasPrefix(f.String(), b+"-")
+		switch {
+		case pa && !pb:
+			return -1
+		case pb && !pa:
+			return 1
+		}
+		return 0
+	})
+	return owners
 }
 
 // flagBits splits f into its single flags, lowest first.
@@ -111,12 +125,12 @@ func (p *parser) schedulerFlags(field string, v any, vs *VirtualServer) {
 			case vs.Scheduler == "":
 				// The scheduler itself is wrong and reported; ownership cannot be judged.
 			case sched.FlagsFor(vs.Scheduler)&b == 0:
-				owner := flagOwner(b)
-				if owner == "" {
+				owners := flagOwners(b)
+				if len(owners) == 0 {
 					p.errf(elem, "flag %q belongs to no scheduler; remove it", name)
 				} else {
 					p.errf(elem, "flag %q does not apply to scheduler %q: %s is for the %s scheduler; remove it or write scheduler = %q",
-						name, vs.Scheduler, name, owner, owner)
+						name, vs.Scheduler, name, strings.Join(owners, " or "), owners[0])
 				}
 				continue
 			}

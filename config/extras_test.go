@@ -91,7 +91,7 @@ func TestParseErrorsExtras(t *testing.T) {
 		{
 			name: "flag of another scheduler",
 			src:  dp + vsWith("wrr", "scheduler_flags = [\"sh-port\"]\n"),
-			want: []string{`t.toml:8: virtual_server[1].scheduler_flags[1]: flag "sh-port" does not apply to scheduler "wrr": sh-port is for the sh scheduler; remove it or write scheduler = "sh"`},
+			want: []string{`t.toml:8: virtual_server[1].scheduler_flags[1]: flag "sh-port" does not apply to scheduler "wrr": sh-port is for the sh or dh scheduler; remove it or write scheduler = "sh"`},
 		},
 		{
 			name: "mh flag on sh, default scheduler",
@@ -101,7 +101,7 @@ func TestParseErrorsExtras(t *testing.T) {
 		{
 			name: "unknown flag",
 			src:  dp + vsWith("sh", "scheduler_flags = [\"sh-fallback\", \"sh-ports\"]\n"),
-			want: []string{`t.toml:8: virtual_server[1].scheduler_flags[2]: unknown scheduler flag "sh-ports" at offset 0 in "sh-ports": use sh-fallback, sh-port (sh) or mh-fallback, mh-port (mh)`},
+			want: []string{`t.toml:8: virtual_server[1].scheduler_flags[2]: unknown scheduler flag "sh-ports" at offset 0 in "sh-ports": use sh-fallback, sh-port (sh, dh) or mh-fallback, mh-port (mh)`},
 		},
 		{
 			name: "duplicate flag, also inside a comma list",

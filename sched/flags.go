@@ -9,9 +9,11 @@ import (
 type Flags uint16
 
 const (
-	// FlagSHFallback makes sh pick another server when the hashed one is unusable (sh-fallback).
+	// FlagSHFallback makes sh (and dh) pick another server when the hashed one is unusable
+	// (sh-fallback).
 	FlagSHFallback Flags = 1 << iota
-	// FlagSHPort makes sh hash the source port as well as the source address (sh-port).
+	// FlagSHPort makes sh hash the source port as well as the source address, and dh the
+	// destination port with the destination address (sh-port).
 	FlagSHPort
 	// FlagMHFallback makes mh pick another server when the hashed one is unusable (mh-fallback).
 	FlagMHFallback
@@ -24,8 +26,8 @@ var flagNames = []struct {
 	name  string
 	sched string
 }{
-	{FlagSHFallback, "sh-fallback", "sh"},
-	{FlagSHPort, "sh-port", "sh"},
+	{FlagSHFallback, "sh-fallback", "sh or dh"},
+	{FlagSHPort, "sh-port", "sh or dh"},
 	{FlagMHFallback, "mh-fallback", "mh"},
 	{FlagMHPort, "mh-port", "mh"},
 }
@@ -58,7 +60,7 @@ func (f Flags) String() string {
 // flags).
 func FlagsFor(name string) Flags {
 	switch name {
-	case "sh":
+	case "sh", "dh":
 		return FlagSHFallback | FlagSHPort
 	case "mh":
 		return FlagMHFallback | FlagMHPort
@@ -82,7 +84,7 @@ func ParseFlag(s string) (Flags, error) {
 			}
 		}
 		if !found {
-			return 0, fmt.Errorf("unknown scheduler flag %q at offset %d in %q: use sh-fallback, sh-port (sh) or mh-fallback, mh-port (mh)", name, pos, s)
+			return 0, fmt.Errorf("unknown scheduler flag %q at offset %d in %q: use sh-fallback, sh-port (sh, dh) or mh-fallback, mh-port (mh)", name, pos, s)
 		}
 		pos += len(part) + 1
 	}

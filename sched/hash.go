@@ -9,11 +9,16 @@ import "encoding/binary"
 const hashTableSize = 256
 
 // DestinationHashing is IPVS "dh": the flow's destination address picks one of 256 buckets, dealt
-// to the servers in list order regardless of weight. If that server is unusable the connection is
-// refused: dh has no fallback (ip_vs_dh.c). Create it with New.
+// to the servers in list order regardless of weight (ip_vs_dh.c). If that server is unusable the
+// connection is refused, as in the kernel, unless the service has the sh flags, which govs extends
+// to dh: with FlagSHFallback the buckets after it are tried in turn and the first usable server
+// takes the flow; with FlagSHPort the destination port is hashed with the address (TCP, UDP, SCTP),
+// so one destination's ports spread over the servers. Without flags a flow lands where the kernel
+// would put it. Create it with New.
 type DestinationHashing struct {
 	buckets [hashTableSize]int32 // dest index; -1 = none
 	n       int                  // len(dests) at the last Update
+	flags   Flags
 }
 
 // SourceHashing is IPVS "sh": the flow's source address (and source port with FlagSHPort) picks one
@@ -49,7 +54,8 @@ func (s *DestinationHashing) Update(dests []Dest) {
 	}
 }
 
-// Pick returns the server owning f.Dst's bucket, or -1 if it is unusable.
+// Pick returns the server owning the flow's destination bucket, or with FlagSHFallback the first
+// usable server in the buckets after it, or -1.
 func (s *DestinationHashing) Pick(dests []Dest, f *Flow) int {
 	if len(dests) != s.n {
 		s.Update(dests) // the caller forgot Update; do not index out of range
@@ -57,13 +63,29 @@ func (s *DestinationHashing) Pick(dests []Dest, f *Flow) int {
 	if f == nil {
 		f = &zeroFlow
 	}
-	// ip_vs_dh_hashkey: the multiplicative hash (Knuth's 2654435761) of the folded address.
-	h := (uint64(foldAddr(&f.Dst)) * 2654435761) & (hashTableSize - 1)
+	var port uint32
+	if s.flags&FlagSHPort != 0 && hasPorts(f.Proto) {
+		port = uint32(f.DstPort)
+	}
+	// ip_vs_dh_hashkey: the multiplicative hash (Knuth's 2654435761) of the folded address (plus
+	// the port with sh-port, as ip_vs_sh_hashkey adds it).
+	h := (uint64(foldAddr(&f.Dst)+port) * 2654435761) & (hashTableSize - 1)
 	i := s.buckets[h]
-	if i < 0 || !usable(&dests[i]) {
+	if i < 0 {
 		return -1
 	}
-	return int(i)
+	if usable(&dests[i]) {
+		return int(i)
+	}
+	if s.flags&FlagSHFallback == 0 {
+		return -1
+	}
+	for off := range uint64(hashTableSize) {
+		if j := s.buckets[(h+off)&(hashTableSize-1)]; j >= 0 && usable(&dests[j]) {
+			return int(j)
+		}
+	}
+	return -1
 }
 
 // Update deals the buckets to dests in list order, Weight consecutive buckets each (at least one)

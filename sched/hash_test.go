@@ -92,6 +92,9 @@ func TestSHWeightsAndStickiness(t *testing.T) {
 	}
 }
 
+// TestDHMatchesModel: without flags dh is the kernel's (bucket = Knuth hash of the folded address,
+// refused when its server is unusable); with sh-port the destination port joins the hash, with
+// sh-fallback the following buckets are tried.
 func TestDHMatchesModel(t *testing.T) {
 	r := rand.New(rand.NewPCG(42, 12))
 	for trial := range 300 {
@@ -100,15 +103,31 @@ func TestDHMatchesModel(t *testing.T) {
 		for i := range d {
 			d[i] = Dest{Weight: int32(r.IntN(4)), Available: r.IntN(5) != 0, Counts: new(Counts)}
 		}
-		s := mustNew(t, "dh", d, Options{})
+		flags := Flags(r.IntN(4)) // sh-fallback, sh-port: govs's extension of dh
+		s := mustNew(t, "dh", d, Options{Flags: flags})
+		ok := func(i int) bool { return d[i].Available && d[i].Weight > 0 }
 		for range 50 {
 			f := randFlow(r)
-			want := int(uint64(foldAddr(&f.Dst))*2654435761%256) % n // bucket b belongs to server b mod n
-			if !d[want].Available || d[want].Weight <= 0 {
+			f.Proto = []uint8{6, 17, 1}[r.IntN(3)]
+			var port uint64
+			if flags&FlagSHPort != 0 && f.Proto != 1 {
+				port = uint64(f.DstPort)
+			}
+			b := (uint64(foldAddr(&f.Dst)) + port) * 2654435761 % 256
+			want := int(b) % n // bucket b belongs to server b mod n
+			if !ok(want) {
 				want = -1
+				if flags&FlagSHFallback != 0 { // the next buckets in turn
+					for off := range uint64(256) {
+						if j := int((b+off)%256) % n; ok(j) {
+							want = j
+							break
+						}
+					}
+				}
 			}
 			if got := s.Pick(d, &f); got != want {
-				t.Fatalf("trial %d flow %+v: Pick = %d, model = %d", trial, f, got, want)
+				t.Fatalf("trial %d flags %v flow %+v: Pick = %d, model = %d", trial, flags, f, got, want)
 			}
 		}
 	}

@@ -81,7 +81,7 @@ var factories = map[string]func(opts Options) Scheduler{
 	"nq":    func(Options) Scheduler { return &NeverQueue{} },
 	"lblc":  func(Options) Scheduler { return newLBLC() },
 	"lblcr": func(Options) Scheduler { return newLBLCR() },
-	"dh":    func(Options) Scheduler { return &DestinationHashing{} },
+	"dh":    func(o Options) Scheduler { return &DestinationHashing{flags: o.Flags} },
 	"sh":    func(o Options) Scheduler { return &SourceHashing{flags: o.Flags} },
 	"mh":    func(o Options) Scheduler { return newMaglev(o) },
 	"fo":    func(Options) Scheduler { return &WeightedFailover{} },

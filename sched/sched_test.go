@@ -76,9 +76,10 @@ func TestNew(t *testing.T) {
 		{name: "negative weight", sched: "wrr", dests: dests(1, -1), wantErr: "negative weight -1"},
 		{name: "sh flags on sh", sched: "sh", dests: dests(1), opts: Options{Flags: FlagSHFallback | FlagSHPort}, want: "sh"},
 		{name: "mh flags on mh", sched: "mh", dests: dests(1), opts: Options{Flags: FlagMHFallback | FlagMHPort, MHTableSize: 251}, want: "mh"},
-		{name: "sh flag on mh", sched: "mh", opts: Options{Flags: FlagSHPort}, wantErr: `scheduler "mh" does not take flag sh-port: sh-port is for the sh scheduler`},
+		{name: "sh flag on mh", sched: "mh", opts: Options{Flags: FlagSHPort}, wantErr: `scheduler "mh" does not take flag sh-port: sh-port is for the sh or dh scheduler`},
 		{name: "mh flag on rr", sched: "rr", opts: Options{Flags: FlagMHFallback | FlagMHPort}, wantErr: `does not take flag mh-fallback,mh-port: mh-fallback is for the mh scheduler, mh-port is for the mh scheduler`},
-		{name: "sh flag on dh", sched: "dh", opts: Options{Flags: FlagSHFallback}, wantErr: `scheduler "dh" does not take flag sh-fallback`},
+		{name: "sh flags on dh", sched: "dh", dests: dests(1), opts: Options{Flags: FlagSHFallback | FlagSHPort}, want: "dh"},
+		{name: "mh flag on dh", sched: "dh", opts: Options{Flags: FlagMHPort}, wantErr: `scheduler "dh" does not take flag mh-port: mh-port is for the mh scheduler`},
 		{name: "unknown flag bit", sched: "sh", opts: Options{Flags: 1 << 9}, wantErr: "does not take flag 0x200: no scheduler takes it"},
 		{name: "table size on wlc", sched: "wlc", opts: Options{MHTableSize: 251}, wantErr: "set the table size only with the mh scheduler"},
 		{name: "table size not prime", sched: "mh", opts: Options{MHTableSize: 65536}, wantErr: "invalid mh table size 65536: use a prime"},
@@ -114,7 +115,7 @@ func TestNamesAndFlags(t *testing.T) {
 		if s.Name() != n {
 			t.Errorf("New(%q).Name() = %q", n, s.Name())
 		}
-		if f, want := FlagsFor(n), map[string]Flags{"sh": FlagSHFallback | FlagSHPort, "mh": FlagMHFallback | FlagMHPort}[n]; f != want {
+		if f, want := FlagsFor(n), map[string]Flags{"sh": FlagSHFallback | FlagSHPort, "dh": FlagSHFallback | FlagSHPort, "mh": FlagMHFallback | FlagMHPort}[n]; f != want {
 			t.Errorf("FlagsFor(%q) = %v, want %v", n, f, want)
 		}
 	}
