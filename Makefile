@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/govs
 
-.PHONY: all build test vet demo bench bench-lab fuzz clean
+.PHONY: all build test vet demo bench bench-lab bench-instr fuzz clean
 
 all: build
 
@@ -41,6 +41,11 @@ bench: build
 # The live lab: govs against the kernel's nftables DNAT on the same namespace topology.
 bench-lab: build
 	./bench/lab.sh
+
+# Instructions per packet of the batched data plane, counted by callgrind: the same figure run
+# after run, even on a busy machine, so hot-path changes can be compared one run each.
+bench-instr:
+	GO=$(GO) ./bench/instr.sh
 
 # A short fuzzing pass over every fuzz target (seeds always run in `make test`).
 fuzz:
