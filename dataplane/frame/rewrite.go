@@ -37,51 +37,47 @@ func RewriteSrc(b []byte, p *Parsed, addr [16]byte, port uint16) {
 }
 
 // rewriteV4Ports is rewrite for the common case, an unfragmented IPv4 TCP or UDP packet, in a few
-// straight-line steps; it reports false, changing nothing, for every other packet.
+// straight-line steps; it reports false, changing nothing, for every other packet. The headers are
+// viewed as fixed-size arrays, so the field accesses need no bounds checks of their own.
 func rewriteV4Ports(b []byte, q *Parsed, dst bool, addr *[16]byte, port uint16) bool {
-	var sumOff uint32
-	switch {
-	case q.Family != 4 || q.L4Off == 0 || q.Frag != FragNone:
+	if q.Family != 4 || q.L4Off == 0 || q.Frag != FragNone || (q.Proto != ProtoTCP && q.Proto != ProtoUDP) {
 		return false
-	case q.Proto == ProtoTCP:
+	}
+	sumOff := uint32(6) // UDP
+	if q.Proto == ProtoTCP {
 		sumOff = 16
-	case q.Proto == ProtoUDP:
-		sumOff = 6
-	default:
+	}
+	l3, l4off, end := q.L3Off, q.L4Off, q.End
+	if uint64(end) > uint64(len(b)) || l3+IPv4MinimumSize > l4off || l4off+sumOff+2 > end {
 		return false
 	}
-	end := q.End
-	if uint64(end) > uint64(len(b)) || q.L3Off+IPv4MinimumSize > q.L4Off || q.L4Off+sumOff+2 > end {
-		return false
-	}
-	h := b[q.L3Off : q.L3Off+IPv4MinimumSize]
-	l4 := b[q.L4Off : q.L4Off+sumOff+2]
-	ao, po := 12, 0
+	h := (*[IPv4MinimumSize]byte)(b[l3 : l3+IPv4MinimumSize])
+	ports := (*[4]byte)(b[l4off : l4off+4])
+	sum := (*[2]byte)(b[l4off+sumOff : l4off+sumOff+2])
+	a, pa := (*[4]byte)(h[12:16]), (*[2]byte)(ports[0:2])
 	if dst {
-		ao, po = 16, 2
+		a, pa = (*[4]byte)(h[16:20]), (*[2]byte)(ports[2:4])
 	}
 	// Ones' complement sum of the changes (RFC 1624): the address's two words, then the port's.
-	oldA, newA := binary.BigEndian.Uint32(h[ao:]), binary.BigEndian.Uint32(addr[12:])
+	oldA, newA := binary.BigEndian.Uint32(a[:]), binary.BigEndian.Uint32(addr[12:])
 	adiff := uint32(^uint16(oldA>>16)) + uint32(^uint16(oldA)) + newA>>16 + newA&0xffff
-	binary.BigEndian.PutUint32(h[ao:], newA)
+	binary.BigEndian.PutUint32(a[:], newA)
 	binary.BigEndian.PutUint16(h[10:], updateChecksum(binary.BigEndian.Uint16(h[10:]), adiff))
-	oldP := binary.BigEndian.Uint16(l4[po:])
-	binary.BigEndian.PutUint16(l4[po:], port)
-	old := binary.BigEndian.Uint16(l4[sumOff:])
-	if q.Proto == ProtoTCP || old != 0 { // an IPv4 UDP checksum of 0 means none (RFC 768)
-		sum := updateChecksum(old, adiff+wordDiff(oldP, port))
-		if sum == 0 && q.Proto == ProtoUDP {
-			sum = 0xffff
+	oldP := binary.BigEndian.Uint16(pa[:])
+	binary.BigEndian.PutUint16(pa[:], port)
+	if old := binary.BigEndian.Uint16(sum[:]); q.Proto == ProtoTCP || old != 0 { // IPv4 UDP 0: no checksum (RFC 768)
+		s := updateChecksum(old, adiff+wordDiff(oldP, port))
+		if s == 0 && q.Proto == ProtoUDP {
+			s = 0xffff
 		}
-		binary.BigEndian.PutUint16(l4[sumOff:], sum)
+		binary.BigEndian.PutUint16(sum[:], s)
 	}
-	a := &q.Src
+	mapped := [16]byte{10: 0xff, 11: 0xff, 12: addr[12], 13: addr[13], 14: addr[14], 15: addr[15]}
 	if dst {
-		a, q.DstPort = &q.Dst, port
+		q.Dst, q.DstPort = mapped, port
 	} else {
-		q.SrcPort = port
+		q.Src, q.SrcPort = mapped, port
 	}
-	*a = [16]byte{10: 0xff, 11: 0xff, 12: addr[12], 13: addr[13], 14: addr[14], 15: addr[15]}
 	return true
 }
 
