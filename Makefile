@@ -5,7 +5,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/govs
 
-.PHONY: all build test vet demo bench bench-lab bench-instr fuzz clean
+.PHONY: all build test vet demo bench bench-lab bench-instr pgo fuzz clean
 
 all: build
 
@@ -46,6 +46,16 @@ bench-lab: build
 # after run, even on a busy machine, so hot-path changes can be compared one run each.
 bench-instr:
 	GO=$(GO) ./bench/instr.sh
+
+# Refresh cmd/govs/default.pgo, the CPU profile go build optimises govs with (profile-guided
+# optimisation: hot calls inlined, the data plane's port calls devirtualised; 4-17% less time per
+# packet here): a replay of 100k generated flows. Commit the new profile.
+pgo:
+	CGO_ENABLED=0 $(GO) build -pgo=off -o bin/govs-nopgo ./cmd/govs
+	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	./bin/govs-nopgo bench gen -o $$d/gen.pcap -flows 100000 -packets-per-flow 8 -size fixed:64 -seed 7 && \
+	./bin/govs-nopgo bench replay -config bench/testdata/bench.toml -pcap $$d/gen.pcap -loops 20 -cpuprofile cmd/govs/default.pgo
+	rm -f bin/govs-nopgo
 
 # A short fuzzing pass over every fuzz target (seeds always run in `make test`).
 fuzz:
