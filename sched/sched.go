@@ -178,7 +178,10 @@ func Overloaded(d *Dest) bool {
 // usable reports whether d may take a new connection: available, not quiesced, not overloaded
 // (IPVS: weight > 0 and no IP_VS_DEST_F_OVERLOAD).
 func usable(d *Dest) bool {
-	return d.Available && d.Weight > 0 && !Overloaded(d)
+	// Written so the compiler inlines it into the schedulers' loops: without thresholds there is no
+	// call at all. (A flag left set when a reload removed the thresholds is ignored here, and
+	// cleared by Overloaded if thresholds return.)
+	return d.Available && d.Weight > 0 && (d.UpperThreshold == 0 || !Overloaded(d))
 }
 
 // overhead is ip_vs_dest_conn_overhead: active connections weigh 256 inactive ones.
