@@ -104,14 +104,14 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// FuzzParseFast: Parse's fast path for plain IPv4 TCP/UDP frames gives exactly what the general
+// FuzzParseFast: Parse's fast path for plain IPv4 and IPv6 TCP/UDP frames gives exactly what the general
 // parser gives, for every frame it takes. The seeds include the mutations that matter (a checksum
 // off by one, a UDP length off by one, a fragment bit, a TCP data offset past the end, BIG TCP).
 func FuzzParseFast(f *testing.F) {
 	for _, name := range sortedNames(seedFrames(f)) {
 		b := seedFrames(f)[name]
 		f.Add(b)
-		for _, i := range []int{16, 17, 20, 21, 24, 25, 38, 39, 46} { // total length, frag, checksum, UDP length, TCP offset
+		for _, i := range []int{16, 17, 18, 19, 20, 21, 24, 25, 38, 39, 46, 58, 59, 66} { // IPv4 total length, frag, checksum, UDP length, TCP offset; IPv6 payload length, next header, UDP length, TCP offset
 			if i < len(b) {
 				c := append([]byte(nil), b...)
 				c[i] ^= 0x20
@@ -127,7 +127,7 @@ func FuzzParseFast(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var fast, general Parsed
-		if !parseIPv4Fast(b, &fast) {
+		if !parseIPv4Fast(b, &fast) && !parseIPv6Fast(b, &fast) {
 			return
 		}
 		if err := parse(b, &general); err != ErrNone || fast != general {

@@ -87,10 +87,56 @@ type Parsed struct {
 // 0 (see iph_totlen and ipv6_has_hopopt_jumbo in the kernel). Parse accepts a zero length as "up to the
 // end of the frame" only when the frame is too long for any real length field to describe.
 func Parse(b []byte, p *Parsed) Error {
-	if parseIPv4Fast(b, p) {
+	if parseIPv4Fast(b, p) || parseIPv6Fast(b, p) {
 		return ErrNone
 	}
 	return parse(b, p)
+}
+
+// parseIPv6Fast is parseIPv4Fast for untagged IPv6 without extension headers carrying a
+// well-formed TCP or UDP header.
+func parseIPv6Fast(b []byte, p *Parsed) bool {
+	if len(b) < EthernetSize+IPv6MinimumSize+UDPMinimumSize || len(b) > 1<<31 ||
+		b[12] != 0x86 || b[13] != 0xdd || b[14]>>4 != 6 {
+		return false
+	}
+	h := (*[IPv6MinimumSize]byte)(b[EthernetSize : EthernetSize+IPv6MinimumSize])
+	plen := uint32(binary.BigEndian.Uint16(h[4:]))
+	if plen < UDPMinimumSize || plen > uint32(len(b))-EthernetSize-IPv6MinimumSize {
+		return false
+	}
+	end := EthernetSize + IPv6MinimumSize + plen
+	flags, ok := fastL4(b[EthernetSize+IPv6MinimumSize:end], h[6])
+	if !ok {
+		return false
+	}
+	l4 := b[EthernetSize+IPv6MinimumSize:]
+	*p = Parsed{
+		EtherType: EtherTypeIPv6, Family: 6, Proto: h[6], TCPFlags: flags,
+		L3Off: EthernetSize, L4Off: EthernetSize + IPv6MinimumSize, End: end,
+		Src: [16]byte(h[8:24]), Dst: [16]byte(h[24:40]),
+		SrcPort: binary.BigEndian.Uint16(l4[0:]),
+		DstPort: binary.BigEndian.Uint16(l4[2:]),
+	}
+	return true
+}
+
+// fastL4 checks the TCP or UDP header at the start of l4 (the rest of the IP packet) as parseL4
+// does for an unfragmented packet and returns the TCP flags; false for anything else.
+func fastL4(l4 []byte, proto uint8) (flags uint8, ok bool) {
+	switch proto {
+	case ProtoTCP:
+		if len(l4) < TCPMinimumSize {
+			return 0, false
+		}
+		if doff := int(l4[12]>>4) * 4; doff < TCPMinimumSize || doff > len(l4) {
+			return 0, false
+		}
+		return l4[13], true
+	case ProtoUDP:
+		return 0, len(l4) >= UDPMinimumSize && int(binary.BigEndian.Uint16(l4[4:])) == len(l4)
+	}
+	return 0, false
 }
 
 // parseIPv4Fast parses, in a few straight-line checks, the frame most frames are: untagged IPv4
@@ -111,24 +157,8 @@ func parseIPv4Fast(b []byte, p *Parsed) bool {
 	end := EthernetSize + total
 	l4 := b[EthernetSize+IPv4MinimumSize : end]
 	proto := h[9]
-	var flags uint8
-	switch proto {
-	case ProtoTCP:
-		if len(l4) < TCPMinimumSize {
-			return false
-		}
-		if doff := int(l4[12]>>4) * 4; doff < TCPMinimumSize || doff > len(l4) {
-			return false
-		}
-		flags = l4[13]
-	case ProtoUDP:
-		if int(binary.BigEndian.Uint16(l4[4:])) != len(l4) {
-			return false
-		}
-	default:
-		return false
-	}
-	if headerSum20(h) != 0xffff {
+	flags, ok := fastL4(l4, proto)
+	if !ok || headerSum20(h) != 0xffff {
 		return false
 	}
 	*p = Parsed{
