@@ -271,8 +271,8 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 		return nil, err
 	}
 	nports := len(rc.Config.Dataplane.Interfaces)
-	if nports > 64 {
-		return nil, fmt.Errorf("at most 64 interfaces, not %d", nports)
+	if nports > dataplane.MaxPorts {
+		return nil, fmt.Errorf("at most %d interfaces, not %d", dataplane.MaxPorts, nports)
 	}
 	pl := makePlan(c, &rc)
 

@@ -102,6 +102,10 @@ const (
 	DefaultFullPolicy = FullPolicyDropNew
 )
 
+// MaxInterfaces is the most [dataplane] interfaces: a worker tracks its transmit rings (two per
+// interface) in one 64-bit mask (dataplane.MaxPorts).
+const MaxInterfaces = 32
+
 // MaxThreshold is the largest upper_threshold or lower_threshold (2^31-1).
 const MaxThreshold = 1<<31 - 1
 

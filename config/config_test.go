@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -227,6 +228,15 @@ func TestParseNoVirtualServers(t *testing.T) {
 	}
 }
 
+// manyIfaces lists n interface names e0, e1, ... as TOML strings.
+func manyIfaces(n int) string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%q", fmt.Sprintf("e%d", i))
+	}
+	return strings.Join(names, ", ")
+}
+
 func TestParseErrors(t *testing.T) {
 	hasL0L1 := func(name string) bool { return name == "l0" || name == "l1" }
 	tests := []struct {
@@ -245,6 +255,11 @@ func TestParseErrors(t *testing.T) {
 			name: "duplicate key",
 			src:  dp + "interfaces = [\"l1\"]\n",
 			want: []string{"t.toml:3: dataplane.interfaces: invalid TOML at column 1: Key 'dataplane.interfaces' has already been defined."},
+		},
+		{
+			name: "too many interfaces",
+			src:  "[dataplane]\ninterfaces = [" + manyIfaces(33) + "]\n",
+			want: []string{`t.toml:2: dataplane.interfaces: lists 33 interfaces; govs serves at most 32: use fewer (a VLAN trunk carries many networks on one)`},
 		},
 		// Unknown keys.
 		{

@@ -415,6 +415,9 @@ func (p *parser) dataplane(raw *rawDataplane, out *Dataplane) {
 			}
 			out.Interfaces = append(out.Interfaces, name)
 		}
+		if len(v) > MaxInterfaces {
+			p.errf(field, "lists %d interfaces; govs serves at most %d: use fewer (a VLAN trunk carries many networks on one)", len(v), MaxInterfaces)
+		}
 	default:
 		p.errf(field, `is %s; write a list of interface names, e.g. interfaces = ["eth0", "eth1"]`, typeName(v))
 	}

@@ -190,13 +190,14 @@ const evictSample = 64
 // Expire walks ids with a cursor, a bounded slice per call. Both arrays are asked for transparent
 // huge pages.
 type Table struct {
-	conns    []Conn
-	index    []uint32
-	nslots   uint32
-	refBits  uint32 // low bits of a slot: id<<1 | dir, plus 1 (0 = empty slot)
-	refMask  uint32
-	tagShift uint32 // a slot's tag is the hash's top 32-refBits-distBits bits
-	seed     [4]uint64
+	conns      []Conn
+	index      []uint32
+	nslots     uint32
+	refBits    uint32 // low bits of a slot: id<<1 | dir, plus 1 (0 = empty slot)
+	refMask    uint32
+	refAndDist uint32 // the low bits of a slot below its tag
+	tagShift   uint32 // a slot's tag is the hash's top 32-refBits-distBits bits
+	seed       [4]uint64
 
 	n        int    // entries in use (including deleted templates waiting for their connections)
 	hwm      uint32 // ids below hwm have been used
@@ -244,6 +245,7 @@ func New(cfg Config) (*Table, error) {
 	t.nslots = uint32(nslots)
 	t.refBits = uint32(bits.Len32(uint32(2 * cfg.MaxEntries)))
 	t.refMask = 1<<t.refBits - 1
+	t.refAndDist = 1<<(t.refBits+distBits) - 1
 	t.tagShift = 64 - (32 - t.refBits - distBits)
 	t.counts = make([]int32, 3<<16)
 	hugepage.Advise(unsafe.Pointer(&t.conns[0]), uintptr(len(t.conns))*unsafe.Sizeof(Conn{}))
@@ -311,14 +313,19 @@ func (t *Table) hashEntry(c *Conn, d Dir) uint64 {
 func (t *Table) home(h uint64) uint32 { return uint32(uint64(uint32(h)) * uint64(t.nslots) >> 32) }
 
 // tag returns the hash's tag in place in a slot; tagOf extracts a slot's tag the same way.
-func (t *Table) tag(h uint64) uint32 { return uint32(h>>t.tagShift) << (t.refBits + distBits) }
+// The shift counts are masked to the operand width: the compiler then emits plain shifts, without
+// the code for counts of 32 (64) or more that Go's semantics otherwise need (35 instructions a
+// packet, counted).
+func (t *Table) tag(h uint64) uint32 {
+	return uint32(h>>(t.tagShift&63)) << ((t.refBits + distBits) & 31)
+}
 
-func (t *Table) tagOf(s uint32) uint32 { return s >> (t.refBits + distBits) << (t.refBits + distBits) }
+func (t *Table) tagOf(s uint32) uint32 { return s &^ t.refAndDist }
 
-func (t *Table) distOf(s uint32) uint32 { return s >> t.refBits & distSat }
+func (t *Table) distOf(s uint32) uint32 { return s >> (t.refBits & 31) & distSat }
 
 func (t *Table) withDist(s, d uint32) uint32 {
-	return s&^(distSat<<t.refBits) | min(d, distSat)<<t.refBits
+	return s&^(distSat<<(t.refBits&31)) | min(d, distSat)<<(t.refBits&31)
 }
 
 func (c *Conn) matches(d Dir, k *Key) bool {
@@ -380,7 +387,7 @@ func (t *Table) Prefetch(hs []uint64) {
 	var acc uint32
 	var refs [64]uint32
 	index, conns := t.index, t.conns
-	tagMask := ^uint32(0) << (t.refBits + distBits)
+	tagMask := ^t.refAndDist
 	for len(hs) > 0 {
 		n := min(len(hs), len(refs))
 		// Pass 1, the index misses: nothing but independent loads.

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -85,6 +86,9 @@ type Worker struct {
 // NewWorker builds a worker over ports (macs[i] is port i's own MAC) with its own connection
 // table. It starts nothing; call Process for each frame or let the engine run it.
 func NewWorker(id int, ports []Port, macs [][6]byte, ct conntrack.Config) (*Worker, error) {
+	if len(ports) > MaxPorts {
+		return nil, fmt.Errorf("failed to create worker %d: %d interfaces, at most %d", id, len(ports), MaxPorts)
+	}
 	table, err := conntrack.New(ct)
 	if err != nil {
 		return nil, err
@@ -165,6 +169,10 @@ func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 	}
 }
 
+// MaxPorts is the most ports a worker serves: its transmit ports (a small- and a large-slot one per
+// port) are tracked in a 64-bit mask. config.MaxInterfaces keeps configurations within it.
+const MaxPorts = 32
+
 // MaxBatch is the most frames ProcessBatch handles in one pass; it takes longer batches in pieces.
 const MaxBatch = 32
 
@@ -202,7 +210,7 @@ func (w *Worker) ProcessBatch(in int, fs []afpacket.Frame, now int64) (sent uint
 				ok = w.icmpError(in, f.Data, &f.Meta, &w.batch[i])
 			}
 			if ok && base+i < 64 {
-				sent |= 1 << uint(base+i)
+				sent |= 1 << (uint(base+i) & 63)
 			}
 		}
 	}
@@ -536,7 +544,7 @@ func (w *Worker) transmit(out int, b []byte, meta *afpacket.RxMeta, dst [6]byte)
 		if ti >= len(w.ports) {
 			other = out
 		}
-		if w.dirty&(1<<uint(other)) != 0 {
+		if w.dirty&(1<<(uint(other)&63)) != 0 {
 			w.flush(other)
 		}
 	}
@@ -580,7 +588,7 @@ func (w *Worker) transmit(out int, b []byte, meta *afpacket.RxMeta, dst [6]byte)
 		copy(buf, b)
 	}
 	port.TxCommit(need, vnet)
-	w.dirty |= 1 << uint(ti)
+	w.dirty |= 1 << (uint(ti) & 63)
 	return true
 }
 
@@ -599,7 +607,7 @@ func (w *Worker) flush(ti int) {
 	if err != nil {
 		w.c[cTxErrors]++
 	}
-	w.dirty &^= 1 << uint(ti)
+	w.dirty &^= 1 << (uint(ti) & 63)
 }
 
 // FlushAll kicks every port with queued frames.
