@@ -78,6 +78,7 @@ const (
 	cCsumCompleted // partial checksums completed in software
 	cTxKicks
 	cTxErrors
+	cToHost // frames for the balancer's own addresses (its kernel gets them; not a drop)
 	cDropBase
 	cParseBase = cDropBase + int(numDrops)
 	numSlots   = cParseBase + int(frame.NumErrors)
@@ -94,6 +95,7 @@ var counterNames = [cDropBase]string{
 	cCsumCompleted: "checksums_completed",
 	cTxKicks:       "tx_kicks",
 	cTxErrors:      "tx_errors",
+	cToHost:        "to_host",
 }
 
 // counters is a worker's private tally; published copies are read by Stats.

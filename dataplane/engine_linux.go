@@ -26,6 +26,7 @@ type engineOS struct {
 	large     [][]*afpacket.Socket // [worker][port]: send-only, large TX slots for GSO frames
 	guard     *kernelGuard         // nftables ingress drops of VIP frames and NAT replies; nil if unavailable
 	guardSpec *guardSpec           // what guard drops now
+	hosts     hostAddrs            // this host's addresses, shared with the workers
 	rxMode    string               // RXModeAuto, RXModeThroughput or RXModeLatency
 	vips      []netip.Addr         // of the fanout program installed last (guarded by Engine.mu)
 	rx        rxState
@@ -148,6 +149,7 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 		e.os.guard = g
 		e.os.guardSpec = guardSpecFor(t)
 	}
+	e.os.hosts.store(localAddrs())
 	pid := os.Getpid()
 	for wi := 0; wi < n; wi++ {
 		var socks, large []*afpacket.Socket
@@ -210,6 +212,7 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 			lp[i] = l
 		}
 		w.SetLargePorts(lp)
+		w.hosts = &e.os.hosts
 		e.workers = append(e.workers, w)
 	}
 	if twoRings {
@@ -549,10 +552,15 @@ func guardSpecFor(t *Tables) *guardSpec {
 }
 
 // RefreshKernelGuard re-reads this host's addresses and updates the guard's rules if they changed
-// (replies to the host's own addresses must reach the kernel). The daemon calls it periodically.
+// (replies to the host's own addresses must reach the kernel), and the workers' view of them (such
+// frames are counted as to_host, not dropped). The daemon calls it periodically.
 func (e *Engine) RefreshKernelGuard() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.os.closed {
+		return nil
+	}
+	e.os.hosts.store(localAddrs())
 	if e.os.guard == nil || e.os.guardSpec == nil {
 		return nil
 	}

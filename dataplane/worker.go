@@ -80,6 +80,8 @@ type Worker struct {
 
 	expireTick int64 // table tick of the last expiry sweep step
 
+	hosts *hostAddrs // the balancer's own addresses, kept current by the engine; nil: none
+
 	expireFn func(uint32, *conntrack.Conn) // w.onExpire, bound once so expiry does not allocate
 }
 
@@ -387,6 +389,12 @@ func (w *Worker) unadjustPartialPort(b []byte, p *frame.Parsed, old, new uint16)
 func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 	svc := w.tables.service(p.Dst, p.DstPort, p.Proto)
 	if svc == nil {
+		if w.hosts.has(p.Dst) {
+			// The balancer's own traffic, e.g. a real server's answer to a connection this host
+			// opened: the kernel has its own copy of the frame. Not a drop.
+			w.c[cToHost]++
+			return 0, false
+		}
 		w.drop(DropNoService)
 		return 0, false
 	}

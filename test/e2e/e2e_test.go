@@ -440,11 +440,31 @@ func (s *setup) testKernelSilence(t *testing.T, before map[string]int64) {
 		}
 	}
 	if s.cfg.VS[0].Method == "nat" {
-		// ...but replies to the balancer's own connections to a real server still reach it.
+		// ...but replies to the balancer's own connections to a real server still reach it, and
+		// govs, which sees them too, counts them as the host's (to_host), not as drops.
+		st0, err := s.govs.stats()
+		if err != nil {
+			t.Fatal(err)
+		}
 		hc := s.topo.Balancer.HTTPClient(false)
 		url := "http://" + netip.AddrPortFrom(s.reals[0], lab.HTTPPort).String() + "/"
 		if body, err := getOnce(hc, url, 5*time.Second); err != nil || body != s.srvs.Names[0]+"\n" {
 			t.Errorf("the balancer's own request to %s: %q, %v", url, body, err)
+		}
+		var st1 stats
+		for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if st1, err = s.govs.stats(); err != nil {
+				t.Fatal(err)
+			}
+			if st1.Counters["to_host"] > st0.Counters["to_host"] || time.Now().After(deadline) {
+				break
+			}
+		}
+		if d := st1.Counters["to_host"] - st0.Counters["to_host"]; d == 0 {
+			t.Errorf("to_host did not grow: govs did not see the real server's answer to the balancer as the host's")
+		}
+		if d := st1.Drops["no_service"] - st0.Drops["no_service"]; d != 0 {
+			t.Errorf("no_service grew by %d during the balancer's own request: its answers counted as drops", d)
 		}
 	}
 }
