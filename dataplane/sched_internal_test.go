@@ -3,7 +3,9 @@ package dataplane
 import (
 	"fmt"
 	"testing"
+	"time"
 
+	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/dataplane/afpacket"
 )
 
@@ -115,6 +117,37 @@ func TestRemovedRealDrains(t *testing.T) {
 			if got := realOf(t, r.one(t, 0, build(t, clientPkt(src, "198.18.0.100:5353", 17, 0)), afpacket.RxMeta{})); got == first {
 				t.Fatalf("a new flow went to the removed real server")
 			}
+		}
+	}
+}
+
+// TestThresholdClearedWhenConnectionsEnd: a real server's overload flag, set when a pick found it
+// at its upper threshold, is cleared when its connections end (IPVS's unbind rule), not only when
+// the next pick looks.
+func TestThresholdClearedWhenConnectionsEnd(t *testing.T) {
+	tabs := buildTables(1, standardSpecs()...)
+	for _, id := range []int{2, 3} { // the IPv4 UDP service's two real servers
+		tabs.Reals[id].UpperThreshold = 1
+	}
+	tabs.Finish()
+	r := newRig(t, tabs, 64)
+	tc := natCases[1]
+	r.one(t, 0, build(t, clientPkt(tc.clientAt(1000), tc.vip, tc.proto, 0)), afpacket.RxMeta{})
+	r.one(t, 0, build(t, clientPkt(tc.clientAt(1001), tc.vip, tc.proto, 0)), afpacket.RxMeta{})
+	r.none(t, 0, build(t, clientPkt(tc.clientAt(1002), tc.vip, tc.proto, 0)), afpacket.RxMeta{}, DropNoRealServer)
+	for _, id := range []int{2, 3} {
+		if !tabs.Reals[id].Counts.IsOverloaded() {
+			t.Fatalf("real %d at its upper threshold is not marked overloaded", id)
+		}
+	}
+	now := r.now + int64(time.Hour)
+	for i := 0; i < 10 && r.w.ct.Len() > 0; i++ {
+		now += 1 << conntrack.TickShift
+		r.w.Expire(now)
+	}
+	for _, id := range []int{2, 3} {
+		if c := tabs.Reals[id].Counts; c.IsOverloaded() || c.Active.Load()+c.Inactive.Load() != 0 {
+			t.Errorf("real %d after its connections expired: overloaded %v, %d connections", id, c.IsOverloaded(), c.Active.Load()+c.Inactive.Load())
 		}
 	}
 }

@@ -678,6 +678,7 @@ func (w *Worker) uncount(c *conntrack.Conn) {
 	} else {
 		r.Counts.Inactive.Add(-1)
 	}
+	r.Counts.Unbound(r.UpperThreshold, r.LowerThreshold)
 }
 
 func (w *Worker) drop(d Drop) { w.c[cDropBase+int(d)]++ }

@@ -140,8 +140,8 @@ func New(name string, dests []Dest, opts Options) (Scheduler, error) {
 // UpperThreshold and stays so until they drop below LowerThreshold (3/4 of UpperThreshold when
 // LowerThreshold is 0). The state lives in d.Counts, so all workers agree.
 //
-// IPVS updates the flag when a connection is bound or unbound; here it is updated when a scheduler
-// looks at the server, so a dip below the lower threshold that no Pick observed does not clear it.
+// IPVS updates the flag when a connection is bound or unbound; here it is set when a scheduler
+// looks at the server, and cleared then or when a connection ends (Counts.Unbound).
 func Overloaded(d *Dest) bool {
 	c := d.Counts
 	if c == nil {
@@ -156,13 +156,7 @@ func Overloaded(d *Dest) bool {
 	}
 	total := c.Active.Load() + c.Inactive.Load()
 	if c.overloaded.Load() {
-		var below bool
-		if lower := int64(d.LowerThreshold); lower == 0 {
-			below = total*4 < upper*3 // ip_vs_unbind_dest
-		} else {
-			below = total < min(lower, upper)
-		}
-		if below {
+		if belowLower(total, d.UpperThreshold, d.LowerThreshold) {
 			c.overloaded.Store(false)
 			return false
 		}
@@ -174,6 +168,33 @@ func Overloaded(d *Dest) bool {
 	}
 	return false
 }
+
+// belowLower is ip_vs_unbind_dest's test for clearing the overload flag: total below the lower
+// threshold, or below 3/4 of the upper one when there is no lower one.
+func belowLower(total int64, upper, lower uint32) bool {
+	if lower == 0 {
+		return total*4 < int64(upper)*3
+	}
+	return total < int64(min(lower, upper))
+}
+
+// Unbound is IPVS's ip_vs_unbind_dest rule for a real server one of whose connections just ended
+// (and was already taken off c): once its connections are below the lower threshold (3/4 of the
+// upper one when lower is 0), or it has no thresholds, it takes new connections again. Pick clears
+// the flag by the same rule when it looks at the server; clearing it here too means a dip below
+// the lower threshold is not missed when connections come back without a pick (persistence).
+func (c *Counts) Unbound(upper, lower uint32) {
+	if !c.overloaded.Load() {
+		return
+	}
+	if upper == 0 || belowLower(c.Active.Load()+c.Inactive.Load(), upper, lower) {
+		c.overloaded.Store(false)
+	}
+}
+
+// IsOverloaded reports the overload flag as the schedulers last left it (IP_VS_DEST_F_OVERLOAD),
+// without updating it.
+func (c *Counts) IsOverloaded() bool { return c.overloaded.Load() }
 
 // usable reports whether d may take a new connection: available, not quiesced, not overloaded
 // (IPVS: weight > 0 and no IP_VS_DEST_F_OVERLOAD).

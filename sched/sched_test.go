@@ -204,6 +204,49 @@ func TestOverloaded(t *testing.T) {
 
 // TestThresholdsEverywhere checks that every scheduler stops sending to an overloaded server and
 // resumes below the lower threshold.
+// TestUnbound: a connection's end clears the overload flag by ip_vs_unbind_dest's rule, so a dip
+// below the lower threshold counts even when no Pick saw it: connections that come back without a
+// pick (persistence) up to below the upper threshold leave the server usable, as in IPVS.
+func TestUnbound(t *testing.T) {
+	for _, tt := range []struct {
+		name                   string
+		upper, lower           uint32
+		peak, dip, back        int64
+		clearedAtDip, wantBack bool // flag after Unbound at the dip; Overloaded when the load is back
+	}{
+		{name: "explicit lower", upper: 10, lower: 4, peak: 10, dip: 3, back: 6, clearedAtDip: true},
+		{name: "not below explicit lower", upper: 10, lower: 4, peak: 10, dip: 4, back: 6, clearedAtDip: false, wantBack: true},
+		{name: "3/4 of upper", upper: 8, peak: 8, dip: 5, back: 7, clearedAtDip: true},
+		{name: "at 3/4 of upper", upper: 8, peak: 8, dip: 6, back: 7, clearedAtDip: false, wantBack: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Dest{Weight: 1, Available: true, Counts: new(Counts), UpperThreshold: tt.upper, LowerThreshold: tt.lower}
+			d.Counts.Inactive.Store(tt.peak)
+			if !Overloaded(&d) {
+				t.Fatalf("%d connections with upper %d: not overloaded", tt.peak, tt.upper)
+			}
+			d.Counts.Inactive.Store(tt.dip)
+			d.Counts.Unbound(tt.upper, tt.lower)
+			if got := !d.Counts.IsOverloaded(); got != tt.clearedAtDip {
+				t.Fatalf("after a connection ended at %d: flag cleared %v, want %v", tt.dip, got, tt.clearedAtDip)
+			}
+			d.Counts.Inactive.Store(tt.back)
+			if got := Overloaded(&d); got != tt.wantBack {
+				t.Fatalf("load back at %d: Overloaded %v, want %v", tt.back, got, tt.wantBack)
+			}
+		})
+	}
+	t.Run("no thresholds any more", func(t *testing.T) {
+		var c Counts
+		c.overloaded.Store(true)
+		c.Inactive.Store(100)
+		c.Unbound(0, 0)
+		if c.IsOverloaded() {
+			t.Fatal("a server without thresholds stays overloaded after a connection ended")
+		}
+	})
+}
+
 func TestThresholdsEverywhere(t *testing.T) {
 	for _, name := range Names() {
 		t.Run(name, func(t *testing.T) {
