@@ -57,6 +57,9 @@ type RealServer struct {
 	ActiveConnections   int64  `json:"active_connections"`
 	InactiveConnections int64  `json:"inactive_connections"`
 	Packets             uint64 `json:"packets"`
+	// Overloaded: the server reached its upper_threshold and takes no new connections until it is
+	// below its lower_threshold (IPVS's IP_VS_DEST_F_OVERLOAD).
+	Overloaded bool `json:"overloaded"`
 }
 
 // Handler answers requests; the daemon implements it.

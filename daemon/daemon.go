@@ -406,6 +406,7 @@ func (d *Daemon) Status() control.Status {
 				Resolved:            r.Resolved,
 				ActiveConnections:   r.Counts.Active.Load(),
 				InactiveConnections: r.Counts.Inactive.Load(),
+				Overloaded:          r.UpperThreshold != 0 && r.Counts.IsOverloaded(),
 			}
 			x.Connections = x.ActiveConnections + x.InactiveConnections
 			if int(id) < len(ds.RealPackets) {

@@ -80,6 +80,7 @@ type stats struct {
 			Weight      int    `json:"weight"`
 			Connections int64  `json:"connections"`
 			Packets     int64  `json:"packets"`
+			Overloaded  bool   `json:"overloaded"`
 		} `json:"real_servers"`
 	} `json:"virtual_servers"`
 }

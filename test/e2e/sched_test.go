@@ -137,6 +137,9 @@ func TestSchedulers(t *testing.T) {
 		if counts[1]+counts[2] != 9-counts[0] {
 			t.Fatalf("connections per server %v", counts)
 		}
+		if rs1 := g.mustStats().VirtualServers[0].RealServers[0]; !rs1.Overloaded {
+			t.Errorf("rs1 holds %d connections at its upper_threshold 2, but stats says it is not overloaded", rs1.Connections)
+		}
 		for _, c := range held {
 			c.Close()
 		}
@@ -145,7 +148,12 @@ func TestSchedulers(t *testing.T) {
 		deadline := time.Now().Add(15 * time.Second)
 		for {
 			st := g.mustStats()
-			if st.VirtualServers[0].RealServers[0].Connections == 0 {
+			if rs1 := st.VirtualServers[0].RealServers[0]; rs1.Connections == 0 {
+				// Below its lower threshold, rs1 takes connections again, before any pick looks
+				// at it: the connections' end cleared the flag (IPVS's unbind rule).
+				if rs1.Overloaded {
+					t.Errorf("rs1 has no connections left but stats still says it is overloaded")
+				}
 				break
 			}
 			if time.Now().After(deadline) {
