@@ -50,6 +50,10 @@ func newNS(t testing.TB) string {
 	name := fmt.Sprintf("h3afp-%d-%d", os.Getpid(), nsSeq.Add(1))
 	ipCmd(t, "netns", "add", name)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	// No IPv6: the tests speak IPv4 and raw frames, and the kernel's own router solicitations and
+	// listener reports on a fresh link would land in the rings at random times (a CI run saw one
+	// before TestFrameRing's first RxIdle check).
+	ipCmd(t, "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
 	ipCmd(t, "-n", name, "link", "set", "lo", "up")
 	return name
 }
