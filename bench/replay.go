@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/govs/govs/config"
+	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/daemon"
 	"github.com/govs/govs/dataplane"
 	"github.com/govs/govs/dataplane/afpacket"
@@ -158,6 +159,22 @@ func makePlan(c *Capture, rc *ReplayConfig) *plan {
 	type flowInfo struct{ worker, local uint32 }
 	flows := make(map[flowKey]flowInfo)
 	seed := maphash.MakeSeed()
+	// With persistent services the engine keeps a client network on one worker (per family: the
+	// widest persistence_netmask); so does the plan.
+	stickyBits := map[uint8]int{}
+	for _, vs := range rc.Config.VirtualServers {
+		if vs.PersistenceTimeout <= 0 {
+			continue
+		}
+		if len(stickyBits) == 0 {
+			stickyBits[4], stickyBits[6] = 32, 128
+		}
+		fam := uint8(6)
+		if vs.Address.Addr().Is4() {
+			fam = 4
+		}
+		stickyBits[fam] = min(stickyBits[fam], vs.PersistenceNetmask)
+	}
 	var p frame.Parsed
 	var v4, v6 [16]byte
 	if rc.RewriteDst4.IsValid() {
@@ -192,10 +209,15 @@ func makePlan(c *Capture, rc *ReplayConfig) *plan {
 			}
 		}
 		if !ok {
-			cw := maphash.Comparable(seed, struct {
+			client := struct {
 				a [16]byte
 				p uint16
-			}{p.Src, p.SrcPort})
+			}{p.Src, p.SrcPort}
+			if bits, sticky := stickyBits[p.Family]; sticky {
+				// As the engine's fanout does for persistent services: a client network, no port.
+				client.a, client.p = conntrack.MaskAddr(p.Src, bits), 0
+			}
+			cw := maphash.Comparable(seed, client)
 			w = int(cw % uint64(rc.Workers))
 			fi = flowInfo{uint32(w), uint32(pl.nflows[w])}
 			pl.nflows[w]++

@@ -29,6 +29,7 @@ type engineOS struct {
 	hosts     hostAddrs            // this host's addresses, shared with the workers
 	rxMode    string               // RXModeAuto, RXModeThroughput or RXModeLatency
 	vips      []netip.Addr         // of the fanout program installed last (guarded by Engine.mu)
+	sticky    bpfgen.Stickiness    // of the fanout program installed last (guarded by Engine.mu)
 	rx        rxState
 	wakefd    int
 	stopping  chan struct{}
@@ -134,7 +135,8 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 	var fanout []bpf.RawInstruction
 	if n > 1 || twoRings {
 		// Member index = ring set * n + worker: every v3 socket joins before any v2 socket.
-		if fanout, err = bpfgen.FanoutProgramBase(vips, n, int(ring)*n); err != nil {
+		e.os.sticky = stickinessFor(t)
+		if fanout, err = bpfgen.FanoutProgramSticky(vips, n, int(ring)*n, e.os.sticky); err != nil {
 			e.closeSockets()
 			return nil, errorf("fanout program: %v", err)
 		}
@@ -267,10 +269,11 @@ func (eo *engineOS) program(e *Engine, t *Tables) error {
 	var fanout []bpf.RawInstruction
 	if len(e.workers) > 1 || eo.frames != nil {
 		ring, _ := eo.rx.load()
-		if fanout, err = bpfgen.FanoutProgramBase(vips, len(e.workers), int(ring)*len(e.workers)); err != nil {
+		sticky := stickinessFor(t)
+		if fanout, err = bpfgen.FanoutProgramSticky(vips, len(e.workers), int(ring)*len(e.workers), sticky); err != nil {
 			return errorf("fanout program: %v", err)
 		}
-		eo.vips = vips
+		eo.vips, eo.sticky = vips, sticky
 	}
 	if eo.guard != nil {
 		spec := guardSpecFor(t)
@@ -525,6 +528,28 @@ func checkForwarding(ifaces []string) error {
 		}
 	}
 	return nil
+}
+
+// stickinessFor says how the fanout must hash for t's persistent services: each worker keeps its own
+// persistence templates, so all connections of a client network (the widest persistence_netmask of
+// its family) must reach one worker. Without persistent services it hashes addresses and ports.
+func stickinessFor(t *Tables) bpfgen.Stickiness {
+	st := bpfgen.Stickiness{Bits4: 32, Bits6: 128}
+	for _, s := range t.Services {
+		if s == nil || s.Persistence <= 0 {
+			continue
+		}
+		st.Sticky = true
+		if s.VIP.Addr().Is4() {
+			st.Bits4 = min(st.Bits4, s.PersistenceBits)
+		} else {
+			st.Bits6 = min(st.Bits6, s.PersistenceBits)
+		}
+	}
+	if !st.Sticky {
+		return bpfgen.Stickiness{}
+	}
+	return st
 }
 
 // guardSpecFor lists what the kernel guard drops for t: frames to the VIPs, and NAT replies from

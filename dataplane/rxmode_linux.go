@@ -60,7 +60,7 @@ func (e *Engine) switchRing(ring rxRing) error {
 		return errorf("engine closed")
 	}
 	n := len(e.workers)
-	prog, err := bpfgen.FanoutProgramBase(e.os.vips, n, int(ring)*n)
+	prog, err := bpfgen.FanoutProgramSticky(e.os.vips, n, int(ring)*n, e.os.sticky)
 	if err != nil {
 		return errorf("fanout program: %v", err)
 	}

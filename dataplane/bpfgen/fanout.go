@@ -43,6 +43,14 @@ func vipSides(a *asm, groups []*addrGroup, off uint32, src, dst label) {
 	}
 }
 
+// prefixMask is a 32-bit word's mask for its first bits bits (0..32).
+func prefixMask(bits int) uint32 {
+	if bits <= 0 {
+		return 0
+	}
+	return ^uint32(0) << (32 - bits)
+}
+
 // hashMul is the 32-bit golden-ratio multiplier (Knuth's multiplicative hashing).
 const hashMul = 0x9e3779b1
 
@@ -79,6 +87,24 @@ func FanoutProgram(vips []netip.Addr, members int) ([]bpf.RawInstruction, error)
 // short for a load the program makes abort it, and the kernel then sends them to member 0
 // whatever the base: the reader of member 0 must also read its socket while another set is in use.
 func FanoutProgramBase(vips []netip.Addr, members, base int) ([]bpf.RawInstruction, error) {
+	return FanoutProgramSticky(vips, members, base, Stickiness{})
+}
+
+// Stickiness makes the fanout keep whole clients, not just connections, on one member, as
+// persistence needs: a worker keeps its own persistence templates, so every connection of a
+// client (masked by persistence_netmask) must reach the same worker. With Sticky set the hash covers
+// the client address alone, no ports, masked to its first Bits4 (IPv4) or Bits6 (IPv6) bits, for
+// every frame: connections then spread over workers by client network, not by port.
+type Stickiness struct {
+	Sticky       bool
+	Bits4, Bits6 int // 0..32 and 0..128; a zero Stickiness hashes addresses and ports
+}
+
+// FanoutProgramSticky is FanoutProgramBase with the hash Stickiness describes.
+func FanoutProgramSticky(vips []netip.Addr, members, base int, st Stickiness) ([]bpf.RawInstruction, error) {
+	if st.Sticky && (st.Bits4 < 0 || st.Bits4 > 32 || st.Bits6 < 0 || st.Bits6 > 128) {
+		return nil, fmt.Errorf("failed to generate fanout BPF: persistence prefixes /%d (IPv4) and /%d (IPv6) out of range", st.Bits4, st.Bits6)
+	}
 	if base < 0 || base+members > 1<<16 {
 		return nil, fmt.Errorf("failed to generate fanout BPF: base %d with %d members exceeds PACKET_FANOUT_MAX (65536)", base, members)
 	}
@@ -190,8 +216,13 @@ func FanoutProgramBase(vips []netip.Addr, members, base int) ([]bpf.RawInstructi
 	}{{cs4, 12, 0}, {cd4, 16, 2}} {
 		// X = memBase, the header whose side is hashed.
 		a.mark(side.lbl)
+		a.i(bpf.LoadIndirect{Off: side.addr, Size: 4})
+		if st.Sticky {
+			a.i(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: prefixMask(st.Bits4)}, bpf.StoreScratch{Src: bpf.RegA, N: memHash})
+			a.ja(final)
+			continue
+		}
 		a.i(
-			bpf.LoadIndirect{Off: side.addr, Size: 4},
 			bpf.StoreScratch{Src: bpf.RegA, N: memHash},
 			bpf.LoadIndirect{Off: 9, Size: 1},
 		)
@@ -264,16 +295,29 @@ func FanoutProgramBase(vips []netip.Addr, members, base int) ([]bpf.RawInstructi
 		addr, portOff uint32
 	}{{cs6, 8, 40}, {cd6, 24, 42}} {
 		a.mark(side.lbl)
-		// Fold the four address words with XOR; X must come back to memBase each time.
-		a.i(bpf.LoadIndirect{Off: side.addr, Size: 4}, bpf.StoreScratch{Src: bpf.RegA, N: memHash})
+		// Fold the four address words with XOR; X must come back to memBase each time. Sticky:
+		// each word masked to the persistence prefix first, and no ports.
+		mask := func(w uint32) {
+			if st.Sticky {
+				a.i(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: prefixMask(min(max(st.Bits6-32*int(w), 0), 32))})
+			}
+		}
+		a.i(bpf.LoadIndirect{Off: side.addr, Size: 4})
+		mask(0)
+		a.i(bpf.StoreScratch{Src: bpf.RegA, N: memHash})
 		for w := uint32(1); w < 4; w++ {
+			a.i(bpf.LoadIndirect{Off: side.addr + 4*w, Size: 4})
+			mask(w)
 			a.i(
-				bpf.LoadIndirect{Off: side.addr + 4*w, Size: 4},
 				bpf.LoadScratch{Dst: bpf.RegX, N: memHash},
 				bpf.ALUOpX{Op: bpf.ALUOpXor},
 				bpf.StoreScratch{Src: bpf.RegA, N: memHash},
 				bpf.LoadScratch{Dst: bpf.RegX, N: memBase},
 			)
+		}
+		if st.Sticky {
+			a.ja(final)
+			continue
 		}
 		a.i(bpf.LoadIndirect{Off: 6, Size: 1})
 		ports := a.newLabel()

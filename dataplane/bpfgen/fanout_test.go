@@ -175,3 +175,64 @@ func TestFanoutBase(t *testing.T) {
 		t.Error("base past PACKET_FANOUT_MAX: no error")
 	}
 }
+
+// TestFanoutSticky: with Stickiness every frame of every connection of a client network (the
+// persistence mask) goes to one member, whatever the ports, in both directions and for ICMP errors
+// about them; different networks still spread.
+func TestFanoutSticky(t *testing.T) {
+	vips := []netip.Addr{netip.MustParseAddr("198.19.0.1"), netip.MustParseAddr("2001:2::1")}
+	raw, err := FanoutProgramSticky(vips, 4, 0, Stickiness{Sticky: true, Bits4: 24, Bits6: 56})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := FanoutProgram(vips, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(7, 7))
+	used := map[int]bool{}
+	plainSpread := false
+	for n := range 200 {
+		var network func() string
+		vip, rs := "198.19.0.1", "198.18.255.10"
+		if n%2 == 0 {
+			network = func() string { return fmt.Sprintf("198.18.%d.%d", n, 1+r.IntN(254)) } // a /24
+		} else {
+			vip, rs = "2001:2::1", "2001:2:0:ffff::10"
+			network = func() string { // a /56: the 7th byte varies inside it
+				return fmt.Sprintf("2001:2:%x:%x%02x::%x", n, r.IntN(256)>>8, r.IntN(256), 1+r.IntN(1<<16-1))
+			}
+		}
+		member, plainMembers := -1, map[int]bool{}
+		for range 8 {
+			client, cport := network(), uint16(1024+r.IntN(60000))
+			frames := [][]byte{
+				frame{src: client, dst: vip, proto: 6, sport: cport, dport: 80}.build(t),
+				frame{src: rs, dst: client, proto: 6, sport: 8080, dport: cport}.build(t),
+			}
+			if n%2 == 0 { // a router on the client side about a reply
+				frames = append(frames, frame{src: "198.18.254.1", dst: vip, proto: 1,
+					icmp: icmpError(t, 11, frame{src: vip, dst: client, proto: 6, sport: 80, dport: cport}, false)}.build(t))
+			}
+			for i, fr := range frames {
+				m := runFanout(t, raw, fr)
+				if member < 0 {
+					member = m
+				} else if m != member {
+					t.Fatalf("network %d: frame %d of client %s:%d went to member %d, the network's other frames to %d", n, i, client, cport, m, member)
+				}
+			}
+			plainMembers[runFanout(t, plain, frames[0])] = true
+		}
+		used[member] = true
+		if len(plainMembers) > 1 {
+			plainSpread = true
+		}
+	}
+	if len(used) != 4 {
+		t.Errorf("200 client networks used members %v, want all 4", used)
+	}
+	if !plainSpread {
+		t.Error("the plain program kept every network on one member: the test does not tell the two apart")
+	}
+}
