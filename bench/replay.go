@@ -154,27 +154,14 @@ type plan struct {
 // makePlan classifies every frame into flows (the client is the source of a flow's first packet),
 // rewrites the server address when asked, and deals flows to workers by a hash of the client side,
 // as the kernel's fanout does.
-func makePlan(c *Capture, rc *ReplayConfig) *plan {
+func makePlan(c *Capture, rc *ReplayConfig, t *dataplane.Tables) *plan {
 	pl := &plan{items: make([][]item, rc.Workers), nflows: make([]int, rc.Workers), parsed: make([]frame.Parsed, 1)}
 	type flowInfo struct{ worker, local uint32 }
 	flows := make(map[flowKey]flowInfo)
 	seed := maphash.MakeSeed()
-	// With persistent services the engine keeps a client network on one worker (per family: the
-	// widest persistence_netmask); so does the plan.
-	stickyBits := map[uint8]int{}
-	for _, vs := range rc.Config.VirtualServers {
-		if vs.PersistenceTimeout <= 0 {
-			continue
-		}
-		if len(stickyBits) == 0 {
-			stickyBits[4], stickyBits[6] = 32, 128
-		}
-		fam := uint8(6)
-		if vs.Address.Addr().Is4() {
-			fam = 4
-		}
-		stickyBits[fam] = min(stickyBits[fam], vs.PersistenceNetmask)
-	}
+	// With persistent services the engine's fanout keeps a client network on one worker; so does
+	// the plan.
+	sticky := t.Stickiness()
 	var p frame.Parsed
 	var v4, v6 [16]byte
 	if rc.RewriteDst4.IsValid() {
@@ -213,8 +200,11 @@ func makePlan(c *Capture, rc *ReplayConfig) *plan {
 				a [16]byte
 				p uint16
 			}{p.Src, p.SrcPort}
-			if bits, sticky := stickyBits[p.Family]; sticky {
-				// As the engine's fanout does for persistent services: a client network, no port.
+			if sticky.Sticky {
+				bits := sticky.Bits6
+				if p.Family == 4 {
+					bits = sticky.Bits4
+				}
 				client.a, client.p = conntrack.MaskAddr(p.Src, bits), 0
 			}
 			cw := maphash.Comparable(seed, client)
@@ -296,7 +286,7 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 	if nports > dataplane.MaxPorts {
 		return nil, fmt.Errorf("at most %d interfaces, not %d", dataplane.MaxPorts, nports)
 	}
-	pl := makePlan(c, &rc)
+	pl := makePlan(c, &rc, t)
 
 	var outMu sync.Mutex
 	var outErr error

@@ -135,23 +135,25 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 	var fanout []bpf.RawInstruction
 	if n > 1 || twoRings {
 		// Member index = ring set * n + worker: every v3 socket joins before any v2 socket.
-		e.os.sticky = stickinessFor(t)
+		e.os.sticky = t.Stickiness()
 		if fanout, err = bpfgen.FanoutProgramSticky(vips, n, int(ring)*n, e.os.sticky); err != nil {
 			e.closeSockets()
 			return nil, errorf("fanout program: %v", err)
 		}
 	}
 	e.os.vips = vips
+	locals := localAddrs()
+	e.os.hosts.store(locals)
+	gspec := guardSpecFor(t, locals)
 	if g, err := newKernelGuard(e.ifaces); err != nil {
 		cfg.logf("warning: the kernel will also process every frame to a VIP (slower under load): %v", err)
-	} else if err := g.set(guardSpecFor(t)); err != nil {
+	} else if err := g.set(gspec); err != nil {
 		g.close()
 		cfg.logf("warning: the kernel will also process every frame to a VIP (slower under load): %v", err)
 	} else {
 		e.os.guard = g
-		e.os.guardSpec = guardSpecFor(t)
+		e.os.guardSpec = gspec
 	}
-	e.os.hosts.store(localAddrs())
 	pid := os.Getpid()
 	for wi := 0; wi < n; wi++ {
 		var socks, large []*afpacket.Socket
@@ -269,14 +271,14 @@ func (eo *engineOS) program(e *Engine, t *Tables) error {
 	var fanout []bpf.RawInstruction
 	if len(e.workers) > 1 || eo.frames != nil {
 		ring, _ := eo.rx.load()
-		sticky := stickinessFor(t)
+		sticky := t.Stickiness()
 		if fanout, err = bpfgen.FanoutProgramSticky(vips, len(e.workers), int(ring)*len(e.workers), sticky); err != nil {
 			return errorf("fanout program: %v", err)
 		}
 		eo.vips, eo.sticky = vips, sticky
 	}
 	if eo.guard != nil {
-		spec := guardSpecFor(t)
+		spec := guardSpecFor(t, localAddrs())
 		if err := eo.guard.set(spec); err != nil {
 			return errorf("%v", err)
 		}
@@ -530,32 +532,10 @@ func checkForwarding(ifaces []string) error {
 	return nil
 }
 
-// stickinessFor says how the fanout must hash for t's persistent services: each worker keeps its own
-// persistence templates, so all connections of a client network (the widest persistence_netmask of
-// its family) must reach one worker. Without persistent services it hashes addresses and ports.
-func stickinessFor(t *Tables) bpfgen.Stickiness {
-	st := bpfgen.Stickiness{Bits4: 32, Bits6: 128}
-	for _, s := range t.Services {
-		if s == nil || s.Persistence <= 0 {
-			continue
-		}
-		st.Sticky = true
-		if s.VIP.Addr().Is4() {
-			st.Bits4 = min(st.Bits4, s.PersistenceBits)
-		} else {
-			st.Bits6 = min(st.Bits6, s.PersistenceBits)
-		}
-	}
-	if !st.Sticky {
-		return bpfgen.Stickiness{}
-	}
-	return st
-}
-
 // guardSpecFor lists what the kernel guard drops for t: frames to the VIPs, and NAT replies from
 // the real servers unless addressed to one of this host's own addresses.
-func guardSpecFor(t *Tables) *guardSpec {
-	spec := &guardSpec{locals: localAddrs()}
+func guardSpecFor(t *Tables, locals []netip.Addr) *guardSpec {
+	spec := &guardSpec{locals: locals}
 	seen := map[netip.Addr]bool{}
 	for _, s := range t.Services {
 		if s == nil {
@@ -585,11 +565,12 @@ func (e *Engine) RefreshKernelGuard() error {
 	if e.os.closed {
 		return nil
 	}
-	e.os.hosts.store(localAddrs())
+	locals := localAddrs()
+	e.os.hosts.store(locals)
 	if e.os.guard == nil || e.os.guardSpec == nil {
 		return nil
 	}
-	spec := guardSpecFor(e.tables.Load())
+	spec := guardSpecFor(e.tables.Load(), locals)
 	if spec.equal(e.os.guardSpec) {
 		return nil
 	}

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"net/netip"
 
+	"github.com/govs/govs/dataplane/bpfgen"
 	"github.com/govs/govs/sched"
 )
 
@@ -133,6 +134,29 @@ func (t *Tables) Finish() {
 			})
 		}
 	}
+}
+
+// Stickiness says how the fanout must hash for t's persistent services: each worker keeps its own
+// persistence templates, so all connections of a client network (the widest persistence_netmask of
+// its family) must reach one worker. Without persistent services it hashes addresses and ports.
+// The offline replay deals flows to workers by the same rule.
+func (t *Tables) Stickiness() bpfgen.Stickiness {
+	st := bpfgen.Stickiness{Bits4: 32, Bits6: 128}
+	for _, s := range t.Services {
+		if s == nil || s.Persistence <= 0 {
+			continue
+		}
+		st.Sticky = true
+		if s.VIP.Addr().Is4() {
+			st.Bits4 = min(st.Bits4, s.PersistenceBits)
+		} else {
+			st.Bits6 = min(st.Bits6, s.PersistenceBits)
+		}
+	}
+	if !st.Sticky {
+		return bpfgen.Stickiness{}
+	}
+	return st
 }
 
 // service returns the service for a destination, or nil. A service for the exact port wins; else

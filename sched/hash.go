@@ -69,23 +69,11 @@ func (s *DestinationHashing) Pick(dests []Dest, f *Flow) int {
 	}
 	// ip_vs_dh_hashkey: the multiplicative hash (Knuth's 2654435761) of the folded address (plus
 	// the port with sh-port, as ip_vs_sh_hashkey adds it).
-	h := (uint64(foldAddr(&f.Dst)+port) * 2654435761) & (hashTableSize - 1)
-	i := s.buckets[h]
-	if i < 0 {
-		return -1
-	}
-	if usable(&dests[i]) {
-		return int(i)
-	}
-	if s.flags&FlagSHFallback == 0 {
-		return -1
-	}
-	for off := range uint64(hashTableSize) {
-		if j := s.buckets[(h+off)&(hashTableSize-1)]; j >= 0 && usable(&dests[j]) {
-			return int(j)
-		}
-	}
-	return -1
+	h := uint32((uint64(foldAddr(&f.Dst)+port) * 2654435761) & (hashTableSize - 1))
+	// sh-fallback: the following buckets in turn.
+	return pickBucket(&s.buckets, dests, h, s.flags&FlagSHFallback != 0, func(off uint32) uint32 {
+		return (h + off) & (hashTableSize - 1)
+	})
 }
 
 // Update deals the buckets to dests in list order, Weight consecutive buckets each (at least one)
@@ -120,20 +108,27 @@ func (s *SourceHashing) Pick(dests []Dest, f *Flow) int {
 		port = f.SrcPort
 	}
 	ihash := shHash(addr, port, 0)
-	i := s.buckets[ihash]
+	// ip_vs_sh_get_fallback: walk the offsets starting from the original bucket.
+	return pickBucket(&s.buckets, dests, ihash, s.flags&FlagSHFallback != 0, func(off uint32) uint32 {
+		return shHash(addr, port, (off+ihash)%hashTableSize)
+	})
+}
+
+// pickBucket returns the server owning bucket first if it is usable; else, with fallback, the first
+// usable server of buckets next(0), next(1), ... next(255); else -1. An empty bucket (-1) refuses.
+func pickBucket(buckets *[hashTableSize]int32, dests []Dest, first uint32, fallback bool, next func(off uint32) uint32) int {
+	i := buckets[first]
 	if i < 0 {
 		return -1
 	}
 	if usable(&dests[i]) {
 		return int(i)
 	}
-	if s.flags&FlagSHFallback == 0 {
+	if !fallback {
 		return -1
 	}
-	// ip_vs_sh_get_fallback: walk the offsets starting from the original bucket.
 	for off := range uint32(hashTableSize) {
-		j := s.buckets[shHash(addr, port, (off+ihash)%hashTableSize)]
-		if j >= 0 && usable(&dests[j]) {
+		if j := buckets[next(off)]; j >= 0 && usable(&dests[j]) {
 			return int(j)
 		}
 	}
