@@ -70,6 +70,7 @@ func BenchmarkLookup(b *testing.B) {
 		b.Run("hit-random-batched/"+sizeName(size), func(b *testing.B) {
 			b.ReportAllocs()
 			var hs [benchBatch]uint64
+			var hints [benchBatch]uint32
 			mask := len(random) - 1
 			i := 0
 			for b.Loop() {
@@ -77,9 +78,9 @@ func BenchmarkLookup(b *testing.B) {
 					for j := range hs {
 						hs[j] = tab.Hash(&random[(i+j)&mask])
 					}
-					tab.Prefetch(hs[:])
+					tab.Prefetch(hs[:], hints[:])
 				}
-				sinkID, _, sinkOK = tab.LookupHashed(&random[i&mask], hs[i%benchBatch])
+				sinkID, _, sinkOK = tab.LookupHinted(&random[i&mask], hs[i%benchBatch], hints[i%benchBatch])
 				i++
 			}
 		})
@@ -138,7 +139,7 @@ func BenchmarkInsert(b *testing.B) {
 						r := Key{Src: nc.Real, Dst: k.Src, SrcPort: nc.RealPort, DstPort: k.SrcPort, Proto: k.Proto}
 						hs[2*x], hs[2*x+1] = tab.Hash(k), tab.Hash(&r)
 					}
-					tab.Prefetch(hs[:])
+					tab.Prefetch(hs[:], nil)
 				}
 				insert(b, &keys[i&mask])
 				i++

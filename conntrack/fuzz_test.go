@@ -165,6 +165,7 @@ func FuzzTable(f *testing.F) {
 			}
 			return ids
 		}
+		var hints [3]uint32 // Prefetch's, kept across operations
 		for len(prog) >= 3 {
 			op, a, b := prog[0], prog[1], prog[2]
 			prog = prog[3:]
@@ -220,10 +221,16 @@ func FuzzTable(f *testing.F) {
 					k = Key{Src: real, Dst: orig.Src, SrcPort: 8080, DstPort: orig.SrcPort, Proto: orig.Proto}
 				}
 				id, dir, ok := tab.Lookup(&k)
-				if b&1 != 0 { // the data plane's way: hash, prefetch a batch, look up by hash
+				switch b & 3 {
+				case 1: // the data plane's way: hash, prefetch a batch, look up by hash and hint
 					h := tab.Hash(&k)
-					tab.Prefetch([]uint64{h, tab.Hash(&orig), uint64(a) * 0x9e3779b97f4a7c15})
-					id, dir, ok = tab.LookupHashed(&k, h)
+					hs := []uint64{h, tab.Hash(&orig), uint64(a) * 0x9e3779b97f4a7c15}
+					tab.Prefetch(hs, hints[:])
+					id, dir, ok = tab.LookupHinted(&k, h, hints[0])
+				case 2: // a hint left from an earlier lookup, stale after whatever ran since
+					id, dir, ok = tab.LookupHinted(&k, tab.Hash(&k), hints[a%3])
+				case 3:
+					id, dir, ok = tab.LookupHashed(&k, tab.Hash(&k))
 				}
 				wid, wdir, wok := byKey(k)
 				if ok != wok || (ok && (id != wid || dir != wdir)) {

@@ -374,8 +374,26 @@ func (t *Table) LookupHashed(k *Key, h uint64) (id uint32, dir Dir, ok bool) {
 	return r >> 1, Dir(r & 1), ok
 }
 
+// LookupHinted is LookupHashed with a hint from Prefetch: when the hinted entry holds k, it is the
+// answer and the index is not walked again. A hint may be stale (entries came and went since
+// Prefetch) or 0; the answer is the same, only slower.
+func (t *Table) LookupHinted(k *Key, h uint64, hint uint32) (id uint32, dir Dir, ok bool) {
+	if r := hint - 1; hint != 0 && r>>1 < uint32(len(t.conns)) {
+		// Tuples in the table are unique, so a live entry holding k in direction d is k's entry,
+		// provided that direction is indexed (a dead template's is not, nor a DR entry's reply).
+		c, d := &t.conns[r>>1], Dir(r&1)
+		if c.ctl&(ctlLive|ctlDead) == ctlLive && (d == DirOriginal || c.ctl&ctlReply != 0) && c.matches(d, k) {
+			return r >> 1, d, true
+		}
+	}
+	r, ok := t.find(k, h)
+	return r >> 1, Dir(r & 1), ok
+}
+
 // Prefetch brings into the CPU cache what lookups of the given hashes will read: each hash's home
-// index slots and the entries they point to with a matching tag. It changes nothing.
+// index slots and the entries they point to with a matching tag. It changes nothing. If hints is
+// not nil (at least as long as hs), hints[j] receives a guess at hs[j]'s entry for LookupHinted: the
+// first index slot with the hash's tag, which is almost always the one.
 //
 // Why: at a million entries and more, a lookup is two cache misses (index, then entry), and one
 // after the other they cost two memory latencies (150-300 ns each on a VM). A worker that
@@ -383,7 +401,7 @@ func (t *Table) LookupHashed(k *Key, h uint64) (id uint32, dir Dir, ok bool) {
 // depend on each other, so the CPU keeps many in flight, and the lookups that follow hit the cache.
 // Go has no prefetch instruction to call, so the passes load for real and keep the loads alive
 // through a sink; the loops are kept short so that many loads fit in the CPU's window.
-func (t *Table) Prefetch(hs []uint64) {
+func (t *Table) Prefetch(hs []uint64, hints []uint32) {
 	var acc uint32
 	var refs [64]uint32
 	index, conns := t.index, t.conns
@@ -420,6 +438,10 @@ func (t *Table) Prefetch(hs []uint64) {
 		for _, r := range refs[:n] {
 			c := &conns[(r-min(r, 1))>>1]
 			acc += uint32(c.client[0]) + uint32(c.cport) + c.aux
+		}
+		if hints != nil {
+			copy(hints[:n], refs[:n])
+			hints = hints[n:]
 		}
 		hs = hs[n:]
 	}

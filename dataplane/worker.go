@@ -69,7 +69,8 @@ type Worker struct {
 	batch    [MaxBatch]frame.Parsed   // ProcessBatch's parses
 	acts     [MaxBatch]uint8          // ProcessBatch: what each frame of the batch needs
 	hashes   [MaxBatch]uint64         // ProcessBatch: connection-table hashes of the frames to forward
-	key      conntrack.Key
+	hints    [MaxBatch]uint32         // ProcessBatch: the table's guesses at their entries (Prefetch)
+	key      conntrack.Key // icmpError's lookup key
 	tkey     conntrack.Key // persistence template key
 	flow     sched.Flow
 
@@ -165,7 +166,7 @@ func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 	p := &w.p
 	switch w.classify(b, meta, p) {
 	case actForward:
-		w.forward(in, b, meta, p, w.ct.Hash(w.keyOf(p)))
+		w.forward(in, b, meta, p, w.ct.Hash(&p.Key), 0)
 	case actICMPError:
 		w.icmpError(in, b, meta, p)
 	}
@@ -195,18 +196,18 @@ func (w *Worker) ProcessBatch(in int, fs []afpacket.Frame, now int64) (sent uint
 			p := &w.batch[i]
 			w.acts[i] = w.classify(f.Data, &f.Meta, p)
 			if w.acts[i] == actForward {
-				w.hashes[nh] = w.ct.Hash(w.keyOf(p))
+				w.hashes[nh] = w.ct.Hash(&p.Key)
 				nh++
 			}
 		}
-		w.ct.Prefetch(w.hashes[:nh])
+		w.ct.Prefetch(w.hashes[:nh], w.hints[:nh])
 		nh = 0
 		for i := range batch {
 			f := &batch[i]
 			var ok bool
 			switch w.acts[i] {
 			case actForward:
-				ok = w.forward(in, f.Data, &f.Meta, &w.batch[i], w.hashes[nh])
+				ok = w.forward(in, f.Data, &f.Meta, &w.batch[i], w.hashes[nh], w.hints[nh])
 				nh++
 			case actICMPError:
 				ok = w.icmpError(in, f.Data, &f.Meta, &w.batch[i])
@@ -253,16 +254,10 @@ func (w *Worker) classify(b []byte, meta *afpacket.RxMeta, p *frame.Parsed) uint
 	return actForward
 }
 
-// keyOf sets the worker's lookup key to a parsed frame's tuple and returns it.
-func (w *Worker) keyOf(p *frame.Parsed) *conntrack.Key {
-	k := &w.key
-	k.Src, k.Dst, k.SrcPort, k.DstPort, k.Proto = p.Src, p.Dst, p.SrcPort, p.DstPort, p.Proto
-	return k
-}
-
-// forward looks up (or schedules) the connection of a parsed frame whose tuple hashes to h, rewrites
-// the frame and queues it for transmission; it reports whether it did.
-func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64) bool {
+// forward looks up (or schedules) the connection of a parsed frame whose tuple hashes to h (hint: the
+// table's guess at its entry, or 0), rewrites the frame and queues it for transmission; it reports
+// whether it did.
+func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64, hint uint32) bool {
 	w.partial = -1
 	// A local sender (or GRO/GSO) left the transport checksum partial: the field holds only the
 	// pseudo-header sum and the device is to finish it. Keep it partial (the TX ring's virtio
@@ -287,7 +282,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		w.partial = csum // transmit turns it back before the frame leaves
 	}
 
-	id, dir, ok := w.ct.LookupHashed(w.keyOf(p), h)
+	id, dir, ok := w.ct.LookupHinted(&p.Key, h, hint)
 	var c *conntrack.Conn
 	var r *Real
 	if ok {
@@ -451,7 +446,7 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 		}
 		nc.Template = tid + 1
 	}
-	id, err := w.ct.Insert(&w.key, &nc, w.now, w.expireFn)
+	id, err := w.ct.Insert(&p.Key, &nc, w.now, w.expireFn)
 	if err != nil {
 		w.dropInsert(err)
 		return 0, false

@@ -57,9 +57,8 @@ func Checksum(b []byte, initial uint32) uint16 {
 
 // headerSum20 is Checksum(h[:20], 0) for an IPv4 header without options, unrolled: five
 // little-endian 32-bit words cannot overflow a 64-bit sum.
-func headerSum20(h []byte) uint16 {
-	h = h[:20]
-	s := uint64(binary.LittleEndian.Uint32(h)) + uint64(binary.LittleEndian.Uint32(h[4:])) +
+func headerSum20(h *[20]byte) uint16 {
+	s := uint64(binary.LittleEndian.Uint32(h[0:])) + uint64(binary.LittleEndian.Uint32(h[4:])) +
 		uint64(binary.LittleEndian.Uint32(h[8:])) + uint64(binary.LittleEndian.Uint32(h[12:])) +
 		uint64(binary.LittleEndian.Uint32(h[16:]))
 	return bits.ReverseBytes16(fold64(s))

@@ -43,7 +43,7 @@ func TestHeaderSum20(t *testing.T) {
 		default:
 			rng.Read(b)
 		}
-		if got, want := headerSum20(b), naiveChecksum(b, 0); got != want {
+		if got, want := headerSum20((*[20]byte)(b)), naiveChecksum(b, 0); got != want {
 			t.Fatalf("headerSum20(%x) = %#x, want %#x", b, got, want)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/govs/govs/conntrack"
 )
 
 // icmp4Error builds an ICMPv4 port unreachable from v4B to v4A quoting up to max bytes of the IP
@@ -39,7 +40,7 @@ func TestIsICMPError(t *testing.T) {
 		{4, 58, 1, false}, {6, 1, 3, false}, {4, 6, 3, false},
 	} {
 		t.Run(fmt.Sprintf("v%d/proto%d/type%d", tc.fam, tc.proto, tc.typ), func(t *testing.T) {
-			p := Parsed{Family: tc.fam, Proto: tc.proto, ICMPType: tc.typ, L4Off: 34}
+			p := Parsed{Key: conntrack.Key{Proto: tc.proto}, Family: tc.fam, ICMPType: tc.typ, L4Off: 34}
 			if got := IsICMPError(&p); got != tc.want {
 				t.Errorf("IsICMPError() = %v, want %v", got, tc.want)
 			}

@@ -1,6 +1,10 @@
 package frame
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/govs/govs/conntrack"
+)
 
 // EtherTypes, IP protocol numbers and header sizes Parse knows.
 const (
@@ -49,11 +53,19 @@ const (
 // Parsed is what Parse learned about a frame: offsets into it and copies of the fields the data plane
 // keys on. It holds no reference to the frame, so it stays valid after the frame's ring slot is released,
 // but its offsets only mean something for the bytes it was parsed from.
+//
+// The frame's tuple is an embedded conntrack.Key (p.Src, p.Dst, p.SrcPort, p.DstPort, p.Proto), so the
+// data plane looks a frame's connection up with &p.Key as parsed, without copying it:
+//   - Src, Dst: the IP addresses, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d);
+//   - SrcPort, DstPort: the TCP/UDP ports; for ICMP/ICMPv6 echo request/reply both hold the
+//     identifier; else 0;
+//   - Proto: the transport protocol after IPv6 extension headers (6, 17, 1, 58, ...).
 type Parsed struct {
+	conntrack.Key
+
 	EtherType uint16   // after VLAN tags: 0x0800, 0x86dd, 0x0806 (ARP: parse stops after L2)
 	VLANs     uint8    // number of inline 802.1Q/802.1ad tags (0..2)
 	Family    uint8    // 4 or 6 (0 for ARP)
-	Proto     uint8    // transport protocol after IPv6 extension headers (6,17,1,58,...)
 	Frag      FragKind // fragment position
 	TCPFlags  uint8    // TCP flags byte (CWR..FIN) when Proto is TCP
 
@@ -65,12 +77,6 @@ type Parsed struct {
 	L3Off, L4Off uint32
 	// End is L3Off + IP total length; bytes after End are Ethernet padding. For ARP it is L3Off + 28.
 	End uint32
-
-	Src, Dst [16]byte // IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d)
-
-	// SrcPort and DstPort are the TCP/UDP ports; for ICMP/ICMPv6 echo request/reply both hold the
-	// identifier; else 0.
-	SrcPort, DstPort uint16
 }
 
 // Parse parses the Ethernet frame b into p, overwriting all of p, and returns ErrNone or why the frame
@@ -111,13 +117,12 @@ func parseIPv6Fast(b []byte, p *Parsed) bool {
 		return false
 	}
 	l4 := b[EthernetSize+IPv6MinimumSize:]
-	*p = Parsed{
-		EtherType: EtherTypeIPv6, Family: 6, Proto: h[6], TCPFlags: flags,
-		L3Off: EthernetSize, L4Off: EthernetSize + IPv6MinimumSize, End: end,
-		Src: [16]byte(h[8:24]), Dst: [16]byte(h[24:40]),
-		SrcPort: binary.BigEndian.Uint16(l4[0:]),
-		DstPort: binary.BigEndian.Uint16(l4[2:]),
-	}
+	p.EtherType, p.VLANs, p.Family, p.Proto, p.Frag, p.TCPFlags = EtherTypeIPv6, 0, 6, h[6], FragNone, flags
+	p.ICMPType, p.ICMPCode = 0, 0
+	p.L3Off, p.L4Off, p.End = EthernetSize, EthernetSize+IPv6MinimumSize, end
+	p.Src, p.Dst = [16]byte(h[8:24]), [16]byte(h[24:40])
+	p.SrcPort = binary.BigEndian.Uint16(l4[0:])
+	p.DstPort = binary.BigEndian.Uint16(l4[2:])
 	return true
 }
 
@@ -148,27 +153,29 @@ func parseIPv4Fast(b []byte, p *Parsed) bool {
 		b[12] != 0x08 || b[13] != 0x00 || b[14] != 0x45 {
 		return false
 	}
-	h := b[EthernetSize : EthernetSize+IPv4MinimumSize]
+	h := (*[IPv4MinimumSize + UDPMinimumSize]byte)(b[EthernetSize:]) // the IP header and the first 8 bytes after it
 	total := uint32(binary.BigEndian.Uint16(h[2:]))
 	if total < IPv4MinimumSize+UDPMinimumSize || total > uint32(len(b))-EthernetSize ||
 		binary.BigEndian.Uint16(h[6:])&0x3fff != 0 { // MF or an offset: a fragment
 		return false
 	}
 	end := EthernetSize + total
-	l4 := b[EthernetSize+IPv4MinimumSize : end]
 	proto := h[9]
-	flags, ok := fastL4(l4, proto)
-	if !ok || headerSum20(h) != 0xffff {
+	flags, ok := fastL4(b[EthernetSize+IPv4MinimumSize:end], proto)
+	if !ok || headerSum20((*[IPv4MinimumSize]byte)(h[:IPv4MinimumSize])) != 0xffff {
 		return false
 	}
-	*p = Parsed{
-		EtherType: EtherTypeIPv4, Family: 4, Proto: proto, TCPFlags: flags,
-		L3Off: EthernetSize, L4Off: EthernetSize + IPv4MinimumSize, End: end,
-		Src:     [16]byte{10: 0xff, 11: 0xff, 12: h[12], 13: h[13], 14: h[14], 15: h[15]},
-		Dst:     [16]byte{10: 0xff, 11: 0xff, 12: h[16], 13: h[17], 14: h[18], 15: h[19]},
-		SrcPort: binary.BigEndian.Uint16(l4[0:]),
-		DstPort: binary.BigEndian.Uint16(l4[2:]),
-	}
+	// Field by field: a composite literal is built on the stack and copied (counted: 30
+	// instructions a frame more).
+	p.EtherType, p.VLANs, p.Family, p.Proto, p.Frag, p.TCPFlags = EtherTypeIPv4, 0, 4, proto, FragNone, flags
+	p.ICMPType, p.ICMPCode = 0, 0
+	p.L3Off, p.L4Off, p.End = EthernetSize, EthernetSize+IPv4MinimumSize, end
+	binary.LittleEndian.PutUint64(p.Src[:8], 0)
+	binary.LittleEndian.PutUint64(p.Dst[:8], 0)
+	binary.LittleEndian.PutUint64(p.Src[8:], 0xffff<<16|uint64(binary.LittleEndian.Uint32(h[12:]))<<32)
+	binary.LittleEndian.PutUint64(p.Dst[8:], 0xffff<<16|uint64(binary.LittleEndian.Uint32(h[16:]))<<32)
+	p.SrcPort = binary.BigEndian.Uint16(h[IPv4MinimumSize:])
+	p.DstPort = binary.BigEndian.Uint16(h[IPv4MinimumSize+2:])
 	return true
 }
 
@@ -237,7 +244,7 @@ func parseIPv4(b []byte, p *Parsed) Error {
 		return ErrBadIPv4Length
 	}
 	if ihl == IPv4MinimumSize {
-		if headerSum20(h) != 0xffff {
+		if headerSum20((*[IPv4MinimumSize]byte)(h)) != 0xffff {
 			return ErrBadIPv4Checksum
 		}
 	} else if Checksum(h[:ihl], 0) != 0xffff {

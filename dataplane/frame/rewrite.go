@@ -36,32 +36,35 @@ func RewriteSrc(b []byte, p *Parsed, addr [16]byte, port uint16) {
 	}
 }
 
-// rewriteV4Ports is rewrite for the common case, an unfragmented IPv4 TCP or UDP packet, in a few
-// straight-line steps; it reports false, changing nothing, for every other packet. The headers are
-// viewed as fixed-size arrays, so the field accesses need no bounds checks of their own.
+// rewriteV4Ports is rewrite for the common case, an unfragmented IPv4 TCP or UDP packet without IP
+// options, in a few straight-line steps; it reports false, changing nothing, for every other packet.
+// The headers are viewed as fixed-size arrays, so the field accesses need no bounds checks of their
+// own (each check here was counted: together they were a third of the function).
 func rewriteV4Ports(b []byte, q *Parsed, dst bool, addr *[16]byte, port uint16) bool {
-	if q.Family != 4 || q.L4Off == 0 || q.Frag != FragNone || (q.Proto != ProtoTCP && q.Proto != ProtoUDP) {
+	if q.Family != 4 || q.Frag != FragNone || q.L4Off != q.L3Off+IPv4MinimumSize || q.L3Off == 0 ||
+		uint64(q.End) > uint64(len(b)) || q.End < q.L4Off {
 		return false
 	}
-	sumOff := uint32(6) // UDP
-	if q.Proto == ProtoTCP {
-		sumOff = 16
-	}
-	l3, l4off, end := q.L3Off, q.L4Off, q.End
-	if uint64(end) > uint64(len(b)) || l3+IPv4MinimumSize > l4off || l4off+sumOff+2 > end {
+	v := b[q.L3Off:q.End] // the IP packet
+	var sum *[2]byte
+	switch {
+	case q.Proto == ProtoUDP && len(v) >= IPv4MinimumSize+UDPMinimumSize:
+		sum = (*[2]byte)(v[IPv4MinimumSize+6 : IPv4MinimumSize+8])
+	case q.Proto == ProtoTCP && len(v) >= IPv4MinimumSize+TCPMinimumSize:
+		sum = (*[2]byte)(v[IPv4MinimumSize+16 : IPv4MinimumSize+18])
+	default:
 		return false
 	}
-	h := (*[IPv4MinimumSize]byte)(b[l3 : l3+IPv4MinimumSize])
-	ports := (*[4]byte)(b[l4off : l4off+4])
-	sum := (*[2]byte)(b[l4off+sumOff : l4off+sumOff+2])
-	a, pa := (*[4]byte)(h[12:16]), (*[2]byte)(ports[0:2])
+	h := (*[IPv4MinimumSize + 4]byte)(v) // the IP header and the ports
+	ao, po := 12, IPv4MinimumSize
 	if dst {
-		a, pa = (*[4]byte)(h[16:20]), (*[2]byte)(ports[2:4])
+		ao, po = 16, IPv4MinimumSize+2
 	}
+	a, pa := (*[4]byte)(h[ao:ao+4]), (*[2]byte)(h[po:po+2])
 	// Ones' complement sum of the changes (RFC 1624): the address's two words, then the port's.
 	oldA, newA := binary.BigEndian.Uint32(a[:]), binary.BigEndian.Uint32(addr[12:])
 	adiff := uint32(^uint16(oldA>>16)) + uint32(^uint16(oldA)) + newA>>16 + newA&0xffff
-	binary.BigEndian.PutUint32(a[:], newA)
+	*a = [4]byte(addr[12:16])
 	binary.BigEndian.PutUint16(h[10:], updateChecksum(binary.BigEndian.Uint16(h[10:]), adiff))
 	oldP := binary.BigEndian.Uint16(pa[:])
 	binary.BigEndian.PutUint16(pa[:], port)
@@ -72,11 +75,13 @@ func rewriteV4Ports(b []byte, q *Parsed, dst bool, addr *[16]byte, port uint16) 
 		}
 		binary.BigEndian.PutUint16(sum[:], s)
 	}
-	mapped := [16]byte{10: 0xff, 11: 0xff, 12: addr[12], 13: addr[13], 14: addr[14], 15: addr[15]}
+	// p's IPv4 addresses are already IPv4-mapped: only their last four bytes change.
 	if dst {
-		q.Dst, q.DstPort = mapped, port
+		*(*[4]byte)(q.Dst[12:]) = *a
+		q.DstPort = port
 	} else {
-		q.Src, q.SrcPort = mapped, port
+		*(*[4]byte)(q.Src[12:]) = *a
+		q.SrcPort = port
 	}
 	return true
 }
