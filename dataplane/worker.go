@@ -70,8 +70,8 @@ type Worker struct {
 	acts     [MaxBatch]uint8          // ProcessBatch: what each frame of the batch needs
 	hashes   [MaxBatch]uint64         // ProcessBatch: connection-table hashes of the frames to forward
 	hints    [MaxBatch]uint32         // ProcessBatch: the table's guesses at their entries (Prefetch)
-	key      conntrack.Key // icmpError's lookup key
-	tkey     conntrack.Key // persistence template key
+	key      conntrack.Key            // icmpError's lookup key
+	tkey     conntrack.Key            // persistence template key
 	flow     sched.Flow
 
 	c    counters
