@@ -733,12 +733,23 @@ func (t *Table) Touch(id uint32, dir Dir, tcpFlags uint8, now int64) (old, new S
 	if c.ctl&(ctlLive|ctlDead) != ctlLive {
 		return StateNone, StateNone
 	}
+	return t.TouchConn(c, dir, tcpFlags, now)
+}
+
+// TouchConn is Touch for an entry already in hand, without looking its id up again: c must come
+// from Get and still be in use.
+func (t *Table) TouchConn(c *Conn, dir Dir, tcpFlags uint8, now int64) (old, new State) {
 	c.lastSeen = tick(now)
 	t.see(c.lastSeen)
-	old = c.state
-	if c.proto != 6 || old >= numTCPStates {
-		return old, old
+	if c.proto != 6 || c.state >= numTCPStates {
+		return c.state, c.state
 	}
+	return t.touchTCP(c, dir, tcpFlags)
+}
+
+// touchTCP is Touch's state change for a TCP connection.
+func (t *Table) touchTCP(c *Conn, dir Dir, tcpFlags uint8) (old, new State) {
+	old = c.state
 	new = NextTCPState(old, dir, tcpFlags, c.ctl&ctlReply == 0)
 	if new != old {
 		if IsActive(old) != IsActive(new) {

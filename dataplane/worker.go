@@ -259,27 +259,8 @@ func (w *Worker) classify(b []byte, meta *afpacket.RxMeta, p *frame.Parsed) uint
 // whether it did.
 func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64, hint uint32) bool {
 	w.partial = -1
-	// A local sender (or GRO/GSO) left the transport checksum partial: the field holds only the
-	// pseudo-header sum and the device is to finish it. Keep it partial (the TX ring's virtio
-	// header asks the kernel or the NIC to finish it) and adjust the pseudo-header part while
-	// rewriting; where that is impossible, finish it here.
-	csum := -1
-	if meta.Vnet.Flags&afpacket.VnetHdrFNeedsCsum != 0 {
-		csum = int(meta.Vnet.CsumStart) + int(meta.Vnet.CsumOffset)
-		if csum < int(p.L4Off) || csum+2 > int(p.End) || p.L4Off == 0 {
-			csum = -1
-			meta.Vnet.Flags &^= afpacket.VnetHdrFNeedsCsum
-			frame.CompleteL4Checksum(b, p)
-			w.c[cCsumCompleted]++
-		}
-	} else if meta.Status&afpacket.StatusCsumNotReady != 0 {
-		frame.CompleteL4Checksum(b, p)
-		w.c[cCsumCompleted]++
-	}
-	meta.Vnet.Flags &= afpacket.VnetHdrFNeedsCsum // never claim a checksum was verified
-	if csum >= 0 {
-		invertPartial(b, csum)
-		w.partial = csum // transmit turns it back before the frame leaves
+	if meta.Vnet.Flags != 0 || meta.Status&afpacket.StatusCsumNotReady != 0 {
+		w.receivedChecksum(b, meta, p)
 	}
 
 	id, dir, ok := w.ct.LookupHinted(&p.Key, h, hint)
@@ -288,16 +269,14 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 	if ok {
 		c = w.ct.Get(id)
 		r = w.tables.real(c.RS())
-		if dir == conntrack.DirOriginal {
-			usable := r != nil && r.Service == c.VS && !r.Removed && r.Weight > 0
-			if c.Flags&conntrack.FlagOnePacket != 0 ||
-				(p.Proto == frame.ProtoTCP && conntrack.NeedsReschedule(c.State(), dir, p.TCPFlags, usable)) {
-				// Each datagram of a one-packet service, or a new connection reusing the tuple of a
-				// closed one or of one whose real server no longer takes connections: schedule afresh
-				// (IPVS conn_reuse_mode, without its one-second stall).
-				w.removeConn(id, c)
-				ok = false
-			}
+		// Each datagram of a one-packet service, or a new connection (a bare SYN) reusing the tuple
+		// of a closed one or of one whose real server no longer takes connections: schedule afresh
+		// (IPVS conn_reuse_mode, without its one-second stall).
+		if dir == conntrack.DirOriginal && (c.Flags&conntrack.FlagOnePacket != 0 ||
+			(p.Proto == frame.ProtoTCP && p.TCPFlags&tcpSYN != 0 &&
+				conntrack.NeedsReschedule(c.State(), dir, p.TCPFlags, usable(r, c)))) {
+			w.removeConn(id, c)
+			ok = false
 		}
 	}
 	if !ok {
@@ -316,8 +295,8 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		w.drop(DropRealRemoved)
 		return false
 	}
-	if old, cur := w.ct.Touch(id, dir, p.TCPFlags, w.now); conntrack.IsActive(old) != conntrack.IsActive(cur) {
-		if cur == conntrack.StateEstablished || conntrack.IsActive(cur) {
+	if old, cur := w.ct.TouchConn(c, dir, p.TCPFlags, w.now); old != cur && conntrack.IsActive(old) != conntrack.IsActive(cur) {
+		if conntrack.IsActive(cur) {
 			r.Counts.Active.Add(1)
 			r.Counts.Inactive.Add(-1)
 		} else {
@@ -352,6 +331,38 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 	}
 	w.c[cReplied]++
 	return true
+}
+
+// usable reports whether real server r takes new connections of c's service.
+func usable(r *Real, c *conntrack.Conn) bool {
+	return r != nil && r.Service == c.VS && !r.Removed && r.Weight > 0
+}
+
+// receivedChecksum prepares the checksum of a frame received with offload state for rewriting.
+//
+// A local sender (or GRO/GSO) left the transport checksum partial: the field holds only the
+// pseudo-header sum and the device is to finish it. Keep it partial (the TX ring's virtio header
+// asks the kernel or the NIC to finish it) and adjust the pseudo-header part while rewriting; where
+// that is impossible, finish it here.
+func (w *Worker) receivedChecksum(b []byte, meta *afpacket.RxMeta, p *frame.Parsed) {
+	csum := -1
+	if meta.Vnet.Flags&afpacket.VnetHdrFNeedsCsum != 0 {
+		csum = int(meta.Vnet.CsumStart) + int(meta.Vnet.CsumOffset)
+		if csum < int(p.L4Off) || csum+2 > int(p.End) || p.L4Off == 0 {
+			csum = -1
+			meta.Vnet.Flags &^= afpacket.VnetHdrFNeedsCsum
+			frame.CompleteL4Checksum(b, p)
+			w.c[cCsumCompleted]++
+		}
+	} else if meta.Status&afpacket.StatusCsumNotReady != 0 {
+		frame.CompleteL4Checksum(b, p)
+		w.c[cCsumCompleted]++
+	}
+	meta.Vnet.Flags &= afpacket.VnetHdrFNeedsCsum // never claim a checksum was verified
+	if csum >= 0 {
+		invertPartial(b, csum)
+		w.partial = csum // transmit turns it back before the frame leaves
+	}
 }
 
 // unadjustPartialPort takes a port change back out of a partial checksum field.
@@ -526,6 +537,30 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 // transmit copies b into a TX slot of port out with new MAC addresses, re-inserting a VLAN tag the
 // receive path stripped, and keeps large (GSO) frames' offload header.
 func (w *Worker) transmit(out int, b []byte, meta *afpacket.RxMeta, dst [6]byte) bool {
+	// The common frame first, in few steps: untagged, without a partial checksum to turn back, for
+	// a small slot. The rest, and a full ring, take the general way.
+	if meta.Status&afpacket.StatusVLANValid == 0 && w.partial < 0 && uint(out) < uint(len(w.ports)) &&
+		len(b) >= 12 && len(b) <= w.slot[out] {
+		if w.large != nil {
+			if other := out + len(w.ports); w.dirty&(1<<(uint(other)&63)) != 0 {
+				w.flush(other)
+			}
+		}
+		port := w.ports[out]
+		if buf := port.TxFrame(); len(b) <= len(buf) {
+			*(*[6]byte)(b[0:6]) = dst
+			*(*[6]byte)(b[6:12]) = w.macs[out]
+			copy(buf, b)
+			port.TxCommit(len(b), meta.Vnet)
+			w.dirty |= 1 << (uint(out) & 63)
+			return true
+		}
+	}
+	return w.transmitSlow(out, b, meta, dst)
+}
+
+// transmitSlow is transmit for every frame.
+func (w *Worker) transmitSlow(out int, b []byte, meta *afpacket.RxMeta, dst [6]byte) bool {
 	vlan := meta.Status&afpacket.StatusVLANValid != 0
 	need := len(b)
 	if vlan {
