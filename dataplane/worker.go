@@ -164,6 +164,7 @@ func sameDests(a, b *Service) bool {
 func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 	w.now = now
 	p := &w.p
+	w.c[cRxFrames]++
 	switch w.classify(b, meta, p) {
 	case actForward:
 		w.forward(in, b, meta, p, w.ct.Hash(&p.Key), 0)
@@ -191,10 +192,14 @@ func (w *Worker) ProcessBatch(in int, fs []afpacket.Frame, now int64) (sent uint
 	for base := 0; base < len(fs); base += MaxBatch {
 		batch := fs[base:min(base+MaxBatch, len(fs))]
 		nh := 0
+		w.c[cRxFrames] += uint64(len(batch))
 		for i := range batch {
 			f := &batch[i]
 			p := &w.batch[i]
-			w.acts[i] = w.classify(f.Data, &f.Meta, p)
+			w.acts[i] = actForward // the common frame, taken in a few checks
+			if f.Meta.Len > uint32(len(f.Data)) || !frame.ParseFast(f.Data, p) {
+				w.acts[i] = w.classify(f.Data, &f.Meta, p)
+			}
 			if w.acts[i] == actForward {
 				w.hashes[nh] = w.ct.Hash(&p.Key)
 				nh++
@@ -227,10 +232,9 @@ const (
 	actICMPError              // an ICMP error: forward it by the connection it quotes
 )
 
-// classify counts a received frame and parses it into p; frames that cannot be forwarded are
-// counted as dropped.
+// classify parses a received frame into p and says what it needs; frames that cannot be forwarded
+// are counted as dropped. The caller counts the frame as received.
 func (w *Worker) classify(b []byte, meta *afpacket.RxMeta, p *frame.Parsed) uint8 {
-	w.c[cRxFrames]++
 	if meta.Len > uint32(len(b)) {
 		w.drop(DropCaptureTruncated)
 		return actDone

@@ -93,10 +93,19 @@ type Parsed struct {
 // 0 (see iph_totlen and ipv6_has_hopopt_jumbo in the kernel). Parse accepts a zero length as "up to the
 // end of the frame" only when the frame is too long for any real length field to describe.
 func Parse(b []byte, p *Parsed) Error {
-	if parseIPv4Fast(b, p) || parseIPv6Fast(b, p) {
+	if ParseFast(b, p) {
 		return ErrNone
 	}
 	return parse(b, p)
+}
+
+// ParseFast parses the frames most traffic is made of, untagged IPv4 without options and IPv6
+// without extension headers, unfragmented, carrying a well-formed TCP or UDP header, in a few
+// straight-line checks, and reports whether b was such a frame. For those, p is what Parse
+// returns; for any other frame it reports false and p is to be overwritten by Parse, which also
+// tells what is wrong with a malformed frame. The data plane tries it before Parse.
+func ParseFast(b []byte, p *Parsed) bool {
+	return parseIPv4Fast(b, p) || parseIPv6Fast(b, p)
 }
 
 // parseIPv6Fast is parseIPv4Fast for untagged IPv6 without extension headers carrying a
