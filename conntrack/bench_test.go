@@ -131,6 +131,7 @@ func BenchmarkInsert(b *testing.B) {
 		b.Run("insert-batched/"+sizeName(size), func(b *testing.B) {
 			b.ReportAllocs()
 			var hs [2 * benchBatch]uint64
+			var hints [2 * benchBatch]uint32
 			i := 0
 			for b.Loop() {
 				if i%benchBatch == 0 {
@@ -139,7 +140,7 @@ func BenchmarkInsert(b *testing.B) {
 						r := Key{Src: nc.Real, Dst: k.Src, SrcPort: nc.RealPort, DstPort: k.SrcPort, Proto: k.Proto}
 						hs[2*x], hs[2*x+1] = tab.Hash(k), tab.Hash(&r)
 					}
-					tab.Prefetch(hs[:], nil)
+					tab.Prefetch(hs[:], hints[:])
 				}
 				insert(b, &keys[i&mask])
 				i++
