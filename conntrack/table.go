@@ -378,10 +378,10 @@ func (t *Table) LookupHashed(k *Key, h uint64) (id uint32, dir Dir, ok bool) {
 // answer and the index is not walked again. A hint may be stale (entries came and went since
 // Prefetch) or 0; the answer is the same, only slower.
 func (t *Table) LookupHinted(k *Key, h uint64, hint uint32) (id uint32, dir Dir, ok bool) {
-	r, ok := t.hinted(k, hint)
-	if !ok {
-		r, ok = t.find(k, h)
+	if c, d := t.HintedConn(k, hint); c != nil {
+		return (hint - 1) >> 1, d, true
 	}
+	r, ok := t.find(k, h)
 	return r >> 1, Dir(r & 1), ok
 }
 
@@ -389,23 +389,15 @@ func (t *Table) LookupHinted(k *Key, h uint64, hint uint32) (id uint32, dir Dir,
 // LookupHinted can tell whether k is in the table. It is the data plane's shortcut for the frames of
 // established connections.
 func (t *Table) HintedConn(k *Key, hint uint32) (*Conn, Dir) {
-	if r, ok := t.hinted(k, hint); ok {
-		return &t.conns[r>>1], Dir(r & 1)
-	}
-	return nil, DirOriginal
-}
-
-// hinted returns the ref (id<<1 | dir) of k if the hinted entry holds it.
-func (t *Table) hinted(k *Key, hint uint32) (uint32, bool) {
 	if r := hint - 1; hint != 0 && r>>1 < uint32(len(t.conns)) {
 		// Tuples in the table are unique, so a live entry holding k in direction d is k's entry,
 		// provided that direction is indexed (a dead template's is not, nor a DR entry's reply).
 		c, d := &t.conns[r>>1], Dir(r&1)
 		if c.ctl&(ctlLive|ctlDead) == ctlLive && (d == DirOriginal || c.ctl&ctlReply != 0) && c.matches(d, k) {
-			return r, true
+			return c, d
 		}
 	}
-	return 0, false
+	return nil, DirOriginal
 }
 
 // Prefetch brings into the CPU cache what lookups of the given hashes will read: each hash's home

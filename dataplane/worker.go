@@ -339,7 +339,8 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 // reports done false, having changed nothing, for a frame that needs more than the common case,
 // which forward then handles: a SYN or a one-packet service (either may need a new connection), a
 // real server that is gone, removed or not resolved, checksum offload state, a VLAN tag, IP
-// options, a full transmit ring.
+// options, a full transmit ring. (The frame is rewritten first: RewriteFast changes nothing when it
+// declines.)
 func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent, done bool) {
 	b, meta := f.Data, &f.Meta
 	if meta.Vnet.Flags != 0 || meta.Status&(afpacket.StatusCsumNotReady|afpacket.StatusVLANValid) != 0 ||
@@ -376,19 +377,21 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 		return false, false
 	}
 
+	if dir == conntrack.DirOriginal {
+		if svc.Method == MethodNAT && !frame.RewriteFast(b, p, true, &r.addr, realPort(r, p.DstPort)) {
+			return false, false
+		}
+		w.c[cForwarded]++
+	} else {
+		if !frame.RewriteFast(b, p, false, &svc.addr, virtualPort(svc, p.SrcPort)) {
+			return false, false
+		}
+		w.c[cReplied]++
+	}
 	if old, cur := w.ct.TouchConn(c, dir, p.TCPFlags, w.now); old != cur {
 		activeChanged(r, old, cur)
 	}
 	w.rpN[r.ID]++
-	if dir == conntrack.DirOriginal {
-		if svc.Method == MethodNAT {
-			frame.RewriteDst(b, p, r.addr, realPort(r, p.DstPort))
-		}
-		w.c[cForwarded]++
-	} else {
-		frame.RewriteSrc(b, p, svc.addr, virtualPort(svc, p.SrcPort))
-		w.c[cReplied]++
-	}
 	*(*[6]byte)(b[0:6]) = mac
 	*(*[6]byte)(b[6:12]) = w.macs[out]
 	copy(buf, b)
