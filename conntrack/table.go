@@ -752,6 +752,13 @@ func (t *Table) TouchConn(c *Conn, dir Dir, tcpFlags uint8, now int64) (old, new
 	return t.touchTCP(c, dir, tcpFlags)
 }
 
+// Refresh is TouchConn for a connection without protocol state (UDP, ICMP): it records a packet
+// at now. It is small enough to be inlined into the data plane's loop.
+func (t *Table) Refresh(c *Conn, now int64) {
+	c.lastSeen = tick(now)
+	t.see(c.lastSeen)
+}
+
 // touchTCP is Touch's state change for a TCP connection.
 func (t *Table) touchTCP(c *Conn, dir Dir, tcpFlags uint8) (old, new State) {
 	old = c.state

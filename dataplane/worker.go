@@ -22,6 +22,9 @@ type Port interface {
 	TxFrame() []byte
 	// TxCommit queues the slot TxFrame returned with n bytes.
 	TxCommit(n int, vnet afpacket.VnetHdr)
+	// TxSend copies frame into a free transmit slot and queues it; false, queueing nothing, when
+	// the ring is full or the frame does not fit a slot.
+	TxSend(frame []byte, vnet afpacket.VnetHdr) bool
 	// Flush hands queued slots to the device.
 	Flush() (int, error)
 }
@@ -339,8 +342,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 // reports done false, having changed nothing, for a frame that needs more than the common case,
 // which forward then handles: a SYN or a one-packet service (either may need a new connection), a
 // real server that is gone, removed or not resolved, checksum offload state, a VLAN tag, IP
-// options, a full transmit ring. (The frame is rewritten first: RewriteFast changes nothing when it
-// declines.)
+// options. (RewriteFast changes nothing when it declines.)
 func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent, done bool) {
 	b, meta := f.Data, &f.Meta
 	if meta.Vnet.Flags != 0 || meta.Status&(afpacket.StatusCsumNotReady|afpacket.StatusVLANValid) != 0 ||
@@ -366,37 +368,37 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	if uint(out) >= uint(len(w.ports)) || len(b) < frame.EthernetSize || len(b) > w.slot[out] {
 		return false, false
 	}
+	counter := cForwarded
+	if dir == conntrack.DirOriginal {
+		if svc.Method == MethodNAT && !frame.RewriteFast(b, p, true, &r.addr, realPort(r, p.DstPort)) {
+			return false, false
+		}
+	} else {
+		if !frame.RewriteFast(b, p, false, &svc.addr, virtualPort(svc, p.SrcPort)) {
+			return false, false
+		}
+		counter = cReplied
+	}
+	if p.Proto == frame.ProtoTCP {
+		if old, cur := w.ct.TouchConn(c, dir, p.TCPFlags, w.now); old != cur {
+			activeChanged(r, old, cur)
+		}
+	} else {
+		w.ct.Refresh(c, w.now)
+	}
+	w.rpN[r.ID]++
 	if w.large != nil { // frames for one link leave in order: queued large ones first
 		if other := out + len(w.ports); w.dirty&(1<<(uint(other)&63)) != 0 {
 			w.flush(other)
 		}
 	}
-	port := w.ports[out]
-	buf := port.TxFrame()
-	if len(buf) < len(b) {
-		return false, false
-	}
-
-	if dir == conntrack.DirOriginal {
-		if svc.Method == MethodNAT && !frame.RewriteFast(b, p, true, &r.addr, realPort(r, p.DstPort)) {
-			return false, false
-		}
-		w.c[cForwarded]++
-	} else {
-		if !frame.RewriteFast(b, p, false, &svc.addr, virtualPort(svc, p.SrcPort)) {
-			return false, false
-		}
-		w.c[cReplied]++
-	}
-	if old, cur := w.ct.TouchConn(c, dir, p.TCPFlags, w.now); old != cur {
-		activeChanged(r, old, cur)
-	}
-	w.rpN[r.ID]++
 	*(*[6]byte)(b[0:6]) = mac
 	*(*[6]byte)(b[6:12]) = w.macs[out]
-	copy(buf, b)
-	port.TxCommit(len(b), meta.Vnet)
+	if !w.ports[out].TxSend(b, meta.Vnet) && !w.transmitSlow(out, b, meta, mac) {
+		return false, true
+	}
 	w.dirty |= 1 << (uint(out) & 63)
+	w.c[counter]++
 	return true, true
 }
 
@@ -627,12 +629,9 @@ func (w *Worker) transmit(out int, b []byte, meta *afpacket.RxMeta, dst [6]byte)
 				w.flush(other)
 			}
 		}
-		port := w.ports[out]
-		if buf := port.TxFrame(); len(b) <= len(buf) {
-			*(*[6]byte)(b[0:6]) = dst
-			*(*[6]byte)(b[6:12]) = w.macs[out]
-			copy(buf, b)
-			port.TxCommit(len(b), meta.Vnet)
+		*(*[6]byte)(b[0:6]) = dst
+		*(*[6]byte)(b[6:12]) = w.macs[out]
+		if w.ports[out].TxSend(b, meta.Vnet) {
 			w.dirty |= 1 << (uint(out) & 63)
 			return true
 		}

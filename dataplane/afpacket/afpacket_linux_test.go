@@ -106,12 +106,20 @@ func txSend(t *testing.T, s *Socket, dst, src net.HardwareAddr, n, size int) (pa
 		}
 		batch := 0
 		for committed < n {
-			buf := s.TxFrame()
-			if buf == nil {
-				break
-			}
+			// Every other frame through TxSend (copy and commit in one call), the rest through
+			// TxFrame and TxCommit: both take slots in the same order.
 			f := testFrame(dst, src, uint32(committed), size)
-			s.TxCommit(copy(buf, f), VnetHdr{})
+			if committed%2 == 1 {
+				if !s.TxSend(f, VnetHdr{}) {
+					break
+				}
+			} else {
+				buf := s.TxFrame()
+				if buf == nil {
+					break
+				}
+				s.TxCommit(copy(buf, f), VnetHdr{})
+			}
 			committed++
 			batch++
 		}
@@ -156,6 +164,9 @@ func TestTX(t *testing.T) {
 			}
 			peer := openRaw(t, p.NSB, p.B)
 			hw := s.HardwareAddr()
+			if s.TxSend(make([]byte, 1<<17), VnetHdr{}) || s.TxSend(nil, VnetHdr{}) {
+				t.Fatal("TxSend took a frame larger than a slot, or an empty one")
+			}
 			done := make(chan []uint32)
 			go func() { done <- peer.recvTest(tt.n, time.Second) }()
 			partial := txSend(t, s, peer.hw, hw[:], tt.n, 100)
@@ -271,6 +282,9 @@ func TestIgnoreOutgoing(t *testing.T) {
 			tap := openRaw(t, p.NSA, p.A) // no IGNORE_OUTGOING: sees what we send
 			peer := openRaw(t, p.NSB, p.B)
 			hw := s.HardwareAddr()
+			if s.TxSend(make([]byte, 1<<17), VnetHdr{}) || s.TxSend(nil, VnetHdr{}) {
+				t.Fatal("TxSend took a frame larger than a slot, or an empty one")
+			}
 			done := make(chan []uint32)
 			go func() { done <- tap.recvTest(50, time.Second) }()
 			txSend(t, s, peer.hw, hw[:], 50, 64)

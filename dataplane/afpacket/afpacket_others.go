@@ -27,6 +27,7 @@ func (s *Socket) RxIdle() bool                                  { return true }
 func (s *Socket) FrameRing() bool                               { return false }
 func (s *Socket) TxFrame() []byte                               { return nil }
 func (s *Socket) TxCommit(n int, vnet VnetHdr)                  {}
+func (s *Socket) TxSend(frame []byte, vnet VnetHdr) bool        { return false }
 func (s *Socket) Flush() (int, error)                           { return 0, errUnsupported }
 func (s *Socket) SetFilter(prog []bpf.RawInstruction) error     { return errUnsupported }
 func (s *Socket) SetFanoutProg(prog []bpf.RawInstruction) error { return errUnsupported }

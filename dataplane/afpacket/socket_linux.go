@@ -299,6 +299,20 @@ func (s *Socket) FrameRing() bool { return s.geo.frameRing }
 // nil when the ring is full. Write the frame into it, then call TxCommit.
 func (s *Socket) TxFrame() []byte { return s.tx.frame() }
 
+// TxSend copies frame into the next free TX slot and queues it as TxCommit does with vnet; it
+// reports false, queueing nothing, when the ring is full or the frame does not fit a slot. It is
+// TxFrame, copy and TxCommit in one call, for the data plane's common frame.
+func (s *Socket) TxSend(frame []byte, vnet VnetHdr) bool {
+	buf := s.tx.frame()
+	if len(buf) < len(frame) || len(frame) == 0 {
+		s.tx.handed = false
+		return false
+	}
+	copy(buf, frame)
+	s.tx.commit(len(frame), vnet)
+	return true
+}
+
 // TxCommit marks the slot returned by TxFrame as ready to send with its first n bytes. With
 // VnetHdr, vnet goes in front of the frame; the zero VnetHdr means no offload and is sent as
 // HdrLen = n so that the kernel builds one linear skb (cheaper on veth). Without VnetHdr,

@@ -95,6 +95,18 @@ func (p *Port) TxFrame() []byte {
 	return p.slots[p.queued]
 }
 
+// TxSend implements dataplane.Port.
+func (p *Port) TxSend(frame []byte, vnet afpacket.VnetHdr) bool {
+	if p.queued >= len(p.slots) || len(frame) > len(p.slots[p.queued]) || len(frame) == 0 {
+		return false
+	}
+	copy(p.slots[p.queued], frame)
+	p.lens[p.queued] = len(frame)
+	p.vnets[p.queued] = vnet
+	p.queued++
+	return true
+}
+
 // TxCommit implements dataplane.Port.
 func (p *Port) TxCommit(n int, vnet afpacket.VnetHdr) {
 	if !p.handing {
