@@ -61,7 +61,9 @@ func headerSum20(h *[20]byte) uint16 {
 	s := uint64(binary.LittleEndian.Uint32(h[0:])) + uint64(binary.LittleEndian.Uint32(h[4:])) +
 		uint64(binary.LittleEndian.Uint32(h[8:])) + uint64(binary.LittleEndian.Uint32(h[12:])) +
 		uint64(binary.LittleEndian.Uint32(h[16:]))
-	return bits.ReverseBytes16(fold64(s))
+	// s < 5<<32: one end-around carry takes it to 32 bits, then to 16 (small enough to inline).
+	x, c := bits.Add32(uint32(s), uint32(s>>32), 0)
+	return bits.ReverseBytes16(fold32(x + c))
 }
 
 // fold64 folds a 64-bit ones' complement sum to 16 bits.

@@ -127,7 +127,7 @@ func FuzzParseFast(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var fast, general Parsed
-		if !parseIPv4Fast(b, &fast) && !parseIPv6Fast(b, &fast) {
+		if !ParseFast(b, &fast) {
 			return
 		}
 		if err := parse(b, &general); err != ErrNone || fast != general {

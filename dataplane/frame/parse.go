@@ -99,16 +99,7 @@ func Parse(b []byte, p *Parsed) Error {
 	return parse(b, p)
 }
 
-// ParseFast parses the frames most traffic is made of, untagged IPv4 without options and IPv6
-// without extension headers, unfragmented, carrying a well-formed TCP or UDP header, in a few
-// straight-line checks, and reports whether b was such a frame. For those, p is what Parse
-// returns; for any other frame it reports false and p is to be overwritten by Parse, which also
-// tells what is wrong with a malformed frame. The data plane tries it before Parse.
-func ParseFast(b []byte, p *Parsed) bool {
-	return parseIPv4Fast(b, p) || parseIPv6Fast(b, p)
-}
-
-// parseIPv6Fast is parseIPv4Fast for untagged IPv6 without extension headers carrying a
+// parseIPv6Fast is ParseFast for untagged IPv6 without extension headers carrying a
 // well-formed TCP or UDP header.
 func parseIPv6Fast(b []byte, p *Parsed) bool {
 	if len(b) < EthernetSize+IPv6MinimumSize+UDPMinimumSize || len(b) > 1<<31 ||
@@ -153,14 +144,16 @@ func fastL4(l4 []byte, proto uint8) (flags uint8, ok bool) {
 	return 0, false
 }
 
-// parseIPv4Fast parses, in a few straight-line checks, the frame most frames are: untagged IPv4
-// without options, not a fragment, carrying a well-formed TCP or UDP header. It returns false,
-// leaving p to be overwritten, for anything else, which parse then handles (and rejects, where the
-// frame is malformed). For the frames it takes, its result is exactly parse's (FuzzParseFast).
-func parseIPv4Fast(b []byte, p *Parsed) bool {
+// ParseFast parses the frames most traffic is made of, untagged IPv4 without options and IPv6
+// without extension headers, unfragmented, carrying a well-formed TCP or UDP header, in a few
+// straight-line checks, and reports whether b was such a frame. For those, p is what Parse
+// returns (FuzzParseFast); for any other frame it reports false and p is to be overwritten by
+// Parse, which also tells what is wrong with a malformed frame. The data plane tries it before
+// Parse.
+func ParseFast(b []byte, p *Parsed) bool {
 	if len(b) < EthernetSize+IPv4MinimumSize+UDPMinimumSize || len(b) > 1<<31 ||
 		b[12] != 0x08 || b[13] != 0x00 || b[14] != 0x45 {
-		return false
+		return parseIPv6Fast(b, p)
 	}
 	h := (*[IPv4MinimumSize + UDPMinimumSize]byte)(b[EthernetSize:]) // the IP header and the first 8 bytes after it
 	total := uint32(binary.BigEndian.Uint16(h[2:]))
