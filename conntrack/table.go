@@ -339,23 +339,30 @@ func (c *Conn) matches(d Dir, k *Key) bool {
 
 // find returns the ref (id<<1 | dir) of the tuple equal to k.
 func (t *Table) find(k *Key, h uint64) (uint32, bool) {
+	r, ok, _ := t.probe(k, h)
+	return r, ok
+}
+
+// probe is find that also returns, when k is not found, the empty slot that ended the search:
+// where addIndex would put k now (see addIndexFrom).
+func (t *Table) probe(k *Key, h uint64) (ref uint32, ok bool, end uint32) {
 	i, tag := t.home(h), t.tag(h)
 	for range t.nslots {
 		s := t.index[i]
 		if s == 0 {
-			return 0, false
+			return 0, false, i
 		}
 		if t.tagOf(s) == tag {
 			r := s&t.refMask - 1
 			if t.conns[r>>1].matches(Dir(r&1), k) {
-				return r, true
+				return r, true, 0
 			}
 		}
 		if i++; i == t.nslots {
 			i = 0
 		}
 	}
-	return 0, false // unreachable: the index is never full
+	return 0, false, 0 // unreachable: the index is never full
 }
 
 // Lookup returns the entry whose original or reply tuple is k, and which of the two it is.
@@ -467,12 +474,22 @@ func (t *Table) Get(id uint32) *Conn {
 }
 
 func (t *Table) addIndex(h uint64, ref uint32) {
-	i, d := t.home(h), uint32(0)
+	t.addIndexFrom(h, ref, t.home(h))
+}
+
+// addIndexFrom is addIndex with the walk along h's chain starting at slot from instead of the home
+// slot: every slot from home up to from must be taken (as probe left them: inserts since then only
+// fill slots; a removal shifts slots back and voids from).
+func (t *Table) addIndexFrom(h uint64, ref, from uint32) {
+	i, home := from, t.home(h)
 	for t.index[i] != 0 {
 		if i++; i == t.nslots {
 			i = 0
 		}
-		d++
+	}
+	d := i - home
+	if i < home {
+		d += t.nslots
 	}
 	t.index[i] = t.withDist(t.tag(h)|(ref+1), d)
 }
@@ -617,11 +634,13 @@ func (t *Table) Insert(orig *Key, nc *NewConn, now int64, onEvict func(id uint32
 	nowT := tick(now)
 	t.see(nowT)
 	ho := t.hashKey(orig)
-	if _, found := t.find(orig, ho); found {
+	_, found, endo := t.probe(orig, ho)
+	if found {
 		t.stats.Clashes++
 		return 0, ErrExists
 	}
 	var hr uint64
+	var endr uint32
 	if nc.Reply {
 		// The reply tuple equals the original only when the client talks to itself through a real
 		// server that is the client: ports first, they rarely match.
@@ -631,7 +650,7 @@ func (t *Table) Insert(orig *Key, nc *NewConn, now int64, onEvict func(id uint32
 		}
 		reply := Key{Src: nc.Real, Dst: orig.Src, SrcPort: nc.RealPort, DstPort: orig.SrcPort, Proto: orig.Proto}
 		hr = t.hashKey(&reply)
-		if _, found := t.find(&reply, hr); found {
+		if _, found, endr = t.probe(&reply, hr); found {
 			t.stats.Clashes++
 			return 0, ErrExists
 		}
@@ -644,9 +663,13 @@ func (t *Table) Insert(orig *Key, nc *NewConn, now int64, onEvict func(id uint32
 		}
 		protect = nc.Template - 1
 	}
+	evicted := t.stats.Evicted
 	id, err := t.alloc(onEvict, protect)
 	if err != nil {
 		return 0, err
+	}
+	if t.stats.Evicted != evicted { // the eviction shifted slots back: the probes' ends are void
+		endo, endr = t.home(ho), t.home(hr)
 	}
 	st := nc.State
 	if st >= StateTemplate {
@@ -663,10 +686,10 @@ func (t *Table) Insert(orig *Key, nc *NewConn, now int64, onEvict func(id uint32
 	if nc.Template != 0 {
 		t.conns[nc.Template-1].aux++
 	}
-	t.addIndex(ho, id<<1)
+	t.addIndexFrom(ho, id<<1, endo)
 	if nc.Reply {
 		c.ctl |= ctlReply
-		t.addIndex(hr, id<<1|1)
+		t.addIndexFrom(hr, id<<1|1, endr)
 	}
 	t.count(c, 1)
 	t.stats.Inserted++

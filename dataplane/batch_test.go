@@ -109,6 +109,30 @@ func TestProcessBatchSameAsProcess(t *testing.T) {
 		if one.w.c != bat.w.c {
 			t.Fatalf("seed %d: counters differ:\nProcess      %v\nProcessBatch %v", seed, nonZero(one.w), nonZero(bat.w))
 		}
+		// The express lane (ProcessBatch only) must leave the same state behind: connections,
+		// their states and the real servers' counts.
+		if one.w.ct.Len() != bat.w.ct.Len() || one.w.ct.Stats() != bat.w.ct.Stats() {
+			t.Fatalf("seed %d: tables differ: %d entries %+v one by one, %d %+v in batches", seed,
+				one.w.ct.Len(), one.w.ct.Stats(), bat.w.ct.Len(), bat.w.ct.Stats())
+		}
+		for id, r := range one.w.tables.Reals {
+			if r == nil {
+				continue
+			}
+			a, b := r.Counts, bat.w.tables.Reals[id].Counts
+			if a.Active.Load() != b.Active.Load() || a.Inactive.Load() != b.Inactive.Load() {
+				t.Fatalf("seed %d: real %d counts active/inactive %d/%d one by one, %d/%d in batches", seed, id,
+					a.Active.Load(), a.Inactive.Load(), b.Active.Load(), b.Inactive.Load())
+			}
+			a1, i1, t1 := one.w.ct.RealConns(uint16(id))
+			a2, i2, t2 := bat.w.ct.RealConns(uint16(id))
+			if a1 != a2 || i1 != i2 || t1 != t2 {
+				t.Fatalf("seed %d: real %d table counts %d/%d/%d one by one, %d/%d/%d in batches", seed, id, a1, i1, t1, a2, i2, t2)
+			}
+		}
+		if bat.w.expressed == 0 || one.w.expressed != 0 {
+			t.Fatalf("seed %d: express lane took %d frames in batches (want some), %d one by one (want none)", seed, bat.w.expressed, one.w.expressed)
+		}
 		for p := range one.out {
 			a, b := one.out[p].Frames, bat.out[p].Frames
 			if len(a) != len(b) {

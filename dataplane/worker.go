@@ -83,6 +83,7 @@ type Worker struct {
 	seen uint32   // last Tables generation the worker adapted to
 
 	expireTick int64 // table tick of the last expiry sweep step
+	expressed  uint64 // frames the express lane forwarded (for tests: proof that it ran)
 
 	hosts *hostAddrs // the balancer's own addresses, kept current by the engine; nil: none
 
@@ -337,20 +338,20 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 	return true
 }
 
-// express forwards a frame of an established IPv4 connection that the table's hint (see
-// ProcessBatch) found, the way forward would, in fewer steps: most frames are such frames. It
-// reports done false, having changed nothing, for a frame that needs more than the common case,
-// which forward then handles: a SYN or a one-packet service (either may need a new connection), a
+// express forwards a frame of an established connection that the table's hint (see ProcessBatch)
+// found, the way forward would, in fewer steps: most frames are such frames. It reports done
+// false, having changed nothing, for a frame that needs more than the common case, which forward
+// then handles: a client's SYN or a one-packet service (either may need a new connection), a
 // real server that is gone, removed or not resolved, checksum offload state, a VLAN tag, IP
-// options. (RewriteFast changes nothing when it declines.)
+// options or IPv6 extension headers. (RewriteFast changes nothing when it declines.)
 func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent, done bool) {
 	b, meta := f.Data, &f.Meta
-	if meta.Vnet.Flags != 0 || meta.Status&(afpacket.StatusCsumNotReady|afpacket.StatusVLANValid) != 0 ||
-		p.Family != 4 || (p.Proto == frame.ProtoTCP && p.TCPFlags&tcpSYN != 0) {
+	if meta.Vnet.Flags != 0 || meta.Status&(afpacket.StatusCsumNotReady|afpacket.StatusVLANValid) != 0 {
 		return false, false
 	}
 	c, dir := w.ct.HintedConn(&p.Key, hint)
-	if c == nil || c.Flags&conntrack.FlagOnePacket != 0 {
+	if c == nil || c.Flags&conntrack.FlagOnePacket != 0 ||
+		(dir == conntrack.DirOriginal && p.Proto == frame.ProtoTCP && p.TCPFlags&tcpSYN != 0) {
 		return false, false
 	}
 	r := w.tables.real(c.RS())
@@ -399,6 +400,7 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	}
 	w.dirty |= 1 << (uint(out) & 63)
 	w.c[counter]++
+	w.expressed++
 	return true, true
 }
 
