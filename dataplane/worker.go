@@ -82,7 +82,7 @@ type Worker struct {
 	rpN  []uint64 // worker-local per-real packet counts
 	seen uint32   // last Tables generation the worker adapted to
 
-	expireTick int64 // table tick of the last expiry sweep step
+	expireTick int64  // table tick of the last expiry sweep step
 	expressed  uint64 // frames the express lane forwarded (for tests: proof that it ran)
 
 	hosts *hostAddrs // the balancer's own addresses, kept current by the engine; nil: none
