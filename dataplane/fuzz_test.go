@@ -99,6 +99,8 @@ func FuzzProcess(f *testing.F) {
 		// And twice in one batch, the engine's way.
 		fs := []afpacket.Frame{{Data: append([]byte(nil), orig...), Meta: meta}, {Data: append([]byte(nil), orig...), Meta: meta}}
 		w.ProcessBatch(in, fs, 5)
+		// Once more, now that its connection exists: the table's hint finds it (the express lane).
+		w.ProcessBatch(in, []afpacket.Frame{{Data: append([]byte(nil), orig...), Meta: meta}}, 6)
 		w.FlushAll()
 		w.Expire(1 << 62)
 		w.Publish()
