@@ -462,18 +462,34 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 	var its [dataplane.MaxBatch]item
 	realPort := nports - 1
 	var p frame.Parsed
+	round := make([]item, 0, batch)
 	for loop := 0; loop < rc.Loops; loop++ {
 		clear(r.realOf)
 		base := int64(loop) * (pl.span + int64(time.Second))
 		var now int64
 		for i := 0; i < len(r.items); i += batch {
 			end := min(i+batch, len(r.items))
-			for j := i; j < end; {
+			// The round's client-side frames first, then the real servers' replies, each in
+			// capture order: the engine drains one port's ring, then the next, up to rxBudget
+			// frames each. A reply never comes before its flow's request (replies of flows not yet
+			// scheduled wait for their request below, as before).
+			round = round[:0]
+			for _, it := range r.items[i:end] {
+				if it.flow == noFlow || it.flow&replyBit == 0 {
+					round = append(round, it)
+				}
+			}
+			for _, it := range r.items[i:end] {
+				if it.flow != noFlow && it.flow&replyBit != 0 {
+					round = append(round, it)
+				}
+			}
+			for j := 0; j < len(round); {
 				// Fill one ProcessBatch batch: the packets of this round the harness feeds, each
 				// with its port (real servers' replies come in on the last port).
 				n, off, in := 0, 0, -1
-				for ; j < end && n < len(fs); j++ {
-					it := r.items[j]
+				for ; j < len(round) && n < len(fs); j++ {
+					it := round[j]
 					pk := &c.pkts[it.pkt]
 					reply := it.flow != noFlow && it.flow&replyBit != 0
 					var rid uint16 // real ID + 1 of the flow, 0 unknown
@@ -501,7 +517,7 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 						break // a batch comes from one port, as from one ring
 					}
 					in = port
-					now = base + pk.ts - pl.first
+					now = max(now, base+pk.ts-pl.first) // the clock never goes back, though a round is fed port by port
 					b := scratch[off : off+int(pk.n)]
 					copy(b, c.data[pk.off:pk.off+int64(pk.n)])
 					off += (int(pk.n) + 63) &^ 63

@@ -8,5 +8,13 @@
 // by a classic BPF program that hashes the client side of each flow, sends both directions of a
 // NAT connection to the same worker, so no lock is shared between workers on the per-packet path.
 //
+// A batch of frames goes through a worker in three steps (Worker.ProcessBatch): parse every frame
+// and hash its tuple; have the connection table prefetch the batch's index slots and entries, so
+// their cache misses overlap, and guess each frame's entry; then forward frame by frame. A frame
+// whose guessed entry holds its tuple, of an established connection without anything unusual
+// (offload state, VLAN tag, a client's SYN, a real server gone), takes the express lane: rewrite,
+// touch and transmit in a few straight steps. Every other frame takes the general way (forward),
+// which schedules new connections. Both leave the same state (TestProcessBatchSameAsProcess).
+//
 // The package does not read configuration: the daemon compiles config into Tables.
 package dataplane
