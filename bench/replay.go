@@ -82,6 +82,9 @@ type Report struct {
 	// capture and presenting replies as coming from the chosen real server.
 	NsPerPacketDataplane float64 `json:"ns_per_packet_dataplane"`
 	AllocsPerPacket      float64 `json:"allocs_per_packet"`
+	// FramesPerBatch is the average length of the batches handed to the data plane (at most 32):
+	// a batch's connection-table misses overlap, so short batches cost more per packet.
+	FramesPerBatch float64 `json:"frames_per_batch"`
 	// BaselineNsPerPacket is a loop that only copies each frame once, measured in the same run:
 	// the memory-bandwidth floor of any replay.
 	BaselineNsPerPacket float64 `json:"baseline_ns_per_packet"`
@@ -245,6 +248,7 @@ type replayer struct {
 	sticky      uint64
 	skipped     uint64
 	fed         uint64
+	batches     uint64 // ProcessBatch calls
 	peak        int
 	busy        time.Duration
 	inDataplane time.Duration // time inside the worker's calls
@@ -406,7 +410,9 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 
 	ws := make([]*dataplane.Worker, len(rs))
 	var busy, inDataplane time.Duration
+	var batches uint64
 	for i, r := range rs {
+		batches += r.batches
 		ws[i] = r.w
 		rep.Packets += r.fed
 		rep.StickyViolations += r.sticky
@@ -441,6 +447,7 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 		rep.NsPerPacketCore = float64(busy.Nanoseconds()) / float64(rep.Packets)
 		rep.NsPerPacketDataplane = float64(inDataplane.Nanoseconds()) / float64(rep.Packets)
 		rep.AllocsPerPacket = float64(allocs) / float64(rep.Packets)
+		rep.FramesPerBatch = float64(rep.Packets) / float64(max(batches, 1))
 	}
 	if elapsed > 0 {
 		rep.ParallelSpeedup = float64(busy) / float64(elapsed)
@@ -541,6 +548,7 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 				sent := r.w.ProcessBatch(in, fs[:n], now)
 				r.inDataplane += time.Since(t0)
 				r.fed += uint64(n)
+				r.batches++
 				for k, it := range its[:n] {
 					if sent&(1<<uint(k)) == 0 || it.flow == noFlow {
 						continue

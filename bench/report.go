@@ -17,6 +17,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	p("pps", "%.0f (%.2f Mpps)", r.PPS, r.PPS/1e6)
 	p("ns_per_packet", "%.1f wall, %.1f summed over workers, %.1f of it in the data plane (baseline copy %.1f)", r.NsPerPacket, r.NsPerPacketCore, r.NsPerPacketDataplane, r.BaselineNsPerPacket)
 	p("allocs_per_packet", "%.6f", r.AllocsPerPacket)
+	p("frames_per_batch", "%.1f", r.FramesPerBatch)
 	if r.Workers > 1 {
 		p("parallel_speedup", "%.2fx", r.ParallelSpeedup)
 	}
