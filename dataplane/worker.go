@@ -65,7 +65,7 @@ type Worker struct {
 	dirty   uint64 // bit i: transmit port i (see txPort) has frames committed but not flushed
 	large   []Port // per port, a transmit port with large slots, or nil
 	slot    []int  // per port, the size of its transmit slots
-	partial int    // offset of a partial checksum field inverted for rewriting, or -1
+	partial int    // offset of the current frame's partial checksum field, inverted for rewriting, or -1
 
 	p, inner frame.Parsed
 	rx       [MaxBatch]afpacket.Frame // the engine's receive batch
@@ -169,6 +169,7 @@ func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 	w.now = now
 	p := &w.p
 	w.c[cRxFrames]++
+	w.partial = -1
 	switch w.classify(b, meta, p) {
 	case actForward:
 		w.forward(in, b, meta, p, w.ct.Hash(&p.Key), 0)
@@ -214,6 +215,7 @@ func (w *Worker) ProcessBatch(in int, fs []afpacket.Frame, now int64) (sent uint
 		for i := range batch {
 			f := &batch[i]
 			var ok bool
+			w.partial = -1 // a frame's partial checksum ends with it, sent or dropped
 			switch w.acts[i] {
 			case actForward:
 				var done bool
@@ -269,7 +271,6 @@ func (w *Worker) classify(b []byte, meta *afpacket.RxMeta, p *frame.Parsed) uint
 // table's guess at its entry, or 0), rewrites the frame and queues it for transmission; it reports
 // whether it did.
 func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64, hint uint32) bool {
-	w.partial = -1
 	if meta.Vnet.Flags != 0 || meta.Status&afpacket.StatusCsumNotReady != 0 {
 		w.receivedChecksum(b, meta, p)
 	}

@@ -615,3 +615,30 @@ func TestICMPErrorPartialChecksum(t *testing.T) {
 		}
 	}
 }
+
+// TestPartialStateEndsWithItsFrame: a frame with a partial checksum that is dropped before it is
+// sent (here: to a port without a service) must leave nothing behind for the next frame; the ICMP
+// error that follows leaves exactly as it does without it.
+func TestPartialStateEndsWithItsFrame(t *testing.T) {
+	tc := natCases[1]
+	client := netip.MustParseAddrPort(tc.clientAt(40000))
+	rs := netip.MustParseAddrPort(tc.reals[0])
+	icmp := icmpFrame(t, macRS[0], macPort1, rs.Addr(), client.Addr(), 3, 3, 0,
+		quotedPacket(t, clientPkt(client.String(), rs.String(), tc.proto, 0)))
+	stray := build(t, clientPkt(client.String(), "198.18.0.100:4999", tc.proto, 0))
+	var out [2][]byte
+	for i := range out {
+		r := newRig(t, buildTables(1, standardSpecs()...), 64)
+		r.one(t, 0, build(t, clientPkt(client.String(), tc.vip, tc.proto, 0)), afpacket.RxMeta{})
+		if i == 1 {
+			p := append([]byte(nil), stray...)
+			if got := r.process(0, p, afpacket.RxMeta{Vnet: makePartial(t, p)}); len(got) != 0 {
+				t.Fatalf("a frame to a port without a service was sent: %d frames", len(got))
+			}
+		}
+		out[i] = r.one(t, 1, icmp, afpacket.RxMeta{}).frame
+	}
+	if !bytes.Equal(out[0], out[1]) {
+		t.Fatalf("the ICMP error changed after a dropped partial-checksum frame:\n%x\n%x", out[0], out[1])
+	}
+}
