@@ -367,9 +367,6 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 		}
 		out, mac = r.Port, r.MAC
 	}
-	if uint(out) >= uint(len(w.ports)) || len(b) < frame.EthernetSize || len(b) > w.slot[out] {
-		return false, false
-	}
 	counter := cForwarded
 	if dir == conntrack.DirOriginal {
 		if svc.Method == MethodNAT && !frame.RewriteFast(b, p, true, &r.addr, realPort(r, p.DstPort)) {
@@ -389,17 +386,9 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 		w.ct.Refresh(c, w.now)
 	}
 	w.rpN[r.ID]++
-	if w.large != nil { // frames for one link leave in order: queued large ones first
-		if other := out + len(w.ports); w.dirty&(1<<(uint(other)&63)) != 0 {
-			w.flush(other)
-		}
-	}
-	*(*[6]byte)(b[0:6]) = mac
-	*(*[6]byte)(b[6:12]) = w.macs[out]
-	if !w.ports[out].TxSend(b, meta.Vnet) && !w.transmitSlow(out, b, meta, mac) {
+	if !w.send(out, b, meta.Vnet, &mac) && !w.transmitSlow(out, b, meta, mac) {
 		return false, true
 	}
-	w.dirty |= 1 << (uint(out) & 63)
 	w.c[counter]++
 	w.expressed++
 	return true, true
@@ -625,21 +614,32 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 func (w *Worker) transmit(out int, b []byte, meta *afpacket.RxMeta, dst [6]byte) bool {
 	// The common frame first, in few steps: untagged, without a partial checksum to turn back, for
 	// a small slot. The rest, and a full ring, take the general way.
-	if meta.Status&afpacket.StatusVLANValid == 0 && w.partial < 0 && uint(out) < uint(len(w.ports)) &&
-		len(b) >= 12 && len(b) <= w.slot[out] {
-		if w.large != nil {
-			if other := out + len(w.ports); w.dirty&(1<<(uint(other)&63)) != 0 {
-				w.flush(other)
-			}
-		}
-		*(*[6]byte)(b[0:6]) = dst
-		*(*[6]byte)(b[6:12]) = w.macs[out]
-		if w.ports[out].TxSend(b, meta.Vnet) {
-			w.dirty |= 1 << (uint(out) & 63)
-			return true
-		}
+	if meta.Status&afpacket.StatusVLANValid == 0 && w.partial < 0 && w.send(out, b, meta.Vnet, &dst) {
+		return true
 	}
 	return w.transmitSlow(out, b, meta, dst)
+}
+
+// send is transmit's short way for an untagged frame without a partial checksum to turn back:
+// new MAC addresses, then one TxSend into a small slot of port out. It reports false, having
+// queued nothing, when the frame needs more (too large, ring full, no such port); transmitSlow
+// then takes it.
+func (w *Worker) send(out int, b []byte, vnet afpacket.VnetHdr, dst *[6]byte) bool {
+	if uint(out) >= uint(len(w.ports)) || len(b) < 12 || len(b) > w.slot[out] {
+		return false
+	}
+	if w.large != nil { // frames for one link leave in order: queued large ones first
+		if other := out + len(w.ports); w.dirty&(1<<(uint(other)&63)) != 0 {
+			w.flush(other)
+		}
+	}
+	*(*[6]byte)(b[0:6]) = *dst
+	*(*[6]byte)(b[6:12]) = w.macs[out]
+	if !w.ports[out].TxSend(b, vnet) {
+		return false
+	}
+	w.dirty |= 1 << (uint(out) & 63)
+	return true
 }
 
 // transmitSlow is transmit for every frame.
