@@ -230,7 +230,7 @@ func FuzzTable(f *testing.F) {
 				case 2: // a hint left from an earlier lookup, stale after whatever ran since
 					id, dir, ok = tab.LookupHinted(&k, tab.Hash(&k), hints[a%3])
 				case 3:
-					id, dir, ok = tab.LookupHashed(&k, tab.Hash(&k))
+					id, dir, ok = tab.LookupHinted(&k, tab.Hash(&k), 0)
 				}
 				wid, wdir, wok := byKey(k)
 				if ok != wok || (ok && (id != wid || dir != wdir)) {

@@ -371,19 +371,13 @@ func (t *Table) Lookup(k *Key) (id uint32, dir Dir, ok bool) {
 	return r >> 1, Dir(r & 1), ok
 }
 
-// Hash returns k's hash in this table, for Prefetch and LookupHashed. It depends only on k and the
+// Hash returns k's hash in this table, for Prefetch and LookupHinted. It depends only on k and the
 // table's seed, so it stays valid while entries come and go.
 func (t *Table) Hash(k *Key) uint64 { return t.hashKey(k) }
 
-// LookupHashed is Lookup with k's hash already computed by Hash.
-func (t *Table) LookupHashed(k *Key, h uint64) (id uint32, dir Dir, ok bool) {
-	r, ok := t.find(k, h)
-	return r >> 1, Dir(r & 1), ok
-}
-
-// LookupHinted is LookupHashed with a hint from Prefetch: when the hinted entry holds k, it is the
-// answer and the index is not walked again. A hint may be stale (entries came and went since
-// Prefetch) or 0; the answer is the same, only slower.
+// LookupHinted is Lookup with k's hash already computed by Hash, and a hint from Prefetch: when the
+// hinted entry holds k, it is the answer and the index is not walked again. A hint may be stale
+// (entries came and went since Prefetch) or 0 (none); the answer is the same, only slower.
 func (t *Table) LookupHinted(k *Key, h uint64, hint uint32) (id uint32, dir Dir, ok bool) {
 	if c, d := t.HintedConn(k, hint); c != nil {
 		return (hint - 1) >> 1, d, true
@@ -551,7 +545,8 @@ type NewConn struct {
 	Template  uint32 // id+1 of a persistence template to attach to; 0 for none
 }
 
-func (t *Table) alloc(onEvict func(uint32, *Conn), protect uint32) (uint32, error) {
+// alloc takes a free id; evicted says it removed an entry to make room (which shifts index slots).
+func (t *Table) alloc(onEvict func(uint32, *Conn), protect uint32) (id uint32, evicted bool, err error) {
 	if t.freeHead == 0 && t.hwm < uint32(len(t.conns)) {
 		t.freeHead = t.hwm + 1
 		t.conns[t.hwm].aux = 0
@@ -564,18 +559,19 @@ func (t *Table) alloc(onEvict func(uint32, *Conn), protect uint32) (uint32, erro
 		}
 		if !ok {
 			t.stats.DroppedFull++
-			return 0, ErrFull
+			return 0, false, ErrFull
 		}
 		if onEvict != nil {
 			onEvict(v, &t.conns[v])
 		}
 		t.remove(v)
 		t.stats.Evicted++
+		evicted = true
 	}
-	id := t.freeHead - 1
+	id = t.freeHead - 1
 	t.freeHead = t.conns[id].aux
 	t.n++
-	return id, nil
+	return id, evicted, nil
 }
 
 // victim samples up to evictSample entries for the one to evict: any entry past its timeout, else
@@ -663,12 +659,11 @@ func (t *Table) Insert(orig *Key, nc *NewConn, now int64, onEvict func(id uint32
 		}
 		protect = nc.Template - 1
 	}
-	evicted := t.stats.Evicted
-	id, err := t.alloc(onEvict, protect)
+	id, evicted, err := t.alloc(onEvict, protect)
 	if err != nil {
 		return 0, err
 	}
-	if t.stats.Evicted != evicted { // the eviction shifted slots back: the probes' ends are void
+	if evicted { // the eviction shifted slots back: the probes' ends are void
 		endo, endr = t.home(ho), t.home(hr)
 	}
 	st := nc.State
@@ -732,7 +727,7 @@ func (t *Table) InsertTemplate(k *Key, nc *NewConn, timeout int64, now int64, on
 		t.stats.Clashes++
 		return 0, ErrExists
 	}
-	id, err := t.alloc(onEvict, ^uint32(0))
+	id, _, err := t.alloc(onEvict, ^uint32(0))
 	if err != nil {
 		return 0, err
 	}
@@ -767,8 +762,7 @@ func (t *Table) Touch(id uint32, dir Dir, tcpFlags uint8, now int64) (old, new S
 // TouchConn is Touch for an entry already in hand, without looking its id up again: c must come
 // from Get and still be in use.
 func (t *Table) TouchConn(c *Conn, dir Dir, tcpFlags uint8, now int64) (old, new State) {
-	c.lastSeen = tick(now)
-	t.see(c.lastSeen)
+	t.Refresh(c, now)
 	if c.proto != 6 || c.state >= numTCPStates {
 		return c.state, c.state
 	}
