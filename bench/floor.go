@@ -11,10 +11,11 @@ import (
 
 // MemoryFloor measures, on this machine and now, the least time per packet any data plane needs to
 // find one connection among flows live ones: a packet of an established flow reads one random cache
-// line of a connection-table index and the two lines of an entry, each a miss once the table
-// outgrows the caches. The loop does only those three loads per packet, over arrays as large as a
-// table for flows connections, in batches of 32 packets whose loads are all independent (so the CPU
-// overlaps as many misses as it can, as the data plane's prefetching does). It returns ns per packet.
+// line of a connection-table index and the line(s) of an entry (one: an entry is 64 bytes), each a
+// miss once the table outgrows the caches. The loop does only those loads per packet (the first
+// and last byte of the entry), over arrays as large as a table for flows connections, in batches
+// of 32 packets whose loads are all independent (so the CPU overlaps as many misses as it can, as
+// the data plane's prefetching does). It returns ns per packet.
 //
 // The copy baseline says what moving the bytes costs; this one says what remembering a million
 // connections costs on this machine's memory, a floor no per-packet code can go under.

@@ -37,7 +37,7 @@ func Example() {
 	a, in, _ := tab.RealConns(1)
 	fmt.Println(old, cur, a, in)
 
-	reply := tab.Get(id).Tuple(conntrack.DirReply)
+	reply := tab.Tuple(tab.Get(id), conntrack.DirReply)
 	id2, dir2, _ := tab.Lookup(&reply)
 	_, cur = tab.Touch(id2, dir2, conntrack.TCPFlagSYN|conntrack.TCPFlagACK, now)
 	_, cur = tab.Touch(id, conntrack.DirOriginal, conntrack.TCPFlagACK, now)

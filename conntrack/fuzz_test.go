@@ -165,7 +165,8 @@ func FuzzTable(f *testing.F) {
 			}
 			return ids
 		}
-		var hints [3]uint32 // Prefetch's, kept across operations
+		var hints [3]uint32      // Prefetch's, kept across operations
+		misses := map[Key]Miss{} // LookupMiss's, kept across operations: InsertMissed must cope
 		for len(prog) >= 3 {
 			op, a, b := prog[0], prog[1], prog[2]
 			prog = prog[3:]
@@ -191,7 +192,12 @@ func FuzzTable(f *testing.F) {
 				see()
 				full := !clash && wantFull()
 
-				id, err := tab.Insert(&orig, &nc, nowNS(), onEvict)
+				var id uint32
+				if m, ok := misses[orig]; ok && a&0x20 != 0 {
+					id, err = tab.InsertMissed(&orig, &m, &nc, nowNS(), onEvict)
+				} else {
+					id, err = tab.Insert(&orig, &nc, nowNS(), onEvict)
+				}
 				switch {
 				case clash:
 					if err != ErrExists {
@@ -236,6 +242,12 @@ func FuzzTable(f *testing.F) {
 				if ok != wok || (ok && (id != wid || dir != wdir)) {
 					t.Fatalf("Lookup = (%d, %v, %v), model (%d, %v, %v)", id, dir, ok, wid, wdir, wok)
 				}
+				var m Miss
+				id, dir, ok = tab.LookupMiss(&k, tab.Hash(&k), hints[a%3], &m)
+				if ok != wok || (ok && (id != wid || dir != wdir)) {
+					t.Fatalf("LookupMiss = (%d, %v, %v), model (%d, %v, %v)", id, dir, ok, wid, wdir, wok)
+				}
+				misses[k] = m
 			case 3: // delete by id (possibly not live)
 				id := uint32(a % (capacity + 2))
 				tab.Delete(id)
@@ -364,6 +376,9 @@ func checkModel(t *testing.T, tab *Table, model map[uint32]*modelEntry) {
 		}
 		if got, dir, ok := tab.Lookup(&m.orig); !ok || got != id || dir != DirOriginal {
 			t.Fatalf("id %d: original tuple lost", id)
+		}
+		if m.hasReply && tab.Tuple(c, DirReply) != m.reply {
+			t.Fatalf("id %d: reply tuple %v, model %v", id, tab.Tuple(c, DirReply), m.reply)
 		}
 		switch {
 		case m.template:

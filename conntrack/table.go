@@ -29,11 +29,13 @@ const (
 )
 
 // Conn is one entry: a connection or a persistence template. It holds no pointers, so the GC
-// never scans the table. Exported fields belong to the caller; the rest is the table's and is
+// never scans the table, and it is 64 bytes, one cache line (the real server's address is a handle
+// into the table's realAddrs). Exported fields belong to the caller; the rest is the table's and is
 // read through methods.
 type Conn struct {
-	client, vip, real   [16]byte
+	client, vip         [16]byte
 	cport, vport, rport uint16
+	ra                  uint16 // the real server's address: a realAddrs handle
 	VS                  uint16 // virtual service index (opaque to the table)
 	rs                  uint16
 	proto               uint8
@@ -42,9 +44,8 @@ type Conn struct {
 	Flags               Flags
 	Method              uint8   // forwarding method (opaque to the table)
 	InPort              uint8   // data-plane port the client side came in on
-	ClientMAC           [6]byte // next hop towards the client
+	mac                 [6]byte // a connection: next hop towards the client; a template: bytes 0-3 hold its timeout in ticks
 	lastSeen            uint32  // ticks
-	timeout             uint32  // ticks
 	aux                 uint32  // connection: template id+1 (0: none); template: live connections; free: next free id+1
 }
 
@@ -71,8 +72,13 @@ func (c *Conn) Client() ([16]byte, uint16) { return c.client, c.cport }
 // VIP returns the virtual address and port the client connected to.
 func (c *Conn) VIP() ([16]byte, uint16) { return c.vip, c.vport }
 
-// Real returns the real server's address and port.
-func (c *Conn) Real() ([16]byte, uint16) { return c.real, c.rport }
+// ClientMAC returns the next hop towards the client, as NewConn gave it (zero for a template).
+func (c *Conn) ClientMAC() [6]byte {
+	if c.ctl&ctlTemplate != 0 {
+		return [6]byte{}
+	}
+	return c.mac
+}
 
 // HasReply reports whether the reply tuple (real server → client) is in the table.
 func (c *Conn) HasReply() bool { return c.ctl&ctlReply != 0 }
@@ -99,13 +105,24 @@ func (c *Conn) Refs() int {
 // LastSeenTick returns the time of the last packet in ticks (now>>TickShift, truncated to 32 bits).
 func (c *Conn) LastSeenTick() uint32 { return c.lastSeen }
 
-// Timeout returns the idle time allowed in the current state, in nanoseconds (rounded up to ticks).
-func (c *Conn) Timeout() int64 { return int64(c.timeout) << TickShift }
+// Real returns the real server's address and port of entry c.
+func (t *Table) Real(c *Conn) ([16]byte, uint16) { return t.reals.addr[c.ra], c.rport }
 
-// Tuple returns the connection's tuple in direction d (the reply tuple even when not indexed).
-func (c *Conn) Tuple(d Dir) Key {
+// Timeout returns the idle time entry c is allowed in its current state, in nanoseconds (rounded
+// up to ticks).
+func (t *Table) Timeout(c *Conn) int64 { return int64(t.timeoutOf(c)) << TickShift }
+
+func (t *Table) timeoutOf(c *Conn) uint32 {
+	if c.ctl&ctlTemplate != 0 {
+		return binary.LittleEndian.Uint32(c.mac[:4])
+	}
+	return t.ticks[c.state]
+}
+
+// Tuple returns entry c's tuple in direction d (the reply tuple even when not indexed).
+func (t *Table) Tuple(c *Conn, d Dir) Key {
 	if d == DirReply {
-		return Key{Src: c.real, Dst: c.client, SrcPort: c.rport, DstPort: c.cport, Proto: c.proto}
+		return Key{Src: t.reals.addr[c.ra], Dst: c.client, SrcPort: c.rport, DstPort: c.cport, Proto: c.proto}
 	}
 	return Key{Src: c.client, Dst: c.vip, SrcPort: c.cport, DstPort: c.vport, Proto: c.proto}
 }
@@ -183,7 +200,8 @@ const evictSample = 64
 // concurrent use and takes no locks: its worker is its only user (see the package doc).
 //
 // Layout: conns is indexed by entry id and stores each connection's client, VIP and real server
-// endpoints once, from which both tuples are compared (84 bytes per entry); index is a
+// endpoints once, from which both tuples are compared (64 bytes per entry, aligned: one cache
+// line; the real server's address is interned in reals); index is a
 // linear-probing hash index of 4-byte slots (hash tag | distance from home | id<<1|dir + 1) over
 // every indexed tuple, sized for at most ~62% load (13 bytes per entry), with backward-shift
 // deletion (no tombstones, so no rehash pauses). Free ids form a list threaded through conns.
@@ -192,6 +210,7 @@ const evictSample = 64
 type Table struct {
 	conns      []Conn
 	index      []uint32
+	reals      realAddrs
 	nslots     uint32
 	refBits    uint32 // low bits of a slot: id<<1 | dir, plus 1 (0 = empty slot)
 	refMask    uint32
@@ -212,6 +231,7 @@ type Table struct {
 	counts []int32 // per real server index: active, inactive, templates
 	stats  Stats
 	sink   uint32 // keeps Prefetch's loads from being optimised away
+	gen    uint32 // removals from the index: a Miss's end holds while it is unchanged
 }
 
 const connSize = int(unsafe.Sizeof(Conn{}))
@@ -220,7 +240,8 @@ func indexSlots(maxEntries int) int { return maxEntries*13/4 + 8 } // 2 tuples p
 
 // MemoryFor returns the bytes New allocates for maxEntries entries.
 func MemoryFor(maxEntries int) int {
-	return maxEntries*connSize + indexSlots(maxEntries)*4 + 3*(1<<16)*4
+	pool := min(maxEntries, maxRealAddrs)
+	return maxEntries*connSize + indexSlots(maxEntries)*4 + 3*(1<<16)*4 + pool*(16+4+2) + (1<<bits.Len(uint(2*pool-1)))*4
 }
 
 // New returns a table with all memory allocated up front (see MemoryFor).
@@ -253,6 +274,7 @@ func New(cfg Config) (*Table, error) {
 	for i := range t.seed {
 		t.seed[i] = rand.Uint64() | 1
 	}
+	t.reals = newRealAddrs(cfg.MaxEntries, rand.Uint64())
 	return t, nil
 }
 
@@ -304,7 +326,7 @@ func (t *Table) hashKey(k *Key) uint64 { return t.hash(&k.Src, &k.Dst, k.SrcPort
 
 func (t *Table) hashEntry(c *Conn, d Dir) uint64 {
 	if d == DirReply {
-		return t.hash(&c.real, &c.client, c.rport, c.cport, c.proto)
+		return t.hash(&t.reals.addr[c.ra], &c.client, c.rport, c.cport, c.proto)
 	}
 	return t.hash(&c.client, &c.vip, c.cport, c.vport, c.proto)
 }
@@ -328,9 +350,10 @@ func (t *Table) withDist(s, d uint32) uint32 {
 	return s&^(distSat<<(t.refBits&31)) | min(d, distSat)<<(t.refBits&31)
 }
 
-func (c *Conn) matches(d Dir, k *Key) bool {
+// matches reports whether entry c's tuple in direction d is k.
+func (t *Table) matches(c *Conn, d Dir, k *Key) bool {
 	if d == DirReply {
-		return c.real == k.Src && c.client == k.Dst && c.rport == k.SrcPort && c.cport == k.DstPort &&
+		return c.client == k.Dst && t.reals.addr[c.ra] == k.Src && c.rport == k.SrcPort && c.cport == k.DstPort &&
 			c.proto == k.Proto
 	}
 	return c.client == k.Src && c.vip == k.Dst && c.cport == k.SrcPort && c.vport == k.DstPort &&
@@ -346,7 +369,13 @@ func (t *Table) find(k *Key, h uint64) (uint32, bool) {
 // probe is find that also returns, when k is not found, the empty slot that ended the search:
 // where addIndex would put k now (see addIndexFrom).
 func (t *Table) probe(k *Key, h uint64) (ref uint32, ok bool, end uint32) {
-	i, tag := t.home(h), t.tag(h)
+	return t.probeFrom(k, h, t.home(h))
+}
+
+// probeFrom is probe starting at slot from of h's chain, which must be the home slot or a slot up to
+// which the chain is known not to hold k (a Miss's end).
+func (t *Table) probeFrom(k *Key, h uint64, from uint32) (ref uint32, ok bool, end uint32) {
+	i, tag := from, t.tag(h)
 	for range t.nslots {
 		s := t.index[i]
 		if s == 0 {
@@ -354,7 +383,7 @@ func (t *Table) probe(k *Key, h uint64) (ref uint32, ok bool, end uint32) {
 		}
 		if t.tagOf(s) == tag {
 			r := s&t.refMask - 1
-			if t.conns[r>>1].matches(Dir(r&1), k) {
+			if t.matches(&t.conns[r>>1], Dir(r&1), k) {
 				return r, true, 0
 			}
 		}
@@ -394,7 +423,7 @@ func (t *Table) HintedConn(k *Key, hint uint32) (*Conn, Dir) {
 		// Tuples in the table are unique, so a live entry holding k in direction d is k's entry,
 		// provided that direction is indexed (a dead template's is not, nor a DR entry's reply).
 		c, d := &t.conns[r>>1], Dir(r&1)
-		if c.ctl&(ctlLive|ctlDead) == ctlLive && (d == DirOriginal || c.ctl&ctlReply != 0) && c.matches(d, k) {
+		if c.ctl&(ctlLive|ctlDead) == ctlLive && (d == DirOriginal || c.ctl&ctlReply != 0) && t.matches(c, d, k) {
 			return c, d
 		}
 	}
@@ -445,11 +474,9 @@ func (t *Table) Prefetch(hs []uint64, hints []uint32) {
 	}
 	// Pass 3, the entry misses: independent loads again. (A pass of its own: folded into pass 2,
 	// the loads overlapped less and a lookup at a million entries took 20% longer, measured.) An
-	// entry spans two or three cache lines: touch its start, middle and end. (No match touches
-	// entry 0: harmless.)
+	// entry is one cache line. (No match touches entry 0: harmless.)
 	for _, r := range hints {
-		c := &conns[(r-min(r, 1))>>1]
-		acc += uint32(c.client[0]) + uint32(c.cport) + c.aux
+		acc += conns[(r-min(r, 1))>>1].aux
 	}
 	t.sink += acc
 }
@@ -492,6 +519,7 @@ func (t *Table) addIndexFrom(h uint64, ref, from uint32) {
 // (Knuth's algorithm R), so lookups never need tombstones. The slots' distances say which may move,
 // so only a member farther than distSat from home costs a look at its entry.
 func (t *Table) removeIndex(h uint64, ref uint32) {
+	t.gen++ // voids every Miss's end
 	i := t.home(h)
 	for n := uint32(0); t.index[i]&t.refMask != ref+1; n++ {
 		if t.index[i] == 0 || n == t.nslots {
@@ -545,8 +573,8 @@ type NewConn struct {
 	Template  uint32 // id+1 of a persistence template to attach to; 0 for none
 }
 
-// alloc takes a free id; evicted says it removed an entry to make room (which shifts index slots).
-func (t *Table) alloc(onEvict func(uint32, *Conn), protect uint32) (id uint32, evicted bool, err error) {
+// alloc takes a free id, evicting an entry for it when the policy says so.
+func (t *Table) alloc(onEvict func(uint32, *Conn), protect uint32) (id uint32, err error) {
 	if t.freeHead == 0 && t.hwm < uint32(len(t.conns)) {
 		t.freeHead = t.hwm + 1
 		t.conns[t.hwm].aux = 0
@@ -559,19 +587,18 @@ func (t *Table) alloc(onEvict func(uint32, *Conn), protect uint32) (id uint32, e
 		}
 		if !ok {
 			t.stats.DroppedFull++
-			return 0, false, ErrFull
+			return 0, ErrFull
 		}
 		if onEvict != nil {
 			onEvict(v, &t.conns[v])
 		}
 		t.remove(v)
 		t.stats.Evicted++
-		evicted = true
 	}
 	id = t.freeHead - 1
 	t.freeHead = t.conns[id].aux
 	t.n++
-	return id, evicted, nil
+	return id, nil
 }
 
 // victim samples up to evictSample entries for the one to evict: any entry past its timeout, else
@@ -589,7 +616,7 @@ func (t *Table) victim(protect uint32) (uint32, bool) {
 			continue
 		}
 		age := int32(t.now - c.lastSeen)
-		if age-int32(c.timeout) > 0 {
+		if age-int32(t.timeoutOf(c)) > 0 {
 			return id, true
 		}
 		if c.state == StateEstablished {
@@ -627,10 +654,53 @@ func (t *Table) count(c *Conn, delta int32) {
 // the same real server port: the second reply tuple would be ambiguous). ErrNoTemplate: nc.Template
 // is not a live template. onEvict must not modify the table.
 func (t *Table) Insert(orig *Key, nc *NewConn, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
+	ho := t.hashKey(orig)
+	return t.insert(orig, ho, t.home(ho), nc, now, onEvict)
+}
+
+// A Miss is what a lookup learned on the way, for InsertMissed: the tuple's hash and, when the
+// tuple was not found, the empty index slot where the search ended. Adding a connection the data
+// plane has just failed to find then does not hash the tuple or walk its chain a second time.
+//
+// Changes to the table after the lookup are allowed. Inserts only fill empty slots, so the chain
+// from the tuple's home slot up to the end stays whole, and a tuple inserted since lies at the end
+// or beyond. Only a removal can shift the chain back; the table counts removals and InsertMissed
+// then walks from the home slot.
+type Miss struct {
+	h        uint64
+	end, gen uint32
+}
+
+// LookupMiss is LookupHinted that also records in m what InsertMissed needs to add k.
+func (t *Table) LookupMiss(k *Key, h uint64, hint uint32, m *Miss) (id uint32, dir Dir, ok bool) {
+	if c, d := t.HintedConn(k, hint); c != nil {
+		*m = Miss{h: h, gen: t.gen - 1} // found: no end to start from
+		return (hint - 1) >> 1, d, true
+	}
+	r, ok, end := t.probe(k, h)
+	*m = Miss{h: h, end: end, gen: t.gen}
+	if ok {
+		m.gen--
+	}
+	return r >> 1, Dir(r & 1), ok
+}
+
+// InsertMissed is Insert of the connection whose original tuple orig a LookupMiss (recording m) has
+// just looked up: m must come from a lookup of orig in this table.
+func (t *Table) InsertMissed(orig *Key, m *Miss, nc *NewConn, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
+	from := m.end
+	if m.gen != t.gen {
+		from = t.home(m.h)
+	}
+	return t.insert(orig, m.h, from, nc, now, onEvict)
+}
+
+// insert is Insert with orig's hash ho computed, and the search for orig starting at slot from:
+// ho's home slot, or a Miss's end.
+func (t *Table) insert(orig *Key, ho uint64, from uint32, nc *NewConn, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
 	nowT := tick(now)
 	t.see(nowT)
-	ho := t.hashKey(orig)
-	_, found, endo := t.probe(orig, ho)
+	_, found, endo := t.probeFrom(orig, ho, from)
 	if found {
 		t.stats.Clashes++
 		return 0, ErrExists
@@ -659,11 +729,18 @@ func (t *Table) Insert(orig *Key, nc *NewConn, now int64, onEvict func(id uint32
 		}
 		protect = nc.Template - 1
 	}
-	id, evicted, err := t.alloc(onEvict, protect)
+	gen := t.gen
+	id, err := t.alloc(onEvict, protect)
 	if err != nil {
 		return 0, err
 	}
-	if evicted { // the eviction shifted slots back: the probes' ends are void
+	ra, ok := t.reals.acquire(&nc.Real)
+	if !ok { // more distinct real server addresses than maxRealAddrs
+		t.unalloc(id)
+		t.stats.DroppedFull++
+		return 0, ErrFull
+	}
+	if t.gen != gen { // an eviction shifted slots back: the probes' ends are void
 		endo, endr = t.home(ho), t.home(hr)
 	}
 	st := nc.State
@@ -672,11 +749,11 @@ func (t *Table) Insert(orig *Key, nc *NewConn, now int64, onEvict func(id uint32
 	}
 	c := &t.conns[id]
 	*c = Conn{
-		client: orig.Src, vip: orig.Dst, real: nc.Real,
+		client: orig.Src, vip: orig.Dst, ra: ra,
 		cport: orig.SrcPort, vport: orig.DstPort, rport: nc.RealPort,
 		VS: nc.VS, rs: nc.RS, proto: orig.Proto, state: st, ctl: ctlLive,
-		Flags: nc.Flags, Method: nc.Method, InPort: nc.InPort, ClientMAC: nc.ClientMAC,
-		lastSeen: nowT, timeout: t.ticks[st], aux: nc.Template,
+		Flags: nc.Flags, Method: nc.Method, InPort: nc.InPort, mac: nc.ClientMAC,
+		lastSeen: nowT, aux: nc.Template,
 	}
 	if nc.Template != 0 {
 		t.conns[nc.Template-1].aux++
@@ -727,17 +804,24 @@ func (t *Table) InsertTemplate(k *Key, nc *NewConn, timeout int64, now int64, on
 		t.stats.Clashes++
 		return 0, ErrExists
 	}
-	id, _, err := t.alloc(onEvict, ^uint32(0))
+	id, err := t.alloc(onEvict, ^uint32(0))
 	if err != nil {
 		return 0, err
 	}
+	ra, ok := t.reals.acquire(&nc.Real)
+	if !ok { // more distinct real server addresses than maxRealAddrs
+		t.unalloc(id)
+		t.stats.DroppedFull++
+		return 0, ErrFull
+	}
 	c := &t.conns[id]
 	*c = Conn{
-		client: k.Src, vip: k.Dst, real: nc.Real,
+		client: k.Src, vip: k.Dst, ra: ra,
 		cport: k.SrcPort, vport: k.DstPort, rport: nc.RealPort,
 		VS: nc.VS, rs: nc.RS, proto: k.Proto, state: StateTemplate, ctl: ctlLive | ctlTemplate,
-		Flags: nc.Flags, Method: nc.Method, lastSeen: nowT, timeout: toTicks(timeout),
+		Flags: nc.Flags, Method: nc.Method, lastSeen: nowT,
 	}
+	binary.LittleEndian.PutUint32(c.mac[:4], toTicks(timeout))
 	t.addIndex(h, id<<1)
 	t.count(c, 1)
 	t.stats.Inserted++
@@ -787,7 +871,6 @@ func (t *Table) touchTCP(c *Conn, dir Dir, tcpFlags uint8) (old, new State) {
 			t.count(c, 1)
 		}
 		c.state = new
-		c.timeout = t.ticks[new]
 	}
 	return old, new
 }
@@ -829,6 +912,12 @@ func (t *Table) remove(id uint32) {
 }
 
 func (t *Table) free(id uint32) {
+	t.reals.release(t.conns[id].ra)
+	t.unalloc(id)
+}
+
+// unalloc puts id back on the free list.
+func (t *Table) unalloc(id uint32) {
 	c := &t.conns[id]
 	c.ctl = 0
 	c.aux = t.freeHead
@@ -860,7 +949,7 @@ func (t *Table) Expire(now int64, budget int, onExpire func(id uint32, c *Conn))
 			c.lastSeen = nowT
 			continue
 		}
-		if int32(nowT-c.lastSeen-c.timeout) <= 0 {
+		if int32(nowT-c.lastSeen-t.timeoutOf(c)) <= 0 {
 			continue
 		}
 		if onExpire != nil {

@@ -116,8 +116,8 @@ func TestInsertLookupDelete(t *testing.T) {
 				t.Fatalf("Lookup = (%d, %v, %v), want (%d, %v, true)", gotID, dir, ok, id, tt.wantDir)
 			}
 			c := tab.Get(id)
-			if c == nil || c.RS() != 7 || c.VS != 3 || c.Method != 2 || c.InPort != 1 || c.ClientMAC[5] != 1 ||
-				c.State() != StateSynRecv || c.Tuple(tt.wantDir) != tt.lookup {
+			if c == nil || c.RS() != 7 || c.VS != 3 || c.Method != 2 || c.InPort != 1 || c.ClientMAC()[5] != 1 ||
+				c.State() != StateSynRecv || tab.Tuple(c, tt.wantDir) != tt.lookup {
 				t.Fatalf("Get(%d) = %+v", id, c)
 			}
 			tab.Delete(id)
@@ -328,8 +328,8 @@ func TestTouchCounts(t *testing.T) {
 				if got != st.want || a != st.wantActive || a+in != 1 {
 					t.Fatalf("step %d: state %v, counts %d/%d; want %v, %d active", i, got, a, in, st.want, st.wantActive)
 				}
-				if c := tab.Get(id); c.LastSeenTick() != uint32(i+1) || c.Timeout() < defTO.Of(got) {
-					t.Fatalf("step %d: last seen %d timeout %d", i, c.LastSeenTick(), c.Timeout())
+				if c := tab.Get(id); c.LastSeenTick() != uint32(i+1) || tab.Timeout(c) < defTO.Of(got) {
+					t.Fatalf("step %d: last seen %d timeout %d", i, c.LastSeenTick(), tab.Timeout(c))
 				}
 			}
 			tab.Delete(id)
@@ -501,6 +501,14 @@ func TestMemoryBudget(t *testing.T) {
 	}
 	if m := MemoryFor(10_000_000); m > 1<<30 {
 		t.Errorf("10M entries need %d bytes, want <= 1 GiB", m)
+	}
+	// One cache line per entry: a lookup of an entry not in cache is one memory access.
+	if unsafe.Sizeof(Conn{}) != 64 {
+		t.Errorf("Conn is %d bytes, want 64 (one cache line)", unsafe.Sizeof(Conn{}))
+	}
+	tab := mustNew(t, Config{MaxEntries: 100_000})
+	if a := uintptr(unsafe.Pointer(&tab.conns[0])); a%64 != 0 {
+		t.Errorf("entries start at %#x, not on a cache line", a)
 	}
 }
 

@@ -75,6 +75,7 @@ type Worker struct {
 	hints    [MaxBatch]uint32         // ProcessBatch: the table's guesses at their entries (Prefetch)
 	key      conntrack.Key            // icmpError's lookup key
 	tkey     conntrack.Key            // persistence template key
+	miss     conntrack.Miss           // forward's lookup, for newConn's insert
 	flow     sched.Flow
 
 	c    counters
@@ -275,7 +276,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		w.receivedChecksum(b, meta, p)
 	}
 
-	id, dir, ok := w.ct.LookupHinted(&p.Key, h, hint)
+	id, dir, ok := w.ct.LookupMiss(&p.Key, h, hint, &w.miss)
 	var c *conntrack.Conn
 	var r *Real
 	if ok {
@@ -332,7 +333,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 	old := p.SrcPort
 	frame.RewriteSrc(b, p, svc.addr, virtualPort(svc, p.SrcPort))
 	w.unadjustPartialPort(b, p, old, p.SrcPort)
-	if !w.transmit(int(c.InPort), b, meta, c.ClientMAC) {
+	if !w.transmit(int(c.InPort), b, meta, c.ClientMAC()) {
 		return false
 	}
 	w.c[cReplied]++
@@ -360,7 +361,7 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 		return false, false
 	}
 	svc := w.tables.Services[r.Service]
-	out, mac := int(c.InPort), c.ClientMAC
+	out, mac := int(c.InPort), c.ClientMAC()
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved || (svc.Method != MethodNAT && svc.Method != MethodDR) {
 			return false, false
@@ -532,7 +533,7 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 		}
 		nc.Template = tid + 1
 	}
-	id, err := w.ct.Insert(&p.Key, &nc, w.now, w.expireFn)
+	id, err := w.ct.InsertMissed(&p.Key, &w.miss, &nc, w.now, w.expireFn)
 	if err != nil {
 		w.dropInsert(err)
 		return 0, false
@@ -602,7 +603,7 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 		frame.RewriteSrc(b, p, svc.addr, 0)
 	}
 	frame.RewriteInnerDst(b, p, q, svc.addr, virtualPort(svc, q.DstPort))
-	if !w.transmit(int(c.InPort), b, meta, c.ClientMAC) {
+	if !w.transmit(int(c.InPort), b, meta, c.ClientMAC()) {
 		return false
 	}
 	w.c[cICMPErrors]++

@@ -447,8 +447,8 @@ func runSuite(cfg *config.Config, flows, workers []int, ppf int, sd bench.SizeDi
 	}
 	fmt.Fprintln(tw, "\nspeed-up: pps against the first worker count; x baseline: ns/pkt over a loop that only copies each frame once;")
 	fmt.Fprintln(tw, "data plane ns: the part of ns/pkt cpu inside the worker (the rest is the harness copying frames and faking replies);")
-	fmt.Fprintln(tw, "floor ns: one core doing nothing per packet but the three random cache-line loads a lookup among that many")
-	fmt.Fprintln(tw, "connections needs (index slot, entry), 32 packets' loads overlapped; x floor: data plane ns over it.")
+	fmt.Fprintln(tw, "floor ns: one core doing nothing per packet but the two random cache-line loads a lookup among that many")
+	fmt.Fprintln(tw, "connections needs (index slot, 64-byte entry), 32 packets' loads overlapped; x floor: data plane ns over it.")
 	fmt.Fprintln(tw, "The machine may be shared: rerun before trusting a single figure.")
 	return tw.Flush()
 }

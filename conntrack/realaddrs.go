@@ -1,0 +1,97 @@
+package conntrack
+
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
+// realAddrs interns the real server addresses of a table's entries: an entry keeps a 2-byte handle
+// instead of 16 bytes, which makes an entry 64 bytes, one cache line, so a lookup of an entry not
+// in cache costs one memory access instead of two or three. A handful of real servers serve
+// millions of connections, so the addresses themselves stay in cache.
+//
+// The table owns the handles and counts references to them: a handle lives while an entry holds
+// it. They do not depend on the data plane's real server IDs, which a reload may give to another
+// address while connections to the old one still live.
+type realAddrs struct {
+	addr  [][16]byte // by handle
+	refs  []uint32   // entries holding each handle; 0: free
+	index []uint32   // linear probing over addresses: handle+1, 0 empty; a power of two, at least 2*len(addr)
+	free  []uint16   // free handles below used, a stack
+	used  int        // handles below used have been given out
+	mask  uint32
+	seed  uint64
+}
+
+// maxRealAddrs is the most distinct real server addresses one table holds at once (handles are
+// uint16), as many as there are real server IDs.
+const maxRealAddrs = 1 << 16
+
+func newRealAddrs(maxEntries int, seed uint64) realAddrs {
+	n := min(maxEntries, maxRealAddrs)
+	size := 1 << bits.Len(uint(2*n-1))
+	return realAddrs{
+		addr:  make([][16]byte, n),
+		refs:  make([]uint32, n),
+		index: make([]uint32, size),
+		free:  make([]uint16, 0, n),
+		mask:  uint32(size - 1),
+		seed:  seed,
+	}
+}
+
+func (p *realAddrs) home(a *[16]byte) uint32 {
+	return uint32(mix(binary.LittleEndian.Uint64(a[:8])^p.seed, binary.LittleEndian.Uint64(a[8:])^0x9e3779b97f4a7c15)) & p.mask
+}
+
+// acquire returns a's handle, taking a reference; ok is false when len(addr) distinct addresses are
+// already held.
+func (p *realAddrs) acquire(a *[16]byte) (h uint16, ok bool) {
+	i := p.home(a)
+	for {
+		s := p.index[i]
+		if s == 0 {
+			break
+		}
+		if p.addr[s-1] == *a {
+			p.refs[s-1]++
+			return uint16(s - 1), true
+		}
+		i = (i + 1) & p.mask
+	}
+	switch {
+	case len(p.free) > 0:
+		h = p.free[len(p.free)-1]
+		p.free = p.free[:len(p.free)-1]
+	case p.used < len(p.addr):
+		h = uint16(p.used)
+		p.used++
+	default:
+		return 0, false
+	}
+	p.addr[h], p.refs[h] = *a, 1
+	p.index[i] = uint32(h) + 1
+	return h, true
+}
+
+// release drops a reference to handle h; the last one frees it.
+func (p *realAddrs) release(h uint16) {
+	if p.refs[h]--; p.refs[h] > 0 {
+		return
+	}
+	// Remove h from the index, shifting the rest of its probe chain back (as Table.removeIndex).
+	i := p.home(&p.addr[h])
+	for p.index[i] != uint32(h)+1 {
+		i = (i + 1) & p.mask
+	}
+	for j := (i + 1) & p.mask; p.index[j] != 0; j = (j + 1) & p.mask {
+		home := p.home(&p.addr[p.index[j]-1])
+		// Move the slot at j into the hole at i unless its home lies cyclically in (i, j].
+		if (j-home)&p.mask >= (j-i)&p.mask {
+			p.index[i] = p.index[j]
+			i = j
+		}
+	}
+	p.index[i] = 0
+	p.free = append(p.free, h)
+}
