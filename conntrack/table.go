@@ -375,23 +375,24 @@ func (t *Table) probe(k *Key, h uint64) (ref uint32, ok bool, end uint32) {
 // probeFrom is probe starting at slot from of h's chain, which must be the home slot or a slot up to
 // which the chain is known not to hold k (a Miss's end).
 func (t *Table) probeFrom(k *Key, h uint64, from uint32) (ref uint32, ok bool, end uint32) {
-	i, tag := from, t.tag(h)
-	for range t.nslots {
-		s := t.index[i]
+	// The table's fields in locals: through t, the compiler would load them again on every step.
+	// The loop needs no bound: the index is never full (load <= 0.62), so an empty slot ends it.
+	index, tag, tagMask := t.index, t.tag(h), ^t.refAndDist
+	for i := from; ; {
+		s := index[i]
 		if s == 0 {
 			return 0, false, i
 		}
-		if t.tagOf(s) == tag {
+		if s&tagMask == tag {
 			r := s&t.refMask - 1
 			if t.matches(&t.conns[r>>1], Dir(r&1), k) {
 				return r, true, 0
 			}
 		}
-		if i++; i == t.nslots {
+		if i++; int(i) == len(index) {
 			i = 0
 		}
 	}
-	return 0, false, 0 // unreachable: the index is never full
 }
 
 // Lookup returns the entry whose original or reply tuple is k, and which of the two it is.
@@ -502,9 +503,10 @@ func (t *Table) addIndex(h uint64, ref uint32) {
 // slot: every slot from home up to from must be taken (as probe left them: inserts since then only
 // fill slots; a removal shifts slots back and voids from).
 func (t *Table) addIndexFrom(h uint64, ref, from uint32) {
+	index := t.index
 	i, home := from, t.home(h)
-	for t.index[i] != 0 {
-		if i++; i == t.nslots {
+	for index[i] != 0 {
+		if i++; int(i) == len(index) {
 			i = 0
 		}
 	}
@@ -512,7 +514,7 @@ func (t *Table) addIndexFrom(h uint64, ref, from uint32) {
 	if i < home {
 		d += t.nslots
 	}
-	t.index[i] = t.withDist(t.tag(h)|(ref+1), d)
+	index[i] = t.withDist(t.tag(h)|(ref+1), d)
 }
 
 // removeIndex removes the slot holding ref and shifts later members of its probe chain back
@@ -520,43 +522,43 @@ func (t *Table) addIndexFrom(h uint64, ref, from uint32) {
 // so only a member farther than distSat from home costs a look at its entry.
 func (t *Table) removeIndex(h uint64, ref uint32) {
 	t.gen++ // voids every Miss's end
+	index, n, refMask := t.index, t.nslots, t.refMask
 	i := t.home(h)
-	for n := uint32(0); t.index[i]&t.refMask != ref+1; n++ {
-		if t.index[i] == 0 || n == t.nslots {
+	for index[i]&refMask != ref+1 {
+		if index[i] == 0 {
 			return // not indexed: cannot happen
 		}
-		if i++; i == t.nslots {
+		if i++; i == n {
 			i = 0
 		}
 	}
-	j := i
-	for range t.nslots {
-		if j++; j == t.nslots {
+	for j := i; ; {
+		if j++; j == n {
 			j = 0
 		}
-		s := t.index[j]
+		s := index[j]
 		if s == 0 {
 			break
 		}
 		d := t.distOf(s)
 		if d == distSat {
-			r := s&t.refMask - 1
+			r := s&refMask - 1
 			home := t.home(t.hashEntry(&t.conns[r>>1], Dir(r&1)))
 			if d = j - home; j < home {
-				d += t.nslots
+				d += n
 			}
 		}
 		gap := j - i // distance from the hole
 		if j < i {
-			gap += t.nslots
+			gap += n
 		}
 		// Move s into the hole unless its home lies cyclically in (i, j].
 		if d >= gap {
-			t.index[i] = t.withDist(s, d-gap)
+			index[i] = t.withDist(s, d-gap)
 			i = j
 		}
 	}
-	t.index[i] = 0
+	index[i] = 0
 }
 
 // NewConn describes an entry to Insert.
@@ -747,14 +749,14 @@ func (t *Table) insert(orig *Key, ho uint64, from uint32, nc *NewConn, now int64
 	if st >= StateTemplate {
 		st = StateUDP
 	}
+	// Every field, one by one: a composite literal is built in a temporary and copied (counted:
+	// 23 instructions more).
 	c := &t.conns[id]
-	*c = Conn{
-		client: orig.Src, vip: orig.Dst, ra: ra,
-		cport: orig.SrcPort, vport: orig.DstPort, rport: nc.RealPort,
-		VS: nc.VS, rs: nc.RS, proto: orig.Proto, state: st, ctl: ctlLive,
-		Flags: nc.Flags, Method: nc.Method, InPort: nc.InPort, mac: nc.ClientMAC,
-		lastSeen: nowT, aux: nc.Template,
-	}
+	c.client, c.vip, c.ra = orig.Src, orig.Dst, ra
+	c.cport, c.vport, c.rport = orig.SrcPort, orig.DstPort, nc.RealPort
+	c.VS, c.rs, c.proto, c.state, c.ctl = nc.VS, nc.RS, orig.Proto, st, ctlLive
+	c.Flags, c.Method, c.InPort, c.mac = nc.Flags, nc.Method, nc.InPort, nc.ClientMAC
+	c.lastSeen, c.aux = nowT, nc.Template
 	if nc.Template != 0 {
 		t.conns[nc.Template-1].aux++
 	}
