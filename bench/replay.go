@@ -20,6 +20,7 @@ import (
 	"github.com/govs/govs/dataplane/afpacket"
 	"github.com/govs/govs/dataplane/dataplanetest"
 	"github.com/govs/govs/dataplane/frame"
+	"github.com/govs/govs/internal/cacheline"
 )
 
 // ReplyMode says what a replay does with the server→client packets of a capture.
@@ -253,6 +254,7 @@ type replayer struct {
 	busy        time.Duration
 	inDataplane time.Duration // time inside the worker's calls
 	done        atomic.Uint64
+	_           [cacheline.Size]byte // the next replayer's fields on other lines
 }
 
 // Replay feeds c through the data plane's workers as rc says and reports what they did. With
@@ -344,8 +346,10 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 		rep.ConntrackCapacity += capacity
 		r.w.SetTables(t)
 		r.realOf = make([]uint16, pl.nflows[i])
-		r.realPackets = make([]uint64, len(t.Reals))
-		r.realFlows = make([]uint64, len(t.Reals))
+		// Counted per packet: on cache lines of their own, or the workers' counters slow each
+		// other down (false sharing), as the per-batch fields of adjacent replayers would.
+		r.realPackets = cacheline.Uint64s(len(t.Reals))
+		r.realFlows = cacheline.Uint64s(len(t.Reals))
 		rs[i] = r
 	}
 	var total uint64

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"unsafe"
 
+	"github.com/govs/govs/internal/cacheline"
 	"github.com/govs/govs/internal/hugepage"
 )
 
@@ -232,6 +233,8 @@ type Table struct {
 	stats  Stats
 	sink   uint32 // keeps Prefetch's loads from being optimised away
 	gen    uint32 // removals from the index: a Miss's end holds while it is unchanged
+
+	_ [cacheline.Size]byte // written per packet: off the cache lines of the next worker's Table
 }
 
 const connSize = int(unsafe.Sizeof(Conn{}))

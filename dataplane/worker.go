@@ -9,6 +9,7 @@ import (
 	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/dataplane/afpacket"
 	"github.com/govs/govs/dataplane/frame"
+	"github.com/govs/govs/internal/cacheline"
 	"github.com/govs/govs/sched"
 )
 
@@ -89,6 +90,11 @@ type Worker struct {
 	hosts *hostAddrs // the balancer's own addresses, kept current by the engine; nil: none
 
 	expireFn func(uint32, *conntrack.Conn) // w.onExpire, bound once so expiry does not allocate
+
+	// The allocator may put two workers side by side: this line keeps the fields one writes per
+	// packet (its counters here at the end, the clock and queue state at the start) off the other's
+	// cache lines.
+	_ [cacheline.Size]byte
 }
 
 // NewWorker builds a worker over ports (macs[i] is port i's own MAC) with its own connection
@@ -144,7 +150,7 @@ func (w *Worker) SetTables(t *Tables) {
 	}
 	w.scheds = scheds
 	if n := len(t.Reals); n > len(w.rpN) {
-		rpN := make([]uint64, n)
+		rpN := cacheline.Uint64s(n) // written per packet: not on a line another worker's counters use
 		copy(rpN, w.rpN)
 		w.rpN = rpN
 		w.pub.reals.Store(&realCounters{packets: make([]atomic.Uint64, n)})
