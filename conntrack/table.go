@@ -705,22 +705,28 @@ func (t *Table) InsertMissed(orig *Key, m *Miss, nc *NewConn, now int64, onEvict
 func (t *Table) insert(orig *Key, ho uint64, from uint32, nc *NewConn, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
 	nowT := tick(now)
 	t.see(nowT)
+	// The reply tuple's home slot first: loaded now, its cache miss overlaps the original tuple's
+	// search (whose branches on a slot not yet loaded would otherwise hold it back).
+	var reply Key
+	var hr uint64
+	if nc.Reply {
+		reply = Key{Src: nc.Real, Dst: orig.Src, SrcPort: nc.RealPort, DstPort: orig.SrcPort, Proto: orig.Proto}
+		hr = t.hashKey(&reply)
+		t.sink += t.index[t.home(hr)]
+	}
 	_, found, endo := t.probeFrom(orig, ho, from)
 	if found {
 		t.stats.Clashes++
 		return 0, ErrExists
 	}
-	var hr uint64
 	var endr uint32
 	if nc.Reply {
 		// The reply tuple equals the original only when the client talks to itself through a real
-		// server that is the client: ports first, they rarely match.
-		if nc.RealPort == orig.SrcPort && orig.SrcPort == orig.DstPort && nc.Real == orig.Src && orig.Src == orig.Dst {
+		// server that is the client.
+		if reply == *orig {
 			t.stats.Clashes++
 			return 0, ErrExists
 		}
-		reply := Key{Src: nc.Real, Dst: orig.Src, SrcPort: nc.RealPort, DstPort: orig.SrcPort, Proto: orig.Proto}
-		hr = t.hashKey(&reply)
 		if _, found, endr = t.probe(&reply, hr); found {
 			t.stats.Clashes++
 			return 0, ErrExists
