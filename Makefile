@@ -27,7 +27,7 @@ demo: build
 
 # Benchmarks of the pure parts (parser, rewrite, conntrack, schedulers); allocations reported.
 # Then offline replays of generated captures (10k and 1M flows; BENCH_FLOWS=10000,1000000,10000000
-# adds 10M: measured 22 GB resident and 7 minutes here) with 1 and 2 workers, against a copy-only baseline;
+# adds 10M: measured 22 GB resident and 3 to 7 minutes here) with 1 and 2 workers, against a copy-only baseline;
 # then, as root with nft, wrk, taskset and ip installed, the live lab (kernel nftables DNAT vs govs,
 # BENCH_LIVE per measurement, about a minute; BENCH_LIVE=0 skips it) in the same table style.
 # Not root: one line says the live part was skipped. Whole target: a few minutes.
