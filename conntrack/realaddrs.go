@@ -27,9 +27,21 @@ type realAddrs struct {
 // uint16), as many as there are real server IDs.
 const maxRealAddrs = 1 << 16
 
-func newRealAddrs(maxEntries int, seed uint64) realAddrs {
+// realAddrsSize returns, for a table of maxEntries entries, the handles its realAddrs holds and
+// the slots of its index.
+func realAddrsSize(maxEntries int) (handles, slots int) {
 	n := min(maxEntries, maxRealAddrs)
-	size := 1 << bits.Len(uint(2*n-1))
+	return n, 1 << bits.Len(uint(2*n-1))
+}
+
+// realAddrsBytes returns the bytes newRealAddrs allocates for a table of maxEntries entries.
+func realAddrsBytes(maxEntries int) int {
+	n, slots := realAddrsSize(maxEntries)
+	return n*(16+4+2) + slots*4
+}
+
+func newRealAddrs(maxEntries int, seed uint64) realAddrs {
+	n, size := realAddrsSize(maxEntries)
 	return realAddrs{
 		addr:  make([][16]byte, n),
 		refs:  make([]uint32, n),

@@ -243,8 +243,7 @@ func indexSlots(maxEntries int) int { return maxEntries*13/4 + 8 } // 2 tuples p
 
 // MemoryFor returns the bytes New allocates for maxEntries entries.
 func MemoryFor(maxEntries int) int {
-	pool := min(maxEntries, maxRealAddrs)
-	return maxEntries*connSize + indexSlots(maxEntries)*4 + 3*(1<<16)*4 + pool*(16+4+2) + (1<<bits.Len(uint(2*pool-1)))*4
+	return maxEntries*connSize + indexSlots(maxEntries)*4 + 3*(1<<16)*4 + realAddrsBytes(maxEntries)
 }
 
 // New returns a table with all memory allocated up front (see MemoryFor).
@@ -606,6 +605,21 @@ func (t *Table) alloc(onEvict func(uint32, *Conn), protect uint32) (id uint32, e
 	return id, nil
 }
 
+// allocFor is alloc for an entry with real server address real: it also takes the address's handle.
+// With more distinct addresses than maxRealAddrs in use, it gives the id back and fails with ErrFull.
+func (t *Table) allocFor(real *[16]byte, onEvict func(uint32, *Conn), protect uint32) (id uint32, ra uint16, err error) {
+	if id, err = t.alloc(onEvict, protect); err != nil {
+		return 0, 0, err
+	}
+	ra, ok := t.reals.acquire(real)
+	if !ok {
+		t.unalloc(id)
+		t.stats.DroppedFull++
+		return 0, 0, ErrFull
+	}
+	return id, ra, nil
+}
+
 // victim samples up to evictSample entries for the one to evict: any entry past its timeout, else
 // the longest idle that is neither ESTABLISHED nor a template with connections.
 func (t *Table) victim(protect uint32) (uint32, bool) {
@@ -741,15 +755,9 @@ func (t *Table) insert(orig *Key, ho uint64, from uint32, nc *NewConn, now int64
 		protect = nc.Template - 1
 	}
 	gen := t.gen
-	id, err := t.alloc(onEvict, protect)
+	id, ra, err := t.allocFor(&nc.Real, onEvict, protect)
 	if err != nil {
 		return 0, err
-	}
-	ra, ok := t.reals.acquire(&nc.Real)
-	if !ok { // more distinct real server addresses than maxRealAddrs
-		t.unalloc(id)
-		t.stats.DroppedFull++
-		return 0, ErrFull
 	}
 	if t.gen != gen { // an eviction shifted slots back: the probes' ends are void
 		endo, endr = t.home(ho), t.home(hr)
@@ -815,15 +823,9 @@ func (t *Table) InsertTemplate(k *Key, nc *NewConn, timeout int64, now int64, on
 		t.stats.Clashes++
 		return 0, ErrExists
 	}
-	id, err := t.alloc(onEvict, ^uint32(0))
+	id, ra, err := t.allocFor(&nc.Real, onEvict, ^uint32(0))
 	if err != nil {
 		return 0, err
-	}
-	ra, ok := t.reals.acquire(&nc.Real)
-	if !ok { // more distinct real server addresses than maxRealAddrs
-		t.unalloc(id)
-		t.stats.DroppedFull++
-		return 0, ErrFull
 	}
 	c := &t.conns[id]
 	*c = Conn{
