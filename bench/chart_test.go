@@ -213,3 +213,48 @@ func TestNiceTicksAndCounts(t *testing.T) {
 		}
 	}
 }
+
+// TestChartFlowsAgree: with -loops N the flow bars count each flow once per loop; the title must
+// count the same flows as the bars and their legend, and say the capture's own count apart.
+func TestChartFlowsAgree(t *testing.T) {
+	cfg := loadConfig(t, "testdata/bench.toml")
+	const flows, loops = 300, 3
+	c, _ := genCapture(t, GenConfig{Flows: flows, PacketsPerFlow: 6, TCPShare: 0.7, IPv6Share: 0.3, Seed: 4})
+	rep, err := Replay(c, ReplayConfig{Config: cfg, Loops: loops})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := rep.WriteSVG(&b); err != nil {
+		t.Fatal(err)
+	}
+	es := parseSVG(t, b.Bytes())
+	// The flow bars' counts, from their tooltips: "<service> <real>: N flows (P%)".
+	var bars uint64
+	for i, e := range es {
+		if e.name == "rect" && e.attrs["class"] == "bar flows" {
+			if i+1 == len(es) || es[i+1].name != "title" {
+				t.Fatalf("flow bar %v without a tooltip", e.attrs)
+			}
+			tip := es[i+1].text
+			_, after, _ := strings.Cut(tip, ": ")
+			n, err := strconv.ParseUint(strings.Fields(after + " x")[0], 10, 64)
+			if err != nil {
+				t.Fatalf("flow bar tooltip %q: %v", tip, err)
+			}
+			bars += n
+		}
+	}
+	if bars != flows*loops {
+		t.Fatalf("flow bars add up to %d, want %d flows × %d loops", bars, flows, loops)
+	}
+	all := texts(es)
+	for _, want := range []string{"900 flows scheduled (300 in the capture)", "flows (900)"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no %q in the chart; texts:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, ", 300 flows,") {
+		t.Errorf("the title still counts the capture's flows as if they were the bars'; texts:\n%s", all)
+	}
+}
