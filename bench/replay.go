@@ -100,9 +100,15 @@ type Report struct {
 	// Skipped counts server→client packets not fed (ReplyDrop, or DR whose replies bypass govs).
 	Skipped uint64 `json:"skipped_replies"`
 
-	Flows            int          `json:"flows"`             // TCP/UDP flows in the capture
-	StickyViolations uint64       `json:"sticky_violations"` // packets of a flow sent to another real server than its first
-	Reals            []RealReport `json:"real_servers"`
+	Flows int `json:"flows"` // TCP/UDP flows (5-tuples) in the capture
+	// StickyViolations counts packets sent to another real server than their connection's: a
+	// live connection split. A flow's tuple may start a new connection, scheduled afresh, where
+	// IPVS starts one too (see sticky.go); that is no violation.
+	StickyViolations uint64 `json:"sticky_violations"`
+	// Rescheduled counts the new connections flows started within a loop after their first one
+	// (tuple reused after a FIN exchange or a RST, after the idle timeout, one_packet datagrams).
+	Rescheduled uint64       `json:"rescheduled"`
+	Reals       []RealReport `json:"real_servers"`
 
 	ConntrackPeak     int    `json:"conntrack_peak"`     // most live connections (summed over workers' peaks)
 	ConntrackCapacity int    `json:"conntrack_capacity"` // summed over workers
@@ -117,7 +123,9 @@ type RealReport struct {
 	Address string `json:"address"`
 	Weight  int    `json:"weight"`
 	Packets uint64 `json:"packets"` // both directions of its flows
-	Flows   uint64 `json:"flows"`   // flows scheduled to it (once per loop)
+	// Flows counts the connections scheduled to it: each flow's first one in each loop, and each
+	// one a flow started anew within a loop (Report.Rescheduled).
+	Flows uint64 `json:"flows"`
 }
 
 // Sample is the replay rate over one sampling period.
@@ -130,7 +138,9 @@ type Sample struct {
 type item struct {
 	pkt  uint32
 	flow uint32 // worker-local flow index | replyBit, or noFlow
-	aux  uint32 // index in plan.parsed of a reply's parse (ReplySimulate), else 0
+	// aux is, for a reply, the index in plan.parsed of its parse (ReplySimulate, else 0); for a
+	// client's packet, its TCP flags | its IP protocol << 8.
+	aux uint32
 }
 
 const (
@@ -155,9 +165,11 @@ type plan struct {
 	first  int64
 }
 
-// makePlan classifies every frame into flows (the client is the source of a flow's first packet),
-// rewrites the server address when asked, and deals flows to workers by a hash of the client side,
-// as the kernel's fanout does.
+// makePlan classifies every frame into flows, rewrites the server address when asked, and deals
+// flows to workers by a hash of the client side, as the kernel's fanout does. A flow's client is
+// the side that is not a virtual service: the source of its first packet, unless that packet
+// comes from a virtual service (a capture that starts mid-connection, a stray reply) and goes to
+// none. With RewriteDst, the destination of a flow's first packet is its server, whatever it is.
 func makePlan(c *Capture, rc *ReplayConfig, t *dataplane.Tables) *plan {
 	pl := &plan{items: make([][]item, rc.Workers), nflows: make([]int, rc.Workers), parsed: make([][]frame.Parsed, rc.Workers)}
 	type flowInfo struct{ worker, local uint32 }
@@ -166,6 +178,7 @@ func makePlan(c *Capture, rc *ReplayConfig, t *dataplane.Tables) *plan {
 	// With persistent services the engine's fanout keeps a client network on one worker; so does
 	// the plan.
 	sticky := t.Stickiness()
+	vips := vipSet(t)
 	var p frame.Parsed
 	var v4, v6 [16]byte
 	if rc.RewriteDst4.IsValid() {
@@ -179,10 +192,13 @@ func makePlan(c *Capture, rc *ReplayConfig, t *dataplane.Tables) *plan {
 		pl.span = max(c.pkts[len(c.pkts)-1].ts-pl.first, 0)
 	}
 	for i := range c.pkts {
-		b := c.data[c.pkts[i].off : c.pkts[i].off+int64(c.pkts[i].n)]
+		pk := &c.pkts[i]
+		b := c.data[pk.off : pk.off+int64(pk.n)]
 		it := item{pkt: uint32(i), flow: noFlow}
 		w := 0
-		if frame.Parse(b, &p) != frame.ErrNone || p.Family == 0 || (p.Proto != 6 && p.Proto != 17) || p.L4Off == 0 {
+		// A frame the capture cut short (its snap length) is dropped by the data plane whatever
+		// its headers say (capture_truncated): it belongs to no flow.
+		if frame.Parse(b, &p) != frame.ErrNone || pk.wire > pk.n || p.Family == 0 || (p.Proto != 6 && p.Proto != 17) || p.L4Off == 0 {
 			// No flow to keep together: spread by source address like a fanout hash would.
 			if p.Family != 0 {
 				w = int(maphash.Comparable(seed, p.Src) % uint64(rc.Workers))
@@ -200,16 +216,20 @@ func makePlan(c *Capture, rc *ReplayConfig, t *dataplane.Tables) *plan {
 			}
 		}
 		if !ok {
+			rewrite := p.Family == 4 && rc.RewriteDst4.IsValid() || p.Family == 6 && rc.RewriteDst6.IsValid()
+			if !rewrite && !vips.has(p.Dst, p.DstPort, p.Proto) && vips.has(p.Src, p.SrcPort, p.Proto) {
+				k, reply = rev, true // from the server: the destination is the client
+			}
 			client := struct {
 				a [16]byte
 				p uint16
-			}{p.Src, p.SrcPort}
+			}{k.a, k.pa}
 			if sticky.Sticky {
 				bits := sticky.Bits6
 				if p.Family == 4 {
 					bits = sticky.Bits4
 				}
-				client.a, client.p = conntrack.MaskAddr(p.Src, bits), 0
+				client.a, client.p = conntrack.MaskAddr(client.a, bits), 0
 			}
 			cw := maphash.Comparable(seed, client)
 			w = int(cw % uint64(rc.Workers))
@@ -226,6 +246,7 @@ func makePlan(c *Capture, rc *ReplayConfig, t *dataplane.Tables) *plan {
 				pl.parsed[w] = append(pl.parsed[w], p)
 			}
 		} else {
+			it.aux = uint32(p.TCPFlags) | uint32(p.Proto)<<8
 			switch {
 			case p.Family == 4 && rc.RewriteDst4.IsValid() && p.Dst != v4:
 				frame.RewriteDst(b, &p, v4, p.DstPort)
@@ -240,6 +261,29 @@ func makePlan(c *Capture, rc *ReplayConfig, t *dataplane.Tables) *plan {
 		groupByWorker(c, pl)
 	}
 	return pl
+}
+
+// vips is the set of t's virtual services' addresses, ports and protocols.
+type vips map[flowKey]struct{} // a, pa, proto
+
+func vipSet(t *dataplane.Tables) vips {
+	v := vips{}
+	for _, s := range t.Services {
+		if s != nil {
+			v[flowKey{a: s.VIP.Addr().As16(), pa: s.VIP.Port(), proto: s.Proto}] = struct{}{}
+		}
+	}
+	return v
+}
+
+// has reports whether a packet to addr and port reaches a virtual service: one on that port, or
+// one on all ports (port 0) of addr.
+func (v vips) has(addr [16]byte, port uint16, proto uint8) bool {
+	_, ok := v[flowKey{a: addr, pa: port, proto: proto}]
+	if !ok {
+		_, ok = v[flowKey{a: addr, proto: proto}]
+	}
+	return ok
 }
 
 // groupByWorker moves the capture's bytes so that, within each stretch of groupSpan frames, the
@@ -287,10 +331,13 @@ type replayer struct {
 	id          int
 	w           *dataplane.Worker
 	items       []item
-	realOf      []uint16 // per local flow: real ID + 1, 0 before the flow was scheduled
+	conns       []flowConn // per local flow: its connection in the data plane, as the harness follows it
+	counted     []uint64   // per local flow, one bit: scheduled in this loop
+	judge       *judge
 	realPackets []uint64
 	realFlows   []uint64
 	sticky      uint64
+	rescheduled uint64
 	skipped     uint64
 	fed         uint64
 	batches     uint64 // ProcessBatch calls
@@ -339,6 +386,7 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 		return nil, fmt.Errorf("at most %d interfaces, not %d", dataplane.MaxPorts, nports)
 	}
 	pl := makePlan(c, &rc, t)
+	jd := newJudge(rc.Config, t)
 
 	var outMu sync.Mutex
 	var outErr error
@@ -391,7 +439,9 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 		rep.ConntrackBytes += ms.TotalAlloc - before
 		rep.ConntrackCapacity += capacity
 		r.w.SetTables(t)
-		r.realOf = make([]uint16, pl.nflows[i])
+		r.conns = make([]flowConn, pl.nflows[i])
+		r.counted = make([]uint64, (pl.nflows[i]+63)/64)
+		r.judge = jd
 		// Counted per packet: on cache lines of their own, or the workers' counters slow each
 		// other down (false sharing), as the per-batch fields of adjacent replayers would.
 		r.realPackets = cacheline.Uint64s(len(t.Reals))
@@ -466,6 +516,7 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 		ws[i] = r.w
 		rep.Packets += r.fed
 		rep.StickyViolations += r.sticky
+		rep.Rescheduled += r.rescheduled
 		rep.Skipped += r.skipped
 		rep.ConntrackPeak += r.peak
 		busy += r.busy
@@ -517,58 +568,71 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 	scratch := make([]byte, dataplane.MaxBatch*maxFrame)
 	var fs [dataplane.MaxBatch]afpacket.Frame
 	var its [dataplane.MaxBatch]item
-	realPort := nports - 1
 	var p frame.Parsed
 	round := make([]item, 0, batch)
 	for loop := 0; loop < rc.Loops; loop++ {
-		clear(r.realOf)
+		// The data plane keeps its connections from one loop to the next, and so does r.conns;
+		// each loop schedules every flow once more.
+		clear(r.counted)
 		base := int64(loop) * (pl.span + int64(time.Second))
 		var now int64
 		for i := 0; i < len(r.items); i += batch {
 			end := min(i+batch, len(r.items))
-			// The round's client-side frames first, then the real servers' replies, each in
-			// capture order: the engine drains one port's ring, then the next, up to rxBudget
-			// frames each. A reply never comes before its flow's request (replies of flows not yet
-			// scheduled wait for their request below, as before).
+			// With several interfaces, the round's client-side frames first, then the real servers'
+			// replies, each in capture order: the engine drains one port's ring, then the next, up
+			// to rxBudget frames each. With one interface (one-armed) both come from one ring, in
+			// capture order. A reply never comes before its flow's request (replies of flows not yet
+			// scheduled wait for their request below).
 			round = round[:0]
-			for _, it := range r.items[i:end] {
-				if it.flow == noFlow || it.flow&replyBit == 0 {
-					round = append(round, it)
+			if nports == 1 {
+				round = append(round, r.items[i:end]...)
+			} else {
+				for _, it := range r.items[i:end] {
+					if it.flow == noFlow || it.flow&replyBit == 0 {
+						round = append(round, it)
+					}
 				}
-			}
-			for _, it := range r.items[i:end] {
-				if it.flow != noFlow && it.flow&replyBit != 0 {
-					round = append(round, it)
+				for _, it := range r.items[i:end] {
+					if it.flow != noFlow && it.flow&replyBit != 0 {
+						round = append(round, it)
+					}
 				}
 			}
 			for j := 0; j < len(round); {
 				// Fill one ProcessBatch batch: the packets of this round the harness feeds, each
-				// with its port (real servers' replies come in on the last port).
+				// with its port: clients on the first, real servers' replies on their real server's.
 				n, off, in := 0, 0, -1
 				for ; j < len(round) && n < len(fs); j++ {
 					it := round[j]
 					pk := &c.pkts[it.pkt]
 					reply := it.flow != noFlow && it.flow&replyBit != 0
-					var rid uint16 // real ID + 1 of the flow, 0 unknown
+					var rid uint16 // real ID + 1 of the flow's connection, 0 unknown
 					if it.flow != noFlow {
-						rid = r.realOf[it.flow&^replyBit]
+						rid = r.conns[it.flow&^replyBit].real
 					}
-					if reply && rid == 0 && pending(its[:n], it.flow&^replyBit) {
-						break // its flow is scheduled by a frame of this batch: learn where first
-					}
+					var real *dataplane.Real
 					if reply {
 						if rc.Replies == ReplyDrop {
 							r.skipped++
 							continue
 						}
-						if rid != 0 && t.Services[t.Reals[rid-1].Service].Method == dataplane.MethodDR {
-							r.skipped++ // the real server answers the client directly
-							continue
+						if rid != 0 {
+							real = t.Reals[rid-1]
+							if t.Services[real.Service].Method == dataplane.MethodDR {
+								r.skipped++ // the real server answers the client directly
+								continue
+							}
+						}
+						// Client frames are only in a batch from the first port.
+						if in == 0 && pending(its[:n], it.flow&^replyBit, rid, r.judge) {
+							break // its flow is (re)scheduled by a frame of this batch: learn where first
 						}
 					}
+					// A reply of a flow never scheduled stays as captured, from the server side to
+					// the client, and comes in with the clients.
 					port := 0
-					if reply && rid != 0 {
-						port = realPort
+					if real != nil {
+						port = real.Port
 					}
 					if in >= 0 && port != in {
 						break // a batch comes from one port, as from one ring
@@ -578,8 +642,8 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 					b := scratch[off : off+int(pk.n)]
 					copy(b, c.data[pk.off:pk.off+int64(pk.n)])
 					off += (int(pk.n) + 63) &^ 63
-					if port == realPort {
-						real := t.Reals[rid-1]
+					if real != nil {
+						// As from the real server the flow's connection has.
 						p = pl.parsed[r.id][it.aux]
 						rp := real.Addr.Port()
 						if rp == 0 {
@@ -604,25 +668,35 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 						continue
 					}
 					lf := it.flow &^ replyBit
-					rid := r.realOf[lf]
+					f := &r.conns[lf]
 					if it.flow&replyBit != 0 {
-						if rid != 0 {
-							r.realPackets[rid-1]++
+						if f.real != 0 && rc.Replies == ReplySimulate {
+							q := &pl.parsed[r.id][it.aux]
+							r.judge.reply(f, q.Proto, q.TCPFlags, now)
+							r.realPackets[f.real-1]++
 						}
 						continue
 					}
 					// transmit wrote the next hop's MAC into the frame before copying it out.
 					id, ok := realOfMAC(fs[k].Data[:6])
-					if !ok {
+					if !ok || int(id) >= len(t.Reals) {
 						continue
 					}
-					switch rid {
-					case 0:
-						r.realOf[lf] = id + 1
-						r.realFlows[id]++
-					case id + 1:
-					default:
+					switch r.judge.client(f, id, uint8(it.aux>>8), uint8(it.aux), now) {
+					case split:
 						r.sticky++
+					case firstConn, nextConn:
+						if r.counted[lf/64]&(1<<(lf%64)) == 0 {
+							r.counted[lf/64] |= 1 << (lf % 64)
+						} else {
+							r.rescheduled++
+						}
+						r.realFlows[id]++
+					case sameConn:
+						if r.counted[lf/64]&(1<<(lf%64)) == 0 {
+							r.counted[lf/64] |= 1 << (lf % 64) // the connection of an earlier loop
+							r.realFlows[id]++
+						}
 					}
 					r.realPackets[id]++
 				}
@@ -641,10 +715,17 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 	r.w.Publish()
 }
 
-// pending reports whether a client packet of local flow lf is among its.
-func pending(its []item, lf uint32) bool {
+// pending reports whether a client packet of local flow lf among its may give the flow's
+// connection another real server than rid (real ID + 1, 0 none yet): its first packet, a bare SYN
+// (which starts a new connection on a closed tuple), a datagram of a one_packet service.
+func pending(its []item, lf uint32, rid uint16, j *judge) bool {
 	for _, it := range its {
-		if it.flow == lf {
+		if it.flow != lf {
+			continue
+		}
+		proto, flags := uint8(it.aux>>8), uint8(it.aux)
+		const synMask = conntrack.TCPFlagSYN | conntrack.TCPFlagACK | conntrack.TCPFlagFIN | conntrack.TCPFlagRST
+		if rid == 0 || proto == 6 && flags&synMask == conntrack.TCPFlagSYN || proto == 17 && j.real[rid-1]&realOnePacket != 0 {
 			return true
 		}
 	}

@@ -36,7 +36,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, k := range keys {
 		p("  "+k, "%d", r.Dropped[k])
 	}
-	p("flows", "%d", r.Flows)
+	p("flows", "%d in the capture", r.Flows)
+	p("rescheduled", "%d (a tuple that started a new connection within a loop: reused after FIN or RST, idle past its timeout, one_packet)", r.Rescheduled)
 	p("sticky_violations", "%d", r.StickyViolations)
 	p("conntrack", "peak %d of %d, %.1f MiB", r.ConntrackPeak, r.ConntrackCapacity, float64(r.ConntrackBytes)/(1<<20))
 	if err := tw.Flush(); err != nil {

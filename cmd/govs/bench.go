@@ -191,7 +191,7 @@ func benchReplay(args []string) int {
 		}
 	}
 	if rep.StickyViolations != 0 {
-		fmt.Fprintf(os.Stderr, "govs bench replay: %d sticky violations: packets of one flow went to different real servers\n", rep.StickyViolations)
+		fmt.Fprintf(os.Stderr, "govs bench replay: %d sticky violations: packets of a live connection went to another real server than its own\n", rep.StickyViolations)
 		return 1
 	}
 	return 0
