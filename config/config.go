@@ -284,11 +284,25 @@ func (c *Config) Summary() []string {
 	return out
 }
 
+// Warnings returns what is valid but probably not what the operator meant, one line each (without
+// a "warning:" prefix): today a file without any [[virtual_server]], which govs runs but with which
+// it balances nothing.
+func (c *Config) Warnings() []string {
+	var out []string
+	if len(c.VirtualServers) == 0 {
+		out = append(out, c.File+": no [[virtual_server]]: govs runs but balances nothing; add a [[virtual_server]] with its [[virtual_server.real_server]] tables")
+	}
+	return out
+}
+
 // LoadOptions controls the checks Load and Parse make against the host.
 type LoadOptions struct {
 	// InterfaceExists reports whether a network interface exists on this host; nil skips the check
 	// (offline replay must not look interfaces up).
 	InterfaceExists func(name string) bool
+	// MissingInterfaceHint, when not empty, ends the message about an interface InterfaceExists
+	// does not find: what the caller offers instead, e.g. how to check the file without the host.
+	MissingInterfaceHint string
 }
 
 // InterfaceExistsOnHost reports whether this host has a network interface

@@ -226,6 +226,18 @@ func TestParseNoVirtualServers(t *testing.T) {
 	if len(c.VirtualServers) != 0 || len(c.Summary()) != 0 {
 		t.Errorf("got %d virtual servers, want 0", len(c.VirtualServers))
 	}
+	// Valid, but worth one line: govs would balance nothing.
+	want := []string{"empty.toml: no [[virtual_server]]: govs runs but balances nothing; add a [[virtual_server]] with its [[virtual_server.real_server]] tables"}
+	if got := c.Warnings(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Warnings() = %q, want %q", got, want)
+	}
+	c, err = Parse([]byte(dp+vsHead+rs), "t.toml", LoadOptions{})
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if got := c.Warnings(); len(got) != 0 {
+		t.Errorf("Warnings() of a file with a virtual server = %q, want none", got)
+	}
 }
 
 // manyIfaces lists n interface names e0, e1, ... as TOML strings.
@@ -368,6 +380,12 @@ func TestParseErrors(t *testing.T) {
 			want: []string{`t.toml:2: dataplane.interfaces[2]: interface "l9" does not exist on this host; check the name with "ip link"`},
 		},
 		{
+			name: "interface missing on host, with the caller's hint",
+			src:  "[dataplane]\ninterfaces = [\"l0\", \"l9\"]\n",
+			opts: LoadOptions{InterfaceExists: hasL0L1, MissingInterfaceHint: "to check it for another host, use -offline"},
+			want: []string{`t.toml:2: dataplane.interfaces[2]: interface "l9" does not exist on this host; check the name with "ip link"; to check it for another host, use -offline`},
+		},
+		{
 			name: "interface names invalid",
 			src:  "[dataplane]\ninterfaces = [\"\", \"eth0:1\", \"a-very-long-name-x\", 7]\n",
 			want: []string{
@@ -432,6 +450,26 @@ func TestParseErrors(t *testing.T) {
 			name: "vip garbage",
 			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "198.18.0.300:80", 1) + rs,
 			want: []string{`t.toml:4: virtual_server[1].address: "198.18.0.300:80" is not an address and port; write e.g. "198.18.0.100:80" or "[2001:2::100]:80"`},
+		},
+		{
+			name: "vip port out of range",
+			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "198.18.0.100:70000", 1) + rs,
+			want: []string{`t.toml:4: virtual_server[1].address: port 70000 in "198.18.0.100:70000" is out of range; write a port from 0 to 65535, e.g. "198.18.0.100:80"`},
+		},
+		{
+			name: "vip port negative",
+			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "[2001:2::100]:-1", 1) + "[[virtual_server.real_server]]\naddress = \"[2001:2::11]:80\"\n",
+			want: []string{`t.toml:4: virtual_server[1].address: port -1 in "[2001:2::100]:-1" is out of range; write a port from 0 to 65535, e.g. "[2001:2::100]:80"`},
+		},
+		{
+			name: "vip port a name",
+			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "198.18.0.100:http", 1) + rs,
+			want: []string{`t.toml:4: virtual_server[1].address: port "http" in "198.18.0.100:http" is not a number and names are not looked up; write e.g. "198.18.0.100:80"`},
+		},
+		{
+			name: "vip port empty",
+			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "198.18.0.100:", 1) + rs,
+			want: []string{`t.toml:4: virtual_server[1].address: "198.18.0.100:" has no port; write "198.18.0.100:80"`},
 		},
 		{
 			name: "vip host name",
@@ -578,6 +616,11 @@ func TestParseErrors(t *testing.T) {
 			name: "real server unparsable",
 			src:  dp + vsHead + "[[virtual_server.real_server]]\naddress = \"198.19.0:80\"\n",
 			want: []string{`t.toml:9: virtual_server[1].real_server[1].address: "198.19.0:80" is not an address and port; write e.g. "198.18.0.100:80" or "[2001:2::100]:80"`},
+		},
+		{
+			name: "real server port out of range",
+			src:  dp + strings.Replace(vsHead, "198.18.0.100:80", "198.18.0.100:8080", 1) + "[[virtual_server.real_server]]\naddress = \"198.19.0.11:123456\"\n",
+			want: []string{`t.toml:9: virtual_server[1].real_server[1].address: port 123456 in "198.19.0.11:123456" is out of range; write a port from 0 to 65535, e.g. "198.19.0.11:8080"`},
 		},
 		{
 			name: "weight out of range",

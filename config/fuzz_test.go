@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,4 +128,39 @@ func checkModel(t *testing.T, c *Config) {
 	if len(c.Summary()) != len(c.VirtualServers) {
 		t.Fatalf("Summary has %d lines for %d virtual servers", len(c.Summary()), len(c.VirtualServers))
 	}
+}
+
+// FuzzControlSocket checks that reading the [control] socket of any file, TOML or not, never
+// panics, and that what it returns is usable: an absolute path and a one-line note, or one error.
+func FuzzControlSocket(f *testing.F) {
+	files, err := filepath.Glob("testdata/*.toml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+		f.Add(append(b, "\n[[virtual_server]\n"...))
+	}
+	f.Add([]byte("[control]\nsocket = \"/run/x\\\"y.sock\" # c\n[[x]\n"))
+	f.Add([]byte("control . socket = '/run/x.sock\n["))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		sock, note, err := controlSocketOf(data, "f.toml")
+		if err != nil {
+			var errs Errors
+			if !errors.As(err, &errs) || len(errs) != 1 || sock != "" || note != "" {
+				t.Fatalf("controlSocketOf = %q, %q, %v; want one Error and nothing else", sock, note, err)
+			}
+			return
+		}
+		if !filepath.IsAbs(sock) || strings.ContainsAny(note, "\n") {
+			t.Fatalf("controlSocketOf = %q, %q; want an absolute path and a one-line note", sock, note)
+		}
+		if c, perr := Parse(data, "f.toml", LoadOptions{}); perr == nil && (c.Control.Socket != sock || note != "") {
+			t.Fatalf("controlSocketOf = %q, %q; a valid file's [control] socket is %q", sock, note, c.Control.Socket)
+		}
+	})
 }

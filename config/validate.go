@@ -410,7 +410,11 @@ func (p *parser) dataplane(raw *rawDataplane, out *Dataplane) {
 				continue
 			}
 			if p.opts.InterfaceExists != nil && !p.opts.InterfaceExists(name) {
-				p.errf(elem, `interface %q does not exist on this host; check the name with "ip link"`, name)
+				msg := fmt.Sprintf(`interface %q does not exist on this host; check the name with "ip link"`, name)
+				if p.opts.MissingInterfaceHint != "" {
+					msg += "; " + p.opts.MissingInterfaceHint
+				}
+				p.errf(elem, "%s", msg)
 				continue
 			}
 			out.Interfaces = append(out.Interfaces, name)
@@ -719,9 +723,21 @@ func parseAddrPort(s string, examplePort uint16) (netip.AddrPort, string) {
 			}
 			return ap, fmt.Sprintf("%q has no port; write %q", s, netip.AddrPortFrom(a, examplePort).String())
 		}
-		host, _, serr := net.SplitHostPort(s)
+		host, port, serr := net.SplitHostPort(s)
 		if serr == nil && host != "" && strings.Trim(host, "0123456789.:abcdefABCDEF%") != "" {
 			return ap, fmt.Sprintf("%q is not an IP address and names are not looked up; write an IP address and port such as \"198.18.0.100:80\" or \"[2001:2::100]:80\"", host)
+		}
+		if a, aerr := netip.ParseAddr(host); serr == nil && aerr == nil && a.Zone() == "" {
+			// The address is fine, so the port is what is wrong: say so rather than blame the whole.
+			example := netip.AddrPortFrom(a, examplePort).String()
+			switch digits := strings.TrimPrefix(port, "-"); {
+			case port == "":
+				return ap, fmt.Sprintf("%q has no port; write %q", s, example)
+			case digits != "" && strings.Trim(digits, "0123456789") == "":
+				return ap, fmt.Sprintf("port %s in %q is out of range; write a port from 0 to 65535, e.g. %q", port, s, example)
+			default:
+				return ap, fmt.Sprintf("port %q in %q is not a number and names are not looked up; write e.g. %q", port, s, example)
+			}
 		}
 		return ap, fmt.Sprintf("%q is not an address and port; write e.g. \"198.18.0.100:80\" or \"[2001:2::100]:80\"", s)
 	}

@@ -29,6 +29,35 @@ type Status struct {
 	// Rings are the kernel's AF_PACKET ring statistics summed over sockets.
 	Rings          RingStats       `json:"rings"`
 	VirtualServers []VirtualServer `json:"virtual_servers"`
+	// LastReload is the outcome of the latest reload attempt (SIGHUP); null until the first.
+	LastReload *Reload `json:"last_reload"`
+}
+
+// Reload is the outcome of one reload attempt.
+type Reload struct {
+	Time time.Time `json:"time"` // when it was attempted (RFC 3339)
+	// Applied is false when the reload was rejected: the file did not parse or validate, or the
+	// daemon refused it. The running configuration then stays.
+	Applied bool `json:"applied"`
+	// Error is why it was rejected, one problem per line (file:line: field: what is wrong); empty
+	// when it was applied.
+	Error string `json:"error"`
+}
+
+// List is the answer of `govs list -json`: the virtual servers and their real servers, with the
+// field names of Status.
+type List struct {
+	Version        string          `json:"version"`
+	VirtualServers []VirtualServer `json:"virtual_servers"` // [] rather than null when none
+}
+
+// List returns the listing part of st.
+func (st *Status) List() List {
+	l := List{Version: st.Version, VirtualServers: st.VirtualServers}
+	if l.VirtualServers == nil {
+		l.VirtualServers = []VirtualServer{}
+	}
+	return l
 }
 
 // RingStats are the kernel's counts for the receive rings.

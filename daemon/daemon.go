@@ -40,6 +40,9 @@ type Daemon struct {
 	announce  []*announce.Announcer
 	ctl       *control.Server
 	ready     bool
+	// lastReload is the outcome of the latest reload attempt (see RecordReload); never modified
+	// once stored, so Status hands out a copy.
+	lastReload *control.Reload
 }
 
 // New starts the data plane, the resolver, the announcers and the control socket for cfg.
@@ -369,11 +372,16 @@ func (d *Daemon) waitResolved(cfg *config.Config, max time.Duration) {
 func (d *Daemon) Status() control.Status {
 	d.mu.Lock()
 	cfg := d.cfg
+	last := d.lastReload
 	d.mu.Unlock()
 	st := control.Status{
 		Ready:   d.ready,
 		Version: Version,
 		Config:  cfg.File,
+	}
+	if last != nil {
+		r := *last
+		st.LastReload = &r
 	}
 	if d.engine == nil {
 		return st

@@ -72,7 +72,7 @@ func cmdDemo(args []string) int {
 		return code
 	}
 	if *printCfg {
-		demoConfig.Execute(os.Stdout, demoData(nil, *workers, config0Socket))
+		demoConfig.Execute(os.Stdout, demoData(nil, *workers, demoSocket))
 		return 0
 	}
 	if os.Geteuid() != 0 {
@@ -86,7 +86,9 @@ func cmdDemo(args []string) int {
 	return 0
 }
 
-const config0Socket = "/run/govs/demo.sock"
+// demoSocket is the control socket of the demo's govs, fixed so that what -print-config shows is
+// what runs (and `govs stats -control /run/govs/demo.sock` reaches a running demo).
+const demoSocket = "/run/govs/demo.sock"
 
 type demoVars struct {
 	Workers  int
@@ -146,7 +148,7 @@ func runDemo(requests, workers int) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	sock := filepath.Join(dir, "govs.sock")
+	sock := demoSocket
 	var cfg bytes.Buffer
 	if err := demoConfig.Execute(&cfg, demoData(topo, workers, sock)); err != nil {
 		return err
@@ -159,7 +161,7 @@ func runDemo(requests, workers int) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("== starting govs in namespace %s with the embedded configuration (govs demo -print-config shows it)\n", topo.Balancer.Name)
+	fmt.Printf("== starting govs in namespace %s with the embedded configuration (govs demo -print-config shows it), control socket %s\n", topo.Balancer.Name, sock)
 	cmd := topo.Balancer.Command(self, "run", "-config", cfgPath)
 	// Should the demo itself be killed outright, govs stops with it (and the next demo removes the
 	// namespaces).

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -115,6 +116,9 @@ func cmdRun(args []string) int {
 		fmt.Fprintf(os.Stderr, "govs run: invalid configuration:\n%v\n", err)
 		return 1
 	}
+	for _, w := range cfg.Warnings() {
+		logger.Printf("warning: %s", w)
+	}
 	d, err := daemon.New(cfg, logger.Printf)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "govs run: %v\n", err)
@@ -130,14 +134,7 @@ func cmdRun(args []string) int {
 	}()
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			next, err := config.Load(*path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
-			if err != nil {
-				logger.Printf("reload rejected, the running configuration stays:\n%v", err)
-				continue
-			}
-			if err := d.Reload(next); err != nil {
-				logger.Printf("reload rejected, the running configuration stays: %v", err)
-			}
+			reloadFile(d, *path, logger.Printf)
 			continue
 		}
 		logger.Printf("%v: stopping", sig)
@@ -148,6 +145,30 @@ func cmdRun(args []string) int {
 	d.Close()
 	logger.Printf("stopped")
 	return 0
+}
+
+// reloader is what a SIGHUP reloads: the daemon.
+type reloader interface {
+	Reload(cfg *config.Config) error
+	RecordReload(t time.Time, err error)
+}
+
+// reloadFile reloads d from the file at path and records the outcome for `govs stats`, also when
+// the file fails to parse or validate and so never reaches d.Reload.
+func reloadFile(d reloader, path string, logf func(format string, args ...any)) {
+	at := time.Now()
+	next, err := config.Load(path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
+	if err != nil {
+		logf("reload rejected, the running configuration stays:\n%v", err)
+	} else {
+		for _, w := range next.Warnings() {
+			logf("warning: %s", w)
+		}
+		if err = d.Reload(next); err != nil {
+			logf("reload rejected, the running configuration stays: %v", err)
+		}
+	}
+	d.RecordReload(at, err)
 }
 
 func cmdCheckConfig(args []string) int {
@@ -162,7 +183,10 @@ func cmdCheckConfig(args []string) int {
 		fmt.Fprintln(os.Stderr, "govs check-config: give exactly one FILE (try `govs check-config -h`)")
 		return 2
 	}
-	opts := config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost}
+	opts := config.LoadOptions{
+		InterfaceExists:      config.InterfaceExistsOnHost,
+		MissingInterfaceHint: "to check a file written for another host, run `govs check-config -offline " + fs.Arg(0) + "`",
+	}
 	if *offline {
 		opts.InterfaceExists = nil
 	}
@@ -171,26 +195,34 @@ func cmdCheckConfig(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(os.Stderr, "warning:", w)
+	}
 	for _, line := range cfg.Summary() {
 		fmt.Println(line)
 	}
 	return 0
 }
 
-// controlFlags adds -control and -config, which locate a running govs's control socket.
+// controlFlags adds -control and -config, which locate a running govs's control socket. From
+// -config it reads only the [control] socket, so the running govs stays reachable while the file
+// on disk is broken (a reload of it is rejected and the running configuration stays).
 func controlFlags(fs *flag.FlagSet) func() (string, error) {
 	sock := fs.String("control", "", "control socket of the running govs (default: from -config, else "+config.DefaultControlSocket+")")
-	cfgPath := fs.String("config", "", "configuration file of the running govs, to find its control socket")
+	cfgPath := fs.String("config", "", "configuration file of the running govs, to find its control socket (only [control] socket is read)")
 	return func() (string, error) {
 		if *sock != "" {
 			return *sock, nil
 		}
 		if *cfgPath != "" {
-			cfg, err := config.Load(*cfgPath, config.LoadOptions{})
+			s, note, err := config.ReadControlSocket(*cfgPath)
 			if err != nil {
 				return "", err
 			}
-			return cfg.Control.Socket, nil
+			if note != "" {
+				fmt.Fprintf(os.Stderr, "govs %s: warning: %s\n", fs.Name(), note)
+			}
+			return s, nil
 		}
 		return config.DefaultControlSocket, nil
 	}
@@ -208,7 +240,7 @@ func cmdStats(args []string) int {
 	if *asJSON {
 		sock, err := sockPath()
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
+			fmt.Fprintln(os.Stderr, "govs stats:", err)
 			return 1
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -244,6 +276,7 @@ func queryStatus(sockPath func() (string, error)) (*control.Status, error) {
 func printStats(w io.Writer, st *control.Status) {
 	fmt.Fprintf(w, "govs %s  ready=%v  workers=%d  interfaces=%s  generation=%d\n",
 		st.Version, st.Ready, st.Workers, strings.Join(st.Interfaces, ","), st.Generation)
+	printLastReload(w, st.LastReload, time.Now())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "counter\tvalue")
 	for _, k := range sortedKeys(st.Counters) {
@@ -257,13 +290,51 @@ func printStats(w io.Writer, st *control.Status) {
 		}
 	}
 	tw.Flush()
+	printRealServers(w, st.VirtualServers)
+}
+
+// printLastReload says whether the last reload was applied or rejected (and why), and when.
+func printLastReload(w io.Writer, r *control.Reload, now time.Time) {
+	if r == nil {
+		fmt.Fprintln(w, "last reload: none since govs started")
+		return
+	}
+	when := fmt.Sprintf("%s (%s ago)", r.Time.Format(time.RFC3339), now.Sub(r.Time).Round(time.Second))
+	if r.Applied {
+		fmt.Fprintf(w, "last reload: applied at %s\n", when)
+		return
+	}
+	fmt.Fprintf(w, "last reload: rejected at %s; the running configuration stays:\n", when)
+	for _, l := range strings.Split(strings.TrimRight(r.Error, "\n"), "\n") {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+}
+
+// printRealServers prints each real server's figures under its virtual server.
+func printRealServers(w io.Writer, vss []control.VirtualServer) {
+	if len(vss) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "virtual server / real server\tweight\tactive\tinactive\tpackets\tresolved\toverloaded")
+	for _, vs := range vss {
+		fmt.Fprintf(tw, "%s  %s %s %s\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, vs.Method)
+		for _, rs := range vs.RealServers {
+			fmt.Fprintf(tw, "  -> %s\t%d\t%d\t%d\t%d\t%v\t%v\n", rs.Address, rs.Weight,
+				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved, rs.Overloaded)
+		}
+	}
+	tw.Flush()
 }
 
 func cmdList(args []string) int {
-	fs := newFlags("list", "list [-control SOCK | -config FILE]", `  govs list
+	fs := newFlags("list", "list [-control SOCK | -config FILE] [-json]", `  govs list
   govs list -config /etc/govs/govs.toml
+  govs list -json     # {"version": ..., "virtual_servers": [{"address": ..., "real_servers": [...]}]}
 `)
 	sockPath := controlFlags(fs)
+	asJSON := fs.Bool("json", false, "print the virtual and real servers as JSON (the field names of `govs stats -json`)")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
@@ -271,6 +342,15 @@ func cmdList(args []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "govs list:", err)
 		return 1
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(st.List()); err != nil {
+			fmt.Fprintln(os.Stderr, "govs list:", err)
+			return 1
+		}
+		return 0
 	}
 	printList(os.Stdout, st)
 	return 0
