@@ -95,8 +95,7 @@ func FuzzTable(f *testing.F) {
 		}
 		expired := func(m *modelEntry) bool { return int32(tabNow-m.lastSeen-m.timeout) > 0 }
 		// drop removes id from the model as the table does, including template bookkeeping.
-		var drop func(id uint32)
-		drop = func(id uint32) {
+		drop := func(id uint32) {
 			m := model[id]
 			if m.template && m.refs > 0 {
 				m.dead = true

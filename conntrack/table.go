@@ -331,15 +331,13 @@ func (t *Table) hashEntry(c *Conn, d Dir) uint64 {
 // home maps the hash's low half onto [0, nslots) by multiply-shift; the tag is the high bits.
 func (t *Table) home(h uint64) uint32 { return uint32(uint64(uint32(h)) * uint64(t.nslots) >> 32) }
 
-// tag returns the hash's tag in place in a slot; tagOf extracts a slot's tag the same way.
+// tag returns the hash's tag in place in a slot (a slot's tag is the slot without refAndDist).
 // The shift counts are masked to the operand width: the compiler then emits plain shifts, without
 // the code for counts of 32 (64) or more that Go's semantics otherwise need (35 instructions a
 // packet, counted).
 func (t *Table) tag(h uint64) uint32 {
 	return uint32(h>>(t.tagShift&63)) << ((t.refBits + distBits) & 31)
 }
-
-func (t *Table) tagOf(s uint32) uint32 { return s &^ t.refAndDist }
 
 func (t *Table) distOf(s uint32) uint32 { return s >> (t.refBits & 31) & distSat }
 
