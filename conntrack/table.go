@@ -17,8 +17,7 @@ import (
 type Flags uint8
 
 const (
-	FlagSynced     Flags = 1 << iota // learned from the sync peer, not from traffic
-	FlagPersistent                   // belongs to a persistent service
+	FlagPersistent Flags = 1 << iota // belongs to a persistent service
 	FlagOnePacket                    // UDP one-packet scheduling: remove after forwarding
 )
 
@@ -141,7 +140,7 @@ func toTicks(ns int64) uint32 {
 	return uint32(t)
 }
 
-// FullPolicy says what Insert does when the table is full.
+// FullPolicy says what InsertMissed does when the table is full.
 type FullPolicy uint8
 
 const (
@@ -166,11 +165,11 @@ const (
 // Config sizes a Table. All memory is allocated by New.
 type Config struct {
 	MaxEntries int        // connections plus templates, 1..MaxEntriesLimit
-	FullPolicy FullPolicy // what Insert does when the table is full
+	FullPolicy FullPolicy // what InsertMissed does when the table is full
 	Timeouts   Timeouts   // per-state idle timeouts; zero fields mean IPVS's defaults
 }
 
-// Insert's refusals. They are sentinels: comparing with == costs no allocation.
+// InsertMissed's and InsertTemplate's refusals. They are sentinels: comparing with == costs no allocation.
 var (
 	ErrFull       = errors.New("conntrack: table full")
 	ErrExists     = errors.New("conntrack: a tuple of the new connection is already in the table")
@@ -396,23 +395,12 @@ func (t *Table) Lookup(k *flow.Tuple) (id uint32, dir Dir, ok bool) {
 	return r >> 1, Dir(r & 1), ok
 }
 
-// Hash returns k's hash in this table, for Prefetch and LookupHinted. It depends only on k and the
+// Hash returns k's hash in this table, for Prefetch and LookupMiss. It depends only on k and the
 // table's seed, so it stays valid while entries come and go.
 func (t *Table) Hash(k *flow.Tuple) uint64 { return t.hashKey(k) }
 
-// LookupHinted is Lookup with k's hash already computed by Hash, and a hint from Prefetch: when the
-// hinted entry holds k, it is the answer and the index is not walked again. A hint may be stale
-// (entries came and went since Prefetch) or 0 (none); the answer is the same, only slower.
-func (t *Table) LookupHinted(k *flow.Tuple, h uint64, hint uint32) (id uint32, dir Dir, ok bool) {
-	if c, d := t.HintedConn(k, hint); c != nil {
-		return (hint - 1) >> 1, d, true
-	}
-	r, ok := t.find(k, h)
-	return r >> 1, Dir(r & 1), ok
-}
-
 // HintedConn returns k's entry and direction if Prefetch's hint holds, else nil: then only
-// LookupHinted can tell whether k is in the table. It is the data plane's shortcut for the frames of
+// LookupMiss can tell whether k is in the table. It is the data plane's shortcut for the frames of
 // established connections.
 func (t *Table) HintedConn(k *flow.Tuple, hint uint32) (*Conn, Dir) {
 	if r := hint - 1; hint != 0 && r>>1 < uint32(len(t.conns)) {
@@ -428,7 +416,7 @@ func (t *Table) HintedConn(k *flow.Tuple, hint uint32) (*Conn, Dir) {
 
 // Prefetch brings into the CPU cache what lookups of the given hashes will read: each hash's home
 // index slots and the entries they point to with a matching tag. It changes nothing in the table.
-// hints (at least as long as hs) receives for each hash a guess at its entry, for LookupHinted and
+// hints (at least as long as hs) receives for each hash a guess at its entry, for LookupMiss and
 // HintedConn: the first index slot with the hash's tag, which is almost always the one.
 //
 // Why: at a million entries and more, a lookup is two cache misses (index, then entry), and one
@@ -556,7 +544,7 @@ func (t *Table) removeIndex(h uint64, ref uint32) {
 	index[i] = 0
 }
 
-// NewConn describes an entry to Insert.
+// NewConn describes an entry to InsertMissed or InsertTemplate.
 type NewConn struct {
 	Real      [16]byte // real server address (IPv4-mapped for IPv4)
 	RealPort  uint16
@@ -658,18 +646,6 @@ func (t *Table) count(c *Conn, delta int32) {
 	t.counts[int(c.rs)*3+k] += delta
 }
 
-// Insert adds a connection with original tuple orig (client → VIP) and returns its id. When the
-// table is full, Config.FullPolicy decides: DropNew refuses with ErrFull; EvictOldestIdle removes an
-// idle entry first, calling onEvict (if not nil) with it just before (so the caller can undo what
-// it counted), and refuses with ErrFull only if none was found. Nothing is stored, and ErrExists
-// returned, when a tuple is already in the table (for example two VIPs mapping one client port to
-// the same real server port: the second reply tuple would be ambiguous). ErrNoTemplate: nc.Template
-// is not a live template. onEvict must not modify the table.
-func (t *Table) Insert(orig *flow.Tuple, nc *NewConn, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
-	ho := t.hashKey(orig)
-	return t.insert(orig, ho, t.home(ho), nc, now, onEvict)
-}
-
 // A Miss is what a lookup learned on the way, for InsertMissed: the tuple's hash and, when the
 // tuple was not found, the empty index slot where the search ended. Adding a connection the data
 // plane has just failed to find then does not hash the tuple or walk its chain a second time.
@@ -683,7 +659,10 @@ type Miss struct {
 	end, gen uint32
 }
 
-// LookupMiss is LookupHinted that also records in m what InsertMissed needs to add k.
+// LookupMiss is Lookup with k's hash already computed by Hash and a hint from Prefetch, and it
+// records in m what InsertMissed needs to add k. When the hinted entry holds k, it is the answer and
+// the index is not walked. A hint may be stale (entries came and went since Prefetch) or 0 (none);
+// the answer is the same, only slower.
 func (t *Table) LookupMiss(k *flow.Tuple, h uint64, hint uint32, m *Miss) (id uint32, dir Dir, ok bool) {
 	if c, d := t.HintedConn(k, hint); c != nil {
 		*m = Miss{h: h, gen: t.gen - 1} // found: no end to start from
@@ -697,8 +676,14 @@ func (t *Table) LookupMiss(k *flow.Tuple, h uint64, hint uint32, m *Miss) (id ui
 	return r >> 1, Dir(r & 1), ok
 }
 
-// InsertMissed is Insert of the connection whose original tuple orig a LookupMiss (recording m) has
-// just looked up: m must come from a lookup of orig in this table.
+// InsertMissed adds the connection whose original tuple orig (client → VIP) a LookupMiss
+// (recording m) has just failed to find, and returns its id; m must come from a lookup of orig in
+// this table. When the table is full, Config.FullPolicy decides: DropNew refuses with ErrFull;
+// EvictOldestIdle removes an idle entry first, calling onEvict (if not nil) with it just before (so
+// the caller can undo what it counted), and refuses with ErrFull only if none was found. Nothing is
+// stored, and ErrExists returned, when a tuple is already in the table (for example two VIPs
+// mapping one client port to the same real server port: the second reply tuple would be
+// ambiguous). ErrNoTemplate: nc.Template is not a live template. onEvict must not modify the table.
 func (t *Table) InsertMissed(orig *flow.Tuple, m *Miss, nc *NewConn, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
 	from := m.end
 	if m.gen != t.gen {
@@ -707,7 +692,7 @@ func (t *Table) InsertMissed(orig *flow.Tuple, m *Miss, nc *NewConn, now int64, 
 	return t.insert(orig, m.h, from, nc, now, onEvict)
 }
 
-// insert is Insert with orig's hash ho computed, and the search for orig starting at slot from:
+// insert is InsertMissed with orig's hash ho computed, and the search for orig starting at slot from:
 // ho's home slot, or a Miss's end.
 func (t *Table) insert(orig *flow.Tuple, ho uint64, from uint32, nc *NewConn, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
 	nowT := tick(now)
@@ -807,7 +792,7 @@ func MaskAddr(a [16]byte, bits int) [16]byte {
 // InsertTemplate adds a persistence template under k (from TemplateKey) pointing at real server
 // nc.RS (nc.Real, nc.RealPort). It lives while connections are attached to it (NewConn.Template)
 // and then idles out after timeout nanoseconds without use, like IPVS's templates. nc's State,
-// Reply and Template are ignored. Errors and onEvict are as for Insert.
+// Reply and Template are ignored. Errors and onEvict are as for InsertMissed.
 func (t *Table) InsertTemplate(k *flow.Tuple, nc *NewConn, timeout int64, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
 	nowT := tick(now)
 	t.see(nowT)
@@ -834,23 +819,11 @@ func (t *Table) InsertTemplate(k *flow.Tuple, nc *NewConn, timeout int64, now in
 	return id, nil
 }
 
-// Touch records a packet of entry id travelling in dir with TCP header flags tcpFlags at now: it
-// refreshes the last-seen time and, for TCP, moves the state by IPVS's tables and sets the state's
-// timeout. It returns the states before and after; the table's per-real counts already follow
-// (IsActive(old) != IsActive(new) tells the caller that a least-connection weight changed).
-func (t *Table) Touch(id uint32, dir Dir, tcpFlags uint8, now int64) (old, new State) {
-	if id >= uint32(len(t.conns)) {
-		return StateNone, StateNone
-	}
-	c := &t.conns[id]
-	if c.ctl&(ctlLive|ctlDead) != ctlLive {
-		return StateNone, StateNone
-	}
-	return t.TouchConn(c, dir, tcpFlags, now)
-}
-
-// TouchConn is Touch for an entry already in hand, without looking its id up again: c must come
-// from Get and still be in use.
+// TouchConn records a packet of entry c (from Get, still in use) travelling in dir with TCP header
+// flags tcpFlags at now: it refreshes the last-seen time and, for TCP, moves the state by IPVS's
+// tables and sets the state's timeout. It returns the states before and after; the table's per-real
+// counts already follow (IsActive(old) != IsActive(new) tells the caller that a least-connection
+// weight changed).
 func (t *Table) TouchConn(c *Conn, dir Dir, tcpFlags uint8, now int64) (old, new State) {
 	t.Refresh(c, now)
 	if c.proto != 6 || c.state >= numTCPStates {
@@ -866,7 +839,7 @@ func (t *Table) Refresh(c *Conn, now int64) {
 	t.see(c.lastSeen)
 }
 
-// touchTCP is Touch's state change for a TCP connection.
+// touchTCP is TouchConn's state change for a TCP connection.
 func (t *Table) touchTCP(c *Conn, dir Dir, tcpFlags uint8) (old, new State) {
 	old = c.state
 	new = NextTCPState(old, dir, tcpFlags, c.ctl&ctlReply == 0)
