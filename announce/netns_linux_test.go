@@ -10,6 +10,5 @@ var (
 	ipCmd       = netnstest.IP
 	run         = netnstest.Run
 	newNetns    = netnstest.NewNetns
-	sysctl      = netnstest.Sysctl
 	inNetns     = netnstest.InNetns
 )

@@ -633,15 +633,6 @@ func (p *parser) scheduler(field string, v any, vs *VirtualServer) {
 	}
 }
 
-// quotedAlternatives formats `key = "a" or key = "b"`.
-func quotedAlternatives(key string, values []string) string {
-	parts := make([]string, len(values))
-	for i, v := range values {
-		parts[i] = fmt.Sprintf("%s = %q", key, v)
-	}
-	return strings.Join(parts, " or ")
-}
-
 // lowerHint suggests the lower-case spelling when s differs from a valid
 // value only in case.
 func lowerHint(s string, valid ...string) string {

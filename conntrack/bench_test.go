@@ -11,6 +11,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/govs/govs/flow"
 	"github.com/govs/govs/internal/hugepage"
 )
 
@@ -42,17 +43,17 @@ func BenchmarkLookup(b *testing.B) {
 	for _, size := range benchSizes {
 		tab := fill(b, size, 0)
 		rng := rand.New(rand.NewPCG(1, 2))
-		hot := make([]Key, 4096)
-		misses := make([]Key, 4096)
+		hot := make([]flow.Tuple, 4096)
+		misses := make([]flow.Tuple, 4096)
 		for i := range hot {
 			hot[i] = nkey(uint32(i*7919)%uint32(size), i%2 == 1)
 			misses[i] = nkey(uint32(size+i), i%2 == 1)
 		}
-		random := make([]Key, 1<<20)
+		random := make([]flow.Tuple, 1<<20)
 		for i := range random {
 			random[i] = nkey(rng.Uint32N(uint32(size)), i%2 == 1)
 		}
-		run := func(name string, keys []Key) {
+		run := func(name string, keys []flow.Tuple) {
 			b.Run(name+"/"+sizeName(size), func(b *testing.B) {
 				b.ReportAllocs()
 				mask := len(keys) - 1
@@ -99,7 +100,7 @@ func BenchmarkInsert(b *testing.B) {
 	const insertRound = 4096
 	for _, size := range benchSizes {
 		tab := fill(b, size, insertRound)
-		keys := make([]Key, 1<<16)
+		keys := make([]flow.Tuple, 1<<16)
 		for i := range keys { // distinct clients scattered over 2^24: i*odd is a bijection mod 2^24
 			keys[i] = nkey(uint32(size)+uint32(i)*2654435761%(1<<24), false)
 		}
@@ -141,7 +142,7 @@ func BenchmarkInsert(b *testing.B) {
 				if i%benchBatch == 0 {
 					for x := range benchBatch {
 						k := &keys[(i+x)&mask]
-						r := Key{Src: nc.Real, Dst: k.Src, SrcPort: nc.RealPort, DstPort: k.SrcPort, Proto: k.Proto}
+						r := flow.Tuple{Src: nc.Real, Dst: k.Src, SrcPort: nc.RealPort, DstPort: k.SrcPort, Proto: k.Proto}
 						hs[2*x], hs[2*x+1] = tab.Hash(k), tab.Hash(&r)
 					}
 					tab.Prefetch(hs[:], hints[:])

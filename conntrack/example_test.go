@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/govs/govs/conntrack"
+	"github.com/govs/govs/flow"
 )
 
 // Example shows a worker's per-packet use: look up, reschedule when IPVS would, insert with the
@@ -18,7 +19,7 @@ func Example() {
 	client := netip.MustParseAddr("::ffff:198.18.0.10").As16()
 	vip := netip.MustParseAddr("::ffff:198.19.0.1").As16()
 	real := netip.MustParseAddr("::ffff:198.19.0.2").As16()
-	k := conntrack.Key{Src: client, Dst: vip, SrcPort: 40000, DstPort: 80, Proto: 6}
+	k := flow.Tuple{Src: client, Dst: vip, SrcPort: 40000, DstPort: 80, Proto: 6}
 	const now = int64(1e9)
 
 	id, dir, ok := tab.Lookup(&k)

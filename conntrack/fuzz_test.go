@@ -2,10 +2,12 @@ package conntrack
 
 import (
 	"testing"
+
+	"github.com/govs/govs/flow"
 )
 
 type modelEntry struct {
-	orig, reply Key
+	orig, reply flow.Tuple
 	hasReply    bool
 	template    bool
 	state       State
@@ -32,7 +34,7 @@ var fuzzFlags = [...]uint8{
 }
 
 // fuzzKeys builds a connection's tuples from a small universe so that random programs clash often.
-func fuzzKeys(a, b byte) (orig Key, real [16]byte) {
+func fuzzKeys(a, b byte) (orig flow.Tuple, real [16]byte) {
 	orig.Src[10], orig.Src[11], orig.Src[15] = 0xff, 0xff, a&3
 	orig.Dst[10], orig.Dst[11], orig.Dst[15] = 0xff, 0xff, 100+b&1
 	orig.SrcPort, orig.DstPort, orig.Proto = uint16(a>>2&3), 80, 6
@@ -72,7 +74,7 @@ func FuzzTable(f *testing.F) {
 				tabNow = now
 			}
 		}
-		byKey := func(k Key) (uint32, Dir, bool) {
+		byKey := func(k flow.Tuple) (uint32, Dir, bool) {
 			for id, m := range model {
 				if m.dead {
 					continue
@@ -93,8 +95,7 @@ func FuzzTable(f *testing.F) {
 		}
 		expired := func(m *modelEntry) bool { return int32(tabNow-m.lastSeen-m.timeout) > 0 }
 		// drop removes id from the model as the table does, including template bookkeeping.
-		var drop func(id uint32)
-		drop = func(id uint32) {
+		drop := func(id uint32) {
 			m := model[id]
 			if m.template && m.refs > 0 {
 				m.dead = true
@@ -165,8 +166,8 @@ func FuzzTable(f *testing.F) {
 			}
 			return ids
 		}
-		var hints [3]uint32      // Prefetch's, kept across operations
-		misses := map[Key]Miss{} // LookupMiss's, kept across operations: InsertMissed must cope
+		var hints [3]uint32             // Prefetch's, kept across operations
+		misses := map[flow.Tuple]Miss{} // LookupMiss's, kept across operations: InsertMissed must cope
 		for len(prog) >= 3 {
 			op, a, b := prog[0], prog[1], prog[2]
 			prog = prog[3:]
@@ -184,7 +185,7 @@ func FuzzTable(f *testing.F) {
 						protect = nc.Template - 1
 					}
 				}
-				reply := Key{Src: real, Dst: orig.Src, SrcPort: 8080, DstPort: orig.SrcPort, Proto: orig.Proto}
+				reply := flow.Tuple{Src: real, Dst: orig.Src, SrcPort: 8080, DstPort: orig.SrcPort, Proto: orig.Proto}
 				_, _, oIn := byKey(orig)
 				_, _, rIn := byKey(reply)
 				clash := oIn || (nc.Reply && (rIn || reply == orig))
@@ -224,7 +225,7 @@ func FuzzTable(f *testing.F) {
 				orig, real := fuzzKeys(a, b)
 				k := orig
 				if a&0x80 != 0 {
-					k = Key{Src: real, Dst: orig.Src, SrcPort: 8080, DstPort: orig.SrcPort, Proto: orig.Proto}
+					k = flow.Tuple{Src: real, Dst: orig.Src, SrcPort: 8080, DstPort: orig.SrcPort, Proto: orig.Proto}
 				}
 				id, dir, ok := tab.Lookup(&k)
 				switch b & 3 {

@@ -8,24 +8,16 @@ import (
 	"math/rand/v2"
 	"unsafe"
 
+	"github.com/govs/govs/flow"
 	"github.com/govs/govs/internal/cacheline"
 	"github.com/govs/govs/internal/hugepage"
 )
-
-// Key is one direction's 5-tuple as the data plane parses it. IPv4 addresses are IPv4-mapped
-// (::ffff:a.b.c.d). Key is comparable with ==.
-type Key struct {
-	Src, Dst         [16]byte
-	SrcPort, DstPort uint16
-	Proto            uint8
-}
 
 // Flags are caller-owned bits stored with a connection; the table never reads them.
 type Flags uint8
 
 const (
-	FlagSynced     Flags = 1 << iota // learned from the sync peer, not from traffic
-	FlagPersistent                   // belongs to a persistent service
+	FlagPersistent Flags = 1 << iota // belongs to a persistent service
 	FlagOnePacket                    // UDP one-packet scheduling: remove after forwarding
 )
 
@@ -121,11 +113,11 @@ func (t *Table) timeoutOf(c *Conn) uint32 {
 }
 
 // Tuple returns entry c's tuple in direction d (the reply tuple even when not indexed).
-func (t *Table) Tuple(c *Conn, d Dir) Key {
+func (t *Table) Tuple(c *Conn, d Dir) flow.Tuple {
 	if d == DirReply {
-		return Key{Src: t.reals.addr[c.ra], Dst: c.client, SrcPort: c.rport, DstPort: c.cport, Proto: c.proto}
+		return flow.Tuple{Src: t.reals.addr[c.ra], Dst: c.client, SrcPort: c.rport, DstPort: c.cport, Proto: c.proto}
 	}
-	return Key{Src: c.client, Dst: c.vip, SrcPort: c.cport, DstPort: c.vport, Proto: c.proto}
+	return flow.Tuple{Src: c.client, Dst: c.vip, SrcPort: c.cport, DstPort: c.vport, Proto: c.proto}
 }
 
 // TickShift converts monotonic nanoseconds to the table's 32-bit ticks: tick = now >> TickShift
@@ -148,7 +140,7 @@ func toTicks(ns int64) uint32 {
 	return uint32(t)
 }
 
-// FullPolicy says what Insert does when the table is full.
+// FullPolicy says what InsertMissed does when the table is full.
 type FullPolicy uint8
 
 const (
@@ -173,11 +165,11 @@ const (
 // Config sizes a Table. All memory is allocated by New.
 type Config struct {
 	MaxEntries int        // connections plus templates, 1..MaxEntriesLimit
-	FullPolicy FullPolicy // what Insert does when the table is full
+	FullPolicy FullPolicy // what InsertMissed does when the table is full
 	Timeouts   Timeouts   // per-state idle timeouts; zero fields mean IPVS's defaults
 }
 
-// Insert's refusals. They are sentinels: comparing with == costs no allocation.
+// InsertMissed's and InsertTemplate's refusals. They are sentinels: comparing with == costs no allocation.
 var (
 	ErrFull       = errors.New("conntrack: table full")
 	ErrExists     = errors.New("conntrack: a tuple of the new connection is already in the table")
@@ -324,7 +316,9 @@ func (t *Table) hash(src, dst *[16]byte, sport, dport uint16, proto uint8) uint6
 	return h
 }
 
-func (t *Table) hashKey(k *Key) uint64 { return t.hash(&k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto) }
+func (t *Table) hashKey(k *flow.Tuple) uint64 {
+	return t.hash(&k.Src, &k.Dst, k.SrcPort, k.DstPort, k.Proto)
+}
 
 func (t *Table) hashEntry(c *Conn, d Dir) uint64 {
 	if d == DirReply {
@@ -336,15 +330,13 @@ func (t *Table) hashEntry(c *Conn, d Dir) uint64 {
 // home maps the hash's low half onto [0, nslots) by multiply-shift; the tag is the high bits.
 func (t *Table) home(h uint64) uint32 { return uint32(uint64(uint32(h)) * uint64(t.nslots) >> 32) }
 
-// tag returns the hash's tag in place in a slot; tagOf extracts a slot's tag the same way.
+// tag returns the hash's tag in place in a slot (a slot's tag is the slot without refAndDist).
 // The shift counts are masked to the operand width: the compiler then emits plain shifts, without
 // the code for counts of 32 (64) or more that Go's semantics otherwise need (35 instructions a
 // packet, counted).
 func (t *Table) tag(h uint64) uint32 {
 	return uint32(h>>(t.tagShift&63)) << ((t.refBits + distBits) & 31)
 }
-
-func (t *Table) tagOf(s uint32) uint32 { return s &^ t.refAndDist }
 
 func (t *Table) distOf(s uint32) uint32 { return s >> (t.refBits & 31) & distSat }
 
@@ -353,7 +345,7 @@ func (t *Table) withDist(s, d uint32) uint32 {
 }
 
 // matches reports whether entry c's tuple in direction d is k.
-func (t *Table) matches(c *Conn, d Dir, k *Key) bool {
+func (t *Table) matches(c *Conn, d Dir, k *flow.Tuple) bool {
 	if d == DirReply {
 		return c.client == k.Dst && t.reals.addr[c.ra] == k.Src && c.rport == k.SrcPort && c.cport == k.DstPort &&
 			c.proto == k.Proto
@@ -363,20 +355,20 @@ func (t *Table) matches(c *Conn, d Dir, k *Key) bool {
 }
 
 // find returns the ref (id<<1 | dir) of the tuple equal to k.
-func (t *Table) find(k *Key, h uint64) (uint32, bool) {
+func (t *Table) find(k *flow.Tuple, h uint64) (uint32, bool) {
 	r, ok, _ := t.probe(k, h)
 	return r, ok
 }
 
 // probe is find that also returns, when k is not found, the empty slot that ended the search:
 // where addIndex would put k now (see addIndexFrom).
-func (t *Table) probe(k *Key, h uint64) (ref uint32, ok bool, end uint32) {
+func (t *Table) probe(k *flow.Tuple, h uint64) (ref uint32, ok bool, end uint32) {
 	return t.probeFrom(k, h, t.home(h))
 }
 
 // probeFrom is probe starting at slot from of h's chain, which must be the home slot or a slot up to
 // which the chain is known not to hold k (a Miss's end).
-func (t *Table) probeFrom(k *Key, h uint64, from uint32) (ref uint32, ok bool, end uint32) {
+func (t *Table) probeFrom(k *flow.Tuple, h uint64, from uint32) (ref uint32, ok bool, end uint32) {
 	// The table's fields in locals: through t, the compiler would load them again on every step.
 	// The loop needs no bound: the index is never full (load <= 0.62), so an empty slot ends it.
 	index, tag, tagMask := t.index, t.tag(h), ^t.refAndDist
@@ -398,30 +390,19 @@ func (t *Table) probeFrom(k *Key, h uint64, from uint32) (ref uint32, ok bool, e
 }
 
 // Lookup returns the entry whose original or reply tuple is k, and which of the two it is.
-func (t *Table) Lookup(k *Key) (id uint32, dir Dir, ok bool) {
+func (t *Table) Lookup(k *flow.Tuple) (id uint32, dir Dir, ok bool) {
 	r, ok := t.find(k, t.hashKey(k))
 	return r >> 1, Dir(r & 1), ok
 }
 
-// Hash returns k's hash in this table, for Prefetch and LookupHinted. It depends only on k and the
+// Hash returns k's hash in this table, for Prefetch and LookupMiss. It depends only on k and the
 // table's seed, so it stays valid while entries come and go.
-func (t *Table) Hash(k *Key) uint64 { return t.hashKey(k) }
-
-// LookupHinted is Lookup with k's hash already computed by Hash, and a hint from Prefetch: when the
-// hinted entry holds k, it is the answer and the index is not walked again. A hint may be stale
-// (entries came and went since Prefetch) or 0 (none); the answer is the same, only slower.
-func (t *Table) LookupHinted(k *Key, h uint64, hint uint32) (id uint32, dir Dir, ok bool) {
-	if c, d := t.HintedConn(k, hint); c != nil {
-		return (hint - 1) >> 1, d, true
-	}
-	r, ok := t.find(k, h)
-	return r >> 1, Dir(r & 1), ok
-}
+func (t *Table) Hash(k *flow.Tuple) uint64 { return t.hashKey(k) }
 
 // HintedConn returns k's entry and direction if Prefetch's hint holds, else nil: then only
-// LookupHinted can tell whether k is in the table. It is the data plane's shortcut for the frames of
+// LookupMiss can tell whether k is in the table. It is the data plane's shortcut for the frames of
 // established connections.
-func (t *Table) HintedConn(k *Key, hint uint32) (*Conn, Dir) {
+func (t *Table) HintedConn(k *flow.Tuple, hint uint32) (*Conn, Dir) {
 	if r := hint - 1; hint != 0 && r>>1 < uint32(len(t.conns)) {
 		// Tuples in the table are unique, so a live entry holding k in direction d is k's entry,
 		// provided that direction is indexed (a dead template's is not, nor a DR entry's reply).
@@ -435,7 +416,7 @@ func (t *Table) HintedConn(k *Key, hint uint32) (*Conn, Dir) {
 
 // Prefetch brings into the CPU cache what lookups of the given hashes will read: each hash's home
 // index slots and the entries they point to with a matching tag. It changes nothing in the table.
-// hints (at least as long as hs) receives for each hash a guess at its entry, for LookupHinted and
+// hints (at least as long as hs) receives for each hash a guess at its entry, for LookupMiss and
 // HintedConn: the first index slot with the hash's tag, which is almost always the one.
 //
 // Why: at a million entries and more, a lookup is two cache misses (index, then entry), and one
@@ -563,7 +544,7 @@ func (t *Table) removeIndex(h uint64, ref uint32) {
 	index[i] = 0
 }
 
-// NewConn describes an entry to Insert.
+// NewConn describes an entry to InsertMissed or InsertTemplate.
 type NewConn struct {
 	Real      [16]byte // real server address (IPv4-mapped for IPv4)
 	RealPort  uint16
@@ -665,18 +646,6 @@ func (t *Table) count(c *Conn, delta int32) {
 	t.counts[int(c.rs)*3+k] += delta
 }
 
-// Insert adds a connection with original tuple orig (client → VIP) and returns its id. When the
-// table is full, Config.FullPolicy decides: DropNew refuses with ErrFull; EvictOldestIdle removes an
-// idle entry first, calling onEvict (if not nil) with it just before (so the caller can undo what
-// it counted), and refuses with ErrFull only if none was found. Nothing is stored, and ErrExists
-// returned, when a tuple is already in the table (for example two VIPs mapping one client port to
-// the same real server port: the second reply tuple would be ambiguous). ErrNoTemplate: nc.Template
-// is not a live template. onEvict must not modify the table.
-func (t *Table) Insert(orig *Key, nc *NewConn, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
-	ho := t.hashKey(orig)
-	return t.insert(orig, ho, t.home(ho), nc, now, onEvict)
-}
-
 // A Miss is what a lookup learned on the way, for InsertMissed: the tuple's hash and, when the
 // tuple was not found, the empty index slot where the search ended. Adding a connection the data
 // plane has just failed to find then does not hash the tuple or walk its chain a second time.
@@ -690,8 +659,11 @@ type Miss struct {
 	end, gen uint32
 }
 
-// LookupMiss is LookupHinted that also records in m what InsertMissed needs to add k.
-func (t *Table) LookupMiss(k *Key, h uint64, hint uint32, m *Miss) (id uint32, dir Dir, ok bool) {
+// LookupMiss is Lookup with k's hash already computed by Hash and a hint from Prefetch, and it
+// records in m what InsertMissed needs to add k. When the hinted entry holds k, it is the answer and
+// the index is not walked. A hint may be stale (entries came and went since Prefetch) or 0 (none);
+// the answer is the same, only slower.
+func (t *Table) LookupMiss(k *flow.Tuple, h uint64, hint uint32, m *Miss) (id uint32, dir Dir, ok bool) {
 	if c, d := t.HintedConn(k, hint); c != nil {
 		*m = Miss{h: h, gen: t.gen - 1} // found: no end to start from
 		return (hint - 1) >> 1, d, true
@@ -704,9 +676,15 @@ func (t *Table) LookupMiss(k *Key, h uint64, hint uint32, m *Miss) (id uint32, d
 	return r >> 1, Dir(r & 1), ok
 }
 
-// InsertMissed is Insert of the connection whose original tuple orig a LookupMiss (recording m) has
-// just looked up: m must come from a lookup of orig in this table.
-func (t *Table) InsertMissed(orig *Key, m *Miss, nc *NewConn, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
+// InsertMissed adds the connection whose original tuple orig (client → VIP) a LookupMiss
+// (recording m) has just failed to find, and returns its id; m must come from a lookup of orig in
+// this table. When the table is full, Config.FullPolicy decides: DropNew refuses with ErrFull;
+// EvictOldestIdle removes an idle entry first, calling onEvict (if not nil) with it just before (so
+// the caller can undo what it counted), and refuses with ErrFull only if none was found. Nothing is
+// stored, and ErrExists returned, when a tuple is already in the table (for example two VIPs
+// mapping one client port to the same real server port: the second reply tuple would be
+// ambiguous). ErrNoTemplate: nc.Template is not a live template. onEvict must not modify the table.
+func (t *Table) InsertMissed(orig *flow.Tuple, m *Miss, nc *NewConn, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
 	from := m.end
 	if m.gen != t.gen {
 		from = t.home(m.h)
@@ -714,17 +692,17 @@ func (t *Table) InsertMissed(orig *Key, m *Miss, nc *NewConn, now int64, onEvict
 	return t.insert(orig, m.h, from, nc, now, onEvict)
 }
 
-// insert is Insert with orig's hash ho computed, and the search for orig starting at slot from:
+// insert is InsertMissed with orig's hash ho computed, and the search for orig starting at slot from:
 // ho's home slot, or a Miss's end.
-func (t *Table) insert(orig *Key, ho uint64, from uint32, nc *NewConn, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
+func (t *Table) insert(orig *flow.Tuple, ho uint64, from uint32, nc *NewConn, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
 	nowT := tick(now)
 	t.see(nowT)
 	// The reply tuple's home slot first: loaded now, its cache miss overlaps the original tuple's
 	// search (whose branches on a slot not yet loaded would otherwise hold it back).
-	var reply Key
+	var reply flow.Tuple
 	var hr uint64
 	if nc.Reply {
-		reply = Key{Src: nc.Real, Dst: orig.Src, SrcPort: nc.RealPort, DstPort: orig.SrcPort, Proto: orig.Proto}
+		reply = flow.Tuple{Src: nc.Real, Dst: orig.Src, SrcPort: nc.RealPort, DstPort: orig.SrcPort, Proto: orig.Proto}
 		hr = t.hashKey(&reply)
 		t.sink += t.index[t.home(hr)]
 	}
@@ -790,8 +768,8 @@ func (t *Table) insert(orig *Key, ho uint64, from uint32, nc *NewConn, now int64
 // TemplateKey returns the lookup key of the persistence template for a client address already
 // masked by the service's persistence_netmask and a virtual service index. Its protocol is 0, which
 // no connection tuple uses.
-func TemplateKey(maskedClient [16]byte, vs uint16) Key {
-	return Key{Src: maskedClient, DstPort: vs}
+func TemplateKey(maskedClient [16]byte, vs uint16) flow.Tuple {
+	return flow.Tuple{Src: maskedClient, DstPort: vs}
 }
 
 // MaskAddr keeps the first bits of address a; for an IPv4-mapped address bits counts within the
@@ -814,8 +792,8 @@ func MaskAddr(a [16]byte, bits int) [16]byte {
 // InsertTemplate adds a persistence template under k (from TemplateKey) pointing at real server
 // nc.RS (nc.Real, nc.RealPort). It lives while connections are attached to it (NewConn.Template)
 // and then idles out after timeout nanoseconds without use, like IPVS's templates. nc's State,
-// Reply and Template are ignored. Errors and onEvict are as for Insert.
-func (t *Table) InsertTemplate(k *Key, nc *NewConn, timeout int64, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
+// Reply and Template are ignored. Errors and onEvict are as for InsertMissed.
+func (t *Table) InsertTemplate(k *flow.Tuple, nc *NewConn, timeout int64, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
 	nowT := tick(now)
 	t.see(nowT)
 	h := t.hashKey(k)
@@ -841,23 +819,11 @@ func (t *Table) InsertTemplate(k *Key, nc *NewConn, timeout int64, now int64, on
 	return id, nil
 }
 
-// Touch records a packet of entry id travelling in dir with TCP header flags tcpFlags at now: it
-// refreshes the last-seen time and, for TCP, moves the state by IPVS's tables and sets the state's
-// timeout. It returns the states before and after; the table's per-real counts already follow
-// (IsActive(old) != IsActive(new) tells the caller that a least-connection weight changed).
-func (t *Table) Touch(id uint32, dir Dir, tcpFlags uint8, now int64) (old, new State) {
-	if id >= uint32(len(t.conns)) {
-		return StateNone, StateNone
-	}
-	c := &t.conns[id]
-	if c.ctl&(ctlLive|ctlDead) != ctlLive {
-		return StateNone, StateNone
-	}
-	return t.TouchConn(c, dir, tcpFlags, now)
-}
-
-// TouchConn is Touch for an entry already in hand, without looking its id up again: c must come
-// from Get and still be in use.
+// TouchConn records a packet of entry c (from Get, still in use) travelling in dir with TCP header
+// flags tcpFlags at now: it refreshes the last-seen time and, for TCP, moves the state by IPVS's
+// tables and sets the state's timeout. It returns the states before and after; the table's per-real
+// counts already follow (IsActive(old) != IsActive(new) tells the caller that a least-connection
+// weight changed).
 func (t *Table) TouchConn(c *Conn, dir Dir, tcpFlags uint8, now int64) (old, new State) {
 	t.Refresh(c, now)
 	if c.proto != 6 || c.state >= numTCPStates {
@@ -873,7 +839,7 @@ func (t *Table) Refresh(c *Conn, now int64) {
 	t.see(c.lastSeen)
 }
 
-// touchTCP is Touch's state change for a TCP connection.
+// touchTCP is TouchConn's state change for a TCP connection.
 func (t *Table) touchTCP(c *Conn, dir Dir, tcpFlags uint8) (old, new State) {
 	old = c.state
 	new = NextTCPState(old, dir, tcpFlags, c.ctl&ctlReply == 0)

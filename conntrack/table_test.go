@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"testing"
 	"unsafe"
+
+	"github.com/govs/govs/flow"
 )
 
 func mustNew(tb testing.TB, cfg Config) *Table {
@@ -16,8 +18,8 @@ func mustNew(tb testing.TB, cfg Config) *Table {
 	return tab
 }
 
-func key(src string, sport uint16, dst string, dport uint16, proto uint8) Key {
-	return Key{
+func key(src string, sport uint16, dst string, dport uint16, proto uint8) flow.Tuple {
+	return flow.Tuple{
 		Src: netip.MustParseAddr(src).As16(), Dst: netip.MustParseAddr(dst).As16(),
 		SrcPort: sport, DstPort: dport, Proto: proto,
 	}
@@ -31,8 +33,8 @@ var (
 
 // nkey returns client n's original tuple (client → VIP 198.19.0.1:80) or its NAT reply tuple (real
 // server 198.19.0.2:8080 → client).
-func nkey(n uint32, reply bool) Key {
-	var k Key
+func nkey(n uint32, reply bool) flow.Tuple {
+	var k flow.Tuple
 	k.Src = clientBase
 	binary.BigEndian.PutUint32(k.Src[12:], 0xc6120000|n>>16)
 	k.Dst = vipAddr
@@ -83,9 +85,9 @@ func TestInsertLookupDelete(t *testing.T) {
 	v6 := key("2001:2::10", 40000, "2001:2::1", 53, 17)
 	tests := []struct {
 		name     string
-		orig     Key
+		orig     flow.Tuple
 		reply    bool
-		lookup   Key
+		lookup   flow.Tuple
 		wantDir  Dir
 		wantMiss bool
 	}{
@@ -137,13 +139,13 @@ func TestInsertRefusals(t *testing.T) {
 	ar := nkey(1, true)
 	for _, tc := range []struct {
 		name string
-		orig Key
+		orig flow.Tuple
 		nc   NewConn
 	}{
 		{"duplicate original", a, natConn(0)},
 		{"same client to another VIP, same real: reply clashes", otherVIP, natConn(0)},
 		{"original equals existing reply", ar, NewConn{}},
-		{"reply equals own original", Key{Src: realAddr, Dst: realAddr, SrcPort: 8080, DstPort: 8080, Proto: 6}, natConn(0)},
+		{"reply equals own original", flow.Tuple{Src: realAddr, Dst: realAddr, SrcPort: 8080, DstPort: 8080, Proto: 6}, natConn(0)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := tab.Insert(&tc.orig, &tc.nc, 0, nil); err != ErrExists {
@@ -521,7 +523,7 @@ var (
 
 func TestNoAllocs(t *testing.T) {
 	tab := mustNew(t, Config{MaxEntries: 1024, FullPolicy: EvictOldestIdle})
-	keys := make([]Key, 4096)
+	keys := make([]flow.Tuple, 4096)
 	for i := range keys {
 		keys[i] = nkey(uint32(i/2), i%2 == 1)
 	}

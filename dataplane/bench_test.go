@@ -20,7 +20,7 @@ func benchFrames(tb testing.TB, n int) []byte {
 	all := make([]byte, 0, n*60)
 	var p frame.Parsed
 	for i := range n {
-		b := append(all[len(all):len(all)], tmpl...)
+		b := append(all[len(all):], tmpl...)
 		host := uint32(i / 32)
 		binary.BigEndian.PutUint32(b[26:], 198<<24|18<<16|0x8000+host)
 		binary.BigEndian.PutUint16(b[34:], uint16(1024+i%32))

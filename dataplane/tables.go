@@ -11,7 +11,7 @@ import (
 type Method uint8
 
 const (
-	methodInvalid Method = iota
+	_ Method = iota // the zero Method is none: every Service names one
 	// MethodNAT rewrites the destination (and, on replies, the source) address and port.
 	MethodNAT
 	// MethodDR changes only the MAC addresses; the real server owns the VIP and answers the client directly.

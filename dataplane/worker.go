@@ -9,6 +9,7 @@ import (
 	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/dataplane/afpacket"
 	"github.com/govs/govs/dataplane/frame"
+	"github.com/govs/govs/flow"
 	"github.com/govs/govs/internal/cacheline"
 	"github.com/govs/govs/sched"
 )
@@ -74,10 +75,9 @@ type Worker struct {
 	acts     [MaxBatch]uint8          // ProcessBatch: what each frame of the batch needs
 	hashes   [MaxBatch]uint64         // ProcessBatch: connection-table hashes of the frames to forward
 	hints    [MaxBatch]uint32         // ProcessBatch: the table's guesses at their entries (Prefetch)
-	key      conntrack.Key            // icmpError's lookup key
-	tkey     conntrack.Key            // persistence template key
+	key      flow.Tuple               // icmpError's lookup key
+	tkey     flow.Tuple               // persistence template key
 	miss     conntrack.Miss           // forward's lookup, for newConn's insert
-	flow     sched.Flow
 
 	c    counters
 	pub  *published
@@ -179,7 +179,7 @@ func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 	w.partial = -1
 	switch w.classify(b, meta, p) {
 	case actForward:
-		w.forward(in, b, meta, p, w.ct.Hash(&p.Key), 0)
+		w.forward(in, b, meta, p, w.ct.Hash(&p.Tuple), 0)
 	case actICMPError:
 		w.icmpError(in, b, meta, p)
 	}
@@ -213,7 +213,7 @@ func (w *Worker) ProcessBatch(in int, fs []afpacket.Frame, now int64) (sent uint
 				w.acts[i] = w.classify(f.Data, &f.Meta, p)
 			}
 			if w.acts[i] == actForward {
-				w.hashes[nh] = w.ct.Hash(&p.Key)
+				w.hashes[nh] = w.ct.Hash(&p.Tuple)
 				nh++
 			}
 		}
@@ -282,7 +282,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		w.receivedChecksum(b, meta, p)
 	}
 
-	id, dir, ok := w.ct.LookupMiss(&p.Key, h, hint, &w.miss)
+	id, dir, ok := w.ct.LookupMiss(&p.Tuple, h, hint, &w.miss)
 	var c *conntrack.Conn
 	var r *Real
 	if ok {
@@ -357,7 +357,7 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	if meta.Vnet.Flags != 0 || meta.Status&(afpacket.StatusCsumNotReady|afpacket.StatusVLANValid) != 0 {
 		return false, false
 	}
-	c, dir := w.ct.HintedConn(&p.Key, hint)
+	c, dir := w.ct.HintedConn(&p.Tuple, hint)
 	if c == nil || c.Flags&conntrack.FlagOnePacket != 0 ||
 		(dir == conntrack.DirOriginal && p.Proto == frame.ProtoTCP && p.TCPFlags&tcpSYN != 0) {
 		return false, false
@@ -521,9 +521,7 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 		}
 	}
 	if r == nil {
-		f := &w.flow
-		f.Src, f.Dst, f.SrcPort, f.DstPort, f.Proto = p.Src, p.Dst, p.SrcPort, p.DstPort, p.Proto
-		i := w.scheds[svc.ID].Pick(svc.Dests, f)
+		i := w.scheds[svc.ID].Pick(svc.Dests, &p.Tuple)
 		if i < 0 {
 			w.drop(DropNoRealServer)
 			return 0, false
@@ -539,7 +537,7 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 		}
 		nc.Template = tid + 1
 	}
-	id, err := w.ct.InsertMissed(&p.Key, &w.miss, &nc, w.now, w.expireFn)
+	id, err := w.ct.InsertMissed(&p.Tuple, &w.miss, &nc, w.now, w.expireFn)
 	if err != nil {
 		w.dropInsert(err)
 		return 0, false

@@ -8,7 +8,6 @@ import "github.com/govs/govs/internal/netnstest"
 var (
 	requireRoot = netnstest.RequireRoot
 	ipCmd       = netnstest.IP
-	run         = netnstest.Run
 	newNetns    = netnstest.NewNetns
 	sysctl      = netnstest.Sysctl
 	inNetns     = netnstest.InNetns

@@ -1,5 +1,7 @@
 package sched
 
+import "github.com/govs/govs/flow"
+
 // WeightedFailover is IPVS "fo": every new connection goes to the usable destination with the highest
 // weight, the first listed among equals, so lowering a weight (or a health check taking the server
 // down) fails over to the next (ip_vs_fo.c). The zero value is ready to use.
@@ -28,7 +30,7 @@ func (*WeightedFailover) Update([]Dest) {}
 func (*WeightedOverflow) Update([]Dest) {}
 
 // Pick returns the first usable destination with the highest weight, or -1.
-func (*WeightedFailover) Pick(dests []Dest, _ *Flow) int {
+func (*WeightedFailover) Pick(dests []Dest, _ *flow.Tuple) int {
 	best, bw := -1, int32(0)
 	for i := range dests {
 		d := &dests[i]
@@ -41,7 +43,7 @@ func (*WeightedFailover) Pick(dests []Dest, _ *Flow) int {
 
 // Pick returns the first usable destination with the highest weight among those with no more active
 // connections than their weight, or -1.
-func (*WeightedOverflow) Pick(dests []Dest, _ *Flow) int {
+func (*WeightedOverflow) Pick(dests []Dest, _ *flow.Tuple) int {
 	best, bw := -1, int32(0)
 	for i := range dests {
 		d := &dests[i]

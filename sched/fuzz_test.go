@@ -3,6 +3,8 @@ package sched
 import (
 	"encoding/binary"
 	"testing"
+
+	"github.com/govs/govs/flow"
 )
 
 // FuzzPick feeds packet-derived flows and arbitrary server states to every scheduler: Pick must not
@@ -12,10 +14,10 @@ func FuzzPick(f *testing.F) {
 		"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x00\x50\x1f\x90\x06"), uint8(3), []byte{1, 0, 3, 5})
 	f.Add([]byte{}, uint8(0), []byte{})
 	f.Add([]byte("\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xff\xff\xc6\x12\x00\x01"), uint8(0xff), []byte{0, 0, 0})
-	f.Fuzz(func(t *testing.T, flow []byte, mask uint8, weights []byte) {
-		var fl Flow
+	f.Fuzz(func(t *testing.T, tuple []byte, mask uint8, weights []byte) {
+		var fl flow.Tuple
 		buf := make([]byte, 37)
-		copy(buf, flow)
+		copy(buf, tuple)
 		copy(fl.Src[:], buf[0:16])
 		copy(fl.Dst[:], buf[16:32])
 		fl.SrcPort = binary.BigEndian.Uint16(buf[32:])

@@ -1,6 +1,10 @@
 package sched
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/govs/govs/flow"
+)
 
 // The hashing schedulers. dh and sh keep IPVS's 256-bucket tables and hash functions
 // (ip_vs_dh.c, ip_vs_sh.c), so a flow lands where the kernel would put it for the same server list.
@@ -56,7 +60,7 @@ func (s *DestinationHashing) Update(dests []Dest) {
 
 // Pick returns the server owning the flow's destination bucket, or with FlagSHFallback the first
 // usable server in the buckets after it, or -1.
-func (s *DestinationHashing) Pick(dests []Dest, f *Flow) int {
+func (s *DestinationHashing) Pick(dests []Dest, f *flow.Tuple) int {
 	if len(dests) != s.n {
 		s.Update(dests) // the caller forgot Update; do not index out of range
 	}
@@ -95,7 +99,7 @@ func (s *SourceHashing) Update(dests []Dest) {
 
 // Pick returns the server owning the flow's source bucket, or with FlagSHFallback the first usable
 // server found by rehashing, or -1.
-func (s *SourceHashing) Pick(dests []Dest, f *Flow) int {
+func (s *SourceHashing) Pick(dests []Dest, f *flow.Tuple) int {
 	if len(dests) != s.n {
 		s.Update(dests)
 	}

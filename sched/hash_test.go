@@ -3,6 +3,8 @@ package sched
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/govs/govs/flow"
 )
 
 // refSHTable is the obvious model of ip_vs_sh_reassign: walk the list, giving each server Weight
@@ -73,7 +75,7 @@ func TestSHWeightsAndStickiness(t *testing.T) {
 	if counts[0] != 32 || counts[1] != 96 || counts[2] != 128 {
 		t.Errorf("bucket shares %v, want [32 96 128]", counts)
 	}
-	f := Flow{Src: v4(198, 19, 1, 2), SrcPort: 1000, Proto: 6}
+	f := flow.Tuple{Src: v4(198, 19, 1, 2), SrcPort: 1000, Proto: 6}
 	first := s.Pick(d, &f)
 	for p := range uint16(100) {
 		f.SrcPort = p

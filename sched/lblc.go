@@ -1,6 +1,10 @@
 package sched
 
-import "time"
+import (
+	"time"
+
+	"github.com/govs/govs/flow"
+)
 
 // Locality-based schedulers remember, per destination address of the flow (the cache server's
 // target in IPVS's web-cache use case), which real server took it. Their memory is a fixed
@@ -113,7 +117,7 @@ func (s *LocalityBasedLeastConnection) Update(dests []Dest) {
 }
 
 // Pick returns the server remembered for f.Dst if it can take the flow, else the wlc choice, or -1.
-func (s *LocalityBasedLeastConnection) Pick(dests []Dest, f *Flow) int {
+func (s *LocalityBasedLeastConnection) Pick(dests []Dest, f *flow.Tuple) int {
 	if len(dests) != len(s.keys) {
 		s.Update(dests)
 	}
@@ -208,7 +212,7 @@ func (s *LocalityBasedLeastConnectionReplication) Update(dests []Dest) {
 
 // Pick returns the least loaded server of f.Dst's set if it can take the flow, else the wlc choice
 // (added to the set), or -1.
-func (s *LocalityBasedLeastConnectionReplication) Pick(dests []Dest, f *Flow) int {
+func (s *LocalityBasedLeastConnectionReplication) Pick(dests []Dest, f *flow.Tuple) int {
 	if len(dests) != len(s.keys) {
 		s.Update(dests)
 	}

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/govs/govs/flow"
 )
 
 // clock is a fake monotonic clock for the lblc schedulers.
@@ -25,7 +27,7 @@ func newLBLCRAt(t *testing.T, d []Dest, c *clock) *LocalityBasedLeastConnectionR
 }
 
 func TestLBLCOverloadRules(t *testing.T) {
-	f := &Flow{Dst: v4(198, 18, 100, 1)}
+	f := &flow.Tuple{Dst: v4(198, 18, 100, 1)}
 	c := func(a int64) [2]int64 { return [2]int64{a, 0} }
 	tests := []struct {
 		name  string
@@ -72,7 +74,7 @@ func TestLBLCOverloadRules(t *testing.T) {
 }
 
 func TestLBLCExpiryAndUpdate(t *testing.T) {
-	f := &Flow{Dst: v4(198, 18, 100, 1)}
+	f := &flow.Tuple{Dst: v4(198, 18, 100, 1)}
 	d := dests(1, 1, 1)
 	c := &clock{}
 	s := newLBLCAt(t, d, c)
@@ -109,7 +111,7 @@ func TestLBLCBounded(t *testing.T) {
 	d := dests(1, 2, 3)
 	for _, name := range []string{"lblc", "lblcr"} {
 		s := mustNew(t, name, d, Options{})
-		f := Flow{}
+		f := flow.Tuple{}
 		for i := range scaled(100000) {
 			f.Dst = v4(198, 18, byte(i>>8), byte(i))
 			f.Dst[11] = byte(i >> 16)
@@ -239,7 +241,7 @@ func TestLBLCMatchesModel(t *testing.T) {
 					c.t += int64(r.IntN(4)) * int64(LBLCExpiration) / 3
 					m.now = c.t
 					dst := v4(198, 18, 1, byte(r.IntN(20))) // 20 addresses: no eviction
-					if got, want := s.Pick(d, &Flow{Dst: dst}), m.pick(d, dst); got != want {
+					if got, want := s.Pick(d, &flow.Tuple{Dst: dst}), m.pick(d, dst); got != want {
 						t.Fatalf("trial %d step %d dst %v dests %+v: Pick = %d, model = %d", trial, step, dst[12:], d, got, want)
 					}
 				}
@@ -249,7 +251,7 @@ func TestLBLCMatchesModel(t *testing.T) {
 }
 
 func TestLBLCRReplication(t *testing.T) {
-	f := &Flow{Dst: v4(198, 18, 100, 1)}
+	f := &flow.Tuple{Dst: v4(198, 18, 100, 1)}
 	d := dests(2, 2, 2)
 	c := &clock{}
 	s := newLBLCRAt(t, d, c)

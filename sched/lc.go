@@ -1,5 +1,7 @@
 package sched
 
+import "github.com/govs/govs/flow"
+
 // The least-connection family reads the shared Counts. Overhead is IPVS's
 // ip_vs_dest_conn_overhead, active*256 + inactive, except for sed and nq, which count active
 // connections + 1 (the new one). Ties go to the destination listed first.
@@ -53,7 +55,7 @@ func (*ShortestExpectedDelay) Update([]Dest) {}
 func (*NeverQueue) Update([]Dest) {}
 
 // Pick returns the usable destination with the fewest connections, or -1.
-func (*LeastConnection) Pick(dests []Dest, _ *Flow) int {
+func (*LeastConnection) Pick(dests []Dest, _ *flow.Tuple) int {
 	least, loh := -1, int64(0)
 	for i := range dests {
 		d := &dests[i]
@@ -68,7 +70,7 @@ func (*LeastConnection) Pick(dests []Dest, _ *Flow) int {
 }
 
 // Pick returns the usable destination with the fewest connections per weight, or -1.
-func (*WeightedLeastConnection) Pick(dests []Dest, _ *Flow) int {
+func (*WeightedLeastConnection) Pick(dests []Dest, _ *flow.Tuple) int {
 	return weightedLeast(dests)
 }
 
@@ -90,7 +92,7 @@ func weightedLeast(dests []Dest) int {
 }
 
 // Pick returns the usable destination with the shortest expected delay, or -1.
-func (*ShortestExpectedDelay) Pick(dests []Dest, _ *Flow) int {
+func (*ShortestExpectedDelay) Pick(dests []Dest, _ *flow.Tuple) int {
 	least, loh, lw := -1, int64(0), int64(0)
 	for i := range dests {
 		d := &dests[i]
@@ -107,7 +109,7 @@ func (*ShortestExpectedDelay) Pick(dests []Dest, _ *Flow) int {
 
 // Pick returns the first idle usable destination, else the one with the shortest expected delay, or
 // -1.
-func (*NeverQueue) Pick(dests []Dest, _ *Flow) int {
+func (*NeverQueue) Pick(dests []Dest, _ *flow.Tuple) int {
 	least, loh, lw := -1, int64(0), int64(0)
 	for i := range dests {
 		d := &dests[i]

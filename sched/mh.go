@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+
+	"github.com/govs/govs/flow"
 )
 
 // DefaultMHTableSize is the Maglev lookup table size used when Options.MHTableSize is 0: a prime
@@ -155,7 +157,7 @@ func fillMaglev(table []int32, dests []Dest) {
 
 // Pick returns the server of the flow's slot, or with FlagMHFallback the first usable server found
 // by rehashing, or -1.
-func (s *Maglev) Pick(dests []Dest, f *Flow) int {
+func (s *Maglev) Pick(dests []Dest, f *flow.Tuple) int {
 	if len(dests) != s.n {
 		s.Update(dests)
 	}

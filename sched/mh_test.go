@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/govs/govs/flow"
 )
 
 // refMaglev is the paper's Populate (NSDI 2016, pseudocode 1) written naively, with the full
@@ -268,7 +270,7 @@ func TestMaglevFallbackAndPort(t *testing.T) {
 	t.Run("all down", func(t *testing.T) {
 		e := down(dests(1, 1), 0, 1)
 		s := mustNew(t, "mh", e, Options{Flags: FlagMHFallback})
-		if got := s.Pick(e, &Flow{}); got != -1 {
+		if got := s.Pick(e, &flow.Tuple{}); got != -1 {
 			t.Errorf("Pick = %d, want -1", got)
 		}
 	})
@@ -282,7 +284,7 @@ func TestMaglevFallbackAndPort(t *testing.T) {
 			s := mustNew(t, "mh", e, Options{Flags: tt.flags})
 			seen := map[int]bool{}
 			for p := range uint16(64) {
-				seen[s.Pick(e, &Flow{Src: v4(198, 19, 0, 1), SrcPort: p, Proto: tt.proto})] = true
+				seen[s.Pick(e, &flow.Tuple{Src: v4(198, 19, 0, 1), SrcPort: p, Proto: tt.proto})] = true
 			}
 			if len(seen) != tt.want {
 				t.Errorf("flags %v proto %d: 64 source ports reached %d servers, want %d", tt.flags, tt.proto, len(seen), tt.want)

@@ -1,5 +1,7 @@
 package sched
 
+import "github.com/govs/govs/flow"
+
 // RoundRobin is IPVS "rr": destinations in list order, skipping unavailable, quiesced (weight 0) and
 // overloaded ones (ip_vs_rr.c semantics). The zero value is ready to use.
 type RoundRobin struct {
@@ -15,7 +17,7 @@ func (*RoundRobin) Name() string { return "rr" }
 func (s *RoundRobin) Update([]Dest) { s.last = -1 }
 
 // Pick returns the next usable destination after the last one picked, or -1.
-func (s *RoundRobin) Pick(dests []Dest, _ *Flow) int {
+func (s *RoundRobin) Pick(dests []Dest, _ *flow.Tuple) int {
 	n := len(dests)
 	i := s.last
 	if i < 0 || i >= n {

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+
+	"github.com/govs/govs/flow"
 )
 
 // Counts are a real server's connection counts, shared by all data-plane workers. They are atomics,
@@ -36,14 +38,6 @@ type Dest struct {
 	UpperThreshold, LowerThreshold uint32
 }
 
-// Flow is the tuple of a new connection, as the hashing schedulers (dh, sh, mh, lblc, lblcr) see it.
-// Addresses are IPv4-mapped for IPv4.
-type Flow struct {
-	Src, Dst         [16]byte
-	SrcPort, DstPort uint16
-	Proto            uint8
-}
-
 // Options tune a scheduler beyond its name (ipvsadm --sched-flags and the Maglev table size).
 type Options struct {
 	// Flags must be a subset of FlagsFor(name).
@@ -60,7 +54,7 @@ type Scheduler interface {
 	// Pick returns the index into dests of the real server for the new connection f, or -1 if none
 	// can take it. dests must be the list given to New or to the last Update (Available and Counts
 	// may change between calls). f may be nil for schedulers that do not hash (they ignore it).
-	Pick(dests []Dest, f *Flow) int
+	Pick(dests []Dest, f *flow.Tuple) int
 	// Update tells the scheduler that the destination list changed (weights, membership, addresses)
 	// and rebuilds its state, e.g. the Maglev table (IPVS add_dest/del_dest/upd_dest). It allocates.
 	Update(dests []Dest)
@@ -229,5 +223,5 @@ type destKey struct {
 
 func keyOf(d *Dest) destKey { return destKey{d.Addr, d.Port} }
 
-// zeroFlow stands in for a nil *Flow; it is never written.
-var zeroFlow Flow
+// zeroFlow stands in for a nil *flow.Tuple; it is never written.
+var zeroFlow flow.Tuple

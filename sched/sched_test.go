@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/govs/govs/flow"
 )
 
 // dests returns available servers 198.18.0.1, .2, ... port 80 with the given weights.
@@ -49,7 +51,7 @@ func mustNew(t testing.TB, name string, d []Dest, opts Options) Scheduler {
 // pickN returns n picks as letters ('a' = index 0, '-' = none).
 func pickN(s Scheduler, d []Dest, n int) string {
 	var b strings.Builder
-	var f Flow
+	var f flow.Tuple
 	for range n {
 		if i := s.Pick(d, &f); i < 0 {
 			b.WriteByte('-')
@@ -253,7 +255,7 @@ func TestThresholdsEverywhere(t *testing.T) {
 			d := dests(1)
 			d[0].UpperThreshold = 4
 			s := mustNew(t, name, d, Options{})
-			f := &Flow{Src: v4(198, 19, 0, 1), Dst: v4(198, 18, 9, 9)}
+			f := &flow.Tuple{Src: v4(198, 19, 0, 1), Dst: v4(198, 18, 9, 9)}
 			d[0].Counts.Inactive.Store(3)
 			if got := s.Pick(d, f); got != 0 {
 				t.Fatalf("3 of 4 connections: Pick = %d, want 0", got)
@@ -303,8 +305,8 @@ func TestQuiescent(t *testing.T) {
 	}
 }
 
-func randFlow(r *rand.Rand) Flow {
-	f := Flow{Proto: 6, SrcPort: uint16(r.Uint32()), DstPort: 80}
+func randFlow(r *rand.Rand) flow.Tuple {
+	f := flow.Tuple{Proto: 6, SrcPort: uint16(r.Uint32()), DstPort: 80}
 	if r.IntN(2) == 0 {
 		f.Src = v4(198, 19, byte(r.Uint32()), byte(r.Uint32()))
 		f.Dst = v4(198, 18, byte(r.Uint32()), byte(r.Uint32()))
@@ -337,7 +339,7 @@ func TestPickNoAllocs(t *testing.T) {
 			d := benchDests(16)
 			s := mustNew(t, name, d, Options{Flags: FlagsFor(name)})
 			r := rand.New(rand.NewPCG(3, 4))
-			flows := make([]Flow, 64)
+			flows := make([]flow.Tuple, 64)
 			for i := range flows {
 				flows[i] = randFlow(r)
 			}
@@ -357,7 +359,7 @@ func BenchmarkPick(b *testing.B) {
 		for _, n := range []int{4, 64} {
 			d := benchDests(n)
 			r := rand.New(rand.NewPCG(5, 6))
-			flows := make([]Flow, 1024)
+			flows := make([]flow.Tuple, 1024)
 			for i := range flows {
 				flows[i] = randFlow(r)
 			}

@@ -1,6 +1,10 @@
 package sched
 
-import "math/rand/v2"
+import (
+	"math/rand/v2"
+
+	"github.com/govs/govs/flow"
+)
 
 // WeightedRandomTwos is IPVS "twos", weighted random twos choice (ip_vs_twos.c, the "power of two
 // choices"): draw two usable servers at random, each with probability proportional to its weight,
@@ -27,7 +31,7 @@ func (s *WeightedRandomTwos) rand() uint64 {
 }
 
 // Pick returns the better of two weighted random draws among the usable servers, or -1.
-func (s *WeightedRandomTwos) Pick(dests []Dest, _ *Flow) int {
+func (s *WeightedRandomTwos) Pick(dests []Dest, _ *flow.Tuple) int {
 	var total uint64
 	last := -1
 	for i := range dests {

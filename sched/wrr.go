@@ -1,5 +1,7 @@
 package sched
 
+import "github.com/govs/govs/flow"
+
 // WeightedRoundRobin is IPVS "wrr" (ip_vs_wrr.c semantics): a current weight cw starts at the largest
 // weight and drops by the gcd of the weights each time the list is walked to its end; a destination
 // is picked when its weight is at least cw. For weights a=3, b=2, c=1 the sequence is
@@ -57,7 +59,7 @@ func (s *WeightedRoundRobin) Update(dests []Dest) {
 
 // Pick returns the next destination in weighted round-robin order, or -1 if no available destination
 // has a positive weight.
-func (s *WeightedRoundRobin) Pick(dests []Dest, _ *Flow) int {
+func (s *WeightedRoundRobin) Pick(dests []Dest, _ *flow.Tuple) int {
 	if len(dests) != s.n {
 		s.Update(dests) // the caller forgot Update; do not index out of range
 	}

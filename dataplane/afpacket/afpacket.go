@@ -1,7 +1,6 @@
 package afpacket
 
 import (
-	"errors"
 	"time"
 
 	"golang.org/x/net/bpf"
@@ -133,6 +132,3 @@ type Stats struct {
 	Drops   uint64 // frames dropped because the RX ring was full
 	Freezes uint64 // times the RX ring froze (every block owned by user space)
 }
-
-// ErrClosed is returned by Wait once the Socket is closed; it is the normal exit of a worker.
-var ErrClosed = errors.New("afpacket: socket closed")

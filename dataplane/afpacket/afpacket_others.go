@@ -5,7 +5,6 @@ package afpacket
 import (
 	"fmt"
 	"runtime"
-	"time"
 
 	"golang.org/x/net/bpf"
 )
@@ -32,7 +31,6 @@ func (s *Socket) Flush() (int, error)                           { return 0, errU
 func (s *Socket) SetFilter(prog []bpf.RawInstruction) error     { return errUnsupported }
 func (s *Socket) SetFanoutProg(prog []bpf.RawInstruction) error { return errUnsupported }
 func (s *Socket) Stats() (Stats, error)                         { return Stats{}, errUnsupported }
-func (s *Socket) Wait(timeout time.Duration) (bool, error)      { return false, errUnsupported }
 func (s *Socket) Close() error                                  { return nil }
 
 // DisableReceiveOffloads returns an error: the ethtool ioctl exists only on Linux.

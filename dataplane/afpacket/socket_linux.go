@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -16,18 +13,13 @@ import (
 
 // Socket is an AF_PACKET socket bound to one interface with a TPACKETv3 RX ring and a TX ring.
 //
-// A Socket belongs to one goroutine (the worker): Next, TxFrame, TxCommit, Flush, Wait,
-// SetFilter, SetFanoutProg and Stats must not be called concurrently. Close may be called from
-// another goroutine while the worker is blocked in Wait: Wait returns ErrClosed and Close
-// waits for it to return before unmapping the rings. Close must not run while the worker is
-// inside Next, TxFrame, TxCommit or Flush, or still uses a frame: the memory goes away. To stop
-// a worker from outside, tell it to stop (it notices within its Wait timeout) and let it Close,
-// or Close while it is parked in Wait and have it exit on ErrClosed.
+// A Socket belongs to one goroutine (the worker): Next, TxFrame, TxCommit, Flush, SetFilter,
+// SetFanoutProg, Stats and Close must not be called concurrently. The worker waits for frames by
+// polling Fd() together with whatever else it waits on (the engine's stop eventfd); Close runs once
+// the worker has stopped and uses no frame any more, since it unmaps the rings.
 type Socket struct {
 	fd      int
-	wakeFd  int // eventfd that Close signals to wake Wait
-	closing atomic.Bool
-	waitMu  sync.Mutex // held by Wait while it polls; Close takes it before unmapping
+	closed  bool
 	ifindex int
 	hwaddr  [6]byte
 	vnet    bool
@@ -52,7 +44,7 @@ func Open(cfg Config) (*Socket, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to create AF_PACKET socket (needs CAP_NET_RAW): %w", os.NewSyscallError("socket", err))
 	}
-	s := &Socket{fd: fd, wakeFd: -1, vnet: cfg.VnetHdr}
+	s := &Socket{fd: fd, vnet: cfg.VnetHdr}
 	if err := s.open(cfg); err != nil {
 		s.release()
 		return nil, fmt.Errorf("failed to open AF_PACKET rings on %q: %w", cfg.Interface, err)
@@ -135,11 +127,6 @@ func (s *Socket) open(cfg Config) error {
 			}
 		}
 	}
-	wfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		return fmt.Errorf("failed to create the wake-up eventfd: %w", os.NewSyscallError("eventfd", err))
-	}
-	s.wakeFd = wfd
 	return nil
 }
 
@@ -358,46 +345,13 @@ func (s *Socket) Stats() (Stats, error) {
 	return s.stats, nil
 }
 
-// Wait blocks until an RX block is ready (ready=true), the timeout passes (ready=false), or
-// the Socket is closed (ErrClosed, the normal exit). A negative timeout waits without limit.
-// It may report ready while Next still has frames of a held block; call Next until !ok.
-func (s *Socket) Wait(timeout time.Duration) (ready bool, err error) {
-	s.waitMu.Lock()
-	defer s.waitMu.Unlock()
-	if s.closing.Load() {
-		return false, ErrClosed
-	}
-	fds := [2]unix.PollFd{{Fd: int32(s.fd), Events: unix.POLLIN}, {Fd: int32(s.wakeFd), Events: unix.POLLIN}}
-	var ts *unix.Timespec
-	if timeout >= 0 {
-		t := unix.NsecToTimespec(int64(timeout))
-		ts = &t
-	}
-	for range 4 { // EINTR retries only
-		_, err = unix.Ppoll(fds[:], ts, nil)
-		if err != unix.EINTR {
-			break
-		}
-	}
-	if s.closing.Load() {
-		return false, ErrClosed
-	}
-	if err != nil && err != unix.EINTR {
-		return false, fmt.Errorf("failed to wait for packets: %w", os.NewSyscallError("ppoll", err))
-	}
-	return fds[0].Revents&unix.POLLIN != 0, nil
-}
-
-// Close wakes Wait, waits for it to return, unmaps the rings and closes the socket. It is
-// safe to call more than once; see Socket for when it may be called.
+// Close unmaps the rings and closes the socket. It is safe to call more than once; see Socket for
+// when it may be called.
 func (s *Socket) Close() error {
-	if !s.closing.CompareAndSwap(false, true) {
+	if s.closed {
 		return nil
 	}
-	var one = [8]byte{1} // eventfd counter increment; any non-zero value wakes
-	_, _ = unix.Write(s.wakeFd, one[:])
-	s.waitMu.Lock()
-	defer s.waitMu.Unlock()
+	s.closed = true
 	return s.release()
 }
 
@@ -414,11 +368,6 @@ func (s *Socket) release() error {
 	}
 	if err := unix.Close(s.fd); err != nil {
 		errs = append(errs, fmt.Errorf("failed to close AF_PACKET socket: %w", os.NewSyscallError("close", err)))
-	}
-	if s.wakeFd >= 0 {
-		if err := unix.Close(s.wakeFd); err != nil {
-			errs = append(errs, fmt.Errorf("failed to close eventfd: %w", os.NewSyscallError("close", err)))
-		}
 	}
 	return errors.Join(errs...)
 }

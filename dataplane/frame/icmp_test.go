@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
-	"github.com/govs/govs/conntrack"
+	"github.com/govs/govs/flow"
 )
 
 // icmp4Error builds an ICMPv4 port unreachable from v4B to v4A quoting up to max bytes of the IP
@@ -40,7 +40,7 @@ func TestIsICMPError(t *testing.T) {
 		{4, 58, 1, false}, {6, 1, 3, false}, {4, 6, 3, false},
 	} {
 		t.Run(fmt.Sprintf("v%d/proto%d/type%d", tc.fam, tc.proto, tc.typ), func(t *testing.T) {
-			p := Parsed{Key: conntrack.Key{Proto: tc.proto}, Family: tc.fam, ICMPType: tc.typ, L4Off: 34}
+			p := Parsed{Tuple: flow.Tuple{Proto: tc.proto}, Family: tc.fam, ICMPType: tc.typ, L4Off: 34}
 			if got := IsICMPError(&p); got != tc.want {
 				t.Errorf("IsICMPError() = %v, want %v", got, tc.want)
 			}

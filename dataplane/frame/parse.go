@@ -3,7 +3,7 @@ package frame
 import (
 	"encoding/binary"
 
-	"github.com/govs/govs/conntrack"
+	"github.com/govs/govs/flow"
 )
 
 // EtherTypes, IP protocol numbers and header sizes Parse knows.
@@ -54,14 +54,14 @@ const (
 // keys on. It holds no reference to the frame, so it stays valid after the frame's ring slot is released,
 // but its offsets only mean something for the bytes it was parsed from.
 //
-// The frame's tuple is an embedded conntrack.Key (p.Src, p.Dst, p.SrcPort, p.DstPort, p.Proto), so the
-// data plane looks a frame's connection up with &p.Key as parsed, without copying it:
+// The frame's tuple is an embedded flow.Tuple (p.Src, p.Dst, p.SrcPort, p.DstPort, p.Proto), so the
+// data plane looks a frame's connection up and schedules it with &p.Tuple as parsed, without copying it:
 //   - Src, Dst: the IP addresses, IPv4 as IPv4-mapped IPv6 (::ffff:a.b.c.d);
 //   - SrcPort, DstPort: the TCP/UDP ports; for ICMP/ICMPv6 echo request/reply both hold the
 //     identifier; else 0;
 //   - Proto: the transport protocol after IPv6 extension headers (6, 17, 1, 58, ...).
 type Parsed struct {
-	conntrack.Key
+	flow.Tuple
 
 	EtherType uint16   // after VLAN tags: 0x0800, 0x86dd, 0x0806 (ARP: parse stops after L2)
 	VLANs     uint8    // number of inline 802.1Q/802.1ad tags (0..2)
