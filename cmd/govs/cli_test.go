@@ -261,10 +261,10 @@ func checkListJSON(t *testing.T, out string) {
 	var l struct {
 		Version        string `json:"version"`
 		VirtualServers []struct {
-			Address     string `json:"address"`
-			Protocol    string `json:"protocol"`
-			Scheduler   string `json:"scheduler"`
-			Method      string `json:"method"`
+			Address     string           `json:"address"`
+			Protocol    string           `json:"protocol"`
+			Scheduler   string           `json:"scheduler"`
+			Method      string           `json:"method"`
 			RealServers []map[string]any `json:"real_servers"`
 		} `json:"virtual_servers"`
 	}
