@@ -171,6 +171,14 @@ func (t *Tables) service(addr [16]byte, port uint16, proto uint8) *Service {
 	return t.Services[id]
 }
 
+// serviceAt returns the service with ID id, or nil if there is none (a reload removed it).
+func (t *Tables) serviceAt(id uint16) *Service {
+	if int(id) >= len(t.Services) {
+		return nil
+	}
+	return t.Services[id]
+}
+
 func (t *Tables) real(id uint16) *Real {
 	if int(id) >= len(t.Reals) {
 		return nil
