@@ -44,8 +44,6 @@ type sideRules struct {
 	serverRule  func(HashRule) label
 }
 
-func (r *sideRules) any() bool { return r != nil && (len(r.vip) > 0 || len(r.server) > 0) }
-
 // vipSides emits the VIP compare tree on the address at [X+off] and the jumps to the source side
 // (label src) or destination side (dst) of the header at memBase: a frame to a VIP hashes its
 // source, any other frame its destination; a quoted packet from a VIP hashes its destination, any
