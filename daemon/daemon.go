@@ -34,6 +34,7 @@ type Daemon struct {
 	realIDs   idRegistry                 // real-server IDs by service key and address
 	counts    map[uint16]*sched.Counts   // connection counts by real-server ID, kept across reloads
 	lastReals map[uint16]*dataplane.Real // the last compiled entry of each real-server ID
+	targets   []netip.Addr               // what the resolver keeps resolved, see trackLocked
 	gen       uint32
 	engine    *dataplane.Engine
 	resolver  *neigh.Resolver
@@ -54,7 +55,8 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (d *Daemon, 
 	if err != nil {
 		return nil, fmt.Errorf("failed to start next-hop resolution: %w", err)
 	}
-	d.resolver.SetTargets(realAddrs(cfg))
+	d.targets = realAddrs(cfg)
+	d.resolver.SetTargets(d.targets)
 	d.waitResolved(cfg, 2*time.Second)
 
 	t := d.compile(cfg)
@@ -107,6 +109,7 @@ func (d *Daemon) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var full fullWatch
+	stranded := strandedWatch{logged: map[string]bool{}}
 	for {
 		select {
 		case <-ctx.Done():
@@ -117,6 +120,7 @@ func (d *Daemon) Run(ctx context.Context) {
 			// Catch anything a missed notification left stale; cheap for a handful of servers.
 			d.republish()
 			full.check(d, now)
+			stranded.check(d, d.engine.Tables())
 			if err := d.engine.RefreshKernelGuard(); err != nil {
 				d.logf("warning: %v", err)
 			}
@@ -154,6 +158,46 @@ func (f *fullWatch) check(d *Daemon, now time.Time) {
 	f.dropped, f.clashed = full, clash
 }
 
+// strandedWatch tells the operator when a virtual server has real servers but none with a resolved
+// next hop: its new connections are dropped (counted as no_real_server) until one resolves. A
+// virtual server is reported once it is so at two ticks in a row, so the moment a reload's new real
+// servers take to resolve is not reported; its recovery is reported if its stranding was.
+type strandedWatch struct {
+	seen, logged map[string]bool // by service name: stranded at the last tick; reported
+}
+
+func (w *strandedWatch) check(d *Daemon, t *dataplane.Tables) {
+	now := map[string]bool{}
+	for _, s := range t.Services {
+		if s == nil || len(s.RealIDs) == 0 {
+			continue
+		}
+		resolved := 0
+		for _, id := range s.RealIDs {
+			if t.Reals[id].Resolved {
+				resolved++
+			}
+		}
+		switch {
+		case resolved == 0:
+			now[s.Name] = true
+			if w.seen[s.Name] && !w.logged[s.Name] {
+				d.logf("virtual server %s: none of its %d real servers has a resolved next hop; its new connections are dropped (counted as no_real_server) until one resolves",
+					s.Name, len(s.RealIDs))
+				w.logged[s.Name] = true
+			}
+		case w.logged[s.Name]:
+			d.logf("virtual server %s: %d of its %d real servers resolved; it takes new connections again", s.Name, resolved, len(s.RealIDs))
+		}
+	}
+	for name := range w.logged {
+		if !now[name] {
+			delete(w.logged, name)
+		}
+	}
+	w.seen = now
+}
+
 // Reload applies a new configuration. On error the running configuration stays in force.
 // Established connections keep their real server (real servers keep their IDs); a removed
 // real server's connections are dropped.
@@ -171,7 +215,8 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 		old.Conntrack.FullPolicy != cfg.Conntrack.FullPolicy {
 		d.logf("warning: changes to [timeouts] and [conntrack] max_entries / full_policy apply after a restart; the running ones stay")
 	}
-	d.resolver.SetTargets(realAddrs(cfg))
+	// compileLocked hands the resolver the new real servers (trackLocked); they are unresolved, and
+	// so take no connections, until their next hop is known and Run republishes.
 	t := d.compileLocked(cfg)
 	if err := checkSchedulers(t); err != nil {
 		return err
@@ -251,15 +296,7 @@ func (d *Daemon) compileLocked(cfg *config.Config) *dataplane.Tables {
 			rid := d.realIDs.get(rkey)
 			r := RealFor(&rs, rid, sid)
 			r.Counts = d.countsOf(rid)
-			if e, ok := d.resolver.Lookup(rs.Address.Addr()); ok && e.Resolved {
-				if p, ok := portOf[e.IfIndex]; ok {
-					r.Port, r.MAC, r.Resolved = p, e.MAC, true
-					if vs.Method == config.MethodDR && e.NextHop != rs.Address.Addr() {
-						// DR only rewrites MACs: the real server must be on a govs link.
-						r.Resolved = false
-					}
-				}
-			}
+			d.resolveLocked(r, vs.Method == config.MethodDR, portOf)
 			s.RealIDs = append(s.RealIDs, rid)
 			setAt(&t.Reals, int(rid), r)
 		}
@@ -287,7 +324,44 @@ func (d *Daemon) compileLocked(cfg *config.Config) *dataplane.Tables {
 		}
 	}
 	t.Finish()
+	d.trackLocked(t)
 	return t
+}
+
+// resolveLocked sets r's port, MAC and Resolved from the resolver's entry for its address; r stays
+// unresolved while the resolver has no usable entry (a new address has none yet). dr requires the
+// real server to be on a govs link: direct routing only rewrites MACs.
+func (d *Daemon) resolveLocked(r *dataplane.Real, dr bool, portOf map[int]int) {
+	e, ok := d.resolver.Lookup(r.Addr.Addr())
+	if !ok || !e.Resolved {
+		return
+	}
+	if p, ok := portOf[e.IfIndex]; ok && (!dr || e.NextHop == r.Addr.Addr()) {
+		r.Port, r.MAC, r.Resolved = p, e.MAC, true
+	}
+}
+
+// trackLocked has the resolver keep every real server of t resolved: the configured ones and the
+// removed ones whose connections drain. Those keep following their next hop, and a reload that
+// puts one back finds it resolved: if it started over unresolved, its retained ID's connections
+// (a client's new SYN on such a tuple included) would lose frames until the lookup completed.
+func (d *Daemon) trackLocked(t *dataplane.Tables) {
+	var addrs []netip.Addr
+	seen := map[netip.Addr]bool{}
+	for _, r := range t.Reals {
+		if r == nil {
+			continue
+		}
+		if a := r.Addr.Addr(); !seen[a] {
+			seen[a] = true
+			addrs = append(addrs, a)
+		}
+	}
+	if slices.Equal(addrs, d.targets) {
+		return
+	}
+	d.targets = addrs
+	d.resolver.SetTargets(addrs)
 }
 
 // same reports whether two tables forward identically (ignoring the generation).
