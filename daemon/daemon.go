@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/govs/govs/announce"
@@ -44,13 +45,24 @@ type Daemon struct {
 }
 
 // New starts the data plane, the resolver, the announcers and the control socket for cfg.
-func New(cfg *config.Config, logf func(format string, args ...any)) (d *Daemon, err error) {
-	d = &Daemon{logf: logf, cfg: cfg, counts: map[uint16]*sched.Counts{}, lastReals: map[uint16]*dataplane.Real{}}
+//
+// It claims the control socket first: a second govs started with the same configuration then
+// stops there, with the error that the socket is in use, before it touches anything the running
+// one owns (rings, the kernel guard's nftables table, VIP announcements). Until New is done the
+// socket answers not ready.
+func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, error) {
+	d := &Daemon{logf: logf, cfg: cfg, counts: map[uint16]*sched.Counts{}, lastReals: map[uint16]*dataplane.Real{}}
+	started := false
 	defer func() {
-		if err != nil {
+		if !started {
 			d.Close()
 		}
 	}()
+	gate := &statusGate{cfg: cfg.File}
+	var err error
+	if d.ctl, err = control.NewServer(cfg.Control.Socket, gate); err != nil {
+		return nil, err
+	}
 	d.resolver, err = neigh.New(cfg.Dataplane.Interfaces, logf)
 	if err != nil {
 		return nil, fmt.Errorf("failed to start next-hop resolution: %w", err)
@@ -94,14 +106,26 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (d *Daemon, 
 		d.announce = append(d.announce, a)
 	}
 	d.setVIPs(cfg)
-	d.ctl, err = control.NewServer(cfg.Control.Socket, d)
-	if err != nil {
-		return nil, err
-	}
 	d.ready = true
+	gate.d.Store(d)
+	started = true
 	logf("govs %s ready: %d virtual servers, %d workers, control socket %s",
 		Version, len(cfg.VirtualServers), d.engine.Workers(), cfg.Control.Socket)
 	return d, nil
+}
+
+// statusGate answers the control socket while New is starting the daemon (not ready), then the
+// daemon.
+type statusGate struct {
+	cfg string
+	d   atomic.Pointer[Daemon]
+}
+
+func (g *statusGate) Status() control.Status {
+	if d := g.d.Load(); d != nil {
+		return d.Status()
+	}
+	return control.Status{Version: Version, Config: g.cfg}
 }
 
 // Run serves until ctx ends, recompiling the tables whenever a next hop changes.
