@@ -225,34 +225,84 @@ func (w *strandedWatch) check(d *Daemon, t *dataplane.Tables) {
 // Reload applies a new configuration. On error the running configuration stays in force.
 // Established connections keep their real server (real servers keep their IDs); a removed
 // real server's connections are dropped.
+//
+// Settings a running govs cannot change (see restartOnly) keep their running values; each one the
+// file changes is logged with its file:line, and the rest of the file is applied.
 func (d *Daemon) Reload(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	old := d.cfg
-	if !slices.Equal(old.Dataplane.Interfaces, cfg.Dataplane.Interfaces) || old.Dataplane.Workers != cfg.Dataplane.Workers {
-		return fmt.Errorf("dataplane.interfaces and dataplane.workers cannot change on reload; restart govs to change them")
-	}
-	if old.Control.Socket != cfg.Control.Socket {
-		return fmt.Errorf("control.socket cannot change on reload; restart govs to change it")
-	}
-	if old.Timeouts != cfg.Timeouts || old.Conntrack.MaxEntries != cfg.Conntrack.MaxEntries ||
-		old.Conntrack.FullPolicy != cfg.Conntrack.FullPolicy {
-		d.logf("warning: changes to [timeouts] and [conntrack] max_entries / full_policy apply after a restart; the running ones stay")
-	}
+	next := *cfg
+	pending := restartOnly(d.cfg, &next)
 	// compileLocked hands the resolver the new real servers (trackLocked); they are unresolved, and
 	// so take no connections, until their next hop is known and Run republishes.
-	t := d.compileLocked(cfg)
+	t := d.compileLocked(&next)
 	if err := checkSchedulers(t); err != nil {
 		return err
 	}
 	if err := d.publishLocked(t); err != nil {
 		return err
 	}
-	d.cfg = cfg
-	d.setVIPs(cfg)
-	d.logf("reloaded %s: %d virtual servers (generation %d)", cfg.File, len(cfg.VirtualServers), t.Gen)
+	d.cfg = &next
+	d.setVIPs(&next)
+	for _, p := range pending {
+		d.logf("%s", p)
+	}
+	d.logf("reloaded %s: %d virtual servers (generation %d)", next.File, len(next.VirtualServers), t.Gen)
 	return nil
 }
+
+// restartOnly finds the settings of next that differ from the running configuration but can only
+// change at a restart: [dataplane] (the rings, workers and receive mode are built at start),
+// [control] socket, [timeouts] and [conntrack] max_entries and full_policy (each worker's
+// connection table is sized and set up at start). It puts the running values back into next and
+// returns, for each, "file:line: field: ... takes effect at the next start".
+func restartOnly(running, next *config.Config) []string {
+	var out []string
+	keep := func(field string, differs bool, file, cur any, restore func()) {
+		if !differs {
+			return
+		}
+		out = append(out, fmt.Sprintf("%s: %s: %v in the file, %v running; takes effect at the next start",
+			next.Where(field), field, file, cur))
+		restore()
+	}
+	rd, nd := &running.Dataplane, &next.Dataplane
+	keep("dataplane.interfaces", !slices.Equal(rd.Interfaces, nd.Interfaces), nd.Interfaces, rd.Interfaces,
+		func() { nd.Interfaces = rd.Interfaces })
+	keep("dataplane.workers", rd.Workers != nd.Workers, workersString(nd.Workers), workersString(rd.Workers),
+		func() { nd.Workers = rd.Workers })
+	keep("dataplane.rx_mode", rd.RXMode != nd.RXMode, quoted(nd.RXMode), quoted(rd.RXMode),
+		func() { nd.RXMode = rd.RXMode })
+	keep("control.socket", running.Control.Socket != next.Control.Socket, quoted(next.Control.Socket),
+		quoted(running.Control.Socket), func() { next.Control = running.Control })
+	rt, nt := &running.Timeouts, &next.Timeouts
+	for _, to := range []struct {
+		name     string
+		cur, new *time.Duration
+	}{
+		{"tcp", &rt.TCP, &nt.TCP}, {"tcp_fin", &rt.TCPFin, &nt.TCPFin}, {"udp", &rt.UDP, &nt.UDP},
+		{"tcp_syn_recv", &rt.TCPSynRecv, &nt.TCPSynRecv}, {"tcp_syn_sent", &rt.TCPSynSent, &nt.TCPSynSent},
+		{"tcp_time_wait", &rt.TCPTimeWait, &nt.TCPTimeWait}, {"tcp_close", &rt.TCPClose, &nt.TCPClose},
+		{"tcp_close_wait", &rt.TCPCloseWait, &nt.TCPCloseWait}, {"tcp_last_ack", &rt.TCPLastAck, &nt.TCPLastAck},
+	} {
+		keep("timeouts."+to.name, *to.cur != *to.new, *to.new, *to.cur, func() { *to.new = *to.cur })
+	}
+	rc, nc := &running.Conntrack, &next.Conntrack
+	keep("conntrack.max_entries", rc.MaxEntries != nc.MaxEntries, nc.MaxEntries, rc.MaxEntries,
+		func() { nc.MaxEntries = rc.MaxEntries })
+	keep("conntrack.full_policy", rc.FullPolicy != nc.FullPolicy, quoted(nc.FullPolicy), quoted(rc.FullPolicy),
+		func() { nc.FullPolicy = rc.FullPolicy })
+	return out
+}
+
+func workersString(n int) string {
+	if n <= 0 {
+		return fmt.Sprintf("%d (one per CPU)", n)
+	}
+	return fmt.Sprint(n)
+}
+
+func quoted(s string) string { return fmt.Sprintf("%q", s) }
 
 // Close releases the VIPs, stops the data plane and everything else.
 func (d *Daemon) Close() error {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -317,6 +318,101 @@ func TestNoResolvedRealServer(t *testing.T) {
 	waitLog("virtual server tcp/198.18.0.100:8080: 1 of its 2 real servers resolved; it takes new connections again")
 	if srv, err := s.requestFrom(0, http8080, 5*time.Second); err != nil || srv != 0 {
 		t.Fatalf("after adding a reachable real server: %v (server %d)", err, srv)
+	}
+	g.stop()
+}
+
+// TestReloadRestartOnlySettings: a reload that also changes settings a running govs cannot change
+// ([dataplane] interfaces, workers and rx_mode, [control] socket, [timeouts], [conntrack] sizes)
+// applies the rest of the file (here a new weight and a new real server) and logs, with file:line,
+// each setting that waits for the next start; the running values stay.
+func TestReloadRestartOnlySettings(t *testing.T) {
+	labtest.RequireRoot(t)
+	topo := labtest.NewForTest(t, lab.Options{Method: "dr", Servers: 2, Prefix: "govs-e2e"})
+	srvs, err := lab.StartServers(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srvs.Close() })
+	s := &setup{topo: topo, srvs: srvs, vip: topo.VIP4, reals: topo.ServerAddrs4}
+	http80 := netip.AddrPortFrom(s.vip, lab.HTTPPort)
+	rs := func(i int) netip.AddrPort { return netip.AddrPortFrom(s.reals[i], lab.HTTPPort) }
+	cfg := govsConfig{Interfaces: topo.BalancerIfaces, Workers: 1, Dataplane: "rx_mode = \"throughput\"\n",
+		VS: []vsConfig{{http80, "tcp", "wrr", "dr", []netip.AddrPort{rs(0)}, []int{1}, "", nil}}}
+	g := startGovs(t, topo, cfg)
+
+	next := cfg
+	next.Interfaces = topo.BalancerIfaces[:1]
+	next.Workers = 2
+	next.Dataplane = "rx_mode = \"latency\"\n"
+	next.Tail = "[timeouts]\ntcp = \"10m\"\n\n[conntrack]\nmax_entries = 4096\nfull_policy = \"evict_oldest_idle\"\n"
+	next.VS = []vsConfig{{http80, "tcp", "wrr", "dr", []netip.AddrPort{rs(0), rs(1)}, []int{3, 2}, "", nil}}
+	next.Socket = g.cfg.Socket
+	text := strings.Replace(next.toml(), g.cfg.Socket, g.cfg.Socket+".new", 1)
+	lineOf := func(prefix string) string {
+		for i, l := range strings.Split(text, "\n") {
+			if strings.HasPrefix(l, prefix) {
+				return fmt.Sprintf("%s:%d", g.cfgPath, i+1)
+			}
+		}
+		t.Fatalf("no line %q in\n%s", prefix, text)
+		return ""
+	}
+	if err := os.WriteFile(g.cfgPath, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(g.out.String(), "reloaded "); time.Sleep(50 * time.Millisecond) {
+		if strings.Contains(g.out.String(), "reload rejected") {
+			t.Fatalf("govs rejected the reload instead of applying what it can:\n%s", g.out.String())
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("govs did not log the reload within 10s")
+		}
+	}
+	out := g.out.String()
+	for _, want := range []struct{ prefix, field string }{
+		{"interfaces = ", "dataplane.interfaces"},
+		{"workers = ", "dataplane.workers"},
+		{"rx_mode = ", "dataplane.rx_mode"},
+		{"socket = ", "control.socket"},
+		{"tcp = ", "timeouts.tcp"},
+		{"max_entries = ", "conntrack.max_entries"},
+		{"full_policy = ", "conntrack.full_policy"},
+	} {
+		head := lineOf(want.prefix) + ": " + want.field + ": "
+		found := false
+		for _, l := range strings.Split(out, "\n") {
+			if i := strings.Index(l, head); i >= 0 && strings.HasSuffix(l, "takes effect at the next start") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no log line %q ... \"takes effect at the next start\"", head)
+		}
+	}
+
+	st := g.mustStats() // on the running socket: the new path waits for the next start too
+	if st.Workers != 1 {
+		t.Errorf("%d workers after the reload, want the running 1", st.Workers)
+	}
+	if len(st.VirtualServers) != 1 || len(st.VirtualServers[0].RealServers) != 2 ||
+		st.VirtualServers[0].RealServers[0].Weight != 3 || st.VirtualServers[0].RealServers[1].Weight != 2 {
+		t.Fatalf("the reload's weights and new real server are not in force: %+v", st.VirtualServers)
+	}
+	g.waitResolved(10 * time.Second)
+	seen := map[int]bool{}
+	for range 10 {
+		srv, err := s.requestFrom(0, http80, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[srv] = true
+	}
+	if !seen[1] {
+		t.Errorf("the real server the reload added got none of 10 connections")
 	}
 	g.stop()
 }
