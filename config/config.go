@@ -118,6 +118,8 @@ type Config struct {
 	Timeouts       Timeouts
 	Conntrack      Conntrack
 	VirtualServers []VirtualServer
+
+	pos *positions // where each key was written, for Where
 }
 
 // Conntrack is the [conntrack] table: the connection table shared by all workers.

@@ -63,6 +63,7 @@ func TestParseMinimal(t *testing.T) {
 			Line: 5,
 		}},
 	}
+	want.pos = c.pos // positions are Where's business (TestConfigWhere)
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Load(minimal):\n got %+v\nwant %+v", c, want)
 	}
@@ -153,6 +154,7 @@ func TestParseFull(t *testing.T) {
 			},
 		},
 	}
+	want.pos = c.pos
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Load(full):\n got %+v\nwant %+v", c, want)
 	}

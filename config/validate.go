@@ -144,7 +144,7 @@ func (p *parser) parse() *Config {
 	}
 	p.unknownKeys(&md)
 
-	c := &Config{File: p.file}
+	c := &Config{File: p.file, pos: p.pos}
 	p.dataplane(raw.Dataplane, &c.Dataplane)
 	p.control(raw.Control, &c.Control)
 	p.timeouts(raw.Timeouts, &c.Timeouts)

@@ -415,9 +415,11 @@ func activeChanged(r *Real, old, cur conntrack.State) {
 	}
 }
 
-// usable reports whether real server r takes new connections of c's service.
+// usable reports whether real server r takes new connections of c's service. One whose next hop is
+// not resolved takes none (as the schedulers see it too): a bare SYN on the tuple of a connection
+// bound to it is scheduled afresh instead of waiting, dropped, for the neighbour entry.
 func usable(r *Real, c *conntrack.Conn) bool {
-	return r != nil && r.Service == c.VS && !r.Removed && r.Weight > 0
+	return r != nil && r.Service == c.VS && !r.Removed && r.Weight > 0 && r.Resolved
 }
 
 // receivedChecksum prepares the checksum of a frame received with offload state for rewriting.

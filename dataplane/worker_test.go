@@ -710,3 +710,44 @@ func TestPartialStateEndsWithItsFrame(t *testing.T) {
 		t.Fatalf("the ICMP error changed after a dropped partial-checksum frame:\n%x\n%x", out[0], out[1])
 	}
 }
+
+// TestUnresolvedRealTakesNoNewConnections: a client's bare SYN on the tuple of a connection whose
+// real server's next hop is not resolved (a reload re-added it and its neighbour entry is being
+// looked up again, or its neighbour entry failed) starts a new connection on a resolved real
+// server, as for a quiesced one: an unresolved real server gets no new connections. Without
+// that, the SYN was dropped as unresolved_neighbor. Frames of the connection other than a SYN
+// still wait for the real server (counted as unresolved_neighbor).
+func TestUnresolvedRealTakesNoNewConnections(t *testing.T) {
+	spec := func(unresolved0 bool) svcSpec {
+		return svcSpec{id: 0, vip: "198.18.0.200:80", proto: 6, method: MethodDR, reals: []realSpec{
+			{id: 0, addr: "198.18.2.11:80", weight: 1, mac: macRS[0], unresolved: unresolved0},
+			{id: 1, addr: "198.18.2.12:80", weight: 1, mac: macRS[1]}}}
+	}
+	r := newRig(t, buildTables(1, spec(false)), 64)
+	flow := func(flags uint8) []byte {
+		return build(t, clientPkt("198.18.1.10:1000", "198.18.0.200:80", 6, flags))
+	}
+	if got := realOf(t, r.one(t, 0, flow(tcpSYN), afpacket.RxMeta{})); got != 0 {
+		t.Fatalf("first connection went to real %d, want 0 (rr)", got)
+	}
+	r.one(t, 0, flow(tcpACK), afpacket.RxMeta{})
+	r.one(t, 0, flow(tcpFIN|tcpACK), afpacket.RxMeta{}) // DR: govs sees the client's side only
+
+	// Generation 2: real 0's next hop is unresolved.
+	r.w.SetTables(buildTables(2, spec(true)))
+	r.none(t, 0, flow(tcpACK), afpacket.RxMeta{}, DropUnresolved)
+	// The client reuses the tuple for a new connection.
+	if got := realOf(t, r.one(t, 0, flow(tcpSYN), afpacket.RxMeta{})); got != 1 {
+		t.Fatalf("a new connection on the old tuple went to real %d, want 1 (0 is unresolved)", got)
+	}
+	// A SYN retransmitted while the chosen real server is unresolved is scheduled afresh too.
+	r.w.SetTables(buildTables(3, svcSpec{id: 0, vip: "198.18.0.200:80", proto: 6, method: MethodDR, reals: []realSpec{
+		{id: 0, addr: "198.18.2.11:80", weight: 1, mac: macRS[0]},
+		{id: 1, addr: "198.18.2.12:80", weight: 1, mac: macRS[1], unresolved: true}}}))
+	if got := realOf(t, r.one(t, 0, flow(tcpSYN), afpacket.RxMeta{})); got != 0 {
+		t.Fatalf("a retransmitted SYN went to real %d, want 0 (1 is unresolved now)", got)
+	}
+	if n := r.w.c[cDropBase+int(DropUnresolved)]; n != 1 {
+		t.Fatalf("unresolved_neighbor counted %d, want 1 (the ACK only)", n)
+	}
+}
