@@ -708,3 +708,19 @@ func (p *parser) healthShape(field string, table map[string]any) bool {
 	p.errf(field+".health_check", "is %s but must be a table; write %s (single brackets) on a line of its own, followed by its keys", typeName(v), header)
 	return false
 }
+
+// HealthSpecs returns the checks c asks for, by target, as health.Manager.Update takes them:
+// every real server with a HealthCheck, under each virtual server it belongs to. Real servers
+// without one are not checked, and count as up.
+func (c *Config) HealthSpecs() map[health.Target]health.Spec {
+	out := make(map[health.Target]health.Spec)
+	for i := range c.VirtualServers {
+		vs := &c.VirtualServers[i]
+		for _, rs := range vs.RealServers {
+			if rs.HealthCheck != nil {
+				out[health.Target{Service: vs.Key(), Server: rs.Address}] = rs.HealthCheck.Check
+			}
+		}
+	}
+	return out
+}

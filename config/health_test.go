@@ -104,6 +104,16 @@ func TestParseHealthCheck(t *testing.T) {
 	if diff := cmp.Diff(&service, vs.HealthCheck); diff != "" {
 		t.Errorf("virtual server's health check (-want +got):\n%s", diff)
 	}
+	specs := c.HealthSpecs()
+	if len(specs) != 3 {
+		t.Fatalf("HealthSpecs has %d targets, want the 3 real servers", len(specs))
+	}
+	for i, rs := range vs.RealServers {
+		spec, ok := specs[health.Target{Service: "tcp/198.18.0.100:80", Server: rs.Address}]
+		if !ok || !spec.Equal(&want[i].Check) {
+			t.Errorf("HealthSpecs[%s] = %+v, want %+v", rs.Address, spec, want[i].Check)
+		}
+	}
 	// Whatever config accepts, health runs.
 	for _, rs := range vs.RealServers {
 		if _, err := health.NewChecker(rs.HealthCheck.Check, health.Target{Service: vs.Key(), Server: rs.Address}, nil); err != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -450,4 +451,31 @@ func TestMonitorHTTP(t *testing.T) {
 	expect("one success")
 	step()
 	expect("second success", "198.18.0.2:8080 down>up")
+}
+
+// TestCheckIPv6 checks a real server by its IPv6 address: the URL and the addresses dialled
+// bracket it.
+func TestCheckIPv6(t *testing.T) {
+	l := newPeerLab(t)
+	netnstest.IP(t, "-n", l.hc, "addr", "add", "2001:2::1/64", "dev", "h0")
+	netnstest.IP(t, "-n", l.rs, "addr", "add", "2001:2::2/64", "dev", "r0")
+	l.server = netip.MustParseAddr("2001:2::2")
+	serveHTTP(t, l.listen(t, portHTTP), httpHandler(), nil)
+	echo := l.listenUDP(t, portEcho)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := echo.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			echo.WriteTo(buf[:n], from)
+		}
+	}()
+	runCases(t, l, []checkCase{
+		{"http up", Spec{Kind: KindHTTP, Path: "/ok"}, portHTTP, wantUp},
+		{"http wrong status", Spec{Kind: KindHTTP, Path: "/status/500"}, portHTTP, "GET http://[2001:2::2]:8080/status/500: status 500, want 2xx"},
+		{"udp up", Spec{Kind: KindUDP, Send: "ping", Expect: "^ping$"}, portEcho, wantUp},
+		{"tcp stopped", Spec{Kind: KindTCP}, portClosed, "connect to [2001:2::2]:8081: connection refused"},
+	})
 }

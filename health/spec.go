@@ -126,7 +126,7 @@ type Spec struct {
 	Host         string // Host header (and default SNI); "" is the address checked
 	ExpectStatus []int  // acceptable status codes; empty: any 2xx
 	ExpectBody   string // regexp the first MaxBody bytes of the body must match; "" = any body
-	TLSVerify    bool   // https: verify the certificate chain and name (default: encrypt only)
+	TLSVerify    bool   // https: verify the chain (system roots) and name; default: encrypt only
 	SNI          string // https: server name sent and verified; "" is Host, else none
 
 	// send_expect and udp.
