@@ -40,6 +40,7 @@ const (
 	portClosedDNS  = 5301
 	checkTimeout   = 5 * time.Second        // for checks that should end well before it
 	expiryTimeout  = 300 * time.Millisecond // for checks that should run into it
+	replyTimeout   = time.Second            // the same, when the message quotes a reply that must come first
 	wantUp         = ""
 	serviceForTest = "tcp/198.18.0.100:80"
 )
@@ -220,10 +221,10 @@ func TestCheckTCPAndSendExpect(t *testing.T) {
 		{"tcp up", Spec{Kind: KindTCP}, portPong, wantUp},
 		{"tcp server stopped", Spec{Kind: KindTCP}, portClosed, "connect to 198.18.0.2:8081: connection refused"},
 		{"send_expect up", se("PING\r\n", `^\+PONG`), portPong, wantUp},
-		{"wrong reply", withTimeout(se("HELLO\r\n", `^\+PONG`), expiryTimeout), portPong,
+		{"wrong reply", withTimeout(se("HELLO\r\n", `^\+PONG`), replyTimeout), portPong,
 			`read from 198.18.0.2:6379: no answer in time; the reply so far "-ERR unknown command\r\n" does not match "^\\+PONG"`},
 		{"greeting, nothing sent", se("", `^220 `), portGreeter, wantUp},
-		{"wrong greeting", withTimeout(se("", `^554`), expiryTimeout), portGreeter, `the reply so far "220 mail ready\r\n" does not match "^554"`},
+		{"wrong greeting", withTimeout(se("", `^554`), replyTimeout), portGreeter, `the reply so far "220 mail ready\r\n" does not match "^554"`},
 		{"no answer", withTimeout(se("PING\r\n", `^\+PONG`), expiryTimeout), portSilent, `read from 198.18.0.2:7000: no answer in time; the reply so far "" does not match`},
 		{"closed after a wrong reply", se("PING\r\n", `^\+PONG`), portCloser, `198.18.0.2:7001 closed the connection; the reply "BYE\r\n" does not match "^\\+PONG"`},
 		{"server stopped", se("PING\r\n", `^\+PONG`), portClosed, "connect to 198.18.0.2:8081: connection refused"},
@@ -261,7 +262,7 @@ func TestCheckUDP(t *testing.T) {
 	runCases(t, l, []checkCase{
 		{"up", udp("ping", "^ping$"), portEcho, wantUp},
 		{"any reply", udp("ping", ""), portEcho, wantUp},
-		{"wrong reply", withTimeout(udp("ping", "^pong"), expiryTimeout), portEcho, `read from 198.18.0.2:9000: no answer in time; the last reply "ping" does not match "^pong"`},
+		{"wrong reply", withTimeout(udp("ping", "^pong"), replyTimeout), portEcho, `read from 198.18.0.2:9000: no answer in time; the last reply "ping" does not match "^pong"`},
 		{"no answer", withTimeout(udp("ping", ""), expiryTimeout), portSilentUDP, "read from 198.18.0.2:9001: no answer in time"},
 		{"server stopped", udp("ping", "^ping$"), portClosed, "read from 198.18.0.2:8081: connection refused"},
 	})
@@ -457,8 +458,8 @@ func TestMonitorHTTP(t *testing.T) {
 // bracket it.
 func TestCheckIPv6(t *testing.T) {
 	l := newPeerLab(t)
-	netnstest.IP(t, "-n", l.hc, "addr", "add", "2001:2::1/64", "dev", "h0")
-	netnstest.IP(t, "-n", l.rs, "addr", "add", "2001:2::2/64", "dev", "r0")
+	netnstest.IP(t, "-n", l.hc, "addr", "add", "2001:2::1/64", "dev", "h0", "nodad")
+	netnstest.IP(t, "-n", l.rs, "addr", "add", "2001:2::2/64", "dev", "r0", "nodad")
 	l.server = netip.MustParseAddr("2001:2::2")
 	serveHTTP(t, l.listen(t, portHTTP), httpHandler(), nil)
 	echo := l.listenUDP(t, portEcho)
