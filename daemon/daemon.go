@@ -5,6 +5,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -305,21 +306,30 @@ func workersString(n int) string {
 
 func quoted(s string) string { return fmt.Sprintf("%q", s) }
 
-// Close releases the VIPs, stops the data plane and everything else.
+// Close releases the VIPs, stops the data plane and everything else, and returns what failed.
 func (d *Daemon) Close() error {
+	var errs []error
 	if d.ctl != nil {
-		d.ctl.Close()
+		if err := d.ctl.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("failed to close the control socket: %w", err))
+		}
 	}
 	for _, a := range d.announce {
-		a.Close()
+		if err := a.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("failed to release the VIPs: %w", err))
+		}
 	}
 	if d.engine != nil {
-		d.engine.Close()
+		if err := d.engine.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("failed to stop the data plane: %w", err))
+		}
 	}
 	if d.resolver != nil {
-		d.resolver.Close()
+		if err := d.resolver.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("failed to stop next-hop resolution: %w", err))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (d *Daemon) republish() {

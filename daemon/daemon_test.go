@@ -1,11 +1,15 @@
 package daemon
 
 import (
+	"errors"
+	"net"
 	"net/netip"
+	"path/filepath"
 	"testing"
 
 	"github.com/govs/govs/compile"
 	"github.com/govs/govs/config"
+	"github.com/govs/govs/control"
 	"github.com/govs/govs/neigh"
 )
 
@@ -74,5 +78,24 @@ real_server = [{ address = "198.19.9.13:8080" }]
 	}
 	if r := tb.Reals[2]; !r.Resolved || r.Port != 0 {
 		t.Errorf("NAT real server behind a gateway = %+v, want resolved on port 0", r)
+	}
+}
+
+// TestCloseReturnsErrors: Close reports what it failed to close.
+func TestCloseReturnsErrors(t *testing.T) {
+	if err := (&Daemon{}).Close(); err != nil {
+		t.Fatalf("Close of an empty daemon = %v", err)
+	}
+	srv, err := control.NewServer(filepath.Join(t.TempDir(), "govs.sock"), &statusGate{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Closing the control socket again fails: Close must say so.
+	err = (&Daemon{ctl: srv}).Close()
+	if err == nil || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Close with a control socket that fails to close = %v, want an error wrapping net.ErrClosed", err)
 	}
 }
