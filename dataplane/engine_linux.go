@@ -523,16 +523,16 @@ func (e *Engine) Close() error {
 // failed to close.
 func (e *Engine) closeSockets() error {
 	var errs []error
-	for _, all := range [][][]*afpacket.Socket{e.os.socks, e.os.frames, e.os.large} {
-		for _, socks := range all {
+	for _, set := range []*[][]*afpacket.Socket{&e.os.socks, &e.os.frames, &e.os.large} {
+		for _, socks := range *set {
 			for _, s := range socks {
 				if err := s.Close(); err != nil {
 					errs = append(errs, err)
 				}
 			}
 		}
+		*set = nil
 	}
-	e.os.socks, e.os.frames, e.os.large = nil, nil, nil
 	if e.os.guard != nil {
 		errs = append(errs, e.os.guard.close())
 		e.os.guard = nil
