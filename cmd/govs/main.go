@@ -142,7 +142,9 @@ func cmdRun(args []string) int {
 	}
 	cancel()
 	<-done
-	d.Close()
+	if err := d.Close(); err != nil {
+		logger.Printf("warning: while stopping: %v", err)
+	}
 	logger.Printf("stopped")
 	return 0
 }
