@@ -40,6 +40,9 @@ type NextHops interface {
 // Commit adopts them once they are in use, so tables that were never published (a reload the data
 // plane refused) leave no trace. A Compiler is not safe for concurrent use.
 type Compiler struct {
+	// Overrides are applied on top of every configuration compiled (see Overrides).
+	Overrides Overrides
+
 	cur state
 	// pending is the state that tables (the last Compile's result) leave behind, until Commit.
 	pending *state
@@ -116,6 +119,7 @@ func (c *Compiler) Compile(cfg *config.Config, hops NextHops) (*dataplane.Tables
 					key, rs.Address, idSpace)
 			}
 			r := realServer(rs, rid, sid)
+			c.Overrides.apply(key, rs.Address, r)
 			r.Counts = s.countsOf(rid)
 			resolve(r, vs.Method == config.MethodDR, hops)
 			svc.RealIDs = append(svc.RealIDs, rid)

@@ -19,7 +19,7 @@ func Same(a, b *dataplane.Tables) bool {
 			return false
 		}
 		if x != nil && (x.ID != y.ID || x.Addr != y.Addr || x.Weight != y.Weight || x.Port != y.Port || x.MAC != y.MAC ||
-			x.Resolved != y.Resolved || x.Service != y.Service || x.Removed != y.Removed || x.Counts != y.Counts ||
+			x.Resolved != y.Resolved || x.Service != y.Service || x.Removed != y.Removed || x.Disabled != y.Disabled || x.Counts != y.Counts ||
 			x.UpperThreshold != y.UpperThreshold || x.LowerThreshold != y.LowerThreshold) {
 			return false
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -114,6 +115,9 @@ func TestProcessBatchSameAsProcess(t *testing.T) {
 		if one.w.ct.Len() != bat.w.ct.Len() || one.w.ct.Stats() != bat.w.ct.Stats() {
 			t.Fatalf("seed %d: tables differ: %d entries %+v one by one, %d %+v in batches", seed,
 				one.w.ct.Len(), one.w.ct.Stats(), bat.w.ct.Len(), bat.w.ct.Stats())
+		}
+		if !slices.Equal(one.w.rt, bat.w.rt) || !slices.Equal(one.w.rcN, bat.w.rcN) {
+			t.Fatalf("seed %d: per-real traffic differs:\nProcess      %v %v\nProcessBatch %v %v", seed, one.w.rt, one.w.rcN, bat.w.rt, bat.w.rcN)
 		}
 		for id, r := range one.w.tables.Reals {
 			if r == nil {

@@ -104,12 +104,37 @@ type counters [numSlots]uint64
 
 type published struct {
 	slots [numSlots]atomic.Uint64
-	// reals are per real-server ID figures (connections live, packets), replaced when IDs grow.
+	// reals are per real-server ID figures (traffic, connections), replaced when IDs grow.
 	reals atomic.Pointer[realCounters]
+	// conns is a pending connection-table snapshot request (see Engine.Conns), served by the
+	// worker between batches; nil when none is pending.
+	conns atomic.Pointer[connRequest]
 }
 
 type realCounters struct {
-	packets []atomic.Uint64
+	reals []realPublished
+}
+
+// realPublished is one real server's published figures in one worker: a copy of its realTally
+// and of its connection count.
+type realPublished struct {
+	packets, bytes [2]atomic.Uint64 // by conntrack.Dir
+	conns          atomic.Uint64
+}
+
+// realTally is one real server's traffic through one worker, by direction (indexed by
+// conntrack.Dir: client to real server, real server to client). A packet adds to the packets and
+// bytes of one direction, which sit next to each other in 16 bytes: the slice's elements are 16-byte
+// aligned (Go allocates anything of 16 bytes and more at a multiple of 16; see
+// TestRealTallyAligned), so both adds touch one cache line, the line the packet count alone
+// touched before.
+type realTally [2]struct{ packets, bytes uint64 }
+
+// newRealTallies returns n zeroed tallies with a cache line of padding on either side, so that no
+// other worker's counters share their lines.
+func newRealTallies(n int) []realTally {
+	const pad = 64 / 32 // tallies per cache line
+	return make([]realTally, n+2*pad)[pad : pad+n : pad+n]
 }
 
 // Stats is a snapshot of the data plane's counters summed over workers.
@@ -118,6 +143,33 @@ type Stats struct {
 	// Drops maps a reason (a Drop or a frame parse error) to its count; zero counts are included.
 	Drops      map[string]uint64
 	DropsTotal uint64
-	// RealPackets is indexed by real-server ID.
+	// RealPackets is indexed by real-server ID: packets in both directions.
 	RealPackets []uint64
+	// Reals is indexed by real-server ID.
+	Reals []RealStats
+}
+
+// RealStats is one real server's traffic, summed over workers: connections scheduled to it, and
+// packets and bytes (IP packet length) from clients to it (In) and back (Out; NAT only: direct
+// routing's replies bypass govs), as IPVS counts them for ipvsadm --stats.
+type RealStats struct {
+	Conns, PacketsIn, PacketsOut, BytesIn, BytesOut uint64
+}
+
+// Sub returns s minus o, each field at least 0 (o may be from a real server that held the ID before).
+func (s RealStats) Sub(o RealStats) RealStats {
+	d := func(a, b uint64) uint64 {
+		if a < b {
+			return 0
+		}
+		return a - b
+	}
+	return RealStats{d(s.Conns, o.Conns), d(s.PacketsIn, o.PacketsIn), d(s.PacketsOut, o.PacketsOut),
+		d(s.BytesIn, o.BytesIn), d(s.BytesOut, o.BytesOut)}
+}
+
+// Add returns s plus o.
+func (s RealStats) Add(o RealStats) RealStats {
+	return RealStats{s.Conns + o.Conns, s.PacketsIn + o.PacketsIn, s.PacketsOut + o.PacketsOut,
+		s.BytesIn + o.BytesIn, s.BytesOut + o.BytesOut}
 }

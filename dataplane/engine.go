@@ -93,7 +93,7 @@ func filterSpec(t *Tables) bpfgen.FilterSpec {
 // Stats sums the workers' last published counters.
 func (e *Engine) Stats() Stats {
 	var sum counters
-	var packets []uint64
+	var reals []RealStats
 	for _, w := range e.workers {
 		for i := range sum {
 			sum[i] += w.pub.slots[i].Load()
@@ -102,17 +102,30 @@ func (e *Engine) Stats() Stats {
 		if rc == nil {
 			continue
 		}
-		if len(rc.packets) > len(packets) {
-			packets = append(packets, make([]uint64, len(rc.packets)-len(packets))...)
+		if len(rc.reals) > len(reals) {
+			reals = append(reals, make([]RealStats, len(rc.reals)-len(reals))...)
 		}
-		for i := range rc.packets {
-			packets[i] += rc.packets[i].Load()
+		for i := range rc.reals {
+			p, r := &rc.reals[i], &reals[i]
+			r.Conns += p.conns.Load()
+			r.PacketsIn += p.packets[0].Load()
+			r.PacketsOut += p.packets[1].Load()
+			r.BytesIn += p.bytes[0].Load()
+			r.BytesOut += p.bytes[1].Load()
+		}
+	}
+	var packets []uint64
+	if reals != nil {
+		packets = make([]uint64, len(reals))
+		for i, r := range reals {
+			packets[i] = r.PacketsIn + r.PacketsOut
 		}
 	}
 	st := Stats{
 		Counters:    make(map[string]uint64, cDropBase),
 		Drops:       make(map[string]uint64, numSlots-cDropBase),
 		RealPackets: packets,
+		Reals:       reals,
 	}
 	for i := 0; i < cDropBase; i++ {
 		st.Counters[counterNames[i]] = sum[i]

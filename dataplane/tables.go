@@ -88,6 +88,9 @@ type Real struct {
 	// Removed marks a real server a reload took out of its service: it gets no new connections;
 	// its established ones are forwarded to it until they end, unless Tables.ExpireNodestConn.
 	Removed bool
+	// Disabled marks a real server the operator took out of rotation (`govs ctl disable`): it
+	// gets no new connections, not even a persistent client's; its established ones go on.
+	Disabled bool
 	// Counts are the real server's connection counts over all workers (shared; written when a
 	// connection starts, changes between active and inactive, or ends).
 	Counts *sched.Counts
@@ -131,7 +134,7 @@ func (t *Tables) Finish() {
 				Addr:           r.addr,
 				Port:           r.Addr.Port(),
 				Weight:         r.Weight,
-				Available:      r.Resolved && !r.Removed,
+				Available:      r.Resolved && !r.Removed && !r.Disabled,
 				Counts:         r.Counts,
 				UpperThreshold: r.UpperThreshold,
 				LowerThreshold: r.LowerThreshold,

@@ -3,7 +3,6 @@ package dataplane
 import (
 	"encoding/binary"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/govs/govs/conntrack"
@@ -81,8 +80,10 @@ type Worker struct {
 
 	c    counters
 	pub  *published
-	rpN  []uint64 // worker-local per-real packet counts
-	seen uint32   // last Tables generation the worker adapted to
+	seen uint32 // last Tables generation the worker adapted to
+
+	rt  []realTally // worker-local per-real traffic, indexed by real-server ID
+	rcN []uint64    // worker-local per-real connections scheduled, indexed by real-server ID
 
 	expireTick int64  // table tick of the last expiry sweep step
 	expressed  uint64 // frames the express lane forwarded (for tests: proof that it ran)
@@ -149,11 +150,14 @@ func (w *Worker) SetTables(t *Tables) {
 		scheds[i] = sc
 	}
 	w.scheds = scheds
-	if n := len(t.Reals); n > len(w.rpN) {
-		rpN := cacheline.Uint64s(n) // written per packet: not on a line another worker's counters use
-		copy(rpN, w.rpN)
-		w.rpN = rpN
-		w.pub.reals.Store(&realCounters{packets: make([]atomic.Uint64, n)})
+	if n := len(t.Reals); n > len(w.rt) {
+		rt := newRealTallies(n) // written per packet: not on a line another worker's counters use
+		copy(rt, w.rt)
+		w.rt = rt
+		rcN := cacheline.Uint64s(n)
+		copy(rcN, w.rcN)
+		w.rcN = rcN
+		w.pub.reals.Store(&realCounters{reals: make([]realPublished, n)})
 	}
 	w.seen = t.Gen
 }
@@ -319,7 +323,9 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 	if old, cur := w.ct.TouchConn(c, dir, p.TCPFlags, w.now); old != cur {
 		activeChanged(r, old, cur)
 	}
-	w.rpN[r.ID]++
+	tally := &w.rt[r.ID][dir&1]
+	tally.packets++
+	tally.bytes += uint64(p.End - p.L3Off)
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved {
 			w.drop(DropUnresolved)
@@ -392,7 +398,9 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	} else {
 		w.ct.Refresh(c, w.now)
 	}
-	w.rpN[r.ID]++
+	tally := &w.rt[r.ID][dir&1]
+	tally.packets++
+	tally.bytes += uint64(p.End - p.L3Off)
 	if !w.send(out, b, meta.Vnet, &mac) && !w.transmitSlow(out, b, meta, mac) {
 		return false, true
 	}
@@ -419,7 +427,7 @@ func activeChanged(r *Real, old, cur conntrack.State) {
 // not resolved takes none (as the schedulers see it too): a bare SYN on the tuple of a connection
 // bound to it is scheduled afresh instead of waiting, dropped, for the neighbour entry.
 func usable(r *Real, c *conntrack.Conn) bool {
-	return r != nil && r.Service == c.VS && !r.Removed && r.Weight > 0 && r.Resolved
+	return r != nil && r.Service == c.VS && !r.Removed && !r.Disabled && r.Weight > 0 && r.Resolved
 }
 
 // receivedChecksum prepares the checksum of a frame received with offload state for rewriting.
@@ -514,7 +522,7 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 		w.tkey = conntrack.TemplateKey(conntrack.MaskAddr(p.Src, svc.PersistenceBits), svc.ID)
 		if tid, _, ok := w.ct.Lookup(&w.tkey); ok {
 			t := w.ct.Get(tid)
-			if tr := w.tables.real(t.RS()); tr != nil && tr.Service == svc.ID && !tr.Removed && tr.Resolved {
+			if tr := w.tables.real(t.RS()); tr != nil && tr.Service == svc.ID && !tr.Removed && !tr.Disabled && tr.Resolved {
 				r = tr
 				nc.Template = tid + 1
 			} else {
@@ -545,6 +553,7 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 		return 0, false
 	}
 	w.c[cConnsCreated]++
+	w.rcN[r.ID]++
 	r.Counts.Inactive.Add(1)
 	return id, true
 }
@@ -808,9 +817,17 @@ func (w *Worker) Publish() {
 		w.pub.slots[i].Store(w.c[i])
 	}
 	if rc := w.pub.reals.Load(); rc != nil {
-		for i := range rc.packets {
-			rc.packets[i].Store(w.rpN[i])
+		for i := range rc.reals {
+			p, t := &rc.reals[i], &w.rt[i]
+			p.packets[0].Store(t[0].packets)
+			p.packets[1].Store(t[1].packets)
+			p.bytes[0].Store(t[0].bytes)
+			p.bytes[1].Store(t[1].bytes)
+			p.conns.Store(w.rcN[i])
 		}
+	}
+	if req := w.pub.conns.Load(); req != nil {
+		w.serveConns(req)
 	}
 }
 
