@@ -31,6 +31,21 @@ type Status struct {
 	VirtualServers []VirtualServer `json:"virtual_servers"`
 	// LastReload is the outcome of the latest reload attempt (SIGHUP); null until the first.
 	LastReload *Reload `json:"last_reload"`
+	// Overrides are the runtime changes (`govs ctl weight|drain|disable`) in force; each lasts
+	// until the next reload of the file, which drops it (Reload.OverridesDropped). [] when none.
+	Overrides []Override `json:"overrides"`
+}
+
+// Override is one real server's runtime change.
+type Override struct {
+	Service string `json:"service"` // as listed: "tcp/198.18.0.100:80"
+	Real    string `json:"real"`    // "198.19.0.11:80", "[2001:2::11]:80"
+	// Weight is the weight in force, null when only Disabled is overridden; ConfiguredWeight is
+	// the file's, which the next reload brings back.
+	Weight           *int      `json:"weight"`
+	ConfiguredWeight int       `json:"configured_weight"`
+	Disabled         bool      `json:"disabled"`
+	Since            time.Time `json:"since"`
 }
 
 // Reload is the outcome of one reload attempt.
@@ -42,6 +57,8 @@ type Reload struct {
 	// Error is why it was rejected, one problem per line (file:line: field: what is wrong); empty
 	// when it was applied.
 	Error string `json:"error"`
+	// OverridesDropped are the runtime overrides an applied reload ended; absent when none.
+	OverridesDropped []Override `json:"overrides_dropped,omitempty"`
 }
 
 // List is the answer of `govs list -json`: the virtual servers and their real servers, with the
@@ -73,6 +90,31 @@ type VirtualServer struct {
 	Scheduler   string       `json:"scheduler"`
 	Method      string       `json:"method"`
 	RealServers []RealServer `json:"real_servers"`
+	// Stats and Rate sum those of the service's real servers (those a reload removed and whose
+	// connections drain included).
+	Stats TrafficStats `json:"stats"`
+	Rate  TrafficRate  `json:"rate"`
+}
+
+// TrafficStats are counts since govs started or since `govs ctl zero`, as ipvsadm --stats shows
+// them: connections scheduled, packets and bytes (IP length) from clients (in) and back (out; only
+// through govs under NAT: direct routing's replies bypass it).
+type TrafficStats struct {
+	Conns    uint64 `json:"conns"`
+	InPkts   uint64 `json:"inpkts"`
+	OutPkts  uint64 `json:"outpkts"`
+	InBytes  uint64 `json:"inbytes"`
+	OutBytes uint64 `json:"outbytes"`
+}
+
+// TrafficRate is TrafficStats per second, as ipvsadm --rate shows it: over the daemon's last
+// sampling interval (about a second); zero until it has two samples.
+type TrafficRate struct {
+	CPS    float64 `json:"cps"`
+	InPPS  float64 `json:"inpps"`
+	OutPPS float64 `json:"outpps"`
+	InBPS  float64 `json:"inbps"`
+	OutBPS float64 `json:"outbps"`
 }
 
 // RealServer is one real server in a listing.
@@ -89,6 +131,11 @@ type RealServer struct {
 	// Overloaded: the server reached its upper_threshold and takes no new connections until it is
 	// below its lower_threshold (IPVS's IP_VS_DEST_F_OVERLOAD).
 	Overloaded bool `json:"overloaded"`
+	// Disabled: `govs ctl disable` took it out of rotation until `govs ctl enable` or the next
+	// reload of the file.
+	Disabled bool         `json:"disabled"`
+	Stats    TrafficStats `json:"stats"`
+	Rate     TrafficRate  `json:"rate"`
 }
 
 // Handler answers requests; the daemon implements it.
@@ -153,11 +200,16 @@ func (s *Server) serve(c net.Conn) {
 	}
 	enc := json.NewEncoder(c)
 	enc.SetIndent("", "  ")
-	switch cmd := strings.TrimSpace(line); cmd {
+	if err := peerAllowed(c); err != nil {
+		enc.Encode(errorAnswer{err.Error()})
+		return
+	}
+	name, args, _ := strings.Cut(strings.TrimSpace(line), " ")
+	switch name {
 	case "stats", "list":
 		enc.Encode(s.h.Status())
 	default:
-		enc.Encode(map[string]string{"error": fmt.Sprintf("unknown command %q; known: stats, list", cmd)})
+		s.command(c, enc, name, []byte(args))
 	}
 }
 

@@ -29,7 +29,9 @@ func TestStatusJSONContract(t *testing.T) {
 	}}}
 	b, _ = json.Marshal(st.List())
 	want := `{"version":"v1","virtual_servers":[{"address":"198.18.0.100:80","protocol":"tcp","scheduler":"rr","method":"nat",` +
-		`"real_servers":[{"address":"198.19.0.11:80","weight":1,"resolved":false,"connections":0,"active_connections":0,"inactive_connections":0,"packets":0,"overloaded":false}]}]}`
+		`"real_servers":[{"address":"198.19.0.11:80","weight":1,"resolved":false,"connections":0,"active_connections":0,"inactive_connections":0,"packets":0,"overloaded":false,` +
+		`"disabled":false,"stats":{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0},"rate":{"cps":0,"inpps":0,"outpps":0,"inbps":0,"outbps":0}}],` +
+		`"stats":{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0},"rate":{"cps":0,"inpps":0,"outpps":0,"inbps":0,"outbps":0}}]}`
 	if string(b) != want {
 		t.Errorf("listing:\n got %s\nwant %s", b, want)
 	}

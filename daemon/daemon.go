@@ -42,6 +42,7 @@ type Daemon struct {
 	// lastReload is the outcome of the latest reload attempt (see RecordReload); never modified
 	// once stored, so Status hands out a copy.
 	lastReload *control.Reload
+	rt         ctlState // what `govs ctl` keeps besides the compiler's overrides (see ctl.go)
 }
 
 // New starts the data plane, the resolver, the announcers and the control socket for cfg.
@@ -149,6 +150,7 @@ func (d *Daemon) Run(ctx context.Context) {
 			// Catch anything a missed notification left stale; cheap for a handful of servers.
 			d.republish()
 			full.check(d, now)
+			d.sampleRates(now)
 			stranded.check(d, d.engine.Tables())
 			if err := d.engine.RefreshKernelGuard(); err != nil {
 				d.logf("warning: %v", err)
@@ -239,9 +241,11 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	defer d.mu.Unlock()
 	next := *cfg
 	pending := restartOnly(d.cfg, &next)
+	restore := d.dropOverridesLocked() // the file is what the operator wants from now on
 	// The new real servers are unresolved, and so take no connections, until the resolver (told
 	// of them by trackLocked) knows their next hop and Run republishes.
 	if err := d.applyLocked(&next, false); err != nil {
+		restore()
 		return err
 	}
 	d.cfg = &next
@@ -517,6 +521,7 @@ func (d *Daemon) Status() control.Status {
 		}
 		st.VirtualServers = append(st.VirtualServers, v)
 	}
+	d.completeStatus(&st, t, &ds)
 	return st
 }
 

@@ -15,6 +15,9 @@ func (d *Daemon) RecordReload(t time.Time, err error) {
 		r.Error = err.Error()
 	}
 	d.mu.Lock()
+	if err == nil {
+		r.OverridesDropped = d.takeDroppedLocked()
+	}
 	d.lastReload = r
 	d.mu.Unlock()
 }

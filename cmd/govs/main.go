@@ -1,6 +1,6 @@
 // Command govs is the Go Virtual Server: a userspace L4 load balancer in the line of LVS/IPVS.
 //
-// Subcommands: run, check-config, stats, list, demo, version. `govs <command> -h` shows each one's
+// Subcommands: run, check-config, stats, list, ctl, demo, bench, version. `govs <command> -h` shows each one's
 // flags and examples.
 package main
 
@@ -40,7 +40,8 @@ func init() {
 		{"run", "run the load balancer in the foreground", cmdRun},
 		{"check-config", "validate a configuration file", cmdCheckConfig},
 		{"stats", "print a running govs's counters", cmdStats},
-		{"list", "list virtual and real servers (like ipvsadm -Ln)", cmdList},
+		{"list", "list virtual and real servers (like ipvsadm -Ln), their traffic, rates and connections", cmdList},
+		{"ctl", "change the running balancer: weight, drain, enable, disable, zero, reload", cmdCtl},
 		{"demo", "build a demo topology in network namespaces and run govs in it", cmdDemo},
 		{"bench", "generate, replay (offline) and transmit (live) captures to measure govs", cmdBench},
 		{"version", "print the version", cmdVersion},
@@ -156,21 +157,10 @@ type reloader interface {
 }
 
 // reloadFile reloads d from the file at path and records the outcome for `govs stats`, also when
-// the file fails to parse or validate and so never reaches d.Reload.
+// the file fails to parse or validate and so never reaches d.Reload; `govs ctl reload` does the
+// same (daemon.ReloadFile).
 func reloadFile(d reloader, path string, logf func(format string, args ...any)) {
-	at := time.Now()
-	next, err := config.Load(path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
-	if err != nil {
-		logf("reload rejected, the running configuration stays:\n%v", err)
-	} else {
-		for _, w := range next.Warnings() {
-			logf("warning: %s", w)
-		}
-		if err = d.Reload(next); err != nil {
-			logf("reload rejected, the running configuration stays: %v", err)
-		}
-	}
-	d.RecordReload(at, err)
+	daemon.ReloadFile(d, path, logf)
 }
 
 func cmdCheckConfig(args []string) int {
@@ -279,6 +269,7 @@ func printStats(w io.Writer, st *control.Status) {
 	fmt.Fprintf(w, "govs %s  ready=%v  workers=%d  interfaces=%s  generation=%d\n",
 		st.Version, st.Ready, st.Workers, strings.Join(st.Interfaces, ","), st.Generation)
 	printLastReload(w, st.LastReload, time.Now())
+	printOverrides(w, st.Overrides, time.Now())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "counter\tvalue")
 	for _, k := range sortedKeys(st.Counters) {
@@ -304,6 +295,9 @@ func printLastReload(w io.Writer, r *control.Reload, now time.Time) {
 	when := fmt.Sprintf("%s (%s ago)", r.Time.Format(time.RFC3339), now.Sub(r.Time).Round(time.Second))
 	if r.Applied {
 		fmt.Fprintf(w, "last reload: applied at %s\n", when)
+		if n := len(r.OverridesDropped); n > 0 {
+			fmt.Fprintf(w, "  it ended %d runtime override(s) made with govs ctl\n", n)
+		}
 		return
 	}
 	fmt.Fprintf(w, "last reload: rejected at %s; the running configuration stays:\n", when)
@@ -331,14 +325,41 @@ func printRealServers(w io.Writer, vss []control.VirtualServer) {
 }
 
 func cmdList(args []string) int {
-	fs := newFlags("list", "list [-control SOCK | -config FILE] [-json]", `  govs list
+	fs := newFlags("list", "list [-control SOCK | -config FILE] [-stats | -rate | -conns [-service S] [-real R] [-client C] [-max N]] [-json]", `  govs list
   govs list -config /etc/govs/govs.toml
   govs list -json     # {"version": ..., "virtual_servers": [{"address": ..., "real_servers": [...]}]}
+  govs list -stats    # connections, packets and bytes in/out per service and real server (ipvsadm -Ln --stats)
+  govs list -rate     # the same per second (ipvsadm -Ln --rate)
+  govs list -conns -service tcp/198.18.0.100:80 -real 198.19.0.11:80   # connections (ipvsadm -Lnc)
+  govs list -conns -client 198.18.0.10 -json
 `)
 	sockPath := controlFlags(fs)
-	asJSON := fs.Bool("json", false, "print the virtual and real servers as JSON (the field names of `govs stats -json`)")
+	asJSON := fs.Bool("json", false, "print as JSON (the field names of `govs stats -json`; with -conns: {\"matched\": N, \"conns\": [...]})")
+	withStats := fs.Bool("stats", false, "show connections, packets and bytes in/out (since govs started or `govs ctl zero`)")
+	withRate := fs.Bool("rate", false, "show connections, packets and bytes per second (over the last second)")
+	conns := fs.Bool("conns", false, "list the connections: protocol, expiry, state, client, VIP, real server")
+	service := fs.String("service", "", "with -conns: only this virtual server's, e.g. tcp/198.18.0.100:80")
+	real := fs.String("real", "", "with -conns: only those to this real server, e.g. 198.19.0.11:80 (or the address alone)")
+	client := fs.String("client", "", "with -conns: only this client's, e.g. 198.18.0.10 or 198.18.0.10:41000")
+	maxConns := fs.Int("max", control.DefaultConnsMax, "with -conns: list at most this many (up to 100000); the rest are counted")
 	if ok, code := parse(fs, args); !ok {
 		return code
+	}
+	if n := countTrue(*withStats, *withRate, *conns); n > 1 {
+		fmt.Fprintln(os.Stderr, "govs list: choose one of -stats, -rate and -conns")
+		return 2
+	}
+	if !*conns && (*service != "" || *real != "" || *client != "") {
+		fmt.Fprintln(os.Stderr, "govs list: -service, -real and -client filter the connections; add -conns")
+		return 2
+	}
+	if *conns {
+		sock, err := sockPath()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "govs list:", err)
+			return 1
+		}
+		return listConns(sock, control.ConnsArgs{Service: *service, Real: *real, Client: *client, Max: *maxConns}, *asJSON)
 	}
 	st, err := queryStatus(sockPath)
 	if err != nil {
@@ -354,8 +375,25 @@ func cmdList(args []string) int {
 		}
 		return 0
 	}
-	printList(os.Stdout, st)
+	switch {
+	case *withStats:
+		printListStats(os.Stdout, st)
+	case *withRate:
+		printListRate(os.Stdout, st)
+	default:
+		printList(os.Stdout, st)
+	}
 	return 0
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 // printList prints virtual servers the way `ipvsadm -Ln` does, so operators read it at a glance.
@@ -368,8 +406,8 @@ func printList(w io.Writer, st *control.Status) {
 		fmt.Fprintf(tw, "%s  %s\t%s\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler)
 		fwd := map[string]string{"nat": "Masq", "dr": "Route"}[vs.Method]
 		for _, rs := range vs.RealServers {
-			fmt.Fprintf(tw, "  -> %s\t%s\t%d\t%d\t%d\t%d\t%v\n", rs.Address, fwd, rs.Weight,
-				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved)
+			fmt.Fprintf(tw, "  -> %s\t%s\t%d\t%d\t%d\t%d\t%v%s\n", rs.Address, fwd, rs.Weight,
+				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved, realNote(rs, st.Overrides, vs))
 		}
 	}
 	tw.Flush()

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/govs/govs/control"
+)
+
+const ctlSynopsis = `ctl [-control SOCK | -config FILE] OPERATION ARGS
+  weight SERVICE REAL N      set a real server's weight (0: no new connections)
+  drain [-timeout D] SERVICE REAL
+                             weight 0, then wait, showing progress, until its connections end
+  disable SERVICE REAL       no new connections at all (persistent clients' included); established ones go on
+  enable SERVICE REAL        undo disable
+  zero                       zero the counters of govs stats and govs list -stats
+  reload                     reload the configuration file, as SIGHUP does
+
+SERVICE is written as govs list shows it (tcp/198.18.0.100:80, udp/[2001:2::100]:53), REAL as
+198.19.0.11:80 or [2001:2::11]:80. A change lasts until the next reload of the file, which drops
+it (govs stats lists the changes in force).`
+
+// ctlPoll is how often `govs ctl drain` looks at the real server's connections.
+var ctlPoll = time.Second
+
+func cmdCtl(args []string) int {
+	fs := newFlags("ctl", ctlSynopsis, `  govs ctl weight tcp/198.18.0.100:80 198.19.0.11:80 5
+  govs ctl -control /run/govs/govs.sock drain -timeout 10m tcp/198.18.0.100:80 198.19.0.11:80
+  govs ctl disable udp/[2001:2::100]:53 [2001:2::11]:53
+  govs ctl reload
+`)
+	sockPath := controlFlags(fs)
+	timeout := fs.Duration("timeout", 0, "drain: give up waiting after this long (0: wait until the connections end)")
+	// Flags may come before and after the operation and its arguments.
+	var pos []string
+	for {
+		if ok, code := parse(fs, args); !ok {
+			return code
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	usage := func(msg string) int {
+		fmt.Fprintf(os.Stderr, "govs ctl: %s (try `govs ctl -h`)\n", msg)
+		return 2
+	}
+	if len(pos) == 0 {
+		return usage("name an operation: weight, drain, enable, disable, zero or reload")
+	}
+	op, rest := pos[0], pos[1:]
+	want := map[string]int{control.CmdWeight: 3, control.CmdDrain: 2, control.CmdEnable: 2, control.CmdDisable: 2,
+		control.CmdZero: 0, control.CmdReload: 0}
+	n, known := want[op]
+	switch {
+	case !known:
+		return usage(fmt.Sprintf("unknown operation %q; use weight, drain, enable, disable, zero or reload", op))
+	case len(rest) != n && op == control.CmdWeight:
+		return usage("weight takes SERVICE REAL N, e.g. govs ctl weight tcp/198.18.0.100:80 198.19.0.11:80 5")
+	case len(rest) != n && n == 0:
+		return usage(op + " takes no arguments")
+	case len(rest) != n:
+		return usage(fmt.Sprintf("%s takes SERVICE REAL, e.g. govs ctl %s tcp/198.18.0.100:80 198.19.0.11:80", op, op))
+	}
+	if *timeout != 0 && op != control.CmdDrain {
+		return usage("-timeout is for drain")
+	}
+	var a any
+	if n >= 2 {
+		ra := control.RealArgs{Service: rest[0], Real: rest[1]}
+		if op == control.CmdWeight {
+			w, err := strconv.Atoi(rest[2])
+			if err != nil {
+				return usage(fmt.Sprintf("weight %q is not an integer; write a weight from 0 to 65535", rest[2]))
+			}
+			ra.Weight = &w
+		}
+		a = ra
+	}
+	sock, err := sockPath()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "govs ctl:", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), control.CommandTimeout+10*time.Second)
+	defer cancel()
+	var res control.CtlResult
+	if err := control.Call(ctx, sock, op, a, &res); err != nil {
+		fmt.Fprintf(os.Stderr, "govs ctl %s: %v\n", op, err)
+		return 1
+	}
+	fmt.Println(res.Message)
+	if op != control.CmdDrain {
+		return 0
+	}
+	if res.Override == nil {
+		fmt.Fprintln(os.Stderr, "govs ctl drain: the running govs did not say which real server it drains; is it older than this client?")
+		return 1
+	}
+	return drainWait(os.Stdout, os.Stderr, sock, *res.Override, res.Connections, *timeout)
+}
+
+// drainWait waits until real server o.Real of o.Service has no connections left, printing their
+// number as it falls, or until timeout (0: no limit).
+func drainWait(out, errw io.Writer, sock string, o control.Override, left int64, timeout time.Duration) int {
+	start := time.Now()
+	last, lastShown := int64(-1), time.Time{}
+	for {
+		rs, err := findListed(sock, o.Service, o.Real)
+		if err != nil {
+			fmt.Fprintf(errw, "govs ctl drain: %v\n", err)
+			return 1
+		}
+		left = rs.ActiveConnections + rs.InactiveConnections
+		if left == 0 {
+			fmt.Fprintf(out, "drained: %s %s has no connections left; its weight stays 0 until `govs ctl weight` or the next reload of the file\n", o.Service, o.Real)
+			return 0
+		}
+		if rs.Weight != 0 {
+			fmt.Fprintf(errw, "govs ctl drain: %s %s has weight %d again (govs ctl weight, or a reload of the file ended the drain); no longer waiting, %d connections left\n",
+				o.Service, o.Real, rs.Weight, left)
+			return 1
+		}
+		now := time.Now()
+		if left != last || now.Sub(lastShown) >= 10*time.Second {
+			fmt.Fprintf(out, "  %s: %d connections left (%d active, %d inactive)\n", now.Sub(start).Round(time.Second), left,
+				rs.ActiveConnections, rs.InactiveConnections)
+			last, lastShown = left, now
+		}
+		if timeout > 0 && now.Sub(start) >= timeout {
+			fmt.Fprintf(errw, "govs ctl drain: %s %s still has %d connections after %v; its weight stays 0; wait longer (-timeout) or let them end\n",
+				o.Service, o.Real, left, timeout)
+			return 1
+		}
+		time.Sleep(ctlPoll)
+	}
+}
+
+// errNotListed: the real server being drained is no longer in the listing.
+var errNotListed = errors.New("no longer listed")
+
+// findListed returns real server real of service in the running govs's listing.
+func findListed(sock, service, real string) (*control.RealServer, error) {
+	st, err := queryStatus(func() (string, error) { return sock, nil })
+	if err != nil {
+		return nil, err
+	}
+	for _, vs := range st.VirtualServers {
+		if vs.Protocol+"/"+vs.Address != service {
+			continue
+		}
+		for i := range vs.RealServers {
+			if vs.RealServers[i].Address == real {
+				return &vs.RealServers[i], nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%s %s is %w (a reload of the file removed it: its connections drain as a removed real server's)", service, real, errNotListed)
+}
