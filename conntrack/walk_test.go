@@ -56,7 +56,9 @@ func TestRemaining(t *testing.T) {
 	id := insertNAT(t, tab, 1)
 	c := tab.Get(id)
 	// Within a few ticks (about 1 ms each): timeouts round up to ticks, times down.
-	near := func(got, want time.Duration) bool { return got < want+5*time.Millisecond && got > want-5*time.Millisecond }
+	near := func(got, want time.Duration) bool {
+		return got < want+5*time.Millisecond && got > want-5*time.Millisecond
+	}
 	if got := time.Duration(tab.Remaining(c)); !near(got, 30*time.Second) {
 		t.Errorf("a new SYN_RECV entry has %v left, want 30s", got)
 	}
