@@ -16,7 +16,7 @@ import (
 )
 
 // fakeHandler answers stats and, as a Commander, "echo" (its arguments back) and "fail".
-type fakeHandler struct{ plain bool }
+type fakeHandler struct{}
 
 func (fakeHandler) Status() Status { return Status{Version: "v-test", Ready: true} }
 

@@ -183,9 +183,14 @@ func findService(cfg *config.Config, s string) (*config.VirtualServer, error) {
 	return nil, fmt.Errorf("unknown virtual server %s; known: %s", key, strings.Join(known, ", "))
 }
 
-// serviceKey normalises a virtual server's name as written by an operator to its key.
+// serviceKey normalises a virtual server's name as written by an operator to its key: as the
+// status and the logs name it ("tcp/198.18.0.100:80"), or as the text of `govs list` shows it
+// ("TCP  198.18.0.100:80").
 func serviceKey(s string) (string, error) {
 	proto, addr, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if f := strings.Fields(s); !ok && len(f) == 2 {
+		proto, addr, ok = f[0], f[1], true
+	}
 	ap, err := netip.ParseAddrPort(addr)
 	proto = strings.ToLower(proto)
 	if !ok || err != nil || (proto != "tcp" && proto != "udp") {

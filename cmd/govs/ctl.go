@@ -104,28 +104,28 @@ func cmdCtl(args []string) int {
 		fmt.Fprintln(os.Stderr, "govs ctl drain: the running govs did not say which real server it drains; is it older than this client?")
 		return 1
 	}
-	return drainWait(os.Stdout, os.Stderr, sock, *res.Override, res.Connections, *timeout)
+	return drainWait(os.Stdout, os.Stderr, sock, res.Override.Service, res.Override.Real, *timeout)
 }
 
-// drainWait waits until real server o.Real of o.Service has no connections left, printing their
+// drainWait waits until real server real of service has no connections left, printing their
 // number as it falls, or until timeout (0: no limit).
-func drainWait(out, errw io.Writer, sock string, o control.Override, left int64, timeout time.Duration) int {
+func drainWait(out, errw io.Writer, sock, service, real string, timeout time.Duration) int {
 	start := time.Now()
 	last, lastShown := int64(-1), time.Time{}
 	for {
-		rs, err := findListed(sock, o.Service, o.Real)
+		rs, err := findListed(sock, service, real)
 		if err != nil {
 			fmt.Fprintf(errw, "govs ctl drain: %v\n", err)
 			return 1
 		}
-		left = rs.ActiveConnections + rs.InactiveConnections
+		left := rs.ActiveConnections + rs.InactiveConnections
 		if left == 0 {
-			fmt.Fprintf(out, "drained: %s %s has no connections left; its weight stays 0 until `govs ctl weight` or the next reload of the file\n", o.Service, o.Real)
+			fmt.Fprintf(out, "drained: %s %s has no connections left; its weight stays 0 until `govs ctl weight` or the next reload of the file\n", service, real)
 			return 0
 		}
 		if rs.Weight != 0 {
 			fmt.Fprintf(errw, "govs ctl drain: %s %s has weight %d again (govs ctl weight, or a reload of the file ended the drain); no longer waiting, %d connections left\n",
-				o.Service, o.Real, rs.Weight, left)
+				service, real, rs.Weight, left)
 			return 1
 		}
 		now := time.Now()
@@ -136,7 +136,7 @@ func drainWait(out, errw io.Writer, sock string, o control.Override, left int64,
 		}
 		if timeout > 0 && now.Sub(start) >= timeout {
 			fmt.Fprintf(errw, "govs ctl drain: %s %s still has %d connections after %v; its weight stays 0; wait longer (-timeout) or let them end\n",
-				o.Service, o.Real, left, timeout)
+				service, real, left, timeout)
 			return 1
 		}
 		time.Sleep(ctlPoll)
