@@ -32,7 +32,8 @@ type Status struct {
 	// LastReload is the outcome of the latest reload attempt (SIGHUP); null until the first.
 	LastReload *Reload `json:"last_reload"`
 	// Overrides are the runtime changes (`govs ctl weight|drain|disable`) in force; each lasts
-	// until the next reload of the file, which drops it (Reload.OverridesDropped). [] when none.
+	// until the next reload of the file, which drops it (Reload.OverridesDropped). [] when none
+	// (null while govs starts).
 	Overrides []Override `json:"overrides"`
 }
 
