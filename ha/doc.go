@@ -7,13 +7,16 @@
 // tells an Engine (the daemon) the state to apply; ha never touches the data plane or the
 // announcer itself.
 //
-//	         Start                 no active peer for dead_after heartbeats,
-//	 INIT ──────────► BACKUP ◄───  a resign (priority 0) heartbeat, or preempt
-//	                   │    ▲      ───────────────────────────────────────────► ACTIVE
-//	                   │    └──── an active peer that outranks us (split brain), ◄──┘
-//	                   │          or our resign handed over
-//	         SetFault  ▼
-//	 (any) ─────────► FAULT ──── ClearFault ────► BACKUP
+//	INIT ──Start──► BACKUP ──take over──► ACTIVE
+//	                  ▲  ◄────step down──────┘
+//	       ClearFault │
+//	                FAULT ◄──SetFault── (BACKUP or ACTIVE)
+//
+//	take over: no active peer heard for dead_after advert intervals (a peer that resigned or is
+//	           in FAULT advertises priority 0 and does not count), or preempting a lower-ranked
+//	           active peer once preempt_delay has passed.
+//	step down: an active peer outranks this node (a split brain healed, or it preempted), or this
+//	           node's own resign has handed over.
 //
 // Ranking: the higher priority wins; on equal priority the lower listen address. Priority 0 is
 // never a candidate: a node advertises it while in FAULT and after Resign.
