@@ -118,6 +118,8 @@ type Config struct {
 	Timeouts       Timeouts
 	Conntrack      Conntrack
 	VirtualServers []VirtualServer
+	// HA is the [ha] table; nil when govs runs stand-alone.
+	HA *HA
 }
 
 // Conntrack is the [conntrack] table: the connection table shared by all workers.
@@ -303,6 +305,9 @@ type LoadOptions struct {
 	// MissingInterfaceHint, when not empty, ends the message about an interface InterfaceExists
 	// does not find: what the caller offers instead, e.g. how to check the file without the host.
 	MissingInterfaceHint string
+	// SkipFileChecks leaves out the checks of files the configuration names ([ha] key_file), for
+	// a file written for another host.
+	SkipFileChecks bool
 }
 
 // InterfaceExistsOnHost reports whether this host has a network interface

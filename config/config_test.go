@@ -282,7 +282,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown table",
 			src:  dp + "[contrl]\nsocket = \"/x\"\n",
-			want: []string{`t.toml:3: contrl: unknown key; valid keys at the top level are dataplane, control, timeouts, conntrack, virtual_server (did you mean control?)`},
+			want: []string{`t.toml:3: contrl: unknown key; valid keys at the top level are dataplane, control, timeouts, conntrack, virtual_server, ha (did you mean control?)`},
 		},
 		{
 			name: "unknown key in second real server",
@@ -298,8 +298,8 @@ func TestParseErrors(t *testing.T) {
 			name: "misspelled array of tables, twice",
 			src:  dp + "[[virtual_servers]]\naddress = \"198.18.0.100:80\"\n[[virtual_servers]]\n",
 			want: []string{
-				`t.toml:3: virtual_servers[1]: unknown key; valid keys at the top level are dataplane, control, timeouts, conntrack, virtual_server (did you mean virtual_server?)`,
-				`t.toml:5: virtual_servers[2]: unknown key; valid keys at the top level are dataplane, control, timeouts, conntrack, virtual_server (did you mean virtual_server?)`,
+				`t.toml:3: virtual_servers[1]: unknown key; valid keys at the top level are dataplane, control, timeouts, conntrack, virtual_server, ha (did you mean virtual_server?)`,
+				`t.toml:5: virtual_servers[2]: unknown key; valid keys at the top level are dataplane, control, timeouts, conntrack, virtual_server, ha (did you mean virtual_server?)`,
 			},
 		},
 		{

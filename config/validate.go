@@ -38,6 +38,7 @@ type rawFile struct {
 	Timeouts      *rawTimeouts       `toml:"timeouts"`
 	Conntrack     *rawConntrack      `toml:"conntrack"`
 	VirtualServer []rawVirtualServer `toml:"virtual_server"`
+	HA            *rawHA             `toml:"ha"`
 }
 
 type rawDataplane struct {
@@ -91,7 +92,8 @@ type rawRealServer struct {
 // schema lists the valid keys of each table, by path without indexes, in the
 // order the documentation gives them. It must match the raw* types.
 var schema = map[string][]string{
-	"":          {"dataplane", "control", "timeouts", "conntrack", "virtual_server"},
+	"":          {"dataplane", "control", "timeouts", "conntrack", "virtual_server", "ha"},
+	"ha":        haKeys,
 	"dataplane": {"interfaces", "workers", "rx_mode"},
 	"control":   {"socket"},
 	"timeouts": {"tcp", "tcp_fin", "udp", "tcp_syn_recv", "tcp_syn_sent", "tcp_time_wait",
@@ -150,6 +152,7 @@ func (p *parser) parse() *Config {
 	p.timeouts(raw.Timeouts, &c.Timeouts)
 	p.conntrack(raw.Conntrack, &c.Conntrack)
 	p.virtualServers(raw.VirtualServer, c)
+	p.ha(raw.HA, c)
 	return c
 }
 
@@ -182,7 +185,7 @@ func (p *parser) tomlError(err error) {
 // single tables, which the struct decode would only reject with a Go type name.
 func (p *parser) checkShape(m map[string]any) bool {
 	ok := true
-	for _, name := range []string{"dataplane", "control", "timeouts", "conntrack"} {
+	for _, name := range []string{"dataplane", "control", "timeouts", "conntrack", "ha"} {
 		if v, present := m[name]; present {
 			if _, isTable := v.(map[string]any); !isTable {
 				p.errf(name, "is %s but must be a table; write [%s] on a line of its own, followed by its keys", typeName(v), name)

@@ -175,7 +175,7 @@ func cmdCheckConfig(args []string) int {
 	fs := newFlags("check-config", "check-config FILE", `  govs check-config /etc/govs/govs.toml
   govs check-config -offline bench.toml   # do not look the interfaces up on this host
 `)
-	offline := fs.Bool("offline", false, "do not check that the configured interfaces exist on this host")
+	offline := fs.Bool("offline", false, "do not check that the configured interfaces and files ([ha] key_file) exist on this host")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
@@ -189,6 +189,7 @@ func cmdCheckConfig(args []string) int {
 	}
 	if *offline {
 		opts.InterfaceExists = nil
+		opts.SkipFileChecks = true
 	}
 	cfg, err := config.Load(fs.Arg(0), opts)
 	if err != nil {
