@@ -64,8 +64,8 @@ floating = ["198.19.0.254", "2001:2:0:1::fe"]
 		t.Fatal(err)
 	}
 	want := &HA{
-		Listen: netip.MustParseAddrPort("[2001:2::3]:8405"),
-		Peers:  []netip.AddrPort{netip.MustParseAddrPort("[2001:2::4]:8405"), netip.MustParseAddrPort("[2001:2::5]:9000")},
+		Listen:   netip.MustParseAddrPort("[2001:2::3]:8405"),
+		Peers:    []netip.AddrPort{netip.MustParseAddrPort("[2001:2::4]:8405"), netip.MustParseAddrPort("[2001:2::5]:9000")},
 		Priority: 254, KeyFile: key, AdvertInterval: 100 * time.Millisecond, DeadAfter: 3, Preempt: false,
 		PreemptDelay: 30 * time.Second, GARPRefresh: 0,
 		Floating: []netip.Addr{netip.MustParseAddr("198.19.0.254"), netip.MustParseAddr("2001:2:0:1::fe")}, Line: 10,
