@@ -22,7 +22,9 @@ type Config struct {
 	Conntrack conntrack.Config
 	// RXMode is RXModeAuto (also ""), RXModeThroughput or RXModeLatency; see rxmode.go.
 	RXMode string
-	Logf   func(format string, args ...any)
+	// Standby starts the engine standing down (an HA backup): see Engine.SetStandby.
+	Standby bool
+	Logf    func(format string, args ...any)
 }
 
 // Interface is one of the engine's interfaces as found on the host.

@@ -28,6 +28,7 @@ type engineOS struct {
 	guardSpec *guardSpec           // what guard drops now
 	hosts     hostAddrs            // this host's addresses, shared with the workers
 	rxMode    string               // RXModeAuto, RXModeThroughput or RXModeLatency
+	standby   bool                 // the sockets take nothing (see SetStandby; guarded by Engine.mu)
 	vips      []netip.Addr         // of the fanout program installed last (guarded by Engine.mu)
 	sticky    bpfgen.Stickiness    // of the fanout program installed last (guarded by Engine.mu)
 	rx        rxState
@@ -108,6 +109,9 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 	if err != nil {
 		e.closeSockets()
 		return nil, errorf("socket filter: %v", err)
+	}
+	if e.os.standby = cfg.Standby; cfg.Standby {
+		filter = standbyFilter
 	}
 	mode := cfg.RXMode
 	switch mode {
@@ -284,12 +288,11 @@ func (eo *engineOS) program(e *Engine, t *Tables) error {
 		}
 		eo.guardSpec = spec
 	}
-	for _, socks := range eo.socks {
-		for _, s := range socks {
-			if err := s.SetFilter(filter); err != nil {
-				return errorf("set socket filter: %v", err)
-			}
-		}
+	if eo.standby {
+		filter = standbyFilter
+	}
+	if err := eo.setFilter(filter); err != nil {
+		return err
 	}
 	if fanout != nil {
 		// One member per group is enough: the program belongs to the group.
