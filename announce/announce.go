@@ -184,16 +184,18 @@ func (a *Announcer) arpReply(p *arp.Packet) (*arp.Packet, dropReason) {
 	return reply, 0
 }
 
-// gratuitousARP returns the announcement for vip in request form, or in reply form when reply is
-// set (sender and target protocol address both vip, target hardware address broadcast). Linux
-// updates an existing entry from either form; RFC 5227 §3 prefers the request, and some hosts and
-// switches heed only the reply (RFC 5944 §4.6 sends a reply), so a takeover sends both.
+// gratuitousARP returns the announcement for vip in request form (target hardware address
+// broadcast), or in reply form when reply is set (target hardware address our own, RFC 5944
+// §4.6); sender and target protocol address are both vip. RFC 5227 §3 prefers the request, some
+// hosts heed only a reply, so a takeover sends both. Linux treats either as gratuitous, which
+// updates an existing entry even within its locktime, only in exactly these forms: a reply counts
+// as gratuitous only if its target hardware address equals the sender's (arp_is_garp in
+// net/ipv4/arp.c).
 func (a *Announcer) gratuitousARP(vip netip.Addr, reply bool) (*arp.Packet, error) {
-	op := arp.OperationRequest
 	if reply {
-		op = arp.OperationReply
+		return arp.NewPacket(arp.OperationReply, a.ifi.HardwareAddr, vip, a.ifi.HardwareAddr, vip)
 	}
-	return arp.NewPacket(op, a.ifi.HardwareAddr, vip, ethernet.Broadcast, vip)
+	return arp.NewPacket(arp.OperationRequest, a.ifi.HardwareAddr, vip, ethernet.Broadcast, vip)
 }
 
 // drop counts a frame that was not answered.

@@ -181,8 +181,8 @@ func (l *alab) capture(t *testing.T, d time.Duration, start func()) []announceme
 	return all
 }
 
-// parseAnnouncement recognises our gratuitous ARP (request or reply, sender = target = VIP,
-// target hardware address broadcast) and our unsolicited NA (to ff02::1, O set, S clear).
+// parseAnnouncement recognises our gratuitous ARP (request or reply, sender = target = VIP) and
+// our unsolicited NA (to ff02::1, O set, S clear).
 func parseAnnouncement(f []byte) (vip netip.Addr, reply, ok bool) {
 	if len(f) < 14 || [6]byte(f[6:12]) != ourMAC {
 		return netip.Addr{}, false, false
@@ -197,8 +197,13 @@ func parseAnnouncement(f []byte) (vip netip.Addr, reply, ok bool) {
 			return netip.Addr{}, false, false
 		}
 		spa, tpa := netip.AddrFrom4([4]byte(f[28:32])), netip.AddrFrom4([4]byte(f[38:42]))
-		tha := [6]byte(f[32:38])
-		return spa, op == 2, spa == tpa && [6]byte(f[22:28]) == ourMAC && tha == [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+		// The target hardware address is broadcast in a request, our own in a reply: only then
+		// does Linux take a reply as gratuitous (arp_is_garp).
+		tha, want := [6]byte(f[32:38]), [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+		if op == 2 {
+			want = ourMAC
+		}
+		return spa, op == 2, spa == tpa && [6]byte(f[22:28]) == ourMAC && tha == want
 	case etherTypeIPv6:
 		if len(f) < naFrameLen || f[icmpOff] != icmpTypeNA {
 			return netip.Addr{}, false, false

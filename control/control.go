@@ -31,6 +31,45 @@ type Status struct {
 	VirtualServers []VirtualServer `json:"virtual_servers"`
 	// LastReload is the outcome of the latest reload attempt (SIGHUP); null until the first.
 	LastReload *Reload `json:"last_reload"`
+	// HA is the node's high-availability state; {"state": "standalone", ...} without [ha].
+	HA HAStatus `json:"ha"`
+}
+
+// HAStatus is the high-availability part of Status.
+type HAStatus struct {
+	// State is "standalone" (no [ha]), or the node's role: "init", "backup", "active", "fault".
+	State string `json:"state"`
+	// Forwarding is whether the data plane forwards: always when stand-alone, only when active
+	// (or handing over) in HA.
+	Forwarding bool `json:"forwarding"`
+	// The rest is set with [ha] only.
+	Since    *time.Time `json:"since,omitempty"` // when State was entered
+	Listen   string     `json:"listen,omitempty"`
+	Priority int        `json:"priority,omitempty"`
+	// AdvertisedPriority is what the node's heartbeats say: its priority, or 0 in fault and
+	// while resigning.
+	AdvertisedPriority int      `json:"advertised_priority"`
+	Fault              string   `json:"fault,omitempty"` // why the node is in fault
+	Peers              []HAPeer `json:"peers,omitempty"`
+	// Heartbeats counted in datagrams: sent to peers, accepted from them, failed to send, and
+	// received but dropped, by reason (malformed, unlisted, bad_mac, wrong_sender, old_seq, skew,
+	// queue_full).
+	HeartbeatsSent      uint64            `json:"heartbeats_sent"`
+	HeartbeatsReceived  uint64            `json:"heartbeats_received"`
+	HeartbeatSendErrors uint64            `json:"heartbeat_send_errors"`
+	HeartbeatsDropped   map[string]uint64 `json:"heartbeats_dropped,omitempty"`
+	HeartbeatDropsTotal uint64            `json:"heartbeat_drops_total"`
+	Transitions         uint64            `json:"transitions"`
+}
+
+// HAPeer is what a node knows about one of its peers.
+type HAPeer struct {
+	Address  string `json:"address"`
+	State    string `json:"state"` // as last heard; "unknown" if never heard
+	Priority int    `json:"priority"`
+	Alive    bool   `json:"alive"`
+	// LastHeardMS is how long ago its last authentic heartbeat arrived; -1 if never.
+	LastHeardMS int64 `json:"last_heard_ms"`
 }
 
 // Reload is the outcome of one reload attempt.

@@ -38,6 +38,7 @@ type Daemon struct {
 	engine    *dataplane.Engine
 	resolver  *neigh.Resolver
 	announce  []*announce.Announcer
+	ha        *haNode // nil without [ha]
 	ctl       *control.Server
 	ready     bool
 	// lastReload is the outcome of the latest reload attempt (see RecordReload); never modified
@@ -53,6 +54,11 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (d *Daemon, 
 			d.Close()
 		}
 	}()
+	if cfg.HA != nil {
+		if d.ha, err = newHANode(d, cfg.HA); err != nil {
+			return nil, err
+		}
+	}
 	d.resolver, err = neigh.New(cfg.Dataplane.Interfaces, logf)
 	if err != nil {
 		return nil, fmt.Errorf("failed to start next-hop resolution: %w", err)
@@ -75,6 +81,7 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (d *Daemon, 
 		Workers:    workers,
 		Conntrack:  ConntrackConfig(cfg, workers),
 		RXMode:     cfg.Dataplane.RXMode,
+		Standby:    d.ha != nil, // an HA node forwards only once elected
 		Logf:       logf,
 	}, t)
 	if err != nil {
@@ -98,6 +105,11 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (d *Daemon, 
 	d.ctl, err = control.NewServer(cfg.Control.Socket, d)
 	if err != nil {
 		return nil, err
+	}
+	if d.ha != nil {
+		if err := d.ha.start(cfg.Dataplane.Interfaces); err != nil {
+			return nil, err
+		}
 	}
 	d.ready = true
 	logf("govs %s ready: %d virtual servers, %d workers, control socket %s",
@@ -170,6 +182,9 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	if old.Control.Socket != cfg.Control.Socket {
 		return fmt.Errorf("control.socket cannot change on reload; restart govs to change it")
 	}
+	if err := checkHAReload(old.HA, cfg.HA); err != nil {
+		return err
+	}
 	if old.Timeouts != cfg.Timeouts || old.Conntrack.MaxEntries != cfg.Conntrack.MaxEntries ||
 		old.Conntrack.FullPolicy != cfg.Conntrack.FullPolicy {
 		d.logf("warning: changes to [timeouts] and [conntrack] max_entries / full_policy apply after a restart; the running ones stay")
@@ -188,8 +203,12 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	return nil
 }
 
-// Close releases the VIPs, stops the data plane and everything else.
+// Close releases the VIPs, stops the data plane and everything else. An active HA node hands
+// over first.
 func (d *Daemon) Close() error {
+	if d.ha != nil {
+		d.ha.close()
+	}
 	if d.ctl != nil {
 		d.ctl.Close()
 	}
@@ -342,9 +361,7 @@ func (d *Daemon) setVIPs(cfg *config.Config) {
 			vips = append(vips, a)
 		}
 	}
-	for _, a := range d.announce {
-		a.SetVIPs(vips)
-	}
+	d.holdAddrs(cfg, vips)
 }
 
 // waitResolved gives the resolver a moment to find the real servers before the first packet.
@@ -383,6 +400,7 @@ func (d *Daemon) Status() control.Status {
 		r := *last
 		st.LastReload = &r
 	}
+	st.HA = d.haStatus()
 	if d.engine == nil {
 		return st
 	}

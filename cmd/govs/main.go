@@ -278,6 +278,7 @@ func printStats(w io.Writer, st *control.Status) {
 	fmt.Fprintf(w, "govs %s  ready=%v  workers=%d  interfaces=%s  generation=%d\n",
 		st.Version, st.Ready, st.Workers, strings.Join(st.Interfaces, ","), st.Generation)
 	printLastReload(w, st.LastReload, time.Now())
+	printHA(w, &st.HA, time.Now())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "counter\tvalue")
 	for _, k := range sortedKeys(st.Counters) {
@@ -292,6 +293,36 @@ func printStats(w io.Writer, st *control.Status) {
 	}
 	tw.Flush()
 	printRealServers(w, st.VirtualServers)
+}
+
+// printHA says whether the node runs stand-alone or its HA role, peers and heartbeat counts.
+func printHA(w io.Writer, h *control.HAStatus, now time.Time) {
+	if h.State == "" || h.State == "standalone" {
+		fmt.Fprintln(w, "ha: standalone")
+		return
+	}
+	since := ""
+	if h.Since != nil {
+		since = fmt.Sprintf(" since %s (%s ago)", h.Since.Format(time.RFC3339), now.Sub(*h.Since).Round(time.Millisecond))
+	}
+	fmt.Fprintf(w, "ha: %s%s  forwarding=%v  listen=%s  priority=%d (advertised %d)\n", h.State, since, h.Forwarding, h.Listen, h.Priority, h.AdvertisedPriority)
+	if h.Fault != "" {
+		fmt.Fprintf(w, "  fault: %s\n", h.Fault)
+	}
+	for _, p := range h.Peers {
+		heard := "never heard"
+		if p.LastHeardMS >= 0 {
+			heard = fmt.Sprintf("heard %dms ago", p.LastHeardMS)
+		}
+		fmt.Fprintf(w, "  peer %s: %s priority=%d alive=%v, %s\n", p.Address, p.State, p.Priority, p.Alive, heard)
+	}
+	fmt.Fprintf(w, "  heartbeats: sent=%d received=%d send_errors=%d dropped=%d", h.HeartbeatsSent, h.HeartbeatsReceived, h.HeartbeatSendErrors, h.HeartbeatDropsTotal)
+	for _, k := range sortedKeys(h.HeartbeatsDropped) {
+		if h.HeartbeatsDropped[k] != 0 {
+			fmt.Fprintf(w, " %s=%d", k, h.HeartbeatsDropped[k])
+		}
+	}
+	fmt.Fprintf(w, "  transitions=%d\n", h.Transitions)
 }
 
 // printLastReload says whether the last reload was applied or rejected (and why), and when.
