@@ -89,12 +89,14 @@ func (n *haNode) HAState(s ha.State) {
 			return
 		}
 		n.active = true
+		start := time.Now()
 		if err := d.engine.SetStandby(false); err != nil {
 			d.logf("ha: failed to start forwarding: %v", err)
 		}
 		for _, a := range d.announce {
 			a.SetVIPs(n.addrs)
 		}
+		d.logf("ha: forwarding, and announcing %d addresses (in %v)", len(n.addrs), time.Since(start).Round(time.Microsecond))
 		return
 	}
 	if !n.active {

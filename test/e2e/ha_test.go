@@ -35,21 +35,26 @@ const haAdvert = 50 * time.Millisecond
 // haLab is a DR topology with two or three balancers on one segment, three real servers and
 // their applications.
 type haLab struct {
-	t    *testing.T
-	topo *lab.Topology
+	t      *testing.T
+	method string
+	topo   *lab.Topology
 	srvs *lab.Servers
 	key  string
 	vs   []vsConfig
 }
 
-func newHALab(t *testing.T, balancers int) *haLab {
-	topo := labtest.NewForTest(t, lab.Options{Method: "dr", Servers: 3, Balancers: balancers, Prefix: "govs-ha"})
+func newHALab(t *testing.T, balancers int) *haLab { return newHALabMethod(t, "dr", balancers) }
+
+// newHALabMethod is newHALab for method "dr" or "nat". In NAT both links carry traffic and the
+// heartbeats run over l0; the real servers route through the floating gateway.
+func newHALabMethod(t *testing.T, method string, balancers int) *haLab {
+	topo := labtest.NewForTest(t, lab.Options{Method: method, Servers: 3, Balancers: balancers, Prefix: "govs-ha"})
 	srvs, err := lab.StartServers(topo)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srvs.Close() })
-	l := &haLab{t: t, topo: topo, srvs: srvs}
+	l := &haLab{t: t, method: method, topo: topo, srvs: srvs}
 	l.key = writeKey(t, "c2hhcmVkIHNlY3JldCBvZiB0aGUgZ292cyBIQSBwYWly")
 	rs := func(port uint16) []netip.AddrPort {
 		var out []netip.AddrPort
@@ -61,8 +66,8 @@ func newHALab(t *testing.T, balancers int) *haLab {
 	// UDP flows are scheduled by Maglev over source address and port: both nodes pick the same
 	// real server for a flow, so a flow survives a takeover without connection sync.
 	l.vs = []vsConfig{
-		{netip.AddrPortFrom(topo.VIP4, lab.HTTPPort), "tcp", "rr", "dr", rs(lab.HTTPPort), []int{1, 1, 1}, "", nil},
-		{netip.AddrPortFrom(topo.VIP4, lab.UDPEchoPort), "udp", "mh", "dr", rs(lab.UDPEchoPort), []int{1, 1, 1}, "scheduler_flags = [\"mh-port\"]\n", nil},
+		{netip.AddrPortFrom(topo.VIP4, lab.HTTPPort), "tcp", "rr", method, rs(lab.HTTPPort), []int{1, 1, 1}, "", nil},
+		{netip.AddrPortFrom(topo.VIP4, lab.UDPEchoPort), "udp", "mh", method, rs(lab.UDPEchoPort), []int{1, 1, 1}, "scheduler_flags = [\"mh-port\"]\n", nil},
 	}
 	return l
 }
@@ -77,6 +82,9 @@ func writeKey(t *testing.T, key string) string {
 
 // hbAddr is balancer i's heartbeat address.
 func (l *haLab) hbAddr(i int) string {
+	if l.method == "nat" {
+		return netip.AddrPortFrom(l.topo.BalancerL0Addrs4[i], haPort).String()
+	}
 	return netip.AddrPortFrom(l.topo.BalancerL1Addrs4[i], haPort).String()
 }
 
@@ -87,8 +95,13 @@ func (l *haLab) config(i, prio int, peers []int, key, extra string) govsConfig {
 	for _, p := range peers {
 		ps = append(ps, strconv.Quote(l.hbAddr(p)))
 	}
+	ifaces := []string{"l0"}
+	if l.method == "nat" {
+		ifaces = l.topo.BalancerIfaces
+		extra += fmt.Sprintf("floating = [%q]\n", l.topo.FloatingGateway4)
+	}
 	return govsConfig{
-		Interfaces: []string{"l0"},
+		Interfaces: ifaces,
 		Workers:    2,
 		VS:         l.vs,
 		Tail: fmt.Sprintf("[ha]\nlisten = %q\npeers = [%s]\npriority = %d\nkey_file = %q\n%s",
@@ -381,9 +394,10 @@ func TestHAFailover(t *testing.T) {
 	p := startProbe(t, l)
 	p.settle(t)
 
-	active := 0
 	var stalls, takeovers []time.Duration
+	active := 0
 	for round := range rounds {
+		active = settledPair(t, nodes)
 		backup := 1 - active
 		killed := time.Now()
 		if err := nodes[active].cmd.Process.Kill(); err != nil {
@@ -400,18 +414,8 @@ func TestHAFailover(t *testing.T) {
 			t.Errorf("round %d: a UDP flow stalled %v", round+1, stall)
 		}
 		nodes[active] = l.start(active, cfgs[active])
-		waitHA(t, nodes[active], "backup", 3*time.Second)
-		// The returning node must have heard the active one before the next kill.
-		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if st, err := nodes[active].stats(); err == nil && len(st.HA.Peers) == 1 && st.HA.Peers[0].Alive && st.HA.Peers[0].State == "active" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("restarted node %d never heard the active node", active)
-			}
-		}
-		active = backup
 	}
+	active = settledPair(t, nodes)
 	lost, sent := p.lost()
 	p.close()
 	t.Logf("%d failovers by SIGKILL: longest UDP stall median %v, worst %v; takeover after the kill median %v, worst %v; "+
@@ -428,6 +432,33 @@ func TestHAFailover(t *testing.T) {
 		if d <= 0 || d > 500*time.Millisecond {
 			t.Errorf("a takeover took %v after the kill; want about dead_after x advert_interval (200ms)", d)
 		}
+	}
+}
+
+// settledPair waits until one of the two nodes is active and the other a backup that hears it,
+// and returns the active one's index.
+func settledPair(t *testing.T, nodes []*govsProc) int {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var sts [2]haStats
+		ok := true
+		for i, g := range nodes {
+			st, err := g.stats()
+			ok = ok && err == nil
+			sts[i] = st.HA
+		}
+		for i := range 2 {
+			a, b := sts[i], sts[1-i]
+			if ok && a.State == "active" && a.Forwarding && b.State == "backup" && !b.Forwarding &&
+				len(b.Peers) == 1 && b.Peers[0].Alive && b.Peers[0].State == "active" {
+				return i
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no settled pair within 5s: %+v", sts)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -591,5 +622,53 @@ func TestHAInterfaceFault(t *testing.T) {
 	waitHA(t, a, "backup", time.Second)
 	if st := b.mustStats(); st.HA.State != "active" {
 		t.Errorf("B is %s after A's link came back, want active (no preempt)", st.HA.State)
+	}
+}
+
+// TestHANATFloatingGateway fails over a NAT pair: the real servers' gateway address floats with
+// the active node (answered and announced on the server side only by it), so after a SIGKILL the
+// replies reach the new active node and new connections and UDP flows go on. (Established TCP
+// connections through the dead node are lost: that needs connection sync.)
+func TestHANATFloatingGateway(t *testing.T) {
+	labtest.RequireRoot(t)
+	l := newHALabMethod(t, "nat", 2)
+	a := l.start(0, l.config(0, 200, []int{1}, l.key, ""))
+	b := l.start(1, l.config(1, 100, []int{0}, l.key, ""))
+	waitHA(t, a, "active", 3*time.Second)
+	waitHA(t, b, "backup", 3*time.Second)
+	p := startProbe(t, l)
+	p.settle(t)
+	gw := l.topo.FloatingGateway4.String()
+	gwMAC := func() string {
+		out, err := exec.Command("ip", "-n", l.topo.Servers[0].Name, "neigh", "show", gw).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip neigh: %v: %s", err, out)
+		}
+		return string(out)
+	}
+	macA, _ := l.topo.Balancers[0].HardwareAddr("l1")
+	macB, _ := l.topo.Balancers[1].HardwareAddr("l1")
+	if got := gwMAC(); !strings.Contains(got, macA.String()) {
+		t.Errorf("a real server's entry for the gateway %s is %q, want the active node's l1 MAC %s", gw, got, macA)
+	}
+	killed := time.Now()
+	okBefore := p.httpOK.Load()
+	if err := a.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-a.done
+	waitHA(t, b, "active", 2*time.Second)
+	time.Sleep(time.Second)
+	stall := p.maxGap(killed, time.Now())
+	if got := gwMAC(); !strings.Contains(got, macB.String()) {
+		t.Errorf("after the takeover a real server's entry for the gateway is %q, want the new active node's l1 MAC %s", got, macB)
+	}
+	if p.httpOK.Load() == okBefore {
+		t.Error("no new HTTP connection succeeded through the new active node")
+	}
+	t.Logf("NAT SIGKILL failover: longest UDP stall %v; new HTTP connections ok %d failed %d; long-lived TCP streams broken %d of %d",
+		stall.Round(time.Millisecond), p.httpOK.Load(), p.httpErr.Load(), p.brokenStreams(), tcpStreamN)
+	if stall > time.Second {
+		t.Errorf("a UDP flow stalled %v", stall)
 	}
 }
