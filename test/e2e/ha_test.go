@@ -38,9 +38,9 @@ type haLab struct {
 	t      *testing.T
 	method string
 	topo   *lab.Topology
-	srvs *lab.Servers
-	key  string
-	vs   []vsConfig
+	srvs   *lab.Servers
+	key    string
+	vs     []vsConfig
 }
 
 func newHALab(t *testing.T, balancers int) *haLab { return newHALabMethod(t, "dr", balancers) }
