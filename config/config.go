@@ -120,7 +120,15 @@ type Config struct {
 	VirtualServers []VirtualServer
 	// HA is the [ha] table; nil when govs runs stand-alone.
 	HA *HA
+	// ShutdownDrain is how long a stand-alone govs, told to stop, goes on forwarding its
+	// established connections (refusing new ones) before it stops; 0 stops at once.
+	// DefaultShutdownDrain when omitted; an HA node hands over instead.
+	ShutdownDrain time.Duration
 }
+
+// DefaultShutdownDrain is shutdown_drain when omitted: long enough for a request in flight to
+// finish, short enough for a service manager's stop timeout.
+const DefaultShutdownDrain = 3 * time.Second
 
 // Conntrack is the [conntrack] table: the connection table shared by all workers.
 type Conntrack struct {

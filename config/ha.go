@@ -298,3 +298,16 @@ func keyFileProblem(path string, skip bool) string {
 	}
 	return ""
 }
+
+// shutdownDrain validates the top-level shutdown_drain; [ha] must be parsed already.
+func (p *parser) shutdownDrain(v any, c *Config) {
+	c.ShutdownDrain = DefaultShutdownDrain
+	if c.HA != nil {
+		c.ShutdownDrain = 0
+		if v != nil {
+			p.errf("shutdown_drain", "applies to a node without [ha]; an HA node hands the VIPs to a peer when it stops instead: remove shutdown_drain")
+		}
+		return
+	}
+	c.ShutdownDrain = p.durationOrZero("shutdown_drain", v, DefaultShutdownDrain, "5s")
+}

@@ -151,6 +151,25 @@ func TestHAErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkParseErrors(t, haBase(tt.body), LoadOptions{}, tt.want) })
 	}
+	t.Run("shutdown_drain with [ha]", func(t *testing.T) {
+		checkParseErrors(t, "shutdown_drain = \"5s\"\n"+haBase(ok), LoadOptions{}, []string{
+			`t.toml:1: shutdown_drain: applies to a node without [ha]; an HA node hands the VIPs to a peer when it stops instead: remove shutdown_drain`,
+		})
+	})
+	t.Run("shutdown_drain bad", func(t *testing.T) {
+		checkParseErrors(t, "shutdown_drain = \"-1s\"\n"+dp, LoadOptions{}, []string{
+			`t.toml:1: shutdown_drain: "-1s" is negative; write a duration of zero or more, e.g. "5s"`,
+		})
+		checkParseErrors(t, "shutdown_drain = 5\n"+dp, LoadOptions{}, []string{
+			`t.toml:1: shutdown_drain: is an integer; write a quoted Go duration, e.g. "5s"`,
+		})
+	})
+	t.Run("shutdown_drain zero", func(t *testing.T) {
+		c, err := Parse([]byte("shutdown_drain = \"0s\"\n"+dp), "t.toml", LoadOptions{})
+		if err != nil || c.ShutdownDrain != 0 {
+			t.Errorf("shutdown_drain = \"0s\": %v, %v", c, err)
+		}
+	})
 	t.Run("ha as a value", func(t *testing.T) {
 		checkParseErrors(t, "ha = 1\n"+dp, LoadOptions{}, []string{
 			`t.toml:1: ha: is an integer but must be a table; write [ha] on a line of its own, followed by its keys`,

@@ -33,6 +33,7 @@ const (
 // reported by us, with the right line and field, rather than by the toml
 // decoder; tables are structs so that MetaData.Undecoded finds unknown keys.
 type rawFile struct {
+	ShutdownDrain any                `toml:"shutdown_drain"`
 	Dataplane     *rawDataplane      `toml:"dataplane"`
 	Control       *rawControl        `toml:"control"`
 	Timeouts      *rawTimeouts       `toml:"timeouts"`
@@ -92,7 +93,7 @@ type rawRealServer struct {
 // schema lists the valid keys of each table, by path without indexes, in the
 // order the documentation gives them. It must match the raw* types.
 var schema = map[string][]string{
-	"":          {"dataplane", "control", "timeouts", "conntrack", "virtual_server", "ha"},
+	"":          {"shutdown_drain", "dataplane", "control", "timeouts", "conntrack", "virtual_server", "ha"},
 	"ha":        haKeys,
 	"dataplane": {"interfaces", "workers", "rx_mode"},
 	"control":   {"socket"},
@@ -153,6 +154,7 @@ func (p *parser) parse() *Config {
 	p.conntrack(raw.Conntrack, &c.Conntrack)
 	p.virtualServers(raw.VirtualServer, c)
 	p.ha(raw.HA, c)
+	p.shutdownDrain(raw.ShutdownDrain, c)
 	return c
 }
 

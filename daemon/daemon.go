@@ -41,6 +41,7 @@ type Daemon struct {
 	ha        *haNode // nil without [ha]
 	ctl       *control.Server
 	ready     bool
+	draining  bool // refuse new connections (Shutdown of a stand-alone node)
 	// lastReload is the outcome of the latest reload attempt (see RecordReload); never modified
 	// once stored, so Status hands out a copy.
 	lastReload *control.Reload
@@ -262,6 +263,7 @@ func (d *Daemon) compileLocked(cfg *config.Config) *dataplane.Tables {
 		}
 	}
 	t.ExpireNodestConn = cfg.Conntrack.ExpireNodestConn
+	t.Draining = d.draining
 	liveS, liveR := map[string]bool{}, map[string]bool{}
 	for _, vs := range cfg.VirtualServers {
 		sid := d.svcIDs.get(vs.Key())
@@ -315,7 +317,7 @@ func (d *Daemon) compileLocked(cfg *config.Config) *dataplane.Tables {
 // same reports whether two tables forward identically (ignoring the generation).
 func same(a, b *dataplane.Tables) bool {
 	if a == nil || b == nil || len(a.Services) != len(b.Services) || len(a.Reals) != len(b.Reals) ||
-		a.ExpireNodestConn != b.ExpireNodestConn {
+		a.ExpireNodestConn != b.ExpireNodestConn || a.Draining != b.Draining {
 		return false
 	}
 	for i := range a.Reals {

@@ -38,6 +38,8 @@ const (
 	// DropTupleClash: a new connection's tuple is already taken (e.g. two VIPs mapping one client
 	// port to the same real server port under NAT: the replies would be ambiguous).
 	DropTupleClash
+	// DropDraining: a new connection while the node drains before it stops (shutdown_drain).
+	DropDraining
 	numDrops
 )
 
@@ -56,6 +58,7 @@ var dropNames = [numDrops]string{
 	DropICMPNoConnection: "icmp_no_connection",
 	DropTooLarge:         "frame_too_large",
 	DropTupleClash:       "tuple_clash",
+	DropDraining:         "draining",
 }
 
 func (d Drop) String() string {

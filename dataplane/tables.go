@@ -42,6 +42,9 @@ type Tables struct {
 	// ExpireNodestConn drops a removed real server's connections at their next packet instead of
 	// forwarding them until they end (IPVS expire_nodest_conn).
 	ExpireNodestConn bool
+	// Draining refuses new connections (counted as "draining") while established ones are still
+	// forwarded: a stand-alone node that is stopping (shutdown_drain).
+	Draining bool
 
 	byVIP map[serviceKey]uint16
 }

@@ -490,6 +490,10 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 		w.drop(DropNoConnection)
 		return 0, false
 	}
+	if w.tables.Draining {
+		w.drop(DropDraining)
+		return 0, false
+	}
 	nc := conntrack.NewConn{
 		VS:     svc.ID,
 		Method: uint8(svc.Method),

@@ -642,3 +642,27 @@ func TestPartialStateEndsWithItsFrame(t *testing.T) {
 		t.Fatalf("the ICMP error changed after a dropped partial-checksum frame:\n%x\n%x", out[0], out[1])
 	}
 }
+
+// TestDraining: with Tables.Draining, established connections (and UDP flows) are still
+// forwarded both ways, and new ones are refused as "draining".
+func TestDraining(t *testing.T) {
+	tables := buildTables(1, standardSpecs()...)
+	r := newRig(t, tables, 64)
+	const vip, udpVIP = "198.18.0.100:80", "198.18.0.100:4000"
+	r.one(t, 0, build(t, clientPkt("198.18.1.10:40000", vip, 6, tcpSYN)), afpacket.RxMeta{})
+	r.one(t, 0, build(t, clientPkt("198.18.1.10:40001", udpVIP, 17, 0)), afpacket.RxMeta{})
+
+	draining := buildTables(2, standardSpecs()...)
+	draining.Draining = true
+	r.w.SetTables(draining)
+	out := r.one(t, 0, build(t, clientPkt("198.18.1.10:40000", vip, 6, tcpACK)), afpacket.RxMeta{})
+	_, dst := tuple(t, out.frame)
+	reply := pkt{srcMAC: macRS[0], dstMAC: macPort1, src: dst, dst: netip.MustParseAddrPort("198.18.1.10:40000"), proto: 6, flags: tcpACK | tcpSYN, payload: 11}
+	r.one(t, 1, build(t, reply), afpacket.RxMeta{})
+	r.one(t, 0, build(t, clientPkt("198.18.1.10:40001", udpVIP, 17, 0)), afpacket.RxMeta{})
+	r.none(t, 0, build(t, clientPkt("198.18.1.10:40002", vip, 6, tcpSYN)), afpacket.RxMeta{}, DropDraining)
+	r.none(t, 0, build(t, clientPkt("198.18.1.10:40003", udpVIP, 17, 0)), afpacket.RxMeta{}, DropDraining)
+
+	r.w.SetTables(buildTables(3, standardSpecs()...))
+	r.one(t, 0, build(t, clientPkt("198.18.1.10:40002", vip, 6, tcpSYN)), afpacket.RxMeta{})
+}

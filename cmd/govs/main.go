@@ -100,7 +100,7 @@ func parse(fs *flag.FlagSet, args []string) (ok bool, code int) {
 
 func cmdRun(args []string) int {
 	fs := newFlags("run", "run -config FILE", `  govs run -config /etc/govs/govs.toml
-  govs run --config govs.toml      # SIGHUP reloads the file; SIGINT/SIGTERM stop govs
+  govs run --config govs.toml      # SIGHUP reloads the file; SIGINT/SIGTERM stop govs (after shutdown_drain, or the HA handover; a second signal at once)
 `)
 	path := fs.String("config", "", "configuration file (TOML); required")
 	if ok, code := parse(fs, args); !ok {
@@ -142,6 +142,24 @@ func cmdRun(args []string) int {
 	}
 	cancel()
 	<-done
+	// Hand over (HA) or drain (stand-alone, shutdown_drain) first; a second signal cuts that short.
+	stopping, stopNow := context.WithCancel(context.Background())
+	go func() {
+		for {
+			select {
+			case sig := <-sigs:
+				if sig != syscall.SIGHUP {
+					logger.Printf("%v: stopping at once", sig)
+					stopNow()
+					return
+				}
+			case <-stopping.Done():
+				return
+			}
+		}
+	}()
+	d.Shutdown(stopping)
+	stopNow()
 	d.Close()
 	logger.Printf("stopped")
 	return 0

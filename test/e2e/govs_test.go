@@ -30,6 +30,7 @@ type vsConfig struct {
 }
 
 type govsConfig struct {
+	Top        string // top-level keys, before [dataplane], e.g. "shutdown_drain = \"4s\"\n"
 	Interfaces []string
 	Workers    int
 	Socket     string
@@ -45,6 +46,7 @@ func (c govsConfig) toml() string {
 	for i, s := range c.Interfaces {
 		ifs[i] = q(s)
 	}
+	b.WriteString(c.Top)
 	fmt.Fprintf(&b, "[dataplane]\ninterfaces = [%s]\nworkers = %d\n%s\n[control]\nsocket = %s\n",
 		strings.Join(ifs, ", "), c.Workers, c.Dataplane, q(c.Socket))
 	for _, vs := range c.VS {

@@ -482,7 +482,7 @@ func TestHAResign(t *testing.T) {
 		t.Fatalf("logs lack the resign (%v) or the takeover (%v):\nA:\n%s\nB:\n%s", resigned, tookOver, a.out.String(), b.out.String())
 	}
 	handover := tookOver.Sub(resigned)
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // a TCP stream request through the new node times out after 1 s
 	stall := p.maxGap(before, time.Now())
 	t.Logf("SIGTERM: handover %v after the resign; longest UDP stall %v; long-lived TCP streams broken %d of %d",
 		handover.Round(time.Microsecond), stall.Round(time.Millisecond), p.brokenStreams(), tcpStreamN)
