@@ -177,6 +177,9 @@ type tcpStream struct {
 }
 
 const (
+	// unharmed is the longest gap a UDP flow may see where nothing moves: a few messages, as a
+	// loaded test machine delays some; a takeover costs at least the dead interval (150 ms+).
+	unharmed   = 200 * time.Millisecond
 	probeEvery = 20 * time.Millisecond
 	udpFlowsN  = 16
 	tcpStreamN = 4
@@ -489,7 +492,7 @@ func TestHAResign(t *testing.T) {
 	if handover > haAdvert {
 		t.Errorf("handover took %v, want within one advert interval (%v)", handover, haAdvert)
 	}
-	if stall > 4*probeEvery {
+	if stall > unharmed {
 		t.Errorf("a UDP flow stalled %v across a SIGTERM handover", stall)
 	}
 	if !strings.Contains(a.out.String(), "ha: active -> backup: handed over to "+l.hbAddr(1)) {
@@ -530,7 +533,7 @@ func TestHAWrongKeyNode(t *testing.T) {
 	if got := c.mustStats().Counters["rx_frames"]; got != 0 {
 		t.Errorf("the wrong-key node received %d frames", got)
 	}
-	if stall := p.maxGap(before, time.Now()); stall > 4*probeEvery {
+	if stall := p.maxGap(before, time.Now()); stall > unharmed {
 		t.Errorf("a UDP flow stalled %v while the wrong-key node ran", stall)
 	}
 	if n := p.brokenStreams(); n != 0 {
