@@ -404,6 +404,20 @@ func TestFault(t *testing.T) {
 		t.Errorf("B made %d transitions, want 3 (backup, active, backup)", b.transitions)
 	}
 
+	t.Run("backup", func(t *testing.T) {
+		c, now := pairAB(t)
+		b := c.nodes[addrB]
+		b.SetFault(now, "l0 down")
+		c.deliver(now)
+		c.wantStates(t, map[netip.AddrPort]State{addrA: StateActive, addrB: StateFault})
+		// A faulty backup never takes over, even from a dead active node.
+		delete(c.nodes, addrA)
+		c.run(now, now.Add(time.Second))
+		c.wantStates(t, map[netip.AddrPort]State{addrB: StateFault})
+		if got := c.engs[addrB].states; !slices.Equal(got, []State{StateBackup, StateFault}) {
+			t.Errorf("engine of B told %v", got)
+		}
+	})
 	t.Run("before start", func(t *testing.T) {
 		c := newCluster(t)
 		n := c.add(addrA, 100, []netip.AddrPort{addrB})
