@@ -3,6 +3,8 @@ package announce
 import (
 	"encoding/binary"
 	"net/netip"
+
+	"github.com/govs/govs/internal/checksum"
 )
 
 // Frame layout of the only IPv6 packets the Announcer reads and writes: Ethernet II, a fixed IPv6
@@ -194,22 +196,6 @@ func buildNA(b []byte, srcMAC, dstMAC [6]byte, dst, target netip.Addr, flags byt
 // icmpChecksum is the ICMPv6 checksum over the IPv6 pseudo-header (RFC 8200 §8.1) and msg. Over a
 // message whose checksum field is filled in, it is 0 when the checksum is correct.
 func icmpChecksum(src, dst netip.Addr, msg []byte) uint16 {
-	var sum uint32
 	s, d := src.As16(), dst.As16()
-	for i := 0; i < 16; i += 2 {
-		sum += uint32(s[i])<<8 | uint32(s[i+1])
-		sum += uint32(d[i])<<8 | uint32(d[i+1])
-	}
-	sum += uint32(len(msg)) + protoICMPv6
-	for len(msg) >= 2 {
-		sum += uint32(msg[0])<<8 | uint32(msg[1])
-		msg = msg[2:]
-	}
-	if len(msg) == 1 {
-		sum += uint32(msg[0]) << 8
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
+	return ^checksum.Sum(msg, checksum.Pseudo(s[:], d[:], protoICMPv6, uint32(len(msg))))
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
+	"github.com/govs/govs/internal/checksum"
 )
 
 // GenConfig describes a synthetic capture. Generate fills in zero fields with the defaults noted.
@@ -323,7 +324,7 @@ func (g *frameGen) packet(f *genFlow, i, k int, cfg GenConfig, rng *rand.Rand) (
 		ip[9] = proto
 		copy(ip[12:16], src[12:])
 		copy(ip[16:20], dst[12:])
-		binary.BigEndian.PutUint16(ip[10:], ^fold(sum(ip[:20], 0)))
+		binary.BigEndian.PutUint16(ip[10:], checksum.IPv4Header(ip[:20]))
 	}
 	t := ip[l3:]
 	binary.BigEndian.PutUint16(t[0:], sport)
@@ -351,19 +352,11 @@ func (g *frameGen) packet(f *genFlow, i, k int, cfg GenConfig, rng *rand.Rand) (
 	} else {
 		binary.BigEndian.PutUint16(t[4:], uint16(l4+payload))
 	}
-	// Transport checksum over the pseudo-header (RFC 793, RFC 768, RFC 8200 section 8.1).
-	var s uint32
+	var c uint16
 	if v6 {
-		s = sum(src[:], 0)
-		s = sum(dst[:], s)
+		c = checksum.Transport(src[:], dst[:], proto, seg)
 	} else {
-		s = sum(src[12:], 0)
-		s = sum(dst[12:], s)
-	}
-	s += uint32(proto) + uint32(len(seg))
-	c := ^fold(sum(seg, s))
-	if proto == 17 && c == 0 {
-		c = 0xffff
+		c = checksum.Transport(src[12:], dst[12:], proto, seg)
 	}
 	off := 16
 	if proto == 17 {
@@ -371,23 +364,4 @@ func (g *frameGen) packet(f *genFlow, i, k int, cfg GenConfig, rng *rand.Rand) (
 	}
 	binary.BigEndian.PutUint16(t[off:], c)
 	return b, fromClient
-}
-
-// sum adds b as big-endian 16-bit words to s (RFC 1071).
-func sum(b []byte, s uint32) uint32 {
-	for len(b) >= 2 {
-		s += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		s += uint32(b[0]) << 8
-	}
-	return s
-}
-
-func fold(s uint32) uint16 {
-	for s > 0xffff {
-		s = s&0xffff + s>>16
-	}
-	return uint16(s)
 }

@@ -4,31 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
-	"runtime"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/govs/govs/internal/netnstest"
 )
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("bench live tests need root (CI=true: not skipping)")
-		}
-		t.Skip("needs root for a network namespace and AF_PACKET; run as root")
-	}
-}
-
-func ip(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %v: %v: %s", args, err, out)
-	}
-}
+// Shorthands for the shared namespace helpers.
+var (
+	needRoot = netnstest.RequireRoot
+	ip       = func(t testing.TB, args ...string) { t.Helper(); netnstest.IP(t, args...) }
+)
 
 // rxPackets reads an interface's received-packet counter in namespace ns.
 func rxPackets(t *testing.T, ns, ifname string) uint64 {
@@ -52,14 +39,10 @@ func rxPackets(t *testing.T, ns, ifname string) uint64 {
 // checks the far end received every frame at the requested rate.
 func TestLiveVeth(t *testing.T) {
 	needRoot(t)
-	ns := fmt.Sprintf("govs-bench-%d", os.Getpid())
-	ip(t, "netns", "add", ns)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	ns := netnstest.NewNetns(t, "bench")
 	// No IPv6 on the links: the kernel's own router and multicast listener messages would add
 	// frames to the count.
-	if out, err := exec.Command("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1").CombinedOutput(); err != nil {
-		t.Fatalf("sysctl: %v: %s", err, out)
-	}
+	netnstest.NoIPv6(t, ns)
 	ip(t, "-n", ns, "link", "add", "tx0", "type", "veth", "peer", "name", "rx0")
 	ip(t, "-n", ns, "link", "set", "tx0", "up")
 	ip(t, "-n", ns, "link", "set", "rx0", "up")
@@ -100,32 +83,14 @@ func TestLiveVeth(t *testing.T) {
 func liveInNetns(t *testing.T, ns string, c *Capture, lc LiveConfig) *LiveReport {
 	t.Helper()
 	lc.Interface = "tx0"
-	type result struct {
-		rep *LiveReport
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// The thread is left locked, so it is discarded with the goroutine and the namespace never leaks.
-		runtime.LockOSThread()
-		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			ch <- result{nil, err}
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			ch <- result{nil, err}
-			return
-		}
+	var rep *LiveReport
+	netnstest.Do(t, ns, func() (err error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		rep, err := Live(ctx, c, lc)
-		ch <- result{rep, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("Live: %v", r.err)
-	}
-	return r.rep
+		if rep, err = Live(ctx, c, lc); err != nil {
+			return fmt.Errorf("Live: %w", err)
+		}
+		return nil
+	})
+	return rep
 }

@@ -175,9 +175,6 @@ func makePlan(c *Capture, rc *ReplayConfig, t *dataplane.Tables) *plan {
 	type flowInfo struct{ worker, local uint32 }
 	flows := make(map[flowKey]flowInfo)
 	seed := maphash.MakeSeed()
-	// With persistent services the engine's fanout keeps a client network on one worker; so does
-	// the plan.
-	sticky := t.Stickiness()
 	vips := vipSet(t)
 	var p frame.Parsed
 	var v4, v6 [16]byte
@@ -224,12 +221,16 @@ func makePlan(c *Capture, rc *ReplayConfig, t *dataplane.Tables) *plan {
 				a [16]byte
 				p uint16
 			}{k.a, k.pa}
-			if sticky.Sticky {
-				bits := sticky.Bits6
-				if p.Family == 4 {
-					bits = sticky.Bits4
-				}
-				client.a, client.p = conntrack.MaskAddr(client.a, bits), 0
+			// A persistent service's flows go to workers by client network, as the engine's
+			// fanout sends them (the service is the one at the destination after the rewrite).
+			dst := k.b
+			if p.Family == 4 && rc.RewriteDst4.IsValid() {
+				dst = v4
+			} else if p.Family == 6 && rc.RewriteDst6.IsValid() {
+				dst = v6
+			}
+			if rule, ok := t.HashRule(dst, k.pb, p.Proto); ok && rule.Sticky {
+				client.a, client.p = conntrack.MaskAddr(client.a, rule.Bits), 0
 			}
 			cw := maphash.Comparable(seed, client)
 			w = int(cw % uint64(rc.Workers))

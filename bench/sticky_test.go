@@ -15,6 +15,7 @@ import (
 
 	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/dataplane"
+	"github.com/govs/govs/internal/checksum"
 )
 
 // capFrame is one frame of a hand-made capture: its bytes as captured, its length on the wire
@@ -104,7 +105,7 @@ func (g *reuseGen) finish(client net.IP, cport uint16) {
 func ipv4Checksum(b []byte) {
 	ihl := int(b[14]&0xf) * 4
 	b[14+10], b[14+11] = 0, 0
-	binary.BigEndian.PutUint16(b[14+10:], ^fold(sum(b[14:14+ihl], 0)))
+	binary.BigEndian.PutUint16(b[14+10:], checksum.IPv4Header(b[14:14+ihl]))
 }
 
 // reuseFrames is testdata/reuse.pcap: what a fuzzing capture mixes, on few tuples. Clients reuse

@@ -124,6 +124,8 @@ type Config struct {
 	// established connections (refusing new ones) before it stops; 0 stops at once.
 	// DefaultShutdownDrain when omitted; an HA node hands over instead.
 	ShutdownDrain time.Duration
+
+	pos *positions // where each key was written, for Where
 }
 
 // DefaultShutdownDrain is shutdown_drain when omitted: long enough for a request in flight to
@@ -208,6 +210,14 @@ type VirtualServer struct {
 	OnePacket   bool
 	RealServers []RealServer // at least one, same address family as Address
 	Line        int          // line of its [[virtual_server]] header, for messages
+	// HealthCheck is its [virtual_server.health_check], the defaults its real servers' own
+	// HealthChecks start from (those are what runs); nil when its kind is none.
+	HealthCheck *HealthCheck
+	// SorryServer takes new connections while no real server is up; the zero AddrPort when none.
+	SorryServer netip.AddrPort
+	// Quorum is how many real servers must be up for the virtual server to take new
+	// connections; 0 = no quorum.
+	Quorum int
 }
 
 // SchedOptions returns the options to hand sched.New along with vs.Scheduler.
@@ -240,6 +250,9 @@ type RealServer struct {
 	// UpperThreshold, UpperThreshold*3/4 when omitted or 0 (IPVS), 0 when UpperThreshold is 0.
 	LowerThreshold int
 	Line           int // line of its header (or inline table), for messages
+	// HealthCheck is how it is checked: its virtual server's health_check with its own keys over
+	// it; nil when its kind is none (not checked, so always in rotation).
+	HealthCheck *HealthCheck
 }
 
 // summaryMaxRealServers bounds how many real servers one Summary line lists.

@@ -64,6 +64,7 @@ func TestParseMinimal(t *testing.T) {
 			Line: 5,
 		}},
 	}
+	want.pos = c.pos // positions are Where's business (TestConfigWhere)
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Load(minimal):\n got %+v\nwant %+v", c, want)
 	}
@@ -155,6 +156,7 @@ func TestParseFull(t *testing.T) {
 			},
 		},
 	}
+	want.pos = c.pos
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Load(full):\n got %+v\nwant %+v", c, want)
 	}
@@ -289,12 +291,12 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown key in second real server",
 			src:  dp + vsHead + rs + "[[virtual_server.real_server]]\naddress = \"198.19.0.12:80\"\nwieght = 2\n",
-			want: []string{`t.toml:12: virtual_server[1].real_server[2].wieght: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold (did you mean weight?)`},
+			want: []string{`t.toml:12: virtual_server[1].real_server[2].wieght: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold, health_check (did you mean weight?)`},
 		},
 		{
 			name: "unknown key in inline real server",
 			src:  dp + vsHead + "real_server = [\n  { address = \"198.19.0.11:80\" },\n  { address = \"198.19.0.12:80\", port = 80 },\n]\n",
-			want: []string{`t.toml:10: virtual_server[1].real_server[2].port: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold`},
+			want: []string{`t.toml:10: virtual_server[1].real_server[2].port: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold, health_check`},
 		},
 		{
 			name: "misspelled array of tables, twice",
@@ -307,12 +309,12 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "misspelled real_server header",
 			src:  dp + vsHead + rs + "[[virtual_server.realserver]]\naddress = \"198.19.0.12:80\"\n",
-			want: []string{`t.toml:10: virtual_server[1].realserver[1]: unknown key; valid keys in [[virtual_server]] are address, protocol, scheduler, scheduler_flags, mh_table_size, method, persistence_timeout, persistence_netmask, one_packet, real_server (did you mean real_server?)`},
+			want: []string{`t.toml:10: virtual_server[1].realserver[1]: unknown key; valid keys in [[virtual_server]] are address, protocol, scheduler, scheduler_flags, mh_table_size, method, persistence_timeout, persistence_netmask, one_packet, real_server, health_check, sorry_server, quorum (did you mean real_server?)`},
 		},
 		{
 			name: "key with wrong case",
 			src:  dp + vsHead + "[[virtual_server.real_server]]\nAddress = \"198.19.0.11:80\"\n",
-			want: []string{`t.toml:9: virtual_server[1].real_server[1].Address: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold (did you mean address?)`},
+			want: []string{`t.toml:9: virtual_server[1].real_server[1].Address: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold, health_check (did you mean address?)`},
 		},
 		{
 			name: "unknown dotted key",
@@ -323,9 +325,9 @@ func TestParseErrors(t *testing.T) {
 			name: "unknown keys in two virtual servers",
 			src:  dp + vsHead + rs + "persistent = 300\n" + vsHead + rs + "persistent = 300\n",
 			want: []string{
-				`t.toml:10: virtual_server[1].real_server[1].persistent: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold`,
+				`t.toml:10: virtual_server[1].real_server[1].persistent: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold, health_check`,
 				`t.toml:12: virtual_server[2].address: tcp 198.18.0.100:80 is already defined by virtual_server[1] at line 3; each protocol and address may appear once`,
-				`t.toml:18: virtual_server[2].real_server[1].persistent: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold`,
+				`t.toml:18: virtual_server[2].real_server[1].persistent: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold, health_check`,
 			},
 		},
 		// Shapes.

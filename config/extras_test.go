@@ -252,12 +252,12 @@ func TestParseErrorsExtras(t *testing.T) {
 		{
 			name: "unknown key in real server suggests threshold",
 			src:  dp + vsHead + rs + "upper_treshold = 5\n",
-			want: []string{`t.toml:10: virtual_server[1].real_server[1].upper_treshold: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold (did you mean upper_threshold?)`},
+			want: []string{`t.toml:10: virtual_server[1].real_server[1].upper_treshold: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold, health_check (did you mean upper_threshold?)`},
 		},
 		{
 			name: "unknown key in virtual server suggests persistence",
 			src:  dp + vsWith("rr", "persistence_timout = \"300s\"\n"),
-			want: []string{`t.toml:8: virtual_server[1].persistence_timout: unknown key; valid keys in [[virtual_server]] are address, protocol, scheduler, scheduler_flags, mh_table_size, method, persistence_timeout, persistence_netmask, one_packet, real_server (did you mean persistence_timeout?)`},
+			want: []string{`t.toml:8: virtual_server[1].persistence_timout: unknown key; valid keys in [[virtual_server]] are address, protocol, scheduler, scheduler_flags, mh_table_size, method, persistence_timeout, persistence_netmask, one_packet, real_server, health_check, sorry_server, quorum (did you mean persistence_timeout?)`},
 		},
 	}
 	for _, tt := range tests {

@@ -115,6 +115,7 @@ func checkModel(t *testing.T, c *Config) {
 		if vs.OnePacket && vs.Protocol != ProtocolUDP {
 			t.Fatalf("one_packet on %s", vs.Protocol)
 		}
+		checkHealthModel(t, &vs)
 		for _, rs := range vs.RealServers {
 			if (rs.Address.Port() == 0 && vs.Address.Port() != 0) || rs.Weight < 0 || rs.Weight > maxWeight || rs.Line <= 0 ||
 				rs.Address.Addr().Is4() != vs.Address.Addr().Is4() {

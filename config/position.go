@@ -422,3 +422,18 @@ func (s *scanner) value(path []seg) {
 		}
 	}
 }
+
+// Where returns "file:line" for the setting at field, a TOML path as operators write it
+// ("dataplane.workers", "virtual_server[2].real_server[1].weight"): the line it was written on,
+// or for a setting left out (its default applies) the line of its nearest written table, or the
+// file alone when there is none.
+func (c *Config) Where(field string) string {
+	line := 0
+	if c.pos != nil {
+		line = c.pos.lineOf(field)
+	}
+	if line == 0 {
+		return c.File
+	}
+	return c.File + ":" + strconv.Itoa(line)
+}

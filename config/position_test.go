@@ -102,3 +102,24 @@ func TestLineOfFallsBackToParent(t *testing.T) {
 		})
 	}
 }
+
+func TestConfigWhere(t *testing.T) {
+	src := "[dataplane]\ninterfaces = [\"lo\"]\nworkers = 2\n\n[timeouts]\ntcp = \"10s\"\n\n" +
+		"[[virtual_server]]\naddress = \"198.18.0.100:80\"\nprotocol = \"tcp\"\nmethod = \"nat\"\n  [[virtual_server.real_server]]\n  address = \"198.19.0.11:80\"\n  weight = 3\n"
+	c, err := Parse([]byte(src), "govs.toml", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for field, want := range map[string]string{
+		"dataplane.workers":                       "govs.toml:3",
+		"dataplane.rx_mode":                       "govs.toml:1", // left out: its table
+		"timeouts.tcp":                            "govs.toml:6",
+		"timeouts.udp":                            "govs.toml:5",
+		"conntrack.max_entries":                   "govs.toml", // no [conntrack] at all
+		"virtual_server[1].real_server[1].weight": "govs.toml:14",
+	} {
+		if got := c.Where(field); got != want {
+			t.Errorf("Where(%q) = %q, want %q", field, got, want)
+		}
+	}
+}

@@ -81,6 +81,9 @@ type rawVirtualServer struct {
 	PersistenceNetmask any             `toml:"persistence_netmask"`
 	OnePacket          any             `toml:"one_packet"`
 	RealServer         []rawRealServer `toml:"real_server"`
+	HealthCheck        *rawHealthCheck `toml:"health_check"` // health.go
+	SorryServer        any             `toml:"sorry_server"`
+	Quorum             any             `toml:"quorum"`
 }
 
 type rawRealServer struct {
@@ -88,6 +91,8 @@ type rawRealServer struct {
 	Weight         any `toml:"weight"`
 	UpperThreshold any `toml:"upper_threshold"`
 	LowerThreshold any `toml:"lower_threshold"`
+
+	HealthCheck *rawHealthCheck `toml:"health_check"` // health.go
 }
 
 // schema lists the valid keys of each table, by path without indexes, in the
@@ -101,8 +106,12 @@ var schema = map[string][]string{
 		"tcp_close", "tcp_close_wait", "tcp_last_ack"},
 	"conntrack": {"max_entries", "full_policy", "expire_nodest_conn"},
 	"virtual_server": {"address", "protocol", "scheduler", "scheduler_flags", "mh_table_size", "method",
-		"persistence_timeout", "persistence_netmask", "one_packet", "real_server"},
-	"virtual_server.real_server": {"address", "weight", "upper_threshold", "lower_threshold"},
+		"persistence_timeout", "persistence_netmask", "one_packet", "real_server",
+		"health_check", "sorry_server", "quorum"},
+	"virtual_server.real_server": {"address", "weight", "upper_threshold", "lower_threshold", "health_check"},
+	// health.go
+	"virtual_server.health_check":             healthCheckKeys,
+	"virtual_server.real_server.health_check": healthCheckKeys,
 }
 
 // parser holds the state of one Parse call.
@@ -147,7 +156,7 @@ func (p *parser) parse() *Config {
 	}
 	p.unknownKeys(&md)
 
-	c := &Config{File: p.file}
+	c := &Config{File: p.file, pos: p.pos}
 	p.dataplane(raw.Dataplane, &c.Dataplane)
 	p.control(raw.Control, &c.Control)
 	p.timeouts(raw.Timeouts, &c.Timeouts)
@@ -205,11 +214,16 @@ func (p *parser) checkShape(m map[string]any) bool {
 		return false
 	}
 	for i, vs := range vss {
+		ok = p.healthShape(fmt.Sprintf("virtual_server[%d]", i+1), vs) && ok
 		if v, present := vs["real_server"]; present {
-			if _, isArray := tables(v); !isArray {
+			rss, isArray := tables(v)
+			if !isArray {
 				p.errf(fmt.Sprintf("virtual_server[%d].real_server", i+1),
 					"is %s but must be an array of tables; write [[virtual_server.real_server]] (double brackets) before each real server", typeName(v))
 				ok = false
+			}
+			for j, rs := range rss {
+				ok = p.healthShape(fmt.Sprintf("virtual_server[%d].real_server[%d]", i+1, j+1), rs) && ok
 			}
 		}
 	}
@@ -614,6 +628,7 @@ func (p *parser) virtualServer(field string, raw *rawVirtualServer) (vs VirtualS
 		seen[rs.Address] = j + 1
 		vs.RealServers = append(vs.RealServers, rs)
 	}
+	p.healthChecks(field, raw, &vs, seen, addrOK)
 	return vs, len(p.errs) == before
 }
 

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/govs/govs/announce"
@@ -34,6 +35,7 @@ type Daemon struct {
 	realIDs   idRegistry                 // real-server IDs by service key and address
 	counts    map[uint16]*sched.Counts   // connection counts by real-server ID, kept across reloads
 	lastReals map[uint16]*dataplane.Real // the last compiled entry of each real-server ID
+	targets   []netip.Addr               // what the resolver keeps resolved, see trackLocked
 	gen       uint32
 	engine    *dataplane.Engine
 	resolver  *neigh.Resolver
@@ -48,13 +50,24 @@ type Daemon struct {
 }
 
 // New starts the data plane, the resolver, the announcers and the control socket for cfg.
-func New(cfg *config.Config, logf func(format string, args ...any)) (d *Daemon, err error) {
-	d = &Daemon{logf: logf, cfg: cfg, counts: map[uint16]*sched.Counts{}, lastReals: map[uint16]*dataplane.Real{}}
+//
+// It claims the control socket first: a second govs started with the same configuration then
+// stops there, with the error that the socket is in use, before it touches anything the running
+// one owns (rings, the kernel guard's nftables table, VIP announcements). Until New is done the
+// socket answers not ready.
+func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, error) {
+	d := &Daemon{logf: logf, cfg: cfg, counts: map[uint16]*sched.Counts{}, lastReals: map[uint16]*dataplane.Real{}}
+	started := false
 	defer func() {
-		if err != nil {
+		if !started {
 			d.Close()
 		}
 	}()
+	gate := &statusGate{cfg: cfg.File}
+	var err error
+	if d.ctl, err = control.NewServer(cfg.Control.Socket, gate); err != nil {
+		return nil, err
+	}
 	if cfg.HA != nil {
 		if d.ha, err = newHANode(d, cfg.HA); err != nil {
 			return nil, err
@@ -64,7 +77,8 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (d *Daemon, 
 	if err != nil {
 		return nil, fmt.Errorf("failed to start next-hop resolution: %w", err)
 	}
-	d.resolver.SetTargets(realAddrs(cfg))
+	d.targets = realAddrs(cfg)
+	d.resolver.SetTargets(d.targets)
 	d.waitResolved(cfg, 2*time.Second)
 
 	t := d.compile(cfg)
@@ -103,19 +117,31 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (d *Daemon, 
 		d.announce = append(d.announce, a)
 	}
 	d.setVIPs(cfg)
-	d.ctl, err = control.NewServer(cfg.Control.Socket, d)
-	if err != nil {
-		return nil, err
-	}
 	if d.ha != nil {
 		if err := d.ha.start(cfg.Dataplane.Interfaces); err != nil {
 			return nil, err
 		}
 	}
 	d.ready = true
+	gate.d.Store(d)
+	started = true
 	logf("govs %s ready: %d virtual servers, %d workers, control socket %s",
 		Version, len(cfg.VirtualServers), d.engine.Workers(), cfg.Control.Socket)
 	return d, nil
+}
+
+// statusGate answers the control socket while New is starting the daemon (not ready), then the
+// daemon.
+type statusGate struct {
+	cfg string
+	d   atomic.Pointer[Daemon]
+}
+
+func (g *statusGate) Status() control.Status {
+	if d := g.d.Load(); d != nil {
+		return d.Status()
+	}
+	return control.Status{Version: Version, Config: g.cfg}
 }
 
 // Run serves until ctx ends, recompiling the tables whenever a next hop changes.
@@ -123,6 +149,7 @@ func (d *Daemon) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var full fullWatch
+	stranded := strandedWatch{logged: map[string]bool{}}
 	for {
 		select {
 		case <-ctx.Done():
@@ -133,6 +160,7 @@ func (d *Daemon) Run(ctx context.Context) {
 			// Catch anything a missed notification left stale; cheap for a handful of servers.
 			d.republish()
 			full.check(d, now)
+			stranded.check(d, d.engine.Tables())
 			if err := d.engine.RefreshKernelGuard(); err != nil {
 				d.logf("warning: %v", err)
 			}
@@ -170,42 +198,130 @@ func (f *fullWatch) check(d *Daemon, now time.Time) {
 	f.dropped, f.clashed = full, clash
 }
 
+// strandedWatch tells the operator when a virtual server has real servers but none with a resolved
+// next hop: its new connections are dropped (counted as no_real_server) until one resolves. A
+// virtual server is reported once it is so at two ticks in a row, so the moment a reload's new real
+// servers take to resolve is not reported; its recovery is reported if its stranding was.
+type strandedWatch struct {
+	seen, logged map[string]bool // by service name: stranded at the last tick; reported
+}
+
+func (w *strandedWatch) check(d *Daemon, t *dataplane.Tables) {
+	now := map[string]bool{}
+	for _, s := range t.Services {
+		if s == nil || len(s.RealIDs) == 0 {
+			continue
+		}
+		resolved := 0
+		for _, id := range s.RealIDs {
+			if t.Reals[id].Resolved {
+				resolved++
+			}
+		}
+		switch {
+		case resolved == 0:
+			now[s.Name] = true
+			if w.seen[s.Name] && !w.logged[s.Name] {
+				d.logf("virtual server %s: none of its %d real servers has a resolved next hop; its new connections are dropped (counted as no_real_server) until one resolves",
+					s.Name, len(s.RealIDs))
+				w.logged[s.Name] = true
+			}
+		case w.logged[s.Name]:
+			d.logf("virtual server %s: %d of its %d real servers resolved; it takes new connections again", s.Name, resolved, len(s.RealIDs))
+		}
+	}
+	for name := range w.logged {
+		if !now[name] {
+			delete(w.logged, name)
+		}
+	}
+	w.seen = now
+}
+
 // Reload applies a new configuration. On error the running configuration stays in force.
 // Established connections keep their real server (real servers keep their IDs); a removed
 // real server's connections are dropped.
+//
+// Settings a running govs cannot change (see restartOnly) keep their running values; each one the
+// file changes is logged with its file:line, and the rest of the file is applied.
 func (d *Daemon) Reload(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	old := d.cfg
-	if !slices.Equal(old.Dataplane.Interfaces, cfg.Dataplane.Interfaces) || old.Dataplane.Workers != cfg.Dataplane.Workers {
-		return fmt.Errorf("dataplane.interfaces and dataplane.workers cannot change on reload; restart govs to change them")
-	}
-	if old.Control.Socket != cfg.Control.Socket {
-		return fmt.Errorf("control.socket cannot change on reload; restart govs to change it")
-	}
-	if err := checkHAReload(old.HA, cfg.HA); err != nil {
-		return err
-	}
-	if old.Timeouts != cfg.Timeouts || old.Conntrack.MaxEntries != cfg.Conntrack.MaxEntries ||
-		old.Conntrack.FullPolicy != cfg.Conntrack.FullPolicy {
-		d.logf("warning: changes to [timeouts] and [conntrack] max_entries / full_policy apply after a restart; the running ones stay")
-	}
-	d.resolver.SetTargets(realAddrs(cfg))
-	t := d.compileLocked(cfg)
+	next := *cfg
+	pending := append(restartOnly(d.cfg, &next), restartOnlyHA(d.cfg, &next)...)
+	// compileLocked hands the resolver the new real servers (trackLocked); they are unresolved, and
+	// so take no connections, until their next hop is known and Run republishes.
+	t := d.compileLocked(&next)
 	if err := checkSchedulers(t); err != nil {
 		return err
 	}
 	if err := d.publishLocked(t); err != nil {
 		return err
 	}
-	d.cfg = cfg
-	d.setVIPs(cfg)
-	d.logf("reloaded %s: %d virtual servers (generation %d)", cfg.File, len(cfg.VirtualServers), t.Gen)
+	d.cfg = &next
+	d.setVIPs(&next)
+	for _, p := range pending {
+		d.logf("%s", p)
+	}
+	d.logf("reloaded %s: %d virtual servers (generation %d)", next.File, len(next.VirtualServers), t.Gen)
 	return nil
 }
 
+// restartOnly finds the settings of next that differ from the running configuration but can only
+// change at a restart: [dataplane] (the rings, workers and receive mode are built at start),
+// [control] socket, [timeouts] and [conntrack] max_entries and full_policy (each worker's
+// connection table is sized and set up at start). It puts the running values back into next and
+// returns, for each, "file:line: field: ... takes effect at the next start".
+func restartOnly(running, next *config.Config) []string {
+	var out []string
+	keep := func(field string, differs bool, file, cur any, restore func()) {
+		if !differs {
+			return
+		}
+		out = append(out, fmt.Sprintf("%s: %s: %v in the file, %v running; takes effect at the next start",
+			next.Where(field), field, file, cur))
+		restore()
+	}
+	rd, nd := &running.Dataplane, &next.Dataplane
+	keep("dataplane.interfaces", !slices.Equal(rd.Interfaces, nd.Interfaces), nd.Interfaces, rd.Interfaces,
+		func() { nd.Interfaces = rd.Interfaces })
+	keep("dataplane.workers", rd.Workers != nd.Workers, workersString(nd.Workers), workersString(rd.Workers),
+		func() { nd.Workers = rd.Workers })
+	keep("dataplane.rx_mode", rd.RXMode != nd.RXMode, quoted(nd.RXMode), quoted(rd.RXMode),
+		func() { nd.RXMode = rd.RXMode })
+	keep("control.socket", running.Control.Socket != next.Control.Socket, quoted(next.Control.Socket),
+		quoted(running.Control.Socket), func() { next.Control = running.Control })
+	rt, nt := &running.Timeouts, &next.Timeouts
+	for _, to := range []struct {
+		name     string
+		cur, new *time.Duration
+	}{
+		{"tcp", &rt.TCP, &nt.TCP}, {"tcp_fin", &rt.TCPFin, &nt.TCPFin}, {"udp", &rt.UDP, &nt.UDP},
+		{"tcp_syn_recv", &rt.TCPSynRecv, &nt.TCPSynRecv}, {"tcp_syn_sent", &rt.TCPSynSent, &nt.TCPSynSent},
+		{"tcp_time_wait", &rt.TCPTimeWait, &nt.TCPTimeWait}, {"tcp_close", &rt.TCPClose, &nt.TCPClose},
+		{"tcp_close_wait", &rt.TCPCloseWait, &nt.TCPCloseWait}, {"tcp_last_ack", &rt.TCPLastAck, &nt.TCPLastAck},
+	} {
+		keep("timeouts."+to.name, *to.cur != *to.new, *to.new, *to.cur, func() { *to.new = *to.cur })
+	}
+	rc, nc := &running.Conntrack, &next.Conntrack
+	keep("conntrack.max_entries", rc.MaxEntries != nc.MaxEntries, nc.MaxEntries, rc.MaxEntries,
+		func() { nc.MaxEntries = rc.MaxEntries })
+	keep("conntrack.full_policy", rc.FullPolicy != nc.FullPolicy, quoted(nc.FullPolicy), quoted(rc.FullPolicy),
+		func() { nc.FullPolicy = rc.FullPolicy })
+	return out
+}
+
+func workersString(n int) string {
+	if n <= 0 {
+		return fmt.Sprintf("%d (one per CPU)", n)
+	}
+	return fmt.Sprint(n)
+}
+
+func quoted(s string) string { return fmt.Sprintf("%q", s) }
+
 // Close releases the VIPs, stops the data plane and everything else. An active HA node hands
-// over first.
+// over first (see Shutdown).
 func (d *Daemon) Close() error {
 	if d.ha != nil {
 		d.ha.close()
@@ -275,15 +391,7 @@ func (d *Daemon) compileLocked(cfg *config.Config) *dataplane.Tables {
 			rid := d.realIDs.get(rkey)
 			r := RealFor(&rs, rid, sid)
 			r.Counts = d.countsOf(rid)
-			if e, ok := d.resolver.Lookup(rs.Address.Addr()); ok && e.Resolved {
-				if p, ok := portOf[e.IfIndex]; ok {
-					r.Port, r.MAC, r.Resolved = p, e.MAC, true
-					if vs.Method == config.MethodDR && e.NextHop != rs.Address.Addr() {
-						// DR only rewrites MACs: the real server must be on a govs link.
-						r.Resolved = false
-					}
-				}
-			}
+			d.resolveLocked(r, vs.Method == config.MethodDR, portOf)
 			s.RealIDs = append(s.RealIDs, rid)
 			setAt(&t.Reals, int(rid), r)
 		}
@@ -311,7 +419,44 @@ func (d *Daemon) compileLocked(cfg *config.Config) *dataplane.Tables {
 		}
 	}
 	t.Finish()
+	d.trackLocked(t)
 	return t
+}
+
+// resolveLocked sets r's port, MAC and Resolved from the resolver's entry for its address; r stays
+// unresolved while the resolver has no usable entry (a new address has none yet). dr requires the
+// real server to be on a govs link: direct routing only rewrites MACs.
+func (d *Daemon) resolveLocked(r *dataplane.Real, dr bool, portOf map[int]int) {
+	e, ok := d.resolver.Lookup(r.Addr.Addr())
+	if !ok || !e.Resolved {
+		return
+	}
+	if p, ok := portOf[e.IfIndex]; ok && (!dr || e.NextHop == r.Addr.Addr()) {
+		r.Port, r.MAC, r.Resolved = p, e.MAC, true
+	}
+}
+
+// trackLocked has the resolver keep every real server of t resolved: the configured ones and the
+// removed ones whose connections drain. Those keep following their next hop, and a reload that
+// puts one back finds it resolved: if it started over unresolved, its retained ID's connections
+// (a client's new SYN on such a tuple included) would lose frames until the lookup completed.
+func (d *Daemon) trackLocked(t *dataplane.Tables) {
+	var addrs []netip.Addr
+	seen := map[netip.Addr]bool{}
+	for _, r := range t.Reals {
+		if r == nil {
+			continue
+		}
+		if a := r.Addr.Addr(); !seen[a] {
+			seen[a] = true
+			addrs = append(addrs, a)
+		}
+	}
+	if slices.Equal(addrs, d.targets) {
+		return
+	}
+	d.targets = addrs
+	d.resolver.SetTargets(addrs)
 }
 
 // same reports whether two tables forward identically (ignoring the generation).

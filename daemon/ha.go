@@ -234,24 +234,42 @@ func (n *haNode) status() control.HAStatus {
 	return out
 }
 
-// checkHAReload refuses a reload that changes [ha] other than its floating addresses and
-// garp_refresh: the node's identity, key and timers are fixed for its life.
-func checkHAReload(old, cur *config.HA) error {
-	if (old == nil) != (cur == nil) {
-		return fmt.Errorf("[ha] cannot be added or removed on reload; restart govs (on the backup node first) to change it")
+// restartOnlyHA is restartOnly for [ha]: only floating and garp_refresh change on reload; the
+// node's identity, key and timers, and whether it runs [ha] at all, are fixed for its life. It
+// puts the running values back into next and returns a line for each ignored change.
+func restartOnlyHA(running, next *config.Config) []string {
+	later := func(field, what string) string {
+		return fmt.Sprintf("%s: %s: %s; takes effect at the next start (restart the backup first)", next.Where(field), field, what)
 	}
-	if old == nil {
+	switch r, n := running.HA, next.HA; {
+	case r == nil && n == nil:
 		return nil
+	case r == nil:
+		next.HA, next.ShutdownDrain = nil, running.ShutdownDrain
+		return []string{later("ha", "added in the file, this node runs stand-alone")}
+	case n == nil:
+		next.HA, next.ShutdownDrain = r, running.ShutdownDrain
+		return []string{later("ha", "removed from the file, this node runs [ha]")}
 	}
-	a, b := *old, *cur
-	a.Floating, b.Floating = nil, nil
-	a.GARPRefresh, b.GARPRefresh = 0, 0
-	a.Line, b.Line = 0, 0
-	if a.Listen != b.Listen || !slices.Equal(a.Peers, b.Peers) || a.Priority != b.Priority || a.KeyFile != b.KeyFile ||
-		a.AdvertInterval != b.AdvertInterval || a.DeadAfter != b.DeadAfter || a.Preempt != b.Preempt || a.PreemptDelay != b.PreemptDelay {
-		return fmt.Errorf("only [ha] floating and garp_refresh change on reload; restart govs (the backup first) to change the rest of [ha]")
+	r, n := running.HA, *next.HA
+	var out []string
+	keep := func(field string, differs bool, file, cur any) {
+		if differs {
+			out = append(out, later("ha."+field, fmt.Sprintf("%v in the file, %v running", file, cur)))
+		}
 	}
-	return nil
+	keep("listen", r.Listen != n.Listen, n.Listen, r.Listen)
+	keep("peers", !slices.Equal(r.Peers, n.Peers), n.Peers, r.Peers)
+	keep("priority", r.Priority != n.Priority, n.Priority, r.Priority)
+	keep("key_file", r.KeyFile != n.KeyFile, n.KeyFile, r.KeyFile)
+	keep("advert_interval", r.AdvertInterval != n.AdvertInterval, n.AdvertInterval, r.AdvertInterval)
+	keep("dead_after", r.DeadAfter != n.DeadAfter, n.DeadAfter, r.DeadAfter)
+	keep("preempt", r.Preempt != n.Preempt, n.Preempt, r.Preempt)
+	keep("preempt_delay", r.PreemptDelay != n.PreemptDelay, n.PreemptDelay, r.PreemptDelay)
+	kept := *r
+	kept.Floating, kept.GARPRefresh, kept.Line = n.Floating, n.GARPRefresh, n.Line
+	next.HA = &kept
+	return out
 }
 
 // holdAddrs hands the announcers the addresses to hold: at once when stand-alone; through the

@@ -7,6 +7,7 @@ import (
 	"github.com/govs/govs/dataplane/afpacket"
 	"github.com/govs/govs/dataplane/dataplanetest"
 	"github.com/govs/govs/dataplane/frame"
+	"github.com/govs/govs/internal/checksum"
 )
 
 // benchFrames returns n 60-byte IPv4 UDP frames (64 bytes on the wire with the FCS) to the NAT
@@ -25,7 +26,7 @@ func benchFrames(tb testing.TB, n int) []byte {
 		binary.BigEndian.PutUint32(b[26:], 198<<24|18<<16|0x8000+host)
 		binary.BigEndian.PutUint16(b[34:], uint16(1024+i%32))
 		b[24], b[25] = 0, 0
-		binary.BigEndian.PutUint16(b[24:], ^frame.Checksum(b[14:34], 0))
+		binary.BigEndian.PutUint16(b[24:], ^checksum.Sum(b[14:34], 0))
 		if frame.Parse(b, &p) != frame.ErrNone {
 			tb.Fatal("bench frame does not parse")
 		}

@@ -27,7 +27,8 @@ const (
 	DropTableFull
 	// DropTxRingFull: the transmit ring stayed full after a kick.
 	DropTxRingFull
-	// DropRealRemoved: the connection's real server was removed by a reload.
+	// DropRealRemoved: the connection's real server, or its whole virtual server, was removed by a
+	// reload.
 	DropRealRemoved
 	// DropFragment: a non-first IP fragment (no ports to look a connection up by).
 	DropFragment

@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"fmt"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,41 +54,42 @@ func (e *Engine) Workers() int { return len(e.workers) }
 // Tables returns the tables published last.
 func (e *Engine) Tables() *Tables { return e.tables.Load() }
 
-// Publish makes t the tables every worker uses from its next batch on, and reprograms the
-// sockets' filters and fanout for t's virtual services.
+// Publish makes t the tables every worker uses from its next batch on, and makes the sockets
+// admit and spread t's traffic. The workers get t first, so that no frame of a service t adds
+// reaches them before they know it; then the kernel's programs follow (see engineOS.program). If
+// reprogramming fails, the previous tables and programs are put back and the error returned.
 func (e *Engine) Publish(t *Tables) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	prev := e.tables.Load()
+	e.tables.Store(t)
 	if err := e.os.program(e, t); err != nil {
+		e.tables.Store(prev)
+		if prev != nil {
+			if rerr := e.os.program(e, prev); rerr != nil {
+				err = fmt.Errorf("%w; putting the previous filters back failed too: %v", err, rerr)
+			}
+		}
 		return err
 	}
-	e.tables.Store(t)
 	return nil
 }
 
-// filterSpec lists what the sockets must let through for t.
-func filterSpec(t *Tables) (bpfgen.FilterSpec, []netip.Addr) {
+// filterSpec lists what the sockets must let through for t: every service's VIP endpoint, and the
+// replies of its NAT real servers, those a reload removed included while their connections drain.
+func filterSpec(t *Tables) bpfgen.FilterSpec {
 	var spec bpfgen.FilterSpec
-	var vips []netip.Addr
-	seen := map[netip.Addr]bool{}
 	for _, s := range t.Services {
-		if s == nil {
-			continue
+		if s != nil {
+			spec.VIPs = append(spec.VIPs, bpfgen.Endpoint{Addr: s.VIP.Addr(), Proto: s.Proto, Port: s.VIP.Port()})
 		}
-		spec.VIPs = append(spec.VIPs, bpfgen.Endpoint{Addr: s.VIP.Addr(), Proto: s.Proto, Port: s.VIP.Port()})
-		if !seen[s.VIP.Addr()] {
-			seen[s.VIP.Addr()] = true
-			vips = append(vips, s.VIP.Addr())
-		}
-		if s.Method != MethodNAT {
-			continue
-		}
-		for _, id := range s.RealIDs {
-			r := t.Reals[id]
+	}
+	for _, r := range t.Reals {
+		if s := t.owner(r); s != nil && s.Method == MethodNAT {
 			spec.RealServers = append(spec.RealServers, bpfgen.Endpoint{Addr: r.Addr.Addr(), Proto: s.Proto, Port: r.Addr.Port()})
 		}
 	}
-	return spec, vips
+	return spec
 }
 
 // Stats sums the workers' last published counters.

@@ -29,8 +29,8 @@ type engineOS struct {
 	hosts     hostAddrs            // this host's addresses, shared with the workers
 	rxMode    string               // RXModeAuto, RXModeThroughput or RXModeLatency
 	standby   bool                 // the sockets take nothing (see SetStandby; guarded by Engine.mu)
-	vips      []netip.Addr         // of the fanout program installed last (guarded by Engine.mu)
-	sticky    bpfgen.Stickiness    // of the fanout program installed last (guarded by Engine.mu)
+	fan       *fanoutPlan          // rules of the fanout program installed last; nil without fanout (guarded by Engine.mu)
+	fanSpec   bpfgen.FanoutSpec    // what that program was built from (guarded by Engine.mu)
 	rx        rxState
 	wakefd    int
 	stopping  chan struct{}
@@ -104,8 +104,7 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 	e.os.wakefd = fd
 	e.os.stopping = make(chan struct{})
 
-	spec, vips := filterSpec(t)
-	filter, err := bpfgen.SocketFilter(spec)
+	filter, err := bpfgen.SocketFilter(filterSpec(t))
 	if err != nil {
 		e.closeSockets()
 		return nil, errorf("socket filter: %v", err)
@@ -139,13 +138,13 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 	var fanout []bpf.RawInstruction
 	if n > 1 || twoRings {
 		// Member index = ring set * n + worker: every v3 socket joins before any v2 socket.
-		e.os.sticky = t.Stickiness()
-		if fanout, err = bpfgen.FanoutProgramSticky(vips, n, int(ring)*n, e.os.sticky); err != nil {
+		e.os.fan = planFanout(t, nil, n)
+		e.os.fanSpec = e.os.fan.spec(t)
+		if fanout, err = bpfgen.FanoutProgramSpec(e.os.fanSpec, n, int(ring)*n); err != nil {
 			e.closeSockets()
 			return nil, errorf("fanout program: %v", err)
 		}
 	}
-	e.os.vips = vips
 	locals := localAddrs()
 	e.os.hosts.store(locals)
 	gspec := guardSpecFor(t, locals)
@@ -259,27 +258,38 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 	}
 	if mode == RXModeAuto {
 		e.os.wg.Add(1)
-		go e.routineRXControl(vips, newRXPolicy(high, low))
+		go e.routineRXControl(newRXPolicy(high, low))
+	}
+	if n > 1 {
+		e.os.wg.Add(1)
+		go e.routineFanout()
 	}
 	cfg.logf("data plane: %d workers on %v, CPUs %v, rx_mode %s (receiving on the %s ring)", n, cfg.Interfaces, cpus, mode, ring)
 	return e, nil
 }
 
-// program installs the filter and fanout programs for t on every socket.
+// program makes the sockets admit, spread and guard t's traffic. Publish has handed t to the
+// workers already, so they know every service the new programs admit. The guard's drop rules go
+// first (its ingress hook runs after the packet taps: it never hides a frame from govs); then the
+// fanout program, so that the first frames of a new service already reach the right worker; then
+// the socket filters of every socket of both ring sets (the fanout program may send a frame to
+// either set, and a socket's own filter decides). Each program is replaced atomically, and the old
+// and new programs admit and hash a service that t keeps alike, so its frames see no gap.
 func (eo *engineOS) program(e *Engine, t *Tables) error {
-	spec, vips := filterSpec(t)
-	filter, err := bpfgen.SocketFilter(spec)
+	filter, err := bpfgen.SocketFilter(filterSpec(t))
 	if err != nil {
 		return errorf("socket filter: %v", err)
 	}
 	var fanout []bpf.RawInstruction
-	if len(e.workers) > 1 || eo.frames != nil {
+	var plan *fanoutPlan
+	var fspec bpfgen.FanoutSpec
+	if eo.fan != nil {
+		plan = planFanout(t, eo.fan, len(e.workers))
+		fspec = plan.spec(t)
 		ring, _ := eo.rx.load()
-		sticky := t.Stickiness()
-		if fanout, err = bpfgen.FanoutProgramSticky(vips, len(e.workers), int(ring)*len(e.workers), sticky); err != nil {
+		if fanout, err = bpfgen.FanoutProgramSpec(fspec, len(e.workers), int(ring)*len(e.workers)); err != nil {
 			return errorf("fanout program: %v", err)
 		}
-		eo.vips, eo.sticky = vips, sticky
 	}
 	if eo.guard != nil {
 		spec := guardSpecFor(t, localAddrs())
@@ -288,20 +298,72 @@ func (eo *engineOS) program(e *Engine, t *Tables) error {
 		}
 		eo.guardSpec = spec
 	}
+	if fanout != nil {
+		if err := eo.setFanout(fanout); err != nil {
+			return err
+		}
+		plan.report(t, eo.fan, e.cfg.logf)
+		eo.fan, eo.fanSpec = plan, fspec
+	}
 	if eo.standby {
 		filter = standbyFilter
 	}
-	if err := eo.setFilter(filter); err != nil {
-		return err
-	}
-	if fanout != nil {
-		// One member per group is enough: the program belongs to the group.
-		for _, s := range eo.socks[0] {
-			if err := s.SetFanoutProg(fanout); err != nil {
-				return errorf("set fanout program: %v", err)
-			}
+	return eo.setFilter(filter)
+}
+
+// setFanout installs prog as every interface's fanout program.
+func (eo *engineOS) setFanout(prog []bpf.RawInstruction) error {
+	// One member per group is enough: the program belongs to the group.
+	for _, s := range eo.socks[0] {
+		if err := s.SetFanoutProg(prog); err != nil {
+			return errorf("set fanout program: %v", err)
 		}
 	}
+	return nil
+}
+
+// fanoutCheckEvery is how often the engine re-plans the fanout while a service's hash rule waits
+// for its established connections to end (see fanoutPlan).
+const fanoutCheckEvery = time.Second
+
+// routineFanout applies waiting hash rules once their services' connections have ended.
+func (e *Engine) routineFanout() {
+	defer e.os.wg.Done()
+	tick := time.NewTicker(fanoutCheckEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-e.os.stopping:
+			return
+		case <-tick.C:
+		}
+		e.mu.Lock()
+		if !e.os.closed && e.os.fan.waiting() {
+			if err := e.os.refan(e); err != nil {
+				e.cfg.logf("warning: %v", err)
+			}
+		}
+		e.mu.Unlock()
+	}
+}
+
+// refan re-plans the fanout for the tables in force and installs it if its rules changed.
+func (eo *engineOS) refan(e *Engine) error {
+	t := e.tables.Load()
+	plan := planFanout(t, eo.fan, len(e.workers))
+	spec := plan.spec(t)
+	if !plan.sameRules(eo.fan) {
+		ring, _ := eo.rx.load()
+		prog, err := bpfgen.FanoutProgramSpec(spec, len(e.workers), int(ring)*len(e.workers))
+		if err != nil {
+			return errorf("fanout program: %v", err)
+		}
+		if err := eo.setFanout(prog); err != nil {
+			return err
+		}
+	}
+	plan.report(t, eo.fan, e.cfg.logf)
+	eo.fan, eo.fanSpec = plan, spec
 	return nil
 }
 
@@ -432,11 +494,12 @@ func (e *Engine) drain(w *Worker, i int, s *afpacket.Socket, now int64) int {
 	return got
 }
 
-// Close stops the workers, waits for them and closes (unmaps) every ring.
+// Close stops the workers, waits for them and closes (unmaps) every ring. It does not hold mu
+// while it waits: the engine's goroutines take it (a ring switch, a fanout re-plan).
 func (e *Engine) Close() error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	if e.os.closed {
+		e.mu.Unlock()
 		return nil
 	}
 	e.os.closed = true
@@ -444,7 +507,10 @@ func (e *Engine) Close() error {
 	var one [8]byte
 	one[0] = 1
 	unix.Write(e.os.wakefd, one[:])
+	e.mu.Unlock()
 	e.os.wg.Wait()
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.closeSockets()
 	return nil
 }
@@ -536,7 +602,8 @@ func checkForwarding(ifaces []string) error {
 }
 
 // guardSpecFor lists what the kernel guard drops for t: frames to the VIPs, and NAT replies from
-// the real servers unless addressed to one of this host's own addresses.
+// the real servers (those draining after a reload included) unless addressed to one of this
+// host's own addresses.
 func guardSpecFor(t *Tables, locals []netip.Addr) *guardSpec {
 	spec := &guardSpec{locals: locals}
 	seen := map[netip.Addr]bool{}
@@ -548,11 +615,9 @@ func guardSpecFor(t *Tables, locals []netip.Addr) *guardSpec {
 			seen[a] = true
 			spec.vips = append(spec.vips, a)
 		}
-		if s.Method != MethodNAT {
-			continue
-		}
-		for _, id := range s.RealIDs {
-			r := t.Reals[id]
+	}
+	for _, r := range t.Reals {
+		if s := t.owner(r); s != nil && s.Method == MethodNAT {
 			spec.reals = append(spec.reals, guardReal{addr: r.Addr.Addr(), proto: s.Proto, port: r.Addr.Port()})
 		}
 	}

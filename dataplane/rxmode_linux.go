@@ -3,7 +3,6 @@
 package dataplane
 
 import (
-	"net/netip"
 	"time"
 
 	"github.com/govs/govs/dataplane/bpfgen"
@@ -12,7 +11,7 @@ import (
 // routineRXControl is auto mode's controller: every rxSampleTick it measures the receive rate
 // (and the latency ring's drops) and, when the policy says so and every worker has finished the
 // previous switch, moves traffic to the other ring set.
-func (e *Engine) routineRXControl(vips []netip.Addr, p *rxPolicy) {
+func (e *Engine) routineRXControl(p *rxPolicy) {
 	defer e.os.wg.Done()
 	tick := time.NewTicker(rxSampleTick)
 	defer tick.Stop()
@@ -60,14 +59,12 @@ func (e *Engine) switchRing(ring rxRing) error {
 		return errorf("engine closed")
 	}
 	n := len(e.workers)
-	prog, err := bpfgen.FanoutProgramSticky(e.os.vips, n, int(ring)*n, e.os.sticky)
+	prog, err := bpfgen.FanoutProgramSpec(e.os.fanSpec, n, int(ring)*n)
 	if err != nil {
 		return errorf("fanout program: %v", err)
 	}
-	for _, s := range e.os.socks[0] {
-		if err := s.SetFanoutProg(prog); err != nil {
-			return errorf("set fanout program: %v", err)
-		}
+	if err := e.os.setFanout(prog); err != nil {
+		return err
 	}
 	_, gen := e.os.rx.load()
 	e.os.rx.cur.Store((gen+1)<<1 | uint64(ring))

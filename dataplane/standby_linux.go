@@ -27,9 +27,8 @@ func (e *Engine) SetStandby(on bool) error {
 	}
 	filter := standbyFilter
 	if !on {
-		spec, _ := filterSpec(e.tables.Load())
 		var err error
-		if filter, err = bpfgen.SocketFilter(spec); err != nil {
+		if filter, err = bpfgen.SocketFilter(filterSpec(e.tables.Load())); err != nil {
 			return errorf("socket filter: %v", err)
 		}
 	}

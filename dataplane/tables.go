@@ -71,6 +71,10 @@ type Service struct {
 	Dests []sched.Dest
 
 	addr [16]byte
+	// hashGroup and hashRule, set by Finish: services whose NAT replies the fanout cannot tell
+	// apart share a group, and the group's rule covers every member's persistence.
+	hashGroup int
+	hashRule  bpfgen.HashRule
 }
 
 // Real is one real server of one service.
@@ -137,29 +141,97 @@ func (t *Tables) Finish() {
 			})
 		}
 	}
+	t.hashGroups()
 }
 
-// Stickiness says how the fanout must hash for t's persistent services: each worker keeps its own
-// persistence templates, so all connections of a client network (the widest persistence_netmask of
-// its family) must reach one worker. Without persistent services it hashes addresses and ports.
-// The offline replay deals flows to workers by the same rule.
-func (t *Tables) Stickiness() bpfgen.Stickiness {
-	st := bpfgen.Stickiness{Bits4: 32, Bits6: 128}
-	for _, s := range t.Services {
-		if s == nil || s.Persistence <= 0 {
+// hashGroups sets every service's fanout hash group and rule. Each worker keeps its own
+// connections and persistence templates, so the fanout must send every frame of a connection, and
+// under persistence every connection of a client network, to one worker. It hashes each frame by
+// the rule of its service, found from the service's endpoint in the frame: the VIP endpoint of a
+// frame to a VIP, the real server's endpoint of a NAT reply. Replies from a real server that
+// serves several services under NAT (same address and protocol, same port or port 0) cannot be
+// told apart, so those services form one group with one rule: the finest that covers all their
+// persistence (by client network with the shortest netmask, or by client address and port when
+// none is persistent). Every other service is a group of its own, so a change to its persistence
+// moves no other service's flows. Real servers that a reload removed but whose connections drain
+// count too.
+func (t *Tables) hashGroups() {
+	parent := make([]int, len(t.Services))
+	for i := range parent {
+		parent[i] = i
+	}
+	var find func(int) int
+	find = func(i int) int {
+		if parent[i] != i {
+			parent[i] = find(parent[i])
+		}
+		return parent[i]
+	}
+	type realKey struct {
+		addr  [16]byte
+		proto uint8
+	}
+	type realAt struct {
+		port uint16
+		svc  int
+	}
+	seen := map[realKey][]realAt{}
+	for _, r := range t.Reals {
+		s := t.owner(r)
+		if s == nil || s.Method != MethodNAT {
 			continue
 		}
-		st.Sticky = true
-		if s.VIP.Addr().Is4() {
-			st.Bits4 = min(st.Bits4, s.PersistenceBits)
-		} else {
-			st.Bits6 = min(st.Bits6, s.PersistenceBits)
+		k, port := realKey{r.addr, s.Proto}, r.Addr.Port()
+		for _, o := range seen[k] {
+			if o.port == port || o.port == 0 || port == 0 {
+				parent[find(int(s.ID))] = find(o.svc)
+			}
+		}
+		seen[k] = append(seen[k], realAt{port, int(s.ID)})
+	}
+	rules := map[int]bpfgen.HashRule{}
+	for _, s := range t.Services {
+		if s == nil {
+			continue
+		}
+		s.hashGroup = find(int(s.ID))
+		rules[s.hashGroup] = rules[s.hashGroup].Join(s.persistenceRule())
+	}
+	for _, s := range t.Services {
+		if s != nil {
+			s.hashRule = rules[s.hashGroup]
 		}
 	}
-	if !st.Sticky {
-		return bpfgen.Stickiness{}
+}
+
+// persistenceRule is the fanout rule s's persistence alone needs.
+func (s *Service) persistenceRule() bpfgen.HashRule {
+	if s.Persistence <= 0 {
+		return bpfgen.HashRule{}
 	}
-	return st
+	return bpfgen.HashRule{Sticky: true, Bits: s.PersistenceBits}
+}
+
+// owner returns r's service, or nil when r is nil or its service is gone.
+func (t *Tables) owner(r *Real) *Service {
+	if r == nil {
+		return nil
+	}
+	if s := t.serviceAt(r.Service); s != nil && s.ID == r.Service {
+		return s
+	}
+	return nil
+}
+
+// HashRule returns the fanout hash rule, as a fresh start of govs applies it, of the service that a
+// client's packet to addr:port with protocol proto reaches, and false for no service. The offline
+// replay deals flows to workers by it.
+func (t *Tables) HashRule(addr [16]byte, port uint16, proto uint8) (bpfgen.HashRule, bool) {
+	s := t.service(addr, port, proto)
+	if s == nil {
+		return bpfgen.HashRule{}, false
+	}
+	return s.hashRule, true
 }
 
 // service returns the service for a destination, or nil. A service for the exact port wins; else
@@ -170,6 +242,14 @@ func (t *Tables) service(addr [16]byte, port uint16, proto uint8) *Service {
 		if id, ok = t.byVIP[serviceKey{addr, 0, proto}]; !ok {
 			return nil
 		}
+	}
+	return t.Services[id]
+}
+
+// serviceAt returns the service with ID id, or nil if there is none (a reload removed it).
+func (t *Tables) serviceAt(id uint16) *Service {
+	if int(id) >= len(t.Services) {
+		return nil
 	}
 	return t.Services[id]
 }

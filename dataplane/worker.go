@@ -308,8 +308,10 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		r = w.tables.real(c.RS())
 	}
 	// A reload may give a removed real server's ID to a real server of another service; the
-	// connection must not follow the ID there (TestReloadRealIDReused).
-	if r == nil || r.Service != c.VS || (r.Removed && w.tables.ExpireNodestConn) {
+	// connection must not follow the ID there (TestReloadRealIDReused). A reload that removes the
+	// whole virtual server ends its connections (TestReloadServiceRemoved).
+	svc := w.tables.serviceAt(c.VS)
+	if r == nil || r.Service != c.VS || svc == nil || (r.Removed && w.tables.ExpireNodestConn) {
 		w.removeConn(id, c)
 		w.drop(DropRealRemoved)
 		return false
@@ -318,7 +320,6 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		activeChanged(r, old, cur)
 	}
 	w.rpN[r.ID]++
-	svc := w.tables.Services[r.Service]
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved {
 			w.drop(DropUnresolved)
@@ -362,11 +363,10 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 		(dir == conntrack.DirOriginal && p.Proto == frame.ProtoTCP && p.TCPFlags&tcpSYN != 0) {
 		return false, false
 	}
-	r := w.tables.real(c.RS())
-	if r == nil || r.Service != c.VS || r.Removed {
+	r, svc := w.tables.real(c.RS()), w.tables.serviceAt(c.VS)
+	if r == nil || r.Service != c.VS || r.Removed || svc == nil {
 		return false, false
 	}
-	svc := w.tables.Services[r.Service]
 	out, mac := int(c.InPort), c.ClientMAC()
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved || (svc.Method != MethodNAT && svc.Method != MethodDR) {
@@ -415,9 +415,11 @@ func activeChanged(r *Real, old, cur conntrack.State) {
 	}
 }
 
-// usable reports whether real server r takes new connections of c's service.
+// usable reports whether real server r takes new connections of c's service. One whose next hop is
+// not resolved takes none (as the schedulers see it too): a bare SYN on the tuple of a connection
+// bound to it is scheduled afresh instead of waiting, dropped, for the neighbour entry.
 func usable(r *Real, c *conntrack.Conn) bool {
-	return r != nil && r.Service == c.VS && !r.Removed && r.Weight > 0
+	return r != nil && r.Service == c.VS && !r.Removed && r.Weight > 0 && r.Resolved
 }
 
 // receivedChecksum prepares the checksum of a frame received with offload state for rewriting.
@@ -577,8 +579,8 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 		return false
 	}
 	c := w.ct.Get(id)
-	r := w.tables.real(c.RS())
-	if r == nil || r.Service != c.VS { // see Process
+	r, svc := w.tables.real(c.RS()), w.tables.serviceAt(c.VS)
+	if r == nil || r.Service != c.VS || svc == nil { // see forward
 		w.drop(DropRealRemoved)
 		return false
 	}
@@ -589,7 +591,6 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 		w.c[cCsumCompleted]++
 	}
 	meta.Vnet = afpacket.VnetHdr{}
-	svc := w.tables.Services[r.Service]
 	if dir == conntrack.DirOriginal {
 		// About a packet the VIP sent to the client: it goes to the real server.
 		if !r.Resolved {

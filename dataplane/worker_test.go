@@ -467,6 +467,74 @@ func TestReloadRealIDReused(t *testing.T) {
 	r.none(t, 0, build(t, clientPkt("198.18.1.10:1000", "198.18.0.100:80", 6, tcpACK)), afpacket.RxMeta{}, DropRealRemoved)
 }
 
+// TestReloadServiceRemoved: a reload that removes a whole virtual server leaves its real server
+// entries (marked removed) while connections remain, and no service at the connection's ID (nil,
+// or past the end of Services). Frames of those connections still in the rings, or replies from a
+// real server another service shares, end the connection: they must not crash the worker.
+func TestReloadServiceRemoved(t *testing.T) {
+	a := svcSpec{id: 1, vip: "198.18.0.100:80", proto: 6, method: MethodNAT, reals: []realSpec{
+		{id: 1, addr: "198.18.2.1:8080", weight: 1, mac: macRS[0]}}}
+	b := svcSpec{id: 0, vip: "198.18.0.101:80", proto: 6, method: MethodNAT, reals: []realSpec{
+		{id: 0, addr: "198.18.2.9:9999", weight: 1, mac: macRS[2]}}}
+	// The daemon keeps a real server's counts across reloads: the removed entry shares them.
+	removed := func(orig *Tables, withB bool) *Tables {
+		rm := *orig.Reals[1]
+		rm.Removed = true
+		gen := orig.Gen + 1
+		var t *Tables
+		if withB {
+			t = buildTables(gen, b) // Services = [b]: a's ID 1 is past the end
+		} else {
+			t = buildTables(gen)
+		}
+		setAtTest(&t.Reals, 1, &rm)
+		t.Finish()
+		return t
+	}
+	for _, tc := range []struct {
+		name  string
+		withB bool
+		frame func(t *testing.T) []byte
+		in    int
+		drop  Drop
+	}{
+		{"client frame, service past the end", true,
+			func(t *testing.T) []byte {
+				return build(t, clientPkt("198.18.1.10:1000", "198.18.0.100:80", 6, tcpACK))
+			}, 0, DropRealRemoved},
+		{"client frame, no services", false,
+			func(t *testing.T) []byte {
+				return build(t, clientPkt("198.18.1.10:1000", "198.18.0.100:80", 6, tcpACK))
+			}, 0, DropRealRemoved},
+		{"reply", true,
+			func(t *testing.T) []byte {
+				return build(t, pkt{srcMAC: macRS[0], dstMAC: macPort1, src: netip.MustParseAddrPort("198.18.2.1:8080"),
+					dst: netip.MustParseAddrPort("198.18.1.10:1000"), proto: 6, flags: tcpACK, payload: 5})
+			}, 1, DropRealRemoved},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			orig := buildTables(1, a, b)
+			r := newRig(t, orig, 64)
+			r.one(t, 0, build(t, clientPkt("198.18.1.10:1000", "198.18.0.100:80", 6, tcpSYN)), afpacket.RxMeta{})
+			tbl := removed(orig, tc.withB)
+			r.w.SetTables(tbl)
+			r.none(t, tc.in, tc.frame(t), afpacket.RxMeta{}, tc.drop)
+			// The connection is gone, and so is its count.
+			r.none(t, 0, build(t, clientPkt("198.18.1.10:1000", "198.18.0.100:80", 6, tcpACK)), afpacket.RxMeta{}, DropNoService)
+			if c := tbl.Reals[1].Counts; c.Active.Load()+c.Inactive.Load() != 0 {
+				t.Errorf("the removed service's real server still counts %d+%d connections", c.Active.Load(), c.Inactive.Load())
+			}
+		})
+	}
+}
+
+func setAtTest[T any](s *[]*T, i int, v *T) {
+	for len(*s) <= i {
+		*s = append(*s, nil)
+	}
+	(*s)[i] = v
+}
+
 func TestCounters(t *testing.T) {
 	tabs := buildTables(1, standardSpecs()...)
 	r1 := newRig(t, tabs, 64)
@@ -665,4 +733,45 @@ func TestDraining(t *testing.T) {
 
 	r.w.SetTables(buildTables(3, standardSpecs()...))
 	r.one(t, 0, build(t, clientPkt("198.18.1.10:40002", vip, 6, tcpSYN)), afpacket.RxMeta{})
+}
+
+// TestUnresolvedRealTakesNoNewConnections: a client's bare SYN on the tuple of a connection whose
+// real server's next hop is not resolved (a reload re-added it and its neighbour entry is being
+// looked up again, or its neighbour entry failed) starts a new connection on a resolved real
+// server, as for a quiesced one: an unresolved real server gets no new connections. Without
+// that, the SYN was dropped as unresolved_neighbor. Frames of the connection other than a SYN
+// still wait for the real server (counted as unresolved_neighbor).
+func TestUnresolvedRealTakesNoNewConnections(t *testing.T) {
+	spec := func(unresolved0 bool) svcSpec {
+		return svcSpec{id: 0, vip: "198.18.0.200:80", proto: 6, method: MethodDR, reals: []realSpec{
+			{id: 0, addr: "198.18.2.11:80", weight: 1, mac: macRS[0], unresolved: unresolved0},
+			{id: 1, addr: "198.18.2.12:80", weight: 1, mac: macRS[1]}}}
+	}
+	r := newRig(t, buildTables(1, spec(false)), 64)
+	flow := func(flags uint8) []byte {
+		return build(t, clientPkt("198.18.1.10:1000", "198.18.0.200:80", 6, flags))
+	}
+	if got := realOf(t, r.one(t, 0, flow(tcpSYN), afpacket.RxMeta{})); got != 0 {
+		t.Fatalf("first connection went to real %d, want 0 (rr)", got)
+	}
+	r.one(t, 0, flow(tcpACK), afpacket.RxMeta{})
+	r.one(t, 0, flow(tcpFIN|tcpACK), afpacket.RxMeta{}) // DR: govs sees the client's side only
+
+	// Generation 2: real 0's next hop is unresolved.
+	r.w.SetTables(buildTables(2, spec(true)))
+	r.none(t, 0, flow(tcpACK), afpacket.RxMeta{}, DropUnresolved)
+	// The client reuses the tuple for a new connection.
+	if got := realOf(t, r.one(t, 0, flow(tcpSYN), afpacket.RxMeta{})); got != 1 {
+		t.Fatalf("a new connection on the old tuple went to real %d, want 1 (0 is unresolved)", got)
+	}
+	// A SYN retransmitted while the chosen real server is unresolved is scheduled afresh too.
+	r.w.SetTables(buildTables(3, svcSpec{id: 0, vip: "198.18.0.200:80", proto: 6, method: MethodDR, reals: []realSpec{
+		{id: 0, addr: "198.18.2.11:80", weight: 1, mac: macRS[0]},
+		{id: 1, addr: "198.18.2.12:80", weight: 1, mac: macRS[1], unresolved: true}}}))
+	if got := realOf(t, r.one(t, 0, flow(tcpSYN), afpacket.RxMeta{})); got != 0 {
+		t.Fatalf("a retransmitted SYN went to real %d, want 0 (1 is unresolved now)", got)
+	}
+	if n := r.w.c[cDropBase+int(DropUnresolved)]; n != 1 {
+		t.Fatalf("unresolved_neighbor counted %d, want 1 (the ACK only)", n)
+	}
 }

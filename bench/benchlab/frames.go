@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+
+	"github.com/govs/govs/internal/checksum"
 )
 
 // Frame layout of the UDP flood: Ethernet II, IPv4 without options, UDP.
@@ -69,7 +71,7 @@ func writeFrame(f []byte, s flowSpec, srcPort, ipID uint16) {
 	src, dst := s.Src.As4(), s.Dst.As4()
 	copy(ip[12:16], src[:])
 	copy(ip[16:20], dst[:])
-	binary.BigEndian.PutUint16(ip[10:12], ^fold(sum(0, ip)))
+	binary.BigEndian.PutUint16(ip[10:12], checksum.IPv4Header(ip))
 
 	udp := f[ethHeaderLen+ipv4HeaderLen:]
 	binary.BigEndian.PutUint16(udp[0:2], srcPort)
@@ -80,36 +82,5 @@ func writeFrame(f []byte, s flowSpec, srcPort, ipID uint16) {
 	for i := range payload {
 		payload[i] = byte('a' + i%26)
 	}
-	// RFC 768: the checksum covers a pseudo header (addresses, protocol, UDP length) and the
-	// datagram; a computed 0 is sent as 0xffff because 0 means "no checksum".
-	var pseudo [12]byte
-	copy(pseudo[0:4], src[:])
-	copy(pseudo[4:8], dst[:])
-	pseudo[9] = 17
-	binary.BigEndian.PutUint16(pseudo[10:12], uint16(len(udp)))
-	c := ^fold(sum(sum(0, pseudo[:]), udp))
-	if c == 0 {
-		c = 0xffff
-	}
-	binary.BigEndian.PutUint16(udp[6:8], c)
-}
-
-// sum adds b as big-endian 16-bit words to acc (RFC 1071), padding an odd tail with zero.
-func sum(acc uint32, b []byte) uint32 {
-	for len(b) >= 2 {
-		acc += uint32(b[0])<<8 | uint32(b[1])
-		b = b[2:]
-	}
-	if len(b) == 1 {
-		acc += uint32(b[0]) << 8
-	}
-	return acc
-}
-
-// fold reduces a 32-bit one's complement sum to 16 bits.
-func fold(acc uint32) uint16 {
-	for acc>>16 != 0 {
-		acc = acc&0xffff + acc>>16
-	}
-	return uint16(acc)
+	binary.BigEndian.PutUint16(udp[6:8], checksum.Transport(src[:], dst[:], 17, udp))
 }

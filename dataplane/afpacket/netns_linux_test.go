@@ -6,27 +6,20 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
-	"runtime"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/govs/govs/internal/netnstest"
 	"golang.org/x/sys/unix"
 )
 
-// requireRoot skips a test that needs root, except under CI=true where it must run.
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("this test needs root (CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN for setns) and CI=true")
-		}
-		t.Skip("needs root: run as root (or with CAP_NET_ADMIN, CAP_NET_RAW, CAP_SYS_ADMIN)")
-	}
-}
+// Shorthands for the shared namespace helpers.
+var (
+	requireRoot = netnstest.RequireRoot
+	ipCmd       = func(t testing.TB, args ...string) { t.Helper(); netnstest.IP(t, args...) }
+	inNS        = netnstest.Do
+)
 
 var nsSeq atomic.Int32
 
@@ -36,25 +29,13 @@ type vethPair struct {
 	A, B     string
 }
 
-func ipCmd(t testing.TB, args ...string) {
-	t.Helper()
-	out, err := exec.Command("ip", args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
-	}
-}
-
-// newNS creates a network namespace removed at cleanup.
+// newNS creates a network namespace without IPv6, removed at cleanup: the tests speak IPv4 and raw
+// frames, and the kernel's own IPv6 messages on a fresh link would land in the rings at random
+// times (a CI run saw one before TestFrameRing's first RxIdle check).
 func newNS(t testing.TB) string {
 	t.Helper()
-	name := fmt.Sprintf("h3afp-%d-%d", os.Getpid(), nsSeq.Add(1))
-	ipCmd(t, "netns", "add", name)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	// No IPv6: the tests speak IPv4 and raw frames, and the kernel's own router solicitations and
-	// listener reports on a fresh link would land in the rings at random times (a CI run saw one
-	// before TestFrameRing's first RxIdle check).
-	ipCmd(t, "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
-	ipCmd(t, "-n", name, "link", "set", "lo", "up")
+	name := netnstest.NewNetns(t, "afp")
+	netnstest.NoIPv6(t, name)
 	return name
 }
 
@@ -80,32 +61,6 @@ func newPair(t testing.TB) vethPair {
 	t.Helper()
 	requireRoot(t)
 	return newVeth(t, newNS(t), newNS(t), "", "")
-}
-
-// inNS runs fn on a fresh OS thread inside namespace ns. Sockets created by fn stay in ns
-// and may be used from any goroutine afterwards.
-func inNS(t testing.TB, ns string, fn func() error) {
-	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread exits with the goroutine, so no other goroutine
-		// runs in ns by accident.
-		runtime.LockOSThread()
-		f, err := os.Open("/var/run/netns/" + ns)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- fn()
-	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
 }
 
 // openIn opens a Socket in ns, closed at cleanup.

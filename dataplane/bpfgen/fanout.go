@@ -1,9 +1,11 @@
 package bpfgen
 
 import (
+	"cmp"
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"golang.org/x/net/bpf"
 )
@@ -26,21 +28,241 @@ const (
 	memMode = 8 // 0: hashing the frame itself; 1: the packet an ICMP error quotes
 )
 
+// Fanout scratch slots used only with hash rules.
+const (
+	memVPort = 9  // port of the VIP side of the header at memBase (see vipSides), or noPorts
+	memRPort = 10 // port of the other (server) side, or noPorts
+	memRAddr = 11 // X for the server tree: the server-side address is at [X+12] (IPv4) or [X+8] (IPv6)
+	memTree  = 12 // X of the VIP tree, kept across the ports preamble
+)
+
+// sideRules is one family's hash rules as vipSides needs them.
+type sideRules struct {
+	vip, server []*addrGroup // rule groups by address (owners emit the shared blocks)
+	serverOff   uint32       // offset of the server-side address from memRAddr
+	vipRule     func(HashRule) label
+	serverRule  func(HashRule) label
+}
+
 // vipSides emits the VIP compare tree on the address at [X+off] and the jumps to the source side
 // (label src) or destination side (dst) of the header at memBase: a frame to a VIP hashes its
 // source, any other frame its destination; a quoted packet from a VIP hashes its destination, any
-// other its source. X holds memBase at src and dst.
-func vipSides(a *asm, groups []*addrGroup, off uint32, src, dst label) {
+// other its source. X holds memBase at src and dst. With rules, a VIP with rules goes through its
+// endpoint block (memVPort) and a frame to no VIP through the server tree (memRPort) first, either
+// jumping to a rule's label instead; the ports preamble (rulePorts) must have run.
+func vipSides(a *asm, groups []*addrGroup, off uint32, src, dst label, rules *sideRules) {
 	hit, miss := a.newLabel(), a.newLabel()
+	byAddr := map[netip.Addr]*addrGroup{}
+	if rules != nil {
+		for _, g := range rules.vip {
+			byAddr[g.addr] = g
+		}
+	}
 	for _, g := range groups {
 		g.lbl = hit
+		if rg := byAddr[g.addr]; rg != nil {
+			g.lbl = rg.lbl
+		}
 	}
 	addrMatch(a, off, groups, miss)
-	for _, c := range []struct{ at, mode0, mode1 label }{{hit, src, dst}, {miss, dst, src}} {
-		a.mark(c.at)
-		a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memBase}, bpf.LoadScratch{Dst: bpf.RegA, N: memMode})
-		a.jif(bpf.JumpEqual, 0, c.mode0, c.mode1)
+	if rules != nil {
+		for _, g := range rules.vip {
+			if g.owner {
+				ruleBlock(a, g, memVPort, rules.vipRule, hit)
+			}
+		}
 	}
+	a.mark(hit)
+	a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memBase}, bpf.LoadScratch{Dst: bpf.RegA, N: memMode})
+	a.jif(bpf.JumpEqual, 0, src, dst)
+	a.mark(miss)
+	if rules != nil && len(rules.server) > 0 {
+		plain := a.newLabel()
+		a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memRAddr})
+		addrMatch(a, rules.serverOff, rules.server, plain)
+		for _, g := range rules.server {
+			if g.owner {
+				ruleBlock(a, g, memRPort, rules.serverRule, plain)
+			}
+		}
+		a.mark(plain)
+	}
+	a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memBase}, bpf.LoadScratch{Dst: bpf.RegA, N: memMode})
+	a.jif(bpf.JumpEqual, 0, dst, src)
+}
+
+// rulePorts emits the preamble of the rule lookups for the header at memBase: its protocol in
+// memProto, the ports of its VIP side and server side in memVPort and memRPort (noPorts for a
+// fragment or a protocol without ports), and memRAddr. X is kept. protoOff is the protocol's
+// offset in the header; l4 emits code that sets X to the transport header from X = memBase, or
+// jumps to the label it is given when the ports cannot be read. rAddrShift places the server-side
+// address of a quoted packet (its destination) where the frame's own (its source) would be:
+// memRAddr = memBase + (memMode << rAddrShift).
+func rulePorts(a *asm, protoOff uint32, l4 func(none label), rAddrShift uint32) {
+	done, quote := a.newLabel(), a.newLabel()
+	a.i(
+		bpf.StoreScratch{Src: bpf.RegX, N: memTree},
+		bpf.LoadConstant{Dst: bpf.RegA, Val: noPorts},
+		bpf.StoreScratch{Src: bpf.RegA, N: memVPort},
+		bpf.StoreScratch{Src: bpf.RegA, N: memRPort},
+		bpf.LoadScratch{Dst: bpf.RegX, N: memBase},
+		bpf.LoadIndirect{Off: protoOff, Size: 1},
+		bpf.StoreScratch{Src: bpf.RegA, N: memProto},
+	)
+	ports := a.newLabel()
+	a.jif(bpf.JumpEqual, protoTCP, ports, next)
+	a.jif(bpf.JumpEqual, protoUDP, ports, next)
+	a.jif(bpf.JumpEqual, protoSCTP, ports, done)
+	a.mark(ports)
+	l4(done)
+	// A frame's VIP side is its destination; a quoted packet's (memMode 1) its source.
+	a.i(bpf.LoadScratch{Dst: bpf.RegA, N: memMode})
+	a.jif(bpf.JumpEqual, 0, next, quote)
+	a.i(
+		bpf.LoadIndirect{Off: 2, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: memVPort},
+		bpf.LoadIndirect{Off: 0, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: memRPort},
+	)
+	a.ja(done)
+	a.mark(quote)
+	a.i(
+		bpf.LoadIndirect{Off: 0, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: memVPort},
+		bpf.LoadIndirect{Off: 2, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: memRPort},
+	)
+	a.mark(done)
+	a.i(
+		bpf.LoadScratch{Dst: bpf.RegX, N: memBase},
+		bpf.LoadScratch{Dst: bpf.RegA, N: memMode},
+		bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: rAddrShift},
+		bpf.ALUOpX{Op: bpf.ALUOpAdd},
+		bpf.StoreScratch{Src: bpf.RegA, N: memRAddr},
+		bpf.LoadScratch{Dst: bpf.RegX, N: memTree},
+	)
+}
+
+// ruleBlock emits g's endpoint checks at g.lbl: protocol (memProto), then the port in slot port,
+// exact ports before the group's port-0 rule; a sticky rule jumps to rule(its rule), anything else
+// to dflt. X is kept.
+func ruleBlock(a *asm, g *addrGroup, port int, rule func(HashRule) label, dflt label) {
+	a.mark(g.lbl)
+	type protoRules struct {
+		exact []EndpointRule
+		any   *HashRule
+	}
+	by := map[uint8]*protoRules{}
+	for _, r := range g.rules {
+		pr := by[r.Proto]
+		if pr == nil {
+			pr = &protoRules{}
+			by[r.Proto] = pr
+		}
+		if r.Port == 0 {
+			pr.any = &r.Rule
+		} else {
+			pr.exact = append(pr.exact, r)
+		}
+	}
+	target := func(r HashRule) label {
+		if r.Sticky {
+			return rule(r)
+		}
+		return dflt
+	}
+	protos := sortedKeys(by)
+	blocks := make([]label, len(protos))
+	a.i(bpf.LoadScratch{Dst: bpf.RegA, N: memProto})
+	for i, p := range protos {
+		blocks[i] = a.newLabel()
+		a.jif(bpf.JumpEqual, uint32(p), blocks[i], next)
+	}
+	a.ja(dflt)
+	for i, p := range protos {
+		a.mark(blocks[i])
+		pr := by[p]
+		other := dflt
+		if pr.any != nil {
+			other = target(*pr.any)
+		}
+		loaded := false
+		for _, r := range pr.exact {
+			if t := target(r.Rule); t != other {
+				if !loaded {
+					a.i(bpf.LoadScratch{Dst: bpf.RegA, N: port})
+					loaded = true
+				}
+				a.jif(bpf.JumpEqual, uint32(r.Port), t, next)
+			}
+		}
+		a.ja(other)
+	}
+}
+
+// ruleGroups validates rules and groups the addresses that have a sticky rule (the others hash as
+// without rules) by address, IPv4 and IPv6 apart, sorted, with shared blocks marked (see share).
+func ruleGroups(a *asm, what string, rules []EndpointRule) (v4, v6 []*addrGroup, err error) {
+	type key struct {
+		addr  netip.Addr
+		proto uint8
+		port  uint16
+	}
+	seen := map[key]HashRule{}
+	by := map[netip.Addr]*addrGroup{}
+	for i, r := range rules {
+		if !r.Addr.IsValid() {
+			return nil, nil, fmt.Errorf("failed to generate fanout BPF: %s rule %d has no address", what, i)
+		}
+		r.Addr = r.Addr.Unmap().WithZone("")
+		if !hasPorts(r.Proto) {
+			return nil, nil, fmt.Errorf("failed to generate fanout BPF: %s rule %d (%v): protocol %d, want TCP (6), UDP (17) or SCTP (132)", what, i, r.Addr, r.Proto)
+		}
+		if !r.Rule.Sticky {
+			r.Rule.Bits = 0
+		} else if r.Rule.Bits < 0 || r.Rule.Bits > r.Addr.BitLen() {
+			return nil, nil, fmt.Errorf("failed to generate fanout BPF: %s rule %d (%v): prefix /%d out of range", what, i, r.Addr, r.Rule.Bits)
+		}
+		k := key{r.Addr, r.Proto, r.Port}
+		if prev, ok := seen[k]; ok {
+			if prev != r.Rule {
+				return nil, nil, fmt.Errorf("failed to generate fanout BPF: %s %v protocol %d port %d has two rules (%v and %v)", what, r.Addr, r.Proto, r.Port, prev, r.Rule)
+			}
+			continue
+		}
+		seen[k] = r.Rule
+		g := by[r.Addr]
+		if g == nil {
+			g = &addrGroup{addr: r.Addr, lbl: a.newLabel()}
+			by[r.Addr] = g
+		}
+		g.rules = append(g.rules, r)
+	}
+	for _, g := range by {
+		if !slices.ContainsFunc(g.rules, func(r EndpointRule) bool { return r.Rule.Sticky }) {
+			continue
+		}
+		if g.addr.Is4() {
+			v4 = append(v4, g)
+		} else {
+			v6 = append(v6, g)
+		}
+	}
+	less := func(x, y *addrGroup) int { return x.addr.Compare(y.addr) }
+	slices.SortFunc(v4, less)
+	slices.SortFunc(v6, less)
+	shareBy(v4, ruleSignature)
+	shareBy(v6, ruleSignature)
+	return v4, v6, nil
+}
+
+// ruleSignature identifies a group's rules up to its address.
+func ruleSignature(g *addrGroup) string {
+	rs := slices.Clone(g.rules)
+	slices.SortFunc(rs, func(x, y EndpointRule) int {
+		return cmp.Or(cmp.Compare(x.Proto, y.Proto), cmp.Compare(x.Port, y.Port))
+	})
+	var b strings.Builder
+	for _, r := range rs {
+		fmt.Fprintf(&b, "%d/%d:%v/%d ", r.Proto, r.Port, r.Rule.Sticky, r.Rule.Bits)
+	}
+	return b.String()
 }
 
 // prefixMask is a 32-bit word's mask for its first bits bits (0..32).
@@ -49,6 +271,28 @@ func prefixMask(bits int) uint32 {
 		return 0
 	}
 	return ^uint32(0) << (32 - bits)
+}
+
+// hashAddr6 folds the four words of the IPv6 address at [X+off] into memHash with XOR, each word
+// masked to its part of a bits-long prefix first (bits < 0: unmasked). X must be memBase and is
+// memBase again afterwards.
+func hashAddr6(a *asm, off uint32, bits int) {
+	for w := uint32(0); w < 4; w++ {
+		a.i(bpf.LoadIndirect{Off: off + 4*w, Size: 4})
+		if bits >= 0 {
+			a.i(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: prefixMask(min(max(bits-32*int(w), 0), 32))})
+		}
+		if w == 0 {
+			a.i(bpf.StoreScratch{Src: bpf.RegA, N: memHash})
+			continue
+		}
+		a.i(
+			bpf.LoadScratch{Dst: bpf.RegX, N: memHash},
+			bpf.ALUOpX{Op: bpf.ALUOpXor},
+			bpf.StoreScratch{Src: bpf.RegA, N: memHash},
+			bpf.LoadScratch{Dst: bpf.RegX, N: memBase},
+		)
+	}
 }
 
 // hashMul is the 32-bit golden-ratio multiplier (Knuth's multiplicative hashing).
@@ -87,30 +331,78 @@ func FanoutProgram(vips []netip.Addr, members int) ([]bpf.RawInstruction, error)
 // short for a load the program makes abort it, and the kernel then sends them to member 0
 // whatever the base: the reader of member 0 must also read its socket while another set is in use.
 func FanoutProgramBase(vips []netip.Addr, members, base int) ([]bpf.RawInstruction, error) {
-	return FanoutProgramSticky(vips, members, base, Stickiness{})
+	return FanoutProgramSpec(FanoutSpec{VIPs: vips}, members, base)
 }
 
-// Stickiness makes the fanout keep whole clients, not just connections, on one member, as
-// persistence needs: a worker keeps its own persistence templates, so every connection of a
-// client (masked by persistence_netmask) must reach the same worker. With Sticky set the hash covers
-// the client address alone, no ports, masked to its first Bits4 (IPv4) or Bits6 (IPv6) bits, for
-// every frame: connections then spread over workers by client network, not by port.
-type Stickiness struct {
-	Sticky       bool
-	Bits4, Bits6 int // 0..32 and 0..128; a zero Stickiness hashes addresses and ports
+// HashRule is how the fanout hashes the client side of one service's frames. The zero value hashes
+// the client address and, for TCP, UDP and SCTP, the client port, so one client's connections
+// spread over the members. Sticky hashes the client address alone, masked to its first Bits bits,
+// as persistence needs: a worker keeps its own persistence templates, so every connection of a
+// client network (persistence_netmask) must reach the same worker.
+type HashRule struct {
+	Sticky bool
+	Bits   int // prefix length in the endpoint's family: 0..32 (IPv4) or 0..128 (IPv6)
 }
 
-// FanoutProgramSticky is FanoutProgramBase with the hash Stickiness describes.
-func FanoutProgramSticky(vips []netip.Addr, members, base int, st Stickiness) ([]bpf.RawInstruction, error) {
-	if st.Sticky && (st.Bits4 < 0 || st.Bits4 > 32 || st.Bits6 < 0 || st.Bits6 > 128) {
-		return nil, fmt.Errorf("failed to generate fanout BPF: persistence prefixes /%d (IPv4) and /%d (IPv6) out of range", st.Bits4, st.Bits6)
+// Covers reports whether hashing by r keeps together whatever hashing by o keeps together, so
+// that flows hashed by o so far stay on their members under r only if r == o, but a service
+// whose rule becomes o can keep r: any rule keeps a connection together, and a sticky rule keeps
+// together every client network of a longer (or equal) prefix.
+func (r HashRule) Covers(o HashRule) bool {
+	return !o.Sticky || (r.Sticky && r.Bits <= o.Bits)
+}
+
+// Join is the finest rule that covers both r and o.
+func (r HashRule) Join(o HashRule) HashRule {
+	switch {
+	case !r.Sticky:
+		return o
+	case !o.Sticky:
+		return r
 	}
+	return HashRule{Sticky: true, Bits: min(r.Bits, o.Bits)}
+}
+
+func (r HashRule) String() string {
+	if !r.Sticky {
+		return "client address and port"
+	}
+	return fmt.Sprintf("client network /%d", r.Bits)
+}
+
+// EndpointRule gives the flows of one service endpoint a hash rule.
+type EndpointRule struct {
+	Endpoint // Proto TCP, UDP or SCTP; Port 0 is every port, unless another rule names the port
+	Rule     HashRule
+}
+
+// FanoutSpec is what a fanout program knows of the services: which addresses are VIPs (the
+// client of a frame to one is its source, of any other frame its destination), and the hash rule
+// of each endpoint whose flows do not hash by client address and port.
+type FanoutSpec struct {
+	VIPs []netip.Addr
+	// VIPRules are matched against the VIP endpoint of a frame to a VIP (destination address,
+	// protocol and port), or of the packet an ICMP error quotes when it comes from a VIP (source).
+	VIPRules []EndpointRule
+	// ServerRules are matched against the service side of every other frame: the source endpoint
+	// of a real server's reply (NAT), or the destination of a quoted packet that came from a client
+	// (to a real server under NAT, to the VIP under DR).
+	ServerRules []EndpointRule
+}
+
+// FanoutProgramSpec is FanoutProgramBase with per-endpoint hash rules: a frame is hashed by the
+// rule of its service's endpoint, so a change to one service's rule moves no other service's
+// flows. Frames whose service side has no rule, ports cannot be read (fragments, IPv6 extension
+// headers) or matches no endpoint hash by client address and port, as without rules; rules that
+// are not sticky cost nothing unless they shadow a sticky port-0 rule.
+func FanoutProgramSpec(spec FanoutSpec, members, base int) ([]bpf.RawInstruction, error) {
 	if base < 0 || base+members > 1<<16 {
 		return nil, fmt.Errorf("failed to generate fanout BPF: base %d with %d members exceeds PACKET_FANOUT_MAX (65536)", base, members)
 	}
 	if members < 1 || members > 1<<16 {
 		return nil, fmt.Errorf("failed to generate fanout BPF: %d members, want 1 to 65536 (PACKET_FANOUT_MAX)", members)
 	}
+	vips := spec.VIPs
 	a := &asm{}
 	var v4, v6 []*addrGroup
 	for i, ip := range vips {
@@ -130,8 +422,99 @@ func FanoutProgramSticky(vips []netip.Addr, members, base int, st Stickiness) ([
 	slices.SortFunc(v4, less)
 	slices.SortFunc(v6, less)
 	v4, v6 = slices.CompactFunc(v4, eq), slices.CompactFunc(v6, eq)
+	vr4, vr6, err := ruleGroups(a, "VIP", spec.VIPRules)
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range append(slices.Clone(vr4), vr6...) {
+		if !slices.ContainsFunc(append(slices.Clone(v4), v6...), func(v *addrGroup) bool { return v.addr == g.addr }) {
+			return nil, fmt.Errorf("failed to generate fanout BPF: VIP rule for %v, which is not among the VIPs", g.addr)
+		}
+	}
+	sr4, sr6, err := ruleGroups(a, "server", spec.ServerRules)
+	if err != nil {
+		return nil, err
+	}
 
 	zero, final := a.newLabel(), a.newLabel()
+	// Sticky hashes, emitted once per family, side and prefix where the rules need them: the client
+	// address masked to the prefix, without ports, for every frame and quote of those endpoints.
+	type stickyKey struct {
+		v6, src bool
+		bits    int
+	}
+	var stickyKeys []stickyKey
+	stickyLbl := map[stickyKey]label{}
+	sticky := func(k stickyKey) label {
+		l, ok := stickyLbl[k]
+		if !ok {
+			l = a.newLabel()
+			stickyLbl[k] = l
+			stickyKeys = append(stickyKeys, k)
+		}
+		return l
+	}
+	// A rule's entry: X = memBase, then the client side by memMode (see vipSides).
+	type ruleKey struct {
+		v6, server bool
+		bits       int
+	}
+	var ruleKeys []ruleKey
+	ruleLbl := map[ruleKey]label{}
+	ruleEntry := func(v6, server bool) func(HashRule) label {
+		return func(r HashRule) label {
+			k := ruleKey{v6, server, r.Bits}
+			l, ok := ruleLbl[k]
+			if !ok {
+				l = a.newLabel()
+				ruleLbl[k] = l
+				ruleKeys = append(ruleKeys, k)
+			}
+			return l
+		}
+	}
+	// emitRules emits one family's rule entries, then the sticky hashes they jump to.
+	emitRules := func(v6 bool) {
+		for _, k := range ruleKeys {
+			if k.v6 != v6 {
+				continue
+			}
+			a.mark(ruleLbl[k])
+			a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memBase}, bpf.LoadScratch{Dst: bpf.RegA, N: memMode})
+			// A frame to a VIP (memMode 0) or a quote from one (1): the client is the frame's
+			// source or the quote's destination; the other way round for the server side.
+			src, dst := sticky(stickyKey{v6, true, k.bits}), sticky(stickyKey{v6, false, k.bits})
+			if k.server {
+				src, dst = dst, src
+			}
+			a.jif(bpf.JumpEqual, 0, src, dst)
+		}
+		for _, k := range stickyKeys {
+			if k.v6 != v6 {
+				continue
+			}
+			a.mark(stickyLbl[k])
+			switch {
+			case !v6:
+				off := uint32(16)
+				if k.src {
+					off = 12
+				}
+				a.i(
+					bpf.LoadIndirect{Off: off, Size: 4},
+					bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: prefixMask(k.bits)},
+					bpf.StoreScratch{Src: bpf.RegA, N: memHash},
+				)
+			default:
+				off := uint32(24)
+				if k.src {
+					off = 8
+				}
+				hashAddr6(a, off, k.bits)
+			}
+			a.ja(final)
+		}
+	}
 	ip4, ip6 := a.newLabel(), a.newLabel()
 	at0, at4 := a.newLabel(), a.newLabel()
 	a.i(bpf.LoadExtension{Num: bpf.ExtProto})
@@ -208,21 +591,31 @@ func FanoutProgramSticky(vips []netip.Addr, members, base int, st Stickiness) ([
 	a.mark(outer4) // not an error this program can read: hash the frame itself
 	a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memL3})
 	a.mark(match4)
+	var rules4 *sideRules
+	if len(vr4) > 0 || len(sr4) > 0 {
+		rules4 = &sideRules{vip: vr4, server: sr4, serverOff: 12, vipRule: ruleEntry(false, false), serverRule: ruleEntry(false, true)}
+		rulePorts(a, 9, func(none label) {
+			a.i(bpf.LoadIndirect{Off: 6, Size: 2})
+			a.jif(bpf.JumpBitsSet, 0x3fff, none, next) // a fragment: no ports
+			a.i(
+				bpf.LoadIndirect{Off: 0, Size: 1},
+				bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf},
+				bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2},
+				bpf.ALUOpX{Op: bpf.ALUOpAdd},
+				bpf.TAX{},
+			)
+		}, 2)
+	}
 	cs4, cd4 := a.newLabel(), a.newLabel()
-	vipSides(a, v4, 16, cs4, cd4)
+	vipSides(a, v4, 16, cs4, cd4, rules4)
 	for _, side := range []struct {
 		lbl           label
 		addr, portOff uint32
 	}{{cs4, 12, 0}, {cd4, 16, 2}} {
 		// X = memBase, the header whose side is hashed.
 		a.mark(side.lbl)
-		a.i(bpf.LoadIndirect{Off: side.addr, Size: 4})
-		if st.Sticky {
-			a.i(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: prefixMask(st.Bits4)}, bpf.StoreScratch{Src: bpf.RegA, N: memHash})
-			a.ja(final)
-			continue
-		}
 		a.i(
+			bpf.LoadIndirect{Off: side.addr, Size: 4},
 			bpf.StoreScratch{Src: bpf.RegA, N: memHash},
 			bpf.LoadIndirect{Off: 9, Size: 1},
 		)
@@ -246,6 +639,7 @@ func FanoutProgramSticky(vips []netip.Addr, members, base int, st Stickiness) ([
 		)
 		a.ja(final)
 	}
+	emitRules(false)
 
 	// IPv6, X = offset of the IP header. Only a transport header right after the fixed header is
 	// read; with extension headers the hash covers the address alone. An ICMPv6 error is read only
@@ -288,37 +682,23 @@ func FanoutProgramSticky(vips []netip.Addr, members, base int, st Stickiness) ([
 	a.mark(outer6)
 	a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memL3})
 	a.mark(match6)
+	var rules6 *sideRules
+	if len(vr6) > 0 || len(sr6) > 0 {
+		rules6 = &sideRules{vip: vr6, server: sr6, serverOff: 8, vipRule: ruleEntry(true, false), serverRule: ruleEntry(true, true)}
+		// Ports only right after the fixed header: with extension headers the next header is none
+		// of TCP, UDP or SCTP.
+		rulePorts(a, 6, func(label) {
+			a.i(bpf.TXA{}, bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: ipv6HeaderLen}, bpf.TAX{})
+		}, 4)
+	}
 	cs6, cd6 := a.newLabel(), a.newLabel()
-	vipSides(a, v6, 24, cs6, cd6)
+	vipSides(a, v6, 24, cs6, cd6, rules6)
 	for _, side := range []struct {
 		lbl           label
 		addr, portOff uint32
 	}{{cs6, 8, 40}, {cd6, 24, 42}} {
 		a.mark(side.lbl)
-		// Fold the four address words with XOR; X must come back to memBase each time. Sticky:
-		// each word masked to the persistence prefix first, and no ports.
-		mask := func(w uint32) {
-			if st.Sticky {
-				a.i(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: prefixMask(min(max(st.Bits6-32*int(w), 0), 32))})
-			}
-		}
-		a.i(bpf.LoadIndirect{Off: side.addr, Size: 4})
-		mask(0)
-		a.i(bpf.StoreScratch{Src: bpf.RegA, N: memHash})
-		for w := uint32(1); w < 4; w++ {
-			a.i(bpf.LoadIndirect{Off: side.addr + 4*w, Size: 4})
-			mask(w)
-			a.i(
-				bpf.LoadScratch{Dst: bpf.RegX, N: memHash},
-				bpf.ALUOpX{Op: bpf.ALUOpXor},
-				bpf.StoreScratch{Src: bpf.RegA, N: memHash},
-				bpf.LoadScratch{Dst: bpf.RegX, N: memBase},
-			)
-		}
-		if st.Sticky {
-			a.ja(final)
-			continue
-		}
+		hashAddr6(a, side.addr, -1)
 		a.i(bpf.LoadIndirect{Off: 6, Size: 1})
 		ports := a.newLabel()
 		a.jif(bpf.JumpEqual, protoTCP, ports, next)
@@ -333,6 +713,7 @@ func FanoutProgramSticky(vips []netip.Addr, members, base int, st Stickiness) ([
 		)
 		a.ja(final)
 	}
+	emitRules(true)
 
 	// h *= golden ratio; h ^= h >> 16; return h % members.
 	a.mark(final)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/google/gopacket/layers"
@@ -176,12 +177,19 @@ func TestFanoutBase(t *testing.T) {
 	}
 }
 
-// TestFanoutSticky: with Stickiness every frame of every connection of a client network (the
-// persistence mask) goes to one member, whatever the ports, in both directions and for ICMP errors
-// about them; different networks still spread.
+// TestFanoutSticky: with a sticky rule every frame of every connection of a client network (the
+// persistence mask) to the service goes to one member, whatever the ports, in both directions and
+// for ICMP errors about them; different networks still spread.
 func TestFanoutSticky(t *testing.T) {
 	vips := []netip.Addr{netip.MustParseAddr("198.19.0.1"), netip.MustParseAddr("2001:2::1")}
-	raw, err := FanoutProgramSticky(vips, 4, 0, Stickiness{Sticky: true, Bits4: 24, Bits6: 56})
+	ep := func(addr string, port uint16, bits int) EndpointRule {
+		return EndpointRule{Endpoint{netip.MustParseAddr(addr), 6, port}, HashRule{Sticky: true, Bits: bits}}
+	}
+	raw, err := FanoutProgramSpec(FanoutSpec{
+		VIPs:        vips,
+		VIPRules:    []EndpointRule{ep("198.19.0.1", 80, 24), ep("2001:2::1", 80, 56)},
+		ServerRules: []EndpointRule{ep("198.18.255.10", 8080, 24), ep("2001:2:0:ffff::10", 8080, 56)},
+	}, 4, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,9 +218,18 @@ func TestFanoutSticky(t *testing.T) {
 				frame{src: client, dst: vip, proto: 6, sport: cport, dport: 80}.build(t),
 				frame{src: rs, dst: client, proto: 6, sport: 8080, dport: cport}.build(t),
 			}
-			if n%2 == 0 { // a router on the client side about a reply
-				frames = append(frames, frame{src: "198.18.254.1", dst: vip, proto: 1,
-					icmp: icmpError(t, 11, frame{src: vip, dst: client, proto: 6, sport: 80, dport: cport}, false)}.build(t))
+			if n%2 == 0 { // a router on the client side about a reply, the real server about a forwarded packet
+				frames = append(frames,
+					frame{src: "198.18.254.1", dst: vip, proto: 1,
+						icmp: icmpError(t, 11, frame{src: vip, dst: client, proto: 6, sport: 80, dport: cport}, false)}.build(t),
+					frame{src: rs, dst: client, proto: 1,
+						icmp: icmpError(t, 3, frame{src: client, dst: rs, proto: 6, sport: cport, dport: 8080}, true)}.build(t))
+			} else {
+				frames = append(frames,
+					frame{src: "2001:2:0:fffe::1", dst: vip, proto: 58,
+						icmp: icmpError(t, 2, frame{src: vip, dst: client, proto: 6, sport: 80, dport: cport}, false)}.build(t),
+					frame{src: rs, dst: client, proto: 58,
+						icmp: icmpError(t, 1, frame{src: client, dst: rs, proto: 6, sport: cport, dport: 8080}, true)}.build(t))
 			}
 			for i, fr := range frames {
 				m := runFanout(t, raw, fr)
@@ -234,5 +251,165 @@ func TestFanoutSticky(t *testing.T) {
 	}
 	if !plainSpread {
 		t.Error("the plain program kept every network on one member: the test does not tell the two apart")
+	}
+}
+
+// TestFanoutRulesPerService: a service's hash rule applies to its own frames only. Beside sticky
+// services (a port on a shared VIP, a DR service, a port-0 service), a service without persistence
+// (another port of the shared VIP, an exact port under the port-0 service) must see each of its
+// frames go where the program without rules sends it, so that making one service persistent, or
+// changing its netmask, moves no other service's flows. Each sticky service keeps a client network
+// on one member, through both directions and ICMP errors either way.
+func TestFanoutRulesPerService(t *testing.T) {
+	type svc struct {
+		vip       string
+		port      uint16
+		rs        string // NAT real server (address:port); "" for DR
+		sticky    bool
+		bits      int
+		isV6      bool
+		clientNet func(r *rand.Rand, n int) string
+	}
+	v4net := func(bits int) func(r *rand.Rand, n int) string {
+		return func(r *rand.Rand, n int) string {
+			switch bits {
+			case 24:
+				return fmt.Sprintf("198.18.%d.%d", n%256, 1+r.IntN(254))
+			case 16:
+				return fmt.Sprintf("198.%d.%d.%d", 100+n%100, r.IntN(256), 1+r.IntN(254))
+			}
+			return fmt.Sprintf("198.18.%d.%d", r.IntN(256), 1+r.IntN(254))
+		}
+	}
+	v6net := func(r *rand.Rand, n int) string {
+		return fmt.Sprintf("2001:2:%x:%x::%x", n, r.IntN(1<<16), 1+r.IntN(1<<16-1))
+	}
+	services := []svc{
+		{vip: "198.19.0.1", port: 80, rs: "198.18.255.10:80", clientNet: v4net(0)},
+		{vip: "198.19.0.1", port: 8080, rs: "198.18.255.11:8080", sticky: true, bits: 24, clientNet: v4net(24)},
+		{vip: "198.19.0.2", port: 443, sticky: true, bits: 16, clientNet: v4net(16)}, // DR
+		{vip: "198.19.0.3", port: 0, rs: "198.18.255.12:0", sticky: true, bits: 24, clientNet: v4net(24)},
+		{vip: "198.19.0.3", port: 22, rs: "198.18.255.13:22", clientNet: v4net(0)},
+		{vip: "2001:2::1", port: 80, rs: "[2001:2:0:ffff::10]:80", isV6: true, clientNet: v6net},
+		{vip: "2001:2::1", port: 8080, rs: "[2001:2:0:ffff::11]:8080", sticky: true, bits: 48, isV6: true, clientNet: v6net},
+	}
+	var spec FanoutSpec
+	for _, s := range services {
+		vip := netip.MustParseAddr(s.vip)
+		if !slices.Contains(spec.VIPs, vip) {
+			spec.VIPs = append(spec.VIPs, vip)
+		}
+		rule := HashRule{Sticky: s.sticky, Bits: s.bits}
+		spec.VIPRules = append(spec.VIPRules, EndpointRule{Endpoint{vip, 6, s.port}, rule})
+		if s.rs == "" {
+			spec.ServerRules = append(spec.ServerRules, EndpointRule{Endpoint{vip, 6, s.port}, rule})
+		} else {
+			ap := netip.MustParseAddrPort(s.rs)
+			spec.ServerRules = append(spec.ServerRules, EndpointRule{Endpoint{ap.Addr(), 6, ap.Port()}, rule})
+		}
+	}
+	const members = 4
+	raw, err := FanoutProgramSpec(spec, members, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := FanoutProgram(spec.VIPs, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(3, 5))
+	for si, s := range services {
+		used := map[int]bool{}
+		for n := range 64 {
+			member := -1
+			for range 4 {
+				client, cport := s.clientNet(r, n), uint16(1024+r.IntN(60000))
+				vport := s.port
+				if vport == 0 {
+					vport = uint16(1 + r.IntN(60000))
+					if vport == 22 {
+						vport = 23
+					}
+				}
+				server, sport := s.vip, vport // DR: the real server holds the VIP
+				if s.rs != "" {
+					ap := netip.MustParseAddrPort(s.rs)
+					server, sport = ap.Addr().String(), ap.Port()
+					if sport == 0 {
+						sport = vport
+					}
+				}
+				icmp, router, tUnreach, tExceeded := uint8(1), "198.18.254.1", uint8(3), uint8(11)
+				if s.isV6 {
+					icmp, router, tUnreach, tExceeded = 58, "2001:2:0:fffe::1", 1, 3
+				}
+				frames := [][]byte{
+					frame{src: client, dst: s.vip, proto: 6, sport: cport, dport: vport}.build(t),
+					// A router on the client side about a reply from the VIP.
+					frame{src: router, dst: s.vip, proto: icmp,
+						icmp: icmpError(t, tExceeded, frame{src: s.vip, dst: client, proto: 6, sport: vport, dport: cport}, false)}.build(t),
+					// The server side about a forwarded packet.
+					frame{src: router, dst: client, proto: icmp,
+						icmp: icmpError(t, tUnreach, frame{src: client, dst: server, proto: 6, sport: cport, dport: sport}, true)}.build(t),
+				}
+				if s.rs != "" {
+					frames = append(frames, frame{src: server, dst: client, proto: 6, sport: sport, dport: cport}.build(t))
+				}
+				first := runFanout(t, raw, frames[0])
+				for i, fr := range frames {
+					m := runFanout(t, raw, fr)
+					if m != first {
+						t.Fatalf("service %d: frame %d of client %s:%d went to member %d, its forward frame to %d", si, i, client, cport, m, first)
+					}
+					if p := runFanout(t, plain, fr); !s.sticky && m != p {
+						t.Fatalf("service %d (no persistence): frame %d of client %s:%d went to member %d, without rules to %d: another service's rule moved it", si, i, client, cport, m, p)
+					}
+				}
+				if s.sticky {
+					if member >= 0 && first != member {
+						t.Fatalf("service %d: client %s went to member %d, others of its /%d to %d", si, client, first, s.bits, member)
+					}
+					member = first
+				}
+				used[first] = true
+			}
+		}
+		if len(used) < members {
+			t.Errorf("service %d: clients used members %v, want all %d", si, used, members)
+		}
+	}
+	// Rules that are not sticky and shadow no sticky port-0 rule add nothing to the program.
+	var loose FanoutSpec
+	loose.VIPs = spec.VIPs
+	for _, r := range spec.VIPRules {
+		if !r.Rule.Sticky && r.Port != 22 {
+			loose.VIPRules = append(loose.VIPRules, r)
+		}
+	}
+	same, err := FanoutProgramSpec(loose, members, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(same, plain) {
+		t.Errorf("rules without persistence changed the program (%d instructions, %d without)", len(same), len(plain))
+	}
+	t.Logf("program: %d instructions with rules, %d without", len(raw), len(plain))
+}
+
+func TestFanoutRuleErrors(t *testing.T) {
+	vip := netip.MustParseAddr("198.19.0.1")
+	sticky := HashRule{Sticky: true, Bits: 24}
+	for name, spec := range map[string]FanoutSpec{
+		"rule for no VIP":   {VIPs: []netip.Addr{vip}, VIPRules: []EndpointRule{{Endpoint{netip.MustParseAddr("198.19.0.2"), 6, 80}, sticky}}},
+		"no ports":          {VIPs: []netip.Addr{vip}, VIPRules: []EndpointRule{{Endpoint{vip, 1, 0}, sticky}}},
+		"prefix too long":   {VIPs: []netip.Addr{vip}, VIPRules: []EndpointRule{{Endpoint{vip, 6, 80}, HashRule{Sticky: true, Bits: 33}}}},
+		"no address":        {VIPs: []netip.Addr{vip}, ServerRules: []EndpointRule{{Endpoint{netip.Addr{}, 6, 80}, sticky}}},
+		"conflicting rules": {VIPs: []netip.Addr{vip}, ServerRules: []EndpointRule{{Endpoint{vip, 6, 80}, sticky}, {Endpoint{vip, 6, 80}, HashRule{}}}},
+	} {
+		if _, err := FanoutProgramSpec(spec, 2, 0); err == nil {
+			t.Errorf("%s: no error", name)
+		} else {
+			t.Logf("%s: %v", name, err)
+		}
 	}
 }

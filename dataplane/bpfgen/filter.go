@@ -67,6 +67,7 @@ func hasPorts(proto uint8) bool { return proto == protoTCP || proto == protoUDP 
 type addrGroup struct {
 	addr  netip.Addr
 	eps   []Endpoint
+	rules []EndpointRule // fanout: the hash rules at the address
 	lbl   label
 	owner bool // emits the block at lbl (other groups with the same endpoints share it)
 }
@@ -324,9 +325,14 @@ func endpointBlocks(a *asm, groups []*addrGroup, ipv6, dst bool, accept, miss la
 
 // share points groups with the same endpoint set at one block; call it before addrMatch.
 func share(groups []*addrGroup) {
+	shareBy(groups, func(g *addrGroup) string { return signature(g.eps) })
+}
+
+// shareBy points groups with the same sig at the first one's label and marks that one the owner.
+func shareBy(groups []*addrGroup, sig func(*addrGroup) string) {
 	first := map[string]label{}
 	for _, g := range groups {
-		sig := signature(g.eps)
+		sig := sig(g)
 		if l, ok := first[sig]; ok {
 			g.lbl = l
 			continue

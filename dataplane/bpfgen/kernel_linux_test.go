@@ -69,9 +69,30 @@ func inNetns(t *testing.T, name string, fn func()) {
 
 // TestKernelFanoutAndFilter loads both programs into the kernel: two fanout members with the socket
 // filter on a veth in a private namespace; each client's forward frame, NAT reply and ICMP errors
-// about either direction must reach the same member, and frames for no endpoint must reach none.
+// about either direction must reach the same member, the member the x/net VM computes for the
+// frame, and frames for no endpoint must reach none. It runs with the plain fanout program and
+// with one whose service has a sticky hash rule (persistence by client address).
 func TestKernelFanoutAndFilter(t *testing.T) {
 	needRoot(t)
+	vip := netip.MustParseAddr("198.19.0.1")
+	plain, err := FanoutProgram([]netip.Addr{vip}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sticky := HashRule{Sticky: true, Bits: 32}
+	rules, err := FanoutProgramSpec(FanoutSpec{
+		VIPs:        []netip.Addr{vip},
+		VIPRules:    []EndpointRule{{Endpoint{vip, 6, 80}, sticky}},
+		ServerRules: []EndpointRule{{Endpoint{netip.MustParseAddr("198.18.255.10"), 6, 8080}, sticky}},
+	}, 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("plain", func(t *testing.T) { kernelFanoutAndFilter(t, vip, plain) })
+	t.Run("rules", func(t *testing.T) { kernelFanoutAndFilter(t, vip, rules) })
+}
+
+func kernelFanoutAndFilter(t *testing.T, vip netip.Addr, fanout []bpf.RawInstruction) {
 	ns := fmt.Sprintf("govs-bpfgen-%d", os.Getpid())
 	ip := func(args ...string) {
 		t.Helper()
@@ -89,15 +110,10 @@ func TestKernelFanoutAndFilter(t *testing.T) {
 	ip("-n", ns, "link", "set", "gvbA", "up")
 	ip("-n", ns, "link", "set", "gvbB", "up")
 
-	vip := netip.MustParseAddr("198.19.0.1")
 	filter, err := SocketFilter(FilterSpec{
 		VIPs:        []Endpoint{{Addr: vip, Proto: 6, Port: 80}},
 		RealServers: []Endpoint{{Addr: netip.MustParseAddr("198.18.255.10"), Proto: 6, Port: 8080}},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	fanout, err := FanoutProgram([]netip.Addr{vip}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,6 +204,9 @@ func TestKernelFanoutAndFilter(t *testing.T) {
 			got++
 			per[m]++
 			fr := buf[:n]
+			if vm := runFanout(t, fanout, fr); vm != m {
+				t.Errorf("member %d got a frame the program, run in the x/net VM, sends to member %d: % x", m, vm, fr[:min(n, 40)])
+			}
 			if n < 38 || fr[12] != 8 || fr[13] != 0 {
 				t.Errorf("member %d got an unexpected frame % x", m, fr[:min(n, 40)])
 				continue

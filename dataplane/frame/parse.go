@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/govs/govs/flow"
+	"github.com/govs/govs/internal/checksum"
 )
 
 // EtherTypes, IP protocol numbers and header sizes Parse knows.
@@ -249,7 +250,7 @@ func parseIPv4(b []byte, p *Parsed) Error {
 		if headerSum20((*[IPv4MinimumSize]byte)(h)) != 0xffff {
 			return ErrBadIPv4Checksum
 		}
-	} else if Checksum(h[:ihl], 0) != 0xffff {
+	} else if checksum.Sum(h[:ihl], 0) != 0xffff {
 		return ErrBadIPv4Checksum
 	}
 	p.Family = 4

@@ -1,6 +1,10 @@
 package frame
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/govs/govs/internal/checksum"
+)
 
 // SetEthernet writes the destination and source MAC addresses of frame b. It does nothing to a frame
 // shorter than the two addresses.
@@ -276,7 +280,7 @@ func CompleteL4Checksum(b []byte, p *Parsed) {
 		initial = pseudoHeaderSum(p.Family, &p.Src, &p.Dst, p.Proto, uint32(len(l4)))
 	}
 	l4[sumOff], l4[sumOff+1] = 0, 0
-	sum := ^Checksum(l4, initial)
+	sum := ^checksum.Sum(l4, initial)
 	if p.Proto == ProtoUDP && sum == 0 {
 		sum = 0xffff
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/govs/govs/internal/checksum"
 )
 
 // randomFrame builds a valid frame of the given family and protocol with random addresses, ports and
@@ -172,7 +173,7 @@ func TestRewriteUDPNeverZero(t *testing.T) {
 			// exactly its complement. With c the current field, changing the port by delta changes the
 			// field by -delta, so delta = c (in ones' complement) lands on 0 (sent as 0xffff).
 			c := binary.BigEndian.Uint16(b[p.L4Off+6:])
-			port := uint16(fold32(uint32(p.DstPort) + uint32(c)))
+			port := uint16(checksum.Fold32(uint32(p.DstPort) + uint32(c)))
 			RewriteDst(b, &p, p.Dst, port)
 			if got := binary.BigEndian.Uint16(b[p.L4Off+6:]); got != 0xffff {
 				t.Fatalf("UDP checksum = %#x, want 0xffff", got)
@@ -212,7 +213,7 @@ func TestRewriteFragments(t *testing.T) {
 			// invariant under the rewrite.
 			var before uint32
 			if p.L4Off != 0 {
-				before = uint32(fold32(naivePseudo(&p) + uint32(naiveChecksum(b[p.L4Off:p.End], 0))))
+				before = uint32(checksum.Fold32(naivePseudo(&p) + uint32(naiveChecksum(b[p.L4Off:p.End], 0))))
 			}
 			payloadBefore := append([]byte(nil), b[p.End-20:p.End]...)
 			dst, src := mapped(randAddr(rng, fam)), mapped(randAddr(rng, fam))
@@ -234,7 +235,7 @@ func TestRewriteFragments(t *testing.T) {
 			if q.DstPort != 8080 || q.SrcPort != 9090 {
 				t.Errorf("ports %d %d, want 8080 9090", q.DstPort, q.SrcPort)
 			}
-			after := uint32(fold32(naivePseudo(&q) + uint32(naiveChecksum(b[q.L4Off:q.End], 0))))
+			after := uint32(checksum.Fold32(naivePseudo(&q) + uint32(naiveChecksum(b[q.L4Off:q.End], 0))))
 			if before != after {
 				t.Errorf("pseudo+segment sum %#x became %#x; the checksum update is wrong", before, after)
 			}

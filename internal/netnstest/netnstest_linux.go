@@ -19,7 +19,7 @@ import (
 var nsCounter atomic.Int64
 
 // IP runs `ip args...`, bounded in time, and fails the test on error.
-func IP(t *testing.T, args ...string) string {
+func IP(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := Run("ip", args...)
 	if err != nil {
@@ -28,6 +28,7 @@ func IP(t *testing.T, args ...string) string {
 	return out
 }
 
+// Run runs a command, bounded in time, and returns its combined output.
 func Run(name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -40,7 +41,7 @@ func Run(name string, args ...string) (string, error) {
 
 // NewNetns creates a network namespace (removed at cleanup) with lo up and IPv6 DAD off, so
 // addresses are usable at once.
-func NewNetns(t *testing.T, tag string) string {
+func NewNetns(t testing.TB, tag string) string {
 	t.Helper()
 	name := fmt.Sprintf("govs-%s-%d-%d", tag, os.Getpid(), nsCounter.Add(1))
 	IP(t, "netns", "add", name)
@@ -54,8 +55,15 @@ func NewNetns(t *testing.T, tag string) string {
 	return name
 }
 
+// NoIPv6 turns IPv6 off in netns ns, for tests that count frames: the kernel's own router
+// solicitations and listener reports on a fresh link would otherwise arrive at random times.
+func NoIPv6(t testing.TB, ns string) {
+	t.Helper()
+	Sysctl(t, ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
+}
+
 // Sysctl sets keys inside netns ns.
-func Sysctl(t *testing.T, ns string, kv ...string) {
+func Sysctl(t testing.TB, ns string, kv ...string) {
 	t.Helper()
 	args := append([]string{"netns", "exec", ns, "sysctl", "-qw"}, kv...)
 	IP(t, args...)
@@ -63,7 +71,14 @@ func Sysctl(t *testing.T, ns string, kv ...string) {
 
 // InNetns runs fn on a fresh OS thread that has entered netns name. The thread is never unlocked,
 // so the runtime discards it when fn returns instead of reusing it in the wrong namespace.
-func InNetns(t *testing.T, name string, fn func()) {
+func InNetns(t testing.TB, name string, fn func()) {
+	t.Helper()
+	Do(t, name, func() error { fn(); return nil })
+}
+
+// Do is InNetns for an fn that can fail: its error fails the test. Sockets fn creates stay in the
+// namespace and may be used from any goroutine afterwards.
+func Do(t testing.TB, name string, fn func() error) {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() {
@@ -78,8 +93,7 @@ func InNetns(t *testing.T, name string, fn func()) {
 			errc <- fmt.Errorf("failed to enter netns %s: %w", name, err)
 			return
 		}
-		fn()
-		errc <- nil
+		errc <- fn()
 	}()
 	if err := <-errc; err != nil {
 		t.Fatal(err)

@@ -81,6 +81,7 @@ type stats struct {
 		RealServers []struct {
 			Address     string `json:"address"`
 			Weight      int    `json:"weight"`
+			Resolved    bool   `json:"resolved"`
 			Connections int64  `json:"connections"`
 			Packets     int64  `json:"packets"`
 			Overloaded  bool   `json:"overloaded"`

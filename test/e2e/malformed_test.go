@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/govs/govs/internal/checksum"
 	"github.com/govs/govs/lab"
 )
 
@@ -45,18 +46,6 @@ func (b frameBuilder) eth(etherType uint16, payload []byte) []byte {
 	return append(f, payload...)
 }
 
-// ipChecksum is the RFC 1071 sum over an IPv4 header.
-func ipChecksum(h []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		sum += uint32(binary.BigEndian.Uint16(h[i:]))
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
-}
-
 // ipv4 returns a valid IPv4 header for l4 (protocol proto); mutate patches it before the checksum.
 func (b frameBuilder) ipv4(proto byte, l4 []byte, mutate func(h []byte)) []byte {
 	h := make([]byte, 20, 20+len(l4))
@@ -70,7 +59,7 @@ func (b frameBuilder) ipv4(proto byte, l4 []byte, mutate func(h []byte)) []byte 
 	if mutate != nil {
 		mutate(h)
 	}
-	binary.BigEndian.PutUint16(h[10:], ipChecksum(h))
+	binary.BigEndian.PutUint16(h[10:], checksum.IPv4Header(h))
 	return append(h, l4...)
 }
 

@@ -1,0 +1,88 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/govs/govs/lab"
+	"github.com/govs/govs/lab/labtest"
+)
+
+// TestSecondInstance: a second `govs run` with the configuration of a running govs says in one line
+// that the control socket is in use and exits non-zero, without a panic and without touching the
+// running govs: its control socket stays (the same socket, not a new one) and answers, and it keeps
+// forwarding.
+func TestSecondInstance(t *testing.T) {
+	labtest.RequireRoot(t)
+	topo := labtest.NewForTest(t, lab.Options{Method: "nat", Servers: 1, Prefix: "govs-e2e"})
+	srvs, err := lab.StartServers(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srvs.Close() })
+	s := &setup{topo: topo, srvs: srvs, vip: topo.VIP4, reals: topo.ServerAddrs4}
+	http80 := netip.AddrPortFrom(s.vip, lab.HTTPPort)
+	g := startGovs(t, topo, govsConfig{Interfaces: topo.BalancerIfaces, Workers: 1, VS: []vsConfig{
+		{http80, "tcp", "rr", "nat", []netip.AddrPort{netip.AddrPortFrom(s.reals[0], lab.HTTPPort)}, []int{1}, "", nil},
+	}})
+	if _, err := s.requestFrom(0, http80, 5*time.Second); err != nil {
+		t.Fatalf("govs does not forward: %v", err)
+	}
+	before, err := os.Stat(g.cfg.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	second := exec.CommandContext(ctx, "ip", "netns", "exec", topo.Balancer.Name, govsPath, "run", "-config", g.cfgPath)
+	var stdout, stderr bytes.Buffer
+	second.Stdout, second.Stderr = &stdout, &stderr
+	err = second.Run()
+	out := strings.TrimSpace(stderr.String())
+	t.Logf("second govs: %v; stderr:\n%s\nstdout:\n%s", err, out, stdout.String())
+	if ctx.Err() != nil {
+		t.Fatalf("the second govs did not exit within 20s")
+	}
+	if second.ProcessState == nil || second.ProcessState.ExitCode() == 0 {
+		t.Errorf("the second govs exited with %v, want a non-zero status", err)
+	}
+	if strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
+		t.Errorf("the second govs panicked")
+	}
+	if lines := strings.Split(out, "\n"); len(lines) != 1 || !strings.Contains(out, g.cfg.Socket) || !strings.Contains(out, "in use") {
+		t.Errorf("want one line saying that control socket %s is in use, got:\n%s", g.cfg.Socket, out)
+	}
+
+	// The running govs is untouched: the same socket file, answering; forwarding as before.
+	after, err := os.Stat(g.cfg.Socket)
+	if err != nil {
+		t.Fatalf("the running govs's control socket is gone: %v", err)
+	}
+	if a, b := after.Sys().(*syscall.Stat_t), before.Sys().(*syscall.Stat_t); a.Ino != b.Ino {
+		t.Errorf("the control socket was replaced (inode %d, was %d)", a.Ino, b.Ino)
+	}
+	list, err := exec.Command(govsPath, "list", "-control", g.cfg.Socket).CombinedOutput()
+	if err != nil || !strings.Contains(string(list), http80.String()) {
+		t.Fatalf("govs list after the second start: %v\n%s", err, list)
+	}
+	for i := range 20 {
+		if _, err := s.requestFrom(0, http80, 5*time.Second); err != nil {
+			t.Fatalf("request %d after the second start: %v", i, err)
+		}
+	}
+	g.alive()
+	if st := g.mustStats(); st.DropsTotal != 0 {
+		t.Errorf("drops after the second start: %v", nonZeroDrops(st))
+	}
+	g.stop()
+}
