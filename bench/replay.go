@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/google/gopacket"
+	"github.com/govs/govs/compile"
 	"github.com/govs/govs/config"
 	"github.com/govs/govs/conntrack"
-	"github.com/govs/govs/daemon"
 	"github.com/govs/govs/dataplane"
 	"github.com/govs/govs/dataplane/afpacket"
 	"github.com/govs/govs/dataplane/dataplanetest"
@@ -378,7 +378,7 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 	if len(c.pkts) >= 1<<32-1 {
 		return nil, errors.New("capture too large for one replay; split it")
 	}
-	t, err := compile(rc.Config)
+	t, err := buildTables(rc.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -424,7 +424,7 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 			}
 			ports[j] = dp
 		}
-		ctc := daemon.ConntrackConfig(rc.Config, 1)
+		ctc := compile.Conntrack(rc.Config, 1)
 		capacity := rc.Conns
 		if capacity <= 0 {
 			capacity = max(1<<18, pl.nflows[i]+pl.nflows[i]/4)

@@ -1,9 +1,9 @@
 package bench
 
 import (
+	"github.com/govs/govs/compile"
 	"github.com/govs/govs/config"
 	"github.com/govs/govs/conntrack"
-	"github.com/govs/govs/daemon"
 	"github.com/govs/govs/dataplane"
 )
 
@@ -51,7 +51,7 @@ type judge struct {
 
 func newJudge(cfg *config.Config, t *dataplane.Tables) *judge {
 	j := &judge{real: make([]uint8, len(t.Reals))}
-	to := daemon.ConntrackConfig(cfg, 1).Timeouts
+	to := compile.Conntrack(cfg, 1).Timeouts
 	for s := range j.timeout {
 		// As the table rounds them: up to whole ticks, at least one.
 		j.timeout[s] = uint32(max((to.Of(conntrack.State(s))+1<<conntrack.TickShift-1)>>conntrack.TickShift, 1))

@@ -2,9 +2,10 @@ package bench
 
 import (
 	"fmt"
+	"net/netip"
 
+	"github.com/govs/govs/compile"
 	"github.com/govs/govs/config"
-	"github.com/govs/govs/daemon"
 	"github.com/govs/govs/dataplane"
 )
 
@@ -30,32 +31,24 @@ func realOfMAC(b []byte) (uint16, bool) {
 	return uint16(b[4])<<8 | uint16(b[5]), true
 }
 
-// compile builds the data plane's tables from cfg the way the daemon does, without a kernel:
-// service and real-server IDs in config order, every real server resolved to a synthetic MAC on
-// the last configured interface (clients arrive on the first), every real server available.
-func compile(cfg *config.Config) (*dataplane.Tables, error) {
+// buildTables builds the data plane's tables from cfg as the daemon does (the same compile), without
+// a kernel: every real server is resolved to a synthetic MAC of its own on the last configured
+// interface (clients arrive on the first; with one interface, both are port 0).
+func buildTables(cfg *config.Config) (*dataplane.Tables, error) {
 	if len(cfg.Dataplane.Interfaces) == 0 {
 		return nil, fmt.Errorf("the config lists no interfaces; list at least one in [dataplane] interfaces")
 	}
-	realPort := len(cfg.Dataplane.Interfaces) - 1
-	t := &dataplane.Tables{Gen: 1}
-	for i, vs := range cfg.VirtualServers {
-		if i > 0xffff {
-			return nil, fmt.Errorf("more than 65536 virtual servers")
-		}
-		s := daemon.ServiceFor(&vs, uint16(i))
-		for _, rs := range vs.RealServers {
-			if len(t.Reals) > 0xffff {
-				return nil, fmt.Errorf("more than 65536 real servers")
-			}
-			id := uint16(len(t.Reals))
-			r := daemon.RealFor(&rs, id, s.ID)
-			r.Port, r.MAC, r.Resolved = realPort, realMAC(id), true
-			t.Reals = append(t.Reals, r)
-			s.RealIDs = append(s.RealIDs, id)
-		}
-		t.Services = append(t.Services, s)
+	t, err := compile.New().Compile(cfg, syntheticHops{port: len(cfg.Dataplane.Interfaces) - 1})
+	if err != nil {
+		return nil, err
 	}
-	t.Finish()
+	t.Gen = 1
 	return t, nil
+}
+
+// syntheticHops puts every real server, directly attached, on port with the MAC realMAC(its ID).
+type syntheticHops struct{ port int }
+
+func (h syntheticHops) NextHop(id uint16, _ netip.Addr) (compile.Hop, bool) {
+	return compile.Hop{Port: h.port, MAC: realMAC(id), OnLink: true}, true
 }

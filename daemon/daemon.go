@@ -1,10 +1,11 @@
-// Package daemon owns every part of a running govs: it compiles the configuration into the data
-// plane's tables, keeps real servers' next hops resolved, claims the VIPs, serves the control
-// socket, and applies reloads without disturbing established connections.
+// Package daemon owns every part of a running govs: it starts the data plane on the tables package
+// compile builds from the configuration, keeps real servers' next hops resolved, claims the VIPs,
+// serves the control socket, and applies reloads without disturbing established connections.
 package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"runtime"
@@ -14,12 +15,11 @@ import (
 	"time"
 
 	"github.com/govs/govs/announce"
+	"github.com/govs/govs/compile"
 	"github.com/govs/govs/config"
-	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/control"
 	"github.com/govs/govs/dataplane"
 	"github.com/govs/govs/neigh"
-	"github.com/govs/govs/sched"
 )
 
 // Version is govs's version, set by the build.
@@ -29,21 +29,18 @@ var Version = "dev"
 type Daemon struct {
 	logf func(format string, args ...any)
 
-	mu        sync.Mutex // guards cfg, ids, gen, tables and everything below that reload touches
-	cfg       *config.Config
-	svcIDs    idRegistry                 // service IDs by service key
-	realIDs   idRegistry                 // real-server IDs by service key and address
-	counts    map[uint16]*sched.Counts   // connection counts by real-server ID, kept across reloads
-	lastReals map[uint16]*dataplane.Real // the last compiled entry of each real-server ID
-	targets   []netip.Addr               // what the resolver keeps resolved, see trackLocked
-	gen       uint32
-	engine    *dataplane.Engine
-	resolver  *neigh.Resolver
-	announce  []*announce.Announcer
-	ha        *haNode // nil without [ha]
-	ctl       *control.Server
-	ready     bool
-	draining  bool // refuse new connections (Shutdown of a stand-alone node)
+	mu       sync.Mutex // guards cfg, compiler, gen, tables and everything below that reload touches
+	cfg      *config.Config
+	compiler *compile.Compiler // keeps IDs, connection counts and draining real servers across reloads
+	targets  []netip.Addr      // what the resolver keeps resolved, see trackLocked
+	gen      uint32
+	engine   *dataplane.Engine
+	resolver *neigh.Resolver
+	announce []*announce.Announcer
+	ha       *haNode // nil without [ha]
+	ctl      *control.Server
+	ready    bool
+	draining bool // refuse new connections (Shutdown of a stand-alone node)
 	// lastReload is the outcome of the latest reload attempt (see RecordReload); never modified
 	// once stored, so Status hands out a copy.
 	lastReload *control.Reload
@@ -56,7 +53,7 @@ type Daemon struct {
 // one owns (rings, the kernel guard's nftables table, VIP announcements). Until New is done the
 // socket answers not ready.
 func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, error) {
-	d := &Daemon{logf: logf, cfg: cfg, counts: map[uint16]*sched.Counts{}, lastReals: map[uint16]*dataplane.Real{}}
+	d := &Daemon{logf: logf, cfg: cfg, compiler: compile.New()}
 	started := false
 	defer func() {
 		if !started {
@@ -81,32 +78,7 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 	d.resolver.SetTargets(d.targets)
 	d.waitResolved(cfg, 2*time.Second)
 
-	t := d.compile(cfg)
-	t.Gen = 1
-	d.gen = 1
-	if err := checkSchedulers(t); err != nil {
-		return nil, err
-	}
-	workers := cfg.Dataplane.Workers
-	if workers <= 0 {
-		workers = runtime.NumCPU()
-	}
-	d.engine, err = dataplane.New(dataplane.Config{
-		Interfaces: cfg.Dataplane.Interfaces,
-		Workers:    workers,
-		Conntrack:  ConntrackConfig(cfg, workers),
-		RXMode:     cfg.Dataplane.RXMode,
-		Standby:    d.ha != nil, // an HA node forwards only once elected
-		Logf:       logf,
-	}, t)
-	if err != nil {
-		return nil, err
-	}
-	// Recompile now that the engine knows the interfaces' indexes.
-	d.mu.Lock()
-	err = d.publishLocked(d.compileLocked(cfg))
-	d.mu.Unlock()
-	if err != nil {
+	if err := d.startEngine(cfg); err != nil {
 		return nil, err
 	}
 	for _, name := range cfg.Dataplane.Interfaces {
@@ -128,6 +100,36 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 	logf("govs %s ready: %d virtual servers, %d workers, control socket %s",
 		Version, len(cfg.VirtualServers), d.engine.Workers(), cfg.Control.Socket)
 	return d, nil
+}
+
+// startEngine starts the data plane with tables compiled before it knew its interfaces, which
+// therefore reach no real server, then publishes them again with the next hops.
+func (d *Daemon) startEngine(cfg *config.Config) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	t, err := d.compiler.Compile(cfg, d.hopsLocked())
+	if err != nil {
+		return err
+	}
+	t.Gen = 1
+	workers := cfg.Dataplane.Workers
+	if workers <= 0 {
+		workers = runtime.NumCPU()
+	}
+	d.engine, err = dataplane.New(dataplane.Config{
+		Interfaces: cfg.Dataplane.Interfaces,
+		Workers:    workers,
+		Conntrack:  compile.Conntrack(cfg, workers),
+		RXMode:     cfg.Dataplane.RXMode,
+		Standby:    d.ha != nil, // an HA node forwards only once elected
+		Logf:       d.logf,
+	}, t)
+	if err != nil {
+		return err
+	}
+	d.gen = 1
+	d.commitLocked(t)
+	return d.applyLocked(cfg, false)
 }
 
 // statusGate answers the control socket while New is starting the daemon (not ready), then the
@@ -239,8 +241,9 @@ func (w *strandedWatch) check(d *Daemon, t *dataplane.Tables) {
 }
 
 // Reload applies a new configuration. On error the running configuration stays in force.
-// Established connections keep their real server (real servers keep their IDs); a removed
-// real server's connections are dropped.
+// Established connections keep their real server (real servers keep their IDs). A removed real
+// server takes no new connections; its established ones are forwarded to it until they end, or
+// dropped at their next packet under [conntrack] expire_nodest_conn.
 //
 // Settings a running govs cannot change (see restartOnly) keep their running values; each one the
 // file changes is logged with its file:line, and the rest of the file is applied.
@@ -249,13 +252,9 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	defer d.mu.Unlock()
 	next := *cfg
 	pending := append(restartOnly(d.cfg, &next), restartOnlyHA(d.cfg, &next)...)
-	// compileLocked hands the resolver the new real servers (trackLocked); they are unresolved, and
-	// so take no connections, until their next hop is known and Run republishes.
-	t := d.compileLocked(&next)
-	if err := checkSchedulers(t); err != nil {
-		return err
-	}
-	if err := d.publishLocked(t); err != nil {
+	// The new real servers are unresolved, and so take no connections, until the resolver (told
+	// of them by trackLocked) knows their next hop and Run republishes.
+	if err := d.applyLocked(&next, false); err != nil {
 		return err
 	}
 	d.cfg = &next
@@ -263,7 +262,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	for _, p := range pending {
 		d.logf("%s", p)
 	}
-	d.logf("reloaded %s: %d virtual servers (generation %d)", next.File, len(next.VirtualServers), t.Gen)
+	d.logf("reloaded %s: %d virtual servers (generation %d)", next.File, len(next.VirtualServers), d.gen)
 	return nil
 }
 
@@ -320,120 +319,106 @@ func workersString(n int) string {
 
 func quoted(s string) string { return fmt.Sprintf("%q", s) }
 
-// Close releases the VIPs, stops the data plane and everything else. An active HA node hands
-// over first (see Shutdown).
+// Close releases the VIPs, stops the data plane and everything else, and returns what failed.
+//
+// An active HA node hands over first (see Shutdown).
 func (d *Daemon) Close() error {
+	var errs []error
 	if d.ha != nil {
 		d.ha.close()
 	}
 	if d.ctl != nil {
-		d.ctl.Close()
+		if err := d.ctl.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("failed to close the control socket: %w", err))
+		}
 	}
 	for _, a := range d.announce {
-		a.Close()
+		if err := a.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("failed to release the VIPs: %w", err))
+		}
 	}
 	if d.engine != nil {
-		d.engine.Close()
+		if err := d.engine.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("failed to stop the data plane: %w", err))
+		}
 	}
 	if d.resolver != nil {
-		d.resolver.Close()
+		if err := d.resolver.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("failed to stop next-hop resolution: %w", err))
+		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (d *Daemon) republish() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	t := d.compileLocked(d.cfg)
-	if same(d.engine.Tables(), t) {
-		return
-	}
-	if err := d.publishLocked(t); err != nil {
+	if err := d.applyLocked(d.cfg, true); err != nil {
 		d.logf("failed to publish new tables: %v", err)
 	}
 }
 
-func (d *Daemon) compile(cfg *config.Config) *dataplane.Tables {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.compileLocked(cfg)
-}
-
-// publishLocked numbers t and hands it to the data plane.
-func (d *Daemon) publishLocked(t *dataplane.Tables) error {
-	t.Gen = d.gen + 1
-	if err := d.engine.Publish(t); err != nil {
+// applyLocked compiles cfg with the resolver's next hops and publishes the result; with
+// unlessSame, tables that forward as the published ones do are not published again. On error
+// the published tables, and the compiler's state, stay as they were.
+func (d *Daemon) applyLocked(cfg *config.Config, unlessSame bool) error {
+	t, err := d.compiler.Compile(cfg, d.hopsLocked())
+	if err != nil {
 		return err
 	}
-	d.gen++
+	t.Draining = d.draining
+	if !unlessSame || !compile.Same(d.engine.Tables(), t) {
+		t.Gen = d.gen + 1
+		if err := d.engine.Publish(t); err != nil {
+			return err
+		}
+		d.gen++
+	}
+	d.commitLocked(t)
 	return nil
 }
 
-// compileLocked turns cfg plus the resolver's next hops into a new (unnumbered) Tables.
-func (d *Daemon) compileLocked(cfg *config.Config) *dataplane.Tables {
-	t := &dataplane.Tables{}
-	portOf := map[int]int{}
-	if d.engine != nil {
-		for i, ifc := range d.engine.Interfaces() {
-			portOf[ifc.Index] = i
-		}
-	}
-	t.ExpireNodestConn = cfg.Conntrack.ExpireNodestConn
-	t.Draining = d.draining
-	liveS, liveR := map[string]bool{}, map[string]bool{}
-	for _, vs := range cfg.VirtualServers {
-		sid := d.svcIDs.get(vs.Key())
-		liveS[vs.Key()] = true
-		s := ServiceFor(&vs, sid)
-		for _, rs := range vs.RealServers {
-			rkey := vs.Key() + "|" + rs.Address.String()
-			liveR[rkey] = true
-			rid := d.realIDs.get(rkey)
-			r := RealFor(&rs, rid, sid)
-			r.Counts = d.countsOf(rid)
-			d.resolveLocked(r, vs.Method == config.MethodDR, portOf)
-			s.RealIDs = append(s.RealIDs, rid)
-			setAt(&t.Reals, int(rid), r)
-		}
-		setAt(&t.Services, int(sid), s)
-	}
-	d.svcIDs.forget(liveS, nil)
-	// A removed real server keeps its ID, and its entry (marked Removed, so it gets no new
-	// connections) while connections to it remain; then both go.
-	d.realIDs.forget(liveR, func(id uint16) bool {
-		c := d.counts[id]
-		last := d.lastReals[id]
-		if c == nil || last == nil || c.Active.Load()+c.Inactive.Load() == 0 {
-			delete(d.counts, id)
-			delete(d.lastReals, id)
-			return true
-		}
-		r := *last
-		r.Removed = true
-		setAt(&t.Reals, int(id), &r)
-		return false
-	})
-	for _, r := range t.Reals {
-		if r != nil && !r.Removed {
-			d.lastReals[r.ID] = r
-		}
-	}
-	t.Finish()
+// commitLocked makes t, compiled last and now in use (published, or the same as the published
+// tables), the compiler's base for the next compile, and has the resolver follow its real servers.
+func (d *Daemon) commitLocked(t *dataplane.Tables) {
+	d.compiler.Commit(t)
 	d.trackLocked(t)
-	return t
 }
 
-// resolveLocked sets r's port, MAC and Resolved from the resolver's entry for its address; r stays
-// unresolved while the resolver has no usable entry (a new address has none yet). dr requires the
-// real server to be on a govs link: direct routing only rewrites MACs.
-func (d *Daemon) resolveLocked(r *dataplane.Real, dr bool, portOf map[int]int) {
-	e, ok := d.resolver.Lookup(r.Addr.Addr())
+// hopsLocked is the daemon's next-hop source: the resolver's entries, on the engine's interfaces.
+func (d *Daemon) hopsLocked() compile.NextHops {
+	h := resolverHops{portOf: map[int]int{}}
+	if d.resolver != nil {
+		h.lookup = d.resolver.Lookup
+	}
+	if d.engine != nil {
+		for i, ifc := range d.engine.Interfaces() {
+			h.portOf[ifc.Index] = i
+		}
+	}
+	return h
+}
+
+// resolverHops answers a real server's next hop from the resolver's entry for its address,
+// on the engine's port for the entry's interface.
+type resolverHops struct {
+	lookup func(netip.Addr) (neigh.Entry, bool) // nil: nothing is resolved
+	portOf map[int]int                          // interface index -> engine port
+}
+
+func (h resolverHops) NextHop(_ uint16, addr netip.Addr) (compile.Hop, bool) {
+	if h.lookup == nil {
+		return compile.Hop{}, false
+	}
+	e, ok := h.lookup(addr)
 	if !ok || !e.Resolved {
-		return
+		return compile.Hop{}, false
 	}
-	if p, ok := portOf[e.IfIndex]; ok && (!dr || e.NextHop == r.Addr.Addr()) {
-		r.Port, r.MAC, r.Resolved = p, e.MAC, true
+	p, ok := h.portOf[e.IfIndex]
+	if !ok {
+		return compile.Hop{}, false
 	}
+	return compile.Hop{Port: p, MAC: e.MAC, OnLink: e.NextHop == addr}, true
 }
 
 // trackLocked has the resolver keep every real server of t resolved: the configured ones and the
@@ -457,45 +442,6 @@ func (d *Daemon) trackLocked(t *dataplane.Tables) {
 	}
 	d.targets = addrs
 	d.resolver.SetTargets(addrs)
-}
-
-// same reports whether two tables forward identically (ignoring the generation).
-func same(a, b *dataplane.Tables) bool {
-	if a == nil || b == nil || len(a.Services) != len(b.Services) || len(a.Reals) != len(b.Reals) ||
-		a.ExpireNodestConn != b.ExpireNodestConn || a.Draining != b.Draining {
-		return false
-	}
-	for i := range a.Reals {
-		x, y := a.Reals[i], b.Reals[i]
-		if (x == nil) != (y == nil) {
-			return false
-		}
-		if x != nil && (x.Addr != y.Addr || x.Weight != y.Weight || x.Port != y.Port || x.MAC != y.MAC ||
-			x.Resolved != y.Resolved || x.Service != y.Service || x.Removed != y.Removed ||
-			x.UpperThreshold != y.UpperThreshold || x.LowerThreshold != y.LowerThreshold) {
-			return false
-		}
-	}
-	for i := range a.Services {
-		x, y := a.Services[i], b.Services[i]
-		if (x == nil) != (y == nil) {
-			return false
-		}
-		if x != nil && (x.VIP != y.VIP || x.Method != y.Method || x.Scheduler != y.Scheduler ||
-			x.SchedOptions != y.SchedOptions || x.Persistence != y.Persistence ||
-			x.PersistenceBits != y.PersistenceBits || x.OnePacket != y.OnePacket ||
-			!slices.Equal(x.RealIDs, y.RealIDs)) {
-			return false
-		}
-	}
-	return true
-}
-
-func setAt[T any](s *[]*T, i int, v *T) {
-	for len(*s) <= i {
-		*s = append(*s, nil)
-	}
-	(*s)[i] = v
 }
 
 // setVIPs hands every announcer the VIPs of the current configuration.
@@ -602,96 +548,6 @@ func protoName(p uint8) string {
 	return fmt.Sprint(p)
 }
 
-func method(m config.Method) dataplane.Method {
-	if m == config.MethodDR {
-		return dataplane.MethodDR
-	}
-	return dataplane.MethodNAT
-}
-
-func timeouts(cfg *config.Config) conntrack.Timeouts {
-	to := cfg.Timeouts
-	return conntrack.Timeouts{
-		TCP:          int64(to.TCP),
-		TCPFin:       int64(to.TCPFin),
-		UDP:          int64(to.UDP),
-		TCPSynRecv:   int64(to.TCPSynRecv),
-		TCPSynSent:   int64(to.TCPSynSent),
-		TCPTimeWait:  int64(to.TCPTimeWait),
-		TCPClose:     int64(to.TCPClose),
-		TCPCloseWait: int64(to.TCPCloseWait),
-		TCPLastAck:   int64(to.TCPLastAck),
-	}
-}
-
-// ServiceFor is the data plane's view of virtual server vs under service ID id (without real
-// servers). The offline benchmark harness builds its tables with it too.
-func ServiceFor(vs *config.VirtualServer, id uint16) *dataplane.Service {
-	return &dataplane.Service{
-		ID:              id,
-		Name:            vs.Key(),
-		VIP:             vs.Address,
-		Proto:           vs.Protocol.Number(),
-		Method:          method(vs.Method),
-		Scheduler:       vs.Scheduler,
-		SchedOptions:    vs.SchedOptions(),
-		Persistence:     int64(vs.PersistenceTimeout),
-		PersistenceBits: vs.PersistenceNetmask,
-		OnePacket:       vs.OnePacket,
-	}
-}
-
-// RealFor is the data plane's view of real server rs under ID id of service sid, not yet resolved
-// (Port -1).
-func RealFor(rs *config.RealServer, id, sid uint16) *dataplane.Real {
-	return &dataplane.Real{
-		ID: id, Service: sid, Addr: rs.Address, Weight: int32(rs.Weight), Port: -1,
-		UpperThreshold: uint32(rs.UpperThreshold),
-		LowerThreshold: uint32(rs.LowerThreshold),
-	}
-}
-
-// ConntrackConfig sizes each of workers connection tables from cfg.
-func ConntrackConfig(cfg *config.Config, workers int) conntrack.Config {
-	return conntrack.Config{
-		// Each worker owns a table; together they hold max_entries.
-		MaxEntries: (cfg.Conntrack.MaxEntries + workers - 1) / workers,
-		FullPolicy: fullPolicy(cfg.Conntrack.FullPolicy),
-		Timeouts:   timeouts(cfg),
-	}
-}
-
-func fullPolicy(name string) conntrack.FullPolicy {
-	if name == "evict_oldest_idle" {
-		return conntrack.EvictOldestIdle
-	}
-	return conntrack.DropNew
-}
-
-// countsOf returns real server id's shared connection counts, created on first use.
-func (d *Daemon) countsOf(id uint16) *sched.Counts {
-	c := d.counts[id]
-	if c == nil {
-		c = new(sched.Counts)
-		d.counts[id] = c
-	}
-	return c
-}
-
-// checkSchedulers builds every service's scheduler once, so that a scheduler the data plane could
-// not build is an error here and never a failure inside a worker.
-func checkSchedulers(t *dataplane.Tables) error {
-	for _, s := range t.Services {
-		if s == nil {
-			continue
-		}
-		if _, err := sched.New(s.Scheduler, s.Dests, s.SchedOptions); err != nil {
-			return fmt.Errorf("virtual server %s: %w", s.Name, err)
-		}
-	}
-	return nil
-}
-
 func realAddrs(cfg *config.Config) []netip.Addr {
 	var out []netip.Addr
 	seen := map[netip.Addr]bool{}
@@ -704,42 +560,4 @@ func realAddrs(cfg *config.Config) []netip.Addr {
 		}
 	}
 	return out
-}
-
-// idRegistry hands out service and real-server IDs that stay the same across reloads for the same
-// service key and real-server address, so connections keep pointing at the right entries.
-type idRegistry struct {
-	ids  map[string]uint16
-	free []uint16
-	next uint16
-}
-
-func (r *idRegistry) get(key string) uint16 {
-	if id, ok := r.ids[key]; ok {
-		return id
-	}
-	if r.ids == nil {
-		r.ids = map[string]uint16{}
-	}
-	var id uint16
-	if n := len(r.free); n > 0 && r.next == 65535 {
-		id, r.free = r.free[0], r.free[1:]
-	} else {
-		id = r.next
-		r.next++
-	}
-	r.ids[key] = id
-	return id
-}
-
-// forget releases the IDs of keys no longer configured; release (when not nil) may veto that
-// for an ID that is still in use.
-func (r *idRegistry) forget(live map[string]bool, release func(id uint16) bool) {
-	for k, id := range r.ids {
-		if live[k] || (release != nil && !release(id)) {
-			continue
-		}
-		delete(r.ids, k)
-		r.free = append(r.free, id)
-	}
 }

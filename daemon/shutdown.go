@@ -23,7 +23,7 @@ func (d *Daemon) Shutdown(ctx context.Context) {
 		return
 	}
 	d.draining = true
-	err := d.publishLocked(d.compileLocked(d.cfg))
+	err := d.applyLocked(d.cfg, false)
 	d.mu.Unlock()
 	if err != nil {
 		d.logf("failed to refuse new connections while draining: %v", err)

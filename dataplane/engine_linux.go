@@ -511,37 +511,37 @@ func (e *Engine) Close() error {
 	e.os.wg.Wait()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.closeSockets()
+	if err := e.closeSockets(); err != nil {
+		return errorf("%v", err)
+	}
 	return nil
 }
 
-func (e *Engine) closeSockets() {
-	for _, socks := range e.os.socks {
-		for _, s := range socks {
-			s.Close()
+// closeSockets closes every socket, the kernel guard and the wake-up eventfd, and returns what
+// failed to close.
+func (e *Engine) closeSockets() error {
+	var errs []error
+	for _, set := range []*[][]*afpacket.Socket{&e.os.socks, &e.os.frames, &e.os.large} {
+		for _, socks := range *set {
+			for _, s := range socks {
+				if err := s.Close(); err != nil {
+					errs = append(errs, err)
+				}
+			}
 		}
+		*set = nil
 	}
-	e.os.socks = nil
-	for _, socks := range e.os.frames {
-		for _, s := range socks {
-			s.Close()
-		}
-	}
-	e.os.frames = nil
-	for _, socks := range e.os.large {
-		for _, s := range socks {
-			s.Close()
-		}
-	}
-	e.os.large = nil
 	if e.os.guard != nil {
-		e.os.guard.close()
+		errs = append(errs, e.os.guard.close())
 		e.os.guard = nil
 	}
 	if e.os.wakefd > 0 {
-		unix.Close(e.os.wakefd)
+		if err := unix.Close(e.os.wakefd); err != nil {
+			errs = append(errs, os.NewSyscallError("close eventfd", err))
+		}
 		e.os.wakefd = -1
 	}
+	return errors.Join(errs...)
 }
 
 // SocketStats sums the kernel's ring statistics (received, dropped by a full ring) over every socket.

@@ -3,6 +3,7 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -176,8 +177,14 @@ func localAddrs() []netip.Addr {
 }
 
 // close deletes govs's table.
-func (g *kernelGuard) close() {
+func (g *kernelGuard) close() error {
 	g.conn.DelTable(g.table)
-	g.conn.Flush()
-	g.conn.CloseLasting()
+	var errs []error
+	if err := g.conn.Flush(); err != nil {
+		errs = append(errs, fmt.Errorf("failed to delete nftables table netdev %s: %w", g.table.Name, err))
+	}
+	if err := g.conn.CloseLasting(); err != nil {
+		errs = append(errs, fmt.Errorf("failed to close the nftables connection: %w", err))
+	}
+	return errors.Join(errs...)
 }

@@ -43,7 +43,7 @@ type svcSpec struct {
 	reals  []realSpec
 }
 
-// buildTables compiles specs the way daemon.compileLocked does: Services and Reals indexed by ID,
+// buildTables compiles specs the way package compile does: Services and Reals indexed by ID,
 // Dests mirroring the reals' weights and resolution, then Finish.
 func buildTables(gen uint32, specs ...svcSpec) *Tables {
 	t := &Tables{Gen: gen}

@@ -160,7 +160,9 @@ func cmdRun(args []string) int {
 	}()
 	d.Shutdown(stopping)
 	stopNow()
-	d.Close()
+	if err := d.Close(); err != nil {
+		logger.Printf("warning: while stopping: %v", err)
+	}
 	logger.Printf("stopped")
 	return 0
 }

@@ -28,10 +28,17 @@ import (
 // fail, and no frame may be dropped as unresolved_neighbor: a real server whose next hop is not
 // resolved gets no new connections, and a reload must not make a resolved one unresolved.
 //
-// Direct routing: the replies do not pass govs, so what is tested is the scheduling of new
-// connections, not what a reload does to the admission of replies.
+// Under direct routing the replies do not pass govs, so what is tested is the scheduling of new
+// connections; under NAT also that a reload keeps admitting the replies of every real server that
+// still has connections, the removed ones draining included.
 func TestReloadChurn(t *testing.T) {
 	labtest.RequireRoot(t)
+	for _, method := range []string{"dr", "nat"} {
+		t.Run(method, func(t *testing.T) { testReloadChurn(t, method) })
+	}
+}
+
+func testReloadChurn(t *testing.T, method string) {
 	const (
 		servers = 5 // the pool; three of them are in the service at a time
 		active  = 3
@@ -39,7 +46,7 @@ func TestReloadChurn(t *testing.T) {
 		conc    = 4 // goroutines opening connections without pause
 		marks   = 80
 	)
-	topo := labtest.NewForTest(t, lab.Options{Method: "dr", Servers: servers, Prefix: "govs-e2e"})
+	topo := labtest.NewForTest(t, lab.Options{Method: method, Servers: servers, Prefix: "govs-e2e"})
 	srvs, err := lab.StartServers(topo)
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +65,7 @@ func TestReloadChurn(t *testing.T) {
 		return m
 	}
 	gen := func(k int) govsConfig {
-		vs := vsConfig{Address: vip, Protocol: "tcp", Scheduler: "wrr", Method: "dr"}
+		vs := vsConfig{Address: vip, Protocol: "tcp", Scheduler: "wrr", Method: method}
 		for i, m := range members(k) {
 			vs.Reals = append(vs.Reals, netip.AddrPortFrom(s.reals[m], lab.HTTPPort))
 			vs.Weights = append(vs.Weights, 1+(k+i)%3)
