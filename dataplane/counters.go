@@ -39,6 +39,12 @@ const (
 	// DropTupleClash: a new connection's tuple is already taken (e.g. two VIPs mapping one client
 	// port to the same real server port under NAT: the replies would be ambiguous).
 	DropTupleClash
+	// DropRealDown: the connection's real server went down (health check) and its connections end
+	// (TCP under expire_nodest_conn; UDP replies while the flow moves to a server that is up).
+	DropRealDown
+	// DropNoQuorum: a new connection to a virtual server with fewer real servers up than its
+	// quorum, and no sorry server.
+	DropNoQuorum
 	numDrops
 )
 
@@ -57,6 +63,8 @@ var dropNames = [numDrops]string{
 	DropICMPNoConnection: "icmp_no_connection",
 	DropTooLarge:         "frame_too_large",
 	DropTupleClash:       "tuple_clash",
+	DropRealDown:         "real_server_down",
+	DropNoQuorum:         "no_quorum",
 }
 
 func (d Drop) String() string {
