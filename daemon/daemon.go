@@ -39,6 +39,7 @@ type Daemon struct {
 	announce []*announce.Announcer
 	ctl      *control.Server
 	ready    bool
+	health   *healthWatch // health checks; see health.go
 	// lastReload is the outcome of the latest reload attempt (see RecordReload); never modified
 	// once stored, so Status hands out a copy.
 	lastReload *control.Reload
@@ -51,7 +52,8 @@ type Daemon struct {
 // one owns (rings, the kernel guard's nftables table, VIP announcements). Until New is done the
 // socket answers not ready.
 func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, error) {
-	d := &Daemon{logf: logf, cfg: cfg, compiler: compile.New()}
+	d := &Daemon{logf: logf, cfg: cfg, compiler: compile.New(), health: newHealthWatch(logf)}
+	d.compiler.SetHealth(d.health)
 	started := false
 	defer func() {
 		if !started {
@@ -74,6 +76,7 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 	if err := d.startEngine(cfg); err != nil {
 		return nil, err
 	}
+	d.startHealth(cfg)
 	for _, name := range cfg.Dataplane.Interfaces {
 		a, err := announce.New(name, logf)
 		if err != nil {
@@ -145,6 +148,10 @@ func (d *Daemon) Run(ctx context.Context) {
 			return
 		case <-d.resolver.Changed():
 			d.republish()
+		case <-d.health.mgr.Changed():
+			d.healthChanged()
+		case <-d.health.ramp.C:
+			d.republish() // a real server in slow_start takes its next step
 		case now := <-tick.C:
 			// Catch anything a missed notification left stale; cheap for a handful of servers.
 			d.republish()
@@ -245,6 +252,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 		return err
 	}
 	d.cfg = &next
+	d.health.updateLocked(&next, d.logf)
 	d.setVIPs(&next)
 	for _, p := range pending {
 		d.logf("%s", p)
@@ -309,6 +317,10 @@ func quoted(s string) string { return fmt.Sprintf("%q", s) }
 // Close releases the VIPs, stops the data plane and everything else, and returns what failed.
 func (d *Daemon) Close() error {
 	var errs []error
+	if d.health != nil {
+		d.health.mgr.Close()
+		d.health.ramp.Stop()
+	}
 	if d.ctl != nil {
 		if err := d.ctl.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("failed to close the control socket: %w", err))
@@ -356,6 +368,7 @@ func (d *Daemon) applyLocked(cfg *config.Config, unlessSame bool) error {
 		d.gen++
 	}
 	d.commitLocked(t)
+	d.health.publishedLocked(cfg, t, d.logf)
 	return nil
 }
 
@@ -480,6 +493,7 @@ func (d *Daemon) Status() control.Status {
 		return st
 	}
 	t := d.engine.Tables()
+	hs := d.healthSnapshotOf(cfg)
 	ds := d.engine.Stats()
 	rs := d.engine.SocketStats()
 	st.Generation = t.Gen
@@ -513,8 +527,10 @@ func (d *Daemon) Status() control.Status {
 			if int(id) < len(ds.RealPackets) {
 				x.Packets = ds.RealPackets[id]
 			}
+			hs.real(&x, s, r)
 			v.RealServers = append(v.RealServers, x)
 		}
+		hs.virtual(&v, s, t)
 		st.VirtualServers = append(st.VirtualServers, v)
 	}
 	return st
@@ -539,6 +555,10 @@ func realAddrs(cfg *config.Config) []netip.Addr {
 				seen[a] = true
 				out = append(out, a)
 			}
+		}
+		if a := vs.SorryServer.Addr(); vs.SorryServer.IsValid() && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
 		}
 	}
 	return out
