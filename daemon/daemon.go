@@ -208,22 +208,29 @@ func (w *strandedWatch) check(d *Daemon, t *dataplane.Tables) {
 		if s == nil || len(s.RealIDs) == 0 {
 			continue
 		}
-		resolved := 0
+		// A resolved sorry server takes the new connections: the virtual server is not stranded.
+		reals, resolved, sorry := 0, 0, false
 		for _, id := range s.RealIDs {
-			if t.Reals[id].Resolved {
+			switch r := t.Reals[id]; {
+			case r.Sorry:
+				sorry = r.Resolved
+			case r.Resolved:
+				reals++
 				resolved++
+			default:
+				reals++
 			}
 		}
 		switch {
-		case resolved == 0:
+		case resolved == 0 && !sorry:
 			now[s.Name] = true
 			if w.seen[s.Name] && !w.logged[s.Name] {
 				d.logf("virtual server %s: none of its %d real servers has a resolved next hop; its new connections are dropped (counted as no_real_server) until one resolves",
-					s.Name, len(s.RealIDs))
+					s.Name, reals)
 				w.logged[s.Name] = true
 			}
 		case w.logged[s.Name]:
-			d.logf("virtual server %s: %d of its %d real servers resolved; it takes new connections again", s.Name, resolved, len(s.RealIDs))
+			d.logf("virtual server %s: %d of its %d real servers resolved; it takes new connections again", s.Name, resolved, reals)
 		}
 	}
 	for name := range w.logged {

@@ -12,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -699,6 +701,88 @@ func TestHealthReload(t *testing.T) {
 	g.waitHealth(service, srv[2].ap(hsPort), "up", 5*time.Second)
 	if got := spread(t, topo, vip, 30); got["rs3"] == 0 {
 		t.Fatalf("rs3 up: requests went %v, want some to rs3", got)
+	}
+	g.stop()
+}
+
+// TestHealthSlowStartNotify: a real server back from down under slow_start gets its weight in
+// steps, published as they come, up to its full weight after slow_start; the notify command runs
+// on every change, with the change in its environment.
+func TestHealthSlowStartNotify(t *testing.T) {
+	labtest.RequireRoot(t)
+	topo := labtest.NewForTest(t, lab.Options{Method: "nat", Servers: 2, Prefix: "govs-e2e"})
+	srv := newHsrvs(t, topo)
+	for _, s := range srv {
+		s.startWeb()
+		s.startCheck()
+	}
+	dir := t.TempDir()
+	notifyLog := filepath.Join(dir, "notify.log")
+	script := filepath.Join(dir, "notify")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"$GOVS_EVENT $GOVS_VIRTUAL_SERVER $GOVS_REAL_SERVER prev=$GOVS_PREVIOUS_STATE\" >> "+notifyLog+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	vip := netip.AddrPortFrom(topo.VIP4, 80)
+	const service = "tcp/198.18.0.100:80"
+	const slow = 1500 * time.Millisecond
+	vs := vsConfig{Address: vip, Protocol: "tcp", Scheduler: "wrr", Method: "nat",
+		Reals: []netip.AddrPort{srv[0].ap(hsPort), srv[1].ap(hsPort)}, Weights: []int{100, 100},
+		Extra: healthCheckTOML("http", fmt.Sprintf("  port = %d\n  slow_start = %q\n  notify = [%q]\n", hsChkPort, slow, script))}
+	g := startGovs(t, topo, govsConfig{Interfaces: topo.BalancerIfaces, Workers: 2, VS: []vsConfig{vs}})
+	// Up from the start: full weight at once (slow start is for coming back).
+	if _, w, _, _ := g.realHealth(service, srv[0].ap(hsPort)); w != 100 {
+		t.Fatalf("rs1 up at start has weight %d, want 100", w)
+	}
+	srv[0].stopCheck()
+	g.waitHealth(service, srv[0].ap(hsPort), "down", 5*time.Second)
+	srv[0].startCheck()
+	g.waitHealth(service, srv[0].ap(hsPort), "up", 5*time.Second)
+	back := time.Now()
+	var seen []int
+	for time.Since(back) < slow+healthSlack+time.Second {
+		_, w, _, err := g.realHealth(service, srv[0].ap(hsPort))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(seen) == 0 || seen[len(seen)-1] != w {
+			seen = append(seen, w)
+		}
+		if w == 100 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("rs1's weight while back: %v", seen)
+	if len(seen) < 4 || seen[len(seen)-1] != 100 || seen[0] >= 50 {
+		t.Fatalf("rs1's weight went %v after it came back; want it to start low and climb in several steps to 100", seen)
+	}
+	for i := 1; i < len(seen); i++ {
+		if seen[i] < seen[i-1] {
+			t.Fatalf("rs1's weight went %v: down again", seen)
+		}
+	}
+	if took := time.Since(back); took > slow+healthSlack {
+		t.Errorf("rs1 reached its full weight %v after it came back, want within slow_start %v", took, slow)
+	}
+
+	want := "up tcp/198.18.0.100:80 198.19.0.11:8081 prev=unknown\n" +
+		"down tcp/198.18.0.100:80 198.19.0.11:8081 prev=up\n" +
+		"up tcp/198.18.0.100:80 198.19.0.11:8081 prev=down\n"
+	var got string
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		b, _ := os.ReadFile(notifyLog)
+		var mine []string
+		for _, l := range strings.SplitAfter(string(b), "\n") {
+			if strings.Contains(l, "198.19.0.11:8081") {
+				mine = append(mine, l)
+			}
+		}
+		if got = strings.Join(mine, ""); got == want {
+			break
+		}
+	}
+	if got != want {
+		t.Errorf("notify ran for rs1:\n%s\nwant:\n%s", got, want)
 	}
 	g.stop()
 }
