@@ -1,6 +1,7 @@
 // Package daemon owns every part of a running govs: it starts the data plane on the tables package
-// compile builds from the configuration, keeps real servers' next hops resolved, claims the VIPs,
-// serves the control socket, and applies reloads without disturbing established connections.
+// compile builds from the configuration, keeps real servers' next hops resolved, runs their health
+// checks (health.go), claims the VIPs, serves the control socket, and applies reloads without
+// disturbing established connections.
 package daemon
 
 import (
