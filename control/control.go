@@ -112,6 +112,11 @@ type VirtualServer struct {
 	Scheduler   string       `json:"scheduler"`
 	Method      string       `json:"method"`
 	RealServers []RealServer `json:"real_servers"`
+	// Quorum is how many real servers must be up for the virtual server to take new connections
+	// (0: no quorum); BelowQuorum says fewer are (up: resolved, not down, weight above 0), so its
+	// new connections go to its sorry server, or are dropped (counted as no_quorum).
+	Quorum      int  `json:"quorum"`
+	BelowQuorum bool `json:"below_quorum"`
 }
 
 // RealServer is one real server in a listing.
@@ -128,6 +133,16 @@ type RealServer struct {
 	// Overloaded: the server reached its upper_threshold and takes no new connections until it is
 	// below its lower_threshold (IPVS's IP_VS_DEST_F_OVERLOAD).
 	Overloaded bool `json:"overloaded"`
+	// Health is what its health check says: "up", "down", "unknown" (checked, no result yet: out
+	// of rotation) or "unchecked" (no health check: always in rotation).
+	Health string `json:"health"`
+	// HealthError is why its last check failed; "" when it succeeded or none ran yet.
+	HealthError string `json:"health_error"`
+	// Sorry: this entry is the virtual server's sorry server, not one of its real servers.
+	Sorry bool `json:"sorry_server"`
+	// Standby: it takes no new connections for now but keeps its established ones: a sorry
+	// server while enough real servers are up, the real servers while the sorry server stands in.
+	Standby bool `json:"standby"`
 }
 
 // Handler answers requests; the daemon implements it.

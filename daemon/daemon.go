@@ -1,6 +1,7 @@
 // Package daemon owns every part of a running govs: it starts the data plane on the tables package
-// compile builds from the configuration, keeps real servers' next hops resolved, claims the VIPs,
-// serves the control socket, and applies reloads without disturbing established connections.
+// compile builds from the configuration, keeps real servers' next hops resolved, runs their health
+// checks (health.go), claims the VIPs, serves the control socket, and applies reloads without
+// disturbing established connections.
 package daemon
 
 import (
@@ -40,7 +41,8 @@ type Daemon struct {
 	ha       *haNode // nil without [ha]
 	ctl      *control.Server
 	ready    bool
-	draining bool // refuse new connections (Shutdown of a stand-alone node)
+	draining bool         // refuse new connections (Shutdown of a stand-alone node)
+	health   *healthWatch // health checks; see health.go
 	// lastReload is the outcome of the latest reload attempt (see RecordReload); never modified
 	// once stored, so Status hands out a copy.
 	lastReload *control.Reload
@@ -53,7 +55,8 @@ type Daemon struct {
 // one owns (rings, the kernel guard's nftables table, VIP announcements). Until New is done the
 // socket answers not ready.
 func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, error) {
-	d := &Daemon{logf: logf, cfg: cfg, compiler: compile.New()}
+	d := &Daemon{logf: logf, cfg: cfg, compiler: compile.New(), health: newHealthWatch(logf)}
+	d.compiler.SetHealth(d.health)
 	started := false
 	defer func() {
 		if !started {
@@ -81,6 +84,7 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 	if err := d.startEngine(cfg); err != nil {
 		return nil, err
 	}
+	d.startHealth(cfg)
 	for _, name := range cfg.Dataplane.Interfaces {
 		a, err := announce.New(name, logf)
 		if err != nil {
@@ -158,6 +162,10 @@ func (d *Daemon) Run(ctx context.Context) {
 			return
 		case <-d.resolver.Changed():
 			d.republish()
+		case <-d.health.mgr.Changed():
+			d.healthChanged()
+		case <-d.health.ramp.C:
+			d.republish() // a real server in slow_start takes its next step
 		case now := <-tick.C:
 			// Catch anything a missed notification left stale; cheap for a handful of servers.
 			d.republish()
@@ -214,22 +222,29 @@ func (w *strandedWatch) check(d *Daemon, t *dataplane.Tables) {
 		if s == nil || len(s.RealIDs) == 0 {
 			continue
 		}
-		resolved := 0
+		// A resolved sorry server takes the new connections: the virtual server is not stranded.
+		reals, resolved, sorry := 0, 0, false
 		for _, id := range s.RealIDs {
-			if t.Reals[id].Resolved {
+			switch r := t.Reals[id]; {
+			case r.Sorry:
+				sorry = r.Resolved
+			case r.Resolved:
+				reals++
 				resolved++
+			default:
+				reals++
 			}
 		}
 		switch {
-		case resolved == 0:
+		case resolved == 0 && !sorry:
 			now[s.Name] = true
 			if w.seen[s.Name] && !w.logged[s.Name] {
 				d.logf("virtual server %s: none of its %d real servers has a resolved next hop; its new connections are dropped (counted as no_real_server) until one resolves",
-					s.Name, len(s.RealIDs))
+					s.Name, reals)
 				w.logged[s.Name] = true
 			}
 		case w.logged[s.Name]:
-			d.logf("virtual server %s: %d of its %d real servers resolved; it takes new connections again", s.Name, resolved, len(s.RealIDs))
+			d.logf("virtual server %s: %d of its %d real servers resolved; it takes new connections again", s.Name, resolved, reals)
 		}
 	}
 	for name := range w.logged {
@@ -258,6 +273,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 		return err
 	}
 	d.cfg = &next
+	d.health.updateLocked(&next, d.logf)
 	d.setVIPs(&next)
 	for _, p := range pending {
 		d.logf("%s", p)
@@ -327,6 +343,10 @@ func (d *Daemon) Close() error {
 	if d.ha != nil {
 		d.ha.close()
 	}
+	if d.health != nil {
+		d.health.mgr.Close()
+		d.health.ramp.Stop()
+	}
 	if d.ctl != nil {
 		if err := d.ctl.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("failed to close the control socket: %w", err))
@@ -375,6 +395,7 @@ func (d *Daemon) applyLocked(cfg *config.Config, unlessSame bool) error {
 		d.gen++
 	}
 	d.commitLocked(t)
+	d.health.publishedLocked(cfg, t, d.logf)
 	return nil
 }
 
@@ -498,6 +519,7 @@ func (d *Daemon) Status() control.Status {
 		return st
 	}
 	t := d.engine.Tables()
+	hs := d.healthSnapshotOf(cfg)
 	ds := d.engine.Stats()
 	rs := d.engine.SocketStats()
 	st.Generation = t.Gen
@@ -531,8 +553,10 @@ func (d *Daemon) Status() control.Status {
 			if int(id) < len(ds.RealPackets) {
 				x.Packets = ds.RealPackets[id]
 			}
+			hs.real(&x, s, r)
 			v.RealServers = append(v.RealServers, x)
 		}
+		hs.virtual(&v, s, t)
 		st.VirtualServers = append(st.VirtualServers, v)
 	}
 	return st
@@ -557,6 +581,10 @@ func realAddrs(cfg *config.Config) []netip.Addr {
 				seen[a] = true
 				out = append(out, a)
 			}
+		}
+		if a := vs.SorryServer.Addr(); vs.SorryServer.IsValid() && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
 		}
 	}
 	return out

@@ -41,6 +41,12 @@ const (
 	DropTupleClash
 	// DropDraining: a new connection while the node drains before it stops (shutdown_drain).
 	DropDraining
+	// DropRealDown: the connection's real server went down (health check) and its connections end
+	// (TCP under expire_nodest_conn; UDP replies while the flow moves to a server that is up).
+	DropRealDown
+	// DropNoQuorum: a new connection to a virtual server with fewer real servers up than its
+	// quorum, and no sorry server.
+	DropNoQuorum
 	numDrops
 )
 
@@ -60,6 +66,8 @@ var dropNames = [numDrops]string{
 	DropTooLarge:         "frame_too_large",
 	DropTupleClash:       "tuple_clash",
 	DropDraining:         "draining",
+	DropRealDown:         "real_server_down",
+	DropNoQuorum:         "no_quorum",
 }
 
 func (d Drop) String() string {

@@ -311,10 +311,24 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 	// connection must not follow the ID there (TestReloadRealIDReused). A reload that removes the
 	// whole virtual server ends its connections (TestReloadServiceRemoved).
 	svc := w.tables.serviceAt(c.VS)
-	if r == nil || r.Service != c.VS || svc == nil || (r.Removed && w.tables.ExpireNodestConn) {
+	if r == nil || r.Service != c.VS || svc == nil || r.expire {
+		down := r != nil && r.Service == c.VS && r.Down
 		w.removeConn(id, c)
-		w.drop(DropRealRemoved)
-		return false
+		if !down || dir != conntrack.DirOriginal || p.Proto != frame.ProtoUDP {
+			if down {
+				w.drop(DropRealDown)
+			} else {
+				w.drop(DropRealRemoved)
+			}
+			return false
+		}
+		// A datagram of a flow whose real server went down: the flow moves to a server that is
+		// up (the new connection's real server is one, as it is available).
+		if id, ok = w.newConn(in, b, p); !ok {
+			return false
+		}
+		c = w.ct.Get(id)
+		r, svc = w.tables.real(c.RS()), w.tables.serviceAt(c.VS)
 	}
 	if old, cur := w.ct.TouchConn(c, dir, p.TCPFlags, w.now); old != cur {
 		activeChanged(r, old, cur)
@@ -351,7 +365,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 // found, the way forward would, in fewer steps: most frames are such frames. It reports done
 // false, having changed nothing, for a frame that needs more than the common case, which forward
 // then handles: a client's SYN or a one-packet service (either may need a new connection), a
-// real server that is gone, removed or not resolved, checksum offload state, a VLAN tag, IP
+// real server that is gone, removed, down or not resolved, checksum offload state, a VLAN tag, IP
 // options or IPv6 extension headers. (RewriteFast changes nothing when it declines.)
 func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent, done bool) {
 	b, meta := f.Data, &f.Meta
@@ -364,7 +378,7 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 		return false, false
 	}
 	r, svc := w.tables.real(c.RS()), w.tables.serviceAt(c.VS)
-	if r == nil || r.Service != c.VS || r.Removed || svc == nil {
+	if r == nil || r.Service != c.VS || r.gone || svc == nil {
 		return false, false
 	}
 	out, mac := int(c.InPort), c.ClientMAC()
@@ -415,11 +429,12 @@ func activeChanged(r *Real, old, cur conntrack.State) {
 	}
 }
 
-// usable reports whether real server r takes new connections of c's service. One whose next hop is
-// not resolved takes none (as the schedulers see it too): a bare SYN on the tuple of a connection
-// bound to it is scheduled afresh instead of waiting, dropped, for the neighbour entry.
+// usable reports whether real server r takes new connections of c's service, as the schedulers see
+// it. One whose next hop is not resolved takes none: a bare SYN on the tuple of a connection bound
+// to it is scheduled afresh instead of waiting, dropped, for the neighbour entry. So is one on the
+// tuple of a connection to a server that is down, quiesced (weight 0) or on standby.
 func usable(r *Real, c *conntrack.Conn) bool {
-	return r != nil && r.Service == c.VS && !r.Removed && r.Weight > 0 && r.Resolved
+	return r != nil && r.Service == c.VS && r.avail && r.Weight > 0
 }
 
 // receivedChecksum prepares the checksum of a frame received with offload state for rewriting.
@@ -496,6 +511,10 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 		w.drop(DropDraining)
 		return 0, false
 	}
+	if svc.NoQuorum {
+		w.drop(DropNoQuorum)
+		return 0, false
+	}
 	nc := conntrack.NewConn{
 		VS:     svc.ID,
 		Method: uint8(svc.Method),
@@ -518,7 +537,9 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 		w.tkey = conntrack.TemplateKey(conntrack.MaskAddr(p.Src, svc.PersistenceBits), svc.ID)
 		if tid, _, ok := w.ct.Lookup(&w.tkey); ok {
 			t := w.ct.Get(tid)
-			if tr := w.tables.real(t.RS()); tr != nil && tr.Service == svc.ID && !tr.Removed && tr.Resolved {
+			// A quiesced real server (weight 0) keeps its clients, as under IPVS; one that is
+			// down, removed, unresolved or on standby does not.
+			if tr := w.tables.real(t.RS()); tr != nil && tr.Service == svc.ID && tr.avail {
 				r = tr
 				nc.Template = tid + 1
 			} else {

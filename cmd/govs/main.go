@@ -369,12 +369,12 @@ func printRealServers(w io.Writer, vss []control.VirtualServer) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "virtual server / real server\tweight\tactive\tinactive\tpackets\tresolved\toverloaded")
+	fmt.Fprintln(tw, "virtual server / real server\tweight\tactive\tinactive\tpackets\tresolved\toverloaded\thealth\tlast check error")
 	for _, vs := range vss {
-		fmt.Fprintf(tw, "%s  %s %s %s\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, vs.Method)
+		fmt.Fprintf(tw, "%s  %s %s %s%s\t\t\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, vs.Method, quorumNote(vs))
 		for _, rs := range vs.RealServers {
-			fmt.Fprintf(tw, "  -> %s\t%d\t%d\t%d\t%d\t%v\t%v\n", rs.Address, rs.Weight,
-				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved, rs.Overloaded)
+			fmt.Fprintf(tw, "  -> %s\t%d\t%d\t%d\t%d\t%v\t%v\t%s\t%s\n", rs.Address, rs.Weight,
+				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved, rs.Overloaded, healthLabel(rs), rs.HealthError)
 		}
 	}
 	tw.Flush()
@@ -413,16 +413,41 @@ func printList(w io.Writer, st *control.Status) {
 	fmt.Fprintf(w, "IP Virtual Server govs %s\n", st.Version)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
 	fmt.Fprintln(tw, "Prot LocalAddress:Port\tScheduler\t\t\t\t\t")
-	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tActiveConn\tInActConn\tPackets\tResolved")
+	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tActiveConn\tInActConn\tPackets\tResolved\tHealth")
 	for _, vs := range st.VirtualServers {
-		fmt.Fprintf(tw, "%s  %s\t%s\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler)
+		fmt.Fprintf(tw, "%s  %s\t%s%s\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, quorumNote(vs))
 		fwd := map[string]string{"nat": "Masq", "dr": "Route"}[vs.Method]
 		for _, rs := range vs.RealServers {
-			fmt.Fprintf(tw, "  -> %s\t%s\t%d\t%d\t%d\t%d\t%v\n", rs.Address, fwd, rs.Weight,
-				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved)
+			fmt.Fprintf(tw, "  -> %s\t%s\t%d\t%d\t%d\t%d\t%v\t%s\n", rs.Address, fwd, rs.Weight,
+				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved, healthLabel(rs))
 		}
 	}
 	tw.Flush()
+}
+
+// healthLabel is a real server's health as list and stats print it: what its check says ("up",
+// "down", "unknown", "unchecked"), or "sorry" for the sorry server, with ",standby" while it takes
+// no new connections but keeps its own (see control.RealServer).
+func healthLabel(rs control.RealServer) string {
+	s := rs.Health
+	if rs.Sorry {
+		s = "sorry"
+	}
+	if rs.Standby {
+		s += ",standby"
+	}
+	return s
+}
+
+// quorumNote is what list and stats print after a virtual server with a quorum.
+func quorumNote(vs control.VirtualServer) string {
+	switch {
+	case vs.Quorum == 0:
+		return ""
+	case vs.BelowQuorum:
+		return fmt.Sprintf(" quorum=%d (below)", vs.Quorum)
+	}
+	return fmt.Sprintf(" quorum=%d", vs.Quorum)
 }
 
 func cmdVersion(args []string) int {
