@@ -181,7 +181,7 @@ func TestDownTCP(t *testing.T) {
 	}
 }
 
-// TestStandby: a real server on standby takes no new connections and keeps its established ones.
+// TestSorryServerStandby: a real server on standby takes no new connections and keeps its established ones.
 func TestSorryServerStandby(t *testing.T) {
 	bothWays(t, func(t *testing.T, batch bool) {
 		h := &healthRig{newRig(t, twoReals(1, 17, true, func(*Tables) {}), 64), batch}
