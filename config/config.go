@@ -118,6 +118,8 @@ type Config struct {
 	Timeouts       Timeouts
 	Conntrack      Conntrack
 	VirtualServers []VirtualServer
+	Metrics        Metrics // observe.go
+	Log            Log     // observe.go
 
 	pos *positions // where each key was written, for Where
 }
