@@ -24,7 +24,7 @@ vet:
 # The whole suite: unit tests, fuzz seeds, and the end-to-end tests with real packets; then the
 # packages whose tests need no root again under the race detector (which needs cgo for the test
 # binaries only: govs itself is always built with CGO_ENABLED=0).
-RACE_PKGS := ./bench/... ./cmd/... ./compile ./config ./conntrack ./control ./daemon ./dataplane ./dataplane/frame ./flow ./ha ./health ./internal/... ./sched
+RACE_PKGS := ./bench/... ./cmd/... ./compile ./config ./conntrack ./control ./daemon ./dataplane ./dataplane/frame ./flow ./ha ./health ./internal/... ./metrics ./sched
 test: vet build
 	CGO_ENABLED=0 $(GO) test -count=1 -timeout 25m ./...
 	CGO_ENABLED=1 $(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)

@@ -124,6 +124,8 @@ type Config struct {
 	// established connections (refusing new ones) before it stops; 0 stops at once.
 	// DefaultShutdownDrain when omitted; an HA node hands over instead.
 	ShutdownDrain time.Duration
+	Metrics       Metrics // observe.go
+	Log           Log     // observe.go
 
 	pos *positions // where each key was written, for Where
 }

@@ -63,6 +63,8 @@ func TestParseMinimal(t *testing.T) {
 			},
 			Line: 5,
 		}},
+		Metrics: Metrics{Listen: DefaultMetricsListen},
+		Log:     Log{Format: DefaultLogFormat, Level: DefaultLogLevel},
 	}
 	want.pos = c.pos // positions are Where's business (TestConfigWhere)
 	if !reflect.DeepEqual(c, want) {
@@ -155,6 +157,8 @@ func TestParseFull(t *testing.T) {
 				Line: 81,
 			},
 		},
+		Metrics: Metrics{Listen: "[::1]:9100"},
+		Log:     Log{Format: LogFormatJSON, Level: LogLevelDebug},
 	}
 	want.pos = c.pos
 	if !reflect.DeepEqual(c, want) {
@@ -286,7 +290,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown table",
 			src:  dp + "[contrl]\nsocket = \"/x\"\n",
-			want: []string{`t.toml:3: contrl: unknown key; valid keys at the top level are shutdown_drain, dataplane, control, timeouts, conntrack, virtual_server, ha (did you mean control?)`},
+			want: []string{`t.toml:3: contrl: unknown key; valid keys at the top level are shutdown_drain, dataplane, control, timeouts, conntrack, virtual_server, ha, metrics, log (did you mean control?)`},
 		},
 		{
 			name: "unknown key in second real server",
@@ -302,8 +306,8 @@ func TestParseErrors(t *testing.T) {
 			name: "misspelled array of tables, twice",
 			src:  dp + "[[virtual_servers]]\naddress = \"198.18.0.100:80\"\n[[virtual_servers]]\n",
 			want: []string{
-				`t.toml:3: virtual_servers[1]: unknown key; valid keys at the top level are shutdown_drain, dataplane, control, timeouts, conntrack, virtual_server, ha (did you mean virtual_server?)`,
-				`t.toml:5: virtual_servers[2]: unknown key; valid keys at the top level are shutdown_drain, dataplane, control, timeouts, conntrack, virtual_server, ha (did you mean virtual_server?)`,
+				`t.toml:3: virtual_servers[1]: unknown key; valid keys at the top level are shutdown_drain, dataplane, control, timeouts, conntrack, virtual_server, ha, metrics, log (did you mean virtual_server?)`,
+				`t.toml:5: virtual_servers[2]: unknown key; valid keys at the top level are shutdown_drain, dataplane, control, timeouts, conntrack, virtual_server, ha, metrics, log (did you mean virtual_server?)`,
 			},
 		},
 		{

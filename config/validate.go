@@ -40,6 +40,8 @@ type rawFile struct {
 	Conntrack     *rawConntrack      `toml:"conntrack"`
 	VirtualServer []rawVirtualServer `toml:"virtual_server"`
 	HA            *rawHA             `toml:"ha"`
+	Metrics       *rawMetrics        `toml:"metrics"` // observe.go
+	Log           *rawLog            `toml:"log"`     // observe.go
 }
 
 type rawDataplane struct {
@@ -98,7 +100,7 @@ type rawRealServer struct {
 // schema lists the valid keys of each table, by path without indexes, in the
 // order the documentation gives them. It must match the raw* types.
 var schema = map[string][]string{
-	"":          {"shutdown_drain", "dataplane", "control", "timeouts", "conntrack", "virtual_server", "ha"},
+	"":          {"shutdown_drain", "dataplane", "control", "timeouts", "conntrack", "virtual_server", "ha", "metrics", "log"},
 	"ha":        haKeys,
 	"dataplane": {"interfaces", "workers", "rx_mode"},
 	"control":   {"socket"},
@@ -112,6 +114,9 @@ var schema = map[string][]string{
 	// health.go
 	"virtual_server.health_check":             healthCheckKeys,
 	"virtual_server.real_server.health_check": healthCheckKeys,
+	// observe.go
+	"metrics": {"listen"},
+	"log":     {"format", "level"},
 }
 
 // parser holds the state of one Parse call.
@@ -164,6 +169,8 @@ func (p *parser) parse() *Config {
 	p.virtualServers(raw.VirtualServer, c)
 	p.ha(raw.HA, c)
 	p.shutdownDrain(raw.ShutdownDrain, c)
+	p.metrics(raw.Metrics, &c.Metrics)
+	p.logConfig(raw.Log, &c.Log)
 	return c
 }
 
@@ -196,7 +203,7 @@ func (p *parser) tomlError(err error) {
 // single tables, which the struct decode would only reject with a Go type name.
 func (p *parser) checkShape(m map[string]any) bool {
 	ok := true
-	for _, name := range []string{"dataplane", "control", "timeouts", "conntrack", "ha"} {
+	for _, name := range []string{"dataplane", "control", "timeouts", "conntrack", "ha", "metrics", "log"} {
 		if v, present := m[name]; present {
 			if _, isTable := v.(map[string]any); !isTable {
 				p.errf(name, "is %s but must be a table; write [%s] on a line of its own, followed by its keys", typeName(v), name)

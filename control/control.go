@@ -103,6 +103,7 @@ func (st *Status) List() List {
 type RingStats struct {
 	Packets uint64 `json:"packets"`
 	Drops   uint64 `json:"drops"`
+	Freezes uint64 `json:"freezes"` // times a ring froze with every block held by govs
 }
 
 // VirtualServer is one virtual server in a listing.

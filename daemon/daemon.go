@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -46,6 +47,8 @@ type Daemon struct {
 	// lastReload is the outcome of the latest reload attempt (see RecordReload); never modified
 	// once stored, so Status hands out a copy.
 	lastReload *control.Reload
+
+	obs observe // metrics.go
 }
 
 // New starts the data plane, the resolver, the announcers and the control socket for cfg.
@@ -72,6 +75,9 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 		if d.ha, err = newHANode(d, cfg.HA); err != nil {
 			return nil, err
 		}
+	}
+	if err := d.startMetrics(cfg, gate); err != nil {
+		return nil, err
 	}
 	d.resolver, err = neigh.New(cfg.Dataplane.Interfaces, logf)
 	if err != nil {
@@ -101,8 +107,8 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 	d.ready = true
 	gate.d.Store(d)
 	started = true
-	logf("govs %s ready: %d virtual servers, %d workers, control socket %s",
-		Version, len(cfg.VirtualServers), d.engine.Workers(), cfg.Control.Socket)
+	slog.Info("govs ready", "version", Version, "virtual_servers", len(cfg.VirtualServers),
+		"workers", d.engine.Workers(), "control_socket", cfg.Control.Socket, "metrics", cfg.Metrics.Listen)
 	return d, nil
 }
 
@@ -172,17 +178,19 @@ func (d *Daemon) Run(ctx context.Context) {
 			full.check(d, now)
 			stranded.check(d, d.engine.Tables())
 			if err := d.engine.RefreshKernelGuard(); err != nil {
-				d.logf("warning: %v", err)
+				d.logLimited("kernel guard", "warning: %v", err)
 			}
 		}
 	}
 }
 
 // fullWatch tells the operator, at most every fullLogEvery, that the connection table refused
-// new connections: the data plane only counts them, per packet, without logging.
+// new connections or evicted idle ones for them: the data plane only counts them, per packet,
+// without logging.
 type fullWatch struct {
-	dropped, clashed uint64
-	logged           time.Time
+	dropped, clashed, evicted uint64
+	logged                    time.Time
+	since                     time.Time // when the counts above were read
 }
 
 const fullLogEvery = 10 * time.Second
@@ -192,20 +200,31 @@ func (f *fullWatch) check(d *Daemon, now time.Time) {
 		return
 	}
 	st := d.engine.Stats()
-	full, clash := st.Drops["conntrack_full"], st.Drops["tuple_clash"]
-	if full > f.dropped {
+	full, clash, evicted := st.Drops["conntrack_full"], st.Drops["tuple_clash"], st.Counters["conntrack_evictions"]
+	if f.since.IsZero() {
+		f.since = d.obs.start
+	}
+	if full > f.dropped || evicted > f.evicted {
 		d.mu.Lock()
 		ct := d.cfg.Conntrack
 		d.mu.Unlock()
-		d.logf("connection table full: %d new connections dropped since the last report (max_entries=%d, full_policy=%s); raise [conntrack] max_entries or use full_policy = \"evict_oldest_idle\"",
-			full-f.dropped, ct.MaxEntries, ct.FullPolicy)
+		since := now.Sub(f.since).Round(time.Second)
+		if full > f.dropped {
+			slog.Warn("connection table full: new connections dropped; raise [conntrack] max_entries or use full_policy = \"evict_oldest_idle\"",
+				"dropped", full-f.dropped, "since", since, "max_entries", ct.MaxEntries, "full_policy", ct.FullPolicy)
+		}
+		if evicted > f.evicted {
+			slog.Warn("connection table full: idle connections evicted to make room for new ones; raise [conntrack] max_entries",
+				"evicted", evicted-f.evicted, "since", since, "max_entries", ct.MaxEntries, "full_policy", ct.FullPolicy)
+		}
 		f.logged = now
 	}
 	if clash > f.clashed {
-		d.logf("%d new connections refused since the last report: their tuple was taken (two virtual servers sending one client port to the same real server port under NAT)", clash-f.clashed)
+		slog.Warn("new connections refused: their tuple was taken (two virtual servers sending one client port to the same real server port under NAT)",
+			"refused", clash-f.clashed, "since", now.Sub(f.since).Round(time.Second))
 		f.logged = now
 	}
-	f.dropped, f.clashed = full, clash
+	f.dropped, f.clashed, f.evicted, f.since = full, clash, evicted, now
 }
 
 // strandedWatch tells the operator when a virtual server has real servers but none with a resolved
@@ -239,12 +258,13 @@ func (w *strandedWatch) check(d *Daemon, t *dataplane.Tables) {
 		case resolved == 0 && !sorry:
 			now[s.Name] = true
 			if w.seen[s.Name] && !w.logged[s.Name] {
-				d.logf("virtual server %s: none of its %d real servers has a resolved next hop; its new connections are dropped (counted as no_real_server) until one resolves",
-					s.Name, reals)
+				slog.Warn(fmt.Sprintf("virtual server %s: none of its %d real servers has a resolved next hop; its new connections are dropped (counted as no_real_server) until one resolves",
+					s.Name, reals), "service", s.Name, "real_servers", reals, "resolved", 0)
 				w.logged[s.Name] = true
 			}
 		case w.logged[s.Name]:
-			d.logf("virtual server %s: %d of its %d real servers resolved; it takes new connections again", s.Name, resolved, reals)
+			slog.Info(fmt.Sprintf("virtual server %s: %d of its %d real servers resolved; it takes new connections again", s.Name, resolved, reals),
+				"service", s.Name, "real_servers", reals, "resolved", resolved)
 		}
 	}
 	for name := range w.logged {
@@ -278,15 +298,16 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	for _, p := range pending {
 		d.logf("%s", p)
 	}
-	d.logf("reloaded %s: %d virtual servers (generation %d)", next.File, len(next.VirtualServers), d.gen)
+	slog.Info("reloaded", "file", next.File, "virtual_servers", len(next.VirtualServers), "generation", d.gen)
 	return nil
 }
 
 // restartOnly finds the settings of next that differ from the running configuration but can only
 // change at a restart: [dataplane] (the rings, workers and receive mode are built at start),
 // [control] socket, [timeouts] and [conntrack] max_entries and full_policy (each worker's
-// connection table is sized and set up at start). It puts the running values back into next and
-// returns, for each, "file:line: field: ... takes effect at the next start".
+// connection table is sized and set up at start), [metrics] listen and [log] format (the endpoint
+// and the logger are set up at start). It puts the running values back into next and returns, for
+// each, "file:line: field: ... takes effect at the next start".
 func restartOnly(running, next *config.Config) []string {
 	var out []string
 	keep := func(field string, differs bool, file, cur any, restore func()) {
@@ -306,6 +327,10 @@ func restartOnly(running, next *config.Config) []string {
 		func() { nd.RXMode = rd.RXMode })
 	keep("control.socket", running.Control.Socket != next.Control.Socket, quoted(next.Control.Socket),
 		quoted(running.Control.Socket), func() { next.Control = running.Control })
+	keep("metrics.listen", running.Metrics.Listen != next.Metrics.Listen, quoted(next.Metrics.Listen),
+		quoted(running.Metrics.Listen), func() { next.Metrics.Listen = running.Metrics.Listen })
+	keep("log.format", running.Log.Format != next.Log.Format, quoted(next.Log.Format),
+		quoted(running.Log.Format), func() { next.Log.Format = running.Log.Format })
 	rt, nt := &running.Timeouts, &next.Timeouts
 	for _, to := range []struct {
 		name     string
@@ -347,6 +372,9 @@ func (d *Daemon) Close() error {
 		d.health.mgr.Close()
 		d.health.ramp.Stop()
 	}
+	if err := d.stopMetrics(); err != nil {
+		errs = append(errs, err)
+	}
 	if d.ctl != nil {
 		if err := d.ctl.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("failed to close the control socket: %w", err))
@@ -374,7 +402,7 @@ func (d *Daemon) republish() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.applyLocked(d.cfg, true); err != nil {
-		d.logf("failed to publish new tables: %v", err)
+		d.logLimited("publish", "failed to publish new tables: %v", err)
 	}
 }
 
@@ -528,7 +556,7 @@ func (d *Daemon) Status() control.Status {
 	st.Counters = ds.Counters
 	st.Drops = ds.Drops
 	st.DropsTotal = ds.DropsTotal
-	st.Rings = control.RingStats{Packets: rs.Packets, Drops: rs.Drops}
+	st.Rings = control.RingStats{Packets: rs.Packets, Drops: rs.Drops, Freezes: rs.Freezes}
 	for _, s := range t.Services {
 		if s == nil {
 			continue

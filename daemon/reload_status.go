@@ -17,4 +17,5 @@ func (d *Daemon) RecordReload(t time.Time, err error) {
 	d.mu.Lock()
 	d.lastReload = r
 	d.mu.Unlock()
+	d.countReload(err)
 }

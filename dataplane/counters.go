@@ -117,6 +117,8 @@ type published struct {
 	slots [numSlots]atomic.Uint64
 	// reals are per real-server ID figures (connections live, packets), replaced when IDs grow.
 	reals atomic.Pointer[realCounters]
+	// The connection table's entries, capacity and evictions: only its worker may read the table.
+	ctEntries, ctCapacity, ctEvictions atomic.Uint64
 }
 
 type realCounters struct {

@@ -837,6 +837,9 @@ func (w *Worker) Publish() {
 			rc.packets[i].Store(w.rpN[i])
 		}
 	}
+	w.pub.ctEntries.Store(uint64(w.ct.Len()))
+	w.pub.ctCapacity.Store(uint64(w.ct.Cap()))
+	w.pub.ctEvictions.Store(w.ct.Stats().Evicted)
 }
 
 // invertPartial turns a partial checksum field (the folded pseudo-header sum, not complemented)

@@ -11,7 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
@@ -110,20 +110,29 @@ func cmdRun(args []string) int {
 		fmt.Fprintln(os.Stderr, "govs run: -config FILE is required (try `govs run -h`)")
 		return 2
 	}
-	logger := log.New(os.Stderr, "govs: ", log.LstdFlags|log.Lmicroseconds)
 	cfg, err := config.Load(*path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "govs run: invalid configuration:\n%v\n", err)
 		return 1
 	}
+	// log.go: [log] sets the format and level; the daemon's structured records go through
+	// slog's default logger, its printf-style ones through logf.
+	logger, level := newLogger(os.Stderr, cfg.Log)
+	slog.SetDefault(logger)
+	logf := printfTo(logger)
 	for _, w := range cfg.Warnings() {
-		logger.Printf("warning: %s", w)
+		logf("warning: %s", w)
 	}
-	d, err := daemon.New(cfg, logger.Printf)
+	sd, err := newNotifier() // notify.go: systemd's Type=notify
+	if err != nil {
+		logf("warning: %v", err)
+	}
+	d, err := daemon.New(cfg, logf)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "govs run: %v\n", err)
 		return 1
 	}
+	sd.tell(logf, fmt.Sprintf("READY=1\nSTATUS=forwarding: %d virtual servers", len(cfg.VirtualServers)))
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -134,10 +143,11 @@ func cmdRun(args []string) int {
 	}()
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			reloadFile(d, *path, logger.Printf)
+			reloadFile(levelReloader{d, level}, *path, logf)
 			continue
 		}
-		logger.Printf("%v: stopping", sig)
+		logf("%v: stopping", sig)
+		sd.tell(logf, "STOPPING=1")
 		break
 	}
 	cancel()
@@ -149,7 +159,7 @@ func cmdRun(args []string) int {
 			select {
 			case sig := <-sigs:
 				if sig != syscall.SIGHUP {
-					logger.Printf("%v: stopping at once", sig)
+					logf("%v: stopping at once", sig)
 					stopNow()
 					return
 				}
@@ -161,9 +171,9 @@ func cmdRun(args []string) int {
 	d.Shutdown(stopping)
 	stopNow()
 	if err := d.Close(); err != nil {
-		logger.Printf("warning: while stopping: %v", err)
+		logf("warning: while stopping: %v", err)
 	}
-	logger.Printf("stopped")
+	logf("stopped")
 	return 0
 }
 
