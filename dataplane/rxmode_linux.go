@@ -8,6 +8,21 @@ import (
 	"github.com/govs/govs/dataplane/bpfgen"
 )
 
+// initRX sets the receive state up for mode with workers workers and returns the ring set that
+// receives first: the latency ring wherever there is one (auto mode starts there, as at a low
+// rate), else the throughput ring.
+func (eo *engineOS) initRX(mode string, workers int) rxRing {
+	eo.rxMode = mode
+	ring := ringBlocks
+	if mode != RXModeThroughput {
+		ring = ringFrames
+	}
+	eo.rx.cur.Store(uint64(ring))
+	eo.rx.acks = make([]paddedU64, workers)
+	eo.rx.packets = make([]paddedU64, workers)
+	return ring
+}
+
 // routineRXControl is auto mode's controller: every rxSampleTick it measures the receive rate
 // (and the latency ring's drops) and, when the policy says so and every worker has finished the
 // previous switch, moves traffic to the other ring set.
