@@ -378,7 +378,7 @@ func (eo *engineOS) refan(e *Engine) error {
 //
 // With two rings per interface (frames non-nil), it reads the ring the fanout program sends to
 // and, before that, the other one: the other ring gets only frames the fanout program aborted on
-// (too short to parse, see bpfgen.FanoutProgramBase) and, right after a switch, the frames that
+// (too short to parse, see bpfgen.FanoutProgramSpec) and, right after a switch, the frames that
 // arrived before it. Until the old ring has handed over its last frame (a partly filled block
 // waits for its retire timer), the worker does not read the new ring of that interface, so no
 // flow is reordered; then it acknowledges the switch.

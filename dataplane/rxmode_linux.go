@@ -87,33 +87,6 @@ func (e *Engine) switchRing(ring rxRing) error {
 	return nil
 }
 
-// SetRXRing forces the ring set in auto or latency mode (latency=true: TPACKET_V2 frames), as a
-// switch does; tests use it to switch under load. It waits up to timeout for the previous switch
-// to finish.
-func (e *Engine) SetRXRing(latency bool, timeout time.Duration) error {
-	if e.os.frames == nil {
-		return errorf("rx_mode %s has only the throughput ring", e.os.rxMode)
-	}
-	ring := ringBlocks
-	if latency {
-		ring = ringFrames
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		cur, gen := e.os.rx.load()
-		if e.os.rx.allAcked(gen) {
-			if cur == ring {
-				return nil
-			}
-			return e.switchRing(ring)
-		}
-		if time.Now().After(deadline) {
-			return errorf("workers did not finish the previous ring switch in %v", timeout)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func (e *Engine) rxPackets() uint64 {
 	var sum uint64
 	for i := range e.os.rx.packets {

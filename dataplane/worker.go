@@ -69,23 +69,22 @@ type Worker struct {
 	slot    []int  // per port, the size of its transmit slots
 	partial int    // offset of the current frame's partial checksum field, inverted for rewriting, or -1
 
-	p, inner frame.Parsed
-	rx       [MaxBatch]afpacket.Frame // the engine's receive batch
-	batch    [MaxBatch]frame.Parsed   // ProcessBatch's parses
-	acts     [MaxBatch]uint8          // ProcessBatch: what each frame of the batch needs
-	hashes   [MaxBatch]uint64         // ProcessBatch: connection-table hashes of the frames to forward
-	hints    [MaxBatch]uint32         // ProcessBatch: the table's guesses at their entries (Prefetch)
-	key      flow.Tuple               // icmpError's lookup key
-	tkey     flow.Tuple               // persistence template key
-	miss     conntrack.Miss           // forward's lookup, for newConn's insert
+	inner  frame.Parsed             // icmpError: the packet an ICMP error quotes
+	rx     [MaxBatch]afpacket.Frame // the engine's receive batch
+	batch  [MaxBatch]frame.Parsed   // ProcessBatch's parses
+	acts   [MaxBatch]uint8          // ProcessBatch: what each frame of the batch needs
+	hashes [MaxBatch]uint64         // ProcessBatch: connection-table hashes of the frames to forward
+	hints  [MaxBatch]uint32         // ProcessBatch: the table's guesses at their entries (Prefetch)
+	key    flow.Tuple               // icmpError's lookup key
+	tkey   flow.Tuple               // persistence template key
+	miss   conntrack.Miss           // forward's lookup, for newConn's insert
 
 	c    counters
 	pub  *published
 	rpN  []uint64 // worker-local per-real packet counts
 	seen uint32   // last Tables generation the worker adapted to
 
-	expireTick int64  // table tick of the last expiry sweep step
-	expressed  uint64 // frames the express lane forwarded (for tests: proof that it ran)
+	expireTick int64 // table tick of the last expiry sweep step
 
 	hosts *hostAddrs // the balancer's own addresses, kept current by the engine; nil: none
 
@@ -98,7 +97,7 @@ type Worker struct {
 }
 
 // NewWorker builds a worker over ports (macs[i] is port i's own MAC) with its own connection
-// table. It starts nothing; call Process for each frame or let the engine run it.
+// table. It starts nothing; call ProcessBatch with received frames or let the engine run it.
 func NewWorker(id int, ports []Port, macs [][6]byte, ct conntrack.Config) (*Worker, error) {
 	if len(ports) > MaxPorts {
 		return nil, fmt.Errorf("failed to create worker %d: %d interfaces, at most %d", id, len(ports), MaxPorts)
@@ -170,21 +169,6 @@ func sameDests(a, b *Service) bool {
 	return true
 }
 
-// Process handles one received frame from port in. now is monotonic nanoseconds. The frame may be
-// modified in place. It never allocates.
-func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
-	w.now = now
-	p := &w.p
-	w.c[cRxFrames]++
-	w.partial = -1
-	switch w.classify(b, meta, p) {
-	case actForward:
-		w.forward(in, b, meta, p, w.ct.Hash(&p.Tuple), 0)
-	case actICMPError:
-		w.icmpError(in, b, meta, p)
-	}
-}
-
 // MaxPorts is the most ports a worker serves: its transmit ports (a small- and a large-slot one per
 // port) are tracked in a 64-bit mask. config.MaxInterfaces keeps configurations within it.
 const MaxPorts = 32
@@ -192,8 +176,7 @@ const MaxPorts = 32
 // MaxBatch is the most frames ProcessBatch handles in one pass; it takes longer batches in pieces.
 const MaxBatch = 32
 
-// ProcessBatch handles frames received from port in, in order, as Process would one by one, and
-// returns a bit mask of the frames it queued for transmission (bit i: fs[i]; bits only for the first
+// ProcessBatch handles frames received from port in, in order, and returns a bit mask of the frames it queued for transmission (bit i: fs[i]; bits only for the first
 // 64). The frames may be modified in place. It never allocates.
 //
 // It parses the whole batch first and has the connection table prefetch every frame's entry
@@ -397,7 +380,7 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 		return false, true
 	}
 	w.c[counter]++
-	w.expressed++
+	w.c[cExpress]++
 	return true, true
 }
 

@@ -32,3 +32,18 @@ func (s *Socket) Wait(timeout time.Duration) (ready bool, err error) {
 	}
 	return fds[0].Revents&unix.POLLIN != 0, nil
 }
+
+// FrameRing reports whether the socket has a TPACKET_V2 RX ring (Config.FrameRing).
+func (s *Socket) FrameRing() bool { return s.geo.frameRing }
+
+// HardwareAddr returns the MAC address of the bound interface, which getsockname reports for a
+// packet socket.
+func (s *Socket) HardwareAddr() [6]byte {
+	var hw [6]byte
+	if sa, err := unix.Getsockname(s.fd); err == nil {
+		if ll, ok := sa.(*unix.SockaddrLinklayer); ok {
+			copy(hw[:], ll.Addr[:])
+		}
+	}
+	return hw
+}

@@ -21,7 +21,6 @@ type Socket struct {
 	fd      int
 	closed  bool
 	ifindex int
-	hwaddr  [6]byte
 	vnet    bool
 	geo     geometry
 	ring    []byte // one mapping: RX blocks, then TX blocks
@@ -53,11 +52,11 @@ func Open(cfg Config) (*Socket, error) {
 }
 
 func (s *Socket) open(cfg Config) error {
-	idx, mtu, hw, err := ifaceInfo(s.fd, cfg.Interface)
+	idx, mtu, err := ifaceInfo(s.fd, cfg.Interface)
 	if err != nil {
 		return err
 	}
-	s.ifindex, s.hwaddr = idx, hw
+	s.ifindex = idx
 	geo, err := newGeometry(cfg, mtu, os.Getpagesize())
 	if err != nil {
 		return err
@@ -231,12 +230,6 @@ func attachFilter(fd int, prog []bpf.RawInstruction) error {
 // Fd returns the socket's descriptor for poll(2): POLLIN means an RX block is ready.
 func (s *Socket) Fd() int { return s.fd }
 
-// IfIndex returns the index of the bound interface.
-func (s *Socket) IfIndex() int { return s.ifindex }
-
-// HardwareAddr returns the MAC address of the bound interface as it was at Open.
-func (s *Socket) HardwareAddr() [6]byte { return s.hwaddr }
-
 // Next returns the next received frame, or ok=false when no block is ready. frame aliases the
 // ring and is valid (and writable) only until the next call to Next or Close; so is meta.
 // Blocks are released back to the kernel as Next moves past them. Never blocks.
@@ -278,9 +271,6 @@ func (s *Socket) RxIdle() bool {
 	}
 	return s.rx.idle()
 }
-
-// FrameRing reports whether the socket has a TPACKET_V2 RX ring (Config.FrameRing).
-func (s *Socket) FrameRing() bool { return s.geo.frameRing }
 
 // TxFrame returns the data area of the next free TX slot (len = largest frame that fits) or
 // nil when the ring is full. Write the frame into it, then call TxCommit.

@@ -267,42 +267,6 @@ func prefixMask(bits int) uint32 {
 // hashMul is the 32-bit golden-ratio multiplier (Knuth's multiplicative hashing).
 const hashMul = 0x9e3779b1
 
-// FanoutProgram returns a PACKET_FANOUT_CBPF program that sends both directions of a NAT connection
-// to the same fanout member: it hashes the client side, which is the source of a frame whose
-// destination address is one of vips and the destination of any other frame (a real server's reply).
-// The hash covers the client address and, for TCP, UDP and SCTP, the client port; fragments hash on
-// the address alone, since only the first one carries ports. The program returns hash mod members;
-// frames that are not IP or are malformed go to member 0.
-//
-// An ICMP error (IPv4 types 3, 11, 12; ICMPv6 types 1 to 4) goes where its connection's frames go:
-// the program hashes the client side of the packet it quotes, which travelled the other way, so
-// the client is the quoted destination if the quoted source is one of vips and the quoted source
-// otherwise (address and port, by the same rules). IPv4 headers with options are read at both
-// levels. Where the quote cannot be read this way the error is hashed like any other frame (its
-// client-side address): an ICMPv6 error behind IPv6 extension headers or quoting a packet with
-// extension headers, a quote of another IP version or with IHL < 5, or an error in a non-first
-// fragment. An ICMP error too short to hold the 8-byte ICMP header and the quoted IP header (or
-// ports the quote says it has) makes a load fail and goes to member 0, like other truncated frames.
-//
-// The kernel runs fanout programs differently from socket filters (measured on Linux 6.18, and see
-// packet_rcv_fanout in net/packet/af_packet.c): the frame starts at the network header, not at the
-// Ethernet header, and the EtherType is read from skb->protocol (the SKF_AD_PROTOCOL extension).
-// The outer VLAN tag has already been moved to metadata; for QinQ the inner tag is left at the front
-// and the program looks through it. Instruction 0 is the skb->protocol load.
-func FanoutProgram(vips []netip.Addr, members int) ([]bpf.RawInstruction, error) {
-	return FanoutProgramBase(vips, members, 0)
-}
-
-// FanoutProgramBase is FanoutProgram for a group whose members come in sets: it returns
-// base + (hash mod members), so a group joined by several sets of members of the same size
-// sends everything to the set starting at base (members joined in order base, base+1, ...).
-// Replacing the program with another base moves all traffic to another set at once. Frames too
-// short for a load the program makes abort it, and the kernel then sends them to member 0
-// whatever the base: the reader of member 0 must also read its socket while another set is in use.
-func FanoutProgramBase(vips []netip.Addr, members, base int) ([]bpf.RawInstruction, error) {
-	return FanoutProgramSpec(FanoutSpec{VIPs: vips}, members, base)
-}
-
 // HashRule is how the fanout hashes the client side of one service's frames. The zero value hashes
 // the client address and, for TCP, UDP and SCTP, the client port, so one client's connections
 // spread over the members. Sticky hashes the client address alone, masked to its first Bits bits,
@@ -311,14 +275,6 @@ func FanoutProgramBase(vips []netip.Addr, members, base int) ([]bpf.RawInstructi
 type HashRule struct {
 	Sticky bool
 	Bits   int // prefix length in the endpoint's family: 0..32 (IPv4) or 0..128 (IPv6)
-}
-
-// Covers reports whether hashing by r keeps together whatever hashing by o keeps together, so
-// that flows hashed by o so far stay on their members under r only if r == o, but a service
-// whose rule becomes o can keep r: any rule keeps a connection together, and a sticky rule keeps
-// together every client network of a longer (or equal) prefix.
-func (r HashRule) Covers(o HashRule) bool {
-	return !o.Sticky || (r.Sticky && r.Bits <= o.Bits)
 }
 
 // Join is the finest rule that covers both r and o.
@@ -359,11 +315,40 @@ type FanoutSpec struct {
 	ServerRules []EndpointRule
 }
 
-// FanoutProgramSpec is FanoutProgramBase with per-endpoint hash rules: a frame is hashed by the
-// rule of its service's endpoint, so a change to one service's rule moves no other service's
-// flows. Frames whose service side has no rule, ports cannot be read (fragments, IPv6 extension
-// headers) or matches no endpoint hash by client address and port, as without rules; rules that
-// are not sticky cost nothing unless they shadow a sticky port-0 rule.
+// FanoutProgramSpec returns a PACKET_FANOUT_CBPF program that sends both directions of a NAT
+// connection to the same fanout member: it hashes the client side, which is the source of a frame
+// whose destination address is one of spec.VIPs and the destination of any other frame (a real
+// server's reply). The hash covers the client address and, for TCP, UDP and SCTP, the client port;
+// fragments hash on the address alone, since only the first one carries ports.
+//
+// Hash rules (spec.VIPRules, spec.ServerRules) change that per service endpoint: a frame is hashed
+// by the rule of its service's endpoint, so a change to one service's rule moves no other
+// service's flows. Frames whose service side has no rule, whose ports cannot be read (fragments,
+// IPv6 extension headers) or that match no endpoint hash by client address and port, as without
+// rules; rules that are not sticky cost nothing unless they shadow a sticky port-0 rule.
+//
+// The program returns base + (hash mod members), so a group joined by several sets of members of
+// the same size sends everything to the set starting at base (members joined in order base,
+// base+1, ...); replacing the program with another base moves all traffic to another set at once.
+// Frames that are not IP, or whose IP header is malformed, go to member base. Frames too short for
+// a load the program makes abort it, and the kernel then sends them to member 0 whatever the base:
+// the reader of member 0 must also read its socket while another set is in use.
+//
+// An ICMP error (IPv4 types 3, 11, 12; ICMPv6 types 1 to 4) goes where its connection's frames go:
+// the program hashes the client side of the packet it quotes, which travelled the other way, so
+// the client is the quoted destination if the quoted source is a VIP and the quoted source
+// otherwise (address and port, by the same rules). IPv4 headers with options are read at both
+// levels. Where the quote cannot be read this way the error is hashed like any other frame (its
+// client-side address): an ICMPv6 error behind IPv6 extension headers or quoting a packet with
+// extension headers, a quote of another IP version or with IHL < 5, or an error in a non-first
+// fragment. An ICMP error too short to hold the 8-byte ICMP header and the quoted IP header (or
+// ports the quote says it has) makes a load fail, like other truncated frames.
+//
+// The kernel runs fanout programs differently from socket filters (measured on Linux 6.18, and see
+// packet_rcv_fanout in net/packet/af_packet.c): the frame starts at the network header, not at the
+// Ethernet header, and the EtherType is read from skb->protocol (the SKF_AD_PROTOCOL extension).
+// The outer VLAN tag has already been moved to metadata; for QinQ the inner tag is left at the front
+// and the program looks through it. Instruction 0 is the skb->protocol load.
 func FanoutProgramSpec(spec FanoutSpec, members, base int) ([]bpf.RawInstruction, error) {
 	if base < 0 || base+members > 1<<16 {
 		return nil, fmt.Errorf("failed to generate fanout BPF: base %d with %d members exceeds PACKET_FANOUT_MAX (65536)", base, members)

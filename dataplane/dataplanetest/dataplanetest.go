@@ -62,14 +62,6 @@ func (p *Port) Inject(frame []byte, meta afpacket.RxMeta) {
 // Loop makes Next cycle over the injected frames forever (for benchmarks) instead of running dry.
 func (p *Port) Loop(on bool) { p.loop = on }
 
-// Pending returns how many injected frames Next has not returned yet (0 when looping).
-func (p *Port) Pending() int {
-	if p.loop {
-		return 0
-	}
-	return len(p.rx) - p.pos
-}
-
 // Next implements dataplane.Port. The frame is a copy, valid until the next call.
 func (p *Port) Next() ([]byte, *afpacket.RxMeta, bool) {
 	if p.pos >= len(p.rx) {
