@@ -11,6 +11,7 @@ import (
 
 	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/dataplane/afpacket"
+	"github.com/govs/govs/dataplane/frame"
 )
 
 // batchStream is a mixed stream of frames with the port each arrives on: SYNs, data and FINs of
@@ -243,5 +244,33 @@ func TestExpirePacedByTime(t *testing.T) {
 	}
 	if r.w.ct.Len() != 0 || ticks != (conns+step-1)/step {
 		t.Fatalf("%d connections left after %d ticks of %d removals; want none after %d", r.w.ct.Len(), ticks, step, (conns+step-1)/step)
+	}
+}
+
+// TestReceive: Receive takes frames from a port in batches up to the receive budget, forwards them
+// and reports how many it took; the next call takes the rest, in order.
+func TestReceive(t *testing.T) {
+	r := newRig(t, buildTables(1, standardSpecs()...), 1024)
+	tc := natCases[1] // UDP: each datagram of a new client port makes a connection
+	const n = rxBudget + MaxBatch + 5
+	for i := range n {
+		r.ports[0].Inject(build(t, clientPkt(tc.clientAt(uint16(10000+i)), tc.vip, tc.proto, 0)), afpacket.RxMeta{})
+	}
+	var got []int
+	for range 3 {
+		got = append(got, r.w.Receive(0, r.ports[0], r.now))
+		r.w.FlushAll()
+	}
+	if got[0] != rxBudget || got[1] != n-rxBudget || got[2] != 0 {
+		t.Fatalf("Receive took %v frames in three calls, want [%d %d 0]", got, rxBudget, n-rxBudget)
+	}
+	if fw, sent := r.w.c[cForwarded], len(r.out[1].Frames); fw != n || sent != n {
+		t.Fatalf("%d frames forwarded, %d sent to the real servers, want %d; counters %v", fw, sent, n, nonZero(r.w))
+	}
+	var p frame.Parsed
+	for i, b := range r.out[1].Frames {
+		if frame.Parse(b, &p) != frame.ErrNone || p.SrcPort != uint16(10000+i) {
+			t.Fatalf("frame %d sent is from client port %d, want %d: out of order", i, p.SrcPort, 10000+i)
+		}
 	}
 }

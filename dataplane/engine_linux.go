@@ -258,9 +258,9 @@ func socketConfigs(filter, fanout []bpf.RawInstruction) (blocks, large, frames f
 	return blocks, large, frames
 }
 
-// asPorts returns socks as a worker's ports.
-func asPorts(socks []*afpacket.Socket) []Port {
-	ps := make([]Port, len(socks))
+// asPorts returns socks as a worker's transmit ports.
+func asPorts(socks []*afpacket.Socket) []Transmitter {
+	ps := make([]Transmitter, len(socks))
 	for i, s := range socks {
 		ps[i] = s
 	}
@@ -430,7 +430,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 				if ring == ringFrames {
 					active, other = frames[i], s
 				}
-				got += e.drain(w, i, other, now)
+				got += w.Receive(i, other, now)
 				if draining[i] {
 					if !other.RxIdle() && now-drainStart < int64(rxDrainMax) {
 						continue // the new ring waits until the old one is empty
@@ -445,7 +445,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 					}
 				}
 			}
-			got += e.drain(w, i, active, now)
+			got += w.Receive(i, active, now)
 		}
 		packets += uint64(got)
 		e.os.rx.packets[wi].Store(packets)
@@ -482,21 +482,6 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 			}
 		}
 	}
-}
-
-// drain hands up to about rxBudget frames of s to w as port i, a batch at a time, and returns how
-// many.
-func (e *Engine) drain(w *Worker, i int, s *afpacket.Socket, now int64) int {
-	got := 0
-	for got < rxBudget {
-		n := s.NextBatch(w.rx[:])
-		if n == 0 {
-			break
-		}
-		w.ProcessBatch(i, w.rx[:n], now)
-		got += n
-	}
-	return got
 }
 
 // Close stops the workers, waits for them and closes (unmaps) every ring. It does not hold mu

@@ -18,7 +18,6 @@ type Socket struct{}
 func Open(cfg Config) (*Socket, error) { return nil, errUnsupported }
 
 func (s *Socket) Fd() int                                       { return -1 }
-func (s *Socket) Next() (frame []byte, meta *RxMeta, ok bool)   { return nil, nil, false }
 func (s *Socket) NextBatch(fs []Frame) int                      { return 0 }
 func (s *Socket) RxIdle() bool                                  { return true }
 func (s *Socket) TxFrame() []byte                               { return nil }

@@ -47,3 +47,13 @@ func (s *Socket) HardwareAddr() [6]byte {
 	}
 	return hw
 }
+
+// Next returns the next received frame, or ok=false when no block is ready: NextBatch one frame at
+// a time, for the tests' loops. frame aliases the ring and is valid (and writable) only until the
+// next call to Next or Close; so is meta, which the ring reuses. Never blocks.
+func (s *Socket) Next() (frame []byte, meta *RxMeta, ok bool) {
+	if s.geo.frameRing {
+		return s.frx.next()
+	}
+	return s.rx.next()
+}
