@@ -10,7 +10,6 @@ func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 	w.now = now
 	p := &w.batch[0] // ProcessBatch's parse slots are free between its calls
 	w.c[cRxFrames]++
-	w.partial = -1
 	switch w.classify(b, meta, p) {
 	case actForward:
 		w.forward(in, b, meta, p, w.ct.Hash(&p.Tuple), 0)

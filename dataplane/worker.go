@@ -78,11 +78,10 @@ type Worker struct {
 	scheds []sched.Scheduler // indexed by service ID, rebuilt when Tables changes
 	ct     *conntrack.Table
 
-	now     int64
-	dirty   uint64        // bit i: transmit port i (see txPort) has frames committed but not flushed
-	large   []Transmitter // per port, a transmit port with large slots, or nil
-	slot    []int         // per port, the size of its transmit slots
-	partial int           // offset of the current frame's partial checksum field, inverted for rewriting, or -1
+	now   int64
+	dirty uint64        // bit i: transmit port i (see txPort) has frames committed but not flushed
+	large []Transmitter // per port, a transmit port with large slots, or nil
+	slot  []int         // per port, the size of its transmit slots
 
 	inner  frame.Parsed             // icmpError: the packet an ICMP error quotes
 	rx     [MaxBatch]afpacket.Frame // Receive's batch
@@ -220,7 +219,6 @@ func (w *Worker) ProcessBatch(in int, fs []afpacket.Frame, now int64) (sent uint
 		for i := range batch {
 			f := &batch[i]
 			var ok bool
-			w.partial = -1 // a frame's partial checksum ends with it, sent or dropped
 			switch w.acts[i] {
 			case actForward:
 				var done bool
@@ -296,8 +294,9 @@ func (w *Worker) classify(b []byte, meta *afpacket.RxMeta, p *frame.Parsed) uint
 // table's guess at its entry, or 0), rewrites the frame and queues it for transmission; it reports
 // whether it did.
 func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64, hint uint32) bool {
+	partial := -1 // the offset of the transport checksum field while it is partial
 	if meta.Vnet.Flags != 0 || meta.Status&afpacket.StatusCsumNotReady != 0 {
-		w.receivedChecksum(b, meta, p)
+		partial = w.receivedChecksum(b, meta, p)
 	}
 
 	id, dir, ok := w.ct.LookupMiss(&p.Tuple, h, hint, &w.miss)
@@ -344,9 +343,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 			return false
 		}
 		if svc.Method == MethodNAT {
-			old := p.DstPort
-			frame.RewriteDst(b, p, r.addr, realPort(r, p.DstPort))
-			w.unadjustPartialPort(b, p, old, p.DstPort)
+			rewriteDst(b, p, partial, r.addr, realPort(r, p.DstPort))
 		}
 		if !w.transmit(r.Port, b, meta, r.MAC) {
 			return false
@@ -355,9 +352,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		return true
 	}
 	// A reply from the real server (NAT): back to the client as if from the VIP.
-	old := p.SrcPort
-	frame.RewriteSrc(b, p, svc.addr, virtualPort(svc, p.SrcPort))
-	w.unadjustPartialPort(b, p, old, p.SrcPort)
+	rewriteSrc(b, p, partial, svc.addr, virtualPort(svc, p.SrcPort))
 	if !w.transmit(int(c.InPort), b, meta, c.ClientMAC()) {
 		return false
 	}
@@ -440,13 +435,15 @@ func usable(r *Real, c *conntrack.Conn) bool {
 	return r != nil && r.Service == c.VS && !r.Removed && r.Weight > 0 && r.Resolved
 }
 
-// receivedChecksum prepares the checksum of a frame received with offload state for rewriting.
+// receivedChecksum prepares the checksum of a frame received with offload state for rewriting: it
+// returns the offset of the transport checksum field if that stays partial, else -1.
 //
 // A local sender (or GRO/GSO) left the transport checksum partial: the field holds only the
-// pseudo-header sum and the device is to finish it. Keep it partial (the TX ring's virtio header
-// asks the kernel or the NIC to finish it) and adjust the pseudo-header part while rewriting; where
-// that is impossible, finish it here.
-func (w *Worker) receivedChecksum(b []byte, meta *afpacket.RxMeta, p *frame.Parsed) {
+// pseudo-header sum and the device is to finish it. It stays partial (the TX ring's virtio header
+// asks the kernel or the NIC to finish it) and the rewrite adjusts the pseudo-header part
+// (rewriteDst, rewriteSrc); where the field is not where a partial checksum can be, it is
+// finished here.
+func (w *Worker) receivedChecksum(b []byte, meta *afpacket.RxMeta, p *frame.Parsed) int {
 	csum := -1
 	if meta.Vnet.Flags&afpacket.VnetHdrFNeedsCsum != 0 {
 		csum = int(meta.Vnet.CsumStart) + int(meta.Vnet.CsumOffset)
@@ -461,36 +458,61 @@ func (w *Worker) receivedChecksum(b []byte, meta *afpacket.RxMeta, p *frame.Pars
 		w.c[cCsumCompleted]++
 	}
 	meta.Vnet.Flags &= afpacket.VnetHdrFNeedsCsum // never claim a checksum was verified
-	if csum >= 0 {
-		invertPartial(b, csum)
-		w.partial = csum // transmit turns it back before the frame leaves
-	}
+	return csum
 }
 
-// unadjustPartialPort takes a port change back out of a partial checksum field.
+// rewriteDst is frame.RewriteDst for a frame whose transport checksum field at offset partial
+// holds a partial checksum (partial < 0: none, the checksum is finished).
+func rewriteDst(b []byte, p *frame.Parsed, partial int, addr [16]byte, port uint16) {
+	if partial < 0 {
+		frame.RewriteDst(b, p, addr, port)
+		return
+	}
+	old := p.DstPort
+	invertPartial(b, partial)
+	frame.RewriteDst(b, p, addr, port)
+	unadjustPartialPort(b, p, partial, old, p.DstPort)
+	invertPartial(b, partial)
+}
+
+// rewriteSrc is frame.RewriteSrc for a frame whose transport checksum field at offset partial
+// holds a partial checksum (partial < 0: none).
+func rewriteSrc(b []byte, p *frame.Parsed, partial int, addr [16]byte, port uint16) {
+	if partial < 0 {
+		frame.RewriteSrc(b, p, addr, port)
+		return
+	}
+	old := p.SrcPort
+	invertPartial(b, partial)
+	frame.RewriteSrc(b, p, addr, port)
+	unadjustPartialPort(b, p, partial, old, p.SrcPort)
+	invertPartial(b, partial)
+}
+
+// unadjustPartialPort takes a port change from old to new back out of the partial checksum field
+// at offset partial, which is in finished form (see invertPartial).
 //
-// Fix (TestPartialChecksum): frame.RewriteDst/RewriteSrc update the checksum field for the address
-// and the port change, as for a finished checksum. A partial field holds only the pseudo-header
-// sum, which has the addresses but no ports (the device sums the ports with the rest of the
-// segment), so the port change must not be in it. Only the transport checksum field is adjusted by
-// the rewrite, so only a partial field there is corrected.
-func (w *Worker) unadjustPartialPort(b []byte, p *frame.Parsed, old, new uint16) {
-	if w.partial < 0 || old == new || p.L4Off == 0 {
+// frame.RewriteDst and RewriteSrc update the transport checksum field for the address and the
+// port change, as for a finished checksum. A partial field holds only the pseudo-header sum, which
+// has the addresses but no ports (the device sums the ports with the rest of the segment), so the
+// port change must not be in it (TestPartialChecksum). The rewrite adjusts only the transport
+// checksum field, so only a partial field there is corrected.
+func unadjustPartialPort(b []byte, p *frame.Parsed, partial int, old, new uint16) {
+	if old == new || p.L4Off == 0 {
 		return
 	}
 	switch {
-	case p.Proto == frame.ProtoTCP && w.partial == int(p.L4Off)+16:
-	case p.Proto == frame.ProtoUDP && w.partial == int(p.L4Off)+6:
+	case p.Proto == frame.ProtoTCP && partial == int(p.L4Off)+16:
+	case p.Proto == frame.ProtoUDP && partial == int(p.L4Off)+6:
 	default:
 		return
 	}
-	// The field is in finished form (see invertPartial): F' = ^(^F + d) with d = ^old + new.
-	// Adding -d = old + ^new gives F back.
-	v := binary.BigEndian.Uint16(b[w.partial:])
+	// F' = ^(^F + d) with d = ^old + new; adding -d = old + ^new gives F back.
+	v := binary.BigEndian.Uint16(b[partial:])
 	s := uint32(^v) + uint32(old) + uint32(^new)
 	s = s>>16 + s&0xffff
 	s = s>>16 + s&0xffff
-	binary.BigEndian.PutUint16(b[w.partial:], ^uint16(s))
+	binary.BigEndian.PutUint16(b[partial:], ^uint16(s))
 }
 
 // newConn schedules a new connection for a frame to a virtual service and enters it in the table.
@@ -636,18 +658,17 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 // transmit copies b into a TX slot of port out with new MAC addresses, re-inserting a VLAN tag the
 // receive path stripped, and keeps large (GSO) frames' offload header.
 func (w *Worker) transmit(out int, b []byte, meta *afpacket.RxMeta, dst [6]byte) bool {
-	// The common frame first, in few steps: untagged, without a partial checksum to turn back, for
-	// a small slot. The rest, and a full ring, take the general way.
-	if meta.Status&afpacket.StatusVLANValid == 0 && w.partial < 0 && w.send(out, b, meta.Vnet, &dst) {
+	// The common frame first, in few steps: untagged, for a small slot. The rest, and a full ring,
+	// take the general way.
+	if meta.Status&afpacket.StatusVLANValid == 0 && w.send(out, b, meta.Vnet, &dst) {
 		return true
 	}
 	return w.transmitSlow(out, b, meta, dst)
 }
 
-// send is transmit's short way for an untagged frame without a partial checksum to turn back:
-// new MAC addresses, then one TxSend into a small slot of port out. It reports false, having
-// queued nothing, when the frame needs more (too large, ring full, no such port); transmitSlow
-// then takes it.
+// send is transmit's short way for an untagged frame: new MAC addresses, then one TxSend into a
+// small slot of port out. It reports false, having queued nothing, when the frame needs more (too
+// large, ring full, no such port); transmitSlow then takes it.
 func (w *Worker) send(out int, b []byte, vnet afpacket.VnetHdr, dst *[6]byte) bool {
 	if uint(out) >= uint(len(w.ports)) || len(b) < 12 || len(b) > w.slot[out] {
 		return false
@@ -705,10 +726,6 @@ func (w *Worker) transmitSlow(out int, b []byte, meta *afpacket.RxMeta, dst [6]b
 	if need > len(buf) {
 		w.drop(DropTooLarge)
 		return false
-	}
-	if w.partial >= 0 {
-		invertPartial(b, w.partial)
-		w.partial = -1
 	}
 	frame.SetEthernet(b, dst, w.macs[out])
 	vnet := meta.Vnet
