@@ -26,11 +26,12 @@ type Receiver interface {
 // afpacket.Socket implements it; tests and the offline benchmark harness supply in-memory ports
 // (dataplanetest.Port).
 //
-// The worker calls TxSend through it once per frame, and no build devirtualises that call: the
-// PGO profile (cmd/govs/default.pgo) is recorded from a replay, whose hot TxSend is
-// dataplanetest.Port's, a type this package does not import, so the call stays indirect, as it
-// was with one Port interface for both sides. make bench-instr runs the same indirect call with
-// in-memory ports, so it counts what the live data plane pays.
+// The worker calls TxSend through it once per frame, and that call stays indirect in every build:
+// the PGO profile (cmd/govs/default.pgo) is recorded from a replay, whose hot TxSend is
+// dataplanetest.Port's, a type this package does not import, so PGO devirtualises nothing here.
+// The concrete socket would spare the live data plane that indirect call but leave tests, the
+// replay and make bench-instr without in-memory ports; bench-instr counts the same indirect call
+// the live data plane makes.
 type Transmitter interface {
 	// TxFrame returns a free transmit slot or nil when the ring is full.
 	TxFrame() []byte
@@ -616,12 +617,12 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 	}
 	c := w.ct.Get(id)
 	r, svc := w.tables.real(c.RS()), w.tables.serviceAt(c.VS)
-	if r == nil || r.Service != c.VS || svc == nil { // see forward
+	if r == nil || r.Service != c.VS || svc == nil { // a reload took them away, as in forward
 		w.drop(DropRealRemoved)
 		return false
 	}
-	// Fix (TestICMPErrorPartialChecksum): the incremental rewrites below need a finished checksum,
-	// and the offload state of the received frame must not travel with the rewritten one.
+	// The incremental rewrites below need a finished checksum, and the offload state of the
+	// received frame must not travel with the rewritten one (TestICMPErrorPartialChecksum).
 	if meta.Vnet.Flags&afpacket.VnetHdrFNeedsCsum != 0 || meta.Status&afpacket.StatusCsumNotReady != 0 {
 		frame.CompleteL4Checksum(b, p)
 		w.c[cCsumCompleted]++
