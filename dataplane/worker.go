@@ -191,8 +191,9 @@ const MaxPorts = 32
 // MaxBatch is the most frames ProcessBatch handles in one pass; it takes longer batches in pieces.
 const MaxBatch = 32
 
-// ProcessBatch handles frames received from port in, in order, and returns a bit mask of the frames it queued for transmission (bit i: fs[i]; bits only for the first
-// 64). The frames may be modified in place. It never allocates.
+// ProcessBatch handles frames received from port in, in order, and returns a bit mask of the
+// frames it queued for transmission (bit i: fs[i]; bits only for the first 64). The frames may be
+// modified in place. It never allocates.
 //
 // It parses the whole batch first and has the connection table prefetch every frame's entry
 // (conntrack.Table.Prefetch), so the batch's cache misses overlap instead of each frame waiting for

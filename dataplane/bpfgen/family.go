@@ -27,8 +27,10 @@ type family struct {
 }
 
 var (
-	ipv4 = &family{index: 0, version: 4, etherType: etherTypeIPv4, hdrLen: 20, protoOff: 9, srcOff: 12, dstOff: 16, words: 1, icmp: protoICMP, options: true}
-	ipv6 = &family{index: 1, version: 6, etherType: etherTypeIPv6, hdrLen: 40, protoOff: 6, srcOff: 8, dstOff: 24, words: 4, icmp: protoICMPv6, extHeaders: true}
+	ipv4 = &family{index: 0, version: 4, etherType: etherTypeIPv4, hdrLen: 20, protoOff: 9,
+		srcOff: 12, dstOff: 16, words: 1, icmp: protoICMP, options: true}
+	ipv6 = &family{index: 1, version: 6, etherType: etherTypeIPv6, hdrLen: 40, protoOff: 6,
+		srcOff: 8, dstOff: 24, words: 4, icmp: protoICMPv6, extHeaders: true}
 
 	families = [2]*family{ipv4, ipv6}
 )
@@ -76,8 +78,8 @@ const (
 
 // transport finds the transport header: it returns its offset from X, having moved X where the
 // header has a variable length (IPv4: X = the transport header, offset 0; IPv6: X stays, offset
-// 40, so a transport header behind extension headers is not found: check for them first). An IPv4 fragment that frag
-// (nonFirstFragment or anyFragment) matches jumps to none instead.
+// 40, so a transport header behind extension headers is not found: check for them first). An
+// IPv4 fragment that frag (nonFirstFragment or anyFragment) matches jumps to none instead.
 func (f *family) transport(a *asm, frag uint32, none label) uint32 {
 	if !f.options {
 		return f.hdrLen
