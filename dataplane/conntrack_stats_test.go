@@ -14,7 +14,7 @@ func TestConntrackStats(t *testing.T) {
 	tc := natCases[0]
 	refuse := newRig(t, tabs, 2)
 	evict := newRig(t, tabs, 2)
-	w, err := NewWorker(1, []Port{evict.ports[0], evict.ports[1]}, [][6]byte{macPort0, macPort1},
+	w, err := NewWorker(1, []Transmitter{evict.ports[0], evict.ports[1]}, [][6]byte{macPort0, macPort1},
 		conntrack.Config{MaxEntries: 2, FullPolicy: conntrack.EvictOldestIdle})
 	if err != nil {
 		t.Fatal(err)

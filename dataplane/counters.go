@@ -90,7 +90,8 @@ const (
 	cCsumCompleted // partial checksums completed in software
 	cTxKicks
 	cTxErrors
-	cToHost // frames for the balancer's own addresses (its kernel gets them; not a drop)
+	cToHost  // frames for the balancer's own addresses (its kernel gets them; not a drop)
+	cExpress // frames of established connections forwarded by the express lane (Worker.express)
 	cDropBase
 	cParseBase = cDropBase + int(numDrops)
 	numSlots   = cParseBase + int(frame.NumErrors)
@@ -108,6 +109,7 @@ var counterNames = [cDropBase]string{
 	cTxKicks:       "tx_kicks",
 	cTxErrors:      "tx_errors",
 	cToHost:        "to_host",
+	cExpress:       "express_frames",
 }
 
 // counters is a worker's private tally; published copies are read by Stats.

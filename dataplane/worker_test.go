@@ -602,7 +602,7 @@ func TestTxRingFull(t *testing.T) {
 	tabs := buildTables(1, standardSpecs()...)
 	ports := []*dataplanetest.Port{dataplanetest.NewPort(2048, 8), dataplanetest.NewPort(2048, 2)}
 	ports[1].Refuse = true
-	w := mustWorker(t, 0, []Port{ports[0], ports[1]}, [][6]byte{macPort0, macPort1}, 64)
+	w := mustWorker(t, 0, []Transmitter{ports[0], ports[1]}, [][6]byte{macPort0, macPort1}, 64)
 	w.SetTables(tabs)
 	tc := natCases[1]
 	for i := range 5 {
@@ -633,7 +633,7 @@ func TestTooLarge(t *testing.T) {
 			if meta.Status == 0 && slot > len(b) {
 				continue
 			}
-			ports := []Port{dataplanetest.NewPort(2048, 8), dataplanetest.NewPort(slot, 8)}
+			ports := []Transmitter{dataplanetest.NewPort(2048, 8), dataplanetest.NewPort(slot, 8)}
 			w := mustWorker(t, 0, ports, [][6]byte{macPort0, macPort1}, 64)
 			w.SetTables(tabs)
 			m := meta

@@ -111,6 +111,7 @@ var CounterMetrics = map[string]CounterMetric{
 	"conns_created":         {Name: "govs_connections_created_total", Help: "Connections entered in the connection table."},
 	"conns_expired":         {Name: "govs_connections_expired_total", Help: "Connections removed from the connection table after their idle timeout."},
 	"checksums_completed":   {Name: "govs_checksums_completed_total", Help: "Partial (offloaded) checksums completed in software."},
+	"express_frames":        {Name: "govs_express_frames_total", Help: "Frames of established connections forwarded by the express lane (found by the table's prefetch hint)."},
 	"tx_kicks":              {Name: "govs_tx_kicks_total", Help: "Times the workers asked the kernel to send their transmit rings."},
 	"tx_errors":             {Name: "govs_tx_errors_total", Help: "Transmit ring kicks the kernel refused."},
 	"to_host":               {Name: "govs_to_host_frames_total", Help: "Frames for the balancer's own addresses, left to its kernel."},
