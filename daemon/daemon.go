@@ -41,6 +41,7 @@ type Daemon struct {
 	announce []*announce.Announcer
 	ha       *haNode // nil without [ha]
 	ctl      *control.Server
+	locks    *ifaceLocks // the interfaces claimed for this govs; see lock_linux.go
 	ready    bool
 	draining bool         // refuse new connections (Shutdown of a stand-alone node)
 	health   *healthWatch // health checks; see health.go
@@ -53,10 +54,11 @@ type Daemon struct {
 
 // New starts the data plane, the resolver, the announcers and the control socket for cfg.
 //
-// It claims the control socket first: a second govs started with the same configuration then
-// stops there, with the error that the socket is in use, before it touches anything the running
-// one owns (rings, the kernel guard's nftables table, VIP announcements). Until New is done the
-// socket answers not ready.
+// It claims the control socket first, then the interfaces: a second govs started with the same
+// configuration, or with another control socket on any of the same interfaces, then stops there,
+// with the error that the socket is in use or the interface served, before it touches anything the
+// running one owns (rings, the kernel guard's nftables table, VIP announcements). Until New is done
+// the socket answers not ready.
 func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, error) {
 	d := &Daemon{logf: logf, cfg: cfg, compiler: compile.New(), health: newHealthWatch(logf)}
 	d.compiler.SetHealth(d.health)
@@ -69,6 +71,9 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 	gate := &statusGate{cfg: cfg.File}
 	var err error
 	if d.ctl, err = control.NewServer(cfg.Control.Socket, gate); err != nil {
+		return nil, err
+	}
+	if d.locks, err = lockInterfaces(cfg.Dataplane.Interfaces, cfg.Control.Socket); err != nil {
 		return nil, err
 	}
 	if cfg.HA != nil {
@@ -395,6 +400,8 @@ func (d *Daemon) Close() error {
 			errs = append(errs, fmt.Errorf("failed to stop next-hop resolution: %w", err))
 		}
 	}
+	// Last: a govs waiting for these interfaces starts only once this one has let go of them.
+	d.locks.close()
 	return errors.Join(errs...)
 }
 

@@ -244,11 +244,12 @@ func localAddrs() []netip.Addr {
 	return out
 }
 
-// close deletes govs's table.
+// close deletes govs's table. A table already gone (deleted by hand, say) is what close wants:
+// no error.
 func (g *kernelGuard) close() error {
 	g.conn.DelTable(g.table)
 	var errs []error
-	if err := g.conn.Flush(); err != nil {
+	if err := g.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		errs = append(errs, fmt.Errorf("failed to delete nftables table netdev %s: %w", g.table.Name, err))
 	}
 	if err := g.conn.CloseLasting(); err != nil {
