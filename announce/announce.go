@@ -37,6 +37,8 @@ type Announcer struct {
 	done    chan struct{}  // closed by Close
 	wg      sync.WaitGroup // the Routine* goroutines
 
+	refresh atomic.Int64 // re-announce every held VIP this often (nanoseconds); 0: never
+
 	arpReplies atomic.Uint64
 	ndpAdverts atomic.Uint64
 	gratuitous atomic.Uint64
@@ -94,10 +96,34 @@ func (a *Announcer) SetVIPs(vips []netip.Addr) {
 	a.mu.Unlock()
 
 	if len(added) > 0 {
-		select {
-		case a.wake <- struct{}{}:
-		default: // RoutineAnnounce has a wake-up pending and will take all of pending
-		}
+		a.kick()
+	}
+}
+
+// Reannounce announces every VIP held now again, at once and then announceRepeats-1 more times,
+// as if newly held: an HA node that stays active after a split brain reclaims its addresses.
+func (a *Announcer) Reannounce() {
+	a.mu.Lock()
+	for v := range *a.vips.Load() {
+		a.pending = append(a.pending, v)
+	}
+	a.mu.Unlock()
+	a.kick()
+}
+
+// SetRefresh makes the announcer re-announce every held VIP every d, for as long as it holds it,
+// so that a neighbour whose entry was replaced or aged out (or a switch that forgot the port)
+// learns it again; 0 (the default) announces only newly held VIPs.
+func (a *Announcer) SetRefresh(d time.Duration) {
+	a.refresh.Store(int64(max(d, 0)))
+	a.kick()
+}
+
+// kick wakes RoutineAnnounce.
+func (a *Announcer) kick() {
+	select {
+	case a.wake <- struct{}{}:
+	default: // a wake-up is pending already and will see everything
 	}
 }
 
@@ -158,10 +184,17 @@ func (a *Announcer) arpReply(p *arp.Packet) (*arp.Packet, dropReason) {
 	return reply, 0
 }
 
-// gratuitousARP returns the announcement for vip in request form (sender and target protocol
-// address both vip, sent to broadcast), which every ARP implementation uses to update an existing
-// entry; RFC 5227 §3 explains why the request form is preferred over a reply.
-func (a *Announcer) gratuitousARP(vip netip.Addr) (*arp.Packet, error) {
+// gratuitousARP returns the announcement for vip in request form (target hardware address
+// broadcast), or in reply form when reply is set (target hardware address our own, RFC 5944
+// §4.6); sender and target protocol address are both vip. RFC 5227 §3 prefers the request, some
+// hosts heed only a reply, so a takeover sends both. Linux treats either as gratuitous, which
+// updates an existing entry even within its locktime, only in exactly these forms: a reply counts
+// as gratuitous only if its target hardware address equals the sender's (arp_is_garp in
+// net/ipv4/arp.c).
+func (a *Announcer) gratuitousARP(vip netip.Addr, reply bool) (*arp.Packet, error) {
+	if reply {
+		return arp.NewPacket(arp.OperationReply, a.ifi.HardwareAddr, vip, a.ifi.HardwareAddr, vip)
+	}
 	return arp.NewPacket(arp.OperationRequest, a.ifi.HardwareAddr, vip, ethernet.Broadcast, vip)
 }
 

@@ -218,8 +218,9 @@ func (a *Announcer) RoutineNDP() {
 }
 
 // RoutineAnnounce sends the gratuitous ARPs and unsolicited NAs for newly held VIPs: one at once,
-// then one every announceInterval until announceRepeats were sent or the VIP is released. It
-// sleeps while there is nothing to announce.
+// then one every announceInterval until announceRepeats were sent or the VIP is released; and,
+// with SetRefresh, one for every held VIP every refresh period. It sleeps while there is nothing
+// to announce.
 //
 //	SetVIPs adds v ──► pending ──wake──► left[v]=announceRepeats ──send──► left[v]-- ──► 0: done
 //	                                         ▲                               │
@@ -237,10 +238,33 @@ func (a *Announcer) RoutineAnnounce() {
 			armed = true
 		}
 	}
+	// The refresh timer runs while SetRefresh asks for it, whatever is held: holding nothing,
+	// a refresh sends nothing.
+	refresh := time.NewTimer(time.Hour)
+	refresh.Stop()
+	defer refresh.Stop()
+	every := time.Duration(0)
+	rearm := func() {
+		if d := time.Duration(a.refresh.Load()); d != every {
+			every = d
+			refresh.Stop()
+			if d > 0 {
+				refresh.Reset(d)
+			}
+		}
+	}
 	for {
+		rearm()
 		select {
 		case <-a.done:
 			return
+		case <-refresh.C:
+			for v := range *a.vips.Load() {
+				a.announce(v)
+			}
+			if every > 0 {
+				refresh.Reset(every)
+			}
 		case <-a.wake:
 			a.mu.Lock()
 			added := a.pending
@@ -277,9 +301,14 @@ func (a *Announcer) RoutineAnnounce() {
 func (a *Announcer) announce(v netip.Addr) {
 	var err error
 	if v.Is4() {
-		var p *arp.Packet
-		if p, err = a.gratuitousARP(v); err == nil {
-			err = a.writeARP(p, ethernet.Broadcast)
+		for _, reply := range []bool{false, true} {
+			var p *arp.Packet
+			if p, err = a.gratuitousARP(v, reply); err == nil {
+				err = a.writeARP(p, ethernet.Broadcast)
+			}
+			if err != nil {
+				break
+			}
 		}
 	} else {
 		// Unsolicited NA to all nodes with Override set and Solicited clear (RFC 4861 §7.2.6).

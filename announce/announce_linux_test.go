@@ -126,8 +126,9 @@ func TestAnswersARPAndNS(t *testing.T) {
 
 // announcement is a gratuitous ARP or unsolicited NA seen by the peer.
 type announcement struct {
-	vip netip.Addr
-	at  time.Duration
+	vip   netip.Addr
+	at    time.Duration
+	reply bool // an ARP reply form (sent right after each request form)
 }
 
 // capture records announcements for vip4/vip6 from ourMAC arriving at the peer until stop.
@@ -166,8 +167,8 @@ func (l *alab) capture(t *testing.T, d time.Duration, start func()) []announceme
 					results <- got
 					return
 				}
-				if v, ok := parseAnnouncement(buf[:n]); ok {
-					got = append(got, announcement{vip: v, at: time.Since(t0)})
+				if v, reply, ok := parseAnnouncement(buf[:n]); ok {
+					got = append(got, announcement{vip: v, at: time.Since(t0), reply: reply})
 				}
 			}
 		}(c)
@@ -180,28 +181,51 @@ func (l *alab) capture(t *testing.T, d time.Duration, start func()) []announceme
 	return all
 }
 
-// parseAnnouncement recognises our gratuitous ARP (request, sender = target = VIP) and our
-// unsolicited NA (to ff02::1, O set, S clear).
-func parseAnnouncement(f []byte) (netip.Addr, bool) {
+// parseAnnouncement recognises our gratuitous ARP (request or reply, sender = target = VIP) and
+// our unsolicited NA (to ff02::1, O set, S clear).
+func parseAnnouncement(f []byte) (vip netip.Addr, reply, ok bool) {
 	if len(f) < 14 || [6]byte(f[6:12]) != ourMAC {
-		return netip.Addr{}, false
+		return netip.Addr{}, false, false
 	}
 	switch binary.BigEndian.Uint16(f[12:14]) {
 	case unix.ETH_P_ARP:
-		if len(f) < 42 || binary.BigEndian.Uint16(f[20:22]) != 1 {
-			return netip.Addr{}, false
+		if len(f) < 42 {
+			return netip.Addr{}, false, false
+		}
+		op := binary.BigEndian.Uint16(f[20:22])
+		if op != 1 && op != 2 {
+			return netip.Addr{}, false, false
 		}
 		spa, tpa := netip.AddrFrom4([4]byte(f[28:32])), netip.AddrFrom4([4]byte(f[38:42]))
-		return spa, spa == tpa && [6]byte(f[22:28]) == ourMAC
+		// The target hardware address is broadcast in a request, our own in a reply: only then
+		// does Linux take a reply as gratuitous (arp_is_garp).
+		tha, want := [6]byte(f[32:38]), [6]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+		if op == 2 {
+			want = ourMAC
+		}
+		return spa, op == 2, spa == tpa && [6]byte(f[22:28]) == ourMAC && tha == want
 	case etherTypeIPv6:
 		if len(f) < naFrameLen || f[icmpOff] != icmpTypeNA {
-			return netip.Addr{}, false
+			return netip.Addr{}, false, false
 		}
 		dst := netip.AddrFrom16([16]byte(f[ethHeaderLen+24 : ethHeaderLen+40]))
 		flags := f[icmpOff+4]
-		return netip.AddrFrom16([16]byte(f[icmpOff+8 : icmpOff+24])), dst == allNodes && flags == naFlagOverride
+		return netip.AddrFrom16([16]byte(f[icmpOff+8 : icmpOff+24])), false, dst == allNodes && flags == naFlagOverride
 	}
-	return netip.Addr{}, false
+	return netip.Addr{}, false, false
+}
+
+// counts counts the announcements per VIP, request forms and NAs apart from ARP reply forms.
+func counts(got []announcement) (requests, replies map[netip.Addr]int) {
+	requests, replies = map[netip.Addr]int{}, map[netip.Addr]int{}
+	for _, g := range got {
+		if g.reply {
+			replies[g.vip]++
+		} else {
+			requests[g.vip]++
+		}
+	}
+	return requests, replies
 }
 
 func TestAnnouncesNewVIPs(t *testing.T) {
@@ -211,15 +235,17 @@ func TestAnnouncesNewVIPs(t *testing.T) {
 		a.SetVIPs([]netip.Addr{vip4, vip6})
 		a.SetVIPs([]netip.Addr{vip4, vip6}) // unchanged: no extra announcements
 	})
-	count := map[netip.Addr]int{}
+	count, replies := counts(got)
 	for _, g := range got {
-		count[g.vip]++
-		t.Logf("%s announced at %v", g.vip, g.at.Round(time.Millisecond))
+		t.Logf("%s announced at %v (reply form %v)", g.vip, g.at.Round(time.Millisecond), g.reply)
 	}
 	for _, vip := range []netip.Addr{vip4, vip6} {
 		if count[vip] != announceRepeats {
 			t.Errorf("%s announced %d times, want %d", vip, count[vip], announceRepeats)
 		}
+	}
+	if replies[vip4] != announceRepeats || replies[vip6] != 0 {
+		t.Errorf("gratuitous ARP reply forms: %v; want one after each request for %s", replies, vip4)
 	}
 	for _, g := range got {
 		if g.at > 3*announceInterval {
@@ -236,12 +262,49 @@ func TestAnnouncesNewVIPs(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 			a.SetVIPs([]netip.Addr{vip6}) // release 198.18.20.3 before its repeat
 		})
-		count := map[netip.Addr]int{}
-		for _, g := range got {
-			count[g.vip]++
-		}
+		count, _ := counts(got)
 		if count[labPeer4.Next()] != 1 || count[vip4] != 0 || count[vip6] != 0 {
 			t.Errorf("announcements %v; want 198.18.20.3 once (released before its repeat) and nothing else", count)
 		}
 	})
+}
+
+func TestRefreshAndReannounce(t *testing.T) {
+	l := newALab(t)
+	a := l.newAnnouncer(t)
+	a.SetVIPs([]netip.Addr{vip4, vip6})
+	time.Sleep(announceInterval*time.Duration(announceRepeats-1) + 200*time.Millisecond) // the takeover burst is over
+
+	const every = 300 * time.Millisecond
+	got := l.capture(t, 1000*time.Millisecond, func() { a.SetRefresh(every) })
+	count, replies := counts(got)
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		// At 300, 600 and 900 ms.
+		if count[vip] != 3 {
+			t.Errorf("%s refreshed %d times in 1s, want 3 (every %v)", vip, count[vip], every)
+		}
+	}
+	if replies[vip4] != count[vip4] {
+		t.Errorf("refresh sent %d ARP reply forms for %d requests", replies[vip4], count[vip4])
+	}
+
+	a.SetRefresh(0)
+	got = l.capture(t, 500*time.Millisecond, func() { a.Reannounce() })
+	count, _ = counts(got)
+	for _, vip := range []netip.Addr{vip4, vip6} {
+		if count[vip] != 1 {
+			t.Errorf("after Reannounce %s announced %d times in 500ms, want 1 (at once; refresh is off)", vip, count[vip])
+		}
+	}
+	for _, g := range got {
+		if g.at > 100*time.Millisecond {
+			t.Errorf("Reannounce: %s announced only after %v", g.vip, g.at)
+		}
+	}
+
+	a.SetVIPs(nil)
+	a.SetRefresh(every)
+	if got := l.capture(t, 700*time.Millisecond, func() {}); len(got) != 0 {
+		t.Errorf("holding nothing, the refresh announced %v", got)
+	}
 }

@@ -56,8 +56,9 @@ real_server = [{address = "[2001:2::11]:0"}, {address = "[2001:2::12]:0"}]
 
 // TestReplayInterfaces replays generated traffic against configs with one interface (one-armed:
 // clients and real servers on the same link, the usual direct-routing set-up, and NAT), and with
-// three. Before the harness fed the replies of the last interface by their port rather than by
-// being replies, a one-armed config panicked (index out of range [65535]).
+// three. The harness tells a reply by its flow, not by the port it arrives on: with one interface
+// that port is the clients' too, and client frames taken for replies of no real server index out
+// of range (65535).
 func TestReplayInterfaces(t *testing.T) {
 	tests := []struct {
 		name, config string

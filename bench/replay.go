@@ -410,7 +410,7 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 	var ms runtime.MemStats
 	for i := range rs {
 		r := &replayer{id: i, items: pl.items[i]}
-		ports := make([]dataplane.Port, nports)
+		ports := make([]dataplane.Transmitter, nports)
 		for j := range ports {
 			dp := dataplanetest.NewPort(16384, 256)
 			if pw != nil {

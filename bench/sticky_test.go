@@ -226,8 +226,8 @@ func encodeCapture(t *testing.T, frames []capFrame) []byte {
 
 // TestReplayTupleReuse replays testdata/reuse.pcap (written by reuseFrames; -update rewrites it).
 // The data plane schedules every new connection on a reused tuple afresh, to another real server
-// by round robin, as IPVS does; the harness used to count the new connection's packets as sticky
-// violations, as if one live connection had been split. No live connection is split here.
+// by round robin, as IPVS does; the harness must count that as a new connection, not as sticky
+// violations (one live connection split): no live connection is split here.
 func TestReplayTupleReuse(t *testing.T) {
 	const path = "testdata/reuse.pcap"
 	want := encodeCapture(t, reuseFrames(t))

@@ -47,6 +47,7 @@ type Compiler struct {
 	// pending is the state that tables (the last Compile's result) leave behind, until Commit.
 	pending *state
 	tables  *dataplane.Tables
+	health  Health // see SetHealth; nil: every real server counts as up
 }
 
 // state is what a Compiler carries from one compile to the next.
@@ -79,6 +80,9 @@ func (c *Compiler) Compile(cfg *config.Config, hops NextHops) (*dataplane.Tables
 		liveS[vs.Key()] = true
 		for j := range vs.RealServers {
 			liveR[realKey(vs, &vs.RealServers[j])] = true
+		}
+		if vs.SorryServer.IsValid() {
+			liveR[sorryKey(vs)] = true
 		}
 	}
 	// Release first, so that the IDs released now count as free below.
@@ -122,8 +126,12 @@ func (c *Compiler) Compile(cfg *config.Config, hops NextHops) (*dataplane.Tables
 			c.Overrides.apply(key, rs.Address, r)
 			r.Counts = s.countsOf(rid)
 			resolve(r, vs.Method == config.MethodDR, hops)
+			c.applyHealth(r, vs, rs)
 			svc.RealIDs = append(svc.RealIDs, rid)
 			setAt(&t.Reals, int(rid), r)
+		}
+		if err := s.standIn(t, vs, svc, hops); err != nil {
+			return nil, err
 		}
 		setAt(&t.Services, int(sid), svc)
 	}

@@ -3,6 +3,9 @@ package compile
 import (
 	"net/netip"
 	"testing"
+	"time"
+
+	"github.com/govs/govs/health"
 )
 
 // TestOverrides: runtime overrides change the weight and availability of the real servers they
@@ -58,5 +61,35 @@ func TestOverrides(t *testing.T) {
 	c.Overrides = nil // a reload of the file
 	if back := compileCommit(t, c, cfg, twoHops); !Same(base, back) {
 		t.Error("without overrides the tables are not the configuration's again")
+	}
+}
+
+// TestOverridesAndSorryServer: a real server disabled at run time does not count as up, so the
+// sorry server stands in once every real server is disabled or down; an override's weight is what
+// slow_start ramps up.
+func TestOverridesAndSorryServer(t *testing.T) {
+	h := fakeHealth{}
+	c := New()
+	c.SetHealth(h)
+	cfg := parse(t, healthConfig(`sorry_server = "198.19.0.99:80"`+"\n"))
+	h.set("198.19.0.11:80", health.Up, time.Hour)
+	h.set("198.19.0.12:80", health.Down, 0) // quiesced
+	svc := "tcp/198.18.0.100:80"
+	c.Overrides = Overrides{
+		{svc, netip.MustParseAddrPort("198.19.0.11:80")}: {Weight: 50, SetWeight: true},
+		{svc, netip.MustParseAddrPort("198.19.0.13:80")}: {Disabled: true},
+	}
+	v := viewOf(compileCommit(t, c, cfg, healthHops))
+	if v["198.19.0.99:80"].avail || v["198.19.0.11:80"].weight != 50 || v["198.19.0.13:80"].avail {
+		t.Fatalf(".11 up with weight 50, .13 disabled: %+v, want the sorry server on standby", v)
+	}
+	c.Overrides[RealRef{svc, netip.MustParseAddrPort("198.19.0.11:80")}] = Override{Disabled: true}
+	if v := viewOf(compileCommit(t, c, cfg, healthHops)); !v["198.19.0.99:80"].avail || v["198.19.0.11:80"].avail {
+		t.Fatalf("every real server disabled or quiesced: %+v, want the sorry server standing in", v)
+	}
+	h.set("198.19.0.11:80", health.Up, time.Second) // back for a second of its 10s slow start
+	c.Overrides = Overrides{{svc, netip.MustParseAddrPort("198.19.0.11:80")}: {Weight: 50, SetWeight: true}}
+	if v := viewOf(compileCommit(t, c, cfg, healthHops)); v["198.19.0.11:80"].weight != SlowStartWeight(50, time.Second, 10*time.Second) {
+		t.Errorf("slow start from the override's weight: %d, want %d", v["198.19.0.11:80"].weight, SlowStartWeight(50, time.Second, 10*time.Second))
 	}
 }

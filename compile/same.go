@@ -10,7 +10,7 @@ import (
 // recompile that changes nothing need not be published.
 func Same(a, b *dataplane.Tables) bool {
 	if a == nil || b == nil || len(a.Services) != len(b.Services) || len(a.Reals) != len(b.Reals) ||
-		a.ExpireNodestConn != b.ExpireNodestConn {
+		a.ExpireNodestConn != b.ExpireNodestConn || a.Draining != b.Draining {
 		return false
 	}
 	for i := range a.Reals {
@@ -19,8 +19,9 @@ func Same(a, b *dataplane.Tables) bool {
 			return false
 		}
 		if x != nil && (x.ID != y.ID || x.Addr != y.Addr || x.Weight != y.Weight || x.Port != y.Port || x.MAC != y.MAC ||
-			x.Resolved != y.Resolved || x.Service != y.Service || x.Removed != y.Removed || x.Disabled != y.Disabled || x.Counts != y.Counts ||
-			x.UpperThreshold != y.UpperThreshold || x.LowerThreshold != y.LowerThreshold) {
+			x.Resolved != y.Resolved || x.Service != y.Service || x.Removed != y.Removed || x.Counts != y.Counts ||
+			x.UpperThreshold != y.UpperThreshold || x.LowerThreshold != y.LowerThreshold ||
+			x.Down != y.Down || x.Standby != y.Standby || x.Sorry != y.Sorry || x.Disabled != y.Disabled) {
 			return false
 		}
 	}
@@ -32,7 +33,7 @@ func Same(a, b *dataplane.Tables) bool {
 		if x != nil && (x.ID != y.ID || x.Name != y.Name || x.VIP != y.VIP || x.Proto != y.Proto ||
 			x.Method != y.Method || x.Scheduler != y.Scheduler ||
 			x.SchedOptions != y.SchedOptions || x.Persistence != y.Persistence ||
-			x.PersistenceBits != y.PersistenceBits || x.OnePacket != y.OnePacket ||
+			x.PersistenceBits != y.PersistenceBits || x.OnePacket != y.OnePacket || x.NoQuorum != y.NoQuorum ||
 			!slices.Equal(x.RealIDs, y.RealIDs)) {
 			return false
 		}

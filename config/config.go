@@ -118,9 +118,21 @@ type Config struct {
 	Timeouts       Timeouts
 	Conntrack      Conntrack
 	VirtualServers []VirtualServer
+	// HA is the [ha] table; nil when govs runs stand-alone.
+	HA *HA
+	// ShutdownDrain is how long a stand-alone govs, told to stop, goes on forwarding its
+	// established connections (refusing new ones) before it stops; 0 stops at once.
+	// DefaultShutdownDrain when omitted; an HA node hands over instead.
+	ShutdownDrain time.Duration
+	Metrics       Metrics // observe.go
+	Log           Log     // observe.go
 
 	pos *positions // where each key was written, for Where
 }
+
+// DefaultShutdownDrain is shutdown_drain when omitted: long enough for a request in flight to
+// finish, short enough for a service manager's stop timeout.
+const DefaultShutdownDrain = 3 * time.Second
 
 // Conntrack is the [conntrack] table: the connection table shared by all workers.
 type Conntrack struct {
@@ -316,6 +328,9 @@ type LoadOptions struct {
 	// MissingInterfaceHint, when not empty, ends the message about an interface InterfaceExists
 	// does not find: what the caller offers instead, e.g. how to check the file without the host.
 	MissingInterfaceHint string
+	// SkipFileChecks leaves out the checks of files the configuration names ([ha] key_file), for
+	// a file written for another host.
+	SkipFileChecks bool
 }
 
 // InterfaceExistsOnHost reports whether this host has a network interface

@@ -47,11 +47,12 @@ func TestParseMinimal(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	want := &Config{
-		File:      "testdata/minimal.toml",
-		Dataplane: Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 0, RXMode: DefaultRXMode},
-		Control:   Control{Socket: "/run/govs/govs.sock"},
-		Timeouts:  defaultTimeouts,
-		Conntrack: defaultConntrack,
+		File:          "testdata/minimal.toml",
+		Dataplane:     Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 0, RXMode: DefaultRXMode},
+		Control:       Control{Socket: "/run/govs/govs.sock"},
+		Timeouts:      defaultTimeouts,
+		Conntrack:     defaultConntrack,
+		ShutdownDrain: DefaultShutdownDrain,
 		VirtualServers: []VirtualServer{{
 			Address:   netip.MustParseAddrPort("198.18.0.100:80"),
 			Protocol:  ProtocolTCP,
@@ -62,6 +63,8 @@ func TestParseMinimal(t *testing.T) {
 			},
 			Line: 5,
 		}},
+		Metrics: Metrics{Listen: DefaultMetricsListen},
+		Log:     Log{Format: DefaultLogFormat, Level: DefaultLogLevel},
 	}
 	want.pos = c.pos // positions are Where's business (TestConfigWhere)
 	if !reflect.DeepEqual(c, want) {
@@ -82,9 +85,10 @@ func TestParseFull(t *testing.T) {
 		t.Fatalf("Load: %v", err)
 	}
 	want := &Config{
-		File:      "testdata/full.toml",
-		Dataplane: Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 2, RXMode: RXModeLatency},
-		Control:   Control{Socket: "/run/govs/test.sock"},
+		File:          "testdata/full.toml",
+		ShutdownDrain: 10 * time.Second,
+		Dataplane:     Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 2, RXMode: RXModeLatency},
+		Control:       Control{Socket: "/run/govs/test.sock"},
 		Timeouts: Timeouts{
 			TCP: 15 * time.Minute, TCPFin: time.Minute, UDP: 30 * time.Second,
 			TCPSynRecv: 30 * time.Second, TCPSynSent: 45 * time.Second, TCPTimeWait: 90 * time.Second,
@@ -153,6 +157,8 @@ func TestParseFull(t *testing.T) {
 				Line: 81,
 			},
 		},
+		Metrics: Metrics{Listen: "[::1]:9100"},
+		Log:     Log{Format: LogFormatJSON, Level: LogLevelDebug},
 	}
 	want.pos = c.pos
 	if !reflect.DeepEqual(c, want) {
@@ -284,7 +290,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown table",
 			src:  dp + "[contrl]\nsocket = \"/x\"\n",
-			want: []string{`t.toml:3: contrl: unknown key; valid keys at the top level are dataplane, control, timeouts, conntrack, virtual_server (did you mean control?)`},
+			want: []string{`t.toml:3: contrl: unknown key; valid keys at the top level are shutdown_drain, dataplane, control, timeouts, conntrack, virtual_server, ha, metrics, log (did you mean control?)`},
 		},
 		{
 			name: "unknown key in second real server",
@@ -300,8 +306,8 @@ func TestParseErrors(t *testing.T) {
 			name: "misspelled array of tables, twice",
 			src:  dp + "[[virtual_servers]]\naddress = \"198.18.0.100:80\"\n[[virtual_servers]]\n",
 			want: []string{
-				`t.toml:3: virtual_servers[1]: unknown key; valid keys at the top level are dataplane, control, timeouts, conntrack, virtual_server (did you mean virtual_server?)`,
-				`t.toml:5: virtual_servers[2]: unknown key; valid keys at the top level are dataplane, control, timeouts, conntrack, virtual_server (did you mean virtual_server?)`,
+				`t.toml:3: virtual_servers[1]: unknown key; valid keys at the top level are shutdown_drain, dataplane, control, timeouts, conntrack, virtual_server, ha, metrics, log (did you mean virtual_server?)`,
+				`t.toml:5: virtual_servers[2]: unknown key; valid keys at the top level are shutdown_drain, dataplane, control, timeouts, conntrack, virtual_server, ha, metrics, log (did you mean virtual_server?)`,
 			},
 		},
 		{

@@ -14,10 +14,11 @@ import (
 
 // healthWired says whether the daemon acts on health checks: runs the monitors, takes servers that
 // go down out of rotation, and honours on_failure, slow_start, notify, sorry_server and quorum.
-// Until it does, validation rejects every one of those keys (and every kind but "none"), because
-// a key that is accepted but does nothing misleads the operator. Whoever wires health checks into
-// the daemon sets this to true; nothing else in config changes.
-var healthWired = false
+// While it is false, validation rejects every one of those keys (and every kind but "none"),
+// because a key that is accepted but does nothing misleads the operator. The daemon acts on all
+// of them (package daemon, health.go; package compile, health.go), so it is true; tests turn it
+// off to check the rejection.
+var healthWired = true
 
 // notWired is the message of every health key healthWired rejects.
 const notWired = "health checks are not wired into the data plane yet"

@@ -33,11 +33,15 @@ const (
 // reported by us, with the right line and field, rather than by the toml
 // decoder; tables are structs so that MetaData.Undecoded finds unknown keys.
 type rawFile struct {
+	ShutdownDrain any                `toml:"shutdown_drain"`
 	Dataplane     *rawDataplane      `toml:"dataplane"`
 	Control       *rawControl        `toml:"control"`
 	Timeouts      *rawTimeouts       `toml:"timeouts"`
 	Conntrack     *rawConntrack      `toml:"conntrack"`
 	VirtualServer []rawVirtualServer `toml:"virtual_server"`
+	HA            *rawHA             `toml:"ha"`
+	Metrics       *rawMetrics        `toml:"metrics"` // observe.go
+	Log           *rawLog            `toml:"log"`     // observe.go
 }
 
 type rawDataplane struct {
@@ -96,7 +100,8 @@ type rawRealServer struct {
 // schema lists the valid keys of each table, by path without indexes, in the
 // order the documentation gives them. It must match the raw* types.
 var schema = map[string][]string{
-	"":          {"dataplane", "control", "timeouts", "conntrack", "virtual_server"},
+	"":          {"shutdown_drain", "dataplane", "control", "timeouts", "conntrack", "virtual_server", "ha", "metrics", "log"},
+	"ha":        haKeys,
 	"dataplane": {"interfaces", "workers", "rx_mode"},
 	"control":   {"socket"},
 	"timeouts": {"tcp", "tcp_fin", "udp", "tcp_syn_recv", "tcp_syn_sent", "tcp_time_wait",
@@ -109,6 +114,9 @@ var schema = map[string][]string{
 	// health.go
 	"virtual_server.health_check":             healthCheckKeys,
 	"virtual_server.real_server.health_check": healthCheckKeys,
+	// observe.go
+	"metrics": {"listen"},
+	"log":     {"format", "level"},
 }
 
 // parser holds the state of one Parse call.
@@ -159,6 +167,10 @@ func (p *parser) parse() *Config {
 	p.timeouts(raw.Timeouts, &c.Timeouts)
 	p.conntrack(raw.Conntrack, &c.Conntrack)
 	p.virtualServers(raw.VirtualServer, c)
+	p.ha(raw.HA, c)
+	p.shutdownDrain(raw.ShutdownDrain, c)
+	p.metrics(raw.Metrics, &c.Metrics)
+	p.logConfig(raw.Log, &c.Log)
 	return c
 }
 
@@ -191,7 +203,7 @@ func (p *parser) tomlError(err error) {
 // single tables, which the struct decode would only reject with a Go type name.
 func (p *parser) checkShape(m map[string]any) bool {
 	ok := true
-	for _, name := range []string{"dataplane", "control", "timeouts", "conntrack"} {
+	for _, name := range []string{"dataplane", "control", "timeouts", "conntrack", "ha", "metrics", "log"} {
 		if v, present := m[name]; present {
 			if _, isTable := v.(map[string]any); !isTable {
 				p.errf(name, "is %s but must be a table; write [%s] on a line of its own, followed by its keys", typeName(v), name)

@@ -31,6 +31,8 @@ type Status struct {
 	VirtualServers []VirtualServer `json:"virtual_servers"`
 	// LastReload is the outcome of the latest reload attempt (SIGHUP); null until the first.
 	LastReload *Reload `json:"last_reload"`
+	// HA is the node's high-availability state; {"state": "standalone", ...} without [ha].
+	HA HAStatus `json:"ha"`
 	// Overrides are the runtime changes (`govs ctl weight|drain|disable`) in force; each lasts
 	// until the next reload of the file, which drops it (Reload.OverridesDropped). [] when none
 	// (null while govs starts).
@@ -47,6 +49,43 @@ type Override struct {
 	ConfiguredWeight int       `json:"configured_weight"`
 	Disabled         bool      `json:"disabled"`
 	Since            time.Time `json:"since"`
+}
+
+// HAStatus is the high-availability part of Status.
+type HAStatus struct {
+	// State is "standalone" (no [ha]), or the node's role: "init", "backup", "active", "fault".
+	State string `json:"state"`
+	// Forwarding is whether the data plane forwards: always when stand-alone, only when active
+	// (or handing over) in HA.
+	Forwarding bool `json:"forwarding"`
+	// The rest is set with [ha] only.
+	Since    *time.Time `json:"since,omitempty"` // when State was entered
+	Listen   string     `json:"listen,omitempty"`
+	Priority int        `json:"priority,omitempty"`
+	// AdvertisedPriority is what the node's heartbeats say: its priority, or 0 in fault and
+	// while resigning.
+	AdvertisedPriority int      `json:"advertised_priority"`
+	Fault              string   `json:"fault,omitempty"` // why the node is in fault
+	Peers              []HAPeer `json:"peers,omitempty"`
+	// Heartbeats counted in datagrams: sent to peers, accepted from them, failed to send, and
+	// received but dropped, by reason (malformed, unlisted, bad_mac, wrong_sender, old_seq, skew,
+	// queue_full).
+	HeartbeatsSent      uint64            `json:"heartbeats_sent"`
+	HeartbeatsReceived  uint64            `json:"heartbeats_received"`
+	HeartbeatSendErrors uint64            `json:"heartbeat_send_errors"`
+	HeartbeatsDropped   map[string]uint64 `json:"heartbeats_dropped,omitempty"`
+	HeartbeatDropsTotal uint64            `json:"heartbeat_drops_total"`
+	Transitions         uint64            `json:"transitions"`
+}
+
+// HAPeer is what a node knows about one of its peers.
+type HAPeer struct {
+	Address  string `json:"address"`
+	State    string `json:"state"` // as last heard; "unknown" if never heard
+	Priority int    `json:"priority"`
+	Alive    bool   `json:"alive"`
+	// LastHeardMS is how long ago its last authentic heartbeat arrived; -1 if never.
+	LastHeardMS int64 `json:"last_heard_ms"`
 }
 
 // Reload is the outcome of one reload attempt.
@@ -82,6 +121,7 @@ func (st *Status) List() List {
 type RingStats struct {
 	Packets uint64 `json:"packets"`
 	Drops   uint64 `json:"drops"`
+	Freezes uint64 `json:"freezes"` // times a ring froze with every block held by govs
 }
 
 // VirtualServer is one virtual server in a listing.
@@ -91,6 +131,12 @@ type VirtualServer struct {
 	Scheduler   string       `json:"scheduler"`
 	Method      string       `json:"method"`
 	RealServers []RealServer `json:"real_servers"`
+	// Quorum is how many real servers must be up for the virtual server to take new connections
+	// (0: no quorum); BelowQuorum says fewer are (up: resolved, not down, not disabled, weight
+	// above 0), so its new connections go to its sorry server, or are dropped (counted as
+	// no_quorum).
+	Quorum      int  `json:"quorum"`
+	BelowQuorum bool `json:"below_quorum"`
 	// Stats and Rate sum those of the service's real servers (those a reload removed and whose
 	// connections drain included).
 	Stats TrafficStats `json:"stats"`
@@ -132,6 +178,16 @@ type RealServer struct {
 	// Overloaded: the server reached its upper_threshold and takes no new connections until it is
 	// below its lower_threshold (IPVS's IP_VS_DEST_F_OVERLOAD).
 	Overloaded bool `json:"overloaded"`
+	// Health is what its health check says: "up", "down", "unknown" (checked, no result yet: out
+	// of rotation) or "unchecked" (no health check: always in rotation).
+	Health string `json:"health"`
+	// HealthError is why its last check failed; "" when it succeeded or none ran yet.
+	HealthError string `json:"health_error"`
+	// Sorry: this entry is the virtual server's sorry server, not one of its real servers.
+	Sorry bool `json:"sorry_server"`
+	// Standby: it takes no new connections for now but keeps its established ones: a sorry
+	// server while enough real servers are up, the real servers while the sorry server stands in.
+	Standby bool `json:"standby"`
 	// Disabled: `govs ctl disable` took it out of rotation until `govs ctl enable` or the next
 	// reload of the file.
 	Disabled bool         `json:"disabled"`

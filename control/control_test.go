@@ -25,13 +25,19 @@ func TestStatusJSONContract(t *testing.T) {
 	}
 	st = Status{Version: "v1", Counters: map[string]uint64{"rx_frames": 1}, VirtualServers: []VirtualServer{{
 		Address: "198.18.0.100:80", Protocol: "tcp", Scheduler: "rr", Method: "nat",
-		RealServers: []RealServer{{Address: "198.19.0.11:80", Weight: 1}},
+		RealServers: []RealServer{{Address: "198.19.0.11:80", Weight: 1, Health: "down", HealthError: "connect: connection refused"},
+			{Address: "198.19.0.99:80", Weight: 1, Health: "unchecked", Sorry: true, Standby: true}},
+		Quorum: 1, BelowQuorum: true,
 	}}}
 	b, _ = json.Marshal(st.List())
 	want := `{"version":"v1","virtual_servers":[{"address":"198.18.0.100:80","protocol":"tcp","scheduler":"rr","method":"nat",` +
 		`"real_servers":[{"address":"198.19.0.11:80","weight":1,"resolved":false,"connections":0,"active_connections":0,"inactive_connections":0,"packets":0,"overloaded":false,` +
+		`"health":"down","health_error":"connect: connection refused","sorry_server":false,"standby":false,` +
+		`"disabled":false,"stats":{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0},"rate":{"cps":0,"inpps":0,"outpps":0,"inbps":0,"outbps":0}},` +
+		`{"address":"198.19.0.99:80","weight":1,"resolved":false,"connections":0,"active_connections":0,"inactive_connections":0,"packets":0,"overloaded":false,` +
+		`"health":"unchecked","health_error":"","sorry_server":true,"standby":true,` +
 		`"disabled":false,"stats":{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0},"rate":{"cps":0,"inpps":0,"outpps":0,"inbps":0,"outbps":0}}],` +
-		`"stats":{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0},"rate":{"cps":0,"inpps":0,"outpps":0,"inbps":0,"outbps":0}}]}`
+		`"quorum":1,"below_quorum":true,"stats":{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0},"rate":{"cps":0,"inpps":0,"outpps":0,"inbps":0,"outbps":0}}]}`
 	if string(b) != want {
 		t.Errorf("listing:\n got %s\nwant %s", b, want)
 	}

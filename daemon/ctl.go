@@ -26,7 +26,19 @@ type ctlState struct {
 	dropped []control.Override            // what the latest applied reload ended, for RecordReload
 	zero    *zeroBase                     // the counters at the latest `govs ctl zero`; nil: none yet
 
+	// reload is what `govs ctl reload` runs: what SIGHUP runs (SetReloadFunc); nil: ReloadFile of
+	// the running configuration's file.
+	reload func() error
+
 	rates rateSampler
+}
+
+// SetReloadFunc makes `govs ctl reload` run f, the reload a SIGHUP runs, so that both do the
+// same (govs run's also applies [log] level).
+func (d *Daemon) SetReloadFunc(f func() error) {
+	d.mu.Lock()
+	d.rt.reload = f
+	d.mu.Unlock()
 }
 
 // Command implements control.Commander: `govs ctl` and `govs list -conns`.
@@ -275,9 +287,12 @@ func (d *Daemon) takeDroppedLocked() []control.Override {
 // reloadFromFile is `govs ctl reload`: what SIGHUP does.
 func (d *Daemon) reloadFromFile() (*control.CtlResult, error) {
 	d.mu.Lock()
-	path := d.cfg.File
+	path, reload := d.cfg.File, d.rt.reload
 	d.mu.Unlock()
-	if err := ReloadFile(d, path, d.logf); err != nil {
+	if reload == nil {
+		reload = func() error { return ReloadFile(d, path, d.logf) }
+	}
+	if err := reload(); err != nil {
 		return nil, err
 	}
 	d.mu.Lock()
@@ -330,7 +345,7 @@ type zeroBase struct {
 }
 
 // gauges are the data plane's counters that are levels, not counts: zeroing leaves them.
-var gauges = map[string]bool{"rx_ring_latency": true}
+var gauges = map[string]bool{"rx_ring_latency": true, "conntrack_entries": true, "conntrack_capacity": true}
 
 func (d *Daemon) zeroCounters() *control.CtlResult {
 	ds := d.engine.Stats()
@@ -338,7 +353,7 @@ func (d *Daemon) zeroCounters() *control.CtlResult {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.rt.zero = &zeroBase{counters: ds.Counters, drops: ds.Drops, dropsTotal: ds.DropsTotal,
-		rings: control.RingStats{Packets: rs.Packets, Drops: rs.Drops}, reals: ds.Reals}
+		rings: control.RingStats{Packets: rs.Packets, Drops: rs.Drops, Freezes: rs.Freezes}, reals: ds.Reals}
 	d.logf("govs ctl zero: counters zeroed")
 	return &control.CtlResult{Message: "counters zeroed (govs stats, govs list -stats; the Prometheus metrics keep counting)", Generation: d.gen}
 }
@@ -350,14 +365,25 @@ func sub(a, b uint64) uint64 {
 	return a - b
 }
 
-// completeStatus adds to st, whose virtual servers Status listed from t in order, what the
-// control commands keep: counters since `govs ctl zero`, each real server's traffic and rate and
-// whether it is disabled, each service's totals, and the overrides in force.
-func (d *Daemon) completeStatus(st *control.Status, t *dataplane.Tables, ds *dataplane.Stats) {
+// Status implements control.Handler: what `govs stats` and `govs list` show, counted since
+// `govs ctl zero`.
+func (d *Daemon) Status() control.Status { return d.status(true) }
+
+// rawStatus is Status with the data plane's own counts, which `govs ctl zero` does not touch:
+// what the metrics report (a Prometheus counter never goes down).
+func (d *Daemon) rawStatus() control.Status { return d.status(false) }
+
+// completeStatus adds to st, whose virtual servers status listed from t in order, what the
+// control commands keep: each real server's traffic and rate and whether it is disabled, each
+// service's totals, and the overrides in force; zeroed: the counts since `govs ctl zero`.
+func (d *Daemon) completeStatus(st *control.Status, t *dataplane.Tables, ds *dataplane.Stats, zeroed bool) {
 	d.mu.Lock()
 	z := d.rt.zero
 	st.Overrides = d.overridesLocked()
 	d.mu.Unlock()
+	if !zeroed {
+		z = nil
+	}
 	if z != nil {
 		for k, v := range st.Counters {
 			if !gauges[k] {
@@ -368,7 +394,8 @@ func (d *Daemon) completeStatus(st *control.Status, t *dataplane.Tables, ds *dat
 			st.Drops[k] = sub(v, z.drops[k])
 		}
 		st.DropsTotal = sub(st.DropsTotal, z.dropsTotal)
-		st.Rings = control.RingStats{Packets: sub(st.Rings.Packets, z.rings.Packets), Drops: sub(st.Rings.Drops, z.rings.Drops)}
+		st.Rings = control.RingStats{Packets: sub(st.Rings.Packets, z.rings.Packets), Drops: sub(st.Rings.Drops, z.rings.Drops),
+			Freezes: sub(st.Rings.Freezes, z.rings.Freezes)}
 	}
 	rates := d.rt.rates.rates()
 	i := 0

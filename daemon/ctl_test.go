@@ -140,7 +140,7 @@ func TestCompleteStatus(t *testing.T) {
 		}
 		st.VirtualServers = append(st.VirtualServers, v)
 	}
-	d.completeStatus(&st, tb, ds)
+	d.completeStatus(&st, tb, ds, true)
 	if st.Counters["rx_frames"] != 50 || st.Counters["rx_ring_latency"] != 1 || st.Drops["no_service"] != 2 || st.DropsTotal != 5 {
 		t.Errorf("counters %v drops %v total %d after zero", st.Counters, st.Drops, st.DropsTotal)
 	}
@@ -157,6 +157,17 @@ func TestCompleteStatus(t *testing.T) {
 	if len(st.Overrides) != 1 || st.Overrides[0].Real != "198.19.0.11:80" || *st.Overrides[0].Weight != 0 ||
 		st.Overrides[0].ConfiguredWeight != 2 || !st.Overrides[0].Disabled {
 		t.Errorf("overrides %+v", st.Overrides)
+	}
+
+	// The metrics' status: the data plane's own counts, `govs ctl zero` or not.
+	raw := control.Status{Counters: map[string]uint64{"rx_frames": 150}, Drops: map[string]uint64{"no_service": 5}, DropsTotal: 5}
+	for _, s := range tb.Services {
+		v := control.VirtualServer{Address: s.VIP.String(), RealServers: make([]control.RealServer, len(s.RealIDs))}
+		raw.VirtualServers = append(raw.VirtualServers, v)
+	}
+	d.completeStatus(&raw, tb, ds, false)
+	if raw.Counters["rx_frames"] != 150 || raw.Drops["no_service"] != 5 || raw.VirtualServers[0].RealServers[0].Stats.Conns != 3 {
+		t.Errorf("raw status: counters %v drops %v, real server %+v; want the data plane's own counts", raw.Counters, raw.Drops, raw.VirtualServers[0].RealServers[0].Stats)
 	}
 }
 

@@ -1,12 +1,14 @@
 // Package daemon owns every part of a running govs: it starts the data plane on the tables package
-// compile builds from the configuration, keeps real servers' next hops resolved, claims the VIPs,
-// serves the control socket, and applies reloads without disturbing established connections.
+// compile builds from the configuration, keeps real servers' next hops resolved, runs their health
+// checks (health.go), claims the VIPs, serves the control socket, and applies reloads without
+// disturbing established connections.
 package daemon
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"runtime"
 	"slices"
@@ -37,22 +39,30 @@ type Daemon struct {
 	engine   *dataplane.Engine
 	resolver *neigh.Resolver
 	announce []*announce.Announcer
+	ha       *haNode // nil without [ha]
 	ctl      *control.Server
+	locks    *ifaceLocks // the interfaces claimed for this govs; see lock_linux.go
 	ready    bool
+	draining bool         // refuse new connections (Shutdown of a stand-alone node)
+	health   *healthWatch // health checks; see health.go
 	// lastReload is the outcome of the latest reload attempt (see RecordReload); never modified
 	// once stored, so Status hands out a copy.
 	lastReload *control.Reload
-	rt         ctlState // what `govs ctl` keeps besides the compiler's overrides (see ctl.go)
+
+	obs observe  // metrics.go
+	rt  ctlState // what `govs ctl` keeps besides the compiler's overrides (see ctl.go)
 }
 
 // New starts the data plane, the resolver, the announcers and the control socket for cfg.
 //
-// It claims the control socket first: a second govs started with the same configuration then
-// stops there, with the error that the socket is in use, before it touches anything the running
-// one owns (rings, the kernel guard's nftables table, VIP announcements). Until New is done the
-// socket answers not ready.
+// It claims the control socket first, then the interfaces: a second govs started with the same
+// configuration, or with another control socket on any of the same interfaces, then stops there,
+// with the error that the socket is in use or the interface served, before it touches anything the
+// running one owns (rings, the kernel guard's nftables table, VIP announcements). Until New is done
+// the socket answers not ready.
 func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, error) {
-	d := &Daemon{logf: logf, cfg: cfg, compiler: compile.New()}
+	d := &Daemon{logf: logf, cfg: cfg, compiler: compile.New(), health: newHealthWatch(logf)}
+	d.compiler.SetHealth(d.health)
 	started := false
 	defer func() {
 		if !started {
@@ -62,6 +72,17 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 	gate := &statusGate{cfg: cfg.File}
 	var err error
 	if d.ctl, err = control.NewServer(cfg.Control.Socket, gate); err != nil {
+		return nil, err
+	}
+	if d.locks, err = lockInterfaces(cfg.Dataplane.Interfaces, cfg.Control.Socket); err != nil {
+		return nil, err
+	}
+	if cfg.HA != nil {
+		if d.ha, err = newHANode(d, cfg.HA); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.startMetrics(cfg, gate); err != nil {
 		return nil, err
 	}
 	d.resolver, err = neigh.New(cfg.Dataplane.Interfaces, logf)
@@ -75,6 +96,7 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 	if err := d.startEngine(cfg); err != nil {
 		return nil, err
 	}
+	d.startHealth(cfg)
 	for _, name := range cfg.Dataplane.Interfaces {
 		a, err := announce.New(name, logf)
 		if err != nil {
@@ -83,11 +105,16 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 		d.announce = append(d.announce, a)
 	}
 	d.setVIPs(cfg)
+	if d.ha != nil {
+		if err := d.ha.start(cfg.Dataplane.Interfaces); err != nil {
+			return nil, err
+		}
+	}
 	d.ready = true
 	gate.d.Store(d)
 	started = true
-	logf("govs %s ready: %d virtual servers, %d workers, control socket %s",
-		Version, len(cfg.VirtualServers), d.engine.Workers(), cfg.Control.Socket)
+	slog.Info("govs ready", "version", Version, "virtual_servers", len(cfg.VirtualServers),
+		"workers", d.engine.Workers(), "control_socket", cfg.Control.Socket, "metrics", cfg.Metrics.Listen)
 	return d, nil
 }
 
@@ -110,6 +137,7 @@ func (d *Daemon) startEngine(cfg *config.Config) error {
 		Workers:    workers,
 		Conntrack:  compile.Conntrack(cfg, workers),
 		RXMode:     cfg.Dataplane.RXMode,
+		Standby:    d.ha != nil, // an HA node forwards only once elected
 		Logf:       d.logf,
 	}, t)
 	if err != nil {
@@ -146,6 +174,10 @@ func (d *Daemon) Run(ctx context.Context) {
 			return
 		case <-d.resolver.Changed():
 			d.republish()
+		case <-d.health.mgr.Changed():
+			d.healthChanged()
+		case <-d.health.ramp.C:
+			d.republish() // a real server in slow_start takes its next step
 		case now := <-tick.C:
 			// Catch anything a missed notification left stale; cheap for a handful of servers.
 			d.republish()
@@ -153,17 +185,19 @@ func (d *Daemon) Run(ctx context.Context) {
 			d.sampleRates(now)
 			stranded.check(d, d.engine.Tables())
 			if err := d.engine.RefreshKernelGuard(); err != nil {
-				d.logf("warning: %v", err)
+				d.logLimited("kernel guard", "warning: %v", err)
 			}
 		}
 	}
 }
 
 // fullWatch tells the operator, at most every fullLogEvery, that the connection table refused
-// new connections: the data plane only counts them, per packet, without logging.
+// new connections or evicted idle ones for them: the data plane only counts them, per packet,
+// without logging.
 type fullWatch struct {
-	dropped, clashed uint64
-	logged           time.Time
+	dropped, clashed, evicted uint64
+	logged                    time.Time
+	since                     time.Time // when the counts above were read
 }
 
 const fullLogEvery = 10 * time.Second
@@ -173,20 +207,31 @@ func (f *fullWatch) check(d *Daemon, now time.Time) {
 		return
 	}
 	st := d.engine.Stats()
-	full, clash := st.Drops["conntrack_full"], st.Drops["tuple_clash"]
-	if full > f.dropped {
+	full, clash, evicted := st.Drops["conntrack_full"], st.Drops["tuple_clash"], st.Counters["conntrack_evictions"]
+	if f.since.IsZero() {
+		f.since = d.obs.start
+	}
+	if full > f.dropped || evicted > f.evicted {
 		d.mu.Lock()
 		ct := d.cfg.Conntrack
 		d.mu.Unlock()
-		d.logf("connection table full: %d new connections dropped since the last report (max_entries=%d, full_policy=%s); raise [conntrack] max_entries or use full_policy = \"evict_oldest_idle\"",
-			full-f.dropped, ct.MaxEntries, ct.FullPolicy)
+		since := now.Sub(f.since).Round(time.Second)
+		if full > f.dropped {
+			slog.Warn("connection table full: new connections dropped; raise [conntrack] max_entries or use full_policy = \"evict_oldest_idle\"",
+				"dropped", full-f.dropped, "since", since, "max_entries", ct.MaxEntries, "full_policy", ct.FullPolicy)
+		}
+		if evicted > f.evicted {
+			slog.Warn("connection table full: idle connections evicted to make room for new ones; raise [conntrack] max_entries",
+				"evicted", evicted-f.evicted, "since", since, "max_entries", ct.MaxEntries, "full_policy", ct.FullPolicy)
+		}
 		f.logged = now
 	}
 	if clash > f.clashed {
-		d.logf("%d new connections refused since the last report: their tuple was taken (two virtual servers sending one client port to the same real server port under NAT)", clash-f.clashed)
+		slog.Warn("new connections refused: their tuple was taken (two virtual servers sending one client port to the same real server port under NAT)",
+			"refused", clash-f.clashed, "since", now.Sub(f.since).Round(time.Second))
 		f.logged = now
 	}
-	f.dropped, f.clashed = full, clash
+	f.dropped, f.clashed, f.evicted, f.since = full, clash, evicted, now
 }
 
 // strandedWatch tells the operator when a virtual server has real servers but none with a resolved
@@ -203,22 +248,30 @@ func (w *strandedWatch) check(d *Daemon, t *dataplane.Tables) {
 		if s == nil || len(s.RealIDs) == 0 {
 			continue
 		}
-		resolved := 0
+		// A resolved sorry server takes the new connections: the virtual server is not stranded.
+		reals, resolved, sorry := 0, 0, false
 		for _, id := range s.RealIDs {
-			if t.Reals[id].Resolved {
+			switch r := t.Reals[id]; {
+			case r.Sorry:
+				sorry = r.Resolved
+			case r.Resolved:
+				reals++
 				resolved++
+			default:
+				reals++
 			}
 		}
 		switch {
-		case resolved == 0:
+		case resolved == 0 && !sorry:
 			now[s.Name] = true
 			if w.seen[s.Name] && !w.logged[s.Name] {
-				d.logf("virtual server %s: none of its %d real servers has a resolved next hop; its new connections are dropped (counted as no_real_server) until one resolves",
-					s.Name, len(s.RealIDs))
+				slog.Warn(fmt.Sprintf("virtual server %s: none of its %d real servers has a resolved next hop; its new connections are dropped (counted as no_real_server) until one resolves",
+					s.Name, reals), "service", s.Name, "real_servers", reals, "resolved", 0)
 				w.logged[s.Name] = true
 			}
 		case w.logged[s.Name]:
-			d.logf("virtual server %s: %d of its %d real servers resolved; it takes new connections again", s.Name, resolved, len(s.RealIDs))
+			slog.Info(fmt.Sprintf("virtual server %s: %d of its %d real servers resolved; it takes new connections again", s.Name, resolved, reals),
+				"service", s.Name, "real_servers", reals, "resolved", resolved)
 		}
 	}
 	for name := range w.logged {
@@ -240,7 +293,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	next := *cfg
-	pending := restartOnly(d.cfg, &next)
+	pending := append(restartOnly(d.cfg, &next), restartOnlyHA(d.cfg, &next)...)
 	restore := d.dropOverridesLocked() // the file is what the operator wants from now on
 	// The new real servers are unresolved, and so take no connections, until the resolver (told
 	// of them by trackLocked) knows their next hop and Run republishes.
@@ -249,19 +302,21 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 		return err
 	}
 	d.cfg = &next
+	d.health.updateLocked(&next, d.logf)
 	d.setVIPs(&next)
 	for _, p := range pending {
 		d.logf("%s", p)
 	}
-	d.logf("reloaded %s: %d virtual servers (generation %d)", next.File, len(next.VirtualServers), d.gen)
+	slog.Info("reloaded", "file", next.File, "virtual_servers", len(next.VirtualServers), "generation", d.gen)
 	return nil
 }
 
 // restartOnly finds the settings of next that differ from the running configuration but can only
 // change at a restart: [dataplane] (the rings, workers and receive mode are built at start),
 // [control] socket, [timeouts] and [conntrack] max_entries and full_policy (each worker's
-// connection table is sized and set up at start). It puts the running values back into next and
-// returns, for each, "file:line: field: ... takes effect at the next start".
+// connection table is sized and set up at start), [metrics] listen and [log] format (the endpoint
+// and the logger are set up at start). It puts the running values back into next and returns, for
+// each, "file:line: field: ... takes effect at the next start".
 func restartOnly(running, next *config.Config) []string {
 	var out []string
 	keep := func(field string, differs bool, file, cur any, restore func()) {
@@ -281,6 +336,10 @@ func restartOnly(running, next *config.Config) []string {
 		func() { nd.RXMode = rd.RXMode })
 	keep("control.socket", running.Control.Socket != next.Control.Socket, quoted(next.Control.Socket),
 		quoted(running.Control.Socket), func() { next.Control = running.Control })
+	keep("metrics.listen", running.Metrics.Listen != next.Metrics.Listen, quoted(next.Metrics.Listen),
+		quoted(running.Metrics.Listen), func() { next.Metrics.Listen = running.Metrics.Listen })
+	keep("log.format", running.Log.Format != next.Log.Format, quoted(next.Log.Format),
+		quoted(running.Log.Format), func() { next.Log.Format = running.Log.Format })
 	rt, nt := &running.Timeouts, &next.Timeouts
 	for _, to := range []struct {
 		name     string
@@ -311,8 +370,20 @@ func workersString(n int) string {
 func quoted(s string) string { return fmt.Sprintf("%q", s) }
 
 // Close releases the VIPs, stops the data plane and everything else, and returns what failed.
+//
+// An active HA node hands over first (see Shutdown).
 func (d *Daemon) Close() error {
 	var errs []error
+	if d.ha != nil {
+		d.ha.close()
+	}
+	if d.health != nil {
+		d.health.mgr.Close()
+		d.health.ramp.Stop()
+	}
+	if err := d.stopMetrics(); err != nil {
+		errs = append(errs, err)
+	}
 	if d.ctl != nil {
 		if err := d.ctl.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("failed to close the control socket: %w", err))
@@ -333,6 +404,8 @@ func (d *Daemon) Close() error {
 			errs = append(errs, fmt.Errorf("failed to stop next-hop resolution: %w", err))
 		}
 	}
+	// Last: a govs waiting for these interfaces starts only once this one has let go of them.
+	d.locks.close()
 	return errors.Join(errs...)
 }
 
@@ -340,7 +413,7 @@ func (d *Daemon) republish() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.applyLocked(d.cfg, true); err != nil {
-		d.logf("failed to publish new tables: %v", err)
+		d.logLimited("publish", "failed to publish new tables: %v", err)
 	}
 }
 
@@ -352,6 +425,7 @@ func (d *Daemon) applyLocked(cfg *config.Config, unlessSame bool) error {
 	if err != nil {
 		return err
 	}
+	t.Draining = d.draining
 	if !unlessSame || !compile.Same(d.engine.Tables(), t) {
 		t.Gen = d.gen + 1
 		if err := d.engine.Publish(t); err != nil {
@@ -360,6 +434,7 @@ func (d *Daemon) applyLocked(cfg *config.Config, unlessSame bool) error {
 		d.gen++
 	}
 	d.commitLocked(t)
+	d.health.publishedLocked(cfg, t, d.logf)
 	return nil
 }
 
@@ -439,9 +514,7 @@ func (d *Daemon) setVIPs(cfg *config.Config) {
 			vips = append(vips, a)
 		}
 	}
-	for _, a := range d.announce {
-		a.SetVIPs(vips)
-	}
+	d.holdAddrs(cfg, vips)
 }
 
 // waitResolved gives the resolver a moment to find the real servers before the first packet.
@@ -465,8 +538,8 @@ func (d *Daemon) waitResolved(cfg *config.Config, max time.Duration) {
 	}
 }
 
-// Status implements control.Handler.
-func (d *Daemon) Status() control.Status {
+// status is Status; zeroed: with the counts since `govs ctl zero` (see completeStatus).
+func (d *Daemon) status(zeroed bool) control.Status {
 	d.mu.Lock()
 	cfg := d.cfg
 	last := d.lastReload
@@ -480,10 +553,12 @@ func (d *Daemon) Status() control.Status {
 		r := *last
 		st.LastReload = &r
 	}
+	st.HA = d.haStatus()
 	if d.engine == nil {
 		return st
 	}
 	t := d.engine.Tables()
+	hs := d.healthSnapshotOf(cfg)
 	ds := d.engine.Stats()
 	rs := d.engine.SocketStats()
 	st.Generation = t.Gen
@@ -492,7 +567,7 @@ func (d *Daemon) Status() control.Status {
 	st.Counters = ds.Counters
 	st.Drops = ds.Drops
 	st.DropsTotal = ds.DropsTotal
-	st.Rings = control.RingStats{Packets: rs.Packets, Drops: rs.Drops}
+	st.Rings = control.RingStats{Packets: rs.Packets, Drops: rs.Drops, Freezes: rs.Freezes}
 	for _, s := range t.Services {
 		if s == nil {
 			continue
@@ -517,11 +592,13 @@ func (d *Daemon) Status() control.Status {
 			if int(id) < len(ds.RealPackets) {
 				x.Packets = ds.RealPackets[id]
 			}
+			hs.real(&x, s, r)
 			v.RealServers = append(v.RealServers, x)
 		}
+		hs.virtual(&v, s, t)
 		st.VirtualServers = append(st.VirtualServers, v)
 	}
-	d.completeStatus(&st, t, &ds)
+	d.completeStatus(&st, t, &ds, zeroed)
 	return st
 }
 
@@ -544,6 +621,10 @@ func realAddrs(cfg *config.Config) []netip.Addr {
 				seen[a] = true
 				out = append(out, a)
 			}
+		}
+		if a := vs.SorryServer.Addr(); vs.SorryServer.IsValid() && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
 		}
 	}
 	return out

@@ -20,4 +20,5 @@ func (d *Daemon) RecordReload(t time.Time, err error) {
 	}
 	d.lastReload = r
 	d.mu.Unlock()
+	d.countReload(err)
 }

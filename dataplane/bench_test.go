@@ -51,17 +51,18 @@ func BenchmarkWorker(b *testing.B) {
 			frames := benchFrames(b, bc.flows)
 			rx := dataplanetest.NewPort(2048, 1)
 			tx := dataplanetest.NewPort(2048, rxBudget)
-			w := mustWorker(b, 0, []Port{rx, tx}, [][6]byte{macPort0, macPort1}, bc.flows+bc.flows/4)
+			w := mustWorker(b, 0, []Transmitter{rx, tx}, [][6]byte{macPort0, macPort1}, bc.flows+bc.flows/4)
 			w.SetTables(buildTables(1, standardSpecs()...))
 			for i := 0; i < len(frames); i += 60 {
 				rx.Inject(frames[i:i+60], afpacket.RxMeta{})
 			}
 			rx.Loop(true)
 			now := int64(1)
+			var one [1]afpacket.Frame
 			step := func(n int) {
 				for j := 0; j < n; j++ {
-					f, m, _ := rx.Next()
-					w.Process(0, f, m, now)
+					rx.NextBatch(one[:])
+					w.Process(0, one[0].Data, &one[0].Meta, now)
 					if j%rxBudget == rxBudget-1 {
 						w.FlushAll()
 						now += 1000

@@ -39,6 +39,14 @@ const (
 	// DropTupleClash: a new connection's tuple is already taken (e.g. two VIPs mapping one client
 	// port to the same real server port under NAT: the replies would be ambiguous).
 	DropTupleClash
+	// DropDraining: a new connection while the node drains before it stops (shutdown_drain).
+	DropDraining
+	// DropRealDown: the connection's real server went down (health check) and its connections end
+	// (TCP under expire_nodest_conn; UDP replies while the flow moves to a server that is up).
+	DropRealDown
+	// DropNoQuorum: a new connection to a virtual server with fewer real servers up than its
+	// quorum, and no sorry server.
+	DropNoQuorum
 	numDrops
 )
 
@@ -57,6 +65,9 @@ var dropNames = [numDrops]string{
 	DropICMPNoConnection: "icmp_no_connection",
 	DropTooLarge:         "frame_too_large",
 	DropTupleClash:       "tuple_clash",
+	DropDraining:         "draining",
+	DropRealDown:         "real_server_down",
+	DropNoQuorum:         "no_quorum",
 }
 
 func (d Drop) String() string {
@@ -79,7 +90,8 @@ const (
 	cCsumCompleted // partial checksums completed in software
 	cTxKicks
 	cTxErrors
-	cToHost // frames for the balancer's own addresses (its kernel gets them; not a drop)
+	cToHost  // frames for the balancer's own addresses (its kernel gets them; not a drop)
+	cExpress // frames of established connections forwarded by the express lane (Worker.express)
 	cDropBase
 	cParseBase = cDropBase + int(numDrops)
 	numSlots   = cParseBase + int(frame.NumErrors)
@@ -97,6 +109,7 @@ var counterNames = [cDropBase]string{
 	cTxKicks:       "tx_kicks",
 	cTxErrors:      "tx_errors",
 	cToHost:        "to_host",
+	cExpress:       "express_frames",
 }
 
 // counters is a worker's private tally; published copies are read by Stats.
@@ -106,6 +119,8 @@ type published struct {
 	slots [numSlots]atomic.Uint64
 	// reals are per real-server ID figures (traffic, connections), replaced when IDs grow.
 	reals atomic.Pointer[realCounters]
+	// The connection table's entries, capacity and evictions: only its worker may read the table.
+	ctEntries, ctCapacity, ctEvictions atomic.Uint64
 	// conns is a pending connection-table snapshot request (see Engine.Conns), served by the
 	// worker between batches; nil when none is pending.
 	conns atomic.Pointer[connRequest]

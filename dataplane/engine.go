@@ -21,7 +21,9 @@ type Config struct {
 	Conntrack conntrack.Config
 	// RXMode is RXModeAuto (also ""), RXModeThroughput or RXModeLatency; see rxmode.go.
 	RXMode string
-	Logf   func(format string, args ...any)
+	// Standby starts the engine standing down (an HA backup): see Engine.SetStandby.
+	Standby bool
+	Logf    func(format string, args ...any)
 }
 
 // Interface is one of the engine's interfaces as found on the host.
@@ -94,10 +96,14 @@ func filterSpec(t *Tables) bpfgen.FilterSpec {
 func (e *Engine) Stats() Stats {
 	var sum counters
 	var reals []RealStats
+	var ctEntries, ctCapacity, ctEvictions uint64
 	for _, w := range e.workers {
 		for i := range sum {
 			sum[i] += w.pub.slots[i].Load()
 		}
+		ctEntries += w.pub.ctEntries.Load()
+		ctCapacity += w.pub.ctCapacity.Load()
+		ctEvictions += w.pub.ctEvictions.Load()
 		rc := w.pub.reals.Load()
 		if rc == nil {
 			continue
@@ -134,6 +140,11 @@ func (e *Engine) Stats() Stats {
 	// TPACKETv3 (throughput) ring; rx_mode_switches counts auto mode's moves between them.
 	lat, switches := e.rxModeStats()
 	st.Counters["rx_mode_switches"] = switches
+	// The connection tables' occupancy (a level, like rx_ring_latency) and the entries
+	// full_policy evict_oldest_idle evicted.
+	st.Counters["conntrack_entries"] = ctEntries
+	st.Counters["conntrack_capacity"] = ctCapacity
+	st.Counters["conntrack_evictions"] = ctEvictions
 	st.Counters["rx_ring_latency"] = 0
 	if lat {
 		st.Counters["rx_ring_latency"] = 1

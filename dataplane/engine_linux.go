@@ -5,7 +5,6 @@ package dataplane
 import (
 	"errors"
 	"net"
-	"net/netip"
 	"os"
 	"runtime"
 	"sync"
@@ -28,6 +27,7 @@ type engineOS struct {
 	guardSpec *guardSpec           // what guard drops now
 	hosts     hostAddrs            // this host's addresses, shared with the workers
 	rxMode    string               // RXModeAuto, RXModeThroughput or RXModeLatency
+	standby   bool                 // the sockets take nothing (see SetStandby; guarded by Engine.mu)
 	fan       *fanoutPlan          // rules of the fanout program installed last; nil without fanout (guarded by Engine.mu)
 	fanSpec   bpfgen.FanoutSpec    // what that program was built from (guarded by Engine.mu)
 	rx        rxState
@@ -75,173 +75,107 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 		n = runtime.NumCPU()
 	}
 	e := &Engine{cfg: cfg, epoch: time.Now()}
-	for _, name := range cfg.Interfaces {
+	if err := e.lookupInterfaces(); err != nil {
+		return nil, err
+	}
+	if err := checkForwarding(cfg.Interfaces); err != nil {
+		return nil, err
+	}
+	filter, err := bpfgen.SocketFilter(filterSpec(t))
+	if err != nil {
+		return nil, errorf("socket filter: %v", err)
+	}
+	if e.os.standby = cfg.Standby; cfg.Standby {
+		filter = standbyFilter
+	}
+	rx, err := rxSettingsOf(cfg.RXMode)
+	if err != nil {
+		return nil, err
+	}
+	// start acquires every kernel resource; whatever it got before a failure is released here, in
+	// one place.
+	if err := e.start(t, n, filter, rx); err != nil {
+		e.closeSockets()
+		return nil, err
+	}
+	return e, nil
+}
+
+// lookupInterfaces finds the configured interfaces and switches their receive offloads off.
+func (e *Engine) lookupInterfaces() error {
+	for _, name := range e.cfg.Interfaces {
 		ifi, err := net.InterfaceByName(name)
 		if err != nil {
-			return nil, errorf("interface %q: %v (check [dataplane] interfaces)", name, err)
+			return errorf("interface %q: %v (check [dataplane] interfaces)", name, err)
 		}
 		if len(ifi.HardwareAddr) != 6 {
-			return nil, errorf("interface %q has no Ethernet address; govs needs Ethernet interfaces", name)
+			return errorf("interface %q has no Ethernet address; govs needs Ethernet interfaces", name)
 		}
 		var mac [6]byte
 		copy(mac[:], ifi.HardwareAddr)
 		e.ifaces = append(e.ifaces, Interface{Name: name, Index: ifi.Index, MAC: mac})
 		changed, err := afpacket.DisableReceiveOffloads(name)
 		if err != nil {
-			cfg.logf("warning: could not switch receive offloads off on %s: %v", name, err)
+			e.cfg.logf("warning: could not switch receive offloads off on %s: %v", name, err)
 		} else if len(changed) > 0 {
-			cfg.logf("switched %v off on %s so frames arrive at their wire size", changed, name)
+			e.cfg.logf("switched %v off on %s so frames arrive at their wire size", changed, name)
 		}
 	}
-	if err := checkForwarding(cfg.Interfaces); err != nil {
-		return nil, err
-	}
+	return nil
+}
+
+// start opens the engine's eventfd, kernel guard and sockets for n workers, publishes t and starts
+// the goroutines. On error the caller releases what start acquired (closeSockets); no goroutine
+// has started then.
+func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSettings) error {
 	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		return nil, errorf("eventfd: %v", err)
+		return errorf("eventfd: %v", err)
 	}
 	e.os.wakefd = fd
 	e.os.stopping = make(chan struct{})
-
-	filter, err := bpfgen.SocketFilter(filterSpec(t))
-	if err != nil {
-		e.closeSockets()
-		return nil, errorf("socket filter: %v", err)
-	}
-	mode := cfg.RXMode
-	switch mode {
-	case "":
-		mode = RXModeAuto
-	case RXModeAuto, RXModeThroughput, RXModeLatency:
-	default:
-		e.closeSockets()
-		return nil, errorf("receive mode %q: use %q, %q or %q", cfg.RXMode, RXModeAuto, RXModeThroughput, RXModeLatency)
-	}
-	e.os.rxMode = mode
-	high, low, err := rxThresholds()
-	if err != nil {
-		e.closeSockets()
-		return nil, errorf("%v", err)
-	}
-	twoRings := mode != RXModeThroughput
-	ring := ringBlocks
-	if twoRings {
-		ring = ringFrames
-	}
-	e.os.rx.cur.Store(uint64(ring))
-	e.os.rx.acks = make([]paddedU64, n)
-	e.os.rx.packets = make([]paddedU64, n)
+	ring := e.os.initRX(rx.mode, n)
+	twoRings := rx.mode != RXModeThroughput
 	var fanout []bpf.RawInstruction
 	if n > 1 || twoRings {
-		// Member index = ring set * n + worker: every v3 socket joins before any v2 socket.
 		e.os.fan = planFanout(t, nil, n)
 		e.os.fanSpec = e.os.fan.spec(t)
 		if fanout, err = bpfgen.FanoutProgramSpec(e.os.fanSpec, n, int(ring)*n); err != nil {
-			e.closeSockets()
-			return nil, errorf("fanout program: %v", err)
+			return errorf("fanout program: %v", err)
 		}
 	}
-	locals := localAddrs()
-	e.os.hosts.store(locals)
-	gspec := guardSpecFor(t, locals)
-	if g, err := newKernelGuard(e.ifaces); err != nil {
-		cfg.logf("warning: the kernel will also process every frame to a VIP (slower under load): %v", err)
-	} else if err := g.set(gspec); err != nil {
-		g.close()
-		cfg.logf("warning: the kernel will also process every frame to a VIP (slower under load): %v", err)
-	} else {
-		e.os.guard = g
-		e.os.guardSpec = gspec
+	e.startGuard(t)
+
+	blocksCfg, largeCfg, framesCfg := socketConfigs(filter, fanout)
+	macs := make([][6]byte, len(e.ifaces))
+	for pi, ifc := range e.ifaces {
+		macs[pi] = ifc.MAC
 	}
-	pid := os.Getpid()
-	for wi := 0; wi < n; wi++ {
-		var socks, large []*afpacket.Socket
-		var ports []Port
-		var macs [][6]byte
-		for pi, ifc := range e.ifaces {
-			sc := afpacket.Config{
-				Interface:   ifc.Name,
-				Filter:      filter,
-				VnetHdr:     true,
-				QdiscBypass: true,
-				// Many small slots: a slot stays taken until the device frees the frame, which
-				// on veth (and a NIC's TX completion) can be a while under load.
-				TxFrameSize: smallTxSlot,
-				TxFrames:    smallTxSlots,
-			}
-			if fanout != nil {
-				sc.FanoutGroup = uint16(pid*16 + pi + 1)
-				sc.FanoutProg = fanout
-			}
-			s, err := afpacket.Open(sc)
-			if err != nil {
-				for _, s := range socks {
-					s.Close()
-				}
-				e.closeSockets()
-				return nil, errorf("worker %d on %s: %v", wi, ifc.Name, err)
-			}
-			socks = append(socks, s)
-			ports = append(ports, s)
-			macs = append(macs, ifc.MAC)
-			// A send-only socket with large slots for GSO frames (up to 64 KiB, from local TSO
-			// senders): with them in every slot the common ring would hold few frames.
-			l, err := afpacket.Open(afpacket.Config{
-				Interface:   ifc.Name,
-				Filter:      rejectAll,
-				VnetHdr:     true,
-				QdiscBypass: true,
-				NumBlocks:   1,
-				TxFrames:    largeTxSlots,
-			})
-			if err != nil {
-				for _, s := range socks {
-					s.Close()
-				}
-				e.closeSockets()
-				return nil, errorf("worker %d on %s (large frames): %v", wi, ifc.Name, err)
-			}
-			large = append(large, l)
+	for wi := range n {
+		if err := e.openPorts(&e.os.socks, wi, "", blocksCfg); err != nil {
+			return err
 		}
-		e.os.socks = append(e.os.socks, socks)
-		e.os.large = append(e.os.large, large)
-		w, err := NewWorker(wi, ports, macs, cfg.Conntrack)
+		if err := e.openPorts(&e.os.large, wi, " (large frames)", largeCfg); err != nil {
+			return err
+		}
+		w, err := NewWorker(wi, asPorts(e.os.socks[wi]), macs, e.cfg.Conntrack)
 		if err != nil {
-			e.closeSockets()
-			return nil, errorf("worker %d: connection table: %v", wi, err)
+			return errorf("worker %d: connection table: %v", wi, err)
 		}
-		lp := make([]Port, len(large))
-		for i, l := range large {
-			lp[i] = l
-		}
-		w.SetLargePorts(lp)
+		w.SetLargePorts(asPorts(e.os.large[wi]))
 		w.hosts = &e.os.hosts
 		e.workers = append(e.workers, w)
 	}
 	if twoRings {
-		for wi := 0; wi < n; wi++ {
-			var socks []*afpacket.Socket
-			for pi, ifc := range e.ifaces {
-				s, err := afpacket.Open(afpacket.Config{
-					Interface:   ifc.Name,
-					Filter:      filter,
-					VnetHdr:     true,
-					FrameRing:   true,
-					FanoutGroup: uint16(pid*16 + pi + 1),
-					FanoutProg:  fanout,
-				})
-				if err != nil {
-					for _, s := range socks {
-						s.Close()
-					}
-					e.closeSockets()
-					return nil, errorf("worker %d on %s (latency ring): %v", wi, ifc.Name, err)
-				}
-				socks = append(socks, s)
+		// A fanout member's index is its ring set * n + its worker: every TPACKETv3 socket joins
+		// its interface's group before any TPACKET_V2 socket.
+		for wi := range n {
+			if err := e.openPorts(&e.os.frames, wi, " (latency ring)", framesCfg); err != nil {
+				return err
 			}
-			e.os.frames = append(e.os.frames, socks)
 		}
 	}
+
 	e.tables.Store(t)
 	cpus := allowedCPUs()
 	for wi, w := range e.workers {
@@ -252,16 +186,89 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 		e.os.wg.Add(1)
 		go e.routineWorker(w, wi, e.os.socks[wi], frames, cpus[wi%len(cpus)])
 	}
-	if mode == RXModeAuto {
+	if rx.mode == RXModeAuto {
 		e.os.wg.Add(1)
-		go e.routineRXControl(newRXPolicy(high, low))
+		go e.routineRXControl(newRXPolicy(rx.high, rx.low))
 	}
 	if n > 1 {
 		e.os.wg.Add(1)
 		go e.routineFanout()
 	}
-	cfg.logf("data plane: %d workers on %v, CPUs %v, rx_mode %s (receiving on the %s ring)", n, cfg.Interfaces, cpus, mode, ring)
-	return e, nil
+	e.cfg.logf("data plane: %d workers on %v, CPUs %v, rx_mode %s (receiving on the %s ring)", n, e.cfg.Interfaces, cpus, rx.mode, ring)
+	return nil
+}
+
+// openPorts opens worker wi's socket on every interface, configured by conf, as row wi of set (one
+// of engineOS's socket sets). What it opened before a failure stays in set, for closeSockets.
+func (e *Engine) openPorts(set *[][]*afpacket.Socket, wi int, what string, conf func(pi int, ifc Interface) afpacket.Config) error {
+	*set = append(*set, make([]*afpacket.Socket, 0, len(e.ifaces)))
+	row := &(*set)[wi]
+	for pi, ifc := range e.ifaces {
+		s, err := afpacket.Open(conf(pi, ifc))
+		if err != nil {
+			return errorf("worker %d on %s%s: %v", wi, ifc.Name, what, err)
+		}
+		*row = append(*row, s)
+	}
+	return nil
+}
+
+// socketConfigs returns the configuration of each socket set's socket on interface pi, given the
+// socket filter and the fanout program (nil: no fanout group): blocks for the TPACKETv3 sockets
+// (throughput ring, and the transmit ring of small slots), large for the send-only sockets with
+// large slots, frames for the TPACKET_V2 sockets (latency ring). Both receiving sets of an
+// interface join its one fanout group.
+func socketConfigs(filter, fanout []bpf.RawInstruction) (blocks, large, frames func(pi int, ifc Interface) afpacket.Config) {
+	pid := os.Getpid()
+	group := func(pi int) uint16 { return uint16(pid*16 + pi + 1) }
+	blocks = func(pi int, ifc Interface) afpacket.Config {
+		c := afpacket.Config{
+			Interface:   ifc.Name,
+			Filter:      filter,
+			VnetHdr:     true,
+			QdiscBypass: true,
+			// Many small slots: a slot stays taken until the device frees the frame, which on
+			// veth (and a NIC's TX completion) can be a while under load.
+			TxFrameSize: smallTxSlot,
+			TxFrames:    smallTxSlots,
+		}
+		if fanout != nil {
+			c.FanoutGroup, c.FanoutProg = group(pi), fanout
+		}
+		return c
+	}
+	// Large slots for GSO frames (up to 64 KiB, from local TSO senders): with them in every slot
+	// the common ring would hold few frames.
+	large = func(_ int, ifc Interface) afpacket.Config {
+		return afpacket.Config{
+			Interface:   ifc.Name,
+			Filter:      rejectAll,
+			VnetHdr:     true,
+			QdiscBypass: true,
+			NumBlocks:   1,
+			TxFrames:    largeTxSlots,
+		}
+	}
+	frames = func(pi int, ifc Interface) afpacket.Config {
+		return afpacket.Config{
+			Interface:   ifc.Name,
+			Filter:      filter,
+			VnetHdr:     true,
+			FrameRing:   true,
+			FanoutGroup: group(pi),
+			FanoutProg:  fanout,
+		}
+	}
+	return blocks, large, frames
+}
+
+// asPorts returns socks as a worker's transmit ports.
+func asPorts(socks []*afpacket.Socket) []Transmitter {
+	ps := make([]Transmitter, len(socks))
+	for i, s := range socks {
+		ps[i] = s
+	}
+	return ps
 }
 
 // program makes the sockets admit, spread and guard t's traffic. Publish has handed t to the
@@ -301,16 +308,10 @@ func (eo *engineOS) program(e *Engine, t *Tables) error {
 		plan.report(t, eo.fan, e.cfg.logf)
 		eo.fan, eo.fanSpec = plan, fspec
 	}
-	for _, set := range [][][]*afpacket.Socket{eo.socks, eo.frames} {
-		for _, socks := range set {
-			for _, s := range socks {
-				if err := s.SetFilter(filter); err != nil {
-					return errorf("set socket filter: %v", err)
-				}
-			}
-		}
+	if eo.standby {
+		filter = standbyFilter
 	}
-	return nil
+	return eo.setFilter(filter)
 }
 
 // setFanout installs prog as every interface's fanout program.
@@ -375,7 +376,7 @@ func (eo *engineOS) refan(e *Engine) error {
 //
 // With two rings per interface (frames non-nil), it reads the ring the fanout program sends to
 // and, before that, the other one: the other ring gets only frames the fanout program aborted on
-// (too short to parse, see bpfgen.FanoutProgramBase) and, right after a switch, the frames that
+// (too short to parse, see bpfgen.FanoutProgramSpec) and, right after a switch, the frames that
 // arrived before it. Until the old ring has handed over its last frame (a partly filled block
 // waits for its retire timer), the worker does not read the new ring of that interface, so no
 // flow is reordered; then it acknowledges the switch.
@@ -427,7 +428,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 				if ring == ringFrames {
 					active, other = frames[i], s
 				}
-				got += e.drain(w, i, other, now)
+				got += w.Receive(i, other, now)
 				if draining[i] {
 					if !other.RxIdle() && now-drainStart < int64(rxDrainMax) {
 						continue // the new ring waits until the old one is empty
@@ -442,7 +443,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 					}
 				}
 			}
-			got += e.drain(w, i, active, now)
+			got += w.Receive(i, active, now)
 		}
 		packets += uint64(got)
 		e.os.rx.packets[wi].Store(packets)
@@ -479,21 +480,6 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 			}
 		}
 	}
-}
-
-// drain hands up to about rxBudget frames of s to w as port i, a batch at a time, and returns how
-// many.
-func (e *Engine) drain(w *Worker, i int, s *afpacket.Socket, now int64) int {
-	got := 0
-	for got < rxBudget {
-		n := s.NextBatch(w.rx[:])
-		if n == 0 {
-			break
-		}
-		w.ProcessBatch(i, w.rx[:n], now)
-		got += n
-	}
-	return got
 }
 
 // Close stops the workers, waits for them and closes (unmaps) every ring. It does not hold mu
@@ -600,53 +586,5 @@ func checkForwarding(ifaces []string) error {
 			}
 		}
 	}
-	return nil
-}
-
-// guardSpecFor lists what the kernel guard drops for t: frames to the VIPs, and NAT replies from
-// the real servers (those draining after a reload included) unless addressed to one of this
-// host's own addresses.
-func guardSpecFor(t *Tables, locals []netip.Addr) *guardSpec {
-	spec := &guardSpec{locals: locals}
-	seen := map[netip.Addr]bool{}
-	for _, s := range t.Services {
-		if s == nil {
-			continue
-		}
-		if a := s.VIP.Addr(); !seen[a] {
-			seen[a] = true
-			spec.vips = append(spec.vips, a)
-		}
-	}
-	for _, r := range t.Reals {
-		if s := t.owner(r); s != nil && s.Method == MethodNAT {
-			spec.reals = append(spec.reals, guardReal{addr: r.Addr.Addr(), proto: s.Proto, port: r.Addr.Port()})
-		}
-	}
-	return spec
-}
-
-// RefreshKernelGuard re-reads this host's addresses and updates the guard's rules if they changed
-// (replies to the host's own addresses must reach the kernel), and the workers' view of them (such
-// frames are counted as to_host, not dropped). The daemon calls it periodically.
-func (e *Engine) RefreshKernelGuard() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.os.closed {
-		return nil
-	}
-	locals := localAddrs()
-	e.os.hosts.store(locals)
-	if e.os.guard == nil || e.os.guardSpec == nil {
-		return nil
-	}
-	spec := guardSpecFor(e.tables.Load(), locals)
-	if spec.equal(e.os.guardSpec) {
-		return nil
-	}
-	if err := e.os.guard.set(spec); err != nil {
-		return errorf("%v", err)
-	}
-	e.os.guardSpec = spec
 	return nil
 }

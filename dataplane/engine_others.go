@@ -25,3 +25,9 @@ func (e *Engine) SocketStats() afpacket.Stats { return afpacket.Stats{} }
 
 // RefreshKernelGuard has nothing to refresh where there is no data plane.
 func (e *Engine) RefreshKernelGuard() error { return nil }
+
+// SetStandby has no sockets to change where there is no data plane.
+func (e *Engine) SetStandby(on bool) error { return nil }
+
+// Standby reports false where there is no data plane.
+func (e *Engine) Standby() bool { return false }

@@ -15,7 +15,7 @@ import (
 // fuzzWorker returns a worker with the standard NAT and DR services and a few live connections,
 // so that mutated replies and ICMP errors reach the established paths.
 func fuzzWorker(tabs *Tables, warm [][]byte, ports []*dataplanetest.Port) *Worker {
-	w := mustWorker(nil, 0, []Port{ports[0], ports[1]}, [][6]byte{macPort0, macPort1}, 16)
+	w := mustWorker(nil, 0, []Transmitter{ports[0], ports[1]}, [][6]byte{macPort0, macPort1}, 16)
 	w.SetTables(tabs)
 	for _, b := range warm {
 		w.Process(0, append([]byte(nil), b...), &afpacket.RxMeta{Len: uint32(len(b))}, 1)

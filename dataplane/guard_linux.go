@@ -57,6 +57,74 @@ func (s *guardSpec) equal(o *guardSpec) bool {
 	return o != nil && slices.Equal(s.vips, o.vips) && slices.Equal(s.reals, o.reals) && slices.Equal(s.locals, o.locals)
 }
 
+// startGuard records this host's addresses for the workers and sets the kernel guard up for t.
+// Without a guard govs still works, at the kernel's extra cost: a failure is a warning.
+func (e *Engine) startGuard(t *Tables) {
+	locals := localAddrs()
+	e.os.hosts.store(locals)
+	spec := guardSpecFor(t, locals)
+	g, err := newKernelGuard(e.ifaces)
+	if err == nil {
+		if err = g.set(spec); err != nil {
+			g.close()
+		}
+	}
+	if err != nil {
+		e.cfg.logf("warning: the kernel will also process every frame to a VIP (slower under load): %v", err)
+		return
+	}
+	e.os.guard = g
+	e.os.guardSpec = spec
+}
+
+// guardSpecFor lists what the kernel guard drops for t: frames to the VIPs, and NAT replies from
+// the real servers (those draining after a reload included) unless addressed to one of this
+// host's own addresses.
+func guardSpecFor(t *Tables, locals []netip.Addr) *guardSpec {
+	spec := &guardSpec{locals: locals}
+	seen := map[netip.Addr]bool{}
+	for _, s := range t.Services {
+		if s == nil {
+			continue
+		}
+		if a := s.VIP.Addr(); !seen[a] {
+			seen[a] = true
+			spec.vips = append(spec.vips, a)
+		}
+	}
+	for _, r := range t.Reals {
+		if s := t.owner(r); s != nil && s.Method == MethodNAT {
+			spec.reals = append(spec.reals, guardReal{addr: r.Addr.Addr(), proto: s.Proto, port: r.Addr.Port()})
+		}
+	}
+	return spec
+}
+
+// RefreshKernelGuard re-reads this host's addresses and updates the guard's rules if they changed
+// (replies to the host's own addresses must reach the kernel), and the workers' view of them (such
+// frames are counted as to_host, not dropped). The daemon calls it periodically.
+func (e *Engine) RefreshKernelGuard() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.os.closed {
+		return nil
+	}
+	locals := localAddrs()
+	e.os.hosts.store(locals)
+	if e.os.guard == nil || e.os.guardSpec == nil {
+		return nil
+	}
+	spec := guardSpecFor(e.tables.Load(), locals)
+	if spec.equal(e.os.guardSpec) {
+		return nil
+	}
+	if err := e.os.guard.set(spec); err != nil {
+		return errorf("%v", err)
+	}
+	e.os.guardSpec = spec
+	return nil
+}
+
 // guardTable is the nftables table govs owns (nft list table netdev govs).
 const guardTable = "govs"
 
@@ -176,11 +244,12 @@ func localAddrs() []netip.Addr {
 	return out
 }
 
-// close deletes govs's table.
+// close deletes govs's table. A table already gone (deleted by hand, say) is what close wants:
+// no error.
 func (g *kernelGuard) close() error {
 	g.conn.DelTable(g.table)
 	var errs []error
-	if err := g.conn.Flush(); err != nil {
+	if err := g.conn.Flush(); err != nil && !errors.Is(err, unix.ENOENT) {
 		errs = append(errs, fmt.Errorf("failed to delete nftables table netdev %s: %w", g.table.Name, err))
 	}
 	if err := g.conn.CloseLasting(); err != nil {

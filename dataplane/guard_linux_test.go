@@ -97,3 +97,36 @@ func TestKernelGuard(t *testing.T) {
 		}
 	})
 }
+
+// TestKernelGuardCloseGone: close of a guard whose table someone else deleted (by hand, or a
+// stray govs) reports nothing: the table is gone, which is what close wants.
+func TestKernelGuardCloseGone(t *testing.T) {
+	netnstest.RequireRoot(t)
+	ns := netnstest.NewNetns(t, "guardgone")
+	netnstest.IP(t, "-n", ns, "link", "add", "g0", "type", "veth", "peer", "name", "g1")
+	netnstest.IP(t, "-n", ns, "link", "set", "g0", "up")
+	netnstest.InNetns(t, ns, func() {
+		ifi, err := net.InterfaceByName("g0")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		g, err := newKernelGuard([]Interface{{Name: "g0", Index: ifi.Index}})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		c, err := nftables.New()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		c.DelTable(&nftables.Table{Family: nftables.TableFamilyNetdev, Name: guardTable})
+		if err := c.Flush(); err != nil {
+			t.Errorf("failed to delete the table behind the guard's back: %v", err)
+		}
+		if err := g.close(); err != nil {
+			t.Errorf("close of a guard whose table is gone: %v", err)
+		}
+	})
+}

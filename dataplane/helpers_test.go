@@ -110,7 +110,7 @@ type rig struct {
 func newRig(tb testing.TB, t *Tables, capacity int) *rig {
 	tb.Helper()
 	r := &rig{tables: t}
-	ps := make([]Port, 2)
+	ps := make([]Transmitter, 2)
 	for i := range r.ports {
 		r.ports[i] = dataplanetest.NewPort(1<<17, 64)
 		r.out[i] = &dataplanetest.Collector{}
@@ -448,7 +448,7 @@ func makePartial(tb testing.TB, b []byte) afpacket.VnetHdr {
 }
 
 // mustWorker builds a worker with a table of capacity entries and IPVS's default timeouts.
-func mustWorker(tb testing.TB, id int, ports []Port, macs [][6]byte, capacity int) *Worker {
+func mustWorker(tb testing.TB, id int, ports []Transmitter, macs [][6]byte, capacity int) *Worker {
 	w, err := NewWorker(id, ports, macs, conntrack.Config{MaxEntries: capacity})
 	if err != nil {
 		if tb == nil {

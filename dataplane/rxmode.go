@@ -82,6 +82,29 @@ func (p *rxPolicy) sample(pps float64, dropped bool, now time.Duration) rxRing {
 	return p.cur
 }
 
+// rxSettings is the receive mode and, for auto mode, its thresholds.
+type rxSettings struct {
+	mode      string  // RXModeAuto, RXModeThroughput or RXModeLatency
+	high, low float64 // auto mode's thresholds (rxThresholds)
+}
+
+// rxSettingsOf checks the configured receive mode ("" is auto) and reads the thresholds.
+func rxSettingsOf(mode string) (rxSettings, error) {
+	s := rxSettings{mode: mode}
+	switch mode {
+	case "":
+		s.mode = RXModeAuto
+	case RXModeAuto, RXModeThroughput, RXModeLatency:
+	default:
+		return s, errorf("receive mode %q: use %q, %q or %q", mode, RXModeAuto, RXModeThroughput, RXModeLatency)
+	}
+	var err error
+	if s.high, s.low, err = rxThresholds(); err != nil {
+		return s, errorf("%v", err)
+	}
+	return s, nil
+}
+
 // rxThresholds returns the auto thresholds; GOVS_RX_AUTO_PPS="HIGH:LOW" overrides them (for
 // tests and tuning on other hardware).
 func rxThresholds() (high, low float64, err error) {

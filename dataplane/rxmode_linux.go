@@ -8,6 +8,21 @@ import (
 	"github.com/govs/govs/dataplane/bpfgen"
 )
 
+// initRX sets the receive state up for mode with workers workers and returns the ring set that
+// receives first: the latency ring wherever there is one (auto mode starts there, as at a low
+// rate), else the throughput ring.
+func (eo *engineOS) initRX(mode string, workers int) rxRing {
+	eo.rxMode = mode
+	ring := ringBlocks
+	if mode != RXModeThroughput {
+		ring = ringFrames
+	}
+	eo.rx.cur.Store(uint64(ring))
+	eo.rx.acks = make([]paddedU64, workers)
+	eo.rx.packets = make([]paddedU64, workers)
+	return ring
+}
+
 // routineRXControl is auto mode's controller: every rxSampleTick it measures the receive rate
 // (and the latency ring's drops) and, when the policy says so and every worker has finished the
 // previous switch, moves traffic to the other ring set.
@@ -70,33 +85,6 @@ func (e *Engine) switchRing(ring rxRing) error {
 	e.os.rx.cur.Store((gen+1)<<1 | uint64(ring))
 	e.os.rx.switches.Add(1)
 	return nil
-}
-
-// SetRXRing forces the ring set in auto or latency mode (latency=true: TPACKET_V2 frames), as a
-// switch does; tests use it to switch under load. It waits up to timeout for the previous switch
-// to finish.
-func (e *Engine) SetRXRing(latency bool, timeout time.Duration) error {
-	if e.os.frames == nil {
-		return errorf("rx_mode %s has only the throughput ring", e.os.rxMode)
-	}
-	ring := ringBlocks
-	if latency {
-		ring = ringFrames
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		cur, gen := e.os.rx.load()
-		if e.os.rx.allAcked(gen) {
-			if cur == ring {
-				return nil
-			}
-			return e.switchRing(ring)
-		}
-		if time.Now().After(deadline) {
-			return errorf("workers did not finish the previous ring switch in %v", timeout)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func (e *Engine) rxPackets() uint64 {

@@ -4,6 +4,7 @@ import (
 	"net/netip"
 
 	"github.com/govs/govs/dataplane/bpfgen"
+	"github.com/govs/govs/dataplane/frame"
 	"github.com/govs/govs/sched"
 )
 
@@ -42,6 +43,9 @@ type Tables struct {
 	// ExpireNodestConn drops a removed real server's connections at their next packet instead of
 	// forwarding them until they end (IPVS expire_nodest_conn).
 	ExpireNodestConn bool
+	// Draining refuses new connections (counted as "draining") while established ones are still
+	// forwarded: a stand-alone node that is stopping (shutdown_drain).
+	Draining bool
 
 	byVIP map[serviceKey]uint16
 }
@@ -62,6 +66,9 @@ type Service struct {
 	PersistenceBits int
 	// OnePacket schedules each UDP datagram on its own (IPVS one-packet scheduling).
 	OnePacket bool
+	// NoQuorum: fewer of its real servers are up than its quorum asks, and it has no sorry server
+	// to stand in: it takes no new connections (DropNoQuorum); established ones carry on.
+	NoQuorum bool
 	// RealIDs lists the service's real servers, in config order; the scheduler's dests use the same order.
 	RealIDs []uint16
 	// Dests is the scheduler's view of RealIDs (weight, availability, counts), built by Finish.
@@ -88,6 +95,17 @@ type Real struct {
 	// Removed marks a real server a reload took out of its service: it gets no new connections;
 	// its established ones are forwarded to it until they end, unless Tables.ExpireNodestConn.
 	Removed bool
+	// Down marks a real server its health check found down (on_failure "remove"): it gets no new
+	// connections. Its TCP connections end at their next packet under Tables.ExpireNodestConn
+	// (else they are forwarded until they end); its UDP ones end at once, the flow's next datagram
+	// being scheduled afresh to a real server that is up.
+	Down bool
+	// Standby marks a real server that takes no new connections for now but keeps its established
+	// ones: a sorry server while real servers of its service are up, and the real servers while
+	// the sorry server stands in for them (their service below its quorum).
+	Standby bool
+	// Sorry marks the service's sorry server, which is not one of its configured real servers.
+	Sorry bool
 	// Disabled marks a real server the operator took out of rotation (`govs ctl disable`): it
 	// gets no new connections, not even a persistent client's; its established ones go on.
 	Disabled bool
@@ -99,6 +117,10 @@ type Real struct {
 	UpperThreshold, LowerThreshold uint32
 
 	addr [16]byte
+	// Set by Finish, so that a packet tests one field where it would test several:
+	avail  bool // takes new connections: resolved, and neither removed, down, on standby nor disabled
+	gone   bool // removed or down: the express lane leaves its frames to forward
+	expire bool // its connections end at their next packet (see Removed and Down)
 }
 
 type serviceKey struct {
@@ -120,6 +142,12 @@ func (t *Tables) Finish() {
 		if r.Counts == nil {
 			r.Counts = new(sched.Counts)
 		}
+		r.avail = r.Resolved && !r.Removed && !r.Down && !r.Standby && !r.Disabled
+		r.gone = r.Removed || r.Down
+		r.expire = (r.Removed || r.Down) && t.ExpireNodestConn
+		if s := t.owner(r); s != nil && r.Down && s.Proto == frame.ProtoUDP {
+			r.expire = true
+		}
 	}
 	for _, s := range t.Services {
 		if s == nil {
@@ -134,7 +162,7 @@ func (t *Tables) Finish() {
 				Addr:           r.addr,
 				Port:           r.Addr.Port(),
 				Weight:         r.Weight,
-				Available:      r.Resolved && !r.Removed && !r.Disabled,
+				Available:      r.avail,
 				Counts:         r.Counts,
 				UpperThreshold: r.UpperThreshold,
 				LowerThreshold: r.LowerThreshold,

@@ -13,12 +13,25 @@ import (
 	"github.com/govs/govs/sched"
 )
 
-// Port is one interface's frame I/O as one worker sees it: the receive side of its ring and the
-// transmit side of its TX ring. afpacket.Socket implements it; tests and the offline benchmark
-// harness supply in-memory ports.
-type Port interface {
-	// Next returns the next received frame; the slice is valid until the next call to Next.
-	Next() (frame []byte, meta *afpacket.RxMeta, ok bool)
+// Receiver is the receive side of one interface's ring as a worker reads it (Worker.Receive).
+// afpacket.Socket implements it; tests supply in-memory ports (dataplanetest.Port).
+type Receiver interface {
+	// NextBatch fills fs with the next received frames, at most len(fs), and returns how many, 0
+	// when none is waiting. The frames stay valid, and writable, until the next call.
+	NextBatch(fs []afpacket.Frame) int
+}
+
+// Transmitter is the transmit side of one interface's TX ring as a worker writes it.
+// afpacket.Socket implements it; tests and the offline benchmark harness supply in-memory ports
+// (dataplanetest.Port).
+//
+// The worker calls TxSend through it once per frame, and that call stays indirect in every build:
+// the PGO profile (cmd/govs/default.pgo) is recorded from a replay, whose hot TxSend is
+// dataplanetest.Port's, a type this package does not import, so PGO devirtualises nothing here.
+// The concrete socket would spare the live data plane that indirect call but leave tests, the
+// replay and make bench-instr without in-memory ports; bench-instr counts the same indirect call
+// the live data plane makes.
+type Transmitter interface {
 	// TxFrame returns a free transmit slot or nil when the ring is full.
 	TxFrame() []byte
 	// TxCommit queues the slot TxFrame returned with n bytes.
@@ -30,7 +43,10 @@ type Port interface {
 	Flush() (int, error)
 }
 
-var _ Port = (*afpacket.Socket)(nil)
+var (
+	_ Receiver    = (*afpacket.Socket)(nil)
+	_ Transmitter = (*afpacket.Socket)(nil)
+)
 
 const (
 	tcpFIN = 0x01
@@ -55,28 +71,27 @@ const (
 // A Worker is not safe for concurrent use; the engine runs each in its own goroutine.
 type Worker struct {
 	id    int
-	ports []Port
+	ports []Transmitter
 	macs  [][6]byte // per port: the interface's own MAC (the source of what we send)
 
 	tables *Tables
 	scheds []sched.Scheduler // indexed by service ID, rebuilt when Tables changes
 	ct     *conntrack.Table
 
-	now     int64
-	dirty   uint64 // bit i: transmit port i (see txPort) has frames committed but not flushed
-	large   []Port // per port, a transmit port with large slots, or nil
-	slot    []int  // per port, the size of its transmit slots
-	partial int    // offset of the current frame's partial checksum field, inverted for rewriting, or -1
+	now   int64
+	dirty uint64        // bit i: transmit port i (see txPort) has frames committed but not flushed
+	large []Transmitter // per port, a transmit port with large slots, or nil
+	slot  []int         // per port, the size of its transmit slots
 
-	p, inner frame.Parsed
-	rx       [MaxBatch]afpacket.Frame // the engine's receive batch
-	batch    [MaxBatch]frame.Parsed   // ProcessBatch's parses
-	acts     [MaxBatch]uint8          // ProcessBatch: what each frame of the batch needs
-	hashes   [MaxBatch]uint64         // ProcessBatch: connection-table hashes of the frames to forward
-	hints    [MaxBatch]uint32         // ProcessBatch: the table's guesses at their entries (Prefetch)
-	key      flow.Tuple               // icmpError's lookup key
-	tkey     flow.Tuple               // persistence template key
-	miss     conntrack.Miss           // forward's lookup, for newConn's insert
+	inner  frame.Parsed             // icmpError: the packet an ICMP error quotes
+	rx     [MaxBatch]afpacket.Frame // Receive's batch
+	batch  [MaxBatch]frame.Parsed   // ProcessBatch's parses
+	acts   [MaxBatch]uint8          // ProcessBatch: what each frame of the batch needs
+	hashes [MaxBatch]uint64         // ProcessBatch: connection-table hashes of the frames to forward
+	hints  [MaxBatch]uint32         // ProcessBatch: the table's guesses at their entries (Prefetch)
+	key    flow.Tuple               // icmpError's lookup key
+	tkey   flow.Tuple               // persistence template key
+	miss   conntrack.Miss           // forward's lookup, for newConn's insert
 
 	c    counters
 	pub  *published
@@ -85,8 +100,7 @@ type Worker struct {
 	rt  []realTally // worker-local per-real traffic, indexed by real-server ID
 	rcN []uint64    // worker-local per-real connections scheduled, indexed by real-server ID
 
-	expireTick int64  // table tick of the last expiry sweep step
-	expressed  uint64 // frames the express lane forwarded (for tests: proof that it ran)
+	expireTick int64 // table tick of the last expiry sweep step
 
 	hosts *hostAddrs // the balancer's own addresses, kept current by the engine; nil: none
 
@@ -99,8 +113,8 @@ type Worker struct {
 }
 
 // NewWorker builds a worker over ports (macs[i] is port i's own MAC) with its own connection
-// table. It starts nothing; call Process for each frame or let the engine run it.
-func NewWorker(id int, ports []Port, macs [][6]byte, ct conntrack.Config) (*Worker, error) {
+// table. It starts nothing; call ProcessBatch with received frames or let the engine run it.
+func NewWorker(id int, ports []Transmitter, macs [][6]byte, ct conntrack.Config) (*Worker, error) {
 	if len(ports) > MaxPorts {
 		return nil, fmt.Errorf("failed to create worker %d: %d interfaces, at most %d", id, len(ports), MaxPorts)
 	}
@@ -174,21 +188,6 @@ func sameDests(a, b *Service) bool {
 	return true
 }
 
-// Process handles one received frame from port in. now is monotonic nanoseconds. The frame may be
-// modified in place. It never allocates.
-func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
-	w.now = now
-	p := &w.p
-	w.c[cRxFrames]++
-	w.partial = -1
-	switch w.classify(b, meta, p) {
-	case actForward:
-		w.forward(in, b, meta, p, w.ct.Hash(&p.Tuple), 0)
-	case actICMPError:
-		w.icmpError(in, b, meta, p)
-	}
-}
-
 // MaxPorts is the most ports a worker serves: its transmit ports (a small- and a large-slot one per
 // port) are tracked in a 64-bit mask. config.MaxInterfaces keeps configurations within it.
 const MaxPorts = 32
@@ -196,9 +195,9 @@ const MaxPorts = 32
 // MaxBatch is the most frames ProcessBatch handles in one pass; it takes longer batches in pieces.
 const MaxBatch = 32
 
-// ProcessBatch handles frames received from port in, in order, as Process would one by one, and
-// returns a bit mask of the frames it queued for transmission (bit i: fs[i]; bits only for the first
-// 64). The frames may be modified in place. It never allocates.
+// ProcessBatch handles frames received from port in, in order, and returns a bit mask of the
+// frames it queued for transmission (bit i: fs[i]; bits only for the first 64). The frames may be
+// modified in place. It never allocates.
 //
 // It parses the whole batch first and has the connection table prefetch every frame's entry
 // (conntrack.Table.Prefetch), so the batch's cache misses overlap instead of each frame waiting for
@@ -226,7 +225,6 @@ func (w *Worker) ProcessBatch(in int, fs []afpacket.Frame, now int64) (sent uint
 		for i := range batch {
 			f := &batch[i]
 			var ok bool
-			w.partial = -1 // a frame's partial checksum ends with it, sent or dropped
 			switch w.acts[i] {
 			case actForward:
 				var done bool
@@ -243,6 +241,26 @@ func (w *Worker) ProcessBatch(in int, fs []afpacket.Frame, now int64) (sent uint
 		}
 	}
 	return sent
+}
+
+// Receive hands up to about rxBudget frames of r to ProcessBatch as port in, a batch at a time,
+// and returns how many. The engine calls it for each of its rings in turn.
+//
+// It calls r through the interface once per batch of up to MaxBatch frames (the engine's sockets
+// are not devirtualised: no profile has the engine's loop), which costs the live data plane a
+// couple of instructions per batch, a tenth of one per frame or less; in return tests and the
+// engine run one receive loop.
+func (w *Worker) Receive(in int, r Receiver, now int64) int {
+	got := 0
+	for got < rxBudget {
+		n := r.NextBatch(w.rx[:])
+		if n == 0 {
+			break
+		}
+		w.ProcessBatch(in, w.rx[:n], now)
+		got += n
+	}
+	return got
 }
 
 // What classify found a frame to need.
@@ -282,8 +300,9 @@ func (w *Worker) classify(b []byte, meta *afpacket.RxMeta, p *frame.Parsed) uint
 // table's guess at its entry, or 0), rewrites the frame and queues it for transmission; it reports
 // whether it did.
 func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64, hint uint32) bool {
+	partial := -1 // the offset of the transport checksum field while it is partial
 	if meta.Vnet.Flags != 0 || meta.Status&afpacket.StatusCsumNotReady != 0 {
-		w.receivedChecksum(b, meta, p)
+		partial = w.receivedChecksum(b, meta, p)
 	}
 
 	id, dir, ok := w.ct.LookupMiss(&p.Tuple, h, hint, &w.miss)
@@ -315,10 +334,24 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 	// connection must not follow the ID there (TestReloadRealIDReused). A reload that removes the
 	// whole virtual server ends its connections (TestReloadServiceRemoved).
 	svc := w.tables.serviceAt(c.VS)
-	if r == nil || r.Service != c.VS || svc == nil || (r.Removed && w.tables.ExpireNodestConn) {
+	if r == nil || r.Service != c.VS || svc == nil || r.expire {
+		down := r != nil && r.Service == c.VS && r.Down
 		w.removeConn(id, c)
-		w.drop(DropRealRemoved)
-		return false
+		if !down || dir != conntrack.DirOriginal || p.Proto != frame.ProtoUDP {
+			if down {
+				w.drop(DropRealDown)
+			} else {
+				w.drop(DropRealRemoved)
+			}
+			return false
+		}
+		// A datagram of a flow whose real server went down: the flow moves to a server that is
+		// up (the new connection's real server is one, as it is available).
+		if id, ok = w.newConn(in, b, p); !ok {
+			return false
+		}
+		c = w.ct.Get(id)
+		r, svc = w.tables.real(c.RS()), w.tables.serviceAt(c.VS)
 	}
 	if old, cur := w.ct.TouchConn(c, dir, p.TCPFlags, w.now); old != cur {
 		activeChanged(r, old, cur)
@@ -332,9 +365,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 			return false
 		}
 		if svc.Method == MethodNAT {
-			old := p.DstPort
-			frame.RewriteDst(b, p, r.addr, realPort(r, p.DstPort))
-			w.unadjustPartialPort(b, p, old, p.DstPort)
+			rewriteDst(b, p, partial, r.addr, realPort(r, p.DstPort))
 		}
 		if !w.transmit(r.Port, b, meta, r.MAC) {
 			return false
@@ -343,9 +374,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		return true
 	}
 	// A reply from the real server (NAT): back to the client as if from the VIP.
-	old := p.SrcPort
-	frame.RewriteSrc(b, p, svc.addr, virtualPort(svc, p.SrcPort))
-	w.unadjustPartialPort(b, p, old, p.SrcPort)
+	rewriteSrc(b, p, partial, svc.addr, virtualPort(svc, p.SrcPort))
 	if !w.transmit(int(c.InPort), b, meta, c.ClientMAC()) {
 		return false
 	}
@@ -357,7 +386,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 // found, the way forward would, in fewer steps: most frames are such frames. It reports done
 // false, having changed nothing, for a frame that needs more than the common case, which forward
 // then handles: a client's SYN or a one-packet service (either may need a new connection), a
-// real server that is gone, removed or not resolved, checksum offload state, a VLAN tag, IP
+// real server that is gone, removed, down or not resolved, checksum offload state, a VLAN tag, IP
 // options or IPv6 extension headers. (RewriteFast changes nothing when it declines.)
 func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent, done bool) {
 	b, meta := f.Data, &f.Meta
@@ -370,7 +399,7 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 		return false, false
 	}
 	r, svc := w.tables.real(c.RS()), w.tables.serviceAt(c.VS)
-	if r == nil || r.Service != c.VS || r.Removed || svc == nil {
+	if r == nil || r.Service != c.VS || r.gone || svc == nil {
 		return false, false
 	}
 	out, mac := int(c.InPort), c.ClientMAC()
@@ -405,7 +434,7 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 		return false, true
 	}
 	w.c[counter]++
-	w.expressed++
+	w.c[cExpress]++
 	return true, true
 }
 
@@ -423,20 +452,23 @@ func activeChanged(r *Real, old, cur conntrack.State) {
 	}
 }
 
-// usable reports whether real server r takes new connections of c's service. One whose next hop is
-// not resolved takes none (as the schedulers see it too): a bare SYN on the tuple of a connection
-// bound to it is scheduled afresh instead of waiting, dropped, for the neighbour entry.
+// usable reports whether real server r takes new connections of c's service, as the schedulers see
+// it. One whose next hop is not resolved takes none: a bare SYN on the tuple of a connection bound
+// to it is scheduled afresh instead of waiting, dropped, for the neighbour entry. So is one on the
+// tuple of a connection to a server that is down, quiesced (weight 0) or on standby.
 func usable(r *Real, c *conntrack.Conn) bool {
-	return r != nil && r.Service == c.VS && !r.Removed && !r.Disabled && r.Weight > 0 && r.Resolved
+	return r != nil && r.Service == c.VS && r.avail && r.Weight > 0
 }
 
-// receivedChecksum prepares the checksum of a frame received with offload state for rewriting.
+// receivedChecksum prepares the checksum of a frame received with offload state for rewriting: it
+// returns the offset of the transport checksum field if that stays partial, else -1.
 //
 // A local sender (or GRO/GSO) left the transport checksum partial: the field holds only the
-// pseudo-header sum and the device is to finish it. Keep it partial (the TX ring's virtio header
-// asks the kernel or the NIC to finish it) and adjust the pseudo-header part while rewriting; where
-// that is impossible, finish it here.
-func (w *Worker) receivedChecksum(b []byte, meta *afpacket.RxMeta, p *frame.Parsed) {
+// pseudo-header sum and the device is to finish it. It stays partial (the TX ring's virtio header
+// asks the kernel or the NIC to finish it) and the rewrite adjusts the pseudo-header part
+// (rewriteDst, rewriteSrc); where the field is not where a partial checksum can be, it is
+// finished here.
+func (w *Worker) receivedChecksum(b []byte, meta *afpacket.RxMeta, p *frame.Parsed) int {
 	csum := -1
 	if meta.Vnet.Flags&afpacket.VnetHdrFNeedsCsum != 0 {
 		csum = int(meta.Vnet.CsumStart) + int(meta.Vnet.CsumOffset)
@@ -451,36 +483,61 @@ func (w *Worker) receivedChecksum(b []byte, meta *afpacket.RxMeta, p *frame.Pars
 		w.c[cCsumCompleted]++
 	}
 	meta.Vnet.Flags &= afpacket.VnetHdrFNeedsCsum // never claim a checksum was verified
-	if csum >= 0 {
-		invertPartial(b, csum)
-		w.partial = csum // transmit turns it back before the frame leaves
-	}
+	return csum
 }
 
-// unadjustPartialPort takes a port change back out of a partial checksum field.
+// rewriteDst is frame.RewriteDst for a frame whose transport checksum field at offset partial
+// holds a partial checksum (partial < 0: none, the checksum is finished).
+func rewriteDst(b []byte, p *frame.Parsed, partial int, addr [16]byte, port uint16) {
+	if partial < 0 {
+		frame.RewriteDst(b, p, addr, port)
+		return
+	}
+	old := p.DstPort
+	invertPartial(b, partial)
+	frame.RewriteDst(b, p, addr, port)
+	unadjustPartialPort(b, p, partial, old, p.DstPort)
+	invertPartial(b, partial)
+}
+
+// rewriteSrc is frame.RewriteSrc for a frame whose transport checksum field at offset partial
+// holds a partial checksum (partial < 0: none).
+func rewriteSrc(b []byte, p *frame.Parsed, partial int, addr [16]byte, port uint16) {
+	if partial < 0 {
+		frame.RewriteSrc(b, p, addr, port)
+		return
+	}
+	old := p.SrcPort
+	invertPartial(b, partial)
+	frame.RewriteSrc(b, p, addr, port)
+	unadjustPartialPort(b, p, partial, old, p.SrcPort)
+	invertPartial(b, partial)
+}
+
+// unadjustPartialPort takes a port change from old to new back out of the partial checksum field
+// at offset partial, which is in finished form (see invertPartial).
 //
-// Fix (TestPartialChecksum): frame.RewriteDst/RewriteSrc update the checksum field for the address
-// and the port change, as for a finished checksum. A partial field holds only the pseudo-header
-// sum, which has the addresses but no ports (the device sums the ports with the rest of the
-// segment), so the port change must not be in it. Only the transport checksum field is adjusted by
-// the rewrite, so only a partial field there is corrected.
-func (w *Worker) unadjustPartialPort(b []byte, p *frame.Parsed, old, new uint16) {
-	if w.partial < 0 || old == new || p.L4Off == 0 {
+// frame.RewriteDst and RewriteSrc update the transport checksum field for the address and the
+// port change, as for a finished checksum. A partial field holds only the pseudo-header sum, which
+// has the addresses but no ports (the device sums the ports with the rest of the segment), so the
+// port change must not be in it (TestPartialChecksum). The rewrite adjusts only the transport
+// checksum field, so only a partial field there is corrected.
+func unadjustPartialPort(b []byte, p *frame.Parsed, partial int, old, new uint16) {
+	if old == new || p.L4Off == 0 {
 		return
 	}
 	switch {
-	case p.Proto == frame.ProtoTCP && w.partial == int(p.L4Off)+16:
-	case p.Proto == frame.ProtoUDP && w.partial == int(p.L4Off)+6:
+	case p.Proto == frame.ProtoTCP && partial == int(p.L4Off)+16:
+	case p.Proto == frame.ProtoUDP && partial == int(p.L4Off)+6:
 	default:
 		return
 	}
-	// The field is in finished form (see invertPartial): F' = ^(^F + d) with d = ^old + new.
-	// Adding -d = old + ^new gives F back.
-	v := binary.BigEndian.Uint16(b[w.partial:])
+	// F' = ^(^F + d) with d = ^old + new; adding -d = old + ^new gives F back.
+	v := binary.BigEndian.Uint16(b[partial:])
 	s := uint32(^v) + uint32(old) + uint32(^new)
 	s = s>>16 + s&0xffff
 	s = s>>16 + s&0xffff
-	binary.BigEndian.PutUint16(b[w.partial:], ^uint16(s))
+	binary.BigEndian.PutUint16(b[partial:], ^uint16(s))
 }
 
 // newConn schedules a new connection for a frame to a virtual service and enters it in the table.
@@ -498,6 +555,14 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 	}
 	if p.Proto == frame.ProtoTCP && p.TCPFlags&(tcpSYN|tcpACK|tcpRST) != tcpSYN {
 		w.drop(DropNoConnection)
+		return 0, false
+	}
+	if w.tables.Draining {
+		w.drop(DropDraining)
+		return 0, false
+	}
+	if svc.NoQuorum {
+		w.drop(DropNoQuorum)
 		return 0, false
 	}
 	nc := conntrack.NewConn{
@@ -522,7 +587,9 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 		w.tkey = conntrack.TemplateKey(conntrack.MaskAddr(p.Src, svc.PersistenceBits), svc.ID)
 		if tid, _, ok := w.ct.Lookup(&w.tkey); ok {
 			t := w.ct.Get(tid)
-			if tr := w.tables.real(t.RS()); tr != nil && tr.Service == svc.ID && !tr.Removed && !tr.Disabled && tr.Resolved {
+			// A quiesced real server (weight 0) keeps its clients, as under IPVS; one that is
+			// down, removed, unresolved, on standby or disabled does not.
+			if tr := w.tables.real(t.RS()); tr != nil && tr.Service == svc.ID && tr.avail {
 				r = tr
 				nc.Template = tid + 1
 			} else {
@@ -585,12 +652,12 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 	}
 	c := w.ct.Get(id)
 	r, svc := w.tables.real(c.RS()), w.tables.serviceAt(c.VS)
-	if r == nil || r.Service != c.VS || svc == nil { // see forward
+	if r == nil || r.Service != c.VS || svc == nil { // a reload took them away, as in forward
 		w.drop(DropRealRemoved)
 		return false
 	}
-	// Fix (TestICMPErrorPartialChecksum): the incremental rewrites below need a finished checksum,
-	// and the offload state of the received frame must not travel with the rewritten one.
+	// The incremental rewrites below need a finished checksum, and the offload state of the
+	// received frame must not travel with the rewritten one (TestICMPErrorPartialChecksum).
 	if meta.Vnet.Flags&afpacket.VnetHdrFNeedsCsum != 0 || meta.Status&afpacket.StatusCsumNotReady != 0 {
 		frame.CompleteL4Checksum(b, p)
 		w.c[cCsumCompleted]++
@@ -627,18 +694,17 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 // transmit copies b into a TX slot of port out with new MAC addresses, re-inserting a VLAN tag the
 // receive path stripped, and keeps large (GSO) frames' offload header.
 func (w *Worker) transmit(out int, b []byte, meta *afpacket.RxMeta, dst [6]byte) bool {
-	// The common frame first, in few steps: untagged, without a partial checksum to turn back, for
-	// a small slot. The rest, and a full ring, take the general way.
-	if meta.Status&afpacket.StatusVLANValid == 0 && w.partial < 0 && w.send(out, b, meta.Vnet, &dst) {
+	// The common frame first, in few steps: untagged, for a small slot. The rest, and a full ring,
+	// take the general way.
+	if meta.Status&afpacket.StatusVLANValid == 0 && w.send(out, b, meta.Vnet, &dst) {
 		return true
 	}
 	return w.transmitSlow(out, b, meta, dst)
 }
 
-// send is transmit's short way for an untagged frame without a partial checksum to turn back:
-// new MAC addresses, then one TxSend into a small slot of port out. It reports false, having
-// queued nothing, when the frame needs more (too large, ring full, no such port); transmitSlow
-// then takes it.
+// send is transmit's short way for an untagged frame: new MAC addresses, then one TxSend into a
+// small slot of port out. It reports false, having queued nothing, when the frame needs more (too
+// large, ring full, no such port); transmitSlow then takes it.
 func (w *Worker) send(out int, b []byte, vnet afpacket.VnetHdr, dst *[6]byte) bool {
 	if uint(out) >= uint(len(w.ports)) || len(b) < 12 || len(b) > w.slot[out] {
 		return false
@@ -697,10 +763,6 @@ func (w *Worker) transmitSlow(out int, b []byte, meta *afpacket.RxMeta, dst [6]b
 		w.drop(DropTooLarge)
 		return false
 	}
-	if w.partial >= 0 {
-		invertPartial(b, w.partial)
-		w.partial = -1
-	}
 	frame.SetEthernet(b, dst, w.macs[out])
 	vnet := meta.Vnet
 	if vlan {
@@ -729,7 +791,7 @@ func (w *Worker) transmitSlow(out int, b []byte, meta *afpacket.RxMeta, dst [6]b
 }
 
 // txPort returns transmit port ti: ports[ti], or large[ti-len(ports)].
-func (w *Worker) txPort(ti int) Port {
+func (w *Worker) txPort(ti int) Transmitter {
 	if ti < len(w.ports) {
 		return w.ports[ti]
 	}
@@ -760,7 +822,7 @@ func (w *Worker) FlushAll() {
 // SetLargePorts gives the worker, for each of its ports, a second transmit port with slots for
 // frames larger than the first one's (GSO frames up to 64 KiB), so the common ring can have many
 // small slots. Call it before the first frame.
-func (w *Worker) SetLargePorts(large []Port) {
+func (w *Worker) SetLargePorts(large []Transmitter) {
 	w.large = large
 }
 
@@ -826,6 +888,9 @@ func (w *Worker) Publish() {
 			p.conns.Store(w.rcN[i])
 		}
 	}
+	w.pub.ctEntries.Store(uint64(w.ct.Len()))
+	w.pub.ctCapacity.Store(uint64(w.ct.Cap()))
+	w.pub.ctEvictions.Store(w.ct.Stats().Evicted)
 	if req := w.pub.conns.Load(); req != nil {
 		w.serveConns(req)
 	}

@@ -602,7 +602,7 @@ func TestTxRingFull(t *testing.T) {
 	tabs := buildTables(1, standardSpecs()...)
 	ports := []*dataplanetest.Port{dataplanetest.NewPort(2048, 8), dataplanetest.NewPort(2048, 2)}
 	ports[1].Refuse = true
-	w := mustWorker(t, 0, []Port{ports[0], ports[1]}, [][6]byte{macPort0, macPort1}, 64)
+	w := mustWorker(t, 0, []Transmitter{ports[0], ports[1]}, [][6]byte{macPort0, macPort1}, 64)
 	w.SetTables(tabs)
 	tc := natCases[1]
 	for i := range 5 {
@@ -633,7 +633,7 @@ func TestTooLarge(t *testing.T) {
 			if meta.Status == 0 && slot > len(b) {
 				continue
 			}
-			ports := []Port{dataplanetest.NewPort(2048, 8), dataplanetest.NewPort(slot, 8)}
+			ports := []Transmitter{dataplanetest.NewPort(2048, 8), dataplanetest.NewPort(slot, 8)}
 			w := mustWorker(t, 0, ports, [][6]byte{macPort0, macPort1}, 64)
 			w.SetTables(tabs)
 			m := meta
@@ -709,6 +709,30 @@ func TestPartialStateEndsWithItsFrame(t *testing.T) {
 	if !bytes.Equal(out[0], out[1]) {
 		t.Fatalf("the ICMP error changed after a dropped partial-checksum frame:\n%x\n%x", out[0], out[1])
 	}
+}
+
+// TestDraining: with Tables.Draining, established connections (and UDP flows) are still
+// forwarded both ways, and new ones are refused as "draining".
+func TestDraining(t *testing.T) {
+	tables := buildTables(1, standardSpecs()...)
+	r := newRig(t, tables, 64)
+	const vip, udpVIP = "198.18.0.100:80", "198.18.0.100:4000"
+	r.one(t, 0, build(t, clientPkt("198.18.1.10:40000", vip, 6, tcpSYN)), afpacket.RxMeta{})
+	r.one(t, 0, build(t, clientPkt("198.18.1.10:40001", udpVIP, 17, 0)), afpacket.RxMeta{})
+
+	draining := buildTables(2, standardSpecs()...)
+	draining.Draining = true
+	r.w.SetTables(draining)
+	out := r.one(t, 0, build(t, clientPkt("198.18.1.10:40000", vip, 6, tcpACK)), afpacket.RxMeta{})
+	_, dst := tuple(t, out.frame)
+	reply := pkt{srcMAC: macRS[0], dstMAC: macPort1, src: dst, dst: netip.MustParseAddrPort("198.18.1.10:40000"), proto: 6, flags: tcpACK | tcpSYN, payload: 11}
+	r.one(t, 1, build(t, reply), afpacket.RxMeta{})
+	r.one(t, 0, build(t, clientPkt("198.18.1.10:40001", udpVIP, 17, 0)), afpacket.RxMeta{})
+	r.none(t, 0, build(t, clientPkt("198.18.1.10:40002", vip, 6, tcpSYN)), afpacket.RxMeta{}, DropDraining)
+	r.none(t, 0, build(t, clientPkt("198.18.1.10:40003", udpVIP, 17, 0)), afpacket.RxMeta{}, DropDraining)
+
+	r.w.SetTables(buildTables(3, standardSpecs()...))
+	r.one(t, 0, build(t, clientPkt("198.18.1.10:40002", vip, 6, tcpSYN)), afpacket.RxMeta{})
 }
 
 // TestUnresolvedRealTakesNoNewConnections: a client's bare SYN on the tuple of a connection whose

@@ -18,6 +18,9 @@ type Options struct {
 	Clock Clock
 	// Logf, when not nil, gets one line per change of state and per failed notify command.
 	Logf func(format string, args ...any)
+	// OwnerLogsChanges leaves the changes of state out of Logf: the owner logs them as it takes
+	// them from Drain, in its own words (the daemon names the virtual server and real server).
+	OwnerLogsChanges bool
 	// NotifyTimeout bounds one notify command (its process group is killed after it); 0 is
 	// DefaultNotifyTimeout.
 	NotifyTimeout time.Duration
@@ -62,6 +65,7 @@ type Manager struct {
 	dial          DialFunc
 	clock         Clock
 	logf          func(format string, args ...any)
+	logChanges    bool
 	notifyTimeout time.Duration
 	newChecker    func(Spec, Target, DialFunc) (Checker, error) // NewChecker, but for tests
 	ctx           context.Context                               // ends at Close
@@ -102,6 +106,7 @@ func NewManager(opts Options) *Manager {
 		dial:          opts.Dial,
 		clock:         opts.Clock,
 		logf:          opts.Logf,
+		logChanges:    !opts.OwnerLogsChanges,
 		notifyTimeout: opts.NotifyTimeout,
 		newChecker:    NewChecker,
 		ctx:           ctx,
@@ -337,9 +342,11 @@ func (m *Manager) observe(mo *monitor, at time.Time, err error) {
 	case m.changed <- struct{}{}:
 	default:
 	}
-	if ev.Reason != "" {
+	switch {
+	case !m.logChanges:
+	case ev.Reason != "":
 		m.logf("health: %s is %s (was %s): %s", ev.Target, ev.State, ev.Prev, ev.Reason)
-	} else {
+	default:
 		m.logf("health: %s is %s (was %s)", ev.Target, ev.State, ev.Prev)
 	}
 	if len(mo.spec.Notify) > 0 {

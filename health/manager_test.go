@@ -424,3 +424,30 @@ func readPid(t *testing.T, s string) int {
 	}
 	return pid
 }
+
+// TestOwnerLogsChanges: with OwnerLogsChanges the changes still reach Drain, but not Logf.
+func TestOwnerLogsChanges(t *testing.T) {
+	var logMu sync.Mutex
+	var logged []string
+	f := newFakes(t, Options{OwnerLogsChanges: true, Logf: func(format string, args ...any) {
+		logMu.Lock()
+		defer logMu.Unlock()
+		logged = append(logged, format)
+	}})
+	spec := tcpSpec()
+	spec.Fall = 1
+	if err := f.m.Update(map[Target]Spec{tA: spec}); err != nil {
+		t.Fatal(err)
+	}
+	f.clk.waitTimers(t, 1)
+	f.checker(tA).set(errDown)
+	f.step(t, time.Second, 1)
+	if got := transitions(f.m.Drain()); !reflect.DeepEqual(got, []string{"198.18.1.11:80 unknown>up", "198.18.1.11:80 up>down"}) {
+		t.Fatalf("transitions %q, want unknown>up, up>down", got)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if len(logged) != 0 {
+		t.Errorf("Logf got %q, want nothing: the owner logs the changes", logged)
+	}
+}

@@ -17,6 +17,10 @@ type Options struct {
 	IPv6    bool   // also configure the IPv6 plan
 	Servers int    // real servers; 0 means 3
 	Prefix  string // namespace name prefix; "" means "govs-lab"
+	// Balancers is how many balancer namespaces share the two segments (an HA pair, or a pair
+	// and a third node); 0 means 1. With more than one and NAT, the real servers' gateway is
+	// FloatingGateway4/6, which the active balancer must answer for.
+	Balancers int
 }
 
 // Topology is a set of namespaces wired as
@@ -25,16 +29,24 @@ type Options struct {
 //	         br0 ── l0 [balancer] l1 ── br1
 //	(DR) rs1..rsN 198.18.0.11.. on br0, VIP on lo
 //
-// with both bridges in the Switch namespace. The VIPs are configured on no balancer interface: the
+// with both bridges in the Switch namespace. With Options.Balancers > 1 every balancer has its l0
+// on br0 and its l1 on br1 (balancer i at 198.18.0.1+i and 198.19.0.1+i). The VIPs are configured on no balancer interface: the
 // process under test must answer ARP/NDP for them. Close removes every namespace.
 type Topology struct {
 	Client, Balancer, Switch *NS
 	Servers                  []*NS
+	// Balancers are every balancer namespace; Balancers[0] is Balancer.
+	Balancers []*NS
 
 	ClientAddr4, ClientAddr6, VIP4, VIP6 netip.Addr
 	ServerAddrs4, ServerAddrs6           []netip.Addr
 	// l0's and l1's own kernel addresses (the IPv6 ones are configured only with Options.IPv6).
 	BalancerL0Addr4, BalancerL0Addr6, BalancerL1Addr4, BalancerL1Addr6 netip.Addr
+	// Per balancer (index as Balancers): l0's and l1's IPv4 addresses.
+	BalancerL0Addrs4, BalancerL1Addrs4 []netip.Addr
+	// FloatingGateway4 and FloatingGateway6 are the NAT real servers' gateway with more than one
+	// balancer: no balancer's kernel has it; the active one's HA announces it ([ha] floating).
+	FloatingGateway4, FloatingGateway6 netip.Addr
 	// BalancerIfaces are interface names inside Balancer: "l0" (client side), "l1" (server side).
 	BalancerIfaces []string
 
@@ -58,7 +70,18 @@ var (
 	l0Addr6     = netip.MustParseAddr("2001:2::1")
 	l1Addr4     = netip.MustParseAddr("198.19.0.1")
 	l1Addr6     = netip.MustParseAddr("2001:2:0:1::1")
+	floatGW4    = netip.MustParseAddr("198.19.0.254")
+	floatGW6    = netip.MustParseAddr("2001:2:0:1::fe")
 )
+
+// balancerAddrs returns balancer i's (0-based) l0 and l1 addresses, IPv4 and IPv6.
+func balancerAddrs(i int) (l04, l06, l14, l16 netip.Addr) {
+	l04 = netip.AddrFrom4([4]byte{198, 18, 0, byte(1 + i)})
+	l14 = netip.AddrFrom4([4]byte{198, 19, 0, byte(1 + i)})
+	l06 = netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 15: byte(1 + i)})
+	l16 = netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 0, 0, 0, 1, 15: byte(1 + i)})
+	return
+}
 
 // serverAddrs returns real server i's (0-based) addresses: .11, .12, ... on the server net for NAT
 // or on the client net for DR.
@@ -87,6 +110,12 @@ func New(opts Options) (*Topology, error) {
 	}
 	if opts.Prefix == "" {
 		opts.Prefix = "govs-lab"
+	}
+	if opts.Balancers == 0 {
+		opts.Balancers = 1
+	}
+	if opts.Balancers < 0 || opts.Balancers > 3 {
+		return nil, fmt.Errorf("failed to build topology: %d balancers, want 1..3", opts.Balancers)
 	}
 	var rnd [3]byte
 	if _, err := rand.Read(rnd[:]); err != nil {
@@ -187,9 +216,18 @@ func (t *Topology) build(id string) error {
 	if t.Client, err = t.add(id + "-cl"); err != nil {
 		return err
 	}
-	if t.Balancer, err = t.add(id + "-lb"); err != nil {
-		return err
+	for i := 0; i < t.Options.Balancers; i++ {
+		name := id + "-lb"
+		if i > 0 {
+			name = fmt.Sprintf("%s-lb%d", id, i+1)
+		}
+		n, err := t.add(name)
+		if err != nil {
+			return err
+		}
+		t.Balancers = append(t.Balancers, n)
 	}
+	t.Balancer = t.Balancers[0]
 	for i := 0; i < t.Options.Servers; i++ {
 		n, err := t.add(fmt.Sprintf("%s-rs%d", id, i+1))
 		if err != nil {
@@ -255,39 +293,51 @@ func (t *Topology) build(id string) error {
 		}
 	}
 
-	// Balancer: forwarding must stay off, so its kernel neither forwards nor answers (ICMP) for
+	// Balancers: forwarding must stay off, so their kernels neither forward nor answer (ICMP) for
 	// traffic that only the process under test should handle.
-	if err := t.Balancer.SetSysctl("net.ipv4.ip_forward", "0", "net.ipv6.conf.all.forwarding", "0"); err != nil {
-		return err
-	}
-	for _, k := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
-		v, err := t.Balancer.Sysctl(k)
-		if err != nil {
+	for i, b := range t.Balancers {
+		if err := b.SetSysctl("net.ipv4.ip_forward", "0", "net.ipv6.conf.all.forwarding", "0"); err != nil {
 			return err
 		}
-		if v != "0" {
-			return fmt.Errorf("failed to build topology: %s is %s in %s, want 0", k, v, t.Balancer.Name)
+		for _, k := range []string{"net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"} {
+			v, err := b.Sysctl(k)
+			if err != nil {
+				return err
+			}
+			if v != "0" {
+				return fmt.Errorf("failed to build topology: %s is %s in %s, want 0", k, v, b.Name)
+			}
 		}
-	}
-	if err := link("lb0", "br0", t.Balancer, "l0"); err != nil {
-		return err
-	}
-	if err := link("lb1", "br1", t.Balancer, "l1"); err != nil {
-		return err
-	}
-	if err := addr(t.Balancer, "l0", l0Addr4, 24); err != nil {
-		return err
-	}
-	if err := addr(t.Balancer, "l1", l1Addr4, 24); err != nil {
-		return err
-	}
-	if v6 {
-		if err := addr(t.Balancer, "l0", l0Addr6, 64); err != nil {
+		port0, port1 := "lb0", "lb1"
+		if i > 0 {
+			port0, port1 = fmt.Sprintf("lb%d-0", i+1), fmt.Sprintf("lb%d-1", i+1)
+		}
+		if err := link(port0, "br0", b, "l0"); err != nil {
 			return err
 		}
-		if err := addr(t.Balancer, "l1", l1Addr6, 64); err != nil {
+		if err := link(port1, "br1", b, "l1"); err != nil {
 			return err
 		}
+		l04, l06, l14, l16 := balancerAddrs(i)
+		t.BalancerL0Addrs4 = append(t.BalancerL0Addrs4, l04)
+		t.BalancerL1Addrs4 = append(t.BalancerL1Addrs4, l14)
+		if err := addr(b, "l0", l04, 24); err != nil {
+			return err
+		}
+		if err := addr(b, "l1", l14, 24); err != nil {
+			return err
+		}
+		if v6 {
+			if err := addr(b, "l0", l06, 64); err != nil {
+				return err
+			}
+			if err := addr(b, "l1", l16, 64); err != nil {
+				return err
+			}
+		}
+	}
+	if len(t.Balancers) > 1 {
+		t.FloatingGateway4, t.FloatingGateway6 = floatGW4, floatGW6
 	}
 
 	// Real servers.
@@ -311,6 +361,18 @@ func (t *Topology) build(id string) error {
 			if err := addr(ns, ServerIface, a6, 64); err != nil {
 				return err
 			}
+		}
+		if t.Options.Method == "nat" && len(t.Balancers) > 1 {
+			// The gateway moves with the active balancer: no permanent entry, the servers resolve it.
+			if err := ipCmd("-n", ns.Name, "route", "add", "default", "via", floatGW4.String()); err != nil {
+				return err
+			}
+			if v6 {
+				if err := ipCmd("-n", ns.Name, "-6", "route", "add", "default", "via", floatGW6.String()); err != nil {
+					return err
+				}
+			}
+			continue
 		}
 		if t.Options.Method == "nat" {
 			// Permanent neighbour entries for the gateway: otherwise the servers' NS for l1's address

@@ -27,6 +27,7 @@ type Resolver struct {
 
 	mu      sync.RWMutex
 	targets map[netip.Addr]*target // guarded by mu
+	lost    uint64                 // resolved entries that became unresolved; guarded by mu
 
 	sys sysResolver // the kernel half, see neigh_linux.go
 }
@@ -155,6 +156,26 @@ func (r *Resolver) Lookup(a netip.Addr) (Entry, bool) {
 	return e, ok
 }
 
+// Stats is what a Resolver reports for metrics.
+type Stats struct {
+	Targets    int    // destinations kept resolved
+	Unresolved int    // of them, those without a usable next hop now
+	Lost       uint64 // times a resolved destination became unresolved (entry failed or deleted, route lost)
+}
+
+// Stats returns the resolver's figures.
+func (r *Resolver) Stats() Stats {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	st := Stats{Targets: len(r.targets), Lost: r.lost}
+	for _, t := range r.targets {
+		if !t.e.Resolved {
+			st.Unresolved++
+		}
+	}
+	return st
+}
+
 // Changed receives a value (non-blocking send, buffered 1) whenever any entry changes; callers
 // then Lookup the targets they care about. Several changes may be coalesced into one value.
 func (r *Resolver) Changed() <-chan struct{} { return r.changed }
@@ -188,6 +209,9 @@ func (r *Resolver) store(e Entry, reason string) bool {
 		return false
 	}
 	changed := t.e != e
+	if t.e.Resolved && !e.Resolved {
+		r.lost++
+	}
 	t.e = e
 	var logMsg string
 	if reason != t.reason {
@@ -221,6 +245,9 @@ func (r *Resolver) applyNeigh(ifIndex int, ip netip.Addr, state int, lladdr []by
 		}
 		if t.e.Resolved == ok && t.e.MAC == mac {
 			continue
+		}
+		if t.e.Resolved && !ok {
+			r.lost++
 		}
 		t.e.Resolved, t.e.MAC = ok, mac
 		changed = true

@@ -28,8 +28,10 @@ func captureStdout(t *testing.T, f func() int) (string, int) {
 }
 
 // TestBenchReplayInterfaces runs `govs bench gen` and `govs bench replay -loops 2 -chart` against
-// configs `govs run` accepts with one interface (one-armed DR and NAT) and with three. A one-armed
-// config used to panic the replay (index out of range [65535]).
+// configs `govs run` accepts with one interface (one-armed DR and NAT) and with three. With one
+// interface clients and real servers share the port, so the replay must tell a reply by its flow,
+// not by the port it arrives on, or it fakes client frames as replies of no real server (index
+// out of range [65535]).
 func TestBenchReplayInterfaces(t *testing.T) {
 	dir := t.TempDir()
 	pcap := filepath.Join(dir, "gen.pcap")

@@ -11,7 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
@@ -101,7 +101,7 @@ func parse(fs *flag.FlagSet, args []string) (ok bool, code int) {
 
 func cmdRun(args []string) int {
 	fs := newFlags("run", "run -config FILE", `  govs run -config /etc/govs/govs.toml
-  govs run --config govs.toml      # SIGHUP reloads the file; SIGINT/SIGTERM stop govs
+  govs run --config govs.toml      # SIGHUP reloads the file; SIGINT/SIGTERM stop govs (after shutdown_drain, or the HA handover; a second signal at once)
 `)
 	path := fs.String("config", "", "configuration file (TOML); required")
 	if ok, code := parse(fs, args); !ok {
@@ -111,20 +111,31 @@ func cmdRun(args []string) int {
 		fmt.Fprintln(os.Stderr, "govs run: -config FILE is required (try `govs run -h`)")
 		return 2
 	}
-	logger := log.New(os.Stderr, "govs: ", log.LstdFlags|log.Lmicroseconds)
 	cfg, err := config.Load(*path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "govs run: invalid configuration:\n%v\n", err)
 		return 1
 	}
+	// log.go: [log] sets the format and level; the daemon's structured records go through
+	// slog's default logger, its printf-style ones through logf.
+	logger, level := newLogger(os.Stderr, cfg.Log)
+	slog.SetDefault(logger)
+	logf := printfTo(logger)
 	for _, w := range cfg.Warnings() {
-		logger.Printf("warning: %s", w)
+		logf("warning: %s", w)
 	}
-	d, err := daemon.New(cfg, logger.Printf)
+	sd, err := newNotifier() // notify.go: systemd's Type=notify
+	if err != nil {
+		logf("warning: %v", err)
+	}
+	d, err := daemon.New(cfg, logf)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "govs run: %v\n", err)
 		return 1
 	}
+	reload := func() error { return reloadFile(levelReloader{d, level}, *path, logf) }
+	d.SetReloadFunc(reload) // `govs ctl reload` does what SIGHUP does
+	sd.tell(logf, fmt.Sprintf("READY=1\nSTATUS=forwarding: %d virtual servers", len(cfg.VirtualServers)))
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
@@ -135,18 +146,37 @@ func cmdRun(args []string) int {
 	}()
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
-			reloadFile(d, *path, logger.Printf)
+			reload()
 			continue
 		}
-		logger.Printf("%v: stopping", sig)
+		logf("%v: stopping", sig)
+		sd.tell(logf, "STOPPING=1")
 		break
 	}
 	cancel()
 	<-done
+	// Hand over (HA) or drain (stand-alone, shutdown_drain) first; a second signal cuts that short.
+	stopping, stopNow := context.WithCancel(context.Background())
+	go func() {
+		for {
+			select {
+			case sig := <-sigs:
+				if sig != syscall.SIGHUP {
+					logf("%v: stopping at once", sig)
+					stopNow()
+					return
+				}
+			case <-stopping.Done():
+				return
+			}
+		}
+	}()
+	d.Shutdown(stopping)
+	stopNow()
 	if err := d.Close(); err != nil {
-		logger.Printf("warning: while stopping: %v", err)
+		logf("warning: while stopping: %v", err)
 	}
-	logger.Printf("stopped")
+	logf("stopped")
 	return 0
 }
 
@@ -158,16 +188,16 @@ type reloader interface {
 
 // reloadFile reloads d from the file at path and records the outcome for `govs stats`, also when
 // the file fails to parse or validate and so never reaches d.Reload; `govs ctl reload` does the
-// same (daemon.ReloadFile).
-func reloadFile(d reloader, path string, logf func(format string, args ...any)) {
-	daemon.ReloadFile(d, path, logf)
+// same. It returns why the reload was rejected, nil when it was applied.
+func reloadFile(d reloader, path string, logf func(format string, args ...any)) error {
+	return daemon.ReloadFile(d, path, logf)
 }
 
 func cmdCheckConfig(args []string) int {
 	fs := newFlags("check-config", "check-config FILE", `  govs check-config /etc/govs/govs.toml
   govs check-config -offline bench.toml   # do not look the interfaces up on this host
 `)
-	offline := fs.Bool("offline", false, "do not check that the configured interfaces exist on this host")
+	offline := fs.Bool("offline", false, "do not check that the configured interfaces and files ([ha] key_file) exist on this host")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
@@ -181,6 +211,7 @@ func cmdCheckConfig(args []string) int {
 	}
 	if *offline {
 		opts.InterfaceExists = nil
+		opts.SkipFileChecks = true
 	}
 	cfg, err := config.Load(fs.Arg(0), opts)
 	if err != nil {
@@ -269,6 +300,7 @@ func printStats(w io.Writer, st *control.Status) {
 	fmt.Fprintf(w, "govs %s  ready=%v  workers=%d  interfaces=%s  generation=%d\n",
 		st.Version, st.Ready, st.Workers, strings.Join(st.Interfaces, ","), st.Generation)
 	printLastReload(w, st.LastReload, time.Now())
+	printHA(w, &st.HA, time.Now())
 	printOverrides(w, st.Overrides, time.Now())
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "counter\tvalue")
@@ -284,6 +316,36 @@ func printStats(w io.Writer, st *control.Status) {
 	}
 	tw.Flush()
 	printRealServers(w, st.VirtualServers)
+}
+
+// printHA says whether the node runs stand-alone or its HA role, peers and heartbeat counts.
+func printHA(w io.Writer, h *control.HAStatus, now time.Time) {
+	if h.State == "" || h.State == "standalone" {
+		fmt.Fprintln(w, "ha: standalone")
+		return
+	}
+	since := ""
+	if h.Since != nil {
+		since = fmt.Sprintf(" since %s (%s ago)", h.Since.Format(time.RFC3339), now.Sub(*h.Since).Round(time.Millisecond))
+	}
+	fmt.Fprintf(w, "ha: %s%s  forwarding=%v  listen=%s  priority=%d (advertised %d)\n", h.State, since, h.Forwarding, h.Listen, h.Priority, h.AdvertisedPriority)
+	if h.Fault != "" {
+		fmt.Fprintf(w, "  fault: %s\n", h.Fault)
+	}
+	for _, p := range h.Peers {
+		heard := "never heard"
+		if p.LastHeardMS >= 0 {
+			heard = fmt.Sprintf("heard %dms ago", p.LastHeardMS)
+		}
+		fmt.Fprintf(w, "  peer %s: %s priority=%d alive=%v, %s\n", p.Address, p.State, p.Priority, p.Alive, heard)
+	}
+	fmt.Fprintf(w, "  heartbeats: sent=%d received=%d send_errors=%d dropped=%d", h.HeartbeatsSent, h.HeartbeatsReceived, h.HeartbeatSendErrors, h.HeartbeatDropsTotal)
+	for _, k := range sortedKeys(h.HeartbeatsDropped) {
+		if h.HeartbeatsDropped[k] != 0 {
+			fmt.Fprintf(w, " %s=%d", k, h.HeartbeatsDropped[k])
+		}
+	}
+	fmt.Fprintf(w, "  transitions=%d\n", h.Transitions)
 }
 
 // printLastReload says whether the last reload was applied or rejected (and why), and when.
@@ -313,12 +375,12 @@ func printRealServers(w io.Writer, vss []control.VirtualServer) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "virtual server / real server\tweight\tactive\tinactive\tpackets\tresolved\toverloaded")
+	fmt.Fprintln(tw, "virtual server / real server\tweight\tactive\tinactive\tpackets\tresolved\toverloaded\thealth\tlast check error")
 	for _, vs := range vss {
-		fmt.Fprintf(tw, "%s  %s %s %s\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, vs.Method)
+		fmt.Fprintf(tw, "%s  %s %s %s%s\t\t\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, vs.Method, quorumNote(vs))
 		for _, rs := range vs.RealServers {
-			fmt.Fprintf(tw, "  -> %s\t%d\t%d\t%d\t%d\t%v\t%v\n", rs.Address, rs.Weight,
-				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved, rs.Overloaded)
+			fmt.Fprintf(tw, "  -> %s\t%d\t%d\t%d\t%d\t%v\t%v\t%s\t%s\n", rs.Address, rs.Weight,
+				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved, rs.Overloaded, healthLabel(rs), rs.HealthError)
 		}
 	}
 	tw.Flush()
@@ -401,16 +463,41 @@ func printList(w io.Writer, st *control.Status) {
 	fmt.Fprintf(w, "IP Virtual Server govs %s\n", st.Version)
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
 	fmt.Fprintln(tw, "Prot LocalAddress:Port\tScheduler\t\t\t\t\t")
-	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tActiveConn\tInActConn\tPackets\tResolved")
+	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tActiveConn\tInActConn\tPackets\tResolved\tHealth")
 	for _, vs := range st.VirtualServers {
-		fmt.Fprintf(tw, "%s  %s\t%s\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler)
+		fmt.Fprintf(tw, "%s  %s\t%s%s\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, quorumNote(vs))
 		fwd := map[string]string{"nat": "Masq", "dr": "Route"}[vs.Method]
 		for _, rs := range vs.RealServers {
-			fmt.Fprintf(tw, "  -> %s\t%s\t%d\t%d\t%d\t%d\t%v%s\n", rs.Address, fwd, rs.Weight,
-				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved, realNote(rs, st.Overrides, vs))
+			fmt.Fprintf(tw, "  -> %s\t%s\t%d\t%d\t%d\t%d\t%v\t%s%s\n", rs.Address, fwd, rs.Weight,
+				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved, healthLabel(rs), realNote(rs, st.Overrides, vs))
 		}
 	}
 	tw.Flush()
+}
+
+// healthLabel is a real server's health as list and stats print it: what its check says ("up",
+// "down", "unknown", "unchecked"), or "sorry" for the sorry server, with ",standby" while it takes
+// no new connections but keeps its own (see control.RealServer).
+func healthLabel(rs control.RealServer) string {
+	s := rs.Health
+	if rs.Sorry {
+		s = "sorry"
+	}
+	if rs.Standby {
+		s += ",standby"
+	}
+	return s
+}
+
+// quorumNote is what list and stats print after a virtual server with a quorum.
+func quorumNote(vs control.VirtualServer) string {
+	switch {
+	case vs.Quorum == 0:
+		return ""
+	case vs.BelowQuorum:
+		return fmt.Sprintf(" quorum=%d (below)", vs.Quorum)
+	}
+	return fmt.Sprintf(" quorum=%d", vs.Quorum)
 }
 
 func cmdVersion(args []string) int {

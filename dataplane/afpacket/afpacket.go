@@ -61,8 +61,7 @@ type Config struct {
 	QdiscBypass bool
 }
 
-// RxMeta describes one received frame. It is owned by the Socket and overwritten by the
-// next call to Next.
+// RxMeta describes one received frame.
 type RxMeta struct {
 	Status   uint32 // tp_status bits, see the Status* constants
 	Len      uint32 // length on the wire (tp_len); len(frame) < Len means the frame was truncated

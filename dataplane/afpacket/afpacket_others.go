@@ -18,12 +18,8 @@ type Socket struct{}
 func Open(cfg Config) (*Socket, error) { return nil, errUnsupported }
 
 func (s *Socket) Fd() int                                       { return -1 }
-func (s *Socket) IfIndex() int                                  { return 0 }
-func (s *Socket) HardwareAddr() [6]byte                         { return [6]byte{} }
-func (s *Socket) Next() (frame []byte, meta *RxMeta, ok bool)   { return nil, nil, false }
 func (s *Socket) NextBatch(fs []Frame) int                      { return 0 }
 func (s *Socket) RxIdle() bool                                  { return true }
-func (s *Socket) FrameRing() bool                               { return false }
 func (s *Socket) TxFrame() []byte                               { return nil }
 func (s *Socket) TxCommit(n int, vnet VnetHdr)                  {}
 func (s *Socket) TxSend(frame []byte, vnet VnetHdr) bool        { return false }

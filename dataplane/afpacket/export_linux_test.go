@@ -32,3 +32,28 @@ func (s *Socket) Wait(timeout time.Duration) (ready bool, err error) {
 	}
 	return fds[0].Revents&unix.POLLIN != 0, nil
 }
+
+// FrameRing reports whether the socket has a TPACKET_V2 RX ring (Config.FrameRing).
+func (s *Socket) FrameRing() bool { return s.geo.frameRing }
+
+// HardwareAddr returns the MAC address of the bound interface, which getsockname reports for a
+// packet socket.
+func (s *Socket) HardwareAddr() [6]byte {
+	var hw [6]byte
+	if sa, err := unix.Getsockname(s.fd); err == nil {
+		if ll, ok := sa.(*unix.SockaddrLinklayer); ok {
+			copy(hw[:], ll.Addr[:])
+		}
+	}
+	return hw
+}
+
+// Next returns the next received frame, or ok=false when no block is ready: NextBatch one frame at
+// a time, for the tests' loops. frame aliases the ring and is valid (and writable) only until the
+// next call to Next or Close; so is meta, which the ring reuses. Never blocks.
+func (s *Socket) Next() (frame []byte, meta *RxMeta, ok bool) {
+	if s.geo.frameRing {
+		return s.frx.next()
+	}
+	return s.rx.next()
+}

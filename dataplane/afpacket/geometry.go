@@ -47,7 +47,7 @@ const defaultFrameRingBytes = 8 << 20
 func newFrameGeometry(cfg Config, mtu, pageSize int) (geometry, error) {
 	g := geometry{frameRing: true}
 	// Slots hold frames up to the MTU. A larger (GSO) frame is truncated in its slot, marked
-	// TP_STATUS_COPY, and queued whole on the socket (PACKET_COPY_THRESH), where Next reads it:
+	// TP_STATUS_COPY, and queued whole on the socket (PACKET_COPY_THRESH), where NextBatch reads it:
 	// slots sized for 64 KiB GSO frames would leave a ring of a few hundred frames that a burst
 	// overflows.
 	need := rxHeadroom + maxFrameLen(mtu, false)

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ifreqRaw is struct ifreq: the name, then a 24-byte union (sockaddr, int, or a pointer).
+// ifreqRaw is struct ifreq: the name, then a 24-byte union (here an int).
 type ifreqRaw struct {
 	name  [unix.IFNAMSIZ]byte
 	union [24]byte
@@ -44,8 +44,8 @@ func setName(dst *[unix.IFNAMSIZ]byte, name string) error {
 }
 
 // ifaceInfo asks the socket's own network namespace (not the caller's) for the interface's
-// index, MTU and MAC address.
-func ifaceInfo(fd int, name string) (index, mtu int, hw [6]byte, err error) {
+// index and MTU.
+func ifaceInfo(fd int, name string) (index, mtu int, err error) {
 	var ifr ifreqRaw
 	if err = setName(&ifr.name, name); err != nil {
 		return
@@ -60,11 +60,6 @@ func ifaceInfo(fd int, name string) (index, mtu int, hw [6]byte, err error) {
 		return
 	}
 	mtu = int(*(*int32)(unsafe.Pointer(&ifr.union[0])))
-	if err = ioctl(fd, unix.SIOCGIFHWADDR, unsafe.Pointer(&ifr)); err != nil {
-		err = fmt.Errorf("failed to read the MAC address of %q: %w", name, os.NewSyscallError("ioctl SIOCGIFHWADDR", err))
-		return
-	}
-	copy(hw[:], ifr.union[2:8]) // struct sockaddr: sa_family, then sa_data
 	return
 }
 

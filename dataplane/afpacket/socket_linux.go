@@ -13,7 +13,7 @@ import (
 
 // Socket is an AF_PACKET socket bound to one interface with a TPACKETv3 RX ring and a TX ring.
 //
-// A Socket belongs to one goroutine (the worker): Next, TxFrame, TxCommit, Flush, SetFilter,
+// A Socket belongs to one goroutine (the worker): NextBatch, TxFrame, TxCommit, Flush, SetFilter,
 // SetFanoutProg, Stats and Close must not be called concurrently. The worker waits for frames by
 // polling Fd() together with whatever else it waits on (the engine's stop eventfd); Close runs once
 // the worker has stopped and uses no frame any more, since it unmaps the rings.
@@ -21,7 +21,6 @@ type Socket struct {
 	fd      int
 	closed  bool
 	ifindex int
-	hwaddr  [6]byte
 	vnet    bool
 	geo     geometry
 	ring    []byte // one mapping: RX blocks, then TX blocks
@@ -53,11 +52,11 @@ func Open(cfg Config) (*Socket, error) {
 }
 
 func (s *Socket) open(cfg Config) error {
-	idx, mtu, hw, err := ifaceInfo(s.fd, cfg.Interface)
+	idx, mtu, err := ifaceInfo(s.fd, cfg.Interface)
 	if err != nil {
 		return err
 	}
-	s.ifindex, s.hwaddr = idx, hw
+	s.ifindex = idx
 	geo, err := newGeometry(cfg, mtu, os.Getpagesize())
 	if err != nil {
 		return err
@@ -231,27 +230,12 @@ func attachFilter(fd int, prog []bpf.RawInstruction) error {
 // Fd returns the socket's descriptor for poll(2): POLLIN means an RX block is ready.
 func (s *Socket) Fd() int { return s.fd }
 
-// IfIndex returns the index of the bound interface.
-func (s *Socket) IfIndex() int { return s.ifindex }
-
-// HardwareAddr returns the MAC address of the bound interface as it was at Open.
-func (s *Socket) HardwareAddr() [6]byte { return s.hwaddr }
-
-// Next returns the next received frame, or ok=false when no block is ready. frame aliases the
-// ring and is valid (and writable) only until the next call to Next or Close; so is meta.
-// Blocks are released back to the kernel as Next moves past them. Never blocks.
-func (s *Socket) Next() (frame []byte, meta *RxMeta, ok bool) {
-	if s.geo.frameRing {
-		return s.frx.next()
-	}
-	return s.rx.next()
-}
-
 // NextBatch fills fs with the next received frames, at most len(fs), and returns how many. On a
 // TPACKETv3 ring they come from one block, so every frame of the batch stays valid (in the ring,
-// not copied) until the next call to NextBatch or Next; the data plane reads a batch first and
+// not copied) until the next call to NextBatch; the data plane reads a batch first and
 // processes it after, so that the connection-table misses of the batch overlap. A TPACKET_V2 ring
-// (the latency ring) hands out one frame per call.
+// (the latency ring) hands out one frame per call. Blocks and slots go back to the kernel as
+// NextBatch moves past them. Never blocks.
 func (s *Socket) NextBatch(fs []Frame) int {
 	if len(fs) == 0 {
 		return 0
@@ -270,17 +254,14 @@ func (s *Socket) NextBatch(fs []Frame) int {
 // RxIdle reports whether the RX ring holds nothing for user space now or later: no frame or
 // block is ready and (TPACKETv3) the block the kernel is filling is empty, so no retire is
 // pending. Use it once the socket can receive nothing more (its fanout group sends elsewhere)
-// to know that every frame it got has been read. Frames of a block Next has opened count as
-// not idle until Next has returned them all.
+// to know that every frame it got has been read. Frames of a block NextBatch has opened count as
+// not idle until NextBatch has returned them all.
 func (s *Socket) RxIdle() bool {
 	if s.geo.frameRing {
 		return s.frx.idle()
 	}
 	return s.rx.idle()
 }
-
-// FrameRing reports whether the socket has a TPACKET_V2 RX ring (Config.FrameRing).
-func (s *Socket) FrameRing() bool { return s.geo.frameRing }
 
 // TxFrame returns the data area of the next free TX slot (len = largest frame that fits) or
 // nil when the ring is full. Write the frame into it, then call TxCommit.

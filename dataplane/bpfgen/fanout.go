@@ -19,7 +19,6 @@ const (
 	icmp6Unreachable  = 1 // ICMPv6 error types 1 to 4: unreachable, packet too big, time
 	icmp6ParamProblem = 4 // exceeded, parameter problem
 	icmpHeaderLen     = 8
-	ipv6HeaderLen     = 40
 )
 
 // Fanout scratch slots, beside memL3 and memHash.
@@ -91,14 +90,12 @@ func vipSides(a *asm, groups []*addrGroup, off uint32, src, dst label, rules *si
 	a.jif(bpf.JumpEqual, 0, dst, src)
 }
 
-// rulePorts emits the preamble of the rule lookups for the header at memBase: its protocol in
-// memProto, the ports of its VIP side and server side in memVPort and memRPort (noPorts for a
-// fragment or a protocol without ports), and memRAddr. X is kept. protoOff is the protocol's
-// offset in the header; l4 emits code that sets X to the transport header from X = memBase, or
-// jumps to the label it is given when the ports cannot be read. rAddrShift places the server-side
-// address of a quoted packet (its destination) where the frame's own (its source) would be:
-// memRAddr = memBase + (memMode << rAddrShift).
-func rulePorts(a *asm, protoOff uint32, l4 func(none label), rAddrShift uint32) {
+// rulePorts emits the preamble of the rule lookups for the header at memBase, of family f: its
+// protocol in memProto, the ports of its VIP side and server side in memVPort and memRPort
+// (noPorts for a fragment or a protocol without ports), and memRAddr, the X at which the server
+// tree finds the server-side address at the source's offset: memBase for a frame (its source),
+// memBase + (destination - source offset) for a quoted packet (its destination). X is kept.
+func rulePorts(a *asm, f *family) {
 	done, quote := a.newLabel(), a.newLabel()
 	a.i(
 		bpf.StoreScratch{Src: bpf.RegX, N: memTree},
@@ -106,33 +103,31 @@ func rulePorts(a *asm, protoOff uint32, l4 func(none label), rAddrShift uint32) 
 		bpf.StoreScratch{Src: bpf.RegA, N: memVPort},
 		bpf.StoreScratch{Src: bpf.RegA, N: memRPort},
 		bpf.LoadScratch{Dst: bpf.RegX, N: memBase},
-		bpf.LoadIndirect{Off: protoOff, Size: 1},
+		bpf.LoadIndirect{Off: f.protoOff, Size: 1},
 		bpf.StoreScratch{Src: bpf.RegA, N: memProto},
 	)
 	ports := a.newLabel()
-	a.jif(bpf.JumpEqual, protoTCP, ports, next)
-	a.jif(bpf.JumpEqual, protoUDP, ports, next)
-	a.jif(bpf.JumpEqual, protoSCTP, ports, done)
+	hasPortsProto(a, ports, done)
 	a.mark(ports)
-	l4(done)
+	off := f.transport(a, anyFragment, done)
 	// A frame's VIP side is its destination; a quoted packet's (memMode 1) its source.
 	a.i(bpf.LoadScratch{Dst: bpf.RegA, N: memMode})
 	a.jif(bpf.JumpEqual, 0, next, quote)
 	a.i(
-		bpf.LoadIndirect{Off: 2, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: memVPort},
-		bpf.LoadIndirect{Off: 0, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: memRPort},
+		bpf.LoadIndirect{Off: off + 2, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: memVPort},
+		bpf.LoadIndirect{Off: off, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: memRPort},
 	)
 	a.ja(done)
 	a.mark(quote)
 	a.i(
-		bpf.LoadIndirect{Off: 0, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: memVPort},
-		bpf.LoadIndirect{Off: 2, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: memRPort},
+		bpf.LoadIndirect{Off: off, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: memVPort},
+		bpf.LoadIndirect{Off: off + 2, Size: 2}, bpf.StoreScratch{Src: bpf.RegA, N: memRPort},
 	)
 	a.mark(done)
 	a.i(
 		bpf.LoadScratch{Dst: bpf.RegX, N: memBase},
 		bpf.LoadScratch{Dst: bpf.RegA, N: memMode},
-		bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: rAddrShift},
+		bpf.ALUOpConstant{Op: bpf.ALUOpMul, Val: f.dstOff - f.srcOff},
 		bpf.ALUOpX{Op: bpf.ALUOpAdd},
 		bpf.StoreScratch{Src: bpf.RegA, N: memRAddr},
 		bpf.LoadScratch{Dst: bpf.RegX, N: memTree},
@@ -197,8 +192,8 @@ func ruleBlock(a *asm, g *addrGroup, port int, rule func(HashRule) label, dflt l
 }
 
 // ruleGroups validates rules and groups the addresses that have a sticky rule (the others hash as
-// without rules) by address, IPv4 and IPv6 apart, sorted, with shared blocks marked (see share).
-func ruleGroups(a *asm, what string, rules []EndpointRule) (v4, v6 []*addrGroup, err error) {
+// without rules) by address, per family, sorted, with shared blocks marked (see share).
+func ruleGroups(a *asm, what string, rules []EndpointRule) (groups [2][]*addrGroup, err error) {
 	type key struct {
 		addr  netip.Addr
 		proto uint8
@@ -208,21 +203,21 @@ func ruleGroups(a *asm, what string, rules []EndpointRule) (v4, v6 []*addrGroup,
 	by := map[netip.Addr]*addrGroup{}
 	for i, r := range rules {
 		if !r.Addr.IsValid() {
-			return nil, nil, fmt.Errorf("failed to generate fanout BPF: %s rule %d has no address", what, i)
+			return groups, fmt.Errorf("failed to generate fanout BPF: %s rule %d has no address", what, i)
 		}
 		r.Addr = r.Addr.Unmap().WithZone("")
 		if !hasPorts(r.Proto) {
-			return nil, nil, fmt.Errorf("failed to generate fanout BPF: %s rule %d (%v): protocol %d, want TCP (6), UDP (17) or SCTP (132)", what, i, r.Addr, r.Proto)
+			return groups, fmt.Errorf("failed to generate fanout BPF: %s rule %d (%v): protocol %d, want TCP (6), UDP (17) or SCTP (132)", what, i, r.Addr, r.Proto)
 		}
 		if !r.Rule.Sticky {
 			r.Rule.Bits = 0
 		} else if r.Rule.Bits < 0 || r.Rule.Bits > r.Addr.BitLen() {
-			return nil, nil, fmt.Errorf("failed to generate fanout BPF: %s rule %d (%v): prefix /%d out of range", what, i, r.Addr, r.Rule.Bits)
+			return groups, fmt.Errorf("failed to generate fanout BPF: %s rule %d (%v): prefix /%d out of range", what, i, r.Addr, r.Rule.Bits)
 		}
 		k := key{r.Addr, r.Proto, r.Port}
 		if prev, ok := seen[k]; ok {
 			if prev != r.Rule {
-				return nil, nil, fmt.Errorf("failed to generate fanout BPF: %s %v protocol %d port %d has two rules (%v and %v)", what, r.Addr, r.Proto, r.Port, prev, r.Rule)
+				return groups, fmt.Errorf("failed to generate fanout BPF: %s %v protocol %d port %d has two rules (%v and %v)", what, r.Addr, r.Proto, r.Port, prev, r.Rule)
 			}
 			continue
 		}
@@ -238,18 +233,14 @@ func ruleGroups(a *asm, what string, rules []EndpointRule) (v4, v6 []*addrGroup,
 		if !slices.ContainsFunc(g.rules, func(r EndpointRule) bool { return r.Rule.Sticky }) {
 			continue
 		}
-		if g.addr.Is4() {
-			v4 = append(v4, g)
-		} else {
-			v6 = append(v6, g)
-		}
+		f := familyOf(g.addr).index
+		groups[f] = append(groups[f], g)
 	}
-	less := func(x, y *addrGroup) int { return x.addr.Compare(y.addr) }
-	slices.SortFunc(v4, less)
-	slices.SortFunc(v6, less)
-	shareBy(v4, ruleSignature)
-	shareBy(v6, ruleSignature)
-	return v4, v6, nil
+	for _, gs := range groups {
+		slices.SortFunc(gs, func(x, y *addrGroup) int { return x.addr.Compare(y.addr) })
+		shareBy(gs, ruleSignature)
+	}
+	return groups, nil
 }
 
 // ruleSignature identifies a group's rules up to its address.
@@ -273,66 +264,8 @@ func prefixMask(bits int) uint32 {
 	return ^uint32(0) << (32 - bits)
 }
 
-// hashAddr6 folds the four words of the IPv6 address at [X+off] into memHash with XOR, each word
-// masked to its part of a bits-long prefix first (bits < 0: unmasked). X must be memBase and is
-// memBase again afterwards.
-func hashAddr6(a *asm, off uint32, bits int) {
-	for w := uint32(0); w < 4; w++ {
-		a.i(bpf.LoadIndirect{Off: off + 4*w, Size: 4})
-		if bits >= 0 {
-			a.i(bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: prefixMask(min(max(bits-32*int(w), 0), 32))})
-		}
-		if w == 0 {
-			a.i(bpf.StoreScratch{Src: bpf.RegA, N: memHash})
-			continue
-		}
-		a.i(
-			bpf.LoadScratch{Dst: bpf.RegX, N: memHash},
-			bpf.ALUOpX{Op: bpf.ALUOpXor},
-			bpf.StoreScratch{Src: bpf.RegA, N: memHash},
-			bpf.LoadScratch{Dst: bpf.RegX, N: memBase},
-		)
-	}
-}
-
 // hashMul is the 32-bit golden-ratio multiplier (Knuth's multiplicative hashing).
 const hashMul = 0x9e3779b1
-
-// FanoutProgram returns a PACKET_FANOUT_CBPF program that sends both directions of a NAT connection
-// to the same fanout member: it hashes the client side, which is the source of a frame whose
-// destination address is one of vips and the destination of any other frame (a real server's reply).
-// The hash covers the client address and, for TCP, UDP and SCTP, the client port; fragments hash on
-// the address alone, since only the first one carries ports. The program returns hash mod members;
-// frames that are not IP or are malformed go to member 0.
-//
-// An ICMP error (IPv4 types 3, 11, 12; ICMPv6 types 1 to 4) goes where its connection's frames go:
-// the program hashes the client side of the packet it quotes, which travelled the other way, so
-// the client is the quoted destination if the quoted source is one of vips and the quoted source
-// otherwise (address and port, by the same rules). IPv4 headers with options are read at both
-// levels. Where the quote cannot be read this way the error is hashed like any other frame (its
-// client-side address): an ICMPv6 error behind IPv6 extension headers or quoting a packet with
-// extension headers, a quote of another IP version or with IHL < 5, or an error in a non-first
-// fragment. An ICMP error too short to hold the 8-byte ICMP header and the quoted IP header (or
-// ports the quote says it has) makes a load fail and goes to member 0, like other truncated frames.
-//
-// The kernel runs fanout programs differently from socket filters (measured on Linux 6.18, and see
-// packet_rcv_fanout in net/packet/af_packet.c): the frame starts at the network header, not at the
-// Ethernet header, and the EtherType is read from skb->protocol (the SKF_AD_PROTOCOL extension).
-// The outer VLAN tag has already been moved to metadata; for QinQ the inner tag is left at the front
-// and the program looks through it. Instruction 0 is the skb->protocol load.
-func FanoutProgram(vips []netip.Addr, members int) ([]bpf.RawInstruction, error) {
-	return FanoutProgramBase(vips, members, 0)
-}
-
-// FanoutProgramBase is FanoutProgram for a group whose members come in sets: it returns
-// base + (hash mod members), so a group joined by several sets of members of the same size
-// sends everything to the set starting at base (members joined in order base, base+1, ...).
-// Replacing the program with another base moves all traffic to another set at once. Frames too
-// short for a load the program makes abort it, and the kernel then sends them to member 0
-// whatever the base: the reader of member 0 must also read its socket while another set is in use.
-func FanoutProgramBase(vips []netip.Addr, members, base int) ([]bpf.RawInstruction, error) {
-	return FanoutProgramSpec(FanoutSpec{VIPs: vips}, members, base)
-}
 
 // HashRule is how the fanout hashes the client side of one service's frames. The zero value hashes
 // the client address and, for TCP, UDP and SCTP, the client port, so one client's connections
@@ -342,14 +275,6 @@ func FanoutProgramBase(vips []netip.Addr, members, base int) ([]bpf.RawInstructi
 type HashRule struct {
 	Sticky bool
 	Bits   int // prefix length in the endpoint's family: 0..32 (IPv4) or 0..128 (IPv6)
-}
-
-// Covers reports whether hashing by r keeps together whatever hashing by o keeps together, so
-// that flows hashed by o so far stay on their members under r only if r == o, but a service
-// whose rule becomes o can keep r: any rule keeps a connection together, and a sticky rule keeps
-// together every client network of a longer (or equal) prefix.
-func (r HashRule) Covers(o HashRule) bool {
-	return !o.Sticky || (r.Sticky && r.Bits <= o.Bits)
 }
 
 // Join is the finest rule that covers both r and o.
@@ -390,11 +315,40 @@ type FanoutSpec struct {
 	ServerRules []EndpointRule
 }
 
-// FanoutProgramSpec is FanoutProgramBase with per-endpoint hash rules: a frame is hashed by the
-// rule of its service's endpoint, so a change to one service's rule moves no other service's
-// flows. Frames whose service side has no rule, ports cannot be read (fragments, IPv6 extension
-// headers) or matches no endpoint hash by client address and port, as without rules; rules that
-// are not sticky cost nothing unless they shadow a sticky port-0 rule.
+// FanoutProgramSpec returns a PACKET_FANOUT_CBPF program that sends both directions of a NAT
+// connection to the same fanout member: it hashes the client side, which is the source of a frame
+// whose destination address is one of spec.VIPs and the destination of any other frame (a real
+// server's reply). The hash covers the client address and, for TCP, UDP and SCTP, the client port;
+// fragments hash on the address alone, since only the first one carries ports.
+//
+// Hash rules (spec.VIPRules, spec.ServerRules) change that per service endpoint: a frame is hashed
+// by the rule of its service's endpoint, so a change to one service's rule moves no other
+// service's flows. Frames whose service side has no rule, whose ports cannot be read (fragments,
+// IPv6 extension headers) or that match no endpoint hash by client address and port, as without
+// rules; rules that are not sticky cost nothing unless they shadow a sticky port-0 rule.
+//
+// The program returns base + (hash mod members), so a group joined by several sets of members of
+// the same size sends everything to the set starting at base (members joined in order base,
+// base+1, ...); replacing the program with another base moves all traffic to another set at once.
+// Frames that are not IP, or whose IP header is malformed, go to member base. Frames too short for
+// a load the program makes abort it, and the kernel then sends them to member 0 whatever the base:
+// the reader of member 0 must also read its socket while another set is in use.
+//
+// An ICMP error (IPv4 types 3, 11, 12; ICMPv6 types 1 to 4) goes where its connection's frames go:
+// the program hashes the client side of the packet it quotes, which travelled the other way, so
+// the client is the quoted destination if the quoted source is a VIP and the quoted source
+// otherwise (address and port, by the same rules). IPv4 headers with options are read at both
+// levels. Where the quote cannot be read this way the error is hashed like any other frame (its
+// client-side address): an ICMPv6 error behind IPv6 extension headers or quoting a packet with
+// extension headers, a quote of another IP version or with IHL < 5, or an error in a non-first
+// fragment. An ICMP error too short to hold the 8-byte ICMP header and the quoted IP header (or
+// ports the quote says it has) makes a load fail, like other truncated frames.
+//
+// The kernel runs fanout programs differently from socket filters (measured on Linux 6.18, and see
+// packet_rcv_fanout in net/packet/af_packet.c): the frame starts at the network header, not at the
+// Ethernet header, and the EtherType is read from skb->protocol (the SKF_AD_PROTOCOL extension).
+// The outer VLAN tag has already been moved to metadata; for QinQ the inner tag is left at the front
+// and the program looks through it. Instruction 0 is the skb->protocol load.
 func FanoutProgramSpec(spec FanoutSpec, members, base int) ([]bpf.RawInstruction, error) {
 	if base < 0 || base+members > 1<<16 {
 		return nil, fmt.Errorf("failed to generate fanout BPF: base %d with %d members exceeds PACKET_FANOUT_MAX (65536)", base, members)
@@ -402,36 +356,35 @@ func FanoutProgramSpec(spec FanoutSpec, members, base int) ([]bpf.RawInstruction
 	if members < 1 || members > 1<<16 {
 		return nil, fmt.Errorf("failed to generate fanout BPF: %d members, want 1 to 65536 (PACKET_FANOUT_MAX)", members)
 	}
-	vips := spec.VIPs
 	a := &asm{}
-	var v4, v6 []*addrGroup
-	for i, ip := range vips {
+	var vips [2][]*addrGroup
+	isVIP := map[netip.Addr]bool{}
+	for i, ip := range spec.VIPs {
 		if !ip.IsValid() {
 			return nil, fmt.Errorf("failed to generate fanout BPF: VIP %d is not a valid address", i)
 		}
 		ip = ip.Unmap().WithZone("")
-		g := &addrGroup{addr: ip}
-		if ip.Is4() {
-			v4 = append(v4, g)
-		} else {
-			v6 = append(v6, g)
+		if !isVIP[ip] {
+			isVIP[ip] = true
+			f := familyOf(ip).index
+			vips[f] = append(vips[f], &addrGroup{addr: ip})
 		}
 	}
-	less := func(x, y *addrGroup) int { return x.addr.Compare(y.addr) }
-	eq := func(x, y *addrGroup) bool { return x.addr == y.addr }
-	slices.SortFunc(v4, less)
-	slices.SortFunc(v6, less)
-	v4, v6 = slices.CompactFunc(v4, eq), slices.CompactFunc(v6, eq)
-	vr4, vr6, err := ruleGroups(a, "VIP", spec.VIPRules)
+	for _, gs := range vips {
+		slices.SortFunc(gs, func(x, y *addrGroup) int { return x.addr.Compare(y.addr) })
+	}
+	vipRules, err := ruleGroups(a, "VIP", spec.VIPRules)
 	if err != nil {
 		return nil, err
 	}
-	for _, g := range append(slices.Clone(vr4), vr6...) {
-		if !slices.ContainsFunc(append(slices.Clone(v4), v6...), func(v *addrGroup) bool { return v.addr == g.addr }) {
-			return nil, fmt.Errorf("failed to generate fanout BPF: VIP rule for %v, which is not among the VIPs", g.addr)
+	for _, gs := range vipRules {
+		for _, g := range gs {
+			if !isVIP[g.addr] {
+				return nil, fmt.Errorf("failed to generate fanout BPF: VIP rule for %v, which is not among the VIPs", g.addr)
+			}
 		}
 	}
-	sr4, sr6, err := ruleGroups(a, "server", spec.ServerRules)
+	serverRules, err := ruleGroups(a, "server", spec.ServerRules)
 	if err != nil {
 		return nil, err
 	}
@@ -440,8 +393,9 @@ func FanoutProgramSpec(spec FanoutSpec, members, base int) ([]bpf.RawInstruction
 	// Sticky hashes, emitted once per family, side and prefix where the rules need them: the client
 	// address masked to the prefix, without ports, for every frame and quote of those endpoints.
 	type stickyKey struct {
-		v6, src bool
-		bits    int
+		f    *family
+		src  bool
+		bits int
 	}
 	var stickyKeys []stickyKey
 	stickyLbl := map[stickyKey]label{}
@@ -456,14 +410,15 @@ func FanoutProgramSpec(spec FanoutSpec, members, base int) ([]bpf.RawInstruction
 	}
 	// A rule's entry: X = memBase, then the client side by memMode (see vipSides).
 	type ruleKey struct {
-		v6, server bool
-		bits       int
+		f      *family
+		server bool
+		bits   int
 	}
 	var ruleKeys []ruleKey
 	ruleLbl := map[ruleKey]label{}
-	ruleEntry := func(v6, server bool) func(HashRule) label {
+	ruleEntry := func(f *family, server bool) func(HashRule) label {
 		return func(r HashRule) label {
-			k := ruleKey{v6, server, r.Bits}
+			k := ruleKey{f, server, r.Bits}
 			l, ok := ruleLbl[k]
 			if !ok {
 				l = a.newLabel()
@@ -474,246 +429,60 @@ func FanoutProgramSpec(spec FanoutSpec, members, base int) ([]bpf.RawInstruction
 		}
 	}
 	// emitRules emits one family's rule entries, then the sticky hashes they jump to.
-	emitRules := func(v6 bool) {
+	emitRules := func(f *family) {
 		for _, k := range ruleKeys {
-			if k.v6 != v6 {
+			if k.f != f {
 				continue
 			}
 			a.mark(ruleLbl[k])
 			a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memBase}, bpf.LoadScratch{Dst: bpf.RegA, N: memMode})
 			// A frame to a VIP (memMode 0) or a quote from one (1): the client is the frame's
 			// source or the quote's destination; the other way round for the server side.
-			src, dst := sticky(stickyKey{v6, true, k.bits}), sticky(stickyKey{v6, false, k.bits})
+			src, dst := sticky(stickyKey{f, true, k.bits}), sticky(stickyKey{f, false, k.bits})
 			if k.server {
 				src, dst = dst, src
 			}
 			a.jif(bpf.JumpEqual, 0, src, dst)
 		}
 		for _, k := range stickyKeys {
-			if k.v6 != v6 {
+			if k.f != f {
 				continue
 			}
 			a.mark(stickyLbl[k])
-			switch {
-			case !v6:
-				off := uint32(16)
-				if k.src {
-					off = 12
-				}
-				a.i(
-					bpf.LoadIndirect{Off: off, Size: 4},
-					bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: prefixMask(k.bits)},
-					bpf.StoreScratch{Src: bpf.RegA, N: memHash},
-				)
-			default:
-				off := uint32(24)
-				if k.src {
-					off = 8
-				}
-				hashAddr6(a, off, k.bits)
+			off := f.dstOff
+			if k.src {
+				off = f.srcOff
 			}
+			f.hashAddr(a, off, k.bits)
 			a.ja(final)
 		}
 	}
-	ip4, ip6 := a.newLabel(), a.newLabel()
-	at0, at4 := a.newLabel(), a.newLabel()
-	a.i(bpf.LoadExtension{Num: bpf.ExtProto})
-	a.jif(bpf.JumpEqual, etherTypeIPv4, at0, next)
-	a.jif(bpf.JumpEqual, etherTypeIPv6, at0, next)
-	a.jif(bpf.JumpEqual, etherType8021Q, at4, next)
-	a.jif(bpf.JumpEqual, etherType8021AD, at4, zero)
-	a.mark(at4)
+
+	// The kernel hands the program the frame from the network header on, with the EtherType in
+	// skb->protocol and the outer VLAN tag in metadata; a QinQ frame's inner tag is still in front.
+	var entry [2]label
+	for _, f := range families {
+		entry[f.index] = a.newLabel()
+	}
+	ip := func(f *family) label { return entry[f.index] }
+	inner := a.newLabel()
+	a.i(bpf.LoadExtension{Num: bpf.ExtProto}, bpf.LoadConstant{Dst: bpf.RegX, Val: 0})
+	etherTypes(a, ip, inner, zero)
+	a.mark(inner)
 	// Inner tag at the front: TCI, then the EtherType, then the IP header at 4.
 	a.i(bpf.LoadAbsolute{Off: 2, Size: 2}, bpf.LoadConstant{Dst: bpf.RegX, Val: 4})
-	a.jif(bpf.JumpEqual, etherTypeIPv4, ip4, next)
-	a.jif(bpf.JumpEqual, etherTypeIPv6, ip6, zero)
-	a.mark(at0)
-	a.i(bpf.LoadConstant{Dst: bpf.RegX, Val: 0})
-	a.jif(bpf.JumpEqual, etherTypeIPv4, ip4, ip6)
+	etherTypes(a, ip, zero, zero)
 
-	// Each family's code picks the packet to hash (memBase: the frame's own IP header, or the one
-	// an ICMP error quotes, with memMode 1) and then runs one VIP compare tree for both, so that many
-	// VIPs cost their compares once. A quoted packet travelled the other way than the error: if its
-	// source is a VIP its client is its destination, otherwise its source.
-
-	// IPv4, X = offset of the IP header. Loads past the end make the kernel (and the VM) return 0.
-	a.mark(ip4)
-	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
-	a.jif(bpf.JumpNotEqual, 4, zero, next)
-	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf})
-	a.jif(bpf.JumpLessThan, 5, zero, next)
-	a.i(
-		bpf.StoreScratch{Src: bpf.RegX, N: memL3},
-		bpf.StoreScratch{Src: bpf.RegX, N: memBase},
-		bpf.LoadConstant{Dst: bpf.RegA, Val: 0},
-		bpf.StoreScratch{Src: bpf.RegA, N: memMode},
-	)
-	match4, outer4, icmp4, err4 := a.newLabel(), a.newLabel(), a.newLabel(), a.newLabel()
-	a.i(bpf.LoadIndirect{Off: 9, Size: 1})
-	a.jif(bpf.JumpEqual, protoICMP, icmp4, match4)
-	a.mark(icmp4)
-	// Only a first (or only) fragment holds the ICMP header.
-	a.i(bpf.LoadIndirect{Off: 6, Size: 2})
-	a.jif(bpf.JumpBitsSet, 0x1fff, outer4, next)
-	a.i(
-		bpf.LoadIndirect{Off: 0, Size: 1},
-		bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf},
-		bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2},
-		bpf.ALUOpX{Op: bpf.ALUOpAdd},
-		bpf.TAX{}, // X = ICMP header
-		bpf.LoadIndirect{Off: 0, Size: 1},
-	)
-	for _, typ := range []uint32{icmpUnreachable, icmpTimeExceeded, icmpParamProblem} {
-		a.jif(bpf.JumpEqual, typ, err4, next)
+	for _, f := range families {
+		a.mark(entry[f.index])
+		var rules *sideRules
+		if len(vipRules[f.index]) > 0 || len(serverRules[f.index]) > 0 {
+			rules = &sideRules{vip: vipRules[f.index], server: serverRules[f.index], serverOff: f.srcOff,
+				vipRule: ruleEntry(f, false), serverRule: ruleEntry(f, true)}
+		}
+		fanoutFamily(a, f, vips[f.index], rules, zero, final)
+		emitRules(f)
 	}
-	a.ja(outer4)
-	a.mark(err4)
-	a.i(
-		bpf.TXA{},
-		bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: icmpHeaderLen},
-		bpf.TAX{}, // X = quoted IP header
-		bpf.LoadIndirect{Off: 0, Size: 1},
-		bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4},
-	)
-	a.jif(bpf.JumpNotEqual, 4, outer4, next)
-	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf})
-	a.jif(bpf.JumpLessThan, 5, outer4, next)
-	a.i(
-		bpf.StoreScratch{Src: bpf.RegX, N: memBase},
-		bpf.LoadConstant{Dst: bpf.RegA, Val: 1},
-		bpf.StoreScratch{Src: bpf.RegA, N: memMode},
-		// The tree compares [X+16], the outer destination; for the quote it must see the source at 12.
-		bpf.TXA{},
-		bpf.ALUOpConstant{Op: bpf.ALUOpSub, Val: 4},
-		bpf.TAX{},
-	)
-	a.ja(match4)
-	a.mark(outer4) // not an error this program can read: hash the frame itself
-	a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memL3})
-	a.mark(match4)
-	var rules4 *sideRules
-	if len(vr4) > 0 || len(sr4) > 0 {
-		rules4 = &sideRules{vip: vr4, server: sr4, serverOff: 12, vipRule: ruleEntry(false, false), serverRule: ruleEntry(false, true)}
-		rulePorts(a, 9, func(none label) {
-			a.i(bpf.LoadIndirect{Off: 6, Size: 2})
-			a.jif(bpf.JumpBitsSet, 0x3fff, none, next) // a fragment: no ports
-			a.i(
-				bpf.LoadIndirect{Off: 0, Size: 1},
-				bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf},
-				bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2},
-				bpf.ALUOpX{Op: bpf.ALUOpAdd},
-				bpf.TAX{},
-			)
-		}, 2)
-	}
-	cs4, cd4 := a.newLabel(), a.newLabel()
-	vipSides(a, v4, 16, cs4, cd4, rules4)
-	for _, side := range []struct {
-		lbl           label
-		addr, portOff uint32
-	}{{cs4, 12, 0}, {cd4, 16, 2}} {
-		// X = memBase, the header whose side is hashed.
-		a.mark(side.lbl)
-		a.i(
-			bpf.LoadIndirect{Off: side.addr, Size: 4},
-			bpf.StoreScratch{Src: bpf.RegA, N: memHash},
-			bpf.LoadIndirect{Off: 9, Size: 1},
-		)
-		ports := a.newLabel()
-		a.jif(bpf.JumpEqual, protoTCP, ports, next)
-		a.jif(bpf.JumpEqual, protoUDP, ports, next)
-		a.jif(bpf.JumpEqual, protoSCTP, ports, final)
-		a.mark(ports)
-		a.i(bpf.LoadIndirect{Off: 6, Size: 2})
-		a.jif(bpf.JumpBitsSet, 0x3fff, final, next) // a fragment: hash on the address alone
-		a.i(
-			bpf.LoadIndirect{Off: 0, Size: 1},
-			bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf},
-			bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2},
-			bpf.ALUOpX{Op: bpf.ALUOpAdd},
-			bpf.TAX{},
-			bpf.LoadIndirect{Off: side.portOff, Size: 2},
-			bpf.LoadScratch{Dst: bpf.RegX, N: memHash},
-			bpf.ALUOpX{Op: bpf.ALUOpXor},
-			bpf.StoreScratch{Src: bpf.RegA, N: memHash},
-		)
-		a.ja(final)
-	}
-	emitRules(false)
-
-	// IPv6, X = offset of the IP header. Only a transport header right after the fixed header is
-	// read; with extension headers the hash covers the address alone. An ICMPv6 error is read only
-	// without extension headers before it, and its quote only without extension headers in it:
-	// otherwise the frame is hashed as any other (its client-side address alone).
-	a.mark(ip6)
-	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
-	a.jif(bpf.JumpNotEqual, 6, zero, next)
-	a.i(
-		bpf.StoreScratch{Src: bpf.RegX, N: memL3},
-		bpf.StoreScratch{Src: bpf.RegX, N: memBase},
-		bpf.LoadConstant{Dst: bpf.RegA, Val: 0},
-		bpf.StoreScratch{Src: bpf.RegA, N: memMode},
-	)
-	match6, outer6, icmp6 := a.newLabel(), a.newLabel(), a.newLabel()
-	a.i(bpf.LoadIndirect{Off: 6, Size: 1})
-	a.jif(bpf.JumpEqual, protoICMPv6, icmp6, match6)
-	a.mark(icmp6)
-	a.i(bpf.LoadIndirect{Off: ipv6HeaderLen, Size: 1})
-	a.jif(bpf.JumpLessThan, icmp6Unreachable, outer6, next)
-	a.jif(bpf.JumpGreaterThan, icmp6ParamProblem, outer6, next)
-	const q6 = ipv6HeaderLen + icmpHeaderLen // the quoted header, from X
-	a.i(bpf.LoadIndirect{Off: q6, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
-	a.jif(bpf.JumpNotEqual, 6, outer6, next)
-	a.i(bpf.LoadIndirect{Off: q6 + 6, Size: 1})
-	for _, h := range ipv6ExtHeaders {
-		a.jif(bpf.JumpEqual, h, outer6, next)
-	}
-	a.i(
-		bpf.TXA{},
-		bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: q6},
-		bpf.StoreScratch{Src: bpf.RegA, N: memBase},
-		// The tree compares [X+24], the outer destination; for the quote it must see the source at 8.
-		bpf.ALUOpConstant{Op: bpf.ALUOpSub, Val: 16},
-		bpf.TAX{},
-		bpf.LoadConstant{Dst: bpf.RegA, Val: 1},
-		bpf.StoreScratch{Src: bpf.RegA, N: memMode},
-	)
-	a.ja(match6)
-	a.mark(outer6)
-	a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memL3})
-	a.mark(match6)
-	var rules6 *sideRules
-	if len(vr6) > 0 || len(sr6) > 0 {
-		rules6 = &sideRules{vip: vr6, server: sr6, serverOff: 8, vipRule: ruleEntry(true, false), serverRule: ruleEntry(true, true)}
-		// Ports only right after the fixed header: with extension headers the next header is none
-		// of TCP, UDP or SCTP.
-		rulePorts(a, 6, func(label) {
-			a.i(bpf.TXA{}, bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: ipv6HeaderLen}, bpf.TAX{})
-		}, 4)
-	}
-	cs6, cd6 := a.newLabel(), a.newLabel()
-	vipSides(a, v6, 24, cs6, cd6, rules6)
-	for _, side := range []struct {
-		lbl           label
-		addr, portOff uint32
-	}{{cs6, 8, 40}, {cd6, 24, 42}} {
-		a.mark(side.lbl)
-		hashAddr6(a, side.addr, -1)
-		a.i(bpf.LoadIndirect{Off: 6, Size: 1})
-		ports := a.newLabel()
-		a.jif(bpf.JumpEqual, protoTCP, ports, next)
-		a.jif(bpf.JumpEqual, protoUDP, ports, next)
-		a.jif(bpf.JumpEqual, protoSCTP, ports, final)
-		a.mark(ports)
-		a.i(
-			bpf.LoadIndirect{Off: side.portOff, Size: 2},
-			bpf.LoadScratch{Dst: bpf.RegX, N: memHash},
-			bpf.ALUOpX{Op: bpf.ALUOpXor},
-			bpf.StoreScratch{Src: bpf.RegA, N: memHash},
-		)
-		a.ja(final)
-	}
-	emitRules(true)
 
 	// h *= golden ratio; h ^= h >> 16; return h % members.
 	a.mark(final)
@@ -732,4 +501,80 @@ func FanoutProgramSpec(spec FanoutSpec, members, base int) ([]bpf.RawInstruction
 	a.mark(zero)
 	a.i(bpf.RetConstant{Val: uint32(base)})
 	return a.assemble()
+}
+
+// fanoutFamily emits the hash of a frame of family f, X = the offset of its IP header, into
+// memHash, then jumps to final; a header of another version or too short an IPv4 header jumps to
+// zero. It picks the packet to hash (memBase: the frame's own IP header, or the one an ICMP error
+// quotes, with memMode 1) and then runs one VIP compare tree for both, so that many VIPs cost
+// their compares once. A quoted packet travelled the other way than the error: if its source is a
+// VIP its client is its destination, otherwise its source.
+//
+// Loads past the end make the kernel (and the VM) return 0. Only a transport header at a fixed
+// place is read: behind IPv6 extension headers the hash covers the address alone. An ICMPv6
+// error is read only without extension headers before it, and its quote only without extension
+// headers in it: otherwise the frame is hashed as any other (its client-side address alone).
+func fanoutFamily(a *asm, f *family, vips []*addrGroup, rules *sideRules, zero, final label) {
+	f.checkHeader(a, 0, zero)
+	a.i(
+		bpf.StoreScratch{Src: bpf.RegX, N: memL3},
+		bpf.StoreScratch{Src: bpf.RegX, N: memBase},
+		bpf.LoadConstant{Dst: bpf.RegA, Val: 0},
+		bpf.StoreScratch{Src: bpf.RegA, N: memMode},
+	)
+	match, outer, icmp, quote := a.newLabel(), a.newLabel(), a.newLabel(), a.newLabel()
+	a.i(bpf.LoadIndirect{Off: f.protoOff, Size: 1})
+	a.jif(bpf.JumpEqual, f.icmp, icmp, match)
+	a.mark(icmp)
+	// Only a first (or only) fragment holds the ICMP header.
+	off := f.transport(a, nonFirstFragment, outer)
+	a.i(bpf.LoadIndirect{Off: off, Size: 1})
+	f.isICMPError(a, quote, outer)
+	a.mark(quote)
+	q := off + icmpHeaderLen // the quoted header, from X
+	f.checkHeader(a, q, outer)
+	if f.extHeaders {
+		a.i(bpf.LoadIndirect{Off: q + f.protoOff, Size: 1})
+		jumpIfExtHeader(a, outer)
+	}
+	a.i(
+		bpf.TXA{},
+		bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: q},
+		bpf.StoreScratch{Src: bpf.RegA, N: memBase},
+		// The tree compares [X+dstOff], the outer destination; for the quote it must see the
+		// quote's source.
+		bpf.ALUOpConstant{Op: bpf.ALUOpSub, Val: f.dstOff - f.srcOff},
+		bpf.TAX{},
+		bpf.LoadConstant{Dst: bpf.RegA, Val: 1},
+		bpf.StoreScratch{Src: bpf.RegA, N: memMode},
+	)
+	a.ja(match)
+	a.mark(outer) // not an error this program can read: hash the frame itself
+	a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memL3})
+	a.mark(match)
+	if rules != nil {
+		rulePorts(a, f)
+	}
+	src, dst := a.newLabel(), a.newLabel()
+	vipSides(a, vips, f.dstOff, src, dst, rules)
+	for _, side := range []struct {
+		lbl           label
+		addr, portOff uint32
+	}{{src, f.srcOff, 0}, {dst, f.dstOff, 2}} {
+		// X = memBase, the header whose side is hashed.
+		a.mark(side.lbl)
+		f.hashAddr(a, side.addr, -1)
+		a.i(bpf.LoadIndirect{Off: f.protoOff, Size: 1})
+		ports := a.newLabel()
+		hasPortsProto(a, ports, final)
+		a.mark(ports)
+		off := f.transport(a, anyFragment, final) // a fragment: hash on the address alone
+		a.i(
+			bpf.LoadIndirect{Off: off + side.portOff, Size: 2},
+			bpf.LoadScratch{Dst: bpf.RegX, N: memHash},
+			bpf.ALUOpX{Op: bpf.ALUOpXor},
+			bpf.StoreScratch{Src: bpf.RegA, N: memHash},
+		)
+		a.ja(final)
+	}
 }

@@ -12,10 +12,10 @@ import (
 	"golang.org/x/net/bpf"
 )
 
-// runFanout runs a fanout program the way the kernel does (measured, see FanoutProgram): on the frame
-// from the network header, or from the inner tag of a QinQ frame, with skb->protocol as the
-// EtherType. The VM has no SKF_AD_PROTOCOL, so instruction 0, the protocol load, is replaced by a
-// constant.
+// runFanout runs a fanout program the way the kernel does (measured, see FanoutProgramSpec): on
+// the frame from the network header, or from the inner tag of a QinQ frame, with skb->protocol as
+// the EtherType. The VM has no SKF_AD_PROTOCOL, so instruction 0, the protocol load, is replaced by
+// a constant.
 func runFanout(t testing.TB, raw []bpf.RawInstruction, fr []byte) int {
 	t.Helper()
 	insns, ok := bpf.Disassemble(raw)

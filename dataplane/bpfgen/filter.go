@@ -45,8 +45,6 @@ var ipv6ExtHeaders = []uint32{0, 43, 44, 51, 60, 135, 139, 140}
 // Scratch memory slots.
 const (
 	memL3    = 0 // offset of the IP header in the frame
-	memRem   = 1 // bytes from the IP header to the end of the frame
-	memHL    = 2 // IPv4 header length in bytes
 	memProto = 3 // IPv4 protocol / IPv6 next header
 	memHash  = 4 // fanout: hash accumulator
 	memSport = 5 // source port, or noPorts
@@ -72,33 +70,30 @@ type addrGroup struct {
 	owner bool // emits the block at lbl (other groups with the same endpoints share it)
 }
 
-// group validates eps and groups them by address, IPv4 and IPv6 apart, sorted by address.
-func group(a *asm, what string, eps []Endpoint) (v4, v6 []*addrGroup, err error) {
+// group validates eps and groups them by address, per family, sorted by address.
+func group(a *asm, what string, eps []Endpoint) (groups [2][]*addrGroup, err error) {
 	by := map[netip.Addr]*addrGroup{}
 	for i, ep := range eps {
 		if !ep.Addr.IsValid() {
-			return nil, nil, fmt.Errorf("invalid %s endpoint %d: no address", what, i)
+			return groups, fmt.Errorf("invalid %s endpoint %d: no address", what, i)
 		}
 		if ep.Port != 0 && !hasPorts(ep.Proto) {
-			return nil, nil, fmt.Errorf("invalid %s endpoint %d (%v): port %d with protocol %d: ports need TCP (6), UDP (17) or SCTP (132)", what, i, ep.Addr, ep.Port, ep.Proto)
+			return groups, fmt.Errorf("invalid %s endpoint %d (%v): port %d with protocol %d: ports need TCP (6), UDP (17) or SCTP (132)", what, i, ep.Addr, ep.Port, ep.Proto)
 		}
 		ep.Addr = ep.Addr.Unmap().WithZone("")
 		g := by[ep.Addr]
 		if g == nil {
 			g = &addrGroup{addr: ep.Addr, lbl: a.newLabel()}
 			by[ep.Addr] = g
-			if ep.Addr.Is4() {
-				v4 = append(v4, g)
-			} else {
-				v6 = append(v6, g)
-			}
+			f := familyOf(ep.Addr).index
+			groups[f] = append(groups[f], g)
 		}
 		g.eps = append(g.eps, ep)
 	}
-	less := func(x, y *addrGroup) int { return x.addr.Compare(y.addr) }
-	slices.SortFunc(v4, less)
-	slices.SortFunc(v6, less)
-	return v4, v6, nil
+	for _, gs := range groups {
+		slices.SortFunc(gs, func(x, y *addrGroup) int { return x.addr.Compare(y.addr) })
+	}
+	return groups, nil
 }
 
 // words splits an address into big-endian 32-bit words, as BPF word loads see them.
@@ -169,141 +164,41 @@ func addrMatch(a *asm, off uint32, groups []*addrGroup, miss label) {
 // the program also works where the tag is not stripped.
 func SocketFilter(spec FilterSpec) ([]bpf.RawInstruction, error) {
 	a := &asm{}
-	vip4, vip6, err := group(a, "VIP", spec.VIPs)
+	vips, err := group(a, "VIP", spec.VIPs)
 	if err != nil {
 		return nil, err
 	}
-	rs4, rs6, err := group(a, "real server", spec.RealServers)
+	reals, err := group(a, "real server", spec.RealServers)
 	if err != nil {
 		return nil, err
-	}
-	for _, gs := range [][]*addrGroup{vip4, vip6, rs4, rs6} {
-		share(gs)
 	}
 	accept, drop := a.newLabel(), a.newLabel()
-	v4, v6 := a.newLabel(), a.newLabel()
-
-	// Link layer: find the IP header offset for up to two inline tags.
-	offsets := []uint32{14, 18, 22}
-	enter4, enter6 := make([]label, len(offsets)), make([]label, len(offsets))
-	for i := range offsets {
-		enter4[i], enter6[i] = a.newLabel(), a.newLabel()
+	var entry [2]label
+	for _, f := range families {
+		share(vips[f.index])
+		share(reals[f.index])
+		entry[f.index] = a.newLabel()
 	}
+	ip := func(f *family) label { return entry[f.index] }
+
+	// Link layer: X = the IP header's offset, behind up to two inline tags.
+	offsets := []uint32{14, 18, 22}
 	for i, off := range offsets {
 		a.i(bpf.LoadExtension{Num: bpf.ExtLen})
 		a.jif(bpf.JumpLessThan, off, accept, next) // cannot read the EtherType: malformed
-		a.i(bpf.LoadAbsolute{Off: off - 2, Size: 2})
-		a.jif(bpf.JumpEqual, etherTypeIPv4, enter4[i], next)
-		a.jif(bpf.JumpEqual, etherTypeIPv6, enter6[i], next)
+		a.i(bpf.LoadAbsolute{Off: off - 2, Size: 2}, bpf.LoadConstant{Dst: bpf.RegX, Val: off})
 		if i == len(offsets)-1 {
-			a.ja(drop)
+			etherTypes(a, ip, drop, drop)
 			break
 		}
 		tagged := a.newLabel()
-		a.jif(bpf.JumpEqual, etherType8021Q, tagged, next)
-		a.jif(bpf.JumpEqual, etherType8021AD, tagged, drop)
+		etherTypes(a, ip, tagged, drop)
 		a.mark(tagged)
 	}
-	for i, off := range offsets {
-		a.mark(enter4[i])
-		a.i(bpf.LoadConstant{Dst: bpf.RegX, Val: off})
-		a.ja(v4)
-		a.mark(enter6[i])
-		a.i(bpf.LoadConstant{Dst: bpf.RegX, Val: off})
-		a.ja(v6)
+	for _, f := range families {
+		a.mark(entry[f.index])
+		filterFamily(a, f, vips[f.index], reals[f.index], accept, drop)
 	}
-
-	// IPv4, X = offset of the IP header.
-	src4 := a.newLabel()
-	a.mark(v4)
-	a.i(
-		bpf.StoreScratch{Src: bpf.RegX, N: memL3},
-		bpf.LoadExtension{Num: bpf.ExtLen},
-		bpf.ALUOpX{Op: bpf.ALUOpSub},
-		bpf.StoreScratch{Src: bpf.RegA, N: memRem},
-	)
-	a.jif(bpf.JumpLessThan, 20, accept, next)
-	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
-	a.jif(bpf.JumpNotEqual, 4, accept, next)
-	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpAnd, Val: 0xf})
-	a.jif(bpf.JumpLessThan, 5, accept, next)
-	a.i(
-		bpf.ALUOpConstant{Op: bpf.ALUOpShiftLeft, Val: 2},
-		bpf.StoreScratch{Src: bpf.RegA, N: memHL},
-		bpf.LoadIndirect{Off: 9, Size: 1},
-		bpf.StoreScratch{Src: bpf.RegA, N: memProto},
-	)
-	// Ports, once for all endpoint blocks: noPorts for fragments and frames too short to hold them.
-	ports4, portsDone4 := a.newLabel(), a.newLabel()
-	a.i(bpf.LoadConstant{Dst: bpf.RegA, Val: noPorts}, bpf.StoreScratch{Src: bpf.RegA, N: memSport}, bpf.StoreScratch{Src: bpf.RegA, N: memDport})
-	a.i(bpf.LoadIndirect{Off: 6, Size: 2})
-	a.jif(bpf.JumpBitsSet, 0x1fff, portsDone4, next)
-	a.i(
-		bpf.LoadScratch{Dst: bpf.RegA, N: memHL},
-		bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: 4},
-		bpf.TAX{},
-		bpf.LoadScratch{Dst: bpf.RegA, N: memRem},
-	)
-	a.jifx(bpf.JumpGreaterOrEqual, ports4, next)
-	a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memL3})
-	a.ja(portsDone4)
-	a.mark(ports4)
-	a.i(
-		bpf.LoadScratch{Dst: bpf.RegA, N: memHL},
-		bpf.LoadScratch{Dst: bpf.RegX, N: memL3},
-		bpf.ALUOpX{Op: bpf.ALUOpAdd},
-		bpf.TAX{},
-		bpf.LoadIndirect{Off: 0, Size: 2},
-		bpf.StoreScratch{Src: bpf.RegA, N: memSport},
-		bpf.LoadIndirect{Off: 2, Size: 2},
-		bpf.StoreScratch{Src: bpf.RegA, N: memDport},
-		bpf.LoadScratch{Dst: bpf.RegX, N: memL3},
-	)
-	a.mark(portsDone4)
-	addrMatch(a, 16, vip4, src4)
-	endpointBlocks(a, vip4, false, true, accept, src4)
-	a.mark(src4)
-	addrMatch(a, 12, rs4, drop)
-	endpointBlocks(a, rs4, false, false, accept, drop)
-
-	// IPv6, X = offset of the IP header.
-	src6 := a.newLabel()
-	a.mark(v6)
-	a.i(
-		bpf.StoreScratch{Src: bpf.RegX, N: memL3},
-		bpf.LoadExtension{Num: bpf.ExtLen},
-		bpf.ALUOpX{Op: bpf.ALUOpSub},
-		bpf.StoreScratch{Src: bpf.RegA, N: memRem},
-	)
-	a.jif(bpf.JumpLessThan, 40, accept, next)
-	a.i(bpf.LoadIndirect{Off: 0, Size: 1}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 4})
-	a.jif(bpf.JumpNotEqual, 6, accept, next)
-	ext6, proto6, portsDone6 := a.newLabel(), a.newLabel(), a.newLabel()
-	a.i(bpf.LoadIndirect{Off: 6, Size: 1})
-	for _, h := range ipv6ExtHeaders {
-		a.jif(bpf.JumpEqual, h, ext6, next)
-	}
-	a.ja(proto6)
-	a.mark(ext6)
-	a.i(bpf.LoadConstant{Dst: bpf.RegA, Val: protoExt})
-	a.mark(proto6)
-	a.i(bpf.StoreScratch{Src: bpf.RegA, N: memProto})
-	a.i(bpf.LoadConstant{Dst: bpf.RegA, Val: noPorts}, bpf.StoreScratch{Src: bpf.RegA, N: memSport}, bpf.StoreScratch{Src: bpf.RegA, N: memDport})
-	a.i(bpf.LoadScratch{Dst: bpf.RegA, N: memRem})
-	a.jif(bpf.JumpLessThan, 44, portsDone6, next)
-	a.i(
-		bpf.LoadIndirect{Off: 40, Size: 2},
-		bpf.StoreScratch{Src: bpf.RegA, N: memSport},
-		bpf.LoadIndirect{Off: 42, Size: 2},
-		bpf.StoreScratch{Src: bpf.RegA, N: memDport},
-	)
-	a.mark(portsDone6)
-	addrMatch(a, 24, vip6, src6)
-	endpointBlocks(a, vip6, true, true, accept, src6)
-	a.mark(src6)
-	addrMatch(a, 8, rs6, drop)
-	endpointBlocks(a, rs6, true, false, accept, drop)
-
 	a.mark(drop)
 	a.i(bpf.RetConstant{Val: 0})
 	a.mark(accept)
@@ -311,14 +206,63 @@ func SocketFilter(spec FilterSpec) ([]bpf.RawInstruction, error) {
 	return a.assemble()
 }
 
+// filterFamily emits the filter for frames of family f, X = the offset of their IP header: accept
+// a malformed header, a frame to one of vips or from one of reals; drop anything else.
+func filterFamily(a *asm, f *family, vips, reals []*addrGroup, accept, drop label) {
+	a.i(
+		bpf.StoreScratch{Src: bpf.RegX, N: memL3},
+		bpf.LoadExtension{Num: bpf.ExtLen},
+		bpf.ALUOpX{Op: bpf.ALUOpSub},
+	)
+	a.jif(bpf.JumpLessThan, f.hdrLen, accept, next)
+	f.checkHeader(a, 0, accept)
+	a.i(bpf.LoadIndirect{Off: f.protoOff, Size: 1})
+	if f.extHeaders {
+		ext, proto := a.newLabel(), a.newLabel()
+		jumpIfExtHeader(a, ext)
+		a.ja(proto)
+		a.mark(ext)
+		a.i(bpf.LoadConstant{Dst: bpf.RegA, Val: protoExt})
+		a.mark(proto)
+	}
+	a.i(bpf.StoreScratch{Src: bpf.RegA, N: memProto})
+	// Ports, once for all endpoint blocks: noPorts for non-first fragments and frames too short
+	// to hold them. Nothing here may read past the end: the filter would drop the frame.
+	done := a.newLabel()
+	a.i(bpf.LoadConstant{Dst: bpf.RegA, Val: noPorts}, bpf.StoreScratch{Src: bpf.RegA, N: memSport}, bpf.StoreScratch{Src: bpf.RegA, N: memDport})
+	off := f.transport(a, nonFirstFragment, done)
+	a.i(bpf.LoadExtension{Num: bpf.ExtLen})
+	if f.options {
+		a.jifx(bpf.JumpLessThan, done, next) // options longer than the frame
+	}
+	a.i(bpf.ALUOpX{Op: bpf.ALUOpSub})
+	a.jif(bpf.JumpLessThan, off+4, done, next)
+	a.i(
+		bpf.LoadIndirect{Off: off, Size: 2},
+		bpf.StoreScratch{Src: bpf.RegA, N: memSport},
+		bpf.LoadIndirect{Off: off + 2, Size: 2},
+		bpf.StoreScratch{Src: bpf.RegA, N: memDport},
+	)
+	a.mark(done)
+	if f.options {
+		a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memL3})
+	}
+	src := a.newLabel()
+	addrMatch(a, f.dstOff, vips, src)
+	endpointBlocks(a, vips, f, true, accept, src)
+	a.mark(src)
+	addrMatch(a, f.srcOff, reals, drop)
+	endpointBlocks(a, reals, f, false, accept, drop)
+}
+
 // endpointBlocks emits the protocol and port checks for each group's endpoints at the group's
 // label, jumping to accept or to miss. Groups with the same protocols and ports share one block, so
 // many VIPs serving the same ports cost little more than their address compares. X holds the IP
 // header offset on entry and on the jump to miss.
-func endpointBlocks(a *asm, groups []*addrGroup, ipv6, dst bool, accept, miss label) {
+func endpointBlocks(a *asm, groups []*addrGroup, f *family, dst bool, accept, miss label) {
 	for _, g := range groups {
 		if g.owner {
-			endpointBlock(a, g.eps, g.lbl, ipv6, dst, accept, miss)
+			endpointBlock(a, g.eps, g.lbl, f, dst, accept, miss)
 		}
 	}
 }
@@ -353,7 +297,7 @@ func signature(eps []Endpoint) string {
 	return fmt.Sprint(keys)
 }
 
-func endpointBlock(a *asm, eps []Endpoint, at label, ipv6, dst bool, accept, miss label) {
+func endpointBlock(a *asm, eps []Endpoint, at label, f *family, dst bool, accept, miss label) {
 	a.mark(at)
 	anyPort := map[uint8]bool{}
 	ports := map[uint8][]uint16{}
@@ -369,12 +313,10 @@ func endpointBlock(a *asm, eps []Endpoint, at label, ipv6, dst bool, accept, mis
 		}
 	}
 	a.i(bpf.LoadScratch{Dst: bpf.RegA, N: memProto})
-	icmp := uint32(protoICMP)
-	if ipv6 {
-		icmp = protoICMPv6
+	if f.extHeaders {
 		a.jif(bpf.JumpEqual, protoExt, accept, next)
 	}
-	a.jif(bpf.JumpEqual, icmp, accept, next)
+	a.jif(bpf.JumpEqual, f.icmp, accept, next)
 	for _, p := range sortedKeys(anyPort) {
 		a.jif(bpf.JumpEqual, uint32(p), accept, next)
 	}

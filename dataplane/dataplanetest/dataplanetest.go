@@ -1,23 +1,24 @@
-// Package dataplanetest provides an in-memory dataplane.Port, so tests and the offline benchmark
-// harness run frames through the same worker code as the live data plane without a kernel.
+// Package dataplanetest provides an in-memory port, a dataplane.Receiver and dataplane.Transmitter,
+// so tests and the offline benchmark harness run frames through the same worker code as the live
+// data plane without a kernel.
 package dataplanetest
 
 import (
 	"github.com/govs/govs/dataplane/afpacket"
 )
 
-// Port is an in-memory dataplane.Port. Frames queued with Inject (or set with Loop) are received
-// in order; transmitted frames are handed to Sink (when set) at Flush and counted.
+// Port is an in-memory port. Frames queued with Inject (or set with Loop) are received in order;
+// transmitted frames are handed to Sink (when set) at Flush and counted.
 //
-// A Port is used by one worker at a time; it is not safe for concurrent use. Once set up, Next,
-// TxFrame, TxCommit and Flush do not allocate.
+// A Port is used by one worker at a time; it is not safe for concurrent use. Once set up (and
+// after the first NextBatch), NextBatch, TxFrame, TxSend, TxCommit and Flush do not allocate.
 type Port struct {
 	rx    [][]byte
 	metas []afpacket.RxMeta
 	pos   int
 	loop  bool
-	rxbuf []byte // the frame handed out by Next: a copy, since workers rewrite frames in place
-	meta  afpacket.RxMeta
+	rxbuf [][]byte // the frames handed out by NextBatch: copies, since workers rewrite frames in place
+	maxRx int      // the longest injected frame
 
 	slots   [][]byte
 	lens    []int
@@ -39,7 +40,7 @@ func NewPort(slotSize, txSlots int) *Port {
 		slots: make([][]byte, txSlots),
 		lens:  make([]int, txSlots),
 		vnets: make([]afpacket.VnetHdr, txSlots),
-		rxbuf: make([]byte, slotSize),
+		maxRx: slotSize,
 	}
 	for i := range p.slots {
 		p.slots[i] = make([]byte, slotSize)
@@ -54,39 +55,39 @@ func (p *Port) Inject(frame []byte, meta afpacket.RxMeta) {
 	}
 	p.rx = append(p.rx, append([]byte(nil), frame...))
 	p.metas = append(p.metas, meta)
-	if len(frame) > len(p.rxbuf) {
-		p.rxbuf = make([]byte, len(frame))
+	if len(frame) > p.maxRx {
+		p.maxRx = len(frame)
+		p.rxbuf = nil
 	}
 }
 
-// Loop makes Next cycle over the injected frames forever (for benchmarks) instead of running dry.
+// Loop makes NextBatch cycle over the injected frames forever (for benchmarks) instead of running dry.
 func (p *Port) Loop(on bool) { p.loop = on }
 
-// Pending returns how many injected frames Next has not returned yet (0 when looping).
-func (p *Port) Pending() int {
-	if p.loop {
-		return 0
+// NextBatch implements dataplane.Receiver: it copies up to len(fs) injected frames, valid until
+// the next call.
+func (p *Port) NextBatch(fs []afpacket.Frame) int {
+	for len(p.rxbuf) < len(fs) {
+		p.rxbuf = append(p.rxbuf, make([]byte, p.maxRx))
 	}
-	return len(p.rx) - p.pos
-}
-
-// Next implements dataplane.Port. The frame is a copy, valid until the next call.
-func (p *Port) Next() ([]byte, *afpacket.RxMeta, bool) {
-	if p.pos >= len(p.rx) {
-		if !p.loop || len(p.rx) == 0 {
-			return nil, nil, false
+	n := 0
+	for n < len(fs) {
+		if p.pos >= len(p.rx) {
+			if !p.loop || len(p.rx) == 0 {
+				break
+			}
+			p.pos = 0
 		}
-		p.pos = 0
+		src := p.rx[p.pos]
+		fs[n] = afpacket.Frame{Data: p.rxbuf[n][:len(src)], Meta: p.metas[p.pos]}
+		copy(fs[n].Data, src)
+		p.pos++
+		n++
 	}
-	src := p.rx[p.pos]
-	p.meta = p.metas[p.pos]
-	p.pos++
-	b := p.rxbuf[:len(src)]
-	copy(b, src)
-	return b, &p.meta, true
+	return n
 }
 
-// TxFrame implements dataplane.Port.
+// TxFrame implements dataplane.Transmitter.
 func (p *Port) TxFrame() []byte {
 	if p.queued >= len(p.slots) {
 		return nil
@@ -95,7 +96,7 @@ func (p *Port) TxFrame() []byte {
 	return p.slots[p.queued]
 }
 
-// TxSend implements dataplane.Port.
+// TxSend implements dataplane.Transmitter.
 func (p *Port) TxSend(frame []byte, vnet afpacket.VnetHdr) bool {
 	if p.queued >= len(p.slots) || len(frame) > len(p.slots[p.queued]) || len(frame) == 0 {
 		return false
@@ -107,7 +108,7 @@ func (p *Port) TxSend(frame []byte, vnet afpacket.VnetHdr) bool {
 	return true
 }
 
-// TxCommit implements dataplane.Port.
+// TxCommit implements dataplane.Transmitter.
 func (p *Port) TxCommit(n int, vnet afpacket.VnetHdr) {
 	if !p.handing {
 		panic("dataplanetest: TxCommit without TxFrame")
@@ -118,7 +119,7 @@ func (p *Port) TxCommit(n int, vnet afpacket.VnetHdr) {
 	p.queued++
 }
 
-// Flush implements dataplane.Port: it hands every queued frame to Sink.
+// Flush implements dataplane.Transmitter: it hands every queued frame to Sink.
 func (p *Port) Flush() (int, error) {
 	if p.Refuse {
 		return 0, nil

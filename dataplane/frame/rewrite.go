@@ -98,9 +98,9 @@ func RewriteFast(b []byte, q *Parsed, dst bool, addr *[16]byte, port uint16) boo
 
 // rewriteFast6 is RewriteFast for IPv6: no header checksum, and the transport checksum covers the
 // whole addresses (pseudo-header). An IPv6 UDP checksum is never "none": a 0 is updated like any
-// other value, as rewrite does. Its checks mirror RewriteFast's with IPv6's constants: shared code
-// with the header size as a variable costs 35 more instructions a packet (counted), because the
-// bounds checks no longer fold away.
+// other value, as rewrite does. Its checks mirror RewriteFast's with IPv6's constants: code shared
+// with IPv4, the header size a variable, would cost 35 more instructions a packet (counted), since
+// its bounds checks would not fold away.
 func rewriteFast6(b []byte, q *Parsed, dst bool, addr *[16]byte, port uint16) bool {
 	if q.Frag != FragNone || q.L4Off != q.L3Off+IPv6MinimumSize || q.L3Off == 0 ||
 		uint64(q.End) > uint64(len(b)) || q.End < q.L4Off {

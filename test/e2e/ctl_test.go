@@ -359,6 +359,24 @@ func TestCtlListStats(t *testing.T) {
 		t.Errorf("after govs ctl zero and 3 connections: %d connections counted (%d elsewhere), conns_created %d, drops_total %d; want 3, 0, 3, 0",
 			conns, other, l.Counters["conns_created"], l.DropsTotal)
 	}
+	// The metrics count on from the start: a Prometheus counter never goes down.
+	m, err := scrapeMetrics(f.s.topo.Balancer, defaultMetrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var promConns, promOut float64
+	for _, rs := range f.rs {
+		c, ok1 := m.get("govs_real_server_connections_total", "service", svcWeb, "real_server", rs.String())
+		o, ok2 := m.get("govs_real_server_out_bytes_total", "service", svcWeb, "real_server", rs.String())
+		if !ok1 || !ok2 {
+			t.Fatalf("no govs_real_server_connections_total or _out_bytes_total for %s", rs)
+		}
+		promConns, promOut = promConns+c, promOut+o
+	}
+	if promConns != n+1+3 || promOut < size {
+		t.Errorf("metrics after govs ctl zero: %v connections, %v bytes out; want all %d since the start and at least the %d downloaded",
+			promConns, promOut, n+1+3, size)
+	}
 	f.g.stop()
 }
 

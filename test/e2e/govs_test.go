@@ -30,6 +30,7 @@ type vsConfig struct {
 }
 
 type govsConfig struct {
+	Top        string // top-level keys, before [dataplane], e.g. "shutdown_drain = \"4s\"\n"
 	Interfaces []string
 	Workers    int
 	Socket     string
@@ -45,6 +46,7 @@ func (c govsConfig) toml() string {
 	for i, s := range c.Interfaces {
 		ifs[i] = q(s)
 	}
+	b.WriteString(c.Top)
 	fmt.Fprintf(&b, "[dataplane]\ninterfaces = [%s]\nworkers = %d\n%s\n[control]\nsocket = %s\n",
 		strings.Join(ifs, ", "), c.Workers, c.Dataplane, q(c.Socket))
 	for _, vs := range c.VS {
@@ -70,6 +72,7 @@ type stats struct {
 	Counters       map[string]int64 `json:"counters"`
 	Drops          map[string]int64 `json:"drops"`
 	DropsTotal     int64            `json:"drops_total"`
+	HA             haStats          `json:"ha"`
 	VirtualServers []struct {
 		Address     string `json:"address"`
 		Protocol    string `json:"protocol"`
@@ -84,6 +87,23 @@ type stats struct {
 			Overloaded  bool   `json:"overloaded"`
 		} `json:"real_servers"`
 	} `json:"virtual_servers"`
+}
+
+// haStats is the "ha" object of `govs stats -json`.
+type haStats struct {
+	State              string           `json:"state"`
+	Forwarding         bool             `json:"forwarding"`
+	Fault              string           `json:"fault"`
+	AdvertisedPriority int              `json:"advertised_priority"`
+	Transitions        int64            `json:"transitions"`
+	HeartbeatsSent     int64            `json:"heartbeats_sent"`
+	HeartbeatsReceived int64            `json:"heartbeats_received"`
+	HeartbeatsDropped  map[string]int64 `json:"heartbeats_dropped"`
+	Peers              []struct {
+		Address string `json:"address"`
+		State   string `json:"state"`
+		Alive   bool   `json:"alive"`
+	} `json:"peers"`
 }
 
 // govsProc is one `govs run` inside the balancer namespace.
@@ -107,13 +127,19 @@ func startGovs(t *testing.T, topo *lab.Topology, cfg govsConfig) *govsProc {
 // startGovsEnv is startGovs with extra environment variables for govs.
 func startGovsEnv(t *testing.T, topo *lab.Topology, cfg govsConfig, env []string) *govsProc {
 	t.Helper()
+	return startGovsIn(t, topo.Balancer, cfg, env)
+}
+
+// startGovsIn is startGovsEnv in namespace ns (one of a topology's balancers).
+func startGovsIn(t *testing.T, ns *lab.NS, cfg govsConfig, env []string) *govsProc {
+	t.Helper()
 	dir := t.TempDir()
 	cfg.Socket = filepath.Join(dir, "govs.sock")
 	g := &govsProc{t: t, cfg: cfg, cfgPath: filepath.Join(dir, "govs.toml"), done: make(chan struct{})}
 	if err := os.WriteFile(g.cfgPath, []byte(cfg.toml()), 0o644); err != nil {
 		t.Fatalf("failed to write govs config: %v", err)
 	}
-	g.cmd = topo.Balancer.Command(govsPath, "run", "-config", g.cfgPath)
+	g.cmd = ns.Command(govsPath, "run", "-config", g.cfgPath)
 	if env != nil {
 		g.cmd.Env = append(os.Environ(), env...)
 	}

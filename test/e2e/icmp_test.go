@@ -150,7 +150,7 @@ func refused(c net.Conn, payload string, wait time.Duration) error {
 // running govs's fanout program in the x/net VM on the frame's IP and UDP headers.
 func fanoutMember(t *testing.T, vip netip.Addr, client netip.AddrPort) int {
 	t.Helper()
-	raw, err := bpfgen.FanoutProgram([]netip.Addr{vip}, 2)
+	raw, err := bpfgen.FanoutProgramSpec(bpfgen.FanoutSpec{VIPs: []netip.Addr{vip}}, 2, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

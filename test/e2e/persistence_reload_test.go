@@ -197,7 +197,7 @@ func TestReloadPersistence(t *testing.T) {
 // program in the x/net VM on the frame's IPv4 and TCP headers.
 func fanoutMemberTCP(t *testing.T, vips []netip.Addr, client netip.AddrPort, vport uint16) int {
 	t.Helper()
-	raw, err := bpfgen.FanoutProgram(vips, 2)
+	raw, err := bpfgen.FanoutProgramSpec(bpfgen.FanoutSpec{VIPs: vips}, 2, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

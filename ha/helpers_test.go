@@ -1,0 +1,5 @@
+package ha
+
+import "fmt"
+
+var fmtSprintf = fmt.Sprintf
