@@ -425,6 +425,7 @@ func TestReloadFileRecords(t *testing.T) {
 		{"applied", valid, nil, 1, ""},
 		{"refused by the daemon", valid, errors.New("control.socket cannot change on reload"), 1, "control.socket cannot change"},
 		{"invalid", strings.Replace(valid, "weight = 3", "weight = -3", 1), nil, 0, ":13: virtual_server[1].real_server[2].weight: -3 is out of range"},
+		{"two errors", strings.Replace(strings.Replace(valid, "weight = 3", "weight = -3", 1), `scheduler = "rr"`, `scheduler = "nope"`, 1), nil, 0, ":13: virtual_server[1].real_server[2].weight: -3 is out of range"},
 		{"not TOML", valid + "[[virtual_server]\n", nil, 0, "invalid TOML"},
 		{"missing interface", strings.Replace(valid, `"lo"`, `"govs-absent-if0"`, 1), nil, 0, `interface "govs-absent-if0" does not exist on this host`},
 	} {
@@ -450,8 +451,12 @@ func TestReloadFileRecords(t *testing.T) {
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 				t.Errorf("recorded %v, want an error with %q", err, tc.want)
 			}
-			if tc.want != "" && (len(logged) != 1 || !strings.HasPrefix(logged[0], "reload rejected, the running configuration stays:")) {
-				t.Errorf("logged %q, want one \"reload rejected\" message", logged)
+			if tc.want != "" && (len(logged) != 1 || !strings.HasPrefix(logged[0], "reload rejected, the running configuration stays: ")) {
+				t.Fatalf("logged %q, want one \"reload rejected\" message", logged)
+			}
+			// The log has one line per record: the errors, one per line in govs stats, joined.
+			if tc.want != "" && (strings.Contains(logged[0], "\n") || !strings.Contains(logged[0], strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; "))) {
+				t.Errorf("logged %q, want the errors of %q on one line, joined with \"; \"", logged[0], err)
 			}
 		})
 	}
