@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -459,5 +460,73 @@ func TestReloadFileRecords(t *testing.T) {
 				t.Errorf("logged %q, want the errors of %q on one line, joined with \"; \"", logged[0], err)
 			}
 		})
+	}
+}
+
+// TestFlagHelp: every command's -h names each flag's argument by its type. The flag package takes
+// a back-quoted word in a usage string for the argument's name, so `govs list -h` showed
+// "-json govs stats -json".
+func TestFlagHelp(t *testing.T) {
+	flagLine := regexp.MustCompile(`^  -[\w-]+( (string|int|uint|uint64|float|duration|value))?$`)
+	var cmds [][]string
+	for _, c := range commands {
+		if c.name == "bench" {
+			for _, sub := range []string{"gen", "replay", "live", "suite"} {
+				cmds = append(cmds, []string{c.name, sub})
+			}
+			continue
+		}
+		cmds = append(cmds, []string{c.name})
+	}
+	for _, args := range cmds {
+		c := args[0]
+		var run func([]string) int
+		for _, cmd := range commands {
+			if cmd.name == c {
+				run = cmd.run
+			}
+		}
+		stdout, stderr, code := runCLI(t, run, append(args[1:], "-h")...)
+		if code != 0 {
+			t.Errorf("govs %s -h: exit %d\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+			continue
+		}
+		for _, line := range strings.Split(stdout+stderr, "\n") {
+			if strings.HasPrefix(line, "  -") && !flagLine.MatchString(line) {
+				t.Errorf("govs %s -h: flag line %q names its argument from the usage text", strings.Join(args, " "), line)
+			}
+		}
+	}
+}
+
+// TestListStatsNoTrailingSpace: the tables' empty trailing cells leave no padding at line ends.
+func TestListStatsNoTrailingSpace(t *testing.T) {
+	sock := fakeGovs(t, statusJSON)
+	for _, cmd := range []struct {
+		name string
+		run  func([]string) int
+	}{{"list", cmdList}, {"stats", cmdStats}} {
+		stdout, stderr, code := runCLI(t, cmd.run, "-control", sock)
+		if code != 0 {
+			t.Fatalf("govs %s: exit %d\n%s", cmd.name, code, stderr)
+		}
+		for i, line := range strings.Split(stdout, "\n") {
+			if strings.TrimRight(line, " \t") != line {
+				t.Errorf("govs %s: line %d %q ends in whitespace", cmd.name, i+1, line)
+			}
+		}
+	}
+}
+
+// TestVersionFlag: govs -version and govs --version print what govs version prints.
+func TestVersionFlag(t *testing.T) {
+	want, _, _ := runCLI(t, dispatch, "version")
+	if want != "govs "+version+"\n" {
+		t.Fatalf("govs version printed %q", want)
+	}
+	for _, arg := range []string{"-version", "--version"} {
+		if got, stderr, code := runCLI(t, dispatch, arg); got != want || code != 0 {
+			t.Errorf("govs %s: %q (exit %d, stderr %q), want %q", arg, got, code, stderr, want)
+		}
 	}
 }

@@ -68,7 +68,7 @@ func cmdDemo(args []string) int {
 	fs := newFlags("demo", "demo [-requests N] [-workers N] [-print-config]", `  sudo govs demo
   sudo govs demo -requests 600 -workers 1
 `)
-	requests := fs.Int("requests", 300, "HTTP requests (and UDP datagrams) to send through each VIP")
+	requests := fs.Int("requests", 300, "HTTP requests to send through each HTTP VIP, and UDP flows (of 3 datagrams each) through the UDP VIP")
 	workers := fs.Int("workers", 2, "data-plane workers")
 	printCfg := fs.Bool("print-config", false, "print the embedded configuration and exit")
 	if ok, code := parse(fs, args); !ok {
