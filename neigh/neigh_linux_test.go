@@ -227,6 +227,22 @@ func TestResolverCloseStopsGoroutines(t *testing.T) {
 	}
 }
 
+// TestResolverCloseIsQuiet: Close ends the neighbour event subscription on purpose; that is no
+// failure to log (govs logged "subscription ended, falling back ..." on every clean stop).
+func TestResolverCloseIsQuiet(t *testing.T) {
+	l := newLab(t)
+	logs := &logRecorder{}
+	r := l.newResolver(t, logs)
+	r.SetTargets([]netip.Addr{peerV4})
+	waitEntry(t, r, peerV4, time.Second, func(e Entry) bool { return e.Resolved })
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if n := logs.count("subscription ended"); n != 0 {
+		t.Fatalf("Close logged %d \"subscription ended\" lines: %q", n, logs.lines)
+	}
+}
+
 func TestNewErrors(t *testing.T) {
 	requireRoot(t)
 	tests := []struct {

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,23 +50,31 @@ func init() {
 
 func main() {
 	daemon.Version = version
-	if len(os.Args) < 2 {
+	os.Exit(dispatch(os.Args[1:]))
+}
+
+// dispatch runs the command args name and returns the exit code.
+func dispatch(args []string) int {
+	if len(args) < 1 {
 		usage(os.Stderr)
-		os.Exit(2)
+		return 2
 	}
-	name := os.Args[1]
-	if name == "-h" || name == "--help" || name == "help" {
+	name := args[0]
+	switch name {
+	case "-h", "--help", "help":
 		usage(os.Stdout)
-		return
+		return 0
+	case "-version", "--version":
+		return cmdVersion(nil)
 	}
 	for _, c := range commands {
 		if c.name == name {
-			os.Exit(c.run(os.Args[2:]))
+			return c.run(args[1:])
 		}
 	}
 	fmt.Fprintf(os.Stderr, "govs: unknown command %q\n\n", name)
 	usage(os.Stderr)
-	os.Exit(2)
+	return 2
 }
 
 func usage(w io.Writer) {
@@ -189,7 +198,8 @@ func reloadFile(d reloader, path string, logf func(format string, args ...any)) 
 	at := time.Now()
 	next, err := config.Load(path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
 	if err != nil {
-		logf("reload rejected, the running configuration stays:\n%v", err)
+		// One record, one line: the file's errors joined (govs stats lists them one per line).
+		logf("reload rejected, the running configuration stays: %s", strings.ReplaceAll(strings.TrimRight(err.Error(), "\n"), "\n", "; "))
 	} else {
 		for _, w := range next.Warnings() {
 			logf("warning: %s", w)
@@ -309,7 +319,7 @@ func printStats(w io.Writer, st *control.Status) {
 		st.Version, st.Ready, st.Workers, strings.Join(st.Interfaces, ","), st.Generation)
 	printLastReload(w, st.LastReload, time.Now())
 	printHA(w, &st.HA, time.Now())
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(trimSpaces(w), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "counter\tvalue")
 	for _, k := range sortedKeys(st.Counters) {
 		fmt.Fprintf(tw, "%s\t%d\n", k, st.Counters[k])
@@ -378,7 +388,7 @@ func printRealServers(w io.Writer, vss []control.VirtualServer) {
 		return
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(trimSpaces(w), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "virtual server / real server\tweight\tactive\tinactive\tpackets\tresolved\toverloaded\thealth\tlast check error")
 	for _, vs := range vss {
 		fmt.Fprintf(tw, "%s  %s %s %s%s\t\t\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, vs.Method, quorumNote(vs))
@@ -396,7 +406,7 @@ func cmdList(args []string) int {
   govs list -json     # {"version": ..., "virtual_servers": [{"address": ..., "real_servers": [...]}]}
 `)
 	sockPath := controlFlags(fs)
-	asJSON := fs.Bool("json", false, "print the virtual and real servers as JSON (the field names of `govs stats -json`)")
+	asJSON := fs.Bool("json", false, "print the virtual and real servers as JSON (with the field names of govs stats -json)")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
@@ -421,7 +431,7 @@ func cmdList(args []string) int {
 // printList prints virtual servers the way `ipvsadm -Ln` does, so operators read it at a glance.
 func printList(w io.Writer, st *control.Status) {
 	fmt.Fprintf(w, "IP Virtual Server govs %s\n", st.Version)
-	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	tw := tabwriter.NewWriter(trimSpaces(w), 0, 0, 1, ' ', 0)
 	fmt.Fprintln(tw, "Prot LocalAddress:Port\tScheduler\t\t\t\t\t")
 	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tActiveConn\tInActConn\tPackets\tResolved\tHealth")
 	for _, vs := range st.VirtualServers {
@@ -467,6 +477,34 @@ func cmdVersion(args []string) int {
 	}
 	fmt.Printf("govs %s\n", version)
 	return 0
+}
+
+// trimSpaces returns a writer that passes whole lines to w without their trailing spaces: the
+// padding tabwriter gives a table's empty trailing cells, which keep its columns aligned.
+func trimSpaces(w io.Writer) io.Writer { return &trimWriter{w: w} }
+
+type trimWriter struct {
+	w    io.Writer
+	line []byte // the current line, until its newline
+}
+
+func (t *trimWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			t.line = append(t.line, p...)
+			break
+		}
+		t.line = append(bytes.TrimRight(append(t.line, p[:i]...), " "), '\n')
+		_, err := t.w.Write(t.line)
+		t.line = t.line[:0]
+		if err != nil {
+			return n - len(p), err
+		}
+		p = p[i+1:]
+	}
+	return n, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
