@@ -322,7 +322,8 @@ func ReloadFile(d Reloader, path string, logf func(format string, args ...any)) 
 	at := time.Now()
 	next, err := config.Load(path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
 	if err != nil {
-		logf("reload rejected, the running configuration stays:\n%v", err)
+		// One record, one line: the file's errors joined (govs stats lists them one per line).
+		logf("reload rejected, the running configuration stays: %s", strings.ReplaceAll(strings.TrimRight(err.Error(), "\n"), "\n", "; "))
 	} else {
 		for _, w := range next.Warnings() {
 			logf("warning: %s", w)

@@ -74,7 +74,8 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 	if d.ctl, err = control.NewServer(cfg.Control.Socket, gate); err != nil {
 		return nil, err
 	}
-	if d.locks, err = lockInterfaces(cfg.Dataplane.Interfaces, cfg.Control.Socket); err != nil {
+	// The namespace first: one govs per network namespace (see namespaceLock), then each interface.
+	if d.locks, err = lockInterfaces(append([]string{namespaceLock}, cfg.Dataplane.Interfaces...), cfg.Control.Socket); err != nil {
 		return nil, err
 	}
 	if cfg.HA != nil {

@@ -36,9 +36,20 @@ type lockHolder struct {
 	ControlSocket string `json:"control_socket"`
 }
 
-// lockName is the abstract socket claiming interface ifname (Go binds a name starting with '@'
-// in the abstract namespace).
-func lockName(ifname string) string { return "@govs/dataplane/" + ifname }
+// namespaceLock names the claim on the whole network namespace rather than one interface: the
+// kernel guard is the namespace's nftables table "netdev govs", which a govs clears at its start
+// and deletes at its stop, so two govs in one namespace would undo each other's guard even on
+// different interfaces.
+const namespaceLock = ""
+
+// lockName is the abstract socket claiming interface ifname, or the namespace (Go binds a name
+// starting with '@' in the abstract namespace).
+func lockName(ifname string) string {
+	if ifname == namespaceLock {
+		return "@govs/netns"
+	}
+	return "@govs/dataplane/" + ifname
+}
 
 // lockInterfaces claims every interface in names for this govs, whose control socket is ctl, or
 // claims none and says which govs holds the first one already served.
@@ -77,7 +88,10 @@ func claim(name string) (net.Listener, error) {
 		if herr == nil {
 			who = fmt.Sprintf("another govs (pid %d, control socket %s)", h.PID, h.ControlSocket)
 		}
-		return nil, fmt.Errorf("interface %s is already served by %s in this network namespace; stop it first or serve other interfaces", name, who)
+		if name == namespaceLock {
+			return nil, fmt.Errorf("%s already runs in this network namespace; stop it first: one govs per network namespace, whose kernel guard (the nftables table netdev govs) it owns", who)
+		}
+		return nil, fmt.Errorf("interface %s is already served by %s in this network namespace; stop it first", name, who)
 	}
 }
 

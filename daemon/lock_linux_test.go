@@ -26,7 +26,7 @@ func TestInterfaceLock(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = lockInterfaces([]string{c, b}, "/run/govs/second.sock")
-	want := fmt.Sprintf("interface %s is already served by another govs (pid %d, control socket /run/govs/first.sock) in this network namespace; stop it first or serve other interfaces", b, os.Getpid())
+	want := fmt.Sprintf("interface %s is already served by another govs (pid %d, control socket /run/govs/first.sock) in this network namespace; stop it first", b, os.Getpid())
 	if err == nil || err.Error() != want {
 		t.Errorf("second claim: %v\nwant: %s", err, want)
 	}

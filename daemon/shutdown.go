@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/govs/govs/sched"
@@ -33,7 +34,7 @@ func (d *Daemon) Shutdown(ctx context.Context) {
 	if n == 0 {
 		return
 	}
-	d.logf("draining: refusing new connections and forwarding %d established ones for up to %v (shutdown_drain; signal again to stop at once)", n, drain)
+	d.logf("draining: refusing new connections and forwarding %s for up to %v (shutdown_drain; signal again to stop at once)", plural(n, "established connection"), drain)
 	deadline := time.NewTimer(drain)
 	defer deadline.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -41,10 +42,10 @@ func (d *Daemon) Shutdown(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			d.logf("draining cut short: %d connections still established", d.established())
+			d.logf("draining cut short: %s still established", plural(d.established(), "connection"))
 			return
 		case <-deadline.C:
-			d.logf("drained for %v: %d connections still established", drain, d.established())
+			d.logf("drained for %v: %s still established", drain, plural(d.established(), "connection"))
 			return
 		case <-tick.C:
 			if d.established() == 0 {
@@ -68,4 +69,12 @@ func (d *Daemon) established() int64 {
 		}
 	}
 	return n
+}
+
+// plural is "1 thing" or "n things".
+func plural(n int64, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

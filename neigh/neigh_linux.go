@@ -103,6 +103,13 @@ func (r *Resolver) subscribe() error {
 		Namespace:         &r.sys.ns,
 		ReceiveBufferSize: subscribeRcvbuf,
 		ErrorCallback: func(err error) {
+			// The library closes the socket after done is closed, and its reader fails then: an
+			// end asked for by unsubscribe (Close included) is no failure.
+			select {
+			case <-done:
+				return
+			default:
+			}
 			r.logf("neigh: neighbour event subscription ended, falling back to the %v refresh until it is renewed: %v", refreshInterval, err)
 		},
 	})

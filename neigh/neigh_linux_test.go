@@ -191,16 +191,20 @@ func TestResolverRecoversDeletedEntry(t *testing.T) {
 		waitEntry(t, r, a, time.Second, func(e Entry) bool { return e.Resolved })
 	}
 	start := time.Now()
-	ipCmd(t, "-n", l.lb, "neigh", "flush", "dev", "lb0")
+	// Delete the entries one by one: `ip neigh flush` gives up ("Flush not complete bailing out
+	// after 10 rounds") when the resolver brings them back while it is still going.
+	for _, a := range []netip.Addr{peerV4, peerV6} {
+		ipCmd(t, "-n", l.lb, "neigh", "del", a.String(), "dev", "lb0")
+	}
 	time.Sleep(50 * time.Millisecond) // let the deletions and the re-resolution happen
 	for _, a := range []netip.Addr{peerV4, peerV6} {
 		waitEntry(t, r, a, time.Second, func(e Entry) bool { return e.Resolved && e.MAC == l.peerMAC })
 	}
-	t.Logf("resolved again %v after the flush", time.Since(start))
+	t.Logf("resolved again %v after the deletions", time.Since(start))
 	out := ipCmd(t, "-n", l.lb, "neigh", "show", "dev", "lb0")
 	for _, a := range []netip.Addr{peerV4, peerV6} {
 		if !strings.Contains(out, a.String()+" lladdr "+macString(l.peerMAC)) {
-			t.Errorf("kernel neighbour table after the flush lacks %s:\n%s", a, out)
+			t.Errorf("kernel neighbour table after the deletions lacks %s:\n%s", a, out)
 		}
 	}
 }
@@ -224,6 +228,22 @@ func TestResolverCloseStopsGoroutines(t *testing.T) {
 			t.Fatalf("goroutines: %d before New, %d after Close:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestResolverCloseIsQuiet: Close ends the neighbour event subscription on purpose; that is no
+// failure to log (govs logged "subscription ended, falling back ..." on every clean stop).
+func TestResolverCloseIsQuiet(t *testing.T) {
+	l := newLab(t)
+	logs := &logRecorder{}
+	r := l.newResolver(t, logs)
+	r.SetTargets([]netip.Addr{peerV4})
+	waitEntry(t, r, peerV4, time.Second, func(e Entry) bool { return e.Resolved })
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if n := logs.count("subscription ended"); n != 0 {
+		t.Fatalf("Close logged %d \"subscription ended\" lines: %q", n, logs.lines)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -425,6 +426,7 @@ func TestReloadFileRecords(t *testing.T) {
 		{"applied", valid, nil, 1, ""},
 		{"refused by the daemon", valid, errors.New("control.socket cannot change on reload"), 1, "control.socket cannot change"},
 		{"invalid", strings.Replace(valid, "weight = 3", "weight = -3", 1), nil, 0, ":13: virtual_server[1].real_server[2].weight: -3 is out of range"},
+		{"two errors", strings.Replace(strings.Replace(valid, "weight = 3", "weight = -3", 1), `scheduler = "rr"`, `scheduler = "nope"`, 1), nil, 0, ":13: virtual_server[1].real_server[2].weight: -3 is out of range"},
 		{"not TOML", valid + "[[virtual_server]\n", nil, 0, "invalid TOML"},
 		{"missing interface", strings.Replace(valid, `"lo"`, `"govs-absent-if0"`, 1), nil, 0, `interface "govs-absent-if0" does not exist on this host`},
 	} {
@@ -450,9 +452,81 @@ func TestReloadFileRecords(t *testing.T) {
 			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 				t.Errorf("recorded %v, want an error with %q", err, tc.want)
 			}
-			if tc.want != "" && (len(logged) != 1 || !strings.HasPrefix(logged[0], "reload rejected, the running configuration stays:")) {
-				t.Errorf("logged %q, want one \"reload rejected\" message", logged)
+			if tc.want != "" && (len(logged) != 1 || !strings.HasPrefix(logged[0], "reload rejected, the running configuration stays: ")) {
+				t.Fatalf("logged %q, want one \"reload rejected\" message", logged)
+			}
+			// The log has one line per record: the errors, one per line in govs stats, joined.
+			if tc.want != "" && (strings.Contains(logged[0], "\n") || !strings.Contains(logged[0], strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; "))) {
+				t.Errorf("logged %q, want the errors of %q on one line, joined with \"; \"", logged[0], err)
 			}
 		})
+	}
+}
+
+// TestFlagHelp: every command's -h names each flag's argument by its type. The flag package takes
+// a back-quoted word in a usage string for the argument's name, so `govs list -h` showed
+// "-json govs stats -json".
+func TestFlagHelp(t *testing.T) {
+	flagLine := regexp.MustCompile(`^  -[\w-]+( (string|int|uint|uint64|float|duration|value))?$`)
+	var cmds [][]string
+	for _, c := range commands {
+		if c.name == "bench" {
+			for _, sub := range []string{"gen", "replay", "live", "suite"} {
+				cmds = append(cmds, []string{c.name, sub})
+			}
+			continue
+		}
+		cmds = append(cmds, []string{c.name})
+	}
+	for _, args := range cmds {
+		c := args[0]
+		var run func([]string) int
+		for _, cmd := range commands {
+			if cmd.name == c {
+				run = cmd.run
+			}
+		}
+		stdout, stderr, code := runCLI(t, run, append(args[1:], "-h")...)
+		if code != 0 {
+			t.Errorf("govs %s -h: exit %d\n%s%s", strings.Join(args, " "), code, stdout, stderr)
+			continue
+		}
+		for _, line := range strings.Split(stdout+stderr, "\n") {
+			if strings.HasPrefix(line, "  -") && !flagLine.MatchString(line) {
+				t.Errorf("govs %s -h: flag line %q names its argument from the usage text", strings.Join(args, " "), line)
+			}
+		}
+	}
+}
+
+// TestListStatsNoTrailingSpace: the tables' empty trailing cells leave no padding at line ends.
+func TestListStatsNoTrailingSpace(t *testing.T) {
+	sock := fakeGovs(t, statusJSON)
+	for _, cmd := range []struct {
+		name string
+		run  func([]string) int
+	}{{"list", cmdList}, {"stats", cmdStats}} {
+		stdout, stderr, code := runCLI(t, cmd.run, "-control", sock)
+		if code != 0 {
+			t.Fatalf("govs %s: exit %d\n%s", cmd.name, code, stderr)
+		}
+		for i, line := range strings.Split(stdout, "\n") {
+			if strings.TrimRight(line, " \t") != line {
+				t.Errorf("govs %s: line %d %q ends in whitespace", cmd.name, i+1, line)
+			}
+		}
+	}
+}
+
+// TestVersionFlag: govs -version and govs --version print what govs version prints.
+func TestVersionFlag(t *testing.T) {
+	want, _, _ := runCLI(t, dispatch, "version")
+	if want != "govs "+version+"\n" {
+		t.Fatalf("govs version printed %q", want)
+	}
+	for _, arg := range []string{"-version", "--version"} {
+		if got, stderr, code := runCLI(t, dispatch, arg); got != want || code != 0 {
+			t.Errorf("govs %s: %q (exit %d, stderr %q), want %q", arg, got, code, stderr, want)
+		}
 	}
 }

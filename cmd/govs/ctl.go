@@ -124,23 +124,31 @@ func drainWait(out, errw io.Writer, sock, service, real string, timeout time.Dur
 			return 0
 		}
 		if rs.Weight != 0 {
-			fmt.Fprintf(errw, "govs ctl drain: %s %s has weight %d again (govs ctl weight, or a reload of the file ended the drain); no longer waiting, %d connections left\n",
-				service, real, rs.Weight, left)
+			fmt.Fprintf(errw, "govs ctl drain: %s %s has weight %d again (govs ctl weight, or a reload of the file ended the drain); no longer waiting, %s left\n",
+				service, real, rs.Weight, connections(left))
 			return 1
 		}
 		now := time.Now()
 		if left != last || now.Sub(lastShown) >= 10*time.Second {
-			fmt.Fprintf(out, "  %s: %d connections left (%d active, %d inactive)\n", now.Sub(start).Round(time.Second), left,
+			fmt.Fprintf(out, "  %s: %s left (%d active, %d inactive)\n", now.Sub(start).Round(time.Second), connections(left),
 				rs.ActiveConnections, rs.InactiveConnections)
 			last, lastShown = left, now
 		}
 		if timeout > 0 && now.Sub(start) >= timeout {
-			fmt.Fprintf(errw, "govs ctl drain: %s %s still has %d connections after %v; its weight stays 0; wait longer (-timeout) or let them end\n",
-				service, real, left, timeout)
+			fmt.Fprintf(errw, "govs ctl drain: %s %s still has %s after %v; its weight stays 0; wait longer (-timeout) or let them end\n",
+				service, real, connections(left), timeout)
 			return 1
 		}
 		time.Sleep(ctlPoll)
 	}
+}
+
+// connections is "1 connection" or "N connections".
+func connections(n int64) string {
+	if n == 1 {
+		return "1 connection"
+	}
+	return fmt.Sprintf("%d connections", n)
 }
 
 // errNotListed: the real server being drained is no longer in the listing.

@@ -3,14 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -65,7 +68,7 @@ func cmdDemo(args []string) int {
 	fs := newFlags("demo", "demo [-requests N] [-workers N] [-print-config]", `  sudo govs demo
   sudo govs demo -requests 600 -workers 1
 `)
-	requests := fs.Int("requests", 300, "HTTP requests (and UDP datagrams) to send through each VIP")
+	requests := fs.Int("requests", 300, "HTTP requests to send through each HTTP VIP, and UDP flows (of 3 datagrams each) through the UDP VIP")
 	workers := fs.Int("workers", 2, "data-plane workers")
 	printCfg := fs.Bool("print-config", false, "print the embedded configuration and exit")
 	if ok, code := parse(fs, args); !ok {
@@ -114,6 +117,10 @@ func demoData(t *lab.Topology, workers int, sock string) demoVars {
 }
 
 func runDemo(requests, workers int) error {
+	// The socket is fixed (see demoSocket), so one demo runs at a time.
+	if err := otherGovs(demoSocket, ""); err != nil {
+		return err
+	}
 	// A demo killed outright (SIGKILL) could not tear down; its namespaces go now.
 	if removed, err := lab.RemoveStale("govs-demo"); len(removed) > 0 || err != nil {
 		fmt.Printf("== removed %d namespaces of an earlier demo that was killed\n", len(removed))
@@ -163,31 +170,21 @@ func runDemo(requests, workers int) error {
 	}
 	fmt.Printf("== starting govs in namespace %s with the embedded configuration (govs demo -print-config shows it), control socket %s\n", topo.Balancer.Name, sock)
 	cmd := topo.Balancer.Command(self, "run", "-config", cfgPath)
-	// Should the demo itself be killed outright, govs stops with it (and the next demo removes the
-	// namespaces).
-	stopWithParent(cmd)
 	var logs lab.Output
 	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
+	// Should the demo itself be killed outright, govs stops with it (and the next demo removes the
+	// namespaces).
+	g, err := startTied(cmd)
+	if err != nil {
 		return err
 	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
 	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if waitErr != nil {
-			fmt.Printf("== govs exited: %v\n", waitErr)
+		if err := g.stop(5 * time.Second); err != nil {
+			fmt.Printf("== govs exited: %v\n", err)
 		}
 		fmt.Printf("== govs log:\n%s", indent(logs.String()))
 	}()
-	if err := waitReady(sock, exited, 15*time.Second); err != nil {
+	if err := waitReady(sock, cfgPath, g.done, 15*time.Second); err != nil {
 		return err
 	}
 
@@ -200,15 +197,21 @@ func runDemo(requests, workers int) error {
 		case <-ctx.Done():
 		}
 	}()
-	for _, target := range []string{net.JoinHostPort(topo.VIP4.String(), "80"), net.JoinHostPort(topo.VIP6.String(), "80")} {
-		fmt.Printf("\n== %d HTTP requests, one connection each, to http://%s/ (scheduler rr)\n", requests, target)
-		counts, failed := demoHTTP(ctx, topo.Client, target, requests)
+	// Traffic stops as soon as govs exits, and the demo fails, rather than counting timeouts.
+	err = whileRunning(ctx, g, func(ctx context.Context) {
+		for _, target := range []string{net.JoinHostPort(topo.VIP4.String(), "80"), net.JoinHostPort(topo.VIP6.String(), "80")} {
+			fmt.Printf("\n== %d HTTP requests, one connection each, to http://%s/ (scheduler rr)\n", requests, target)
+			counts, failed := demoHTTP(ctx, topo.Client, target, requests)
+			printCounts(counts, failed)
+		}
+		udpTarget := net.JoinHostPort(topo.VIP4.String(), "9000")
+		fmt.Printf("\n== %d UDP flows to %s, 3 datagrams each (scheduler wrr, weights 3:2:1)\n", requests, udpTarget)
+		counts, failed := demoUDP(ctx, topo.Client, udpTarget, requests)
 		printCounts(counts, failed)
+	})
+	if err != nil {
+		return err
 	}
-	udpTarget := net.JoinHostPort(topo.VIP4.String(), "9000")
-	fmt.Printf("\n== %d UDP flows to %s, 3 datagrams each (scheduler wrr, weights 3:2:1)\n", requests, udpTarget)
-	counts, failed := demoUDP(ctx, topo.Client, udpTarget, requests)
-	printCounts(counts, failed)
 
 	fmt.Println("\n== govs list")
 	qctx, qcancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -223,23 +226,136 @@ func runDemo(requests, workers int) error {
 	return nil
 }
 
-func waitReady(sock string, exited <-chan struct{}, max time.Duration) error {
+// waitReady waits until the govs started with the configuration file cfgPath answers ready on
+// sock. Another govs answering there (it has the socket, so ours cannot start) is an error at once.
+func waitReady(sock, cfgPath string, exited <-chan struct{}, max time.Duration) error {
 	deadline := time.Now().Add(max)
 	for time.Now().Before(deadline) {
 		select {
 		case <-exited:
-			return fmt.Errorf("govs exited during start-up (its log follows)")
+			if err := otherGovs(sock, cfgPath); err != nil {
+				return err
+			}
+			return fmt.Errorf("govs exited during start-up (its log is above)")
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		st, err := control.QueryStatus(ctx, sock)
 		cancel()
+		if err == nil && st.Config != cfgPath {
+			return sockTaken(sock, st)
+		}
 		if err == nil && st.Ready {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("govs was not ready within %v", max)
+}
+
+// otherGovs says whether a govs other than the one running cfgPath ("": any govs) answers on sock.
+func otherGovs(sock, cfgPath string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	st, err := control.QueryStatus(ctx, sock)
+	if err != nil || (cfgPath != "" && st.Config == cfgPath) {
+		return nil
+	}
+	return sockTaken(sock, st)
+}
+
+// sockTaken is the error for sock served by another govs, whose status is st.
+func sockTaken(sock string, st *control.Status) error {
+	// Every demo writes its configuration into a fresh os.MkdirTemp("", "govs-demo-").
+	if strings.HasPrefix(filepath.Base(filepath.Dir(st.Config)), "govs-demo-") {
+		return fmt.Errorf("another govs demo is running (socket %s); wait for it to end", sock)
+	}
+	return fmt.Errorf("another govs (configuration %s) serves the demo's control socket %s; stop it first", st.Config, sock)
+}
+
+// tiedProc is a child process started by startTied.
+type tiedProc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+	err  error         // cmd.Wait's result, set before done is closed
+}
+
+// startTied starts cmd so that the kernel sends it SIGTERM should this process die outright.
+//
+// The parent-death signal fires when the *thread* that forked the child exits (golang/go#27505),
+// and the runtime ends threads: every goroutine that leaves a thread locked in a network namespace
+// (lab's doInNetns, used for each client connection) takes its thread down with it, and that may be
+// the thread that forked govs. So a goroutine locks a thread, forks from it and holds it, blocked in
+// Wait, until the child exits.
+func startTied(cmd *exec.Cmd) (*tiedProc, error) {
+	stopWithParent(cmd)
+	p := &tiedProc{cmd: cmd, done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("failed to start %s: %w", cmd.Path, err)
+	}
+	return p, nil
+}
+
+// exited says whether the process has exited.
+func (p *tiedProc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM, then SIGKILL after grace, and waits for the process. It returns an error
+// saying how the process ended if it exited by itself before stop or failed.
+func (p *tiedProc) stop(grace time.Duration) error {
+	early := p.exited()
+	if !early {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(grace):
+			p.cmd.Process.Kill()
+			<-p.done
+		}
+	}
+	switch {
+	case early && p.err == nil:
+		return errors.New("exit status 0, before the demo stopped it")
+	case early:
+		return fmt.Errorf("%v, before the demo stopped it", p.err)
+	}
+	return p.err
+}
+
+// whileRunning runs fn with a context that ends when p exits, and fails if p exits before fn returns.
+func whileRunning(ctx context.Context, p *tiedProc, fn func(ctx context.Context)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-p.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	fn(ctx)
+	if p.exited() {
+		return fmt.Errorf("govs exited while the demo was running (its log is above)")
+	}
+	return nil
 }
 
 func demoHTTP(ctx context.Context, client *lab.NS, target string, n int) (map[string]int, int) {

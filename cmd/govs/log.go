@@ -96,7 +96,7 @@ func (h *textHandler) Handle(_ context.Context, r slog.Record) error {
 	case r.Level < slog.LevelInfo:
 		buf = append(buf, prefixDebug...)
 	}
-	buf = append(buf, r.Message...)
+	buf = appendOneLine(buf, r.Message)
 	buf = append(buf, h.attrs...)
 	r.Attrs(func(a slog.Attr) bool {
 		buf = appendAttr(buf, h.group, a)
@@ -107,6 +107,21 @@ func (h *textHandler) Handle(_ context.Context, r slog.Record) error {
 	defer h.mu.Unlock()
 	_, err := h.w.Write(buf)
 	return err
+}
+
+// appendOneLine appends msg with its line breaks as "; ": a record is one line, which is what
+// grep, journald and the prefix on every line rely on (a multi-line error reads as its lines joined).
+func appendOneLine(buf []byte, msg string) []byte {
+	msg = strings.TrimRight(msg, "\n")
+	for {
+		line, rest, more := strings.Cut(msg, "\n")
+		buf = append(buf, line...)
+		if !more {
+			return buf
+		}
+		buf = append(buf, "; "...)
+		msg = rest
+	}
 }
 
 func (h *textHandler) WithAttrs(as []slog.Attr) slog.Handler {

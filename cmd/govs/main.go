@@ -5,6 +5,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,23 +51,31 @@ func init() {
 
 func main() {
 	daemon.Version = version
-	if len(os.Args) < 2 {
+	os.Exit(dispatch(os.Args[1:]))
+}
+
+// dispatch runs the command args name and returns the exit code.
+func dispatch(args []string) int {
+	if len(args) < 1 {
 		usage(os.Stderr)
-		os.Exit(2)
+		return 2
 	}
-	name := os.Args[1]
-	if name == "-h" || name == "--help" || name == "help" {
+	name := args[0]
+	switch name {
+	case "-h", "--help", "help":
 		usage(os.Stdout)
-		return
+		return 0
+	case "-version", "--version":
+		return cmdVersion(nil)
 	}
 	for _, c := range commands {
 		if c.name == name {
-			os.Exit(c.run(os.Args[2:]))
+			return c.run(args[1:])
 		}
 	}
 	fmt.Fprintf(os.Stderr, "govs: unknown command %q\n\n", name)
 	usage(os.Stderr)
-	os.Exit(2)
+	return 2
 }
 
 func usage(w io.Writer) {
@@ -302,7 +311,7 @@ func printStats(w io.Writer, st *control.Status) {
 	printLastReload(w, st.LastReload, time.Now())
 	printHA(w, &st.HA, time.Now())
 	printOverrides(w, st.Overrides, time.Now())
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(trimSpaces(w), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "counter\tvalue")
 	for _, k := range sortedKeys(st.Counters) {
 		fmt.Fprintf(tw, "%s\t%d\n", k, st.Counters[k])
@@ -374,7 +383,7 @@ func printRealServers(w io.Writer, vss []control.VirtualServer) {
 		return
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := tabwriter.NewWriter(trimSpaces(w), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "virtual server / real server\tweight\tactive\tinactive\tpackets\tresolved\toverloaded\thealth\tlast check error")
 	for _, vs := range vss {
 		fmt.Fprintf(tw, "%s  %s %s %s%s\t\t\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, vs.Method, quorumNote(vs))
@@ -396,8 +405,8 @@ func cmdList(args []string) int {
   govs list -conns -client 198.18.0.10 -json
 `)
 	sockPath := controlFlags(fs)
-	asJSON := fs.Bool("json", false, "print as JSON (the field names of `govs stats -json`; with -conns: {\"matched\": N, \"conns\": [...]})")
-	withStats := fs.Bool("stats", false, "show connections, packets and bytes in/out (since govs started or `govs ctl zero`)")
+	asJSON := fs.Bool("json", false, "print as JSON (with the field names of govs stats -json; with -conns: {\"matched\": N, \"conns\": [...]})")
+	withStats := fs.Bool("stats", false, "show connections, packets and bytes in/out (since govs started or govs ctl zero)")
 	withRate := fs.Bool("rate", false, "show connections, packets and bytes per second (over the last second)")
 	conns := fs.Bool("conns", false, "list the connections: protocol, expiry, state, client, VIP, real server")
 	service := fs.String("service", "", "with -conns: only this virtual server's, e.g. tcp/198.18.0.100:80")
@@ -461,7 +470,7 @@ func countTrue(bs ...bool) int {
 // printList prints virtual servers the way `ipvsadm -Ln` does, so operators read it at a glance.
 func printList(w io.Writer, st *control.Status) {
 	fmt.Fprintf(w, "IP Virtual Server govs %s\n", st.Version)
-	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	tw := tabwriter.NewWriter(trimSpaces(w), 0, 0, 1, ' ', 0)
 	fmt.Fprintln(tw, "Prot LocalAddress:Port\tScheduler\t\t\t\t\t")
 	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tActiveConn\tInActConn\tPackets\tResolved\tHealth")
 	for _, vs := range st.VirtualServers {
@@ -507,6 +516,34 @@ func cmdVersion(args []string) int {
 	}
 	fmt.Printf("govs %s\n", version)
 	return 0
+}
+
+// trimSpaces returns a writer that passes whole lines to w without their trailing spaces: the
+// padding tabwriter gives a table's empty trailing cells, which keep its columns aligned.
+func trimSpaces(w io.Writer) io.Writer { return &trimWriter{w: w} }
+
+type trimWriter struct {
+	w    io.Writer
+	line []byte // the current line, until its newline
+}
+
+func (t *trimWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			t.line = append(t.line, p...)
+			break
+		}
+		t.line = append(bytes.TrimRight(append(t.line, p[:i]...), " "), '\n')
+		_, err := t.w.Write(t.line)
+		t.line = t.line[:0]
+		if err != nil {
+			return n - len(p), err
+		}
+		p = p[i+1:]
+	}
+	return n, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -508,7 +508,7 @@ func TestCtlListConns(t *testing.T) {
 		t.Errorf("govs list -conns:\n%s", out)
 	}
 	out = f.mustGovs("list", "-conns", "-service", svcWeb, "-max", "2")
-	if !strings.Contains(out, "... and 1 more connections; raise -max") {
+	if !strings.Contains(out, "... and 1 more connection; raise -max") {
 		t.Errorf("govs list -conns -max 2 of 3:\n%s", out)
 	}
 
@@ -700,7 +700,7 @@ func TestCtlDrain(t *testing.T) {
 		t.Errorf("an established connection while draining: server %d, %v", srv, err)
 	}
 	onRS1[0].c.Close()
-	waitOut("1 connections left")
+	waitOut("1 connection left")
 	onRS1[1].c.Close()
 	select {
 	case err := <-exited:

@@ -80,6 +80,9 @@ func TestShutdownDrain(t *testing.T) {
 				t.Fatalf("govs does not say it drains:\n%s", g.out.String())
 			}
 		}
+		if !strings.Contains(g.out.String(), "forwarding 1 established connection for up to") {
+			t.Errorf("govs does not say it drains the one connection:\n%s", g.out.String())
+		}
 		for i := range 5 {
 			if err := request(c); err != nil {
 				t.Fatalf("request %d on the established connection while draining: %v", i, err)
@@ -132,7 +135,7 @@ func TestShutdownDrain(t *testing.T) {
 		case <-time.After(2 * time.Second):
 			t.Fatal("govs still draining 2s after a second signal")
 		}
-		if g.waitErr != nil || !strings.Contains(g.out.String(), "stopping at once") {
+		if g.waitErr != nil || !strings.Contains(g.out.String(), "stopping at once") || !strings.Contains(g.out.String(), "draining cut short: 1 connection still established") {
 			t.Errorf("exit %v; output:\n%s", g.waitErr, g.out.String())
 		}
 		t.Logf("stopped %v after the second signal", time.Since(second).Round(time.Millisecond))

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -307,6 +308,10 @@ func TestMetrics(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("govs did not log the rejected reload within 10s")
 		}
+	}
+	// One record, one line: the reason, with file:line, follows on the record's line.
+	if !regexp.MustCompile(`(?m)^govs: \S+ \S+ reload rejected, the running configuration stays: ` + regexp.QuoteMeta(g.cfgPath) + `:1: `).MatchString(g.out.String()) {
+		t.Errorf("the rejected reload's record is not one line with the file's error:\n%s", g.out.String())
 	}
 	m2, err := scrapeMetrics(topo.Balancer, defaultMetrics)
 	if err != nil {
