@@ -144,11 +144,14 @@ func drainWait(out, errw io.Writer, sock, service, real string, timeout time.Dur
 }
 
 // connections is "1 connection" or "N connections".
-func connections(n int64) string {
+func connections(n int64) string { return fmt.Sprintf("%d %s", n, plural(n, "connection")) }
+
+// plural is word for one, with an s for any other count.
+func plural(n int64, word string) string {
 	if n == 1 {
-		return "1 connection"
+		return word
 	}
-	return fmt.Sprintf("%d connections", n)
+	return word + "s"
 }
 
 // errNotListed: the real server being drained is no longer in the listing.

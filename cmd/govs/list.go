@@ -129,7 +129,7 @@ func printConns(w io.Writer, l *control.ConnList) {
 	}
 	tw.Flush()
 	if more := l.Matched - len(l.Conns); more > 0 {
-		fmt.Fprintf(w, "... and %s more; raise -max (at most 100000) or filter with -service, -real or -client\n", connections(int64(more)))
+		fmt.Fprintf(w, "... and %d more %s; raise -max (at most 100000) or filter with -service, -real or -client\n", more, plural(int64(more), "connection"))
 	}
 }
 
