@@ -23,7 +23,9 @@ type Config struct {
 	RXMode string
 	// Standby starts the engine standing down (an HA backup): see Engine.SetStandby.
 	Standby bool
-	Logf    func(format string, args ...any)
+	// Sync gives every worker the rings of HA connection sync (see SyncExport, SyncInstall).
+	Sync bool
+	Logf func(format string, args ...any)
 }
 
 // Interface is one of the engine's interfaces as found on the host.

@@ -164,6 +164,9 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 		}
 		w.SetLargePorts(asPorts(e.os.large[wi]))
 		w.hosts = &e.os.hosts
+		if e.cfg.Sync {
+			w.EnableSync()
+		}
 		e.workers = append(e.workers, w)
 	}
 	if twoRings {
@@ -449,6 +452,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 		e.os.rx.packets[wi].Store(packets)
 		w.FlushAll()
 		w.Expire(now)
+		w.drainSync()
 		if got > 0 {
 			lastBusy = now
 		}
@@ -587,4 +591,15 @@ func checkForwarding(ifaces []string) error {
 		}
 	}
 	return nil
+}
+
+// fanoutRules returns the hash rules of the fanout program in force (nil: none, or one worker).
+// A plan is never modified once made, so its map may be read after mu is released.
+func (e *Engine) fanoutRules() map[serviceKey]bpfgen.HashRule {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.os.fan == nil {
+		return nil
+	}
+	return e.os.fan.rules
 }
