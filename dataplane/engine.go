@@ -43,6 +43,8 @@ type Engine struct {
 	tables  atomic.Pointer[Tables]
 	epoch   time.Time
 
+	snapGen atomic.Uint64 // the last connection-sync snapshot asked for (SyncSnapshot)
+
 	mu sync.Mutex // serialises Publish; guards filter state below
 	os engineOS   // per-OS sockets and goroutines
 }

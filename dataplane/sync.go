@@ -79,6 +79,12 @@ type workerSync struct {
 	drain   [64]SyncEntry
 	// Counters, written by the worker only.
 	installed, refused atomic.Uint64
+
+	snapReq    atomic.Uint64 // the snapshot asked for (Engine.SyncSnapshot)
+	snapDone   atomic.Uint64 // the last snapshot the worker finished exporting
+	snapGen    uint64        // the worker's: the snapshot it walks
+	snapCursor uint32
+	snapping   bool
 }
 
 // exportConn reports a change of connection c to the sync goroutine: cheap enough for the paths
@@ -105,6 +111,7 @@ func (w *Worker) drainSync() {
 	if s == nil || w.tables == nil {
 		return
 	}
+	w.walkSnapshot()
 	for {
 		n := s.in.pop(s.drain[:])
 		if n == 0 {
@@ -252,4 +259,60 @@ func (e *Engine) SyncInstall(entries []SyncEntry) int {
 		}
 	}
 	return queued
+}
+
+// snapshotBudget is how many entry ids a worker's snapshot walk looks at per loop iteration.
+const snapshotBudget = 4096
+
+// walkSnapshot continues the snapshot the sync goroutine asked for (Engine.SyncSnapshot): it
+// exports every connection of the table, a slice per call, through the export ring. A full ring
+// pauses the walk (nothing is dropped) until the sync goroutine has drained it.
+func (w *Worker) walkSnapshot() {
+	s := w.sync
+	if req := s.snapReq.Load(); req != s.snapGen {
+		s.snapGen, s.snapCursor, s.snapping = req, 0, true
+	}
+	if !s.snapping {
+		return
+	}
+	for range snapshotBudget {
+		if int(s.snapCursor) >= w.ct.Span() {
+			s.snapping = false
+			s.snapDone.Store(s.snapGen)
+			return
+		}
+		if c := w.ct.Get(s.snapCursor); c != nil && !c.IsTemplate() {
+			if s.out.full() {
+				return
+			}
+			w.exportConn(SyncSet, c)
+		}
+		s.snapCursor++
+	}
+}
+
+// full reports whether a push would be refused (producer side).
+func (r *syncRing) full() bool { return r.head.Load()-r.tail.Load() >= syncRingSize }
+
+// SyncSnapshot asks every worker to export its whole table (see walkSnapshot) and returns the
+// snapshot's number for SyncSnapshotDone.
+func (e *Engine) SyncSnapshot() uint64 {
+	gen := e.snapGen.Add(1)
+	for _, w := range e.workers {
+		if w.sync != nil {
+			w.sync.snapReq.Store(gen)
+		}
+	}
+	return gen
+}
+
+// SyncSnapshotDone reports whether every worker has exported snapshot gen (or a later one)
+// into its export ring.
+func (e *Engine) SyncSnapshotDone(gen uint64) bool {
+	for _, w := range e.workers {
+		if w.sync != nil && w.sync.snapDone.Load() < gen {
+			return false
+		}
+	}
+	return true
 }
