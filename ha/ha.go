@@ -50,8 +50,8 @@ type HA struct {
 	recv   chan datagram
 	syncRx *Syncer // receives the sync messages; nil without connection sync
 	cmds   chan func(now time.Time)
-	done chan struct{} // closed by Close
-	wg   sync.WaitGroup
+	done   chan struct{} // closed by Close
+	wg     sync.WaitGroup
 
 	status     atomic.Pointer[Status] // published by RoutineRun after every step
 	queueDrops atomic.Uint64
