@@ -94,14 +94,20 @@ func (s *streamSet) result(from, to time.Time) (broken int, stall time.Duration)
 	return broken, stall
 }
 
-// TestHASyncKeepsTCPStreams: long-lived TCP streams through a DR pair scheduled with wlc (so a
-// node that did not see a connection would drop its next segment: a bare ACK schedules nothing)
+// TestHASyncKeepsTCPStreams: long-lived TCP streams through a pair scheduled with wlc (so a node
+// that did not see a connection would drop its next segment: a bare ACK schedules nothing)
 // survive kill -9 of the active node, because the backup holds the active's connections by
 // connection sync. Then the killed node comes back, gets a snapshot, and the streams survive a
-// second kill.
+// second kill. In DR, and in NAT with the floating gateway (the replies' tuples are synced too).
 func TestHASyncKeepsTCPStreams(t *testing.T) {
 	labtest.RequireRoot(t)
-	l := newHALab(t, 2)
+	for _, method := range []string{"dr", "nat"} {
+		t.Run(method, func(t *testing.T) { testSyncKeepsTCPStreams(t, method) })
+	}
+}
+
+func testSyncKeepsTCPStreams(t *testing.T, method string) {
+	l := newHALabMethod(t, method, 2)
 	l.vs = l.vs[:1]
 	l.vs[0].Scheduler = "wlc"
 	cfgs := []govsConfig{
