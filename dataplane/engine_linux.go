@@ -423,6 +423,10 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 				}
 			}
 		}
+		// Synced connections first: a worker that has slept on a backup's standby rings installs
+		// what is queued before the first frames after a takeover look for it.
+		w.now = now
+		w.drainSync()
 		got := 0
 		for i, s := range socks {
 			active := s
@@ -452,7 +456,6 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 		e.os.rx.packets[wi].Store(packets)
 		w.FlushAll()
 		w.Expire(now)
-		w.drainSync()
 		if got > 0 {
 			lastBusy = now
 		}

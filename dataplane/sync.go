@@ -221,6 +221,7 @@ type SyncStats struct {
 	InboxDropped  uint64 // synced entries lost to full inboxes
 	Installed     uint64 // synced changes applied
 	Refused       uint64 // synced changes for services or real servers this node lacks, or clashes
+	Pending       uint64 // synced changes queued in inboxes, not yet applied
 }
 
 // SyncStats sums the workers' sync counters.
@@ -231,6 +232,7 @@ func (e *Engine) SyncStats() (s SyncStats) {
 			s.InboxDropped += ws.in.dropped.Load()
 			s.Installed += ws.installed.Load()
 			s.Refused += ws.refused.Load()
+			s.Pending += ws.in.head.Load() - ws.in.tail.Load()
 		}
 	}
 	return s

@@ -92,8 +92,8 @@ func NewSyncer(plane SyncPlane, tr Transport, self netip.AddrPort, peers []netip
 }
 
 // Converged implements Sync: this node holds the active node's table (a full snapshot and
-// every change since, as far as sequence numbers tell).
-func (s *Syncer) Converged() bool { return s.converged.Load() }
+// every change since, as far as sequence numbers tell), and its workers have applied it.
+func (s *Syncer) Converged() bool { return s.converged.Load() && s.plane.SyncStats().Pending == 0 }
 
 // deliver queues a received sync datagram (b is the caller's to keep).
 func (s *Syncer) deliver(from netip.AddrPort, b []byte) {
@@ -293,7 +293,7 @@ type SyncStatus struct {
 func (s *Syncer) Status() SyncStatus {
 	ds := s.plane.SyncStats()
 	st := SyncStatus{
-		Converged: s.converged.Load(),
+		Converged: s.Converged(),
 		Sent:      s.sent.Load(), SentEntries: s.sentEntries.Load(), SendErrors: s.sendErrors.Load(),
 		Received: s.received.Load(), ReceivedEntries: s.receivedEntries.Load(),
 		Queued: s.queued.Load(), Installed: ds.Installed, Refused: ds.Refused,
