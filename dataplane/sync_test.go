@@ -144,3 +144,43 @@ func TestSyncSnapshot(t *testing.T) {
 		backup.one(t, 0, build(t, clientPkt(natCases[0].clientAt(uint16(40000+i)), vip, 6, tcpACK)), afpacket.RxMeta{})
 	}
 }
+
+// TestSyncRingConcurrent: one producer and one consumer goroutine; the consumer sees every entry
+// the producer queued, in order, whole (run with -race).
+func TestSyncRingConcurrent(t *testing.T) {
+	r := new(syncRing)
+	const n = 200000
+	done := make(chan int)
+	go func() {
+		var e SyncEntry
+		queued := 0
+		for i := range n {
+			e.CPort, e.VPort = uint16(i), uint16(i>>16)
+			e.Client[0] = byte(i)
+			if r.push(&e) {
+				queued++
+			}
+		}
+		done <- queued
+	}()
+	var out [64]SyncEntry
+	got, last, queued := 0, -1, -1
+	for queued < 0 || got < queued {
+		select {
+		case queued = <-done:
+		default:
+		}
+		k := r.pop(out[:])
+		for _, e := range out[:k] {
+			i := int(e.CPort) | int(e.VPort)<<16
+			if i <= last || e.Client[0] != byte(i) {
+				t.Fatalf("entry %d after %d (client byte %d)", i, last, e.Client[0])
+			}
+			last = i
+		}
+		got += k
+	}
+	if uint64(n-got) != r.dropped.Load() {
+		t.Fatalf("received %d of %d, dropped %d", got, n, r.dropped.Load())
+	}
+}
