@@ -19,6 +19,7 @@ type Flags uint8
 const (
 	FlagPersistent Flags = 1 << iota // belongs to a persistent service
 	FlagOnePacket                    // UDP one-packet scheduling: remove after forwarding
+	FlagSynced                       // installed by HA connection sync (Import), not scheduled here
 )
 
 // Conn is one entry: a connection or a persistence template. It holds no pointers, so the GC
@@ -939,4 +940,43 @@ func (t *Table) Expire(now int64, budget int, onExpire func(id uint32, c *Conn))
 		removed++
 	}
 	return removed
+}
+
+// Import installs a connection another node's table holds (HA connection sync): orig is its
+// original tuple and nc describes it, nc.State included (any connection state). When orig is
+// already in the table, Import brings that entry's state up to nc.State and keeps the rest: the
+// local entry is the one the data plane has been forwarding with. It returns the entry's id.
+// Errors are InsertMissed's; it never evicts (a synced entry is not worth a live one).
+func (t *Table) Import(orig *flow.Tuple, nc *NewConn, now int64) (uint32, error) {
+	h := t.hashKey(orig)
+	if r, found := t.find(orig, h); found {
+		c := &t.conns[r>>1]
+		if r&1 != 0 || c.ctl&ctlTemplate != 0 {
+			t.stats.Clashes++
+			return 0, ErrExists
+		}
+		t.SetState(c, nc.State)
+		c.Flags |= FlagSynced
+		t.Refresh(c, now)
+		return r >> 1, nil
+	}
+	policy := t.policy
+	t.policy = DropNew
+	id, err := t.insert(orig, h, t.home(h), nc, now, nil)
+	t.policy = policy
+	if err == nil {
+		t.conns[id].Flags |= FlagSynced
+	}
+	return id, err
+}
+
+// SetState moves connection c (from Get) to state st, keeping the per-real counts, as a synced
+// state change needs; templates and out-of-range states are ignored.
+func (t *Table) SetState(c *Conn, st State) {
+	if c.ctl&ctlTemplate != 0 || st >= numStates || st == StateTemplate || st == c.state {
+		return
+	}
+	t.count(c, -1)
+	c.state = st
+	t.count(c, 1)
 }

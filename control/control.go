@@ -76,6 +76,38 @@ type HAStatus struct {
 	HeartbeatsDropped   map[string]uint64 `json:"heartbeats_dropped,omitempty"`
 	HeartbeatDropsTotal uint64            `json:"heartbeat_drops_total"`
 	Transitions         uint64            `json:"transitions"`
+	// Sync is connection synchronisation's state and counters.
+	Sync *HASync `json:"sync,omitempty"`
+}
+
+// HASync is connection synchronisation as `govs stats` shows it. Datagrams count per peer sent
+// to; entries are connection changes.
+type HASync struct {
+	// Converged: this node holds the active node's table (always true on the active node).
+	Converged       bool   `json:"converged"`
+	SentDatagrams   uint64 `json:"sent_datagrams"`
+	SentEntries     uint64 `json:"sent_entries"`
+	SendErrors      uint64 `json:"send_errors"`
+	Received        uint64 `json:"received_datagrams"`
+	ReceivedEntries uint64 `json:"received_entries"`
+	// Queued entries were handed to the workers; Installed were applied; Refused name a service
+	// or real server this node does not have.
+	Queued    uint64 `json:"queued"`
+	Installed uint64 `json:"installed"`
+	Refused   uint64 `json:"refused"`
+	// Changes lost: to full export rings (the active then sends a snapshot), to full worker
+	// inboxes, to a full receive queue; Gaps are sequence gaps (lost datagrams).
+	ExportDropped uint64 `json:"export_dropped"`
+	InboxDropped  uint64 `json:"inbox_dropped"`
+	QueueDrops    uint64 `json:"queue_drops"`
+	Gaps          uint64 `json:"gaps"`
+	// Snapshots sent (active) and snapshot ends received (backup).
+	SnapshotsSent     uint64            `json:"snapshots_sent"`
+	SnapshotsReceived uint64            `json:"snapshots_received"`
+	Dropped           map[string]uint64 `json:"dropped,omitempty"`
+	// LagMS is the time since the last batch was received (-1: never): on a backup of a busy
+	// active node, how stale its table may be.
+	LagMS int64 `json:"last_batch_ms"`
 }
 
 // HAPeer is what a node knows about one of its peers.

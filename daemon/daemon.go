@@ -139,6 +139,7 @@ func (d *Daemon) startEngine(cfg *config.Config) error {
 		Conntrack:  compile.Conntrack(cfg, workers),
 		RXMode:     cfg.Dataplane.RXMode,
 		Standby:    d.ha != nil, // an HA node forwards only once elected
+		Sync:       d.ha != nil, // and keeps its connection table in sync with its peers'
 		Logf:       d.logf,
 	}, t)
 	if err != nil {

@@ -21,7 +21,8 @@ type haNode struct {
 	d   *Daemon
 	cfg config.HA
 	tr  *ha.UDP
-	h   *ha.HA // nil until start
+	h   *ha.HA     // nil until start
+	sy  *ha.Syncer // connection sync; nil until start
 
 	mu     sync.Mutex   // serialises role changes and address changes; guards the fields below
 	active bool         // the node is active: the engine forwards, the announcers hold addrs
@@ -53,6 +54,7 @@ func (n *haNode) start(interfaces []string) error {
 	if err != nil {
 		return err
 	}
+	n.sy = ha.NewSyncer(n.d.engine, n.tr, n.cfg.Listen, n.cfg.Peers, key, n.d.logf)
 	n.h, err = ha.Start(ha.Config{
 		Listen:         n.cfg.Listen,
 		Peers:          n.cfg.Peers,
@@ -62,11 +64,13 @@ func (n *haNode) start(interfaces []string) error {
 		DeadAfter:      n.cfg.DeadAfter,
 		Preempt:        n.cfg.Preempt,
 		PreemptDelay:   n.cfg.PreemptDelay,
+		Sync:           n.sy,
 		Logf:           n.d.logf,
 	}, n.tr, ha.SystemClock, n)
 	if err != nil {
 		return fmt.Errorf("failed to start [ha]: %w", err)
 	}
+	n.sy.Run(n.h.State)
 	n.wg.Add(1)
 	go n.RoutineTrack(interfaces, n.cfg.AdvertInterval)
 	n.d.logf("ha: listening on %s for %v (priority %d, advert_interval %v, dead_after %d, preempt %v); backup until elected",
@@ -193,6 +197,7 @@ func (n *haNode) handOver() {
 		n.d.logf("ha: no peer took over within %v; stopping anyway", wait)
 	}
 	n.h.Close()
+	n.sy.Close()
 }
 
 // status is the HA part of `govs stats`.
@@ -219,6 +224,18 @@ func (n *haNode) status() control.HAStatus {
 		HeartbeatSendErrors: st.SendErrors,
 		HeartbeatsDropped:   st.Dropped,
 		Transitions:         st.Transitions,
+	}
+	if n.sy != nil {
+		ss := n.sy.Status()
+		out.Sync = &control.HASync{
+			Converged: ss.Converged, SentDatagrams: ss.Sent, SentEntries: ss.SentEntries, SendErrors: ss.SendErrors,
+			Received: ss.Received, ReceivedEntries: ss.ReceivedEntries, Queued: ss.Queued, Installed: ss.Installed,
+			Refused: ss.Refused, ExportDropped: ss.ExportDropped, InboxDropped: ss.InboxDropped, QueueDrops: ss.QueueDrops,
+			Gaps: ss.Gaps, SnapshotsSent: ss.SnapshotsSent, SnapshotsReceived: ss.SnapshotsRecvd, Dropped: ss.Dropped, LagMS: -1,
+		}
+		if !ss.LastReceived.IsZero() {
+			out.Sync.LagMS = now.Sub(ss.LastReceived).Milliseconds()
+		}
 	}
 	for _, v := range st.Dropped {
 		out.HeartbeatDropsTotal += v

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"fmt"
 	"testing"
 
 	"github.com/govs/govs/dataplane/afpacket"
@@ -76,9 +77,22 @@ func TestProcessAllocs(t *testing.T) {
 		})
 	}
 
-	t.Run("new-connection-after-churn", func(t *testing.T) {
+	for _, withSync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("new-connection-after-churn/sync=%v", withSync), func(t *testing.T) {
+			newConnAllocs(t, withSync)
+		})
+	}
+}
+
+// newConnAllocs churns connections through a worker (with HA sync's export ring, which then
+// also fills up and drops, when withSync) and counts allocations per new connection.
+func newConnAllocs(t *testing.T, withSync bool) {
+	{
 		r := newRig(t, buildTables(1, standardSpecs()...), 256)
 		r.ports[0].Sink, r.ports[1].Sink = nil, nil
+		if withSync {
+			r.w.EnableSync()
+		}
 		syn := build(t, clientPkt("198.18.1.10:1", "198.18.0.100:80", 6, tcpSYN))
 		const l4 = 14 + 20
 		buf := make([]byte, len(syn))
@@ -94,7 +108,7 @@ func TestProcessAllocs(t *testing.T) {
 			r.w.FlushAll()
 			r.w.Expire(r.now + 1e12) // far past every timeout: the connection goes
 		}
-		for range 1000 { // warm: fill and empty the table several times over
+		for range 3000 { // warm: fill and empty the table (and the export ring) several times over
 			churn()
 		}
 		created := r.w.c[cConnsCreated]
@@ -104,5 +118,8 @@ func TestProcessAllocs(t *testing.T) {
 		if r.w.c[cConnsCreated]-created < 500 || r.w.ct.Len() != 0 {
 			t.Fatalf("created %d connections, %d live; counters %v", r.w.c[cConnsCreated]-created, r.w.ct.Len(), nonZero(r.w))
 		}
-	})
+		if withSync && r.w.sync.out.dropped.Load() == 0 {
+			t.Fatal("the export ring never filled: the churn did not export")
+		}
+	}
 }

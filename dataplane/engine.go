@@ -23,7 +23,9 @@ type Config struct {
 	RXMode string
 	// Standby starts the engine standing down (an HA backup): see Engine.SetStandby.
 	Standby bool
-	Logf    func(format string, args ...any)
+	// Sync gives every worker the rings of HA connection sync (see SyncExport, SyncInstall).
+	Sync bool
+	Logf func(format string, args ...any)
 }
 
 // Interface is one of the engine's interfaces as found on the host.
@@ -40,6 +42,8 @@ type Engine struct {
 	workers []*Worker
 	tables  atomic.Pointer[Tables]
 	epoch   time.Time
+
+	snapGen atomic.Uint64 // the last connection-sync snapshot asked for (SyncSnapshot)
 
 	mu sync.Mutex // serialises Publish; guards filter state below
 	os engineOS   // per-OS sockets and goroutines

@@ -164,6 +164,9 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 		}
 		w.SetLargePorts(asPorts(e.os.large[wi]))
 		w.hosts = &e.os.hosts
+		if e.cfg.Sync {
+			w.EnableSync()
+		}
 		e.workers = append(e.workers, w)
 	}
 	if twoRings {
@@ -420,6 +423,10 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 				}
 			}
 		}
+		// Synced connections first: a worker that has slept on a backup's standby rings installs
+		// what is queued before the first frames after a takeover look for it.
+		w.now = now
+		w.drainSync()
 		got := 0
 		for i, s := range socks {
 			active := s
@@ -587,4 +594,15 @@ func checkForwarding(ifaces []string) error {
 		}
 	}
 	return nil
+}
+
+// fanoutRules returns the hash rules of the fanout program in force (nil: none, or one worker).
+// A plan is never modified once made, so its map may be read after mu is released.
+func (e *Engine) fanoutRules() map[serviceKey]bpfgen.HashRule {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.os.fan == nil {
+		return nil
+	}
+	return e.os.fan.rules
 }

@@ -6,6 +6,7 @@ import (
 	"runtime"
 
 	"github.com/govs/govs/dataplane/afpacket"
+	"github.com/govs/govs/dataplane/bpfgen"
 )
 
 type engineOS struct{}
@@ -31,3 +32,6 @@ func (e *Engine) SetStandby(on bool) error { return nil }
 
 // Standby reports false where there is no data plane.
 func (e *Engine) Standby() bool { return false }
+
+// fanoutRules has no fanout program to report where there is no data plane.
+func (e *Engine) fanoutRules() map[serviceKey]bpfgen.HashRule { return nil }

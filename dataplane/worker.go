@@ -106,6 +106,8 @@ type Worker struct {
 
 	expireFn func(uint32, *conntrack.Conn) // w.onExpire, bound once so expiry does not allocate
 
+	sync *workerSync // HA connection sync; nil without [ha]
+
 	// The allocator may put two workers side by side: this line keeps the fields one writes per
 	// packet (its counters here at the end, the clock and queue state at the start) off the other's
 	// cache lines.
@@ -355,6 +357,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 	}
 	if old, cur := w.ct.TouchConn(c, dir, p.TCPFlags, w.now); old != cur {
 		activeChanged(r, old, cur)
+		w.exportConn(SyncSet, c)
 	}
 	tally := &w.rt[r.ID][dir&1]
 	tally.packets++
@@ -423,6 +426,7 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	if p.Proto == frame.ProtoTCP {
 		if old, cur := w.ct.TouchConn(c, dir, p.TCPFlags, w.now); old != cur {
 			activeChanged(r, old, cur)
+			w.exportConn(SyncSet, c)
 		}
 	} else {
 		w.ct.Refresh(c, w.now)
@@ -622,6 +626,7 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 	w.c[cConnsCreated]++
 	w.rcN[r.ID]++
 	r.Counts.Inactive.Add(1)
+	w.exportConn(SyncSet, w.ct.Get(id))
 	return id, true
 }
 
@@ -828,6 +833,7 @@ func (w *Worker) SetLargePorts(large []Transmitter) {
 
 func (w *Worker) removeConn(id uint32, c *conntrack.Conn) {
 	w.uncount(c)
+	w.exportConn(SyncRemove, c)
 	w.ct.Delete(id)
 }
 
@@ -849,6 +855,7 @@ func (w *Worker) Expire(now int64) {
 // onExpire is called for every entry the table expires or evicts.
 func (w *Worker) onExpire(_ uint32, c *conntrack.Conn) {
 	w.uncount(c)
+	w.exportConn(SyncRemove, c)
 	if !c.IsTemplate() {
 		w.c[cConnsExpired]++
 	}

@@ -47,10 +47,11 @@ type HA struct {
 	clk  Clock
 	logf func(format string, args ...any)
 
-	recv chan datagram
-	cmds chan func(now time.Time)
-	done chan struct{} // closed by Close
-	wg   sync.WaitGroup
+	recv   chan datagram
+	syncRx *Syncer // receives the sync messages; nil without connection sync
+	cmds   chan func(now time.Time)
+	done   chan struct{} // closed by Close
+	wg     sync.WaitGroup
 
 	status     atomic.Pointer[Status] // published by RoutineRun after every step
 	queueDrops atomic.Uint64
@@ -76,6 +77,7 @@ func Start(cfg Config, tr Transport, clk Clock, eng Engine) (*HA, error) {
 		done:     make(chan struct{}),
 		resigned: make(chan struct{}),
 	}
+	h.syncRx, _ = cfg.Sync.(*Syncer)
 	h.publish(clk.Now())
 	h.wg.Add(2)
 	go h.RoutineReceive()
@@ -106,6 +108,10 @@ func (h *HA) RoutineReceive() {
 			continue
 		}
 		errs = 0
+		if n > 5 && buf[5] != msgHeartbeat && h.syncRx != nil {
+			h.syncRx.deliver(from, append([]byte(nil), buf[:n]...))
+			continue
+		}
 		d := datagram{from: from, b: append([]byte(nil), buf[:n]...)}
 		select {
 		case h.recv <- d:

@@ -27,7 +27,7 @@ type Heartbeat struct {
 //
 //	 0  magic "GVHA"
 //	 4  version (1)
-//	 5  message type (1: heartbeat; other types are reserved for connection sync)
+//	 5  message type (1: heartbeat; 2 to 4: connection sync, see syncwire.go)
 //	 6  state
 //	 7  priority
 //	 8  node address, 16 bytes (IPv4 as IPv4-mapped IPv6)

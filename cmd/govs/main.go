@@ -355,6 +355,11 @@ func printHA(w io.Writer, h *control.HAStatus, now time.Time) {
 		}
 	}
 	fmt.Fprintf(w, "  transitions=%d\n", h.Transitions)
+	if y := h.Sync; y != nil {
+		fmt.Fprintf(w, "  sync: converged=%v sent=%d entries, received=%d entries, installed=%d refused=%d, dropped export=%d inbox=%d queue=%d, gaps=%d, snapshots sent=%d received=%d, last batch %dms ago\n",
+			y.Converged, y.SentEntries, y.ReceivedEntries, y.Installed, y.Refused, y.ExportDropped, y.InboxDropped, y.QueueDrops,
+			y.Gaps, y.SnapshotsSent, y.SnapshotsReceived, y.LagMS)
+	}
 }
 
 // printLastReload says whether the last reload was applied or rejected (and why), and when.

@@ -104,6 +104,17 @@ type haStats struct {
 		State   string `json:"state"`
 		Alive   bool   `json:"alive"`
 	} `json:"peers"`
+	Sync *struct {
+		Converged         bool             `json:"converged"`
+		SentEntries       int64            `json:"sent_entries"`
+		ReceivedEntries   int64            `json:"received_entries"`
+		Installed         int64            `json:"installed"`
+		Refused           int64            `json:"refused"`
+		Gaps              int64            `json:"gaps"`
+		SnapshotsSent     int64            `json:"snapshots_sent"`
+		SnapshotsReceived int64            `json:"snapshots_received"`
+		Dropped           map[string]int64 `json:"dropped"`
+	} `json:"sync"`
 }
 
 // govsProc is one `govs run` inside the balancer namespace.

@@ -631,7 +631,7 @@ func TestHAInterfaceFault(t *testing.T) {
 // TestHANATFloatingGateway fails over a NAT pair: the real servers' gateway address floats with
 // the active node (answered and announced on the server side only by it), so after a SIGKILL the
 // replies reach the new active node and new connections and UDP flows go on. (Established TCP
-// connections through the dead node are lost: that needs connection sync.)
+// connections keep theirs by connection sync: TestHASyncKeepsTCPStreams.)
 func TestHANATFloatingGateway(t *testing.T) {
 	labtest.RequireRoot(t)
 	l := newHALabMethod(t, "nat", 2)

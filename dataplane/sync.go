@@ -1,0 +1,320 @@
+package dataplane
+
+import (
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/govs/govs/conntrack"
+	"github.com/govs/govs/dataplane/bpfgen"
+	"github.com/govs/govs/flow"
+	"github.com/govs/govs/internal/cacheline"
+)
+
+// SyncOp says what a SyncEntry reports.
+type SyncOp uint8
+
+const (
+	// SyncSet: the connection exists, in State (created, or its state changed).
+	SyncSet SyncOp = iota + 1
+	// SyncRemove: the connection ended (closed, expired, evicted, rescheduled).
+	SyncRemove
+)
+
+// SyncEntry is one connection-table change, as HA connection sync carries it between nodes. It
+// names the real server by address and port, not by ID: IDs are per node. Persistence templates
+// are not synced: after a takeover a persistent client's next new connection is scheduled afresh.
+type SyncEntry struct {
+	Client, VIP, Real   [16]byte
+	CPort, VPort, RPort uint16
+	Proto               uint8
+	State               conntrack.State
+	Op                  SyncOp
+	InPort              uint8   // the data-plane port the client side came in on (NAT replies)
+	ClientMAC           [6]byte // next hop towards the client (NAT replies)
+}
+
+// syncRingSize is the capacity of a worker's export ring and of its inbox (a power of two).
+const syncRingSize = 1 << 12
+
+// syncRing is a single-producer, single-consumer ring of SyncEntry: the producer writes an entry
+// and then publishes head; the consumer reads entries below head and then publishes tail. A full
+// ring refuses the entry (the producer counts the drop) instead of waiting.
+type syncRing struct {
+	head    atomic.Uint64 // written by the producer only
+	_       [cacheline.Size - 8]byte
+	tail    atomic.Uint64 // written by the consumer only
+	_       [cacheline.Size - 8]byte
+	dropped atomic.Uint64 // entries the producer could not queue
+	buf     [syncRingSize]SyncEntry
+}
+
+// push queues e; false when the ring is full (the drop is counted).
+func (r *syncRing) push(e *SyncEntry) bool {
+	h := r.head.Load()
+	if h-r.tail.Load() >= syncRingSize {
+		r.dropped.Add(1)
+		return false
+	}
+	r.buf[h&(syncRingSize-1)] = *e
+	r.head.Store(h + 1)
+	return true
+}
+
+// pop moves up to len(out) entries into out and returns how many.
+func (r *syncRing) pop(out []SyncEntry) int {
+	t, h := r.tail.Load(), r.head.Load()
+	n := int(min(h-t, uint64(len(out))))
+	for i := range n {
+		out[i] = r.buf[(t+uint64(i))&(syncRingSize-1)]
+	}
+	r.tail.Store(t + uint64(n))
+	return n
+}
+
+// workerSync is a worker's side of connection sync: the ring it exports its table's changes to
+// and the inbox of synced entries it installs.
+type workerSync struct {
+	out, in syncRing
+	entry   SyncEntry // export's scratch: built here, copied into the ring
+	drain   [64]SyncEntry
+	// Counters, written by the worker only.
+	installed, refused atomic.Uint64
+
+	snapReq    atomic.Uint64 // the snapshot asked for (Engine.SyncSnapshot)
+	snapDone   atomic.Uint64 // the last snapshot the worker finished exporting
+	snapGen    uint64        // the worker's: the snapshot it walks
+	snapCursor uint32
+	snapping   bool
+}
+
+// exportConn reports a change of connection c to the sync goroutine: cheap enough for the paths
+// that create, change or end connections (a copy into the ring, no lock, no allocation). A full
+// ring drops the change and counts it; the sync goroutine then resyncs.
+func (w *Worker) exportConn(op SyncOp, c *conntrack.Conn) {
+	s := w.sync
+	if s == nil || c.IsTemplate() {
+		return
+	}
+	e := &s.entry
+	e.Op, e.State, e.Proto = op, c.State(), c.Proto()
+	e.Client, e.CPort = c.Client()
+	e.VIP, e.VPort = c.VIP()
+	e.Real, e.RPort = w.ct.Real(c)
+	e.InPort, e.ClientMAC = c.InPort, c.ClientMAC()
+	s.out.push(e)
+}
+
+// drainSync installs what the sync goroutine queued for this worker. The worker calls it between
+// batches: only a worker writes its own table.
+func (w *Worker) drainSync() {
+	s := w.sync
+	if s == nil || w.tables == nil {
+		return
+	}
+	w.walkSnapshot()
+	for {
+		n := s.in.pop(s.drain[:])
+		if n == 0 {
+			return
+		}
+		for i := range s.drain[:n] {
+			if w.installSynced(&s.drain[i]) {
+				s.installed.Add(1)
+			} else {
+				s.refused.Add(1)
+			}
+		}
+	}
+}
+
+// installSynced applies one synced change to the table. The real server is found by the
+// service's key and the real server's address and port; an entry for a service or real server
+// this node does not have is refused.
+func (w *Worker) installSynced(e *SyncEntry) bool {
+	orig := conntrackTuple(e)
+	id, dir, found := w.ct.Lookup(&orig)
+	var c *conntrack.Conn
+	if found && dir == conntrack.DirOriginal {
+		c = w.ct.Get(id)
+	}
+	if e.Op == SyncRemove {
+		if c != nil && c.Flags&conntrack.FlagSynced != 0 {
+			w.removeConn(id, c)
+		}
+		return c != nil
+	}
+	svc := w.tables.service(e.VIP, e.VPort, e.Proto)
+	if svc == nil {
+		return false
+	}
+	var r *Real
+	for _, rid := range svc.RealIDs {
+		if cand := w.tables.Reals[rid]; cand != nil && cand.addr == e.Real && realPort(cand, e.VPort) == e.RPort {
+			r = cand
+			break
+		}
+	}
+	if r == nil {
+		return false
+	}
+	if c != nil {
+		if c.RS() != r.ID || c.VS != svc.ID {
+			return false // this node scheduled the tuple elsewhere itself: its own entry stands
+		}
+		old := c.State()
+		w.ct.SetState(c, e.State)
+		w.ct.Refresh(c, w.now)
+		activeChanged(r, old, c.State())
+		return true
+	}
+	nc := conntrack.NewConn{
+		Real: e.Real, RealPort: e.RPort, Reply: svc.Method == MethodNAT,
+		VS: svc.ID, RS: r.ID, State: e.State, Method: uint8(svc.Method),
+		InPort: e.InPort, ClientMAC: e.ClientMAC,
+	}
+	if svc.OnePacket {
+		return false // scheduled per datagram: nothing to keep
+	}
+	if int(e.InPort) >= len(w.ports) {
+		nc.InPort = 0
+	}
+	id, err := w.ct.Import(&orig, &nc, w.now)
+	if err != nil {
+		return false
+	}
+	if conntrack.IsActive(w.ct.Get(id).State()) {
+		r.Counts.Active.Add(1)
+	} else {
+		r.Counts.Inactive.Add(1)
+	}
+	return true
+}
+
+func conntrackTuple(e *SyncEntry) (t flow.Tuple) {
+	t.Src, t.Dst, t.SrcPort, t.DstPort, t.Proto = e.Client, e.VIP, e.CPort, e.VPort, e.Proto
+	return t
+}
+
+// EnableSync gives w the rings of HA connection sync; call it before w runs (the engine does
+// with Config.Sync).
+func (w *Worker) EnableSync() {
+	if w.sync == nil {
+		w.sync = &workerSync{}
+	}
+}
+
+// SyncExport moves up to len(out) connection-table changes the workers exported into out and
+// returns how many; the sync goroutine calls it (one caller at a time).
+func (e *Engine) SyncExport(out []SyncEntry) int {
+	n := 0
+	for _, w := range e.workers {
+		if w.sync != nil && n < len(out) {
+			n += w.sync.out.pop(out[n:])
+		}
+	}
+	return n
+}
+
+// SyncStats are the data plane's connection-sync counters, summed over the workers.
+type SyncStats struct {
+	ExportDropped uint64 // changes lost to full export rings (a resync follows)
+	InboxDropped  uint64 // synced entries lost to full inboxes
+	Installed     uint64 // synced changes applied
+	Refused       uint64 // synced changes for services or real servers this node lacks, or clashes
+	Pending       uint64 // synced changes queued in inboxes, not yet applied
+}
+
+// SyncStats sums the workers' sync counters.
+func (e *Engine) SyncStats() (s SyncStats) {
+	for _, w := range e.workers {
+		if ws := w.sync; ws != nil {
+			s.ExportDropped += ws.out.dropped.Load()
+			s.InboxDropped += ws.in.dropped.Load()
+			s.Installed += ws.installed.Load()
+			s.Refused += ws.refused.Load()
+			s.Pending += ws.in.head.Load() - ws.in.tail.Load()
+		}
+	}
+	return s
+}
+
+// SyncInstall queues synced entries, each for the worker the fanout program sends its frames to
+// (the same hash, in Go, under the rule in force for its service). It returns how many it queued;
+// the rest found their worker's inbox full. One caller at a time.
+func (e *Engine) SyncInstall(entries []SyncEntry) int {
+	n := len(e.workers)
+	rules := e.fanoutRules()
+	queued := 0
+	for i := range entries {
+		en := &entries[i]
+		wi := 0
+		if n > 1 {
+			rule, ok := rules[serviceKey{en.VIP, en.VPort, en.Proto}]
+			if !ok {
+				rule = rules[serviceKey{en.VIP, 0, en.Proto}]
+			}
+			wi = bpfgen.FanoutMember(netip.AddrFrom16(en.Client), en.CPort, en.Proto, rule, n)
+		}
+		w := e.workers[wi]
+		if w.sync != nil && w.sync.in.push(en) {
+			queued++
+		}
+	}
+	return queued
+}
+
+// snapshotBudget is how many entry ids a worker's snapshot walk looks at per loop iteration.
+const snapshotBudget = 4096
+
+// walkSnapshot continues the snapshot the sync goroutine asked for (Engine.SyncSnapshot): it
+// exports every connection of the table, a slice per call, through the export ring. A full ring
+// pauses the walk (nothing is dropped) until the sync goroutine has drained it.
+func (w *Worker) walkSnapshot() {
+	s := w.sync
+	if req := s.snapReq.Load(); req != s.snapGen {
+		s.snapGen, s.snapCursor, s.snapping = req, 0, true
+	}
+	if !s.snapping {
+		return
+	}
+	for range snapshotBudget {
+		if int(s.snapCursor) >= w.ct.Span() {
+			s.snapping = false
+			s.snapDone.Store(s.snapGen)
+			return
+		}
+		if c := w.ct.Get(s.snapCursor); c != nil && !c.IsTemplate() {
+			if s.out.full() {
+				return
+			}
+			w.exportConn(SyncSet, c)
+		}
+		s.snapCursor++
+	}
+}
+
+// full reports whether a push would be refused (producer side).
+func (r *syncRing) full() bool { return r.head.Load()-r.tail.Load() >= syncRingSize }
+
+// SyncSnapshot asks every worker to export its whole table (see walkSnapshot) and returns the
+// snapshot's number for SyncSnapshotDone.
+func (e *Engine) SyncSnapshot() uint64 {
+	gen := e.snapGen.Add(1)
+	for _, w := range e.workers {
+		if w.sync != nil {
+			w.sync.snapReq.Store(gen)
+		}
+	}
+	return gen
+}
+
+// SyncSnapshotDone reports whether every worker has exported snapshot gen (or a later one)
+// into its export ring.
+func (e *Engine) SyncSnapshotDone(gen uint64) bool {
+	for _, w := range e.workers {
+		if w.sync != nil && w.sync.snapDone.Load() < gen {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,169 @@
+package ha
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/govs/govs/conntrack"
+	"github.com/govs/govs/dataplane"
+)
+
+// fakePlane is a data plane with a connection table of entries: a snapshot exports all of them.
+type fakePlane struct {
+	table     []dataplane.SyncEntry
+	export    []dataplane.SyncEntry
+	installed []dataplane.SyncEntry
+	gen       uint64
+}
+
+func (p *fakePlane) SyncExport(out []dataplane.SyncEntry) int {
+	n := copy(out, p.export)
+	p.export = p.export[n:]
+	return n
+}
+func (p *fakePlane) SyncInstall(in []dataplane.SyncEntry) int {
+	p.installed = append(p.installed, in...)
+	return len(in)
+}
+func (p *fakePlane) SyncSnapshot() uint64 {
+	p.gen++
+	p.export = append(p.export, p.table...)
+	return p.gen
+}
+func (p *fakePlane) SyncSnapshotDone(gen uint64) bool { return gen <= p.gen }
+func (p *fakePlane) SyncStats() dataplane.SyncStats   { return dataplane.SyncStats{} }
+
+func entry(i int) dataplane.SyncEntry {
+	return dataplane.SyncEntry{
+		Client: netip.MustParseAddr("198.18.1.10").As16(), VIP: netip.MustParseAddr("198.18.0.100").As16(),
+		Real: netip.MustParseAddr("198.18.2.1").As16(), CPort: uint16(40000 + i), VPort: 80, RPort: 8080,
+		Proto: 6, State: conntrack.StateEstablished, Op: dataplane.SyncSet, ClientMAC: [6]byte{2, 1, 2, 3, 4, 5},
+	}
+}
+
+func TestSyncCodec(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	c := newSyncCodec(key)
+	node := netip.MustParseAddrPort("198.18.0.1:7000")
+	var es []dataplane.SyncEntry
+	for i := range syncMaxEntries + 3 {
+		es = append(es, entry(i))
+	}
+	var buf [syncMaxSize]byte
+	b := c.marshal(buf[:], msgSyncBatch, node, 42, 1e18, es)
+	if len(b) > 1472 {
+		t.Fatalf("batch of %d bytes does not fit a 1500-byte frame", len(b))
+	}
+	var m syncMsg
+	if r := c.unmarshal(b, &m); r != 0 {
+		t.Fatalf("unmarshal: %v", r)
+	}
+	if m.typ != msgSyncBatch || m.node != node || m.seq != 42 || m.time != 1e18 || m.count != syncMaxEntries {
+		t.Fatalf("decoded %+v", m)
+	}
+	for i := range m.count {
+		var e dataplane.SyncEntry
+		if !syncEntryAt(b, i, &e) || e != es[i] {
+			t.Fatalf("entry %d: %+v, want %+v", i, e, es[i])
+		}
+	}
+	for i := range b {
+		bad := append([]byte(nil), b...)
+		bad[i] ^= 0x10
+		if r := c.unmarshal(bad, &m); r == 0 {
+			t.Fatalf("byte %d flipped: accepted", i)
+		}
+	}
+	for n := range len(b) {
+		if r := c.unmarshal(b[:n], &m); r == 0 {
+			t.Fatalf("truncated to %d bytes: accepted", n)
+		}
+	}
+	other := newSyncCodec([]byte("another key, at least 16 bytes.."))
+	if r := other.unmarshal(b, &m); r != DropBadMAC {
+		t.Fatalf("other key: %v, want bad_mac", r)
+	}
+}
+
+// deliverAll hands every queued datagram to the syncer it is addressed to.
+func deliverAll(net *fakeNet, now time.Time, nodes map[netip.AddrPort]*Syncer, roles map[netip.AddrPort]State) {
+	for len(net.queue) > 0 {
+		m := net.queue[0]
+		net.queue = net.queue[1:]
+		if s := nodes[m.to]; s != nil {
+			s.receive(now, roles[m.to], m.from, m.b)
+		}
+	}
+}
+
+// TestSyncerStreamsAndConverges: a backup asks for a snapshot, gets the active's table and then
+// its changes, and is converged only once the snapshot is complete; a lost datagram (a sequence
+// gap) makes it ask again; replays and another key's messages are dropped.
+func TestSyncerStreamsAndConverges(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	a, b := netip.MustParseAddrPort("198.18.0.1:7000"), netip.MustParseAddrPort("198.18.0.2:7000")
+	net := &fakeNet{}
+	pa, pb := &fakePlane{}, &fakePlane{}
+	for i := range 50 {
+		pa.table = append(pa.table, entry(i))
+	}
+	sa := NewSyncer(pa, &fakeTransport{net, a}, a, []netip.AddrPort{b}, key, nil)
+	sb := NewSyncer(pb, &fakeTransport{net, b}, b, []netip.AddrPort{a}, key, nil)
+	sa.seq, sb.seq = 1000, 5000
+	nodes := map[netip.AddrPort]*Syncer{a: sa, b: sb}
+	roles := map[netip.AddrPort]State{a: StateActive, b: StateBackup}
+	now := time.Now()
+
+	sa.step(now, StateActive) // the active drains nothing yet; sets its refresh timer
+	sb.step(now, StateBackup) // asks for a snapshot
+	if sb.Converged() {
+		t.Fatal("backup converged before any snapshot")
+	}
+	deliverAll(net, now, nodes, roles)
+	sa.step(now, StateActive) // sends the snapshot and its end
+	deliverAll(net, now, nodes, roles)
+	if len(pb.installed) != 50 || !sb.Converged() {
+		t.Fatalf("backup installed %d of 50, converged %v", len(pb.installed), sb.Converged())
+	}
+
+	// Changes stream; a lost datagram un-converges the backup until the next snapshot.
+	pa.export = append(pa.export, entry(100))
+	sa.step(now, StateActive)
+	deliverAll(net, now, nodes, roles)
+	if len(pb.installed) != 51 {
+		t.Fatalf("change not installed: %d", len(pb.installed))
+	}
+	pa.export = append(pa.export, entry(101))
+	sa.step(now, StateActive)
+	net.queue = nil // lost
+	pa.export = append(pa.export, entry(102))
+	sa.step(now, StateActive)
+	deliverAll(net, now, nodes, roles)
+	if sb.Converged() || sb.Status().Gaps != 1 {
+		t.Fatalf("after a lost datagram: converged %v, gaps %d", sb.Converged(), sb.Status().Gaps)
+	}
+	sb.step(now, StateBackup)
+	deliverAll(net, now, nodes, roles)
+	sa.step(now, StateActive)
+	deliverAll(net, now, nodes, roles)
+	if !sb.Converged() {
+		t.Fatal("backup did not converge again after the new snapshot")
+	}
+
+	// A replayed datagram is dropped; so is one signed with another key.
+	pa.export = append(pa.export, entry(103))
+	sa.step(now, StateActive)
+	m := net.queue[0]
+	deliverAll(net, now, nodes, roles)
+	before := len(pb.installed)
+	sb.receive(now, StateBackup, m.from, m.b)
+	evil := NewSyncer(pa, &fakeTransport{net, a}, a, []netip.AddrPort{b}, []byte("another key, at least 16 bytes.."), nil)
+	evil.seq = 1 << 62
+	pa.export = append(pa.export, entry(104))
+	evil.step(now, StateActive)
+	deliverAll(net, now, nodes, roles)
+	if len(pb.installed) != before || sb.Status().Dropped["old_seq"] != 1 || sb.Status().Dropped["bad_mac"] == 0 {
+		t.Fatalf("installed %d (want %d), drops %v", len(pb.installed), before, sb.Status().Dropped)
+	}
+}

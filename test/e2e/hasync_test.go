@@ -1,0 +1,241 @@
+//go:build linux
+
+package e2e
+
+import (
+	"net/http"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/govs/govs/lab"
+	"github.com/govs/govs/lab/labtest"
+)
+
+// streamSet is long-lived TCP streams through the VIP: each one HTTP keep-alive connection with
+// a request every probeEvery, never re-dialled, so a reset or a stall past the timeout breaks it.
+type streamSet struct {
+	streams []*tcpStream
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func startStreams(t *testing.T, l *haLab, n int) *streamSet {
+	t.Helper()
+	s := &streamSet{stop: make(chan struct{})}
+	url := "http://" + netip.AddrPortFrom(l.topo.VIP4, lab.HTTPPort).String() + "/"
+	for range n {
+		st := &tcpStream{}
+		s.streams = append(s.streams, st)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			tr := &http.Transport{DialContext: l.topo.Client.Dial, MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}
+			defer tr.CloseIdleConnections()
+			hc := &http.Client{Transport: tr}
+			tick := time.NewTicker(probeEvery)
+			defer tick.Stop()
+			for {
+				select {
+				case <-s.stop:
+					return
+				case <-tick.C:
+				}
+				if _, err := getOnce(hc, url, 2*time.Second); err != nil {
+					st.mu.Lock()
+					st.errs++
+					st.mu.Unlock()
+					<-s.stop
+					return
+				}
+				st.mu.Lock()
+				st.ok = append(st.ok, time.Now())
+				st.mu.Unlock()
+			}
+		}()
+	}
+	t.Cleanup(s.close)
+	return s
+}
+
+func (s *streamSet) close() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	s.wg.Wait()
+}
+
+// broken is how many streams failed; stall the longest time a stream went without an answer
+// among gaps that overlap [from, to].
+func (s *streamSet) result(from, to time.Time) (broken int, stall time.Duration) {
+	for _, st := range s.streams {
+		st.mu.Lock()
+		ok, errs := slices.Clone(st.ok), st.errs
+		st.mu.Unlock()
+		if errs > 0 {
+			broken++
+		}
+		prev := time.Time{}
+		for _, at := range append(ok, to) {
+			if !prev.IsZero() && at.After(from) && prev.Before(to) {
+				end := at
+				if end.After(to) {
+					end = to
+				}
+				stall = max(stall, end.Sub(prev))
+			}
+			prev = at
+		}
+	}
+	return broken, stall
+}
+
+// TestHASyncKeepsTCPStreams: long-lived TCP streams through a pair scheduled with wlc (so a node
+// that did not see a connection would drop its next segment: a bare ACK schedules nothing)
+// survive kill -9 of the active node, because the backup holds the active's connections by
+// connection sync. Then the killed node comes back, gets a snapshot, and the streams survive a
+// second kill. In DR, and in NAT with the floating gateway (the replies' tuples are synced too).
+func TestHASyncKeepsTCPStreams(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, method := range []string{"dr", "nat"} {
+		t.Run(method, func(t *testing.T) { testSyncKeepsTCPStreams(t, method) })
+	}
+}
+
+func testSyncKeepsTCPStreams(t *testing.T, method string) {
+	l := newHALabMethod(t, method, 2)
+	l.vs = l.vs[:1]
+	l.vs[0].Scheduler = "wlc"
+	cfgs := []govsConfig{
+		l.config(0, 200, []int{1}, l.key, "preempt = false\n"),
+		l.config(1, 100, []int{0}, l.key, "preempt = false\n"),
+	}
+	nodes := []*govsProc{l.start(0, cfgs[0]), l.start(1, cfgs[1])}
+	waitHA(t, nodes[0], "active", 3*time.Second)
+	waitHA(t, nodes[1], "backup", 3*time.Second)
+	waitConverged(t, nodes[1], 5*time.Second)
+
+	// GOVS_HA_FAILOVERS sets the number of kills (default 2: the second one proves the restarted
+	// node converged from a snapshot).
+	rounds := 2
+	if v, err := strconv.Atoi(os.Getenv("GOVS_HA_FAILOVERS")); err == nil && v > 0 {
+		rounds = v
+	}
+	const streams = 8
+	s := startStreams(t, l, streams)
+	time.Sleep(time.Second)
+	active := 0
+	var stalls []time.Duration
+	for round := range rounds {
+		backup := 1 - active
+		if b, _ := s.result(time.Now(), time.Now()); b != 0 {
+			t.Fatalf("round %d: %d streams broke before the kill", round+1, b)
+		}
+		killed := time.Now()
+		if err := nodes[active].cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		<-nodes[active].done
+		waitHA(t, nodes[backup], "active", 2*time.Second)
+		time.Sleep(2 * time.Second) // the streams run on through the new active
+		broken, stall := s.result(killed, time.Now())
+		stalls = append(stalls, stall)
+		st := nodes[backup].mustStats()
+		t.Logf("round %d: killed node %d; streams broken %d of %d, longest stream stall %v; new active installed %d synced changes (refused %d)",
+			round+1, active, broken, streams, stall.Round(time.Millisecond), st.HA.Sync.Installed, st.HA.Sync.Refused)
+		if broken != 0 {
+			t.Errorf("round %d: %d of %d TCP streams broke across the failover", round+1, broken, streams)
+		}
+		if round == rounds-1 {
+			break
+		}
+		// The killed node returns as a backup, gets a snapshot of the streams, and converges.
+		nodes[active] = l.start(active, cfgs[active])
+		waitHA(t, nodes[active], "backup", 3*time.Second)
+		waitConverged(t, nodes[active], 5*time.Second)
+		time.Sleep(500 * time.Millisecond)
+		active = backup
+	}
+	t.Logf("%s: %d kills of the active node: longest TCP stream stall median %v, worst %v", method, rounds,
+		percentile(stalls, 0.5).Round(time.Millisecond), slices.Max(stalls).Round(time.Millisecond))
+}
+
+// waitConverged waits until g's connection sync reports a converged table.
+func waitConverged(t *testing.T, g *govsProc, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		st, err := g.stats()
+		if err == nil && st.HA.Sync != nil && st.HA.Sync.Converged {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("govs in %s: connection sync not converged within %v (%+v, %v)\noutput:\n%s", g.cfgPath, within, st.HA.Sync, err, g.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestHASyncPreemptAfterSnapshot: the higher-priority node, killed and restarted with preempt,
+// takes the VIPs back only once its snapshot has converged, and the long-lived TCP streams
+// survive both the crash failover and the failback.
+func TestHASyncPreemptAfterSnapshot(t *testing.T) {
+	labtest.RequireRoot(t)
+	l := newHALab(t, 2)
+	l.vs = l.vs[:1]
+	l.vs[0].Scheduler = "wlc"
+	cfgs := []govsConfig{
+		l.config(0, 200, []int{1}, l.key, "preempt = true\n"),
+		l.config(1, 100, []int{0}, l.key, "preempt = true\n"),
+	}
+	nodes := []*govsProc{l.start(0, cfgs[0]), l.start(1, cfgs[1])}
+	waitHA(t, nodes[0], "active", 3*time.Second)
+	waitHA(t, nodes[1], "backup", 3*time.Second)
+	waitConverged(t, nodes[1], 5*time.Second)
+	const streams = 8
+	s := startStreams(t, l, streams)
+	time.Sleep(time.Second)
+
+	killed := time.Now()
+	if err := nodes[0].cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-nodes[0].done
+	waitHA(t, nodes[1], "active", 2*time.Second)
+	time.Sleep(time.Second)
+	broken, stall := s.result(killed, time.Now())
+	t.Logf("crash failover: streams broken %d of %d, longest stream stall %v", broken, streams, stall.Round(time.Millisecond))
+	if broken != 0 {
+		t.Fatalf("%d of %d TCP streams broke across the crash failover", broken, streams)
+	}
+
+	back := time.Now()
+	nodes[0] = l.start(0, cfgs[0])
+	waitHA(t, nodes[0], "active", 5*time.Second)
+	waitHA(t, nodes[1], "backup", 2*time.Second)
+	took := logTime(nodes[0], regexp.MustCompile(`^ha: backup -> active`), back)
+	time.Sleep(time.Second)
+	broken, stall = s.result(took, time.Now())
+	st := nodes[0].mustStats()
+	t.Logf("failback by preempt %v after the restart: streams broken %d of %d, longest stream stall %v; the returning node installed %d synced changes, snapshots received %d",
+		took.Sub(back).Round(time.Millisecond), broken, streams, stall.Round(time.Millisecond), st.HA.Sync.Installed, st.HA.Sync.SnapshotsReceived)
+	if broken != 0 {
+		t.Errorf("%d of %d TCP streams broke across the failback", broken, streams)
+	}
+	// A planned failback with the table in place costs the streams no retransmission (a node
+	// without the connections drops their segments until TCP retransmits, 200 ms or more later).
+	if stall > unharmed {
+		t.Errorf("a TCP stream stalled %v across the failback", stall)
+	}
+	if st.HA.Sync.Installed < streams || st.HA.Sync.SnapshotsReceived == 0 {
+		t.Errorf("the returning node took over with %d synced changes installed, %d snapshots: not from a snapshot",
+			st.HA.Sync.Installed, st.HA.Sync.SnapshotsReceived)
+	}
+}
