@@ -10,33 +10,10 @@ import (
 	"github.com/govs/govs/internal/cacheline"
 )
 
-// SyncOp says what a SyncEntry reports.
-type SyncOp uint8
-
-const (
-	// SyncSet: the connection exists, in State (created, or its state changed).
-	SyncSet SyncOp = iota + 1
-	// SyncRemove: the connection ended (closed, expired, evicted, rescheduled).
-	SyncRemove
-)
-
-// SyncEntry is one connection-table change, as HA connection sync carries it between nodes. It
-// names the real server by address and port, not by ID: IDs are per node. Persistence templates
-// are not synced: after a takeover a persistent client's next new connection is scheduled afresh.
-type SyncEntry struct {
-	Client, VIP, Real   [16]byte
-	CPort, VPort, RPort uint16
-	Proto               uint8
-	State               conntrack.State
-	Op                  SyncOp
-	InPort              uint8   // the data-plane port the client side came in on (NAT replies)
-	ClientMAC           [6]byte // next hop towards the client (NAT replies)
-}
-
 // syncRingSize is the capacity of a worker's export ring and of its inbox (a power of two).
 const syncRingSize = 1 << 12
 
-// syncRing is a single-producer, single-consumer ring of SyncEntry: the producer writes an entry
+// syncRing is a single-producer, single-consumer ring of conntrack.SyncEntry: the producer writes an entry
 // and then publishes head; the consumer reads entries below head and then publishes tail. A full
 // ring refuses the entry (the producer counts the drop) instead of waiting.
 type syncRing struct {
@@ -45,11 +22,11 @@ type syncRing struct {
 	tail    atomic.Uint64 // written by the consumer only
 	_       [cacheline.Size - 8]byte
 	dropped atomic.Uint64 // entries the producer could not queue
-	buf     [syncRingSize]SyncEntry
+	buf     [syncRingSize]conntrack.SyncEntry
 }
 
 // push queues e; false when the ring is full (the drop is counted).
-func (r *syncRing) push(e *SyncEntry) bool {
+func (r *syncRing) push(e *conntrack.SyncEntry) bool {
 	h := r.head.Load()
 	if h-r.tail.Load() >= syncRingSize {
 		r.dropped.Add(1)
@@ -61,7 +38,7 @@ func (r *syncRing) push(e *SyncEntry) bool {
 }
 
 // pop moves up to len(out) entries into out and returns how many.
-func (r *syncRing) pop(out []SyncEntry) int {
+func (r *syncRing) pop(out []conntrack.SyncEntry) int {
 	t, h := r.tail.Load(), r.head.Load()
 	n := int(min(h-t, uint64(len(out))))
 	for i := range n {
@@ -75,8 +52,8 @@ func (r *syncRing) pop(out []SyncEntry) int {
 // and the inbox of synced entries it installs.
 type workerSync struct {
 	out, in syncRing
-	entry   SyncEntry // export's scratch: built here, copied into the ring
-	drain   [64]SyncEntry
+	entry   conntrack.SyncEntry // export's scratch: built here, copied into the ring
+	drain   [64]conntrack.SyncEntry
 	// Counters, written by the worker only.
 	installed, refused atomic.Uint64
 
@@ -90,7 +67,7 @@ type workerSync struct {
 // exportConn reports a change of connection c to the sync goroutine: cheap enough for the paths
 // that create, change or end connections (a copy into the ring, no lock, no allocation). A full
 // ring drops the change and counts it; the sync goroutine then resyncs.
-func (w *Worker) exportConn(op SyncOp, c *conntrack.Conn) {
+func (w *Worker) exportConn(op conntrack.SyncOp, c *conntrack.Conn) {
 	s := w.sync
 	if s == nil || c.IsTemplate() {
 		return
@@ -130,14 +107,14 @@ func (w *Worker) drainSync() {
 // installSynced applies one synced change to the table. The real server is found by the
 // service's key and the real server's address and port; an entry for a service or real server
 // this node does not have is refused.
-func (w *Worker) installSynced(e *SyncEntry) bool {
+func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 	orig := conntrackTuple(e)
 	id, dir, found := w.ct.Lookup(&orig)
 	var c *conntrack.Conn
 	if found && dir == conntrack.DirOriginal {
 		c = w.ct.Get(id)
 	}
-	if e.Op == SyncRemove {
+	if e.Op == conntrack.SyncRemove {
 		if c != nil && c.Flags&conntrack.FlagSynced != 0 {
 			w.removeConn(id, c)
 		}
@@ -190,7 +167,7 @@ func (w *Worker) installSynced(e *SyncEntry) bool {
 	return true
 }
 
-func conntrackTuple(e *SyncEntry) (t flow.Tuple) {
+func conntrackTuple(e *conntrack.SyncEntry) (t flow.Tuple) {
 	t.Src, t.Dst, t.SrcPort, t.DstPort, t.Proto = e.Client, e.VIP, e.CPort, e.VPort, e.Proto
 	return t
 }
@@ -205,7 +182,7 @@ func (w *Worker) EnableSync() {
 
 // SyncExport moves up to len(out) connection-table changes the workers exported into out and
 // returns how many; the sync goroutine calls it (one caller at a time).
-func (e *Engine) SyncExport(out []SyncEntry) int {
+func (e *Engine) SyncExport(out []conntrack.SyncEntry) int {
 	n := 0
 	for _, w := range e.workers {
 		if w.sync != nil && n < len(out) {
@@ -215,17 +192,8 @@ func (e *Engine) SyncExport(out []SyncEntry) int {
 	return n
 }
 
-// SyncStats are the data plane's connection-sync counters, summed over the workers.
-type SyncStats struct {
-	ExportDropped uint64 // changes lost to full export rings (a resync follows)
-	InboxDropped  uint64 // synced entries lost to full inboxes
-	Installed     uint64 // synced changes applied
-	Refused       uint64 // synced changes for services or real servers this node lacks, or clashes
-	Pending       uint64 // synced changes queued in inboxes, not yet applied
-}
-
 // SyncStats sums the workers' sync counters.
-func (e *Engine) SyncStats() (s SyncStats) {
+func (e *Engine) SyncStats() (s conntrack.SyncStats) {
 	for _, w := range e.workers {
 		if ws := w.sync; ws != nil {
 			s.ExportDropped += ws.out.dropped.Load()
@@ -241,7 +209,7 @@ func (e *Engine) SyncStats() (s SyncStats) {
 // SyncInstall queues synced entries, each for the worker the fanout program sends its frames to
 // (the same hash, in Go, under the rule in force for its service). It returns how many it queued;
 // the rest found their worker's inbox full. One caller at a time.
-func (e *Engine) SyncInstall(entries []SyncEntry) int {
+func (e *Engine) SyncInstall(entries []conntrack.SyncEntry) int {
 	n := len(e.workers)
 	rules := e.fanoutRules()
 	queued := 0
@@ -287,7 +255,7 @@ func (w *Worker) walkSnapshot() {
 			if s.out.full() {
 				return
 			}
-			w.exportConn(SyncSet, c)
+			w.exportConn(conntrack.SyncSet, c)
 		}
 		s.snapCursor++
 	}

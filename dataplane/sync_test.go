@@ -24,7 +24,7 @@ func syncRigs(t *testing.T) (active, backup *rig) {
 // relay moves what the active worker exported into the backup's inbox and lets it install.
 func relay(t *testing.T, active, backup *rig) int {
 	t.Helper()
-	var buf [256]SyncEntry
+	var buf [256]conntrack.SyncEntry
 	n := active.w.sync.out.pop(buf[:])
 	for i := range buf[:n] {
 		if !backup.w.sync.in.push(&buf[i]) {
@@ -90,7 +90,7 @@ func TestSyncKeepsConnections(t *testing.T) {
 // have is refused, not installed with a wrong real server.
 func TestSyncRefusesUnknown(t *testing.T) {
 	_, backup := syncRigs(t)
-	e := SyncEntry{Op: SyncSet, Proto: 6, State: conntrack.StateEstablished, CPort: 40000, VPort: 80, RPort: 8080,
+	e := conntrack.SyncEntry{Op: conntrack.SyncSet, Proto: 6, State: conntrack.StateEstablished, CPort: 40000, VPort: 80, RPort: 8080,
 		Client: [16]byte{10: 0xff, 11: 0xff, 198, 18, 1, 10}, VIP: [16]byte{10: 0xff, 11: 0xff, 198, 18, 0, 100},
 		Real: [16]byte{10: 0xff, 11: 0xff, 198, 18, 2, 99}}
 	backup.w.sync.in.push(&e)
@@ -105,7 +105,7 @@ func TestSyncRefusesUnknown(t *testing.T) {
 // TestSyncRingFull: a full export ring drops and counts, and never blocks the worker.
 func TestSyncRingFull(t *testing.T) {
 	var r syncRing
-	var e SyncEntry
+	var e conntrack.SyncEntry
 	for range syncRingSize {
 		if !r.push(&e) {
 			t.Fatal("push refused before the ring was full")
@@ -114,7 +114,7 @@ func TestSyncRingFull(t *testing.T) {
 	if r.push(&e) || r.dropped.Load() != 1 {
 		t.Fatalf("push into a full ring: dropped %d, want 1", r.dropped.Load())
 	}
-	var out [10]SyncEntry
+	var out [10]conntrack.SyncEntry
 	if n := r.pop(out[:]); n != 10 || !r.push(&e) {
 		t.Fatalf("pop %d, want 10, then a push must fit", n)
 	}
@@ -130,7 +130,7 @@ func TestSyncSnapshot(t *testing.T) {
 		active.one(t, 0, build(t, clientPkt(natCases[0].clientAt(cport), vip, 6, tcpSYN)), afpacket.RxMeta{})
 		active.one(t, 0, build(t, clientPkt(natCases[0].clientAt(cport), vip, 6, tcpACK)), afpacket.RxMeta{})
 	}
-	var discard [64]SyncEntry
+	var discard [64]conntrack.SyncEntry
 	active.w.sync.out.pop(discard[:]) // the backup missed every change
 	active.w.sync.snapReq.Store(1)
 	active.w.drainSync()
@@ -152,7 +152,7 @@ func TestSyncRingConcurrent(t *testing.T) {
 	const n = 200000
 	done := make(chan int)
 	go func() {
-		var e SyncEntry
+		var e conntrack.SyncEntry
 		queued := 0
 		for i := range n {
 			e.CPort, e.VPort = uint16(i), uint16(i>>16)
@@ -163,7 +163,7 @@ func TestSyncRingConcurrent(t *testing.T) {
 		}
 		done <- queued
 	}()
-	var out [64]SyncEntry
+	var out [64]conntrack.SyncEntry
 	got, last, queued := 0, -1, -1
 	for queued < 0 || got < queued {
 		select {

@@ -357,7 +357,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 	}
 	if old, cur := w.ct.TouchConn(c, dir, p.TCPFlags, w.now); old != cur {
 		activeChanged(r, old, cur)
-		w.exportConn(SyncSet, c)
+		w.exportConn(conntrack.SyncSet, c)
 	}
 	tally := &w.rt[r.ID][dir&1]
 	tally.packets++
@@ -426,7 +426,7 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	if p.Proto == frame.ProtoTCP {
 		if old, cur := w.ct.TouchConn(c, dir, p.TCPFlags, w.now); old != cur {
 			activeChanged(r, old, cur)
-			w.exportConn(SyncSet, c)
+			w.exportConn(conntrack.SyncSet, c)
 		}
 	} else {
 		w.ct.Refresh(c, w.now)
@@ -626,7 +626,7 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 	w.c[cConnsCreated]++
 	w.rcN[r.ID]++
 	r.Counts.Inactive.Add(1)
-	w.exportConn(SyncSet, w.ct.Get(id))
+	w.exportConn(conntrack.SyncSet, w.ct.Get(id))
 	return id, true
 }
 
@@ -833,7 +833,7 @@ func (w *Worker) SetLargePorts(large []Transmitter) {
 
 func (w *Worker) removeConn(id uint32, c *conntrack.Conn) {
 	w.uncount(c)
-	w.exportConn(SyncRemove, c)
+	w.exportConn(conntrack.SyncRemove, c)
 	w.ct.Delete(id)
 }
 
@@ -855,7 +855,7 @@ func (w *Worker) Expire(now int64) {
 // onExpire is called for every entry the table expires or evicts.
 func (w *Worker) onExpire(_ uint32, c *conntrack.Conn) {
 	w.uncount(c)
-	w.exportConn(SyncRemove, c)
+	w.exportConn(conntrack.SyncRemove, c)
 	if !c.IsTemplate() {
 		w.c[cConnsExpired]++
 	}

@@ -7,16 +7,16 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/govs/govs/dataplane"
+	"github.com/govs/govs/conntrack"
 )
 
 // SyncPlane is the data plane as connection sync sees it (dataplane.Engine implements it).
 type SyncPlane interface {
-	SyncExport(out []dataplane.SyncEntry) int
-	SyncInstall(in []dataplane.SyncEntry) int
+	SyncExport(out []conntrack.SyncEntry) int
+	SyncInstall(in []conntrack.SyncEntry) int
 	SyncSnapshot() uint64
 	SyncSnapshotDone(gen uint64) bool
-	SyncStats() dataplane.SyncStats
+	SyncStats() conntrack.SyncStats
 }
 
 // Timing of connection sync.
@@ -63,8 +63,8 @@ type Syncer struct {
 	requested time.Time // backup: when a snapshot was last asked for; zero: not waiting
 	dirty     bool      // backup: a change was lost since the request
 	out       [syncMaxSize]byte
-	buf       [4 * syncMaxEntries]dataplane.SyncEntry
-	recvd     [syncMaxEntries]dataplane.SyncEntry
+	buf       [4 * syncMaxEntries]conntrack.SyncEntry
+	recvd     [syncMaxEntries]conntrack.SyncEntry
 	wasActive bool
 
 	sent, sentEntries, received, receivedEntries, queued, queueDrops, gaps atomic.Uint64
@@ -194,7 +194,7 @@ func (s *Syncer) flush(now time.Time, send bool) {
 	}
 }
 
-func (s *Syncer) send(now time.Time, typ uint8, entries []dataplane.SyncEntry) {
+func (s *Syncer) send(now time.Time, typ uint8, entries []conntrack.SyncEntry) {
 	s.seq++
 	b := s.codec.marshal(s.out[:], typ, s.self, s.seq, now.UnixNano(), entries)
 	for _, p := range s.peers {

@@ -6,23 +6,22 @@ import (
 	"time"
 
 	"github.com/govs/govs/conntrack"
-	"github.com/govs/govs/dataplane"
 )
 
 // fakePlane is a data plane with a connection table of entries: a snapshot exports all of them.
 type fakePlane struct {
-	table     []dataplane.SyncEntry
-	export    []dataplane.SyncEntry
-	installed []dataplane.SyncEntry
+	table     []conntrack.SyncEntry
+	export    []conntrack.SyncEntry
+	installed []conntrack.SyncEntry
 	gen       uint64
 }
 
-func (p *fakePlane) SyncExport(out []dataplane.SyncEntry) int {
+func (p *fakePlane) SyncExport(out []conntrack.SyncEntry) int {
 	n := copy(out, p.export)
 	p.export = p.export[n:]
 	return n
 }
-func (p *fakePlane) SyncInstall(in []dataplane.SyncEntry) int {
+func (p *fakePlane) SyncInstall(in []conntrack.SyncEntry) int {
 	p.installed = append(p.installed, in...)
 	return len(in)
 }
@@ -32,13 +31,13 @@ func (p *fakePlane) SyncSnapshot() uint64 {
 	return p.gen
 }
 func (p *fakePlane) SyncSnapshotDone(gen uint64) bool { return gen <= p.gen }
-func (p *fakePlane) SyncStats() dataplane.SyncStats   { return dataplane.SyncStats{} }
+func (p *fakePlane) SyncStats() conntrack.SyncStats   { return conntrack.SyncStats{} }
 
-func entry(i int) dataplane.SyncEntry {
-	return dataplane.SyncEntry{
+func entry(i int) conntrack.SyncEntry {
+	return conntrack.SyncEntry{
 		Client: netip.MustParseAddr("198.18.1.10").As16(), VIP: netip.MustParseAddr("198.18.0.100").As16(),
 		Real: netip.MustParseAddr("198.18.2.1").As16(), CPort: uint16(40000 + i), VPort: 80, RPort: 8080,
-		Proto: 6, State: conntrack.StateEstablished, Op: dataplane.SyncSet, ClientMAC: [6]byte{2, 1, 2, 3, 4, 5},
+		Proto: 6, State: conntrack.StateEstablished, Op: conntrack.SyncSet, ClientMAC: [6]byte{2, 1, 2, 3, 4, 5},
 	}
 }
 
@@ -46,7 +45,7 @@ func TestSyncCodec(t *testing.T) {
 	key := []byte("0123456789abcdef0123456789abcdef")
 	c := newSyncCodec(key)
 	node := netip.MustParseAddrPort("198.18.0.1:7000")
-	var es []dataplane.SyncEntry
+	var es []conntrack.SyncEntry
 	for i := range syncMaxEntries + 3 {
 		es = append(es, entry(i))
 	}
@@ -63,7 +62,7 @@ func TestSyncCodec(t *testing.T) {
 		t.Fatalf("decoded %+v", m)
 	}
 	for i := range m.count {
-		var e dataplane.SyncEntry
+		var e conntrack.SyncEntry
 		if !syncEntryAt(b, i, &e) || e != es[i] {
 			t.Fatalf("entry %d: %+v, want %+v", i, e, es[i])
 		}

@@ -8,7 +8,6 @@ import (
 	"net/netip"
 
 	"github.com/govs/govs/conntrack"
-	"github.com/govs/govs/dataplane"
 )
 
 // Connection-sync messages travel on the heartbeat socket, between the same listen addresses,
@@ -59,7 +58,7 @@ func newSyncCodec(key []byte) *syncCodec { return &syncCodec{mac: hmac.New(sha25
 
 // marshal writes a message of type typ with entries into b (at least syncMaxSize bytes) and
 // returns it; at most syncMaxEntries entries fit.
-func (c *syncCodec) marshal(b []byte, typ uint8, node netip.AddrPort, seq uint64, now int64, entries []dataplane.SyncEntry) []byte {
+func (c *syncCodec) marshal(b []byte, typ uint8, node netip.AddrPort, seq uint64, now int64, entries []conntrack.SyncEntry) []byte {
 	n := min(len(entries), syncMaxEntries)
 	size := syncHeaderSize + n*syncEntrySize
 	b = b[:size+syncMACSize]
@@ -109,18 +108,18 @@ func (c *syncCodec) unmarshal(b []byte, m *syncMsg) DropReason {
 
 // syncEntryAt decodes entry i of a message unmarshal accepted; false for an entry no node sends
 // (unknown operation or state).
-func syncEntryAt(b []byte, i int, e *dataplane.SyncEntry) bool {
+func syncEntryAt(b []byte, i int, e *conntrack.SyncEntry) bool {
 	p := b[syncHeaderSize+i*syncEntrySize:]
-	*e = dataplane.SyncEntry{
+	*e = conntrack.SyncEntry{
 		Client: [16]byte(p[0:16]), VIP: [16]byte(p[16:32]), Real: [16]byte(p[32:48]),
 		CPort: binary.BigEndian.Uint16(p[48:]), VPort: binary.BigEndian.Uint16(p[50:]), RPort: binary.BigEndian.Uint16(p[52:]),
-		Proto: p[54], State: conntrack.State(p[55]), Op: dataplane.SyncOp(p[56]), InPort: p[57],
+		Proto: p[54], State: conntrack.State(p[55]), Op: conntrack.SyncOp(p[56]), InPort: p[57],
 		ClientMAC: [6]byte(p[58:64]),
 	}
-	return (e.Op == dataplane.SyncSet || e.Op == dataplane.SyncRemove) && e.State < conntrack.StateTemplate
+	return (e.Op == conntrack.SyncSet || e.Op == conntrack.SyncRemove) && e.State < conntrack.StateTemplate
 }
 
-func putSyncEntry(p []byte, e *dataplane.SyncEntry) {
+func putSyncEntry(p []byte, e *conntrack.SyncEntry) {
 	copy(p[0:16], e.Client[:])
 	copy(p[16:32], e.VIP[:])
 	copy(p[32:48], e.Real[:])

@@ -1,0 +1,37 @@
+package conntrack
+
+// The values HA connection sync moves between nodes: the data plane exports and installs them, the
+// ha package encodes them. They live here, with the table whose entries they describe, so that ha
+// needs the table's types and not the data plane.
+
+// SyncOp says what a SyncEntry reports.
+type SyncOp uint8
+
+const (
+	// SyncSet: the connection exists, in State (created, or its state changed).
+	SyncSet SyncOp = iota + 1
+	// SyncRemove: the connection ended (closed, expired, evicted, rescheduled).
+	SyncRemove
+)
+
+// SyncEntry is one connection-table change, as HA connection sync carries it between nodes. It
+// names the real server by address and port, not by ID: IDs are per node. Persistence templates
+// are not synced: after a takeover a persistent client's next new connection is scheduled afresh.
+type SyncEntry struct {
+	Client, VIP, Real   [16]byte
+	CPort, VPort, RPort uint16
+	Proto               uint8
+	State               State
+	Op                  SyncOp
+	InPort              uint8   // the data-plane port the client side came in on (NAT replies)
+	ClientMAC           [6]byte // next hop towards the client (NAT replies)
+}
+
+// SyncStats are the data plane's connection-sync counters, summed over its workers.
+type SyncStats struct {
+	ExportDropped uint64 // changes lost to full export rings (a resync follows)
+	InboxDropped  uint64 // synced entries lost to full inboxes
+	Installed     uint64 // synced changes applied
+	Refused       uint64 // synced changes for services or real servers this node lacks, or clashes
+	Pending       uint64 // synced changes queued in inboxes, not yet applied
+}
