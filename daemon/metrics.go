@@ -115,6 +115,7 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 				Packets:     rs.Packets,
 				Resolved:    rs.Resolved,
 				Overloaded:  rs.Overloaded,
+				Health:      rs.Health,
 				Connections: &x.Conns,
 				InPackets:   &x.InPkts,
 				InBytes:     &x.InBytes,

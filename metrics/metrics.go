@@ -73,6 +73,7 @@ type RealServer struct {
 	Packets            uint64 // frames of its connections the data plane forwarded, both ways
 	Resolved           bool   // its next hop's link-layer address is known
 	Overloaded         bool   // at its upper_threshold: no new connections
+	Health             string // "up", "down", "unknown" or "unchecked"; "" exports no health series
 	Connections        *uint64
 	InPackets, InBytes *uint64 // client to real server
 	// OutPackets and OutBytes are real server to client. They, InPackets, InBytes and
@@ -153,6 +154,7 @@ var (
 	descPackets     = prometheus.NewDesc("govs_real_server_packets_total", "Frames of the real server's connections the data plane forwarded, both directions.", realLabels, nil)
 	descResolved    = prometheus.NewDesc("govs_real_server_resolved", "1 when the real server's next hop is resolved (it can take connections).", realLabels, nil)
 	descOverloaded  = prometheus.NewDesc("govs_real_server_overloaded", "1 while the real server is at its upper_threshold and takes no new connections.", realLabels, nil)
+	descHealth      = prometheus.NewDesc("govs_real_server_health", "1 for the real server's health state, 0 for the others: up, down, unknown (checked, no result yet: out of rotation), unchecked (no health check: in rotation).", append(append([]string(nil), realLabels...), "state"), nil)
 	descConnections = prometheus.NewDesc("govs_real_server_connections_total", "Connections scheduled to the real server.", realLabels, nil)
 	descInPackets   = prometheus.NewDesc("govs_real_server_in_packets_total", "Frames from clients forwarded to the real server.", realLabels, nil)
 	descOutPackets  = prometheus.NewDesc("govs_real_server_out_packets_total", "Frames from the real server forwarded to clients.", realLabels, nil)
@@ -177,7 +179,7 @@ var fixedDescs = []*prometheus.Desc{
 	descBuildInfo, descReady, descWorkers, descGeneration, descDrops, descTableFull,
 	descRingPackets, descRingDrops, descRingFreezes, descNeighUnresolved, descNeighFailures,
 	descReloads, descLastReloadOK, descLastReloadTime,
-	descWeight, descActive, descInactive, descPackets, descResolved, descOverloaded,
+	descWeight, descActive, descInactive, descPackets, descResolved, descOverloaded, descHealth,
 	descConnections, descInPackets, descOutPackets, descInBytes, descOutBytes,
 	descHAState, descHAForwarding, descHATransitions,
 }
@@ -253,6 +255,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descPackets, rs.Packets, l...)
 			gauge(descResolved, b2f(rs.Resolved), l...)
 			gauge(descOverloaded, b2f(rs.Overloaded), l...)
+			if rs.Health != "" {
+				for _, st := range healthStates {
+					gauge(descHealth, b2f(rs.Health == st), vs.Name, rs.Address, st)
+				}
+			}
 			for _, o := range []struct {
 				d *prometheus.Desc
 				v *uint64
@@ -297,3 +304,6 @@ func sortedKeys(m map[string]uint64) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// healthStates are the values of govs_real_server_health's state label, as govs list shows them.
+var healthStates = []string{"down", "unchecked", "unknown", "up"}

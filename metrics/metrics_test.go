@@ -35,7 +35,7 @@ func snapshot() Snapshot {
 		VirtualServers: []VirtualServer{{
 			Name: "tcp/198.18.0.100:80",
 			RealServers: []RealServer{
-				{Address: "198.19.0.11:80", Weight: 2, Active: 3, Inactive: 1, Packets: 40, Resolved: true},
+				{Address: "198.19.0.11:80", Weight: 2, Active: 3, Inactive: 1, Packets: 40, Resolved: true, Health: "up"},
 				{Address: "198.19.0.12:80", Weight: 0, Packets: 20, Overloaded: true,
 					Connections: u64(9), InPackets: u64(12), OutPackets: u64(8), InBytes: u64(1200), OutBytes: u64(800)},
 			},
@@ -138,6 +138,12 @@ govs_real_server_resolved{real_server="198.19.0.12:80",service="tcp/198.18.0.100
 # TYPE govs_real_server_overloaded gauge
 govs_real_server_overloaded{real_server="198.19.0.11:80",service="tcp/198.18.0.100:80"} 0
 govs_real_server_overloaded{real_server="198.19.0.12:80",service="tcp/198.18.0.100:80"} 1
+# HELP govs_real_server_health 1 for the real server's health state, 0 for the others: up, down, unknown (checked, no result yet: out of rotation), unchecked (no health check: in rotation).
+# TYPE govs_real_server_health gauge
+govs_real_server_health{real_server="198.19.0.11:80",service="tcp/198.18.0.100:80",state="down"} 0
+govs_real_server_health{real_server="198.19.0.11:80",service="tcp/198.18.0.100:80",state="unchecked"} 0
+govs_real_server_health{real_server="198.19.0.11:80",service="tcp/198.18.0.100:80",state="unknown"} 0
+govs_real_server_health{real_server="198.19.0.11:80",service="tcp/198.18.0.100:80",state="up"} 1
 # HELP govs_real_server_connections_total Connections scheduled to the real server.
 # TYPE govs_real_server_connections_total counter
 govs_real_server_connections_total{real_server="198.19.0.12:80",service="tcp/198.18.0.100:80"} 9

@@ -135,6 +135,9 @@ func TestMetrics(t *testing.T) {
 		expect(m0, w, "govs_real_server_weight", "service", tcpSvc, "real_server", tcpReal[i].String())
 		expect(m0, w+2, "govs_real_server_weight", "service", udpSvc, "real_server", udpReal[i].String())
 		expect(m0, 1, "govs_real_server_resolved", "service", tcpSvc, "real_server", tcpReal[i].String())
+		// No health check configured: in rotation as "unchecked".
+		expect(m0, 1, "govs_real_server_health", "service", tcpSvc, "real_server", tcpReal[i].String(), "state", "unchecked")
+		expect(m0, 0, "govs_real_server_health", "service", tcpSvc, "real_server", tcpReal[i].String(), "state", "up")
 	}
 	expect(m0, 1, "govs_ready")
 	expect(m0, 2, "govs_workers")
