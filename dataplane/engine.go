@@ -172,27 +172,8 @@ func (c Config) logf(format string, args ...any) {
 	}
 }
 
-// errorf is fmt.Errorf with "dataplane: " in front that wraps every error among args, whatever
-// verb prints it, so errors.Is and errors.As reach the syscall or library error underneath.
+// errorf is fmt.Errorf with "dataplane: " in front. Causes are printed with %w, so errors.Is and
+// errors.As reach the syscall or library error underneath.
 func errorf(format string, args ...any) error {
-	err := fmt.Errorf("dataplane: "+format, args...)
-	var causes []error
-	for _, a := range args {
-		if c, ok := a.(error); ok {
-			causes = append(causes, c)
-		}
-	}
-	if len(causes) == 0 {
-		return err
-	}
-	return &wrapError{msg: err.Error(), causes: causes}
+	return fmt.Errorf("dataplane: "+format, args...)
 }
-
-// wrapError is an error message with the errors it tells of.
-type wrapError struct {
-	msg    string
-	causes []error
-}
-
-func (e *wrapError) Error() string   { return e.msg }
-func (e *wrapError) Unwrap() []error { return e.causes }

@@ -83,7 +83,7 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 	}
 	filter, err := bpfgen.SocketFilter(filterSpec(t))
 	if err != nil {
-		return nil, errorf("socket filter: %v", err)
+		return nil, errorf("socket filter: %w", err)
 	}
 	if e.os.standby = cfg.Standby; cfg.Standby {
 		filter = standbyFilter
@@ -106,7 +106,7 @@ func (e *Engine) lookupInterfaces() error {
 	for _, name := range e.cfg.Interfaces {
 		ifi, err := net.InterfaceByName(name)
 		if err != nil {
-			return errorf("interface %q: %v (check [dataplane] interfaces)", name, err)
+			return errorf("interface %q: %w (check [dataplane] interfaces)", name, err)
 		}
 		if len(ifi.HardwareAddr) != 6 {
 			return errorf("interface %q has no Ethernet address; govs needs Ethernet interfaces", name)
@@ -130,7 +130,7 @@ func (e *Engine) lookupInterfaces() error {
 func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSettings) error {
 	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		return errorf("eventfd: %v", err)
+		return errorf("eventfd: %w", err)
 	}
 	e.os.wakefd = fd
 	e.os.stopping = make(chan struct{})
@@ -141,7 +141,7 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 		e.os.fan = planFanout(t, nil, n)
 		e.os.fanSpec = e.os.fan.spec(t)
 		if fanout, err = bpfgen.FanoutProgramSpec(e.os.fanSpec, n, int(ring)*n); err != nil {
-			return errorf("fanout program: %v", err)
+			return errorf("fanout program: %w", err)
 		}
 	}
 	e.startGuard(t)
@@ -160,7 +160,7 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 		}
 		w, err := NewWorker(wi, asPorts(e.os.socks[wi]), macs, e.cfg.Conntrack)
 		if err != nil {
-			return errorf("worker %d: connection table: %v", wi, err)
+			return errorf("worker %d: connection table: %w", wi, err)
 		}
 		w.SetLargePorts(asPorts(e.os.large[wi]))
 		w.hosts = &e.os.hosts
@@ -209,7 +209,7 @@ func (e *Engine) openPorts(set *[][]*afpacket.Socket, wi int, what string, conf 
 	for pi, ifc := range e.ifaces {
 		s, err := afpacket.Open(conf(pi, ifc))
 		if err != nil {
-			return errorf("worker %d on %s%s: %v", wi, ifc.Name, what, err)
+			return errorf("worker %d on %s%s: %w", wi, ifc.Name, what, err)
 		}
 		*row = append(*row, s)
 	}
@@ -284,7 +284,7 @@ func asPorts(socks []*afpacket.Socket) []Transmitter {
 func (eo *engineOS) program(e *Engine, t *Tables) error {
 	filter, err := bpfgen.SocketFilter(filterSpec(t))
 	if err != nil {
-		return errorf("socket filter: %v", err)
+		return errorf("socket filter: %w", err)
 	}
 	var fanout []bpf.RawInstruction
 	var plan *fanoutPlan
@@ -294,13 +294,13 @@ func (eo *engineOS) program(e *Engine, t *Tables) error {
 		fspec = plan.spec(t)
 		ring, _ := eo.rx.load()
 		if fanout, err = bpfgen.FanoutProgramSpec(fspec, len(e.workers), int(ring)*len(e.workers)); err != nil {
-			return errorf("fanout program: %v", err)
+			return errorf("fanout program: %w", err)
 		}
 	}
 	if eo.guard != nil {
 		spec := guardSpecFor(t, localAddrs())
 		if err := eo.guard.set(spec); err != nil {
-			return errorf("%v", err)
+			return errorf("%w", err)
 		}
 		eo.guardSpec = spec
 	}
@@ -322,7 +322,7 @@ func (eo *engineOS) setFanout(prog []bpf.RawInstruction) error {
 	// One member per group is enough: the program belongs to the group.
 	for _, s := range eo.socks[0] {
 		if err := s.SetFanoutProg(prog); err != nil {
-			return errorf("set fanout program: %v", err)
+			return errorf("set fanout program: %w", err)
 		}
 	}
 	return nil
@@ -362,7 +362,7 @@ func (eo *engineOS) refan(e *Engine) error {
 		ring, _ := eo.rx.load()
 		prog, err := bpfgen.FanoutProgramSpec(spec, len(e.workers), int(ring)*len(e.workers))
 		if err != nil {
-			return errorf("fanout program: %v", err)
+			return errorf("fanout program: %w", err)
 		}
 		if err := eo.setFanout(prog); err != nil {
 			return err
@@ -507,7 +507,7 @@ func (e *Engine) Close() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if err := e.closeSockets(); err != nil {
-		return errorf("%v", err)
+		return errorf("%w", err)
 	}
 	return nil
 }

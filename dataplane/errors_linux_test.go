@@ -15,7 +15,7 @@ import (
 // TestErrorfWraps: the data plane's errors read as before and wrap the errors they tell of, so
 // errors.Is and errors.As see through them.
 func TestErrorfWraps(t *testing.T) {
-	err := errorf("worker %d on %s: %v", 3, "eth0", fmt.Errorf("failed to bind: %w", unix.EADDRNOTAVAIL))
+	err := errorf("worker %d on %s: %w", 3, "eth0", fmt.Errorf("failed to bind: %w", unix.EADDRNOTAVAIL))
 	if got, want := err.Error(), "dataplane: worker 3 on eth0: failed to bind: "+unix.EADDRNOTAVAIL.Error(); got != want {
 		t.Errorf("message = %q, want %q", got, want)
 	}

@@ -119,7 +119,7 @@ func (e *Engine) RefreshKernelGuard() error {
 		return nil
 	}
 	if err := e.os.guard.set(spec); err != nil {
-		return errorf("%v", err)
+		return errorf("%w", err)
 	}
 	e.os.guardSpec = spec
 	return nil

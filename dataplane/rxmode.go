@@ -100,7 +100,7 @@ func rxSettingsOf(mode string) (rxSettings, error) {
 	}
 	var err error
 	if s.high, s.low, err = rxThresholds(); err != nil {
-		return s, errorf("%v", err)
+		return s, errorf("%w", err)
 	}
 	return s, nil
 }

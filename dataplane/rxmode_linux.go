@@ -76,7 +76,7 @@ func (e *Engine) switchRing(ring rxRing) error {
 	n := len(e.workers)
 	prog, err := bpfgen.FanoutProgramSpec(e.os.fanSpec, n, int(ring)*n)
 	if err != nil {
-		return errorf("fanout program: %v", err)
+		return errorf("fanout program: %w", err)
 	}
 	if err := e.os.setFanout(prog); err != nil {
 		return err

@@ -29,7 +29,7 @@ func (e *Engine) SetStandby(on bool) error {
 	if !on {
 		var err error
 		if filter, err = bpfgen.SocketFilter(filterSpec(e.tables.Load())); err != nil {
-			return errorf("socket filter: %v", err)
+			return errorf("socket filter: %w", err)
 		}
 	}
 	if err := e.os.setFilter(filter); err != nil {
@@ -53,7 +53,7 @@ func (eo *engineOS) setFilter(filter []bpf.RawInstruction) error {
 		for _, socks := range set {
 			for _, s := range socks {
 				if err := s.SetFilter(filter); err != nil {
-					return errorf("set socket filter: %v", err)
+					return errorf("set socket filter: %w", err)
 				}
 			}
 		}
