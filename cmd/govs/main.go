@@ -120,6 +120,14 @@ func cmdRun(args []string) int {
 		fmt.Fprintln(os.Stderr, "govs run: -config FILE is required (try `govs run -h`)")
 		return 2
 	}
+	// Signals are caught before anything else: a SIGHUP that arrives while govs starts (systemd's
+	// ExecReload right after READY=1, an operator's reload) must reload once govs is up, not kill
+	// it, which is what Go does with a SIGHUP nobody asked for. Reloads and stops have channels of
+	// their own: a burst of SIGHUPs coalesces into one pending reload (the file is read when it
+	// runs) and can never fill the buffer a SIGTERM needs, which signal.Notify would then drop.
+	hups, stops := make(chan os.Signal, 1), make(chan os.Signal, 2)
+	signal.Notify(hups, syscall.SIGHUP)
+	signal.Notify(stops, syscall.SIGINT, syscall.SIGTERM)
 	cfg, err := config.Load(*path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "govs run: invalid configuration:\n%v\n", err)
@@ -146,21 +154,20 @@ func cmdRun(args []string) int {
 	d.SetReloadFunc(reload) // `govs ctl reload` does what SIGHUP does
 	sd.tell(logf, fmt.Sprintf("READY=1\nSTATUS=forwarding: %d virtual servers", len(cfg.VirtualServers)))
 	ctx, cancel := context.WithCancel(context.Background())
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() {
 		d.Run(ctx)
 		close(done)
 	}()
-	for sig := range sigs {
-		if sig == syscall.SIGHUP {
+	for running := true; running; {
+		select {
+		case <-hups:
 			reload()
-			continue
+		case sig := <-stops:
+			logf("%v: stopping", sig)
+			sd.tell(logf, "STOPPING=1")
+			running = false
 		}
-		logf("%v: stopping", sig)
-		sd.tell(logf, "STOPPING=1")
-		break
 	}
 	cancel()
 	<-done
@@ -169,12 +176,10 @@ func cmdRun(args []string) int {
 	go func() {
 		for {
 			select {
-			case sig := <-sigs:
-				if sig != syscall.SIGHUP {
-					logf("%v: stopping at once", sig)
-					stopNow()
-					return
-				}
+			case sig := <-stops:
+				logf("%v: stopping at once", sig)
+				stopNow()
+				return
 			case <-stopping.Done():
 				return
 			}

@@ -144,6 +144,14 @@ func startGovsEnv(t *testing.T, topo *lab.Topology, cfg govsConfig, env []string
 // startGovsIn is startGovsEnv in namespace ns (one of a topology's balancers).
 func startGovsIn(t *testing.T, ns *lab.NS, cfg govsConfig, env []string) *govsProc {
 	t.Helper()
+	g := launchGovsIn(t, ns, cfg, env)
+	g.waitReady()
+	return g
+}
+
+// launchGovsIn starts govs like startGovsIn but returns at once, before govs is ready.
+func launchGovsIn(t *testing.T, ns *lab.NS, cfg govsConfig, env []string) *govsProc {
+	t.Helper()
 	dir := t.TempDir()
 	cfg.Socket = filepath.Join(dir, "govs.sock")
 	g := &govsProc{t: t, cfg: cfg, cfgPath: filepath.Join(dir, "govs.toml"), done: make(chan struct{})}
@@ -183,6 +191,13 @@ func startGovsIn(t *testing.T, ns *lab.NS, cfg govsConfig, env []string) *govsPr
 			t.Logf("govs config:\n%s\ngovs output:\n%s", cfg.toml(), g.out.String())
 		}
 	})
+	return g
+}
+
+// waitReady waits until govs reports ready; it fails the test if govs exits first or takes over 10s.
+func (g *govsProc) waitReady() {
+	t := g.t
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	var last error
 	for time.Now().Before(deadline) {
@@ -193,13 +208,12 @@ func startGovsIn(t *testing.T, ns *lab.NS, cfg govsConfig, env []string) *govsPr
 		}
 		st, err := g.stats()
 		if err == nil && st.Ready {
-			return g
+			return
 		}
 		last = err
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("govs not ready after 10s (last stats error: %v)", last)
-	return nil
 }
 
 // stats runs `govs stats -control SOCK -json`.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -422,4 +423,100 @@ func TestReloadRestartOnlySettings(t *testing.T) {
 		t.Errorf("the real server the reload added got none of 10 connections")
 	}
 	g.stop()
+}
+
+// TestSIGHUPDuringStartup sends SIGHUP every few milliseconds from the moment govs's runtime can
+// catch signals until it is ready: systemd's ExecReload or an operator may reload a govs that is
+// still starting. Each SIGHUP must reload the file once govs is up; none may kill it, which is what
+// Go does with a SIGHUP that no signal.Notify asked for. The SIGTERM that follows the burst must stop
+// govs: pending SIGHUPs must not fill the buffer signal.Notify would drop it from.
+func TestSIGHUPDuringStartup(t *testing.T) {
+	labtest.RequireRoot(t)
+	topo := labtest.NewForTest(t, lab.Options{Method: "nat", Servers: 1, Prefix: "govs-e2e"})
+	http80 := netip.AddrPortFrom(topo.VIP4, lab.HTTPPort)
+	cfg := govsConfig{Interfaces: topo.BalancerIfaces, Workers: 1, VS: []vsConfig{
+		{http80, "tcp", "rr", "nat", []netip.AddrPort{netip.AddrPortFrom(topo.ServerAddrs4[0], lab.HTTPPort)}, []int{1}, "", nil},
+	}}
+	srvs, err := lab.StartServers(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srvs.Close() })
+	g := launchGovsIn(t, topo.Balancer, cfg, nil)
+	// `ip netns exec` execs govs in the same process; before that a SIGHUP would kill ip, and
+	// while Go's runtime starts (before main) it would kill govs whatever govs does.
+	pid := g.cmd.Process.Pid
+	for deadline := time.Now().Add(5 * time.Second); !catchesSIGHUP(pid); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("govs (pid %d) did not start within 5s", pid)
+		}
+	}
+	stop := make(chan struct{})
+	sent := make(chan int)
+	go func() {
+		n := 0
+		defer func() { sent <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-g.done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			if g.cmd.Process.Signal(syscall.SIGHUP) == nil {
+				n++
+			}
+		}
+	}()
+	g.waitReady()
+	close(stop)
+	n := <-sent
+	if n == 0 {
+		t.Fatal("no SIGHUP was sent before govs was ready: the test proves nothing")
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(g.out.String(), "reloaded "); time.Sleep(50 * time.Millisecond) {
+		g.alive()
+		if time.Now().After(deadline) {
+			t.Fatalf("%d SIGHUPs during startup, and no reload logged within 10s", n)
+		}
+	}
+	g.alive()
+	if _, err := httpGet(topo, http80, 5*time.Second); err != nil {
+		t.Errorf("HTTP through the VIP after the reloads: %v", err)
+	}
+	// The SIGHUPs still queued must not crowd out the SIGTERM.
+	g.stop()
+}
+
+// catchesSIGHUP reports whether process pid runs govs and is past Go's start-up: its runtime has a
+// handler for SIGHUP (installed for every signal before main runs) and govs has opened its first
+// socket (the instance lock, in daemon.New, which takes the longest part of govs's start).
+func catchesSIGHUP(pid int) bool {
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil || filepath.Base(exe) != filepath.Base(govsPath) {
+		return false
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	caught := false
+	for _, line := range strings.Split(string(status), "\n") {
+		if mask, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+			var bits uint64
+			fmt.Sscanf(strings.TrimSpace(mask), "%x", &bits)
+			caught = bits&(1<<(syscall.SIGHUP-1)) != 0
+		}
+	}
+	if !caught {
+		return false
+	}
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		if target, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); err == nil && strings.HasPrefix(target, "socket:") {
+			return true
+		}
+	}
+	return false
 }
