@@ -30,7 +30,8 @@ const (
 	// DropRealRemoved: the connection's real server, or its whole virtual server, was removed by a
 	// reload.
 	DropRealRemoved
-	// DropFragment: a non-first IP fragment (no ports to look a connection up by).
+	// DropFragment: a later IP fragment (it has no ports) of a datagram whose first fragment did
+	// not come within the hold time, was not forwarded, or came before a free hold slot.
 	DropFragment
 	// DropICMPNoConnection: an ICMP error about no connection govs knows.
 	DropICMPNoConnection
@@ -47,6 +48,11 @@ const (
 	// DropNoQuorum: a new connection to a virtual server with fewer real servers up than its
 	// quorum, and no sorry server.
 	DropNoQuorum
+	// DropFragmentTableFull: a first fragment found its worker's fragment table full of live
+	// datagrams, so its later fragments could not follow it.
+	DropFragmentTableFull
+	// DropFragmentHandoffFull: the ring that hands fragments to their flow's worker was full.
+	DropFragmentHandoffFull
 	numDrops
 )
 
@@ -68,6 +74,9 @@ var dropNames = [numDrops]string{
 	DropDraining:         "draining",
 	DropRealDown:         "real_server_down",
 	DropNoQuorum:         "no_quorum",
+
+	DropFragmentTableFull:   "fragment_table_full",
+	DropFragmentHandoffFull: "fragment_handoff_full",
 }
 
 func (d Drop) String() string {
@@ -92,6 +101,13 @@ const (
 	cTxErrors
 	cToHost  // frames for the balancer's own addresses (its kernel gets them; not a drop)
 	cExpress // frames of established connections forwarded by the express lane (Worker.express)
+	// Fragments (see frags.go): first fragments recorded, later fragments forwarded by their
+	// first one's record, fragments handed to their flow's worker, later fragments held until
+	// their first.
+	cFragFirst
+	cFragLater
+	cFragHandedOff
+	cFragHeld
 	cDropBase
 	cParseBase = cDropBase + int(numDrops)
 	numSlots   = cParseBase + int(frame.NumErrors)
@@ -110,6 +126,10 @@ var counterNames = [cDropBase]string{
 	cTxErrors:      "tx_errors",
 	cToHost:        "to_host",
 	cExpress:       "express_frames",
+	cFragFirst:     "fragments_first",
+	cFragLater:     "fragments_later",
+	cFragHandedOff: "fragments_handed_off",
+	cFragHeld:      "fragments_held",
 }
 
 // counters is a worker's private tally; published copies are read by Stats.

@@ -43,7 +43,8 @@ type Engine struct {
 	tables  atomic.Pointer[Tables]
 	epoch   time.Time
 
-	snapGen atomic.Uint64 // the last connection-sync snapshot asked for (SyncSnapshot)
+	snapGen atomic.Uint64              // the last connection-sync snapshot asked for (SyncSnapshot)
+	fan     atomic.Pointer[fanoutPlan] // the fanout plan in force, for the workers' fragments (nil: one worker)
 
 	mu sync.Mutex // serialises Publish; guards filter state below
 	os engineOS   // per-OS sockets and goroutines

@@ -32,6 +32,7 @@ type engineOS struct {
 	fanSpec   bpfgen.FanoutSpec    // what that program was built from (guarded by Engine.mu)
 	rx        rxState
 	wakefd    int
+	fragfds   []int // per worker: an eventfd another worker writes when it hands it fragments
 	stopping  chan struct{}
 	wg        sync.WaitGroup
 	closed    bool
@@ -139,6 +140,7 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 	var fanout []bpf.RawInstruction
 	if n > 1 || twoRings {
 		e.os.fan = planFanout(t, nil, n)
+		e.fan.Store(e.os.fan)
 		e.os.fanSpec = e.os.fan.spec(t)
 		if fanout, err = bpfgen.FanoutProgramSpec(e.os.fanSpec, n, int(ring)*n); err != nil {
 			return errorf("fanout program: %w", err)
@@ -169,6 +171,9 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 		}
 		e.workers = append(e.workers, w)
 	}
+	if err := e.linkFragments(); err != nil {
+		return err
+	}
 	if twoRings {
 		// A fanout member's index is its ring set * n + its worker: every TPACKETv3 socket joins
 		// its interface's group before any TPACKET_V2 socket.
@@ -198,6 +203,24 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 		go e.routineFanout()
 	}
 	e.cfg.logf("data plane: %d workers on %v, CPUs %v, rx_mode %s (receiving on the %s ring)", n, e.cfg.Interfaces, cpus, rx.mode, ring)
+	return nil
+}
+
+// linkFragments gives the workers their fragment handover rings (see frags.go) and each an eventfd
+// that wakes it from poll(2) when another worker hands it fragments.
+func (e *Engine) linkFragments() error {
+	for range e.workers {
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			return errorf("eventfd: %w", err)
+		}
+		e.os.fragfds = append(e.os.fragfds, fd)
+	}
+	fds := e.os.fragfds
+	linkFragments(e.workers, &e.fan, func(to int) {
+		one := [8]byte{1}
+		_, _ = unix.Write(fds[to], one[:]) // EAGAIN: the counter is at its maximum, the worker awake
+	})
 	return nil
 }
 
@@ -310,6 +333,7 @@ func (eo *engineOS) program(e *Engine, t *Tables) error {
 		}
 		plan.report(t, eo.fan, e.cfg.logf)
 		eo.fan, eo.fanSpec = plan, fspec
+		e.fan.Store(plan)
 	}
 	if eo.standby {
 		filter = standbyFilter
@@ -370,6 +394,7 @@ func (eo *engineOS) refan(e *Engine) error {
 	}
 	plan.report(t, eo.fan, e.cfg.logf)
 	eo.fan, eo.fanSpec = plan, spec
+	e.fan.Store(plan)
 	return nil
 }
 
@@ -402,6 +427,9 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 		}
 	}
 	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefd), Events: unix.POLLIN})
+	fragfd := e.os.fragfds[wi]
+	fds = append(fds, unix.PollFd{Fd: int32(fragfd), Events: unix.POLLIN})
+	var drained [8]byte
 	ring, gen := e.os.rx.load()
 	e.os.rx.acks[wi].Store(gen)
 	draining := make([]bool, len(socks)) // per port: the old ring still has frames
@@ -427,7 +455,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 		// what is queued before the first frames after a takeover look for it.
 		w.now = now
 		w.drainSync()
-		got := 0
+		got := w.DrainFragments(now)
 		for i, s := range socks {
 			active := s
 			if frames != nil {
@@ -455,6 +483,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 		packets += uint64(got)
 		e.os.rx.packets[wi].Store(packets)
 		w.FlushAll()
+		w.wakePeers()
 		w.Expire(now)
 		if got > 0 {
 			lastBusy = now
@@ -484,6 +513,9 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 			if _, err := unix.Poll(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
 				e.cfg.logf("worker %d: poll: %v", w.id, err)
 				time.Sleep(10 * time.Millisecond)
+			}
+			if fds[len(fds)-1].Revents != 0 {
+				_, _ = unix.Read(fragfd, drained[:]) // reset; the rings are read next round
 			}
 		}
 	}
@@ -536,6 +568,12 @@ func (e *Engine) closeSockets() error {
 		}
 		e.os.wakefd = -1
 	}
+	for _, fd := range e.os.fragfds {
+		if err := unix.Close(fd); err != nil {
+			errs = append(errs, os.NewSyscallError("close eventfd", err))
+		}
+	}
+	e.os.fragfds = nil
 	return errors.Join(errs...)
 }
 

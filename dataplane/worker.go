@@ -108,6 +108,8 @@ type Worker struct {
 
 	sync *workerSync // HA connection sync; nil without [ha]
 
+	fr fragState // fragments (frags.go)
+
 	// The allocator may put two workers side by side: this line keeps the fields one writes per
 	// packet (its counters here at the end, the clock and queue state at the start) off the other's
 	// cache lines.
@@ -130,6 +132,7 @@ func NewWorker(id int, ports []Transmitter, macs [][6]byte, ct conntrack.Config)
 		macs:  macs,
 		ct:    table,
 		pub:   &published{},
+		fr:    newFragState(),
 	}
 	w.expireFn = w.onExpire
 	for _, p := range ports {
@@ -236,6 +239,8 @@ func (w *Worker) ProcessBatch(in int, fs []afpacket.Frame, now int64) (sent uint
 				nh++
 			case actICMPError:
 				ok = w.icmpError(in, f.Data, &f.Meta, &w.batch[i])
+			case actFragment:
+				ok = w.fragment(in, f.Data, &f.Meta, &w.batch[i])
 			}
 			if ok && base+i < 64 {
 				sent |= 1 << (uint(base+i) & 63)
@@ -270,6 +275,7 @@ const (
 	actDone      uint8 = iota // counted and dropped
 	actForward                // a TCP/UDP/ICMP query frame: look its tuple up and forward it
 	actICMPError              // an ICMP error: forward it by the connection it quotes
+	actFragment               // a fragment: forward it with its datagram (frags.go)
 )
 
 // classify parses a received frame into p and says what it needs; frames that cannot be forwarded
@@ -287,13 +293,11 @@ func (w *Worker) classify(b []byte, meta *afpacket.RxMeta, p *frame.Parsed) uint
 		w.drop(DropNotIP)
 		return actDone
 	}
-	if p.Frag == frame.FragLater {
-		// TODO(govs): forward later fragments by a (src, dst, IP ID) cache filled by the first.
-		w.drop(DropFragment)
-		return actDone
-	}
 	if frame.IsICMPError(p) {
 		return actICMPError
+	}
+	if p.Frag != frame.FragNone {
+		return actFragment
 	}
 	return actForward
 }

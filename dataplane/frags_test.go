@@ -1,0 +1,218 @@
+package dataplane
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+
+	"github.com/govs/govs/dataplane/afpacket"
+	"github.com/govs/govs/dataplane/bpfgen"
+	"github.com/govs/govs/dataplane/dataplanetest"
+	"github.com/govs/govs/dataplane/frame"
+)
+
+// fragRig is two linked workers, each with two in-memory ports (0: clients, 1: real servers),
+// fed the way the fanout program feeds them: fragments by client address alone.
+type fragRig struct {
+	ws   []*Worker
+	outs [2][2]*dataplanetest.Collector // [worker][port]
+	now  int64
+}
+
+func newFragRig(tb testing.TB, t *Tables) *fragRig {
+	r := &fragRig{now: 1e9}
+	for wi := range 2 {
+		ps := make([]Transmitter, 2)
+		for pi := range ps {
+			p := dataplanetest.NewPort(1<<17, 64)
+			r.outs[wi][pi] = &dataplanetest.Collector{}
+			p.Sink = r.outs[wi][pi].Sink
+			ps[pi] = p
+		}
+		w := mustWorker(tb, wi, ps, [][6]byte{macPort0, macPort1}, 1024)
+		w.SetTables(t)
+		r.ws = append(r.ws, w)
+	}
+	linkFragments(r.ws, nil, nil)
+	return r
+}
+
+// run hands frames received on port in to worker wi as one batch, lets both workers take what
+// was handed over, and returns what left on port out, from either worker.
+func (r *fragRig) run(wi, in, out int, frames [][]byte) [][]byte {
+	r.now += 1e6
+	fs := make([]afpacket.Frame, len(frames))
+	for i, f := range frames {
+		fs[i] = afpacket.Frame{Data: slices.Clone(f), Meta: afpacket.RxMeta{Len: uint32(len(f))}}
+	}
+	r.ws[wi].ProcessBatch(in, fs, r.now)
+	for _, w := range r.ws {
+		w.DrainFragments(r.now)
+		w.FlushAll()
+	}
+	var got [][]byte
+	for wi := range r.outs {
+		for pi, c := range r.outs[wi] {
+			if pi == out {
+				got = append(got, c.Frames...)
+			}
+			c.Frames, c.Vnets = nil, nil
+		}
+	}
+	return got
+}
+
+func (r *fragRig) sum(slot int) (n uint64) {
+	for _, w := range r.ws {
+		n += w.c[slot]
+	}
+	return n
+}
+
+// addrWorker is where the fanout program sends a fragment: by client address alone.
+func addrWorker(client netip.Addr) int {
+	return bpfgen.FanoutMember(client, 0, 0, bpfgen.HashRule{}, 2)
+}
+
+// TestFragmentsTwoWorkers sends UDP datagrams of 3000 and 9000 bytes, fragmented at a 1500-byte
+// MTU, through two workers fed as the fanout program feeds them, for NAT (IPv4, IPv6) and DR:
+// every fragment of a datagram reaches one real server, the datagram reassembles with valid
+// checksums, the flow's unfragmented packets (at their flow's worker) find the connection its
+// first fragment made, and the real server's fragmented answer comes back whole as from the VIP.
+// Some datagrams arrive last fragment first: their later fragments wait for their first.
+func TestFragmentsTwoWorkers(t *testing.T) {
+	tables := buildTables(1, standardSpecs()...)
+	cases := []struct {
+		name   string
+		client string
+		vip    string
+		nat    bool
+	}{
+		{"ipv4-nat", "198.18.1.7", "198.18.0.100:4000", true},
+		{"ipv6-nat", "2001:2:0:1::7", "[2001:2::100]:4000", true},
+		{"ipv4-dr", "198.18.1.7", "198.18.0.200:4000", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newFragRig(t, tables)
+			vip := mustAP(tc.vip)
+			fw := addrWorker(netip.MustParseAddr(tc.client))
+			for _, size := range []int{3000, 9000} {
+				for port := uint16(20000); port < 20024; port++ {
+					client := netip.AddrPortFrom(netip.MustParseAddr(tc.client), port)
+					b := build(t, pkt{srcMAC: macClient, dstMAC: macPort0, src: client, dst: vip, proto: 17, payload: size})
+					frags := dataplanetest.Fragment(b, 1500, uint32(port)+uint32(size))
+					if port%4 == 3 {
+						slices.Reverse(frags) // reordered on the way: the first fragment comes last
+					}
+					got := r.run(fw, 0, 1, frags)
+					if len(got) != len(frags) {
+						t.Fatalf("%d bytes from %v: %d of %d fragments forwarded; counters %v %v", size, client, len(got), len(frags), nonZero(r.ws[0]), nonZero(r.ws[1]))
+					}
+					whole, err := dataplanetest.Reassemble(got)
+					if err != nil {
+						t.Fatalf("%d bytes from %v: %v", size, client, err)
+					}
+					checkChecksums(t, whole)
+					dstMAC, _ := macs(got[0])
+					for _, f := range got[1:] {
+						if m, _ := macs(f); m != dstMAC {
+							t.Fatalf("%v: fragments went to %x and %x", client, dstMAC, m)
+						}
+					}
+					src, dst := tuple(t, whole)
+					if src != client || (tc.nat && dst.Port() != 4001) || (!tc.nat && dst != vip) {
+						t.Fatalf("%v: datagram arrives as %v -> %v", client, src, dst)
+					}
+					// The flow's unfragmented datagram, at the flow's worker, goes to the same server.
+					small := build(t, pkt{srcMAC: macClient, dstMAC: macPort0, src: client, dst: vip, proto: 17, payload: 20})
+					one := r.run(bpfgen.FanoutMember(client.Addr(), port, 17, bpfgen.HashRule{}, 2), 0, 1, [][]byte{small})
+					if len(one) != 1 {
+						t.Fatalf("%v: unfragmented datagram: %d frames forwarded", client, len(one))
+					}
+					if m, _ := macs(one[0]); m != dstMAC {
+						t.Fatalf("%v: unfragmented datagram went to %x, its fragments to %x", client, m, dstMAC)
+					}
+					if _, d := tuple(t, one[0]); d != dst {
+						t.Fatalf("%v: unfragmented datagram went to %v, its fragments to %v", client, d, dst)
+					}
+					if !tc.nat {
+						continue
+					}
+					// The real server's answer, as large, comes back fragmented to the client's
+					// fragment worker.
+					reply := build(t, pkt{srcMAC: dstMAC, dstMAC: macPort1, src: dst, dst: client, proto: 17, payload: size})
+					rfrags := dataplanetest.Fragment(reply, 1500, uint32(port)*3)
+					back := r.run(fw, 1, 0, rfrags)
+					if len(back) != len(rfrags) {
+						t.Fatalf("%v: %d of %d reply fragments came back; counters %v %v", client, len(back), len(rfrags), nonZero(r.ws[0]), nonZero(r.ws[1]))
+					}
+					whole, err = dataplanetest.Reassemble(back)
+					if err != nil {
+						t.Fatalf("%v: reply: %v", client, err)
+					}
+					checkChecksums(t, whole)
+					if s, d := tuple(t, whole); s != vip || d != client {
+						t.Fatalf("%v: reply arrives as %v -> %v", client, s, d)
+					}
+				}
+			}
+			if r.sum(cFragHandedOff) == 0 || r.sum(cFragHeld) == 0 || r.sum(cFragLater) == 0 {
+				t.Errorf("want fragments handed off, held and forwarded; counters %v %v", nonZero(r.ws[0]), nonZero(r.ws[1]))
+			}
+			for _, d := range []Drop{DropFragment, DropFragmentTableFull, DropFragmentHandoffFull} {
+				if n := r.sum(cDropBase + int(d)); n != 0 {
+					t.Errorf("drop %v counted %d times", d, n)
+				}
+			}
+		})
+	}
+}
+
+// TestFragmentUnmatched: a later fragment whose first one never comes is held for fragHoldTime,
+// then dropped and counted as "fragment"; the hold slots are bounded.
+func TestFragmentUnmatched(t *testing.T) {
+	r := newFragRig(t, buildTables(1, standardSpecs()...))
+	client := mustAP("198.18.1.9:5000")
+	b := build(t, pkt{srcMAC: macClient, dstMAC: macPort0, src: client, dst: mustAP("198.18.0.100:4000"), proto: 17, payload: 3000})
+	fw := addrWorker(client.Addr())
+	var later [][]byte
+	for id := range uint32(fragHoldSlots + 5) {
+		later = append(later, dataplanetest.Fragment(b, 1500, id)[1])
+	}
+	if got := r.run(fw, 0, 1, later); len(got) != 0 {
+		t.Fatalf("%d unmatched fragments forwarded", len(got))
+	}
+	w := r.ws[fw]
+	if w.c[cFragHeld] != fragHoldSlots || w.c[cDropBase+int(DropFragment)] != 5 {
+		t.Fatalf("held %d, dropped %d; want %d and 5", w.c[cFragHeld], w.c[cDropBase+int(DropFragment)], fragHoldSlots)
+	}
+	r.now += int64(fragHoldTime)
+	r.run(fw, 0, 1, nil)
+	if w.c[cDropBase+int(DropFragment)] != fragHoldSlots+5 || w.fr.nHeld != 0 {
+		t.Fatalf("after the hold time: dropped %d, still held %d", w.c[cDropBase+int(DropFragment)], w.fr.nHeld)
+	}
+}
+
+// TestFragmentID reads the identification of IPv4 and IPv6 fragments.
+func TestFragmentID(t *testing.T) {
+	for _, c := range []struct{ src, dst string }{{"198.18.1.1:1", "198.18.0.100:4000"}, {"[2001:2:0:1::1]:1", "[2001:2::100]:4000"}} {
+		b := build(t, pkt{srcMAC: macClient, dstMAC: macPort0, src: mustAP(c.src), dst: mustAP(c.dst), proto: 17, payload: 2000})
+		for i, f := range dataplanetest.Fragment(b, 1280, 0xbeef) {
+			var p frame.Parsed
+			if err := frame.Parse(f, &p); err != frame.ErrNone {
+				t.Fatalf("%s fragment %d: %v", c.src, i, err)
+			}
+			if id, ok := frame.FragmentID(f, &p); !ok || id != 0xbeef || (i == 0) != (p.Frag == frame.FragFirst) {
+				t.Fatalf("%s fragment %d: id %#x %v, kind %v", c.src, i, id, ok, p.Frag)
+			}
+		}
+		var p frame.Parsed
+		if err := frame.Parse(b, &p); err != frame.ErrNone {
+			t.Fatalf("%s: %v", c.src, err)
+		}
+		if _, ok := frame.FragmentID(b, &p); ok {
+			t.Fatalf("%s: an unfragmented packet has a fragment ID", c.src)
+		}
+	}
+}
