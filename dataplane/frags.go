@@ -271,7 +271,6 @@ func (w *Worker) fragment(in int, b []byte, meta *afpacket.RxMeta, p *frame.Pars
 				return false
 			}
 			e.to = int16(to)
-			w.c[cFragFirst]++
 			w.handOff(to, in, b, meta)
 			w.releaseHeld(k)
 			return false
@@ -385,8 +384,7 @@ func (w *Worker) DrainFragments(now int64) int {
 	for _, r := range w.fr.in {
 		for s := r.peek(); s != nil; s = r.peek() {
 			b := s.data[:s.n]
-			p := &w.fr.p
-			w.c[cRxFrames]++
+			p := &w.fr.p // counted as received by the worker that handed it over
 			if err := frame.Parse(b, p); err != frame.ErrNone || p.Frag == frame.FragNone || !fragKeyOf(b, p, &w.fr.key) {
 				w.drop(DropFragment) // another worker parsed it: cannot happen
 			} else if p.Frag == frame.FragFirst {
