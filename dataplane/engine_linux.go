@@ -220,7 +220,7 @@ func (e *Engine) linkFragments() error {
 	linkFragments(e.workers, &e.fan, func(to int) {
 		one := [8]byte{1}
 		_, _ = unix.Write(fds[to], one[:]) // EAGAIN: the counter is at its maximum, the worker awake
-	})
+	}, 0)
 	return nil
 }
 

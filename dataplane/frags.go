@@ -220,16 +220,18 @@ func newFragState() fragState {
 	return s
 }
 
-// linkFragments connects workers ws (ws[i].id == i) with handover rings, so that the fragment
-// worker of a datagram can hand it to its flow worker. fan, if not nil, holds the fanout plan in
-// force; wake, if not nil, wakes a worker that may be asleep. The rings are sized so that all of
-// them together take about fragRingBudget bytes, within fragRingMin and fragRingMax frames each;
-// the memory is touched only as fragments pass.
-func linkFragments(ws []*Worker, fan *atomic.Pointer[fanoutPlan], wake func(int)) {
+// linkFragments connects workers ws (ws[i].id == i) with handover rings of slots frames each, so
+// that the fragment worker of a datagram can hand it to its flow worker. fan, if not nil, holds
+// the fanout plan in force; wake, if not nil, wakes a worker that may be asleep. With slots 0 the
+// rings are sized so that all of them together take about fragRingBudget bytes, within
+// fragRingMin and fragRingMax frames each; the memory is touched only as fragments pass.
+func linkFragments(ws []*Worker, fan *atomic.Pointer[fanoutPlan], wake func(int), slots int) {
 	n := len(ws)
-	slots := fragRingMax
-	if n > 1 {
-		slots = min(max(fragRingBudget/(n*(n-1)*fragSlotSize), fragRingMin), fragRingMax)
+	if slots <= 0 {
+		slots = fragRingMax
+		if n > 1 {
+			slots = min(max(fragRingBudget/(n*(n-1)*fragSlotSize), fragRingMin), fragRingMax)
+		}
 	}
 	for _, w := range ws {
 		w.fr.members, w.fr.fan, w.fr.wake = n, fan, wake
@@ -253,6 +255,11 @@ func linkFragments(ws []*Worker, fan *atomic.Pointer[fanoutPlan], wake func(int)
 		}
 	}
 }
+
+// LinkFragments connects workers that run outside an Engine (the offline replay: ws[i] has id i)
+// with fragment handover rings, under the fanout rules of a fresh start. Each worker must then
+// call DrainFragments between its batches, and once all have stopped, until none takes a frame.
+func LinkFragments(ws []*Worker) { linkFragments(ws, nil, nil, 0) }
 
 // fragment forwards a fragment received from port in (see Fragments above): a first fragment of
 // another worker's flow is handed to it, any other by its datagram's entry. It reports whether

@@ -20,11 +20,17 @@ type fragRig struct {
 }
 
 func newFragRig(tb testing.TB, t *Tables) *fragRig {
+	return newFragRigSized(tb, t, 1<<17, 64, 0)
+}
+
+// newFragRigSized is newFragRig with ports of txSlots slots of slot bytes and handover rings of
+// ringSlots frames (0: the engine's size).
+func newFragRigSized(tb testing.TB, t *Tables, slot, txSlots, ringSlots int) *fragRig {
 	r := &fragRig{now: 1e9}
 	for wi := range 2 {
 		ps := make([]Transmitter, 2)
 		for pi := range ps {
-			p := dataplanetest.NewPort(1<<17, 64)
+			p := dataplanetest.NewPort(slot, txSlots)
 			r.outs[wi][pi] = &dataplanetest.Collector{}
 			p.Sink = r.outs[wi][pi].Sink
 			ps[pi] = p
@@ -33,7 +39,7 @@ func newFragRig(tb testing.TB, t *Tables) *fragRig {
 		w.SetTables(t)
 		r.ws = append(r.ws, w)
 	}
-	linkFragments(r.ws, nil, nil)
+	linkFragments(r.ws, nil, nil, ringSlots)
 	return r
 }
 
