@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -27,17 +28,20 @@ var fragSizes = []int{3000, 9000}
 // TestFragments sends UDP datagrams of 3000 and 9000 bytes through the VIP of a govs with two
 // workers, for hundreds of flows at once, IPv4 and IPv6, NAT and DR: each arrives whole at one
 // real server (its echo holds every byte, and the name of the one server that got it) and the
-// answer, as large and under NAT fragmented back through govs, comes back.
+// answer, as large and under NAT fragmented back through govs, comes back. The workers receive on
+// the latency ring (rx_mode auto starts there), and, once, on the throughput ring, whose fanout
+// members are numbered after the latency ring's.
 func TestFragments(t *testing.T) {
 	labtest.RequireRoot(t)
 	for _, method := range []string{"nat", "dr"} {
 		for _, fam := range []string{"ipv4", "ipv6"} {
-			t.Run(fam+"/"+method, func(t *testing.T) { testFragments(t, fam, method) })
+			t.Run(fam+"/"+method, func(t *testing.T) { testFragments(t, fam, method, "") })
 		}
 	}
+	t.Run("ipv4/nat/throughput", func(t *testing.T) { testFragments(t, "ipv4", "nat", "throughput") })
 }
 
-func testFragments(t *testing.T, fam, method string) {
+func testFragments(t *testing.T, fam, method, rxMode string) {
 	topo := labtest.NewForTest(t, lab.Options{Method: method, IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-frag"})
 	vip, reals := topo.VIP4, topo.ServerAddrs4
 	if fam == "ipv6" {
@@ -52,11 +56,15 @@ func testFragments(t *testing.T, fam, method string) {
 	for i, a := range reals {
 		rs[i] = netip.AddrPortFrom(a, lab.UDPEchoPort)
 	}
-	g := startGovs(t, topo, govsConfig{
+	cfg := govsConfig{
 		Interfaces: topo.BalancerIfaces,
 		Workers:    2,
 		VS:         []vsConfig{{netip.AddrPortFrom(vip, lab.UDPEchoPort), "udp", "rr", method, rs, []int{1, 1, 1}, "", nil}},
-	})
+	}
+	if rxMode != "" {
+		cfg.Dataplane = fmt.Sprintf("rx_mode = %q\n", rxMode)
+	}
+	g := startGovs(t, topo, cfg)
 	addr := netip.AddrPortFrom(vip, lab.UDPEchoPort).String()
 
 	var retries, failed atomic.Int64
