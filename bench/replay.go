@@ -286,7 +286,7 @@ type fragKey struct {
 
 // fragKeyOf returns the datagram fragment p (of frame b) belongs to.
 func fragKeyOf(b []byte, p *frame.Parsed) fragKey {
-	id, _ := frame.FragmentID(b, p)
+	id, _, _ := frame.FragmentID(b, p)
 	return fragKey{p.Src, p.Dst, id, p.Proto}
 }
 

@@ -216,6 +216,9 @@ func (e *Engine) linkFragments() error {
 		}
 		e.os.fragfds = append(e.os.fragfds, fd)
 	}
+	if len(e.workers) > fragMaxWorkers {
+		e.cfg.logf("warning: %d workers: IP fragments are forwarded by the worker that receives them (a datagram's first fragment may start a connection its flow's other packets do not reach); fragment handover works with up to %d workers", len(e.workers), fragMaxWorkers)
+	}
 	fds := e.os.fragfds
 	linkFragments(e.workers, &e.fan, func(to int) {
 		one := [8]byte{1}

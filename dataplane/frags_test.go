@@ -204,20 +204,22 @@ func TestFragmentUnmatched(t *testing.T) {
 func TestFragmentID(t *testing.T) {
 	for _, c := range []struct{ src, dst string }{{"198.18.1.1:1", "198.18.0.100:4000"}, {"[2001:2:0:1::1]:1", "[2001:2::100]:4000"}} {
 		b := build(t, pkt{srcMAC: macClient, dstMAC: macPort0, src: mustAP(c.src), dst: mustAP(c.dst), proto: 17, payload: 2000})
-		for i, f := range dataplanetest.Fragment(b, 1280, 0xbeef) {
+		frags := dataplanetest.Fragment(b, 1280, 0xbeef)
+		for i, f := range frags {
 			var p frame.Parsed
 			if err := frame.Parse(f, &p); err != frame.ErrNone {
 				t.Fatalf("%s fragment %d: %v", c.src, i, err)
 			}
-			if id, ok := frame.FragmentID(f, &p); !ok || id != 0xbeef || (i == 0) != (p.Frag == frame.FragFirst) {
-				t.Fatalf("%s fragment %d: id %#x %v, kind %v", c.src, i, id, ok, p.Frag)
+			id, more, ok := frame.FragmentID(f, &p)
+			if !ok || id != 0xbeef || (i == 0) != (p.Frag == frame.FragFirst) || more != (i < len(frags)-1) {
+				t.Fatalf("%s fragment %d of %d: id %#x %v, more %v, kind %v", c.src, i, len(frags), id, ok, more, p.Frag)
 			}
 		}
 		var p frame.Parsed
 		if err := frame.Parse(b, &p); err != frame.ErrNone {
 			t.Fatalf("%s: %v", c.src, err)
 		}
-		if _, ok := frame.FragmentID(b, &p); ok {
+		if _, _, ok := frame.FragmentID(b, &p); ok {
 			t.Fatalf("%s: an unfragmented packet has a fragment ID", c.src)
 		}
 	}
@@ -279,5 +281,35 @@ func TestFragmentAllocs(t *testing.T) {
 	}
 	if r.sum(cFragLater) == before || r.sum(cFragHandedOff) == 0 || r.sum(cFragHeld) == 0 {
 		t.Fatalf("the rounds forwarded no later fragment, or handed none over, or held none; counters %v %v", nonZero(r.ws[0]), nonZero(r.ws[1]))
+	}
+}
+
+// TestFragmentEntryLifetime: a datagram's entry outlives its last fragment by fragHoldTime, so a
+// fragment reordered behind the last one still follows, and then frees its slot; while fragments
+// keep coming without the last, it lives fragTimeout after each.
+func TestFragmentEntryLifetime(t *testing.T) {
+	r := newFragRig(t, buildTables(1, standardSpecs()...))
+	client := mustAP("198.18.1.9:5000")
+	b := build(t, pkt{srcMAC: macClient, dstMAC: macPort0, src: client, dst: mustAP("198.18.0.100:4000"), proto: 17, payload: 4000})
+	frags := dataplanetest.Fragment(b, 1500, 9)
+	if len(frags) != 3 {
+		t.Fatalf("%d fragments, want 3", len(frags))
+	}
+	fw := addrWorker(client.Addr())
+	if got := r.run(fw, 0, 1, [][]byte{frags[0]}); len(got) != 1 {
+		t.Fatalf("first fragment: %d frames forwarded", len(got))
+	}
+	r.now += int64(fragTimeout) / 2 // the entry lives fragTimeout after each fragment
+	if got := r.run(fw, 0, 1, [][]byte{frags[2]}); len(got) != 1 {
+		t.Fatalf("last fragment after %v: %d frames forwarded", fragTimeout/2, len(got))
+	}
+	r.now += int64(fragHoldTime) / 2
+	if got := r.run(fw, 0, 1, [][]byte{frags[1]}); len(got) != 1 {
+		t.Fatalf("middle fragment behind the last: %d frames forwarded", len(got))
+	}
+	r.now += int64(fragHoldTime)
+	held := r.sum(cFragHeld)
+	if got := r.run(fw, 0, 1, [][]byte{frags[1]}); len(got) != 0 || r.sum(cFragHeld) != held+1 {
+		t.Fatalf("a fragment %v after the last: %d frames forwarded, held %d; want its entry gone", fragHoldTime, len(got), r.sum(cFragHeld)-held)
 	}
 }
