@@ -62,22 +62,36 @@ type workerSync struct {
 	snapGen    uint64        // the worker's: the snapshot it walks
 	snapCursor uint32
 	snapping   bool
+	snapConns  bool // the walk's second pass: connections (the first exports templates)
 }
 
-// exportConn reports a change of connection c to the sync goroutine: cheap enough for the paths
-// that create, change or end connections (a copy into the ring, no lock, no allocation). A full
-// ring drops the change and counts it; the sync goroutine then resyncs.
+// exportConn reports a change of connection or template c to the sync goroutine: cheap enough for
+// the paths that create, change or end connections (a copy into the ring, no lock, no allocation).
+// A full ring drops the change and counts it; the sync goroutine then resyncs.
 func (w *Worker) exportConn(op conntrack.SyncOp, c *conntrack.Conn) {
 	s := w.sync
-	if s == nil || c.IsTemplate() {
+	if s == nil {
 		return
 	}
 	e := &s.entry
-	e.Op, e.State, e.Proto = op, c.State(), c.Proto()
-	e.Client, e.CPort = c.Client()
-	e.VIP, e.VPort = c.VIP()
+	if c.IsTemplate() {
+		// A template's key holds the service's index, which is this node's: the peer finds the
+		// service by its endpoint (see conntrack.SyncEntry).
+		svc := w.tables.serviceAt(c.VS)
+		if svc == nil {
+			return
+		}
+		e.VIP, e.VPort, e.Proto = svc.addr, svc.VIP.Port(), svc.Proto
+		e.Client, _ = c.Client()
+		e.CPort, e.InPort, e.ClientMAC = 0, 0, [6]byte{}
+	} else {
+		e.Proto = c.Proto()
+		e.Client, e.CPort = c.Client()
+		e.VIP, e.VPort = c.VIP()
+		e.InPort, e.ClientMAC = c.InPort, c.ClientMAC()
+	}
+	e.Op, e.State = op, c.State()
 	e.Real, e.RPort = w.ct.Real(c)
-	e.InPort, e.ClientMAC = c.InPort, c.ClientMAC()
 	s.out.push(e)
 }
 
@@ -108,6 +122,9 @@ func (w *Worker) drainSync() {
 // service's key and the real server's address and port; an entry for a service or real server
 // this node does not have is refused.
 func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
+	if e.State == conntrack.StateTemplate {
+		return w.installTemplate(e)
+	}
 	orig := conntrackTuple(e)
 	id, dir, found := w.ct.Lookup(&orig)
 	var c *conntrack.Conn
@@ -120,17 +137,7 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 		}
 		return c != nil
 	}
-	svc := w.tables.service(e.VIP, e.VPort, e.Proto)
-	if svc == nil {
-		return false
-	}
-	var r *Real
-	for _, rid := range svc.RealIDs {
-		if cand := w.tables.Reals[rid]; cand != nil && cand.addr == e.Real && realPort(cand, e.VPort) == e.RPort {
-			r = cand
-			break
-		}
-	}
+	svc, r := w.syncedReal(e)
 	if r == nil {
 		return false
 	}
@@ -155,6 +162,15 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 	if int(e.InPort) >= len(w.ports) {
 		nc.InPort = 0
 	}
+	if svc.Persistence > 0 {
+		// Attached to its template, as on the active node, the template lives as long as the
+		// connection (the template arrives first: see walkSnapshot).
+		nc.Flags |= conntrack.FlagPersistent
+		w.tkey = conntrack.TemplateKey(conntrack.MaskAddr(e.Client, svc.PersistenceBits), svc.ID)
+		if tid, _, ok := w.ct.Lookup(&w.tkey); ok && w.ct.Get(tid).RS() == r.ID {
+			nc.Template = tid + 1
+		}
+	}
 	id, err := w.ct.Import(&orig, &nc, w.now)
 	if err != nil {
 		return false
@@ -165,6 +181,50 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 		r.Counts.Inactive.Add(1)
 	}
 	return true
+}
+
+// syncedReal finds the service and the real server a synced entry names: the service by its
+// endpoint, the real server by address and port (IDs are per node). r is nil when this node has
+// no such real server in that service.
+func (w *Worker) syncedReal(e *conntrack.SyncEntry) (svc *Service, r *Real) {
+	if svc = w.tables.service(e.VIP, e.VPort, e.Proto); svc == nil {
+		return nil, nil
+	}
+	for _, rid := range svc.RealIDs {
+		if cand := w.tables.Reals[rid]; cand != nil && cand.addr == e.Real && realPort(cand, e.VPort) == e.RPort {
+			return svc, cand
+		}
+	}
+	return svc, nil
+}
+
+// installTemplate applies one synced persistence template change: it installs (or refreshes) the
+// template under this node's key for the client network and service, or removes a synced one.
+func (w *Worker) installTemplate(e *conntrack.SyncEntry) bool {
+	svc, r := w.syncedReal(e)
+	if svc == nil || svc.Persistence <= 0 {
+		return false
+	}
+	w.tkey = conntrack.TemplateKey(conntrack.MaskAddr(e.Client, svc.PersistenceBits), svc.ID)
+	if e.Op == conntrack.SyncRemove {
+		tid, _, found := w.ct.Lookup(&w.tkey)
+		if !found {
+			return false
+		}
+		if c := w.ct.Get(tid); c.IsTemplate() && c.Flags&conntrack.FlagSynced != 0 {
+			w.removeConn(tid, c)
+		}
+		return true
+	}
+	if r == nil {
+		return false
+	}
+	nc := conntrack.NewConn{
+		Real: e.Real, RealPort: e.RPort, VS: svc.ID, RS: r.ID, Method: uint8(svc.Method),
+		Flags: conntrack.FlagPersistent,
+	}
+	_, err := w.ct.ImportTemplate(&w.tkey, &nc, svc.Persistence, w.now)
+	return err == nil
 }
 
 func conntrackTuple(e *conntrack.SyncEntry) (t flow.Tuple) {
@@ -235,23 +295,28 @@ func (e *Engine) SyncInstall(entries []conntrack.SyncEntry) int {
 const snapshotBudget = 4096
 
 // walkSnapshot continues the snapshot the sync goroutine asked for (Engine.SyncSnapshot): it
-// exports every connection of the table, a slice per call, through the export ring. A full ring
-// pauses the walk (nothing is dropped) until the sync goroutine has drained it.
+// exports every template and then every connection of the table, a slice per call, through the
+// export ring. Templates go first so that the peer can attach each connection to its template, as
+// here. A full ring pauses the walk (nothing is dropped) until the sync goroutine has drained it.
 func (w *Worker) walkSnapshot() {
 	s := w.sync
 	if req := s.snapReq.Load(); req != s.snapGen {
-		s.snapGen, s.snapCursor, s.snapping = req, 0, true
+		s.snapGen, s.snapCursor, s.snapping, s.snapConns = req, 0, true, false
 	}
 	if !s.snapping {
 		return
 	}
 	for range snapshotBudget {
 		if int(s.snapCursor) >= w.ct.Span() {
+			if !s.snapConns {
+				s.snapConns, s.snapCursor = true, 0
+				continue
+			}
 			s.snapping = false
 			s.snapDone.Store(s.snapGen)
 			return
 		}
-		if c := w.ct.Get(s.snapCursor); c != nil && !c.IsTemplate() {
+		if c := w.ct.Get(s.snapCursor); c != nil && c.IsTemplate() != s.snapConns {
 			if s.out.full() {
 				return
 			}

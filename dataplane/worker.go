@@ -596,8 +596,9 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 			if tr := w.tables.real(t.RS()); tr != nil && tr.Service == svc.ID && tr.avail {
 				r = tr
 				nc.Template = tid + 1
+				w.exportConn(conntrack.SyncSet, t) // refreshed: a backup's copy must not idle out
 			} else {
-				w.ct.Delete(tid)
+				w.removeConn(tid, t)
 			}
 		}
 	}
@@ -617,6 +618,7 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 			return 0, false
 		}
 		nc.Template = tid + 1
+		w.exportConn(conntrack.SyncSet, w.ct.Get(tid))
 	}
 	id, err := w.ct.InsertMissed(&p.Tuple, &w.miss, &nc, w.now, w.expireFn)
 	if err != nil {

@@ -2,6 +2,7 @@ package ha
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -164,5 +165,31 @@ func TestSyncerStreamsAndConverges(t *testing.T) {
 	deliverAll(net, now, nodes, roles)
 	if len(pb.installed) != before || sb.Status().Dropped["old_seq"] != 1 || sb.Status().Dropped["bad_mac"] == 0 {
 		t.Fatalf("installed %d (want %d), drops %v", len(pb.installed), before, sb.Status().Dropped)
+	}
+}
+
+// TestSyncTemplateEntries: a persistence template travels as an entry in state TEMPLATE and
+// reaches the data plane; an entry of a state or operation this node does not know is skipped
+// alone, and the rest of its message applied.
+func TestSyncTemplateEntries(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	a, b := netip.MustParseAddrPort("198.18.0.1:7000"), netip.MustParseAddrPort("198.18.0.2:7000")
+	net := &fakeNet{}
+	pa, pb := &fakePlane{}, &fakePlane{}
+	tmpl := entry(0)
+	tmpl.Client, tmpl.CPort, tmpl.State, tmpl.ClientMAC = netip.MustParseAddr("198.18.1.0").As16(), 0, conntrack.StateTemplate, [6]byte{}
+	unknownState, unknownOp := entry(1), entry(2)
+	unknownState.State = conntrack.StateTemplate + 1
+	unknownOp.Op = conntrack.SyncRemove + 1
+	pa.export = []conntrack.SyncEntry{tmpl, unknownState, entry(3), unknownOp}
+	sa := NewSyncer(pa, &fakeTransport{net, a}, a, []netip.AddrPort{b}, key, nil)
+	sb := NewSyncer(pb, &fakeTransport{net, b}, b, []netip.AddrPort{a}, key, nil)
+	sa.step(time.Now(), StateActive)
+	deliverAll(net, time.Now(), map[netip.AddrPort]*Syncer{a: sa, b: sb}, map[netip.AddrPort]State{a: StateActive, b: StateBackup})
+	if want := []conntrack.SyncEntry{tmpl, entry(3)}; !slices.Equal(pb.installed, want) {
+		t.Fatalf("installed %+v, want the template and the known connection %+v", pb.installed, want)
+	}
+	if st := sb.Status(); st.ReceivedEntries != 4 || st.Gaps != 0 {
+		t.Fatalf("received %d entries, gaps %d; want 4, 0", st.ReceivedEntries, st.Gaps)
 	}
 }
