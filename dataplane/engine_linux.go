@@ -32,6 +32,7 @@ type engineOS struct {
 	fanSpec   bpfgen.FanoutSpec    // what that program was built from (guarded by Engine.mu)
 	rx        rxState
 	wakefd    int
+	syncfds   []int // per worker with connection sync: the eventfd that wakes it for sync work
 	stopping  chan struct{}
 	wg        sync.WaitGroup
 	closed    bool
@@ -166,6 +167,15 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 		w.hosts = &e.os.hosts
 		if e.cfg.Sync {
 			w.EnableSync()
+			fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+			if err != nil {
+				return errorf("worker %d: eventfd: %w", wi, err)
+			}
+			e.os.syncfds = append(e.os.syncfds, fd)
+			var one [8]byte
+			one[0] = 1
+			w.sync.wake = func() { unix.Write(fd, one[:]) }
+			w.sync.snapEvery = int64(n) * 1e9 / snapshotRate
 		}
 		e.workers = append(e.workers, w)
 	}
@@ -402,6 +412,12 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 		}
 	}
 	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefd), Events: unix.POLLIN})
+	syncfd := -1
+	if w.sync != nil {
+		syncfd = e.os.syncfds[wi]
+		fds = append(fds, unix.PollFd{Fd: int32(syncfd), Events: unix.POLLIN})
+	}
+	var evbuf [8]byte
 	ring, gen := e.os.rx.load()
 	e.os.rx.acks[wi].Store(gen)
 	draining := make([]bool, len(socks)) // per port: the old ring still has frames
@@ -478,12 +494,21 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 			if ndrain > 0 {
 				timeout = 1 // the old block retires within its timer; the new ring may be ready already
 			}
+			if w.sync != nil {
+				timeout = w.sync.sleepTimeout(timeout)
+			}
 			for i := range fds {
 				fds[i].Revents = 0
 			}
 			if _, err := unix.Poll(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
 				e.cfg.logf("worker %d: poll: %v", w.id, err)
 				time.Sleep(10 * time.Millisecond)
+			}
+			if w.sync != nil {
+				w.sync.woke()
+				if fds[len(fds)-1].Revents != 0 {
+					unix.Read(syncfd, evbuf[:]) // reset the eventfd
+				}
 			}
 		}
 	}
@@ -536,6 +561,12 @@ func (e *Engine) closeSockets() error {
 		}
 		e.os.wakefd = -1
 	}
+	for _, fd := range e.os.syncfds {
+		if err := unix.Close(fd); err != nil {
+			errs = append(errs, os.NewSyscallError("close eventfd", err))
+		}
+	}
+	e.os.syncfds = nil
 	return errors.Join(errs...)
 }
 

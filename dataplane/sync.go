@@ -63,7 +63,48 @@ type workerSync struct {
 	snapCursor uint32
 	snapping   bool
 	snapConns  bool // the walk's second pass: connections (the first exports templates)
+	// Snapshot pacing, the worker's (see walkSnapshot): one entry per snapEvery nanoseconds, with
+	// up to snapshotBurst saved up; snapEvery 0 is unpaced.
+	snapEvery, snapTokens, snapLast int64
+
+	// Waking a sleeping worker when entries arrive for it (the engine sets wake; without it a
+	// worker installs when it next wakes by itself).
+	sleeping atomic.Bool // the worker is about to sleep in poll(2), or sleeps
+	wake     func()      // interrupts that sleep; called by SyncInstall's caller, never the worker
 }
+
+// Snapshot pacing: a node's snapshot goes out at snapshotRate entries per second, shared by its
+// workers. A backup's workers install what they are sent at once (SyncInstall wakes them), so
+// this rate, not the backup, decides how fast a snapshot converges: 1M entries take about 5 s.
+// It keeps the peer's inboxes (syncRingSize entries per worker) and its heartbeat socket's receive
+// buffer (the sync goroutine sends every 5 ms: 1000 entries, 48 datagrams, 72 KB) far from full,
+// and the walk's share of a worker's time small (see BenchmarkSyncSnapshot).
+const (
+	snapshotRate  = 200_000
+	snapshotBurst = 256 // entries a worker may export at once after a pause
+)
+
+// sleepTimeout is what a worker about to sleep in poll(2) for timeout milliseconds does about
+// sync: it announces the sleep (see Engine.wakeSync) and returns the timeout to use: 0 when synced
+// entries wait, 1 while a paced snapshot walk goes on. The worker calls woke after the sleep.
+func (s *workerSync) sleepTimeout(timeout int) int {
+	s.sleeping.Store(true)
+	switch {
+	case s.inboxPending():
+		return 0
+	case s.snapshotting():
+		return min(timeout, 1)
+	}
+	return timeout
+}
+
+func (s *workerSync) woke() { s.sleeping.Store(false) }
+
+// inboxPending reports whether synced entries wait in the inbox.
+func (s *workerSync) inboxPending() bool { return s.in.head.Load() != s.in.tail.Load() }
+
+// snapshotting reports whether a snapshot is asked for that the worker has not finished walking.
+func (s *workerSync) snapshotting() bool { return s.snapReq.Load() > s.snapDone.Load() }
 
 // exportConn reports a change of connection or template c to the sync goroutine: cheap enough for
 // the paths that create, change or end connections (a copy into the ring, no lock, no allocation).
@@ -96,14 +137,16 @@ func (w *Worker) exportConn(op conntrack.SyncOp, c *conntrack.Conn) {
 }
 
 // drainSync installs what the sync goroutine queued for this worker. The worker calls it between
-// batches: only a worker writes its own table.
+// batches: only a worker writes its own table. It installs at most an inbox's worth per call, so
+// that a steady stream of synced entries cannot hold the worker's frames back for long, while
+// everything queued when it is called is installed (what a takeover needs before the first frames).
 func (w *Worker) drainSync() {
 	s := w.sync
 	if s == nil || w.tables == nil {
 		return
 	}
 	w.walkSnapshot()
-	for {
+	for done := 0; done < syncRingSize; done += len(s.drain) {
 		n := s.in.pop(s.drain[:])
 		if n == 0 {
 			return
@@ -288,7 +331,21 @@ func (e *Engine) SyncInstall(entries []conntrack.SyncEntry) int {
 			queued++
 		}
 	}
+	e.wakeSync()
 	return queued
+}
+
+// wakeSync wakes the workers that sleep with sync work waiting (see routineWorker): a backup's
+// workers see no frames, and without it synced entries would wait in their inboxes for the
+// poll timeout. A worker announces its sleep (sleeping) before it looks at its inbox a last
+// time, and the caller here has queued before it looks at sleeping: one of the two sees the
+// other, so no entry waits unseen. A busy worker is never woken: it drains between batches.
+func (e *Engine) wakeSync() {
+	for _, w := range e.workers {
+		if s := w.sync; s != nil && s.wake != nil && s.sleeping.Load() && (s.inboxPending() || s.snapshotting()) {
+			s.wake()
+		}
+	}
 }
 
 // snapshotBudget is how many entry ids a worker's snapshot walk looks at per loop iteration.
@@ -306,6 +363,15 @@ func (w *Worker) walkSnapshot() {
 	if !s.snapping {
 		return
 	}
+	if s.snapEvery > 0 {
+		if got := (w.now - s.snapLast) / s.snapEvery; got > 0 {
+			s.snapTokens += got
+			s.snapLast += got * s.snapEvery
+			if s.snapTokens >= snapshotBurst {
+				s.snapTokens, s.snapLast = snapshotBurst, w.now
+			}
+		}
+	}
 	for range snapshotBudget {
 		if int(s.snapCursor) >= w.ct.Span() {
 			if !s.snapConns {
@@ -317,10 +383,11 @@ func (w *Worker) walkSnapshot() {
 			return
 		}
 		if c := w.ct.Get(s.snapCursor); c != nil && c.IsTemplate() != s.snapConns {
-			if s.out.full() {
+			if s.out.full() || (s.snapEvery > 0 && s.snapTokens <= 0) {
 				return
 			}
 			w.exportConn(conntrack.SyncSet, c)
+			s.snapTokens--
 		}
 		s.snapCursor++
 	}
@@ -338,6 +405,7 @@ func (e *Engine) SyncSnapshot() uint64 {
 			w.sync.snapReq.Store(gen)
 		}
 	}
+	e.wakeSync()
 	return gen
 }
 

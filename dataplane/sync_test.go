@@ -12,7 +12,7 @@ import (
 
 // syncRigs are an active and a backup worker over the same NAT service, the backup's real server
 // IDs in another order (IDs are per node).
-func syncRigs(t *testing.T) (active, backup *rig) {
+func syncRigs(t testing.TB) (active, backup *rig) {
 	spec := func(ids [2]uint16) svcSpec {
 		return svcSpec{id: 0, vip: "198.18.0.100:80", proto: 6, method: MethodNAT, sched: "rr", reals: []realSpec{
 			{id: ids[0], addr: "198.18.2.1:8080", weight: 1, mac: macRS[0]}, {id: ids[1], addr: "198.18.2.2:8080", weight: 1, mac: macRS[1]}}}
