@@ -162,7 +162,9 @@ func (s *Syncer) step(now time.Time, st State) {
 		return
 	}
 	s.converged.Store(true)
-	if d := s.plane.SyncStats().ExportDropped; d != s.drops || !now.Before(s.nextRefr) {
+	// Lost changes start a snapshot over; the periodic refresh waits for one under way to end (a
+	// paced snapshot of a large table may take longer than syncRefreshEvery).
+	if d := s.plane.SyncStats().ExportDropped; d != s.drops || (s.snapGen == 0 && !now.Before(s.nextRefr)) {
 		s.drops = d
 		s.startSnapshot(now)
 	}
@@ -170,6 +172,7 @@ func (s *Syncer) step(now time.Time, st State) {
 	s.flush(now, true)
 	if done {
 		s.snapGen = 0
+		s.nextRefr = now.Add(syncRefreshEvery)
 		s.send(now, msgSyncEnd, nil)
 		s.snapshotsSent.Add(1)
 	}

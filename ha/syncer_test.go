@@ -284,3 +284,32 @@ func BenchmarkSyncCodec(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*syncMaxEntries), "ns/entry")
 }
+
+// TestSyncerRefreshWaitsForSnapshot: the active node's periodic refresh does not start over a
+// snapshot still under way; the next refresh comes syncRefreshEvery after it ended.
+func TestSyncerRefreshWaitsForSnapshot(t *testing.T) {
+	a, b := netip.MustParseAddrPort("198.18.0.1:7000"), netip.MustParseAddrPort("198.18.0.2:7000")
+	pa := &fakePlane{unending: true}
+	sa := NewSyncer(pa, &fakeTransport{&fakeNet{}, a}, a, []netip.AddrPort{b}, []byte("0123456789abcdef0123456789abcdef"), nil)
+	t0 := time.Now()
+	sa.step(t0, StateActive)
+	sa.step(t0.Add(syncRefreshEvery), StateActive)
+	if pa.gen != 1 {
+		t.Fatalf("first refresh: %d snapshots asked for, want 1", pa.gen)
+	}
+	sa.step(t0.Add(3*syncRefreshEvery), StateActive)
+	if pa.gen != 1 {
+		t.Fatalf("a refresh started the snapshot under way over (%d snapshots asked for)", pa.gen)
+	}
+	pa.unending = false
+	end := t0.Add(3*syncRefreshEvery + time.Second)
+	sa.step(end, StateActive)
+	sa.step(end.Add(syncRefreshEvery-time.Millisecond), StateActive)
+	if pa.gen != 1 || sa.Status().SnapshotsSent != 1 {
+		t.Fatalf("after the snapshot ended: %d asked for, %d sent; want 1, 1", pa.gen, sa.Status().SnapshotsSent)
+	}
+	sa.step(end.Add(syncRefreshEvery), StateActive)
+	if pa.gen != 2 {
+		t.Fatalf("no refresh %v after the last snapshot ended", syncRefreshEvery)
+	}
+}
