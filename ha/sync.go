@@ -19,6 +19,10 @@ package ha
 //     worker its client network's connections reach (a persistent service's fanout hashes the
 //     masked client address alone), so that after a takeover a persistent client's new
 //     connections keep their real server.
+//   - Snapshots: the data plane paces a snapshot's walk (200k entries a second per node), so a
+//     large table takes seconds; a backup that is being sent one does not ask again (every
+//     request starts it over) unless nothing arrives, and the active node's periodic refresh
+//     waits for one under way to end.
 //   - Role: HAState tells it whether to stream (active) or install (backup); a node that becomes
 //     active keeps what it installed.
 type Sync interface {
