@@ -284,8 +284,8 @@ func TestHASyncPreemptAfterSnapshot(t *testing.T) {
 // pinned to real servers by the active node's templates; after kill -9 of the active node their
 // new connections go to the same real servers, because the backup holds the templates by
 // connection sync. The clients connect again in reverse order, so the new active node's own rr
-// (which starts where the old one's did) would pin at least one client of each worker elsewhere:
-// without synced templates the test fails.
+// (which starts where the old one's did) would pin two in three of them elsewhere: without synced
+// templates six of the ten move.
 func TestHASyncKeepsPersistence(t *testing.T) {
 	labtest.RequireRoot(t)
 	l := newHALab(t, 2)
