@@ -86,12 +86,16 @@ func writeKey(t *testing.T, key string) string {
 	return p
 }
 
-// hbAddr is balancer i's heartbeat address.
+// hbAddr is balancer i's heartbeat address: IPv6 in a lab of IPv6 VIPs (haLab.vip).
 func (l *haLab) hbAddr(i int) string {
-	if l.method == "nat" {
-		return netip.AddrPortFrom(l.topo.BalancerL0Addrs4[i], haPort).String()
+	l0, l1 := l.topo.BalancerL0Addrs4, l.topo.BalancerL1Addrs4
+	if l.vip.Is6() {
+		l0, l1 = l.topo.BalancerL0Addrs6, l.topo.BalancerL1Addrs6
 	}
-	return netip.AddrPortFrom(l.topo.BalancerL1Addrs4[i], haPort).String()
+	if l.method == "nat" {
+		return netip.AddrPortFrom(l0[i], haPort).String()
+	}
+	return netip.AddrPortFrom(l1[i], haPort).String()
 }
 
 // config is balancer i's configuration: priority prio, the given peers (balancer indexes), key

@@ -115,8 +115,8 @@ func TestHASyncKeepsTCPStreams(t *testing.T) {
 	}
 }
 
-// TestHASyncKeepsTCPStreams6 is TestHASyncKeepsTCPStreams for an IPv6 VIP (heartbeats and sync
-// still between the nodes' IPv4 addresses): the node that takes over claims the VIP with
+// TestHASyncKeepsTCPStreams6 is TestHASyncKeepsTCPStreams for an IPv6 VIP, with heartbeats and
+// sync between the nodes' IPv6 addresses: the node that takes over claims the VIP with
 // unsolicited neighbour advertisements that override the client's entry, and in NAT the IPv6
 // floating gateway on the server side likewise; the streams' synced connections survive each kill.
 func TestHASyncKeepsTCPStreams6(t *testing.T) {
@@ -203,7 +203,7 @@ func testSyncKeepsTCPStreams(t *testing.T, l *haLab) {
 		time.Sleep(500 * time.Millisecond)
 		active = backup
 	}
-	t.Logf("%s: %d kills of the active node: longest TCP stream stall median %v, worst %v", method, rounds,
+	t.Logf("%s, VIP %v, heartbeats and sync from %s: %d kills of the active node: longest TCP stream stall median %v, worst %v", method, l.vip, l.hbAddr(0), rounds,
 		percentile(stalls, 0.5).Round(time.Millisecond), slices.Max(stalls).Round(time.Millisecond))
 }
 
