@@ -312,3 +312,48 @@ func TestSyncSnapshotTemplates(t *testing.T) {
 		}
 	}
 }
+
+// TestSyncWakesSleepingWorker: SyncInstall and SyncSnapshot wake a worker that announced its sleep
+// and has sync work, never a busy one; a worker about to sleep with entries waiting does not sleep,
+// and one walking a paced snapshot sleeps a millisecond at most.
+func TestSyncWakesSleepingWorker(t *testing.T) {
+	_, backup := syncRigs(t)
+	w := backup.w
+	wakes := 0
+	w.sync.wake = func() { wakes++ }
+	e := &Engine{workers: []*Worker{w}}
+	en := conntrack.SyncEntry{Op: conntrack.SyncSet, Proto: 6, State: conntrack.StateEstablished, CPort: 40000, VPort: 80, RPort: 8080,
+		Client: netip.MustParseAddr("198.18.1.10").As16(), VIP: netip.MustParseAddr("198.18.0.100").As16(),
+		Real: netip.MustParseAddr("198.18.2.1").As16()}
+
+	e.SyncInstall([]conntrack.SyncEntry{en}) // busy: drains between batches
+	if wakes != 0 {
+		t.Fatalf("a busy worker was woken %d times", wakes)
+	}
+	if got := w.sync.sleepTimeout(100); got != 0 {
+		t.Fatalf("about to sleep with an entry waiting: timeout %d ms, want 0", got)
+	}
+	w.sync.woke()
+	w.drainSync()
+	if got := w.sync.sleepTimeout(100); got != 100 {
+		t.Fatalf("about to sleep with nothing to do: timeout %d ms, want 100", got)
+	}
+	en.CPort++
+	e.SyncInstall([]conntrack.SyncEntry{en})
+	if wakes != 1 {
+		t.Fatalf("a sleeping worker with an entry queued was woken %d times, want 1", wakes)
+	}
+	w.sync.woke()
+	w.drainSync()
+	if w.sync.installed.Load() != 2 {
+		t.Fatalf("installed %d, want 2", w.sync.installed.Load())
+	}
+	w.sync.sleepTimeout(100)
+	e.SyncSnapshot()
+	if wakes != 2 {
+		t.Fatalf("a sleeping worker asked for a snapshot was woken %d times in all, want 2", wakes)
+	}
+	if got := w.sync.sleepTimeout(100); got != 1 {
+		t.Fatalf("about to sleep during a snapshot walk: timeout %d ms, want 1", got)
+	}
+}
