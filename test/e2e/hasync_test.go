@@ -285,10 +285,16 @@ func TestHASyncPreemptAfterSnapshot(t *testing.T) {
 // new connections go to the same real servers, because the backup holds the templates by
 // connection sync. The clients connect again in reverse order, so the new active node's own rr
 // (which starts where the old one's did) would pin two in three of them elsewhere: without synced
-// templates six of the ten move.
+// templates six of the ten move. In DR and NAT.
 func TestHASyncKeepsPersistence(t *testing.T) {
 	labtest.RequireRoot(t)
-	l := newHALab(t, 2)
+	for _, method := range []string{"dr", "nat"} {
+		t.Run(method, func(t *testing.T) { testSyncKeepsPersistence(t, method) })
+	}
+}
+
+func testSyncKeepsPersistence(t *testing.T, method string) {
+	l := newHALabMethod(t, method, 2)
 	l.vs = l.vs[:1]
 	l.vs[0].Extra = "persistence_timeout = \"60s\"\n"
 	target := l.vs[0].Address
