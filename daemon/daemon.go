@@ -186,8 +186,9 @@ func (d *Daemon) Run(ctx context.Context) {
 			full.check(d, now)
 			d.sampleRates(now)
 			stranded.check(d, d.engine.Tables())
+			d.obs.limit.flush()
 			if err := d.engine.RefreshKernelGuard(); err != nil {
-				d.logLimited("kernel guard", "warning: %v", err)
+				d.logLimited("kernel guard", slog.LevelWarn, "%v", err)
 			}
 		}
 	}
@@ -415,7 +416,7 @@ func (d *Daemon) republish() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.applyLocked(d.cfg, true); err != nil {
-		d.logLimited("publish", "failed to publish new tables: %v", err)
+		d.logLimited("publish", slog.LevelError, "failed to publish new tables: %v", err)
 	}
 }
 
@@ -436,7 +437,7 @@ func (d *Daemon) applyLocked(cfg *config.Config, unlessSame bool) error {
 		d.gen++
 	}
 	d.commitLocked(t)
-	d.health.publishedLocked(cfg, t, d.logf)
+	d.health.publishedLocked(cfg, t, slog.Default())
 	return nil
 }
 
