@@ -299,7 +299,7 @@ func (d *Daemon) reloadFromFile() (*control.CtlResult, error) {
 	path, reload := d.cfg.File, d.rt.reload
 	d.mu.Unlock()
 	if reload == nil {
-		reload = func() error { return ReloadFile(d, path, d.logf) }
+		reload = func() error { return ReloadFile(d, path, slog.Default()) }
 	}
 	if err := reload(); err != nil {
 		return nil, err
@@ -325,19 +325,19 @@ var reloadMu sync.Mutex
 // ReloadFile reloads d from the file at path, logs the outcome and records it for `govs stats`,
 // also when the file fails to parse or validate and so never reaches d.Reload; it returns why
 // the reload was rejected, nil when it was applied.
-func ReloadFile(d Reloader, path string, logf func(format string, args ...any)) error {
+func ReloadFile(d Reloader, path string, log *slog.Logger) error {
 	reloadMu.Lock()
 	defer reloadMu.Unlock()
 	at := time.Now()
 	next, err := config.Load(path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
 	if err != nil {
-		logRejected(path, err)
+		logRejected(log, path, err)
 	} else {
 		for _, w := range next.Warnings() {
-			logf("warning: %s", w)
+			log.Warn(w)
 		}
 		if err = d.Reload(next); err != nil {
-			logRejected(path, err)
+			logRejected(log, path, err)
 		}
 	}
 	d.RecordReload(at, err)
@@ -346,9 +346,9 @@ func ReloadFile(d Reloader, path string, logf func(format string, args ...any)) 
 
 // logRejected logs a rejected reload as one record, one line: the file's errors joined (govs stats
 // lists them one per line).
-func logRejected(path string, err error) {
+func logRejected(log *slog.Logger, path string, err error) {
 	msg := strings.ReplaceAll(strings.TrimRight(err.Error(), "\n"), "\n", "; ")
-	slog.Warn("reload rejected, the running configuration stays: "+msg, "file", path, "error", msg)
+	log.Warn("reload rejected, the running configuration stays: "+msg, "file", path, "error", msg)
 }
 
 // zeroBase is the counters at `govs ctl zero`, which the status subtracts. The data plane's own

@@ -86,7 +86,7 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 	if err := d.startMetrics(cfg, gate); err != nil {
 		return nil, err
 	}
-	d.resolver, err = neigh.New(cfg.Dataplane.Interfaces, logf)
+	d.resolver, err = neigh.New(cfg.Dataplane.Interfaces, slog.Default())
 	if err != nil {
 		return nil, fmt.Errorf("failed to start next-hop resolution: %w", err)
 	}
@@ -140,7 +140,7 @@ func (d *Daemon) startEngine(cfg *config.Config) error {
 		RXMode:     cfg.Dataplane.RXMode,
 		Standby:    d.ha != nil, // an HA node forwards only once elected
 		Sync:       d.ha != nil, // and keeps its connection table in sync with its peers'
-		Logf:       d.logf,
+		Log:        slog.Default(),
 	}, t)
 	if err != nil {
 		return err

@@ -390,7 +390,7 @@ func TestHealthHTTP(t *testing.T) {
 	out := g.out.String()
 	for _, want := range []string{
 		"virtual server tcp/198.18.0.100:80: real server 198.19.0.12:8081 down: ",
-		"virtual server tcp/198.18.0.100:80: real server 198.19.0.12:8081 up\n",
+		"virtual server tcp/198.18.0.100:80: real server 198.19.0.12:8081 up service=tcp/198.18.0.100:80 real_server=198.19.0.12:8081 state=up prev=down\n",
 	} {
 		if n := strings.Count(out[logBefore:], want); n != 1 {
 			t.Errorf("after the kill govs logged %q %d times, want once", want, n)
