@@ -233,7 +233,7 @@ func (r *Resolver) store(e Entry, reason string) bool {
 	if logChange {
 		key := e.Addr.String()
 		if reason != "" {
-			r.changes.Log(r.log, key, slog.LevelWarn, fmt.Sprintf("neigh: %s is unresolved: %s", e.Addr, reason),
+			r.changes.Log(r.log, key, slog.LevelInfo, fmt.Sprintf("neigh: %s is unresolved: %s", e.Addr, reason),
 				"address", key, "resolved", false, "reason", reason)
 		} else {
 			r.changes.Log(r.log, key, slog.LevelInfo, fmt.Sprintf("neigh: %s is resolved: next hop %s is %s on ifindex %d", e.Addr, e.NextHop, macString(e.MAC), e.IfIndex),
