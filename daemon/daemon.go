@@ -437,7 +437,8 @@ func (d *Daemon) applyLocked(cfg *config.Config, unlessSame bool) error {
 		d.gen++
 	}
 	d.commitLocked(t)
-	d.health.publishedLocked(cfg, t, slog.Default())
+	d.obs.limit.init()
+	d.health.publishedLocked(cfg, t, slog.Default(), d.obs.limit.flaps)
 	return nil
 }
 

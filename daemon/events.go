@@ -21,9 +21,9 @@ const (
 	// limitEvery is how often a message that repeats while its cause lasts is let through.
 	limitEvery = time.Minute
 	// flapEvery and flapBurst bound the records of one thing that changes state (a real server's
-	// health): every change is logged until it has changed flapBurst times within about
-	// flapBurst x flapEvery; then one per flapEvery, each saying how many were held back, and the
-	// last one held back once the flapping stops.
+	// health, a virtual server's quorum or sorry server): every change is logged up to flapBurst
+	// in a row, then one per flapEvery, each saying how many were held back, and the last one held
+	// back once the flapping stops.
 	flapEvery = 30 * time.Second
 	flapBurst = 6
 )

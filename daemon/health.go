@@ -12,6 +12,7 @@ import (
 	"github.com/govs/govs/control"
 	"github.com/govs/govs/dataplane"
 	"github.com/govs/govs/health"
+	"github.com/govs/govs/internal/ratelog"
 )
 
 // Health checks in the daemon.
@@ -178,7 +179,7 @@ func (d *Daemon) healthChanged() {
 // publishedLocked follows tables t, compiled from cfg and now in force: it arms the slow-start
 // timer for the next step of a real server's weight, and logs a virtual server that goes below
 // its quorum, or whose sorry server starts or stops standing in, and back.
-func (h *healthWatch) publishedLocked(cfg *config.Config, t *dataplane.Tables, log *slog.Logger) {
+func (h *healthWatch) publishedLocked(cfg *config.Config, t *dataplane.Tables, log *slog.Logger, lim *ratelog.Limiter) {
 	h.ramp.Stop()
 	var next time.Duration
 	for i := range cfg.VirtualServers {
@@ -223,12 +224,12 @@ func (h *healthWatch) publishedLocked(cfg *config.Config, t *dataplane.Tables, l
 	}
 	for name, si := range now {
 		if h.standIns[name].msg != si.msg {
-			log.Warn(fmt.Sprintf("virtual server %s: %s", name, si.msg), si.args...)
+			lim.Log(log, "stand-in "+name, slog.LevelWarn, fmt.Sprintf("virtual server %s: %s", name, si.msg), si.args...)
 		}
 	}
 	for name := range h.standIns {
 		if _, ok := now[name]; !ok {
-			log.Info(fmt.Sprintf("virtual server %s: enough real servers are up; they take the new connections again", name),
+			lim.Log(log, "stand-in "+name, slog.LevelInfo, fmt.Sprintf("virtual server %s: enough real servers are up; they take the new connections again", name),
 				"service", name, "state", "normal")
 		}
 	}
