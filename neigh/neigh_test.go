@@ -147,14 +147,12 @@ func TestSetTargetsKeepsEntries(t *testing.T) {
 
 func TestStoreLogsReasonOnce(t *testing.T) {
 	a := netip.MustParseAddr("198.18.0.10")
-	logs := &logRecorder{}
-	r := newResolver(slog.New(logs))
-	r.SetTargets([]netip.Addr{a})
+	r, logs := loggedResolver(a)
 	for range 3 {
 		r.store(Entry{Addr: a}, "no route")
 	}
-	r.store(Entry{Addr: a, IfIndex: 1, NextHop: a, MAC: [6]byte{2}, Resolved: true}, "")
-	r.store(Entry{Addr: a, IfIndex: 1, NextHop: a, MAC: [6]byte{2}, Resolved: true}, "")
+	r.store(resolvedEntry(a), "")
+	r.store(resolvedEntry(a), "")
 	if len(logs.lines) != 2 {
 		t.Errorf("logged %d lines, want 2 (unresolved once, resolved once): %q", len(logs.lines), logs.lines)
 	}
@@ -209,14 +207,25 @@ func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
 // each change only until its burst is spent; the rest are held back (and counted) by the limiter.
 func TestStoreLimitsFlapping(t *testing.T) {
 	a := netip.MustParseAddr("198.18.0.10")
-	logs := &logRecorder{}
-	r := newResolver(slog.New(logs))
-	r.SetTargets([]netip.Addr{a})
+	r, logs := loggedResolver(a)
 	for range 20 {
 		r.store(Entry{Addr: a}, "FAILED")
-		r.store(Entry{Addr: a, IfIndex: 1, NextHop: a, MAC: [6]byte{2}, Resolved: true}, "")
+		r.store(resolvedEntry(a), "")
 	}
 	if len(logs.lines) != changeBurst {
 		t.Errorf("40 changes logged %d lines, want %d (the burst): %q", len(logs.lines), changeBurst, logs.lines)
 	}
+}
+
+// loggedResolver returns a resolver of target a whose records logs collects.
+func loggedResolver(a netip.Addr) (*Resolver, *logRecorder) {
+	logs := &logRecorder{}
+	r := newResolver(slog.New(logs))
+	r.SetTargets([]netip.Addr{a})
+	return r, logs
+}
+
+// resolvedEntry is a resolved entry of a, directly connected.
+func resolvedEntry(a netip.Addr) Entry {
+	return Entry{Addr: a, IfIndex: 1, NextHop: a, MAC: [6]byte{2}, Resolved: true}
 }
