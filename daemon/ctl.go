@@ -345,10 +345,11 @@ func ReloadFile(d Reloader, path string, log *slog.Logger) error {
 }
 
 // logRejected logs a rejected reload as one record, one line: the file's errors joined (govs stats
-// lists them one per line).
+// lists them one per line). It is an info record, as the reload line has always been: the running
+// configuration stays, and scripts match "govs: TIME reload rejected".
 func logRejected(log *slog.Logger, path string, err error) {
 	msg := strings.ReplaceAll(strings.TrimRight(err.Error(), "\n"), "\n", "; ")
-	log.Warn("reload rejected, the running configuration stays: "+msg, "file", path, "error", msg)
+	log.Info("reload rejected, the running configuration stays: "+msg, "file", path, "error", msg)
 }
 
 // zeroBase is the counters at `govs ctl zero`, which the status subtracts. The data plane's own
