@@ -117,7 +117,7 @@ func (e *Engine) lookupInterfaces() error {
 		e.ifaces = append(e.ifaces, Interface{Name: name, Index: ifi.Index, MAC: mac})
 		changed, err := afpacket.DisableReceiveOffloads(name)
 		if err != nil {
-			e.cfg.logf("warning: could not switch receive offloads off on %s: %v", name, err)
+			e.cfg.warnf("could not switch receive offloads off on %s: %v", name, err)
 		} else if len(changed) > 0 {
 			e.cfg.logf("switched %v off on %s so frames arrive at their wire size", changed, name)
 		}
@@ -356,7 +356,7 @@ func (e *Engine) routineFanout() {
 		e.mu.Lock()
 		if !e.os.closed && e.os.fan.waiting() {
 			if err := e.os.refan(e); err != nil {
-				e.cfg.logf("warning: %v", err)
+				e.cfg.warnf("%v", err)
 			}
 		}
 		e.mu.Unlock()
@@ -402,7 +402,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 	var set unix.CPUSet
 	set.Set(cpu)
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		e.cfg.logf("worker %d: could not pin to CPU %d: %v", w.id, cpu, err)
+		e.cfg.warnf("worker %d: could not pin to CPU %d: %v", w.id, cpu, err)
 	}
 	fds := make([]unix.PollFd, 0, 2*len(socks)+1)
 	for i, s := range socks {
@@ -501,7 +501,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 				fds[i].Revents = 0
 			}
 			if _, err := unix.Poll(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
-				e.cfg.logf("worker %d: poll: %v", w.id, err)
+				e.cfg.warnf("worker %d: poll: %v", w.id, err)
 				time.Sleep(10 * time.Millisecond)
 			}
 			if w.sync != nil {
