@@ -56,11 +56,12 @@ type state struct {
 	realIDs idRegistry                 // real-server IDs by service key and address
 	counts  map[uint16]*sched.Counts   // connection counts by real-server ID
 	last    map[uint16]*dataplane.Real // the last compiled entry of each configured real-server ID
+	pos     map[uint16]*sched.Position // rr and wrr positions by service ID (see sched.Position)
 }
 
 // New returns a Compiler that has handed out nothing yet.
 func New() *Compiler {
-	return &Compiler{cur: state{counts: map[uint16]*sched.Counts{}, last: map[uint16]*dataplane.Real{}}}
+	return &Compiler{cur: state{counts: map[uint16]*sched.Counts{}, last: map[uint16]*dataplane.Real{}, pos: map[uint16]*sched.Position{}}}
 }
 
 // Compile builds the tables (Gen unset) for cfg, with next hops from hops. A service or real
@@ -105,7 +106,13 @@ func (c *Compiler) Compile(cfg *config.Config, hops NextHops) (*dataplane.Tables
 	})
 	// A removed service has no entry (its connections end at their next packet), but keeps its ID
 	// while its real servers drain: their connections name it, and must not come to name another.
-	s.svcIDs.forget(liveS, func(id uint16) bool { return !draining[id] })
+	s.svcIDs.forget(liveS, func(id uint16) bool {
+		if draining[id] {
+			return false
+		}
+		delete(s.pos, id)
+		return true
+	})
 
 	for i := range cfg.VirtualServers {
 		vs := &cfg.VirtualServers[i]
@@ -115,6 +122,9 @@ func (c *Compiler) Compile(cfg *config.Config, hops NextHops) (*dataplane.Tables
 			return nil, fmt.Errorf("virtual server %s: more than %d virtual servers, counting removed ones whose real servers' connections have not ended; use fewer", key, idSpace)
 		}
 		svc := service(vs, sid)
+		if sched.UsesPosition(svc.Scheduler) {
+			svc.SchedOptions.Position = s.positionOf(sid)
+		}
 		for j := range vs.RealServers {
 			rs := &vs.RealServers[j]
 			rid, ok := s.realIDs.get(realKey(vs, rs))
@@ -164,6 +174,10 @@ func (s *state) clone() *state {
 		realIDs: s.realIDs.clone(),
 		counts:  make(map[uint16]*sched.Counts, len(s.counts)),
 		last:    make(map[uint16]*dataplane.Real, len(s.last)),
+		pos:     make(map[uint16]*sched.Position, len(s.pos)),
+	}
+	for k, v := range s.pos {
+		n.pos[k] = v
 	}
 	for k, v := range s.counts {
 		n.counts[k] = v
@@ -179,14 +193,21 @@ func realKey(vs *config.VirtualServer, rs *config.RealServer) string {
 	return vs.Key() + "|" + rs.Address.String()
 }
 
-// countsOf returns real server id's shared connection counts, created on first use.
-func (s *state) countsOf(id uint16) *sched.Counts {
-	n := s.counts[id]
-	if n == nil {
-		n = new(sched.Counts)
-		s.counts[id] = n
+// positionOf returns service id's rr/wrr position, shared by the workers' schedulers and kept
+// across reloads (a reload that changes nothing must not restart the order).
+func (s *state) positionOf(id uint16) *sched.Position { return getOrNew(s.pos, id) }
+
+// countsOf returns real server id's shared connection counts.
+func (s *state) countsOf(id uint16) *sched.Counts { return getOrNew(s.counts, id) }
+
+// getOrNew returns m[k], which it creates on first use.
+func getOrNew[T any](m map[uint16]*T, k uint16) *T {
+	v := m[k]
+	if v == nil {
+		v = new(T)
+		m[k] = v
 	}
-	return n
+	return v
 }
 
 // service is the data plane's view of virtual server vs under service ID id, without its real

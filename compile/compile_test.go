@@ -142,8 +142,13 @@ func TestCompileFields(t *testing.T) {
 		if s == nil {
 			t.Fatalf("service %d is nil", i)
 		}
+		opts := s.SchedOptions
+		if (opts.Position != nil) != sched.UsesPosition(s.Scheduler) {
+			t.Errorf("service %s (%s): position %p: rr and wrr, and only they, get one", s.Name, s.Scheduler, opts.Position)
+		}
+		opts.Position = nil
 		if s.ID != uint16(i) || s.Name != w.name || s.VIP != netip.MustParseAddrPort(w.vip) || s.Proto != w.proto ||
-			s.Method != w.method || s.Scheduler != w.sched || s.SchedOptions != w.opts ||
+			s.Method != w.method || s.Scheduler != w.sched || opts != w.opts ||
 			s.Persistence != int64(w.persist) || s.PersistenceBits != w.bits || s.OnePacket != w.one ||
 			!slices.Equal(s.RealIDs, w.reals) {
 			t.Errorf("service %d = {ID %d %s %s proto %d %s %s %+v persistence %v/%d one_packet %v reals %v}, want %+v",
@@ -755,5 +760,42 @@ real_server = [{ address = "198.19.0.11:80" }]
 	cfg.Conntrack.FullPolicy = config.FullPolicyDropNew
 	if got := Conntrack(cfg, 1); got.MaxEntries != 1001 || got.FullPolicy != conntrack.DropNew {
 		t.Errorf("Conntrack(cfg, 1) = %d entries, policy %v; want 1001, drop new", got.MaxEntries, got.FullPolicy)
+	}
+}
+
+// TestPositionKeptAcrossReloads: an rr service keeps its shared position across reloads (a reload
+// that changes nothing must neither restart the order nor count as a change), and a service that
+// is removed and comes back starts afresh.
+func TestPositionKeptAcrossReloads(t *testing.T) {
+	const rr = `
+[dataplane]
+interfaces = ["l0"]
+
+[[virtual_server]]
+address   = "198.18.0.100:80"
+protocol  = "tcp"
+method    = "nat"
+scheduler = "rr"
+real_server = [{ address = "198.19.0.11:80" }, { address = "198.19.0.12:80" }]
+`
+	c := New()
+	a := compileCommit(t, c, parse(t, rr), twoHops)
+	b := compileCommit(t, c, parse(t, rr), twoHops)
+	if a.Services[0].SchedOptions.Position == nil || a.Services[0].SchedOptions.Position != b.Services[0].SchedOptions.Position {
+		t.Errorf("position %p before the reload, %p after", a.Services[0].SchedOptions.Position, b.Services[0].SchedOptions.Position)
+	}
+	if !Same(a, b) {
+		t.Error("recompiling the same file gave tables that differ")
+	}
+	compileCommit(t, c, parse(t, "[dataplane]\ninterfaces = [\"l0\"]\n"), twoHops)
+	d := compileCommit(t, c, parse(t, rr), twoHops)
+	var again *dataplane.Service
+	for _, s := range d.Services {
+		if s != nil {
+			again = s
+		}
+	}
+	if again == nil || again.SchedOptions.Position == nil || again.SchedOptions.Position == a.Services[0].SchedOptions.Position {
+		t.Error("a service removed and added again kept its old position")
 	}
 }

@@ -33,6 +33,7 @@ type engineOS struct {
 	rx        rxState
 	wakefd    int
 	fragfds   []int // per worker: an eventfd another worker writes when it hands it fragments
+	syncfds   []int // per worker with connection sync: the eventfd that wakes it for sync work
 	stopping  chan struct{}
 	wg        sync.WaitGroup
 	closed    bool
@@ -117,7 +118,7 @@ func (e *Engine) lookupInterfaces() error {
 		e.ifaces = append(e.ifaces, Interface{Name: name, Index: ifi.Index, MAC: mac})
 		changed, err := afpacket.DisableReceiveOffloads(name)
 		if err != nil {
-			e.cfg.logf("warning: could not switch receive offloads off on %s: %v", name, err)
+			e.cfg.warnf("could not switch receive offloads off on %s: %v", name, err)
 		} else if len(changed) > 0 {
 			e.cfg.logf("switched %v off on %s so frames arrive at their wire size", changed, name)
 		}
@@ -168,6 +169,15 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 		w.hosts = &e.os.hosts
 		if e.cfg.Sync {
 			w.EnableSync()
+			fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+			if err != nil {
+				return errorf("worker %d: eventfd: %w", wi, err)
+			}
+			e.os.syncfds = append(e.os.syncfds, fd)
+			var one [8]byte
+			one[0] = 1
+			w.sync.wake = func() { unix.Write(fd, one[:]) }
+			w.sync.snapEvery = int64(n) * 1e9 / snapshotRate
 		}
 		e.workers = append(e.workers, w)
 	}
@@ -217,7 +227,7 @@ func (e *Engine) linkFragments() error {
 		e.os.fragfds = append(e.os.fragfds, fd)
 	}
 	if len(e.workers) > fragMaxWorkers {
-		e.cfg.logf("warning: %d workers: IP fragments are forwarded by the worker that receives them (a datagram's first fragment may start a connection its flow's other packets do not reach); fragment handover works with up to %d workers", len(e.workers), fragMaxWorkers)
+		e.cfg.warnf("%d workers: IP fragments are forwarded by the worker that receives them (a datagram's first fragment may start a connection its flow's other packets do not reach); fragment handover works with up to %d workers", len(e.workers), fragMaxWorkers)
 	}
 	fds := e.os.fragfds
 	linkFragments(e.workers, &e.fan, func(to int) {
@@ -373,7 +383,7 @@ func (e *Engine) routineFanout() {
 		e.mu.Lock()
 		if !e.os.closed && e.os.fan.waiting() {
 			if err := e.os.refan(e); err != nil {
-				e.cfg.logf("warning: %v", err)
+				e.cfg.warnf("%v", err)
 			}
 		}
 		e.mu.Unlock()
@@ -420,7 +430,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 	var set unix.CPUSet
 	set.Set(cpu)
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		e.cfg.logf("worker %d: could not pin to CPU %d: %v", w.id, cpu, err)
+		e.cfg.warnf("worker %d: could not pin to CPU %d: %v", w.id, cpu, err)
 	}
 	fds := make([]unix.PollFd, 0, 2*len(socks)+1)
 	for i, s := range socks {
@@ -432,7 +442,13 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefd), Events: unix.POLLIN})
 	fragfd := e.os.fragfds[wi]
 	fds = append(fds, unix.PollFd{Fd: int32(fragfd), Events: unix.POLLIN})
-	var drained [8]byte
+	fragAt := len(fds) - 1
+	syncfd := -1
+	if w.sync != nil {
+		syncfd = e.os.syncfds[wi]
+		fds = append(fds, unix.PollFd{Fd: int32(syncfd), Events: unix.POLLIN})
+	}
+	var evbuf [8]byte
 	ring, gen := e.os.rx.load()
 	e.os.rx.acks[wi].Store(gen)
 	draining := make([]bool, len(socks)) // per port: the old ring still has frames
@@ -510,15 +526,24 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 			if ndrain > 0 {
 				timeout = 1 // the old block retires within its timer; the new ring may be ready already
 			}
+			if w.sync != nil {
+				timeout = w.sync.sleepTimeout(timeout)
+			}
 			for i := range fds {
 				fds[i].Revents = 0
 			}
 			if _, err := unix.Poll(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
-				e.cfg.logf("worker %d: poll: %v", w.id, err)
+				e.cfg.warnf("worker %d: poll: %v", w.id, err)
 				time.Sleep(10 * time.Millisecond)
 			}
-			if fds[len(fds)-1].Revents != 0 {
-				_, _ = unix.Read(fragfd, drained[:]) // reset; the rings are read next round
+			if fds[fragAt].Revents != 0 {
+				_, _ = unix.Read(fragfd, evbuf[:]) // reset; the rings are read next round
+			}
+			if w.sync != nil {
+				w.sync.woke()
+				if fds[len(fds)-1].Revents != 0 {
+					unix.Read(syncfd, evbuf[:]) // reset the eventfd
+				}
 			}
 		}
 	}
@@ -571,12 +596,12 @@ func (e *Engine) closeSockets() error {
 		}
 		e.os.wakefd = -1
 	}
-	for _, fd := range e.os.fragfds {
+	for _, fd := range append(e.os.fragfds, e.os.syncfds...) {
 		if err := unix.Close(fd); err != nil {
 			errs = append(errs, os.NewSyscallError("close eventfd", err))
 		}
 	}
-	e.os.fragfds = nil
+	e.os.fragfds, e.os.syncfds = nil, nil
 	return errors.Join(errs...)
 }
 

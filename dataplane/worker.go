@@ -409,23 +409,25 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	if r == nil || r.Service != c.VS || r.gone || svc == nil {
 		return false, false
 	}
-	out, mac := int(c.InPort), c.ClientMAC()
+	// The next hop's MAC is read where it lies (the real server's, or the entry's client MAC copied
+	// once for a reply), not copied for both directions.
+	var out, counter int
+	var mac *[6]byte
+	var client [6]byte
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved || (svc.Method != MethodNAT && svc.Method != MethodDR) {
 			return false, false
 		}
-		out, mac = r.Port, r.MAC
-	}
-	counter := cForwarded
-	if dir == conntrack.DirOriginal {
 		if svc.Method == MethodNAT && !frame.RewriteFast(b, p, true, &r.addr, realPort(r, p.DstPort)) {
 			return false, false
 		}
+		out, mac, counter = r.Port, &r.MAC, cForwarded
 	} else {
 		if !frame.RewriteFast(b, p, false, &svc.addr, virtualPort(svc, p.SrcPort)) {
 			return false, false
 		}
-		counter = cReplied
+		client = c.ClientMAC()
+		out, mac, counter = int(c.InPort), &client, cReplied
 	}
 	if p.Proto == frame.ProtoTCP {
 		if old, cur := w.ct.TouchConn(c, dir, p.TCPFlags, w.now); old != cur {
@@ -438,7 +440,7 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	tally := &w.rt[r.ID][dir&1]
 	tally.packets++
 	tally.bytes += uint64(p.End - p.L3Off)
-	if !w.send(out, b, meta.Vnet, &mac) && !w.transmitSlow(out, b, meta, mac) {
+	if !w.send(out, b, meta.Vnet, mac) && !w.transmitSlow(out, b, meta, *mac) {
 		return false, true
 	}
 	w.c[counter]++
@@ -600,8 +602,9 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 			if tr := w.tables.real(t.RS()); tr != nil && tr.Service == svc.ID && tr.avail {
 				r = tr
 				nc.Template = tid + 1
+				w.exportConn(conntrack.SyncSet, t) // refreshed: a backup's copy must not idle out
 			} else {
-				w.ct.Delete(tid)
+				w.removeConn(tid, t)
 			}
 		}
 	}
@@ -621,6 +624,7 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 			return 0, false
 		}
 		nc.Template = tid + 1
+		w.exportConn(conntrack.SyncSet, w.ct.Get(tid))
 	}
 	id, err := w.ct.InsertMissed(&p.Tuple, &w.miss, &nc, w.now, w.expireFn)
 	if err != nil {

@@ -3,6 +3,8 @@ package sched
 import (
 	"math/rand/v2"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -46,6 +48,69 @@ func TestSequences(t *testing.T) {
 			s := mustNew(t, tt.sched, tt.dests, Options{})
 			if got := pickN(s, tt.dests, len(tt.want)); got != tt.want {
 				t.Errorf("sequence (-want +got):\n-%s\n+%s", tt.want, got)
+			}
+		})
+		if !UsesPosition(tt.sched) {
+			continue
+		}
+		// Three workers' instances sharing a Position, taking turns in no fixed order, give the
+		// one sequence a single instance gives.
+		t.Run(tt.name+"/shared", func(t *testing.T) {
+			opts := Options{Position: new(Position)}
+			var insts []Scheduler
+			for range 3 {
+				insts = append(insts, mustNew(t, tt.sched, tt.dests, opts))
+			}
+			r := rand.New(rand.NewPCG(7, uint64(len(tt.want))))
+			var b strings.Builder
+			for range len(tt.want) {
+				b.WriteString(pickN(insts[r.IntN(len(insts))], tt.dests, 1))
+			}
+			if got := b.String(); got != tt.want {
+				t.Errorf("sequence (-want +got):\n-%s\n+%s", tt.want, got)
+			}
+		})
+	}
+}
+
+// TestSharedPositionConcurrent: instances sharing a Position, picking from goroutines at once (as
+// workers do), together give each destination exactly its share: no pick is lost or doubled.
+func TestSharedPositionConcurrent(t *testing.T) {
+	for _, tt := range []struct {
+		sched   string
+		weights []int32
+	}{{"rr", []int32{1, 1, 1}}, {"wrr", []int32{3, 2, 1}}} {
+		t.Run(tt.sched, func(t *testing.T) {
+			d := dests(tt.weights...)
+			opts := Options{Position: new(Position)}
+			const goroutines, rounds = 4, 300 // rounds of the whole cycle, split among the goroutines
+			cycle := 0
+			for _, w := range tt.weights {
+				cycle += int(w)
+			}
+			per := rounds * cycle / goroutines
+			counts := make([][]int, goroutines)
+			var wg sync.WaitGroup
+			for g := range goroutines {
+				s := mustNew(t, tt.sched, d, opts)
+				counts[g] = make([]int, len(d))
+				wg.Go(func() {
+					for range per {
+						if i := s.Pick(d, nil); i >= 0 {
+							counts[g][i]++
+						}
+					}
+				})
+			}
+			wg.Wait()
+			for i, w := range tt.weights {
+				got := 0
+				for g := range goroutines {
+					got += counts[g][i]
+				}
+				if want := rounds * int(w); got != want {
+					t.Errorf("destination %d (weight %d): %d picks, want %d", i, w, got, want)
+				}
 			}
 		})
 	}

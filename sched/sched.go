@@ -44,12 +44,17 @@ type Options struct {
 	Flags Flags
 	// MHTableSize is the Maglev lookup table size M, a prime; 0 = DefaultMHTableSize. Only mh uses it.
 	MHTableSize int
+	// Position, for rr and wrr, is where the instances of one virtual server's scheduler (one per
+	// worker) keep their common place in the list; nil: each instance keeps its own. The others
+	// ignore it.
+	Position *Position
 }
 
 // Scheduler picks a real server for each new connection.
 //
 // A Scheduler is not safe for concurrent use: each data-plane worker owns its own instance and is its
-// only caller, so Pick takes no lock and allocates nothing. The Counts it reads are shared.
+// only caller, so Pick takes no lock and allocates nothing. The Counts it reads are shared, and so
+// is the Position rr and wrr are given (see Position).
 type Scheduler interface {
 	// Pick returns the index into dests of the real server for the new connection f, or -1 if none
 	// can take it. dests must be the list given to New or to the last Update (Available and Counts
@@ -67,8 +72,8 @@ const DefaultScheduler = "wlc"
 
 // factories is the scheduler family, by IPVS name.
 var factories = map[string]func(opts Options) Scheduler{
-	"rr":    func(Options) Scheduler { return &RoundRobin{} },
-	"wrr":   func(Options) Scheduler { return &WeightedRoundRobin{} },
+	"rr":    func(o Options) Scheduler { return &RoundRobin{pos: o.Position} },
+	"wrr":   func(o Options) Scheduler { return &WeightedRoundRobin{pos: o.Position} },
 	"lc":    func(Options) Scheduler { return &LeastConnection{} },
 	"wlc":   func(Options) Scheduler { return &WeightedLeastConnection{} },
 	"sed":   func(Options) Scheduler { return &ShortestExpectedDelay{} },

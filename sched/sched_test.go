@@ -363,15 +363,25 @@ func BenchmarkPick(b *testing.B) {
 			for i := range flows {
 				flows[i] = randFlow(r)
 			}
-			b.Run(fmt.Sprintf("%s/dests=%d", name, n), func(b *testing.B) {
-				s := mustNew(b, name, d, Options{Flags: FlagsFor(name)})
-				b.ReportAllocs()
-				k := 0
-				for b.Loop() {
-					sink = s.Pick(d, &flows[k&1023])
-					k++
+			opts := []Options{{Flags: FlagsFor(name)}}
+			if UsesPosition(name) {
+				opts = append(opts, Options{Flags: FlagsFor(name), Position: new(Position)})
+			}
+			for _, o := range opts {
+				label := fmt.Sprintf("%s/dests=%d", name, n)
+				if o.Position != nil {
+					label = fmt.Sprintf("%s-shared/dests=%d", name, n)
 				}
-			})
+				b.Run(label, func(b *testing.B) {
+					s := mustNew(b, name, d, o)
+					b.ReportAllocs()
+					k := 0
+					for b.Loop() {
+						sink = s.Pick(d, &flows[k&1023])
+						k++
+					}
+				})
+			}
 		}
 	}
 }

@@ -180,6 +180,40 @@ func TestSchedulers(t *testing.T) {
 			t.Fatalf("rs1 got none of 6 new connections after falling below its lower_threshold")
 		}
 	})
+	t.Run("order-across-workers", func(t *testing.T) {
+		// rr and wrr follow one order for the virtual server, whichever of the two workers takes
+		// a connection (each has its own scheduler; they share the position), as IPVS's single
+		// scheduler does: an operator opening connections one after another sees a, b, c, a, b, c.
+		// The connections come from one address with new source ports, which the fanout spreads
+		// over both workers (all 12 in one worker: a chance of 1 in 2048).
+		defer g.reload(g.cfg) // the next subtest starts from the config the earlier ones left
+		for _, tc := range []struct {
+			sched   string
+			weights []int
+			cycle   string
+		}{{"rr", []int{1, 1, 1}, "abc"}, {"wrr", []int{3, 2, 1}, "aababc"}} {
+			next := cfg
+			next.VS = []vsConfig{{http80, "tcp", tc.sched, "nat", rs(lab.HTTPPort), tc.weights, "", nil}, cfg.VS[1]}
+			g.reload(next)
+			var got strings.Builder
+			for i := 0; i < 2*len(tc.cycle); i++ {
+				c, err := s.dialFrom(clientAddrs[0], http80)
+				if err != nil {
+					t.Fatal(err)
+				}
+				idx, err := s.request(c)
+				c.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				got.WriteByte(byte('a' + idx))
+			}
+			// The order may start anywhere in the cycle (the position survives reloads).
+			if !strings.Contains(strings.Repeat(tc.cycle, 4), got.String()) {
+				t.Errorf("%s with weights %v over 2 workers: real servers %s, want a run of %s repeated", tc.sched, tc.weights, got.String(), tc.cycle)
+			}
+		}
+	})
 	t.Run("bad-reload", func(t *testing.T) {
 		// An invalid file on SIGHUP is rejected with its file:line and the running config stays.
 		good, err := os.ReadFile(g.cfgPath)
