@@ -340,7 +340,11 @@ func (w *Worker) laterFragment(in int, b []byte, meta *afpacket.RxMeta, p *frame
 	}
 	switch {
 	case e.to == fragToNone:
-		w.drop(DropFragment)
+		if w.hosts.has(p.Dst) {
+			w.c[cToHost]++ // like its first fragment: the balancer's own traffic, not a drop
+		} else {
+			w.drop(DropFragment)
+		}
 		return false
 	case e.to != fragToSelf:
 		w.handOff(int(e.to), in, b, meta)

@@ -313,3 +313,28 @@ func TestFragmentEntryLifetime(t *testing.T) {
 		t.Fatalf("a fragment %v after the last: %d frames forwarded, held %d; want its entry gone", fragHoldTime, len(got), r.sum(cFragHeld)-held)
 	}
 }
+
+// TestFragmentsToHost: a fragmented datagram to the balancer's own address (a real server's
+// answer to a health check, say) is the host's traffic, counted as to_host, first and later
+// fragments alike, not dropped.
+func TestFragmentsToHost(t *testing.T) {
+	r := newFragRig(t, buildTables(1, standardSpecs()...))
+	hosts := &hostAddrs{}
+	hosts.store([]netip.Addr{netip.MustParseAddr("198.18.2.254")})
+	for _, w := range r.ws {
+		w.hosts = hosts
+	}
+	b := build(t, pkt{srcMAC: macRS[0], dstMAC: macPort1, src: mustAP("198.18.2.1:4001"), dst: mustAP("198.18.2.254:33000"), proto: 17, payload: 3000})
+	frags := dataplanetest.Fragment(b, 1500, 5)
+	if got := r.run(addrWorker(netip.MustParseAddr("198.18.2.254")), 1, 0, frags); len(got) != 0 {
+		t.Fatalf("%d fragments for the host forwarded", len(got))
+	}
+	if n := r.sum(cToHost); n != uint64(len(frags)) {
+		t.Errorf("to_host %d, want %d; counters %v %v", n, len(frags), nonZero(r.ws[0]), nonZero(r.ws[1]))
+	}
+	for _, d := range []Drop{DropFragment, DropNoService} {
+		if n := r.sum(cDropBase + int(d)); n != 0 {
+			t.Errorf("drop %v counted %d times", d, n)
+		}
+	}
+}
