@@ -114,6 +114,13 @@ type haStats struct {
 		SnapshotsSent     int64            `json:"snapshots_sent"`
 		SnapshotsReceived int64            `json:"snapshots_received"`
 		Dropped           map[string]int64 `json:"dropped"`
+		Snapshot          *struct {
+			Sending   bool       `json:"sending"`
+			Receiving bool       `json:"receiving"`
+			Since     *time.Time `json:"since"`
+			Entries   int64      `json:"entries"`
+			Total     int64      `json:"total"`
+		} `json:"snapshot"`
 	} `json:"sync"`
 }
 

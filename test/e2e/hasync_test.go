@@ -201,6 +201,7 @@ func testSyncKeepsTCPStreams(t *testing.T, l *haLab) {
 		waitHA(t, nodes[active], "backup", 3*time.Second)
 		waitConverged(t, nodes[active], 5*time.Second)
 		time.Sleep(500 * time.Millisecond)
+		checkSnapshotDone(t, nodes[backup], nodes[active], streams)
 		active = backup
 	}
 	t.Logf("%s, VIP %v, heartbeats and sync from %s: %d kills of the active node: longest TCP stream stall median %v, worst %v", method, l.vip, l.hbAddr(0), rounds,
@@ -220,6 +221,30 @@ func waitConverged(t *testing.T, g *govsProc, within time.Duration) {
 			t.Fatalf("govs in %s: connection sync not converged within %v (%+v, %v)\noutput:\n%s", g.cfgPath, within, st.HA.Sync, err, g.out.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkSnapshotDone checks `govs stats -json`'s "snapshot" of a converged pair: the active
+// node's snapshot is done (sending false) and handed over every entry of its table (entries equal
+// total, at least the streams' connections), and the backup's is done (receiving false), began
+// no earlier than the active's, and received what the active sent (the table is steady: the
+// streams' connections change no state, so no change shares the stream).
+func checkSnapshotDone(t *testing.T, sender, receiver *govsProc, streams int) {
+	t.Helper()
+	ss, rs := sender.mustStats().HA.Sync, receiver.mustStats().HA.Sync
+	if ss == nil || rs == nil || ss.Snapshot == nil || rs.Snapshot == nil {
+		t.Fatalf("no \"snapshot\" in \"ha\" -> \"sync\": active %+v, backup %+v", ss, rs)
+	}
+	sp, rp := *ss.Snapshot, *rs.Snapshot
+	t.Logf("snapshot: active sending=%v since %v entries %d of %d; backup receiving=%v since %v entries %d",
+		sp.Sending, sp.Since, sp.Entries, sp.Total, rp.Receiving, rp.Since, rp.Entries)
+	if sp.Sending || sp.Since == nil || sp.Entries != sp.Total || sp.Entries < int64(streams) {
+		t.Errorf("the active node's snapshot after the backup converged: sending %v since %v, %d of %d entries; want done, all of at least %d",
+			sp.Sending, sp.Since, sp.Entries, sp.Total, streams)
+	}
+	if rp.Receiving || rp.Since == nil || (sp.Since != nil && rp.Since.Before(*sp.Since)) || rp.Entries != sp.Entries || rp.Total != 0 {
+		t.Errorf("the converged backup's snapshot: receiving %v since %v (the active's began %v), %d entries (total %d); want done, the %d entries sent",
+			rp.Receiving, rp.Since, sp.Since, rp.Entries, rp.Total, sp.Entries)
 	}
 }
 
