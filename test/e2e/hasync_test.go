@@ -76,7 +76,12 @@ func (s *streamSet) close() {
 // broken is how many streams failed; stall the longest time a stream went without an answer
 // among gaps that overlap [from, to].
 func (s *streamSet) result(from, to time.Time) (broken int, stall time.Duration) {
-	for _, st := range s.streams {
+	return streamsResult(s.streams, from, to)
+}
+
+// streamsResult is streamSet.result over streams.
+func streamsResult(streams []*tcpStream, from, to time.Time) (broken int, stall time.Duration) {
+	for _, st := range streams {
 		st.mu.Lock()
 		ok, errs := slices.Clone(st.ok), st.errs
 		st.mu.Unlock()
