@@ -167,7 +167,10 @@ func (s *Syncer) step(now time.Time, st State) {
 			s.converged.Store(false)
 			s.requested = time.Time{}
 		}
-		s.endProgress() // a node that changes roles neither sends nor asked for what arrives
+		// A node that takes over no longer receives what it asked for; one that stands down no
+		// longer sends. (A node that becomes active may have started a snapshot already, at a
+		// request that arrived before this step: that one goes on.)
+		s.endProgress(!active)
 	}
 	if !active {
 		s.flush(now, false)
@@ -187,7 +190,7 @@ func (s *Syncer) step(now time.Time, st State) {
 	done := s.snapGen != 0 && s.plane.SyncSnapshotDone(s.snapGen)
 	s.flush(now, true)
 	if done {
-		s.endProgress()
+		s.endProgress(true)
 		s.snapGen = 0
 		s.nextRefr = now.Add(syncRefreshEvery)
 		s.send(now, msgSyncEnd, nil)
@@ -213,18 +216,20 @@ func (s *Syncer) startSnapshot(now time.Time) {
 	s.progMu.Unlock()
 }
 
-// endProgress records the end of the snapshot under way, if any, with its final counts.
-func (s *Syncer) endProgress() {
+// endProgress records the end of the snapshot under way in one direction (sending, or else
+// receiving), if any, with its final counts.
+func (s *Syncer) endProgress(sending bool) {
 	s.progMu.Lock()
 	defer s.progMu.Unlock()
 	p := &s.prog
 	switch {
-	case p.sending:
+	case sending && p.sending:
 		p.entries, p.total = s.plane.SyncSnapshotProgress(p.gen)
-	case p.receiving:
+		p.sending = false
+	case !sending && p.receiving:
 		p.entries = s.receivedEntries.Load() - p.base
+		p.receiving = false
 	}
-	p.sending, p.receiving = false, false
 }
 
 // flush drains the export rings, sending their entries in batches when send.
@@ -299,10 +304,10 @@ func (s *Syncer) receive(now time.Time, st State, from netip.AddrPort, b []byte)
 		case !s.requested.IsZero() && !s.dirty:
 			s.converged.Store(true)
 			s.requested = time.Time{}
-			s.endProgress()
+			s.endProgress(false)
 		case s.dirty:
 			s.requested = time.Time{} // changes were lost meanwhile: ask again at once
-			s.endProgress()
+			s.endProgress(false)
 		}
 	case msgSyncBatch:
 		if active {

@@ -355,8 +355,9 @@ func TestSyncerSnapshotProgress(t *testing.T) {
 	if p := sa.Status().Snapshot; p != (SnapshotProgress{}) {
 		t.Fatalf("active before any snapshot: %+v", p)
 	}
+	// The request reaches a node that has just become active, before its sync goroutine's first
+	// step as active: the snapshot it starts goes on through that step.
 	t0 := time.Now()
-	sa.step(t0, StateActive)
 	sb.step(t0, StateBackup) // asks
 	asked := t0.Add(time.Millisecond)
 	deliverAll(net, asked, nodes, roles) // the active starts its walk
@@ -405,5 +406,12 @@ func TestSyncerSnapshotProgress(t *testing.T) {
 	deliverAll(net, later, nodes, roles)
 	if p := sb.Status().Snapshot; p != pr {
 		t.Fatalf("backup's last snapshot changed with a delta: %+v, was %+v", p, pr)
+	}
+	// A node that stands down in the middle of a snapshot no longer sends it.
+	sa.startSnapshot(later)
+	pa.SyncSnapshotDone(pa.gen) // the walk's first slice
+	sa.step(later, StateBackup)
+	if p := sa.Status().Snapshot; p.Sending || p.Entries != pace || p.Total != size || !p.Since.Equal(later) {
+		t.Fatalf("after standing down mid-snapshot: %+v, want not sending, %d of %d since %v", p, pace, size, later)
 	}
 }
