@@ -255,10 +255,17 @@ func checkSnapshotDone(t *testing.T, sender, receiver *govsProc, streams int) {
 
 // TestHASyncPreemptAfterSnapshot: the higher-priority node, killed and restarted with preempt,
 // takes the VIPs back only once its snapshot has converged, and the long-lived TCP streams
-// survive both the crash failover and the failback.
+// survive both the crash failover and the failback; the node it took over from then converges
+// from its snapshot in turn. In DR, and in NAT with the floating gateway.
 func TestHASyncPreemptAfterSnapshot(t *testing.T) {
 	labtest.RequireRoot(t)
-	l := newHALab(t, 2)
+	for _, method := range []string{"dr", "nat"} {
+		t.Run(method, func(t *testing.T) { testSyncPreemptAfterSnapshot(t, method) })
+	}
+}
+
+func testSyncPreemptAfterSnapshot(t *testing.T, method string) {
+	l := newHALabMethod(t, method, 2)
 	l.vs = l.vs[:1]
 	l.vs[0].Scheduler = "wlc"
 	cfgs := []govsConfig{
@@ -308,6 +315,9 @@ func TestHASyncPreemptAfterSnapshot(t *testing.T) {
 		t.Errorf("the returning node took over with %d synced changes installed, %d snapshots: not from a snapshot",
 			st.HA.Sync.Installed, st.HA.Sync.SnapshotsReceived)
 	}
+	// The node that handed back asks for a snapshot as a backup and converges from it.
+	waitConverged(t, nodes[1], 5*time.Second)
+	checkSnapshotDone(t, nodes[0], nodes[1], streams)
 }
 
 // TestHASyncKeepsPersistence: clients of a persistent service (rr over three real servers) are
