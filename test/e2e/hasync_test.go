@@ -233,7 +233,8 @@ func waitConverged(t *testing.T, g *govsProc, within time.Duration) {
 // node's snapshot is done (sending false) and handed over every entry of its table (entries equal
 // total, at least the streams' connections), and the backup's is done (receiving false), began
 // no earlier than the active's, and received what the active sent (the table is steady: the
-// streams' connections change no state, so no change shares the stream).
+// streams' connections change no state, so no change shares the stream). The metrics scraped
+// from both say the same.
 func checkSnapshotDone(t *testing.T, sender, receiver *govsProc, streams int) {
 	t.Helper()
 	ss, rs := sender.mustStats().HA.Sync, receiver.mustStats().HA.Sync
@@ -250,6 +251,34 @@ func checkSnapshotDone(t *testing.T, sender, receiver *govsProc, streams int) {
 	if rp.Receiving || rp.Since == nil || (sp.Since != nil && rp.Since.Before(*sp.Since)) || rp.Entries != sp.Entries || rp.Total != 0 {
 		t.Errorf("the converged backup's snapshot: receiving %v since %v (the active's began %v), %d entries (total %d); want done, the %d entries sent",
 			rp.Receiving, rp.Since, sp.Since, rp.Entries, rp.Total, sp.Entries)
+	}
+	for _, x := range []struct {
+		g    *govsProc
+		name string
+		json int64
+		tab  int64
+	}{{sender, "active", sp.Entries, sp.Total}, {receiver, "backup", rp.Entries, 0}} {
+		m, err := scrapeMetrics(x.g.ns, defaultMetrics)
+		if err != nil {
+			t.Fatalf("scrape the %s node: %v", x.name, err)
+		}
+		for _, want := range []struct {
+			name  string
+			label []string
+			v     float64
+		}{
+			{"govs_ha_sync_snapshot_in_progress", []string{"direction", "sending"}, 0},
+			{"govs_ha_sync_snapshot_in_progress", []string{"direction", "receiving"}, 0},
+			{"govs_ha_sync_snapshot_entries", nil, float64(x.json)},
+			{"govs_ha_sync_snapshot_table_entries", nil, float64(x.tab)},
+		} {
+			if got, ok := m.get(want.name, want.label...); !ok || got != want.v {
+				t.Errorf("the %s node's %s%v = %v (present %v), want %v as govs stats -json says", x.name, want.name, want.label, got, ok, want.v)
+			}
+		}
+		if got, ok := m.get("govs_ha_sync_snapshot_start_time_seconds"); !ok || got <= 0 {
+			t.Errorf("the %s node's govs_ha_sync_snapshot_start_time_seconds = %v (present %v)", x.name, got, ok)
+		}
 	}
 }
 
