@@ -118,6 +118,15 @@ func deliverAll(net *fakeNet, now time.Time, nodes map[netip.AddrPort]*Syncer, r
 	}
 }
 
+// syncPair is the syncers of an active node a and a backup b over net, with their planes, and
+// the maps deliverAll takes.
+func syncPair(net *fakeNet, a, b netip.AddrPort, key []byte, pa, pb *fakePlane) (sa, sb *Syncer, nodes map[netip.AddrPort]*Syncer, roles map[netip.AddrPort]State) {
+	sa = NewSyncer(pa, &fakeTransport{net, a}, a, []netip.AddrPort{b}, key, nil)
+	sb = NewSyncer(pb, &fakeTransport{net, b}, b, []netip.AddrPort{a}, key, nil)
+	sa.seq, sb.seq = 1000, 5000
+	return sa, sb, map[netip.AddrPort]*Syncer{a: sa, b: sb}, map[netip.AddrPort]State{a: StateActive, b: StateBackup}
+}
+
 // TestSyncerStreamsAndConverges: a backup asks for a snapshot, gets the active's table and then
 // its changes, and is converged only once the snapshot is complete; a lost datagram (a sequence
 // gap) makes it ask again; replays and another key's messages are dropped.
@@ -129,11 +138,7 @@ func TestSyncerStreamsAndConverges(t *testing.T) {
 	for i := range 50 {
 		pa.table = append(pa.table, entry(i))
 	}
-	sa := NewSyncer(pa, &fakeTransport{net, a}, a, []netip.AddrPort{b}, key, nil)
-	sb := NewSyncer(pb, &fakeTransport{net, b}, b, []netip.AddrPort{a}, key, nil)
-	sa.seq, sb.seq = 1000, 5000
-	nodes := map[netip.AddrPort]*Syncer{a: sa, b: sb}
-	roles := map[netip.AddrPort]State{a: StateActive, b: StateBackup}
+	sa, sb, nodes, roles := syncPair(net, a, b, key, pa, pb)
 	now := time.Now()
 
 	sa.step(now, StateActive) // the active drains nothing yet; sets its refresh timer
@@ -224,11 +229,7 @@ func TestSyncerWaitsForLargeSnapshot(t *testing.T) {
 	a, b := netip.MustParseAddrPort("198.18.0.1:7000"), netip.MustParseAddrPort("198.18.0.2:7000")
 	net := &fakeNet{}
 	pa, pb := &fakePlane{unending: true}, &fakePlane{}
-	sa := NewSyncer(pa, &fakeTransport{net, a}, a, []netip.AddrPort{b}, key, nil)
-	sb := NewSyncer(pb, &fakeTransport{net, b}, b, []netip.AddrPort{a}, key, nil)
-	sa.seq, sb.seq = 1000, 5000
-	nodes := map[netip.AddrPort]*Syncer{a: sa, b: sb}
-	roles := map[netip.AddrPort]State{a: StateActive, b: StateBackup}
+	sa, sb, nodes, roles := syncPair(net, a, b, key, pa, pb)
 	requests := func() uint64 { return sa.Status().Received }
 	t0 := time.Now()
 
@@ -347,11 +348,7 @@ func TestSyncerSnapshotProgress(t *testing.T) {
 	for i := range size {
 		pa.table = append(pa.table, entry(i))
 	}
-	sa := NewSyncer(pa, &fakeTransport{net, a}, a, []netip.AddrPort{b}, key, nil)
-	sb := NewSyncer(pb, &fakeTransport{net, b}, b, []netip.AddrPort{a}, key, nil)
-	sa.seq, sb.seq = 1000, 5000
-	nodes := map[netip.AddrPort]*Syncer{a: sa, b: sb}
-	roles := map[netip.AddrPort]State{a: StateActive, b: StateBackup}
+	sa, sb, nodes, roles := syncPair(net, a, b, key, pa, pb)
 	if p := sa.Status().Snapshot; p != (SnapshotProgress{}) {
 		t.Fatalf("active before any snapshot: %+v", p)
 	}
