@@ -102,12 +102,32 @@ type HASync struct {
 	QueueDrops    uint64 `json:"queue_drops"`
 	Gaps          uint64 `json:"gaps"`
 	// Snapshots sent (active) and snapshot ends received (backup).
-	SnapshotsSent     uint64            `json:"snapshots_sent"`
-	SnapshotsReceived uint64            `json:"snapshots_received"`
-	Dropped           map[string]uint64 `json:"dropped,omitempty"`
+	SnapshotsSent     uint64 `json:"snapshots_sent"`
+	SnapshotsReceived uint64 `json:"snapshots_received"`
+	// Snapshot is the snapshot under way, or else the last one this node sent or received.
+	Snapshot HASnapshot        `json:"snapshot"`
+	Dropped  map[string]uint64 `json:"dropped,omitempty"`
 	// LagMS is the time since the last batch was received (-1: never): on a backup of a busy
 	// active node, how stale its table may be.
 	LagMS int64 `json:"last_batch_ms"`
+}
+
+// HASnapshot is the progress of a connection-table snapshot: the one a node sends (active) or
+// receives (backup) now, or else the last one (sending and receiving both false).
+type HASnapshot struct {
+	// Sending: the active node walks its table for a peer (paced, so a large table takes
+	// seconds). Receiving: a backup gets the snapshot it asked for, from its first batch to the
+	// snapshot's end; a backup converges at that end.
+	Sending   bool `json:"sending"`
+	Receiving bool `json:"receiving"`
+	// Since is when it began; absent before the first snapshot.
+	Since *time.Time `json:"since,omitempty"`
+	// Entries the active node's walk has handed to the sender so far (all of them once it ended),
+	// or a backup has received since the snapshot began (changes that share the stream
+	// included). Total is the active node's table occupancy when the walk began (0 on a backup,
+	// which does not know it): entries/total is how far a snapshot under way has got.
+	Entries uint64 `json:"entries"`
+	Total   uint64 `json:"total"`
 }
 
 // HAPeer is what a node knows about one of its peers.

@@ -237,6 +237,11 @@ func (n *haNode) status() control.HAStatus {
 		if !ss.LastReceived.IsZero() {
 			out.Sync.LagMS = now.Sub(ss.LastReceived).Milliseconds()
 		}
+		sp := ss.Snapshot
+		out.Sync.Snapshot = control.HASnapshot{Sending: sp.Sending, Receiving: sp.Receiving, Entries: sp.Entries, Total: sp.Total}
+		if !sp.Since.IsZero() {
+			out.Sync.Snapshot.Since = &sp.Since
+		}
 	}
 	for _, v := range st.Dropped {
 		out.HeartbeatDropsTotal += v

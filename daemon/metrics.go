@@ -146,10 +146,24 @@ func haOfJSON(b []byte) *metrics.HA {
 			State       string `json:"state"`
 			Forwarding  bool   `json:"forwarding"`
 			Transitions uint64 `json:"transitions"`
+			Sync        *struct {
+				Snapshot *struct {
+					Sending   bool      `json:"sending"`
+					Receiving bool      `json:"receiving"`
+					Since     time.Time `json:"since"`
+					Entries   uint64    `json:"entries"`
+					Total     uint64    `json:"total"`
+				} `json:"snapshot"`
+			} `json:"sync"`
 		} `json:"ha"`
 	}
 	if json.Unmarshal(b, &v) != nil || v.HA == nil || v.HA.State == "" || v.HA.State == "standalone" {
 		return nil
 	}
-	return &metrics.HA{State: v.HA.State, Forwarding: v.HA.Forwarding, Transitions: v.HA.Transitions}
+	ha := &metrics.HA{State: v.HA.State, Forwarding: v.HA.Forwarding, Transitions: v.HA.Transitions}
+	if y := v.HA.Sync; y != nil && y.Snapshot != nil {
+		sp := y.Snapshot
+		ha.Snapshot = &metrics.SyncSnapshot{Sending: sp.Sending, Receiving: sp.Receiving, Since: sp.Since, Entries: sp.Entries, Total: sp.Total}
+	}
+	return ha
 }

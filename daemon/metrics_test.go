@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 	"time"
 
@@ -27,6 +28,13 @@ func TestHAOf(t *testing.T) {
 	if ha := haOf(&control.Status{}); ha != nil {
 		t.Errorf("a status without \"ha\": %+v, want nil", ha)
 	}
+	// The daemon's own status, through the JSON operators read.
+	since := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	st := &control.Status{HA: control.HAStatus{State: "backup", Transitions: 1, Sync: &control.HASync{
+		Snapshot: control.HASnapshot{Receiving: true, Since: &since, Entries: 42}}}}
+	if got, want := haOf(st), (&metrics.HA{State: "backup", Transitions: 1, Snapshot: &metrics.SyncSnapshot{Receiving: true, Since: since, Entries: 42}}); !reflect.DeepEqual(got, want) {
+		t.Errorf("status %+v: %+v, want %+v", st.HA, got, want)
+	}
 	for _, tt := range []struct {
 		json string
 		want *metrics.HA
@@ -34,9 +42,13 @@ func TestHAOf(t *testing.T) {
 		{`{"ha": {"state": "standalone", "forwarding": true}}`, nil},
 		{`{"ha": {"state": "active", "forwarding": true, "transitions": 3, "peers": []}}`, &metrics.HA{State: "active", Forwarding: true, Transitions: 3}},
 		{`{"ha": {"state": "backup"}}`, &metrics.HA{State: "backup"}},
+		{`{"ha": {"state": "active", "sync": {"converged": true, "snapshot": {"sending": true, "receiving": false, "since": "2026-12-07T12:00:00Z", "entries": 300, "total": 1000}}}}`,
+			&metrics.HA{State: "active", Snapshot: &metrics.SyncSnapshot{Sending: true, Since: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC), Entries: 300, Total: 1000}}},
+		{`{"ha": {"state": "backup", "sync": {"snapshot": {"sending": false, "receiving": false, "entries": 0, "total": 0}}}}`,
+			&metrics.HA{State: "backup", Snapshot: &metrics.SyncSnapshot{}}},
 	} {
 		got := haOfJSON([]byte(tt.json))
-		if (got == nil) != (tt.want == nil) || (got != nil && *got != *tt.want) {
+		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%s: %+v, want %+v", tt.json, got, tt.want)
 		}
 	}

@@ -63,6 +63,10 @@ type workerSync struct {
 	snapCursor uint32
 	snapping   bool
 	snapConns  bool // the walk's second pass: connections (the first exports templates)
+	// The walk's progress for `govs stats` (Engine.SyncSnapshotProgress), written by the worker
+	// once per walkSnapshot call, never per packet: the snapshot it is at (published last), the
+	// entries it exported so far, and its table's occupancy when the walk started.
+	snapAt, snapSent, snapTotal atomic.Uint64
 	// Snapshot pacing, the worker's (see walkSnapshot): one entry per snapEvery nanoseconds, with
 	// up to snapshotBurst saved up; snapEvery 0 is unpaced.
 	snapEvery, snapTokens, snapLast int64
@@ -359,6 +363,9 @@ func (w *Worker) walkSnapshot() {
 	s := w.sync
 	if req := s.snapReq.Load(); req != s.snapGen {
 		s.snapGen, s.snapCursor, s.snapping, s.snapConns = req, 0, true, false
+		s.snapSent.Store(0)
+		s.snapTotal.Store(uint64(w.ct.Len()))
+		s.snapAt.Store(req)
 	}
 	if !s.snapping {
 		return
@@ -372,6 +379,7 @@ func (w *Worker) walkSnapshot() {
 			}
 		}
 	}
+	sent := s.snapSent.Load()
 	for range snapshotBudget {
 		if int(s.snapCursor) >= w.ct.Span() {
 			if !s.snapConns {
@@ -379,18 +387,21 @@ func (w *Worker) walkSnapshot() {
 				continue
 			}
 			s.snapping = false
+			s.snapSent.Store(sent)
 			s.snapDone.Store(s.snapGen)
 			return
 		}
 		if c := w.ct.Get(s.snapCursor); c != nil && c.IsTemplate() != s.snapConns {
 			if s.out.full() || (s.snapEvery > 0 && s.snapTokens <= 0) {
-				return
+				break
 			}
 			w.exportConn(conntrack.SyncSet, c)
 			s.snapTokens--
+			sent++
 		}
 		s.snapCursor++
 	}
+	s.snapSent.Store(sent)
 }
 
 // full reports whether a push would be refused (producer side).
@@ -407,6 +418,20 @@ func (e *Engine) SyncSnapshot() uint64 {
 	}
 	e.wakeSync()
 	return gen
+}
+
+// SyncSnapshotProgress reports how far the workers' walks of snapshot gen have got: entries they
+// exported so far, and total, their tables' occupancy when each started walking (a worker that
+// has not started counts nothing yet). Connections that come and go during the walk make the
+// final count differ from total.
+func (e *Engine) SyncSnapshotProgress(gen uint64) (entries, total uint64) {
+	for _, w := range e.workers {
+		if s := w.sync; s != nil && s.snapAt.Load() == gen {
+			entries += s.snapSent.Load()
+			total += s.snapTotal.Load()
+		}
+	}
+	return entries, total
 }
 
 // SyncSnapshotDone reports whether every worker has exported snapshot gen (or a later one)

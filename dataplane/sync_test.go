@@ -148,6 +148,51 @@ func TestSyncSnapshot(t *testing.T) {
 	}
 }
 
+// TestSyncSnapshotProgress: while a paced walk is under way, SyncSnapshotProgress counts the
+// entries it exported so far against the table's occupancy when it started; at its end the two
+// agree, and the count stays until the next snapshot, which starts from zero.
+func TestSyncSnapshotProgress(t *testing.T) {
+	const vip = "198.18.0.100:80"
+	active, _ := syncRigs(t)
+	const conns = 5
+	for i := range conns {
+		active.one(t, 0, build(t, clientPkt(natCases[0].clientAt(uint16(40000+i)), vip, 6, tcpSYN)), afpacket.RxMeta{})
+	}
+	e := &Engine{workers: []*Worker{active.w}}
+	s := active.w.sync
+	var discard [64]conntrack.SyncEntry
+	s.out.pop(discard[:])
+	if n, total := e.SyncSnapshotProgress(1); n != 0 || total != 0 {
+		t.Fatalf("progress before any snapshot: %d of %d, want nothing", n, total)
+	}
+	// Paced: two tokens now, one more every millisecond.
+	s.snapEvery, s.snapLast, s.snapTokens = int64(time.Millisecond), active.w.now, 2
+	gen := e.SyncSnapshot()
+	active.w.drainSync()
+	if n, total := e.SyncSnapshotProgress(gen); n != 2 || total != conns || e.SyncSnapshotDone(gen) {
+		t.Fatalf("after two tokens: %d of %d exported (done %v), want 2 of %d under way", n, total, e.SyncSnapshotDone(gen), conns)
+	}
+	if n, _ := e.SyncSnapshotProgress(gen - 1); n != 0 {
+		t.Fatalf("progress of an older snapshot: %d, want 0", n)
+	}
+	active.w.now += int64(10 * time.Millisecond)
+	active.w.drainSync()
+	if n, total := e.SyncSnapshotProgress(gen); n != conns || total != conns || !e.SyncSnapshotDone(gen) {
+		t.Fatalf("after the walk: %d of %d exported (done %v), want %d of %d, done", n, total, e.SyncSnapshotDone(gen), conns, conns)
+	}
+	s.out.pop(discard[:])
+	active.w.drainSync()
+	if n, _ := e.SyncSnapshotProgress(gen); n != conns {
+		t.Fatalf("a finished snapshot's count changed to %d", n)
+	}
+	s.snapTokens = 0
+	next := e.SyncSnapshot()
+	active.w.drainSync()
+	if n, total := e.SyncSnapshotProgress(next); n != 0 || total != conns {
+		t.Fatalf("a new snapshot without tokens: %d of %d, want 0 of %d", n, total, conns)
+	}
+}
+
 // TestSyncRingConcurrent: one producer and one consumer goroutine; the consumer sees every entry
 // the producer queued, in order, whole (run with -race).
 func TestSyncRingConcurrent(t *testing.T) {

@@ -22,7 +22,10 @@ package ha
 //   - Snapshots: the data plane paces a snapshot's walk (200k entries a second per node), so a
 //     large table takes seconds; a backup that is being sent one does not ask again (every
 //     request starts it over) unless nothing arrives, and the active node's periodic refresh
-//     waits for one under way to end.
+//     waits for one under way to end. Status shows a snapshot's progress on both sides: the walk's
+//     count against the table's size when it began (the data plane counts it once per slice
+//     of the walk, never per packet), and what a backup received since the first batch after its
+//     request.
 //   - Role: HAState tells it whether to stream (active) or install (backup); a node that becomes
 //     active keeps what it installed.
 type Sync interface {

@@ -16,6 +16,7 @@ type SyncPlane interface {
 	SyncInstall(in []conntrack.SyncEntry) int
 	SyncSnapshot() uint64
 	SyncSnapshotDone(gen uint64) bool
+	SyncSnapshotProgress(gen uint64) (entries, total uint64)
 	SyncStats() conntrack.SyncStats
 }
 
@@ -59,6 +60,11 @@ type Syncer struct {
 
 	converged atomic.Bool
 
+	// The latest snapshot this node sent or received, for Status: written by the sync goroutine
+	// when one starts or ends, read by Status.
+	progMu sync.Mutex
+	prog   snapProgress
+
 	// The sync goroutine's own.
 	seq       uint64
 	last      map[netip.AddrPort]uint64 // per peer: the last sequence number accepted
@@ -94,6 +100,15 @@ func NewSyncer(plane SyncPlane, tr Transport, self netip.AddrPort, peers []netip
 		s.peers = append(s.peers, unmapAddrPort(p))
 	}
 	return s
+}
+
+// snapProgress is the latest snapshot a node sent (active) or received (backup).
+type snapProgress struct {
+	sending, receiving bool
+	since              time.Time // when it began; zero: none yet
+	gen                uint64    // sending: the data plane's snapshot
+	base               uint64    // receiving: receivedEntries when it began
+	entries, total     uint64    // its final counts, once it ended
 }
 
 // Converged implements Sync: this node holds the active node's table (a full snapshot and
@@ -152,6 +167,10 @@ func (s *Syncer) step(now time.Time, st State) {
 			s.converged.Store(false)
 			s.requested = time.Time{}
 		}
+		// A node that takes over no longer receives what it asked for; one that stands down no
+		// longer sends. (A node that becomes active may have started a snapshot already, at a
+		// request that arrived before this step: that one goes on.)
+		s.endProgress(!active)
 	}
 	if !active {
 		s.flush(now, false)
@@ -171,6 +190,7 @@ func (s *Syncer) step(now time.Time, st State) {
 	done := s.snapGen != 0 && s.plane.SyncSnapshotDone(s.snapGen)
 	s.flush(now, true)
 	if done {
+		s.endProgress(true)
 		s.snapGen = 0
 		s.nextRefr = now.Add(syncRefreshEvery)
 		s.send(now, msgSyncEnd, nil)
@@ -191,6 +211,25 @@ func (s *Syncer) shouldRequest(now time.Time) bool {
 func (s *Syncer) startSnapshot(now time.Time) {
 	s.snapGen = s.plane.SyncSnapshot()
 	s.nextRefr = now.Add(syncRefreshEvery)
+	s.progMu.Lock()
+	s.prog = snapProgress{sending: true, since: now, gen: s.snapGen}
+	s.progMu.Unlock()
+}
+
+// endProgress records the end of the snapshot under way in one direction (sending, or else
+// receiving), if any, with its final counts.
+func (s *Syncer) endProgress(sending bool) {
+	s.progMu.Lock()
+	defer s.progMu.Unlock()
+	p := &s.prog
+	switch {
+	case sending && p.sending:
+		p.entries, p.total = s.plane.SyncSnapshotProgress(p.gen)
+		p.sending = false
+	case !sending && p.receiving:
+		p.entries = s.receivedEntries.Load() - p.base
+		p.receiving = false
+	}
 }
 
 // flush drains the export rings, sending their entries in batches when send.
@@ -265,8 +304,10 @@ func (s *Syncer) receive(now time.Time, st State, from netip.AddrPort, b []byte)
 		case !s.requested.IsZero() && !s.dirty:
 			s.converged.Store(true)
 			s.requested = time.Time{}
+			s.endProgress(false)
 		case s.dirty:
 			s.requested = time.Time{} // changes were lost meanwhile: ask again at once
+			s.endProgress(false)
 		}
 	case msgSyncBatch:
 		if active {
@@ -277,6 +318,15 @@ func (s *Syncer) receive(now time.Time, st State, from netip.AddrPort, b []byte)
 			if syncEntryAt(b, i, &s.recvd[n]) {
 				n++
 			}
+		}
+		if !s.requested.IsZero() {
+			// The first batch after a request begins the snapshot asked for (as far as a backup
+			// can tell: deltas share the stream, and count with it).
+			s.progMu.Lock()
+			if !s.prog.receiving {
+				s.prog = snapProgress{receiving: true, since: now, base: s.receivedEntries.Load()}
+			}
+			s.progMu.Unlock()
 		}
 		s.receivedEntries.Add(uint64(m.count))
 		s.lastReceived.Store(now.UnixNano())
@@ -307,8 +357,22 @@ type SyncStatus struct {
 	ExportDropped, InboxDropped   uint64 // changes lost to full rings
 	QueueDrops, Gaps              uint64 // datagrams not looked at; sequence gaps seen
 	SnapshotsSent, SnapshotsRecvd uint64
+	Snapshot                      SnapshotProgress  // the snapshot under way, or the last one
 	Dropped                       map[string]uint64 // sync datagrams dropped, by reason
 	LastReceived                  time.Time         // zero: never
+}
+
+// SnapshotProgress is the snapshot a node is sending or receiving, or else the last one it sent or
+// received (both flags false).
+type SnapshotProgress struct {
+	// Sending: the active node's data plane walks its table for a peer; Receiving: a backup gets
+	// the snapshot it asked for (from its first batch after the request to the end).
+	Sending, Receiving bool
+	Since              time.Time // when it began; zero: no snapshot yet
+	// Entries the walk exported so far (sending) or entries received since it began, changes that
+	// share the stream included (receiving); Total is the table's occupancy when the walk began
+	// (sending only: a backup does not know it).
+	Entries, Total uint64
 }
 
 // Status returns the sync counters.
@@ -331,6 +395,16 @@ func (s *Syncer) Status() SyncStatus {
 	}
 	if t := s.lastReceived.Load(); t != 0 {
 		st.LastReceived = time.Unix(0, t)
+	}
+	s.progMu.Lock()
+	p := s.prog
+	s.progMu.Unlock()
+	st.Snapshot = SnapshotProgress{Sending: p.sending, Receiving: p.receiving, Since: p.since, Entries: p.entries, Total: p.total}
+	switch {
+	case p.sending:
+		st.Snapshot.Entries, st.Snapshot.Total = s.plane.SyncSnapshotProgress(p.gen)
+	case p.receiving:
+		st.Snapshot.Entries = s.receivedEntries.Load() - p.base
 	}
 	return st
 }

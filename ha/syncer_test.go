@@ -9,13 +9,18 @@ import (
 	"github.com/govs/govs/conntrack"
 )
 
-// fakePlane is a data plane with a connection table of entries: a snapshot exports all of them.
+// fakePlane is a data plane with a connection table of entries: a snapshot exports all of them,
+// at once or, with pace, pace entries each time the sync goroutine asks whether it is done (once a
+// step: a paced walk of a large table).
 type fakePlane struct {
 	table     []conntrack.SyncEntry
 	export    []conntrack.SyncEntry
 	installed []conntrack.SyncEntry
 	gen       uint64
 	unending  bool // its snapshots never end (a large table being walked)
+	pace      int
+	walk      []conntrack.SyncEntry // what the paced walk has still to export
+	walked    uint64                // what snapshot gen exported so far
 }
 
 func (p *fakePlane) SyncExport(out []conntrack.SyncEntry) int {
@@ -29,11 +34,26 @@ func (p *fakePlane) SyncInstall(in []conntrack.SyncEntry) int {
 }
 func (p *fakePlane) SyncSnapshot() uint64 {
 	p.gen++
-	p.export = append(p.export, p.table...)
+	if p.pace > 0 {
+		p.walk, p.walked = slices.Clone(p.table), 0
+	} else {
+		p.export, p.walked = append(p.export, p.table...), uint64(len(p.table))
+	}
 	return p.gen
 }
-func (p *fakePlane) SyncSnapshotDone(gen uint64) bool { return gen <= p.gen && !p.unending }
-func (p *fakePlane) SyncStats() conntrack.SyncStats   { return conntrack.SyncStats{} }
+func (p *fakePlane) SyncSnapshotDone(gen uint64) bool {
+	k := min(p.pace, len(p.walk))
+	p.export, p.walk = append(p.export, p.walk[:k]...), p.walk[k:]
+	p.walked += uint64(k)
+	return gen <= p.gen && !p.unending && len(p.walk) == 0
+}
+func (p *fakePlane) SyncSnapshotProgress(gen uint64) (entries, total uint64) {
+	if gen != p.gen {
+		return 0, 0
+	}
+	return p.walked, uint64(len(p.table))
+}
+func (p *fakePlane) SyncStats() conntrack.SyncStats { return conntrack.SyncStats{} }
 
 func entry(i int) conntrack.SyncEntry {
 	return conntrack.SyncEntry{
@@ -98,6 +118,15 @@ func deliverAll(net *fakeNet, now time.Time, nodes map[netip.AddrPort]*Syncer, r
 	}
 }
 
+// syncPair is the syncers of an active node a and a backup b over net, with their planes, and
+// the maps deliverAll takes.
+func syncPair(net *fakeNet, a, b netip.AddrPort, key []byte, pa, pb *fakePlane) (sa, sb *Syncer, nodes map[netip.AddrPort]*Syncer, roles map[netip.AddrPort]State) {
+	sa = NewSyncer(pa, &fakeTransport{net, a}, a, []netip.AddrPort{b}, key, nil)
+	sb = NewSyncer(pb, &fakeTransport{net, b}, b, []netip.AddrPort{a}, key, nil)
+	sa.seq, sb.seq = 1000, 5000
+	return sa, sb, map[netip.AddrPort]*Syncer{a: sa, b: sb}, map[netip.AddrPort]State{a: StateActive, b: StateBackup}
+}
+
 // TestSyncerStreamsAndConverges: a backup asks for a snapshot, gets the active's table and then
 // its changes, and is converged only once the snapshot is complete; a lost datagram (a sequence
 // gap) makes it ask again; replays and another key's messages are dropped.
@@ -109,11 +138,7 @@ func TestSyncerStreamsAndConverges(t *testing.T) {
 	for i := range 50 {
 		pa.table = append(pa.table, entry(i))
 	}
-	sa := NewSyncer(pa, &fakeTransport{net, a}, a, []netip.AddrPort{b}, key, nil)
-	sb := NewSyncer(pb, &fakeTransport{net, b}, b, []netip.AddrPort{a}, key, nil)
-	sa.seq, sb.seq = 1000, 5000
-	nodes := map[netip.AddrPort]*Syncer{a: sa, b: sb}
-	roles := map[netip.AddrPort]State{a: StateActive, b: StateBackup}
+	sa, sb, nodes, roles := syncPair(net, a, b, key, pa, pb)
 	now := time.Now()
 
 	sa.step(now, StateActive) // the active drains nothing yet; sets its refresh timer
@@ -204,11 +229,7 @@ func TestSyncerWaitsForLargeSnapshot(t *testing.T) {
 	a, b := netip.MustParseAddrPort("198.18.0.1:7000"), netip.MustParseAddrPort("198.18.0.2:7000")
 	net := &fakeNet{}
 	pa, pb := &fakePlane{unending: true}, &fakePlane{}
-	sa := NewSyncer(pa, &fakeTransport{net, a}, a, []netip.AddrPort{b}, key, nil)
-	sb := NewSyncer(pb, &fakeTransport{net, b}, b, []netip.AddrPort{a}, key, nil)
-	sa.seq, sb.seq = 1000, 5000
-	nodes := map[netip.AddrPort]*Syncer{a: sa, b: sb}
-	roles := map[netip.AddrPort]State{a: StateActive, b: StateBackup}
+	sa, sb, nodes, roles := syncPair(net, a, b, key, pa, pb)
 	requests := func() uint64 { return sa.Status().Received }
 	t0 := time.Now()
 
@@ -311,5 +332,83 @@ func TestSyncerRefreshWaitsForSnapshot(t *testing.T) {
 	sa.step(end.Add(syncRefreshEvery), StateActive)
 	if pa.gen != 2 {
 		t.Fatalf("no refresh %v after the last snapshot ended", syncRefreshEvery)
+	}
+}
+
+// TestSyncerSnapshotProgress: while a large snapshot is under way, the active node's status shows
+// it sending, since when, and how far its walk has got out of the table's size, and the backup's
+// shows it receiving, since its first batch, and what it received; at the end both flags clear and
+// the counts stay: everything the active node sent, everything the backup received.
+func TestSyncerSnapshotProgress(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	a, b := netip.MustParseAddrPort("198.18.0.1:7000"), netip.MustParseAddrPort("198.18.0.2:7000")
+	net := &fakeNet{}
+	const size, pace = 10000, 500
+	pa, pb := &fakePlane{pace: pace}, &fakePlane{}
+	for i := range size {
+		pa.table = append(pa.table, entry(i))
+	}
+	sa, sb, nodes, roles := syncPair(net, a, b, key, pa, pb)
+	if p := sa.Status().Snapshot; p != (SnapshotProgress{}) {
+		t.Fatalf("active before any snapshot: %+v", p)
+	}
+	// The request reaches a node that has just become active, before its sync goroutine's first
+	// step as active: the snapshot it starts goes on through that step.
+	t0 := time.Now()
+	sb.step(t0, StateBackup) // asks
+	asked := t0.Add(time.Millisecond)
+	deliverAll(net, asked, nodes, roles) // the active starts its walk
+	if p := sa.Status().Snapshot; !p.Sending || p.Receiving || !p.Since.Equal(asked) || p.Entries != 0 || p.Total != size {
+		t.Fatalf("active at the start of the walk: %+v, want sending since %v, 0 of %d", p, asked, size)
+	}
+	if p := sb.Status().Snapshot; p.Receiving || p.Sending {
+		t.Fatalf("backup before any batch: %+v, want nothing under way", p)
+	}
+	var first time.Time
+	for i := 1; ; i++ {
+		now := asked.Add(time.Duration(i) * syncEvery)
+		sa.step(now, StateActive)
+		deliverAll(net, now, nodes, roles)
+		if first.IsZero() {
+			first = now
+		}
+		ps, pr := sa.Status().Snapshot, sb.Status().Snapshot
+		if !ps.Sending {
+			break
+		}
+		if want := uint64(min(i*pace, size)); ps.Entries != want || ps.Total != size || !ps.Since.Equal(asked) {
+			t.Fatalf("step %d: active %+v, want sending %d of %d since %v", i, ps, want, size, asked)
+		}
+		if !pr.Receiving || pr.Sending || !pr.Since.Equal(first) || pr.Entries != ps.Entries || pr.Total != 0 {
+			t.Fatalf("step %d: backup %+v, want receiving %d entries since %v", i, pr, ps.Entries, first)
+		}
+		if sb.Converged() {
+			t.Fatalf("step %d: backup converged in the middle of the snapshot", i)
+		}
+		if i > 2*size/pace {
+			t.Fatal("the snapshot does not end")
+		}
+	}
+	ps, pr := sa.Status().Snapshot, sb.Status().Snapshot
+	if ps.Sending || ps.Receiving || ps.Entries != size || ps.Total != size || !ps.Since.Equal(asked) {
+		t.Fatalf("active after the snapshot: %+v, want done, %d of %d since %v", ps, size, size, asked)
+	}
+	if pr.Sending || pr.Receiving || pr.Entries != size || !pr.Since.Equal(first) || !sb.Converged() || len(pb.installed) != size {
+		t.Fatalf("backup after the snapshot: %+v, converged %v, installed %d; want done, %d received", pr, sb.Converged(), len(pb.installed), size)
+	}
+	// Changes after the end leave the finished snapshot's counts alone.
+	pa.export = append(pa.export, entry(size))
+	later := first.Add(time.Second)
+	sa.step(later, StateActive)
+	deliverAll(net, later, nodes, roles)
+	if p := sb.Status().Snapshot; p != pr {
+		t.Fatalf("backup's last snapshot changed with a delta: %+v, was %+v", p, pr)
+	}
+	// A node that stands down in the middle of a snapshot no longer sends it.
+	sa.startSnapshot(later)
+	pa.SyncSnapshotDone(pa.gen) // the walk's first slice
+	sa.step(later, StateBackup)
+	if p := sa.Status().Snapshot; p.Sending || p.Entries != pace || p.Total != size || !p.Since.Equal(later) {
+		t.Fatalf("after standing down mid-snapshot: %+v, want not sending, %d of %d since %v", p, pace, size, later)
 	}
 }

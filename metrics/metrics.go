@@ -87,6 +87,16 @@ type HA struct {
 	State       string // init, backup, active or fault
 	Forwarding  bool
 	Transitions uint64
+	// Snapshot is connection sync's snapshot under way, or else the last one; nil without sync.
+	Snapshot *SyncSnapshot
+}
+
+// SyncSnapshot is the progress of a connection-sync snapshot (`govs stats -json`'s
+// "ha" -> "sync" -> "snapshot").
+type SyncSnapshot struct {
+	Sending, Receiving bool
+	Since              time.Time // zero before the first snapshot
+	Entries, Total     uint64
 }
 
 // HAStates are the states govs_ha_state always reports (one series each, 1 for the current).
@@ -168,6 +178,11 @@ var (
 	descHAState       = prometheus.NewDesc("govs_ha_state", "1 for the node's current high-availability state, 0 for the others (with [ha] only).", []string{"state"}, nil)
 	descHAForwarding  = prometheus.NewDesc("govs_ha_forwarding", "1 while the HA node's data plane forwards (with [ha] only).", nil, nil)
 	descHATransitions = prometheus.NewDesc("govs_ha_transitions_total", "HA state changes (with [ha] only).", nil, nil)
+
+	descSnapInProgress = prometheus.NewDesc("govs_ha_sync_snapshot_in_progress", "1 while a connection-sync snapshot is being sent (direction sending, active node) or received (receiving, a backup that asked for it).", []string{"direction"}, nil)
+	descSnapEntries    = prometheus.NewDesc("govs_ha_sync_snapshot_entries", "Entries of the connection-sync snapshot under way, or else of the last one: exported by the active node's walk so far, or received by a backup since it began.", nil, nil)
+	descSnapTable      = prometheus.NewDesc("govs_ha_sync_snapshot_table_entries", "The active node's connection table occupancy when the walk of the snapshot under way (or the last one) began: what govs_ha_sync_snapshot_entries goes up to (0 on a backup).", nil, nil)
+	descSnapStart      = prometheus.NewDesc("govs_ha_sync_snapshot_start_time_seconds", "When the connection-sync snapshot under way, or else the last one, began (Unix time; absent before the first).", nil, nil)
 )
 
 // counterDescs are the descriptors of CounterMetrics, by counter name.
@@ -186,6 +201,7 @@ var fixedDescs = []*prometheus.Desc{
 	descWeight, descActive, descInactive, descPackets, descResolved, descOverloaded, descHealth,
 	descConnections, descInPackets, descOutPackets, descInBytes, descOutBytes,
 	descHAState, descHAForwarding, descHATransitions,
+	descSnapInProgress, descSnapEntries, descSnapTable, descSnapStart,
 }
 
 // Collector is a prometheus.Collector that asks its Source for a Snapshot at every scrape.
@@ -290,6 +306,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(descHAForwarding, b2f(ha.Forwarding))
 		counter(descHATransitions, ha.Transitions)
+		if sp := ha.Snapshot; sp != nil {
+			gauge(descSnapInProgress, b2f(sp.Sending), "sending")
+			gauge(descSnapInProgress, b2f(sp.Receiving), "receiving")
+			gauge(descSnapEntries, float64(sp.Entries))
+			gauge(descSnapTable, float64(sp.Total))
+			if !sp.Since.IsZero() {
+				gauge(descSnapStart, float64(sp.Since.UnixNano())/1e9)
+			}
+		}
 	}
 }
 

@@ -40,7 +40,8 @@ func snapshot() Snapshot {
 					Connections: u64(9), InPackets: u64(12), OutPackets: u64(8), InBytes: u64(1200), OutBytes: u64(800)},
 			},
 		}},
-		HA: &HA{State: "backup", Forwarding: false, Transitions: 4},
+		HA: &HA{State: "backup", Forwarding: false, Transitions: 4,
+			Snapshot: &SyncSnapshot{Receiving: true, Since: time.Unix(1700000100, 500e6), Entries: 1500}},
 	}
 }
 
@@ -171,6 +172,19 @@ govs_ha_forwarding 0
 # HELP govs_ha_transitions_total HA state changes (with [ha] only).
 # TYPE govs_ha_transitions_total counter
 govs_ha_transitions_total 4
+# HELP govs_ha_sync_snapshot_in_progress 1 while a connection-sync snapshot is being sent (direction sending, active node) or received (receiving, a backup that asked for it).
+# TYPE govs_ha_sync_snapshot_in_progress gauge
+govs_ha_sync_snapshot_in_progress{direction="receiving"} 1
+govs_ha_sync_snapshot_in_progress{direction="sending"} 0
+# HELP govs_ha_sync_snapshot_entries Entries of the connection-sync snapshot under way, or else of the last one: exported by the active node's walk so far, or received by a backup since it began.
+# TYPE govs_ha_sync_snapshot_entries gauge
+govs_ha_sync_snapshot_entries 1500
+# HELP govs_ha_sync_snapshot_table_entries The active node's connection table occupancy when the walk of the snapshot under way (or the last one) began: what govs_ha_sync_snapshot_entries goes up to (0 on a backup).
+# TYPE govs_ha_sync_snapshot_table_entries gauge
+govs_ha_sync_snapshot_table_entries 0
+# HELP govs_ha_sync_snapshot_start_time_seconds When the connection-sync snapshot under way, or else the last one, began (Unix time; absent before the first).
+# TYPE govs_ha_sync_snapshot_start_time_seconds gauge
+govs_ha_sync_snapshot_start_time_seconds 1.7000001005e+09
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
 		t.Error(err)
@@ -192,6 +206,7 @@ func TestCollectStandalone(t *testing.T) {
 	s.VirtualServers[0].RealServers = s.VirtualServers[0].RealServers[:1]
 	c := NewCollector(func() Snapshot { return s })
 	for _, name := range []string{"govs_ha_state", "govs_ha_forwarding", "govs_ha_transitions_total",
+		"govs_ha_sync_snapshot_in_progress", "govs_ha_sync_snapshot_entries",
 		"govs_real_server_connections_total", "govs_real_server_in_bytes_total"} {
 		if n := testutil.CollectAndCount(c, name); n != 0 {
 			t.Errorf("%s: %d series, want none", name, n)

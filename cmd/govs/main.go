@@ -364,6 +364,26 @@ func printHA(w io.Writer, h *control.HAStatus, now time.Time) {
 		fmt.Fprintf(w, "  sync: converged=%v sent=%d entries, received=%d entries, installed=%d refused=%d, dropped export=%d inbox=%d queue=%d, gaps=%d, snapshots sent=%d received=%d, last batch %dms ago\n",
 			y.Converged, y.SentEntries, y.ReceivedEntries, y.Installed, y.Refused, y.ExportDropped, y.InboxDropped, y.QueueDrops,
 			y.Gaps, y.SnapshotsSent, y.SnapshotsReceived, y.LagMS)
+		printSnapshot(w, &y.Snapshot, now)
+	}
+}
+
+// printSnapshot is the line on the snapshot a node sends or receives, or else its last one.
+func printSnapshot(w io.Writer, p *control.HASnapshot, now time.Time) {
+	if p.Since == nil {
+		fmt.Fprintln(w, "  snapshot: none yet")
+		return
+	}
+	since := fmt.Sprintf("since %s (%s ago)", p.Since.Format(time.RFC3339), now.Sub(*p.Since).Round(time.Millisecond))
+	switch {
+	case p.Sending:
+		fmt.Fprintf(w, "  snapshot: sending, %s: %d of %d entries\n", since, p.Entries, p.Total)
+	case p.Receiving:
+		fmt.Fprintf(w, "  snapshot: receiving, %s: %d entries\n", since, p.Entries)
+	case p.Total > 0:
+		fmt.Fprintf(w, "  snapshot: last one began %s: %d entries sent of %d\n", strings.TrimPrefix(since, "since "), p.Entries, p.Total)
+	default:
+		fmt.Fprintf(w, "  snapshot: last one began %s: %d entries\n", strings.TrimPrefix(since, "since "), p.Entries)
 	}
 }
 

@@ -114,6 +114,13 @@ type haStats struct {
 		SnapshotsSent     int64            `json:"snapshots_sent"`
 		SnapshotsReceived int64            `json:"snapshots_received"`
 		Dropped           map[string]int64 `json:"dropped"`
+		Snapshot          *struct {
+			Sending   bool       `json:"sending"`
+			Receiving bool       `json:"receiving"`
+			Since     *time.Time `json:"since"`
+			Entries   int64      `json:"entries"`
+			Total     int64      `json:"total"`
+		} `json:"snapshot"`
 	} `json:"sync"`
 }
 
@@ -123,6 +130,7 @@ type govsProc struct {
 	cfg     govsConfig
 	cfgPath string
 	cmd     *exec.Cmd
+	ns      *lab.NS    // the namespace it runs in
 	out     lab.Output // stdout and stderr
 	done    chan struct{}
 	waitErr error // valid once done is closed
@@ -154,7 +162,7 @@ func launchGovsIn(t *testing.T, ns *lab.NS, cfg govsConfig, env []string) *govsP
 	t.Helper()
 	dir := t.TempDir()
 	cfg.Socket = filepath.Join(dir, "govs.sock")
-	g := &govsProc{t: t, cfg: cfg, cfgPath: filepath.Join(dir, "govs.toml"), done: make(chan struct{})}
+	g := &govsProc{t: t, cfg: cfg, cfgPath: filepath.Join(dir, "govs.toml"), ns: ns, done: make(chan struct{})}
 	if err := os.WriteFile(g.cfgPath, []byte(cfg.toml()), 0o644); err != nil {
 		t.Fatalf("failed to write govs config: %v", err)
 	}

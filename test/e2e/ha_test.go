@@ -391,8 +391,10 @@ func percentile(ds []time.Duration, q float64) time.Duration {
 }
 
 // TestHAFailover kills the active node with SIGKILL, again and again, restarting the killed node
-// as the new backup each time, and measures the longest stall any UDP flow saw. GOVS_HA_FAILOVERS
-// sets the count (default 4).
+// as the new backup each time, and measures the longest stall any UDP flow and any long-lived TCP
+// stream saw, and counts the new HTTP connections that failed. The TCP service is scheduled with
+// wlc, so a node that lacks a stream's connection drops its next segment: no stream may break
+// (the backup holds them by connection sync). GOVS_HA_FAILOVERS sets the count (default 4).
 func TestHAFailover(t *testing.T) {
 	labtest.RequireRoot(t)
 	rounds := 4
@@ -400,6 +402,7 @@ func TestHAFailover(t *testing.T) {
 		rounds = v
 	}
 	l := newHALab(t, 2)
+	l.vs[0].Scheduler = "wlc"
 	// No preempt: a restarted node stays backup, so every round kills the node that took over last.
 	cfgs := []govsConfig{
 		l.config(0, 200, []int{1}, l.key, "preempt = false\n"),
@@ -411,7 +414,7 @@ func TestHAFailover(t *testing.T) {
 	p := startProbe(t, l)
 	p.settle(t)
 
-	var stalls, takeovers []time.Duration
+	var stalls, streamStalls, takeovers []time.Duration
 	active := 0
 	for round := range rounds {
 		active = settledPair(t, nodes)
@@ -425,19 +428,28 @@ func TestHAFailover(t *testing.T) {
 		took := logTime(nodes[backup], regexp.MustCompile(`^ha: backup -> active`), killed).Sub(killed)
 		time.Sleep(time.Second) // the flows run on through the new active
 		stall := p.maxGap(killed, time.Now())
-		stalls, takeovers = append(stalls, stall), append(takeovers, took)
-		t.Logf("round %d: killed node %d, node %d active after %v; longest UDP stall %v", round+1, active, backup, took.Round(time.Millisecond), stall.Round(time.Millisecond))
+		broken, streamStall := streamsResult(p.streams, killed, time.Now())
+		stalls, streamStalls, takeovers = append(stalls, stall), append(streamStalls, streamStall), append(takeovers, took)
+		t.Logf("round %d: killed node %d, node %d active after %v; longest UDP stall %v, longest TCP stream stall %v; streams broken %d of %d; new HTTP connections failed so far %d",
+			round+1, active, backup, took.Round(time.Millisecond), stall.Round(time.Millisecond), streamStall.Round(time.Millisecond), broken, tcpStreamN, p.httpErr.Load())
+		if broken != 0 {
+			t.Errorf("round %d: %d of %d long-lived TCP streams broke (wlc: the backup lacked their connections, or a reset)", round+1, broken, tcpStreamN)
+		}
 		if stall > time.Second {
 			t.Errorf("round %d: a UDP flow stalled %v", round+1, stall)
 		}
 		nodes[active] = l.start(active, cfgs[active])
+		// The next kill finds the restarted node holding the streams: it converged from a snapshot.
+		waitHA(t, nodes[active], "backup", 3*time.Second)
+		waitConverged(t, nodes[active], 5*time.Second)
 	}
 	active = settledPair(t, nodes)
 	lost, sent := p.lost()
 	p.close()
-	t.Logf("%d failovers by SIGKILL: longest UDP stall median %v, worst %v; takeover after the kill median %v, worst %v; "+
+	t.Logf("%d failovers by SIGKILL: longest UDP stall median %v, worst %v; longest TCP stream stall median %v, worst %v; takeover after the kill median %v, worst %v; "+
 		"UDP datagrams lost %d of %d; new HTTP connections ok %d, failed %d; long-lived TCP streams broken %d of %d",
 		rounds, percentile(stalls, 0.5).Round(time.Millisecond), slices.Max(stalls).Round(time.Millisecond),
+		percentile(streamStalls, 0.5).Round(time.Millisecond), slices.Max(streamStalls).Round(time.Millisecond),
 		percentile(takeovers, 0.5).Round(time.Millisecond), slices.Max(takeovers).Round(time.Millisecond),
 		lost, sent, p.httpOK.Load(), p.httpErr.Load(), p.brokenStreams(), tcpStreamN)
 	st := nodes[active].mustStats()
@@ -559,10 +571,13 @@ func TestHAWrongKeyNode(t *testing.T) {
 }
 
 // TestHAHeartbeatCut cuts the heartbeat path (B's br1 port) for two seconds: B takes over (split
-// brain), and once the nodes hear each other again exactly one, A, is active.
+// brain), and once the nodes hear each other again exactly one, A, is active; the long-lived TCP
+// streams (wlc: a node without their connections would drop their segments) survive both moves,
+// to B, which holds them by connection sync, and back to A, which kept them.
 func TestHAHeartbeatCut(t *testing.T) {
 	labtest.RequireRoot(t)
 	l := newHALab(t, 2)
+	l.vs[0].Scheduler = "wlc"
 	a := l.start(0, l.config(0, 200, []int{1}, l.key, ""))
 	b := l.start(1, l.config(1, 100, []int{0}, l.key, ""))
 	waitHA(t, a, "active", 3*time.Second)
@@ -593,11 +608,16 @@ func TestHAHeartbeatCut(t *testing.T) {
 	if st := b.mustStats(); st.HA.State != "backup" || st.HA.Forwarding {
 		t.Errorf("B is %s (forwarding %v) after the heal, want backup", st.HA.State, st.HA.Forwarding)
 	}
+	time.Sleep(time.Second) // a stream request through a node without the connection times out after 1 s
 	stall := p.maxGap(cut, time.Now())
-	t.Logf("heartbeat path cut 2s: split brain resolved %v after the heal; longest UDP stall %v; long-lived TCP streams broken %d of %d",
-		resolved.Sub(healed).Round(time.Millisecond), stall.Round(time.Millisecond), p.brokenStreams(), tcpStreamN)
+	broken, streamStall := streamsResult(p.streams, cut, time.Now())
+	t.Logf("heartbeat path cut 2s: split brain resolved %v after the heal; longest UDP stall %v; long-lived TCP streams broken %d of %d, longest stream stall %v",
+		resolved.Sub(healed).Round(time.Millisecond), stall.Round(time.Millisecond), broken, tcpStreamN, streamStall.Round(time.Millisecond))
 	if stall > time.Second {
 		t.Errorf("a UDP flow stalled %v across the cut and the heal", stall)
+	}
+	if broken != 0 {
+		t.Errorf("%d of %d long-lived TCP streams broke across the cut and the heal", broken, tcpStreamN)
 	}
 	if !strings.Contains(a.out.String(), "staying active and re-announcing") {
 		t.Errorf("A did not re-announce after the split brain:\n%s", a.out.String())

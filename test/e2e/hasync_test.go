@@ -76,7 +76,12 @@ func (s *streamSet) close() {
 // broken is how many streams failed; stall the longest time a stream went without an answer
 // among gaps that overlap [from, to].
 func (s *streamSet) result(from, to time.Time) (broken int, stall time.Duration) {
-	for _, st := range s.streams {
+	return streamsResult(s.streams, from, to)
+}
+
+// streamsResult is streamSet.result over streams.
+func streamsResult(streams []*tcpStream, from, to time.Time) (broken int, stall time.Duration) {
+	for _, st := range streams {
 		st.mu.Lock()
 		ok, errs := slices.Clone(st.ok), st.errs
 		st.mu.Unlock()
@@ -201,6 +206,7 @@ func testSyncKeepsTCPStreams(t *testing.T, l *haLab) {
 		waitHA(t, nodes[active], "backup", 3*time.Second)
 		waitConverged(t, nodes[active], 5*time.Second)
 		time.Sleep(500 * time.Millisecond)
+		checkSnapshotDone(t, nodes[backup], nodes[active], streams)
 		active = backup
 	}
 	t.Logf("%s, VIP %v, heartbeats and sync from %s: %d kills of the active node: longest TCP stream stall median %v, worst %v", method, l.vip, l.hbAddr(0), rounds,
@@ -223,12 +229,72 @@ func waitConverged(t *testing.T, g *govsProc, within time.Duration) {
 	}
 }
 
+// checkSnapshotDone checks `govs stats -json`'s "snapshot" of a converged pair: the active
+// node's snapshot is done (sending false) and handed over every entry of its table (entries equal
+// total, at least the streams' connections), and the backup's is done (receiving false), began
+// no earlier than the active's, and received what the active sent (the table is steady: the
+// streams' connections change no state, so no change shares the stream). The metrics scraped
+// from both say the same.
+func checkSnapshotDone(t *testing.T, sender, receiver *govsProc, streams int) {
+	t.Helper()
+	ss, rs := sender.mustStats().HA.Sync, receiver.mustStats().HA.Sync
+	if ss == nil || rs == nil || ss.Snapshot == nil || rs.Snapshot == nil {
+		t.Fatalf("no \"snapshot\" in \"ha\" -> \"sync\": active %+v, backup %+v", ss, rs)
+	}
+	sp, rp := *ss.Snapshot, *rs.Snapshot
+	t.Logf("snapshot: active sending=%v since %v entries %d of %d; backup receiving=%v since %v entries %d",
+		sp.Sending, sp.Since, sp.Entries, sp.Total, rp.Receiving, rp.Since, rp.Entries)
+	if sp.Sending || sp.Since == nil || sp.Entries != sp.Total || sp.Entries < int64(streams) {
+		t.Errorf("the active node's snapshot after the backup converged: sending %v since %v, %d of %d entries; want done, all of at least %d",
+			sp.Sending, sp.Since, sp.Entries, sp.Total, streams)
+	}
+	if rp.Receiving || rp.Since == nil || (sp.Since != nil && rp.Since.Before(*sp.Since)) || rp.Entries != sp.Entries || rp.Total != 0 {
+		t.Errorf("the converged backup's snapshot: receiving %v since %v (the active's began %v), %d entries (total %d); want done, the %d entries sent",
+			rp.Receiving, rp.Since, sp.Since, rp.Entries, rp.Total, sp.Entries)
+	}
+	for _, x := range []struct {
+		g    *govsProc
+		name string
+		json int64
+		tab  int64
+	}{{sender, "active", sp.Entries, sp.Total}, {receiver, "backup", rp.Entries, 0}} {
+		m, err := scrapeMetrics(x.g.ns, defaultMetrics)
+		if err != nil {
+			t.Fatalf("scrape the %s node: %v", x.name, err)
+		}
+		for _, want := range []struct {
+			name  string
+			label []string
+			v     float64
+		}{
+			{"govs_ha_sync_snapshot_in_progress", []string{"direction", "sending"}, 0},
+			{"govs_ha_sync_snapshot_in_progress", []string{"direction", "receiving"}, 0},
+			{"govs_ha_sync_snapshot_entries", nil, float64(x.json)},
+			{"govs_ha_sync_snapshot_table_entries", nil, float64(x.tab)},
+		} {
+			if got, ok := m.get(want.name, want.label...); !ok || got != want.v {
+				t.Errorf("the %s node's %s%v = %v (present %v), want %v as govs stats -json says", x.name, want.name, want.label, got, ok, want.v)
+			}
+		}
+		if got, ok := m.get("govs_ha_sync_snapshot_start_time_seconds"); !ok || got <= 0 {
+			t.Errorf("the %s node's govs_ha_sync_snapshot_start_time_seconds = %v (present %v)", x.name, got, ok)
+		}
+	}
+}
+
 // TestHASyncPreemptAfterSnapshot: the higher-priority node, killed and restarted with preempt,
 // takes the VIPs back only once its snapshot has converged, and the long-lived TCP streams
-// survive both the crash failover and the failback.
+// survive both the crash failover and the failback; the node it took over from then converges
+// from its snapshot in turn. In DR, and in NAT with the floating gateway.
 func TestHASyncPreemptAfterSnapshot(t *testing.T) {
 	labtest.RequireRoot(t)
-	l := newHALab(t, 2)
+	for _, method := range []string{"dr", "nat"} {
+		t.Run(method, func(t *testing.T) { testSyncPreemptAfterSnapshot(t, method) })
+	}
+}
+
+func testSyncPreemptAfterSnapshot(t *testing.T, method string) {
+	l := newHALabMethod(t, method, 2)
 	l.vs = l.vs[:1]
 	l.vs[0].Scheduler = "wlc"
 	cfgs := []govsConfig{
@@ -278,6 +344,9 @@ func TestHASyncPreemptAfterSnapshot(t *testing.T) {
 		t.Errorf("the returning node took over with %d synced changes installed, %d snapshots: not from a snapshot",
 			st.HA.Sync.Installed, st.HA.Sync.SnapshotsReceived)
 	}
+	// The node that handed back asks for a snapshot as a backup and converges from it.
+	waitConverged(t, nodes[1], 5*time.Second)
+	checkSnapshotDone(t, nodes[0], nodes[1], streams)
 }
 
 // TestHASyncKeepsPersistence: clients of a persistent service (rr over three real servers) are
