@@ -47,6 +47,9 @@ const (
 	// DropNoQuorum: a new connection to a virtual server with fewer real servers up than its
 	// quorum, and no sorry server.
 	DropNoQuorum
+	// DropTunnelGSO: a GSO super-frame (from a local TSO sender) for a tun service: the kernel
+	// cannot segment it once encapsulated, and govs does not segment in software.
+	DropTunnelGSO
 	numDrops
 )
 
@@ -68,6 +71,7 @@ var dropNames = [numDrops]string{
 	DropDraining:         "draining",
 	DropRealDown:         "real_server_down",
 	DropNoQuorum:         "no_quorum",
+	DropTunnelGSO:        "tunnel_gso",
 }
 
 func (d Drop) String() string {

@@ -90,6 +90,7 @@ type Worker struct {
 	hashes [MaxBatch]uint64         // ProcessBatch: connection-table hashes of the frames to forward
 	hints  [MaxBatch]uint32         // ProcessBatch: the table's guesses at their entries (Prefetch)
 	key    flow.Tuple               // icmpError's lookup key
+	ipID   uint16                   // the last outer IPv4 ID of a tunnelled packet (writeTunnelHeader)
 	tkey   flow.Tuple               // persistence template key
 	miss   conntrack.Miss           // forward's lookup, for newConn's insert
 
@@ -367,8 +368,11 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 			w.drop(DropUnresolved)
 			return false
 		}
-		if svc.Method == MethodNAT {
+		switch svc.Method {
+		case MethodNAT:
 			rewriteDst(b, p, partial, r.addr, realPort(r, p.DstPort))
+		case MethodTun:
+			return w.forwardTunnel(r, svc, b, meta, p, partial, h)
 		}
 		if !w.transmit(r.Port, b, meta, r.MAC) {
 			return false
@@ -674,9 +678,18 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 			w.drop(DropUnresolved)
 			return false
 		}
-		if svc.Method == MethodNAT {
+		switch svc.Method {
+		case MethodNAT:
 			frame.RewriteDst(b, p, r.addr, 0)
 			frame.RewriteInnerSrc(b, p, q, r.addr, realPort(r, q.SrcPort))
+		case MethodTun:
+			// Encapsulated as the connection's own packets are, with their entropy, so that it
+			// reaches the real server the same way.
+			if !w.tunnel(r, svc, b, meta, p, w.ct.Hash(k)) {
+				return false
+			}
+			w.c[cICMPErrors]++
+			return true
 		}
 		if !w.transmit(r.Port, b, meta, r.MAC) {
 			return false
@@ -735,37 +748,8 @@ func (w *Worker) transmitSlow(out int, b []byte, meta *afpacket.RxMeta, dst [6]b
 	if vlan {
 		need += 4
 	}
-	// Frames up to the MTU go through the port's ring of small slots; large (GSO) frames through
-	// its ring of large slots. Frames for one link leave in the order they came: queued frames of
-	// the other size class go first.
-	ti := out
-	if need > w.slot[out] {
-		if w.large == nil {
-			w.drop(DropTooLarge)
-			return false
-		}
-		ti = out + len(w.ports)
-	}
-	if w.large != nil {
-		other := ti + len(w.ports)
-		if ti >= len(w.ports) {
-			other = out
-		}
-		if w.dirty&(1<<(uint(other)&63)) != 0 {
-			w.flush(other)
-		}
-	}
-	port := w.txPort(ti)
-	buf := port.TxFrame()
+	port, ti, buf := w.txSlot(out, need)
 	if buf == nil {
-		w.flush(ti)
-		if buf = port.TxFrame(); buf == nil {
-			w.drop(DropTxRingFull)
-			return false
-		}
-	}
-	if need > len(buf) {
-		w.drop(DropTooLarge)
 		return false
 	}
 	frame.SetEthernet(b, dst, w.macs[out])
@@ -793,6 +777,45 @@ func (w *Worker) transmitSlow(out int, b []byte, meta *afpacket.RxMeta, dst [6]b
 	port.TxCommit(need, vnet)
 	w.dirty |= 1 << (uint(ti) & 63)
 	return true
+}
+
+// txSlot returns a free transmit slot of at least need bytes for port out, the transmit port it
+// belongs to and that port's index (see txPort), for TxCommit and the dirty mask; a nil slot, the
+// drop counted, when there is none. Frames up to the MTU go through the port's ring of small
+// slots; large (GSO) frames through its ring of large slots. Frames for one link leave in the
+// order they came: queued frames of the other size class go first.
+func (w *Worker) txSlot(out, need int) (Transmitter, int, []byte) {
+	ti := out
+	if need > w.slot[out] {
+		if w.large == nil {
+			w.drop(DropTooLarge)
+			return nil, 0, nil
+		}
+		ti = out + len(w.ports)
+	}
+	if w.large != nil {
+		other := ti + len(w.ports)
+		if ti >= len(w.ports) {
+			other = out
+		}
+		if w.dirty&(1<<(uint(other)&63)) != 0 {
+			w.flush(other)
+		}
+	}
+	port := w.txPort(ti)
+	buf := port.TxFrame()
+	if buf == nil {
+		w.flush(ti)
+		if buf = port.TxFrame(); buf == nil {
+			w.drop(DropTxRingFull)
+			return nil, 0, nil
+		}
+	}
+	if need > len(buf) {
+		w.drop(DropTooLarge)
+		return nil, 0, nil
+	}
+	return port, ti, buf
 }
 
 // txPort returns transmit port ti: ports[ti], or large[ti-len(ports)].

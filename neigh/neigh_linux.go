@@ -253,6 +253,9 @@ func (r *Resolver) resolve(a netip.Addr, allowed map[int]string, dumps map[neigh
 	if gw, ok := addrFromIP(rt.Gw); ok {
 		e.NextHop = gw
 	}
+	if src, ok := addrFromIP(rt.Src); ok {
+		e.Src = src
+	}
 
 	family := netlink.FAMILY_V4
 	if e.NextHop.Is6() {

@@ -30,6 +30,9 @@ var (
 	missingV4 = netip.MustParseAddr("198.18.10.99")
 	missingV6 = netip.MustParseAddr("2001:2:10::99")
 	otherV4   = netip.MustParseAddr("198.18.11.2") // on other0, not allowed
+	// The lab's own addresses on lb0: the source the kernel picks towards the peer and beyond.
+	selfV4 = netip.MustParseAddr("198.18.10.1")
+	selfV6 = netip.MustParseAddr("2001:2:10::1")
 )
 
 func newLab(t *testing.T) *lab {
@@ -133,7 +136,11 @@ func TestResolverResolves(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e, took := waitEntry(t, r, tt.addr, time.Second, func(e Entry) bool { return e.Resolved })
 			t.Logf("%s resolved in %v", tt.addr, took)
-			want := Entry{Addr: tt.addr, IfIndex: e.IfIndex, NextHop: tt.nextHop, MAC: l.peerMAC, Resolved: true}
+			src := selfV6
+			if tt.addr.Is4() {
+				src = selfV4
+			}
+			want := Entry{Addr: tt.addr, IfIndex: e.IfIndex, NextHop: tt.nextHop, Src: src, MAC: l.peerMAC, Resolved: true}
 			if e != want || e.IfIndex == 0 {
 				t.Errorf("entry (-want +got):\n- %+v\n+ %+v", want, e)
 			}

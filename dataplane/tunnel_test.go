@@ -1,0 +1,315 @@
+package dataplane
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/govs/govs/dataplane/afpacket"
+	"github.com/govs/govs/dataplane/frame"
+	"github.com/govs/govs/internal/checksum"
+)
+
+var (
+	tunSrc4 = netip.MustParseAddr("198.18.2.254")
+	tunSrc6 = netip.MustParseAddr("2001:2:0:2::fe")
+)
+
+// tunTables is one tun service per family and protocol, two real servers each, with encapsulation
+// tn (GUE to port 6080).
+func tunTables(tn Tunnel) *Tables {
+	t := buildTables(1,
+		svcSpec{id: 0, vip: "198.18.0.150:80", proto: 6, method: MethodTun, reals: []realSpec{
+			{id: 0, addr: "198.18.2.1:80", weight: 1, mac: macRS[0]}, {id: 1, addr: "198.18.2.2:80", weight: 1, mac: macRS[1]}}},
+		svcSpec{id: 1, vip: "198.18.0.150:53", proto: 17, method: MethodTun, reals: []realSpec{
+			{id: 2, addr: "198.18.2.1:53", weight: 1, mac: macRS[0]}, {id: 3, addr: "198.18.2.2:53", weight: 1, mac: macRS[1]}}},
+		svcSpec{id: 2, vip: "[2001:2::150]:80", proto: 6, method: MethodTun, reals: []realSpec{
+			{id: 4, addr: "[2001:2:0:2::1]:80", weight: 1, mac: macRS[0]}, {id: 5, addr: "[2001:2:0:2::2]:80", weight: 1, mac: macRS[1]}}},
+		svcSpec{id: 3, vip: "[2001:2::150]:53", proto: 17, method: MethodTun, reals: []realSpec{
+			{id: 6, addr: "[2001:2:0:2::1]:53", weight: 1, mac: macRS[0]}, {id: 7, addr: "[2001:2:0:2::2]:53", weight: 1, mac: macRS[1]}}},
+	)
+	for _, s := range t.Services {
+		s.Tunnel = tn
+		if tn == TunnelGUE {
+			s.TunnelPort = 6080
+		}
+	}
+	for _, r := range t.Reals {
+		r.TunnelSrc = tunSrc6
+		if r.Addr.Addr().Is4() {
+			r.TunnelSrc = tunSrc4
+		}
+	}
+	t.Finish()
+	return t
+}
+
+// tunnelled is a decapsulated frame as a real server's tunnel sees it.
+type tunnelled struct {
+	src, dst  netip.Addr // outer addresses
+	proto     uint8      // outer IPv4 protocol / IPv6 next header
+	df        bool       // outer IPv4 don't fragment
+	id        uint16     // outer IPv4 identification
+	label     uint32     // outer IPv6 flow label
+	sport     uint16     // GUE: UDP ports
+	dport     uint16
+	udpSum    uint16
+	innerFrom int // offset of the inner IP packet in the frame
+}
+
+// decap checks the outer header of a frame the worker tunnelled (lengths, the IPv4 header checksum,
+// the UDP checksum when not zero, the GUE header) and returns what it says.
+func decap(tb testing.TB, b []byte, v4 bool) tunnelled {
+	tb.Helper()
+	var d tunnelled
+	et := binary.BigEndian.Uint16(b[12:])
+	off := 14
+	if v4 {
+		if et != 0x0800 {
+			tb.Fatalf("EtherType %#04x, want IPv4", et)
+		}
+		h := b[off : off+20]
+		if h[0] != 0x45 || int(binary.BigEndian.Uint16(h[2:])) != len(b)-off || h[8] != tunnelTTL {
+			tb.Fatalf("outer IPv4 header %x: want version 4, IHL 5, total length %d, TTL %d", h, len(b)-off, tunnelTTL)
+		}
+		if checksum.Sum(h, 0) != 0xffff {
+			tb.Fatalf("outer IPv4 header checksum is wrong: %x", h)
+		}
+		d.src, _ = netip.AddrFromSlice(h[12:16])
+		d.dst, _ = netip.AddrFromSlice(h[16:20])
+		d.proto, d.df, d.id = h[9], h[6]&0x40 != 0, binary.BigEndian.Uint16(h[4:])
+		off += 20
+	} else {
+		if et != 0x86dd {
+			tb.Fatalf("EtherType %#04x, want IPv6", et)
+		}
+		h := b[off : off+40]
+		if h[0]>>4 != 6 || int(binary.BigEndian.Uint16(h[4:])) != len(b)-off-40 || h[7] != tunnelTTL {
+			tb.Fatalf("outer IPv6 header %x: want version 6, payload length %d, hop limit %d", h, len(b)-off-40, tunnelTTL)
+		}
+		d.src, _ = netip.AddrFromSlice(h[8:24])
+		d.dst, _ = netip.AddrFromSlice(h[24:40])
+		d.proto, d.label = h[6], binary.BigEndian.Uint32(h[0:4])&0xfffff
+		off += 40
+	}
+	if d.proto == protoUDP {
+		u := b[off:]
+		d.sport, d.dport, d.udpSum = binary.BigEndian.Uint16(u[0:]), binary.BigEndian.Uint16(u[2:]), binary.BigEndian.Uint16(u[6:])
+		if int(binary.BigEndian.Uint16(u[4:])) != len(u) {
+			tb.Fatalf("UDP length %d, want %d", binary.BigEndian.Uint16(u[4:]), len(u))
+		}
+		if d.udpSum != 0 {
+			pseudo := checksum.Pseudo(d.src.AsSlice(), d.dst.AsSlice(), protoUDP, uint32(len(u)))
+			if checksum.Sum(u, pseudo) != 0xffff {
+				tb.Fatalf("GUE UDP checksum %#04x is wrong", d.udpSum)
+			}
+		}
+		want := []byte{0, protoIPIP, 0, 0}
+		if !v4 {
+			want[1] = protoIPv6
+		}
+		if !bytes.Equal(u[8:12], want) {
+			tb.Fatalf("GUE header %x, want %x (variant 0, inner protocol, no flags)", u[8:12], want)
+		}
+		off += 12
+	}
+	d.innerFrom = off
+	return d
+}
+
+func TestTunnel(t *testing.T) {
+	for _, tn := range []Tunnel{TunnelIPIP, TunnelGUE} {
+		for _, tc := range []struct {
+			name, client, vip string
+			proto             uint8
+		}{
+			{"ipv4/tcp", "198.18.1.10", "198.18.0.150:80", 6},
+			{"ipv4/udp", "198.18.1.10", "198.18.0.150:53", 17},
+			{"ipv6/tcp", "2001:2:0:1::10", "[2001:2::150]:80", 6},
+			{"ipv6/udp", "2001:2:0:1::10", "[2001:2::150]:53", 17},
+		} {
+			t.Run(tn.String()+"/"+tc.name, func(t *testing.T) {
+				r := newRig(t, tunTables(tn), 64)
+				v4 := netip.MustParseAddrPort(tc.vip).Addr().Is4()
+				src, reals := tunSrc6, []netip.Addr{netip.MustParseAddr("2001:2:0:2::1"), netip.MustParseAddr("2001:2:0:2::2")}
+				if v4 {
+					src, reals = tunSrc4, []netip.Addr{netip.MustParseAddr("198.18.2.1"), netip.MustParseAddr("198.18.2.2")}
+				}
+				entropy := map[uint32]bool{}
+				for flow := range 8 {
+					client := netip.AddrPortFrom(netip.MustParseAddr(tc.client), uint16(40000+flow)).String()
+					var first tunnelled
+					for i, flags := range []uint8{tcpSYN, tcpACK, tcpACK | tcpFIN} {
+						if tc.proto == 17 {
+							flags = 0
+						}
+						in := build(t, clientPkt(client, tc.vip, tc.proto, flags))
+						out := r.one(t, 0, in, afpacket.RxMeta{})
+						want := macRS[flow%2] // round robin over the two real servers
+						if dmac, smac := macs(out.frame); out.port != 1 || dmac != want || smac != macPort1 {
+							t.Fatalf("flow %d packet %d: port %d MACs %x→%x, want port 1 %x→%x", flow, i, out.port, smac, dmac, macPort1, want)
+						}
+						if out.vnet != (afpacket.VnetHdr{}) {
+							t.Fatalf("TX vnet %+v, want none", out.vnet)
+						}
+						d := decap(t, out.frame, v4)
+						if d.src != src || d.dst != reals[flow%2] {
+							t.Fatalf("flow %d: outer %v→%v, want %v→%v", flow, d.src, d.dst, src, reals[flow%2])
+						}
+						var p frame.Parsed
+						frame.Parse(in, &p)
+						if ip := in[14:p.End]; !bytes.Equal(out.frame[d.innerFrom:], ip) { // without Ethernet padding
+							t.Fatalf("flow %d packet %d: inner packet changed:\n got %x\nwant %x", flow, i, out.frame[d.innerFrom:], ip)
+						}
+						switch {
+						case tn == TunnelIPIP && v4 && d.proto != protoIPIP,
+							tn == TunnelIPIP && !v4 && d.proto != protoIPv6,
+							tn == TunnelGUE && d.proto != protoUDP:
+							t.Fatalf("outer protocol %d", d.proto)
+						}
+						if tn == TunnelGUE {
+							if d.dport != 6080 || d.sport < 49152 {
+								t.Fatalf("GUE ports %d→%d, want an ephemeral source port → 6080", d.sport, d.dport)
+							}
+							if v4 != (d.udpSum == 0) {
+								t.Fatalf("GUE UDP checksum %#04x: want zero over IPv4, computed over IPv6", d.udpSum)
+							}
+						}
+						if v4 && (!d.df || d.id != 0) {
+							t.Fatalf("outer DF %v ID %d: the inner packet has DF, so must the outer, and then needs no ID", d.df, d.id)
+						}
+						if !v4 && d.label == 0 {
+							t.Fatal("outer IPv6 flow label is 0, want the inner flow's entropy")
+						}
+						if i == 0 {
+							first = d
+						} else if d.sport != first.sport || d.label != first.label {
+							t.Fatalf("flow %d packet %d: entropy changed within the flow: port %d label %#x, first %d %#x",
+								flow, i, d.sport, d.label, first.sport, first.label)
+						}
+					}
+					entropy[uint32(first.sport)<<20|first.label] = true
+				}
+				if (tn == TunnelGUE || !v4) && len(entropy) < 4 {
+					t.Fatalf("8 flows got %d distinct outer source ports / flow labels, want them spread", len(entropy))
+				}
+			})
+		}
+	}
+}
+
+// TestTunnelNoDF: an IPv4 packet that may be fragmented goes in an outer packet that may be
+// fragmented too, with an ID of its own.
+func TestTunnelNoDF(t *testing.T) {
+	r := newRig(t, tunTables(TunnelIPIP), 64)
+	ids := map[uint16]bool{}
+	for i := range 3 {
+		in := build(t, clientPkt("198.18.1.10:40000", "198.18.0.150:53", 17, 0))
+		in[14+6] &^= 0x40 // clear DF
+		binary.BigEndian.PutUint16(in[14+10:], 0)
+		binary.BigEndian.PutUint16(in[14+10:], checksum.IPv4Header(in[14:34]))
+		out := r.one(t, 0, in, afpacket.RxMeta{})
+		d := decap(t, out.frame, true)
+		if d.df {
+			t.Fatalf("packet %d: outer DF set for an inner packet without it", i)
+		}
+		ids[d.id] = true
+	}
+	if len(ids) != 3 {
+		t.Fatalf("3 outer packets had %d distinct IDs", len(ids))
+	}
+}
+
+// TestTunnelPartialChecksum: a local sender's partial checksum is finished before the packet is
+// encapsulated (no device finishes it inside a tunnel), and GSO super-frames are dropped.
+func TestTunnelPartialChecksum(t *testing.T) {
+	for _, tn := range []Tunnel{TunnelIPIP, TunnelGUE} {
+		t.Run(tn.String(), func(t *testing.T) {
+			r := newRig(t, tunTables(tn), 64)
+			in := build(t, clientPkt("198.18.1.10:40000", "198.18.0.150:80", 6, tcpSYN))
+			vnet := makePartial(t, in)
+			out := r.one(t, 0, in, afpacket.RxMeta{Vnet: vnet})
+			if out.vnet != (afpacket.VnetHdr{}) {
+				t.Fatalf("TX vnet %+v, want none", out.vnet)
+			}
+			d := decap(t, out.frame, true)
+			// The inner packet with an Ethernet header, as the real server's tunnel delivers it.
+			checkChecksums(t, append(append([]byte(nil), out.frame[:14]...), out.frame[d.innerFrom:]...))
+			if n := r.w.c[cCsumCompleted]; n != 1 {
+				t.Fatalf("%d checksums completed in software, want 1", n)
+			}
+
+			p := clientPkt("198.18.1.10:40000", "198.18.0.150:80", 6, tcpACK)
+			p.payload = 3 * 1448
+			b := build(t, p)
+			vnet = makePartial(t, b)
+			vnet.GSOType, vnet.GSOSize, vnet.HdrLen = afpacket.VnetHdrGSOTCPv4, 1448, 14+20+20
+			r.none(t, 0, b, afpacket.RxMeta{Vnet: vnet, Status: afpacket.StatusGSOTCP}, DropTunnelGSO)
+		})
+	}
+}
+
+// TestTunnelICMPError: an ICMP error from the client side about a tunnelled connection reaches its
+// real server the way the connection's packets do: encapsulated, with the flow's entropy.
+func TestTunnelICMPError(t *testing.T) {
+	for _, v4 := range []bool{true, false} {
+		t.Run(fmt.Sprint("v4=", v4), func(t *testing.T) {
+			r := newRig(t, tunTables(TunnelGUE), 64)
+			client, vip, router := mustAP("198.18.1.10:40000"), mustAP("198.18.0.150:80"), netip.MustParseAddr("198.18.1.1")
+			typ, code := uint8(3), uint8(4)
+			if !v4 {
+				client, vip, router = mustAP("[2001:2:0:1::10]:40000"), mustAP("[2001:2::150]:80"), netip.MustParseAddr("2001:2:0:1::1")
+				typ, code = 2, 0
+			}
+			first := decap(t, r.one(t, 0, build(t, clientPkt(client.String(), vip.String(), 6, tcpSYN)), afpacket.RxMeta{}).frame, v4)
+
+			// The real server's answer (VIP → client) is too big for a router on the client side.
+			reply := pkt{srcMAC: macRS[0], dstMAC: macClient, src: vip, dst: client, proto: 6, flags: tcpACK, payload: 11}
+			f := icmpFrame(t, macRouter, macPort0, router, vip.Addr(), typ, code, 1400, quotedPacket(t, reply))
+			out := r.one(t, 0, f, afpacket.RxMeta{})
+			if dmac, _ := macs(out.frame); out.port != 1 || dmac != macRS[0] {
+				t.Fatalf("ICMP error went out port %d to %x, want port 1 to %x", out.port, dmac, macRS[0])
+			}
+			d := decap(t, out.frame, v4)
+			if d.dst != first.dst || d.sport != first.sport || d.label != first.label {
+				t.Fatalf("ICMP error tunnelled to %v port %d label %#x, the connection's packets to %v port %d label %#x",
+					d.dst, d.sport, d.label, first.dst, first.sport, first.label)
+			}
+			if !bytes.Equal(out.frame[d.innerFrom:], f[14:]) {
+				t.Fatal("the ICMP error was changed inside the tunnel")
+			}
+			if n := r.w.c[cICMPErrors]; n != 1 {
+				t.Fatalf("icmp_errors_forwarded = %d, want 1", n)
+			}
+		})
+	}
+}
+
+// TestTunnelNoAllocs: encapsulating allocates nothing.
+func TestTunnelNoAllocs(t *testing.T) {
+	for _, tn := range []Tunnel{TunnelIPIP, TunnelGUE} {
+		r := newRig(t, tunTables(tn), 64)
+		syn := build(t, clientPkt("[2001:2:0:1::10]:40000", "[2001:2::150]:80", 6, tcpSYN))
+		r.one(t, 0, syn, afpacket.RxMeta{})
+		for _, p := range r.ports {
+			p.Sink = nil // the test's collector copies; the data plane must not allocate
+		}
+		ack := build(t, clientPkt("[2001:2:0:1::10]:40000", "[2001:2::150]:80", 6, tcpACK))
+		buf := make([]byte, len(ack))
+		var p frame.Parsed
+		if frame.Parse(ack, &p) != frame.ErrNone {
+			t.Fatal("test frame does not parse")
+		}
+		allocs := testing.AllocsPerRun(100, func() {
+			copy(buf, ack)
+			r.now += 1e6
+			r.w.Process(0, buf, &afpacket.RxMeta{Len: uint32(len(buf))}, r.now)
+			r.w.FlushAll()
+		})
+		if allocs != 0 {
+			t.Fatalf("%v: %v allocations per frame, want 0", tn, allocs)
+		}
+	}
+}
