@@ -37,7 +37,7 @@ type Servers struct {
 // StartServers starts on every real server of t:
 //   - HTTP on :80 and :8080 (all addresses): "/" answers "rsN\n"; "/bytes?n=N" answers N bytes of
 //     the pattern that VerifyPattern checks;
-//   - UDP echo on port 9000, bound to each of the server's addresses (and to the VIPs for DR, so
+//   - UDP echo on port 9000, bound to each of the server's addresses (and to the VIPs for DR and tun, so
 //     replies leave from the address the request was sent to), answering "rsN:<payload>".
 func StartServers(t *Topology) (*Servers, error) {
 	s := &Servers{accepted: make([]atomic.Int64, len(t.Servers))}
@@ -51,7 +51,7 @@ func StartServers(t *Topology) (*Servers, error) {
 		if t.Options.IPv6 {
 			addrs = append(addrs, t.ServerAddrs6[i])
 		}
-		if t.Options.Method == "dr" {
+		if t.Options.Method == "dr" || t.Options.Method == "tun" {
 			addrs = append(addrs, t.VIP4)
 			if t.Options.IPv6 {
 				addrs = append(addrs, t.VIP6)
