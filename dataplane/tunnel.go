@@ -72,8 +72,11 @@ func (w *Worker) tunnel(r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, 
 	if buf == nil {
 		return false
 	}
-	*(*[6]byte)(buf[0:6]) = r.MAC
-	*(*[6]byte)(buf[6:12]) = w.macs[r.Port]
+	// The MACs go into the received frame first, as transmit puts them (the offline replay reads
+	// where a frame went from there), and from it into the slot.
+	*(*[6]byte)(b[0:6]) = r.MAC
+	*(*[6]byte)(b[6:12]) = w.macs[r.Port]
+	copy(buf[:12], b[:12])
 	if tag != 0 {
 		tpid := meta.VLANTPID
 		if tpid == 0 {
