@@ -29,6 +29,9 @@ type Hop struct {
 	// address of the outgoing interface): the outer source of tunnelled frames. Method tun needs
 	// it; the other methods ignore it.
 	Src netip.Addr
+	// MTU is the path MTU towards the real server (the route's, else the interface's); 0 unknown.
+	// Method tun answers clients whose packets it cannot encapsulate within it.
+	MTU int
 }
 
 // NextHops tells a Compiler where real servers are.
@@ -258,7 +261,7 @@ func resolve(r *dataplane.Real, m config.Method, hops NextHops) {
 		if !h.Src.IsValid() || h.Src.Is4() != r.Addr.Addr().Is4() {
 			return
 		}
-		r.TunnelSrc = h.Src
+		r.TunnelSrc, r.MTU = h.Src, h.MTU
 	}
 	r.Port, r.MAC, r.Resolved = h.Port, h.MAC, true
 }

@@ -824,7 +824,7 @@ real_server = [{address = "[2001:2::11]:80"}]
 `)
 	src4, src6 := netip.MustParseAddr("198.19.0.1"), netip.MustParseAddr("2001:2::1")
 	hops := fakeHops{
-		netip.MustParseAddr("198.19.0.11"): {Port: 1, MAC: mac(0x11), OnLink: true, Src: src4},
+		netip.MustParseAddr("198.19.0.11"): {Port: 1, MAC: mac(0x11), OnLink: true, Src: src4, MTU: 1400},
 		netip.MustParseAddr("198.19.0.12"): {Port: 1, MAC: mac(0x12), OnLink: true, Src: src6}, // wrong family
 		netip.MustParseAddr("198.19.0.99"): {Port: 1, MAC: mac(0xfe), Src: src4},               // via a gateway
 		netip.MustParseAddr("2001:2::11"):  {Port: 1, MAC: mac(0x21), OnLink: true, Src: src6},
@@ -841,10 +841,11 @@ real_server = [{address = "[2001:2::11]:80"}]
 		id       uint16
 		resolved bool
 		src      netip.Addr
-	}{{s4.RealIDs[0], true, src4}, {s4.RealIDs[1], false, netip.Addr{}}, {s4.RealIDs[2], true, src4}, {s6.RealIDs[0], true, src6}} {
+		mtu      int
+	}{{s4.RealIDs[0], true, src4, 1400}, {s4.RealIDs[1], false, netip.Addr{}, 0}, {s4.RealIDs[2], true, src4, 0}, {s6.RealIDs[0], true, src6, 0}} {
 		r := tb.Reals[c.id]
-		if r.Resolved != c.resolved || r.TunnelSrc != c.src {
-			t.Errorf("real server %v: resolved %v tunnel source %v, want %v %v", r.Addr, r.Resolved, r.TunnelSrc, c.resolved, c.src)
+		if r.Resolved != c.resolved || r.TunnelSrc != c.src || r.MTU != c.mtu {
+			t.Errorf("real server %v: resolved %v tunnel source %v MTU %d, want %v %v %d", r.Addr, r.Resolved, r.TunnelSrc, r.MTU, c.resolved, c.src, c.mtu)
 		}
 	}
 }

@@ -22,7 +22,7 @@ func Same(a, b *dataplane.Tables) bool {
 			x.Resolved != y.Resolved || x.Service != y.Service || x.Removed != y.Removed || x.Counts != y.Counts ||
 			x.UpperThreshold != y.UpperThreshold || x.LowerThreshold != y.LowerThreshold ||
 			x.Down != y.Down || x.Standby != y.Standby || x.Sorry != y.Sorry || x.Disabled != y.Disabled ||
-			x.TunnelSrc != y.TunnelSrc) {
+			x.TunnelSrc != y.TunnelSrc || x.MTU != y.MTU) {
 			return false
 		}
 	}

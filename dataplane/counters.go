@@ -47,9 +47,14 @@ const (
 	// DropNoQuorum: a new connection to a virtual server with fewer real servers up than its
 	// quorum, and no sorry server.
 	DropNoQuorum
-	// DropTunnelGSO: a GSO super-frame (from a local TSO sender) for a tun service: the kernel
-	// cannot segment it once encapsulated, and govs does not segment in software.
+	// DropTunnelGSO: a GSO super-frame (from a local sender) for a tun service that is not TCP
+	// (the kernel cannot segment it once encapsulated; govs segments only TCP, see
+	// tunnel_segmented).
 	DropTunnelGSO
+	// DropTunnelTooBig: a packet for a tun service that does not fit the path MTU to its real server
+	// once encapsulated. If it may not be fragmented the client is told (icmp_too_big_sent) unless
+	// rate-limited; an IPv4 packet without DF is dropped (govs does not fragment the outer packet).
+	DropTunnelTooBig
 	numDrops
 )
 
@@ -72,6 +77,7 @@ var dropNames = [numDrops]string{
 	DropRealDown:         "real_server_down",
 	DropNoQuorum:         "no_quorum",
 	DropTunnelGSO:        "tunnel_gso",
+	DropTunnelTooBig:     "tunnel_too_big",
 }
 
 func (d Drop) String() string {
@@ -94,26 +100,32 @@ const (
 	cCsumCompleted // partial checksums completed in software
 	cTxKicks
 	cTxErrors
-	cToHost  // frames for the balancer's own addresses (its kernel gets them; not a drop)
-	cExpress // frames of established connections forwarded by the express lane (Worker.express)
+	cToHost          // frames for the balancer's own addresses (its kernel gets them; not a drop)
+	cExpress         // frames of established connections forwarded by the express lane (Worker.express)
+	cTooBigSent      // ICMP fragmentation needed / packet too big sent to clients (tun path MTU)
+	cTooBigLimited   // of those due, not sent: over the rate limit
+	cTunnelSegmented // TCP GSO super-frames segmented for the tunnel (each also counted forwarded)
 	cDropBase
 	cParseBase = cDropBase + int(numDrops)
 	numSlots   = cParseBase + int(frame.NumErrors)
 )
 
 var counterNames = [cDropBase]string{
-	cRxFrames:      "rx_frames",
-	cTxFrames:      "tx_frames",
-	cForwarded:     "forwarded",
-	cReplied:       "replied",
-	cICMPErrors:    "icmp_errors_forwarded",
-	cConnsCreated:  "conns_created",
-	cConnsExpired:  "conns_expired",
-	cCsumCompleted: "checksums_completed",
-	cTxKicks:       "tx_kicks",
-	cTxErrors:      "tx_errors",
-	cToHost:        "to_host",
-	cExpress:       "express_frames",
+	cRxFrames:        "rx_frames",
+	cTxFrames:        "tx_frames",
+	cForwarded:       "forwarded",
+	cReplied:         "replied",
+	cICMPErrors:      "icmp_errors_forwarded",
+	cConnsCreated:    "conns_created",
+	cConnsExpired:    "conns_expired",
+	cCsumCompleted:   "checksums_completed",
+	cTxKicks:         "tx_kicks",
+	cTxErrors:        "tx_errors",
+	cToHost:          "to_host",
+	cExpress:         "express_frames",
+	cTooBigSent:      "icmp_too_big_sent",
+	cTooBigLimited:   "icmp_too_big_rate_limited",
+	cTunnelSegmented: "tunnel_segmented",
 }
 
 // counters is a worker's private tally; published copies are read by Stats.

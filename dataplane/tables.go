@@ -143,6 +143,10 @@ type Real struct {
 	// TunnelSrc is the outer source address of frames tunnelled to the real server (MethodTun): this
 	// host's address on the interface that reaches it. Set with Resolved.
 	TunnelSrc netip.Addr
+	// MTU is the path MTU towards the real server (MethodTun; 0: unknown, not checked): a packet
+	// that does not fit it encapsulated and may not be fragmented gets the client an ICMP
+	// fragmentation needed / packet too big.
+	MTU int
 
 	addr [16]byte
 	src  [16]byte // TunnelSrc, as the worker writes it

@@ -41,6 +41,9 @@ const (
 	tunnelTTL   = 64
 	ipv4FlagDF  = 0x40   // in the byte at offset 6 of an IPv4 header
 	guePortBase = 0xc000 // GUE source ports: the ephemeral range 49152-65535
+
+	tcpPSH = 0x08
+	tcpCWR = 0x80
 )
 
 // tunnelOverhead is how many bytes the encapsulation of svc adds in front of an IP packet of family
@@ -56,10 +59,12 @@ func tunnelOverhead(svc *Service, family uint8) int {
 	return n
 }
 
-// tunnel encapsulates the IP packet of frame b (parsed into p) to real server r of svc and queues
-// it on r's port; h is the inner flow's hash, the outer header's entropy. It reports whether it
-// queued the frame. The frame's checksum must be finished (see finishChecksum).
-func (w *Worker) tunnel(r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64) bool {
+// tunnel encapsulates the IP packet of frame b (parsed into p), received on port in, to real
+// server r of svc and queues it on r's port; h is the inner flow's hash, the outer header's
+// entropy. It reports whether it queued the frame. The frame's checksum must be finished (see
+// finishChecksum). A packet that would exceed r's path MTU encapsulated is dropped, and its sender
+// told the MTU it has (tooBig) unless in is negative (an ICMP error, never answered with one).
+func (w *Worker) tunnel(in int, r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64) bool {
 	l2 := int(p.L3Off) // Ethernet header with any inline VLAN tags, ending in the (inner = outer) EtherType
 	inner := b[l2:p.End]
 	tag := 0
@@ -67,6 +72,13 @@ func (w *Worker) tunnel(r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, 
 		tag = 4
 	}
 	hdr := tunnelOverhead(svc, p.Family)
+	if r.MTU > 0 && hdr+len(inner) > r.MTU {
+		w.drop(DropTunnelTooBig)
+		if in >= 0 {
+			w.tooBig(in, b, meta, p, r.MTU-hdr)
+		}
+		return false
+	}
 	need := l2 + tag + hdr + len(inner)
 	port, ti, buf := w.txSlot(r.Port, need)
 	if buf == nil {
@@ -76,8 +88,22 @@ func (w *Worker) tunnel(r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, 
 	// where a frame went from there), and from it into the slot.
 	*(*[6]byte)(b[0:6]) = r.MAC
 	*(*[6]byte)(b[6:12]) = w.macs[r.Port]
+	writeL2(buf, b, meta, l2)
+	copy(buf[l2+tag+hdr:need], inner)
+	writeTunnelHeader(buf[l2+tag:need], svc, r, p.Family, inner, uint32(h^h>>32), &w.ipID)
+	port.TxCommit(need, afpacket.VnetHdr{})
+	w.dirty |= 1 << (uint(ti) & 63)
+	return true
+}
+
+// writeL2 writes into buf the link-layer header of frame b, which is l2 bytes long (the MACs, any
+// inline VLAN tags and the EtherType), putting back the VLAN tag the receive path stripped, if any
+// (4 bytes more).
+func writeL2(buf, b []byte, meta *afpacket.RxMeta, l2 int) {
 	copy(buf[:12], b[:12])
-	if tag != 0 {
+	tag := 0
+	if meta.Status&afpacket.StatusVLANValid != 0 {
+		tag = 4
 		tpid := meta.VLANTPID
 		if tpid == 0 {
 			tpid = 0x8100
@@ -86,11 +112,79 @@ func (w *Worker) tunnel(r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, 
 		binary.BigEndian.PutUint16(buf[14:], meta.VLANTCI)
 	}
 	copy(buf[12+tag:l2+tag], b[12:l2])
-	copy(buf[l2+tag+hdr:need], inner)
+}
+
+// tunnelSegments is tunnel for a TCP GSO super-frame (from a local sender: TSO over a veth): the
+// kernel cannot segment it once encapsulated, so it is cut here into the segments the sender asked
+// for (mss > 0, its GSO size, of payload each, as the kernel's TCP segmentation does: consecutive
+// sequence numbers and IPv4 IDs, FIN and PSH on the last segment only, CWR on the first only,
+// checksums computed), each encapsulated on its own. It reports whether it queued them all.
+func (w *Worker) tunnelSegments(in int, r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64, mss int) bool {
+	l2, l4 := int(p.L3Off), int(p.L4Off)
+	thl := int(b[l4+12]>>4) * 4
+	hl := l4 + thl - l2 // the inner IP and TCP headers
+	data := b[l4+thl : p.End]
+	tag := 0
+	if meta.Status&afpacket.StatusVLANValid != 0 {
+		tag = 4
+	}
+	hdr := tunnelOverhead(svc, p.Family)
+	if r.MTU > 0 && hdr+hl+mss > r.MTU {
+		w.drop(DropTunnelTooBig)
+		w.tooBig(in, b, meta, p, r.MTU-hdr)
+		return false
+	}
+	*(*[6]byte)(b[0:6]) = r.MAC
+	*(*[6]byte)(b[6:12]) = w.macs[r.Port]
+	seq := binary.BigEndian.Uint32(b[l4+4:])
+	flags := b[l4+13]
+	var id uint16
+	if p.Family == 4 {
+		id = binary.BigEndian.Uint16(b[l2+4:])
+	}
 	entropy := uint32(h ^ h>>32)
-	writeTunnelHeader(buf[l2+tag:need], svc, r, p.Family, inner, entropy, &w.ipID)
-	port.TxCommit(need, afpacket.VnetHdr{})
-	w.dirty |= 1 << (uint(ti) & 63)
+	for off, i := 0, 0; off < len(data); off, i = off+mss, i+1 {
+		n := min(mss, len(data)-off)
+		need := l2 + tag + hdr + hl + n
+		port, ti, buf := w.txSlot(r.Port, need)
+		if buf == nil {
+			return false
+		}
+		writeL2(buf, b, meta, l2)
+		seg := buf[l2+tag+hdr : need]
+		copy(seg, b[l2:l2+hl])
+		copy(seg[hl:], data[off:off+n])
+		ipl := l4 - l2
+		if p.Family == 4 {
+			binary.BigEndian.PutUint16(seg[2:], uint16(len(seg)))
+			binary.BigEndian.PutUint16(seg[4:], id+uint16(i))
+			seg[10], seg[11] = 0, 0
+			binary.BigEndian.PutUint16(seg[10:], checksum.IPv4Header(seg[:ipl]))
+		} else {
+			binary.BigEndian.PutUint16(seg[4:], uint16(len(seg)-ipv6HeaderLen))
+		}
+		tcp := seg[ipl:]
+		binary.BigEndian.PutUint32(tcp[4:], seq+uint32(off))
+		f := flags
+		if off+n < len(data) {
+			f &^= tcpFIN | tcpPSH
+		}
+		if i > 0 {
+			f &^= tcpCWR
+		}
+		tcp[13] = f
+		tcp[16], tcp[17] = 0, 0
+		var pseudo uint32
+		if p.Family == 4 {
+			pseudo = checksum.Pseudo(p.Src[12:], p.Dst[12:], frame.ProtoTCP, uint32(len(tcp)))
+		} else {
+			pseudo = checksum.Pseudo(p.Src[:], p.Dst[:], frame.ProtoTCP, uint32(len(tcp)))
+		}
+		binary.BigEndian.PutUint16(tcp[16:], ^checksum.Sum(tcp, pseudo))
+		writeTunnelHeader(buf[l2+tag:need], svc, r, p.Family, seg, entropy, &w.ipID)
+		port.TxCommit(need, afpacket.VnetHdr{})
+		w.dirty |= 1 << (uint(ti) & 63)
+	}
 	return true
 }
 
@@ -181,16 +275,151 @@ func (w *Worker) finishChecksum(b []byte, meta *afpacket.RxMeta, p *frame.Parsed
 	meta.Vnet = afpacket.VnetHdr{}
 }
 
-// forwardTunnel is forward's last step for a client's frame to a tun service: encapsulate it to r.
-func (w *Worker) forwardTunnel(r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, partial int, h uint64) bool {
-	if meta.Vnet.GSOType&^afpacket.VnetHdrGSOECN != afpacket.VnetHdrGSONone {
+// forwardTunnel is forward's last step for a client's frame to a tun service, received on port in:
+// encapsulate it to r.
+func (w *Worker) forwardTunnel(in int, r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, partial int, h uint64) bool {
+	switch meta.Vnet.GSOType &^ afpacket.VnetHdrGSOECN {
+	case afpacket.VnetHdrGSONone:
+	case afpacket.VnetHdrGSOTCPv4, afpacket.VnetHdrGSOTCPv6:
+		if p.Proto != frame.ProtoTCP || p.L4Off == 0 || meta.Vnet.GSOSize == 0 || p.Frag != frame.FragNone {
+			w.drop(DropTunnelGSO)
+			return false
+		}
+		mss := int(meta.Vnet.GSOSize)
+		meta.Vnet = afpacket.VnetHdr{} // every segment's checksum is computed
+		if !w.tunnelSegments(in, r, svc, b, meta, p, h, mss) {
+			return false
+		}
+		w.c[cForwarded]++
+		w.c[cTunnelSegmented]++
+		return true
+	default: // UDP fragmentation offload and the like: not segmented here
 		w.drop(DropTunnelGSO)
 		return false
 	}
 	w.finishChecksum(b, meta, p, partial)
-	if !w.tunnel(r, svc, b, meta, p, h) {
+	if !w.tunnel(in, r, svc, b, meta, p, h) {
 		return false
 	}
 	w.c[cForwarded]++
 	return true
+}
+
+// Path MTU (tooBig): like IPVS, govs tells a client whose packet does not fit the tunnel the MTU it
+// has inside it, so the client's path MTU discovery converges on it. The answer comes from the VIP
+// the packet was addressed to (as the IPVS director's stack answers for its local VIP), quoting as
+// much of the packet as RFC 1812 (576-byte IPv4 error) and RFC 4443 (1280-byte IPv6 error) allow.
+// Each worker sends at most tooBigRate of them per second, in bursts of up to tooBigBurst (the
+// kernel's icmp_msgs_per_sec and icmp_msgs_burst defaults); the rest are counted, not sent.
+const (
+	tooBigRate  = 1000
+	tooBigBurst = 50
+
+	icmpv4TooBigQuote = 576 - ipv4HeaderLen - 8
+	icmpv6TooBigQuote = 1280 - ipv6HeaderLen - 8
+	ipv6MinMTU        = 1280
+	ipv4MinMTU        = 68
+)
+
+// tooBig answers the packet of frame b (parsed p, received on port in) with ICMP fragmentation
+// needed (IPv4, if it has DF) or packet too big (IPv6) carrying mtu, back out of port in to the
+// MAC it came from, unless over the rate limit. The caller counted the drop.
+func (w *Worker) tooBig(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, mtu int) {
+	l2 := int(p.L3Off)
+	inner := b[l2:p.End]
+	if p.Family == 4 && inner[6]&ipv4FlagDF == 0 {
+		return // may be fragmented, so it does not ask for the path MTU; see DropTunnelTooBig
+	}
+	if !w.tooBigAllowed() {
+		w.c[cTooBigLimited]++
+		return
+	}
+	tag := 0
+	if meta.Status&afpacket.StatusVLANValid != 0 {
+		tag = 4
+	}
+	hdr, quote := ipv4HeaderLen+8, min(len(inner), icmpv4TooBigQuote)
+	if p.Family == 6 {
+		hdr, quote = ipv6HeaderLen+8, min(len(inner), icmpv6TooBigQuote)
+	}
+	need := l2 + tag + hdr + quote
+	port, ti, buf := w.txSlot(in, need)
+	if buf == nil {
+		return
+	}
+	*(*[6]byte)(buf[0:6]) = *(*[6]byte)(b[6:12]) // back to where it came from
+	*(*[6]byte)(buf[6:12]) = w.macs[in]
+	if tag != 0 {
+		tpid := meta.VLANTPID
+		if tpid == 0 {
+			tpid = 0x8100
+		}
+		binary.BigEndian.PutUint16(buf[12:], tpid)
+		binary.BigEndian.PutUint16(buf[14:], meta.VLANTCI)
+	}
+	copy(buf[12+tag:l2+tag], b[12:l2])
+	pkt := buf[l2+tag : need]
+	copy(pkt[hdr:], inner[:quote])
+	if p.Family == 4 {
+		writeFragNeeded(pkt, p, uint16(max(mtu, ipv4MinMTU)), &w.ipID)
+	} else {
+		writePacketTooBig(pkt, p, uint32(max(mtu, ipv6MinMTU)))
+	}
+	port.TxCommit(need, afpacket.VnetHdr{})
+	w.dirty |= 1 << (uint(ti) & 63)
+	w.c[cTooBigSent]++
+}
+
+// tooBigAllowed takes a token of the worker's ICMP too-big budget, refilled at tooBigRate per
+// second up to tooBigBurst, and reports whether there was one.
+func (w *Worker) tooBigAllowed() bool {
+	const per = int64(1e9 / tooBigRate)
+	if d := (w.now - w.tooBigAt) / per; d > 0 {
+		w.tooBigTokens = int(min(int64(w.tooBigTokens)+d, tooBigBurst))
+		w.tooBigAt += d * per
+		if w.tooBigTokens == tooBigBurst {
+			w.tooBigAt = w.now
+		}
+	}
+	if w.tooBigTokens == 0 {
+		return false
+	}
+	w.tooBigTokens--
+	return true
+}
+
+// writeFragNeeded writes, at the start of pkt, the IPv4 and ICMP headers of a destination
+// unreachable, fragmentation needed (RFC 1191) from p's destination to its source carrying mtu;
+// the quoted packet follows them in pkt.
+func writeFragNeeded(pkt []byte, p *frame.Parsed, mtu uint16, ipID *uint16) {
+	h := (*[ipv4HeaderLen]byte)(pkt)
+	*ipID++
+	h[0], h[1] = 0x45, 0xc0 // precedence: internetwork control, as the kernel's ICMP
+	binary.BigEndian.PutUint16(h[2:], uint16(len(pkt)))
+	binary.BigEndian.PutUint16(h[4:], *ipID)
+	h[6], h[7], h[8], h[9] = 0, 0, tunnelTTL, 1
+	h[10], h[11] = 0, 0
+	copy(h[12:16], p.Dst[12:])
+	copy(h[16:20], p.Src[12:])
+	binary.BigEndian.PutUint16(h[10:], checksum.IPv4Header(h[:]))
+	m := pkt[ipv4HeaderLen:]
+	m[0], m[1], m[2], m[3], m[4], m[5] = 3, 4, 0, 0, 0, 0
+	binary.BigEndian.PutUint16(m[6:], mtu)
+	binary.BigEndian.PutUint16(m[2:], ^checksum.Sum(m, 0))
+}
+
+// writePacketTooBig writes, at the start of pkt, the IPv6 and ICMPv6 headers of a packet too big
+// (RFC 4443) from p's destination to its source carrying mtu; the quoted packet follows them.
+func writePacketTooBig(pkt []byte, p *frame.Parsed, mtu uint32) {
+	h := (*[ipv6HeaderLen]byte)(pkt)
+	binary.BigEndian.PutUint32(h[0:4], 6<<28)
+	binary.BigEndian.PutUint16(h[4:], uint16(len(pkt)-ipv6HeaderLen))
+	h[6], h[7] = 58, tunnelTTL
+	copy(h[8:24], p.Dst[:])
+	copy(h[24:40], p.Src[:])
+	m := pkt[ipv6HeaderLen:]
+	m[0], m[1], m[2], m[3] = 2, 0, 0, 0
+	binary.BigEndian.PutUint32(m[4:], mtu)
+	sum := ^checksum.Sum(m, checksum.Pseudo(h[8:24], h[24:40], 58, uint32(len(m))))
+	binary.BigEndian.PutUint16(m[2:], sum)
 }

@@ -241,13 +241,82 @@ func TestTunnelPartialChecksum(t *testing.T) {
 				t.Fatalf("%d checksums completed in software, want 1", n)
 			}
 
-			p := clientPkt("198.18.1.10:40000", "198.18.0.150:80", 6, tcpACK)
-			p.payload = 3 * 1448
-			b := build(t, p)
+			// UDP segmentation offload is not undone: dropped, counted.
+			u := clientPkt("198.18.1.10:40000", "198.18.0.150:53", 17, 0)
+			u.payload = 3 * 1400
+			b := build(t, u)
 			vnet = makePartial(t, b)
-			vnet.GSOType, vnet.GSOSize, vnet.HdrLen = afpacket.VnetHdrGSOTCPv4, 1448, 14+20+20
-			r.none(t, 0, b, afpacket.RxMeta{Vnet: vnet, Status: afpacket.StatusGSOTCP}, DropTunnelGSO)
+			vnet.GSOType, vnet.GSOSize, vnet.HdrLen = afpacket.VnetHdrGSOUDPL4, 1400, 14+20+8
+			r.none(t, 0, b, afpacket.RxMeta{Vnet: vnet}, DropTunnelGSO)
 		})
+	}
+}
+
+// TestTunnelGSO: a TCP GSO super-frame (a local sender's TSO) is cut into the segments its sender
+// asked for, each encapsulated, as the kernel would have sent them: consecutive sequence numbers and
+// IPv4 IDs, PSH (and FIN) on the last only, valid checksums, the payload whole and in order.
+func TestTunnelGSO(t *testing.T) {
+	for _, tn := range []Tunnel{TunnelIPIP, TunnelGUE} {
+		for _, v4 := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%v/v4=%v", tn, v4), func(t *testing.T) {
+				r := newRig(t, tunTables(tn), 64)
+				client, vip, gso, l3 := "198.18.1.10:40000", "198.18.0.150:80", uint8(afpacket.VnetHdrGSOTCPv4), 20
+				if !v4 {
+					client, vip, gso, l3 = "[2001:2:0:1::10]:40000", "[2001:2::150]:80", afpacket.VnetHdrGSOTCPv6, 40
+				}
+				r.one(t, 0, build(t, clientPkt(client, vip, 6, tcpSYN)), afpacket.RxMeta{})
+				p := clientPkt(client, vip, 6, tcpACK|tcpFIN)
+				p.payload, p.ipID = 3*1000+123, 7
+				b := build(t, p)
+				vnet := makePartial(t, b)
+				vnet.GSOType, vnet.GSOSize, vnet.HdrLen = gso, 1000, uint16(14+l3+20)
+				out := r.process(0, b, afpacket.RxMeta{Vnet: vnet, Status: afpacket.StatusGSOTCP})
+				if len(out) != 4 {
+					t.Fatalf("%d frames sent, want 4 segments; counters %v", len(out), nonZero(r.w))
+				}
+				var payload []byte
+				for i, o := range out {
+					d := decap(t, o.frame, v4)
+					if o.port != 1 || o.vnet != (afpacket.VnetHdr{}) {
+						t.Fatalf("segment %d: port %d vnet %+v", i, o.port, o.vnet)
+					}
+					seg := append(append([]byte(nil), o.frame[:14]...), o.frame[d.innerFrom:]...)
+					checkChecksums(t, seg)
+					var q frame.Parsed
+					if err := frame.Parse(seg, &q); err != frame.ErrNone {
+						t.Fatalf("segment %d does not parse: %v", i, err)
+					}
+					tcp := seg[q.L4Off:]
+					want := 1000
+					if i == 3 {
+						want = 123
+					}
+					if got := len(seg) - int(q.L4Off) - 20; got != want {
+						t.Fatalf("segment %d has %d bytes of payload, want %d", i, got, want)
+					}
+					if seq := binary.BigEndian.Uint32(tcp[4:]); seq != 1000+uint32(1000*i) {
+						t.Fatalf("segment %d: seq %d, want %d", i, seq, 1000+1000*i)
+					}
+					if f, last := tcp[13], i == 3; (f&(tcpPSH|tcpFIN) != 0) != last || f&tcpACK == 0 {
+						t.Fatalf("segment %d: flags %#x", i, f)
+					}
+					if v4 {
+						if id := binary.BigEndian.Uint16(seg[14+4:]); id != 7+uint16(i) {
+							t.Fatalf("segment %d: IPv4 ID %d, want %d", i, id, 7+i)
+						}
+					}
+					payload = append(payload, tcp[20:]...)
+				}
+				var q frame.Parsed
+				frame.Parse(b, &q)
+				if !bytes.Equal(payload, b[q.L4Off+20:q.End]) {
+					t.Fatal("the segments' payload is not the super-frame's")
+				}
+				if r.w.c[cTunnelSegmented] != 1 || r.w.c[cForwarded] != 2 {
+					t.Fatalf("tunnel_segmented %d forwarded %d, want 1 and 2", r.w.c[cTunnelSegmented], r.w.c[cForwarded])
+				}
+			})
+		}
 	}
 }
 
@@ -312,4 +381,121 @@ func TestTunnelNoAllocs(t *testing.T) {
 			t.Fatalf("%v: %v allocations per frame, want 0", tn, allocs)
 		}
 	}
+}
+
+// TestTunnelTooBig: a packet that would exceed the path MTU to its real server once encapsulated is
+// not sent; the client gets, from the VIP, fragmentation needed (IPv4 with DF) or packet too big
+// (IPv6) with the MTU left inside the tunnel, quoting the start of its packet; a packet that fits
+// exactly is tunnelled. The answers are rate-limited per worker.
+func TestTunnelTooBig(t *testing.T) {
+	const pathMTU = 1400
+	for _, tn := range []Tunnel{TunnelIPIP, TunnelGUE} {
+		for _, v4 := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%v/v4=%v", tn, v4), func(t *testing.T) {
+				tb := tunTables(tn)
+				for _, r := range tb.Reals {
+					r.MTU = pathMTU
+				}
+				r := newRig(t, tb, 64)
+				client, vip, l3 := "198.18.1.10:40000", "198.18.0.150:80", 20+20
+				if !v4 {
+					client, vip, l3 = "[2001:2:0:1::10]:40000", "[2001:2::150]:80", 40+20
+				}
+				fam := uint8(4)
+				if !v4 {
+					fam = 6
+				}
+				room := pathMTU - tunnelOverhead(tb.Services[0], fam) // the MTU inside the tunnel
+				r.one(t, 0, build(t, clientPkt(client, vip, 6, tcpSYN)), afpacket.RxMeta{})
+
+				p := clientPkt(client, vip, 6, tcpACK)
+				p.payload = room - l3 // fits exactly
+				out := r.one(t, 0, build(t, p), afpacket.RxMeta{})
+				if d := decap(t, out.frame, v4); out.port != 1 || d.innerFrom+room != len(out.frame) {
+					t.Fatalf("a packet of the tunnel's MTU went out port %d, %d bytes", out.port, len(out.frame))
+				}
+
+				p.payload++ // one byte too many
+				big := build(t, p)
+				out = r.one(t, 0, big, afpacket.RxMeta{})
+				if dmac, smac := macs(out.frame); out.port != 0 || dmac != macClient || smac != macPort0 {
+					t.Fatalf("too big: sent port %d %x→%x, want the ICMP error back out port 0 to the client", out.port, smac, dmac)
+				}
+				checkChecksums(t, out.frame)
+				var e, q frame.Parsed
+				if err := frame.Parse(out.frame, &e); err != frame.ErrNone {
+					t.Fatalf("the ICMP error does not parse: %v", err)
+				}
+				if err := frame.ParseICMPError(out.frame, &e, &q); err != frame.ErrNone {
+					t.Fatalf("the ICMP error's quote does not parse: %v", err)
+				}
+				from, to := netip.AddrFrom16(e.Src).Unmap(), netip.AddrFrom16(e.Dst).Unmap()
+				if from != mustAP(vip).Addr() || to != mustAP(client).Addr() {
+					t.Fatalf("ICMP error %v→%v, want from the VIP to the client", from, to)
+				}
+				qs := netip.AddrPortFrom(netip.AddrFrom16(q.Src).Unmap(), q.SrcPort)
+				if qs != mustAP(client) {
+					t.Fatalf("the ICMP error quotes a packet from %v", qs)
+				}
+				icmp := out.frame[e.L4Off:]
+				var mtu int
+				if v4 {
+					if icmp[0] != 3 || icmp[1] != 4 {
+						t.Fatalf("ICMP type %d code %d, want 3/4 (fragmentation needed)", icmp[0], icmp[1])
+					}
+					mtu = int(binary.BigEndian.Uint16(icmp[6:]))
+					if len(out.frame)-14 > 576 {
+						t.Fatalf("IPv4 ICMP error of %d bytes, more than 576", len(out.frame)-14)
+					}
+				} else {
+					if icmp[0] != 2 || icmp[1] != 0 {
+						t.Fatalf("ICMPv6 type %d code %d, want 2/0 (packet too big)", icmp[0], icmp[1])
+					}
+					mtu = int(binary.BigEndian.Uint32(icmp[4:]))
+					if len(out.frame)-14 > 1280 {
+						t.Fatalf("ICMPv6 error of %d bytes, more than 1280", len(out.frame)-14)
+					}
+				}
+				if mtu != room {
+					t.Fatalf("the ICMP error says MTU %d, want %d", mtu, room)
+				}
+				if got := r.w.c[cDropBase+int(DropTunnelTooBig)]; got != 1 {
+					t.Fatalf("tunnel_too_big = %d, want 1", got)
+				}
+
+				// A flood of too-big packets: the first tooBigBurst are answered, the rest only counted,
+				// until time refills the budget.
+				answered := 0
+				for range 2 * tooBigBurst {
+					buf := append([]byte(nil), big...)
+					r.w.Process(0, buf, &afpacket.RxMeta{Len: uint32(len(buf))}, r.now)
+					r.w.FlushAll()
+				}
+				answered = int(r.w.c[cTooBigSent])
+				if answered != tooBigBurst || r.w.c[cTooBigLimited] != tooBigBurst+1 {
+					t.Fatalf("%d answered, %d rate-limited of %d too big at once; want %d and %d",
+						answered, r.w.c[cTooBigLimited], 2*tooBigBurst+1, tooBigBurst, tooBigBurst+1)
+				}
+				r.now += 1e9
+				r.one(t, 0, big, afpacket.RxMeta{})
+			})
+		}
+	}
+	t.Run("no DF", func(t *testing.T) {
+		tb := tunTables(TunnelIPIP)
+		for _, r := range tb.Reals {
+			r.MTU = pathMTU
+		}
+		r := newRig(t, tb, 64)
+		p := clientPkt("198.18.1.10:40000", "198.18.0.150:53", 17, 0)
+		p.payload = pathMTU
+		in := build(t, p)
+		in[14+6] &^= 0x40
+		binary.BigEndian.PutUint16(in[14+10:], 0)
+		binary.BigEndian.PutUint16(in[14+10:], checksum.IPv4Header(in[14:34]))
+		r.none(t, 0, in, afpacket.RxMeta{}, DropTunnelTooBig)
+		if n := r.w.c[cTooBigSent]; n != 0 {
+			t.Fatalf("%d ICMP errors for a packet that may be fragmented, want none", n)
+		}
+	})
 }

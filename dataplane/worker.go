@@ -90,9 +90,12 @@ type Worker struct {
 	hashes [MaxBatch]uint64         // ProcessBatch: connection-table hashes of the frames to forward
 	hints  [MaxBatch]uint32         // ProcessBatch: the table's guesses at their entries (Prefetch)
 	key    flow.Tuple               // icmpError's lookup key
-	ipID   uint16                   // the last outer IPv4 ID of a tunnelled packet (writeTunnelHeader)
+	ipID   uint16                   // the last IPv4 ID of a packet govs made (writeTunnelHeader, writeFragNeeded)
 	tkey   flow.Tuple               // persistence template key
 	miss   conntrack.Miss           // forward's lookup, for newConn's insert
+
+	tooBigTokens int   // the ICMP too-big budget (tooBigAllowed)
+	tooBigAt     int64 // when it was last refilled
 
 	c    counters
 	pub  *published
@@ -133,6 +136,7 @@ func NewWorker(id int, ports []Transmitter, macs [][6]byte, ct conntrack.Config)
 		pub:   &published{},
 	}
 	w.expireFn = w.onExpire
+	w.tooBigTokens = tooBigBurst
 	for _, p := range ports {
 		w.slot = append(w.slot, len(p.TxFrame())) // learn the slot size; nothing is committed
 	}
@@ -372,7 +376,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		case MethodNAT:
 			rewriteDst(b, p, partial, r.addr, realPort(r, p.DstPort))
 		case MethodTun:
-			return w.forwardTunnel(r, svc, b, meta, p, partial, h)
+			return w.forwardTunnel(in, r, svc, b, meta, p, partial, h)
 		}
 		if !w.transmit(r.Port, b, meta, r.MAC) {
 			return false
@@ -685,7 +689,7 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 		case MethodTun:
 			// Encapsulated as the connection's own packets are, with their entropy, so that it
 			// reaches the real server the same way.
-			if !w.tunnel(r, svc, b, meta, p, w.ct.Hash(k)) {
+			if !w.tunnel(-1, r, svc, b, meta, p, w.ct.Hash(k)) {
 				return false
 			}
 			w.c[cICMPErrors]++

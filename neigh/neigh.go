@@ -14,7 +14,10 @@ type Entry struct {
 	// Src is the address the kernel would send from towards Addr (the route's preferred source,
 	// an address of the outgoing interface): the outer source of tunnelled frames. Invalid when
 	// the route gives none.
-	Src      netip.Addr
+	Src netip.Addr
+	// MTU is the path MTU towards Addr as the kernel knows it: the route's mtu if it has one, else
+	// the outgoing interface's. 0 when there is no usable route.
+	MTU      int
 	MAC      [6]byte // the next hop's link-layer address, valid when Resolved
 	Resolved bool
 }

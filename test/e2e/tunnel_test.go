@@ -3,7 +3,13 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"net/netip"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,8 +36,12 @@ func TestTunnel(t *testing.T) {
 	}
 }
 
-func testTunnel(t *testing.T, fam, tunnel string) {
-	topo := labtest.NewForTest(t, lab.Options{Method: "tun", IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-e2e"})
+// tunnelSetup builds a tun topology with servers real servers, their tunnel ends and the HTTP and
+// UDP servers; prepare, if not nil, runs before govs starts. It returns the setup with govs running
+// (HTTP on the VIP's port 80, UDP echo on 9000, rr), the balancer's address towards the real
+// servers (the tunnels' outer source) and the tunnel ends.
+func tunnelSetup(t *testing.T, fam, tunnel string, servers int, prepare func(*lab.Topology, []netip.Addr)) (*setup, netip.Addr, []*lab.TunnelDecap) {
+	topo := labtest.NewForTest(t, lab.Options{Method: "tun", IPv6: fam == "ipv6", Servers: servers, Prefix: "govs-e2e"})
 	s := &setup{topo: topo, vip: topo.VIP4, reals: topo.ServerAddrs4}
 	src := topo.BalancerL0Addr4
 	if fam == "ipv6" {
@@ -47,7 +57,7 @@ func testTunnel(t *testing.T, fam, tunnel string) {
 	extra := ""
 	if tunnel == "gue" {
 		port = guePort
-		extra = "tunnel = \"gue\"\ntunnel_port = 6080\n"
+		extra = fmt.Sprintf("tunnel = \"gue\"\ntunnel_port = %d\n", guePort)
 	}
 	ends := make([]*lab.TunnelDecap, len(topo.Servers))
 	for i, ns := range topo.Servers {
@@ -58,7 +68,9 @@ func testTunnel(t *testing.T, fam, tunnel string) {
 		t.Cleanup(func() { _ = d.Close() })
 		ends[i] = d
 	}
-
+	if prepare != nil {
+		prepare(topo, s.reals)
+	}
 	rs := func(port uint16) []netip.AddrPort {
 		out := make([]netip.AddrPort, len(s.reals))
 		for i, a := range s.reals {
@@ -66,16 +78,26 @@ func testTunnel(t *testing.T, fam, tunnel string) {
 		}
 		return out
 	}
+	weights := make([]int, servers)
+	for i := range weights {
+		weights[i] = 1
+	}
 	s.cfg = govsConfig{
 		Interfaces: topo.BalancerIfaces,
 		Workers:    2,
 		VS: []vsConfig{
-			{netip.AddrPortFrom(s.vip, lab.HTTPPort), "tcp", "rr", "tun", rs(lab.HTTPPort), []int{1, 1, 1}, extra, nil},
-			{netip.AddrPortFrom(s.vip, lab.UDPEchoPort), "udp", "rr", "tun", rs(lab.UDPEchoPort), []int{1, 1, 1}, extra, nil},
+			{netip.AddrPortFrom(s.vip, lab.HTTPPort), "tcp", "rr", "tun", rs(lab.HTTPPort), weights, extra, nil},
+			{netip.AddrPortFrom(s.vip, lab.UDPEchoPort), "udp", "rr", "tun", rs(lab.UDPEchoPort), weights, extra, nil},
 		},
 	}
 	s.baseURL = "http://" + netip.AddrPortFrom(s.vip, lab.HTTPPort).String()
 	s.govs = startGovs(t, topo, s.cfg)
+	return s, src, ends
+}
+
+func testTunnel(t *testing.T, fam, tunnel string) {
+	s, src, ends := tunnelSetup(t, fam, tunnel, 3, nil)
+	topo := s.topo
 	before, err := topo.Balancer.SNMP()
 	if err != nil {
 		t.Fatal(err)
@@ -124,5 +146,77 @@ func testTunnel(t *testing.T, fam, tunnel string) {
 	})
 	st := s.govs.mustStats()
 	t.Logf("govs counters: %v drops: %v", st.Counters, st.Drops)
+	s.govs.stop()
+}
+
+// TestTunnelPathMTU: the real servers' link has an MTU of 1400 and the balancer's route to them
+// says so; a client whose TCP segments do not fit once encapsulated learns the MTU inside the
+// tunnel from govs (fragmentation needed / packet too big) and carries on: a large upload through
+// the VIP arrives intact, and so does a large download. The client's TSO super-frames are cut into
+// segments for the tunnel on the way.
+func TestTunnelPathMTU(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, tc := range []struct{ fam, tunnel string }{{"ipv4", "ipip"}, {"ipv6", "gue"}} {
+		t.Run(tc.fam+"/"+tc.tunnel, func(t *testing.T) { testTunnelPathMTU(t, tc.fam, tc.tunnel) })
+	}
+}
+
+func testTunnelPathMTU(t *testing.T, fam, tunnel string) {
+	const linkMTU = 1400
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	s, _, ends := tunnelSetup(t, fam, tunnel, 2, func(topo *lab.Topology, reals []netip.Addr) {
+		for i, ns := range topo.Servers {
+			ip("-n", ns.Name, "link", "set", lab.ServerIface, "mtu", fmt.Sprint(linkMTU))
+			ip("-n", topo.Switch.Name, "link", "set", fmt.Sprintf("rs%d", i+1), "mtu", fmt.Sprint(linkMTU))
+			ip("-n", topo.Balancer.Name, "route", "add", netip.PrefixFrom(reals[i], reals[i].BitLen()).String(),
+				"dev", topo.BalancerIfaces[0], "mtu", fmt.Sprint(linkMTU))
+		}
+	})
+	hc := s.topo.Client.HTTPClient(false)
+
+	const upload = 4 << 20
+	body := make([]byte, upload)
+	lab.FillPattern(body, 0)
+	for i := range 2 { // one upload per real server (rr)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.baseURL+"/upload", strings.NewReader(string(body)))
+		req.ContentLength = upload
+		start := time.Now()
+		resp, err := hc.Do(req)
+		if err != nil {
+			cancel()
+			t.Fatalf("upload %d: %v", i, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		cancel()
+		if resp.StatusCode != http.StatusOK || string(got) != fmt.Sprintf("%d\n", upload) {
+			t.Fatalf("upload %d to %s: %s %q", i, resp.Header.Get("X-Server"), resp.Status, got)
+		}
+		t.Logf("upload %d: %d MiB to %s intact in %v", i, upload>>20, resp.Header.Get("X-Server"), time.Since(start))
+	}
+	s.testBulk(t) // the download
+
+	st := s.govs.mustStats()
+	t.Logf("govs counters: %v drops: %v", st.Counters, st.Drops)
+	if st.Counters["icmp_too_big_sent"] == 0 || st.Drops["tunnel_too_big"] == 0 {
+		t.Errorf("icmp_too_big_sent %d, tunnel_too_big %d: the client was never told the tunnel's MTU",
+			st.Counters["icmp_too_big_sent"], st.Drops["tunnel_too_big"])
+	}
+	for i, d := range ends {
+		if n := d.Malformed(); n != 0 {
+			t.Errorf("rs%d: %d tunnel frames with a wrong outer header", i+1, n)
+		}
+		for _, o := range d.Outers() {
+			if o.Len > linkMTU {
+				t.Fatalf("rs%d: an outer packet of %d bytes, over the path MTU %d", i+1, o.Len, linkMTU)
+			}
+		}
+	}
 	s.govs.stop()
 }
