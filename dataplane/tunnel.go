@@ -347,17 +347,9 @@ func (w *Worker) tooBig(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parsed
 	if buf == nil {
 		return
 	}
+	writeL2(buf, b, meta, l2)
 	*(*[6]byte)(buf[0:6]) = *(*[6]byte)(b[6:12]) // back to where it came from
 	*(*[6]byte)(buf[6:12]) = w.macs[in]
-	if tag != 0 {
-		tpid := meta.VLANTPID
-		if tpid == 0 {
-			tpid = 0x8100
-		}
-		binary.BigEndian.PutUint16(buf[12:], tpid)
-		binary.BigEndian.PutUint16(buf[14:], meta.VLANTCI)
-	}
-	copy(buf[12+tag:l2+tag], b[12:l2])
 	pkt := buf[l2+tag : need]
 	copy(pkt[hdr:], inner[:quote])
 	if p.Family == 4 {

@@ -499,3 +499,28 @@ func TestTunnelTooBig(t *testing.T) {
 		}
 	})
 }
+
+// TestTunnelVLAN: a VLAN tag the receive path stripped is put back in front of the encapsulated
+// frame, as transmit does for the other methods, and in front of a too-big answer.
+func TestTunnelVLAN(t *testing.T) {
+	in := build(t, clientPkt("198.18.1.10:40000", "198.18.0.150:80", 6, tcpSYN))
+	meta := afpacket.RxMeta{Status: afpacket.StatusVLANValid, VLANTCI: 0x2064}
+	plain := newRig(t, tunTables(TunnelGUE), 64).one(t, 0, in, afpacket.RxMeta{})
+	out := newRig(t, tunTables(TunnelGUE), 64).one(t, 0, in, meta)
+	want := append(append(append([]byte(nil), plain.frame[:12]...), 0x81, 0x00, 0x20, 0x64), plain.frame[12:]...)
+	copy(want[14+4+20:], out.frame[14+4+20:14+4+22]) // the GUE source port: each rig's table hashes with a seed of its own
+	if !bytes.Equal(out.frame, want) {
+		t.Fatalf("tagged tunnelled frame:\n got %x\nwant %x", out.frame, want)
+	}
+
+	tb := tunTables(TunnelIPIP)
+	for _, r := range tb.Reals {
+		r.MTU = 60 // the 51-byte SYN does not fit with 20 bytes of IPIP
+	}
+	out = newRig(t, tb, 64).one(t, 0, in, meta)
+	if out.port != 0 || !bytes.Equal(out.frame[12:16], []byte{0x81, 0x00, 0x20, 0x64}) {
+		t.Fatalf("too-big answer on port %d starts %x, want port 0 and the tag", out.port, out.frame[:16])
+	}
+	untagged := append(append([]byte(nil), out.frame[:12]...), out.frame[16:]...)
+	checkChecksums(t, untagged)
+}

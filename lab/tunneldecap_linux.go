@@ -143,13 +143,18 @@ func StartTunnelDecap(ns *NS, ifname string, guePort uint16) (*TunnelDecap, erro
 func (d *TunnelDecap) drain(fd int) {
 	defer d.wg.Done()
 	buf := make([]byte, 1<<16)
-	for {
-		select {
-		case <-d.done:
-			return
-		default:
-		}
+	for !d.stopped() {
 		_, _ = unix.Read(fd, buf) // returns at least every SO_RCVTIMEO
+	}
+}
+
+// stopped reports whether Close was called.
+func (d *TunnelDecap) stopped() bool {
+	select {
+	case <-d.done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -177,12 +182,7 @@ func htons(v uint16) uint16 { return v<<8 | v>>8 }
 func (d *TunnelDecap) run() {
 	defer d.wg.Done()
 	buf := make([]byte, 1<<16)
-	for {
-		select {
-		case <-d.done:
-			return
-		default:
-		}
+	for !d.stopped() {
 		n, from, err := unix.Recvfrom(d.pkt, buf, 0)
 		if err != nil {
 			continue // the timeout (EAGAIN), or EINTR: look at done again
