@@ -3,6 +3,7 @@ package dataplane
 import (
 	"encoding/binary"
 
+	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/dataplane/afpacket"
 	"github.com/govs/govs/dataplane/frame"
 	"github.com/govs/govs/internal/checksum"
@@ -414,4 +415,36 @@ func writePacketTooBig(pkt []byte, p *frame.Parsed, mtu uint32) {
 	binary.BigEndian.PutUint32(m[4:], mtu)
 	sum := ^checksum.Sum(m, checksum.Pseudo(h[8:24], h[24:40], 58, uint32(len(m))))
 	binary.BigEndian.PutUint16(m[2:], sum)
+}
+
+// tunnelExpress reports whether Worker.express may tunnel the frame of a tun service's connection
+// (parsed p, no offload state): not a GSO frame, and within r's path MTU once encapsulated.
+// Anything else goes to forward, which segments it or answers the client.
+func tunnelExpress(svc *Service, r *Real, p *frame.Parsed, meta *afpacket.RxMeta) bool {
+	return svc.Method == MethodTun && meta.Vnet.GSOType == afpacket.VnetHdrGSONone &&
+		(r.MTU == 0 || tunnelOverhead(svc, p.Family)+int(p.End-p.L3Off) <= r.MTU)
+}
+
+// expressTunnel is Worker.express's end for a tun connection's frame from the client (c, to r of
+// svc), which tunnelExpress admitted: the connection's state and r's tally as express keeps them,
+// then the tunnel. It reports whether the frame was queued. It is express's own end for the other
+// methods, kept apart so that theirs stays as short as it was.
+func (w *Worker) expressTunnel(c *conntrack.Conn, r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed) bool {
+	if p.Proto == frame.ProtoTCP {
+		if old, cur := w.ct.TouchConn(c, conntrack.DirOriginal, p.TCPFlags, w.now); old != cur {
+			activeChanged(r, old, cur)
+			w.exportConn(conntrack.SyncSet, c)
+		}
+	} else {
+		w.ct.Refresh(c, w.now)
+	}
+	tally := &w.rt[r.ID][conntrack.DirOriginal]
+	tally.packets++
+	tally.bytes += uint64(p.End - p.L3Off)
+	if !w.tunnel(-1, r, svc, b, meta, p, w.ct.Hash(&p.Tuple)) {
+		return false
+	}
+	w.c[cForwarded]++
+	w.c[cExpress]++
+	return true
 }

@@ -524,3 +524,56 @@ func TestTunnelVLAN(t *testing.T) {
 	untagged := append(append([]byte(nil), out.frame[:12]...), out.frame[16:]...)
 	checkChecksums(t, untagged)
 }
+
+// TestTunnelExpress: ProcessBatch's express lane tunnels an established tun connection's frames
+// exactly as forward does, and leaves to forward what it must not take: a frame too big for the
+// tunnel (forward answers the client) and a frame with offload state.
+func TestTunnelExpress(t *testing.T) {
+	for _, tn := range []Tunnel{TunnelIPIP, TunnelGUE} {
+		for _, v4 := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%v/v4=%v", tn, v4), func(t *testing.T) {
+				tb := tunTables(tn)
+				for _, r := range tb.Reals {
+					r.MTU = 1400
+				}
+				r := newRig(t, tb, 64)
+				client, vip := "198.18.1.10:40000", "198.18.0.150:80"
+				if !v4 {
+					client, vip = "[2001:2:0:1::10]:40000", "[2001:2::150]:80"
+				}
+				r.one(t, 0, build(t, clientPkt(client, vip, 6, tcpSYN)), afpacket.RxMeta{})
+				batch := func(b []byte, meta afpacket.RxMeta) []sent {
+					for i := range r.out {
+						r.out[i].Frames, r.out[i].Vnets = nil, nil
+					}
+					meta.Len = uint32(len(b))
+					r.now += 1e6
+					r.w.ProcessBatch(0, []afpacket.Frame{{Data: append([]byte(nil), b...), Meta: meta}}, r.now)
+					return r.flushed()
+				}
+				ack := build(t, clientPkt(client, vip, 6, tcpACK))
+				want := r.one(t, 0, ack, afpacket.RxMeta{})
+				express := r.w.c[cExpress]
+				got := batch(ack, afpacket.RxMeta{})
+				if len(got) != 1 || !bytes.Equal(got[0].frame, want.frame) || got[0].port != want.port {
+					t.Fatalf("express lane sent %d frames, first %x; forward sent %x", len(got), got, want.frame)
+				}
+				if r.w.c[cExpress] != express+1 {
+					t.Fatal("the established connection's frame did not take the express lane")
+				}
+
+				p := clientPkt(client, vip, 6, tcpACK)
+				p.payload = 1400
+				if out := batch(build(t, p), afpacket.RxMeta{}); len(out) != 1 || out[0].port != 0 || r.w.c[cTooBigSent] != 1 {
+					t.Fatalf("too big in a batch: %d frames sent, too-big answers %d; want one answer back to the client", len(out), r.w.c[cTooBigSent])
+				}
+				partial := append([]byte(nil), ack...)
+				vnet := makePartial(t, partial)
+				out := batch(partial, afpacket.RxMeta{Vnet: vnet})
+				if len(out) != 1 || r.w.c[cExpress] != express+1 || r.w.c[cCsumCompleted] != 1 {
+					t.Fatalf("partial checksum in a batch: %d frames, express %d, completed %d", len(out), r.w.c[cExpress]-express, r.w.c[cCsumCompleted])
+				}
+			})
+		}
+	}
+}

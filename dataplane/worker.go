@@ -398,7 +398,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 // false, having changed nothing, for a frame that needs more than the common case, which forward
 // then handles: a client's SYN or a one-packet service (either may need a new connection), a
 // real server that is gone, removed, down or not resolved, checksum offload state, a VLAN tag, IP
-// options or IPv6 extension headers. (RewriteFast changes nothing when it declines.)
+// options or IPv6 extension headers, and a tun packet too big for the tunnel (tunnelExpress). (RewriteFast changes nothing when it declines.)
 func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent, done bool) {
 	b, meta := f.Data, &f.Meta
 	if meta.Vnet.Flags != 0 || meta.Status&(afpacket.StatusCsumNotReady|afpacket.StatusVLANValid) != 0 {
@@ -416,6 +416,9 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	out, mac := int(c.InPort), c.ClientMAC()
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved || (svc.Method != MethodNAT && svc.Method != MethodDR) {
+			if r.Resolved && tunnelExpress(svc, r, p, meta) {
+				return w.expressTunnel(c, r, svc, b, meta, p), true
+			}
 			return false, false
 		}
 		out, mac = r.Port, r.MAC
