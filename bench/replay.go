@@ -18,6 +18,7 @@ import (
 	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/dataplane"
 	"github.com/govs/govs/dataplane/afpacket"
+	"github.com/govs/govs/dataplane/bpfgen"
 	"github.com/govs/govs/dataplane/dataplanetest"
 	"github.com/govs/govs/dataplane/frame"
 	"github.com/govs/govs/internal/cacheline"
@@ -166,7 +167,8 @@ type plan struct {
 }
 
 // makePlan classifies every frame into flows, rewrites the server address when asked, and deals
-// flows to workers by a hash of the client side, as the kernel's fanout does. A flow's client is
+// flows to workers by the fanout program's hash of the client side (bpfgen.FanoutMember), as the
+// kernel's fanout does, and a datagram's fragments with its flow. A flow's client is
 // the side that is not a virtual service: the source of its first packet, unless that packet
 // comes from a virtual service (a capture that starts mid-connection, a stray reply) and goes to
 // none. With RewriteDst, the destination of a flow's first packet is its server, whatever it is.
@@ -176,7 +178,18 @@ func makePlan(c *Capture, rc *ReplayConfig, t *dataplane.Tables) *plan {
 	flows := make(map[flowKey]flowInfo)
 	seed := maphash.MakeSeed()
 	vips := vipSet(t)
+	// The flow of every datagram the capture has a first fragment of. The data plane hands a
+	// datagram's fragments to its flow's worker (see dataplane/frags.go); the harness deals them
+	// there at once, so that it follows them to their flow like the flow's other packets.
 	var p frame.Parsed
+	firsts := make(map[fragKey]flowKey)
+	for i := range c.pkts {
+		pk := &c.pkts[i]
+		b := c.data[pk.off : pk.off+int64(pk.n)]
+		if !frame.ParseFast(b, &p) && frame.Parse(b, &p) == frame.ErrNone && p.Frag == frame.FragFirst && p.L4Off != 0 {
+			firsts[fragKeyOf(b, &p)] = flowKey{p.Src, p.Dst, p.SrcPort, p.DstPort, p.Proto}
+		}
+	}
 	var v4, v6 [16]byte
 	if rc.RewriteDst4.IsValid() {
 		v4 = rc.RewriteDst4.As16()
@@ -195,7 +208,15 @@ func makePlan(c *Capture, rc *ReplayConfig, t *dataplane.Tables) *plan {
 		w := 0
 		// A frame the capture cut short (its snap length) is dropped by the data plane whatever
 		// its headers say (capture_truncated): it belongs to no flow.
-		if frame.Parse(b, &p) != frame.ErrNone || pk.wire > pk.n || p.Family == 0 || (p.Proto != 6 && p.Proto != 17) || p.L4Off == 0 {
+		perr := frame.Parse(b, &p)
+		ok := perr == frame.ErrNone && pk.wire <= pk.n && p.Family != 0 && (p.Proto == 6 || p.Proto == 17)
+		k := flowKey{p.Src, p.Dst, p.SrcPort, p.DstPort, p.Proto}
+		if ok && p.Frag != frame.FragNone {
+			// A datagram's fragments are its flow's packets, wherever in the capture its first
+			// fragment (the one with ports) is.
+			k, ok = firsts[fragKeyOf(b, &p)]
+		}
+		if !ok || p.Frag == frame.FragNone && p.L4Off == 0 {
 			// No flow to keep together: spread by source address like a fanout hash would.
 			if p.Family != 0 {
 				w = int(maphash.Comparable(seed, p.Src) % uint64(rc.Workers))
@@ -203,8 +224,7 @@ func makePlan(c *Capture, rc *ReplayConfig, t *dataplane.Tables) *plan {
 			pl.items[w] = append(pl.items[w], it)
 			continue
 		}
-		k := flowKey{p.Src, p.Dst, p.SrcPort, p.DstPort, p.Proto}
-		rev := flowKey{p.Dst, p.Src, p.DstPort, p.SrcPort, p.Proto}
+		rev := flowKey{k.b, k.a, k.pb, k.pa, k.proto}
 		fi, ok := flows[k]
 		reply := false
 		if !ok {
@@ -214,13 +234,9 @@ func makePlan(c *Capture, rc *ReplayConfig, t *dataplane.Tables) *plan {
 		}
 		if !ok {
 			rewrite := p.Family == 4 && rc.RewriteDst4.IsValid() || p.Family == 6 && rc.RewriteDst6.IsValid()
-			if !rewrite && !vips.has(p.Dst, p.DstPort, p.Proto) && vips.has(p.Src, p.SrcPort, p.Proto) {
+			if !rewrite && !vips.has(k.b, k.pb, k.proto) && vips.has(k.a, k.pa, k.proto) {
 				k, reply = rev, true // from the server: the destination is the client
 			}
-			client := struct {
-				a [16]byte
-				p uint16
-			}{k.a, k.pa}
 			// A persistent service's flows go to workers by client network, as the engine's
 			// fanout sends them (the service is the one at the destination after the rewrite).
 			dst := k.b
@@ -229,11 +245,8 @@ func makePlan(c *Capture, rc *ReplayConfig, t *dataplane.Tables) *plan {
 			} else if p.Family == 6 && rc.RewriteDst6.IsValid() {
 				dst = v6
 			}
-			if rule, ok := t.HashRule(dst, k.pb, p.Proto); ok && rule.Sticky {
-				client.a, client.p = conntrack.MaskAddr(client.a, rule.Bits), 0
-			}
-			cw := maphash.Comparable(seed, client)
-			w = int(cw % uint64(rc.Workers))
+			rule, _ := t.HashRule(dst, k.pb, p.Proto)
+			w = bpfgen.FanoutMember(netip.AddrFrom16(k.a), k.pa, p.Proto, rule, rc.Workers)
 			fi = flowInfo{uint32(w), uint32(pl.nflows[w])}
 			pl.nflows[w]++
 			flows[k] = fi
@@ -262,6 +275,19 @@ func makePlan(c *Capture, rc *ReplayConfig, t *dataplane.Tables) *plan {
 		groupByWorker(c, pl)
 	}
 	return pl
+}
+
+// fragKey names an IP datagram: addresses, protocol, identification.
+type fragKey struct {
+	src, dst [16]byte
+	id       uint32
+	proto    uint8
+}
+
+// fragKeyOf returns the datagram fragment p (of frame b) belongs to.
+func fragKeyOf(b []byte, p *frame.Parsed) fragKey {
+	id, _, _ := frame.FragmentID(b, p)
+	return fragKey{p.Src, p.Dst, id, p.Proto}
 }
 
 // vips is the set of t's virtual services' addresses, ports and protocols.
@@ -346,6 +372,7 @@ type replayer struct {
 	busy        time.Duration
 	inDataplane time.Duration // time inside the worker's calls
 	done        atomic.Uint64
+	now         int64                // the clock at the end of the replay
 	_           [cacheline.Size]byte // the next replayer's fields on other lines
 }
 
@@ -436,6 +463,14 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 		if r.w, err = dataplane.NewWorker(i, ports, macs, ctc); err != nil {
 			return nil, err
 		}
+		if i == len(rs)-1 {
+			ws := make([]*dataplane.Worker, len(rs))
+			for j := range rs[:i] {
+				ws[j] = rs[j].w
+			}
+			ws[i] = r.w
+			dataplane.LinkFragments(ws)
+		}
 		runtime.ReadMemStats(&ms)
 		rep.ConntrackBytes += ms.TotalAlloc - before
 		rep.ConntrackCapacity += capacity
@@ -496,6 +531,18 @@ func Replay(c *Capture, rc ReplayConfig) (*Report, error) {
 		}
 	}
 	tick.Stop()
+	// Fragments a worker handed to another after that one had finished its schedule, and held
+	// fragments whose first fragment never came (a second is past any hold time).
+	for more := true; more; {
+		more = false
+		for _, r := range rs {
+			if r.w.DrainFragments(r.now+int64(time.Second)) > 0 {
+				more = true
+			}
+			r.w.FlushAll()
+			r.w.Publish()
+		}
+	}
 	elapsed := time.Since(start)
 	if rc.CPUProfile != nil {
 		pprof.StopCPUProfile()
@@ -571,12 +618,13 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 	var its [dataplane.MaxBatch]item
 	var p frame.Parsed
 	round := make([]item, 0, batch)
+	var base int64
 	for loop := 0; loop < rc.Loops; loop++ {
 		// The data plane keeps its connections from one loop to the next, and so does r.conns;
 		// each loop schedules every flow once more.
 		clear(r.counted)
-		base := int64(loop) * (pl.span + int64(time.Second))
 		var now int64
+		base = int64(loop) * (pl.span + int64(time.Second))
 		for i := 0; i < len(r.items); i += batch {
 			end := min(i+batch, len(r.items))
 			// With several interfaces, the round's client-side frames first, then the real servers'
@@ -703,6 +751,7 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 				}
 			}
 			t0 := time.Now()
+			r.w.DrainFragments(now)
 			r.w.FlushAll()
 			r.w.Expire(now)
 			r.inDataplane += time.Since(t0)
@@ -714,6 +763,7 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 	}
 	r.w.FlushAll()
 	r.w.Publish()
+	r.now = base + pl.span
 }
 
 // pending reports whether a client packet of local flow lf among its may give the flow's

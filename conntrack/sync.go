@@ -8,15 +8,22 @@ package conntrack
 type SyncOp uint8
 
 const (
-	// SyncSet: the connection exists, in State (created, or its state changed).
+	// SyncSet: the connection (or template) exists, in State (created, its state changed, or
+	// refreshed).
 	SyncSet SyncOp = iota + 1
 	// SyncRemove: the connection ended (closed, expired, evicted, rescheduled).
 	SyncRemove
 )
 
 // SyncEntry is one connection-table change, as HA connection sync carries it between nodes. It
-// names the real server by address and port, not by ID: IDs are per node. Persistence templates
-// are not synced: after a takeover a persistent client's next new connection is scheduled afresh.
+// names the real server by address and port, not by ID: IDs are per node.
+//
+// A persistence template travels as an entry in State StateTemplate: Client is the client address
+// masked by the service's persistence_netmask, CPort 0, VIP, VPort and Proto the service's own
+// endpoint (a template's key holds the service's index, which is per node too), and InPort and
+// ClientMAC zero. Its SyncSet reports a template created or refreshed (a new connection attached
+// to it), its SyncRemove one that expired or was dropped; so after a takeover a persistent
+// client's new connections keep the real server the active node gave it.
 type SyncEntry struct {
 	Client, VIP, Real   [16]byte
 	CPort, VPort, RPort uint16

@@ -970,6 +970,37 @@ func (t *Table) Import(orig *flow.Tuple, nc *NewConn, now int64) (uint32, error)
 	return id, err
 }
 
+// ImportTemplate installs a persistence template another node's table holds (HA connection
+// sync): k is its key (TemplateKey) and nc names its real server, as for InsertTemplate. When k is
+// already in the table, ImportTemplate refreshes that template if it points at the same real
+// server (nc.RS and nc.Real, nc.RealPort) and replaces it otherwise: the synced template is the
+// choice the active node's clients were given, so it wins over one this node made while it was
+// active itself. It returns the template's id. Errors are InsertTemplate's; it never evicts.
+func (t *Table) ImportTemplate(k *flow.Tuple, nc *NewConn, timeout, now int64) (uint32, error) {
+	if id, _, found := t.Lookup(k); found {
+		c := &t.conns[id]
+		if c.ctl&ctlTemplate == 0 {
+			t.stats.Clashes++
+			return 0, ErrExists
+		}
+		if c.rs == nc.RS && c.rport == nc.RealPort && t.reals.addr[c.ra] == nc.Real {
+			binary.LittleEndian.PutUint32(c.mac[:4], toTicks(timeout))
+			c.Flags |= FlagSynced
+			t.Refresh(c, now)
+			return id, nil
+		}
+		t.Delete(id) // with connections attached it lingers, out of lookups, until they end
+	}
+	policy := t.policy
+	t.policy = DropNew
+	id, err := t.InsertTemplate(k, nc, timeout, now, nil)
+	t.policy = policy
+	if err == nil {
+		t.conns[id].Flags |= FlagSynced
+	}
+	return id, err
+}
+
 // SetState moves connection c (from Get) to state st, keeping the per-real counts, as a synced
 // state change needs; templates and out-of-range states are ignored.
 func (t *Table) SetState(c *Conn, st State) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/netip"
 	"slices"
@@ -145,7 +146,14 @@ func (d *Daemon) changeReal(op string, a control.RealArgs) (*control.CtlResult, 
 	if r := realOf(d.engine.Tables(), vs.Key(), rs.Address); r != nil {
 		res.Connections = r.Counts.Active.Load() + r.Counts.Inactive.Load()
 	}
-	d.logf("govs ctl %s: %s", op, res.Message)
+	args := []any{"op", string(op), "service", ref.Service, "real_server", rs.Address.String(), "generation", d.gen}
+	if o, ok := next[ref]; ok && o.SetWeight {
+		args = append(args, "weight", o.Weight)
+	}
+	if o, ok := next[ref]; ok {
+		args = append(args, "disabled", o.Disabled)
+	}
+	slog.Info("govs ctl "+string(op)+": "+res.Message, args...)
 	return res, nil
 }
 
@@ -280,7 +288,8 @@ func (d *Daemon) takeDroppedLocked() []control.Override {
 		}
 		fmt.Fprintf(&b, "%s %s", o.Service, o.Real)
 	}
-	d.logf("the reload ended %d runtime override(s) (govs ctl); the file's settings apply: %s", len(out), b.String())
+	slog.Info(fmt.Sprintf("the reload ended %d runtime override(s) (govs ctl); the file's settings apply: %s", len(out), b.String()),
+		"overrides_dropped", len(out))
 	return out
 }
 
@@ -290,7 +299,7 @@ func (d *Daemon) reloadFromFile() (*control.CtlResult, error) {
 	path, reload := d.cfg.File, d.rt.reload
 	d.mu.Unlock()
 	if reload == nil {
-		reload = func() error { return ReloadFile(d, path, d.logf) }
+		reload = func() error { return ReloadFile(d, path, slog.Default()) }
 	}
 	if err := reload(); err != nil {
 		return nil, err
@@ -316,24 +325,31 @@ var reloadMu sync.Mutex
 // ReloadFile reloads d from the file at path, logs the outcome and records it for `govs stats`,
 // also when the file fails to parse or validate and so never reaches d.Reload; it returns why
 // the reload was rejected, nil when it was applied.
-func ReloadFile(d Reloader, path string, logf func(format string, args ...any)) error {
+func ReloadFile(d Reloader, path string, log *slog.Logger) error {
 	reloadMu.Lock()
 	defer reloadMu.Unlock()
 	at := time.Now()
 	next, err := config.Load(path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
 	if err != nil {
-		// One record, one line: the file's errors joined (govs stats lists them one per line).
-		logf("reload rejected, the running configuration stays: %s", strings.ReplaceAll(strings.TrimRight(err.Error(), "\n"), "\n", "; "))
+		logRejected(log, path, err)
 	} else {
 		for _, w := range next.Warnings() {
-			logf("warning: %s", w)
+			log.Warn(w)
 		}
 		if err = d.Reload(next); err != nil {
-			logf("reload rejected, the running configuration stays: %v", err)
+			logRejected(log, path, err)
 		}
 	}
 	d.RecordReload(at, err)
 	return err
+}
+
+// logRejected logs a rejected reload as one record, one line: the file's errors joined (govs stats
+// lists them one per line). It is an info record, as the reload line has always been: the running
+// configuration stays, and scripts match "govs: TIME reload rejected".
+func logRejected(log *slog.Logger, path string, err error) {
+	msg := strings.ReplaceAll(strings.TrimRight(err.Error(), "\n"), "\n", "; ")
+	log.Info("reload rejected, the running configuration stays: "+msg, "file", path, "error", msg)
 }
 
 // zeroBase is the counters at `govs ctl zero`, which the status subtracts. The data plane's own
@@ -355,7 +371,7 @@ func (d *Daemon) zeroCounters() *control.CtlResult {
 	defer d.mu.Unlock()
 	d.rt.zero = &zeroBase{counters: ds.Counters, drops: ds.Drops, dropsTotal: ds.DropsTotal,
 		rings: control.RingStats{Packets: rs.Packets, Drops: rs.Drops, Freezes: rs.Freezes}, reals: ds.Reals}
-	d.logf("govs ctl zero: counters zeroed")
+	slog.Info("govs ctl zero: counters zeroed", "op", "zero")
 	return &control.CtlResult{Message: "counters zeroed (govs stats, govs list -stats; the Prometheus metrics keep counting)", Generation: d.gen}
 }
 

@@ -86,7 +86,7 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 	if err := d.startMetrics(cfg, gate); err != nil {
 		return nil, err
 	}
-	d.resolver, err = neigh.New(cfg.Dataplane.Interfaces, logf)
+	d.resolver, err = neigh.New(cfg.Dataplane.Interfaces, slog.Default())
 	if err != nil {
 		return nil, fmt.Errorf("failed to start next-hop resolution: %w", err)
 	}
@@ -140,7 +140,7 @@ func (d *Daemon) startEngine(cfg *config.Config) error {
 		RXMode:     cfg.Dataplane.RXMode,
 		Standby:    d.ha != nil, // an HA node forwards only once elected
 		Sync:       d.ha != nil, // and keeps its connection table in sync with its peers'
-		Logf:       d.logf,
+		Log:        slog.Default(),
 	}, t)
 	if err != nil {
 		return err
@@ -186,8 +186,9 @@ func (d *Daemon) Run(ctx context.Context) {
 			full.check(d, now)
 			d.sampleRates(now)
 			stranded.check(d, d.engine.Tables())
+			d.obs.limit.flush()
 			if err := d.engine.RefreshKernelGuard(); err != nil {
-				d.logLimited("kernel guard", "warning: %v", err)
+				d.logLimited("kernel guard", slog.LevelWarn, "%v", err)
 			}
 		}
 	}
@@ -415,7 +416,7 @@ func (d *Daemon) republish() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if err := d.applyLocked(d.cfg, true); err != nil {
-		d.logLimited("publish", "failed to publish new tables: %v", err)
+		d.logLimited("publish", slog.LevelError, "failed to publish new tables: %v", err)
 	}
 }
 
@@ -436,7 +437,8 @@ func (d *Daemon) applyLocked(cfg *config.Config, unlessSame bool) error {
 		d.gen++
 	}
 	d.commitLocked(t)
-	d.health.publishedLocked(cfg, t, d.logf)
+	d.obs.limit.init()
+	d.health.publishedLocked(cfg, t, slog.Default(), d.obs.limit.flaps)
 	return nil
 }
 

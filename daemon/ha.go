@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -65,7 +66,7 @@ func (n *haNode) start(interfaces []string) error {
 		Preempt:        n.cfg.Preempt,
 		PreemptDelay:   n.cfg.PreemptDelay,
 		Sync:           n.sy,
-		Logf:           n.d.logf,
+		Log:            slog.Default(),
 	}, n.tr, ha.SystemClock, n)
 	if err != nil {
 		return fmt.Errorf("failed to start [ha]: %w", err)

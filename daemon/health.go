@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"net/netip"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/govs/govs/control"
 	"github.com/govs/govs/dataplane"
 	"github.com/govs/govs/health"
+	"github.com/govs/govs/internal/ratelog"
 )
 
 // Health checks in the daemon.
@@ -39,7 +41,7 @@ type healthWatch struct {
 	ramp *time.Timer
 	// standIns are the virtual servers, by name, whose sorry server stands in or that are below
 	// their quorum, as last published and logged.
-	standIns map[string]string
+	standIns map[string]standIn
 	// started is set once New has the first results: until then stand-ins are not logged, as
 	// every real server is unresolved or unknown at first.
 	started bool
@@ -57,7 +59,7 @@ func newHealthWatch(logf func(string, ...any)) *healthWatch {
 		mgr:      health.NewManager(health.Options{Logf: logf, OwnerLogsChanges: true}),
 		states:   map[health.Target]*healthEntry{},
 		ramp:     time.NewTimer(time.Hour),
-		standIns: map[string]string{},
+		standIns: map[string]standIn{},
 		now:      time.Now,
 	}
 	h.ramp.Stop()
@@ -162,10 +164,14 @@ func (d *Daemon) healthChanged() {
 		if d.health.states[ev.Target] == nil {
 			continue
 		}
+		svc, real := ev.Target.Service, ev.Target.Server.String()
+		key := "health " + svc + " " + real
 		if ev.State == health.Down {
-			d.logf("virtual server %s: real server %s down: %s", ev.Target.Service, ev.Target.Server, ev.Reason)
+			d.logChange(key, slog.LevelWarn, fmt.Sprintf("virtual server %s: real server %s down: %s", svc, real, ev.Reason),
+				"service", svc, "real_server", real, "state", ev.State.String(), "prev", ev.Prev.String(), "reason", ev.Reason)
 		} else {
-			d.logf("virtual server %s: real server %s %s", ev.Target.Service, ev.Target.Server, ev.State)
+			d.logChange(key, slog.LevelInfo, fmt.Sprintf("virtual server %s: real server %s %s", svc, real, ev.State),
+				"service", svc, "real_server", real, "state", ev.State.String(), "prev", ev.Prev.String())
 		}
 	}
 }
@@ -173,7 +179,7 @@ func (d *Daemon) healthChanged() {
 // publishedLocked follows tables t, compiled from cfg and now in force: it arms the slow-start
 // timer for the next step of a real server's weight, and logs a virtual server that goes below
 // its quorum, or whose sorry server starts or stops standing in, and back.
-func (h *healthWatch) publishedLocked(cfg *config.Config, t *dataplane.Tables, logf func(string, ...any)) {
+func (h *healthWatch) publishedLocked(cfg *config.Config, t *dataplane.Tables, log *slog.Logger, lim *ratelog.Limiter) {
 	h.ramp.Stop()
 	var next time.Duration
 	for i := range cfg.VirtualServers {
@@ -198,33 +204,43 @@ func (h *healthWatch) publishedLocked(cfg *config.Config, t *dataplane.Tables, l
 		return
 	}
 
-	now := map[string]string{}
+	now := map[string]standIn{}
 	for _, s := range t.Services {
 		if s == nil {
 			continue
 		}
 		switch {
 		case s.NoQuorum:
-			now[s.Name] = "below its quorum: new connections are dropped (counted as no_quorum) until enough real servers are up"
+			now[s.Name] = standIn{msg: "below its quorum: new connections are dropped (counted as no_quorum) until enough real servers are up",
+				args: []any{"service", s.Name, "state", "below_quorum"}}
 		default:
 			for _, id := range s.RealIDs {
 				if r := t.Reals[id]; r.Sorry && !r.Standby {
-					now[s.Name] = fmt.Sprintf("sorry server %s takes the new connections: not enough real servers are up", r.Addr)
+					now[s.Name] = standIn{msg: fmt.Sprintf("sorry server %s takes the new connections: not enough real servers are up", r.Addr),
+						args: []any{"service", s.Name, "state", "sorry_server", "sorry_server", r.Addr.String()}}
 				}
 			}
 		}
 	}
-	for name, msg := range now {
-		if h.standIns[name] != msg {
-			logf("virtual server %s: %s", name, msg)
+	for name, si := range now {
+		if h.standIns[name].msg != si.msg {
+			lim.Log(log, "stand-in "+name, slog.LevelWarn, fmt.Sprintf("virtual server %s: %s", name, si.msg), si.args...)
 		}
 	}
 	for name := range h.standIns {
 		if _, ok := now[name]; !ok {
-			logf("virtual server %s: enough real servers are up; they take the new connections again", name)
+			lim.Log(log, "stand-in "+name, slog.LevelInfo, fmt.Sprintf("virtual server %s: enough real servers are up; they take the new connections again", name),
+				"service", name, "state", "normal")
 		}
 	}
 	h.standIns = now
+}
+
+// standIn is a virtual server's record while it is below its quorum or its sorry server takes
+// its new connections.
+type standIn struct {
+	msg  string
+	args []any
 }
 
 // healthSnapshot is what Status lists of the health checks, taken once per Status.

@@ -1,7 +1,10 @@
 package daemon
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"net/netip"
@@ -12,6 +15,7 @@ import (
 	"github.com/govs/govs/config"
 	"github.com/govs/govs/dataplane"
 	"github.com/govs/govs/health"
+	"github.com/govs/govs/internal/ratelog"
 )
 
 // TestHealthWatchStates: the daemon's view follows the Manager's changes as it drains them; a real
@@ -88,6 +92,9 @@ method = "nat"
 	}
 	var logged []string
 	logf := func(format string, args ...any) { logged = append(logged, fmt.Sprintf(format, args...)) }
+	var records bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&records, nil))
+	lim := ratelog.New(time.Minute, 6, nil)
 	h := newHealthWatch(logf)
 	defer h.mgr.Close()
 	tg := health.Target{Service: "tcp/198.18.0.100:80", Server: netip.MustParseAddrPort("198.19.0.11:80")}
@@ -101,36 +108,46 @@ method = "nat"
 	}
 	empty := &dataplane.Tables{}
 	h.states[tg] = &healthEntry{state: health.Up}
-	h.publishedLocked(cfg, empty, logf)
+	h.publishedLocked(cfg, empty, log, lim)
 	if fired(200 * time.Millisecond) {
 		t.Fatal("the ramp timer fired for a server that never was down")
 	}
 	h.states[tg].back = time.Now()
-	h.publishedLocked(cfg, empty, logf)
+	h.publishedLocked(cfg, empty, log, lim)
 	if !fired(300 * time.Millisecond) {
 		t.Fatal("the ramp timer did not fire within a step (100ms) of a server back up under slow_start 1s")
 	}
 	h.states[tg].back = time.Now().Add(-2 * time.Second)
-	h.publishedLocked(cfg, empty, logf)
+	h.publishedLocked(cfg, empty, log, lim)
 	if fired(200 * time.Millisecond) {
 		t.Fatal("the ramp timer fired after the slow start ended")
 	}
 
 	below := &dataplane.Tables{Services: []*dataplane.Service{{Name: "tcp/198.18.0.100:80", NoQuorum: true}}}
-	h.publishedLocked(cfg, below, logf)
-	if len(logged) != 0 {
-		t.Fatalf("logged %q before the first results", logged)
+	h.publishedLocked(cfg, below, log, lim)
+	if len(logged) != 0 || records.Len() != 0 {
+		t.Fatalf("logged %q %s before the first results", logged, records.String())
 	}
 	h.started = true
-	h.publishedLocked(cfg, below, logf)
-	h.publishedLocked(cfg, below, logf)
-	h.publishedLocked(cfg, empty, logf)
-	h.publishedLocked(cfg, empty, logf)
+	h.publishedLocked(cfg, below, log, lim)
+	h.publishedLocked(cfg, below, log, lim)
+	h.publishedLocked(cfg, empty, log, lim)
+	h.publishedLocked(cfg, empty, log, lim)
 	want := []string{
-		"virtual server tcp/198.18.0.100:80: below its quorum: new connections are dropped (counted as no_quorum) until enough real servers are up",
-		"virtual server tcp/198.18.0.100:80: enough real servers are up; they take the new connections again",
+		`{"level":"WARN","msg":"virtual server tcp/198.18.0.100:80: below its quorum: new connections are dropped (counted as no_quorum) until enough real servers are up","service":"tcp/198.18.0.100:80","state":"below_quorum"}`,
+		`{"level":"INFO","msg":"virtual server tcp/198.18.0.100:80: enough real servers are up; they take the new connections again","service":"tcp/198.18.0.100:80","state":"normal"}`,
 	}
-	if strings.Join(logged, "\n") != strings.Join(want, "\n") {
-		t.Fatalf("logged:\n%s\nwant:\n%s", strings.Join(logged, "\n"), strings.Join(want, "\n"))
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(records.String()), "\n") {
+		var r map[string]any
+		if err := json.Unmarshal([]byte(l), &r); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		delete(r, "time")
+		b, _ := json.Marshal(r)
+		got = append(got, string(b))
+	}
+	if len(logged) != 0 || strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("logged %q and records:\n%s\nwant the records:\n%s", logged, strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

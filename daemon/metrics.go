@@ -20,7 +20,7 @@ type observe struct {
 	server   *metrics.Server // nil with [metrics] listen = ""
 	applied  atomic.Uint64   // reloads, see RecordReload
 	rejected atomic.Uint64
-	limit    limiter // events.go
+	limit    limits // events.go
 }
 
 // startMetrics claims [metrics] listen, right after the control socket and before anything else, so

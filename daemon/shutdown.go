@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/govs/govs/sched"
@@ -34,7 +35,8 @@ func (d *Daemon) Shutdown(ctx context.Context) {
 	if n == 0 {
 		return
 	}
-	d.logf("draining: refusing new connections and forwarding %s for up to %v (shutdown_drain; signal again to stop at once)", plural(n, "established connection"), drain)
+	slog.Info(fmt.Sprintf("draining: refusing new connections and forwarding %s for up to %v (shutdown_drain; signal again to stop at once)", plural(n, "established connection"), drain),
+		"state", "draining", "established", n, "shutdown_drain", drain)
 	deadline := time.NewTimer(drain)
 	defer deadline.Stop()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -42,14 +44,16 @@ func (d *Daemon) Shutdown(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			d.logf("draining cut short: %s still established", plural(d.established(), "connection"))
+			n := d.established()
+			slog.Info(fmt.Sprintf("draining cut short: %s still established", plural(n, "connection")), "state", "stopping", "established", n)
 			return
 		case <-deadline.C:
-			d.logf("drained for %v: %s still established", drain, plural(d.established(), "connection"))
+			n := d.established()
+			slog.Info(fmt.Sprintf("drained for %v: %s still established", drain, plural(n, "connection")), "state", "stopping", "established", n)
 			return
 		case <-tick.C:
 			if d.established() == 0 {
-				d.logf("drained: no established connections left")
+				slog.Info("drained: no established connections left", "state", "stopping", "established", 0)
 				return
 			}
 		}

@@ -30,7 +30,8 @@ const (
 	// DropRealRemoved: the connection's real server, or its whole virtual server, was removed by a
 	// reload.
 	DropRealRemoved
-	// DropFragment: a non-first IP fragment (no ports to look a connection up by).
+	// DropFragment: a later IP fragment (it has no ports) of a datagram whose first fragment did
+	// not come within the hold time, was not forwarded, or came before a free hold slot.
 	DropFragment
 	// DropICMPNoConnection: an ICMP error about no connection govs knows.
 	DropICMPNoConnection
@@ -55,6 +56,11 @@ const (
 	// once encapsulated. If it may not be fragmented the client is told (icmp_too_big_sent) unless
 	// rate-limited; an IPv4 packet without DF is dropped (govs does not fragment the outer packet).
 	DropTunnelTooBig
+	// DropFragmentTableFull: a first fragment found its worker's fragment table full of live
+	// datagrams, so its later fragments could not follow it.
+	DropFragmentTableFull
+	// DropFragmentHandoffFull: the ring that hands fragments to their flow's worker was full.
+	DropFragmentHandoffFull
 	numDrops
 )
 
@@ -78,6 +84,9 @@ var dropNames = [numDrops]string{
 	DropNoQuorum:         "no_quorum",
 	DropTunnelGSO:        "tunnel_gso",
 	DropTunnelTooBig:     "tunnel_too_big",
+
+	DropFragmentTableFull:   "fragment_table_full",
+	DropFragmentHandoffFull: "fragment_handoff_full",
 }
 
 func (d Drop) String() string {
@@ -105,6 +114,13 @@ const (
 	cTooBigSent      // ICMP fragmentation needed / packet too big sent to clients (tun path MTU)
 	cTooBigLimited   // of those due, not sent: over the rate limit
 	cTunnelSegmented // TCP GSO super-frames segmented for the tunnel (each also counted forwarded)
+	// Fragments (see frags.go): first fragments recorded, later fragments forwarded by their
+	// first one's record, fragments handed to their flow's worker, later fragments held until
+	// their first.
+	cFragFirst
+	cFragLater
+	cFragHandedOff
+	cFragHeld
 	cDropBase
 	cParseBase = cDropBase + int(numDrops)
 	numSlots   = cParseBase + int(frame.NumErrors)
@@ -126,6 +142,10 @@ var counterNames = [cDropBase]string{
 	cTooBigSent:      "icmp_too_big_sent",
 	cTooBigLimited:   "icmp_too_big_rate_limited",
 	cTunnelSegmented: "tunnel_segmented",
+	cFragFirst:       "fragments_first",
+	cFragLater:       "fragments_later",
+	cFragHandedOff:   "fragments_handed_off",
+	cFragHeld:        "fragments_held",
 }
 
 // counters is a worker's private tally; published copies are read by Stats.

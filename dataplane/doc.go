@@ -17,5 +17,10 @@
 // touch and transmit in a few straight steps. Every other frame takes the general way (forward),
 // which schedules new connections. Both leave the same state (TestProcessBatchSameAsProcess).
 //
+// IP fragments are the one case where the fanout cannot put a frame where its connection is: only
+// a datagram's first fragment has ports. Every fragment goes to a worker by client address; that
+// worker hands the datagram's fragments to the flow's worker over a bounded single-producer,
+// single-consumer ring (frags.go explains the choice). Only fragments take that way.
+//
 // The package does not read configuration: the daemon compiles config into Tables.
 package dataplane

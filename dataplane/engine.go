@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,8 @@ type Config struct {
 	Standby bool
 	// Sync gives every worker the rings of HA connection sync (see SyncExport, SyncInstall).
 	Sync bool
-	Logf func(format string, args ...any)
+	// Log gets the engine's records: its start, rx_mode switches (with fields), problems. nil: none.
+	Log *slog.Logger
 }
 
 // Interface is one of the engine's interfaces as found on the host.
@@ -43,7 +45,8 @@ type Engine struct {
 	tables  atomic.Pointer[Tables]
 	epoch   time.Time
 
-	snapGen atomic.Uint64 // the last connection-sync snapshot asked for (SyncSnapshot)
+	snapGen atomic.Uint64              // the last connection-sync snapshot asked for (SyncSnapshot)
+	fan     atomic.Pointer[fanoutPlan] // the fanout plan in force, for the workers' fragments (nil: one worker)
 
 	mu sync.Mutex // serialises Publish; guards filter state below
 	os engineOS   // per-OS sockets and goroutines
@@ -166,10 +169,21 @@ func (e *Engine) Stats() Stats {
 	return st
 }
 
-func (c Config) logf(format string, args ...any) {
-	if c.Logf != nil {
-		c.Logf(format, args...)
+func (c Config) log() *slog.Logger {
+	if c.Log == nil {
+		return slog.New(slog.DiscardHandler)
 	}
+	return c.Log
+}
+
+// logf logs the message of format and args at info, for the engine's messages without fields.
+func (c Config) logf(format string, args ...any) {
+	c.log().Info(fmt.Sprintf(format, args...))
+}
+
+// warnf is logf at warning level.
+func (c Config) warnf(format string, args ...any) {
+	c.log().Warn(fmt.Sprintf(format, args...))
 }
 
 // errorf is fmt.Errorf with "dataplane: " in front. Causes are printed with %w, so errors.Is and

@@ -32,6 +32,8 @@ type engineOS struct {
 	fanSpec   bpfgen.FanoutSpec    // what that program was built from (guarded by Engine.mu)
 	rx        rxState
 	wakefd    int
+	fragfds   []int // per worker: an eventfd another worker writes when it hands it fragments
+	syncfds   []int // per worker with connection sync: the eventfd that wakes it for sync work
 	stopping  chan struct{}
 	wg        sync.WaitGroup
 	closed    bool
@@ -116,7 +118,7 @@ func (e *Engine) lookupInterfaces() error {
 		e.ifaces = append(e.ifaces, Interface{Name: name, Index: ifi.Index, MAC: mac})
 		changed, err := afpacket.DisableReceiveOffloads(name)
 		if err != nil {
-			e.cfg.logf("warning: could not switch receive offloads off on %s: %v", name, err)
+			e.cfg.warnf("could not switch receive offloads off on %s: %v", name, err)
 		} else if len(changed) > 0 {
 			e.cfg.logf("switched %v off on %s so frames arrive at their wire size", changed, name)
 		}
@@ -139,6 +141,7 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 	var fanout []bpf.RawInstruction
 	if n > 1 || twoRings {
 		e.os.fan = planFanout(t, nil, n)
+		e.fan.Store(e.os.fan)
 		e.os.fanSpec = e.os.fan.spec(t)
 		if fanout, err = bpfgen.FanoutProgramSpec(e.os.fanSpec, n, int(ring)*n); err != nil {
 			return errorf("fanout program: %w", err)
@@ -166,8 +169,20 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 		w.hosts = &e.os.hosts
 		if e.cfg.Sync {
 			w.EnableSync()
+			fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+			if err != nil {
+				return errorf("worker %d: eventfd: %w", wi, err)
+			}
+			e.os.syncfds = append(e.os.syncfds, fd)
+			var one [8]byte
+			one[0] = 1
+			w.sync.wake = func() { unix.Write(fd, one[:]) }
+			w.sync.snapEvery = int64(n) * 1e9 / snapshotRate
 		}
 		e.workers = append(e.workers, w)
+	}
+	if err := e.linkFragments(); err != nil {
+		return err
 	}
 	if twoRings {
 		// A fanout member's index is its ring set * n + its worker: every TPACKETv3 socket joins
@@ -198,6 +213,27 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 		go e.routineFanout()
 	}
 	e.cfg.logf("data plane: %d workers on %v, CPUs %v, rx_mode %s (receiving on the %s ring)", n, e.cfg.Interfaces, cpus, rx.mode, ring)
+	return nil
+}
+
+// linkFragments gives the workers their fragment handover rings (see frags.go) and each an eventfd
+// that wakes it from poll(2) when another worker hands it fragments.
+func (e *Engine) linkFragments() error {
+	for range e.workers {
+		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+		if err != nil {
+			return errorf("eventfd: %w", err)
+		}
+		e.os.fragfds = append(e.os.fragfds, fd)
+	}
+	if len(e.workers) > fragMaxWorkers {
+		e.cfg.warnf("%d workers: IP fragments are forwarded by the worker that receives them (a datagram's first fragment may start a connection its flow's other packets do not reach); fragment handover works with up to %d workers", len(e.workers), fragMaxWorkers)
+	}
+	fds := e.os.fragfds
+	linkFragments(e.workers, &e.fan, func(to int) {
+		one := [8]byte{1}
+		_, _ = unix.Write(fds[to], one[:]) // EAGAIN: the counter is at its maximum, the worker awake
+	}, 0)
 	return nil
 }
 
@@ -310,6 +346,7 @@ func (eo *engineOS) program(e *Engine, t *Tables) error {
 		}
 		plan.report(t, eo.fan, e.cfg.logf)
 		eo.fan, eo.fanSpec = plan, fspec
+		e.fan.Store(plan)
 	}
 	if eo.standby {
 		filter = standbyFilter
@@ -346,7 +383,7 @@ func (e *Engine) routineFanout() {
 		e.mu.Lock()
 		if !e.os.closed && e.os.fan.waiting() {
 			if err := e.os.refan(e); err != nil {
-				e.cfg.logf("warning: %v", err)
+				e.cfg.warnf("%v", err)
 			}
 		}
 		e.mu.Unlock()
@@ -370,6 +407,7 @@ func (eo *engineOS) refan(e *Engine) error {
 	}
 	plan.report(t, eo.fan, e.cfg.logf)
 	eo.fan, eo.fanSpec = plan, spec
+	e.fan.Store(plan)
 	return nil
 }
 
@@ -392,7 +430,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 	var set unix.CPUSet
 	set.Set(cpu)
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		e.cfg.logf("worker %d: could not pin to CPU %d: %v", w.id, cpu, err)
+		e.cfg.warnf("worker %d: could not pin to CPU %d: %v", w.id, cpu, err)
 	}
 	fds := make([]unix.PollFd, 0, 2*len(socks)+1)
 	for i, s := range socks {
@@ -402,6 +440,15 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 		}
 	}
 	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefd), Events: unix.POLLIN})
+	fragfd := e.os.fragfds[wi]
+	fds = append(fds, unix.PollFd{Fd: int32(fragfd), Events: unix.POLLIN})
+	fragAt := len(fds) - 1
+	syncfd := -1
+	if w.sync != nil {
+		syncfd = e.os.syncfds[wi]
+		fds = append(fds, unix.PollFd{Fd: int32(syncfd), Events: unix.POLLIN})
+	}
+	var evbuf [8]byte
 	ring, gen := e.os.rx.load()
 	e.os.rx.acks[wi].Store(gen)
 	draining := make([]bool, len(socks)) // per port: the old ring still has frames
@@ -427,7 +474,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 		// what is queued before the first frames after a takeover look for it.
 		w.now = now
 		w.drainSync()
-		got := 0
+		got := w.DrainFragments(now)
 		for i, s := range socks {
 			active := s
 			if frames != nil {
@@ -455,6 +502,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 		packets += uint64(got)
 		e.os.rx.packets[wi].Store(packets)
 		w.FlushAll()
+		w.wakePeers()
 		w.Expire(now)
 		if got > 0 {
 			lastBusy = now
@@ -478,12 +526,24 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 			if ndrain > 0 {
 				timeout = 1 // the old block retires within its timer; the new ring may be ready already
 			}
+			if w.sync != nil {
+				timeout = w.sync.sleepTimeout(timeout)
+			}
 			for i := range fds {
 				fds[i].Revents = 0
 			}
 			if _, err := unix.Poll(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
-				e.cfg.logf("worker %d: poll: %v", w.id, err)
+				e.cfg.warnf("worker %d: poll: %v", w.id, err)
 				time.Sleep(10 * time.Millisecond)
+			}
+			if fds[fragAt].Revents != 0 {
+				_, _ = unix.Read(fragfd, evbuf[:]) // reset; the rings are read next round
+			}
+			if w.sync != nil {
+				w.sync.woke()
+				if fds[len(fds)-1].Revents != 0 {
+					unix.Read(syncfd, evbuf[:]) // reset the eventfd
+				}
 			}
 		}
 	}
@@ -536,6 +596,12 @@ func (e *Engine) closeSockets() error {
 		}
 		e.os.wakefd = -1
 	}
+	for _, fd := range append(e.os.fragfds, e.os.syncfds...) {
+		if err := unix.Close(fd); err != nil {
+			errs = append(errs, os.NewSyscallError("close eventfd", err))
+		}
+	}
+	e.os.fragfds, e.os.syncfds = nil, nil
 	return errors.Join(errs...)
 }
 

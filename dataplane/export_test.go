@@ -15,5 +15,7 @@ func (w *Worker) Process(in int, b []byte, meta *afpacket.RxMeta, now int64) {
 		w.forward(in, b, meta, p, w.ct.Hash(&p.Tuple), 0)
 	case actICMPError:
 		w.icmpError(in, b, meta, p)
+	case actFragment:
+		w.fragment(in, b, meta, p)
 	}
 }

@@ -70,7 +70,7 @@ func (e *Engine) startGuard(t *Tables) {
 		}
 	}
 	if err != nil {
-		e.cfg.logf("warning: the kernel will also process every frame to a VIP (slower under load): %v", err)
+		e.cfg.warnf("the kernel will also process every frame to a VIP (slower under load): %v", err)
 		return
 	}
 	e.os.guard = g

@@ -3,6 +3,8 @@
 package dataplane
 
 import (
+	"fmt"
+	"math"
 	"time"
 
 	"github.com/govs/govs/dataplane/bpfgen"
@@ -50,7 +52,7 @@ func (e *Engine) routineRXControl(p *rxPolicy) {
 			continue
 		}
 		if err := e.switchRing(want); err != nil {
-			e.cfg.logf("rx_mode auto: could not switch to the %s ring: %v", want, err)
+			e.cfg.warnf("rx_mode auto: could not switch to the %s ring: %v", want, err)
 			continue
 		}
 		why := "rate fell"
@@ -60,7 +62,9 @@ func (e *Engine) routineRXControl(p *rxPolicy) {
 				why = "the latency ring dropped frames"
 			}
 		}
-		e.cfg.logf("rx_mode auto: switched to the %s ring (%s: %.0f frames/s; switch %d)", want, why, pps, e.os.rx.switches.Load())
+		n := e.os.rx.switches.Load()
+		e.cfg.log().Info(fmt.Sprintf("rx_mode auto: switched to the %s ring (%s: %.0f frames/s; switch %d)", want, why, pps, n),
+			"ring", want.String(), "reason", why, "frames_per_second", math.Round(pps), "switches", n)
 	}
 }
 

@@ -62,34 +62,91 @@ type workerSync struct {
 	snapGen    uint64        // the worker's: the snapshot it walks
 	snapCursor uint32
 	snapping   bool
+	snapConns  bool // the walk's second pass: connections (the first exports templates)
+	// Snapshot pacing, the worker's (see walkSnapshot): one entry per snapEvery nanoseconds, with
+	// up to snapshotBurst saved up; snapEvery 0 is unpaced.
+	snapEvery, snapTokens, snapLast int64
+
+	// Waking a sleeping worker when entries arrive for it (the engine sets wake; without it a
+	// worker installs when it next wakes by itself).
+	sleeping atomic.Bool // the worker is about to sleep in poll(2), or sleeps
+	wake     func()      // interrupts that sleep; called by SyncInstall's caller, never the worker
 }
 
-// exportConn reports a change of connection c to the sync goroutine: cheap enough for the paths
-// that create, change or end connections (a copy into the ring, no lock, no allocation). A full
-// ring drops the change and counts it; the sync goroutine then resyncs.
+// Snapshot pacing: a node's snapshot goes out at snapshotRate entries per second, shared by its
+// workers. A backup's workers install what they are sent at once (SyncInstall wakes them), so
+// this rate, not the backup, decides how fast a snapshot converges: 1M entries take about 5 s.
+// It keeps the peer's inboxes (syncRingSize entries per worker) and its heartbeat socket's receive
+// buffer (the sync goroutine sends every 5 ms: 1000 entries, 48 datagrams, 72 KB) far from full,
+// and the walk's share of a worker's time small (see BenchmarkSyncSnapshot).
+const (
+	snapshotRate  = 200_000
+	snapshotBurst = 256 // entries a worker may export at once after a pause
+)
+
+// sleepTimeout is what a worker about to sleep in poll(2) for timeout milliseconds does about
+// sync: it announces the sleep (see Engine.wakeSync) and returns the timeout to use: 0 when synced
+// entries wait, 1 while a paced snapshot walk goes on. The worker calls woke after the sleep.
+func (s *workerSync) sleepTimeout(timeout int) int {
+	s.sleeping.Store(true)
+	switch {
+	case s.inboxPending():
+		return 0
+	case s.snapshotting():
+		return min(timeout, 1)
+	}
+	return timeout
+}
+
+func (s *workerSync) woke() { s.sleeping.Store(false) }
+
+// inboxPending reports whether synced entries wait in the inbox.
+func (s *workerSync) inboxPending() bool { return s.in.head.Load() != s.in.tail.Load() }
+
+// snapshotting reports whether a snapshot is asked for that the worker has not finished walking.
+func (s *workerSync) snapshotting() bool { return s.snapReq.Load() > s.snapDone.Load() }
+
+// exportConn reports a change of connection or template c to the sync goroutine: cheap enough for
+// the paths that create, change or end connections (a copy into the ring, no lock, no allocation).
+// A full ring drops the change and counts it; the sync goroutine then resyncs.
 func (w *Worker) exportConn(op conntrack.SyncOp, c *conntrack.Conn) {
 	s := w.sync
-	if s == nil || c.IsTemplate() {
+	if s == nil {
 		return
 	}
 	e := &s.entry
-	e.Op, e.State, e.Proto = op, c.State(), c.Proto()
-	e.Client, e.CPort = c.Client()
-	e.VIP, e.VPort = c.VIP()
+	if c.IsTemplate() {
+		// A template's key holds the service's index, which is this node's: the peer finds the
+		// service by its endpoint (see conntrack.SyncEntry).
+		svc := w.tables.serviceAt(c.VS)
+		if svc == nil {
+			return
+		}
+		e.VIP, e.VPort, e.Proto = svc.addr, svc.VIP.Port(), svc.Proto
+		e.Client, _ = c.Client()
+		e.CPort, e.InPort, e.ClientMAC = 0, 0, [6]byte{}
+	} else {
+		e.Proto = c.Proto()
+		e.Client, e.CPort = c.Client()
+		e.VIP, e.VPort = c.VIP()
+		e.InPort, e.ClientMAC = c.InPort, c.ClientMAC()
+	}
+	e.Op, e.State = op, c.State()
 	e.Real, e.RPort = w.ct.Real(c)
-	e.InPort, e.ClientMAC = c.InPort, c.ClientMAC()
 	s.out.push(e)
 }
 
 // drainSync installs what the sync goroutine queued for this worker. The worker calls it between
-// batches: only a worker writes its own table.
+// batches: only a worker writes its own table. It installs at most an inbox's worth per call, so
+// that a steady stream of synced entries cannot hold the worker's frames back for long, while
+// everything queued when it is called is installed (what a takeover needs before the first frames).
 func (w *Worker) drainSync() {
 	s := w.sync
 	if s == nil || w.tables == nil {
 		return
 	}
 	w.walkSnapshot()
-	for {
+	for done := 0; done < syncRingSize; done += len(s.drain) {
 		n := s.in.pop(s.drain[:])
 		if n == 0 {
 			return
@@ -108,6 +165,9 @@ func (w *Worker) drainSync() {
 // service's key and the real server's address and port; an entry for a service or real server
 // this node does not have is refused.
 func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
+	if e.State == conntrack.StateTemplate {
+		return w.installTemplate(e)
+	}
 	orig := conntrackTuple(e)
 	id, dir, found := w.ct.Lookup(&orig)
 	var c *conntrack.Conn
@@ -120,17 +180,7 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 		}
 		return c != nil
 	}
-	svc := w.tables.service(e.VIP, e.VPort, e.Proto)
-	if svc == nil {
-		return false
-	}
-	var r *Real
-	for _, rid := range svc.RealIDs {
-		if cand := w.tables.Reals[rid]; cand != nil && cand.addr == e.Real && realPort(cand, e.VPort) == e.RPort {
-			r = cand
-			break
-		}
-	}
+	svc, r := w.syncedReal(e)
 	if r == nil {
 		return false
 	}
@@ -155,6 +205,15 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 	if int(e.InPort) >= len(w.ports) {
 		nc.InPort = 0
 	}
+	if svc.Persistence > 0 {
+		// Attached to its template, as on the active node, the template lives as long as the
+		// connection (the template arrives first: see walkSnapshot).
+		nc.Flags |= conntrack.FlagPersistent
+		w.tkey = conntrack.TemplateKey(conntrack.MaskAddr(e.Client, svc.PersistenceBits), svc.ID)
+		if tid, _, ok := w.ct.Lookup(&w.tkey); ok && w.ct.Get(tid).RS() == r.ID {
+			nc.Template = tid + 1
+		}
+	}
 	id, err := w.ct.Import(&orig, &nc, w.now)
 	if err != nil {
 		return false
@@ -165,6 +224,50 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 		r.Counts.Inactive.Add(1)
 	}
 	return true
+}
+
+// syncedReal finds the service and the real server a synced entry names: the service by its
+// endpoint, the real server by address and port (IDs are per node). r is nil when this node has
+// no such real server in that service.
+func (w *Worker) syncedReal(e *conntrack.SyncEntry) (svc *Service, r *Real) {
+	if svc = w.tables.service(e.VIP, e.VPort, e.Proto); svc == nil {
+		return nil, nil
+	}
+	for _, rid := range svc.RealIDs {
+		if cand := w.tables.Reals[rid]; cand != nil && cand.addr == e.Real && realPort(cand, e.VPort) == e.RPort {
+			return svc, cand
+		}
+	}
+	return svc, nil
+}
+
+// installTemplate applies one synced persistence template change: it installs (or refreshes) the
+// template under this node's key for the client network and service, or removes a synced one.
+func (w *Worker) installTemplate(e *conntrack.SyncEntry) bool {
+	svc, r := w.syncedReal(e)
+	if svc == nil || svc.Persistence <= 0 {
+		return false
+	}
+	w.tkey = conntrack.TemplateKey(conntrack.MaskAddr(e.Client, svc.PersistenceBits), svc.ID)
+	if e.Op == conntrack.SyncRemove {
+		tid, _, found := w.ct.Lookup(&w.tkey)
+		if !found {
+			return false
+		}
+		if c := w.ct.Get(tid); c.IsTemplate() && c.Flags&conntrack.FlagSynced != 0 {
+			w.removeConn(tid, c)
+		}
+		return true
+	}
+	if r == nil {
+		return false
+	}
+	nc := conntrack.NewConn{
+		Real: e.Real, RealPort: e.RPort, VS: svc.ID, RS: r.ID, Method: uint8(svc.Method),
+		Flags: conntrack.FlagPersistent,
+	}
+	_, err := w.ct.ImportTemplate(&w.tkey, &nc, svc.Persistence, w.now)
+	return err == nil
 }
 
 func conntrackTuple(e *conntrack.SyncEntry) (t flow.Tuple) {
@@ -228,34 +331,63 @@ func (e *Engine) SyncInstall(entries []conntrack.SyncEntry) int {
 			queued++
 		}
 	}
+	e.wakeSync()
 	return queued
+}
+
+// wakeSync wakes the workers that sleep with sync work waiting (see routineWorker): a backup's
+// workers see no frames, and without it synced entries would wait in their inboxes for the
+// poll timeout. A worker announces its sleep (sleeping) before it looks at its inbox a last
+// time, and the caller here has queued before it looks at sleeping: one of the two sees the
+// other, so no entry waits unseen. A busy worker is never woken: it drains between batches.
+func (e *Engine) wakeSync() {
+	for _, w := range e.workers {
+		if s := w.sync; s != nil && s.wake != nil && s.sleeping.Load() && (s.inboxPending() || s.snapshotting()) {
+			s.wake()
+		}
+	}
 }
 
 // snapshotBudget is how many entry ids a worker's snapshot walk looks at per loop iteration.
 const snapshotBudget = 4096
 
 // walkSnapshot continues the snapshot the sync goroutine asked for (Engine.SyncSnapshot): it
-// exports every connection of the table, a slice per call, through the export ring. A full ring
-// pauses the walk (nothing is dropped) until the sync goroutine has drained it.
+// exports every template and then every connection of the table, a slice per call, through the
+// export ring. Templates go first so that the peer can attach each connection to its template, as
+// here. A full ring pauses the walk (nothing is dropped) until the sync goroutine has drained it.
 func (w *Worker) walkSnapshot() {
 	s := w.sync
 	if req := s.snapReq.Load(); req != s.snapGen {
-		s.snapGen, s.snapCursor, s.snapping = req, 0, true
+		s.snapGen, s.snapCursor, s.snapping, s.snapConns = req, 0, true, false
 	}
 	if !s.snapping {
 		return
 	}
+	if s.snapEvery > 0 {
+		if got := (w.now - s.snapLast) / s.snapEvery; got > 0 {
+			s.snapTokens += got
+			s.snapLast += got * s.snapEvery
+			if s.snapTokens >= snapshotBurst {
+				s.snapTokens, s.snapLast = snapshotBurst, w.now
+			}
+		}
+	}
 	for range snapshotBudget {
 		if int(s.snapCursor) >= w.ct.Span() {
+			if !s.snapConns {
+				s.snapConns, s.snapCursor = true, 0
+				continue
+			}
 			s.snapping = false
 			s.snapDone.Store(s.snapGen)
 			return
 		}
-		if c := w.ct.Get(s.snapCursor); c != nil && !c.IsTemplate() {
-			if s.out.full() {
+		if c := w.ct.Get(s.snapCursor); c != nil && c.IsTemplate() != s.snapConns {
+			if s.out.full() || (s.snapEvery > 0 && s.snapTokens <= 0) {
 				return
 			}
 			w.exportConn(conntrack.SyncSet, c)
+			s.snapTokens--
 		}
 		s.snapCursor++
 	}
@@ -273,6 +405,7 @@ func (e *Engine) SyncSnapshot() uint64 {
 			w.sync.snapReq.Store(gen)
 		}
 	}
+	e.wakeSync()
 	return gen
 }
 

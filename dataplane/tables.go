@@ -69,7 +69,8 @@ type Tables struct {
 	// forwarded: a stand-alone node that is stopping (shutdown_drain).
 	Draining bool
 
-	byVIP map[serviceKey]uint16
+	byVIP  map[serviceKey]uint16
+	byReal map[serviceKey]uint16 // a NAT real server's endpoint -> a service it serves (realOwner)
 }
 
 // Service is one virtual server.
@@ -167,6 +168,7 @@ type serviceKey struct {
 // Finish once before publishing.
 func (t *Tables) Finish() {
 	t.byVIP = make(map[serviceKey]uint16, len(t.Services))
+	t.byReal = make(map[serviceKey]uint16, len(t.Reals))
 	for _, r := range t.Reals {
 		if r == nil {
 			continue
@@ -181,8 +183,12 @@ func (t *Tables) Finish() {
 		r.avail = r.Resolved && !r.Removed && !r.Down && !r.Standby && !r.Disabled
 		r.gone = r.Removed || r.Down
 		r.expire = (r.Removed || r.Down) && t.ExpireNodestConn
-		if s := t.owner(r); s != nil && r.Down && s.Proto == frame.ProtoUDP {
+		s := t.owner(r)
+		if s != nil && r.Down && s.Proto == frame.ProtoUDP {
 			r.expire = true
+		}
+		if s != nil && s.Method == MethodNAT {
+			t.byReal[serviceKey{r.addr, r.Addr.Port(), s.Proto}] = s.ID
 		}
 	}
 	for _, s := range t.Services {
@@ -308,6 +314,19 @@ func (t *Tables) service(addr [16]byte, port uint16, proto uint8) *Service {
 		}
 	}
 	return t.Services[id]
+}
+
+// realOwner returns a service that NAT real server addr:port (protocol proto) serves, or nil; a
+// real server without a port serves every port. Services sharing a real server share a fanout
+// rule (hashGroups), so any of them tells how the fanout hashes its replies.
+func (t *Tables) realOwner(addr [16]byte, port uint16, proto uint8) *Service {
+	id, ok := t.byReal[serviceKey{addr, port, proto}]
+	if !ok {
+		if id, ok = t.byReal[serviceKey{addr, 0, proto}]; !ok {
+			return nil
+		}
+	}
+	return t.serviceAt(id)
 }
 
 // serviceAt returns the service with ID id, or nil if there is none (a reload removed it).

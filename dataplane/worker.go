@@ -112,6 +112,8 @@ type Worker struct {
 
 	sync *workerSync // HA connection sync; nil without [ha]
 
+	fr fragState // fragments (frags.go)
+
 	// The allocator may put two workers side by side: this line keeps the fields one writes per
 	// packet (its counters here at the end, the clock and queue state at the start) off the other's
 	// cache lines.
@@ -134,6 +136,7 @@ func NewWorker(id int, ports []Transmitter, macs [][6]byte, ct conntrack.Config)
 		macs:  macs,
 		ct:    table,
 		pub:   &published{},
+		fr:    newFragState(),
 	}
 	w.expireFn = w.onExpire
 	w.tooBigTokens = tooBigBurst
@@ -241,6 +244,8 @@ func (w *Worker) ProcessBatch(in int, fs []afpacket.Frame, now int64) (sent uint
 				nh++
 			case actICMPError:
 				ok = w.icmpError(in, f.Data, &f.Meta, &w.batch[i])
+			case actFragment:
+				ok = w.fragment(in, f.Data, &f.Meta, &w.batch[i])
 			}
 			if ok && base+i < 64 {
 				sent |= 1 << (uint(base+i) & 63)
@@ -275,6 +280,7 @@ const (
 	actDone      uint8 = iota // counted and dropped
 	actForward                // a TCP/UDP/ICMP query frame: look its tuple up and forward it
 	actICMPError              // an ICMP error: forward it by the connection it quotes
+	actFragment               // a fragment: forward it with its datagram (frags.go)
 )
 
 // classify parses a received frame into p and says what it needs; frames that cannot be forwarded
@@ -292,13 +298,11 @@ func (w *Worker) classify(b []byte, meta *afpacket.RxMeta, p *frame.Parsed) uint
 		w.drop(DropNotIP)
 		return actDone
 	}
-	if p.Frag == frame.FragLater {
-		// TODO(govs): forward later fragments by a (src, dst, IP ID) cache filled by the first.
-		w.drop(DropFragment)
-		return actDone
-	}
 	if frame.IsICMPError(p) {
 		return actICMPError
+	}
+	if p.Frag != frame.FragNone {
+		return actFragment
 	}
 	return actForward
 }
@@ -413,7 +417,11 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	if r == nil || r.Service != c.VS || r.gone || svc == nil {
 		return false, false
 	}
-	out, mac := int(c.InPort), c.ClientMAC()
+	// The next hop's MAC is read where it lies (the real server's, or the entry's client MAC copied
+	// once for a reply), not copied for both directions.
+	var out, counter int
+	var mac *[6]byte
+	var client [6]byte
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved || (svc.Method != MethodNAT && svc.Method != MethodDR) {
 			if r.Resolved && tunnelExpress(svc, r, p, meta) {
@@ -421,18 +429,16 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 			}
 			return false, false
 		}
-		out, mac = r.Port, r.MAC
-	}
-	counter := cForwarded
-	if dir == conntrack.DirOriginal {
 		if svc.Method == MethodNAT && !frame.RewriteFast(b, p, true, &r.addr, realPort(r, p.DstPort)) {
 			return false, false
 		}
+		out, mac, counter = r.Port, &r.MAC, cForwarded
 	} else {
 		if !frame.RewriteFast(b, p, false, &svc.addr, virtualPort(svc, p.SrcPort)) {
 			return false, false
 		}
-		counter = cReplied
+		client = c.ClientMAC()
+		out, mac, counter = int(c.InPort), &client, cReplied
 	}
 	if p.Proto == frame.ProtoTCP {
 		if old, cur := w.ct.TouchConn(c, dir, p.TCPFlags, w.now); old != cur {
@@ -445,7 +451,7 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	tally := &w.rt[r.ID][dir&1]
 	tally.packets++
 	tally.bytes += uint64(p.End - p.L3Off)
-	if !w.send(out, b, meta.Vnet, &mac) && !w.transmitSlow(out, b, meta, mac) {
+	if !w.send(out, b, meta.Vnet, mac) && !w.transmitSlow(out, b, meta, *mac) {
 		return false, true
 	}
 	w.c[counter]++
@@ -607,8 +613,9 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 			if tr := w.tables.real(t.RS()); tr != nil && tr.Service == svc.ID && tr.avail {
 				r = tr
 				nc.Template = tid + 1
+				w.exportConn(conntrack.SyncSet, t) // refreshed: a backup's copy must not idle out
 			} else {
-				w.ct.Delete(tid)
+				w.removeConn(tid, t)
 			}
 		}
 	}
@@ -628,6 +635,7 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 			return 0, false
 		}
 		nc.Template = tid + 1
+		w.exportConn(conntrack.SyncSet, w.ct.Get(tid))
 	}
 	id, err := w.ct.InsertMissed(&p.Tuple, &w.miss, &nc, w.now, w.expireFn)
 	if err != nil {

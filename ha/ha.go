@@ -3,6 +3,8 @@ package ha
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -45,7 +47,7 @@ type HA struct {
 	node *Node
 	tr   Transport
 	clk  Clock
-	logf func(format string, args ...any)
+	log  *slog.Logger
 
 	recv   chan datagram
 	syncRx *Syncer // receives the sync messages; nil without connection sync
@@ -71,7 +73,7 @@ func Start(cfg Config, tr Transport, clk Clock, eng Engine) (*HA, error) {
 		node:     n,
 		tr:       tr,
 		clk:      clk,
-		logf:     n.logf,
+		log:      n.log,
 		recv:     make(chan datagram, recvQueue),
 		cmds:     make(chan func(time.Time)),
 		done:     make(chan struct{}),
@@ -98,7 +100,7 @@ func (h *HA) RoutineReceive() {
 				return
 			}
 			if errs++; errs == 1 || errs%1000 == 0 {
-				h.logf("ha: failed to receive heartbeats (%d errors): %v", errs, err)
+				h.log.Warn(fmt.Sprintf("ha: failed to receive heartbeats (%d errors): %v", errs, err), "errors", errs)
 			}
 			select {
 			case <-h.done:

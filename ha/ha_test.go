@@ -3,6 +3,7 @@ package ha
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -194,7 +195,7 @@ func TestHAPair(t *testing.T) {
 	start := func(self netip.AddrPort, prio uint8, peer netip.AddrPort) (*HA, *lockedEngine) {
 		e := &lockedEngine{}
 		h, err := Start(Config{Listen: self, Peers: []netip.AddrPort{peer}, Priority: prio, Key: key,
-			AdvertInterval: iv, DeadAfter: deadAfter, Preempt: true, Logf: t.Logf}, cn.listen(self), SystemClock, e)
+			AdvertInterval: iv, DeadAfter: deadAfter, Preempt: true, Log: slog.New(slog.NewTextHandler(t.Output(), nil))}, cn.listen(self), SystemClock, e)
 		if err != nil {
 			t.Fatal(err)
 		}

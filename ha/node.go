@@ -3,6 +3,7 @@ package ha
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -32,8 +33,9 @@ type Config struct {
 	// Sync, when not nil, gates preemption: a node takes the VIPs back only once its connection
 	// table has converged with the active's.
 	Sync Sync
-	// Logf logs state changes and problems; nil discards them.
-	Logf func(format string, args ...any)
+	// Log gets the node's state changes (records with from, to and reason) and its problems;
+	// nil discards them.
+	Log *slog.Logger
 }
 
 // DefaultMaxSkew is how far apart the nodes' clocks may be before heartbeats are dropped as
@@ -82,7 +84,7 @@ type Node struct {
 	cfg  Config
 	tr   Transport
 	eng  Engine
-	logf func(format string, args ...any)
+	log  *slog.Logger
 	sign *signer
 	dead time.Duration // DeadAfter * AdvertInterval
 	skew int64         // MaxSkew in nanoseconds
@@ -126,14 +128,14 @@ func NewNode(cfg Config, tr Transport, eng Engine) (*Node, error) {
 		cfg:   cfg,
 		tr:    tr,
 		eng:   eng,
-		logf:  cfg.Logf,
+		log:   cfg.Log,
 		sign:  newSigner(cfg.Key),
 		dead:  time.Duration(cfg.DeadAfter) * cfg.AdvertInterval,
 		skew:  int64(cfg.MaxSkew),
 		state: StateInit,
 	}
-	if n.logf == nil {
-		n.logf = func(string, ...any) {}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
 	}
 	if n.skew <= 0 {
 		n.skew = int64(DefaultMaxSkew)
@@ -195,7 +197,7 @@ func (n *Node) Receive(now time.Time, from netip.AddrPort, b []byte) {
 			p.badMAC = now
 			if now.Sub(p.badLog) >= time.Minute {
 				p.badLog = now
-				n.logf("ha: heartbeat from %s failed authentication: forged, or [ha] key_file differs between the nodes", from)
+				n.log.Warn(fmt.Sprintf("ha: heartbeat from %s failed authentication: forged, or [ha] key_file differs between the nodes", from), "peer", from.String())
 			}
 		}
 		return
@@ -212,8 +214,8 @@ func (n *Node) Receive(now time.Time, from netip.AddrPort, b []byte) {
 		n.drop(DropSkew)
 		if now.Sub(p.badLog) >= time.Minute {
 			p.badLog = now
-			n.logf("ha: heartbeat from %s is %v off this node's clock (more than %v): dropped; keep the nodes' clocks in sync (NTP)",
-				from, time.Duration(d), time.Duration(n.skew))
+			n.log.Warn(fmt.Sprintf("ha: heartbeat from %s is %v off this node's clock (more than %v): dropped; keep the nodes' clocks in sync (NTP)",
+				from, time.Duration(d), time.Duration(n.skew)), "peer", from.String())
 		}
 		return
 	}
@@ -224,8 +226,8 @@ func (n *Node) Receive(now time.Time, from netip.AddrPort, b []byte) {
 	if n.state == StateActive && !n.resigning && h.State == StateActive && !wasActive && !n.outranks(p) {
 		// Split brain, or a preempting peer, and we stay: both claimed the VIPs, so re-announce
 		// ours and tell the peer at once so that it stands down.
-		n.logf("ha: %s is active too; this node outranks it (priority %d, %s vs %d, %s): staying active and re-announcing",
-			from, n.priority(), n.cfg.Listen, p.priority, p.addr)
+		n.log.Warn(fmt.Sprintf("ha: %s is active too; this node outranks it (priority %d, %s vs %d, %s): staying active and re-announcing",
+			from, n.priority(), n.cfg.Listen, p.priority, p.addr), "peer", from.String())
 		n.eng.HAState(StateActive)
 		n.send(now)
 	}
@@ -308,7 +310,7 @@ func (n *Node) Resign(now time.Time) {
 		return
 	}
 	n.resigning = true
-	n.logf("ha: resigning (state %s): advertising priority 0", n.state)
+	n.log.Info(fmt.Sprintf("ha: resigning (state %s): advertising priority 0", n.state), "state", n.state.String())
 	if n.state != StateInit {
 		n.send(now)
 	}
@@ -419,7 +421,7 @@ func (n *Node) takeOver(now time.Time) string {
 	if bad && n.received == 0 {
 		if now.Sub(n.blockedLog) >= 10*time.Second {
 			n.blockedLog = now
-			n.logf("ha: not taking over: heartbeats arrive from listed peers but none authenticates; check that [ha] key_file is the same on every node")
+			n.log.Warn("ha: not taking over: heartbeats arrive from listed peers but none authenticates; check that [ha] key_file is the same on every node")
 		}
 		return ""
 	}
@@ -461,7 +463,7 @@ func (n *Node) become(now time.Time, s State, reason string) {
 	if s != StateBackup {
 		n.preemptSince = time.Time{}
 	}
-	n.logf("ha: %s -> %s: %s", old, s, reason)
+	n.log.Info(fmt.Sprintf("ha: %s -> %s: %s", old, s, reason), "from", old.String(), "to", s.String(), "reason", reason)
 	// The engine first: a new active node forwards before its peers hear of it, so the resigning
 	// node that waits for that heartbeat stops only once the new one forwards.
 	n.eng.HAState(s)
@@ -476,7 +478,8 @@ func (n *Node) send(now time.Time) {
 	for _, p := range n.peers {
 		if err := n.tr.Send(b, p.addr); err != nil {
 			if n.sendErrors++; n.sendErrors&(n.sendErrors-1) == 0 { // 1st, 2nd, 4th, 8th...
-				n.logf("ha: failed to send a heartbeat to %s (%d failures so far): %v", p.addr, n.sendErrors, err)
+				n.log.Warn(fmt.Sprintf("ha: failed to send a heartbeat to %s (%d failures so far): %v", p.addr, n.sendErrors, err),
+					"peer", p.addr.String(), "failures", n.sendErrors)
 			}
 			continue
 		}

@@ -2,6 +2,7 @@ package ha
 
 import (
 	"bytes"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -78,9 +79,7 @@ func (c *cluster) add(self netip.AddrPort, prio uint8, peers []netip.AddrPort, o
 	cfg := Config{
 		Listen: self, Peers: peers, Priority: prio, Key: key,
 		AdvertInterval: interval, DeadAfter: deadN, Preempt: true,
-		Logf: func(f string, a ...any) {
-			c.logs.WriteString(self.String() + " " + strings.TrimSpace(sprintf(f, a...)) + "\n")
-		},
+		Log: slog.New(slog.NewTextHandler(c.logs, nil)).With("node", self.String()),
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -149,8 +148,6 @@ func forge(k []byte, h Heartbeat) []byte {
 	var b [HeartbeatSize]byte
 	return newSigner(k).marshal(b[:], &h)
 }
-
-func sprintf(f string, a ...any) string { return strings.TrimRight(fmtSprintf(f, a...), "\n") }
 
 func TestStartAloneWaitsDeadIntervalThenTakesOver(t *testing.T) {
 	c := newCluster(t)

@@ -23,8 +23,13 @@ type SyncPlane interface {
 const (
 	// syncEvery is how often the sync goroutine drains the workers' export rings and sends.
 	syncEvery = 5 * time.Millisecond
-	// syncRequestEvery is how often a backup without a snapshot asks for one.
+	// syncRequestEvery is how often a backup without a snapshot asks for one while nothing
+	// arrives.
 	syncRequestEvery = time.Second
+	// syncSnapshotWait is how long a backup that is being sent entries waits for the end of the
+	// snapshot it asked for before it asks again: the data plane paces a snapshot (200k entries a
+	// second), and every request starts it over.
+	syncSnapshotWait = 2 * time.Minute
 	// syncRefreshEvery is how often the active node sends a full snapshot unasked: it refreshes
 	// the backups' entries (which see no packets and would otherwise idle out) and repairs what
 	// lost datagrams missed.
@@ -150,14 +155,16 @@ func (s *Syncer) step(now time.Time, st State) {
 	}
 	if !active {
 		s.flush(now, false)
-		if !s.converged.Load() && now.Sub(s.requested) >= syncRequestEvery {
+		if !s.converged.Load() && s.shouldRequest(now) {
 			s.requested, s.dirty = now, false
 			s.send(now, msgSyncRequest, nil)
 		}
 		return
 	}
 	s.converged.Store(true)
-	if d := s.plane.SyncStats().ExportDropped; d != s.drops || !now.Before(s.nextRefr) {
+	// Lost changes start a snapshot over; the periodic refresh waits for one under way to end (a
+	// paced snapshot of a large table may take longer than syncRefreshEvery).
+	if d := s.plane.SyncStats().ExportDropped; d != s.drops || (s.snapGen == 0 && !now.Before(s.nextRefr)) {
 		s.drops = d
 		s.startSnapshot(now)
 	}
@@ -165,9 +172,20 @@ func (s *Syncer) step(now time.Time, st State) {
 	s.flush(now, true)
 	if done {
 		s.snapGen = 0
+		s.nextRefr = now.Add(syncRefreshEvery)
 		s.send(now, msgSyncEnd, nil)
 		s.snapshotsSent.Add(1)
 	}
+}
+
+// shouldRequest reports whether a backup without a converged table asks for a snapshot now: when
+// it has not asked yet (or the snapshot it got missed changes); again syncRequestEvery after
+// asking if nothing arrived since (the request or the answer was lost); and otherwise only after
+// syncSnapshotWait, so that a large snapshot under way is not started over every second.
+func (s *Syncer) shouldRequest(now time.Time) bool {
+	since := now.Sub(s.requested)
+	return s.requested.IsZero() || since >= syncSnapshotWait ||
+		(since >= syncRequestEvery && s.lastReceived.Load() < s.requested.UnixNano())
 }
 
 func (s *Syncer) startSnapshot(now time.Time) {
@@ -242,9 +260,13 @@ func (s *Syncer) receive(now time.Time, st State, from netip.AddrPort, b []byte)
 		}
 	case msgSyncEnd:
 		s.snapshotsReceived.Add(1)
-		if !active && !s.requested.IsZero() && !s.dirty {
+		switch {
+		case active:
+		case !s.requested.IsZero() && !s.dirty:
 			s.converged.Store(true)
 			s.requested = time.Time{}
+		case s.dirty:
+			s.requested = time.Time{} // changes were lost meanwhile: ask again at once
 		}
 	case msgSyncBatch:
 		if active {

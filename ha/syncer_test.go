@@ -2,6 +2,7 @@ package ha
 
 import (
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ type fakePlane struct {
 	export    []conntrack.SyncEntry
 	installed []conntrack.SyncEntry
 	gen       uint64
+	unending  bool // its snapshots never end (a large table being walked)
 }
 
 func (p *fakePlane) SyncExport(out []conntrack.SyncEntry) int {
@@ -30,7 +32,7 @@ func (p *fakePlane) SyncSnapshot() uint64 {
 	p.export = append(p.export, p.table...)
 	return p.gen
 }
-func (p *fakePlane) SyncSnapshotDone(gen uint64) bool { return gen <= p.gen }
+func (p *fakePlane) SyncSnapshotDone(gen uint64) bool { return gen <= p.gen && !p.unending }
 func (p *fakePlane) SyncStats() conntrack.SyncStats   { return conntrack.SyncStats{} }
 
 func entry(i int) conntrack.SyncEntry {
@@ -164,5 +166,150 @@ func TestSyncerStreamsAndConverges(t *testing.T) {
 	deliverAll(net, now, nodes, roles)
 	if len(pb.installed) != before || sb.Status().Dropped["old_seq"] != 1 || sb.Status().Dropped["bad_mac"] == 0 {
 		t.Fatalf("installed %d (want %d), drops %v", len(pb.installed), before, sb.Status().Dropped)
+	}
+}
+
+// TestSyncTemplateEntries: a persistence template travels as an entry in state TEMPLATE and
+// reaches the data plane; an entry of a state or operation this node does not know is skipped
+// alone, and the rest of its message applied.
+func TestSyncTemplateEntries(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	a, b := netip.MustParseAddrPort("198.18.0.1:7000"), netip.MustParseAddrPort("198.18.0.2:7000")
+	net := &fakeNet{}
+	pa, pb := &fakePlane{}, &fakePlane{}
+	tmpl := entry(0)
+	tmpl.Client, tmpl.CPort, tmpl.State, tmpl.ClientMAC = netip.MustParseAddr("198.18.1.0").As16(), 0, conntrack.StateTemplate, [6]byte{}
+	unknownState, unknownOp := entry(1), entry(2)
+	unknownState.State = conntrack.StateTemplate + 1
+	unknownOp.Op = conntrack.SyncRemove + 1
+	pa.export = []conntrack.SyncEntry{tmpl, unknownState, entry(3), unknownOp}
+	sa := NewSyncer(pa, &fakeTransport{net, a}, a, []netip.AddrPort{b}, key, nil)
+	sb := NewSyncer(pb, &fakeTransport{net, b}, b, []netip.AddrPort{a}, key, nil)
+	sa.step(time.Now(), StateActive)
+	deliverAll(net, time.Now(), map[netip.AddrPort]*Syncer{a: sa, b: sb}, map[netip.AddrPort]State{a: StateActive, b: StateBackup})
+	if want := []conntrack.SyncEntry{tmpl, entry(3)}; !slices.Equal(pb.installed, want) {
+		t.Fatalf("installed %+v, want the template and the known connection %+v", pb.installed, want)
+	}
+	if st := sb.Status(); st.ReceivedEntries != 4 || st.Gaps != 0 {
+		t.Fatalf("received %d entries, gaps %d; want 4, 0", st.ReceivedEntries, st.Gaps)
+	}
+}
+
+// TestSyncerWaitsForLargeSnapshot: a backup that is being sent entries does not ask again every
+// second (each request starts the active node's snapshot over, and a paced snapshot of a large
+// table takes seconds); one that hears nothing asks again after syncRequestEvery, and one whose
+// snapshot missed changes asks again as soon as it ends.
+func TestSyncerWaitsForLargeSnapshot(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	a, b := netip.MustParseAddrPort("198.18.0.1:7000"), netip.MustParseAddrPort("198.18.0.2:7000")
+	net := &fakeNet{}
+	pa, pb := &fakePlane{unending: true}, &fakePlane{}
+	sa := NewSyncer(pa, &fakeTransport{net, a}, a, []netip.AddrPort{b}, key, nil)
+	sb := NewSyncer(pb, &fakeTransport{net, b}, b, []netip.AddrPort{a}, key, nil)
+	sa.seq, sb.seq = 1000, 5000
+	nodes := map[netip.AddrPort]*Syncer{a: sa, b: sb}
+	roles := map[netip.AddrPort]State{a: StateActive, b: StateBackup}
+	requests := func() uint64 { return sa.Status().Received }
+	t0 := time.Now()
+
+	sb.step(t0, StateBackup)
+	deliverAll(net, t0, nodes, roles)
+	if requests() != 1 {
+		t.Fatalf("backup sent %d requests, want 1", requests())
+	}
+	// Nothing comes back: it asks again after syncRequestEvery.
+	sb.step(t0.Add(syncRequestEvery/2), StateBackup)
+	sb.step(t0.Add(syncRequestEvery), StateBackup)
+	deliverAll(net, t0, nodes, roles)
+	if requests() != 2 {
+		t.Fatalf("backup that heard nothing sent %d requests, want 2", requests())
+	}
+	// A snapshot is being sent (no end yet): no new request for a long while.
+	t1 := t0.Add(syncRequestEvery)
+	for i := range 30 {
+		now := t1.Add(time.Duration(i) * syncRequestEvery / 2)
+		pa.export = append(pa.export, entry(i))
+		sa.step(now, StateActive)
+		deliverAll(net, now, nodes, roles)
+		sb.step(now, StateBackup)
+		deliverAll(net, now, nodes, roles)
+	}
+	if got := requests(); got != 2 {
+		t.Fatalf("backup receiving a snapshot sent %d requests in 15 s, want none more than the 2", got)
+	}
+	if now := t1.Add(syncSnapshotWait); true {
+		sb.step(now, StateBackup)
+		deliverAll(net, now, nodes, roles)
+	}
+	if requests() != 3 {
+		t.Fatalf("backup still without the snapshot's end after %v sent %d requests, want 3", syncSnapshotWait, requests())
+	}
+	// A lost datagram during the snapshot: at its end the backup asks again at once.
+	t2 := t1.Add(syncSnapshotWait + time.Second)
+	pa.export = append(pa.export, entry(100))
+	sa.step(t2, StateActive)
+	net.queue = nil // lost
+	pa.export = append(pa.export, entry(101))
+	sa.step(t2, StateActive)
+	sa.send(t2, msgSyncEnd, nil)
+	deliverAll(net, t2, nodes, roles)
+	sb.step(t2, StateBackup)
+	deliverAll(net, t2, nodes, roles)
+	if sb.Converged() || requests() != 4 {
+		t.Fatalf("after a snapshot with a gap: converged %v, requests %d; want false, 4", sb.Converged(), requests())
+	}
+}
+
+// BenchmarkSyncCodec is a full batch signed and then checked and decoded: the sync goroutines'
+// cost per datagram of syncMaxEntries entries (reported per entry too), on either side.
+func BenchmarkSyncCodec(b *testing.B) {
+	c := newSyncCodec([]byte("0123456789abcdef0123456789abcdef"))
+	node := netip.MustParseAddrPort("198.18.0.1:7000")
+	var es [syncMaxEntries]conntrack.SyncEntry
+	for i := range es {
+		es[i] = entry(i)
+	}
+	var buf [syncMaxSize]byte
+	var m syncMsg
+	var e conntrack.SyncEntry
+	b.ReportAllocs()
+	for i := range b.N {
+		p := c.marshal(buf[:], msgSyncBatch, node, uint64(i+1), 1e18, es[:])
+		if c.unmarshal(p, &m) != 0 {
+			b.Fatal("unmarshal failed")
+		}
+		for j := range m.count {
+			syncEntryAt(p, j, &e)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*syncMaxEntries), "ns/entry")
+}
+
+// TestSyncerRefreshWaitsForSnapshot: the active node's periodic refresh does not start over a
+// snapshot still under way; the next refresh comes syncRefreshEvery after it ended.
+func TestSyncerRefreshWaitsForSnapshot(t *testing.T) {
+	a, b := netip.MustParseAddrPort("198.18.0.1:7000"), netip.MustParseAddrPort("198.18.0.2:7000")
+	pa := &fakePlane{unending: true}
+	sa := NewSyncer(pa, &fakeTransport{&fakeNet{}, a}, a, []netip.AddrPort{b}, []byte("0123456789abcdef0123456789abcdef"), nil)
+	t0 := time.Now()
+	sa.step(t0, StateActive)
+	sa.step(t0.Add(syncRefreshEvery), StateActive)
+	if pa.gen != 1 {
+		t.Fatalf("first refresh: %d snapshots asked for, want 1", pa.gen)
+	}
+	sa.step(t0.Add(3*syncRefreshEvery), StateActive)
+	if pa.gen != 1 {
+		t.Fatalf("a refresh started the snapshot under way over (%d snapshots asked for)", pa.gen)
+	}
+	pa.unending = false
+	end := t0.Add(3*syncRefreshEvery + time.Second)
+	sa.step(end, StateActive)
+	sa.step(end.Add(syncRefreshEvery-time.Millisecond), StateActive)
+	if pa.gen != 1 || sa.Status().SnapshotsSent != 1 {
+		t.Fatalf("after the snapshot ended: %d asked for, %d sent; want 1, 1", pa.gen, sa.Status().SnapshotsSent)
+	}
+	sa.step(end.Add(syncRefreshEvery), StateActive)
+	if pa.gen != 2 {
+		t.Fatalf("no refresh %v after the last snapshot ended", syncRefreshEvery)
 	}
 }

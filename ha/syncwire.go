@@ -24,8 +24,22 @@ import (
 //	28  sequence number: the sender's sync messages number 1 up from its start time in Unix
 //	    nanoseconds, so a receiver sees a gap (a lost datagram) and a replay alike
 //	36  time, Unix nanoseconds
-//	44  entries, syncEntrySize bytes each
+//	44  entries, syncEntrySize bytes each (below)
 //	..  HMAC-SHA256 over everything before it
+//
+// An entry (conntrack.SyncEntry):
+//
+//	 0  client address, 16 bytes (a template's: masked by persistence_netmask)
+//	16  VIP, 16 bytes
+//	32  real server's address, 16 bytes
+//	48  client port (a template's: 0), VIP port, real server's port, 2 bytes each
+//	54  protocol, state (conntrack.State: a connection's, or TEMPLATE), operation (set, remove),
+//	    the data-plane port the client side came in on
+//	58  next hop towards the client, 6 bytes
+//
+// A receiver skips, one by one, entries whose operation or state it does not know, and applies the
+// rest of the message: a new kind of entry needs no new version, and a node that knows it can run
+// beside one that does not (the older one then simply lacks those entries after a takeover).
 const (
 	msgSyncBatch   = 2 // connection changes (or a snapshot's entries)
 	msgSyncRequest = 3 // a backup asks the active node for a snapshot
@@ -106,8 +120,8 @@ func (c *syncCodec) unmarshal(b []byte, m *syncMsg) DropReason {
 	return 0
 }
 
-// syncEntryAt decodes entry i of a message unmarshal accepted; false for an entry no node sends
-// (unknown operation or state).
+// syncEntryAt decodes entry i of a message unmarshal accepted; false for an entry this node does
+// not know (unknown operation or state), which the caller skips.
 func syncEntryAt(b []byte, i int, e *conntrack.SyncEntry) bool {
 	p := b[syncHeaderSize+i*syncEntrySize:]
 	*e = conntrack.SyncEntry{
@@ -116,7 +130,7 @@ func syncEntryAt(b []byte, i int, e *conntrack.SyncEntry) bool {
 		Proto: p[54], State: conntrack.State(p[55]), Op: conntrack.SyncOp(p[56]), InPort: p[57],
 		ClientMAC: [6]byte(p[58:64]),
 	}
-	return (e.Op == conntrack.SyncSet || e.Op == conntrack.SyncRemove) && e.State < conntrack.StateTemplate
+	return (e.Op == conntrack.SyncSet || e.Op == conntrack.SyncRemove) && e.State <= conntrack.StateTemplate
 }
 
 func putSyncEntry(p []byte, e *conntrack.SyncEntry) {

@@ -133,6 +133,9 @@ func (s *Servers) startUDP(ns *NS, name string, a netip.Addr) error {
 		return err
 	}
 	s.udp = append(s.udp, c)
+	// Room for bursts of large datagrams from many flows at once (TestFragments): the default
+	// buffer holds about a dozen reassembled 9000-byte datagrams.
+	_ = c.(*net.UDPConn).SetReadBuffer(8 << 20)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()

@@ -45,8 +45,10 @@ type Topology struct {
 	ServerAddrs4, ServerAddrs6           []netip.Addr
 	// l0's and l1's own kernel addresses (the IPv6 ones are configured only with Options.IPv6).
 	BalancerL0Addr4, BalancerL0Addr6, BalancerL1Addr4, BalancerL1Addr6 netip.Addr
-	// Per balancer (index as Balancers): l0's and l1's IPv4 addresses.
+	// Per balancer (index as Balancers): l0's and l1's IPv4 addresses, and with Options.IPv6
+	// their IPv6 ones.
 	BalancerL0Addrs4, BalancerL1Addrs4 []netip.Addr
+	BalancerL0Addrs6, BalancerL1Addrs6 []netip.Addr
 	// FloatingGateway4 and FloatingGateway6 are the NAT real servers' gateway with more than one
 	// balancer: no balancer's kernel has it; the active one's HA announces it ([ha] floating).
 	FloatingGateway4, FloatingGateway6 netip.Addr
@@ -331,6 +333,8 @@ func (t *Topology) build(id string) error {
 			return err
 		}
 		if v6 {
+			t.BalancerL0Addrs6 = append(t.BalancerL0Addrs6, l06)
+			t.BalancerL1Addrs6 = append(t.BalancerL1Addrs6, l16)
 			if err := addr(b, "l0", l06, 64); err != nil {
 				return err
 			}

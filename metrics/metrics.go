@@ -121,6 +121,10 @@ var CounterMetrics = map[string]CounterMetric{
 	"conntrack_entries":     {Name: "govs_conntrack_entries", Help: "Entries (connections and persistence templates) in the connection tables.", Gauge: true},
 	"conntrack_capacity":    {Name: "govs_conntrack_capacity", Help: "Entries the connection tables hold at most ([conntrack] max_entries).", Gauge: true},
 	"conntrack_evictions":   {Name: "govs_conntrack_evictions_total", Help: "Idle entries evicted to make room for new connections (full_policy evict_oldest_idle)."},
+	"fragments_first":       {Name: "govs_fragments_first_total", Help: "First fragments of IP datagrams forwarded and recorded, so that their later fragments follow them."},
+	"fragments_later":       {Name: "govs_fragments_later_total", Help: "Later (non-first) IP fragments forwarded the way their datagram's first fragment went."},
+	"fragments_handed_off":  {Name: "govs_fragments_handed_off_total", Help: "IP fragments a worker handed to the worker that holds their flow's connection."},
+	"fragments_held":        {Name: "govs_fragments_held_total", Help: "Later IP fragments held because they came before their datagram's first fragment."},
 }
 
 // The reason conntrack_full counts in Drops: new connections refused by a full table.

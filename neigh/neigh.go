@@ -2,8 +2,12 @@ package neigh
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync"
+	"time"
+
+	"github.com/govs/govs/internal/ratelog"
 )
 
 // Entry is what the data plane needs to send a frame towards Addr.
@@ -28,9 +32,10 @@ type Entry struct {
 // safe for concurrent use. Lookup takes a read lock and never allocates; it is meant for building
 // the data plane's compiled tables after Changed fires, not for the per-packet path.
 type Resolver struct {
-	logf    func(format string, args ...any)
-	changed chan struct{} // buffered 1, see notify
-	kick    chan struct{} // buffered 1, asks RoutineResolve for a refresh now
+	log     *slog.Logger
+	changes *ratelog.Limiter // the resolved/unresolved records, by address (a flapping neighbour)
+	changed chan struct{}    // buffered 1, see notify
+	kick    chan struct{}    // buffered 1, asks RoutineResolve for a refresh now
 
 	mu      sync.RWMutex
 	targets map[netip.Addr]*target // guarded by mu
@@ -112,12 +117,21 @@ func nudString(state int) string {
 	return fmt.Sprintf("0x%02x", state)
 }
 
-func newResolver(logf func(format string, args ...any)) *Resolver {
-	if logf == nil {
-		logf = func(string, ...any) {}
+// Records of one address's changes: every change until it has changed changeBurst times within
+// about changeBurst x changeEvery, then one per changeEvery (each saying how many were held back),
+// and the last one once it settles (RoutineResolve flushes each refresh).
+const (
+	changeEvery = 30 * time.Second
+	changeBurst = 6
+)
+
+func newResolver(log *slog.Logger) *Resolver {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	return &Resolver{
-		logf:    logf,
+		log:     log,
+		changes: ratelog.New(changeEvery, changeBurst, nil),
 		changed: make(chan struct{}, 1),
 		kick:    make(chan struct{}, 1),
 		targets: make(map[netip.Addr]*target),
@@ -220,19 +234,18 @@ func (r *Resolver) store(e Entry, reason string) bool {
 		r.lost++
 	}
 	t.e = e
-	var logMsg string
-	if reason != t.reason {
-		switch {
-		case reason != "":
-			logMsg = fmt.Sprintf("neigh: %s is unresolved: %s", e.Addr, reason)
-		case e.Resolved:
-			logMsg = fmt.Sprintf("neigh: %s is resolved: next hop %s is %s on ifindex %d", e.Addr, e.NextHop, macString(e.MAC), e.IfIndex)
-		}
-		t.reason = reason
-	}
+	logChange := reason != t.reason && (reason != "" || e.Resolved)
+	t.reason = reason
 	r.mu.Unlock()
-	if logMsg != "" {
-		r.logf("%s", logMsg)
+	if logChange {
+		key := e.Addr.String()
+		if reason != "" {
+			r.changes.Log(r.log, key, slog.LevelInfo, fmt.Sprintf("neigh: %s is unresolved: %s", e.Addr, reason),
+				"address", key, "resolved", false, "reason", reason)
+		} else {
+			r.changes.Log(r.log, key, slog.LevelInfo, fmt.Sprintf("neigh: %s is resolved: next hop %s is %s on ifindex %d", e.Addr, e.NextHop, macString(e.MAC), e.IfIndex),
+				"address", key, "resolved", true, "next_hop", e.NextHop.String(), "mac", macString(e.MAC), "ifindex", e.IfIndex)
+		}
 	}
 	return changed
 }

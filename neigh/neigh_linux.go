@@ -5,6 +5,7 @@ package neigh
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -45,8 +46,8 @@ type sysResolver struct {
 // New starts a resolver restricted to the given interfaces: destinations routed elsewhere are
 // reported unresolved, with the reason logged once. It is bound to the network namespace of the
 // calling thread, so call it from inside the namespace that holds those interfaces (the daemon
-// runs under `ip netns exec`). logf may be nil. Close stops it.
-func New(interfaces []string, logf func(format string, args ...any)) (*Resolver, error) {
+// runs under `ip netns exec`). log gets its records (nil: none). Close stops it.
+func New(interfaces []string, log *slog.Logger) (*Resolver, error) {
 	if len(interfaces) == 0 {
 		return nil, errors.New("failed to start neighbour resolver: no interfaces given; list the interfaces real servers are reached through")
 	}
@@ -66,7 +67,7 @@ func New(interfaces []string, logf func(format string, args ...any)) (*Resolver,
 			return nil, fmt.Errorf("failed to find interface %q in this network namespace: %w", name, err)
 		}
 	}
-	r := newResolver(logf)
+	r := newResolver(log)
 	r.sys = sysResolver{
 		ns:      ns,
 		h:       h,
@@ -110,7 +111,7 @@ func (r *Resolver) subscribe() error {
 				return
 			default:
 			}
-			r.logf("neigh: neighbour event subscription ended, falling back to the %v refresh until it is renewed: %v", refreshInterval, err)
+			r.log.Warn(fmt.Sprintf("neigh: neighbour event subscription ended, falling back to the %v refresh until it is renewed: %v", refreshInterval, err))
 		},
 	})
 	if err != nil {
@@ -138,7 +139,7 @@ drain:
 				break drain
 			}
 		case <-deadline.C:
-			r.logf("neigh: neighbour event reader did not stop within %v", drainTimeout)
+			r.log.Warn(fmt.Sprintf("neigh: neighbour event reader did not stop within %v", drainTimeout))
 			break drain
 		}
 	}
@@ -162,10 +163,11 @@ func (r *Resolver) RoutineResolve() {
 		case <-tick.C:
 			if r.sys.updates == nil {
 				if err := r.subscribe(); err != nil {
-					r.logf("neigh: %v", err)
+					r.log.Warn(fmt.Sprintf("neigh: %v", err))
 				}
 			}
 			r.refresh()
+			r.changes.Flush()
 		case u, ok := <-r.sys.updates:
 			if !ok {
 				close(r.sys.subDone)

@@ -3,11 +3,10 @@
 package neigh
 
 import (
-	"fmt"
+	"log/slog"
 	"net/netip"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -60,18 +59,6 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
-// logRecorder collects log lines.
-type logRecorder struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logRecorder) logf(format string, args ...any) {
-	l.mu.Lock()
-	l.lines = append(l.lines, fmt.Sprintf(format, args...))
-	l.mu.Unlock()
-}
-
 func (l *logRecorder) count(substr string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -90,7 +77,7 @@ func (l *lab) newResolver(t *testing.T, logs *logRecorder) *Resolver {
 		r   *Resolver
 		err error
 	)
-	inNetns(t, l.lb, func() { r, err = New([]string{"lb0"}, logs.logf) })
+	inNetns(t, l.lb, func() { r, err = New([]string{"lb0"}, slog.New(logs)) })
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

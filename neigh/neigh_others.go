@@ -4,6 +4,7 @@ package neigh
 
 import (
 	"fmt"
+	"log/slog"
 	"runtime"
 )
 
@@ -11,7 +12,7 @@ import (
 type sysResolver struct{}
 
 // New is unimplemented outside Linux.
-func New(interfaces []string, logf func(format string, args ...any)) (*Resolver, error) {
+func New(interfaces []string, log *slog.Logger) (*Resolver, error) {
 	return nil, fmt.Errorf("failed to start neighbour resolver: unimplemented on %s (needs Linux netlink)", runtime.GOOS)
 }
 

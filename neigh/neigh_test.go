@@ -1,7 +1,10 @@
 package neigh
 
 import (
+	"context"
+	"log/slog"
 	"net/netip"
+	"sync"
 	"testing"
 )
 
@@ -144,16 +147,14 @@ func TestSetTargetsKeepsEntries(t *testing.T) {
 
 func TestStoreLogsReasonOnce(t *testing.T) {
 	a := netip.MustParseAddr("198.18.0.10")
-	var lines []string
-	r := newResolver(func(format string, args ...any) { lines = append(lines, format) })
-	r.SetTargets([]netip.Addr{a})
+	r, logs := loggedResolver(a)
 	for range 3 {
 		r.store(Entry{Addr: a}, "no route")
 	}
-	r.store(Entry{Addr: a, IfIndex: 1, NextHop: a, MAC: [6]byte{2}, Resolved: true}, "")
-	r.store(Entry{Addr: a, IfIndex: 1, NextHop: a, MAC: [6]byte{2}, Resolved: true}, "")
-	if len(lines) != 2 {
-		t.Errorf("logged %d lines, want 2 (unresolved once, resolved once): %q", len(lines), lines)
+	r.store(resolvedEntry(a), "")
+	r.store(resolvedEntry(a), "")
+	if len(logs.lines) != 2 {
+		t.Errorf("logged %d lines, want 2 (unresolved once, resolved once): %q", len(logs.lines), logs.lines)
 	}
 }
 
@@ -182,4 +183,49 @@ func TestLookupNoAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(1000, func() { sinkEntry, _ = r.Lookup(a) }); n != 0 {
 		t.Errorf("Lookup allocates %v times per call, want 0", n)
 	}
+}
+
+// logRecorder is a slog.Handler that collects the messages of the records.
+type logRecorder struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.lines = append(l.lines, r.Message)
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
+
+// TestStoreLimitsFlapping: a neighbour that flips between resolved and unresolved is logged at
+// each change only until its burst is spent; the rest are held back (and counted) by the limiter.
+func TestStoreLimitsFlapping(t *testing.T) {
+	a := netip.MustParseAddr("198.18.0.10")
+	r, logs := loggedResolver(a)
+	for range 20 {
+		r.store(Entry{Addr: a}, "FAILED")
+		r.store(resolvedEntry(a), "")
+	}
+	if len(logs.lines) != changeBurst {
+		t.Errorf("40 changes logged %d lines, want %d (the burst): %q", len(logs.lines), changeBurst, logs.lines)
+	}
+}
+
+// loggedResolver returns a resolver of target a whose records logs collects.
+func loggedResolver(a netip.Addr) (*Resolver, *logRecorder) {
+	logs := &logRecorder{}
+	r := newResolver(slog.New(logs))
+	r.SetTargets([]netip.Addr{a})
+	return r, logs
+}
+
+// resolvedEntry is a resolved entry of a, directly connected.
+func resolvedEntry(a netip.Addr) Entry {
+	return Entry{Addr: a, IfIndex: 1, NextHop: a, MAC: [6]byte{2}, Resolved: true}
 }

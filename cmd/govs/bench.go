@@ -109,7 +109,7 @@ func benchReplay(args []string) int {
 `)
 	cfgPath := fs.String("config", "", "configuration file (TOML); its interfaces are not looked up; required")
 	pcap := fs.String("pcap", "", "capture to replay (pcap or pcapng, Ethernet); required")
-	workers := fs.Int("workers", 1, "worker goroutines; flows are split by a hash of the client side")
+	workers := fs.Int("workers", 1, "worker goroutines; flows are split by the fanout's hash of the client side")
 	loops := fs.Int("loops", 1, "times to replay the capture")
 	rewrite := fs.String("rewrite-dst", "", "VIPs (comma-separated, one per family) to map each flow's server address to")
 	replies := fs.String("replies", "simulate", "server→client packets: simulate (from the chosen real server) or drop")

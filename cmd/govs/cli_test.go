@@ -2,10 +2,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -433,9 +434,22 @@ func TestReloadFileRecords(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := writeFile(t, "govs.toml", tc.src)
 			d := &fakeDaemon{reloadErr: tc.reloadErr}
-			var logged []string
+			var buf bytes.Buffer
 			before := time.Now()
-			reloadFile(d, f, func(format string, args ...any) { logged = append(logged, fmt.Sprintf(format, args...)) })
+			reloadFile(d, f, slog.New(slog.NewJSONHandler(&buf, nil)))
+			var logged []string
+			for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+				var r struct{ Msg, File, Error string }
+				if err := json.Unmarshal([]byte(line), &r); line != "" && err != nil {
+					t.Fatalf("%q: %v", line, err)
+				}
+				if line != "" {
+					logged = append(logged, r.Msg)
+				}
+				if strings.HasPrefix(r.Msg, "reload rejected") && (r.File != f || r.Error == "" || !strings.HasSuffix(r.Msg, r.Error)) {
+					t.Errorf("record %s: want the file and the error as fields", line)
+				}
+			}
 			if len(d.reloaded) != tc.reloads {
 				t.Errorf("Reload called %d times, want %d", len(d.reloaded), tc.reloads)
 			}

@@ -150,7 +150,7 @@ func cmdRun(args []string) int {
 		fmt.Fprintf(os.Stderr, "govs run: %v\n", err)
 		return 1
 	}
-	reload := func() error { return reloadFile(levelReloader{d, level}, *path, logf) }
+	reload := func() error { return reloadFile(levelReloader{d, level}, *path, logger) }
 	d.SetReloadFunc(reload) // `govs ctl reload` does what SIGHUP does
 	sd.tell(logf, fmt.Sprintf("READY=1\nSTATUS=forwarding: %d virtual servers", len(cfg.VirtualServers)))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -203,8 +203,8 @@ type reloader interface {
 // reloadFile reloads d from the file at path and records the outcome for `govs stats`, also when
 // the file fails to parse or validate and so never reaches d.Reload; `govs ctl reload` does the
 // same. It returns why the reload was rejected, nil when it was applied.
-func reloadFile(d reloader, path string, logf func(format string, args ...any)) error {
-	return daemon.ReloadFile(d, path, logf)
+func reloadFile(d reloader, path string, log *slog.Logger) error {
+	return daemon.ReloadFile(d, path, log)
 }
 
 func cmdCheckConfig(args []string) int {

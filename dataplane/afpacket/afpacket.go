@@ -67,7 +67,6 @@ type RxMeta struct {
 	Len      uint32 // length on the wire (tp_len); len(frame) < Len means the frame was truncated
 	VLANTCI  uint16 // valid when Status&StatusVLANValid
 	VLANTPID uint16 // valid when Status&StatusVLANTPIDValid
-	PktType  uint8  // sll_pkttype: PacketHost, PacketOtherHost, PacketBroadcast, ...
 	Vnet     VnetHdr
 }
 
@@ -101,15 +100,6 @@ const (
 	StatusVLANTPIDValid = 0x40  // TP_STATUS_VLAN_TPID_VALID
 	StatusCsumValid     = 0x80  // TP_STATUS_CSUM_VALID: the device verified the checksum
 	StatusGSOTCP        = 0x100 // TP_STATUS_GSO_TCP: a TCP GSO super-frame
-)
-
-// sll_pkttype values (linux/if_packet.h).
-const (
-	PacketHost      = 0
-	PacketBroadcast = 1
-	PacketMulticast = 2
-	PacketOtherHost = 3
-	PacketOutgoing  = 4
 )
 
 // virtio_net_hdr flags and gso_type values (linux/virtio_net.h).

@@ -53,7 +53,6 @@ func validBlock() []byte {
 		ne.PutUint32(b[off+20:], 0x109) // tp_status: USER|CSUMNOTREADY|GSO_TCP
 		ne.PutUint16(b[off+24:], 92)    // tp_mac
 		ne.PutUint16(b[off+26:], 106)   // tp_net
-		b[off+48+10] = PacketHost
 		v := b[off+92-VnetHdrLen:]
 		v[0], v[1] = VnetHdrFNeedsCsum, VnetHdrGSOTCPv4
 		ne.PutUint16(v[4:], 1448)
@@ -69,7 +68,7 @@ func TestValidBlockSeed(t *testing.T) {
 	r.init(ring, 4096, 2, true)
 	for i := range 2 {
 		f, m, ok := r.next()
-		if !ok || len(f) != 60 || m.PktType != PacketHost || m.Vnet.GSOSize != 1448 || m.Status != 0x109 {
+		if !ok || len(f) != 60 || m.Vnet.GSOSize != 1448 || m.Status != 0x109 {
 			t.Fatalf("frame %d: ok=%v len=%d meta=%+v", i, ok, len(f), m)
 		}
 	}

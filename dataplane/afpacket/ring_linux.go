@@ -231,7 +231,6 @@ func (r *frameRxRing) frame() ([]byte, bool) {
 		Len:      h.Len,
 		VLANTCI:  h.Vlan_tci,
 		VLANTPID: h.Vlan_tpid,
-		PktType:  s[32+10], // sockaddr_ll.sll_pkttype, after the aligned tpacket2_hdr
 	}
 	if r.vnet && mac >= tpacket2HdrLen+VnetHdrLen {
 		v := s[mac-VnetHdrLen : mac]
@@ -256,7 +255,6 @@ func (r *frameRxRing) copied(s []byte, h *unix.Tpacket2Hdr) ([]byte, bool) {
 		Status:   h.Status,
 		VLANTCI:  h.Vlan_tci,
 		VLANTPID: h.Vlan_tpid,
-		PktType:  s[32+10],
 	}
 	if r.vnet {
 		if len(b) < VnetHdrLen {
@@ -289,7 +287,6 @@ func (r *rxRing) packet() ([]byte, bool) {
 		Len:      h.Len,
 		VLANTCI:  uint16(h.Hv1.Vlan_tci),
 		VLANTPID: h.Hv1.Vlan_tpid,
-		PktType:  block[off+tpacket3HdrLen+10], // sockaddr_ll.sll_pkttype
 	}
 	if r.vnet && mac >= tpacket3HdrLen+sockaddrLLLen+VnetHdrLen {
 		v := block[off+mac-VnetHdrLen : off+mac]

@@ -319,7 +319,10 @@ type FanoutSpec struct {
 // connection to the same fanout member: it hashes the client side, which is the source of a frame
 // whose destination address is one of spec.VIPs and the destination of any other frame (a real
 // server's reply). The hash covers the client address and, for TCP, UDP and SCTP, the client port;
-// fragments hash on the address alone, since only the first one carries ports.
+// fragments hash on the address alone, since only the first one carries ports. Every fragment of
+// a datagram, the first included, in either direction, is hashed alike and so reaches one member:
+// the data plane relies on that to hand a datagram's fragments to its flow's worker
+// (TestFanoutFragmentsTogether).
 //
 // Hash rules (spec.VIPRules, spec.ServerRules) change that per service endpoint: a frame is hashed
 // by the rule of its service's endpoint, so a change to one service's rule moves no other

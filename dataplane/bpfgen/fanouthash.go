@@ -8,8 +8,10 @@ import (
 // FanoutMember is the fanout program's choice for a flow whose client side is client:port with
 // IP protocol proto, hashed by rule, among members members (base 0), computed in Go: HA
 // connection sync installs a synced connection in the worker whose socket the program sends the
-// connection's frames to. It covers frames the program hashes with their ports readable (no
+// connection's frames to, and the worker that gets a datagram's fragments hands them to the
+// worker that gets its flow. It covers frames the program hashes with their ports readable (no
 // fragments, no IPv6 extension headers), which is every frame of an established TCP or UDP flow.
+// With a protocol without ports it is the program's hash of a fragment without a sticky rule.
 func FanoutMember(client netip.Addr, port uint16, proto uint8, rule HashRule, members int) int {
 	if members <= 1 {
 		return 0

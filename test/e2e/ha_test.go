@@ -41,6 +41,7 @@ type haLab struct {
 	srvs   *lab.Servers
 	key    string
 	vs     []vsConfig
+	vip    netip.Addr // the VIP startStreams connects to: topo.VIP4, or topo.VIP6 (newHALab6)
 }
 
 func newHALab(t *testing.T, balancers int) *haLab { return newHALabMethod(t, "dr", balancers) }
@@ -48,13 +49,18 @@ func newHALab(t *testing.T, balancers int) *haLab { return newHALabMethod(t, "dr
 // newHALabMethod is newHALab for method "dr" or "nat". In NAT both links carry traffic and the
 // heartbeats run over l0; the real servers route through the floating gateway.
 func newHALabMethod(t *testing.T, method string, balancers int) *haLab {
-	topo := labtest.NewForTest(t, lab.Options{Method: method, Servers: 3, Balancers: balancers, Prefix: "govs-ha"})
+	return newHALabOpts(t, lab.Options{Method: method, Servers: 3, Balancers: balancers, Prefix: "govs-ha"})
+}
+
+func newHALabOpts(t *testing.T, opts lab.Options) *haLab {
+	method := opts.Method
+	topo := labtest.NewForTest(t, opts)
 	srvs, err := lab.StartServers(topo)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srvs.Close() })
-	l := &haLab{t: t, method: method, topo: topo, srvs: srvs}
+	l := &haLab{t: t, method: method, topo: topo, srvs: srvs, vip: topo.VIP4}
 	l.key = writeKey(t, "c2hhcmVkIHNlY3JldCBvZiB0aGUgZ292cyBIQSBwYWly")
 	rs := func(port uint16) []netip.AddrPort {
 		var out []netip.AddrPort
@@ -80,12 +86,16 @@ func writeKey(t *testing.T, key string) string {
 	return p
 }
 
-// hbAddr is balancer i's heartbeat address.
+// hbAddr is balancer i's heartbeat address: IPv6 in a lab of IPv6 VIPs (haLab.vip).
 func (l *haLab) hbAddr(i int) string {
-	if l.method == "nat" {
-		return netip.AddrPortFrom(l.topo.BalancerL0Addrs4[i], haPort).String()
+	l0, l1 := l.topo.BalancerL0Addrs4, l.topo.BalancerL1Addrs4
+	if l.vip.Is6() {
+		l0, l1 = l.topo.BalancerL0Addrs6, l.topo.BalancerL1Addrs6
 	}
-	return netip.AddrPortFrom(l.topo.BalancerL1Addrs4[i], haPort).String()
+	if l.method == "nat" {
+		return netip.AddrPortFrom(l0[i], haPort).String()
+	}
+	return netip.AddrPortFrom(l1[i], haPort).String()
 }
 
 // config is balancer i's configuration: priority prio, the given peers (balancer indexes), key
@@ -98,7 +108,11 @@ func (l *haLab) config(i, prio int, peers []int, key, extra string) govsConfig {
 	ifaces := []string{"l0"}
 	if l.method == "nat" {
 		ifaces = l.topo.BalancerIfaces
-		extra += fmt.Sprintf("floating = [%q]\n", l.topo.FloatingGateway4)
+		if l.topo.Options.IPv6 {
+			extra += fmt.Sprintf("floating = [%q, %q]\n", l.topo.FloatingGateway4, l.topo.FloatingGateway6)
+		} else {
+			extra += fmt.Sprintf("floating = [%q]\n", l.topo.FloatingGateway4)
+		}
 	}
 	return govsConfig{
 		Interfaces: ifaces,
@@ -642,13 +656,7 @@ func TestHANATFloatingGateway(t *testing.T) {
 	p := startProbe(t, l)
 	p.settle(t)
 	gw := l.topo.FloatingGateway4.String()
-	gwMAC := func() string {
-		out, err := exec.Command("ip", "-n", l.topo.Servers[0].Name, "neigh", "show", gw).CombinedOutput()
-		if err != nil {
-			t.Fatalf("ip neigh: %v: %s", err, out)
-		}
-		return string(out)
-	}
+	gwMAC := func() string { return neighEntry(t, l.topo.Servers[0], l.topo.FloatingGateway4) }
 	macA, _ := l.topo.Balancers[0].HardwareAddr("l1")
 	macB, _ := l.topo.Balancers[1].HardwareAddr("l1")
 	if got := gwMAC(); !strings.Contains(got, macA.String()) {
@@ -674,4 +682,14 @@ func TestHANATFloatingGateway(t *testing.T) {
 	if stall > time.Second {
 		t.Errorf("a UDP flow stalled %v", stall)
 	}
+}
+
+// neighEntry is ns's neighbour table entry for a, as ip neigh shows it.
+func neighEntry(t *testing.T, ns *lab.NS, a netip.Addr) string {
+	t.Helper()
+	out, err := exec.Command("ip", "-n", ns.Name, "neigh", "show", a.String()).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ip neigh: %v: %s", err, out)
+	}
+	return string(out)
 }

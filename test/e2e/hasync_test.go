@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ type streamSet struct {
 func startStreams(t *testing.T, l *haLab, n int) *streamSet {
 	t.Helper()
 	s := &streamSet{stop: make(chan struct{})}
-	url := "http://" + netip.AddrPortFrom(l.topo.VIP4, lab.HTTPPort).String() + "/"
+	url := "http://" + netip.AddrPortFrom(l.vip, lab.HTTPPort).String() + "/"
 	for range n {
 		st := &tcpStream{}
 		s.streams = append(s.streams, st)
@@ -105,14 +106,39 @@ func (s *streamSet) result(from, to time.Time) (broken int, stall time.Duration)
 func TestHASyncKeepsTCPStreams(t *testing.T) {
 	labtest.RequireRoot(t)
 	for _, method := range []string{"dr", "nat"} {
-		t.Run(method, func(t *testing.T) { testSyncKeepsTCPStreams(t, method) })
+		t.Run(method, func(t *testing.T) {
+			l := newHALabMethod(t, method, 2)
+			l.vs = l.vs[:1]
+			l.vs[0].Scheduler = "wlc"
+			testSyncKeepsTCPStreams(t, l)
+		})
 	}
 }
 
-func testSyncKeepsTCPStreams(t *testing.T, method string) {
-	l := newHALabMethod(t, method, 2)
-	l.vs = l.vs[:1]
-	l.vs[0].Scheduler = "wlc"
+// TestHASyncKeepsTCPStreams6 is TestHASyncKeepsTCPStreams for an IPv6 VIP, with heartbeats and
+// sync between the nodes' IPv6 addresses: the node that takes over claims the VIP with
+// unsolicited neighbour advertisements that override the client's entry, and in NAT the IPv6
+// floating gateway on the server side likewise; the streams' synced connections survive each kill.
+func TestHASyncKeepsTCPStreams6(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, method := range []string{"dr", "nat"} {
+		t.Run(method, func(t *testing.T) {
+			l := newHALabOpts(t, lab.Options{Method: method, IPv6: true, Servers: 3, Balancers: 2, Prefix: "govs-ha6"})
+			l.vip = l.topo.VIP6
+			var reals []netip.AddrPort
+			for _, a := range l.topo.ServerAddrs6 {
+				reals = append(reals, netip.AddrPortFrom(a, lab.HTTPPort))
+			}
+			l.vs = []vsConfig{{netip.AddrPortFrom(l.vip, lab.HTTPPort), "tcp", "wlc", method, reals, []int{1, 1, 1}, "", nil}}
+			testSyncKeepsTCPStreams(t, l)
+		})
+	}
+}
+
+// testSyncKeepsTCPStreams runs long-lived TCP streams to l.vip through a pair of l.vs and kills
+// the active node (twice, or GOVS_HA_FAILOVERS times): none may break.
+func testSyncKeepsTCPStreams(t *testing.T, l *haLab) {
+	method := l.method
 	cfgs := []govsConfig{
 		l.config(0, 200, []int{1}, l.key, "preempt = false\n"),
 		l.config(1, 100, []int{0}, l.key, "preempt = false\n"),
@@ -145,6 +171,20 @@ func testSyncKeepsTCPStreams(t *testing.T, method string) {
 		<-nodes[active].done
 		waitHA(t, nodes[backup], "active", 2*time.Second)
 		time.Sleep(2 * time.Second) // the streams run on through the new active
+		if l.vip.Is6() {
+			// The unsolicited NA (override) moved the client's entry for the VIP to the new
+			// active node at once: the old entry would otherwise stand until it went stale.
+			mac, _ := l.topo.Balancers[backup].HardwareAddr("l0")
+			if got := neighEntry(t, l.topo.Client, l.vip); !strings.Contains(got, mac.String()) {
+				t.Errorf("round %d: the client's neighbour entry for %v is %q, want the new active node's l0 MAC %v", round+1, l.vip, got, mac)
+			}
+			if gw := l.topo.FloatingGateway6; method == "nat" {
+				mac, _ := l.topo.Balancers[backup].HardwareAddr("l1")
+				if got := neighEntry(t, l.topo.Servers[0], gw); !strings.Contains(got, mac.String()) {
+					t.Errorf("round %d: a real server's neighbour entry for the gateway %v is %q, want the new active node's l1 MAC %v", round+1, gw, got, mac)
+				}
+			}
+		}
 		broken, stall := s.result(killed, time.Now())
 		stalls = append(stalls, stall)
 		st := nodes[backup].mustStats()
@@ -163,7 +203,7 @@ func testSyncKeepsTCPStreams(t *testing.T, method string) {
 		time.Sleep(500 * time.Millisecond)
 		active = backup
 	}
-	t.Logf("%s: %d kills of the active node: longest TCP stream stall median %v, worst %v", method, rounds,
+	t.Logf("%s, VIP %v, heartbeats and sync from %s: %d kills of the active node: longest TCP stream stall median %v, worst %v", method, l.vip, l.hbAddr(0), rounds,
 		percentile(stalls, 0.5).Round(time.Millisecond), slices.Max(stalls).Round(time.Millisecond))
 }
 
@@ -238,4 +278,81 @@ func TestHASyncPreemptAfterSnapshot(t *testing.T) {
 		t.Errorf("the returning node took over with %d synced changes installed, %d snapshots: not from a snapshot",
 			st.HA.Sync.Installed, st.HA.Sync.SnapshotsReceived)
 	}
+}
+
+// TestHASyncKeepsPersistence: clients of a persistent service (rr over three real servers) are
+// pinned to real servers by the active node's templates; after kill -9 of the active node their
+// new connections go to the same real servers, because the backup holds the templates by
+// connection sync. The clients connect again in reverse order, so the new active node's own rr
+// (which starts where the old one's did) would pin two in three of them elsewhere: without synced
+// templates six of the ten move. In DR and NAT.
+func TestHASyncKeepsPersistence(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, method := range []string{"dr", "nat"} {
+		t.Run(method, func(t *testing.T) { testSyncKeepsPersistence(t, method) })
+	}
+}
+
+func testSyncKeepsPersistence(t *testing.T, method string) {
+	l := newHALabMethod(t, method, 2)
+	l.vs = l.vs[:1]
+	l.vs[0].Extra = "persistence_timeout = \"60s\"\n"
+	target := l.vs[0].Address
+	for _, a := range clientAddrs {
+		if out, err := l.topo.Client.Command("ip", "addr", "add", a.String()+"/24", "dev", lab.ClientIface).CombinedOutput(); err != nil {
+			t.Fatalf("failed to add client address %s: %v %s", a, err, out)
+		}
+	}
+	nodes := []*govsProc{
+		l.start(0, l.config(0, 200, []int{1}, l.key, "preempt = false\n")),
+		l.start(1, l.config(1, 100, []int{0}, l.key, "preempt = false\n")),
+	}
+	waitHA(t, nodes[0], "active", 3*time.Second)
+	waitHA(t, nodes[1], "backup", 3*time.Second)
+	waitConverged(t, nodes[1], 5*time.Second)
+
+	s := &setup{topo: l.topo, srvs: l.srvs}
+	connect := func(a netip.Addr) int {
+		t.Helper()
+		c, err := s.dialFrom(a, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		idx, err := s.request(c)
+		if err != nil {
+			t.Fatalf("connection from %v: %v", a, err)
+		}
+		return idx
+	}
+	pinned := map[netip.Addr]int{}
+	servers := map[int]bool{}
+	for _, a := range clientAddrs {
+		pinned[a] = connect(a)
+		servers[pinned[a]] = true
+		if again := connect(a); again != pinned[a] {
+			t.Fatalf("client %v: second connection through the active node went to %s, the first to %s: no persistence",
+				a, l.srvs.Names[again], l.srvs.Names[pinned[a]])
+		}
+	}
+	if len(servers) < 2 {
+		t.Fatalf("all %d clients pinned to one real server: the test would prove nothing", len(clientAddrs))
+	}
+	time.Sleep(500 * time.Millisecond) // the templates reach the backup (synced every 5 ms)
+
+	if err := nodes[0].cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-nodes[0].done
+	waitHA(t, nodes[1], "active", 2*time.Second)
+	moved := 0
+	for _, a := range slices.Backward(clientAddrs) {
+		if got := connect(a); got != pinned[a] {
+			moved++
+			t.Errorf("client %v: new connection after the takeover went to %s, pinned to %s before", a, l.srvs.Names[got], l.srvs.Names[pinned[a]])
+		}
+	}
+	st := nodes[1].mustStats()
+	t.Logf("%d persistent clients over %d real servers; after kill -9 of the active node %d moved; the new active installed %d synced changes (refused %d)",
+		len(clientAddrs), len(servers), moved, st.HA.Sync.Installed, st.HA.Sync.Refused)
 }

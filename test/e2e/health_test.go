@@ -64,9 +64,14 @@ type hsrv struct {
 }
 
 func newHsrvs(t *testing.T, topo *lab.Topology) []*hsrv {
+	return newHsrvsAt(t, topo, topo.ServerAddrs4)
+}
+
+// newHsrvsAt is newHsrvs with the real servers known by addrs (topo.ServerAddrs6, say).
+func newHsrvsAt(t *testing.T, topo *lab.Topology, addrs []netip.Addr) []*hsrv {
 	var out []*hsrv
 	for i, ns := range topo.Servers {
-		h := &hsrv{t: t, ns: ns, name: fmt.Sprintf("rs%d", i+1), addr: topo.ServerAddrs4[i]}
+		h := &hsrv{t: t, ns: ns, name: fmt.Sprintf("rs%d", i+1), addr: addrs[i]}
 		t.Cleanup(h.stopAll)
 		out = append(out, h)
 	}
@@ -316,6 +321,31 @@ func TestHealthHTTP(t *testing.T) {
 		t.Fatalf("requests went %v, want about 10 each, rs3 included", got)
 	}
 
+	logBefore := killAndRevive(t, g, topo, vip, service, srv, 1)
+
+	out := g.out.String()
+	for _, want := range []string{
+		"virtual server tcp/198.18.0.100:80: real server 198.19.0.12:8081 down: ",
+		"virtual server tcp/198.18.0.100:80: real server 198.19.0.12:8081 up service=tcp/198.18.0.100:80 real_server=198.19.0.12:8081 state=up prev=down\n",
+	} {
+		if n := strings.Count(out[logBefore:], want); n != 1 {
+			t.Errorf("after the kill govs logged %q %d times, want once", want, n)
+		}
+	}
+	if want := "virtual server tcp/198.18.0.100:80: real server 198.19.0.13:8081 down: "; strings.Count(out, want) != 1 {
+		t.Errorf("govs logged %q %d times, want once", want, strings.Count(out, want))
+	}
+	g.stop()
+}
+
+// killAndRevive checks the goals for a real server that dies and comes back: under a steady load
+// of new connections to vip (three clients without pause), srv[victim]'s service is killed; it
+// must stop getting new connections within interval x fall + one interval, after which no request
+// may fail; restarted, it must be up within interval x rise (+ one interval to its next check) and
+// get its share again. It returns the length of govs's log at the kill.
+func killAndRevive(t *testing.T, g *govsProc, topo *lab.Topology, vip netip.AddrPort, service string, srv []*hsrv, victim int) (logBefore int) {
+	t.Helper()
+	dead := srv[victim]
 	// The load: new connections without pause, each noted with its start and outcome.
 	type result struct {
 		start time.Time
@@ -345,10 +375,10 @@ func TestHealthHTTP(t *testing.T) {
 		}()
 	}
 	time.Sleep(300 * time.Millisecond)
-	logBefore := len(g.out.String())
+	logBefore = len(g.out.String())
 	killed := time.Now()
-	srv[1].stopWeb()
-	g.waitHealth(service, srv[1].ap(hsPort), "down", 5*time.Second)
+	dead.stopWeb()
+	g.waitHealth(service, dead.ap(hsPort), "down", 5*time.Second)
 	time.Sleep(1500 * time.Millisecond)
 	close(stop)
 	wg.Wait()
@@ -366,7 +396,7 @@ func TestHealthHTTP(t *testing.T) {
 			if failedAfter <= 3 {
 				t.Errorf("request started %v after the kill failed: %v", r.start.Sub(killed).Round(time.Millisecond), r.err)
 			}
-		} else if r.srv == "rs2" {
+		} else if r.srv == dead.name {
 			toDead++
 		}
 	}
@@ -375,31 +405,19 @@ func TestHealthHTTP(t *testing.T) {
 		t.Fatalf("after interval x fall + one interval (+%v): %d requests, %d failed, %d answered by the killed server; want many, none failed",
 			healthSlack, after, failedAfter, toDead)
 	}
-	if h, _, e, _ := g.realHealth(service, srv[1].ap(hsPort)); !strings.Contains(e, "connection refused") {
-		t.Errorf("rs2: health %s, last error %q; want it to say the connection was refused", h, e)
+	if h, _, e, _ := g.realHealth(service, dead.ap(hsPort)); !strings.Contains(e, "connection refused") {
+		t.Errorf("%s: health %s, last error %q; want it to say the connection was refused", dead.name, h, e)
 	}
 
-	srv[1].startWeb()
-	if took := g.waitHealth(service, srv[1].ap(hsPort), "up", 5*time.Second); took > healthInterval*(healthRise+1)+healthSlack {
-		t.Errorf("rs2 came back %v after its restart, want within interval x rise (+ one interval to its next check)", took)
+	dead.startWeb()
+	if took := g.waitHealth(service, dead.ap(hsPort), "up", 5*time.Second); took > healthInterval*(healthRise+1)+healthSlack {
+		t.Errorf("%s came back %v after its restart, want within interval x rise (+ one interval to its next check)", dead.name, took)
 	}
-	if got := spread(t, topo, vip, 30); got["rs2"] < 5 {
-		t.Fatalf("after rs2 came back requests went %v, want about 10 each", got)
+	n := 10 * len(srv)
+	if got := spread(t, topo, vip, n); got[dead.name] < 5 {
+		t.Fatalf("after %s came back %d requests went %v, want about %d each", dead.name, n, got, n/len(srv))
 	}
-
-	out := g.out.String()
-	for _, want := range []string{
-		"virtual server tcp/198.18.0.100:80: real server 198.19.0.12:8081 down: ",
-		"virtual server tcp/198.18.0.100:80: real server 198.19.0.12:8081 up\n",
-	} {
-		if n := strings.Count(out[logBefore:], want); n != 1 {
-			t.Errorf("after the kill govs logged %q %d times, want once", want, n)
-		}
-	}
-	if want := "virtual server tcp/198.18.0.100:80: real server 198.19.0.13:8081 down: "; strings.Count(out, want) != 1 {
-		t.Errorf("govs logged %q %d times, want once", want, strings.Count(out, want))
-	}
-	g.stop()
+	return logBefore
 }
 
 // TestHealthUDP: when a UDP real server dies, the entries of its flows are dropped: a client that
@@ -785,4 +803,128 @@ func TestHealthSlowStartNotify(t *testing.T) {
 		t.Errorf("notify ran for rs1:\n%s\nwant:\n%s", got, want)
 	}
 	g.stop()
+}
+
+// TestHealthDR: health checks of direct-routing real servers (the VIP on their lo, as the lab's DR
+// topology sets them up), by TCP and by HTTP: a dead server leaves within interval x fall + one
+// interval and no request fails after that; it comes back within interval x rise.
+func TestHealthDR(t *testing.T) {
+	labtest.RequireRoot(t)
+	topo := labtest.NewForTest(t, lab.Options{Method: "dr", Servers: 2, Prefix: "govs-e2e"})
+	testHealthFailover(t, topo, topo.VIP4, newHsrvs(t, topo), "dr")
+}
+
+// TestHealthIPv6: the same with an IPv6 VIP and IPv6 real servers (NAT), checked over IPv6.
+func TestHealthIPv6(t *testing.T) {
+	labtest.RequireRoot(t)
+	topo := labtest.NewForTest(t, lab.Options{Method: "nat", IPv6: true, Servers: 2, Prefix: "govs-e2e"})
+	testHealthFailover(t, topo, topo.VIP6, newHsrvsAt(t, topo, topo.ServerAddrs6), "nat")
+}
+
+// testHealthFailover runs killAndRevive on srv behind vip:hsPort with method, once per check kind
+// (tcp, http), each with a govs of its own.
+func testHealthFailover(t *testing.T, topo *lab.Topology, vipAddr netip.Addr, srv []*hsrv, method string) {
+	for _, s := range srv {
+		s.startWeb()
+	}
+	vip := netip.AddrPortFrom(vipAddr, hsPort) // DR cannot change the port: the VIP's is the servers'
+	service := "tcp/" + vip.String()
+	for _, c := range []struct{ kind, extra string }{{"tcp", ""}, {"http", "  path = \"/health\"\n"}} {
+		t.Run(c.kind, func(t *testing.T) {
+			vs := vsConfig{Address: vip, Protocol: "tcp", Scheduler: "rr", Method: method, Extra: healthCheckTOML(c.kind, c.extra)}
+			for _, s := range srv {
+				vs.Reals = append(vs.Reals, s.ap(hsPort))
+				vs.Weights = append(vs.Weights, 1)
+			}
+			g := startGovs(t, topo, govsConfig{Interfaces: topo.BalancerIfaces, Workers: 2, VS: []vsConfig{vs}})
+			for _, s := range srv {
+				if h, _, e, err := g.realHealth(service, s.ap(hsPort)); err != nil || h != "up" {
+					t.Fatalf("%s right after start: health %q (%q, %v), want up", s.name, h, e, err)
+				}
+			}
+			if got := spread(t, topo, vip, 10*len(srv)); len(got) != len(srv) {
+				t.Fatalf("requests went %v, want them to every real server", got)
+			}
+			victim := srv[len(srv)-1]
+			logBefore := killAndRevive(t, g, topo, vip, service, srv, len(srv)-1)
+			logged := g.out.String()[logBefore:]
+			for _, want := range []string{
+				fmt.Sprintf("virtual server %s: real server %s down: ", service, victim.ap(hsPort)),
+				fmt.Sprintf("virtual server %s: real server %s up service=", service, victim.ap(hsPort)),
+			} {
+				if n := strings.Count(logged, want); n != 1 {
+					t.Errorf("govs logged %q %d times, want once:\n%s", want, n, logged)
+				}
+			}
+			g.stop()
+		})
+	}
+}
+
+// TestHealthExpireNodestConn: the established TCP connections of a real server that goes down
+// (its health check fails while its service goes on) follow [conntrack] expire_nodest_conn: with
+// false (the default) they carry on; with true they are dropped at their next packet, counted as
+// real_server_down, and stall.
+func TestHealthExpireNodestConn(t *testing.T) {
+	labtest.RequireRoot(t)
+	topo := labtest.NewForTest(t, lab.Options{Method: "nat", Servers: 1, Prefix: "govs-e2e"})
+	srvs, err := lab.StartServers(topo) // the service: /bytes for a long-lived stream
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srvs.Close() })
+	chk := newHsrvs(t, topo)[0] // the health endpoint, on a port of its own
+	vip := netip.AddrPortFrom(topo.VIP4, lab.HTTPPort)
+	real := netip.AddrPortFrom(topo.ServerAddrs4[0], lab.HTTPPort)
+	const service = "tcp/198.18.0.100:80"
+	for _, expire := range []bool{false, true} {
+		t.Run(fmt.Sprintf("expire_nodest_conn=%v", expire), func(t *testing.T) {
+			chk.startCheck()
+			defer chk.stopCheck()
+			vs := vsConfig{Address: vip, Protocol: "tcp", Scheduler: "rr", Method: "nat", Reals: []netip.AddrPort{real}, Weights: []int{1},
+				Extra: healthCheckTOML("http", fmt.Sprintf("  port = %d\n  path = \"/health\"\n", hsChkPort))}
+			g := startGovs(t, topo, govsConfig{Interfaces: topo.BalancerIfaces, Workers: 2, VS: []vsConfig{vs},
+				Tail: fmt.Sprintf("[conntrack]\nexpire_nodest_conn = %v\n", expire)})
+			st, err := openStream(topo, vip)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.stop()
+			time.Sleep(500 * time.Millisecond)
+			if err := st.check(); err != nil {
+				t.Fatalf("the stream before the check failed: %v", err)
+			}
+
+			chk.stopCheck()
+			g.waitHealth(service, real, "down", 5*time.Second)
+			atDown := st.got.Load()
+			if !expire {
+				time.Sleep(2 * time.Second)
+				if err := st.check(); err != nil || st.got.Load() <= atDown {
+					t.Fatalf("the stream after its real server went down: %v, %d bytes then, %d now; want it to carry on", err, atDown, st.got.Load())
+				}
+				if d := g.mustStats().Drops["real_server_down"]; d != 0 {
+					t.Errorf("%d frames dropped as real_server_down, want none", d)
+				}
+				g.stop()
+				return
+			}
+			// The stream stalls at once; its reader gives up after streamStall.
+			deadline := time.Now().Add(streamStall + 5*time.Second)
+			for st.check() == nil {
+				if time.Now().After(deadline) {
+					t.Fatalf("the stream still runs %v after its real server went down (%d bytes then, %d now)", time.Since(deadline.Add(-streamStall-5*time.Second)), atDown, st.got.Load())
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			// The client's socket buffer holds what arrived before the drop: at most a few windows.
+			if after := st.got.Load() - atDown; after > 1<<20 {
+				t.Errorf("the stream got %d bytes after its real server went down, want the connection dropped at once", after)
+			}
+			if d := g.mustStats().Drops["real_server_down"]; d == 0 {
+				t.Errorf("no frame dropped as real_server_down: %v", nonZeroDrops(g.mustStats()))
+			}
+			g.stop()
+		})
+	}
 }

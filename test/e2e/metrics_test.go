@@ -495,13 +495,16 @@ func TestSystemdNotify(t *testing.T) {
 }
 
 // TestLogJSON: with [log] format = "json" every line govs writes is a JSON record, and its state
-// changes carry their figures as fields.
+// changes carry their figures as fields: a real server going down and coming back is one record
+// each, with the service and the real server as fields.
 func TestLogJSON(t *testing.T) {
 	labtest.RequireRoot(t)
 	topo := labtest.NewForTest(t, lab.Options{Method: "nat", Servers: 1, Prefix: "govs-e2e"})
+	srv := newHsrvs(t, topo)
+	srv[0].startWeb()
 	http80 := netip.AddrPortFrom(topo.VIP4, lab.HTTPPort)
 	cfg := govsConfig{Interfaces: topo.BalancerIfaces, Workers: 1, Tail: "[log]\nformat = \"json\"\n", VS: []vsConfig{
-		{http80, "tcp", "rr", "nat", []netip.AddrPort{netip.AddrPortFrom(topo.ServerAddrs4[0], lab.HTTPPort)}, []int{1}, "", nil},
+		{http80, "tcp", "rr", "nat", []netip.AddrPort{srv[0].ap(hsPort)}, []int{1}, healthCheckTOML("tcp", ""), nil},
 	}}
 	g := startGovs(t, topo, cfg)
 	records := func() []map[string]any {
@@ -543,6 +546,36 @@ func TestLogJSON(t *testing.T) {
 	}
 	if reloaded["file"] != g.cfgPath || reloaded["virtual_servers"] != float64(1) || reloaded["generation"] == nil {
 		t.Errorf("reloaded record %v", reloaded)
+	}
+
+	const service = "tcp/198.18.0.100:80"
+	real := srv[0].ap(hsPort).String()
+	before := len(records())
+	srv[0].stopWeb()
+	g.waitHealth(service, srv[0].ap(hsPort), "down", 5*time.Second)
+	srv[0].startWeb()
+	g.waitHealth(service, srv[0].ap(hsPort), "up", 5*time.Second)
+	time.Sleep(3 * healthInterval) // a second record of either would be logged by now
+	var changes []map[string]any
+	for _, r := range records()[before:] {
+		if msg, _ := r["msg"].(string); strings.Contains(msg, "real server "+real) {
+			changes = append(changes, r)
+		}
+	}
+	if len(changes) != 2 {
+		t.Fatalf("%d records of %s's changes, want 2 (down, up): %v", len(changes), real, changes)
+	}
+	for i, want := range []struct{ state, prev, level string }{{"down", "up", "WARN"}, {"up", "down", "INFO"}} {
+		r := changes[i]
+		if r["service"] != service || r["real_server"] != real || r["state"] != want.state || r["prev"] != want.prev || r["level"] != want.level {
+			t.Errorf("record %d: %v; want level %s, service %s, real_server %s, state %s, prev %s", i, r, want.level, service, real, want.state, want.prev)
+		}
+		if _, ok := r["suppressed"]; ok {
+			t.Errorf("record %d: %v: nothing was suppressed", i, r)
+		}
+	}
+	if reason, _ := changes[0]["reason"].(string); !strings.Contains(reason, "connection refused") {
+		t.Errorf("down record %v: want the check's error as reason", changes[0])
 	}
 	g.stop()
 	records()

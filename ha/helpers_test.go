@@ -1,5 +1,0 @@
-package ha
-
-import "fmt"
-
-var fmtSprintf = fmt.Sprintf

@@ -1,0 +1,160 @@
+//go:build linux
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/govs/govs/lab"
+	"github.com/govs/govs/lab/labtest"
+)
+
+// Fragmented traffic: fragFlows flows, fragConcurrent at a time, each one datagram of fragSizes
+// bytes in turn, which the client's kernel fragments at the lab's 1500-byte MTU.
+const (
+	fragFlows      = 300
+	fragConcurrent = 100
+)
+
+var fragSizes = []int{3000, 9000}
+
+// TestFragments sends UDP datagrams of 3000 and 9000 bytes through the VIP of a govs with two
+// workers, for hundreds of flows at once, IPv4 and IPv6, NAT and DR: each arrives whole at one
+// real server (its echo holds every byte, and the name of the one server that got it) and the
+// answer, as large and under NAT fragmented back through govs, comes back. The workers receive on
+// the latency ring (rx_mode auto starts there), and, once, on the throughput ring, whose fanout
+// members are numbered after the latency ring's.
+func TestFragments(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, method := range []string{"nat", "dr"} {
+		for _, fam := range []string{"ipv4", "ipv6"} {
+			t.Run(fam+"/"+method, func(t *testing.T) { testFragments(t, fam, method, "") })
+		}
+	}
+	t.Run("ipv4/nat/throughput", func(t *testing.T) { testFragments(t, "ipv4", "nat", "throughput") })
+}
+
+func testFragments(t *testing.T, fam, method, rxMode string) {
+	topo := labtest.NewForTest(t, lab.Options{Method: method, IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-frag"})
+	vip, reals := topo.VIP4, topo.ServerAddrs4
+	if fam == "ipv6" {
+		vip, reals = topo.VIP6, topo.ServerAddrs6
+	}
+	srvs, err := lab.StartServers(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srvs.Close() })
+	rs := make([]netip.AddrPort, len(reals))
+	for i, a := range reals {
+		rs[i] = netip.AddrPortFrom(a, lab.UDPEchoPort)
+	}
+	cfg := govsConfig{
+		Interfaces: topo.BalancerIfaces,
+		Workers:    2,
+		VS:         []vsConfig{{netip.AddrPortFrom(vip, lab.UDPEchoPort), "udp", "rr", method, rs, []int{1, 1, 1}, "", nil}},
+	}
+	if rxMode != "" {
+		cfg.Dataplane = fmt.Sprintf("rx_mode = %q\n", rxMode)
+	}
+	g := startGovs(t, topo, cfg)
+	addr := netip.AddrPortFrom(vip, lab.UDPEchoPort).String()
+
+	var retries, failed atomic.Int64
+	perServer := map[string]int{}
+	var mu sync.Mutex
+	sem := make(chan struct{}, fragConcurrent)
+	var wg sync.WaitGroup
+	for f := range fragFlows {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			size := fragSizes[f%len(fragSizes)]
+			payload := make([]byte, size)
+			lab.FillPattern(payload, int64(f)*7919)
+			c, err := topo.Client.Dial(context.Background(), "udp", addr)
+			if err != nil {
+				t.Errorf("flow %d: %v", f, err)
+				failed.Add(1)
+				return
+			}
+			defer c.Close()
+			buf := make([]byte, 64<<10)
+			for try := range 3 {
+				if try > 0 {
+					retries.Add(1)
+				}
+				if _, err := c.Write(payload); err != nil {
+					t.Errorf("flow %d: %v", f, err)
+					failed.Add(1)
+					return
+				}
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				n, err := c.Read(buf)
+				if err != nil {
+					continue // lost (or an ICMP error): send again
+				}
+				name, echo, ok := bytes.Cut(buf[:n], []byte(":"))
+				if !ok || !bytes.Equal(echo, payload) {
+					t.Errorf("flow %d: %d-byte datagram echoed as %d bytes %q...", f, size, n, buf[:min(n, 40)])
+					failed.Add(1)
+					return
+				}
+				mu.Lock()
+				perServer[string(name)]++
+				mu.Unlock()
+				return
+			}
+			t.Errorf("flow %d: no answer to a %d-byte datagram after 3 tries", f, size)
+			failed.Add(1)
+		}()
+	}
+	wg.Wait()
+	// Datagrams lost outside govs: a socket buffer that overflowed, a reassembly that failed.
+	var outside int64
+	for _, ns := range append([]*lab.NS{topo.Client}, topo.Servers...) {
+		m, err := ns.SNMP()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"Udp.RcvbufErrors", "Udp6.Udp6RcvbufErrors", "Ip.ReasmFails", "Ip6.Ip6ReasmFails"} {
+			outside += m[k]
+		}
+	}
+	st := g.mustStats()
+	t.Logf("answers per server %v, %d retries; counters %v; drops %v", perServer, retries.Load(), st.Counters, nonZeroDrops(st))
+	if failed.Load() > 0 {
+		t.Fatalf("%d of %d flows failed", failed.Load(), fragFlows)
+	}
+	if len(perServer) != len(reals) {
+		t.Errorf("answers came from %d real servers, want all %d", len(perServer), len(reals))
+	}
+	// With one client address every datagram's fragments reach one worker; the flows, hashed by
+	// port too, are spread over both, so about half the datagrams are handed over. Under NAT the
+	// answers' fragments come through govs too.
+	firsts := int64(fragFlows)
+	if method == "nat" {
+		firsts *= 2
+	}
+	if st.Counters["fragments_first"] < firsts || st.Counters["fragments_later"] < firsts || st.Counters["fragments_handed_off"] == 0 {
+		t.Errorf("fragment counters: first %d, later %d, handed off %d; want at least %d first and later fragments, some handed off",
+			st.Counters["fragments_first"], st.Counters["fragments_later"], st.Counters["fragments_handed_off"], firsts)
+	}
+	for _, d := range []string{"fragment", "fragment_table_full", "fragment_handoff_full"} {
+		if st.Drops[d] != 0 {
+			t.Errorf("drop %s counted %d times", d, st.Drops[d])
+		}
+	}
+	if retries.Load() > outside {
+		t.Errorf("%d datagrams sent again, %d lost outside govs (socket buffers, reassembly)", retries.Load(), outside)
+	}
+}
