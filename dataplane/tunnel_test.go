@@ -5,9 +5,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/govs/govs/dataplane/afpacket"
+	"github.com/govs/govs/dataplane/dataplanetest"
 	"github.com/govs/govs/dataplane/frame"
 	"github.com/govs/govs/internal/checksum"
 )
@@ -23,12 +25,12 @@ func tunTables(tn Tunnel) *Tables {
 	t := buildTables(1,
 		svcSpec{id: 0, vip: "198.18.0.150:80", proto: 6, method: MethodTun, reals: []realSpec{
 			{id: 0, addr: "198.18.2.1:80", weight: 1, mac: macRS[0]}, {id: 1, addr: "198.18.2.2:80", weight: 1, mac: macRS[1]}}},
-		svcSpec{id: 1, vip: "198.18.0.150:53", proto: 17, method: MethodTun, reals: []realSpec{
-			{id: 2, addr: "198.18.2.1:53", weight: 1, mac: macRS[0]}, {id: 3, addr: "198.18.2.2:53", weight: 1, mac: macRS[1]}}},
+		svcSpec{id: 1, vip: "198.18.0.150:4000", proto: 17, method: MethodTun, reals: []realSpec{
+			{id: 2, addr: "198.18.2.1:4000", weight: 1, mac: macRS[0]}, {id: 3, addr: "198.18.2.2:4000", weight: 1, mac: macRS[1]}}},
 		svcSpec{id: 2, vip: "[2001:2::150]:80", proto: 6, method: MethodTun, reals: []realSpec{
 			{id: 4, addr: "[2001:2:0:2::1]:80", weight: 1, mac: macRS[0]}, {id: 5, addr: "[2001:2:0:2::2]:80", weight: 1, mac: macRS[1]}}},
-		svcSpec{id: 3, vip: "[2001:2::150]:53", proto: 17, method: MethodTun, reals: []realSpec{
-			{id: 6, addr: "[2001:2:0:2::1]:53", weight: 1, mac: macRS[0]}, {id: 7, addr: "[2001:2:0:2::2]:53", weight: 1, mac: macRS[1]}}},
+		svcSpec{id: 3, vip: "[2001:2::150]:4000", proto: 17, method: MethodTun, reals: []realSpec{
+			{id: 6, addr: "[2001:2:0:2::1]:4000", weight: 1, mac: macRS[0]}, {id: 7, addr: "[2001:2:0:2::2]:4000", weight: 1, mac: macRS[1]}}},
 	)
 	for _, s := range t.Services {
 		s.Tunnel = tn
@@ -126,9 +128,9 @@ func TestTunnel(t *testing.T) {
 			proto             uint8
 		}{
 			{"ipv4/tcp", "198.18.1.10", "198.18.0.150:80", 6},
-			{"ipv4/udp", "198.18.1.10", "198.18.0.150:53", 17},
+			{"ipv4/udp", "198.18.1.10", "198.18.0.150:4000", 17},
 			{"ipv6/tcp", "2001:2:0:1::10", "[2001:2::150]:80", 6},
-			{"ipv6/udp", "2001:2:0:1::10", "[2001:2::150]:53", 17},
+			{"ipv6/udp", "2001:2:0:1::10", "[2001:2::150]:4000", 17},
 		} {
 			t.Run(tn.String()+"/"+tc.name, func(t *testing.T) {
 				r := newRig(t, tunTables(tn), 64)
@@ -206,7 +208,7 @@ func TestTunnelNoDF(t *testing.T) {
 	r := newRig(t, tunTables(TunnelIPIP), 64)
 	ids := map[uint16]bool{}
 	for i := range 3 {
-		in := build(t, clientPkt("198.18.1.10:40000", "198.18.0.150:53", 17, 0))
+		in := build(t, clientPkt("198.18.1.10:40000", "198.18.0.150:4000", 17, 0))
 		in[14+6] &^= 0x40 // clear DF
 		binary.BigEndian.PutUint16(in[14+10:], 0)
 		binary.BigEndian.PutUint16(in[14+10:], checksum.IPv4Header(in[14:34]))
@@ -242,7 +244,7 @@ func TestTunnelPartialChecksum(t *testing.T) {
 			}
 
 			// UDP segmentation offload is not undone: dropped, counted.
-			u := clientPkt("198.18.1.10:40000", "198.18.0.150:53", 17, 0)
+			u := clientPkt("198.18.1.10:40000", "198.18.0.150:4000", 17, 0)
 			u.payload = 3 * 1400
 			b := build(t, u)
 			vnet = makePartial(t, b)
@@ -487,7 +489,7 @@ func TestTunnelTooBig(t *testing.T) {
 			r.MTU = pathMTU
 		}
 		r := newRig(t, tb, 64)
-		p := clientPkt("198.18.1.10:40000", "198.18.0.150:53", 17, 0)
+		p := clientPkt("198.18.1.10:40000", "198.18.0.150:4000", 17, 0)
 		p.payload = pathMTU
 		in := build(t, p)
 		in[14+6] &^= 0x40
@@ -575,5 +577,56 @@ func TestTunnelExpress(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestTunnelFragments: every fragment of a datagram to a tun service goes through the tunnel its
+// first fragment took (two workers fed as the fanout feeds them; some datagrams last fragment
+// first), with the same outer entropy, and the inner fragments reassemble whole.
+func TestTunnelFragments(t *testing.T) {
+	for _, tc := range []struct{ client, vip string }{
+		{"198.18.1.7", "198.18.0.150:4000"}, {"2001:2:0:1::7", "[2001:2::150]:4000"},
+	} {
+		t.Run(tc.client, func(t *testing.T) {
+			r := newFragRig(t, tunTables(TunnelGUE))
+			vip := mustAP(tc.vip)
+			v4 := vip.Addr().Is4()
+			fw := addrWorker(netip.MustParseAddr(tc.client))
+			for port := uint16(20000); port < 20008; port++ {
+				client := netip.AddrPortFrom(netip.MustParseAddr(tc.client), port)
+				b := build(t, pkt{srcMAC: macClient, dstMAC: macPort0, src: client, dst: vip, proto: 17, payload: 3000})
+				frags := dataplanetest.Fragment(b, 1500, uint32(port))
+				if port%2 == 1 {
+					slices.Reverse(frags)
+				}
+				got := r.run(fw, 0, 1, frags)
+				if len(got) != len(frags) {
+					t.Fatalf("%v: %d of %d fragments tunnelled; counters %v %v", client, len(got), len(frags), nonZero(r.ws[0]), nonZero(r.ws[1]))
+				}
+				var inner [][]byte
+				var first tunnelled
+				for i, f := range got {
+					d := decap(t, f, v4)
+					if i == 0 {
+						first = d
+					} else if d.dst != first.dst || d.sport != first.sport || d.label != first.label {
+						t.Fatalf("%v: fragment %d tunnelled to %v port %d label %#x, fragment 0 to %v port %d label %#x",
+							client, i, d.dst, d.sport, d.label, first.dst, first.sport, first.label)
+					}
+					inner = append(inner, append(append([]byte(nil), f[:14]...), f[d.innerFrom:]...))
+				}
+				whole, err := dataplanetest.Reassemble(inner)
+				if err != nil {
+					t.Fatalf("%v: %v", client, err)
+				}
+				checkChecksums(t, whole)
+				if s, d := tuple(t, whole); s != client || d != vip {
+					t.Fatalf("%v: datagram arrives as %v -> %v", client, s, d)
+				}
+			}
+			if r.sum(cFragLater) == 0 || r.sum(cFragHeld) == 0 {
+				t.Errorf("want later fragments held and forwarded; counters %v %v", nonZero(r.ws[0]), nonZero(r.ws[1]))
+			}
+		})
 	}
 }
