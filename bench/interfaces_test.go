@@ -56,7 +56,7 @@ real_server = [{address = "[2001:2::11]:0"}, {address = "[2001:2::12]:0"}]
 
 // TestReplayInterfaces replays generated traffic against configs with one interface (one-armed:
 // clients and real servers on the same link, the usual direct-routing set-up, and NAT), and with
-// three. The harness tells a reply by its flow, not by the port it arrives on: with one interface
+// three, for each method. The harness tells a reply by its flow, not by the port it arrives on: with one interface
 // that port is the clients' too, and client frames taken for replies of no real server index out
 // of range (65535).
 func TestReplayInterfaces(t *testing.T) {
@@ -68,6 +68,10 @@ func TestReplayInterfaces(t *testing.T) {
 		{"one-armed nat", "[dataplane]\ninterfaces = [\"eth0\"]\n" + services("nat"), true},
 		{"three interfaces nat", "[dataplane]\ninterfaces = [\"lan0\", \"mgmt0\", \"srv0\"]\n" + services("nat"), true},
 		{"three interfaces dr", "[dataplane]\ninterfaces = [\"lan0\", \"mgmt0\", \"srv0\"]\n" + services("dr"), false},
+		// tun answers clients directly too: only the client packets go through govs, encapsulated.
+		{"one-armed tun", "[dataplane]\ninterfaces = [\"eth0\"]\n" + services("tun"), false},
+		{"three interfaces tun gue", "[dataplane]\ninterfaces = [\"lan0\", \"mgmt0\", \"srv0\"]\n" +
+			strings.ReplaceAll(services("tun"), "method = \"tun\"\n", "method = \"tun\"\ntunnel = \"gue\"\ntunnel_port = 6080\n"), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

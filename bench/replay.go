@@ -667,8 +667,8 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 						}
 						if rid != 0 {
 							real = t.Reals[rid-1]
-							if t.Services[real.Service].Method == dataplane.MethodDR {
-								r.skipped++ // the real server answers the client directly
+							if t.Services[real.Service].Method != dataplane.MethodNAT {
+								r.skipped++ // dr, tun: the real server answers the client directly
 								continue
 							}
 						}

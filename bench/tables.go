@@ -46,9 +46,21 @@ func buildTables(cfg *config.Config) (*dataplane.Tables, error) {
 	return t, nil
 }
 
-// syntheticHops puts every real server, directly attached, on port with the MAC realMAC(its ID).
+// syntheticHops puts every real server, directly attached, on port with the MAC realMAC(its ID),
+// reached from tunnelSrc4 or tunnelSrc6 (the outer source of tun).
 type syntheticHops struct{ port int }
 
-func (h syntheticHops) NextHop(id uint16, _ netip.Addr) (compile.Hop, bool) {
-	return compile.Hop{Port: h.port, MAC: realMAC(id), OnLink: true}, true
+// The balancer's address towards every real server in a replay: only tun writes it, into the outer
+// header.
+var (
+	tunnelSrc4 = netip.MustParseAddr("198.18.0.1")
+	tunnelSrc6 = netip.MustParseAddr("2001:2::1")
+)
+
+func (h syntheticHops) NextHop(id uint16, addr netip.Addr) (compile.Hop, bool) {
+	src := tunnelSrc6
+	if addr.Is4() {
+		src = tunnelSrc4
+	}
+	return compile.Hop{Port: h.port, MAC: realMAC(id), OnLink: true, Src: src}, true
 }

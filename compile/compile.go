@@ -25,6 +25,13 @@ type Hop struct {
 	// OnLink says the next hop is the real server itself, not a gateway: direct routing needs it,
 	// as it rewrites only the MAC addresses.
 	OnLink bool
+	// Src is this host's address towards the real server (the route's preferred source, an
+	// address of the outgoing interface): the outer source of tunnelled frames. Method tun needs
+	// it; the other methods ignore it.
+	Src netip.Addr
+	// MTU is the path MTU towards the real server (the route's, else the interface's); 0 unknown.
+	// Method tun answers clients whose packets it cannot encapsulate within it.
+	MTU int
 }
 
 // NextHops tells a Compiler where real servers are.
@@ -135,7 +142,7 @@ func (c *Compiler) Compile(cfg *config.Config, hops NextHops) (*dataplane.Tables
 			r := realServer(rs, rid, sid)
 			c.Overrides.apply(key, rs.Address, r)
 			r.Counts = s.countsOf(rid)
-			resolve(r, vs.Method == config.MethodDR, hops)
+			resolve(r, vs.Method, hops)
 			c.applyHealth(r, vs, rs)
 			svc.RealIDs = append(svc.RealIDs, rid)
 			setAt(&t.Reals, int(rid), r)
@@ -224,6 +231,8 @@ func service(vs *config.VirtualServer, id uint16) *dataplane.Service {
 		Persistence:     int64(vs.PersistenceTimeout),
 		PersistenceBits: vs.PersistenceNetmask,
 		OnePacket:       vs.OnePacket,
+		Tunnel:          tunnel(vs.Tunnel),
+		TunnelPort:      vs.TunnelPort,
 	}
 }
 
@@ -237,20 +246,41 @@ func realServer(rs *config.RealServer, id, sid uint16) *dataplane.Real {
 	}
 }
 
-// resolve sets r's port, MAC and Resolved from its next hop; r stays unresolved while hops does
-// not know it. dr requires the real server to be on a govs link: direct routing only rewrites MACs.
-func resolve(r *dataplane.Real, dr bool, hops NextHops) {
+// resolve sets r's port, MAC and Resolved (and, for tun, its tunnel source) from its next hop; r
+// stays unresolved while hops does not know it. dr requires the real server to be on a govs link:
+// direct routing only rewrites MACs. tun requires a source address of the real server's family
+// towards it: the outer header's source.
+func resolve(r *dataplane.Real, m config.Method, hops NextHops) {
 	h, ok := hops.NextHop(r.ID, r.Addr.Addr())
-	if ok && (!dr || h.OnLink) {
-		r.Port, r.MAC, r.Resolved = h.Port, h.MAC, true
+	switch {
+	case !ok:
+		return
+	case m == config.MethodDR && !h.OnLink:
+		return
+	case m == config.MethodTun:
+		if !h.Src.IsValid() || h.Src.Is4() != r.Addr.Addr().Is4() {
+			return
+		}
+		r.TunnelSrc, r.MTU = h.Src, h.MTU
 	}
+	r.Port, r.MAC, r.Resolved = h.Port, h.MAC, true
 }
 
 func method(m config.Method) dataplane.Method {
-	if m == config.MethodDR {
+	switch m {
+	case config.MethodDR:
 		return dataplane.MethodDR
+	case config.MethodTun:
+		return dataplane.MethodTun
 	}
 	return dataplane.MethodNAT
+}
+
+func tunnel(name string) dataplane.Tunnel {
+	if name == config.TunnelGUE {
+		return dataplane.TunnelGUE
+	}
+	return dataplane.TunnelIPIP
 }
 
 // checkSchedulers builds every service's scheduler once, so that a scheduler the data plane could

@@ -708,6 +708,8 @@ func change(v reflect.Value) bool {
 		switch x := v.Addr().Interface().(type) {
 		case *netip.AddrPort:
 			*x = netip.AddrPortFrom(x.Addr(), x.Port()+1)
+		case *netip.Addr:
+			*x = netip.MustParseAddr("198.18.255.1")
 		case *sched.Options:
 			x.MHTableSize++
 		default:
@@ -797,5 +799,53 @@ real_server = [{ address = "198.19.0.11:80" }, { address = "198.19.0.12:80" }]
 	}
 	if again == nil || again.SchedOptions.Position == nil || again.SchedOptions.Position == a.Services[0].SchedOptions.Position {
 		t.Error("a service removed and added again kept its old position")
+	}
+}
+
+// TestCompileTunnel: method tun reaches the tables with its encapsulation, and a real server is
+// resolved with the hop's source address as its tunnel source; without a source of its family
+// (nothing to put in the outer header) it stays unresolved, even via a gateway it is resolved.
+func TestCompileTunnel(t *testing.T) {
+	cfg := parse(t, `
+[dataplane]
+interfaces = ["l0"]
+[[virtual_server]]
+address = "198.18.0.100:80"
+protocol = "tcp"
+method = "tun"
+tunnel = "gue"
+tunnel_port = 6080
+real_server = [{address = "198.19.0.11:80"}, {address = "198.19.0.12:80"}, {address = "198.19.0.99:80"}]
+[[virtual_server]]
+address = "[2001:2::100]:80"
+protocol = "tcp"
+method = "tun"
+real_server = [{address = "[2001:2::11]:80"}]
+`)
+	src4, src6 := netip.MustParseAddr("198.19.0.1"), netip.MustParseAddr("2001:2::1")
+	hops := fakeHops{
+		netip.MustParseAddr("198.19.0.11"): {Port: 1, MAC: mac(0x11), OnLink: true, Src: src4, MTU: 1400},
+		netip.MustParseAddr("198.19.0.12"): {Port: 1, MAC: mac(0x12), OnLink: true, Src: src6}, // wrong family
+		netip.MustParseAddr("198.19.0.99"): {Port: 1, MAC: mac(0xfe), Src: src4},               // via a gateway
+		netip.MustParseAddr("2001:2::11"):  {Port: 1, MAC: mac(0x21), OnLink: true, Src: src6},
+	}
+	tb := compileCommit(t, New(), cfg, hops)
+	s4, s6 := tb.Services[0], tb.Services[1]
+	if s4.Method != dataplane.MethodTun || s4.Tunnel != dataplane.TunnelGUE || s4.TunnelPort != 6080 {
+		t.Errorf("IPv4 service: method %v tunnel %v port %d, want tun gue 6080", s4.Method, s4.Tunnel, s4.TunnelPort)
+	}
+	if s6.Method != dataplane.MethodTun || s6.Tunnel != dataplane.TunnelIPIP || s6.TunnelPort != 0 {
+		t.Errorf("IPv6 service: method %v tunnel %v port %d, want tun ipip 0", s6.Method, s6.Tunnel, s6.TunnelPort)
+	}
+	for _, c := range []struct {
+		id       uint16
+		resolved bool
+		src      netip.Addr
+		mtu      int
+	}{{s4.RealIDs[0], true, src4, 1400}, {s4.RealIDs[1], false, netip.Addr{}, 0}, {s4.RealIDs[2], true, src4, 0}, {s6.RealIDs[0], true, src6, 0}} {
+		r := tb.Reals[c.id]
+		if r.Resolved != c.resolved || r.TunnelSrc != c.src || r.MTU != c.mtu {
+			t.Errorf("real server %v: resolved %v tunnel source %v MTU %d, want %v %v %d", r.Addr, r.Resolved, r.TunnelSrc, r.MTU, c.resolved, c.src, c.mtu)
+		}
 	}
 }

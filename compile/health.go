@@ -106,7 +106,7 @@ func (s *state) standIn(t *dataplane.Tables, vs *config.VirtualServer, svc *data
 	}
 	r := &dataplane.Real{ID: rid, Service: svc.ID, Addr: vs.SorryServer, Weight: 1, Port: -1, Sorry: true, Standby: !short}
 	r.Counts = s.countsOf(rid)
-	resolve(r, vs.Method == config.MethodDR, hops)
+	resolve(r, vs.Method, hops)
 	if short {
 		for _, id := range svc.RealIDs {
 			t.Reals[id].Standby = true

@@ -57,15 +57,21 @@ const (
 	// MethodDR (direct routing) rewrites only the destination MAC; the real
 	// server holds the VIP itself and answers clients directly.
 	MethodDR Method = 2
+	// MethodTun (tunnelling) encapsulates the client's packet unchanged in an outer
+	// header to the real server (IPIP or GUE); the real server decapsulates it, holds the
+	// VIP itself and answers clients directly.
+	MethodTun Method = 3
 )
 
-// String returns "nat" or "dr", the spelling used in the config file.
+// String returns "nat", "dr" or "tun", the spelling used in the config file.
 func (m Method) String() string {
 	switch m {
 	case MethodNAT:
 		return "nat"
 	case MethodDR:
 		return "dr"
+	case MethodTun:
+		return "tun"
 	}
 	return "Method(" + strconv.Itoa(int(m)) + ")"
 }
@@ -201,6 +207,12 @@ type VirtualServer struct {
 	// omitted with scheduler "mh", 0 for every other scheduler.
 	MHTableSize int
 	Method      Method
+	// Tunnel is the encapsulation of method tun: TunnelIPIP (the default) or TunnelGUE;
+	// empty for every other method.
+	Tunnel string
+	// TunnelPort is the real servers' GUE UDP port (tunnel "gue" only, required there); 0
+	// otherwise.
+	TunnelPort uint16
 	// PersistenceTimeout is how long a client sticks to its real server after its last
 	// connection (ipvsadm -p); 0 = no persistence.
 	PersistenceTimeout time.Duration
@@ -283,6 +295,12 @@ func (c *Config) Summary() []string {
 			fmt.Fprintf(&b, " mh_table_size=%d", vs.MHTableSize)
 		}
 		fmt.Fprintf(&b, " method=%s", vs.Method)
+		if vs.Tunnel != "" {
+			fmt.Fprintf(&b, " tunnel=%s", vs.Tunnel)
+			if vs.TunnelPort != 0 {
+				fmt.Fprintf(&b, ":%d", vs.TunnelPort)
+			}
+		}
 		if vs.PersistenceTimeout > 0 {
 			fmt.Fprintf(&b, " persistence=%s netmask=/%d", vs.PersistenceTimeout, vs.PersistenceNetmask)
 		}

@@ -313,7 +313,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "misspelled real_server header",
 			src:  dp + vsHead + rs + "[[virtual_server.realserver]]\naddress = \"198.19.0.12:80\"\n",
-			want: []string{`t.toml:10: virtual_server[1].realserver[1]: unknown key; valid keys in [[virtual_server]] are address, protocol, scheduler, scheduler_flags, mh_table_size, method, persistence_timeout, persistence_netmask, one_packet, real_server, health_check, sorry_server, quorum (did you mean real_server?)`},
+			want: []string{`t.toml:10: virtual_server[1].realserver[1]: unknown key; valid keys in [[virtual_server]] are address, protocol, scheduler, scheduler_flags, mh_table_size, method, tunnel, tunnel_port, persistence_timeout, persistence_netmask, one_packet, real_server, health_check, sorry_server, quorum (did you mean real_server?)`},
 		},
 		{
 			name: "key with wrong case",
@@ -551,24 +551,68 @@ func TestParseErrors(t *testing.T) {
 			want: []string{`t.toml:6: virtual_server[1].scheduler: is an integer; write a quoted scheduler name, e.g. scheduler = "wlc" (one of dh, fo, lblc, lblcr, lc, mh, nq, ovf, rr, sed, sh, twos, wlc, wrr)`},
 		},
 		{
-			name: "method tun",
-			src:  dp + strings.Replace(vsHead, `"nat"`, `"tun"`, 1) + rs,
-			want: []string{`t.toml:7: virtual_server[1].method: method "tun" is not implemented yet; use nat or dr`},
-		},
-		{
 			name: "method fullnat",
 			src:  dp + strings.Replace(vsHead, `"nat"`, `"fullnat"`, 1) + rs,
-			want: []string{`t.toml:7: virtual_server[1].method: method "fullnat" is not implemented yet; use nat or dr`},
+			want: []string{`t.toml:7: virtual_server[1].method: method "fullnat" is not implemented yet; use nat, dr or tun`},
 		},
 		{
 			name: "method unknown",
 			src:  dp + strings.Replace(vsHead, `"nat"`, `"masq"`, 1) + rs,
-			want: []string{`t.toml:7: virtual_server[1].method: unknown method "masq"; write "nat" or "dr"`},
+			want: []string{`t.toml:7: virtual_server[1].method: unknown method "masq"; write "nat", "dr" or "tun"`},
+		},
+		{
+			name: "method upper case",
+			src:  dp + strings.Replace(vsHead, `"nat"`, `"TUN"`, 1) + rs,
+			want: []string{`t.toml:7: virtual_server[1].method: unknown method "TUN"; write "nat", "dr" or "tun" (names are lower case: "tun")`},
 		},
 		{
 			name: "method missing",
 			src:  dp + strings.Replace(vsHead, "method = \"nat\"\n", "", 1) + rs,
-			want: []string{`t.toml:3: virtual_server[1].method: is required; write method = "nat" or method = "dr"`},
+			want: []string{`t.toml:3: virtual_server[1].method: is required; write method = "nat", "dr" or "tun"`},
+		},
+		// Tunnels.
+		{
+			name: "tunnel without method tun",
+			src:  dp + vsHead + "tunnel = \"gue\"\ntunnel_port = 6080\n" + rs,
+			want: []string{
+				`t.toml:8: virtual_server[1].tunnel: is for method tun only; remove it or write method = "tun"`,
+				`t.toml:9: virtual_server[1].tunnel_port: is for method tun with tunnel = "gue" only; remove it`,
+			},
+		},
+		{
+			name: "tunnel unknown",
+			src:  dp + strings.Replace(vsHead, `"nat"`, `"tun"`, 1) + "tunnel = \"GRE\"\n" + rs,
+			want: []string{`t.toml:8: virtual_server[1].tunnel: unknown tunnel "GRE"; write "ipip" (the default) or "gue"`},
+		},
+		{
+			name: "tunnel not a string",
+			src:  dp + strings.Replace(vsHead, `"nat"`, `"tun"`, 1) + "tunnel = 4\n" + rs,
+			want: []string{`t.toml:8: virtual_server[1].tunnel: is an integer; write tunnel = "ipip" or tunnel = "gue"`},
+		},
+		{
+			name: "gue without port",
+			src:  dp + strings.Replace(vsHead, `"nat"`, `"tun"`, 1) + "tunnel = \"gue\"\n" + rs,
+			want: []string{`t.toml:3: virtual_server[1].tunnel_port: is required with tunnel = "gue": the UDP port the real servers decapsulate GUE on, e.g. tunnel_port = 6080`},
+		},
+		{
+			name: "gue port out of range",
+			src:  dp + strings.Replace(vsHead, `"nat"`, `"tun"`, 1) + "tunnel = \"gue\"\ntunnel_port = 65536\n" + rs,
+			want: []string{`t.toml:9: virtual_server[1].tunnel_port: 65536 is out of range; write a UDP port from 1 to 65535, e.g. tunnel_port = 6080`},
+		},
+		{
+			name: "tunnel port with ipip",
+			src:  dp + strings.Replace(vsHead, `"nat"`, `"tun"`, 1) + "tunnel_port = 6080\n" + rs,
+			want: []string{`t.toml:8: virtual_server[1].tunnel_port: is for tunnel = "gue" only (ipip has no ports); remove it or write tunnel = "gue"`},
+		},
+		{
+			name: "tun with another port",
+			src:  dp + strings.Replace(vsHead, `"nat"`, `"tun"`, 1) + "[[virtual_server.real_server]]\naddress = \"198.19.0.11:8080\"\n",
+			want: []string{`t.toml:9: virtual_server[1].real_server[1].address: port 8080 differs from the virtual server port 80; method tun forwards without rewriting ports, so write "198.19.0.11:80"`},
+		},
+		{
+			name: "tun real server of the other family",
+			src:  dp + strings.Replace(vsHead, `"nat"`, `"tun"`, 1) + "[[virtual_server.real_server]]\naddress = \"[2001:2::11]:80\"\n",
+			want: []string{`t.toml:9: virtual_server[1].real_server[1].address: [2001:2::11]:80 is IPv6 but the virtual server 198.18.0.100:80 is IPv4; real servers must have the virtual server's address family`},
 		},
 		// Virtual server as a whole.
 		{

@@ -342,3 +342,61 @@ func (p *parser) threshold(field string, v any) (int64, bool) {
 		return 0, false
 	}
 }
+
+// Tunnel encapsulations of method tun (VirtualServer.Tunnel).
+const (
+	// TunnelIPIP is IPv4 in IPv4 or IPv6 in IPv6 (IP protocol 4 or 41), as LVS's tun.
+	TunnelIPIP = "ipip"
+	// TunnelGUE is Generic UDP Encapsulation (draft-ietf-intarea-gue, variant 0) to tunnel_port.
+	TunnelGUE = "gue"
+)
+
+// tunnel validates tunnel and tunnel_port: method tun only, tunnel_port with gue only and
+// required there.
+func (p *parser) tunnel(field string, raw *rawVirtualServer, vs *VirtualServer) {
+	tField, pField := field+".tunnel", field+".tunnel_port"
+	if vs.Method != MethodTun {
+		if vs.Method == 0 {
+			return // the method's own error says what is wrong
+		}
+		if raw.Tunnel != nil {
+			p.errf(tField, "is for method tun only; remove it or write method = \"tun\"")
+		}
+		if raw.TunnelPort != nil {
+			p.errf(pField, "is for method tun with tunnel = \"gue\" only; remove it")
+		}
+		return
+	}
+	switch v := raw.Tunnel.(type) {
+	case nil:
+		vs.Tunnel = TunnelIPIP
+	case string:
+		switch v {
+		case TunnelIPIP, TunnelGUE:
+			vs.Tunnel = v
+		default:
+			p.errf(tField, `unknown tunnel %q; write "ipip" (the default) or "gue"%s`, v, lowerHint(v, TunnelIPIP, TunnelGUE))
+			return
+		}
+	default:
+		p.errf(tField, `is %s; write tunnel = "ipip" or tunnel = "gue"`, typeName(v))
+		return
+	}
+	switch v := raw.TunnelPort.(type) {
+	case nil:
+		if vs.Tunnel == TunnelGUE {
+			p.errf(pField, "is required with tunnel = \"gue\": the UDP port the real servers decapsulate GUE on, e.g. tunnel_port = 6080")
+		}
+	case int64:
+		switch {
+		case vs.Tunnel != TunnelGUE:
+			p.errf(pField, "is for tunnel = \"gue\" only (ipip has no ports); remove it or write tunnel = \"gue\"")
+		case v < 1 || v > 65535:
+			p.errf(pField, "%d is out of range; write a UDP port from 1 to 65535, e.g. tunnel_port = 6080", v)
+		default:
+			vs.TunnelPort = uint16(v)
+		}
+	default:
+		p.errf(pField, "is %s; write a UDP port number, e.g. tunnel_port = 6080", typeName(v))
+	}
+}

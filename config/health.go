@@ -631,9 +631,9 @@ func (p *parser) sorryServer(f string, v any, vs *VirtualServer, vipOK bool) {
 	case ap.Addr().Is4() != vs.Address.Addr().Is4():
 		p.errf(f, "%s is %s but the virtual server %s is %s; the sorry server must have the virtual server's address family",
 			ap, family(ap.Addr()), vs.Address, family(vs.Address.Addr()))
-	case vs.Method == MethodDR && ap.Port() != vs.Address.Port():
-		p.errf(f, "port %d differs from the virtual server port %d; method dr forwards without rewriting ports, so write %q",
-			ap.Port(), vs.Address.Port(), netip.AddrPortFrom(ap.Addr(), vs.Address.Port()).String())
+	case (vs.Method == MethodDR || vs.Method == MethodTun) && ap.Port() != vs.Address.Port():
+		p.errf(f, "port %d differs from the virtual server port %d; method %s forwards without rewriting ports, so write %q",
+			ap.Port(), vs.Address.Port(), vs.Method, netip.AddrPortFrom(ap.Addr(), vs.Address.Port()).String())
 	default:
 		vs.SorryServer = ap
 	}

@@ -79,6 +79,8 @@ type rawVirtualServer struct {
 	SchedulerFlags     any             `toml:"scheduler_flags"`
 	MHTableSize        any             `toml:"mh_table_size"`
 	Method             any             `toml:"method"`
+	Tunnel             any             `toml:"tunnel"`
+	TunnelPort         any             `toml:"tunnel_port"`
 	PersistenceTimeout any             `toml:"persistence_timeout"`
 	PersistenceNetmask any             `toml:"persistence_netmask"`
 	OnePacket          any             `toml:"one_packet"`
@@ -108,7 +110,7 @@ var schema = map[string][]string{
 		"tcp_close", "tcp_close_wait", "tcp_last_ack"},
 	"conntrack": {"max_entries", "full_policy", "expire_nodest_conn"},
 	"virtual_server": {"address", "protocol", "scheduler", "scheduler_flags", "mh_table_size", "method",
-		"persistence_timeout", "persistence_netmask", "one_packet", "real_server",
+		"tunnel", "tunnel_port", "persistence_timeout", "persistence_netmask", "one_packet", "real_server",
 		"health_check", "sorry_server", "quorum"},
 	"virtual_server.real_server": {"address", "weight", "upper_threshold", "lower_threshold", "health_check"},
 	// health.go
@@ -602,18 +604,21 @@ func (p *parser) virtualServer(field string, raw *rawVirtualServer) (vs VirtualS
 	p.schedulerFlags(field+".scheduler_flags", raw.SchedulerFlags, &vs)
 	p.mhTableSize(field+".mh_table_size", raw.MHTableSize, &vs)
 
-	if s, isString := p.requiredString(field+".method", raw.Method, `method = "nat" or method = "dr"`); isString {
+	if s, isString := p.requiredString(field+".method", raw.Method, `method = "nat", "dr" or "tun"`); isString {
 		switch s {
 		case "nat":
 			vs.Method = MethodNAT
 		case "dr":
 			vs.Method = MethodDR
-		case "tun", "fullnat":
-			p.errf(field+".method", "method %q is not implemented yet; use nat or dr", s)
+		case "tun":
+			vs.Method = MethodTun
+		case "fullnat":
+			p.errf(field+".method", "method %q is not implemented yet; use nat, dr or tun", s)
 		default:
-			p.errf(field+".method", `unknown method %q; write "nat" or "dr"%s`, s, lowerHint(s, "nat", "dr"))
+			p.errf(field+".method", `unknown method %q; write "nat", "dr" or "tun"%s`, s, lowerHint(s, "nat", "dr", "tun"))
 		}
 	}
+	p.tunnel(field, raw, &vs)
 
 	p.persistence(field, raw, &vs, addrOK)
 	p.onePacket(field+".one_packet", raw.OnePacket, &vs)
@@ -692,9 +697,9 @@ func (p *parser) realServer(field string, raw *rawRealServer, vs VirtualServer, 
 		case vipOK && ap.Addr().Is4() != vs.Address.Addr().Is4():
 			p.errf(field+".address", "%s is %s but the virtual server %s is %s; real servers must have the virtual server's address family",
 				ap, family(ap.Addr()), vs.Address, family(vs.Address.Addr()))
-		case vipOK && vs.Method == MethodDR && ap.Port() != vs.Address.Port():
-			p.errf(field+".address", "port %d differs from the virtual server port %d; method dr forwards without rewriting ports, so write %q",
-				ap.Port(), vs.Address.Port(), netip.AddrPortFrom(ap.Addr(), vs.Address.Port()).String())
+		case vipOK && (vs.Method == MethodDR || vs.Method == MethodTun) && ap.Port() != vs.Address.Port():
+			p.errf(field+".address", "port %d differs from the virtual server port %d; method %s forwards without rewriting ports, so write %q",
+				ap.Port(), vs.Address.Port(), vs.Method, netip.AddrPortFrom(ap.Addr(), vs.Address.Port()).String())
 		default:
 			rs.Address = ap
 		}

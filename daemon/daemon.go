@@ -482,7 +482,7 @@ func (h resolverHops) NextHop(_ uint16, addr netip.Addr) (compile.Hop, bool) {
 	if !ok {
 		return compile.Hop{}, false
 	}
-	return compile.Hop{Port: p, MAC: e.MAC, OnLink: e.NextHop == addr}, true
+	return compile.Hop{Port: p, MAC: e.MAC, OnLink: e.NextHop == addr, Src: e.Src, MTU: e.MTU}, true
 }
 
 // trackLocked has the resolver keep every real server of t resolved: the configured ones and the

@@ -47,71 +47,96 @@ func BenchmarkWorker(b *testing.B) {
 		{"flows=64k", 1 << 16},
 		{"flows=1M", 1 << 20},
 	} {
-		b.Run(bc.name, func(b *testing.B) {
-			frames := benchFrames(b, bc.flows)
-			rx := dataplanetest.NewPort(2048, 1)
-			tx := dataplanetest.NewPort(2048, rxBudget)
-			w := mustWorker(b, 0, []Transmitter{rx, tx}, [][6]byte{macPort0, macPort1}, bc.flows+bc.flows/4)
-			w.SetTables(buildTables(1, standardSpecs()...))
-			for i := 0; i < len(frames); i += 60 {
-				rx.Inject(frames[i:i+60], afpacket.RxMeta{})
+		b.Run(bc.name, func(b *testing.B) { benchWorker(b, bc.flows, buildTables(1, standardSpecs()...)) })
+	}
+}
+
+// BenchmarkWorkerMethod is BenchmarkWorker's 64k flows through a UDP service of each forwarding
+// method, two real servers each: what a method costs per packet next to NAT's.
+func BenchmarkWorkerMethod(b *testing.B) {
+	for _, m := range []struct {
+		name   string
+		method Method
+		tunnel Tunnel
+	}{{"nat", MethodNAT, 0}, {"dr", MethodDR, 0}, {"tun-ipip", MethodTun, TunnelIPIP}, {"tun-gue", MethodTun, TunnelGUE}} {
+		b.Run("method="+m.name, func(b *testing.B) {
+			t := buildTables(1, svcSpec{id: 0, vip: "198.18.0.100:4000", proto: 17, method: m.method, reals: []realSpec{
+				{id: 0, addr: "198.18.2.1:4000", weight: 1, mac: macRS[0]}, {id: 1, addr: "198.18.2.2:4000", weight: 1, mac: macRS[1]}}})
+			t.Services[0].Tunnel, t.Services[0].TunnelPort = m.tunnel, 6080
+			for _, r := range t.Reals {
+				r.TunnelSrc, r.MTU = tunSrc4, 1500
 			}
-			rx.Loop(true)
-			now := int64(1)
-			var one [1]afpacket.Frame
-			step := func(n int) {
-				for j := 0; j < n; j++ {
-					rx.NextBatch(one[:])
-					w.Process(0, one[0].Data, &one[0].Meta, now)
-					if j%rxBudget == rxBudget-1 {
-						w.FlushAll()
-						now += 1000
-					}
-				}
+			t.Finish()
+			benchWorker(b, 1<<16, t)
+		})
+	}
+}
+
+// benchWorker runs BenchmarkWorker's process and batch cases over flows flows with tables t, whose
+// service 198.18.0.100:4000/udp takes them.
+func benchWorker(b *testing.B, flows int, t *Tables) {
+	frames := benchFrames(b, flows)
+	rx := dataplanetest.NewPort(2048, 1)
+	tx := dataplanetest.NewPort(2048, rxBudget)
+	w := mustWorker(b, 0, []Transmitter{rx, tx}, [][6]byte{macPort0, macPort1}, flows+flows/4)
+	w.SetTables(t)
+	for i := 0; i < len(frames); i += 60 {
+		rx.Inject(frames[i:i+60], afpacket.RxMeta{})
+	}
+	rx.Loop(true)
+	now := int64(1)
+	var one [1]afpacket.Frame
+	step := func(n int) {
+		for j := 0; j < n; j++ {
+			rx.NextBatch(one[:])
+			w.Process(0, one[0].Data, &one[0].Meta, now)
+			if j%rxBudget == rxBudget-1 {
 				w.FlushAll()
+				now += 1000
 			}
-			// The engine's way: batches of MaxBatch frames, copied next to each other as the
-			// kernel writes them into a ring block.
-			var fs [MaxBatch]afpacket.Frame
-			block := make([]byte, MaxBatch*64)
-			next := 0
-			batched := func(n int) {
-				for j := 0; j < n; j += MaxBatch {
-					k := min(MaxBatch, n-j)
-					for x := range k {
-						d := block[x*64 : x*64+60]
-						copy(d, frames[next*60:next*60+60])
-						fs[x] = afpacket.Frame{Data: d, Meta: afpacket.RxMeta{Len: 60}}
-						if next++; next == bc.flows {
-							next = 0
-						}
-					}
-					w.ProcessBatch(0, fs[:k], now)
-					if j%rxBudget+k >= rxBudget {
-						w.FlushAll()
-						now += 1000
-					}
+		}
+		w.FlushAll()
+	}
+	// The engine's way: batches of MaxBatch frames, copied next to each other as the
+	// kernel writes them into a ring block.
+	var fs [MaxBatch]afpacket.Frame
+	block := make([]byte, MaxBatch*64)
+	next := 0
+	batched := func(n int) {
+		for j := 0; j < n; j += MaxBatch {
+			k := min(MaxBatch, n-j)
+			for x := range k {
+				d := block[x*64 : x*64+60]
+				copy(d, frames[next*60:next*60+60])
+				fs[x] = afpacket.Frame{Data: d, Meta: afpacket.RxMeta{Len: 60}}
+				if next++; next == flows {
+					next = 0
 				}
+			}
+			w.ProcessBatch(0, fs[:k], now)
+			if j%rxBudget+k >= rxBudget {
 				w.FlushAll()
+				now += 1000
 			}
-			step(bc.flows) // create every flow
-			if w.ct.Len() != bc.flows {
-				b.Fatalf("%d connections after warm-up, want %d; counters %v", w.ct.Len(), bc.flows, nonZero(w))
-			}
-			created := w.c[cConnsCreated]
-			for _, m := range []struct {
-				name string
-				run  func(int)
-			}{{"process", step}, {"batch", batched}} {
-				b.Run(m.name, func(b *testing.B) {
-					b.ReportAllocs()
-					b.SetBytes(60)
-					m.run(b.N)
-					b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/packet")
-					if w.c[cConnsCreated] != created {
-						b.Fatalf("flows were re-created while established")
-					}
-				})
+		}
+		w.FlushAll()
+	}
+	step(flows) // create every flow
+	if w.ct.Len() != flows {
+		b.Fatalf("%d connections after warm-up, want %d; counters %v", w.ct.Len(), flows, nonZero(w))
+	}
+	created := w.c[cConnsCreated]
+	for _, m := range []struct {
+		name string
+		run  func(int)
+	}{{"process", step}, {"batch", batched}} {
+		b.Run(m.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(60)
+			m.run(b.N)
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N), "ns/packet")
+			if w.c[cConnsCreated] != created {
+				b.Fatalf("flows were re-created while established")
 			}
 		})
 	}

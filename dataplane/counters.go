@@ -48,6 +48,14 @@ const (
 	// DropNoQuorum: a new connection to a virtual server with fewer real servers up than its
 	// quorum, and no sorry server.
 	DropNoQuorum
+	// DropTunnelGSO: a GSO super-frame (from a local sender) for a tun service that is not TCP
+	// (the kernel cannot segment it once encapsulated; govs segments only TCP, see
+	// tunnel_segmented).
+	DropTunnelGSO
+	// DropTunnelTooBig: a packet for a tun service that does not fit the path MTU to its real server
+	// once encapsulated. If it may not be fragmented the client is told (icmp_too_big_sent) unless
+	// rate-limited; an IPv4 packet without DF is dropped (govs does not fragment the outer packet).
+	DropTunnelTooBig
 	// DropFragmentTableFull: a first fragment found its worker's fragment table full of live
 	// datagrams, so its later fragments could not follow it.
 	DropFragmentTableFull
@@ -74,6 +82,8 @@ var dropNames = [numDrops]string{
 	DropDraining:         "draining",
 	DropRealDown:         "real_server_down",
 	DropNoQuorum:         "no_quorum",
+	DropTunnelGSO:        "tunnel_gso",
+	DropTunnelTooBig:     "tunnel_too_big",
 
 	DropFragmentTableFull:   "fragment_table_full",
 	DropFragmentHandoffFull: "fragment_handoff_full",
@@ -99,8 +109,11 @@ const (
 	cCsumCompleted // partial checksums completed in software
 	cTxKicks
 	cTxErrors
-	cToHost  // frames for the balancer's own addresses (its kernel gets them; not a drop)
-	cExpress // frames of established connections forwarded by the express lane (Worker.express)
+	cToHost          // frames for the balancer's own addresses (its kernel gets them; not a drop)
+	cExpress         // frames of established connections forwarded by the express lane (Worker.express)
+	cTooBigSent      // ICMP fragmentation needed / packet too big sent to clients (tun path MTU)
+	cTooBigLimited   // of those due, not sent: over the rate limit
+	cTunnelSegmented // TCP GSO super-frames segmented for the tunnel (each also counted forwarded)
 	// Fragments (see frags.go): first fragments recorded, later fragments forwarded by their
 	// first one's record, fragments handed to their flow's worker, later fragments held until
 	// their first.
@@ -114,22 +127,25 @@ const (
 )
 
 var counterNames = [cDropBase]string{
-	cRxFrames:      "rx_frames",
-	cTxFrames:      "tx_frames",
-	cForwarded:     "forwarded",
-	cReplied:       "replied",
-	cICMPErrors:    "icmp_errors_forwarded",
-	cConnsCreated:  "conns_created",
-	cConnsExpired:  "conns_expired",
-	cCsumCompleted: "checksums_completed",
-	cTxKicks:       "tx_kicks",
-	cTxErrors:      "tx_errors",
-	cToHost:        "to_host",
-	cExpress:       "express_frames",
-	cFragFirst:     "fragments_first",
-	cFragLater:     "fragments_later",
-	cFragHandedOff: "fragments_handed_off",
-	cFragHeld:      "fragments_held",
+	cRxFrames:        "rx_frames",
+	cTxFrames:        "tx_frames",
+	cForwarded:       "forwarded",
+	cReplied:         "replied",
+	cICMPErrors:      "icmp_errors_forwarded",
+	cConnsCreated:    "conns_created",
+	cConnsExpired:    "conns_expired",
+	cCsumCompleted:   "checksums_completed",
+	cTxKicks:         "tx_kicks",
+	cTxErrors:        "tx_errors",
+	cToHost:          "to_host",
+	cExpress:         "express_frames",
+	cTooBigSent:      "icmp_too_big_sent",
+	cTooBigLimited:   "icmp_too_big_rate_limited",
+	cTunnelSegmented: "tunnel_segmented",
+	cFragFirst:       "fragments_first",
+	cFragLater:       "fragments_later",
+	cFragHandedOff:   "fragments_handed_off",
+	cFragHeld:        "fragments_held",
 }
 
 // counters is a worker's private tally; published copies are read by Stats.

@@ -1,6 +1,7 @@
 // Package dataplane forwards frames for govs's virtual services: worker goroutines, each pinned to
 // a CPU, read frames from AF_PACKET TPACKETv3 rings, find or create the connection, pick a real
-// server and rewrite (NAT) or re-address (DR) the frame into a TX ring.
+// server and rewrite (NAT), re-address (DR) or encapsulate (tun, tunnel.go) the frame into a TX
+// ring.
 //
 // Why this shape: every per-packet decision is made by one worker from state only it writes (its
 // connection table shard, its scheduler instances, its counters) and from immutable compiled

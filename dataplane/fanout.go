@@ -189,7 +189,8 @@ func (p *fanoutPlan) report(t *Tables, prev *fanoutPlan, logf func(string, ...an
 
 // spec is the fanout program's view of t under p's rules: every service's VIP endpoint, and the
 // endpoints its frames show when the client is not the source: the NAT real servers it forwards
-// to (those draining included) and, for ICMP errors quoting forwarded packets, its VIP under DR.
+// to (those draining included) and, for ICMP errors quoting forwarded packets, its VIP under DR and
+// tun.
 func (p *fanoutPlan) spec(t *Tables) bpfgen.FanoutSpec {
 	var spec bpfgen.FanoutSpec
 	seen := map[netip.Addr]bool{}
@@ -205,7 +206,7 @@ func (p *fanoutPlan) spec(t *Tables) bpfgen.FanoutSpec {
 		}
 		ep := bpfgen.Endpoint{Addr: a, Proto: s.Proto, Port: s.VIP.Port()}
 		spec.VIPRules = append(spec.VIPRules, bpfgen.EndpointRule{Endpoint: ep, Rule: rule})
-		if s.Method == MethodDR {
+		if s.Method == MethodDR || s.Method == MethodTun {
 			spec.ServerRules = append(spec.ServerRules, bpfgen.EndpointRule{Endpoint: ep, Rule: rule})
 		}
 	}

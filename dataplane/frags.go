@@ -90,6 +90,7 @@ type fragEntry struct {
 	inPort  uint8
 	rs, vs  uint16
 	mac     [6]byte
+	flow    uint32 // the first fragment's flow hash, folded: a tun service's outer entropy (tunnel)
 }
 
 // fragTable is a worker's fixed-size, open-addressed table of datagrams.
@@ -316,10 +317,12 @@ func (w *Worker) firstFragment(in int, b []byte, meta *afpacket.RxMeta, p *frame
 	w.c[cFragFirst]++
 	e.to = fragToNone
 	w.fr.orig = p.Tuple
-	sent := w.forward(in, b, meta, p, w.ct.Hash(&p.Tuple), 0)
+	h := w.ct.Hash(&p.Tuple)
+	sent := w.forward(in, b, meta, p, h, 0)
 	if id, dir, ok := w.ct.Lookup(&w.fr.orig); ok {
 		c := w.ct.Get(id)
 		e.to, e.dir, e.rs, e.vs, e.inPort, e.mac = fragToSelf, dir, c.RS(), c.VS, c.InPort, c.ClientMAC()
+		e.flow = uint32(h ^ h>>32)
 	}
 	w.releaseHeld(k)
 	return sent
@@ -363,8 +366,17 @@ func (w *Worker) laterFragment(in int, b []byte, meta *afpacket.RxMeta, p *frame
 			w.drop(DropUnresolved)
 			return false
 		}
-		if svc.Method == MethodNAT {
+		switch svc.Method {
+		case MethodNAT:
 			frame.RewriteDst(b, p, r.addr, 0) // a later fragment: the address, the IP checksum
+		case MethodTun:
+			// In the tunnel its first fragment took, with the same entropy.
+			if !w.tunnel(in, r, svc, b, meta, p, uint64(e.flow)) {
+				return false
+			}
+			w.c[cForwarded]++
+			w.c[cFragLater]++
+			return true
 		}
 		if !w.transmit(r.Port, b, meta, r.MAC) {
 			return false

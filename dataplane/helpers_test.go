@@ -141,6 +141,11 @@ func (r *rig) process(in int, b []byte, meta afpacket.RxMeta) []sent {
 		r.out[i].Frames, r.out[i].Vnets = nil, nil
 	}
 	r.w.Process(in, buf, &meta, r.now)
+	return r.flushed()
+}
+
+// flushed flushes the worker and returns what it transmitted since the collectors were emptied.
+func (r *rig) flushed() []sent {
 	r.w.FlushAll()
 	var out []sent
 	for i, c := range r.out {

@@ -17,6 +17,9 @@ const (
 	MethodNAT
 	// MethodDR changes only the MAC addresses; the real server owns the VIP and answers the client directly.
 	MethodDR
+	// MethodTun encapsulates the frame's IP packet unchanged in an outer header to the real server
+	// (Service.Tunnel); the real server decapsulates it, owns the VIP and answers the client directly.
+	MethodTun
 )
 
 func (m Method) String() string {
@@ -25,8 +28,27 @@ func (m Method) String() string {
 		return "nat"
 	case MethodDR:
 		return "dr"
+	case MethodTun:
+		return "tun"
 	}
 	return "invalid"
+}
+
+// Tunnel is the encapsulation of a MethodTun service.
+type Tunnel uint8
+
+const (
+	// TunnelIPIP is IPv4 in IPv4 (IP protocol 4) or IPv6 in IPv6 (next header 41).
+	TunnelIPIP Tunnel = iota
+	// TunnelGUE is Generic UDP Encapsulation (draft-ietf-intarea-gue, variant 0) to Service.TunnelPort.
+	TunnelGUE
+)
+
+func (t Tunnel) String() string {
+	if t == TunnelGUE {
+		return "gue"
+	}
+	return "ipip"
 }
 
 // Tables is the compiled, immutable forwarding state that workers read. The daemon builds a new
@@ -67,6 +89,9 @@ type Service struct {
 	PersistenceBits int
 	// OnePacket schedules each UDP datagram on its own (IPVS one-packet scheduling).
 	OnePacket bool
+	// Tunnel and TunnelPort are MethodTun's encapsulation and, for GUE, the real servers' UDP port.
+	Tunnel     Tunnel
+	TunnelPort uint16
 	// NoQuorum: fewer of its real servers are up than its quorum asks, and it has no sorry server
 	// to stand in: it takes no new connections (DropNoQuorum); established ones carry on.
 	NoQuorum bool
@@ -116,8 +141,16 @@ type Real struct {
 	// UpperThreshold and LowerThreshold bound the real server's connections (ipvsadm -x / -y);
 	// 0 means none.
 	UpperThreshold, LowerThreshold uint32
+	// TunnelSrc is the outer source address of frames tunnelled to the real server (MethodTun): this
+	// host's address on the interface that reaches it. Set with Resolved.
+	TunnelSrc netip.Addr
+	// MTU is the path MTU towards the real server (MethodTun; 0: unknown, not checked): a packet
+	// that does not fit it encapsulated and may not be fragmented gets the client an ICMP
+	// fragmentation needed / packet too big.
+	MTU int
 
 	addr [16]byte
+	src  [16]byte // TunnelSrc, as the worker writes it
 	// Set by Finish, so that a packet tests one field where it would test several:
 	avail  bool // takes new connections: resolved, and neither removed, down, on standby nor disabled
 	gone   bool // removed or down: the express lane leaves its frames to forward
@@ -141,6 +174,9 @@ func (t *Tables) Finish() {
 			continue
 		}
 		r.addr = r.Addr.Addr().As16()
+		if r.TunnelSrc.IsValid() {
+			r.src = r.TunnelSrc.As16()
+		}
 		if r.Counts == nil {
 			r.Counts = new(sched.Counts)
 		}

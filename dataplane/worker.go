@@ -90,8 +90,12 @@ type Worker struct {
 	hashes [MaxBatch]uint64         // ProcessBatch: connection-table hashes of the frames to forward
 	hints  [MaxBatch]uint32         // ProcessBatch: the table's guesses at their entries (Prefetch)
 	key    flow.Tuple               // icmpError's lookup key
+	ipID   uint16                   // the last IPv4 ID of a packet govs made (writeTunnelHeader, writeFragNeeded)
 	tkey   flow.Tuple               // persistence template key
 	miss   conntrack.Miss           // forward's lookup, for newConn's insert
+
+	tooBigTokens int   // the ICMP too-big budget (tooBigAllowed)
+	tooBigAt     int64 // when it was last refilled
 
 	c    counters
 	pub  *published
@@ -135,6 +139,7 @@ func NewWorker(id int, ports []Transmitter, macs [][6]byte, ct conntrack.Config)
 		fr:    newFragState(),
 	}
 	w.expireFn = w.onExpire
+	w.tooBigTokens = tooBigBurst
 	for _, p := range ports {
 		w.slot = append(w.slot, len(p.TxFrame())) // learn the slot size; nothing is committed
 	}
@@ -371,8 +376,11 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 			w.drop(DropUnresolved)
 			return false
 		}
-		if svc.Method == MethodNAT {
+		switch svc.Method {
+		case MethodNAT:
 			rewriteDst(b, p, partial, r.addr, realPort(r, p.DstPort))
+		case MethodTun:
+			return w.forwardTunnel(in, r, svc, b, meta, p, partial, h)
 		}
 		if !w.transmit(r.Port, b, meta, r.MAC) {
 			return false
@@ -394,7 +402,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 // false, having changed nothing, for a frame that needs more than the common case, which forward
 // then handles: a client's SYN or a one-packet service (either may need a new connection), a
 // real server that is gone, removed, down or not resolved, checksum offload state, a VLAN tag, IP
-// options or IPv6 extension headers. (RewriteFast changes nothing when it declines.)
+// options or IPv6 extension headers, and a tun packet too big for the tunnel (tunnelExpress). (RewriteFast changes nothing when it declines.)
 func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent, done bool) {
 	b, meta := f.Data, &f.Meta
 	if meta.Vnet.Flags != 0 || meta.Status&(afpacket.StatusCsumNotReady|afpacket.StatusVLANValid) != 0 {
@@ -416,6 +424,9 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	var client [6]byte
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved || (svc.Method != MethodNAT && svc.Method != MethodDR) {
+			if r.Resolved && tunnelExpress(svc, r, p, meta) {
+				return w.expressTunnel(c, r, svc, b, meta, p), true
+			}
 			return false, false
 		}
 		if svc.Method == MethodNAT && !frame.RewriteFast(b, p, true, &r.addr, realPort(r, p.DstPort)) {
@@ -682,9 +693,18 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 			w.drop(DropUnresolved)
 			return false
 		}
-		if svc.Method == MethodNAT {
+		switch svc.Method {
+		case MethodNAT:
 			frame.RewriteDst(b, p, r.addr, 0)
 			frame.RewriteInnerSrc(b, p, q, r.addr, realPort(r, q.SrcPort))
+		case MethodTun:
+			// Encapsulated as the connection's own packets are, with their entropy, so that it
+			// reaches the real server the same way.
+			if !w.tunnel(-1, r, svc, b, meta, p, w.ct.Hash(k)) {
+				return false
+			}
+			w.c[cICMPErrors]++
+			return true
 		}
 		if !w.transmit(r.Port, b, meta, r.MAC) {
 			return false
@@ -743,37 +763,8 @@ func (w *Worker) transmitSlow(out int, b []byte, meta *afpacket.RxMeta, dst [6]b
 	if vlan {
 		need += 4
 	}
-	// Frames up to the MTU go through the port's ring of small slots; large (GSO) frames through
-	// its ring of large slots. Frames for one link leave in the order they came: queued frames of
-	// the other size class go first.
-	ti := out
-	if need > w.slot[out] {
-		if w.large == nil {
-			w.drop(DropTooLarge)
-			return false
-		}
-		ti = out + len(w.ports)
-	}
-	if w.large != nil {
-		other := ti + len(w.ports)
-		if ti >= len(w.ports) {
-			other = out
-		}
-		if w.dirty&(1<<(uint(other)&63)) != 0 {
-			w.flush(other)
-		}
-	}
-	port := w.txPort(ti)
-	buf := port.TxFrame()
+	port, ti, buf := w.txSlot(out, need)
 	if buf == nil {
-		w.flush(ti)
-		if buf = port.TxFrame(); buf == nil {
-			w.drop(DropTxRingFull)
-			return false
-		}
-	}
-	if need > len(buf) {
-		w.drop(DropTooLarge)
 		return false
 	}
 	frame.SetEthernet(b, dst, w.macs[out])
@@ -801,6 +792,45 @@ func (w *Worker) transmitSlow(out int, b []byte, meta *afpacket.RxMeta, dst [6]b
 	port.TxCommit(need, vnet)
 	w.dirty |= 1 << (uint(ti) & 63)
 	return true
+}
+
+// txSlot returns a free transmit slot of at least need bytes for port out, the transmit port it
+// belongs to and that port's index (see txPort), for TxCommit and the dirty mask; a nil slot, the
+// drop counted, when there is none. Frames up to the MTU go through the port's ring of small
+// slots; large (GSO) frames through its ring of large slots. Frames for one link leave in the
+// order they came: queued frames of the other size class go first.
+func (w *Worker) txSlot(out, need int) (Transmitter, int, []byte) {
+	ti := out
+	if need > w.slot[out] {
+		if w.large == nil {
+			w.drop(DropTooLarge)
+			return nil, 0, nil
+		}
+		ti = out + len(w.ports)
+	}
+	if w.large != nil {
+		other := ti + len(w.ports)
+		if ti >= len(w.ports) {
+			other = out
+		}
+		if w.dirty&(1<<(uint(other)&63)) != 0 {
+			w.flush(other)
+		}
+	}
+	port := w.txPort(ti)
+	buf := port.TxFrame()
+	if buf == nil {
+		w.flush(ti)
+		if buf = port.TxFrame(); buf == nil {
+			w.drop(DropTxRingFull)
+			return nil, 0, nil
+		}
+	}
+	if need > len(buf) {
+		w.drop(DropTooLarge)
+		return nil, 0, nil
+	}
+	return port, ti, buf
 }
 
 // txPort returns transmit port ti: ports[ti], or large[ti-len(ports)].

@@ -86,6 +86,8 @@ func TestTopology(t *testing.T) {
 		{"nat", true},
 		{"dr", false},
 		{"dr", true},
+		{"tun", false},
+		{"tun", true},
 	} {
 		t.Run(fmt.Sprintf("%s/ipv6=%v", tt.method, tt.ipv6), func(t *testing.T) {
 			prefix := fmt.Sprintf("govs-labtest-%s%v", tt.method, tt.ipv6)
@@ -138,14 +140,14 @@ func TestTopology(t *testing.T) {
 			t.Run("servers", func(t *testing.T) {
 				for i, rs := range topo.Servers {
 					peer, a4 := topo.Balancer, topo.BalancerL1Addr4
-					if tt.method == "dr" {
+					if tt.method != "nat" {
 						peer, a4 = topo.Client, topo.ClientAddr4
 					}
 					udpExchange(t, rs, peer, a4)
 					udpExchange(t, peer, rs, topo.ServerAddrs4[i])
 					if tt.ipv6 {
 						a6 := topo.BalancerL1Addr6
-						if tt.method == "dr" {
+						if tt.method != "nat" {
 							a6 = topo.ClientAddr6
 						}
 						udpExchange(t, rs, peer, a6)
@@ -154,7 +156,7 @@ func TestTopology(t *testing.T) {
 				}
 			})
 			t.Run("apps", func(t *testing.T) { testApps(t, topo) })
-			if tt.method == "dr" {
+			if tt.method != "nat" {
 				t.Run("vip-not-claimed", func(t *testing.T) { testVIPNotClaimed(t, topo) })
 			}
 

@@ -36,8 +36,9 @@ type Servers struct {
 
 // StartServers starts on every real server of t:
 //   - HTTP on :80 and :8080 (all addresses): "/" answers "rsN\n"; "/bytes?n=N" answers N bytes of
-//     the pattern that VerifyPattern checks;
-//   - UDP echo on port 9000, bound to each of the server's addresses (and to the VIPs for DR, so
+//     the pattern that VerifyPattern checks; a POST to "/upload" of N bytes of that pattern (with a
+//     Content-Length) answers "N\n" once all arrived intact;
+//   - UDP echo on port 9000, bound to each of the server's addresses (and to the VIPs for DR and tun, so
 //     replies leave from the address the request was sent to), answering "rsN:<payload>".
 func StartServers(t *Topology) (*Servers, error) {
 	s := &Servers{accepted: make([]atomic.Int64, len(t.Servers))}
@@ -51,7 +52,7 @@ func StartServers(t *Topology) (*Servers, error) {
 		if t.Options.IPv6 {
 			addrs = append(addrs, t.ServerAddrs6[i])
 		}
-		if t.Options.Method == "dr" {
+		if t.Options.Method == "dr" || t.Options.Method == "tun" {
 			addrs = append(addrs, t.VIP4)
 			if t.Options.IPv6 {
 				addrs = append(addrs, t.VIP6)
@@ -93,6 +94,14 @@ func (s *Servers) startHTTP(i int, ns *NS, name string) error {
 			}
 			off += k
 		}
+	})
+	mux.HandleFunc("/upload", func(w http.ResponseWriter, r *http.Request) {
+		if err := VerifyPattern(r.Body, r.ContentLength); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("X-Server", name)
+		fmt.Fprintf(w, "%d\n", r.ContentLength)
 	})
 	for _, port := range []int{HTTPPort, HTTPAltPort} {
 		l, err := ns.Listen("tcp", ":"+strconv.Itoa(port))

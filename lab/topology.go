@@ -13,7 +13,10 @@ import (
 
 // Options shape a Topology.
 type Options struct {
-	Method  string // "nat" or "dr": where the real servers sit and how they route
+	// Method is "nat", "dr" or "tun": where the real servers sit and how they route. tun places
+	// them as dr does (on the client segment, VIP on lo, answering clients directly); the test
+	// starts their tunnel ends (StartTunnelDecap), which the kernel here has no module for.
+	Method  string
 	IPv6    bool   // also configure the IPv6 plan
 	Servers int    // real servers; 0 means 3
 	Prefix  string // namespace name prefix; "" means "govs-lab"
@@ -88,7 +91,7 @@ func balancerAddrs(i int) (l04, l06, l14, l16 netip.Addr) {
 // serverAddrs returns real server i's (0-based) addresses: .11, .12, ... on the server net for NAT
 // or on the client net for DR.
 func serverAddrs(method string, i int) (netip.Addr, netip.Addr) {
-	if method == "dr" {
+	if method == "dr" || method == "tun" {
 		return netip.AddrFrom4([4]byte{198, 18, 0, byte(11 + i)}),
 			netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 14: 0, 15: byte(0x11 + i)})
 	}
@@ -101,8 +104,8 @@ func New(opts Options) (*Topology, error) {
 	if opts.Method == "" {
 		opts.Method = "nat"
 	}
-	if opts.Method != "nat" && opts.Method != "dr" {
-		return nil, fmt.Errorf("failed to build topology: method %q is neither \"nat\" nor \"dr\"", opts.Method)
+	if opts.Method != "nat" && opts.Method != "dr" && opts.Method != "tun" {
+		return nil, fmt.Errorf("failed to build topology: method %q is not \"nat\", \"dr\" or \"tun\"", opts.Method)
 	}
 	if opts.Servers == 0 {
 		opts.Servers = 3
@@ -352,7 +355,7 @@ func (t *Topology) build(id string) error {
 			t.ServerAddrs6 = append(t.ServerAddrs6, a6)
 		}
 		br := "br1"
-		if t.Options.Method == "dr" {
+		if t.Options.Method != "nat" {
 			br = "br0"
 		}
 		if err := link(fmt.Sprintf("rs%d", i+1), br, ns, ServerIface); err != nil {
@@ -402,7 +405,7 @@ func (t *Topology) build(id string) error {
 			}
 			continue
 		}
-		// DR: the VIP is local to the server (on lo) so it accepts the forwarded frames and replies
+		// DR and tun: the VIP is local to the server (on lo) so it accepts the forwarded frames and replies
 		// from the VIP straight to the client, but must never claim it on the wire. For IPv4 that is
 		// arp_ignore=1 (answer only for addresses of the receiving interface) and arp_announce=2 (never
 		// use the VIP as ARP sender address). IPv6 needs nothing: NDP answers only for addresses of

@@ -12,10 +12,17 @@ import (
 
 // Entry is what the data plane needs to send a frame towards Addr.
 type Entry struct {
-	Addr     netip.Addr // the real server (or any destination) asked for
-	IfIndex  int        // outgoing interface; 0 when there is no usable route
-	NextHop  netip.Addr // gateway or Addr itself; invalid when there is no usable route
-	MAC      [6]byte    // the next hop's link-layer address, valid when Resolved
+	Addr    netip.Addr // the real server (or any destination) asked for
+	IfIndex int        // outgoing interface; 0 when there is no usable route
+	NextHop netip.Addr // gateway or Addr itself; invalid when there is no usable route
+	// Src is the address the kernel would send from towards Addr (the route's preferred source,
+	// an address of the outgoing interface): the outer source of tunnelled frames. Invalid when
+	// the route gives none.
+	Src netip.Addr
+	// MTU is the path MTU towards Addr as the kernel knows it: the route's mtu if it has one, else
+	// the outgoing interface's. 0 when there is no usable route.
+	MTU      int
+	MAC      [6]byte // the next hop's link-layer address, valid when Resolved
 	Resolved bool
 }
 

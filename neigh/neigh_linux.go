@@ -214,17 +214,19 @@ func (r *Resolver) refresh() {
 		return
 	}
 	allowed := make(map[int]string, len(r.sys.ifnames))
+	mtus := make(map[int]int, len(r.sys.ifnames))
 	for _, name := range r.sys.ifnames {
 		l, err := r.sys.h.LinkByName(name)
 		if err != nil {
 			continue // targets routed through it are reported below
 		}
 		allowed[l.Attrs().Index] = name
+		mtus[l.Attrs().Index] = l.Attrs().MTU
 	}
 	dumps := make(map[neighKey][]netlink.Neigh)
 	changed := false
 	for _, a := range addrs {
-		e, reason := r.resolve(a, allowed, dumps)
+		e, reason := r.resolve(a, allowed, mtus, dumps)
 		if r.store(e, reason) {
 			changed = true
 		}
@@ -235,7 +237,8 @@ func (r *Resolver) refresh() {
 }
 
 // resolve computes the entry of one target. It returns the reason when the entry is unresolved.
-func (r *Resolver) resolve(a netip.Addr, allowed map[int]string, dumps map[neighKey][]netlink.Neigh) (Entry, string) {
+// mtus are the allowed interfaces' MTUs, for routes without an mtu of their own.
+func (r *Resolver) resolve(a netip.Addr, allowed map[int]string, mtus map[int]int, dumps map[neighKey][]netlink.Neigh) (Entry, string) {
 	e := Entry{Addr: a}
 	routes, err := r.sys.h.RouteGet(a.AsSlice())
 	if err != nil {
@@ -254,6 +257,13 @@ func (r *Resolver) resolve(a netip.Addr, allowed map[int]string, dumps map[neigh
 	e.IfIndex, e.NextHop = rt.LinkIndex, a
 	if gw, ok := addrFromIP(rt.Gw); ok {
 		e.NextHop = gw
+	}
+	if src, ok := addrFromIP(rt.Src); ok {
+		e.Src = src
+	}
+	e.MTU = mtus[rt.LinkIndex]
+	if rt.MTU > 0 {
+		e.MTU = rt.MTU
 	}
 
 	family := netlink.FAMILY_V4

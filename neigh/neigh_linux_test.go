@@ -29,6 +29,9 @@ var (
 	missingV4 = netip.MustParseAddr("198.18.10.99")
 	missingV6 = netip.MustParseAddr("2001:2:10::99")
 	otherV4   = netip.MustParseAddr("198.18.11.2") // on other0, not allowed
+	// The lab's own addresses on lb0: the source the kernel picks towards the peer and beyond.
+	selfV4 = netip.MustParseAddr("198.18.10.1")
+	selfV6 = netip.MustParseAddr("2001:2:10::1")
 )
 
 func newLab(t *testing.T) *lab {
@@ -46,8 +49,9 @@ func newLab(t *testing.T) *lab {
 	ipCmd(t, "-n", l.lb, "addr", "add", "2001:2:10::1/64", "dev", "lb0", "nodad")
 	ipCmd(t, "-n", l.peer, "addr", "add", "198.18.10.2/24", "dev", "peer0")
 	ipCmd(t, "-n", l.peer, "addr", "add", "2001:2:10::2/64", "dev", "peer0", "nodad")
-	ipCmd(t, "-n", l.lb, "route", "add", "198.19.10.0/24", "via", "198.18.10.2")
-	ipCmd(t, "-n", l.lb, "route", "add", "2001:2:11::/64", "via", "2001:2:10::2")
+	// The routes beyond the peer have a path MTU of their own, below the link's 1500.
+	ipCmd(t, "-n", l.lb, "route", "add", "198.19.10.0/24", "via", "198.18.10.2", "mtu", "1400")
+	ipCmd(t, "-n", l.lb, "route", "add", "2001:2:11::/64", "via", "2001:2:10::2", "mtu", "1400")
 	ipCmd(t, "-n", l.lb, "link", "add", "other0", "type", "veth", "peer", "name", "other1")
 	ipCmd(t, "-n", l.lb, "link", "set", "other1", "up")
 	ipCmd(t, "-n", l.lb, "addr", "add", "198.18.11.1/24", "dev", "other0")
@@ -110,17 +114,22 @@ func TestResolverResolves(t *testing.T) {
 		name    string
 		addr    netip.Addr
 		nextHop netip.Addr
+		mtu     int
 	}{
-		{name: "IPv4 on link", addr: peerV4, nextHop: peerV4},
-		{name: "IPv6 on link", addr: peerV6, nextHop: peerV6},
-		{name: "IPv4 via gateway", addr: beyondV4, nextHop: peerV4},
-		{name: "IPv6 via gateway", addr: beyondV6, nextHop: peerV6},
+		{name: "IPv4 on link", addr: peerV4, nextHop: peerV4, mtu: 1500},
+		{name: "IPv6 on link", addr: peerV6, nextHop: peerV6, mtu: 1500},
+		{name: "IPv4 via gateway", addr: beyondV4, nextHop: peerV4, mtu: 1400},
+		{name: "IPv6 via gateway", addr: beyondV6, nextHop: peerV6, mtu: 1400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e, took := waitEntry(t, r, tt.addr, time.Second, func(e Entry) bool { return e.Resolved })
 			t.Logf("%s resolved in %v", tt.addr, took)
-			want := Entry{Addr: tt.addr, IfIndex: e.IfIndex, NextHop: tt.nextHop, MAC: l.peerMAC, Resolved: true}
+			src := selfV6
+			if tt.addr.Is4() {
+				src = selfV4
+			}
+			want := Entry{Addr: tt.addr, IfIndex: e.IfIndex, NextHop: tt.nextHop, Src: src, MTU: tt.mtu, MAC: l.peerMAC, Resolved: true}
 			if e != want || e.IfIndex == 0 {
 				t.Errorf("entry (-want +got):\n- %+v\n+ %+v", want, e)
 			}
