@@ -283,6 +283,14 @@ func TestParseErrors(t *testing.T) {
 		},
 		// Unknown keys.
 		{
+			name: "keys govs declines say why",
+			src:  dp + "[log]\nconnections = \"/var/log/govs/conns.log\"\n" + vsHead + "clamp_mss = true\n" + rs,
+			want: []string{
+				`t.toml:4: log.connections: the connection log is not implemented yet; count connections with govs stats or the metrics`,
+				`t.toml:10: virtual_server[1].clamp_mss: not supported: under tun (and dr) the client's MSS comes from the real server's SYN-ACK, which never passes govs; lower it on the real servers instead (ip route ... advmss, or a lower MTU on their tunnel device)`,
+			},
+		},
+		{
 			name: "unknown key in dataplane",
 			src:  dp + "worker = 2\n",
 			want: []string{`t.toml:3: dataplane.worker: unknown key; valid keys in [dataplane] are interfaces, workers, rx_mode (did you mean workers?)`},

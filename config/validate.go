@@ -350,10 +350,22 @@ func sameNames(segs []seg, names []string) bool {
 	return true
 }
 
+// declined are keys operators may know from the issue tracker or from other balancers that govs
+// does not take, with what to do instead: "unknown key" alone would suggest a typo.
+var declined = map[string]string{
+	"virtual_server.local_addresses": "goes with method fullnat, which is not implemented yet; use nat, dr or tun",
+	"virtual_server.clamp_mss": "not supported: under tun (and dr) the client's MSS comes from the real server's SYN-ACK, " +
+		"which never passes govs; lower it on the real servers instead (ip route ... advmss, or a lower MTU on their tunnel device)",
+	"log.connections": "the connection log is not implemented yet; count connections with govs stats or the metrics",
+}
+
 func unknownKeyMsg(k toml.Key) string {
 	table := strings.Join(k[:len(k)-1], ".")
 	valid := schema[table]
 	name := k[len(k)-1]
+	if msg, ok := declined[table+"."+name]; ok {
+		return msg
+	}
 	where := "at the top level"
 	switch table {
 	case "":
