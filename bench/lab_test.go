@@ -54,6 +54,15 @@ func TestLabReportFromBenchlab(t *testing.T) {
 			t.Errorf("no %q in\n%s", want, table)
 		}
 	}
+	// testdata: kernel 89.47% busy for 172582 pps, govs's figures below; lower is better.
+	k := 89.47368421052632 / 100 / 172581.8356455578 * 1e6
+	g := r.Govs.UDP.BalancerCPUBusy / 100 / r.Govs.UDP.DeliveredPPS * 1e6
+	if l := lineWith(table, "udp balancer CPU us/packet"); strings.Join(strings.Fields(l), " ") != fmt.Sprintf("udp balancer CPU us/packet %.2f %.2f %.2fx", k, g, k/g) {
+		t.Errorf("us/packet row = %q, want %.2f %.2f %.2fx", l, k, g, k/g)
+	}
+	if !strings.Contains(table, "kernel(nft dnat) udp: not balancer-bound (balancer CPU 89% busy, load CPU 100%): delivered Mpps is a lower bound and its ratio flatters govs") {
+		t.Errorf("no generator-bound note for the kernel phase in\n%s", table)
+	}
 	if l := lineWith(table, "udp offered Mpps"); !strings.HasSuffix(strings.TrimSpace(l), "-") {
 		t.Errorf("context row has a ratio: %q", l)
 	}

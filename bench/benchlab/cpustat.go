@@ -5,13 +5,16 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
-// cpuTimes are one CPU's cumulative jiffies from /proc/stat, split into busy and idle.
-type cpuTimes struct{ Busy, Idle uint64 }
+// cpuTimes are one CPU's cumulative jiffies from /proc/stat, split into busy, idle and stolen.
+type cpuTimes struct{ Busy, Idle, Steal uint64 }
 
 // parseProcStat returns the per-CPU lines ("cpu0", "cpu1", ...) of /proc/stat. Idle is idle
-// plus iowait; busy is everything else except guest time, which user already includes.
+// plus iowait; steal is time the hypervisor ran something else while this virtual CPU wanted to
+// run, neither the balancer's work nor idle; busy is everything else except guest time, which
+// user already includes.
 func parseProcStat(b []byte) (map[int]cpuTimes, error) {
 	m := make(map[int]cpuTimes)
 	for _, line := range strings.Split(string(b), "\n") {
@@ -33,9 +36,12 @@ func parseProcStat(b []byte) (map[int]cpuTimes, error) {
 			if err != nil {
 				return nil, fmt.Errorf("failed to parse /proc/stat line %q: field %d: %w", line, i+1, err)
 			}
-			if i == 3 || i == 4 {
+			switch i {
+			case 3, 4:
 				t.Idle += v
-			} else {
+			case 7:
+				t.Steal += v
+			default:
 				t.Busy += v
 			}
 		}
@@ -56,24 +62,70 @@ func readCPUTimes() (map[int]cpuTimes, error) {
 	return parseProcStat(b)
 }
 
-// busyPercent returns how busy cpu was between two readings, in percent, or -1 when unknown.
-func busyPercent(before, after map[int]cpuTimes, cpu int) float64 {
-	b, ok1 := before[cpu]
-	a, ok2 := after[cpu]
-	if !ok1 || !ok2 || a.Busy < b.Busy || a.Idle < b.Idle {
-		return -1
+// usPerPacket is the balancer core's time per delivered packet in microseconds: busy percent
+// of one core divided by the delivered rate. false when either is unknown or zero.
+func usPerPacket(busyPercent, pps float64) (float64, bool) {
+	if busyPercent < 0 || pps <= 0 {
+		return 0, false
 	}
-	busy, idle := a.Busy-b.Busy, a.Idle-b.Idle
-	if busy+idle == 0 {
-		return -1
-	}
-	return 100 * float64(busy) / float64(busy+idle)
+	return busyPercent / 100 / pps * 1e6, true
 }
 
-// parseSoftnet returns the "dropped" column (the second) of /proc/net/softnet_stat per CPU. The
-// CPU is the 13th column where the kernel prints it (Linux 5.10+), else the line number.
-func parseSoftnet(b []byte) (map[int]uint64, error) {
-	m := make(map[int]uint64)
+// parseCtxSwitches returns voluntary plus nonvoluntary context switches from one
+// /proc/PID/task/TID/status file.
+func parseCtxSwitches(b []byte) (uint64, error) {
+	var n uint64
+	found := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "voluntary_ctxt_switches" && k != "nonvoluntary_ctxt_switches") {
+			continue
+		}
+		c, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("failed to parse %q: %w", line, err)
+		}
+		n += c
+		found++
+	}
+	if found != 2 {
+		return 0, fmt.Errorf("failed to find both context switch counts in a status file")
+	}
+	return n, nil
+}
+
+// userHZ is the unit of /proc/stat: 1/100 s on every Linux architecture govs runs on.
+const userHZ = 100
+
+// busyPercent returns how busy cpu was between two readings elapsed apart, in percent of the
+// wall-clock time, or -1 when unknown: the time it was neither idle nor stolen by the hypervisor.
+//
+// It does not add up the busy columns: with tick-based accounting and an idle CPU's tick stopped
+// (NO_HZ_IDLE without IRQ_TIME_ACCOUNTING, as on the lab machine), interrupt and softirq work
+// that runs while the CPU is otherwise idle is billed to no column at all, while the idle column
+// is measured exactly. The kernel's DNAT does all its work that way, and summing the columns
+// showed it less than half as busy as it was.
+func busyPercent(before, after map[int]cpuTimes, cpu int, elapsed time.Duration) float64 {
+	b, ok1 := before[cpu]
+	a, ok2 := after[cpu]
+	if !ok1 || !ok2 || a.Idle < b.Idle || a.Steal < b.Steal || elapsed <= 0 {
+		return -1
+	}
+	wall := elapsed.Seconds() * userHZ
+	notBusy := float64(a.Idle-b.Idle) + float64(a.Steal-b.Steal)
+	return 100 * min(1, max(0, 1-notBusy/wall))
+}
+
+// softnetStat is one CPU's line of /proc/net/softnet_stat: the frames its receive backlog dropped
+// because it was full (netdev_max_backlog), and the inter-processor interrupts it took to start
+// processing frames another CPU steered to it by RPS (received_rps).
+type softnetStat struct{ Dropped, ReceivedRPS uint64 }
+
+// parseSoftnet returns /proc/net/softnet_stat per CPU: "dropped" is the second column and
+// received_rps the tenth (absent on kernels before 2.6.35: then 0). The CPU is the 13th column
+// where the kernel prints it (Linux 5.10+), else the line number.
+func parseSoftnet(b []byte) (map[int]softnetStat, error) {
+	m := make(map[int]softnetStat)
 	for i, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 2 {
@@ -87,11 +139,17 @@ func parseSoftnet(b []byte) (map[int]uint64, error) {
 			}
 			cpu = int(c)
 		}
-		d, err := strconv.ParseUint(f[1], 16, 64)
-		if err != nil {
+		var st softnetStat
+		var err error
+		if st.Dropped, err = strconv.ParseUint(f[1], 16, 64); err != nil {
 			return nil, fmt.Errorf("failed to parse softnet_stat line %d: dropped %q: %w", i+1, f[1], err)
 		}
-		m[cpu] = d
+		if len(f) >= 10 {
+			if st.ReceivedRPS, err = strconv.ParseUint(f[9], 16, 64); err != nil {
+				return nil, fmt.Errorf("failed to parse softnet_stat line %d: received_rps %q: %w", i+1, f[9], err)
+			}
+		}
+		m[cpu] = st
 	}
 	return m, nil
 }

@@ -100,7 +100,7 @@ func runGeneratorCalibration(ctx context.Context, topo *lab.Topology, o options)
 		return res
 	}
 	logf("generator calibration: flood dropped at the switch's ingress")
-	udpFlood(ctx, topo, o, mac, res, true)
+	udpFlood(ctx, topo, o, mac, res, true, 0)
 	return res
 }
 
@@ -314,7 +314,11 @@ func measure(ctx context.Context, topo *lab.Topology, o options, res *phaseResul
 		res.UDP.Error = err.Error()
 	} else {
 		res.UDP.VIPMAC = mac.String()
-		udpFlood(ctx, topo, o, mac, res.UDP, false)
+		pid := 0
+		if g != nil {
+			pid = g.cmd.Process.Pid
+		}
+		udpFlood(ctx, topo, o, mac, res.UDP, false, pid)
 	}
 	if ctx.Err() != nil {
 		return
@@ -413,10 +417,13 @@ type counterSnap struct {
 	clientTx  uint64
 	serverRx  []uint64
 	cpu       map[int]cpuTimes
-	softnet   map[int]uint64
+	cpuAt     time.Time // when cpu was read
+	softnet   map[int]softnetStat
+	ctxsw     uint64 // govs's context switches, all threads; 0 without govs
 }
 
-func snapshot(topo *lab.Topology, sinks []*lab.NS, dev string, sent *atomic.Uint64) (counterSnap, error) {
+// snapshot reads the counters; pid is govs's process, 0 in the kernel phase.
+func snapshot(topo *lab.Topology, sinks []*lab.NS, dev string, sent *atomic.Uint64, pid int) (counterSnap, error) {
 	s := counterSnap{at: time.Now(), generated: sent.Load()}
 	var err error
 	if _, s.clientTx, _, err = linkCounters(topo.Client, lab.ClientIface); err != nil {
@@ -429,16 +436,20 @@ func snapshot(topo *lab.Topology, sinks []*lab.NS, dev string, sent *atomic.Uint
 		}
 		s.serverRx = append(s.serverRx, rx)
 	}
+	s.cpuAt = time.Now()
 	if s.cpu, err = readCPUTimes(); err != nil {
 		return s, err
 	}
-	s.softnet, _ = readSoftnetDrops()
+	s.softnet, _ = readSoftnet()
+	if pid != 0 {
+		s.ctxsw, _ = processCtxSwitches(pid)
+	}
 	return s, nil
 }
 
 // udpFlood sends the 64-byte flood to dst (the VIP's MAC) for warmup + duration and counts what
-// the real servers received in the window after the warmup.
-func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.HardwareAddr, res *udpResult, calibrate bool) {
+// the real servers received in the window after the warmup. pid is govs's process (0: none).
+func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.HardwareAddr, res *udpResult, calibrate bool, pid int) {
 	srcMAC, err := topo.Client.HardwareAddr(lab.ClientIface)
 	if err != nil {
 		res.Error = err.Error()
@@ -498,7 +509,7 @@ func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.Hardwa
 		fail(err)
 		return
 	}
-	before, err := snapshot(topo, sinks, dev, &sent)
+	before, err := snapshot(topo, sinks, dev, &sent, pid)
 	if err != nil {
 		fail(err)
 		return
@@ -507,7 +518,7 @@ func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.Hardwa
 		fail(err)
 		return
 	}
-	after, err := snapshot(topo, sinks, dev, &sent)
+	after, err := snapshot(topo, sinks, dev, &sent, pid)
 	if err != nil {
 		fail(err)
 		return
@@ -529,19 +540,31 @@ func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.Hardwa
 	}
 	res.DeliveredPPS = float64(delivered) / secs
 	res.SendRefusals = fd.st.NoBufs
-	res.BalancerCPUBusy = busyPercent(before.cpu, after.cpu, o.balancerCPU)
-	res.LoadCPUBusy = busyPercent(before.cpu, after.cpu, o.loadCPU)
+	cpuElapsed := after.cpuAt.Sub(before.cpuAt)
+	res.BalancerCPUBusy = busyPercent(before.cpu, after.cpu, o.balancerCPU, cpuElapsed)
+	res.LoadCPUBusy = busyPercent(before.cpu, after.cpu, o.loadCPU, cpuElapsed)
 	if before.softnet != nil && after.softnet != nil {
-		res.BacklogDropsBalancerCPU = after.softnet[o.balancerCPU] - before.softnet[o.balancerCPU]
-		res.BacklogDropsLoadCPU = after.softnet[o.loadCPU] - before.softnet[o.loadCPU]
+		res.BacklogDropsBalancerCPU = after.softnet[o.balancerCPU].Dropped - before.softnet[o.balancerCPU].Dropped
+		res.BacklogDropsLoadCPU = after.softnet[o.loadCPU].Dropped - before.softnet[o.loadCPU].Dropped
+		res.RPSIPIsBalancerCPU = after.softnet[o.balancerCPU].ReceivedRPS - before.softnet[o.balancerCPU].ReceivedRPS
+	}
+	if pid != 0 && after.ctxsw >= before.ctxsw && before.ctxsw != 0 {
+		res.GovsCtxSwitches = after.ctxsw - before.ctxsw
+	}
+	if !calibrate {
+		res.BalancerUsPerPacket, _ = usPerPacket(res.BalancerCPUBusy, res.DeliveredPPS)
 	}
 	if res.LoadCPUBusy > 95 && res.BalancerCPUBusy >= 0 && res.BalancerCPUBusy < 90 {
 		res.LimitedBy = "load-cpu"
 	} else if res.BalancerCPUBusy > 95 {
 		res.LimitedBy = "balancer-cpu"
 	}
-	logf("  udp: generator %.0f pps, offered %.0f pps, delivered %.0f pps (cpu%d %.0f%% busy, cpu%d %.0f%%)",
-		res.GeneratorPPS, res.OfferedPPS, res.DeliveredPPS, o.balancerCPU, res.BalancerCPUBusy, o.loadCPU, res.LoadCPUBusy)
+	perPacket := ""
+	if !calibrate && res.BalancerUsPerPacket > 0 {
+		perPacket = fmt.Sprintf(": %.2f us a delivered packet", res.BalancerUsPerPacket)
+	}
+	logf("  udp: generator %.0f pps, offered %.0f pps, delivered %.0f pps (cpu%d %.0f%% busy%s; cpu%d %.0f%%)",
+		res.GeneratorPPS, res.OfferedPPS, res.DeliveredPPS, o.balancerCPU, res.BalancerCPUBusy, perPacket, o.loadCPU, res.LoadCPUBusy)
 	if delivered == 0 && !calibrate {
 		res.Error = "no flood frame came out of the balancer (" + res.CountedAt + ")"
 	}
@@ -556,8 +579,10 @@ func runWrk(ctx context.Context, topo *lab.Topology, o options, res *httpResult)
 	defer cancel()
 	cmd := nsCommand(wctx, topo.Client, "taskset", "-c", strconv.Itoa(o.loadCPU), "wrk",
 		"-t"+strconv.Itoa(res.Threads), "-c"+strconv.Itoa(res.Conns), "-d"+strconv.Itoa(secs)+"s", "--latency", url)
+	start := time.Now()
 	before, _ := readCPUTimes()
 	out, err := cmd.CombinedOutput()
+	elapsed := time.Since(start)
 	after, _ := readCPUTimes()
 	if err != nil {
 		res.Error = fmt.Sprintf("wrk failed: %v: %s", err, strings.TrimSpace(string(out)))
@@ -571,8 +596,8 @@ func runWrk(ctx context.Context, topo *lab.Topology, o options, res *httpResult)
 	res.ReqPerSec, res.Requests = w.ReqPerSec, w.Requests
 	res.P50Ms, res.P99Ms = durMs(w.P50), durMs(w.P99)
 	res.SocketErrors, res.Non2xx = w.SocketErrors, w.Non2xx
-	res.BalancerCPUBusy = busyPercent(before, after, o.balancerCPU)
-	res.LoadCPUBusy = busyPercent(before, after, o.loadCPU)
+	res.BalancerCPUBusy = busyPercent(before, after, o.balancerCPU, elapsed)
+	res.LoadCPUBusy = busyPercent(before, after, o.loadCPU, elapsed)
 	logf("  http: %.0f req/s, p50 %.3f ms, p99 %.3f ms, %d socket errors", res.ReqPerSec, res.P50Ms, res.P99Ms, res.SocketErrors)
 	if w.Requests == 0 {
 		res.Error = "wrk completed no request"

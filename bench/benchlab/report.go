@@ -74,6 +74,24 @@ type udpResult struct {
 	LoadCPUBusy             float64 `json:"load_cpu_busy"`
 	BacklogDropsBalancerCPU uint64  `json:"backlog_drops_balancer_cpu"`
 	BacklogDropsLoadCPU     uint64  `json:"backlog_drops_load_cpu"`
+	// BalancerUsPerPacket is the balancer core's busy time per delivered packet (0: unknown):
+	// the figure that compares both sides even when they ran at different rates.
+	BalancerUsPerPacket float64 `json:"balancer_us_per_packet"`
+	// RPSIPIsBalancerCPU counts the interrupts that started the balancer core's receive backlog
+	// (received_rps): the lab steers each veth's receive work there with RPS, and each interrupt
+	// costs a VM exit.
+	RPSIPIsBalancerCPU uint64 `json:"rps_ipis_balancer_cpu"`
+	// GovsCtxSwitches is the context switches of all of govs's threads in the window (0 in the
+	// kernel phase): sleeps in poll or futex and preemptions.
+	GovsCtxSwitches uint64 `json:"govs_context_switches,omitempty"`
+}
+
+// perThousand returns n per 1000 delivered packets over the window, false when unknown.
+func (u *udpResult) perThousand(n uint64) (float64, bool) {
+	if u.Seconds <= 0 || u.DeliveredPPS <= 0 {
+		return 0, false
+	}
+	return float64(n) / (u.DeliveredPPS * u.Seconds) * 1000, true
 }
 
 type httpResult struct {
@@ -108,6 +126,15 @@ type metric struct {
 	lowerIsBetter bool
 	ratio         bool // rows without a ratio are context (offered load, CPU)
 	format        string
+	govsOnly      bool // the kernel phase has no such figure: its cell says "-"
+}
+
+// udpMeasured returns the phase's UDP result when its window ran, even if nothing came out.
+func udpMeasured(p *phaseResult) (*udpResult, bool) {
+	if p == nil || p.UDP == nil || p.UDP.Seconds == 0 {
+		return nil, false
+	}
+	return p.UDP, true
 }
 
 func udpOK(p *phaseResult) (*udpResult, bool) {
@@ -128,61 +155,89 @@ var metrics = []metric{
 			return 0, false
 		}
 		return u.DeliveredPPS, true
-	}, false, true, "%.0f"},
+	}, false, true, "%.0f", false},
 	{"udp64_offered_pps", "udp%d offered pps", func(p *phaseResult) (float64, bool) {
 		if p == nil || p.UDP == nil || p.UDP.Seconds == 0 {
 			return 0, false
 		}
 		return p.UDP.OfferedPPS, true
-	}, false, false, "%.0f"},
+	}, false, false, "%.0f", false},
 	{"udp64_generator_pps", "udp%d generator pps", func(p *phaseResult) (float64, bool) {
 		if p == nil || p.UDP == nil || p.UDP.Seconds == 0 {
 			return 0, false
 		}
 		return p.UDP.GeneratorPPS, true
-	}, false, false, "%.0f"},
+	}, false, false, "%.0f", false},
 	{"udp64_balancer_cpu_busy", "udp%d balancer cpu busy %%", func(p *phaseResult) (float64, bool) {
 		if p == nil || p.UDP == nil || p.UDP.Seconds == 0 {
 			return 0, false
 		}
 		return p.UDP.BalancerCPUBusy, true
-	}, false, false, "%.0f"},
+	}, false, false, "%.0f", false},
+	{"udp64_balancer_us_per_packet", "udp%d balancer cpu us/packet", func(p *phaseResult) (float64, bool) {
+		u, ok := udpOK(p)
+		if !ok {
+			return 0, false
+		}
+		return usPerPacket(u.BalancerCPUBusy, u.DeliveredPPS)
+	}, true, true, "%.2f", false},
+	{"udp64_load_cpu_busy", "udp%d load cpu busy %%", func(p *phaseResult) (float64, bool) {
+		u, ok := udpMeasured(p)
+		if !ok {
+			return 0, false
+		}
+		return u.LoadCPUBusy, true
+	}, false, false, "%.0f", false},
+	{"udp64_rps_ipis_per_1k", "udp%d rps IPIs/1k pkts (balancer cpu)", func(p *phaseResult) (float64, bool) {
+		u, ok := udpOK(p)
+		if !ok {
+			return 0, false
+		}
+		return u.perThousand(u.RPSIPIsBalancerCPU)
+	}, true, false, "%.1f", false},
+	{"udp64_govs_ctx_switches_per_1k", "udp%d govs ctx switches/1k pkts", func(p *phaseResult) (float64, bool) {
+		u, ok := udpOK(p)
+		if !ok || u.GovsCtxSwitches == 0 {
+			return 0, false
+		}
+		return u.perThousand(u.GovsCtxSwitches)
+	}, true, false, "%.1f", true},
 	{"http_req_per_sec", "http req/s (t2 c50)", func(p *phaseResult) (float64, bool) {
 		if p == nil || !httpOK(p.HTTP, p) {
 			return 0, false
 		}
 		return p.HTTP.ReqPerSec, true
-	}, false, true, "%.0f"},
+	}, false, true, "%.0f", false},
 	{"http_p50_ms", "http p50 ms (t2 c50)", func(p *phaseResult) (float64, bool) {
 		if p == nil || !httpOK(p.HTTP, p) {
 			return 0, false
 		}
 		return p.HTTP.P50Ms, true
-	}, true, true, "%.3f"},
+	}, true, true, "%.3f", false},
 	{"http_p99_ms", "http p99 ms (t2 c50)", func(p *phaseResult) (float64, bool) {
 		if p == nil || !httpOK(p.HTTP, p) {
 			return 0, false
 		}
 		return p.HTTP.P99Ms, true
-	}, true, true, "%.3f"},
+	}, true, true, "%.3f", false},
 	{"http1_req_per_sec", "http req/s (t1 c1)", func(p *phaseResult) (float64, bool) {
 		if p == nil || !httpOK(p.HTTPSingle, p) {
 			return 0, false
 		}
 		return p.HTTPSingle.ReqPerSec, true
-	}, false, true, "%.0f"},
+	}, false, true, "%.0f", false},
 	{"http1_p50_ms", "http p50 ms (t1 c1)", func(p *phaseResult) (float64, bool) {
 		if p == nil || !httpOK(p.HTTPSingle, p) {
 			return 0, false
 		}
 		return p.HTTPSingle.P50Ms, true
-	}, true, true, "%.3f"},
+	}, true, true, "%.3f", false},
 	{"http1_p99_ms", "http p99 ms (t1 c1)", func(p *phaseResult) (float64, bool) {
 		if p == nil || !httpOK(p.HTTPSingle, p) {
 			return 0, false
 		}
 		return p.HTTPSingle.P99Ms, true
-	}, true, true, "%.3f"},
+	}, true, true, "%.3f", false},
 }
 
 // ratio returns govs against kernel so that > 1 means govs did better.
@@ -238,6 +293,9 @@ func writeTable(w io.Writer, r *report) {
 			if p == nil {
 				return "not run"
 			}
+			if m.govsOnly && p == r.Kernel {
+				return "-"
+			}
 			v, ok := m.get(p)
 			if !ok {
 				if strings.HasPrefix(m.key, "http1_") && p.HTTPSingle == nil && p.Error == "" {
@@ -261,7 +319,17 @@ func writeTable(w io.Writer, r *report) {
 		if g.Error != "" {
 			fmt.Fprintf(w, "\ngenerator ceiling: failed: %s\n", g.Error)
 		} else {
-			fmt.Fprintf(w, "\ngenerator ceiling (flood dropped at the switch): %.0f pps offered, load CPU %.0f%% busy\n", g.OfferedPPS, g.LoadCPUBusy)
+			fmt.Fprintf(w, "\ngenerator ceiling (flood dropped at the switch): %.0f pps offered, load CPU %.0f%% busy; balancer CPU %.0f%% busy with no traffic through it\n",
+				g.OfferedPPS, g.LoadCPUBusy, g.BalancerCPUBusy)
+			if g.BalancerCPUBusy >= backgroundBusy {
+				fmt.Fprintf(w, "caution: something else kept the balancer CPU %.0f%% busy while the generator ran (netns teardown of an earlier run, a build?): CPU per packet may be inflated by as much; rerun\n", g.BalancerCPUBusy)
+			}
+		}
+	}
+	if v := boundVerdicts(r); len(v) > 0 {
+		fmt.Fprintln(w)
+		for _, line := range v {
+			fmt.Fprintln(w, line)
 		}
 	}
 	fmt.Fprintf(w, "\nratio > 1 means govs did better. %s, %d CPUs: balancer on CPU %d, load on CPU %d; before the run CPU %d was %.0f%% and CPU %d %.0f%% busy with other work.\n",
@@ -280,10 +348,6 @@ func writeTable(w io.Writer, r *report) {
 				fmt.Fprintf(w, "%s %s: %s\n", p.Name, e.what, e.msg)
 			}
 		}
-		if p.UDP != nil && p.UDP.LimitedBy == "load-cpu" {
-			fmt.Fprintf(w, "%s udp: the load CPU (%.0f%% busy), not the balancer's (%.0f%%), limited the flood: delivered pps is a lower bound (try -sink switch)\n",
-				p.Name, p.UDP.LoadCPUBusy, p.UDP.BalancerCPUBusy)
-		}
 		if p.Govs != nil {
 			fmt.Fprintf(w, "%s counters: ring packets %d, ring drops %d, drops total %d", p.Name, p.Govs.Rings.Packets, p.Govs.Rings.Drops, p.Govs.DropsTotal)
 			reasons := make([]string, 0, len(p.Govs.Drops))
@@ -296,6 +360,70 @@ func writeTable(w io.Writer, r *report) {
 			fmt.Fprintf(w, " %s\n", strings.Join(reasons, " "))
 		}
 	}
+}
+
+// backgroundBusy is the balancer CPU's busy percentage during the generator's calibration (no
+// traffic through the balancer) from which the report warns that other work shared the core.
+const backgroundBusy = 10
+
+// saturatedBusy is the balancer core's busy percentage from which a phase counts as limited by
+// the balancer rather than by the generator.
+const saturatedBusy = 90
+
+// boundVerdicts says, per phase, what limited the UDP flood, so a pps ratio between a phase the
+// generator limited and one the balancer limited is not read as a capacity ratio, and what it
+// would take to saturate the kernel's balancer core.
+func boundVerdicts(r *report) []string {
+	var out []string
+	for _, ph := range []struct {
+		name, flatters string
+		p              *phaseResult
+	}{
+		{"kernel", "flatters govs", r.Kernel},
+		{"govs", "understates govs", r.Govs},
+	} {
+		u, ok := udpOK(ph.p)
+		if !ok {
+			continue
+		}
+		us, okUs := usPerPacket(u.BalancerCPUBusy, u.DeliveredPPS)
+		switch {
+		case u.BalancerCPUBusy >= saturatedBusy:
+			out = append(out, fmt.Sprintf("%s phase: balancer-bound (balancer core %.0f%% busy, %.2f us/packet): %.0f pps is its capacity in this lab",
+				ph.name, u.BalancerCPUBusy, us, u.DeliveredPPS))
+			continue
+		case u.LoadCPUBusy >= 95:
+			bound := ""
+			if u.BalancerCPUBusy > 0 {
+				// The balancer core had 100-busy percent left: at most that much more throughput.
+				bound = fmt.Sprintf(" (by up to %.0f%%: the balancer core had that much time left)", 100*(100/u.BalancerCPUBusy-1))
+			}
+			out = append(out, fmt.Sprintf("%s phase: generator-bound (balancer core %.0f%% busy, load core %.0f%%); its pps ratio %s%s",
+				ph.name, u.BalancerCPUBusy, u.LoadCPUBusy, ph.flatters, bound))
+		default:
+			out = append(out, fmt.Sprintf("%s phase: neither core saturated (balancer core %.0f%% busy, load core %.0f%%): frames were lost on the way (see the drop counters); its pps ratio %s",
+				ph.name, u.BalancerCPUBusy, u.LoadCPUBusy, ph.flatters))
+		}
+		if okUs {
+			out = append(out, fmt.Sprintf("  at %.2f us/packet the %s's balancer core would saturate near %.0f pps or more (linear; the cost per packet falls as batches grow)",
+				us, ph.name, 1e6/us))
+			if ph.p == r.Kernel {
+				out = append(out, saturationNeed(r, us))
+			}
+		}
+	}
+	return out
+}
+
+// saturationNeed says what offered rate would saturate the kernel's balancer core at us per
+// packet, and whether the generator can offer it.
+func saturationNeed(r *report, us float64) string {
+	need := 1e6 / us
+	gen := "the generator's ceiling was not measured (phase gen)"
+	if g := r.Generator; g != nil && g.Error == "" && g.OfferedPPS > 0 {
+		gen = fmt.Sprintf("the generator's ceiling on one load core is %.0f pps with nothing else to do (flood dropped at the switch)", g.OfferedPPS)
+	}
+	return fmt.Sprintf("  saturating the kernel takes about %.0f pps offered; %s: it would take a generator that does not share the load core with the switch and the servers (-sink switch, the default, spares it the servers), a second load core, or an in-kernel generator (pktgen). Compare the us/packet row, not the pps ratio.", need, gen)
 }
 
 func errOf(u *udpResult) string {

@@ -6,22 +6,38 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestProcStat(t *testing.T) {
-	in := []byte("cpu  10 0 10 80 0 0 0 0 0 0\ncpu0 5 1 4 40 2 1 1 0 3 0\ncpu1 5 0 5 40 0 0 0 0 0 0\nintr 1 2\n")
+	in := []byte("cpu  10 0 10 80 0 0 0 0 0 0\ncpu0 5 1 4 40 2 1 1 7 3 0\ncpu1 5 0 5 40 0 0 0 0 0 0\nintr 1 2\n")
 	got, err := parseProcStat(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (cpuTimes{Busy: 12, Idle: 42}); got[0] != want {
-		t.Errorf("cpu0 = %+v, want %+v (guest excluded, iowait idle)", got[0], want)
+	if want := (cpuTimes{Busy: 12, Idle: 42, Steal: 7}); got[0] != want {
+		t.Errorf("cpu0 = %+v, want %+v (guest excluded, iowait idle, steal apart)", got[0], want)
 	}
-	after := map[int]cpuTimes{0: {Busy: 62, Idle: 92}}
-	if b := busyPercent(got, after, 0); b != 50 {
+	sec := time.Second // 100 jiffies
+	after := map[int]cpuTimes{0: {Busy: 62, Idle: 92, Steal: 7}}
+	if b := busyPercent(got, after, 0, sec); b != 50 {
 		t.Errorf("busyPercent = %v, want 50", b)
 	}
-	if b := busyPercent(got, after, 7); b != -1 {
+	// 40 idle and 20 stolen jiffies of 100: busy 40% of the time, not half.
+	stolen := map[int]cpuTimes{0: {Busy: 52, Idle: 82, Steal: 27}}
+	if b := busyPercent(got, stolen, 0, sec); b != 40 {
+		t.Errorf("busyPercent with steal = %v, want 40", b)
+	}
+	// Softirq work run from idle (the kernel's DNAT) is in no column: 10 busy and 40 idle
+	// jiffies accounted in one second. The CPU was busy 60% of it, not 20%.
+	lost := map[int]cpuTimes{0: {Busy: 22, Idle: 82, Steal: 7}}
+	if b := busyPercent(got, lost, 0, sec); b != 60 {
+		t.Errorf("busyPercent with unaccounted softirq time = %v, want 60", b)
+	}
+	if b := busyPercent(got, after, 0, 0); b != -1 {
+		t.Errorf("busyPercent over no time = %v, want -1", b)
+	}
+	if b := busyPercent(got, after, 7, sec); b != -1 {
 		t.Errorf("busyPercent of a missing CPU = %v, want -1", b)
 	}
 	for _, bad := range []string{"", "cpux 1 2 3 4\n", "cpu0 1 2 x 4\n"} {
@@ -32,16 +48,61 @@ func TestProcStat(t *testing.T) {
 }
 
 func TestSoftnet(t *testing.T) {
-	in := []byte("0019c136 0000000a 00 00 00 00 00 00 00 00 00 00 00000000 00 00\n002c5938 00000001 00 00 00 00 00 00 00 00 00 00 00000001 00 00\n")
+	in := []byte("0019c136 0000000a 00 00 00 00 00 00 00 0000002a 00 00 00000000 00 00\n002c5938 00000001 00 00 00 00 00 00 00 00000000 00 00 00000001 00 00\n")
 	got, err := parseSoftnet(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[0] != 10 || got[1] != 1 {
-		t.Errorf("drops = %v, want map[0:10 1:1]", got)
+	want := map[int]softnetStat{0: {Dropped: 10, ReceivedRPS: 42}, 1: {Dropped: 1}}
+	if got[0] != want[0] || got[1] != want[1] || len(got) != 2 {
+		t.Errorf("softnet = %+v, want %+v", got, want)
 	}
-	if _, err := parseSoftnet([]byte("zz\n")); err == nil {
-		t.Error("parseSoftnet accepted a one-field line")
+	// A kernel without the received_rps column: drops only, line number as CPU.
+	old, err := parseSoftnet([]byte("00000005 00000003 00\n"))
+	if err != nil || old[0] != (softnetStat{Dropped: 3}) {
+		t.Errorf("short line = %+v, %v; want dropped 3", old, err)
+	}
+	for _, bad := range []string{"zz\n", "01 02 03 04 05 06 07 08 09 xx\n"} {
+		if _, err := parseSoftnet([]byte(bad)); err == nil {
+			t.Errorf("parseSoftnet(%q) succeeded", bad)
+		}
+	}
+}
+
+func TestUsPerPacket(t *testing.T) {
+	for _, tt := range []struct {
+		busy, pps, want float64
+		ok              bool
+	}{
+		{50, 500000, 1, true},     // half a core for 500k pps: 1 us each
+		{100, 250000, 4, true},    // a full core for 250k pps: 4 us each
+		{38, 368172, 1.032, true}, // the kernel phase of bench/README.md
+		{-1, 1000, 0, false},      // busy unknown
+		{50, 0, 0, false},         // nothing delivered
+	} {
+		got, ok := usPerPacket(tt.busy, tt.pps)
+		if ok != tt.ok || math.Abs(got-tt.want) > 1e-3 {
+			t.Errorf("usPerPacket(%v, %v) = %v, %v; want %v, %v", tt.busy, tt.pps, got, ok, tt.want, tt.ok)
+		}
+	}
+	u := &udpResult{Seconds: 2, DeliveredPPS: 1000}
+	if v, ok := u.perThousand(500); !ok || v != 250 {
+		t.Errorf("perThousand(500) over 2000 packets = %v, %v; want 250", v, ok)
+	}
+	if _, ok := (&udpResult{Seconds: 2}).perThousand(5); ok {
+		t.Error("perThousand with nothing delivered succeeded")
+	}
+}
+
+func TestCtxSwitches(t *testing.T) {
+	in := []byte("Name:\tgovs\nState:\tR (running)\nvoluntary_ctxt_switches:\t33136\nnonvoluntary_ctxt_switches:\t6699\n")
+	if n, err := parseCtxSwitches(in); err != nil || n != 39835 {
+		t.Errorf("parseCtxSwitches = %v, %v; want 39835", n, err)
+	}
+	for _, bad := range []string{"Name:\tgovs\n", "voluntary_ctxt_switches:\tx\nnonvoluntary_ctxt_switches:\t1\n"} {
+		if _, err := parseCtxSwitches([]byte(bad)); err == nil {
+			t.Errorf("parseCtxSwitches(%q) succeeded", bad)
+		}
 	}
 }
 
@@ -110,6 +171,46 @@ func TestReport(t *testing.T) {
 	}
 	if len(back.Ratios) != len(want) {
 		t.Errorf("ratios %v, want exactly %v", back.Ratios, want)
+	}
+}
+
+// TestBoundVerdicts checks the lines that say which core limited each phase: a kernel phase
+// the generator limited is called out as flattering govs, with the rate it would take to
+// saturate it; a saturated govs phase is balancer-bound; CPU per packet gets a ratio.
+func TestBoundVerdicts(t *testing.T) {
+	r := newReport(options{duration: 5e9, balancerCPU: 0, loadCPU: 1})
+	r.Generator = &udpResult{Seconds: 5, OfferedPPS: 598664, LoadCPUBusy: 100, BalancerCPUBusy: 34}
+	r.Kernel = &phaseResult{Name: "kernel(nft dnat)", UDP: &udpResult{FrameLen: 64, Seconds: 5,
+		DeliveredPPS: 400000, BalancerCPUBusy: 40, LoadCPUBusy: 100, RPSIPIsBalancerCPU: 20000}}
+	r.Govs = &phaseResult{Name: "govs", UDP: &udpResult{FrameLen: 64, Seconds: 5,
+		DeliveredPPS: 200000, BalancerCPUBusy: 96, LoadCPUBusy: 100, RPSIPIsBalancerCPU: 150000, GovsCtxSwitches: 10000}}
+	var tbl bytes.Buffer
+	writeTable(&tbl, r)
+	out := strings.Join(strings.Fields(tbl.String()), " ") // columns padded by tabwriter
+	for _, want := range []string{
+		"kernel phase: generator-bound (balancer core 40% busy, load core 100%); its pps ratio flatters govs (by up to 150%: the balancer core had that much time left)",
+		"at 1.00 us/packet the kernel's balancer core would saturate near 1000000 pps",
+		"saturating the kernel takes about 1000000 pps offered; the generator's ceiling on one load core is 598664 pps",
+		"balancer CPU 34% busy with no traffic through it caution: something else kept the balancer CPU 34% busy",
+		"govs phase: balancer-bound (balancer core 96% busy, 4.80 us/packet): 200000 pps is its capacity in this lab",
+		"udp64 balancer cpu us/packet 1.00 4.80 0.21 (kernel/govs, lower is better)",
+		// Per 1000 delivered packets: kernel 20000/2M, govs 150000/1M and 10000/1M; the kernel
+		// has no govs threads.
+		"udp64 rps IPIs/1k pkts (balancer cpu) 10.0 150.0",
+		"udp64 govs ctx switches/1k pkts - 10.0",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	if got := r.Ratios["udp64_balancer_us_per_packet"]; math.Abs(got-1.0/4.8) > 1e-9 {
+		t.Errorf("us/packet ratio = %v, want kernel/govs = %v", got, 1.0/4.8)
+	}
+	// Neither core saturated: no claim of a bound, and govs's figure understates it.
+	r.Govs.UDP.BalancerCPUBusy, r.Govs.UDP.LoadCPUBusy = 60, 70
+	v := strings.Join(boundVerdicts(r), "\n")
+	if !strings.Contains(v, "govs phase: neither core saturated (balancer core 60% busy, load core 70%)") || !strings.Contains(v, "understates govs") {
+		t.Errorf("verdicts:\n%s", v)
 	}
 }
 

@@ -157,14 +157,37 @@ func linkCounters(ns *lab.NS, ifname string) (rx, tx, rxDropped uint64, err erro
 	return rx, tx, rxDropped, nil
 }
 
-// readSoftnetDrops reads /proc/net/softnet_stat: per CPU, packets dropped because the receive
-// backlog (netdev_max_backlog) was full. The counters are per CPU, not per namespace.
-func readSoftnetDrops() (map[int]uint64, error) {
+// readSoftnet reads /proc/net/softnet_stat: per CPU, frames the receive backlog dropped and the
+// RPS interrupts taken. The counters are per CPU, not per namespace.
+func readSoftnet() (map[int]softnetStat, error) {
 	b, err := os.ReadFile("/proc/net/softnet_stat")
 	if err != nil {
 		return nil, fmt.Errorf("failed to read backlog drops: %w", err)
 	}
 	return parseSoftnet(b)
+}
+
+// processCtxSwitches sums the context switches of every thread of process pid: how often its
+// threads went to sleep (poll, futex) or were preempted (softirq work, other tasks).
+func processCtxSwitches(pid int) (uint64, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("failed to list the threads of process %d: %w", pid, err)
+	}
+	var n uint64
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/status")
+		if err != nil {
+			continue // the thread ended
+		}
+		c, err := parseCtxSwitches(b)
+		if err != nil {
+			return 0, err
+		}
+		n += c
+	}
+	return n, nil
 }
 
 // htons converts v to network byte order as the kernel's sockaddr_ll expects it.

@@ -25,8 +25,10 @@ func linkCounters(ns *lab.NS, ifname string) (rx, tx, rxDropped uint64, err erro
 	return 0, 0, 0, errNotLinux
 }
 
-func readSoftnetDrops() (map[int]uint64, error) { return nil, errNotLinux }
+func readSoftnet() (map[int]softnetStat, error) { return nil, errNotLinux }
 
 func setPdeathsig(cmd *exec.Cmd) {}
 
 func neighMAC(topo *lab.Topology) (net.HardwareAddr, error) { return nil, errNotLinux }
+
+func processCtxSwitches(int) (uint64, error) { return 0, errNotLinux }
