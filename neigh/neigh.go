@@ -238,12 +238,14 @@ func (r *Resolver) store(e Entry, reason string) bool {
 	t.reason = reason
 	r.mu.Unlock()
 	if logChange {
+		// The message names the change and the fields say for whom and what, once each (the text
+		// format prints both).
 		key := e.Addr.String()
 		if reason != "" {
-			r.changes.Log(r.log, key, slog.LevelInfo, fmt.Sprintf("neigh: %s is unresolved: %s", e.Addr, reason),
+			r.changes.Log(r.log, key, slog.LevelInfo, "neigh: next hop unresolved",
 				"address", key, "resolved", false, "reason", reason)
 		} else {
-			r.changes.Log(r.log, key, slog.LevelInfo, fmt.Sprintf("neigh: %s is resolved: next hop %s is %s on ifindex %d", e.Addr, e.NextHop, macString(e.MAC), e.IfIndex),
+			r.changes.Log(r.log, key, slog.LevelInfo, "neigh: next hop resolved",
 				"address", key, "resolved", true, "next_hop", e.NextHop.String(), "mac", macString(e.MAC), "ifindex", e.IfIndex)
 		}
 	}

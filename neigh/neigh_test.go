@@ -185,7 +185,8 @@ func TestLookupNoAllocs(t *testing.T) {
 	}
 }
 
-// logRecorder is a slog.Handler that collects the messages of the records.
+// logRecorder is a slog.Handler that collects the records, each as its message and its fields
+// ("msg key=value ...").
 type logRecorder struct {
 	mu    sync.Mutex
 	lines []string
@@ -194,8 +195,13 @@ type logRecorder struct {
 func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
 
 func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	line := r.Message
+	r.Attrs(func(a slog.Attr) bool {
+		line += " " + a.String()
+		return true
+	})
 	l.mu.Lock()
-	l.lines = append(l.lines, r.Message)
+	l.lines = append(l.lines, line)
 	l.mu.Unlock()
 	return nil
 }
