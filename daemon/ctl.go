@@ -146,14 +146,14 @@ func (d *Daemon) changeReal(op string, a control.RealArgs) (*control.CtlResult, 
 	if r := realOf(d.engine.Tables(), vs.Key(), rs.Address); r != nil {
 		res.Connections = r.Counts.Active.Load() + r.Counts.Inactive.Load()
 	}
-	args := []any{"op", string(op), "service", ref.Service, "real_server", rs.Address.String(), "generation", d.gen}
-	if o, ok := next[ref]; ok && o.SetWeight {
-		args = append(args, "weight", o.Weight)
-	}
+	args := []any{"op", op, "service", ref.Service, "real_server", rs.Address.String(), "generation", d.gen}
 	if o, ok := next[ref]; ok {
+		if o.SetWeight {
+			args = append(args, "weight", o.Weight)
+		}
 		args = append(args, "disabled", o.Disabled)
 	}
-	slog.Info("govs ctl "+string(op)+": "+res.Message, args...)
+	slog.Info("govs ctl "+op+": "+res.Message, args...)
 	return res, nil
 }
 

@@ -147,13 +147,7 @@ func haOfJSON(b []byte) *metrics.HA {
 			Forwarding  bool   `json:"forwarding"`
 			Transitions uint64 `json:"transitions"`
 			Sync        *struct {
-				Snapshot *struct {
-					Sending   bool      `json:"sending"`
-					Receiving bool      `json:"receiving"`
-					Since     time.Time `json:"since"`
-					Entries   uint64    `json:"entries"`
-					Total     uint64    `json:"total"`
-				} `json:"snapshot"`
+				Snapshot *control.HASnapshot `json:"snapshot"`
 			} `json:"sync"`
 		} `json:"ha"`
 	}
@@ -163,7 +157,10 @@ func haOfJSON(b []byte) *metrics.HA {
 	ha := &metrics.HA{State: v.HA.State, Forwarding: v.HA.Forwarding, Transitions: v.HA.Transitions}
 	if y := v.HA.Sync; y != nil && y.Snapshot != nil {
 		sp := y.Snapshot
-		ha.Snapshot = &metrics.SyncSnapshot{Sending: sp.Sending, Receiving: sp.Receiving, Since: sp.Since, Entries: sp.Entries, Total: sp.Total}
+		ha.Snapshot = &metrics.SyncSnapshot{Sending: sp.Sending, Receiving: sp.Receiving, Entries: sp.Entries, Total: sp.Total}
+		if sp.Since != nil {
+			ha.Snapshot.Since = *sp.Since
+		}
 	}
 	return ha
 }

@@ -32,8 +32,7 @@ type engineOS struct {
 	fanSpec   bpfgen.FanoutSpec    // what that program was built from (guarded by Engine.mu)
 	rx        rxState
 	wakefd    int
-	fragfds   []int // per worker: an eventfd another worker writes when it hands it fragments
-	syncfds   []int // per worker with connection sync: the eventfd that wakes it for sync work
+	wakefds   []int // per worker: the eventfd that wakes it from poll(2): another worker handed it fragments, or sync work waits
 	stopping  chan struct{}
 	wg        sync.WaitGroup
 	closed    bool
@@ -169,20 +168,18 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 		w.hosts = &e.os.hosts
 		if e.cfg.Sync {
 			w.EnableSync()
-			fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-			if err != nil {
-				return errorf("worker %d: eventfd: %w", wi, err)
-			}
-			e.os.syncfds = append(e.os.syncfds, fd)
-			var one [8]byte
-			one[0] = 1
-			w.sync.wake = func() { unix.Write(fd, one[:]) }
 			w.sync.snapEvery = int64(n) * 1e9 / snapshotRate
 		}
 		e.workers = append(e.workers, w)
 	}
 	if err := e.linkFragments(); err != nil {
 		return err
+	}
+	for wi, w := range e.workers {
+		if w.sync != nil {
+			fd := e.os.wakefds[wi]
+			w.sync.wake = func() { wakeFD(fd) }
+		}
 	}
 	if twoRings {
 		// A fanout member's index is its ring set * n + its worker: every TPACKETv3 socket joins
@@ -217,24 +214,29 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 }
 
 // linkFragments gives the workers their fragment handover rings (see frags.go) and each an eventfd
-// that wakes it from poll(2) when another worker hands it fragments.
+// that wakes it from poll(2), which another worker writes when it hands it fragments (and connection
+// sync when sync work waits).
 func (e *Engine) linkFragments() error {
 	for range e.workers {
 		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 		if err != nil {
 			return errorf("eventfd: %w", err)
 		}
-		e.os.fragfds = append(e.os.fragfds, fd)
+		e.os.wakefds = append(e.os.wakefds, fd)
 	}
 	if len(e.workers) > fragMaxWorkers {
 		e.cfg.warnf("%d workers: IP fragments are forwarded by the worker that receives them (a datagram's first fragment may start a connection its flow's other packets do not reach); fragment handover works with up to %d workers", len(e.workers), fragMaxWorkers)
 	}
-	fds := e.os.fragfds
-	linkFragments(e.workers, &e.fan, func(to int) {
-		one := [8]byte{1}
-		_, _ = unix.Write(fds[to], one[:]) // EAGAIN: the counter is at its maximum, the worker awake
-	}, 0)
+	fds := e.os.wakefds
+	linkFragments(e.workers, &e.fan, func(to int) { wakeFD(fds[to]) }, 0)
 	return nil
+}
+
+// wakeFD adds one to eventfd fd, which wakes the worker polling it. EAGAIN means the counter is at
+// its maximum: the worker is woken already.
+func wakeFD(fd int) {
+	one := [8]byte{1}
+	_, _ = unix.Write(fd, one[:])
 }
 
 // openPorts opens worker wi's socket on every interface, configured by conf, as row wi of set (one
@@ -440,14 +442,9 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 		}
 	}
 	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefd), Events: unix.POLLIN})
-	fragfd := e.os.fragfds[wi]
-	fds = append(fds, unix.PollFd{Fd: int32(fragfd), Events: unix.POLLIN})
-	fragAt := len(fds) - 1
-	syncfd := -1
-	if w.sync != nil {
-		syncfd = e.os.syncfds[wi]
-		fds = append(fds, unix.PollFd{Fd: int32(syncfd), Events: unix.POLLIN})
-	}
+	myfd := e.os.wakefds[wi]
+	fds = append(fds, unix.PollFd{Fd: int32(myfd), Events: unix.POLLIN})
+	myAt := len(fds) - 1
 	var evbuf [8]byte
 	ring, gen := e.os.rx.load()
 	e.os.rx.acks[wi].Store(gen)
@@ -536,14 +533,11 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 				e.cfg.warnf("worker %d: poll: %v", w.id, err)
 				time.Sleep(10 * time.Millisecond)
 			}
-			if fds[fragAt].Revents != 0 {
-				_, _ = unix.Read(fragfd, evbuf[:]) // reset; the rings are read next round
+			if fds[myAt].Revents != 0 {
+				_, _ = unix.Read(myfd, evbuf[:]) // reset; the fragment rings and sync work are taken next round
 			}
 			if w.sync != nil {
 				w.sync.woke()
-				if fds[len(fds)-1].Revents != 0 {
-					unix.Read(syncfd, evbuf[:]) // reset the eventfd
-				}
 			}
 		}
 	}
@@ -596,12 +590,12 @@ func (e *Engine) closeSockets() error {
 		}
 		e.os.wakefd = -1
 	}
-	for _, fd := range append(e.os.fragfds, e.os.syncfds...) {
+	for _, fd := range e.os.wakefds {
 		if err := unix.Close(fd); err != nil {
 			errs = append(errs, os.NewSyscallError("close eventfd", err))
 		}
 	}
-	e.os.fragfds, e.os.syncfds = nil, nil
+	e.os.wakefds = nil
 	return errors.Join(errs...)
 }
 

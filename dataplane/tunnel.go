@@ -31,14 +31,10 @@ import (
 // packet rather than ask that of every real server.
 
 const (
-	ipv4HeaderLen = 20
-	ipv6HeaderLen = 40
-	udpHeaderLen  = 8
-	gueHeaderLen  = 4 // variant 0, no optional fields: version, C, Hlen, proto, flags
+	gueHeaderLen = 4 // variant 0, no optional fields: version, C, Hlen, proto, flags
 
 	protoIPIP   = 4  // IPv4 in IPv4 (RFC 2003)
 	protoIPv6   = 41 // IPv6 in IPv6 (RFC 2473)
-	protoUDP    = 17
 	tunnelTTL   = 64
 	ipv4FlagDF  = 0x40   // in the byte at offset 6 of an IPv4 header
 	guePortBase = 0xc000 // GUE source ports: the ephemeral range 49152-65535
@@ -50,12 +46,12 @@ const (
 // tunnelOverhead is how many bytes the encapsulation of svc adds in front of an IP packet of family
 // (4 or 6).
 func tunnelOverhead(svc *Service, family uint8) int {
-	n := ipv4HeaderLen
+	n := frame.IPv4MinimumSize
 	if family == 6 {
-		n = ipv6HeaderLen
+		n = frame.IPv6MinimumSize
 	}
 	if svc.Tunnel == TunnelGUE {
-		n += udpHeaderLen + gueHeaderLen
+		n += frame.UDPMinimumSize + gueHeaderLen
 	}
 	return n
 }
@@ -162,7 +158,7 @@ func (w *Worker) tunnelSegments(in int, r *Real, svc *Service, b []byte, meta *a
 			seg[10], seg[11] = 0, 0
 			binary.BigEndian.PutUint16(seg[10:], checksum.IPv4Header(seg[:ipl]))
 		} else {
-			binary.BigEndian.PutUint16(seg[4:], uint16(len(seg)-ipv6HeaderLen))
+			binary.BigEndian.PutUint16(seg[4:], uint16(len(seg)-frame.IPv6MinimumSize))
 		}
 		tcp := seg[ipl:]
 		binary.BigEndian.PutUint32(tcp[4:], seq+uint32(off))
@@ -175,13 +171,11 @@ func (w *Worker) tunnelSegments(in int, r *Real, svc *Service, b []byte, meta *a
 		}
 		tcp[13] = f
 		tcp[16], tcp[17] = 0, 0
-		var pseudo uint32
+		src, dst := p.Src[:], p.Dst[:]
 		if p.Family == 4 {
-			pseudo = checksum.Pseudo(p.Src[12:], p.Dst[12:], frame.ProtoTCP, uint32(len(tcp)))
-		} else {
-			pseudo = checksum.Pseudo(p.Src[:], p.Dst[:], frame.ProtoTCP, uint32(len(tcp)))
+			src, dst = p.Src[12:], p.Dst[12:]
 		}
-		binary.BigEndian.PutUint16(tcp[16:], ^checksum.Sum(tcp, pseudo))
+		binary.BigEndian.PutUint16(tcp[16:], checksum.Transport(src, dst, frame.ProtoTCP, tcp))
 		writeTunnelHeader(buf[l2+tag:need], svc, r, p.Family, seg, entropy, &w.ipID)
 		port.TxCommit(need, afpacket.VnetHdr{})
 		w.dirty |= 1 << (uint(ti) & 63)
@@ -197,15 +191,15 @@ func writeTunnelHeader(pkt []byte, svc *Service, r *Real, family uint8, inner []
 	if family == 6 {
 		next = protoIPv6
 	}
-	off := ipv4HeaderLen
+	off := frame.IPv4MinimumSize
 	if family == 6 {
-		off = ipv6HeaderLen
+		off = frame.IPv6MinimumSize
 	}
 	if svc.Tunnel == TunnelGUE {
-		next = protoUDP
+		next = frame.ProtoUDP
 	}
 	if family == 4 {
-		h := (*[ipv4HeaderLen]byte)(pkt)
+		h := (*[frame.IPv4MinimumSize]byte)(pkt)
 		h[0] = 0x45
 		h[1] = inner[1] // DSCP and ECN as the inner packet's (RFC 2003, RFC 6040 normal mode)
 		binary.BigEndian.PutUint16(h[2:], uint16(len(pkt)))
@@ -226,7 +220,7 @@ func writeTunnelHeader(pkt []byte, svc *Service, r *Real, family uint8, inner []
 		copy(h[16:20], r.addr[12:])
 		binary.BigEndian.PutUint16(h[10:], checksum.IPv4Header(h[:]))
 	} else {
-		h := (*[ipv6HeaderLen]byte)(pkt)
+		h := (*[frame.IPv6MinimumSize]byte)(pkt)
 		// Traffic class as the inner packet's; the flow label carries the inner flow's entropy
 		// (RFC 6438), never 0 ("no label").
 		tc := (binary.BigEndian.Uint32(inner[0:4]) >> 20) & 0xff
@@ -235,7 +229,7 @@ func writeTunnelHeader(pkt []byte, svc *Service, r *Real, family uint8, inner []
 			label = 1
 		}
 		binary.BigEndian.PutUint32(h[0:4], 6<<28|tc<<20|label)
-		binary.BigEndian.PutUint16(h[4:], uint16(len(pkt)-ipv6HeaderLen))
+		binary.BigEndian.PutUint16(h[4:], uint16(len(pkt)-frame.IPv6MinimumSize))
 		h[6], h[7] = next, tunnelTTL
 		copy(h[8:24], r.src[:])
 		copy(h[24:40], r.addr[:])
@@ -256,11 +250,8 @@ func writeTunnelHeader(pkt []byte, svc *Service, r *Real, family uint8, inner []
 	}
 	u[8], u[9], u[10], u[11] = 0, proto, 0, 0
 	if family == 6 {
-		sum := ^checksum.Sum(u, checksum.Pseudo(r.src[:], r.addr[:], protoUDP, uint32(len(u))))
-		if sum == 0 {
-			sum = 0xffff // 0 would mean "no checksum", which IPv6 forbids
-		}
-		binary.BigEndian.PutUint16(u[6:], sum)
+		// Transport turns a zero sum into 0xffff: 0 would mean "no checksum", which IPv6 forbids.
+		binary.BigEndian.PutUint16(u[6:], checksum.Transport(r.src[:], r.addr[:], frame.ProtoUDP, u))
 	}
 }
 
@@ -316,8 +307,8 @@ const (
 	tooBigRate  = 1000
 	tooBigBurst = 50
 
-	icmpv4TooBigQuote = 576 - ipv4HeaderLen - 8
-	icmpv6TooBigQuote = 1280 - ipv6HeaderLen - 8
+	icmpv4TooBigQuote = 576 - frame.IPv4MinimumSize - 8
+	icmpv6TooBigQuote = 1280 - frame.IPv6MinimumSize - 8
 	ipv6MinMTU        = 1280
 	ipv4MinMTU        = 68
 )
@@ -339,9 +330,9 @@ func (w *Worker) tooBig(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parsed
 	if meta.Status&afpacket.StatusVLANValid != 0 {
 		tag = 4
 	}
-	hdr, quote := ipv4HeaderLen+8, min(len(inner), icmpv4TooBigQuote)
+	hdr, quote := frame.IPv4MinimumSize+8, min(len(inner), icmpv4TooBigQuote)
 	if p.Family == 6 {
-		hdr, quote = ipv6HeaderLen+8, min(len(inner), icmpv6TooBigQuote)
+		hdr, quote = frame.IPv6MinimumSize+8, min(len(inner), icmpv6TooBigQuote)
 	}
 	need := l2 + tag + hdr + quote
 	port, ti, buf := w.txSlot(in, need)
@@ -385,7 +376,7 @@ func (w *Worker) tooBigAllowed() bool {
 // unreachable, fragmentation needed (RFC 1191) from p's destination to its source carrying mtu;
 // the quoted packet follows them in pkt.
 func writeFragNeeded(pkt []byte, p *frame.Parsed, mtu uint16, ipID *uint16) {
-	h := (*[ipv4HeaderLen]byte)(pkt)
+	h := (*[frame.IPv4MinimumSize]byte)(pkt)
 	*ipID++
 	h[0], h[1] = 0x45, 0xc0 // precedence: internetwork control, as the kernel's ICMP
 	binary.BigEndian.PutUint16(h[2:], uint16(len(pkt)))
@@ -395,7 +386,7 @@ func writeFragNeeded(pkt []byte, p *frame.Parsed, mtu uint16, ipID *uint16) {
 	copy(h[12:16], p.Dst[12:])
 	copy(h[16:20], p.Src[12:])
 	binary.BigEndian.PutUint16(h[10:], checksum.IPv4Header(h[:]))
-	m := pkt[ipv4HeaderLen:]
+	m := pkt[frame.IPv4MinimumSize:]
 	m[0], m[1], m[2], m[3], m[4], m[5] = 3, 4, 0, 0, 0, 0
 	binary.BigEndian.PutUint16(m[6:], mtu)
 	binary.BigEndian.PutUint16(m[2:], ^checksum.Sum(m, 0))
@@ -404,17 +395,16 @@ func writeFragNeeded(pkt []byte, p *frame.Parsed, mtu uint16, ipID *uint16) {
 // writePacketTooBig writes, at the start of pkt, the IPv6 and ICMPv6 headers of a packet too big
 // (RFC 4443) from p's destination to its source carrying mtu; the quoted packet follows them.
 func writePacketTooBig(pkt []byte, p *frame.Parsed, mtu uint32) {
-	h := (*[ipv6HeaderLen]byte)(pkt)
+	h := (*[frame.IPv6MinimumSize]byte)(pkt)
 	binary.BigEndian.PutUint32(h[0:4], 6<<28)
-	binary.BigEndian.PutUint16(h[4:], uint16(len(pkt)-ipv6HeaderLen))
+	binary.BigEndian.PutUint16(h[4:], uint16(len(pkt)-frame.IPv6MinimumSize))
 	h[6], h[7] = 58, tunnelTTL
 	copy(h[8:24], p.Dst[:])
 	copy(h[24:40], p.Src[:])
-	m := pkt[ipv6HeaderLen:]
+	m := pkt[frame.IPv6MinimumSize:]
 	m[0], m[1], m[2], m[3] = 2, 0, 0, 0
 	binary.BigEndian.PutUint32(m[4:], mtu)
-	sum := ^checksum.Sum(m, checksum.Pseudo(h[8:24], h[24:40], 58, uint32(len(m))))
-	binary.BigEndian.PutUint16(m[2:], sum)
+	binary.BigEndian.PutUint16(m[2:], checksum.Transport(h[8:24], h[24:40], 58, m))
 }
 
 // tunnelExpress reports whether Worker.express may tunnel the frame of a tun service's connection

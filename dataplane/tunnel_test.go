@@ -96,14 +96,14 @@ func decap(tb testing.TB, b []byte, v4 bool) tunnelled {
 		d.proto, d.label = h[6], binary.BigEndian.Uint32(h[0:4])&0xfffff
 		off += 40
 	}
-	if d.proto == protoUDP {
+	if d.proto == frame.ProtoUDP {
 		u := b[off:]
 		d.sport, d.dport, d.udpSum = binary.BigEndian.Uint16(u[0:]), binary.BigEndian.Uint16(u[2:]), binary.BigEndian.Uint16(u[6:])
 		if int(binary.BigEndian.Uint16(u[4:])) != len(u) {
 			tb.Fatalf("UDP length %d, want %d", binary.BigEndian.Uint16(u[4:]), len(u))
 		}
 		if d.udpSum != 0 {
-			pseudo := checksum.Pseudo(d.src.AsSlice(), d.dst.AsSlice(), protoUDP, uint32(len(u)))
+			pseudo := checksum.Pseudo(d.src.AsSlice(), d.dst.AsSlice(), frame.ProtoUDP, uint32(len(u)))
 			if checksum.Sum(u, pseudo) != 0xffff {
 				tb.Fatalf("GUE UDP checksum %#04x is wrong", d.udpSum)
 			}
@@ -168,7 +168,7 @@ func TestTunnel(t *testing.T) {
 						switch {
 						case tn == TunnelIPIP && v4 && d.proto != protoIPIP,
 							tn == TunnelIPIP && !v4 && d.proto != protoIPv6,
-							tn == TunnelGUE && d.proto != protoUDP:
+							tn == TunnelGUE && d.proto != frame.ProtoUDP:
 							t.Fatalf("outer protocol %d", d.proto)
 						}
 						if tn == TunnelGUE {

@@ -19,14 +19,6 @@ type Position struct {
 	_ [56]byte
 }
 
-// usesPosition reports whether scheduler name keeps its place in a Position when given one.
-func usesPosition(name string) bool { return name == "rr" || name == "wrr" }
-
-// UsesPosition reports whether scheduler name (an IPVS name; "" = DefaultScheduler) keeps its
-// place in Options.Position, so that a caller hands one only to those.
-func UsesPosition(name string) bool {
-	if name == "" {
-		name = DefaultScheduler
-	}
-	return usesPosition(name)
-}
+// UsesPosition reports whether scheduler name (an IPVS name; "" = DefaultScheduler, which does not)
+// keeps its place in Options.Position, so that a caller hands one only to those.
+func UsesPosition(name string) bool { return name == "rr" || name == "wrr" }

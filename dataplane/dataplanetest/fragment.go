@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"slices"
+
+	"github.com/govs/govs/internal/checksum"
 )
 
 // Fragment splits the untagged Ethernet frame b, an IPv4 packet without options or an IPv6
@@ -45,7 +47,7 @@ func Fragment(b []byte, mtu int, id uint32) [][]byte {
 			}
 			binary.BigEndian.PutUint16(ip[6:], fo)
 			ip[10], ip[11] = 0, 0
-			binary.BigEndian.PutUint16(ip[10:], ^sum16(ip[:20]))
+			binary.BigEndian.PutUint16(ip[10:], checksum.IPv4Header(ip[:20]))
 		} else {
 			ip := f[eth:]
 			next := ip[6]
@@ -133,7 +135,7 @@ func Reassemble(frags [][]byte) ([]byte, error) {
 		binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)+len(payload)))
 		binary.BigEndian.PutUint16(ip[6:], 0)
 		ip[10], ip[11] = 0, 0
-		binary.BigEndian.PutUint16(ip[10:], ^sum16(ip[:int(ip[0]&0xf)*4]))
+		binary.BigEndian.PutUint16(ip[10:], checksum.IPv4Header(ip[:int(ip[0]&0xf)*4]))
 	} else {
 		ip[6] = ip[40] // the Fragment header's next header
 		out = append(out[:eth+40], payload...)
@@ -141,18 +143,4 @@ func Reassemble(frags [][]byte) ([]byte, error) {
 		return out, nil
 	}
 	return append(out, payload...), nil
-}
-
-func sum16(b []byte) uint16 {
-	var s uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		s += uint32(binary.BigEndian.Uint16(b[i:]))
-	}
-	if len(b)%2 == 1 {
-		s += uint32(b[len(b)-1]) << 8
-	}
-	for s > 0xffff {
-		s = s>>16 + s&0xffff
-	}
-	return uint16(s)
 }
