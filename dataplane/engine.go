@@ -82,13 +82,17 @@ func (e *Engine) Publish(t *Tables) error {
 	return nil
 }
 
-// filterSpec lists what the sockets must let through for t: every service's VIP endpoint, and the
-// replies of its NAT real servers, those a reload removed included while their connections drain.
+// filterSpec lists what the sockets must let through for t: every service's VIP endpoint, the
+// replies of its NAT real servers, those a reload removed included while their connections drain,
+// and what comes to a FullNAT service's local addresses.
 func filterSpec(t *Tables) bpfgen.FilterSpec {
 	var spec bpfgen.FilterSpec
 	for _, s := range t.Services {
 		if s != nil {
 			spec.VIPs = append(spec.VIPs, bpfgen.Endpoint{Addr: s.VIP.Addr(), Proto: s.Proto, Port: s.VIP.Port()})
+			for _, l := range s.Locals { // FullNAT replies and ICMP errors about its connections
+				spec.VIPs = append(spec.VIPs, bpfgen.Endpoint{Addr: l, Proto: s.Proto})
+			}
 		}
 	}
 	for _, r := range t.Reals {

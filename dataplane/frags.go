@@ -358,6 +358,12 @@ func (w *Worker) laterFragment(in int, b []byte, meta *afpacket.RxMeta, p *frame
 		w.drop(DropRealRemoved)
 		return false
 	}
+	if svc.Method == MethodFullNAT {
+		// TODO(fullnat): the entry keeps neither the local nor the client endpoint a later
+		// fragment's IP header needs; only first fragments pass under FullNAT for now.
+		w.drop(DropFragment)
+		return false
+	}
 	tally := &w.rt[r.ID][e.dir&1]
 	tally.packets++
 	tally.bytes += uint64(p.End - p.L3Off)
@@ -467,6 +473,9 @@ func (w *Worker) flowWorker(p *frame.Parsed) int {
 			return r
 		}
 		return s.hashRule // no plan (tests): a fresh start's rules
+	}
+	if w.tables.isLocal(p.Dst) {
+		return bpfgen.LocalMember(p.DstPort, w.fr.members) // a FullNAT reply: by its local port
 	}
 	client, port := p.Src, p.SrcPort
 	var hr bpfgen.HashRule

@@ -118,6 +118,12 @@ func (w *Worker) exportConn(op conntrack.SyncOp, c *conntrack.Conn) {
 	if s == nil {
 		return
 	}
+	if c.IsFullNAT() {
+		// The wire format (version 1) has no room for the local address and port, without which a
+		// peer could not forward the real server's replies: FullNAT connections are not synced
+		// (their persistence templates are).
+		return
+	}
 	e := &s.entry
 	if c.IsTemplate() {
 		// A template's key holds the service's index, which is this node's: the peer finds the
@@ -197,6 +203,9 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 		w.ct.Refresh(c, w.now)
 		activeChanged(r, old, c.State())
 		return true
+	}
+	if svc.Method == MethodFullNAT {
+		return false // no local endpoint in a synced entry (see exportConn); counted as refused
 	}
 	nc := conntrack.NewConn{
 		Real: e.Real, RealPort: e.RPort, Reply: svc.Method == MethodNAT,
