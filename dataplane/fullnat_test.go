@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/dataplane/afpacket"
 	"github.com/govs/govs/dataplane/frame"
 )
@@ -230,6 +231,61 @@ func TestFullNATICMPErrors(t *testing.T) {
 			}
 			if n := r.w.c[cICMPErrors]; n != 2 {
 				t.Fatalf("icmp_errors_forwarded = %d, want 2", n)
+			}
+		})
+	}
+}
+
+// TestFullNATSync: a FullNAT connection the active worker created reaches the backup with its
+// local endpoint (a SyncLocal entry, then the SyncSet); on the backup the client's packets leave
+// from the same local endpoint and the real server's replies to it reach the client. A SyncSet
+// whose local endpoint was lost is refused, and so is one whose local port belongs to another
+// worker of the backup (other worker counts).
+func TestFullNATSync(t *testing.T) {
+	for _, tc := range fullnatCases {
+		t.Run(tc.name, func(t *testing.T) {
+			active, client, vip, rs, local := fullnatConnect(t, tc)
+			backup := newRig(t, fullnatTables(tc, 0, 0), 64)
+			active.w.EnableSync()
+			backup.w.EnableSync()
+			flags := uint8(tcpACK)
+			if tc.proto != 6 {
+				flags = 0
+			}
+			active.one(t, 0, build(t, clientPkt(client.String(), tc.vip, tc.proto, flags)), afpacket.RxMeta{})
+			active.w.exportConn(conntrack.SyncSet, active.w.ct.Get(0)) // as a change or a snapshot would
+			// UDP: the export above; TCP: the ACK's state change too. Each is a pair.
+			if n := relay(t, active, backup); n != 2 && !(n == 4 && tc.proto == 6) {
+				t.Fatalf("relayed %d entries, want pairs of local endpoint and connection", n)
+			}
+			if s := backup.w.sync; s.refused.Load() != 0 || backup.w.ct.Len() != 1 {
+				t.Fatalf("backup refused %d, holds %d entries", s.refused.Load(), backup.w.ct.Len())
+			}
+			out := backup.one(t, 0, build(t, clientPkt(client.String(), tc.vip, tc.proto, flags)), afpacket.RxMeta{})
+			if s, d := tuple(t, out.frame); s != local || d != rs {
+				t.Fatalf("backup sent the client's packet as %v→%v, want %v→%v", s, d, local, rs)
+			}
+			rp := pkt{srcMAC: macRS[0], dstMAC: macPort1, src: rs, dst: local, proto: tc.proto, flags: flags}
+			out = backup.one(t, 1, build(t, rp), afpacket.RxMeta{})
+			if s, d := tuple(t, out.frame); s != vip || d != client {
+				t.Fatalf("backup sent the reply as %v→%v, want %v→%v", s, d, vip, client)
+			}
+
+			// The connection set without its local endpoint, and with a local port of another
+			// worker's class: refused, nothing installed.
+			var buf [4]conntrack.SyncEntry
+			active.w.exportConn(conntrack.SyncSet, active.w.ct.Get(0))
+			n := active.w.sync.out.pop(buf[:])
+			other := newRig(t, fullnatTables(tc, 0, 0), 64)
+			other.w.EnableSync()
+			other.w.sync.in.push(&buf[n-1])
+			other.w.SetWorkers(2)
+			buf[0].RPort |= 1 // an odd port: worker 1's of 2, not worker 0's
+			other.w.sync.in.push(&buf[0])
+			other.w.sync.in.push(&buf[1])
+			other.w.drainSync()
+			if s := other.w.sync; s.refused.Load() != 2 || other.w.ct.Len() != 0 {
+				t.Fatalf("refused %d, holds %d entries; want 2, 0", s.refused.Load(), other.w.ct.Len())
 			}
 		})
 	}
