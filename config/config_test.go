@@ -157,6 +157,17 @@ func TestParseFull(t *testing.T) {
 				},
 				Line: 81,
 			},
+			{
+				Address:        netip.MustParseAddrPort("198.18.0.103:80"),
+				Protocol:       ProtocolTCP,
+				Scheduler:      "wlc",
+				Method:         MethodFullNAT,
+				LocalAddresses: []netip.Addr{netip.MustParseAddr("198.19.0.2"), netip.MustParseAddr("198.19.0.3")},
+				RealServers: []RealServer{
+					{Address: netip.MustParseAddrPort("198.19.0.14:8080"), Weight: 1, Line: 94},
+				},
+				Line: 89,
+			},
 		},
 		Metrics: Metrics{Listen: "[::1]:9100"},
 		Log:     Log{Format: LogFormatJSON, Level: LogLevelDebug},
@@ -171,6 +182,7 @@ func TestParseFull(t *testing.T) {
 		"198.18.0.101:0 tcp scheduler=sh flags=sh-fallback,sh-port method=dr persistence=5m0s netmask=/24 real_servers=1 (198.19.0.11:0 w=1)",
 		"[2001:2::101]:443 tcp scheduler=mh flags=mh-port mh_table_size=251 method=nat persistence=1h0m0s netmask=/64 real_servers=1 ([2001:2::11]:8443 w=2)",
 		"198.18.0.102:53 udp scheduler=wlc method=nat real_servers=1 (198.19.0.13:53 w=1)",
+		"198.18.0.103:80 tcp scheduler=wlc method=fullnat local_addresses=2 real_servers=1 (198.19.0.14:8080 w=1)",
 	}
 	if got := c.Summary(); !reflect.DeepEqual(got, wantSummary) {
 		t.Errorf("Summary():\n got %q\nwant %q", got, wantSummary)
