@@ -5,9 +5,11 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -143,6 +145,35 @@ func (s *setup) testFullNATConcurrent(t *testing.T) {
 	}
 	if total != fullnatConns {
 		t.Fatalf("the real servers accepted %d connections, want %d", total, fullnatConns)
+	}
+
+	// govs list -conns shows each connection's local endpoint: those the real servers saw.
+	svc := "tcp/" + vip
+	out, err := exec.Command(govsPath, "list", "-conns", "-json", "-control", s.govs.cfg.Socket, "-service", svc, "-max", "100000").Output()
+	if err != nil {
+		t.Fatalf("govs list -conns: %v", err)
+	}
+	var l struct {
+		Conns []struct{ Client, Real, Local string }
+	}
+	if err := json.Unmarshal(out, &l); err != nil {
+		t.Fatalf("govs list -conns -json: %v\n%s", err, out)
+	}
+	listed := map[string]bool{}
+	for _, c := range l.Conns {
+		a, err := netip.ParseAddrPort(c.Local)
+		if err != nil || !slices.Contains(s.localAddrs(), a.Addr()) {
+			t.Fatalf("govs list -conns: connection %+v has local %q, want a local address's endpoint", c, c.Local)
+		}
+		listed[c.Real+" "+c.Local] = true
+	}
+	for i, a := range s.reals {
+		real := netip.AddrPortFrom(a, lab.HTTPPort).String()
+		for _, p := range s.srvs.Peers(i)[before[i]:] {
+			if !listed[real+" "+p.String()] {
+				t.Fatalf("%s saw a connection from %v that govs list -conns does not show (%d listed)", s.srvs.Names[i], p, len(l.Conns))
+			}
+		}
 	}
 }
 
