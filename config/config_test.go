@@ -627,6 +627,11 @@ func TestParseErrors(t *testing.T) {
 			},
 		},
 		{
+			name: "too many local addresses",
+			src:  dp + strings.Replace(vsHead, `"nat"`, `"fullnat"`, 1) + "local_addresses = [" + strings.Repeat(`"198.19.0.2", `, 257) + "]\n" + rs,
+			want: []string{`t.toml:8: virtual_server[1].local_addresses: lists 257 addresses; at most 256 (each one allows 64512 connections to each real server): use fewer`},
+		},
+		{
 			name: "local addresses not a list",
 			src:  dp + strings.Replace(vsHead, `"nat"`, `"fullnat"`, 1) + "local_addresses = \"198.19.0.2\"\n" + rs,
 			want: []string{`t.toml:8: virtual_server[1].local_addresses: is a string; write a list of addresses, e.g. local_addresses = ["198.19.0.2", "198.19.0.3"]`},

@@ -401,6 +401,10 @@ func (p *parser) tunnel(field string, raw *rawVirtualServer, vs *VirtualServer) 
 	}
 }
 
+// MaxLocalAddresses bounds a fullnat virtual server's local_addresses: the connection table keeps
+// one handle per (real server, local address) pair, at most 65536.
+const MaxLocalAddresses = 256
+
 // localAddresses validates local_addresses: required by method fullnat and refused by the others.
 // Each is an address of the virtual server's family that neither it nor its real servers use
 // (virtualServers checks the other virtual servers' addresses).
@@ -426,6 +430,9 @@ func (p *parser) localAddresses(field string, raw *rawVirtualServer, vs *Virtual
 		return
 	case len(list) == 0:
 		p.errf(lField, "is empty; write at least one address, e.g. %s", example)
+		return
+	case len(list) > MaxLocalAddresses:
+		p.errf(lField, "lists %d addresses; at most %d (each one allows %d connections to each real server): use fewer", len(list), MaxLocalAddresses, 65536-1024)
 		return
 	}
 	seen := map[netip.Addr]bool{}
