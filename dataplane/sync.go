@@ -435,9 +435,6 @@ func (w *Worker) walkSnapshot() {
 	s.snapSent.Store(sent)
 }
 
-// full reports whether a push would be refused (producer side).
-func (r *syncRing) full() bool { return r.free() == 0 }
-
 // free returns how many entries the producer can push now.
 func (r *syncRing) free() int { return syncRingSize - int(r.head.Load()-r.tail.Load()) }
 
