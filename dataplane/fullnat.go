@@ -109,15 +109,14 @@ func fullnatBack(b []byte, p *frame.Parsed, partial int, c *conntrack.Conn) {
 func (w *Worker) fullnatOutFast(b []byte, p *frame.Parsed, c *conntrack.Conn, r *Real) bool {
 	la, lport, _ := w.ct.Local(c)
 	_, rport := w.ct.Real(c)
-	// RewriteFast declines by the packet's shape alone, so the second rewrite takes what the first took.
-	return frame.RewriteFast(b, p, false, &la, lport) && frame.RewriteFast(b, p, true, &r.addr, rport)
+	return frame.RewriteFastBoth(b, p, &la, lport, &r.addr, rport)
 }
 
 // fullnatBackFast is fullnatBack for the express lane, as fullnatOutFast.
 func fullnatBackFast(b []byte, p *frame.Parsed, c *conntrack.Conn) bool {
 	client, cport := c.Client()
 	vip, vport := c.VIP()
-	return frame.RewriteFast(b, p, false, &vip, vport) && frame.RewriteFast(b, p, true, &client, cport)
+	return frame.RewriteFastBoth(b, p, &vip, vport, &client, cport)
 }
 
 // fullnatICMPError rewrites an ICMP error about FullNAT connection c (see Worker.icmpError): one
