@@ -195,3 +195,34 @@ func (s *setup) testFullNATSources(t *testing.T) {
 	}
 	t.Logf("%d connections and datagrams, all from local addresses", n)
 }
+
+// testFullNATReload reloads the virtual servers with their second local address only: new
+// connections then come to the real servers from it alone.
+func (s *setup) testFullNATReload(t *testing.T) {
+	keep := s.localAddrs()[1]
+	cfg := s.cfg
+	cfg.VS = slices.Clone(cfg.VS)
+	for i := range cfg.VS {
+		cfg.VS[i].Extra = fmt.Sprintf("local_addresses = [%q]\n", keep.String())
+	}
+	before := make([]int, len(s.srvs.Names))
+	for i := range before {
+		before[i] = len(s.srvs.Peers(i))
+	}
+	s.govs.reload(cfg)
+	s.cfg = cfg
+	const n = 30
+	counts := s.shortConns(t, s.baseURL, n, 5)
+	seen := 0
+	for i := range s.srvs.Names {
+		for _, p := range s.srvs.Peers(i)[before[i]:] {
+			seen++
+			if p.Addr() != keep {
+				t.Fatalf("after the reload %s saw a connection from %v, want from %v only", s.srvs.Names[i], p, keep)
+			}
+		}
+	}
+	if seen != n {
+		t.Fatalf("the real servers saw %d connections after the reload, want %d (per server %v)", seen, n, counts)
+	}
+}
