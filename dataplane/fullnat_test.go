@@ -290,3 +290,29 @@ func TestFullNATSync(t *testing.T) {
 		})
 	}
 }
+
+// TestFullNATPersistence: under persistence a client's connections keep their real server, each
+// with a local endpoint of its own.
+func TestFullNATPersistence(t *testing.T) {
+	tc := fullnatCases[0]
+	tabs := buildTables(1, svcSpec{id: 0, vip: tc.vip, proto: 6, method: MethodFullNAT, sched: "rr", reals: []realSpec{
+		{id: 0, addr: "198.18.2.1:8080", weight: 1, mac: macRS[0]}, {id: 1, addr: "198.18.2.2:8080", weight: 1, mac: macRS[1]}}})
+	s := tabs.Services[0]
+	s.Locals = []netip.Addr{netip.MustParseAddr("198.18.3.2")}
+	s.Persistence, s.PersistenceBits = 300e9, 32
+	tabs.Finish()
+	r := newRig(t, tabs, 64)
+	var real netip.AddrPort
+	locals := map[netip.AddrPort]bool{}
+	for i := range 6 {
+		out := r.one(t, 0, build(t, clientPkt(fmt.Sprintf("198.18.1.10:%d", 40000+i), tc.vip, 6, tcpSYN)), afpacket.RxMeta{})
+		src, dst := tuple(t, out.frame)
+		if i > 0 && dst != real {
+			t.Fatalf("connection %d went to %v, the client's first to %v", i, dst, real)
+		}
+		if locals[src] {
+			t.Fatalf("connection %d got local endpoint %v again", i, src)
+		}
+		real, locals[src] = dst, true
+	}
+}
