@@ -112,6 +112,8 @@ type Worker struct {
 
 	sync *workerSync // HA connection sync; nil without [ha]
 
+	log *workerConnLog // the connection log; nil while it is off (connlog.go)
+
 	fr fragState // fragments (frags.go)
 
 	// The allocator may put two workers side by side: this line keeps the fields one writes per
@@ -328,7 +330,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		if dir == conntrack.DirOriginal && (c.Flags&conntrack.FlagOnePacket != 0 ||
 			(p.Proto == frame.ProtoTCP && p.TCPFlags&tcpSYN != 0 &&
 				conntrack.NeedsReschedule(c.State(), dir, p.TCPFlags, usable(r, c)))) {
-			w.removeConn(id, c)
+			w.removeConn(id, c, EndReused)
 			ok = false
 		}
 	}
@@ -347,7 +349,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 	svc := w.tables.serviceAt(c.VS)
 	if r == nil || r.Service != c.VS || svc == nil || r.expire {
 		down := r != nil && r.Service == c.VS && r.Down
-		w.removeConn(id, c)
+		w.removeConn(id, c, EndRealGone)
 		if !down || dir != conntrack.DirOriginal || p.Proto != frame.ProtoUDP {
 			if down {
 				w.drop(DropRealDown)
@@ -371,6 +373,9 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 	tally := &w.rt[r.ID][dir&1]
 	tally.packets++
 	tally.bytes += uint64(p.End - p.L3Off)
+	if w.log != nil {
+		w.log.count(id, dir, p.End-p.L3Off)
+	}
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved {
 			w.drop(DropUnresolved)
@@ -425,6 +430,9 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved || (svc.Method != MethodNAT && svc.Method != MethodDR) {
 			if r.Resolved && tunnelExpress(svc, r, p, meta) {
+				if w.log != nil {
+					w.log.count(w.ct.ID(c), dir, p.End-p.L3Off)
+				}
 				return w.expressTunnel(c, r, svc, b, meta, p), true
 			}
 			return false, false
@@ -451,6 +459,9 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	tally := &w.rt[r.ID][dir&1]
 	tally.packets++
 	tally.bytes += uint64(p.End - p.L3Off)
+	if w.log != nil {
+		w.log.count(w.ct.ID(c), dir, p.End-p.L3Off)
+	}
 	if !w.send(out, b, meta.Vnet, mac) && !w.transmitSlow(out, b, meta, *mac) {
 		return false, true
 	}
@@ -615,7 +626,7 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 				nc.Template = tid + 1
 				w.exportConn(conntrack.SyncSet, t) // refreshed: a backup's copy must not idle out
 			} else {
-				w.removeConn(tid, t)
+				w.removeConn(tid, t, EndRealGone) // a template: not logged
 			}
 		}
 	}
@@ -645,7 +656,11 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 	w.c[cConnsCreated]++
 	w.rcN[r.ID]++
 	r.Counts.Inactive.Add(1)
-	w.exportConn(conntrack.SyncSet, w.ct.Get(id))
+	c := w.ct.Get(id)
+	w.exportConn(conntrack.SyncSet, c)
+	if w.log != nil {
+		w.logCreated(id, c)
+	}
 	return id, true
 }
 
@@ -869,7 +884,11 @@ func (w *Worker) SetLargePorts(large []Transmitter) {
 	w.large = large
 }
 
-func (w *Worker) removeConn(id uint32, c *conntrack.Conn) {
+// removeConn removes entry id (c) from the table, for reason why (the connection log's).
+func (w *Worker) removeConn(id uint32, c *conntrack.Conn, why ConnEnd) {
+	if w.log != nil {
+		w.logEnded(id, c, why)
+	}
 	w.uncount(c)
 	w.exportConn(conntrack.SyncRemove, c)
 	w.ct.Delete(id)
@@ -891,7 +910,14 @@ func (w *Worker) Expire(now int64) {
 }
 
 // onExpire is called for every entry the table expires or evicts.
-func (w *Worker) onExpire(_ uint32, c *conntrack.Conn) {
+func (w *Worker) onExpire(id uint32, c *conntrack.Conn) {
+	if w.log != nil {
+		why := EndTimeout
+		if w.ct.Remaining(c) > 0 {
+			why = EndEvicted
+		}
+		w.logEnded(id, c, why)
+	}
 	w.uncount(c)
 	w.exportConn(conntrack.SyncRemove, c)
 	if !c.IsTemplate() {
@@ -939,6 +965,7 @@ func (w *Worker) Publish() {
 	if req := w.pub.conns.Load(); req != nil {
 		w.serveConns(req)
 	}
+	w.adoptConnLog()
 }
 
 // invertPartial turns a partial checksum field (the folded pseudo-header sum, not complemented)
