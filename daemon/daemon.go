@@ -87,9 +87,7 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 			return nil, err
 		}
 	}
-	if err := d.startMetrics(cfg, gate); err != nil {
-		return nil, err
-	}
+	// The connection log's file before anything is logged: a file it cannot open is the one line.
 	logFile, err := openConnLog(cfg)
 	if err != nil {
 		return nil, err
@@ -99,6 +97,9 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 			logFile.Close()
 		}
 	}()
+	if err := d.startMetrics(cfg, gate); err != nil {
+		return nil, err
+	}
 	d.resolver, err = neigh.New(cfg.Dataplane.Interfaces, slog.Default())
 	if err != nil {
 		return nil, fmt.Errorf("failed to start next-hop resolution: %w", err)

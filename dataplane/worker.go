@@ -265,6 +265,7 @@ func (w *Worker) ProcessBatch(in int, fs []afpacket.Frame, now int64) (sent uint
 // couple of instructions per batch, a tenth of one per frame or less; in return tests and the
 // engine run one receive loop.
 func (w *Worker) Receive(in int, r Receiver, now int64) int {
+	w.adoptConnLog() // before the frames: a sleeping worker publishes only after them
 	got := 0
 	for got < rxBudget {
 		n := r.NextBatch(w.rx[:])
@@ -965,7 +966,6 @@ func (w *Worker) Publish() {
 	if req := w.pub.conns.Load(); req != nil {
 		w.serveConns(req)
 	}
-	w.adoptConnLog()
 }
 
 // invertPartial turns a partial checksum field (the folded pseudo-header sum, not complemented)
