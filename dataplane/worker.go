@@ -904,7 +904,7 @@ func (w *Worker) Expire(now int64) {
 	if tk == w.expireTick {
 		return
 	}
-	w.expireTick = tk
+	w.expireTick, w.now = tk, now // now: the time of what the removals record (connection log)
 	looks := w.ct.Span() / int(expireSweep>>conntrack.TickShift)
 	looks = min(max(looks, expireMinLooks), expireMaxLooks)
 	w.ct.Expire(now, looks/8, w.expireFn) // Expire looks at up to 8 entries per removal allowed
