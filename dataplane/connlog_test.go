@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/dataplane/afpacket"
 )
 
@@ -67,6 +68,28 @@ func TestConnLogEvents(t *testing.T) {
 	}
 }
 
+// TestConnLogReused: a new SYN on a closed connection's tuple ends the old connection (reason
+// reused) and creates a new one.
+func TestConnLogReused(t *testing.T) {
+	r := newRig(t, buildTables(1, standardSpecs()...), 64)
+	r.w.EnableConnLog()
+	const client, vip = "198.18.1.10:40000", "198.18.0.100:80"
+	syn := r.one(t, 0, build(t, clientPkt(client, vip, 6, tcpSYN)), afpacket.RxMeta{})
+	_, real := tuple(t, syn.frame)
+	rep := clientPkt(real.String(), client, 6, tcpSYN|tcpACK)
+	rep.srcMAC, rep.dstMAC = macRS[0], macPort1
+	r.one(t, 1, build(t, rep), afpacket.RxMeta{})
+	r.one(t, 0, build(t, clientPkt(client, vip, 6, tcpACK)), afpacket.RxMeta{})
+	r.one(t, 0, build(t, clientPkt(client, vip, 6, tcpRST|tcpACK)), afpacket.RxMeta{})
+	r.one(t, 0, build(t, clientPkt(client, vip, 6, tcpSYN)), afpacket.RxMeta{})
+	var evs [4]ConnEvent
+	n := r.w.log.ring.pop(evs[:])
+	if n != 3 || evs[0].Kind != ConnCreated || evs[1].Kind != ConnExpired || evs[1].End != EndReused ||
+		evs[1].State != conntrack.StateClose || evs[1].Packets != [2]uint64{3, 1} || evs[2].Kind != ConnCreated {
+		t.Fatalf("events %+v, want created, expired (reused, CLOSE, 3 packets in, 1 out), created", evs[:n])
+	}
+}
+
 // TestConnLogOff: a worker without the log records nothing and keeps no tallies.
 func TestConnLogOff(t *testing.T) {
 	r := newRig(t, buildTables(1, standardSpecs()...), 64)
@@ -82,20 +105,7 @@ func TestConnLogRingFull(t *testing.T) {
 	r := newRig(t, buildTables(1, standardSpecs()...), 256)
 	r.ports[0].Sink, r.ports[1].Sink = nil, nil
 	r.w.EnableConnLog()
-	syn := build(t, clientPkt("198.18.1.10:1", "198.18.0.100:80", 6, tcpSYN))
-	buf := make([]byte, len(syn))
-	var meta afpacket.RxMeta
-	port := uint16(1)
-	churn := func() {
-		port++
-		copy(buf, syn)
-		binary.BigEndian.PutUint16(buf[14+20:], port)
-		r.now += 2 << 20
-		meta = afpacket.RxMeta{Len: uint32(len(buf))}
-		r.w.Process(0, buf, &meta, r.now)
-		r.w.FlushAll()
-		r.w.Expire(r.now + 1e12)
-	}
+	churn := churner(t, r)
 	for range ringSize {
 		churn()
 	}
