@@ -75,8 +75,9 @@ type Writer struct {
 	buf  [256]dataplane.ConnEvent
 	line []byte
 
-	stop chan struct{}
-	done chan struct{}
+	stopOnce sync.Once
+	stop     chan struct{}
+	done     chan struct{}
 }
 
 // New returns a Writer that writes src's events into f (opened by Open; path names it in
@@ -127,23 +128,28 @@ func (w *Writer) drain(now time.Time) {
 			break
 		}
 		for i := range w.buf[:n] {
-			if w.bank < 1 {
-				w.c.RateLimited.Add(1)
-				continue
-			}
-			w.bank--
-			w.line = AppendLine(w.line[:0], &w.buf[i], w.epoch)
-			w.line = append(w.line, '\n')
-			if _, err := w.bw.Write(w.line); err != nil {
-				w.failed(now, err)
-				continue
-			}
-			w.c.Lines.Add(1)
+			w.write(&w.buf[i], now)
 		}
 	}
 	if err := w.bw.Flush(); err != nil {
 		w.failed(now, err)
 	}
+}
+
+// write writes ev into the buffer if the rate allows.
+func (w *Writer) write(ev *dataplane.ConnEvent, now time.Time) {
+	if w.bank < 1 {
+		w.c.RateLimited.Add(1)
+		return
+	}
+	w.bank--
+	w.line = AppendLine(w.line[:0], ev, w.epoch)
+	w.line = append(w.line, '\n')
+	if _, err := w.bw.Write(w.line); err != nil {
+		w.failed(now, err)
+		return
+	}
+	w.c.Lines.Add(1)
 }
 
 // failed counts a refused write and logs it at most every 10 seconds. A bufio.Writer that failed
@@ -176,14 +182,34 @@ func (w *Writer) Swap(f *os.File, path string, rate int) {
 	}
 }
 
-// Close stops the goroutine, writes what the source still holds (within the rate) and closes
-// the file.
-func (w *Writer) Close() error {
-	close(w.stop)
-	<-w.done
+// Stop stops the goroutine and writes what the source still holds (within the rate). Write
+// and Close may follow.
+func (w *Writer) Stop() {
+	w.stopOnce.Do(func() {
+		close(w.stop)
+		<-w.done
+	})
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.drain(time.Now())
+}
+
+// Write writes ev (within the rate), as the goroutine writes what it drains: for events that
+// do not come through the source (dataplane.Engine.ConnLogRemaining).
+func (w *Writer) Write(ev *dataplane.ConnEvent) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.write(ev, time.Now())
+}
+
+// Close stops the writer (see Stop), flushes and closes the file.
+func (w *Writer) Close() error {
+	w.Stop()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.bw.Flush(); err != nil {
+		w.c.WriteErrors.Add(1)
+	}
 	return w.f.Close()
 }
 

@@ -430,6 +430,9 @@ func (d *Daemon) Close() error {
 		}
 	}
 	if d.connlog != nil { // after the data plane: the events it recorded last are written
+		// Then a line for each connection still open, so that every connection has both.
+		d.connlog.Stop()
+		d.engine.ConnLogRemaining(d.connlog.Write)
 		if err := d.connlog.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("failed to close the connection log: %w", err))
 		}

@@ -55,6 +55,8 @@ const (
 	EndRealGone
 	// EndSynced: HA connection sync removed it (the peer that had it ended it).
 	EndSynced
+	// EndShutdown: still open when govs stopped (Engine.ConnLogRemaining).
+	EndShutdown
 )
 
 func (e ConnEnd) String() string {
@@ -69,6 +71,8 @@ func (e ConnEnd) String() string {
 		return "real_gone"
 	case EndSynced:
 		return "synced"
+	case EndShutdown:
+		return "shutdown"
 	}
 	return "none"
 }
@@ -144,13 +148,21 @@ func (w *Worker) logCreated(id uint32, c *conntrack.Conn) {
 // logEnded records the removal of connection id (c), for reason why, and forgets its tally. A
 // connection the log did not see created is not logged.
 func (w *Worker) logEnded(id uint32, c *conntrack.Conn, why ConnEnd) {
+	if ev := w.endEvent(id, c, why); ev != nil && !w.log.ring.push(ev) {
+		w.c[cConnLogDropped]++
+	}
+}
+
+// endEvent builds the expired event of connection id (c) for reason why in the log's scratch
+// event, and forgets the connection's tally; nil for a connection the log did not see created.
+func (w *Worker) endEvent(id uint32, c *conntrack.Conn, why ConnEnd) *ConnEvent {
 	l := w.log
 	if c.IsTemplate() || int(id) >= len(l.tally) {
-		return
+		return nil
 	}
 	t := &l.tally[id]
 	if t.born == 0 {
-		return
+		return nil
 	}
 	ev := w.connEvent(c)
 	ev.Kind, ev.End = ConnExpired, why
@@ -162,9 +174,7 @@ func (w *Worker) logEnded(id uint32, c *conntrack.Conn, why ConnEnd) {
 		ev.Packets[d], ev.Bytes[d] = t.dir[d].packets, t.dir[d].bytes
 	}
 	*t = connTally{}
-	if !l.ring.push(ev) {
-		w.c[cConnLogDropped]++
-	}
+	return ev
 }
 
 // connEvent fills the log's scratch event with what connection c's entry says: endpoints,
@@ -223,6 +233,27 @@ func (e *Engine) ConnLogDrain(out []ConnEvent) int {
 		}
 	}
 	return n
+}
+
+// ConnLogRemaining hands visit an expired event (EndShutdown) for every connection still in the
+// workers' tables that the log saw created, so that the log has both lines of each. Call it once
+// the workers have stopped (after Close), after the rings were drained; the event is valid only
+// during the call.
+func (e *Engine) ConnLogRemaining(visit func(*ConnEvent)) {
+	now := int64(time.Since(e.epoch))
+	for _, w := range e.workers {
+		if w.log = w.pub.connLog.Load(); w.log == nil {
+			continue
+		}
+		w.now = max(w.now, now)
+		for id := range uint32(w.ct.Span()) {
+			if c, ok := w.ct.Live(id); ok {
+				if ev := w.endEvent(id, c, EndShutdown); ev != nil {
+					visit(ev)
+				}
+			}
+		}
+	}
 }
 
 // Epoch is the time the engine's clock counts from: an event's Time t happened at

@@ -146,6 +146,13 @@ func TestSetConnLog(t *testing.T) {
 	if n != 2 || out[0].CPort != 40001 || out[1].CPort != 40001 || out[1].Kind != ConnExpired {
 		t.Fatalf("events %+v, want the created and expired events of port 40001 only", out[:n])
 	}
+	r.one(t, 0, build(t, clientPkt("198.18.1.10:40002", vip, 6, tcpSYN)), afpacket.RxMeta{})
+	n = e.ConnLogDrain(out)
+	var open []ConnEvent
+	e.ConnLogRemaining(func(ev *ConnEvent) { open = append(open, *ev) })
+	if n != 1 || len(open) != 1 || open[0].CPort != 40002 || open[0].End != EndShutdown || open[0].Packets != [2]uint64{1, 0} {
+		t.Fatalf("%d drained, open at the stop %+v: want the connection of port 40002 only (not 40000's, older than the log)", n, open)
+	}
 	e.SetConnLog(false)
 	r.w.Receive(0, emptyReceiver{}, r.now)
 	if r.w.log != nil {

@@ -138,7 +138,8 @@ func testConnectionLog(t *testing.T, method string) {
 		return "[timeouts]\ntcp = \"4s\"\ntcp_fin = \"1s\"\ntcp_time_wait = \"1s\"\ntcp_close = \"1s\"\ntcp_close_wait = \"1s\"\n" +
 			"tcp_last_ack = \"1s\"\ntcp_syn_recv = \"2s\"\nudp = \"2s\"\n\n[log]\nconnections = " + strconv.Quote(path) + "\n"
 	}
-	cfg := govsConfig{Interfaces: topo.BalancerIfaces, Workers: 2, Tail: tail(first), VS: []vsConfig{
+	// No shutdown drain: a connection still open when govs stops is one (see the end).
+	cfg := govsConfig{Top: "shutdown_drain = \"0s\"\n", Interfaces: topo.BalancerIfaces, Workers: 2, Tail: tail(first), VS: []vsConfig{
 		{web, "tcp", "rr", method, rs(lab.HTTPPort), []int{1, 1}, "", nil},
 		{udp, "udp", "rr", method, rs(lab.UDPEchoPort), []int{1, 1}, "", nil},
 	}}
@@ -262,7 +263,30 @@ func testConnectionLog(t *testing.T, method string) {
 	want = append(rotatedWant, tcpConns(1)...)
 	waitEmpty()
 	checkConnLog(t, second, method, want) // the running file keeps logging
+
+	// A connection still open when govs stops: its expired line says shutdown.
+	held, err := topo.Client.Dial(context.Background(), "tcp", web.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	heldClient := netip.AddrPortFrom(client, held.LocalAddr().(*net.TCPAddr).AddrPort().Port()).String()
+	for deadline := time.Now().Add(5 * time.Second); len(readConnLog(t, second)) < 2*len(want)+1; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no created line for the held connection")
+		}
+	}
 	g.stop()
+	var heldLines []connLine
+	for _, l := range readConnLog(t, second) {
+		if l["client"] == heldClient {
+			heldLines = append(heldLines, l)
+		}
+	}
+	if len(heldLines) != 2 || heldLines[1]["event"] != "expired" || heldLines[1]["reason"] != "shutdown" ||
+		heldLines[1]["state"] != "ESTABLISHED" || heldLines[1]["bytes_out"] == "0" {
+		t.Errorf("connection open at the stop: lines %v, want created and expired (reason shutdown, ESTABLISHED, bytes both ways)", heldLines)
+	}
 
 	// A start with a file that cannot be opened stops with one line saying so.
 	bad.Socket = ""
