@@ -3,6 +3,7 @@ package config
 import (
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -115,12 +116,15 @@ func (p *parser) logConfig(raw *rawLog, out *Log) {
 	}
 	out.Format = p.oneOf("log.format", raw.Format, logFormats, DefaultLogFormat)
 	out.Level = p.oneOf("log.level", raw.Level, logLevels, DefaultLogLevel)
-	if raw.Connections != nil {
-		if s, ok := raw.Connections.(string); ok {
-			out.Connections = s
-		} else {
-			p.errf("log.connections", "is %s; write the connection log's file as a quoted path, e.g. connections = \"/var/log/govs/connections.log\", or remove the key to log no connections", typeName(raw.Connections))
-		}
+	const example = `connections = "/var/log/govs/connections.log"`
+	switch s, ok := raw.Connections.(string); {
+	case raw.Connections == nil || s == "" && ok:
+	case !ok:
+		p.errf("log.connections", "is %s; write the connection log's file as a quoted path, e.g. %s, or remove the key to log no connections", typeName(raw.Connections), example)
+	case !filepath.IsAbs(s):
+		p.errf("log.connections", "%q is not an absolute path; write one starting with /, e.g. %s", s, example)
+	default:
+		out.Connections = filepath.Clean(s)
 	}
 	if out.Connections != "" {
 		out.ConnectionsRate = DefaultConnectionsRate

@@ -48,6 +48,13 @@ func TestLogTable(t *testing.T) {
 	if want := (Log{Format: "text", Level: "info", Connections: "/var/log/govs/conns.log", ConnectionsRate: 500}); c.Log != want {
 		t.Errorf("connection log %+v, want %+v", c.Log, want)
 	}
+	c, err = Parse([]byte(dp+"[log]\nconnections = \"/var/log/govs//conns.log\"\n"), "t.toml", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Log{Format: "text", Level: "info", Connections: "/var/log/govs/conns.log", ConnectionsRate: DefaultConnectionsRate}); c.Log != want {
+		t.Errorf("connection log without a rate %+v, want %+v", c.Log, want)
+	}
 }
 
 // TestObserveErrors: each wrong value is reported with file:line and field, and says what to write.
@@ -79,6 +86,8 @@ func TestObserveErrors(t *testing.T) {
 			`t.toml:4: log.levels: unknown key; valid keys in [log] are format, level, connections, connections_rate (did you mean level?)`},
 		{"[log]\nconnections = 1\n",
 			`t.toml:4: log.connections: is an integer; write the connection log's file as a quoted path, e.g. connections = "/var/log/govs/connections.log", or remove the key to log no connections`},
+		{"[log]\nconnections = \"conns.log\"\n",
+			`t.toml:4: log.connections: "conns.log" is not an absolute path; write one starting with /, e.g. connections = "/var/log/govs/connections.log"`},
 		{"[log]\nconnections = \"/tmp/c.log\"\nconnections_rate = 0\n",
 			`t.toml:5: log.connections_rate: 0 is out of range; write the most connection-log lines per second, from 1 to 1000000 (default 10000)`},
 		{"[log]\nconnections = \"/tmp/c.log\"\nconnections_rate = \"fast\"\n",
