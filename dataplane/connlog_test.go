@@ -90,6 +90,25 @@ func TestConnLogReused(t *testing.T) {
 	}
 }
 
+// TestConnLogRealGone: a UDP flow whose real server went down moves at its next datagram: the
+// log ends the old connection (real_gone) and creates the new one, to the other server.
+func TestConnLogRealGone(t *testing.T) {
+	tabs := twoReals(1, 17, true, func(*Tables) {})
+	r := newRig(t, tabs, 64)
+	r.w.EnableConnLog()
+	const client = "198.18.1.10:5000"
+	q := build(t, clientPkt(client, "198.18.0.100:5353", 17, 0))
+	first := realOf(t, r.one(t, 0, q, afpacket.RxMeta{}))
+	r.w.SetTables(twoReals(2, 17, true, func(t *Tables) { t.Reals[first].Down = true }))
+	r.one(t, 0, q, afpacket.RxMeta{})
+	var evs [4]ConnEvent
+	n := r.w.log.ring.pop(evs[:])
+	if n != 3 || evs[1].Kind != ConnExpired || evs[1].End != EndRealGone || evs[1].Packets != [2]uint64{1, 0} ||
+		evs[2].Kind != ConnCreated || evs[2].Real == evs[0].Real {
+		t.Fatalf("events %+v, want created, expired (real_gone, 1 packet), created to the other server", evs[:n])
+	}
+}
+
 // TestConnLogOff: a worker without the log records nothing and keeps no tallies.
 func TestConnLogOff(t *testing.T) {
 	r := newRig(t, buildTables(1, standardSpecs()...), 64)
