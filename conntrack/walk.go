@@ -1,7 +1,5 @@
 package conntrack
 
-import "unsafe"
-
 // Live returns entry id if it is in use, a connection or a persistence template, and false for a
 // free id or a deleted template kept only until its last connection ends. Ids run from 0 to Span;
 // a caller lists the table by walking them, a slice at a time if it must not hold the table for
@@ -29,7 +27,9 @@ func (t *Table) Remaining(c *Conn) int64 {
 	return int64(int32(timeout-(t.now-c.lastSeen))) << TickShift
 }
 
-// ID returns the id of entry c, a pointer Get, Live or HintedConn returned.
-func (t *Table) ID(c *Conn) uint32 {
-	return uint32((uintptr(unsafe.Pointer(c)) - uintptr(unsafe.Pointer(unsafe.SliceData(t.conns)))) / unsafe.Sizeof(Conn{}))
+// HintEntry returns the entry id and direction that a Prefetch hint names; meaningful when
+// HintedConn found the hint's entry to hold the tuple.
+func HintEntry(hint uint32) (id uint32, dir Dir) {
+	r := hint - 1
+	return r >> 1, Dir(r & 1)
 }

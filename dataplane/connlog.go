@@ -87,8 +87,7 @@ type ConnEvent struct {
 	Created, Last int64
 	// Packets and Bytes (IP packet lengths) the connection carried, indexed by conntrack.Dir:
 	// from the client (0) and back to it (1; NAT only, the other methods' replies bypass govs).
-	// ConnExpired only. Later IP fragments of a datagram are not counted, nor may be a frame the
-	// transmit ring refused.
+	// ConnExpired only. Later IP fragments of a datagram are not counted.
 	Packets, Bytes [2]uint64
 	// Addresses are IPv4-mapped for IPv4. Local is the source address and port govs gives the
 	// connection towards the real server, for methods that have one (fullnat); zero otherwise.

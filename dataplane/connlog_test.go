@@ -23,6 +23,20 @@ func TestConnLogEvents(t *testing.T) {
 	rep.srcMAC, rep.dstMAC = macRS[0], macPort1
 	reply := build(t, rep)
 	r.one(t, 1, reply, afpacket.RxMeta{})
+	// And the same two frames through the express lane (ProcessBatch), which counts them too.
+	express := r.w.c[cExpress]
+	for _, f := range []struct {
+		in int
+		b  []byte
+	}{{0, data}, {1, reply}} {
+		r.now += 1e6
+		buf := append([]byte(nil), f.b...)
+		r.w.ProcessBatch(f.in, []afpacket.Frame{{Data: buf, Meta: afpacket.RxMeta{Len: uint32(len(buf))}}}, r.now)
+	}
+	r.w.FlushAll()
+	if r.w.c[cExpress] != express+2 {
+		t.Fatalf("express lane took %d frames, want 2; counters %v", r.w.c[cExpress]-express, nonZero(r.w))
+	}
 	r.w.Expire(r.now + 1e12)
 
 	var evs [4]ConnEvent
@@ -54,11 +68,11 @@ func TestConnLogEvents(t *testing.T) {
 	}
 	ex := &evs[1]
 	ipLen := func(b []byte) uint64 { return uint64(binary.BigEndian.Uint16(b[14+2:])) }
-	if want := [2]uint64{2, 1}; ex.Packets != want {
+	if want := [2]uint64{3, 2}; ex.Packets != want {
 		t.Errorf("packets %v, want %v", ex.Packets, want)
 	}
-	if want := [2]uint64{ipLen(data) * 2, ipLen(reply)}; ex.Bytes != want {
-		t.Errorf("bytes %v, want %v (IP lengths of SYN and data; of the reply)", ex.Bytes, want)
+	if want := [2]uint64{ipLen(data) * 3, ipLen(reply) * 2}; ex.Bytes != want {
+		t.Errorf("bytes %v, want %v (IP lengths of SYN and data twice; of the reply twice)", ex.Bytes, want)
 	}
 	if ex.End != EndTimeout || ex.Created != evs[0].Time || ex.Last < ex.Created || ex.Time <= ex.Last {
 		t.Errorf("expired: end %v created %d last %d at %d; created at %d", ex.End, ex.Created, ex.Last, ex.Time, evs[0].Time)
