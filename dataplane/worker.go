@@ -424,7 +424,7 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	var client [6]byte
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved || (svc.Method != MethodNAT && svc.Method != MethodDR) {
-			if r.Resolved && tunnelExpress(svc, r, p, meta) {
+			if r.Resolved && tunnelExpress(svc, w.pathMTU(r), p, meta) {
 				return w.expressTunnel(c, r, svc, b, meta, p), true
 			}
 			return false, false
@@ -671,6 +671,9 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 	k.Src, k.Dst, k.SrcPort, k.DstPort, k.Proto = q.Dst, q.Src, q.DstPort, q.SrcPort, q.Proto
 	id, dir, ok := w.ct.Lookup(k)
 	if !ok {
+		if w.pathMTUSignal(b, p, q) {
+			return false
+		}
 		w.drop(DropICMPNoConnection)
 		return false
 	}
