@@ -59,10 +59,11 @@ func tunnelOverhead(svc *Service, family uint8) int {
 // tunnel encapsulates the IP packet of frame b (parsed into p), received on port in, to real
 // server r of svc and queues it on r's port; h is the inner flow's hash, the outer header's
 // entropy. It reports whether it queued the frame. The frame's checksum must be finished (see
-// finishChecksum). A packet that would exceed r's path MTU (pathMTU) encapsulated is split into
-// fragments if it is IPv4 without DF (tunnelFragments), else dropped, and its sender told the MTU
-// it has (tooBig) unless in is negative (an ICMP error, never answered with one).
-func (w *Worker) tunnel(in int, r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64) bool {
+// finishChecksum). A packet that would exceed mtu, r's path MTU (w.pathMTU(r), which the caller
+// may have at hand), encapsulated is split into fragments if it is IPv4 without DF
+// (tunnelFragments), else dropped, and its sender told the MTU it has (tooBig) unless in is
+// negative (an ICMP error, never answered with one).
+func (w *Worker) tunnel(in int, r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64, mtu int) bool {
 	l2 := int(p.L3Off) // Ethernet header with any inline VLAN tags, ending in the (inner = outer) EtherType
 	inner := b[l2:p.End]
 	tag := 0
@@ -70,7 +71,7 @@ func (w *Worker) tunnel(in int, r *Real, svc *Service, b []byte, meta *afpacket.
 		tag = 4
 	}
 	hdr := tunnelOverhead(svc, p.Family)
-	if mtu := w.pathMTU(r); mtu > 0 && hdr+len(inner) > mtu {
+	if mtu > 0 && hdr+len(inner) > mtu {
 		if p.Family == 4 && inner[6]&ipv4FlagDF == 0 {
 			return w.tunnelFragments(r, svc, b, meta, p, h, mtu-hdr)
 		}
@@ -408,7 +409,7 @@ func (w *Worker) forwardTunnel(in int, r *Real, svc *Service, b []byte, meta *af
 		return false
 	}
 	w.finishChecksum(b, meta, p, partial)
-	if !w.tunnel(in, r, svc, b, meta, p, h) {
+	if !w.tunnel(in, r, svc, b, meta, p, h, w.pathMTU(r)) {
 		return false
 	}
 	w.c[cForwarded]++
@@ -535,10 +536,11 @@ func tunnelExpress(svc *Service, mtu int, p *frame.Parsed, meta *afpacket.RxMeta
 }
 
 // expressTunnel is Worker.express's end for a tun connection's frame from the client (c, to r of
-// svc), which tunnelExpress admitted: the connection's state and r's tally as express keeps them,
+// svc, whose path MTU is mtu), which tunnelExpress admitted: the connection's state and r's tally
+// as express keeps them,
 // then the tunnel. It reports whether the frame was queued. It is express's own end for the other
 // methods, kept apart so that theirs stays as short as it was.
-func (w *Worker) expressTunnel(c *conntrack.Conn, r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed) bool {
+func (w *Worker) expressTunnel(c *conntrack.Conn, r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, mtu int) bool {
 	if p.Proto == frame.ProtoTCP {
 		if old, cur := w.ct.TouchConn(c, conntrack.DirOriginal, p.TCPFlags, w.now); old != cur {
 			activeChanged(r, old, cur)
@@ -550,7 +552,7 @@ func (w *Worker) expressTunnel(c *conntrack.Conn, r *Real, svc *Service, b []byt
 	tally := &w.rt[r.ID][conntrack.DirOriginal]
 	tally.packets++
 	tally.bytes += uint64(p.End - p.L3Off)
-	if !w.tunnel(-1, r, svc, b, meta, p, w.ct.Hash(&p.Tuple)) {
+	if !w.tunnel(-1, r, svc, b, meta, p, w.ct.Hash(&p.Tuple), mtu) {
 		return false
 	}
 	w.c[cForwarded]++
