@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/govs/govs/dataplane/afpacket"
+	"github.com/govs/govs/dataplane/dataplanetest"
 	"github.com/govs/govs/dataplane/frame"
 	"github.com/govs/govs/internal/checksum"
 )
@@ -55,7 +56,7 @@ func pmtuRig(t *testing.T, c pmtuCase) (r *rig, outer []byte) {
 }
 
 // tooBigAbout is the router's ICMP too-big error to c's tunnel source about outer, reporting mtu.
-func tooBigAbout(t *testing.T, c pmtuCase, outer []byte, mtu int) []byte {
+func tooBigAbout(t testing.TB, c pmtuCase, outer []byte, mtu int) []byte {
 	return icmpFrame(t, macRouter, macPort1, c.router, c.src, c.typ, c.code, uint32(mtu), outer)
 }
 
@@ -236,4 +237,55 @@ func TestPathMTUInherit(t *testing.T) {
 	if got := effectiveMTU(changed.Reals[0], r.now); got != 1480 {
 		t.Fatalf("after the route's MTU changed: %d, want the route's 1480", got)
 	}
+}
+
+// FuzzTunnelMTU feeds arbitrary frames to a worker with tun services whose real servers' path MTU
+// is small (600), seeded with datagrams without DF to cut, packets with DF to refuse, a client's
+// fragment and a router's too-big error about a tunnelled packet: nothing may panic, and no frame
+// the worker sends towards the real servers for a frame from the client side is larger than the
+// path MTU, learned or not.
+func FuzzTunnelMTU(f *testing.F) {
+	const pathMTU = 600
+	big := clientPkt("198.18.1.10:40000", "198.18.0.150:4000", 17, 0)
+	big.payload = 1700
+	noDF := build(f, big)
+	f.Add(noDF, false, false)
+	f.Add(noDF, true, false)
+	withDF := append([]byte(nil), noDF...)
+	withDF[14+6] |= ipv4FlagDF
+	f.Add(withDF, false, false)
+	opts := append(append(append([]byte(nil), noDF[:14+20]...), 0x94, 4, 0, 0, 0x07, 3, 0, 0), noDF[14+20:]...)
+	opts[14] = 0x47
+	f.Add(opts, false, false)
+	big6 := clientPkt("[2001:2:0:1::10]:40000", "[2001:2::150]:4000", 17, 0)
+	big6.payload = 1700
+	f.Add(build(f, big6), true, false)
+	for _, fr := range dataplanetest.Fragment(noDF, 1000, 7) { // the client's own fragments
+		f.Add(fr, false, false)
+	}
+	c := pmtuCases()[0]
+	f.Add(tooBigAbout(f, c, append([]byte(nil), noDF[14:14+pathMTU]...), 560), false, true)
+	f.Fuzz(func(t *testing.T, b []byte, gue, fromRS bool) {
+		tn := TunnelIPIP
+		if gue {
+			tn = TunnelGUE
+		}
+		tb := tunTables(tn)
+		for _, x := range tb.Reals {
+			x.MTU = pathMTU
+		}
+		tb.Finish()
+		r := newRig(t, tb, 64)
+		in := 0
+		if fromRS {
+			in = 1
+		}
+		for range 2 {
+			for _, o := range r.process(in, b, afpacket.RxMeta{}) {
+				if in == 0 && o.port == 1 && len(o.frame)-14 > pathMTU {
+					t.Fatalf("a %d-byte frame to the real servers, over the path MTU %d", len(o.frame), pathMTU)
+				}
+			}
+		}
+	})
 }
