@@ -314,7 +314,8 @@ func testTunnelNoDF(t *testing.T, s *setup, pathMTU int) {
 // IPv4 packet; IPv6 is not fragmented on the way) and tells the balancer, ICMP fragmentation
 // needed / packet too big about the outer packet; govs learns the path MTU from it and tells the
 // client the MTU left inside the tunnel, so a large upload through the VIP completes, as does a
-// download. Without the learning the upload stalls: the router's errors reach nobody who can act.
+// download; govs list -json shows the learned path_mtu, and still after a reload. Without the
+// learning the upload stalls: the router's errors reach nobody who can act.
 func TestTunnelRouterPMTU(t *testing.T) { runPathMTUCases(t, testTunnelRouterPMTU) }
 
 func testTunnelRouterPMTU(t *testing.T, fam, tunnel string) {
@@ -352,6 +353,15 @@ func testTunnelRouterPMTU(t *testing.T, fam, tunnel string) {
 	}
 	if mtu := s.govs.pathMTU(t, s.reals[0]); mtu != farMTU {
 		t.Errorf("govs list -json: path_mtu %d for %v, want the router's %d", mtu, s.reals[0], farMTU)
+	}
+	// A reload that changes the real server (its weight) publishes new tables, which keep what
+	// was learned: the path did not change.
+	cfg := s.cfg
+	cfg.VS = append([]vsConfig(nil), cfg.VS...)
+	cfg.VS[0].Weights = []int{2}
+	s.govs.reload(cfg)
+	if mtu := s.govs.pathMTU(t, s.reals[0]); mtu != farMTU {
+		t.Errorf("after a reload: path_mtu %d for %v, want the learned %d", mtu, s.reals[0], farMTU)
 	}
 	s.govs.stop()
 }
