@@ -55,7 +55,8 @@ const (
 	// DropTunnelTooBig: a packet for a tun service that does not fit the path MTU to its real server
 	// once encapsulated. If it may not be fragmented the client is told (icmp_too_big_sent) unless
 	// rate-limited; an IPv4 packet without DF is cut into fragments instead (tunnel_fragmented),
-	// unless the path MTU leaves less than 8 bytes per fragment.
+	// unless the path MTU leaves less than 8 bytes per fragment or the packet, a fragment, would
+	// end beyond the largest IP datagram.
 	DropTunnelTooBig
 	// DropFragmentTableFull: a first fragment found its worker's fragment table full of live
 	// datagrams, so its later fragments could not follow it.

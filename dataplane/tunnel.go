@@ -59,8 +59,8 @@ func tunnelOverhead(svc *Service, family uint8) int {
 // tunnel encapsulates the IP packet of frame b (parsed into p), received on port in, to real
 // server r of svc and queues it on r's port; h is the inner flow's hash, the outer header's
 // entropy. It reports whether it queued the frame. The frame's checksum must be finished (see
-// finishChecksum). A packet that would exceed mtu, r's path MTU (w.pathMTU(r), which the caller
-// may have at hand), encapsulated is split into fragments if it is IPv4 without DF
+// finishChecksum). A packet that, encapsulated, would exceed mtu (r's path MTU, w.pathMTU(r),
+// which the caller may have at hand) is split into fragments if it is IPv4 without DF
 // (tunnelFragments), else dropped, and its sender told the MTU it has (tooBig) unless in is
 // negative (an ICMP error, never answered with one).
 func (w *Worker) tunnel(in int, r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64, mtu int) bool {
@@ -124,8 +124,13 @@ func (w *Worker) tunnelFragments(r *Real, svc *Service, b []byte, meta *afpacket
 	ihl := int(inner[0]&0xf) * 4
 	var opts [40]byte
 	later := frame.IPv4MinimumSize + copiedOptions(inner[frame.IPv4MinimumSize:ihl], &opts)
-	if (room-ihl)&^7 < 8 || (room-later)&^7 < 8 {
-		w.drop(DropTunnelTooBig) // a path MTU too small for any fragment: not one the network lets through
+	field := binary.BigEndian.Uint16(inner[6:])
+	base, mf := int(field&0x1fff)*8, field&0x2000
+	data := inner[ihl:]
+	// A path MTU too small for any fragment (not one the network lets through), or a fragment that
+	// ends beyond the largest datagram (no offset field could say where its pieces go).
+	if (room-ihl)&^7 < 8 || (room-later)&^7 < 8 || base+len(data) > 0xffff {
+		w.drop(DropTunnelTooBig)
 		return false
 	}
 	tag := 0
@@ -133,9 +138,6 @@ func (w *Worker) tunnelFragments(r *Real, svc *Service, b []byte, meta *afpacket
 		tag = 4
 	}
 	hdr := tunnelOverhead(svc, 4)
-	field := binary.BigEndian.Uint16(inner[6:])
-	base, mf := int(field&0x1fff)*8, field&0x2000
-	data := inner[ihl:]
 	entropy := uint32(h ^ h>>32)
 	w.tunnelL2(r, b)
 	for off, hl := 0, ihl; off < len(data); off, hl = off+(room-hl)&^7, later {
