@@ -42,7 +42,7 @@ import (
 // neighbour refresh keeps what was learned; a changed path starts afresh.
 const (
 	pmtuExpires = int64(10 * time.Minute)
-	pmtuMin4    = 552 // 512 bytes of data plus two 20-byte headers (RFC 1191 §5's lowest reasonable)
+	pmtuMin4    = 552 // the kernel's min_pmtu: 512 bytes of data behind two 20-byte headers
 	pmtuMin6    = ipv6MinMTU
 )
 
