@@ -627,6 +627,7 @@ func (d *Daemon) status(zeroed bool) control.Status {
 				ActiveConnections:   r.Counts.Active.Load(),
 				InactiveConnections: r.Counts.Inactive.Load(),
 				Overloaded:          r.UpperThreshold != 0 && r.Counts.IsOverloaded(),
+				PathMTU:             d.engine.PathMTU(r),
 			}
 			x.Connections = x.ActiveConnections + x.InactiveConnections
 			if int(id) < len(ds.RealPackets) {

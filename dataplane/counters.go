@@ -54,7 +54,9 @@ const (
 	DropTunnelGSO
 	// DropTunnelTooBig: a packet for a tun service that does not fit the path MTU to its real server
 	// once encapsulated. If it may not be fragmented the client is told (icmp_too_big_sent) unless
-	// rate-limited; an IPv4 packet without DF is dropped (govs does not fragment the outer packet).
+	// rate-limited; an IPv4 packet without DF is cut into fragments instead (tunnel_fragmented),
+	// unless the path MTU leaves less than 8 bytes per fragment or the packet, a fragment, would
+	// end beyond the largest IP datagram.
 	DropTunnelTooBig
 	// DropFragmentTableFull: a first fragment found its worker's fragment table full of live
 	// datagrams, so its later fragments could not follow it.
@@ -114,6 +116,11 @@ const (
 	cTooBigSent      // ICMP fragmentation needed / packet too big sent to clients (tun path MTU)
 	cTooBigLimited   // of those due, not sent: over the rate limit
 	cTunnelSegmented // TCP GSO super-frames segmented for the tunnel (each also counted forwarded)
+	// Path MTU towards tun real servers (pathmtu.go): ICMP too-big errors about tunnelled packets
+	// that lowered (or renewed) a path MTU, and those that did not pass the checks.
+	cTunnelPMTULearned
+	cTunnelPMTUIgnored
+	cTunnelFragmented // IPv4 packets without DF split into fragments to fit the tunnel (tunnelFragments)
 	// Fragments (see frags.go): first fragments recorded, later fragments forwarded by their
 	// first one's record, fragments handed to their flow's worker, later fragments held until
 	// their first.
@@ -128,26 +135,29 @@ const (
 )
 
 var counterNames = [cDropBase]string{
-	cRxFrames:        "rx_frames",
-	cTxFrames:        "tx_frames",
-	cForwarded:       "forwarded",
-	cReplied:         "replied",
-	cICMPErrors:      "icmp_errors_forwarded",
-	cConnsCreated:    "conns_created",
-	cConnsExpired:    "conns_expired",
-	cCsumCompleted:   "checksums_completed",
-	cTxKicks:         "tx_kicks",
-	cTxErrors:        "tx_errors",
-	cToHost:          "to_host",
-	cExpress:         "express_frames",
-	cTooBigSent:      "icmp_too_big_sent",
-	cTooBigLimited:   "icmp_too_big_rate_limited",
-	cTunnelSegmented: "tunnel_segmented",
-	cFragFirst:       "fragments_first",
-	cFragLater:       "fragments_later",
-	cFragHandedOff:   "fragments_handed_off",
-	cFragHeld:        "fragments_held",
-	cConnLogDropped:  "connlog_dropped",
+	cRxFrames:          "rx_frames",
+	cTxFrames:          "tx_frames",
+	cForwarded:         "forwarded",
+	cReplied:           "replied",
+	cICMPErrors:        "icmp_errors_forwarded",
+	cConnsCreated:      "conns_created",
+	cConnsExpired:      "conns_expired",
+	cCsumCompleted:     "checksums_completed",
+	cTxKicks:           "tx_kicks",
+	cTxErrors:          "tx_errors",
+	cToHost:            "to_host",
+	cExpress:           "express_frames",
+	cTooBigSent:        "icmp_too_big_sent",
+	cTooBigLimited:     "icmp_too_big_rate_limited",
+	cTunnelSegmented:   "tunnel_segmented",
+	cTunnelPMTULearned: "tunnel_pmtu_learned",
+	cTunnelPMTUIgnored: "tunnel_pmtu_ignored",
+	cTunnelFragmented:  "tunnel_fragmented",
+	cFragFirst:         "fragments_first",
+	cFragLater:         "fragments_later",
+	cFragHandedOff:     "fragments_handed_off",
+	cFragHeld:          "fragments_held",
+	cConnLogDropped:    "connlog_dropped",
 }
 
 // counters is a worker's private tally; published copies are read by Stats.

@@ -27,5 +27,9 @@
 // (sync.go) and connection-log events (connlog.go), each drained by a goroutine outside the data
 // plane.
 //
+// The one state workers share that is not in the Tables is the path MTU towards tun real servers
+// learned from routers' ICMP errors (pathmtu.go): one atomic word per real-server address, read
+// per tunnelled packet, written by whichever worker receives a checked error.
+//
 // The package does not read configuration: the daemon compiles config into Tables.
 package dataplane

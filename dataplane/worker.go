@@ -435,8 +435,8 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	var client [6]byte
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved || (svc.Method != MethodNAT && svc.Method != MethodDR) {
-			if r.Resolved && tunnelExpress(svc, r, p, meta) {
-				return w.expressTunnel(c, r, svc, b, meta, p), true
+			if mtu := w.pathMTU(r); r.Resolved && tunnelExpress(svc, mtu, p, meta) {
+				return w.expressTunnel(c, r, svc, b, meta, p, mtu), true
 			}
 			return false, false
 		}
@@ -686,6 +686,9 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 	k.Src, k.Dst, k.SrcPort, k.DstPort, k.Proto = q.Dst, q.Src, q.DstPort, q.SrcPort, q.Proto
 	id, dir, ok := w.ct.Lookup(k)
 	if !ok {
+		if w.pathMTUSignal(b, p, q) {
+			return false
+		}
 		w.drop(DropICMPNoConnection)
 		return false
 	}
@@ -715,7 +718,7 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 		case MethodTun:
 			// Encapsulated as the connection's own packets are, with their entropy, so that it
 			// reaches the real server the same way.
-			if !w.tunnel(-1, r, svc, b, meta, p, w.ct.Hash(k)) {
+			if !w.tunnel(-1, r, svc, b, meta, p, w.ct.Hash(k), w.pathMTU(r)) {
 				return false
 			}
 			w.c[cICMPErrors]++
