@@ -128,6 +128,7 @@ const (
 	cFragLater
 	cFragHandedOff
 	cFragHeld
+	cConnLogDropped // connection-log events a full ring refused (connlog.go)
 	cDropBase
 	cParseBase = cDropBase + int(numDrops)
 	numSlots   = cParseBase + int(frame.NumErrors)
@@ -156,6 +157,7 @@ var counterNames = [cDropBase]string{
 	cFragLater:         "fragments_later",
 	cFragHandedOff:     "fragments_handed_off",
 	cFragHeld:          "fragments_held",
+	cConnLogDropped:    "connlog_dropped",
 }
 
 // counters is a worker's private tally; published copies are read by Stats.
@@ -170,6 +172,9 @@ type published struct {
 	// conns is a pending connection-table snapshot request (see Engine.Conns), served by the
 	// worker between batches; nil when none is pending.
 	conns atomic.Pointer[connRequest]
+	// connLog is the worker's connection log, nil while the log is off (Engine.SetConnLog); the
+	// worker takes it up between batches (Worker.adoptConnLog).
+	connLog atomic.Pointer[workerConnLog]
 }
 
 type realCounters struct {

@@ -49,6 +49,7 @@ type Engine struct {
 
 	snapGen atomic.Uint64              // the last connection-sync snapshot asked for (SyncSnapshot)
 	fan     atomic.Pointer[fanoutPlan] // the fanout plan in force, for the workers' fragments (nil: one worker)
+	logNext int                        // the worker ConnLogDrain starts at; its caller's
 
 	mu sync.Mutex // serialises Publish; guards filter state below
 	os engineOS   // per-OS sockets and goroutines
