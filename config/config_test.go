@@ -323,9 +323,8 @@ func TestParseErrors(t *testing.T) {
 		// Unknown keys.
 		{
 			name: "keys govs declines say why",
-			src:  dp + "[log]\nconnections = \"/var/log/govs/conns.log\"\n" + vsHead + "clamp_mss = true\nlocal_addresses = [\"198.19.0.2\"]\n" + rs,
+			src:  dp + "[log]\nformat = \"text\"\n" + vsHead + "clamp_mss = true\nlocal_addresses = [\"198.19.0.2\"]\n" + rs,
 			want: []string{
-				`t.toml:4: log.connections: the connection log is not implemented yet; count connections with govs stats or the metrics`,
 				`t.toml:10: virtual_server[1].clamp_mss: not supported: under tun (and dr) the client's MSS comes from the real server's SYN-ACK, which never passes govs; lower it on the real servers instead (ip route ... advmss, or a lower MTU on their tunnel device)`,
 				`t.toml:11: virtual_server[1].local_addresses: is for method fullnat only (method nat keeps the client's address as the source); remove it or write method = "fullnat"`,
 			},

@@ -119,7 +119,7 @@ var schema = map[string][]string{
 	"virtual_server.real_server.health_check": healthCheckKeys,
 	// observe.go
 	"metrics": {"listen"},
-	"log":     {"format", "level"},
+	"log":     {"format", "level", "connections", "connections_rate"},
 }
 
 // parser holds the state of one Parse call.
@@ -356,7 +356,6 @@ func sameNames(segs []seg, names []string) bool {
 var declined = map[string]string{
 	"virtual_server.clamp_mss": "not supported: under tun (and dr) the client's MSS comes from the real server's SYN-ACK, " +
 		"which never passes govs; lower it on the real servers instead (ip route ... advmss, or a lower MTU on their tunnel device)",
-	"log.connections": "the connection log is not implemented yet; count connections with govs stats or the metrics",
 }
 
 func unknownKeyMsg(k toml.Key) string {

@@ -382,7 +382,7 @@ func (w *Worker) laterFragment(in int, b []byte, meta *afpacket.RxMeta, p *frame
 			frame.RewriteDst(b, p, r.addr, 0)
 		case MethodTun:
 			// In the tunnel its first fragment took, with the same entropy.
-			if !w.tunnel(in, r, svc, b, meta, p, uint64(e.flow)) {
+			if !w.tunnel(in, r, svc, b, meta, p, uint64(e.flow), w.pathMTU(r)) {
 				return false
 			}
 			w.c[cForwarded]++

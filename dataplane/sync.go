@@ -7,46 +7,13 @@ import (
 	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/dataplane/bpfgen"
 	"github.com/govs/govs/flow"
-	"github.com/govs/govs/internal/cacheline"
 )
 
-// syncRingSize is the capacity of a worker's export ring and of its inbox (a power of two).
-const syncRingSize = 1 << 12
+// syncRingSize is the capacity of a worker's export ring and of its inbox.
+const syncRingSize = ringSize
 
-// syncRing is a single-producer, single-consumer ring of conntrack.SyncEntry: the producer writes an entry
-// and then publishes head; the consumer reads entries below head and then publishes tail. A full
-// ring refuses the entry (the producer counts the drop) instead of waiting.
-type syncRing struct {
-	head    atomic.Uint64 // written by the producer only
-	_       [cacheline.Size - 8]byte
-	tail    atomic.Uint64 // written by the consumer only
-	_       [cacheline.Size - 8]byte
-	dropped atomic.Uint64 // entries the producer could not queue
-	buf     [syncRingSize]conntrack.SyncEntry
-}
-
-// push queues e; false when the ring is full (the drop is counted).
-func (r *syncRing) push(e *conntrack.SyncEntry) bool {
-	h := r.head.Load()
-	if h-r.tail.Load() >= syncRingSize {
-		r.dropped.Add(1)
-		return false
-	}
-	r.buf[h&(syncRingSize-1)] = *e
-	r.head.Store(h + 1)
-	return true
-}
-
-// pop moves up to len(out) entries into out and returns how many.
-func (r *syncRing) pop(out []conntrack.SyncEntry) int {
-	t, h := r.tail.Load(), r.head.Load()
-	n := int(min(h-t, uint64(len(out))))
-	for i := range n {
-		out[i] = r.buf[(t+uint64(i))&(syncRingSize-1)]
-	}
-	r.tail.Store(t + uint64(n))
-	return n
-}
+// syncRing carries conntrack.SyncEntry records between a worker and the sync goroutine.
+type syncRing = spscRing[conntrack.SyncEntry]
 
 // workerSync is a worker's side of connection sync: the ring it exports its table's changes to
 // and the inbox of synced entries it installs.
@@ -109,7 +76,7 @@ func (s *workerSync) sleepTimeout(timeout int) int {
 func (s *workerSync) woke() { s.sleeping.Store(false) }
 
 // inboxPending reports whether synced entries wait in the inbox.
-func (s *workerSync) inboxPending() bool { return s.in.head.Load() != s.in.tail.Load() }
+func (s *workerSync) inboxPending() bool { return s.in.pending() != 0 }
 
 // snapshotting reports whether a snapshot is asked for that the worker has not finished walking.
 func (s *workerSync) snapshotting() bool { return s.snapReq.Load() > s.snapDone.Load() }
@@ -143,7 +110,7 @@ func (w *Worker) exportConn(op conntrack.SyncOp, c *conntrack.Conn) {
 	if la, lport, ok := w.ct.Local(c); ok && op == conntrack.SyncSet {
 		// Its local endpoint first, in an entry of its own (see conntrack.SyncLocal); both or
 		// neither, so that a peer never installs one without the other.
-		if s.out.free() < 2 {
+		if s.out.pending() > syncRingSize-2 {
 			s.out.dropped.Add(1)
 			return
 		}
@@ -201,7 +168,7 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 	}
 	if e.Op == conntrack.SyncRemove {
 		if c != nil && c.Flags&conntrack.FlagSynced != 0 {
-			w.removeConn(id, c)
+			w.removeConn(id, c, EndSynced)
 		}
 		return c != nil
 	}
@@ -290,7 +257,7 @@ func (w *Worker) installTemplate(e *conntrack.SyncEntry) bool {
 			return false
 		}
 		if c := w.ct.Get(tid); c.IsTemplate() && c.Flags&conntrack.FlagSynced != 0 {
-			w.removeConn(tid, c)
+			w.removeConn(tid, c, EndSynced)
 		}
 		return true
 	}
@@ -338,7 +305,7 @@ func (e *Engine) SyncStats() (s conntrack.SyncStats) {
 			s.InboxDropped += ws.in.dropped.Load()
 			s.Installed += ws.installed.Load()
 			s.Refused += ws.refused.Load()
-			s.Pending += ws.in.head.Load() - ws.in.tail.Load()
+			s.Pending += ws.in.pending()
 		}
 	}
 	return s
@@ -423,7 +390,7 @@ func (w *Worker) walkSnapshot() {
 			return
 		}
 		if c := w.ct.Get(s.snapCursor); c != nil && c.IsTemplate() != s.snapConns {
-			if s.out.free() < 2 || (s.snapEvery > 0 && s.snapTokens <= 0) {
+			if s.out.pending() > syncRingSize-2 || (s.snapEvery > 0 && s.snapTokens <= 0) {
 				break
 			}
 			w.exportConn(conntrack.SyncSet, c)
@@ -434,9 +401,6 @@ func (w *Worker) walkSnapshot() {
 	}
 	s.snapSent.Store(sent)
 }
-
-// free returns how many entries the producer can push now.
-func (r *syncRing) free() int { return syncRingSize - int(r.head.Load()-r.tail.Load()) }
 
 // SyncSnapshot asks every worker to export its whole table (see walkSnapshot) and returns the
 // snapshot's number for SyncSnapshotDone.

@@ -76,8 +76,9 @@ type Tables struct {
 	Draining bool
 
 	byVIP   map[serviceKey]uint16
-	byReal  map[serviceKey]uint16 // a NAT real server's endpoint -> a service it serves (realOwner)
-	byLocal map[[16]byte]bool     // the FullNAT services' local addresses
+	byReal  map[serviceKey]uint16    // a NAT real server's endpoint -> a service it serves (realOwner)
+	paths   map[[16]byte]*tunnelPath // a tun real server's address -> its path (pathmtu.go)
+	byLocal map[[16]byte]bool        // the FullNAT services' local addresses
 }
 
 // Service is one virtual server.
@@ -157,13 +158,17 @@ type Real struct {
 	// TunnelSrc is the outer source address of frames tunnelled to the real server (MethodTun): this
 	// host's address on the interface that reaches it. Set with Resolved.
 	TunnelSrc netip.Addr
-	// MTU is the path MTU towards the real server (MethodTun; 0: unknown, not checked): a packet
-	// that does not fit it encapsulated and may not be fragmented gets the client an ICMP
-	// fragmentation needed / packet too big.
+	// MTU is the path MTU towards the real server (MethodTun; 0: unknown, not checked) as the
+	// route says: a packet that does not fit it encapsulated and may not be fragmented gets the
+	// client an ICMP fragmentation needed / packet too big. A lower path MTU learned from the
+	// network (pathmtu.go) takes its place while it lasts.
 	MTU int
 
 	addr [16]byte
 	src  [16]byte // TunnelSrc, as the worker writes it
+	// pmtu is the path MTU learned for the real server's address (MethodTun, resolved; else nil),
+	// shared by every Real with that address and kept across publications (pathmtu.go).
+	pmtu *pathMTU
 	// Set by Finish, so that a packet tests one field where it would test several:
 	avail  bool // takes new connections: resolved, and neither removed, down, on standby nor disabled
 	gone   bool // removed or down: the express lane leaves its frames to forward
@@ -182,12 +187,14 @@ type serviceKey struct {
 func (t *Tables) Finish() {
 	t.byVIP = make(map[serviceKey]uint16, len(t.Services))
 	t.byReal = make(map[serviceKey]uint16, len(t.Reals))
+	t.paths = nil
 	t.byLocal = map[[16]byte]bool{}
 	for _, r := range t.Reals {
 		if r == nil {
 			continue
 		}
 		r.addr = r.Addr.Addr().As16()
+		r.pmtu = nil
 		if r.TunnelSrc.IsValid() {
 			r.src = r.TunnelSrc.As16()
 		}
@@ -203,6 +210,9 @@ func (t *Tables) Finish() {
 		}
 		if s != nil && s.Method == MethodNAT {
 			t.byReal[serviceKey{r.addr, r.Addr.Port(), s.Proto}] = s.ID
+		}
+		if s != nil && s.Method == MethodTun && r.TunnelSrc.IsValid() {
+			t.addPath(r, s)
 		}
 	}
 	for _, s := range t.Services {

@@ -388,41 +388,47 @@ func (t *Topology) build(id string) error {
 				return err
 			}
 		}
-		// fullnat: a gateway nobody has. nat with several balancers: the gateway moves with the
-		// active balancer, so no permanent entry; the servers resolve it.
-		if gw4, gw6 := noGW4, noGW6; t.Options.Method == "fullnat" || (t.Options.Method == "nat" && len(t.Balancers) > 1) {
-			if t.Options.Method == "nat" {
-				gw4, gw6 = floatGW4, floatGW6
+		if t.Options.Method == "nat" && len(t.Balancers) > 1 {
+			// The gateway moves with the active balancer: no permanent entry, the servers resolve it.
+			if err := ipCmd("-n", ns.Name, "route", "add", "default", "via", floatGW4.String()); err != nil {
+				return err
+			}
+			if v6 {
+				if err := ipCmd("-n", ns.Name, "-6", "route", "add", "default", "via", floatGW6.String()); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if t.Options.Method == "nat" || t.Options.Method == "fullnat" {
+			// Permanent neighbour entries for l1's address: otherwise the servers' NS for it makes the
+			// balancer's kernel send NAs (Icmp6.OutMsgs), which would blur the e2e check that the
+			// balancer's own stack emits nothing while govs works. Under nat l1 is their gateway;
+			// under fullnat they learn it from the balancer kernel's NS when govs resolves them and
+			// probe it later. A fullnat server's gateway is one nobody has.
+			gw4, gw6 := l1Addr4, l1Addr6
+			if t.Options.Method == "fullnat" {
+				gw4, gw6 = noGW4, noGW6
+			}
+			if len(t.Balancers) == 1 {
+				l1mac, err := t.Balancer.HardwareAddr("l1")
+				if err != nil {
+					return err
+				}
+				if err := ipCmd("-n", ns.Name, "neigh", "replace", l1Addr4.String(), "lladdr", l1mac.String(), "dev", ServerIface, "nud", "permanent"); err != nil {
+					return err
+				}
+				if v6 {
+					if err := ipCmd("-n", ns.Name, "neigh", "replace", l1Addr6.String(), "lladdr", l1mac.String(), "dev", ServerIface, "nud", "permanent"); err != nil {
+						return err
+					}
+				}
 			}
 			if err := ipCmd("-n", ns.Name, "route", "add", "default", "via", gw4.String()); err != nil {
 				return err
 			}
 			if v6 {
 				if err := ipCmd("-n", ns.Name, "-6", "route", "add", "default", "via", gw6.String()); err != nil {
-					return err
-				}
-			}
-			continue
-		}
-		if t.Options.Method == "nat" {
-			// Permanent neighbour entries for the gateway: otherwise the servers' NS for l1's address
-			// makes the balancer's kernel send NAs (Icmp6.OutMsgs), which would blur the e2e check that
-			// the balancer's own stack emits nothing while govs works.
-			l1mac, err := t.Balancer.HardwareAddr("l1")
-			if err != nil {
-				return err
-			}
-			if err := ipCmd("-n", ns.Name, "neigh", "replace", l1Addr4.String(), "lladdr", l1mac.String(), "dev", ServerIface, "nud", "permanent"); err != nil {
-				return err
-			}
-			if err := ipCmd("-n", ns.Name, "route", "add", "default", "via", l1Addr4.String()); err != nil {
-				return err
-			}
-			if v6 {
-				if err := ipCmd("-n", ns.Name, "neigh", "replace", l1Addr6.String(), "lladdr", l1mac.String(), "dev", ServerIface, "nud", "permanent"); err != nil {
-					return err
-				}
-				if err := ipCmd("-n", ns.Name, "-6", "route", "add", "default", "via", l1Addr6.String()); err != nil {
 					return err
 				}
 			}

@@ -70,6 +70,10 @@ func testFragments(t *testing.T, fam, method, rxMode string) {
 	}
 	g := startGovs(t, topo, cfg)
 	addr := netip.AddrPortFrom(vip, lab.UDPEchoPort).String()
+	kernelBefore, err := topo.Balancer.SNMP()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	var retries, failed atomic.Int64
 	perServer := map[string]int{}
@@ -130,7 +134,7 @@ func testFragments(t *testing.T, fam, method, rxMode string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range []string{"Udp.RcvbufErrors", "Udp6.Udp6RcvbufErrors", "Ip.ReasmFails", "Ip6.Ip6ReasmFails"} {
+		for _, k := range []string{"Udp.RcvbufErrors", "Udp6.RcvbufErrors", "Ip.ReasmFails", "Ip6.ReasmFails"} {
 			outside += m[k]
 		}
 	}
@@ -160,5 +164,17 @@ func testFragments(t *testing.T, fam, method, rxMode string) {
 	}
 	if retries.Load() > outside {
 		t.Errorf("%d datagrams sent again, %d lost outside govs (socket buffers, reassembly)", retries.Load(), outside)
+	}
+	// The kernel guard keeps every fragment govs forwards out of the balancer's IP stack, the NAT
+	// answers' later fragments (no ports) included: with forwarding off it could only fail to route
+	// them.
+	kernelAfter, err := topo.Balancer.SNMP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"Ip.InAddrErrors", "Ip6.InAddrErrors", "Ip6.InNoRoutes", "Ip.ReasmReqds", "Ip6.ReasmReqds"} {
+		if d := kernelAfter[k] - kernelBefore[k]; d > 50 {
+			t.Errorf("balancer kernel %s grew by %d: it processed fragments govs forwards", k, d)
+		}
 	}
 }
