@@ -110,7 +110,7 @@ func (w *Worker) exportConn(op conntrack.SyncOp, c *conntrack.Conn) {
 	if la, lport, ok := w.ct.Local(c); ok && op == conntrack.SyncSet {
 		// Its local endpoint first, in an entry of its own (see conntrack.SyncLocal); both or
 		// neither, so that a peer never installs one without the other.
-		if s.out.pending() > syncRingSize-2 {
+		if s.out.free() < 2 {
 			s.out.dropped.Add(1)
 			return
 		}
@@ -390,7 +390,7 @@ func (w *Worker) walkSnapshot() {
 			return
 		}
 		if c := w.ct.Get(s.snapCursor); c != nil && c.IsTemplate() != s.snapConns {
-			if s.out.pending() > syncRingSize-2 || (s.snapEvery > 0 && s.snapTokens <= 0) {
+			if s.out.free() < 2 || (s.snapEvery > 0 && s.snapTokens <= 0) {
 				break
 			}
 			w.exportConn(conntrack.SyncSet, c)
