@@ -448,15 +448,22 @@ func (t *Table) HintedConn(k *flow.Tuple, hint uint32) (*Conn, Dir) {
 	if r := hint - 1; hint != 0 && r>>1 < uint32(len(t.conns)) {
 		// Tuples in the table are unique, so a live entry holding k in direction d is k's entry,
 		// provided that direction is indexed (a dead template's is not, nor a DR entry's reply).
+		// Each direction compares its own tuple: the original one, the reply one (a FullNAT
+		// entry's to its local endpoint).
 		c, d := &t.conns[r>>1], Dir(r&1)
-		if c.ctl&(ctlLive|ctlDead) == ctlLive && (d == DirOriginal || c.ctl&ctlReply != 0) {
-			if c.ctl&ctlFullNAT != 0 && d == DirReply {
-				if t.matchesLocal(c, k) {
-					return c, d
-				}
-			} else if t.matches(c, d, k) {
+		switch ctl := c.ctl; {
+		case ctl&(ctlLive|ctlDead) != ctlLive:
+		case d == DirOriginal:
+			if t.matches(c, DirOriginal, k) {
 				return c, d
 			}
+		case ctl&ctlReply == 0:
+		case ctl&ctlFullNAT != 0:
+			if t.matchesLocal(c, k) {
+				return c, d
+			}
+		case t.matches(c, DirReply, k):
+			return c, d
 		}
 	}
 	return nil, DirOriginal
