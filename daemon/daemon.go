@@ -543,14 +543,17 @@ func (d *Daemon) trackLocked(t *dataplane.Tables) {
 	d.resolver.SetTargets(addrs)
 }
 
-// setVIPs hands every announcer the VIPs of the current configuration.
+// setVIPs hands every announcer the VIPs of the current configuration, and the FullNAT local
+// addresses, which the real servers' replies are sent to: govs answers for them as for VIPs.
 func (d *Daemon) setVIPs(cfg *config.Config) {
 	var vips []netip.Addr
 	seen := map[netip.Addr]bool{}
 	for _, vs := range cfg.VirtualServers {
-		if a := vs.Address.Addr(); !seen[a] {
-			seen[a] = true
-			vips = append(vips, a)
+		for _, a := range append([]netip.Addr{vs.Address.Addr()}, vs.LocalAddresses...) {
+			if !seen[a] {
+				seen[a] = true
+				vips = append(vips, a)
+			}
 		}
 	}
 	d.holdAddrs(cfg, vips)

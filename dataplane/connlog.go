@@ -186,7 +186,7 @@ func (w *Worker) connEvent(c *conntrack.Conn) *ConnEvent {
 	ev.Client, ev.CPort = c.Client()
 	ev.VIP, ev.VPort = c.VIP()
 	ev.Real, ev.RPort = w.ct.Real(c)
-	ev.Local, ev.LPort = [16]byte{}, 0
+	ev.Local, ev.LPort, _ = w.ct.Local(c) // zero but for FullNAT
 	return ev
 }
 

@@ -63,6 +63,9 @@ const (
 	DropFragmentTableFull
 	// DropFragmentHandoffFull: the ring that hands fragments to their flow's worker was full.
 	DropFragmentHandoffFull
+	// DropFullNATNoPort: a new FullNAT connection found no free local port towards its real server
+	// (every local address and port of the worker's share tried is taken; see fullnat.go).
+	DropFullNATNoPort
 	numDrops
 )
 
@@ -89,6 +92,7 @@ var dropNames = [numDrops]string{
 
 	DropFragmentTableFull:   "fragment_table_full",
 	DropFragmentHandoffFull: "fragment_handoff_full",
+	DropFullNATNoPort:       "fullnat_no_port",
 }
 
 func (d Drop) String() string {

@@ -88,7 +88,8 @@ func (e *Engine) Publish(t *Tables) error {
 
 // filterSpec lists what the sockets must let through for t: every service's VIP endpoint, the
 // replies of its NAT real servers, those a reload removed included while their connections drain,
-// and ICMP to the outer sources of its tunnels (path MTU signals, pathmtu.go).
+// ICMP to the outer sources of its tunnels (path MTU signals, pathmtu.go), and what comes to a
+// FullNAT service's local addresses.
 func filterSpec(t *Tables) bpfgen.FilterSpec {
 	var spec bpfgen.FilterSpec
 	seen := map[[16]byte]bool{}
@@ -102,6 +103,9 @@ func filterSpec(t *Tables) bpfgen.FilterSpec {
 	for _, s := range t.Services {
 		if s != nil {
 			spec.VIPs = append(spec.VIPs, bpfgen.Endpoint{Addr: s.VIP.Addr(), Proto: s.Proto, Port: s.VIP.Port()})
+			for _, l := range s.Locals { // FullNAT replies and ICMP errors about its connections
+				spec.VIPs = append(spec.VIPs, bpfgen.Endpoint{Addr: l, Proto: s.Proto})
+			}
 		}
 	}
 	for _, r := range t.Reals {

@@ -82,7 +82,8 @@ func (e *Engine) startGuard(t *Tables) {
 	e.os.guardSpec = spec
 }
 
-// guardSpecFor lists what the kernel guard drops for t: frames to the VIPs, and NAT replies from
+// guardSpecFor lists what the kernel guard drops for t: frames to the VIPs and to FullNAT local
+// addresses (whose replies govs forwards: the kernel must not answer them with a RST), and NAT replies from
 // the real servers (those draining after a reload included) unless addressed to one of this
 // host's own addresses.
 func guardSpecFor(t *Tables, locals []netip.Addr) *guardSpec {
@@ -92,9 +93,11 @@ func guardSpecFor(t *Tables, locals []netip.Addr) *guardSpec {
 		if s == nil {
 			continue
 		}
-		if a := s.VIP.Addr(); !seen[a] {
-			seen[a] = true
-			spec.vips = append(spec.vips, a)
+		for _, a := range append([]netip.Addr{s.VIP.Addr()}, s.Locals...) {
+			if !seen[a] {
+				seen[a] = true
+				spec.vips = append(spec.vips, a)
+			}
 		}
 	}
 	for _, r := range t.Reals {

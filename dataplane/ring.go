@@ -46,8 +46,8 @@ func (r *spscRing[T]) pop(out []T) int {
 	return n
 }
 
-// full reports whether a push would be refused (producer side).
-func (r *spscRing[T]) full() bool { return r.head.Load()-r.tail.Load() >= ringSize }
+// free returns how many records a push would take now (producer side).
+func (r *spscRing[T]) free() int { return ringSize - int(r.head.Load()-r.tail.Load()) }
 
 // pending reports how many records wait in the ring.
 func (r *spscRing[T]) pending() uint64 { return r.head.Load() - r.tail.Load() }

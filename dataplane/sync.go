@@ -20,7 +20,11 @@ type syncRing = spscRing[conntrack.SyncEntry]
 type workerSync struct {
 	out, in syncRing
 	entry   conntrack.SyncEntry // export's scratch: built here, copied into the ring
-	drain   [64]conntrack.SyncEntry
+	// local is the last SyncLocal entry installSynced saw, for the SyncSet right after it
+	// (hasLocal: not used yet).
+	local    conntrack.SyncEntry
+	hasLocal bool
+	drain    [64]conntrack.SyncEntry
 	// Counters, written by the worker only.
 	installed, refused atomic.Uint64
 
@@ -103,6 +107,17 @@ func (w *Worker) exportConn(op conntrack.SyncOp, c *conntrack.Conn) {
 		e.InPort, e.ClientMAC = c.InPort, c.ClientMAC()
 	}
 	e.Op, e.State = op, c.State()
+	if la, lport, ok := w.ct.Local(c); ok && op == conntrack.SyncSet {
+		// Its local endpoint first, in an entry of its own (see conntrack.SyncLocal); both or
+		// neither, so that a peer never installs one without the other.
+		if s.out.free() < 2 {
+			s.out.dropped.Add(1)
+			return
+		}
+		e.Op, e.Real, e.RPort = conntrack.SyncLocal, la, lport
+		s.out.push(e)
+		e.Op = op
+	}
 	e.Real, e.RPort = w.ct.Real(c)
 	s.out.push(e)
 }
@@ -123,6 +138,10 @@ func (w *Worker) drainSync() {
 			return
 		}
 		for i := range s.drain[:n] {
+			if e := &s.drain[i]; e.Op == conntrack.SyncLocal {
+				s.local, s.hasLocal = *e, true // part of the SyncSet that follows, counted with it
+				continue
+			}
 			if w.installSynced(&s.drain[i]) {
 				s.installed.Add(1)
 			} else {
@@ -139,6 +158,8 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 	if e.State == conntrack.StateTemplate {
 		return w.installTemplate(e)
 	}
+	local, hasLocal := &w.sync.local, w.sync.hasLocal
+	w.sync.hasLocal = false
 	orig := conntrackTuple(e)
 	id, dir, found := w.ct.Lookup(&orig)
 	var c *conntrack.Conn
@@ -175,6 +196,16 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 	}
 	if int(e.InPort) >= len(w.ports) {
 		nc.InPort = 0
+	}
+	if svc.Method == MethodFullNAT {
+		// Its local endpoint came just before it. Replies to the local port reach the worker of
+		// the port's class (bpfgen.LocalMember), which must be this one, the client's: it is
+		// when both nodes run as many workers.
+		if !hasLocal || conntrackTuple(local) != orig ||
+			(w.fn.members > 1 && uint32(local.RPort)%w.fn.members != uint32(w.id)) {
+			return false
+		}
+		nc.Reply, nc.FullNAT, nc.Local, nc.LocalPort = true, true, local.Real, local.RPort
 	}
 	if svc.Persistence > 0 {
 		// Attached to its template, as on the active node, the template lives as long as the
@@ -359,7 +390,7 @@ func (w *Worker) walkSnapshot() {
 			return
 		}
 		if c := w.ct.Get(s.snapCursor); c != nil && c.IsTemplate() != s.snapConns {
-			if s.out.full() || (s.snapEvery > 0 && s.snapTokens <= 0) {
+			if s.out.free() < 2 || (s.snapEvery > 0 && s.snapTokens <= 0) {
 				break
 			}
 			w.exportConn(conntrack.SyncSet, c)

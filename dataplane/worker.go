@@ -116,6 +116,8 @@ type Worker struct {
 
 	fr fragState // fragments (frags.go)
 
+	fn fullnatState // FullNAT local port allocation (fullnat.go)
+
 	// The allocator may put two workers side by side: this line keeps the fields one writes per
 	// packet (its counters here at the end, the clock and queue state at the start) off the other's
 	// cache lines.
@@ -390,6 +392,8 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		switch svc.Method {
 		case MethodNAT:
 			rewriteDst(b, p, partial, r.addr, realPort(r, p.DstPort))
+		case MethodFullNAT:
+			w.fullnatOut(b, p, partial, c, r)
 		case MethodTun:
 			return w.forwardTunnel(in, r, svc, b, meta, p, partial, h)
 		}
@@ -399,8 +403,12 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		w.c[cForwarded]++
 		return true
 	}
-	// A reply from the real server (NAT): back to the client as if from the VIP.
-	rewriteSrc(b, p, partial, svc.addr, virtualPort(svc, p.SrcPort))
+	// A reply from the real server (NAT, FullNAT): back to the client as if from the VIP.
+	if c.IsFullNAT() {
+		fullnatBack(b, p, partial, c)
+	} else {
+		rewriteSrc(b, p, partial, svc.addr, virtualPort(svc, p.SrcPort))
+	}
 	if !w.transmit(int(c.InPort), b, meta, c.ClientMAC()) {
 		return false
 	}
@@ -435,17 +443,22 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	var client [6]byte
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved || (svc.Method != MethodNAT && svc.Method != MethodDR) {
-			if mtu := w.pathMTU(r); r.Resolved && tunnelExpress(svc, mtu, p, meta) {
-				return w.expressTunnel(c, r, svc, b, meta, p, mtu), true
+			if !r.Resolved || svc.Method != MethodFullNAT || !w.fullnatOutFast(b, p, c, r) {
+				if mtu := w.pathMTU(r); r.Resolved && tunnelExpress(svc, mtu, p, meta) {
+					return w.expressTunnel(c, r, svc, b, meta, p, mtu), true
+				}
+				return false, false
 			}
-			return false, false
-		}
-		if svc.Method == MethodNAT && !frame.RewriteFast(b, p, true, &r.addr, realPort(r, p.DstPort)) {
+		} else if svc.Method == MethodNAT && !frame.RewriteFast(b, p, true, &r.addr, realPort(r, p.DstPort)) {
 			return false, false
 		}
 		out, mac, counter = r.Port, &r.MAC, cForwarded
 	} else {
-		if !frame.RewriteFast(b, p, false, &svc.addr, virtualPort(svc, p.SrcPort)) {
+		if svc.Method == MethodFullNAT {
+			if !fullnatBackFast(b, p, c) {
+				return false, false
+			}
+		} else if !frame.RewriteFast(b, p, false, &svc.addr, virtualPort(svc, p.SrcPort)) {
 			return false, false
 		}
 		client = c.ClientMAC()
@@ -576,6 +589,10 @@ func unadjustPartialPort(b []byte, p *frame.Parsed, partial int, old, new uint16
 func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 	svc := w.tables.service(p.Dst, p.DstPort, p.Proto)
 	if svc == nil {
+		if w.tables.isLocal(p.Dst) {
+			w.drop(DropNoConnection) // to a FullNAT local address: a connection that ended
+			return 0, false
+		}
 		if w.hosts.has(p.Dst) {
 			// The balancer's own traffic, e.g. a real server's answer to a connection this host
 			// opened: the kernel has its own copy of the frame. Not a drop.
@@ -639,6 +656,9 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 		r = w.tables.Reals[svc.RealIDs[i]]
 	}
 	nc.RS, nc.Real, nc.RealPort = r.ID, r.addr, realPort(r, p.DstPort)
+	if svc.Method == MethodFullNAT && !w.allocLocal(svc, r, nc.RealPort, p.Proto, &nc) {
+		return 0, false
+	}
 	if svc.Persistence > 0 && nc.Template == 0 {
 		tid, err := w.ct.InsertTemplate(&w.tkey, &nc, svc.Persistence, w.now, w.expireFn)
 		if err != nil {
@@ -715,6 +735,8 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 		case MethodNAT:
 			frame.RewriteDst(b, p, r.addr, 0)
 			frame.RewriteInnerSrc(b, p, q, r.addr, realPort(r, q.SrcPort))
+		case MethodFullNAT:
+			w.fullnatICMPError(b, p, q, c, dir, r)
 		case MethodTun:
 			// Encapsulated as the connection's own packets are, with their entropy, so that it
 			// reaches the real server the same way.
@@ -731,10 +753,14 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 		return true
 	}
 	// About a packet we sent to the real server: the client must see it as about the VIP.
-	if p.Src == r.addr {
-		frame.RewriteSrc(b, p, svc.addr, 0)
+	if c.IsFullNAT() {
+		w.fullnatICMPError(b, p, q, c, dir, r)
+	} else {
+		if p.Src == r.addr {
+			frame.RewriteSrc(b, p, svc.addr, 0)
+		}
+		frame.RewriteInnerDst(b, p, q, svc.addr, virtualPort(svc, q.DstPort))
 	}
-	frame.RewriteInnerDst(b, p, q, svc.addr, virtualPort(svc, q.DstPort))
 	if !w.transmit(int(c.InPort), b, meta, c.ClientMAC()) {
 		return false
 	}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,13 +20,13 @@ import (
 	"github.com/govs/govs/lab/labtest"
 )
 
-// TestConnectionLog: real TCP connections and UDP flows through a VIP (NAT and DR) each leave
-// exactly one created and one expired line in [log] connections, with their client, VIP and
-// real server, and bytes; a reload to another file moves the log there, a SIGHUP after the
+// TestConnectionLog: real TCP connections and UDP flows through a VIP (NAT, DR and FullNAT) each
+// leave exactly one created and one expired line in [log] connections, with their client, VIP and
+// real server (under FullNAT also the local address and port the real server saw), and bytes; a reload to another file moves the log there, a SIGHUP after the
 // file was moved away (logrotate) reopens it, a reload to a file that cannot be opened is
 // rejected, and so is a start with one.
 func TestConnectionLog(t *testing.T) {
-	for _, method := range []string{"nat", "dr"} {
+	for _, method := range []string{"nat", "dr", "fullnat"} {
 		t.Run(method, func(t *testing.T) { testConnectionLog(t, method) })
 	}
 }
@@ -63,8 +64,9 @@ type expectedConn struct {
 }
 
 // checkConnLog waits until path holds an expired line for every connection of want and then
-// checks that it holds exactly one created and one expired line for each, and nothing else.
-func checkConnLog(t *testing.T, path, method string, want []expectedConn) {
+// checks that it holds exactly one created and one expired line for each, and nothing else; under
+// FullNAT each line names a local endpoint on one of locals (and no line does otherwise).
+func checkConnLog(t *testing.T, path, method string, locals []netip.Addr, want []expectedConn) {
 	t.Helper()
 	var lines []connLine
 	for deadline := time.Now().Add(30 * time.Second); ; {
@@ -96,6 +98,9 @@ func checkConnLog(t *testing.T, path, method string, want []expectedConn) {
 			if _, err := time.Parse(time.RFC3339, l["time"]); err != nil {
 				t.Errorf("%s %s: time %q: %v", w.proto, w.client, l["time"], err)
 			}
+			if a, err := netip.ParseAddrPort(l["local"]); (method == "fullnat") != (err == nil && slices.Contains(locals, a.Addr())) {
+				t.Errorf("%s %s: local %q, want one on %v under fullnat only", w.proto, w.client, l["local"], locals)
+			}
 		}
 		ex := ls[1]
 		num := func(k string) uint64 {
@@ -108,8 +113,8 @@ func checkConnLog(t *testing.T, path, method string, want []expectedConn) {
 		if num("packets_in") == 0 || num("bytes_in") == 0 {
 			t.Errorf("%s %s: expired %v: nothing counted from the client", w.proto, w.client, ex)
 		}
-		if out := num("bytes_out"); (method == "nat") != (out > 0) {
-			t.Errorf("%s %s: expired %v: bytes_out %d (replies pass govs under nat only)", w.proto, w.client, ex, out)
+		if out := num("bytes_out"); (method == "nat" || method == "fullnat") != (out > 0) {
+			t.Errorf("%s %s: expired %v: bytes_out %d (replies pass govs under nat and fullnat only)", w.proto, w.client, ex, out)
 		}
 		if d, err := strconv.ParseFloat(ex["duration"], 64); err != nil || d < 0 || d > 30 {
 			t.Errorf("%s %s: duration %q", w.proto, w.client, ex["duration"])
@@ -141,9 +146,13 @@ func testConnectionLog(t *testing.T, method string) {
 			"tcp_last_ack = \"1s\"\ntcp_syn_recv = \"2s\"\nudp = \"2s\"\n\n[log]\nconnections = " + strconv.Quote(path) + "\n"
 	}
 	// No shutdown drain: a connection still open when govs stops is one (see the end).
+	extra := ""
+	if method == "fullnat" {
+		extra = s.fullnatLocals()
+	}
 	cfg := govsConfig{Top: "shutdown_drain = \"0s\"\n", Interfaces: topo.BalancerIfaces, Workers: 2, Tail: tail(first), VS: []vsConfig{
-		{web, "tcp", "rr", method, rs(lab.HTTPPort), []int{1, 1}, "", nil},
-		{udp, "udp", "rr", method, rs(lab.UDPEchoPort), []int{1, 1}, "", nil},
+		{web, "tcp", "rr", method, rs(lab.HTTPPort), []int{1, 1}, extra, nil},
+		{udp, "udp", "rr", method, rs(lab.UDPEchoPort), []int{1, 1}, extra, nil},
 	}}
 	g := startGovs(t, topo, cfg)
 	g.waitResolved(5 * time.Second)
@@ -209,7 +218,7 @@ func testConnectionLog(t *testing.T, method string) {
 
 	want := append(tcpConns(10), udpFlows(4)...)
 	waitEmpty()
-	checkConnLog(t, first, method, want)
+	checkConnLog(t, first, method, topo.LocalAddrs4, want)
 	st := g.mustStats()
 	if st.Counters["connlog_lines"] != int64(2*len(want)) || st.Counters["connlog_dropped"] != 0 || st.Counters["connlog_rate_limited"] != 0 {
 		t.Errorf("counters %v: want connlog_lines %d, nothing dropped or rate-limited", st.Counters, 2*len(want))
@@ -224,7 +233,7 @@ func testConnectionLog(t *testing.T, method string) {
 	g.reload(cfg)
 	want = tcpConns(3)
 	waitEmpty()
-	checkConnLog(t, second, method, want)
+	checkConnLog(t, second, method, topo.LocalAddrs4, want)
 	if n := len(readConnLog(t, first)); n != before {
 		t.Errorf("%s: %d lines after the reload to %s, want %d as before", first, n, second, before)
 	}
@@ -237,7 +246,7 @@ func testConnectionLog(t *testing.T, method string) {
 	g.reload(cfg)
 	rotatedWant := tcpConns(2)
 	waitEmpty()
-	checkConnLog(t, second, method, rotatedWant)
+	checkConnLog(t, second, method, topo.LocalAddrs4, rotatedWant)
 	if n := len(readConnLog(t, rotated)); n != 6 {
 		t.Errorf("%s: %d lines, want the 6 written before it was rotated", rotated, n)
 	}
@@ -264,7 +273,7 @@ func testConnectionLog(t *testing.T, method string) {
 	}
 	want = append(rotatedWant, tcpConns(1)...)
 	waitEmpty()
-	checkConnLog(t, second, method, want) // the running file keeps logging
+	checkConnLog(t, second, method, topo.LocalAddrs4, want) // the running file keeps logging
 
 	// A connection still open when govs stops: its expired line says shutdown.
 	held, err := topo.Client.Dial(context.Background(), "tcp", web.String())

@@ -33,7 +33,7 @@ var fragSizes = []int{3000, 9000}
 // members are numbered after the latency ring's.
 func TestFragments(t *testing.T) {
 	labtest.RequireRoot(t)
-	for _, method := range []string{"nat", "dr"} {
+	for _, method := range []string{"nat", "dr", "fullnat"} {
 		for _, fam := range []string{"ipv4", "ipv6"} {
 			t.Run(fam+"/"+method, func(t *testing.T) { testFragments(t, fam, method, "") })
 		}
@@ -56,10 +56,14 @@ func testFragments(t *testing.T, fam, method, rxMode string) {
 	for i, a := range reals {
 		rs[i] = netip.AddrPortFrom(a, lab.UDPEchoPort)
 	}
+	extra := ""
+	if method == "fullnat" {
+		extra = (&setup{topo: topo, vip: vip}).fullnatLocals()
+	}
 	cfg := govsConfig{
 		Interfaces: topo.BalancerIfaces,
 		Workers:    2,
-		VS:         []vsConfig{{netip.AddrPortFrom(vip, lab.UDPEchoPort), "udp", "rr", method, rs, []int{1, 1, 1}, "", nil}},
+		VS:         []vsConfig{{netip.AddrPortFrom(vip, lab.UDPEchoPort), "udp", "rr", method, rs, []int{1, 1, 1}, extra, nil}},
 	}
 	if rxMode != "" {
 		cfg.Dataplane = fmt.Sprintf("rx_mode = %q\n", rxMode)
@@ -143,10 +147,10 @@ func testFragments(t *testing.T, fam, method, rxMode string) {
 		t.Errorf("answers came from %d real servers, want all %d", len(perServer), len(reals))
 	}
 	// With one client address every datagram's fragments reach one worker; the flows, hashed by
-	// port too, are spread over both, so about half the datagrams are handed over. Under NAT the
-	// answers' fragments come through govs too.
+	// port too, are spread over both, so about half the datagrams are handed over. Under NAT and
+	// FullNAT the answers' fragments come through govs too.
 	firsts := int64(fragFlows)
-	if method == "nat" {
+	if method == "nat" || method == "fullnat" {
 		firsts *= 2
 	}
 	if st.Counters["fragments_first"] < firsts || st.Counters["fragments_later"] < firsts || st.Counters["fragments_handed_off"] == 0 {
