@@ -184,24 +184,10 @@ func startGovs(ctx context.Context, topo *lab.Topology, o options, dir string) (
 	// taskset execs ip, which execs govs: one process, pinned to the balancer CPU.
 	g.cmd = exec.Command("taskset", "-c", strconv.Itoa(o.balancerCPU), "ip", "netns", "exec", topo.Balancer.Name, bin, "run", "-config", cfgPath)
 	g.cmd.Stdout, g.cmd.Stderr = logFile, logFile
-	// If benchlab dies, govs goes too. Pdeathsig fires when the *thread* that forked exits, so
-	// the goroutine below holds its thread locked until govs has exited.
-	setPdeathsig(g.cmd)
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		defer logFile.Close()
-		if err := g.cmd.Start(); err != nil {
-			started <- err
-			close(g.done)
-			return
-		}
-		started <- nil
-		g.err = g.cmd.Wait()
-		close(g.done)
-	}()
-	if err := <-started; err != nil {
+	// If benchlab dies, govs goes too.
+	err = startTied(g.cmd, g.done, &g.err)
+	logFile.Close() // govs has its own descriptor
+	if err != nil {
 		return nil, fmt.Errorf("failed to start govs: %w", err)
 	}
 	logf("govs phase: started %s (pid %d, workers=1, CPU %d), waiting for ready", bin, g.cmd.Process.Pid, o.balancerCPU)
@@ -228,6 +214,26 @@ func startGovs(ctx context.Context, topo *lab.Topology, o options, dir string) (
 	}
 	_ = g.stop()
 	return nil, fmt.Errorf("govs not ready after 20s (last: %v); its log:\n%s", last, tail(g.log, 2000))
+}
+
+// startTied starts cmd so that it gets SIGTERM if this process dies (Pdeathsig, which fires
+// when the *thread* that forked exits: a goroutine holds that thread locked until cmd has
+// exited), then stores Wait's result in exitErr and closes done.
+func startTied(cmd *exec.Cmd, done chan<- struct{}, exitErr *error) error {
+	setPdeathsig(cmd)
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		defer close(done)
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		*exitErr = cmd.Wait()
+	}()
+	return <-started
 }
 
 // exitReason describes how govs ended, with the end of its log. Only after done.
