@@ -426,6 +426,7 @@ type counterSnap struct {
 	cpuAt     time.Time // when cpu was read
 	softnet   map[int]softnetStat
 	ctxsw     uint64 // govs's context switches, all threads; 0 without govs
+	utime     uint64 // govs's (or a forwarder's) user time in ticks; 0 without one
 }
 
 // snapshot reads the counters; pid is govs's process, 0 in the kernel phase.
@@ -449,6 +450,7 @@ func snapshot(topo *lab.Topology, sinks []*lab.NS, dev string, sent *atomic.Uint
 	s.softnet, _ = readSoftnet()
 	if pid != 0 {
 		s.ctxsw, _ = processCtxSwitches(pid)
+		s.utime, _ = processUserTicks(pid)
 	}
 	return s, nil
 }
@@ -553,6 +555,11 @@ func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.Hardwa
 		res.BacklogDropsBalancerCPU = after.softnet[o.balancerCPU].Dropped - before.softnet[o.balancerCPU].Dropped
 		res.BacklogDropsLoadCPU = after.softnet[o.loadCPU].Dropped - before.softnet[o.loadCPU].Dropped
 		res.RPSIPIsBalancerCPU = after.softnet[o.balancerCPU].ReceivedRPS - before.softnet[o.balancerCPU].ReceivedRPS
+	}
+	res.BalancerKernelBusy = kernelPercent(before.cpu, after.cpu, o.balancerCPU, cpuElapsed)
+	if res.BalancerKernelBusy >= 0 && after.utime >= before.utime {
+		user := 100 * float64(after.utime-before.utime) / (cpuElapsed.Seconds() * userHZ)
+		res.BalancerOwnUsPerPacket, _ = usPerPacket(res.BalancerKernelBusy+user, res.DeliveredPPS)
 	}
 	if pid != 0 && after.ctxsw >= before.ctxsw && before.ctxsw != 0 {
 		res.GovsCtxSwitches = after.ctxsw - before.ctxsw

@@ -82,6 +82,11 @@ type udpResult struct {
 	// BalancerUsPerPacket is the balancer core's busy time per delivered packet (0: unknown):
 	// the figure that compares both sides even when they ran at different rates.
 	BalancerUsPerPacket float64 `json:"balancer_us_per_packet"`
+	// BalancerKernelBusy is the balancer core's kernel-mode share (kernelPercent), and
+	// BalancerOwnUsPerPacket that plus the balancer process's user time, per delivered packet:
+	// the estimate that holds when other work kept the core busy (bench/README.md).
+	BalancerKernelBusy     float64 `json:"balancer_kernel_busy"`
+	BalancerOwnUsPerPacket float64 `json:"balancer_own_us_per_packet"`
 	// RPSIPIsBalancerCPU counts the interrupts that started the balancer core's receive backlog
 	// (received_rps): the lab steers each veth's receive work there with RPS, and each interrupt
 	// costs a VM exit.

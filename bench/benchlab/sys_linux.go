@@ -190,6 +190,15 @@ func processCtxSwitches(pid int) (uint64, error) {
 	return n, nil
 }
 
+// processUserTicks returns process pid's user time in clock ticks (/proc/PID/stat utime).
+func processUserTicks(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseUtime(b)
+}
+
 // htons converts v to network byte order as the kernel's sockaddr_ll expects it.
 func htons(v uint16) uint16 {
 	var b [2]byte
