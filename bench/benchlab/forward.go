@@ -42,6 +42,7 @@ type fwdOptions struct {
 	txBudget    int
 	servers     string // ip=mac,ip=mac...
 	maxRun      time.Duration
+	busyPoll    int
 }
 
 // fwdCounters is what the forwarder prints as one JSON line when it ends.
@@ -67,6 +68,7 @@ func runForward(args []string) int {
 	fs.StringVar(&o.out, "out", "l1", "interface frames leave by")
 	fs.StringVar(&o.xdpMode, "xdp-mode", "driver", "afxdp: where the XDP program runs: driver (native) or generic (skb)")
 	fs.IntVar(&o.txBudget, "tx-budget", 0, "afxdp: frames one kick sends (XDP_MAX_TX_SKB_BUDGET; 0: the kernel's 32)")
+	fs.IntVar(&o.busyPoll, "busy-poll", 0, "afxdp: busy-poll the input's NAPI from the forwarder for this many microseconds when its RX ring is empty (0: off)")
 	fs.StringVar(&o.servers, "servers", "", "real servers: ip=mac,... (required)")
 	fs.DurationVar(&o.maxRun, "max-run", 10*time.Minute, "exit after this long even without SIGTERM")
 	if err := fs.Parse(args); err != nil {
@@ -181,6 +183,7 @@ type fwdRx interface {
 	batch(fs [][]byte) int // frames in place, valid until release
 	release()
 	fd() int
+	poke() // busy-poll the device once, if the path does that
 }
 
 type fwdTx interface {
@@ -203,6 +206,7 @@ func (r *afpacketRx) batch(fs [][]byte) int {
 }
 func (r *afpacketRx) release() {} // NextBatch gives the block back
 func (r *afpacketRx) fd() int  { return r.s.Fd() }
+func (r *afpacketRx) poke()    {}
 
 type afpacketTx struct{ *afpacket.Socket }
 
@@ -212,11 +216,19 @@ func (t afpacketTx) commit(n int) {
 	}
 }
 
-type xskRx struct{ *xsk.Socket }
+type xskRx struct {
+	*xsk.Socket
+	busy bool
+}
 
 func (r xskRx) batch(fs [][]byte) int { return r.RxBatch(fs) }
 func (r xskRx) release()              { r.RxRelease() }
 func (r xskRx) fd() int               { return r.Fd() }
+func (r xskRx) poke() {
+	if r.busy {
+		r.Poke()
+	}
+}
 
 type xskTx struct{ *xsk.Socket }
 
@@ -229,6 +241,10 @@ func fwdLoop(rx fwdRx, tx fwdTx, n *fwdNAT, stop *atomic.Bool, c *fwdCounters) e
 	frames := make([][]byte, fwdBatch)
 	for !stop.Load() {
 		k := rx.batch(frames)
+		if k == 0 {
+			rx.poke()
+			k = rx.batch(frames)
+		}
 		if k == 0 {
 			if _, err := tx.Flush(); err != nil {
 				return err
@@ -298,7 +314,7 @@ func forwardXSK(o fwdOptions, n *fwdNAT, stop *atomic.Bool, c *fwdCounters) erro
 		return err
 	}
 	defer prog.Close()
-	rx, err := xsk.Open(xsk.Config{Interface: o.in, TxFrames: 64})
+	rx, err := xsk.Open(xsk.Config{Interface: o.in, TxFrames: 64, BusyPoll: o.busyPoll})
 	if err != nil {
 		return err
 	}
@@ -311,7 +327,7 @@ func forwardXSK(o fwdOptions, n *fwdNAT, stop *atomic.Bool, c *fwdCounters) erro
 		return err
 	}
 	defer tx.Close()
-	if err := fwdLoop(xskRx{rx}, xskTx{tx}, n, stop, c); err != nil {
+	if err := fwdLoop(xskRx{rx, o.busyPoll > 0}, xskTx{tx}, n, stop, c); err != nil {
 		return err
 	}
 	st, err := rx.Stats()

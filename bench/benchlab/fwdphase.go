@@ -24,11 +24,12 @@ import (
 // With -rounds they repeat, alternating in the order given, so the paths share the machine's
 // state (load, warmth) as evenly as one run allows.
 var fwdPhases = map[string]string{
-	"fwd-kernel":        "kernel nftables DNAT, UDP flood only",
-	"fwd-afpacket":      "minimal forwarder, AF_PACKET TPACKETv3 rings as govs sets them up, nft guard on l0",
-	"fwd-afxdp":         "minimal forwarder, AF_XDP copy mode, XDP in driver mode, veth NAPI threaded and pinned to the balancer CPU",
-	"fwd-afxdp-sender":  "minimal forwarder, AF_XDP copy mode, XDP in driver mode, veth NAPI in the sending CPU's softirq (the load CPU)",
-	"fwd-afxdp-generic": "minimal forwarder, AF_XDP copy mode, XDP in generic (skb) mode after RPS to the balancer CPU",
+	"fwd-kernel":         "kernel nftables DNAT, UDP flood only",
+	"fwd-afpacket":       "minimal forwarder, AF_PACKET TPACKETv3 rings as govs sets them up, nft guard on l0",
+	"fwd-afxdp":          "minimal forwarder, AF_XDP copy mode, XDP in driver mode, veth NAPI threaded and pinned to the balancer CPU",
+	"fwd-afxdp-sender":   "minimal forwarder, AF_XDP copy mode, XDP in driver mode, veth NAPI in the sending CPU's softirq (the load CPU)",
+	"fwd-afxdp-busypoll": "minimal forwarder, AF_XDP copy mode, XDP in driver mode, veth NAPI busy-polled by the forwarder on the balancer CPU (napi_defer_hard_irqs 2, gro_flush_timeout 200 us)",
+	"fwd-afxdp-generic":  "minimal forwarder, AF_XDP copy mode, XDP in generic (skb) mode after RPS to the balancer CPU",
 }
 
 // runFwdPhase runs one fwd-* phase.
@@ -45,7 +46,9 @@ func runFwdPhase(ctx context.Context, topo *lab.Topology, o options, name string
 				res.UDP.Error = err.Error()
 			} else {
 				res.UDP.VIPMAC = mac.String()
+				prof := startPerf(ctx, o, name)
 				udpFlood(ctx, topo, o, mac, res.UDP, false, 0)
+				res.Perf = prof.finish(nil, o, res.UDP)
 			}
 		}
 		if err := kernelTeardown(topo); err != nil {
@@ -91,6 +94,16 @@ func runFwdPhase(ctx context.Context, topo *lab.Topology, o options, name string
 		})
 	case "fwd-afxdp", "fwd-afxdp-sender":
 		args = append(args, "-io", "afxdp", "-xdp-mode", "driver", "-tx-budget", strconv.Itoa(o.xdpTxBudget))
+	case "fwd-afxdp-busypoll":
+		args = append(args, "-io", "afxdp", "-xdp-mode", "driver", "-tx-budget", strconv.Itoa(o.xdpTxBudget), "-busy-poll", "50")
+		set := "echo 2 > /sys/class/net/l0/napi_defer_hard_irqs && echo 200000 > /sys/class/net/l0/gro_flush_timeout"
+		if err := runIn(ctx, topo.Balancer, "", "sh", "-c", set); err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		undo = append(undo, func() error {
+			return runIn(context.Background(), topo.Balancer, "", "sh", "-c", "echo 0 > /sys/class/net/l0/napi_defer_hard_irqs && echo 0 > /sys/class/net/l0/gro_flush_timeout")
+		})
 	case "fwd-afxdp-generic":
 		args = append(args, "-io", "afxdp", "-xdp-mode", "generic", "-tx-budget", strconv.Itoa(o.xdpTxBudget))
 	}
@@ -115,7 +128,9 @@ func runFwdPhase(ctx context.Context, topo *lab.Topology, o options, name string
 			res.Error = err.Error()
 		} else {
 			res.UDP = &udpResult{VIPMAC: l0.String()}
+			prof := startPerf(ctx, o, name)
 			udpFlood(ctx, topo, o, l0, res.UDP, false, f.cmd.Process.Pid)
+			res.Perf = prof.finish(processTids(f.cmd.Process.Pid), o, res.UDP)
 			_ = runIn(context.Background(), topo.Client, "", "ip", "neigh", "del", topo.VIP4.String(), "dev", lab.ClientIface)
 		}
 	}
@@ -153,6 +168,63 @@ func waitQuiet(ctx context.Context, o options) float64 {
 
 // quietBusy is the busy share of a CPU from which waitQuiet waits.
 const quietBusy = 10
+
+// perfRun is a perf record running over a phase's UDP window.
+type perfRun struct {
+	file string
+	done chan error
+}
+
+// startPerf starts sampling the balancer core just after the flood's warmup, for the window
+// less a margin at each end; nil without -perf-dir.
+func startPerf(ctx context.Context, o options, phase string) *perfRun {
+	if o.perfDir == "" {
+		return nil
+	}
+	p := &perfRun{file: filepath.Join(o.perfDir, fmt.Sprintf("%s-%d.data", phase, time.Now().UnixNano())), done: make(chan error, 1)}
+	go func() {
+		if err := sleepCtx(ctx, o.warmup+200*time.Millisecond); err != nil {
+			p.done <- err
+			return
+		}
+		p.done <- perfRecord(ctx, p.file, o.balancerCPU, o.loadCPU, o.duration-400*time.Millisecond)
+	}()
+	return p
+}
+
+// finish waits for perf and splits its samples: the phase's own are the forwarder's threads
+// (ours) and this process's (the generator, the real servers), each core's ksoftirqd, l0's NAPI
+// thread, and interrupt and softirq work.
+func (p *perfRun) finish(ours map[int]bool, o options, u *udpResult) *perfOwn {
+	if p == nil {
+		return nil
+	}
+	res := &perfOwn{File: p.file}
+	if err := <-p.done; err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	if ours == nil {
+		ours = map[int]bool{}
+	}
+	for tid := range processTids(os.Getpid()) {
+		ours[tid] = true
+	}
+	split, err := perfSplit(p.file, ours, []string{fmt.Sprintf("ksoftirqd/%d", o.balancerCPU), fmt.Sprintf("ksoftirqd/%d", o.loadCPU), "napi/l0-"})
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	if c := split[o.balancerCPU]; c != nil {
+		res.Balancer = *c
+	}
+	if c := split[o.loadCPU]; c != nil {
+		res.Load = *c
+	}
+	res.Balancer.usPerPacket(u.DeliveredPPS)
+	res.Load.usPerPacket(u.DeliveredPPS)
+	return res
+}
 
 // guardRuleset drops the flood at l0's ingress as govs's guard does.
 const guardRuleset = `table netdev benchlab_guard {
@@ -291,9 +363,9 @@ func writeFwdTable(w io.Writer, r *report) {
 	if len(r.Forwarders) == 0 {
 		return
 	}
-	fmt.Fprintln(w, "\nI/O paths alone (fwd-* phases; bg busy: the balancer core's busy share in the second before, from other work; kernel+own: the balancer core's kernel-mode time plus the forwarder's user time per delivered packet, the estimate that holds when other work kept the core busy; load us/pkt: the load core's busy time per offered packet):")
+	fmt.Fprintln(w, "\nI/O paths alone (fwd-* phases; bg busy: the balancer core's busy share in the second before, from other work; kernel+own: the balancer core's kernel-mode time plus the forwarder's user time per delivered packet; perf own: the share of perf's samples of the balancer core that were the phase's own work (with -perf-dir), per delivered packet, perf load own the same for the load core (the generator included), perf foreign the share of other processes' samples on each core; load us/pkt: the load core's busy time per offered packet):")
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "phase\tbg busy\tdelivered pps\toffered pps\tbalancer busy\tload busy\tbalancer us/pkt\tkernel+own us/pkt\tload us/pkt\tkicks/1k\tpolls/1k\tctxsw/1k\t")
+	fmt.Fprintln(tw, "phase\tbg busy\tdelivered pps\toffered pps\tbalancer busy\tload busy\tbalancer us/pkt\tkernel+own us/pkt\tperf own us/pkt\tperf load own us/pkt\tperf foreign\tload us/pkt\tkicks/1k\tpolls/1k\tctxsw/1k\t")
 	for _, p := range r.Forwarders {
 		u := p.UDP
 		if u == nil || u.Seconds == 0 {
@@ -306,15 +378,24 @@ func writeFwdTable(w io.Writer, r *report) {
 			kicks = fmt.Sprintf("%.1f", float64(c.Kicks)/float64(c.Sent)*1000)
 			polls = fmt.Sprintf("%.1f", float64(c.Polls)/float64(c.Sent)*1000)
 		}
+		perfOwnCell, perfLoadCell, perfForeignCell := "-", "-", "-"
+		if pf := p.Perf; pf != nil && pf.Balancer.Samples > 0 && pf.Load.Samples > 0 {
+			perfOwnCell = fmt.Sprintf("%.2f", pf.Balancer.UsPerPk)
+			perfLoadCell = fmt.Sprintf("%.2f", pf.Load.UsPerPk)
+			perfForeignCell = fmt.Sprintf("%.0f%%/%.0f%%", 100*float64(pf.Balancer.Foreign)/float64(pf.Balancer.Samples), 100*float64(pf.Load.Foreign)/float64(pf.Load.Samples))
+		}
 		ctxsw := "-"
 		if v, ok := u.perThousand(u.GovsCtxSwitches); ok && u.GovsCtxSwitches > 0 {
 			ctxsw = fmt.Sprintf("%.1f", v)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f%%\t%.0f\t%.0f\t%.0f%%\t%.0f%%\t%.2f\t%.2f\t%.2f\t%s\t%s\t%s\t\n", p.Name, p.BackgroundBusy, u.DeliveredPPS, u.OfferedPPS,
-			u.BalancerCPUBusy, u.LoadCPUBusy, u.BalancerUsPerPacket, u.BalancerOwnUsPerPacket, loadUs, kicks, polls, ctxsw)
+		fmt.Fprintf(tw, "%s\t%.0f%%\t%.0f\t%.0f\t%.0f%%\t%.0f%%\t%.2f\t%.2f\t%s\t%s\t%s\t%.2f\t%s\t%s\t%s\t\n", p.Name, p.BackgroundBusy, u.DeliveredPPS, u.OfferedPPS,
+			u.BalancerCPUBusy, u.LoadCPUBusy, u.BalancerUsPerPacket, u.BalancerOwnUsPerPacket, perfOwnCell, perfLoadCell, perfForeignCell, loadUs, kicks, polls, ctxsw)
 	}
 	tw.Flush()
 	for _, p := range r.Forwarders {
+		if p.Perf != nil && p.Perf.Error != "" {
+			fmt.Fprintf(w, "%s: perf: %s\n", p.Name, p.Perf.Error)
+		}
 		if p.Error != "" || errOf(p.UDP) != "" {
 			fmt.Fprintf(w, "%s: %s %s\n", p.Name, p.Error, errOf(p.UDP))
 		}

@@ -49,6 +49,8 @@ type options struct {
 	rxMode      string
 	rounds      int
 	xdpTxBudget int
+	perfDir     string
+	rate        int
 }
 
 func main() {
@@ -71,8 +73,10 @@ func run(args []string) int {
 	fs.IntVar(&o.balancerCPU, "balancer-cpu", 0, "CPU for the balancer: its RPS and govs")
 	fs.IntVar(&o.loadCPU, "load-cpu", 1, "CPU for everything else: generator, wrk, real servers, switch")
 	fs.BoolVar(&o.single, "single", true, "also measure one connection's latency (wrk -t1 -c1)")
-	fs.StringVar(&o.phases, "phases", "gen,kernel,govs", "phases to run, comma separated: gen (the generator's own ceiling), kernel, govs; and the I/O paths alone (UDP only, bench/README.md): fwd-kernel, fwd-afpacket, fwd-afxdp, fwd-afxdp-sender, fwd-afxdp-generic")
+	fs.StringVar(&o.phases, "phases", "gen,kernel,govs", "phases to run, comma separated: gen (the generator's own ceiling), kernel, govs; and the I/O paths alone (UDP only, bench/README.md): fwd-kernel, fwd-afpacket, fwd-afxdp, fwd-afxdp-sender, fwd-afxdp-busypoll, fwd-afxdp-generic")
 	fs.IntVar(&o.rounds, "rounds", 1, "run the fwd-* phases this many times, alternating in the order given")
+	fs.IntVar(&o.rate, "rate", 0, "UDP flood frames per second at most (0: the generator's full rate); a rate every path sustains compares CPU per packet on both cores without overload")
+	fs.StringVar(&o.perfDir, "perf-dir", "", "fwd-* phases: sample the balancer core with perf during each UDP window, keep perf.data files here, and report the phase's own share of the samples (robust to other work on the core)")
 	fs.IntVar(&o.xdpTxBudget, "xdp-tx-budget", 256, "fwd-afxdp*: frames one AF_XDP kick sends (XDP_MAX_TX_SKB_BUDGET; 0 keeps the kernel's 32)")
 	fs.StringVar(&o.rxMode, "rx-mode", "", "govs's [dataplane] rx_mode for the govs phase (auto, throughput, latency); empty = govs's default")
 	// The switch by default: with the servers as the sink the load CPU also bridges every frame
@@ -126,6 +130,9 @@ func (o *options) check() error {
 	case o.balancerCPU == o.loadCPU || o.balancerCPU < 0 || o.loadCPU < 0 || o.balancerCPU > 63 || o.loadCPU > 63:
 		return fmt.Errorf("-balancer-cpu %d and -load-cpu %d must be two different CPUs 0..63", o.balancerCPU, o.loadCPU)
 	}
+	if o.rate < 0 || o.rate > 10_000_000 {
+		return fmt.Errorf("-rate %d: want 0..10000000", o.rate)
+	}
 	if o.rounds < 1 || o.rounds > 100 {
 		return fmt.Errorf("-rounds %d: want 1..100", o.rounds)
 	}
@@ -137,7 +144,7 @@ func (o *options) check() error {
 	}
 	for _, p := range strings.Split(o.phases, ",") {
 		if _, fwd := fwdPhases[p]; !fwd && p != "gen" && p != "kernel" && p != "govs" {
-			return fmt.Errorf("-phases %q: unknown phase %q (want gen, kernel, govs, fwd-kernel, fwd-afpacket, fwd-afxdp, fwd-afxdp-sender, fwd-afxdp-generic)", o.phases, p)
+			return fmt.Errorf("-phases %q: unknown phase %q (want gen, kernel, govs, fwd-kernel, fwd-afpacket, fwd-afxdp, fwd-afxdp-sender, fwd-afxdp-busypoll, fwd-afxdp-generic)", o.phases, p)
 		}
 	}
 	return nil

@@ -505,7 +505,7 @@ func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.Hardwa
 	go func() {
 		st, err := flood(ctx, floodConfig{
 			NS: topo.Client, Iface: lab.ClientIface, CPU: o.loadCPU, Frames: frames,
-			Batch: o.batch, Duration: o.warmup + o.duration + 300*time.Millisecond,
+			Batch: o.batch, Duration: o.warmup + o.duration + 300*time.Millisecond, Rate: o.rate,
 		}, &sent)
 		done <- floodDone{st, err}
 	}()

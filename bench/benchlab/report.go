@@ -49,6 +49,8 @@ type phaseResult struct {
 	Forward    *fwdCounters `json:"forwarder,omitempty"`  // a fwd-* phase's forwarder counters
 	// BackgroundBusy is a fwd-* phase's balancer core busy share in the second before it ran.
 	BackgroundBusy float64 `json:"background_busy,omitempty"`
+	// Perf is a fwd-* phase's perf split of the balancer core (-perf-dir).
+	Perf *perfOwn `json:"perf,omitempty"`
 }
 
 func (p *phaseResult) addError(msg string) {

@@ -157,6 +157,13 @@ func (s *Socket) open(cfg Config) error {
 			return fmt.Errorf("XDP_MAX_TX_SKB_BUDGET %d (kernel older than 6.17?): %w", cfg.TxBudget, err)
 		}
 	}
+	if cfg.BusyPoll > 0 {
+		for _, o := range []struct{ opt, v int }{{unix.SO_PREFER_BUSY_POLL, 1}, {unix.SO_BUSY_POLL, cfg.BusyPoll}, {unix.SO_BUSY_POLL_BUDGET, 64}} {
+			if err := unix.SetsockoptInt(s.fd, unix.SOL_SOCKET, o.opt, o.v); err != nil {
+				return fmt.Errorf("busy polling (socket option %#x): %w", o.opt, err)
+			}
+		}
+	}
 	flags := uint16(unix.XDP_USE_NEED_WAKEUP | unix.XDP_COPY)
 	if cfg.ZeroCopy {
 		flags = unix.XDP_USE_NEED_WAKEUP | unix.XDP_ZEROCOPY
@@ -258,9 +265,14 @@ func (s *Socket) RxRelease() {
 	atomic.StoreUint32(s.rx.cons, s.rx.cached)
 	s.rxHeld = 0
 	if atomic.LoadUint32(s.fill.flags)&unix.XDP_RING_NEED_WAKEUP != 0 {
-		// The driver waits for a wake-up to take new fill entries (zero-copy drivers).
-		_, _, _ = unix.Syscall6(unix.SYS_RECVFROM, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+		s.Poke() // the driver waits for a wake-up to take new fill entries (zero-copy drivers)
 	}
+}
+
+// Poke makes the kernel look for received frames now: with BusyPoll it runs the device's
+// receive NAPI in this thread; in zero-copy mode it wakes the driver. Never blocks.
+func (s *Socket) Poke() {
+	_, _, _ = unix.Syscall6(unix.SYS_RECVFROM, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 }
 
 // reclaim moves sent frames from the completion ring back to the free list.

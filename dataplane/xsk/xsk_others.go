@@ -17,6 +17,7 @@ func Open(Config) (*Socket, error) { return nil, errUnsupported }
 
 func (s *Socket) Fd() int                 { return -1 }
 func (s *Socket) RxBatch(fs [][]byte) int { return 0 }
+func (s *Socket) Poke()                   {}
 func (s *Socket) RxRelease()              {}
 func (s *Socket) TxFrame() []byte         { return nil }
 func (s *Socket) TxCommit(n int)          {}
