@@ -15,6 +15,13 @@
 // cannot saturate the kernel's DNAT here; so the report gives, per side, the balancer core's
 // CPU time per delivered packet (the figure that compares across rates) and says which core
 // limited each phase. bench/README.md explains the figures and where govs's time goes.
+//
+// The fwd-* phases measure the I/O paths alone: `benchlab forward` (forward.go), a minimal NAT
+// forwarder over AF_PACKET or AF_XDP, or the kernel's DNAT, under the UDP flood only, repeated
+// and alternating with -rounds, at a paced rate with -rate, and with perf's split of both cores
+// into the phase's own work and other processes' with -perf-dir (perfown.go):
+//
+//	go run ./bench/benchlab -phases fwd-kernel,fwd-afpacket,fwd-afxdp -rounds 2 -rate 150000 -perf-dir /tmp/perf
 package main
 
 import (
