@@ -113,12 +113,23 @@ func runFwdPhase(ctx context.Context, topo *lab.Topology, o options, name string
 		res.Error = err.Error()
 		return res
 	}
-	if name == "fwd-afxdp" {
-		// The XDP program made l0 use its own NAPI, which runs where the frame was sent into
-		// the veth (the load CPU) unless it is a thread, which can be pinned.
-		if err := runIn(ctx, topo.Balancer, "", "sh", "-c", "echo 1 > /sys/class/net/l0/threaded"); err != nil {
+	// The XDP program made l0 use its own NAPI, which runs where the frame was sent into the veth
+	// (the load CPU) unless it is a thread, which can be pinned. Threaded is a property of the
+	// device that can be set only while a NAPI instance exists and that later instances
+	// inherit: on for fwd-afxdp and off again before its forwarder ends, off for the other
+	// driver-mode phases.
+	setThreaded := func(v string) error {
+		return runIn(context.Background(), topo.Balancer, "", "sh", "-c", "echo "+v+" > /sys/class/net/l0/threaded")
+	}
+	switch name {
+	case "fwd-afxdp":
+		if err := setThreaded("1"); err != nil {
 			res.Error = err.Error()
 		} else if err := pinNewNAPIThread("l0", before, o.balancerCPU); err != nil {
+			res.Error = err.Error()
+		}
+	case "fwd-afxdp-sender", "fwd-afxdp-busypoll":
+		if err := setThreaded("0"); err != nil {
 			res.Error = err.Error()
 		}
 	}
@@ -132,6 +143,11 @@ func runFwdPhase(ctx context.Context, topo *lab.Topology, o options, name string
 			udpFlood(ctx, topo, o, l0, res.UDP, false, f.cmd.Process.Pid)
 			res.Perf = prof.finish(processTids(f.cmd.Process.Pid), o, res.UDP)
 			_ = runIn(context.Background(), topo.Client, "", "ip", "neigh", "del", topo.VIP4.String(), "dev", lab.ClientIface)
+		}
+	}
+	if name == "fwd-afxdp" {
+		if err := setThreaded("0"); err != nil {
+			res.addError(err.Error())
 		}
 	}
 	counters, err := f.stop()
