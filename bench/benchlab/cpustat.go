@@ -9,7 +9,8 @@ import (
 )
 
 // cpuTimes are one CPU's cumulative jiffies from /proc/stat, split into busy, idle and stolen.
-type cpuTimes struct{ Busy, Idle, Steal uint64 }
+// Kernel is the part of busy spent in kernel mode (system, irq, softirq), User the rest.
+type cpuTimes struct{ Busy, Idle, Steal, Kernel, User uint64 }
 
 // parseProcStat returns the per-CPU lines ("cpu0", "cpu1", ...) of /proc/stat. Idle is idle
 // plus iowait; steal is time the hypervisor ran something else while this virtual CPU wanted to
@@ -43,6 +44,11 @@ func parseProcStat(b []byte) (map[int]cpuTimes, error) {
 				t.Steal += v
 			default:
 				t.Busy += v
+				if i == 0 || i == 1 {
+					t.User += v
+				} else {
+					t.Kernel += v
+				}
 			}
 		}
 		m[cpu] = t
@@ -116,6 +122,20 @@ func busyPercent(before, after map[int]cpuTimes, cpu int, elapsed time.Duration)
 	return 100 * min(1, max(0, 1-notBusy/wall))
 }
 
+// kernelPercent returns the share of the wall-clock time cpu's kernel-mode columns (system,
+// irq, softirq) grew between two readings, or -1 when unknown. Unlike busyPercent it loses the
+// softirq work an idle CPU does (see there), but it does not count other processes' user time:
+// on a machine where other work keeps the CPU busy (and so never idle, which also makes the
+// softirq ticks land in their column) it is the better estimate of the network's share.
+func kernelPercent(before, after map[int]cpuTimes, cpu int, elapsed time.Duration) float64 {
+	b, ok1 := before[cpu]
+	a, ok2 := after[cpu]
+	if !ok1 || !ok2 || a.Kernel < b.Kernel || elapsed <= 0 {
+		return -1
+	}
+	return 100 * float64(a.Kernel-b.Kernel) / (elapsed.Seconds() * userHZ)
+}
+
 // softnetStat is one CPU's line of /proc/net/softnet_stat: the frames its receive backlog dropped
 // because it was full (netdev_max_backlog), and the inter-processor interrupts it took to start
 // processing frames another CPU steered to it by RPS (received_rps).
@@ -152,4 +172,19 @@ func parseSoftnet(b []byte) (map[int]softnetStat, error) {
 		m[cpu] = st
 	}
 	return m, nil
+}
+
+// parseUtime returns utime, the 14th field of a /proc/PID/stat line (the 2nd, the command
+// name in parentheses, may hold spaces).
+func parseUtime(b []byte) (uint64, error) {
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("failed to parse /proc/PID/stat %q", s)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 12 {
+		return 0, fmt.Errorf("failed to parse /proc/PID/stat %q: too few fields", s)
+	}
+	return strconv.ParseUint(f[11], 10, 64) // field 14 overall
 }

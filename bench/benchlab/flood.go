@@ -14,6 +14,7 @@ type floodConfig struct {
 	Frames   [][]byte
 	Batch    int           // frames per sendmmsg(2)
 	Duration time.Duration // how long to send
+	Rate     int           // frames per second at most; 0: as fast as the generator can
 }
 
 // floodStats are the generator's own counts.

@@ -74,23 +74,7 @@ func TestBuildFrames(t *testing.T) {
 				}
 				seen[uint16(udp.SrcPort)] = true
 
-				// Recompute the checksums with gopacket and compare.
-				gotIP, gotUDP := ip.Checksum, udp.Checksum
-				buf := gopacket.NewSerializeBuffer()
-				if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
-					t.Fatal(err)
-				}
-				if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{ComputeChecksums: true},
-					ip, udp, gopacket.Payload(udp.Payload)); err != nil {
-					t.Fatal(err)
-				}
-				re := buf.Bytes()
-				if want := binary.BigEndian.Uint16(re[10:12]); gotIP != want {
-					t.Errorf("frame %d: IPv4 checksum %#04x, want %#04x", i, gotIP, want)
-				}
-				if want := binary.BigEndian.Uint16(re[26:28]); gotUDP != want {
-					t.Errorf("frame %d: UDP checksum %#04x, want %#04x", i, gotUDP, want)
-				}
+				checkChecksums(t, i, ip, udp)
 			}
 			if len(seen) != tt.flows {
 				t.Errorf("%d distinct source ports, want %d", len(seen), tt.flows)
@@ -129,5 +113,26 @@ func TestWriteFrameNoAllocs(t *testing.T) {
 	port := uint16(1024)
 	if n := testing.AllocsPerRun(1000, func() { writeFrame(f, s, port, port); port++ }); n != 0 {
 		t.Errorf("writeFrame allocates %v times per frame, want 0", n)
+	}
+}
+
+// checkChecksums recomputes frame i's IPv4 and UDP checksums with gopacket and compares.
+func checkChecksums(t *testing.T, i int, ip *layers.IPv4, udp *layers.UDP) {
+	t.Helper()
+	gotIP, gotUDP := ip.Checksum, udp.Checksum
+	buf := gopacket.NewSerializeBuffer()
+	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{ComputeChecksums: true},
+		ip, udp, gopacket.Payload(udp.Payload)); err != nil {
+		t.Fatal(err)
+	}
+	re := buf.Bytes()
+	if want := binary.BigEndian.Uint16(re[10:12]); gotIP != want {
+		t.Errorf("frame %d: IPv4 checksum %#04x, want %#04x", i, gotIP, want)
+	}
+	if want := binary.BigEndian.Uint16(re[26:28]); gotUDP != want {
+		t.Errorf("frame %d: UDP checksum %#04x, want %#04x", i, gotUDP, want)
 	}
 }

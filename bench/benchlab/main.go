@@ -15,6 +15,13 @@
 // cannot saturate the kernel's DNAT here; so the report gives, per side, the balancer core's
 // CPU time per delivered packet (the figure that compares across rates) and says which core
 // limited each phase. bench/README.md explains the figures and where govs's time goes.
+//
+// The fwd-* phases measure the I/O paths alone: `benchlab forward` (forward.go), a minimal NAT
+// forwarder over AF_PACKET or AF_XDP, or the kernel's DNAT, under the UDP flood only, repeated
+// and alternating with -rounds, at a paced rate with -rate, and with perf's split of both cores
+// into the phase's own work and other processes' with -perf-dir (perfown.go):
+//
+//	go run ./bench/benchlab -phases fwd-kernel,fwd-afpacket,fwd-afxdp -rounds 2 -rate 150000 -perf-dir /tmp/perf
 package main
 
 import (
@@ -47,9 +54,18 @@ type options struct {
 	phases      string
 	sink        string
 	rxMode      string
+	rounds      int
+	xdpTxBudget int
+	perfDir     string
+	rate        int
 }
 
-func main() { os.Exit(run(os.Args[1:])) }
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "forward" {
+		os.Exit(runForward(os.Args[2:]))
+	}
+	os.Exit(run(os.Args[1:]))
+}
 
 func run(args []string) int {
 	var o options
@@ -64,7 +80,11 @@ func run(args []string) int {
 	fs.IntVar(&o.balancerCPU, "balancer-cpu", 0, "CPU for the balancer: its RPS and govs")
 	fs.IntVar(&o.loadCPU, "load-cpu", 1, "CPU for everything else: generator, wrk, real servers, switch")
 	fs.BoolVar(&o.single, "single", true, "also measure one connection's latency (wrk -t1 -c1)")
-	fs.StringVar(&o.phases, "phases", "gen,kernel,govs", "phases to run, comma separated: gen (the generator's own ceiling), kernel, govs")
+	fs.StringVar(&o.phases, "phases", "gen,kernel,govs", "phases to run, comma separated: gen (the generator's own ceiling), kernel, govs; and the I/O paths alone (UDP only, bench/README.md): fwd-kernel, fwd-afpacket, fwd-afxdp, fwd-afxdp-sender, fwd-afxdp-busypoll, fwd-afxdp-generic")
+	fs.IntVar(&o.rounds, "rounds", 1, "run the fwd-* phases this many times, alternating in the order given")
+	fs.IntVar(&o.rate, "rate", 0, "UDP flood frames per second at most (0: the generator's full rate); a rate every path sustains compares CPU per packet on both cores without overload")
+	fs.StringVar(&o.perfDir, "perf-dir", "", "fwd-* phases: sample the balancer core with perf during each UDP window, keep perf.data files here, and report the phase's own share of the samples (robust to other work on the core)")
+	fs.IntVar(&o.xdpTxBudget, "xdp-tx-budget", 256, "fwd-afxdp*: frames one AF_XDP kick sends (XDP_MAX_TX_SKB_BUDGET; 0 keeps the kernel's 32)")
 	fs.StringVar(&o.rxMode, "rx-mode", "", "govs's [dataplane] rx_mode for the govs phase (auto, throughput, latency); empty = govs's default")
 	// The switch by default: with the servers as the sink the load CPU also bridges every frame
 	// to them and receives it there, and then cannot offer the kernel's DNAT enough to saturate
@@ -117,12 +137,21 @@ func (o *options) check() error {
 	case o.balancerCPU == o.loadCPU || o.balancerCPU < 0 || o.loadCPU < 0 || o.balancerCPU > 63 || o.loadCPU > 63:
 		return fmt.Errorf("-balancer-cpu %d and -load-cpu %d must be two different CPUs 0..63", o.balancerCPU, o.loadCPU)
 	}
+	if o.rate < 0 || o.rate > 10_000_000 {
+		return fmt.Errorf("-rate %d: want 0..10000000", o.rate)
+	}
+	if o.rounds < 1 || o.rounds > 100 {
+		return fmt.Errorf("-rounds %d: want 1..100", o.rounds)
+	}
+	if o.xdpTxBudget < 0 || o.xdpTxBudget > 4096 {
+		return fmt.Errorf("-xdp-tx-budget %d: want 0..4096", o.xdpTxBudget)
+	}
 	if o.sink != "servers" && o.sink != "switch" {
 		return fmt.Errorf("-sink %q: want servers or switch", o.sink)
 	}
 	for _, p := range strings.Split(o.phases, ",") {
-		if p != "gen" && p != "kernel" && p != "govs" {
-			return fmt.Errorf("-phases %q: unknown phase %q (want gen, kernel, govs)", o.phases, p)
+		if _, fwd := fwdPhases[p]; !fwd && p != "gen" && p != "kernel" && p != "govs" {
+			return fmt.Errorf("-phases %q: unknown phase %q (want gen, kernel, govs, fwd-kernel, fwd-afpacket, fwd-afxdp, fwd-afxdp-sender, fwd-afxdp-busypoll, fwd-afxdp-generic)", o.phases, p)
 		}
 	}
 	return nil
@@ -199,6 +228,17 @@ func bench(ctx context.Context, o options) (rep *report, err error) {
 		rep.Govs = runGovsPhase(ctx, topo, o)
 		if ctx.Err() != nil {
 			return rep, ctx.Err()
+		}
+	}
+	for round := 0; round < o.rounds; round++ {
+		for _, p := range strings.Split(o.phases, ",") {
+			if _, fwd := fwdPhases[p]; !fwd {
+				continue
+			}
+			rep.Forwarders = append(rep.Forwarders, runFwdPhase(ctx, topo, o, p))
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
 		}
 	}
 	if rep.Kernel != nil && rep.Kernel.Error != "" {

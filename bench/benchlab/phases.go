@@ -184,24 +184,10 @@ func startGovs(ctx context.Context, topo *lab.Topology, o options, dir string) (
 	// taskset execs ip, which execs govs: one process, pinned to the balancer CPU.
 	g.cmd = exec.Command("taskset", "-c", strconv.Itoa(o.balancerCPU), "ip", "netns", "exec", topo.Balancer.Name, bin, "run", "-config", cfgPath)
 	g.cmd.Stdout, g.cmd.Stderr = logFile, logFile
-	// If benchlab dies, govs goes too. Pdeathsig fires when the *thread* that forked exits, so
-	// the goroutine below holds its thread locked until govs has exited.
-	setPdeathsig(g.cmd)
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		defer logFile.Close()
-		if err := g.cmd.Start(); err != nil {
-			started <- err
-			close(g.done)
-			return
-		}
-		started <- nil
-		g.err = g.cmd.Wait()
-		close(g.done)
-	}()
-	if err := <-started; err != nil {
+	// If benchlab dies, govs goes too.
+	err = startTied(g.cmd, g.done, &g.err)
+	logFile.Close() // govs has its own descriptor
+	if err != nil {
 		return nil, fmt.Errorf("failed to start govs: %w", err)
 	}
 	logf("govs phase: started %s (pid %d, workers=1, CPU %d), waiting for ready", bin, g.cmd.Process.Pid, o.balancerCPU)
@@ -228,6 +214,26 @@ func startGovs(ctx context.Context, topo *lab.Topology, o options, dir string) (
 	}
 	_ = g.stop()
 	return nil, fmt.Errorf("govs not ready after 20s (last: %v); its log:\n%s", last, tail(g.log, 2000))
+}
+
+// startTied starts cmd so that it gets SIGTERM if this process dies (Pdeathsig, which fires
+// when the *thread* that forked exits: a goroutine holds that thread locked until cmd has
+// exited), then stores Wait's result in exitErr and closes done.
+func startTied(cmd *exec.Cmd, done chan<- struct{}, exitErr *error) error {
+	setPdeathsig(cmd)
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		defer close(done)
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		*exitErr = cmd.Wait()
+	}()
+	return <-started
 }
 
 // exitReason describes how govs ended, with the end of its log. Only after done.
@@ -420,6 +426,7 @@ type counterSnap struct {
 	cpuAt     time.Time // when cpu was read
 	softnet   map[int]softnetStat
 	ctxsw     uint64 // govs's context switches, all threads; 0 without govs
+	utime     uint64 // govs's (or a forwarder's) user time in ticks; 0 without one
 }
 
 // snapshot reads the counters; pid is govs's process, 0 in the kernel phase.
@@ -443,6 +450,7 @@ func snapshot(topo *lab.Topology, sinks []*lab.NS, dev string, sent *atomic.Uint
 	s.softnet, _ = readSoftnet()
 	if pid != 0 {
 		s.ctxsw, _ = processCtxSwitches(pid)
+		s.utime, _ = processUserTicks(pid)
 	}
 	return s, nil
 }
@@ -497,7 +505,7 @@ func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.Hardwa
 	go func() {
 		st, err := flood(ctx, floodConfig{
 			NS: topo.Client, Iface: lab.ClientIface, CPU: o.loadCPU, Frames: frames,
-			Batch: o.batch, Duration: o.warmup + o.duration + 300*time.Millisecond,
+			Batch: o.batch, Duration: o.warmup + o.duration + 300*time.Millisecond, Rate: o.rate,
 		}, &sent)
 		done <- floodDone{st, err}
 	}()
@@ -547,6 +555,11 @@ func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.Hardwa
 		res.BacklogDropsBalancerCPU = after.softnet[o.balancerCPU].Dropped - before.softnet[o.balancerCPU].Dropped
 		res.BacklogDropsLoadCPU = after.softnet[o.loadCPU].Dropped - before.softnet[o.loadCPU].Dropped
 		res.RPSIPIsBalancerCPU = after.softnet[o.balancerCPU].ReceivedRPS - before.softnet[o.balancerCPU].ReceivedRPS
+	}
+	res.BalancerKernelBusy = kernelPercent(before.cpu, after.cpu, o.balancerCPU, cpuElapsed)
+	if res.BalancerKernelBusy >= 0 && after.utime >= before.utime {
+		user := 100 * float64(after.utime-before.utime) / (cpuElapsed.Seconds() * userHZ)
+		res.BalancerOwnUsPerPacket, _ = usPerPacket(res.BalancerKernelBusy+user, res.DeliveredPPS)
 	}
 	if pid != 0 && after.ctxsw >= before.ctxsw && before.ctxsw != 0 {
 		res.GovsCtxSwitches = after.ctxsw - before.ctxsw

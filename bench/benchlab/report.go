@@ -22,6 +22,8 @@ type report struct {
 	Generator *udpResult   `json:"generator,omitempty"`
 	Kernel    *phaseResult `json:"kernel,omitempty"`
 	Govs      *phaseResult `json:"govs,omitempty"`
+	// Forwarders are the fwd-* phases in the order they ran (bench/README.md, lever 1).
+	Forwarders []*phaseResult `json:"forwarders,omitempty"`
 	// Ratios are govs/kernel for throughput and kernel/govs for latency, so > 1 always means
 	// govs did better. A ratio is missing when either side failed.
 	Ratios map[string]float64 `json:"ratios"`
@@ -38,12 +40,17 @@ type environment struct {
 }
 
 type phaseResult struct {
-	Name       string      `json:"name"`
-	Error      string      `json:"error,omitempty"` // setup failure; measurements carry their own
-	UDP        *udpResult  `json:"udp,omitempty"`
-	HTTP       *httpResult `json:"http,omitempty"`
-	HTTPSingle *httpResult `json:"http_single,omitempty"`
-	Govs       *govsStatus `json:"govs_stats,omitempty"` // govs's counters after the measurements
+	Name       string       `json:"name"`
+	Error      string       `json:"error,omitempty"` // setup failure; measurements carry their own
+	UDP        *udpResult   `json:"udp,omitempty"`
+	HTTP       *httpResult  `json:"http,omitempty"`
+	HTTPSingle *httpResult  `json:"http_single,omitempty"`
+	Govs       *govsStatus  `json:"govs_stats,omitempty"` // govs's counters after the measurements
+	Forward    *fwdCounters `json:"forwarder,omitempty"`  // a fwd-* phase's forwarder counters
+	// BackgroundBusy is a fwd-* phase's balancer core busy share in the second before it ran.
+	BackgroundBusy float64 `json:"background_busy,omitempty"`
+	// Perf is a fwd-* phase's perf split of the balancer core (-perf-dir).
+	Perf *perfOwn `json:"perf,omitempty"`
 }
 
 func (p *phaseResult) addError(msg string) {
@@ -77,6 +84,11 @@ type udpResult struct {
 	// BalancerUsPerPacket is the balancer core's busy time per delivered packet (0: unknown):
 	// the figure that compares both sides even when they ran at different rates.
 	BalancerUsPerPacket float64 `json:"balancer_us_per_packet"`
+	// BalancerKernelBusy is the balancer core's kernel-mode share (kernelPercent), and
+	// BalancerOwnUsPerPacket that plus the balancer process's user time, per delivered packet:
+	// the estimate that holds when other work kept the core busy (bench/README.md).
+	BalancerKernelBusy     float64 `json:"balancer_kernel_busy"`
+	BalancerOwnUsPerPacket float64 `json:"balancer_own_us_per_packet"`
 	// RPSIPIsBalancerCPU counts the interrupts that started the balancer core's receive backlog
 	// (received_rps): the lab steers each veth's receive work there with RPS, and each interrupt
 	// costs a VM exit.
@@ -326,6 +338,7 @@ func writeTable(w io.Writer, r *report) {
 			}
 		}
 	}
+	writeFwdTable(w, r)
 	if v := boundVerdicts(r); len(v) > 0 {
 		fmt.Fprintln(w)
 		for _, line := range v {

@@ -15,11 +15,14 @@ func TestProcStat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (cpuTimes{Busy: 12, Idle: 42, Steal: 7}); got[0] != want {
-		t.Errorf("cpu0 = %+v, want %+v (guest excluded, iowait idle, steal apart)", got[0], want)
+	if want := (cpuTimes{Busy: 12, Idle: 42, Steal: 7, Kernel: 6, User: 6}); got[0] != want {
+		t.Errorf("cpu0 = %+v, want %+v (guest excluded, iowait idle, steal apart; system+irq+softirq kernel, user+nice user)", got[0], want)
 	}
 	sec := time.Second // 100 jiffies
-	after := map[int]cpuTimes{0: {Busy: 62, Idle: 92, Steal: 7}}
+	after := map[int]cpuTimes{0: {Busy: 62, Idle: 92, Steal: 7, Kernel: 31}}
+	if k := kernelPercent(got, after, 0, sec); k != 25 {
+		t.Errorf("kernelPercent = %v, want 25", k)
+	}
 	if b := busyPercent(got, after, 0, sec); b != 50 {
 		t.Errorf("busyPercent = %v, want 50", b)
 	}
@@ -215,7 +218,7 @@ func TestBoundVerdicts(t *testing.T) {
 }
 
 func TestOptionsCheck(t *testing.T) {
-	good := options{duration: 2e9, flows: 100, frameLen: 64, batch: 64, balancerCPU: 0, loadCPU: 1, phases: "gen,kernel,govs", sink: "servers"}
+	good := options{duration: 2e9, flows: 100, frameLen: 64, batch: 64, balancerCPU: 0, loadCPU: 1, phases: "gen,kernel,govs,fwd-afxdp,fwd-afpacket", sink: "servers", rounds: 1}
 	if err := good.check(); err != nil {
 		t.Fatalf("good options rejected: %v", err)
 	}
@@ -227,6 +230,9 @@ func TestOptionsCheck(t *testing.T) {
 		{"short duration", func(o *options) { o.duration = 1e6 }},
 		{"unknown phase", func(o *options) { o.phases = "kernel,ipvs" }},
 		{"too many flows", func(o *options) { o.flows = 70000 }},
+		{"no rounds", func(o *options) { o.rounds = 0 }},
+		{"unknown fwd phase", func(o *options) { o.phases = "fwd-dpdk" }},
+		{"negative tx budget", func(o *options) { o.xdpTxBudget = -1 }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := good
@@ -235,5 +241,16 @@ func TestOptionsCheck(t *testing.T) {
 				t.Error("check accepted bad options")
 			}
 		})
+	}
+}
+
+func TestParseUtime(t *testing.T) {
+	// A command name with spaces and a parenthesis must not shift the fields.
+	line := []byte("4242 (benchlab (fwd) x) S 1 4242 4242 0 -1 4194560 120 0 0 0 37 11 0 0 20 0 5 0 100 0 0\n")
+	if u, err := parseUtime(line); err != nil || u != 37 {
+		t.Errorf("parseUtime = %d, %v; want 37", u, err)
+	}
+	if _, err := parseUtime([]byte("4242 (short) S 1")); err == nil {
+		t.Error("parseUtime accepted a truncated line")
 	}
 }

@@ -111,8 +111,15 @@ func flood(ctx context.Context, cfg floodConfig, sent *atomic.Uint64) (floodStat
 				return ctx.Err()
 			default:
 			}
-			if !time.Now().Before(deadline) {
+			now := time.Now()
+			if !now.Before(deadline) {
 				break
+			}
+			if cfg.Rate > 0 {
+				// Paced: sleep until the frames sent so far are due.
+				if due := start.Add(time.Duration(float64(st.Sent) / float64(cfg.Rate) * float64(time.Second))); due.After(now) {
+					time.Sleep(due.Sub(now))
+				}
 			}
 			k := min(cfg.Batch, n-next)
 			r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[next])), uintptr(k), 0, 0, 0)
@@ -188,6 +195,15 @@ func processCtxSwitches(pid int) (uint64, error) {
 		n += c
 	}
 	return n, nil
+}
+
+// processUserTicks returns process pid's user time in clock ticks (/proc/PID/stat utime).
+func processUserTicks(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseUtime(b)
 }
 
 // htons converts v to network byte order as the kernel's sockaddr_ll expects it.

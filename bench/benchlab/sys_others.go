@@ -32,3 +32,5 @@ func setPdeathsig(cmd *exec.Cmd) {}
 func neighMAC(topo *lab.Topology) (net.HardwareAddr, error) { return nil, errNotLinux }
 
 func processCtxSwitches(int) (uint64, error) { return 0, errNotLinux }
+
+func processUserTicks(int) (uint64, error) { return 0, errNotLinux }
