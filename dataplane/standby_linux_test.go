@@ -41,7 +41,7 @@ func TestStandby(t *testing.T) {
 				if err := e.Publish(buildTables(2, specs...)); err != nil {
 					t.Fatal(err)
 				}
-				if got := sendFrames(t, e, 20); got != 20 {
+				if got := sendFrames(t, e, 20, 20); got != 20 {
 					t.Errorf("the workers received %d frames to the added VIP, want 20", got)
 				}
 			})
@@ -55,17 +55,17 @@ func TestStandby(t *testing.T) {
 					return
 				}
 				defer e.Close()
-				send := func(n int) uint64 { return sendFrames(t, e, n) }
+				send := func(n, want int) uint64 { return sendFrames(t, e, n, want) }
 				if !e.Standby() {
 					t.Error("Standby() = false for an engine started with Config.Standby")
 				}
-				if got := send(20); got != 0 {
+				if got := send(20, 0); got != 0 {
 					t.Errorf("standing down: the workers received %d frames, want 0", got)
 				}
 				if err := e.SetStandby(false); err != nil {
 					t.Fatal(err)
 				}
-				if got := send(20); got != 20 {
+				if got := send(20, 20); got != 20 {
 					t.Errorf("forwarding: the workers received %d frames, want 20", got)
 				}
 				// A reload while standing down must not let frames in again.
@@ -75,13 +75,13 @@ func TestStandby(t *testing.T) {
 				if err := e.Publish(buildTables(2, standardSpecs()...)); err != nil {
 					t.Fatal(err)
 				}
-				if got := send(20); got != 0 {
+				if got := send(20, 0); got != 0 {
 					t.Errorf("standing down after a reload: the workers received %d frames, want 0", got)
 				}
 				if err := e.SetStandby(false); err != nil {
 					t.Fatal(err)
 				}
-				if got := send(20); got != 20 {
+				if got := send(20, 20); got != 20 {
 					t.Errorf("forwarding again: the workers received %d frames, want 20", got)
 				}
 			})
@@ -91,7 +91,7 @@ func TestStandby(t *testing.T) {
 
 // sendFrames sends n UDP frames to 198.18.0.200:4000 from s1 to s0 (in the namespace the caller
 // runs in) and returns how many e's workers received meanwhile.
-func sendFrames(t *testing.T, e *Engine, n int) uint64 {
+func sendFrames(t *testing.T, e *Engine, n, want int) uint64 {
 	t.Helper()
 	s0, err := net.InterfaceByName("s0")
 	if err != nil {
@@ -115,6 +115,16 @@ func sendFrames(t *testing.T, e *Engine, n int) uint64 {
 			t.Errorf("send: %v", err)
 		}
 	}
-	time.Sleep(3 * pollTimeout * time.Millisecond) // idle workers publish their counters
-	return e.Stats().Counters["rx_frames"] - before
+	// Idle workers publish their counters within a poll timeout; a starved one (CI on a busy
+	// machine) may take longer, so wait for the count the caller expects, but always long enough
+	// for frames that should not arrive to show.
+	start := time.Now()
+	for {
+		got := e.Stats().Counters["rx_frames"] - before
+		waited := time.Since(start)
+		if waited >= 3*pollTimeout*time.Millisecond && (got == uint64(want) || waited >= 5*time.Second) {
+			return got
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
