@@ -47,7 +47,7 @@ const (
 	largeTxSlots = 32
 )
 
-// rejectAll is the socket filter of send-only sockets: nothing is received on them.
+// rejectAll is the socket filter of a standby engine: nothing is received.
 var rejectAll = []bpf.RawInstruction{{Op: 0x06, K: 0}} // ret #0
 
 // latencySpin is how long a worker on the latency ring keeps checking its rings after the last
@@ -280,13 +280,13 @@ func socketConfigs(filter, fanout []bpf.RawInstruction) (blocks, large, frames f
 	}
 	// Large slots for GSO frames (up to 64 KiB, from local TSO senders): with them in every slot
 	// the common ring would hold few frames.
+	// Send-only: no packet tap, so no received frame is copied to it or runs a filter.
 	large = func(_ int, ifc Interface) afpacket.Config {
 		return afpacket.Config{
 			Interface:   ifc.Name,
-			Filter:      rejectAll,
+			SendOnly:    true,
 			VnetHdr:     true,
 			QdiscBypass: true,
-			NumBlocks:   1,
 			TxFrames:    largeTxSlots,
 		}
 	}

@@ -22,6 +22,12 @@ type report struct {
 	Generator *udpResult   `json:"generator,omitempty"`
 	Kernel    *phaseResult `json:"kernel,omitempty"`
 	Govs      *phaseResult `json:"govs,omitempty"`
+	// Tun and GUE are govs with method tun (IPIP, GUE), UDP only, compared with Govs (NAT).
+	Tun *phaseResult `json:"tun,omitempty"`
+	GUE *phaseResult `json:"gue,omitempty"`
+	// Kernel2 and Govs2 are the UDP flood with the balancer on two cores (-balancer-cores 2).
+	Kernel2 *phaseResult `json:"kernel_2cores,omitempty"`
+	Govs2   *phaseResult `json:"govs_2cores,omitempty"`
 	// Ratios are govs/kernel for throughput and kernel/govs for latency, so > 1 always means
 	// govs did better. A ratio is missing when either side failed.
 	Ratios map[string]float64 `json:"ratios"`
@@ -44,6 +50,7 @@ type phaseResult struct {
 	HTTP       *httpResult `json:"http,omitempty"`
 	HTTPSingle *httpResult `json:"http_single,omitempty"`
 	Govs       *govsStatus `json:"govs_stats,omitempty"` // govs's counters after the measurements
+	Peak       *peakResult `json:"peak,omitempty"`       // the loss-free peak search (govs NAT)
 }
 
 func (p *phaseResult) addError(msg string) {
@@ -268,6 +275,101 @@ func (r *report) computeRatios() {
 			r.Ratios[m.key] = v
 		}
 	}
+	if p := r.govsPeak(); p != nil {
+		r.Ratios["govs_full_rate_of_loss_free_peak"] = p.FullOfPeak
+	}
+	for key, tun := range map[string]*phaseResult{"tun_ipip": r.Tun, "tun_gue": r.GUE} {
+		if v, ok := speedUp(r.Govs, tun); ok {
+			r.Ratios[key+"_of_nat_delivered_pps"] = v
+		}
+	}
+	if v, ok := speedUp(r.Kernel, r.Kernel2); ok {
+		r.Ratios["kernel_2cores_speedup"] = v
+	}
+	if v, ok := speedUp(r.Govs, r.Govs2); ok {
+		r.Ratios["govs_2cores_speedup"] = v
+	}
+}
+
+// govsPeak returns the govs phase's finished loss-free peak search, nil without one.
+func (r *report) govsPeak() *peakResult {
+	if r.Govs == nil || r.Govs.Peak == nil || r.Govs.Peak.Error != "" || r.Govs.Peak.LossFreePPS <= 0 {
+		return nil
+	}
+	return r.Govs.Peak
+}
+
+// peakGoal is issue 15's "no collapse under overload": at the generator's full rate govs delivers
+// at least this share of its own loss-free peak.
+const peakGoal = 0.9
+
+// tunGoal is how far below govs's NAT rate its tun rate may be in the same run (issue 15).
+const tunGoal = 0.9
+
+// writeExtras prints the loss-free peak, the tun phases against NAT and the two-core speed-ups.
+func writeExtras(w io.Writer, r *report) {
+	if r.Govs != nil && r.Govs.Peak != nil {
+		p := r.Govs.Peak
+		fmt.Fprintln(w)
+		if pk := r.govsPeak(); pk != nil {
+			verdict := "meets"
+			if pk.FullOfPeak < peakGoal {
+				verdict = "misses"
+			}
+			fmt.Fprintf(w, "govs under overload: loss-free peak %.0f pps; at the generator's full rate (%.0f pps offered) it delivered %.0f pps = %.2f of the peak (%s the goal >= %.2f)\n",
+				pk.LossFreePPS, pk.OfferedPPS, pk.FullRatePPS, pk.FullOfPeak, verdict, peakGoal)
+		} else {
+			fmt.Fprintf(w, "govs loss-free peak: failed: %s\n", p.Error)
+		}
+		for _, t := range p.Trials {
+			fmt.Fprintf(w, "  trial %.0f pps asked: %.0f offered, %.0f delivered, %.2f%% lost, balancer core %.0f%% busy\n",
+				t.RatePPS, t.OfferedPPS, t.DeliveredPPS, t.LossPercent, t.BalancerCPUBusy)
+		}
+	}
+	for _, tun := range []*phaseResult{r.Tun, r.GUE} {
+		if tun == nil {
+			continue
+		}
+		u, ok := udpOK(tun)
+		if !ok {
+			fmt.Fprintf(w, "\n%s: failed: %s%s\n", tun.Name, tun.Error, errOf(tun.UDP))
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: udp%d delivered %.0f pps (%.0f offered), balancer core %.0f%% busy, %.2f us/packet", tun.Name, u.FrameLen, u.DeliveredPPS, u.OfferedPPS, u.BalancerCPUBusy, u.BalancerUsPerPacket)
+		if v, ok := speedUp(r.Govs, tun); ok {
+			verdict := "within"
+			if v < tunGoal {
+				verdict = "not within"
+			}
+			fmt.Fprintf(w, ": %.2f of govs NAT's delivered pps (%s 10%%)", v, verdict)
+			if g, ok := udpOK(r.Govs); ok && g.BalancerUsPerPacket > 0 && u.BalancerUsPerPacket > 0 {
+				fmt.Fprintf(w, ", CPU per packet %.2f of NAT's", u.BalancerUsPerPacket/g.BalancerUsPerPacket)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	for _, sc := range []struct {
+		one, two *phaseResult
+	}{{r.Kernel, r.Kernel2}, {r.Govs, r.Govs2}} {
+		if sc.two == nil {
+			continue
+		}
+		u, ok := udpOK(sc.two)
+		if !ok {
+			fmt.Fprintf(w, "\n%s: failed: %s%s\n", sc.two.Name, sc.two.Error, errOf(sc.two.UDP))
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: udp%d delivered %.0f pps (%.0f offered), CPU %d %.0f%% and CPU %d %.0f%% busy", sc.two.Name, u.FrameLen, u.DeliveredPPS, u.OfferedPPS,
+			r.Env.BalancerCPU, u.BalancerCPUBusy, r.Env.LoadCPU, u.LoadCPUBusy)
+		if v, ok := speedUp(sc.one, sc.two); ok {
+			fmt.Fprintf(w, ": %.2fx its one-core rate", v)
+		}
+		fmt.Fprintln(w)
+	}
+	if r.Kernel2 != nil || r.Govs2 != nil {
+		fmt.Fprintf(w, "two balancer cores: CPUs %d and %d; the generator (pinned to CPU %d), the switch and the sink share CPU %d with the balancer, so these speed-ups understate what a second core of its own would give\n",
+			r.Env.BalancerCPU, r.Env.LoadCPU, r.Env.LoadCPU, r.Env.LoadCPU)
+	}
 }
 
 func (r *report) frameLen() int {
@@ -326,6 +428,7 @@ func writeTable(w io.Writer, r *report) {
 			}
 		}
 	}
+	writeExtras(w, r)
 	if v := boundVerdicts(r); len(v) > 0 {
 		fmt.Fprintln(w)
 		for _, line := range v {
@@ -334,7 +437,7 @@ func writeTable(w io.Writer, r *report) {
 	}
 	fmt.Fprintf(w, "\nratio > 1 means govs did better. %s, %d CPUs: balancer on CPU %d, load on CPU %d; before the run CPU %d was %.0f%% and CPU %d %.0f%% busy with other work.\n",
 		r.Env.Kernel, r.Env.CPUs, r.Env.BalancerCPU, r.Env.LoadCPU, r.Env.BalancerCPU, r.Env.IdleBusyBalancerCPU, r.Env.LoadCPU, r.Env.IdleBusyLoadCPU)
-	for _, p := range []*phaseResult{r.Kernel, r.Govs} {
+	for _, p := range []*phaseResult{r.Kernel, r.Govs, r.Tun, r.GUE, r.Kernel2, r.Govs2} {
 		if p == nil {
 			continue
 		}

@@ -103,6 +103,7 @@ func flood(ctx context.Context, cfg floodConfig, sent *atomic.Uint64) (floodStat
 		deadline := start.Add(cfg.Duration)
 		done := ctx.Done()
 		next := 0
+		batch := paceBatch(cfg.Rate, cfg.Batch)
 		// Bounded by the deadline: the clock is checked after every batch.
 		for {
 			select {
@@ -111,10 +112,14 @@ func flood(ctx context.Context, cfg floodConfig, sent *atomic.Uint64) (floodStat
 				return ctx.Err()
 			default:
 			}
-			if !time.Now().Before(deadline) {
+			now := time.Now()
+			if !now.Before(deadline) {
 				break
 			}
-			k := min(cfg.Batch, n-next)
+			if w := paceWait(cfg.Rate, st.Sent, now.Sub(start)); w > 0 {
+				time.Sleep(w)
+			}
+			k := min(batch, n-next)
 			r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[next])), uintptr(k), 0, 0, 0)
 			switch errno {
 			case 0:
