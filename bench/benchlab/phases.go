@@ -640,6 +640,7 @@ func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.Hardwa
 		res.BacklogDropsBalancerCPU = after.softnet[o.balancerCPU].Dropped - before.softnet[o.balancerCPU].Dropped
 		res.BacklogDropsLoadCPU = after.softnet[o.loadCPU].Dropped - before.softnet[o.loadCPU].Dropped
 		res.RPSIPIsBalancerCPU = after.softnet[o.balancerCPU].ReceivedRPS - before.softnet[o.balancerCPU].ReceivedRPS
+		res.RPSIPIsLoadCPU = after.softnet[o.loadCPU].ReceivedRPS - before.softnet[o.loadCPU].ReceivedRPS
 	}
 	if pid != 0 && after.ctxsw >= before.ctxsw && before.ctxsw != 0 {
 		res.GovsCtxSwitches = after.ctxsw - before.ctxsw

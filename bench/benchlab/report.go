@@ -88,6 +88,9 @@ type udpResult struct {
 	// (received_rps): the lab steers each veth's receive work there with RPS, and each interrupt
 	// costs a VM exit.
 	RPSIPIsBalancerCPU uint64 `json:"rps_ipis_balancer_cpu"`
+	// RPSIPIsLoadCPU counts the same interrupts on the load CPU: mostly the balancer's transmit
+	// starting the switch's backlog (lb0, lb1 are steered there), one per frame at worst.
+	RPSIPIsLoadCPU uint64 `json:"rps_ipis_load_cpu"`
 	// GovsCtxSwitches is the context switches of all of govs's threads in the window (0 in the
 	// kernel phase): sleeps in poll or futex and preemptions.
 	GovsCtxSwitches uint64 `json:"govs_context_switches,omitempty"`
@@ -201,6 +204,13 @@ var metrics = []metric{
 			return 0, false
 		}
 		return u.perThousand(u.RPSIPIsBalancerCPU)
+	}, true, false, "%.1f", false},
+	{"udp64_rps_ipis_load_per_1k", "udp%d rps IPIs/1k pkts (load cpu)", func(p *phaseResult) (float64, bool) {
+		u, ok := udpOK(p)
+		if !ok {
+			return 0, false
+		}
+		return u.perThousand(u.RPSIPIsLoadCPU)
 	}, true, false, "%.1f", false},
 	{"udp64_govs_ctx_switches_per_1k", "udp%d govs ctx switches/1k pkts", func(p *phaseResult) (float64, bool) {
 		u, ok := udpOK(p)
