@@ -345,7 +345,7 @@ func writeExtras(w io.Writer, r *report) {
 			fmt.Fprintf(w, "\n%s: failed: %s%s\n", tun.Name, tun.Error, errOf(tun.UDP))
 			continue
 		}
-		fmt.Fprintf(w, "\n%s: udp%d delivered %.0f pps (%.0f offered), balancer core %.0f%% busy, %.2f us/packet", tun.Name, u.FrameLen, u.DeliveredPPS, u.OfferedPPS, u.BalancerCPUBusy, u.BalancerUsPerPacket)
+		fmt.Fprintf(w, "\n%s: udp%d delivered %.0f pps (%.0f offered, paced at the NAT phase's offered rate), balancer core %.0f%% busy, %.2f us/packet", tun.Name, u.FrameLen, u.DeliveredPPS, u.OfferedPPS, u.BalancerCPUBusy, u.BalancerUsPerPacket)
 		if v, ok := speedUp(r.Govs, tun); ok {
 			verdict := "within"
 			if v < tunGoal {
