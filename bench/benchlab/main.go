@@ -53,6 +53,7 @@ type options struct {
 	peak        bool
 	peakTrial   time.Duration
 	cores       int // balancer cores of the scaling measurement (1: none)
+	govsFIFO    bool
 }
 
 // balancerCPUs lists the CPUs a balancer with n cores runs on: the balancer CPU, then the load
@@ -93,6 +94,7 @@ func run(args []string) int {
 	fs.DurationVar(&o.peakTrial, "peak-trial", 2*time.Second, "length of each trial of the loss-free peak search")
 	fs.BoolVar(&o.single, "single", true, "also measure one connection's latency (wrk -t1 -c1)")
 	fs.StringVar(&o.phases, "phases", "gen,kernel,govs,tun,gue", "phases to run, comma separated: gen (the generator's own ceiling), kernel, govs (NAT), tun (govs, method tun with IPIP, UDP only), gue (govs, tun with GUE, UDP only)")
+	fs.BoolVar(&o.govsFIFO, "govs-fifo", false, "run govs's threads SCHED_FIFO (chrt -f 1): the receive livelock experiment of bench/README.md. The kernel's RT throttling still leaves the core 5% for other tasks; a lab experiment, not a deployment setting")
 	fs.IntVar(&o.cores, "balancer-cores", 1, "2: also measure the UDP flood with the balancer on two cores (kernel: RPS over both; govs: two workers) and report the speed-up over one. The machine's two CPUs then serve the balancer and the load alike")
 	fs.StringVar(&o.rxMode, "rx-mode", "", "govs's [dataplane] rx_mode for the govs phase (auto, throughput, latency); empty = govs's default")
 	// The switch by default: with the servers as the sink the load CPU also bridges every frame

@@ -220,7 +220,12 @@ func startGovs(ctx context.Context, topo *lab.Topology, o options, v govsVariant
 		return nil, fmt.Errorf("failed to create govs's log: %w", err)
 	}
 	// taskset execs ip, which execs govs: one process, pinned to the balancer CPUs.
-	g.cmd = exec.Command("taskset", "-c", cpuList(o.balancerCPUs(v.workers)), "ip", "netns", "exec", topo.Balancer.Name, bin, "run", "-config", cfgPath)
+	args := []string{"-c", cpuList(o.balancerCPUs(v.workers))}
+	if o.govsFIFO {
+		args = append(args, "chrt", "-f", "1") // inherited by ip, govs and every thread govs starts
+	}
+	args = append(args, "ip", "netns", "exec", topo.Balancer.Name, bin, "run", "-config", cfgPath)
+	g.cmd = exec.Command("taskset", args...)
 	g.cmd.Stdout, g.cmd.Stderr = logFile, logFile
 	// If benchlab dies, govs goes too. Pdeathsig fires when the *thread* that forked exits, so
 	// the goroutine below holds its thread locked until govs has exited.
