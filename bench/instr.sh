@@ -5,7 +5,8 @@
 # set-up cancels out; GOMAXPROCS=1 and GOGC=off keep the runtime's own work out of it. The count
 # includes the benchmark's copy of each frame into the batch (what the kernel does into a ring).
 #
-# Usage: bench/instr.sh [flows=64k|flows=1M]   (installs valgrind when missing; about a minute)
+# Usage: bench/instr.sh [flows=64k|flows=1M|connlog]   (connlog: 64k flows with the connection log on;
+# installs valgrind when missing; about a minute)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case=${1:-flows=64k}

@@ -667,7 +667,7 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 						}
 						if rid != 0 {
 							real = t.Reals[rid-1]
-							if t.Services[real.Service].Method != dataplane.MethodNAT {
+							if m := t.Services[real.Service].Method; m != dataplane.MethodNAT && m != dataplane.MethodFullNAT {
 								r.skipped++ // dr, tun: the real server answers the client directly
 								continue
 							}
@@ -699,6 +699,11 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 							rp = p.SrcPort
 						}
 						frame.RewriteSrc(b, &p, real.Addr.Addr().As16(), rp)
+						if s := t.Services[real.Service]; s.Method == dataplane.MethodFullNAT {
+							// To the local endpoint the flow's connection has (learned below).
+							f := &r.conns[it.flow&^replyBit]
+							frame.RewriteDst(b, &p, s.Locals[min(int(f.local), len(s.Locals)-1)].As16(), f.lport)
+						}
 					}
 					fs[n] = afpacket.Frame{Data: b, Meta: afpacket.RxMeta{Len: pk.wire}}
 					its[n] = it
@@ -748,6 +753,9 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 						}
 					}
 					r.realPackets[id]++
+					if s := t.Services[t.Reals[id].Service]; s.Method == dataplane.MethodFullNAT {
+						learnLocal(f, s, fs[k].Data)
+					}
 				}
 			}
 			t0 := time.Now()
@@ -764,6 +772,21 @@ func (r *replayer) routineReplay(c *Capture, pl *plan, t *dataplane.Tables, rc *
 	r.w.FlushAll()
 	r.w.Publish()
 	r.now = base + pl.span
+}
+
+// learnLocal records in f the local endpoint of a FullNAT service s that the data plane gave the
+// flow's client packet b (as sent: its source), for the replies the harness simulates.
+func learnLocal(f *flowConn, s *dataplane.Service, b []byte) {
+	var p frame.Parsed
+	if frame.Parse(b, &p) != frame.ErrNone {
+		return
+	}
+	for i, a := range s.Locals {
+		if a.As16() == p.Src {
+			f.local, f.lport = uint8(i), p.SrcPort
+			return
+		}
+	}
 }
 
 // pending reports whether a client packet of local flow lf among its may give the flow's

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/google/gopacket"
@@ -284,5 +285,44 @@ func TestReplayKeepsFrames(t *testing.T) {
 				t.Fatalf("after a replay with %d workers, frame %d changed", workers, i)
 			}
 		}
+	}
+}
+
+// TestReplayFullNAT replays generated flows through the bench services switched to FullNAT (the
+// port-0 DR service stays): the simulated replies go to the local endpoint each connection got,
+// so every client packet is forwarded and every server packet of a FullNAT service replied, with
+// no drop and no sticky violation, with one and two workers.
+func TestReplayFullNAT(t *testing.T) {
+	b, err := os.ReadFile("testdata/bench.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := strings.ReplaceAll(string(b), "method = \"nat\"\nreal_server = [{address = \"198.19",
+		"method = \"fullnat\"\nlocal_addresses = [\"198.19.0.2\", \"198.19.0.3\"]\nreal_server = [{address = \"198.19")
+	src = strings.ReplaceAll(src, "method = \"nat\"\nreal_server = [{address = \"[2001",
+		"method = \"fullnat\"\nlocal_addresses = [\"2001:2:0:2::2\"]\nreal_server = [{address = \"[2001")
+	if strings.Contains(src, `"nat"`) {
+		t.Fatalf("a NAT service is left in the FullNAT config:\n%s", src)
+	}
+	cfg, err := config.Parse([]byte(src), "fullnat.toml", config.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, workers := range []int{1, 2} {
+		c, st := genCapture(t, GenConfig{Flows: 2000, PacketsPerFlow: 8, TCPShare: 0.7, IPv6Share: 0.3, Seed: 5})
+		rep, err := Replay(c, ReplayConfig{Config: cfg, Workers: workers, Loops: 1, Replies: ReplySimulate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		accounted(t, rep)
+		if rep.DroppedTotal != 0 || rep.StickyViolations != 0 {
+			t.Errorf("%d workers: dropped %d (%v), sticky violations %d; want none", workers, rep.DroppedTotal, rep.Dropped, rep.StickyViolations)
+		}
+		if rep.Forwarded != uint64(st.ClientPackets) || rep.Replied+rep.Skipped != uint64(st.ServerPackets) || rep.Replied == 0 {
+			t.Errorf("%d workers: forwarded %d of %d client packets, replied %d + skipped %d of %d server packets",
+				workers, rep.Forwarded, st.ClientPackets, rep.Replied, rep.Skipped, st.ServerPackets)
+		}
+		t.Logf("%d workers: %d packets, forwarded %d, replied %d, skipped (DR) %d, %.0f ns per packet in the data plane",
+			workers, rep.Packets, rep.Forwarded, rep.Replied, rep.Skipped, rep.NsPerPacketDataplane)
 	}
 }

@@ -23,8 +23,9 @@ import (
 type flowConn struct {
 	real  uint16          // real-server ID + 1 it was scheduled to; 0: none yet
 	state conntrack.State // TCP state (StateUDP for datagrams)
-	_     uint8
-	last  uint32 // table tick of its last packet
+	local uint8           // FullNAT: the index of its local address in the service's Locals
+	lport uint16          // FullNAT: its local port, what the simulated replies go to
+	last  uint32          // table tick of its last packet
 }
 
 // What a client packet the data plane sent to a real server means for its flow.
@@ -64,7 +65,7 @@ func newJudge(cfg *config.Config, t *dataplane.Tables) *judge {
 		if s.OnePacket {
 			j.real[r.ID] |= realOnePacket
 		}
-		if s.Method != dataplane.MethodNAT {
+		if s.Method != dataplane.MethodNAT && s.Method != dataplane.MethodFullNAT {
 			j.real[r.ID] |= realInputOnly
 		}
 	}

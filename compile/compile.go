@@ -233,6 +233,7 @@ func service(vs *config.VirtualServer, id uint16) *dataplane.Service {
 		OnePacket:       vs.OnePacket,
 		Tunnel:          tunnel(vs.Tunnel),
 		TunnelPort:      vs.TunnelPort,
+		Locals:          vs.LocalAddresses,
 	}
 }
 
@@ -272,6 +273,8 @@ func method(m config.Method) dataplane.Method {
 		return dataplane.MethodDR
 	case config.MethodTun:
 		return dataplane.MethodTun
+	case config.MethodFullNAT:
+		return dataplane.MethodFullNAT
 	}
 	return dataplane.MethodNAT
 }

@@ -35,7 +35,8 @@ func Same(a, b *dataplane.Tables) bool {
 			x.Method != y.Method || x.Scheduler != y.Scheduler ||
 			x.SchedOptions != y.SchedOptions || x.Persistence != y.Persistence ||
 			x.PersistenceBits != y.PersistenceBits || x.OnePacket != y.OnePacket || x.NoQuorum != y.NoQuorum ||
-			x.Tunnel != y.Tunnel || x.TunnelPort != y.TunnelPort ||
+			x.Tunnel != y.Tunnel || x.TunnelPort != y.TunnelPort || !slices.Equal(x.Locals, y.Locals) ||
+			x.LocalPortMin != y.LocalPortMin || x.LocalPortMax != y.LocalPortMax ||
 			!slices.Equal(x.RealIDs, y.RealIDs)) {
 			return false
 		}

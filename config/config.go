@@ -61,9 +61,13 @@ const (
 	// header to the real server (IPIP or GUE); the real server decapsulates it, holds the
 	// VIP itself and answers clients directly.
 	MethodTun Method = 3
+	// MethodFullNAT rewrites both ends: the source to one of the virtual server's local
+	// addresses and a port govs allocates, the destination to the real server. Replies come
+	// back to govs because they are addressed to it, so real servers need no route through it.
+	MethodFullNAT Method = 4
 )
 
-// String returns "nat", "dr" or "tun", the spelling used in the config file.
+// String returns "nat", "dr", "tun" or "fullnat", the spelling used in the config file.
 func (m Method) String() string {
 	switch m {
 	case MethodNAT:
@@ -72,6 +76,8 @@ func (m Method) String() string {
 		return "dr"
 	case MethodTun:
 		return "tun"
+	case MethodFullNAT:
+		return "fullnat"
 	}
 	return "Method(" + strconv.Itoa(int(m)) + ")"
 }
@@ -213,6 +219,9 @@ type VirtualServer struct {
 	// TunnelPort is the real servers' GUE UDP port (tunnel "gue" only, required there); 0
 	// otherwise.
 	TunnelPort uint16
+	// LocalAddresses are method fullnat's source addresses towards the real servers (at least
+	// one, the virtual server's family, distinct, no VIP's); nil for every other method.
+	LocalAddresses []netip.Addr
 	// PersistenceTimeout is how long a client sticks to its real server after its last
 	// connection (ipvsadm -p); 0 = no persistence.
 	PersistenceTimeout time.Duration
@@ -300,6 +309,9 @@ func (c *Config) Summary() []string {
 			if vs.TunnelPort != 0 {
 				fmt.Fprintf(&b, ":%d", vs.TunnelPort)
 			}
+		}
+		if len(vs.LocalAddresses) > 0 {
+			fmt.Fprintf(&b, " local_addresses=%d", len(vs.LocalAddresses))
 		}
 		if vs.PersistenceTimeout > 0 {
 			fmt.Fprintf(&b, " persistence=%s netmask=/%d", vs.PersistenceTimeout, vs.PersistenceNetmask)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +157,17 @@ func TestParseFull(t *testing.T) {
 				},
 				Line: 81,
 			},
+			{
+				Address:        netip.MustParseAddrPort("198.18.0.103:80"),
+				Protocol:       ProtocolTCP,
+				Scheduler:      "wlc",
+				Method:         MethodFullNAT,
+				LocalAddresses: []netip.Addr{netip.MustParseAddr("198.19.0.2"), netip.MustParseAddr("198.19.0.3")},
+				RealServers: []RealServer{
+					{Address: netip.MustParseAddrPort("198.19.0.14:8080"), Weight: 1, Line: 94},
+				},
+				Line: 89,
+			},
 		},
 		Metrics: Metrics{Listen: "[::1]:9100"},
 		Log:     Log{Format: LogFormatJSON, Level: LogLevelDebug},
@@ -170,6 +182,7 @@ func TestParseFull(t *testing.T) {
 		"198.18.0.101:0 tcp scheduler=sh flags=sh-fallback,sh-port method=dr persistence=5m0s netmask=/24 real_servers=1 (198.19.0.11:0 w=1)",
 		"[2001:2::101]:443 tcp scheduler=mh flags=mh-port mh_table_size=251 method=nat persistence=1h0m0s netmask=/64 real_servers=1 ([2001:2::11]:8443 w=2)",
 		"198.18.0.102:53 udp scheduler=wlc method=nat real_servers=1 (198.19.0.13:53 w=1)",
+		"198.18.0.103:80 tcp scheduler=wlc method=fullnat local_addresses=2 real_servers=1 (198.19.0.14:8080 w=1)",
 	}
 	if got := c.Summary(); !reflect.DeepEqual(got, wantSummary) {
 		t.Errorf("Summary():\n got %q\nwant %q", got, wantSummary)
@@ -208,6 +221,32 @@ weight = 65535
 	}
 	if got, want := vs.Key(), "tcp/[2001:2::100]:80"; got != want {
 		t.Errorf("Key() = %q, want %q", got, want)
+	}
+}
+
+func TestParseFullNAT(t *testing.T) {
+	for _, tc := range []struct {
+		vip, real string
+		locals    []string
+	}{
+		{"198.18.0.100:80", "198.19.0.11:8080", []string{"198.19.0.2", "198.19.0.3"}},
+		{"[2001:2::100]:80", "[2001:2::11]:80", []string{"2001:2:0:1::2"}},
+	} {
+		quoted := `"` + strings.Join(tc.locals, `", "`) + `"`
+		src := dp + "[[virtual_server]]\naddress = \"" + tc.vip + "\"\nprotocol = \"tcp\"\nmethod = \"fullnat\"\n" +
+			"local_addresses = [" + quoted + "]\n[[virtual_server.real_server]]\naddress = \"" + tc.real + "\"\n"
+		c, err := Parse([]byte(src), "f.toml", LoadOptions{})
+		if err != nil {
+			t.Fatalf("%s: Parse: %v", tc.vip, err)
+		}
+		vs := c.VirtualServers[0]
+		var got []string
+		for _, a := range vs.LocalAddresses {
+			got = append(got, a.String())
+		}
+		if vs.Method != MethodFullNAT || vs.Method.String() != "fullnat" || !slices.Equal(got, tc.locals) {
+			t.Errorf("%s: method %v, local addresses %v; want fullnat, %v", tc.vip, vs.Method, got, tc.locals)
+		}
 	}
 }
 
@@ -284,11 +323,10 @@ func TestParseErrors(t *testing.T) {
 		// Unknown keys.
 		{
 			name: "keys govs declines say why",
-			src:  dp + "[log]\nconnections = \"/var/log/govs/conns.log\"\n" + vsHead + "clamp_mss = true\nlocal_addresses = [\"198.19.0.2\"]\n" + rs,
+			src:  dp + "[log]\nformat = \"text\"\n" + vsHead + "clamp_mss = true\nlocal_addresses = [\"198.19.0.2\"]\n" + rs,
 			want: []string{
-				`t.toml:4: log.connections: the connection log is not implemented yet; count connections with govs stats or the metrics`,
 				`t.toml:10: virtual_server[1].clamp_mss: not supported: under tun (and dr) the client's MSS comes from the real server's SYN-ACK, which never passes govs; lower it on the real servers instead (ip route ... advmss, or a lower MTU on their tunnel device)`,
-				`t.toml:11: virtual_server[1].local_addresses: goes with method fullnat, which is not implemented yet; use nat, dr or tun`,
+				`t.toml:11: virtual_server[1].local_addresses: is for method fullnat only (method nat keeps the client's address as the source); remove it or write method = "fullnat"`,
 			},
 		},
 		{
@@ -322,7 +360,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "misspelled real_server header",
 			src:  dp + vsHead + rs + "[[virtual_server.realserver]]\naddress = \"198.19.0.12:80\"\n",
-			want: []string{`t.toml:10: virtual_server[1].realserver[1]: unknown key; valid keys in [[virtual_server]] are address, protocol, scheduler, scheduler_flags, mh_table_size, method, tunnel, tunnel_port, persistence_timeout, persistence_netmask, one_packet, real_server, health_check, sorry_server, quorum (did you mean real_server?)`},
+			want: []string{`t.toml:10: virtual_server[1].realserver[1]: unknown key; valid keys in [[virtual_server]] are address, protocol, scheduler, scheduler_flags, mh_table_size, method, tunnel, tunnel_port, local_addresses, persistence_timeout, persistence_netmask, one_packet, real_server, health_check, sorry_server, quorum (did you mean real_server?)`},
 		},
 		{
 			name: "key with wrong case",
@@ -560,24 +598,57 @@ func TestParseErrors(t *testing.T) {
 			want: []string{`t.toml:6: virtual_server[1].scheduler: is an integer; write a quoted scheduler name, e.g. scheduler = "wlc" (one of dh, fo, lblc, lblcr, lc, mh, nq, ovf, rr, sed, sh, twos, wlc, wrr)`},
 		},
 		{
-			name: "method fullnat",
+			name: "method fullnat without local addresses",
 			src:  dp + strings.Replace(vsHead, `"nat"`, `"fullnat"`, 1) + rs,
-			want: []string{`t.toml:7: virtual_server[1].method: method "fullnat" is not implemented yet; use nat, dr or tun`},
+			want: []string{`t.toml:3: virtual_server[1].local_addresses: is required with method fullnat: the source addresses govs gives connections towards the real servers; write local_addresses = ["198.19.0.2", "198.19.0.3"]`},
+		},
+		{
+			name: "fullnat local addresses wrong",
+			src: dp + strings.Replace(vsHead, `"nat"`, `"fullnat"`, 1) +
+				"local_addresses = [\"198.19.0.2\", \"2001:2::2\", \"198.19.0.2\", \"198.18.0.100\", \"0.0.0.0\", \"x\", 7, \"198.19.0.11\"]\n" + rs,
+			want: []string{
+				`t.toml:8: virtual_server[1].local_addresses: 2001:2::2 is IPv6 but the virtual server 198.18.0.100:80 is IPv4; local addresses must have the virtual server's address family`,
+				`t.toml:8: virtual_server[1].local_addresses: 198.19.0.2 is listed twice; list each local address once`,
+				`t.toml:8: virtual_server[1].local_addresses: 198.18.0.100 is the virtual server's own address; a local address must be one only real servers send to`,
+				`t.toml:8: virtual_server[1].local_addresses: 0.0.0.0 is the unspecified address and cannot be a local address; use an address the real servers reach this host on`,
+				`t.toml:8: virtual_server[1].local_addresses: "x" is not an IP address; write e.g. local_addresses = ["198.19.0.2", "198.19.0.3"]`,
+				`t.toml:8: virtual_server[1].local_addresses: element 7 is an integer; write quoted addresses, e.g. local_addresses = ["198.19.0.2", "198.19.0.3"]`,
+			},
+		},
+		{
+			name: "fullnat local address of a real server or another VIP",
+			src: dp + strings.Replace(vsHead, `"nat"`, `"fullnat"`, 1) +
+				"local_addresses = [\"198.19.0.11\", \"198.18.0.101\"]\n" + rs +
+				strings.Replace(vsHead, "198.18.0.100", "198.18.0.101", 1) + rs,
+			want: []string{
+				`t.toml:8: virtual_server[1].local_addresses: 198.19.0.11 is one of its real servers; use an address of this host the real servers reach`,
+				`t.toml:8: virtual_server[1].local_addresses: 198.18.0.101 is a virtual server's address; a local address must be one only real servers send to`,
+			},
+		},
+		{
+			name: "too many local addresses",
+			src:  dp + strings.Replace(vsHead, `"nat"`, `"fullnat"`, 1) + "local_addresses = [" + strings.Repeat(`"198.19.0.2", `, 257) + "]\n" + rs,
+			want: []string{`t.toml:8: virtual_server[1].local_addresses: lists 257 addresses; at most 256 (each one allows 64512 connections to each real server): use fewer`},
+		},
+		{
+			name: "local addresses not a list",
+			src:  dp + strings.Replace(vsHead, `"nat"`, `"fullnat"`, 1) + "local_addresses = \"198.19.0.2\"\n" + rs,
+			want: []string{`t.toml:8: virtual_server[1].local_addresses: is a string; write a list of addresses, e.g. local_addresses = ["198.19.0.2", "198.19.0.3"]`},
 		},
 		{
 			name: "method unknown",
 			src:  dp + strings.Replace(vsHead, `"nat"`, `"masq"`, 1) + rs,
-			want: []string{`t.toml:7: virtual_server[1].method: unknown method "masq"; write "nat", "dr" or "tun"`},
+			want: []string{`t.toml:7: virtual_server[1].method: unknown method "masq"; write "nat", "dr", "tun" or "fullnat"`},
 		},
 		{
 			name: "method upper case",
 			src:  dp + strings.Replace(vsHead, `"nat"`, `"TUN"`, 1) + rs,
-			want: []string{`t.toml:7: virtual_server[1].method: unknown method "TUN"; write "nat", "dr" or "tun" (names are lower case: "tun")`},
+			want: []string{`t.toml:7: virtual_server[1].method: unknown method "TUN"; write "nat", "dr", "tun" or "fullnat" (names are lower case: "tun")`},
 		},
 		{
 			name: "method missing",
 			src:  dp + strings.Replace(vsHead, "method = \"nat\"\n", "", 1) + rs,
-			want: []string{`t.toml:3: virtual_server[1].method: is required; write method = "nat", "dr" or "tun"`},
+			want: []string{`t.toml:3: virtual_server[1].method: is required; write method = "nat", "dr", "tun" or "fullnat"`},
 		},
 		// Tunnels.
 		{

@@ -400,3 +400,93 @@ func (p *parser) tunnel(field string, raw *rawVirtualServer, vs *VirtualServer) 
 		p.errf(pField, "is %s; write a UDP port number, e.g. tunnel_port = 6080", typeName(v))
 	}
 }
+
+// MaxLocalAddresses bounds a fullnat virtual server's local_addresses: the connection table keeps
+// one handle per (real server, local address) pair, at most 65536.
+const MaxLocalAddresses = 256
+
+// localAddresses validates local_addresses: required by method fullnat and refused by the others.
+// Each is an address of the virtual server's family that neither it nor its real servers use
+// (virtualServers checks the other virtual servers' addresses).
+func (p *parser) localAddresses(field string, raw *rawVirtualServer, vs *VirtualServer, vipOK bool) {
+	lField := field + ".local_addresses"
+	example := `local_addresses = ["198.19.0.2", "198.19.0.3"]`
+	if vipOK && vs.Address.Addr().Is6() {
+		example = `local_addresses = ["2001:2:0:1::2", "2001:2:0:1::3"]`
+	}
+	if vs.Method != MethodFullNAT {
+		if vs.Method != 0 && raw.LocalAddresses != nil {
+			p.errf(lField, "is for method fullnat only (method %s keeps the client's address as the source); remove it or write method = \"fullnat\"", vs.Method)
+		}
+		return
+	}
+	list, isList := raw.LocalAddresses.([]any)
+	switch {
+	case raw.LocalAddresses == nil:
+		p.errf(lField, "is required with method fullnat: the source addresses govs gives connections towards the real servers; write %s", example)
+		return
+	case !isList:
+		p.errf(lField, "is %s; write a list of addresses, e.g. %s", typeName(raw.LocalAddresses), example)
+		return
+	case len(list) == 0:
+		p.errf(lField, "is empty; write at least one address, e.g. %s", example)
+		return
+	case len(list) > MaxLocalAddresses:
+		p.errf(lField, "lists %d addresses; at most %d (each one allows %d connections to each real server): use fewer", len(list), MaxLocalAddresses, 65536-1024)
+		return
+	}
+	seen := map[netip.Addr]bool{}
+	for i, v := range list {
+		s, ok := v.(string)
+		if !ok {
+			p.errf(lField, "element %d is %s; write quoted addresses, e.g. %s", i+1, typeName(v), example)
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		switch {
+		case err != nil:
+			p.errf(lField, "%q is not an IP address; write e.g. %s", s, example)
+		case a.Zone() != "":
+			p.errf(lField, "%q has a zone; zones are not supported, use an address without %%zone", s)
+		case a.Is4In6():
+			p.errf(lField, "%q is an IPv4-mapped IPv6 address; write the IPv4 form %q", s, a.Unmap().String())
+		case a.IsUnspecified(), a.IsMulticast(), a.IsLoopback():
+			p.errf(lField, "%s is %s and cannot be a local address; use an address the real servers reach this host on", a, addrKind(a))
+		case vipOK && a.Is4() != vs.Address.Addr().Is4():
+			p.errf(lField, "%s is %s but the virtual server %s is %s; local addresses must have the virtual server's address family",
+				a, family(a), vs.Address, family(vs.Address.Addr()))
+		case vipOK && a == vs.Address.Addr():
+			p.errf(lField, "%s is the virtual server's own address; a local address must be one only real servers send to", a)
+		case seen[a]:
+			p.errf(lField, "%s is listed twice; list each local address once", a)
+		default:
+			seen[a] = true
+			vs.LocalAddresses = append(vs.LocalAddresses, a)
+		}
+	}
+}
+
+// localAddressClashes reports local addresses that are also a virtual server's or a real server's
+// address: the fanout and the data plane tell a frame's direction by them.
+func (p *parser) localAddressClashes(c *Config) {
+	vips := map[netip.Addr]bool{}
+	for i := range c.VirtualServers {
+		vips[c.VirtualServers[i].Address.Addr()] = true
+	}
+	for i := range c.VirtualServers {
+		vs := &c.VirtualServers[i]
+		reals := map[netip.Addr]bool{}
+		for _, rs := range vs.RealServers {
+			reals[rs.Address.Addr()] = true
+		}
+		for _, a := range vs.LocalAddresses {
+			field := fmt.Sprintf("virtual_server[%d].local_addresses", i+1)
+			switch {
+			case vips[a]:
+				p.errf(field, "%s is a virtual server's address; a local address must be one only real servers send to", a)
+			case reals[a]:
+				p.errf(field, "%s is one of its real servers; use an address of this host the real servers reach", a)
+			}
+		}
+	}
+}

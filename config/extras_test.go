@@ -257,7 +257,7 @@ func TestParseErrorsExtras(t *testing.T) {
 		{
 			name: "unknown key in virtual server suggests persistence",
 			src:  dp + vsWith("rr", "persistence_timout = \"300s\"\n"),
-			want: []string{`t.toml:8: virtual_server[1].persistence_timout: unknown key; valid keys in [[virtual_server]] are address, protocol, scheduler, scheduler_flags, mh_table_size, method, tunnel, tunnel_port, persistence_timeout, persistence_netmask, one_packet, real_server, health_check, sorry_server, quorum (did you mean persistence_timeout?)`},
+			want: []string{`t.toml:8: virtual_server[1].persistence_timout: unknown key; valid keys in [[virtual_server]] are address, protocol, scheduler, scheduler_flags, mh_table_size, method, tunnel, tunnel_port, local_addresses, persistence_timeout, persistence_netmask, one_packet, real_server, health_check, sorry_server, quorum (did you mean persistence_timeout?)`},
 		},
 	}
 	for _, tt := range tests {

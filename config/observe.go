@@ -3,6 +3,7 @@ package config
 import (
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -23,6 +24,13 @@ const DefaultMetricsListen = "127.0.0.1:9273"
 type Log struct {
 	Format string // LogFormatText (default) or LogFormatJSON
 	Level  string // LogLevelDebug, LogLevelInfo (default), LogLevelWarn or LogLevelError
+	// Connections is the connection log's file, "" (default) for none: one line per connection
+	// created and expired.
+	Connections string
+	// ConnectionsRate is the most connection-log lines written per second (default
+	// DefaultConnectionsRate; 0 without Connections); the excess is counted
+	// (connlog_rate_limited), not written.
+	ConnectionsRate int
 }
 
 // [log] format and level values.
@@ -37,6 +45,9 @@ const (
 
 	DefaultLogFormat = LogFormatText
 	DefaultLogLevel  = LogLevelInfo
+
+	DefaultConnectionsRate = 10000     // [log] connections_rate: lines per second
+	MaxConnectionsRate     = 1_000_000 // its largest value
 )
 
 var (
@@ -49,8 +60,10 @@ type rawMetrics struct {
 }
 
 type rawLog struct {
-	Format any `toml:"format"`
-	Level  any `toml:"level"`
+	Format          any `toml:"format"`
+	Level           any `toml:"level"`
+	Connections     any `toml:"connections"`
+	ConnectionsRate any `toml:"connections_rate"`
 }
 
 func (p *parser) metrics(raw *rawMetrics, out *Metrics) {
@@ -103,6 +116,33 @@ func (p *parser) logConfig(raw *rawLog, out *Log) {
 	}
 	out.Format = p.oneOf("log.format", raw.Format, logFormats, DefaultLogFormat)
 	out.Level = p.oneOf("log.level", raw.Level, logLevels, DefaultLogLevel)
+	const example = `connections = "/var/log/govs/connections.log"`
+	switch s, ok := raw.Connections.(string); {
+	case raw.Connections == nil || s == "" && ok:
+	case !ok:
+		p.errf("log.connections", "is %s; write the connection log's file as a quoted path, e.g. %s, or remove the key to log no connections", typeName(raw.Connections), example)
+	case !filepath.IsAbs(s):
+		p.errf("log.connections", "%q is not an absolute path; write one starting with /, e.g. %s", s, example)
+	default:
+		out.Connections = filepath.Clean(s)
+	}
+	if out.Connections != "" {
+		out.ConnectionsRate = DefaultConnectionsRate
+	}
+	switch v := raw.ConnectionsRate.(type) {
+	case nil:
+	case int64:
+		if v < 1 || v > MaxConnectionsRate {
+			p.errf("log.connections_rate", "%d is out of range; write the most connection-log lines per second, from 1 to %d (default %d)", v, MaxConnectionsRate, DefaultConnectionsRate)
+			break
+		}
+		out.ConnectionsRate = int(v)
+	default:
+		p.errf("log.connections_rate", "is %s; write an integer number of lines per second, from 1 to %d (default %d)", typeName(v), MaxConnectionsRate, DefaultConnectionsRate)
+	}
+	if raw.ConnectionsRate != nil && out.Connections == "" && raw.Connections == nil {
+		p.errf("log.connections_rate", "needs connections: without a connection log file there are no lines to limit; add connections = \"FILE\", or remove connections_rate")
+	}
 }
 
 // oneOf reads a string that must be one of valid; def when v is absent (or wrong, after the error).

@@ -41,6 +41,20 @@ func TestLogTable(t *testing.T) {
 	if c.Log != (Log{Format: "text", Level: "info"}) {
 		t.Errorf("default log %+v", c.Log)
 	}
+	c, err = Parse([]byte(dp+"[log]\nconnections = \"/var/log/govs/conns.log\"\nconnections_rate = 500\n"), "t.toml", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Log{Format: "text", Level: "info", Connections: "/var/log/govs/conns.log", ConnectionsRate: 500}); c.Log != want {
+		t.Errorf("connection log %+v, want %+v", c.Log, want)
+	}
+	c, err = Parse([]byte(dp+"[log]\nconnections = \"/var/log/govs//conns.log\"\n"), "t.toml", LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (Log{Format: "text", Level: "info", Connections: "/var/log/govs/conns.log", ConnectionsRate: DefaultConnectionsRate}); c.Log != want {
+		t.Errorf("connection log without a rate %+v, want %+v", c.Log, want)
+	}
 }
 
 // TestObserveErrors: each wrong value is reported with file:line and field, and says what to write.
@@ -69,7 +83,17 @@ func TestObserveErrors(t *testing.T) {
 		{"[log]\nlevel = 1\n",
 			`t.toml:4: log.level: is an integer; write one of "debug", "info", "warn", "error" (quoted)`},
 		{"[log]\nlevels = \"info\"\n",
-			`t.toml:4: log.levels: unknown key; valid keys in [log] are format, level (did you mean level?)`},
+			`t.toml:4: log.levels: unknown key; valid keys in [log] are format, level, connections, connections_rate (did you mean level?)`},
+		{"[log]\nconnections = 1\n",
+			`t.toml:4: log.connections: is an integer; write the connection log's file as a quoted path, e.g. connections = "/var/log/govs/connections.log", or remove the key to log no connections`},
+		{"[log]\nconnections = \"conns.log\"\n",
+			`t.toml:4: log.connections: "conns.log" is not an absolute path; write one starting with /, e.g. connections = "/var/log/govs/connections.log"`},
+		{"[log]\nconnections = \"/tmp/c.log\"\nconnections_rate = 0\n",
+			`t.toml:5: log.connections_rate: 0 is out of range; write the most connection-log lines per second, from 1 to 1000000 (default 10000)`},
+		{"[log]\nconnections = \"/tmp/c.log\"\nconnections_rate = \"fast\"\n",
+			`t.toml:5: log.connections_rate: is a string; write an integer number of lines per second, from 1 to 1000000 (default 10000)`},
+		{"[log]\nconnections_rate = 100\n",
+			`t.toml:4: log.connections_rate: needs connections: without a connection log file there are no lines to limit; add connections = "FILE", or remove connections_rate`},
 	} {
 		_, err := Parse([]byte(file(tt.src)), "t.toml", LoadOptions{})
 		if err == nil {

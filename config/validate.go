@@ -81,6 +81,7 @@ type rawVirtualServer struct {
 	Method             any             `toml:"method"`
 	Tunnel             any             `toml:"tunnel"`
 	TunnelPort         any             `toml:"tunnel_port"`
+	LocalAddresses     any             `toml:"local_addresses"`
 	PersistenceTimeout any             `toml:"persistence_timeout"`
 	PersistenceNetmask any             `toml:"persistence_netmask"`
 	OnePacket          any             `toml:"one_packet"`
@@ -110,7 +111,7 @@ var schema = map[string][]string{
 		"tcp_close", "tcp_close_wait", "tcp_last_ack"},
 	"conntrack": {"max_entries", "full_policy", "expire_nodest_conn"},
 	"virtual_server": {"address", "protocol", "scheduler", "scheduler_flags", "mh_table_size", "method",
-		"tunnel", "tunnel_port", "persistence_timeout", "persistence_netmask", "one_packet", "real_server",
+		"tunnel", "tunnel_port", "local_addresses", "persistence_timeout", "persistence_netmask", "one_packet", "real_server",
 		"health_check", "sorry_server", "quorum"},
 	"virtual_server.real_server": {"address", "weight", "upper_threshold", "lower_threshold", "health_check"},
 	// health.go
@@ -118,7 +119,7 @@ var schema = map[string][]string{
 	"virtual_server.real_server.health_check": healthCheckKeys,
 	// observe.go
 	"metrics": {"listen"},
-	"log":     {"format", "level"},
+	"log":     {"format", "level", "connections", "connections_rate"},
 }
 
 // parser holds the state of one Parse call.
@@ -353,10 +354,8 @@ func sameNames(segs []seg, names []string) bool {
 // declined are keys operators may know from the issue tracker or from other balancers that govs
 // does not take, with what to do instead: "unknown key" alone would suggest a typo.
 var declined = map[string]string{
-	"virtual_server.local_addresses": "goes with method fullnat, which is not implemented yet; use nat, dr or tun",
 	"virtual_server.clamp_mss": "not supported: under tun (and dr) the client's MSS comes from the real server's SYN-ACK, " +
 		"which never passes govs; lower it on the real servers instead (ip route ... advmss, or a lower MTU on their tunnel device)",
-	"log.connections": "the connection log is not implemented yet; count connections with govs stats or the metrics",
 }
 
 func unknownKeyMsg(k toml.Key) string {
@@ -578,6 +577,7 @@ func (p *parser) virtualServers(raws []rawVirtualServer, c *Config) {
 		seen[vs.Key()] = i + 1
 		c.VirtualServers = append(c.VirtualServers, vs)
 	}
+	p.localAddressClashes(c)
 }
 
 // virtualServer validates one [[virtual_server]]; ok is false if anything in
@@ -616,7 +616,7 @@ func (p *parser) virtualServer(field string, raw *rawVirtualServer) (vs VirtualS
 	p.schedulerFlags(field+".scheduler_flags", raw.SchedulerFlags, &vs)
 	p.mhTableSize(field+".mh_table_size", raw.MHTableSize, &vs)
 
-	if s, isString := p.requiredString(field+".method", raw.Method, `method = "nat", "dr" or "tun"`); isString {
+	if s, isString := p.requiredString(field+".method", raw.Method, `method = "nat", "dr", "tun" or "fullnat"`); isString {
 		switch s {
 		case "nat":
 			vs.Method = MethodNAT
@@ -625,12 +625,13 @@ func (p *parser) virtualServer(field string, raw *rawVirtualServer) (vs VirtualS
 		case "tun":
 			vs.Method = MethodTun
 		case "fullnat":
-			p.errf(field+".method", "method %q is not implemented yet; use nat, dr or tun", s)
+			vs.Method = MethodFullNAT
 		default:
-			p.errf(field+".method", `unknown method %q; write "nat", "dr" or "tun"%s`, s, lowerHint(s, "nat", "dr", "tun"))
+			p.errf(field+".method", `unknown method %q; write "nat", "dr", "tun" or "fullnat"%s`, s, lowerHint(s, "nat", "dr", "tun", "fullnat"))
 		}
 	}
 	p.tunnel(field, raw, &vs)
+	p.localAddresses(field, raw, &vs, addrOK)
 
 	p.persistence(field, raw, &vs, addrOK)
 	p.onePacket(field+".one_packet", raw.OnePacket, &vs)

@@ -13,8 +13,15 @@ import (
 // The table owns the handles and counts references to them: a handle lives while an entry holds
 // it. They do not depend on the data plane's real server IDs, which a reload may give to another
 // address while connections to the old one still live.
+//
+// A handle names a real server address alone, or for a FullNAT entry (ctlFullNAT) the triple of the
+// real server's address, its port and the local address the connection has towards it: the
+// entry's own port field then holds the local port (see Conn). A handful of real servers and
+// local addresses serve millions of connections, so the triples stay few too.
 type realAddrs struct {
 	addr  [][16]byte // by handle
+	port  []uint16   // by handle: a FullNAT triple's real server port, else 0
+	local [][16]byte // by handle: a FullNAT triple's local address, else zero
 	refs  []uint32   // entries holding each handle; 0: free
 	index []uint32   // linear probing over addresses: handle+1, 0 empty; a power of two, at least 2*len(addr)
 	free  []uint16   // free handles below used, a stack
@@ -37,13 +44,15 @@ func realAddrsSize(maxEntries int) (handles, slots int) {
 // realAddrsBytes returns the bytes newRealAddrs allocates for a table of maxEntries entries.
 func realAddrsBytes(maxEntries int) int {
 	n, slots := realAddrsSize(maxEntries)
-	return n*(16+4+2) + slots*4
+	return n*(16+2+16+4+2) + slots*4
 }
 
 func newRealAddrs(maxEntries int, seed uint64) realAddrs {
 	n, size := realAddrsSize(maxEntries)
 	return realAddrs{
 		addr:  make([][16]byte, n),
+		port:  make([]uint16, n),
+		local: make([][16]byte, n),
 		refs:  make([]uint32, n),
 		index: make([]uint32, size),
 		free:  make([]uint16, 0, n),
@@ -52,20 +61,25 @@ func newRealAddrs(maxEntries int, seed uint64) realAddrs {
 	}
 }
 
-func (p *realAddrs) home(a *[16]byte) uint32 {
-	return uint32(mix(binary.LittleEndian.Uint64(a[:8])^p.seed, binary.LittleEndian.Uint64(a[8:])^0x9e3779b97f4a7c15)) & p.mask
+func (p *realAddrs) home(a *[16]byte, port uint16, local *[16]byte) uint32 {
+	h := mix(binary.LittleEndian.Uint64(a[:8])^p.seed, binary.LittleEndian.Uint64(a[8:])^0x9e3779b97f4a7c15)
+	if port != 0 || *local != ([16]byte{}) {
+		h ^= mix(binary.LittleEndian.Uint64(local[:8])^p.seed^uint64(port), binary.LittleEndian.Uint64(local[8:])^0x9e3779b97f4a7c15)
+	}
+	return uint32(h) & p.mask
 }
 
-// acquire returns a's handle, taking a reference; ok is false when len(addr) distinct addresses are
-// already held.
-func (p *realAddrs) acquire(a *[16]byte) (h uint16, ok bool) {
-	i := p.home(a)
+// acquire returns the handle of real server address a (with, for a FullNAT entry, the real server's
+// port and the local address; else 0 and zero), taking a reference; ok is false when len(addr)
+// distinct keys are already held.
+func (p *realAddrs) acquire(a *[16]byte, port uint16, local *[16]byte) (h uint16, ok bool) {
+	i := p.home(a, port, local)
 	for {
 		s := p.index[i]
 		if s == 0 {
 			break
 		}
-		if p.addr[s-1] == *a {
+		if p.addr[s-1] == *a && p.port[s-1] == port && p.local[s-1] == *local {
 			p.refs[s-1]++
 			return uint16(s - 1), true
 		}
@@ -81,7 +95,7 @@ func (p *realAddrs) acquire(a *[16]byte) (h uint16, ok bool) {
 	default:
 		return 0, false
 	}
-	p.addr[h], p.refs[h] = *a, 1
+	p.addr[h], p.port[h], p.local[h], p.refs[h] = *a, port, *local, 1
 	p.index[i] = uint32(h) + 1
 	return h, true
 }
@@ -92,12 +106,13 @@ func (p *realAddrs) release(h uint16) {
 		return
 	}
 	// Remove h from the index, shifting the rest of its probe chain back (as Table.removeIndex).
-	i := p.home(&p.addr[h])
+	i := p.home(&p.addr[h], p.port[h], &p.local[h])
 	for p.index[i] != uint32(h)+1 {
 		i = (i + 1) & p.mask
 	}
 	for j := (i + 1) & p.mask; p.index[j] != 0; j = (j + 1) & p.mask {
-		home := p.home(&p.addr[p.index[j]-1])
+		o := p.index[j] - 1
+		home := p.home(&p.addr[o], p.port[o], &p.local[o])
 		// Move the slot at j into the hole at i unless its home lies cyclically in (i, j].
 		if (j-home)&p.mask >= (j-i)&p.mask {
 			p.index[i] = p.index[j]

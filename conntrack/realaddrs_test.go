@@ -25,7 +25,7 @@ func TestRealAddrs(t *testing.T) {
 		a := addrs[rng.IntN(len(addrs))]
 		m := model[a]
 		if m == nil || rng.IntN(2) == 0 {
-			h, ok := p.acquire(&a)
+			h, ok := p.acquire(&a, 0, &[16]byte{})
 			switch {
 			case m != nil:
 				if !ok || h != m.h {

@@ -13,6 +13,10 @@ const (
 	SyncSet SyncOp = iota + 1
 	// SyncRemove: the connection ended (closed, expired, evicted, rescheduled).
 	SyncRemove
+	// SyncLocal: the local endpoint of the FullNAT connection whose SyncSet follows it at once:
+	// Client, VIP, CPort, VPort and Proto are the connection's, Real and RPort its local address and
+	// port (see SyncEntry).
+	SyncLocal
 )
 
 // SyncEntry is one connection-table change, as HA connection sync carries it between nodes. It
@@ -24,6 +28,11 @@ const (
 // ClientMAC zero. Its SyncSet reports a template created or refreshed (a new connection attached
 // to it), its SyncRemove one that expired or was dropped; so after a takeover a persistent
 // client's new connections keep the real server the active node gave it.
+//
+// A FullNAT connection's SyncSet comes right after a SyncLocal entry of the same connection that
+// carries its local address and port in Real and RPort (an entry has no room for both endpoints):
+// both take the same way to the peer's worker (they name the same client), in order. A node that
+// does not know SyncLocal skips it, and refuses the SyncSet of a service it does not have.
 type SyncEntry struct {
 	Client, VIP, Real   [16]byte
 	CPort, VPort, RPort uint16

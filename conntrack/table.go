@@ -26,6 +26,11 @@ const (
 // never scans the table, and it is 64 bytes, one cache line (the real server's address is a handle
 // into the table's realAddrs). Exported fields belong to the caller; the rest is the table's and is
 // read through methods.
+//
+// A FullNAT connection (NewConn.Local) has the reply tuple real server → local address and port
+// instead of real server → client. Its handle names the real server's address and port and the
+// local address together, and its rport field holds the local port: the entry stays one cache
+// line. Table.Real and Table.Local read them.
 type Conn struct {
 	client, vip         [16]byte
 	cport, vport, rport uint16
@@ -49,6 +54,7 @@ const (
 	ctlReply                      // the reply tuple is indexed
 	ctlTemplate                   // a persistence template
 	ctlDead                       // a deleted template kept until its last connection ends
+	ctlFullNAT                    // FullNAT: the reply tuple goes to a local address (see Conn)
 )
 
 // RS returns the real server index the connection was scheduled to.
@@ -100,7 +106,24 @@ func (c *Conn) Refs() int {
 func (c *Conn) LastSeenTick() uint32 { return c.lastSeen }
 
 // Real returns the real server's address and port of entry c.
-func (t *Table) Real(c *Conn) ([16]byte, uint16) { return t.reals.addr[c.ra], c.rport }
+func (t *Table) Real(c *Conn) ([16]byte, uint16) {
+	if c.ctl&ctlFullNAT != 0 {
+		return t.reals.addr[c.ra], t.reals.port[c.ra]
+	}
+	return t.reals.addr[c.ra], c.rport
+}
+
+// Local returns a FullNAT connection's local address and port, the source its packets to the real
+// server carry; ok is false for any other entry.
+func (t *Table) Local(c *Conn) (addr [16]byte, port uint16, ok bool) {
+	if c.ctl&ctlFullNAT == 0 {
+		return addr, 0, false
+	}
+	return t.reals.local[c.ra], c.rport, true
+}
+
+// IsFullNAT reports whether c is a FullNAT connection (see Local).
+func (c *Conn) IsFullNAT() bool { return c.ctl&ctlFullNAT != 0 }
 
 // Timeout returns the idle time entry c is allowed in its current state, in nanoseconds (rounded
 // up to ticks).
@@ -116,6 +139,9 @@ func (t *Table) timeoutOf(c *Conn) uint32 {
 // Tuple returns entry c's tuple in direction d (the reply tuple even when not indexed).
 func (t *Table) Tuple(c *Conn, d Dir) flow.Tuple {
 	if d == DirReply {
+		if c.ctl&ctlFullNAT != 0 {
+			return flow.Tuple{Src: t.reals.addr[c.ra], Dst: t.reals.local[c.ra], SrcPort: t.reals.port[c.ra], DstPort: c.rport, Proto: c.proto}
+		}
 		return flow.Tuple{Src: t.reals.addr[c.ra], Dst: c.client, SrcPort: c.rport, DstPort: c.cport, Proto: c.proto}
 	}
 	return flow.Tuple{Src: c.client, Dst: c.vip, SrcPort: c.cport, DstPort: c.vport, Proto: c.proto}
@@ -323,6 +349,9 @@ func (t *Table) hashKey(k *flow.Tuple) uint64 {
 
 func (t *Table) hashEntry(c *Conn, d Dir) uint64 {
 	if d == DirReply {
+		if c.ctl&ctlFullNAT != 0 {
+			return t.hash(&t.reals.addr[c.ra], &t.reals.local[c.ra], t.reals.port[c.ra], c.rport, c.proto)
+		}
 		return t.hash(&t.reals.addr[c.ra], &c.client, c.rport, c.cport, c.proto)
 	}
 	return t.hash(&c.client, &c.vip, c.cport, c.vport, c.proto)
@@ -345,7 +374,8 @@ func (t *Table) withDist(s, d uint32) uint32 {
 	return s&^(distSat<<(t.refBits&31)) | min(d, distSat)<<(t.refBits&31)
 }
 
-// matches reports whether entry c's tuple in direction d is k.
+// matches reports whether entry c's tuple in direction d is k, for any entry but a FullNAT
+// connection's reply tuple (matchesLocal): kept small enough to be inlined into the lookups.
 func (t *Table) matches(c *Conn, d Dir, k *flow.Tuple) bool {
 	if d == DirReply {
 		return c.client == k.Dst && t.reals.addr[c.ra] == k.Src && c.rport == k.SrcPort && c.cport == k.DstPort &&
@@ -353,6 +383,12 @@ func (t *Table) matches(c *Conn, d Dir, k *flow.Tuple) bool {
 	}
 	return c.client == k.Src && c.vip == k.Dst && c.cport == k.SrcPort && c.vport == k.DstPort &&
 		c.proto == k.Proto
+}
+
+// matchesLocal reports whether FullNAT entry c's reply tuple is k.
+func (t *Table) matchesLocal(c *Conn, k *flow.Tuple) bool {
+	return c.rport == k.DstPort && t.reals.port[c.ra] == k.SrcPort && t.reals.addr[c.ra] == k.Src &&
+		t.reals.local[c.ra] == k.Dst && c.proto == k.Proto
 }
 
 // find returns the ref (id<<1 | dir) of the tuple equal to k.
@@ -380,7 +416,12 @@ func (t *Table) probeFrom(k *flow.Tuple, h uint64, from uint32) (ref uint32, ok 
 		}
 		if s&tagMask == tag {
 			r := s&t.refMask - 1
-			if t.matches(&t.conns[r>>1], Dir(r&1), k) {
+			c, d := &t.conns[r>>1], Dir(r&1)
+			if c.ctl&ctlFullNAT != 0 && d == DirReply {
+				if t.matchesLocal(c, k) {
+					return r, true, 0
+				}
+			} else if t.matches(c, d, k) {
 				return r, true, 0
 			}
 		}
@@ -407,8 +448,21 @@ func (t *Table) HintedConn(k *flow.Tuple, hint uint32) (*Conn, Dir) {
 	if r := hint - 1; hint != 0 && r>>1 < uint32(len(t.conns)) {
 		// Tuples in the table are unique, so a live entry holding k in direction d is k's entry,
 		// provided that direction is indexed (a dead template's is not, nor a DR entry's reply).
+		// Each direction compares its own tuple: the original one, the reply one (a FullNAT
+		// entry's to its local endpoint).
 		c, d := &t.conns[r>>1], Dir(r&1)
-		if c.ctl&(ctlLive|ctlDead) == ctlLive && (d == DirOriginal || c.ctl&ctlReply != 0) && t.matches(c, d, k) {
+		switch ctl := c.ctl; {
+		case ctl&(ctlLive|ctlDead) != ctlLive:
+		case d == DirOriginal:
+			if t.matches(c, DirOriginal, k) {
+				return c, d
+			}
+		case ctl&ctlReply == 0:
+		case ctl&ctlFullNAT != 0:
+			if t.matchesLocal(c, k) {
+				return c, d
+			}
+		case t.matches(c, DirReply, k):
 			return c, d
 		}
 	}
@@ -547,9 +601,13 @@ func (t *Table) removeIndex(h uint64, ref uint32) {
 
 // NewConn describes an entry to InsertMissed or InsertTemplate.
 type NewConn struct {
-	Real      [16]byte // real server address (IPv4-mapped for IPv4)
-	RealPort  uint16
-	Reply     bool   // index the reply tuple Real:RealPort → client (NAT); false when replies bypass us (DR, tunnel)
+	Real     [16]byte // real server address (IPv4-mapped for IPv4)
+	RealPort uint16
+	Reply    bool // index the reply tuple Real:RealPort → client (NAT); false when replies bypass us (DR, tunnel)
+	// FullNAT: with Reply, the reply tuple is Real:RealPort → Local:LocalPort (see Conn).
+	FullNAT   bool
+	Local     [16]byte
+	LocalPort uint16
 	VS, RS    uint16 // virtual and real server indexes; RS keys RealConns
 	State     State  // initial state: StateSynRecv for a client SYN, StateUDP for datagrams
 	Flags     Flags
@@ -589,11 +647,16 @@ func (t *Table) alloc(onEvict func(uint32, *Conn), protect uint32) (id uint32, e
 
 // allocFor is alloc for an entry with real server address real: it also takes the address's handle.
 // With more distinct addresses than maxRealAddrs in use, it gives the id back and fails with ErrFull.
-func (t *Table) allocFor(real *[16]byte, onEvict func(uint32, *Conn), protect uint32) (id uint32, ra uint16, err error) {
+func (t *Table) allocFor(nc *NewConn, onEvict func(uint32, *Conn), protect uint32) (id uint32, ra uint16, err error) {
 	if id, err = t.alloc(onEvict, protect); err != nil {
 		return 0, 0, err
 	}
-	ra, ok := t.reals.acquire(real)
+	var ok bool
+	if nc.FullNAT && nc.Reply {
+		ra, ok = t.reals.acquire(&nc.Real, nc.RealPort, &nc.Local)
+	} else {
+		ra, ok = t.reals.acquire(&nc.Real, 0, &[16]byte{})
+	}
 	if !ok {
 		t.unalloc(id)
 		t.stats.DroppedFull++
@@ -704,6 +767,9 @@ func (t *Table) insert(orig *flow.Tuple, ho uint64, from uint32, nc *NewConn, no
 	var hr uint64
 	if nc.Reply {
 		reply = flow.Tuple{Src: nc.Real, Dst: orig.Src, SrcPort: nc.RealPort, DstPort: orig.SrcPort, Proto: orig.Proto}
+		if nc.FullNAT {
+			reply.Dst, reply.DstPort = nc.Local, nc.LocalPort
+		}
 		hr = t.hashKey(&reply)
 		t.sink += t.index[t.home(hr)]
 	}
@@ -734,7 +800,7 @@ func (t *Table) insert(orig *flow.Tuple, ho uint64, from uint32, nc *NewConn, no
 		protect = nc.Template - 1
 	}
 	gen := t.gen
-	id, ra, err := t.allocFor(&nc.Real, onEvict, protect)
+	id, ra, err := t.allocFor(nc, onEvict, protect)
 	if err != nil {
 		return 0, err
 	}
@@ -759,6 +825,10 @@ func (t *Table) insert(orig *flow.Tuple, ho uint64, from uint32, nc *NewConn, no
 	t.addIndexFrom(ho, id<<1, endo)
 	if nc.Reply {
 		c.ctl |= ctlReply
+		if nc.FullNAT {
+			c.ctl |= ctlFullNAT
+			c.rport = nc.LocalPort
+		}
 		t.addIndexFrom(hr, id<<1|1, endr)
 	}
 	t.count(c, 1)
@@ -802,7 +872,8 @@ func (t *Table) InsertTemplate(k *flow.Tuple, nc *NewConn, timeout int64, now in
 		t.stats.Clashes++
 		return 0, ErrExists
 	}
-	id, ra, err := t.allocFor(&nc.Real, onEvict, ^uint32(0))
+	tn := NewConn{Real: nc.Real} // a template's handle is its real server's address alone
+	id, ra, err := t.allocFor(&tn, onEvict, ^uint32(0))
 	if err != nil {
 		return 0, err
 	}

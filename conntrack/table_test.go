@@ -570,3 +570,53 @@ func TestNoAllocs(t *testing.T) {
 		}
 	})
 }
+
+// TestFullNATEntries checks FullNAT connections: the reply tuple is real server → local endpoint,
+// found as DirReply; the client's reply tuple is not in the table; Real and Local read the
+// endpoints back; two connections to one real server through one local address share a handle;
+// Delete removes both tuples and frees the handle.
+func TestFullNATEntries(t *testing.T) {
+	tab := mustNew(t, Config{MaxEntries: 8})
+	realAddr := key("::ffff:198.19.0.11", 0, "::", 0, 0).Src
+	local := key("::ffff:198.19.0.2", 0, "::", 0, 0).Src
+	var ids []uint32
+	for i, lport := range []uint16{2000, 2001} {
+		orig := key("::ffff:198.18.0.10", uint16(40000+i), "::ffff:198.18.0.100", 80, 6)
+		nc := NewConn{Real: realAddr, RealPort: 8080, Reply: true, FullNAT: true, Local: local, LocalPort: lport, RS: 1, State: StateSynRecv}
+		id, err := tab.Insert(&orig, &nc, 0, nil)
+		if err != nil {
+			t.Fatalf("Insert: %v", err)
+		}
+		ids = append(ids, id)
+		reply := flow.Tuple{Src: realAddr, Dst: local, SrcPort: 8080, DstPort: lport, Proto: 6}
+		if got, dir, ok := tab.Lookup(&reply); !ok || got != id || dir != DirReply {
+			t.Fatalf("Lookup(reply) = %d, %v, %v; want %d, reply", got, dir, ok, id)
+		}
+		natReply := flow.Tuple{Src: realAddr, Dst: orig.Src, SrcPort: 8080, DstPort: orig.SrcPort, Proto: 6}
+		if _, _, ok := tab.Lookup(&natReply); ok {
+			t.Fatal("the client's reply tuple is in the table of a FullNAT connection")
+		}
+		c := tab.Get(id)
+		if ra, rp := tab.Real(c); ra != realAddr || rp != 8080 {
+			t.Fatalf("Real = %v, %d", ra, rp)
+		}
+		if la, lp, ok := tab.Local(c); !ok || la != local || lp != lport || !c.IsFullNAT() || tab.Tuple(c, DirReply) != reply {
+			t.Fatalf("Local = %v, %d, %v; reply tuple %+v", la, lp, ok, tab.Tuple(c, DirReply))
+		}
+		// The same reply tuple for another client is a clash.
+		dup := key("::ffff:198.18.0.11", 1, "::ffff:198.18.0.100", 80, 6)
+		if _, err := tab.Insert(&dup, &nc, 0, nil); err != ErrExists {
+			t.Fatalf("Insert with a taken local endpoint: %v, want ErrExists", err)
+		}
+	}
+	if a, b := tab.Get(ids[0]), tab.Get(ids[1]); a.ra != b.ra || tab.reals.refs[a.ra] != 2 {
+		t.Fatalf("handles %d and %d (refs %d), want one shared by both", a.ra, b.ra, tab.reals.refs[a.ra])
+	}
+	for _, id := range ids {
+		tab.Delete(id)
+	}
+	reply := flow.Tuple{Src: realAddr, Dst: local, SrcPort: 8080, DstPort: 2000, Proto: 6}
+	if _, _, ok := tab.Lookup(&reply); ok || tab.Len() != 0 || len(tab.reals.free) != 1 {
+		t.Fatalf("after Delete: found %v, Len %d, free handles %d", ok, tab.Len(), len(tab.reals.free))
+	}
+}

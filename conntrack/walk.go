@@ -26,3 +26,10 @@ func (t *Table) Remaining(c *Conn) int64 {
 	}
 	return int64(int32(timeout-(t.now-c.lastSeen))) << TickShift
 }
+
+// HintEntry returns the entry id and direction that a Prefetch hint names; meaningful when
+// HintedConn found the hint's entry to hold the tuple.
+func HintEntry(hint uint32) (id uint32, dir Dir) {
+	r := hint - 1
+	return r >> 1, Dir(r & 1)
+}

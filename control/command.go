@@ -79,7 +79,8 @@ type Conn struct {
 	Client        string  `json:"client"`  // a template's: the masked client address, port 0
 	Virtual       string  `json:"virtual"` // the VIP and port the client connected to
 	Real          string  `json:"real"`
-	Service       string  `json:"service"` // "tcp/198.18.0.100:80"; "" if a reload removed it
+	Local         string  `json:"local,omitempty"` // FullNAT: the local address and port the real server sees
+	Service       string  `json:"service"`         // "tcp/198.18.0.100:80"; "" if a reload removed it
 	Template      bool    `json:"template"`
 	Worker        int     `json:"worker"`
 }

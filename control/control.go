@@ -242,9 +242,13 @@ type RealServer struct {
 	Standby bool `json:"standby"`
 	// Disabled: `govs ctl disable` took it out of rotation until `govs ctl enable` or the next
 	// reload of the file.
-	Disabled bool         `json:"disabled"`
-	Stats    TrafficStats `json:"stats"`
-	Rate     TrafficRate  `json:"rate"`
+	Disabled bool `json:"disabled"`
+	// PathMTU is the path MTU towards a tun real server that govs goes by now: its route's, or a
+	// lower one a router reported (ICMP fragmentation needed / packet too big) in the last 10
+	// minutes. Absent for other methods and while unknown.
+	PathMTU int          `json:"path_mtu,omitempty"`
+	Stats   TrafficStats `json:"stats"`
+	Rate    TrafficRate  `json:"rate"`
 }
 
 // Handler answers requests; the daemon implements it.

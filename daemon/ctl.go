@@ -573,6 +573,9 @@ func (d *Daemon) conns(ctx context.Context, a control.ConnsArgs) (*control.ConnL
 		if c.VIP.IsValid() {
 			x.Virtual = c.VIP.String()
 		}
+		if c.Local.IsValid() {
+			x.Local = c.Local.String()
+		}
 		if int(c.Service) < len(t.Services) {
 			if s := t.Services[c.Service]; s != nil && s.ID == c.Service {
 				x.Service = s.Name

@@ -19,6 +19,7 @@ import (
 	"github.com/govs/govs/announce"
 	"github.com/govs/govs/compile"
 	"github.com/govs/govs/config"
+	"github.com/govs/govs/connlog"
 	"github.com/govs/govs/control"
 	"github.com/govs/govs/dataplane"
 	"github.com/govs/govs/neigh"
@@ -51,6 +52,9 @@ type Daemon struct {
 
 	obs observe  // metrics.go
 	rt  ctlState // what `govs ctl` keeps besides the compiler's overrides (see ctl.go)
+
+	connlog       *connlog.Writer  // the connection log's writer; nil without [log] connections (connlog.go)
+	connlogCounts connlog.Counters // its counts, kept while it is turned off and on
 }
 
 // New starts the data plane, the resolver, the announcers and the control socket for cfg.
@@ -83,6 +87,16 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 			return nil, err
 		}
 	}
+	// The connection log's file before anything is logged: a file it cannot open is the one line.
+	logFile, err := openConnLog(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if logFile != nil && d.connlog == nil {
+			logFile.Close()
+		}
+	}()
 	if err := d.startMetrics(cfg, gate); err != nil {
 		return nil, err
 	}
@@ -97,6 +111,9 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 	if err := d.startEngine(cfg); err != nil {
 		return nil, err
 	}
+	d.mu.Lock()
+	d.setConnLogLocked(cfg, logFile)
+	d.mu.Unlock()
 	d.startHealth(cfg)
 	for _, name := range cfg.Dataplane.Interfaces {
 		a, err := announce.New(name, logf)
@@ -297,13 +314,23 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	defer d.mu.Unlock()
 	next := *cfg
 	pending := append(restartOnly(d.cfg, &next), restartOnlyHA(d.cfg, &next)...)
+	// The connection log's file first: one that cannot be opened rejects the reload before
+	// anything changed. Opened on every reload, so that a SIGHUP after logrotate reopens it.
+	logFile, err := openConnLog(&next)
+	if err != nil {
+		return err
+	}
 	restore := d.dropOverridesLocked() // the file is what the operator wants from now on
 	// The new real servers are unresolved, and so take no connections, until the resolver (told
 	// of them by trackLocked) knows their next hop and Run republishes.
 	if err := d.applyLocked(&next, false); err != nil {
 		restore()
+		if logFile != nil {
+			logFile.Close()
+		}
 		return err
 	}
+	d.setConnLogLocked(&next, logFile)
 	d.cfg = &next
 	d.health.updateLocked(&next, d.logf)
 	d.setVIPs(&next)
@@ -400,6 +427,14 @@ func (d *Daemon) Close() error {
 	if d.engine != nil {
 		if err := d.engine.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("failed to stop the data plane: %w", err))
+		}
+	}
+	if d.connlog != nil { // after the data plane: the events it recorded last are written
+		// Then a line for each connection still open, so that every connection has both.
+		d.connlog.Stop()
+		d.engine.ConnLogRemaining(d.connlog.Write)
+		if err := d.connlog.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("failed to close the connection log: %w", err))
 		}
 	}
 	if d.resolver != nil {
@@ -508,14 +543,17 @@ func (d *Daemon) trackLocked(t *dataplane.Tables) {
 	d.resolver.SetTargets(addrs)
 }
 
-// setVIPs hands every announcer the VIPs of the current configuration.
+// setVIPs hands every announcer the VIPs of the current configuration, and the FullNAT local
+// addresses, which the real servers' replies are sent to: govs answers for them as for VIPs.
 func (d *Daemon) setVIPs(cfg *config.Config) {
 	var vips []netip.Addr
 	seen := map[netip.Addr]bool{}
 	for _, vs := range cfg.VirtualServers {
-		if a := vs.Address.Addr(); !seen[a] {
-			seen[a] = true
-			vips = append(vips, a)
+		for _, a := range append([]netip.Addr{vs.Address.Addr()}, vs.LocalAddresses...) {
+			if !seen[a] {
+				seen[a] = true
+				vips = append(vips, a)
+			}
 		}
 	}
 	d.holdAddrs(cfg, vips)
@@ -569,6 +607,7 @@ func (d *Daemon) status(zeroed bool) control.Status {
 	st.Workers = d.engine.Workers()
 	st.Interfaces = cfg.Dataplane.Interfaces
 	st.Counters = ds.Counters
+	d.connLogCounters(&st)
 	st.Drops = ds.Drops
 	st.DropsTotal = ds.DropsTotal
 	st.Rings = control.RingStats{Packets: rs.Packets, Drops: rs.Drops, Freezes: rs.Freezes}
@@ -591,6 +630,7 @@ func (d *Daemon) status(zeroed bool) control.Status {
 				ActiveConnections:   r.Counts.Active.Load(),
 				InactiveConnections: r.Counts.Inactive.Load(),
 				Overloaded:          r.UpperThreshold != 0 && r.Counts.IsOverloaded(),
+				PathMTU:             d.engine.PathMTU(r),
 			}
 			x.Connections = x.ActiveConnections + x.InactiveConnections
 			if int(id) < len(ds.RealPackets) {

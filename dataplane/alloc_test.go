@@ -93,21 +93,7 @@ func newConnAllocs(t *testing.T, withSync bool) {
 		if withSync {
 			r.w.EnableSync()
 		}
-		syn := build(t, clientPkt("198.18.1.10:1", "198.18.0.100:80", 6, tcpSYN))
-		const l4 = 14 + 20
-		buf := make([]byte, len(syn))
-		var meta afpacket.RxMeta
-		port := uint16(1)
-		churn := func() {
-			port++
-			copy(buf, syn)
-			binary.BigEndian.PutUint16(buf[l4:], port) // the worker does not verify transport checksums
-			r.now += 2 << 20                           // a table tick: expiry takes a step once per tick
-			meta = afpacket.RxMeta{Len: uint32(len(buf))}
-			r.w.Process(0, buf, &meta, r.now)
-			r.w.FlushAll()
-			r.w.Expire(r.now + 1e12) // far past every timeout: the connection goes
-		}
+		churn := churner(t, r)
 		for range 3000 { // warm: fill and empty the table (and the export ring) several times over
 			churn()
 		}
@@ -121,5 +107,25 @@ func newConnAllocs(t *testing.T, withSync bool) {
 		if withSync && r.w.sync.out.dropped.Load() == 0 {
 			t.Fatal("the export ring never filled: the churn did not export")
 		}
+	}
+}
+
+// churner returns a function that makes one new connection through r's worker (a SYN from the
+// next client port) and expires it.
+func churner(t testing.TB, r *rig) func() {
+	syn := build(t, clientPkt("198.18.1.10:1", "198.18.0.100:80", 6, tcpSYN))
+	const l4 = 14 + 20
+	buf := make([]byte, len(syn))
+	var meta afpacket.RxMeta
+	port := uint16(1)
+	return func() {
+		port++
+		copy(buf, syn)
+		binary.BigEndian.PutUint16(buf[l4:], port) // the worker does not verify transport checksums
+		r.now += 2 << 20                           // a table tick: expiry takes a step once per tick
+		meta = afpacket.RxMeta{Len: uint32(len(buf))}
+		r.w.Process(0, buf, &meta, r.now)
+		r.w.FlushAll()
+		r.w.Expire(r.now + 1e12) // far past every timeout: the connection goes
 	}
 }

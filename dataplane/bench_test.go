@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"testing"
 
 	"github.com/govs/govs/dataplane/afpacket"
@@ -58,11 +59,12 @@ func BenchmarkWorkerMethod(b *testing.B) {
 		name   string
 		method Method
 		tunnel Tunnel
-	}{{"nat", MethodNAT, 0}, {"dr", MethodDR, 0}, {"tun-ipip", MethodTun, TunnelIPIP}, {"tun-gue", MethodTun, TunnelGUE}} {
+	}{{"nat", MethodNAT, 0}, {"dr", MethodDR, 0}, {"tun-ipip", MethodTun, TunnelIPIP}, {"tun-gue", MethodTun, TunnelGUE}, {"fullnat", MethodFullNAT, 0}} {
 		b.Run("method="+m.name, func(b *testing.B) {
 			t := buildTables(1, svcSpec{id: 0, vip: "198.18.0.100:4000", proto: 17, method: m.method, reals: []realSpec{
 				{id: 0, addr: "198.18.2.1:4000", weight: 1, mac: macRS[0]}, {id: 1, addr: "198.18.2.2:4000", weight: 1, mac: macRS[1]}}})
 			t.Services[0].Tunnel, t.Services[0].TunnelPort = m.tunnel, 6080
+			t.Services[0].Locals = []netip.Addr{netip.MustParseAddr("198.18.3.2")}
 			for _, r := range t.Reals {
 				r.TunnelSrc, r.MTU = tunSrc4, 1500
 			}
@@ -72,14 +74,25 @@ func BenchmarkWorkerMethod(b *testing.B) {
 	}
 }
 
+// BenchmarkWorkerConnLog is BenchmarkWorker's 64k flows with the connection log on: what its
+// per-packet tally costs (bench/instr.sh counts it with the case name connlog).
+func BenchmarkWorkerConnLog(b *testing.B) {
+	b.Run("connlog", func(b *testing.B) {
+		benchWorker(b, 1<<16, buildTables(1, standardSpecs()...), (*Worker).EnableConnLog)
+	})
+}
+
 // benchWorker runs BenchmarkWorker's process and batch cases over flows flows with tables t, whose
-// service 198.18.0.100:4000/udp takes them.
-func benchWorker(b *testing.B, flows int, t *Tables) {
+// service 198.18.0.100:4000/udp takes them; setup, if any, prepares the worker first.
+func benchWorker(b *testing.B, flows int, t *Tables, setup ...func(*Worker)) {
 	frames := benchFrames(b, flows)
 	rx := dataplanetest.NewPort(2048, 1)
 	tx := dataplanetest.NewPort(2048, rxBudget)
 	w := mustWorker(b, 0, []Transmitter{rx, tx}, [][6]byte{macPort0, macPort1}, flows+flows/4)
 	w.SetTables(t)
+	for _, f := range setup {
+		f(w)
+	}
 	for i := 0; i < len(frames); i += 60 {
 		rx.Inject(frames[i:i+60], afpacket.RxMeta{})
 	}

@@ -36,6 +36,7 @@ type ConnInfo struct {
 	Client   netip.AddrPort
 	VIP      netip.AddrPort // of a template: invalid (its service has it)
 	Real     netip.AddrPort
+	Local    netip.AddrPort // a FullNAT connection's local address and port; invalid for others
 	// Expires is how much longer the entry may stay idle; 0 for one overdue.
 	Expires time.Duration
 }
@@ -119,6 +120,9 @@ func (w *Worker) serveConns(req *connRequest) {
 		if !ci.Template {
 			vaddr, vport := c.VIP()
 			ci.VIP = netip.AddrPortFrom(netip.AddrFrom16(vaddr).Unmap(), vport)
+		}
+		if laddr, lport, ok := w.ct.Local(c); ok {
+			ci.Local = netip.AddrPortFrom(netip.AddrFrom16(laddr).Unmap(), lport)
 		}
 		req.out = append(req.out, ci)
 	}

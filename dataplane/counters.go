@@ -54,13 +54,18 @@ const (
 	DropTunnelGSO
 	// DropTunnelTooBig: a packet for a tun service that does not fit the path MTU to its real server
 	// once encapsulated. If it may not be fragmented the client is told (icmp_too_big_sent) unless
-	// rate-limited; an IPv4 packet without DF is dropped (govs does not fragment the outer packet).
+	// rate-limited; an IPv4 packet without DF is cut into fragments instead (tunnel_fragmented),
+	// unless the path MTU leaves less than 8 bytes per fragment or the packet, a fragment, would
+	// end beyond the largest IP datagram.
 	DropTunnelTooBig
 	// DropFragmentTableFull: a first fragment found its worker's fragment table full of live
 	// datagrams, so its later fragments could not follow it.
 	DropFragmentTableFull
 	// DropFragmentHandoffFull: the ring that hands fragments to their flow's worker was full.
 	DropFragmentHandoffFull
+	// DropFullNATNoPort: a new FullNAT connection found no free local port towards its real server
+	// (every local address and port of the worker's share tried is taken; see fullnat.go).
+	DropFullNATNoPort
 	numDrops
 )
 
@@ -87,6 +92,7 @@ var dropNames = [numDrops]string{
 
 	DropFragmentTableFull:   "fragment_table_full",
 	DropFragmentHandoffFull: "fragment_handoff_full",
+	DropFullNATNoPort:       "fullnat_no_port",
 }
 
 func (d Drop) String() string {
@@ -114,6 +120,11 @@ const (
 	cTooBigSent      // ICMP fragmentation needed / packet too big sent to clients (tun path MTU)
 	cTooBigLimited   // of those due, not sent: over the rate limit
 	cTunnelSegmented // TCP GSO super-frames segmented for the tunnel (each also counted forwarded)
+	// Path MTU towards tun real servers (pathmtu.go): ICMP too-big errors about tunnelled packets
+	// that lowered (or renewed) a path MTU, and those that did not pass the checks.
+	cTunnelPMTULearned
+	cTunnelPMTUIgnored
+	cTunnelFragmented // IPv4 packets without DF split into fragments to fit the tunnel (tunnelFragments)
 	// Fragments (see frags.go): first fragments recorded, later fragments forwarded by their
 	// first one's record, fragments handed to their flow's worker, later fragments held until
 	// their first.
@@ -121,31 +132,36 @@ const (
 	cFragLater
 	cFragHandedOff
 	cFragHeld
+	cConnLogDropped // connection-log events a full ring refused (connlog.go)
 	cDropBase
 	cParseBase = cDropBase + int(numDrops)
 	numSlots   = cParseBase + int(frame.NumErrors)
 )
 
 var counterNames = [cDropBase]string{
-	cRxFrames:        "rx_frames",
-	cTxFrames:        "tx_frames",
-	cForwarded:       "forwarded",
-	cReplied:         "replied",
-	cICMPErrors:      "icmp_errors_forwarded",
-	cConnsCreated:    "conns_created",
-	cConnsExpired:    "conns_expired",
-	cCsumCompleted:   "checksums_completed",
-	cTxKicks:         "tx_kicks",
-	cTxErrors:        "tx_errors",
-	cToHost:          "to_host",
-	cExpress:         "express_frames",
-	cTooBigSent:      "icmp_too_big_sent",
-	cTooBigLimited:   "icmp_too_big_rate_limited",
-	cTunnelSegmented: "tunnel_segmented",
-	cFragFirst:       "fragments_first",
-	cFragLater:       "fragments_later",
-	cFragHandedOff:   "fragments_handed_off",
-	cFragHeld:        "fragments_held",
+	cRxFrames:          "rx_frames",
+	cTxFrames:          "tx_frames",
+	cForwarded:         "forwarded",
+	cReplied:           "replied",
+	cICMPErrors:        "icmp_errors_forwarded",
+	cConnsCreated:      "conns_created",
+	cConnsExpired:      "conns_expired",
+	cCsumCompleted:     "checksums_completed",
+	cTxKicks:           "tx_kicks",
+	cTxErrors:          "tx_errors",
+	cToHost:            "to_host",
+	cExpress:           "express_frames",
+	cTooBigSent:        "icmp_too_big_sent",
+	cTooBigLimited:     "icmp_too_big_rate_limited",
+	cTunnelSegmented:   "tunnel_segmented",
+	cTunnelPMTULearned: "tunnel_pmtu_learned",
+	cTunnelPMTUIgnored: "tunnel_pmtu_ignored",
+	cTunnelFragmented:  "tunnel_fragmented",
+	cFragFirst:         "fragments_first",
+	cFragLater:         "fragments_later",
+	cFragHandedOff:     "fragments_handed_off",
+	cFragHeld:          "fragments_held",
+	cConnLogDropped:    "connlog_dropped",
 }
 
 // counters is a worker's private tally; published copies are read by Stats.
@@ -160,6 +176,9 @@ type published struct {
 	// conns is a pending connection-table snapshot request (see Engine.Conns), served by the
 	// worker between batches; nil when none is pending.
 	conns atomic.Pointer[connRequest]
+	// connLog is the worker's connection log, nil while the log is off (Engine.SetConnLog); the
+	// worker takes it up between batches (Worker.adoptConnLog).
+	connLog atomic.Pointer[workerConnLog]
 }
 
 type realCounters struct {

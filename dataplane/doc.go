@@ -22,5 +22,14 @@
 // worker hands the datagram's fragments to the flow's worker over a bounded single-producer,
 // single-consumer ring (frags.go explains the choice). Only fragments take that way.
 //
+// What leaves a worker for the rest of govs leaves the same way, through its own bounded
+// single-producer rings (spscRing) that never make it wait: connection changes for HA sync
+// (sync.go) and connection-log events (connlog.go), each drained by a goroutine outside the data
+// plane.
+//
+// The one state workers share that is not in the Tables is the path MTU towards tun real servers
+// learned from routers' ICMP errors (pathmtu.go): one atomic word per real-server address, read
+// per tunnelled packet, written by whichever worker receives a checked error.
+//
 // The package does not read configuration: the daemon compiles config into Tables.
 package dataplane

@@ -3,6 +3,8 @@ package dataplane
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +49,7 @@ type Engine struct {
 
 	snapGen atomic.Uint64              // the last connection-sync snapshot asked for (SyncSnapshot)
 	fan     atomic.Pointer[fanoutPlan] // the fanout plan in force, for the workers' fragments (nil: one worker)
+	logNext int                        // the worker ConnLogDrain starts at; its caller's
 
 	mu sync.Mutex // serialises Publish; guards filter state below
 	os engineOS   // per-OS sockets and goroutines
@@ -69,6 +72,7 @@ func (e *Engine) Publish(t *Tables) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	prev := e.tables.Load()
+	t.inheritPaths(prev)
 	e.tables.Store(t)
 	if err := e.os.program(e, t); err != nil {
 		e.tables.Store(prev)
@@ -82,13 +86,26 @@ func (e *Engine) Publish(t *Tables) error {
 	return nil
 }
 
-// filterSpec lists what the sockets must let through for t: every service's VIP endpoint, and the
-// replies of its NAT real servers, those a reload removed included while their connections drain.
+// filterSpec lists what the sockets must let through for t: every service's VIP endpoint, the
+// replies of its NAT real servers, those a reload removed included while their connections drain,
+// ICMP to the outer sources of its tunnels (path MTU signals, pathmtu.go), and what comes to a
+// FullNAT service's local addresses.
 func filterSpec(t *Tables) bpfgen.FilterSpec {
 	var spec bpfgen.FilterSpec
+	seen := map[[16]byte]bool{}
+	for _, p := range t.paths {
+		if !seen[p.src] {
+			seen[p.src] = true
+			spec.ICMPTo = append(spec.ICMPTo, netip.AddrFrom16(p.src).Unmap())
+		}
+	}
+	slices.SortFunc(spec.ICMPTo, netip.Addr.Compare) // the same tables, the same program
 	for _, s := range t.Services {
 		if s != nil {
 			spec.VIPs = append(spec.VIPs, bpfgen.Endpoint{Addr: s.VIP.Addr(), Proto: s.Proto, Port: s.VIP.Port()})
+			for _, l := range s.Locals { // FullNAT replies and ICMP errors about its connections
+				spec.VIPs = append(spec.VIPs, bpfgen.Endpoint{Addr: l, Proto: s.Proto})
+			}
 		}
 	}
 	for _, r := range t.Reals {

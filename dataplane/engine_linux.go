@@ -165,6 +165,7 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 			return errorf("worker %d: connection table: %w", wi, err)
 		}
 		w.SetLargePorts(asPorts(e.os.large[wi]))
+		w.SetWorkers(n) // FullNAT local ports: worker wi's are those the fanout sends to member wi
 		w.hosts = &e.os.hosts
 		if e.cfg.Sync {
 			w.EnableSync()

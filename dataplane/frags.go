@@ -91,6 +91,9 @@ type fragEntry struct {
 	rs, vs  uint16
 	mac     [6]byte
 	flow    uint32 // the first fragment's flow hash, folded: a tun service's outer entropy (tunnel)
+	// FullNAT: the source a client's fragment gets (the local address) or the destination a
+	// real server's gets (the client).
+	addr [16]byte
 }
 
 // fragTable is a worker's fixed-size, open-addressed table of datagrams.
@@ -323,6 +326,11 @@ func (w *Worker) firstFragment(in int, b []byte, meta *afpacket.RxMeta, p *frame
 		c := w.ct.Get(id)
 		e.to, e.dir, e.rs, e.vs, e.inPort, e.mac = fragToSelf, dir, c.RS(), c.VS, c.InPort, c.ClientMAC()
 		e.flow = uint32(h ^ h>>32)
+		if la, _, ok := w.ct.Local(c); ok && dir == conntrack.DirOriginal {
+			e.addr = la
+		} else if ok {
+			e.addr, _ = c.Client()
+		}
 	}
 	w.releaseHeld(k)
 	return sent
@@ -369,9 +377,12 @@ func (w *Worker) laterFragment(in int, b []byte, meta *afpacket.RxMeta, p *frame
 		switch svc.Method {
 		case MethodNAT:
 			frame.RewriteDst(b, p, r.addr, 0) // a later fragment: the address, the IP checksum
+		case MethodFullNAT:
+			frame.RewriteSrc(b, p, e.addr, 0)
+			frame.RewriteDst(b, p, r.addr, 0)
 		case MethodTun:
 			// In the tunnel its first fragment took, with the same entropy.
-			if !w.tunnel(in, r, svc, b, meta, p, uint64(e.flow)) {
+			if !w.tunnel(in, r, svc, b, meta, p, uint64(e.flow), w.pathMTU(r)) {
 				return false
 			}
 			w.c[cForwarded]++
@@ -386,6 +397,9 @@ func (w *Worker) laterFragment(in int, b []byte, meta *afpacket.RxMeta, p *frame
 		return true
 	}
 	frame.RewriteSrc(b, p, svc.addr, 0)
+	if svc.Method == MethodFullNAT {
+		frame.RewriteDst(b, p, e.addr, 0)
+	}
 	if !w.transmit(int(e.inPort), b, meta, e.mac) {
 		return false
 	}
@@ -467,6 +481,9 @@ func (w *Worker) flowWorker(p *frame.Parsed) int {
 			return r
 		}
 		return s.hashRule // no plan (tests): a fresh start's rules
+	}
+	if w.tables.isLocal(p.Dst) {
+		return bpfgen.LocalMember(p.DstPort, w.fr.members) // a FullNAT reply: by its local port
 	}
 	client, port := p.Src, p.SrcPort
 	var hr bpfgen.HashRule

@@ -64,6 +64,27 @@ func fuzzSeeds(tb testing.TB) (seeds []fuzzSeed, warm [][]byte) {
 		gso: afpacket.VnetHdrGSOTCPv4, hdrLen: 54, gsoSize: 1448, cstart: v.CsumStart, coff: v.CsumOffset})
 	dr := build(tb, clientPkt("[2001:2:0:1::10]:40000", "[2001:2::200]:80", 6, tcpSYN))
 	seeds = append(seeds, fuzzSeed{name: "dr-ipv6", b: dr})
+	// FullNAT (fuzzTables): a connection per family, whose local endpoints are the worker's first
+	// two candidates; the real server's reply to each, and its port unreachable about the first.
+	for i, c := range []struct{ name, client, vip, real, local string }{
+		{"ipv4", "198.18.1.10:40000", "198.18.0.100:5000", "198.18.2.1:5001", "198.18.3.2:1024"},
+		{"ipv6", "[2001:2:0:1::10]:40000", "[2001:2::100]:5000", "[2001:2:0:2::1]:5001", "[2001:2:0:3::2]:1025"},
+	} {
+		proto, flags := uint8(17), uint8(0)
+		if i == 1 {
+			proto, flags = 6, tcpSYN
+		}
+		syn := build(tb, clientPkt(c.client, c.vip, proto, flags))
+		warm = append(warm, syn)
+		rp := pkt{srcMAC: macRS[0], dstMAC: macPort1, src: mustAP(c.real), dst: mustAP(c.local), proto: proto, flags: flags | tcpACK, payload: 5}
+		seeds = append(seeds, fuzzSeed{name: "fullnat-syn-" + c.name, b: syn},
+			fuzzSeed{name: "fullnat-reply-" + c.name, b: build(tb, rp), port1: true})
+		if i == 0 {
+			q := pkt{src: mustAP(c.local), dst: mustAP(c.real), proto: proto}
+			f := icmpFrame(tb, macRS[0], macPort1, q.dst.Addr(), q.src.Addr(), 3, 3, 0, quotedPacket(tb, q))
+			seeds = append(seeds, fuzzSeed{name: "fullnat-icmp-port-unreachable", b: f, port1: true})
+		}
+	}
 	names, seqs, ports := fragmentSeeds(tb)
 	for i, name := range names {
 		if !strings.HasPrefix(name, "frag-reversed") {
@@ -74,14 +95,30 @@ func fuzzSeeds(tb testing.TB) (seeds []fuzzSeed, warm [][]byte) {
 	return seeds, warm
 }
 
-// FuzzProcess feeds arbitrary frames with arbitrary ring metadata to a worker with NAT and DR
-// services: Process and ProcessBatch must never panic, whatever the bytes, status and virtio header say.
+// fuzzTables is the standard services and a FullNAT service per family (UDP over IPv4, TCP over
+// IPv6), one local address each.
+func fuzzTables() *Tables {
+	specs := append(standardSpecs(),
+		svcSpec{id: 7, vip: "198.18.0.100:5000", proto: 17, method: MethodFullNAT, reals: []realSpec{
+			{id: 11, addr: "198.18.2.1:5001", weight: 1, mac: macRS[0]}}},
+		svcSpec{id: 8, vip: "[2001:2::100]:5000", proto: 6, method: MethodFullNAT, reals: []realSpec{
+			{id: 12, addr: "[2001:2:0:2::1]:5001", weight: 1, mac: macRS[0]}}})
+	t := buildTables(1, specs...)
+	t.Services[7].Locals = []netip.Addr{netip.MustParseAddr("198.18.3.2")}
+	t.Services[8].Locals = []netip.Addr{netip.MustParseAddr("2001:2:0:3::2")}
+	t.Finish()
+	return t
+}
+
+// FuzzProcess feeds arbitrary frames with arbitrary ring metadata to a worker with NAT, DR and
+// FullNAT services: Process and ProcessBatch must never panic, whatever the bytes, status and
+// virtio header say.
 func FuzzProcess(f *testing.F) {
 	seeds, warm := fuzzSeeds(f)
 	for _, s := range seeds {
 		f.Add(s.b, s.status, s.flags, s.gso, s.hdrLen, s.gsoSize, s.cstart, s.coff, s.tci, s.port1)
 	}
-	tabs := buildTables(1, standardSpecs()...)
+	tabs := fuzzTables()
 	// The ports outlive each input (every input ends with FlushAll, which empties them); the
 	// worker and its connection table are new per input, so an input's outcome is its own.
 	ports := []*dataplanetest.Port{dataplanetest.NewPort(4096, 4), dataplanetest.NewPort(4096, 4)}

@@ -29,10 +29,15 @@ import (
 // The same goes for NAT replies from real servers (source a real server's address and port) that
 // are addressed to someone else than the balancer itself: with forwarding off the kernel can only
 // fail to route them. Replies to the balancer's own addresses (its own connections to a real
-// server, health checks) are left alone.
+// server, health checks) are left alone. A reply's later fragments have no ports (nft's transport
+// header match never matches a fragment at a non-zero offset), so a second rule per real server
+// drops its later fragments of that protocol not addressed to the balancer: govs forwards them
+// with their first fragment (frags.go), and in the kernel each cost a failed route lookup
+// (Ip.InAddrErrors, Ip6.InAddrErrors) or, with nf_defrag loaded, a slot in a reassembly queue
+// whose first fragment never comes.
 //
 // It owns one nftables table, "govs" in family netdev, with one ingress chain per interface, one
-// drop rule per VIP and one per NAT real server; set replaces the rules in one transaction; close
+// drop rule per VIP and two per NAT real server; set replaces the rules in one transaction; close
 // deletes the table.
 type kernelGuard struct {
 	conn   *nftables.Conn
@@ -77,7 +82,8 @@ func (e *Engine) startGuard(t *Tables) {
 	e.os.guardSpec = spec
 }
 
-// guardSpecFor lists what the kernel guard drops for t: frames to the VIPs, and NAT replies from
+// guardSpecFor lists what the kernel guard drops for t: frames to the VIPs and to FullNAT local
+// addresses (whose replies govs forwards: the kernel must not answer them with a RST), and NAT replies from
 // the real servers (those draining after a reload included) unless addressed to one of this
 // host's own addresses.
 func guardSpecFor(t *Tables, locals []netip.Addr) *guardSpec {
@@ -87,9 +93,11 @@ func guardSpecFor(t *Tables, locals []netip.Addr) *guardSpec {
 		if s == nil {
 			continue
 		}
-		if a := s.VIP.Addr(); !seen[a] {
-			seen[a] = true
-			spec.vips = append(spec.vips, a)
+		for _, a := range append([]netip.Addr{s.VIP.Addr()}, s.Locals...) {
+			if !seen[a] {
+				seen[a] = true
+				spec.vips = append(spec.vips, a)
+			}
 		}
 	}
 	for _, r := range t.Reals {
@@ -167,32 +175,59 @@ func (g *kernelGuard) set(spec *guardSpec) error {
 			)})
 		}
 		for _, r := range spec.reals {
-			exprs := concat(matchAddr(r.addr, srcOffset(r.addr)),
-				[]expr.Any{
-					&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{r.proto}},
-				})
+			var port []expr.Any // any port
 			if r.port != 0 {
-				exprs = append(exprs,
+				port = []expr.Any{
 					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
-					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(r.port)})
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(r.port)}}
 			}
-			for _, l := range spec.locals {
-				if l.Is4() != r.addr.Is4() {
-					continue
-				}
-				exprs = append(exprs,
-					&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: dstOffset(l), Len: uint32(l.BitLen() / 8)},
-					&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: l.AsSlice()})
+			g.conn.AddRule(&nftables.Rule{Table: g.table, Chain: ch, Exprs: replyRule(r, port, spec.locals)})
+			if r.port != 0 { // a rule without a port drops every fragment already
+				g.conn.AddRule(&nftables.Rule{Table: g.table, Chain: ch, Exprs: replyRule(r, laterFragment(r.addr), spec.locals)})
 			}
-			exprs = append(exprs, &expr.Verdict{Kind: expr.VerdictDrop})
-			g.conn.AddRule(&nftables.Rule{Table: g.table, Chain: ch, Exprs: exprs})
 		}
 	}
 	if err := g.conn.Flush(); err != nil {
 		return fmt.Errorf("failed to set the nftables drop rules for VIPs and NAT replies: %w", err)
 	}
 	return nil
+}
+
+// replyRule drops frames from NAT real server r (its address and protocol) that match more and are
+// not addressed to one of locals.
+func replyRule(r guardReal, more []expr.Any, locals []netip.Addr) []expr.Any {
+	exprs := concat(matchAddr(r.addr, srcOffset(r.addr)),
+		[]expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{r.proto}},
+		})
+	exprs = append(exprs, more...)
+	for _, l := range locals {
+		if l.Is4() != r.addr.Is4() {
+			continue
+		}
+		exprs = append(exprs,
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: dstOffset(l), Len: uint32(l.BitLen() / 8)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: l.AsSlice()})
+	}
+	return append(exprs, &expr.Verdict{Kind: expr.VerdictDrop})
+}
+
+// laterFragment matches an IP fragment at a non-zero offset of a's family: IPv4's fragment offset
+// (RFC 791), or the offset in an IPv6 fragment header (next header 44, RFC 8200 §4.5); a packet
+// without one does not match.
+func laterFragment(a netip.Addr) []expr.Any {
+	load := expr.Any(&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 6, Len: 2})
+	mask := []byte{0x1f, 0xff}
+	if a.Is6() {
+		load = &expr.Exthdr{DestRegister: 1, Type: 44, Offset: 2, Len: 2, Op: expr.ExthdrOpIpv6}
+		mask = []byte{0xff, 0xf8}
+	}
+	return []expr.Any{
+		load,
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 2, Mask: mask, Xor: []byte{0, 0}},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0}},
+	}
 }
 
 // matchAddr matches IP frames of a's family whose address at off is a.

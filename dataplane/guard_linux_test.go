@@ -56,8 +56,8 @@ func TestKernelGuard(t *testing.T) {
 		if err != nil {
 			t.Errorf("failed to list the rules of netdev %s ingress_g0: %v", guardTable, err)
 		}
-		if len(rules) != len(vips)+1 {
-			t.Errorf("%d rules, want one per VIP and one per NAT real server (%d)", len(rules), len(vips)+1)
+		if len(rules) != len(vips)+2 {
+			t.Errorf("%d rules, want one per VIP and two per NAT real server (%d)", len(rules), len(vips)+2)
 		}
 		for i, r := range rules {
 			var cmps [][]byte
@@ -83,6 +83,9 @@ func TestKernelGuard(t *testing.T) {
 			case i == len(vips) && (len(neq) != 1 || !bytes.Equal(neq[0], spec.locals[0].AsSlice())):
 				// The real server's rule spares replies to the host's own IPv4 address only.
 				t.Errorf("real server rule spares %x, want only %v", neq, spec.locals[0])
+			case i == len(vips)+1 && (len(neq) != 2 || !bytes.Equal(neq[0], []byte{0, 0}) || !bytes.Equal(neq[1], spec.locals[0].AsSlice())):
+				// Its later fragments' rule: a non-zero fragment offset, and the same spared address.
+				t.Errorf("real server fragment rule compares %x, want a non-zero offset and not %v", neq, spec.locals[0])
 			}
 		}
 		g.close()

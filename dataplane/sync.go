@@ -7,53 +7,24 @@ import (
 	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/dataplane/bpfgen"
 	"github.com/govs/govs/flow"
-	"github.com/govs/govs/internal/cacheline"
 )
 
-// syncRingSize is the capacity of a worker's export ring and of its inbox (a power of two).
-const syncRingSize = 1 << 12
+// syncRingSize is the capacity of a worker's export ring and of its inbox.
+const syncRingSize = ringSize
 
-// syncRing is a single-producer, single-consumer ring of conntrack.SyncEntry: the producer writes an entry
-// and then publishes head; the consumer reads entries below head and then publishes tail. A full
-// ring refuses the entry (the producer counts the drop) instead of waiting.
-type syncRing struct {
-	head    atomic.Uint64 // written by the producer only
-	_       [cacheline.Size - 8]byte
-	tail    atomic.Uint64 // written by the consumer only
-	_       [cacheline.Size - 8]byte
-	dropped atomic.Uint64 // entries the producer could not queue
-	buf     [syncRingSize]conntrack.SyncEntry
-}
-
-// push queues e; false when the ring is full (the drop is counted).
-func (r *syncRing) push(e *conntrack.SyncEntry) bool {
-	h := r.head.Load()
-	if h-r.tail.Load() >= syncRingSize {
-		r.dropped.Add(1)
-		return false
-	}
-	r.buf[h&(syncRingSize-1)] = *e
-	r.head.Store(h + 1)
-	return true
-}
-
-// pop moves up to len(out) entries into out and returns how many.
-func (r *syncRing) pop(out []conntrack.SyncEntry) int {
-	t, h := r.tail.Load(), r.head.Load()
-	n := int(min(h-t, uint64(len(out))))
-	for i := range n {
-		out[i] = r.buf[(t+uint64(i))&(syncRingSize-1)]
-	}
-	r.tail.Store(t + uint64(n))
-	return n
-}
+// syncRing carries conntrack.SyncEntry records between a worker and the sync goroutine.
+type syncRing = spscRing[conntrack.SyncEntry]
 
 // workerSync is a worker's side of connection sync: the ring it exports its table's changes to
 // and the inbox of synced entries it installs.
 type workerSync struct {
 	out, in syncRing
 	entry   conntrack.SyncEntry // export's scratch: built here, copied into the ring
-	drain   [64]conntrack.SyncEntry
+	// local is the last SyncLocal entry installSynced saw, for the SyncSet right after it
+	// (hasLocal: not used yet).
+	local    conntrack.SyncEntry
+	hasLocal bool
+	drain    [64]conntrack.SyncEntry
 	// Counters, written by the worker only.
 	installed, refused atomic.Uint64
 
@@ -105,7 +76,7 @@ func (s *workerSync) sleepTimeout(timeout int) int {
 func (s *workerSync) woke() { s.sleeping.Store(false) }
 
 // inboxPending reports whether synced entries wait in the inbox.
-func (s *workerSync) inboxPending() bool { return s.in.head.Load() != s.in.tail.Load() }
+func (s *workerSync) inboxPending() bool { return s.in.pending() != 0 }
 
 // snapshotting reports whether a snapshot is asked for that the worker has not finished walking.
 func (s *workerSync) snapshotting() bool { return s.snapReq.Load() > s.snapDone.Load() }
@@ -136,6 +107,17 @@ func (w *Worker) exportConn(op conntrack.SyncOp, c *conntrack.Conn) {
 		e.InPort, e.ClientMAC = c.InPort, c.ClientMAC()
 	}
 	e.Op, e.State = op, c.State()
+	if la, lport, ok := w.ct.Local(c); ok && op == conntrack.SyncSet {
+		// Its local endpoint first, in an entry of its own (see conntrack.SyncLocal); both or
+		// neither, so that a peer never installs one without the other.
+		if s.out.free() < 2 {
+			s.out.dropped.Add(1)
+			return
+		}
+		e.Op, e.Real, e.RPort = conntrack.SyncLocal, la, lport
+		s.out.push(e)
+		e.Op = op
+	}
 	e.Real, e.RPort = w.ct.Real(c)
 	s.out.push(e)
 }
@@ -156,6 +138,10 @@ func (w *Worker) drainSync() {
 			return
 		}
 		for i := range s.drain[:n] {
+			if e := &s.drain[i]; e.Op == conntrack.SyncLocal {
+				s.local, s.hasLocal = *e, true // part of the SyncSet that follows, counted with it
+				continue
+			}
 			if w.installSynced(&s.drain[i]) {
 				s.installed.Add(1)
 			} else {
@@ -172,6 +158,8 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 	if e.State == conntrack.StateTemplate {
 		return w.installTemplate(e)
 	}
+	local, hasLocal := &w.sync.local, w.sync.hasLocal
+	w.sync.hasLocal = false
 	orig := conntrackTuple(e)
 	id, dir, found := w.ct.Lookup(&orig)
 	var c *conntrack.Conn
@@ -180,7 +168,7 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 	}
 	if e.Op == conntrack.SyncRemove {
 		if c != nil && c.Flags&conntrack.FlagSynced != 0 {
-			w.removeConn(id, c)
+			w.removeConn(id, c, EndSynced)
 		}
 		return c != nil
 	}
@@ -208,6 +196,16 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 	}
 	if int(e.InPort) >= len(w.ports) {
 		nc.InPort = 0
+	}
+	if svc.Method == MethodFullNAT {
+		// Its local endpoint came just before it. Replies to the local port reach the worker of
+		// the port's class (bpfgen.LocalMember), which must be this one, the client's: it is
+		// when both nodes run as many workers.
+		if !hasLocal || conntrackTuple(local) != orig ||
+			(w.fn.members > 1 && uint32(local.RPort)%w.fn.members != uint32(w.id)) {
+			return false
+		}
+		nc.Reply, nc.FullNAT, nc.Local, nc.LocalPort = true, true, local.Real, local.RPort
 	}
 	if svc.Persistence > 0 {
 		// Attached to its template, as on the active node, the template lives as long as the
@@ -259,7 +257,7 @@ func (w *Worker) installTemplate(e *conntrack.SyncEntry) bool {
 			return false
 		}
 		if c := w.ct.Get(tid); c.IsTemplate() && c.Flags&conntrack.FlagSynced != 0 {
-			w.removeConn(tid, c)
+			w.removeConn(tid, c, EndSynced)
 		}
 		return true
 	}
@@ -307,7 +305,7 @@ func (e *Engine) SyncStats() (s conntrack.SyncStats) {
 			s.InboxDropped += ws.in.dropped.Load()
 			s.Installed += ws.installed.Load()
 			s.Refused += ws.refused.Load()
-			s.Pending += ws.in.head.Load() - ws.in.tail.Load()
+			s.Pending += ws.in.pending()
 		}
 	}
 	return s
@@ -392,7 +390,7 @@ func (w *Worker) walkSnapshot() {
 			return
 		}
 		if c := w.ct.Get(s.snapCursor); c != nil && c.IsTemplate() != s.snapConns {
-			if s.out.full() || (s.snapEvery > 0 && s.snapTokens <= 0) {
+			if s.out.free() < 2 || (s.snapEvery > 0 && s.snapTokens <= 0) {
 				break
 			}
 			w.exportConn(conntrack.SyncSet, c)
@@ -403,9 +401,6 @@ func (w *Worker) walkSnapshot() {
 	}
 	s.snapSent.Store(sent)
 }
-
-// full reports whether a push would be refused (producer side).
-func (r *syncRing) full() bool { return r.head.Load()-r.tail.Load() >= syncRingSize }
 
 // SyncSnapshot asks every worker to export its whole table (see walkSnapshot) and returns the
 // snapshot's number for SyncSnapshotDone.

@@ -20,6 +20,10 @@ const (
 	// MethodTun encapsulates the frame's IP packet unchanged in an outer header to the real server
 	// (Service.Tunnel); the real server decapsulates it, owns the VIP and answers the client directly.
 	MethodTun
+	// MethodFullNAT rewrites both ends: the client's source to one of Service.Locals and a port the
+	// worker allocates (fullnat.go), the destination to the real server; replies come back because
+	// they are addressed to the local address, and go out with both ends rewritten back.
+	MethodFullNAT
 )
 
 func (m Method) String() string {
@@ -30,6 +34,8 @@ func (m Method) String() string {
 		return "dr"
 	case MethodTun:
 		return "tun"
+	case MethodFullNAT:
+		return "fullnat"
 	}
 	return "invalid"
 }
@@ -69,8 +75,10 @@ type Tables struct {
 	// forwarded: a stand-alone node that is stopping (shutdown_drain).
 	Draining bool
 
-	byVIP  map[serviceKey]uint16
-	byReal map[serviceKey]uint16 // a NAT real server's endpoint -> a service it serves (realOwner)
+	byVIP   map[serviceKey]uint16
+	byReal  map[serviceKey]uint16    // a NAT real server's endpoint -> a service it serves (realOwner)
+	paths   map[[16]byte]*tunnelPath // a tun real server's address -> its path (pathmtu.go)
+	byLocal map[[16]byte]bool        // the FullNAT services' local addresses
 }
 
 // Service is one virtual server.
@@ -92,6 +100,11 @@ type Service struct {
 	// Tunnel and TunnelPort are MethodTun's encapsulation and, for GUE, the real servers' UDP port.
 	Tunnel     Tunnel
 	TunnelPort uint16
+	// Locals are MethodFullNAT's local addresses, the sources of its connections towards the real
+	// servers; LocalPortMin and LocalPortMax bound the local ports (DefaultLocalPorts when both
+	// are 0).
+	Locals                     []netip.Addr
+	LocalPortMin, LocalPortMax uint16
 	// NoQuorum: fewer of its real servers are up than its quorum asks, and it has no sorry server
 	// to stand in: it takes no new connections (DropNoQuorum); established ones carry on.
 	NoQuorum bool
@@ -100,7 +113,8 @@ type Service struct {
 	// Dests is the scheduler's view of RealIDs (weight, availability, counts), built by Finish.
 	Dests []sched.Dest
 
-	addr [16]byte
+	addr   [16]byte
+	locals [][16]byte // Locals, as the worker writes them
 	// hashGroup and hashRule, set by Finish: services whose NAT replies the fanout cannot tell
 	// apart share a group, and the group's rule covers every member's persistence.
 	hashGroup int
@@ -144,13 +158,17 @@ type Real struct {
 	// TunnelSrc is the outer source address of frames tunnelled to the real server (MethodTun): this
 	// host's address on the interface that reaches it. Set with Resolved.
 	TunnelSrc netip.Addr
-	// MTU is the path MTU towards the real server (MethodTun; 0: unknown, not checked): a packet
-	// that does not fit it encapsulated and may not be fragmented gets the client an ICMP
-	// fragmentation needed / packet too big.
+	// MTU is the path MTU towards the real server (MethodTun; 0: unknown, not checked) as the
+	// route says: a packet that does not fit it encapsulated and may not be fragmented gets the
+	// client an ICMP fragmentation needed / packet too big. A lower path MTU learned from the
+	// network (pathmtu.go) takes its place while it lasts.
 	MTU int
 
 	addr [16]byte
 	src  [16]byte // TunnelSrc, as the worker writes it
+	// pmtu is the path MTU learned for the real server's address (MethodTun, resolved; else nil),
+	// shared by every Real with that address and kept across publications (pathmtu.go).
+	pmtu *pathMTU
 	// Set by Finish, so that a packet tests one field where it would test several:
 	avail  bool // takes new connections: resolved, and neither removed, down, on standby nor disabled
 	gone   bool // removed or down: the express lane leaves its frames to forward
@@ -169,11 +187,14 @@ type serviceKey struct {
 func (t *Tables) Finish() {
 	t.byVIP = make(map[serviceKey]uint16, len(t.Services))
 	t.byReal = make(map[serviceKey]uint16, len(t.Reals))
+	t.paths = nil
+	t.byLocal = map[[16]byte]bool{}
 	for _, r := range t.Reals {
 		if r == nil {
 			continue
 		}
 		r.addr = r.Addr.Addr().As16()
+		r.pmtu = nil
 		if r.TunnelSrc.IsValid() {
 			r.src = r.TunnelSrc.As16()
 		}
@@ -190,6 +211,9 @@ func (t *Tables) Finish() {
 		if s != nil && s.Method == MethodNAT {
 			t.byReal[serviceKey{r.addr, r.Addr.Port(), s.Proto}] = s.ID
 		}
+		if s != nil && s.Method == MethodTun && r.TunnelSrc.IsValid() {
+			t.addPath(r, s)
+		}
 	}
 	for _, s := range t.Services {
 		if s == nil {
@@ -197,6 +221,14 @@ func (t *Tables) Finish() {
 		}
 		s.addr = s.VIP.Addr().As16()
 		t.byVIP[serviceKey{s.addr, s.VIP.Port(), s.Proto}] = s.ID
+		s.locals = s.locals[:0]
+		for _, a := range s.Locals {
+			s.locals = append(s.locals, a.As16())
+			t.byLocal[a.As16()] = true
+		}
+		if s.LocalPortMin == 0 && s.LocalPortMax == 0 {
+			s.LocalPortMin, s.LocalPortMax = DefaultLocalPorts[0], DefaultLocalPorts[1]
+		}
 		s.Dests = s.Dests[:0]
 		for _, id := range s.RealIDs {
 			r := t.Reals[id]
@@ -328,6 +360,9 @@ func (t *Tables) realOwner(addr [16]byte, port uint16, proto uint8) *Service {
 	}
 	return t.serviceAt(id)
 }
+
+// isLocal reports whether addr is a FullNAT service's local address.
+func (t *Tables) isLocal(addr [16]byte) bool { return t.byLocal[addr] }
 
 // serviceAt returns the service with ID id, or nil if there is none (a reload removed it).
 func (t *Tables) serviceAt(id uint16) *Service {

@@ -59,9 +59,11 @@ func tunnelOverhead(svc *Service, family uint8) int {
 // tunnel encapsulates the IP packet of frame b (parsed into p), received on port in, to real
 // server r of svc and queues it on r's port; h is the inner flow's hash, the outer header's
 // entropy. It reports whether it queued the frame. The frame's checksum must be finished (see
-// finishChecksum). A packet that would exceed r's path MTU encapsulated is dropped, and its sender
-// told the MTU it has (tooBig) unless in is negative (an ICMP error, never answered with one).
-func (w *Worker) tunnel(in int, r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64) bool {
+// finishChecksum). A packet that, encapsulated, would exceed mtu (r's path MTU, w.pathMTU(r),
+// which the caller may have at hand) is split into fragments if it is IPv4 without DF
+// (tunnelFragments), else dropped, and its sender told the MTU it has (tooBig) unless in is
+// negative (an ICMP error, never answered with one).
+func (w *Worker) tunnel(in int, r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64, mtu int) bool {
 	l2 := int(p.L3Off) // Ethernet header with any inline VLAN tags, ending in the (inner = outer) EtherType
 	inner := b[l2:p.End]
 	tag := 0
@@ -69,10 +71,13 @@ func (w *Worker) tunnel(in int, r *Real, svc *Service, b []byte, meta *afpacket.
 		tag = 4
 	}
 	hdr := tunnelOverhead(svc, p.Family)
-	if r.MTU > 0 && hdr+len(inner) > r.MTU {
+	if mtu > 0 && hdr+len(inner) > mtu {
+		if p.Family == 4 && inner[6]&ipv4FlagDF == 0 {
+			return w.tunnelFragments(r, svc, b, meta, p, h, mtu-hdr)
+		}
 		w.drop(DropTunnelTooBig)
 		if in >= 0 {
-			w.tooBig(in, b, meta, p, r.MTU-hdr)
+			w.tooBig(in, b, meta, p, mtu-hdr)
 		}
 		return false
 	}
@@ -81,16 +86,115 @@ func (w *Worker) tunnel(in int, r *Real, svc *Service, b []byte, meta *afpacket.
 	if buf == nil {
 		return false
 	}
-	// The MACs go into the received frame first, as transmit puts them (the offline replay reads
-	// where a frame went from there), and from it into the slot.
-	*(*[6]byte)(b[0:6]) = r.MAC
-	*(*[6]byte)(b[6:12]) = w.macs[r.Port]
+	w.tunnelL2(r, b)
 	writeL2(buf, b, meta, l2)
 	copy(buf[l2+tag+hdr:need], inner)
 	writeTunnelHeader(buf[l2+tag:need], svc, r, p.Family, inner, uint32(h^h>>32), &w.ipID)
 	port.TxCommit(need, afpacket.VnetHdr{})
 	w.dirty |= 1 << (uint(ti) & 63)
 	return true
+}
+
+// tunnelL2 puts the MACs of a frame to r into received frame b, as transmit puts them (the offline
+// replay reads where a frame went from there); writeL2 copies them into the slot.
+func (w *Worker) tunnelL2(r *Real, b []byte) {
+	*(*[6]byte)(b[0:6]) = r.MAC
+	*(*[6]byte)(b[6:12]) = w.macs[r.Port]
+}
+
+// tunnelFragments is tunnel for an IPv4 packet without DF that does not fit r's path MTU once
+// encapsulated (room bytes of inner packet do): the inner packet is cut into IP fragments of at most
+// room bytes (RFC 791: 8-byte units, the same ID, offsets and MF continuing those of a packet that
+// was a fragment already, options without the copy flag only in the first), each encapsulated on
+// its own. It reports whether it queued them all.
+//
+// The inner packet is fragmented, not the outer one (the kernel's ipip does the latter; RFC 2003
+// §5.1 leaves the choice open): every outer packet is then a whole tunnel packet that the real
+// server's tunnel decapsulates as it comes, and the real server's IP stack, the inner packet's
+// destination, reassembles the client's datagram as it would any fragments, by the client's own
+// IP ID. Fragmenting the outer packet would make the tunnel end reassemble first (RFC 4459 §3.1
+// counts that cost against it), its 16-bit IDs shared by every flow to the real server, which
+// wrap in a fraction of a second at the rates a balancer carries (RFC 4963); and a GUE receiver
+// with a plain UDP socket would see only reassembled datagrams, with RSS hashing its fragments by
+// address alone. An inner packet that carries DF is never split: its sender hears the MTU instead
+// (tooBig).
+func (w *Worker) tunnelFragments(r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, h uint64, room int) bool {
+	l2 := int(p.L3Off)
+	inner := b[l2:p.End]
+	ihl := int(inner[0]&0xf) * 4
+	var opts [40]byte
+	later := frame.IPv4MinimumSize + copiedOptions(inner[frame.IPv4MinimumSize:ihl], &opts)
+	field := binary.BigEndian.Uint16(inner[6:])
+	base, mf := int(field&0x1fff)*8, field&0x2000
+	data := inner[ihl:]
+	// A path MTU too small for any fragment (not one the network lets through), or a fragment that
+	// ends beyond the largest datagram (no offset field could say where its pieces go).
+	if (room-ihl)&^7 < 8 || (room-later)&^7 < 8 || base+len(data) > 0xffff {
+		w.drop(DropTunnelTooBig)
+		return false
+	}
+	tag := 0
+	if meta.Status&afpacket.StatusVLANValid != 0 {
+		tag = 4
+	}
+	hdr := tunnelOverhead(svc, 4)
+	entropy := uint32(h ^ h>>32)
+	w.tunnelL2(r, b)
+	for off, hl := 0, ihl; off < len(data); off, hl = off+(room-hl)&^7, later {
+		n, more := (room-hl)&^7, uint16(0x2000)
+		if off+n >= len(data) {
+			n, more = len(data)-off, mf
+		}
+		port, ti, pkt := w.tunnelPiece(r, b, meta, l2, tag, hdr, hl+n)
+		if pkt == nil {
+			return false
+		}
+		f := pkt[hdr:]
+		copy(f, inner[:frame.IPv4MinimumSize])
+		if off == 0 {
+			copy(f[frame.IPv4MinimumSize:hl], inner[frame.IPv4MinimumSize:ihl])
+		} else {
+			copy(f[frame.IPv4MinimumSize:hl], opts[:hl-frame.IPv4MinimumSize])
+		}
+		f[0] = 0x40 | uint8(hl/4)
+		copy(f[hl:], data[off:off+n])
+		binary.BigEndian.PutUint16(f[2:], uint16(len(f)))
+		binary.BigEndian.PutUint16(f[6:], more|uint16((base+off)/8))
+		f[10], f[11] = 0, 0
+		binary.BigEndian.PutUint16(f[10:], checksum.IPv4Header(f[:hl]))
+		w.commitPiece(port, ti, l2+tag, pkt, svc, r, 4, entropy)
+	}
+	w.c[cTunnelFragmented]++
+	return true
+}
+
+// copiedOptions writes into out the IPv4 options of opts that every fragment carries (the copied
+// flag, RFC 791), padded with end-of-list to a multiple of 4 bytes, and returns their length.
+func copiedOptions(opts []byte, out *[40]byte) int {
+	n := 0
+	for i := 0; i < len(opts); {
+		typ := opts[i]
+		if typ == 0 { // end of list
+			break
+		}
+		if typ == 1 { // no operation
+			i++
+			continue
+		}
+		if i+1 >= len(opts) || opts[i+1] < 2 || i+int(opts[i+1]) > len(opts) {
+			break // malformed: what follows is not copied
+		}
+		l := int(opts[i+1])
+		if typ&0x80 != 0 {
+			n += copy(out[n:], opts[i:i+l])
+		}
+		i += l
+	}
+	for n%4 != 0 {
+		out[n] = 0
+		n++
+	}
+	return n
 }
 
 // writeL2 writes into buf the link-layer header of frame b, which is l2 bytes long (the MACs, any
@@ -126,13 +230,12 @@ func (w *Worker) tunnelSegments(in int, r *Real, svc *Service, b []byte, meta *a
 		tag = 4
 	}
 	hdr := tunnelOverhead(svc, p.Family)
-	if r.MTU > 0 && hdr+hl+mss > r.MTU {
+	if mtu := w.pathMTU(r); mtu > 0 && hdr+hl+mss > mtu {
 		w.drop(DropTunnelTooBig)
-		w.tooBig(in, b, meta, p, r.MTU-hdr)
+		w.tooBig(in, b, meta, p, mtu-hdr)
 		return false
 	}
-	*(*[6]byte)(b[0:6]) = r.MAC
-	*(*[6]byte)(b[6:12]) = w.macs[r.Port]
+	w.tunnelL2(r, b)
 	seq := binary.BigEndian.Uint32(b[l4+4:])
 	flags := b[l4+13]
 	var id uint16
@@ -142,13 +245,11 @@ func (w *Worker) tunnelSegments(in int, r *Real, svc *Service, b []byte, meta *a
 	entropy := uint32(h ^ h>>32)
 	for off, i := 0, 0; off < len(data); off, i = off+mss, i+1 {
 		n := min(mss, len(data)-off)
-		need := l2 + tag + hdr + hl + n
-		port, ti, buf := w.txSlot(r.Port, need)
-		if buf == nil {
+		port, ti, pkt := w.tunnelPiece(r, b, meta, l2, tag, hdr, hl+n)
+		if pkt == nil {
 			return false
 		}
-		writeL2(buf, b, meta, l2)
-		seg := buf[l2+tag+hdr : need]
+		seg := pkt[hdr:]
 		copy(seg, b[l2:l2+hl])
 		copy(seg[hl:], data[off:off+n])
 		ipl := l4 - l2
@@ -176,11 +277,31 @@ func (w *Worker) tunnelSegments(in int, r *Real, svc *Service, b []byte, meta *a
 			src, dst = p.Src[12:], p.Dst[12:]
 		}
 		binary.BigEndian.PutUint16(tcp[16:], checksum.Transport(src, dst, frame.ProtoTCP, tcp))
-		writeTunnelHeader(buf[l2+tag:need], svc, r, p.Family, seg, entropy, &w.ipID)
-		port.TxCommit(need, afpacket.VnetHdr{})
-		w.dirty |= 1 << (uint(ti) & 63)
+		w.commitPiece(port, ti, l2+tag, pkt, svc, r, p.Family, entropy)
 	}
 	return true
+}
+
+// tunnelPiece takes a transmit slot on r's port for one of several frames tunnelled for frame b (its
+// link-layer header l2 bytes long; tag: 4 for a VLAN tag to put back) and writes its link-layer
+// header; it returns the slot's outer packet, hdr bytes of tunnel headers and then n bytes of inner
+// packet for the caller to write, or nil if the ring is full. commitPiece queues it.
+func (w *Worker) tunnelPiece(r *Real, b []byte, meta *afpacket.RxMeta, l2, tag, hdr, n int) (Transmitter, int, []byte) {
+	need := l2 + tag + hdr + n
+	port, ti, buf := w.txSlot(r.Port, need)
+	if buf == nil {
+		return nil, 0, nil
+	}
+	writeL2(buf, b, meta, l2)
+	return port, ti, buf[l2+tag : need]
+}
+
+// commitPiece writes the tunnel headers of pkt, a tunnelPiece's outer packet behind l2 bytes of
+// link-layer header, whose inner packet is complete, and queues it on port (transmit port ti).
+func (w *Worker) commitPiece(port Transmitter, ti, l2 int, pkt []byte, svc *Service, r *Real, family uint8, entropy uint32) {
+	writeTunnelHeader(pkt, svc, r, family, pkt[tunnelOverhead(svc, family):], entropy, &w.ipID)
+	port.TxCommit(l2+len(pkt), afpacket.VnetHdr{})
+	w.dirty |= 1 << (uint(ti) & 63)
 }
 
 // writeTunnelHeader writes the outer header(s) of svc's tunnel to r at the start of pkt, which ends
@@ -290,7 +411,7 @@ func (w *Worker) forwardTunnel(in int, r *Real, svc *Service, b []byte, meta *af
 		return false
 	}
 	w.finishChecksum(b, meta, p, partial)
-	if !w.tunnel(in, r, svc, b, meta, p, h) {
+	if !w.tunnel(in, r, svc, b, meta, p, h, w.pathMTU(r)) {
 		return false
 	}
 	w.c[cForwarded]++
@@ -408,18 +529,20 @@ func writePacketTooBig(pkt []byte, p *frame.Parsed, mtu uint32) {
 }
 
 // tunnelExpress reports whether Worker.express may tunnel the frame of a tun service's connection
-// (parsed p, no offload state): not a GSO frame, and within r's path MTU once encapsulated.
-// Anything else goes to forward, which segments it or answers the client.
-func tunnelExpress(svc *Service, r *Real, p *frame.Parsed, meta *afpacket.RxMeta) bool {
+// (parsed p, no offload state) to a real server whose path MTU is mtu: not a GSO frame, and within
+// mtu once encapsulated. Anything else goes to forward, which segments or fragments it or answers
+// the client.
+func tunnelExpress(svc *Service, mtu int, p *frame.Parsed, meta *afpacket.RxMeta) bool {
 	return svc.Method == MethodTun && meta.Vnet.GSOType == afpacket.VnetHdrGSONone &&
-		(r.MTU == 0 || tunnelOverhead(svc, p.Family)+int(p.End-p.L3Off) <= r.MTU)
+		(mtu == 0 || tunnelOverhead(svc, p.Family)+int(p.End-p.L3Off) <= mtu)
 }
 
 // expressTunnel is Worker.express's end for a tun connection's frame from the client (c, to r of
-// svc), which tunnelExpress admitted: the connection's state and r's tally as express keeps them,
+// svc, whose path MTU is mtu), which tunnelExpress admitted: the connection's state and r's tally
+// as express keeps them,
 // then the tunnel. It reports whether the frame was queued. It is express's own end for the other
 // methods, kept apart so that theirs stays as short as it was.
-func (w *Worker) expressTunnel(c *conntrack.Conn, r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed) bool {
+func (w *Worker) expressTunnel(c *conntrack.Conn, r *Real, svc *Service, b []byte, meta *afpacket.RxMeta, p *frame.Parsed, mtu int) bool {
 	if p.Proto == frame.ProtoTCP {
 		if old, cur := w.ct.TouchConn(c, conntrack.DirOriginal, p.TCPFlags, w.now); old != cur {
 			activeChanged(r, old, cur)
@@ -431,7 +554,7 @@ func (w *Worker) expressTunnel(c *conntrack.Conn, r *Real, svc *Service, b []byt
 	tally := &w.rt[r.ID][conntrack.DirOriginal]
 	tally.packets++
 	tally.bytes += uint64(p.End - p.L3Off)
-	if !w.tunnel(-1, r, svc, b, meta, p, w.ct.Hash(&p.Tuple)) {
+	if !w.tunnel(-1, r, svc, b, meta, p, w.ct.Hash(&p.Tuple), mtu) {
 		return false
 	}
 	w.c[cForwarded]++

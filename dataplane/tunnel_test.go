@@ -495,11 +495,92 @@ func TestTunnelTooBig(t *testing.T) {
 		in[14+6] &^= 0x40
 		binary.BigEndian.PutUint16(in[14+10:], 0)
 		binary.BigEndian.PutUint16(in[14+10:], checksum.IPv4Header(in[14:34]))
-		r.none(t, 0, in, afpacket.RxMeta{}, DropTunnelTooBig)
+		if outs := r.process(0, in, afpacket.RxMeta{}); len(outs) != 2 {
+			t.Fatalf("%d frames for a datagram without DF twice the tunnel's room, want 2 fragments", len(outs))
+		}
 		if n := r.w.c[cTooBigSent]; n != 0 {
 			t.Fatalf("%d ICMP errors for a packet that may be fragmented, want none", n)
 		}
 	})
+}
+
+// TestTunnelSplit: an IPv4 packet without DF that does not fit the tunnel is cut into inner
+// fragments that each fit it encapsulated, IPIP and GUE, with options (only the copied one
+// repeats); put together, they are the client's packet. (TestTunnelFragments has the client's own
+// fragments cut further.)
+func TestTunnelSplit(t *testing.T) {
+	const pathMTU = 600
+	for _, tn := range []Tunnel{TunnelIPIP, TunnelGUE} {
+		for _, tc := range []struct {
+			name    string
+			options []byte
+		}{
+			{"plain", nil},
+			{"options", []byte{0x94, 4, 0, 0, 1, 0x07, 3, 0}}, // router alert (copied), NOP, record route (not)
+		} {
+			t.Run(fmt.Sprintf("%v/%s", tn, tc.name), func(t *testing.T) {
+				tb := tunTables(tn)
+				for _, r := range tb.Reals {
+					r.MTU = pathMTU
+				}
+				r := newRig(t, tb, 64)
+				p := clientPkt("198.18.1.10:40000", "198.18.0.150:4000", 17, 0)
+				p.payload = 1700
+				plain := build(t, p)
+				ip := plain[14:]
+				in := append(append(append([]byte(nil), plain[:14+20]...), tc.options...), ip[20:]...)
+				h := in[14:]
+				h[0] = 0x45 + uint8(len(tc.options)/4)
+				binary.BigEndian.PutUint16(h[2:], uint16(len(h)))
+				binary.BigEndian.PutUint16(h[4:], 0x1234)
+				binary.BigEndian.PutUint16(h[6:], 0)
+				h[10], h[11] = 0, 0
+				binary.BigEndian.PutUint16(h[10:], checksum.IPv4Header(h[:20+len(tc.options)]))
+				before := r.w.c[cTunnelFragmented]
+				outs := r.process(0, in, afpacket.RxMeta{})
+				if len(outs) < 3 || r.w.c[cTunnelFragmented] != before+1 {
+					t.Fatalf("%d frames, tunnel_fragmented +%d for a %d-byte packet through a %d-byte path MTU; want 3 or more fragments, +1",
+						len(outs), r.w.c[cTunnelFragmented]-before, len(h), pathMTU)
+				}
+				data := make([]byte, 0, len(h))
+				next := 0
+				for i, o := range outs {
+					d := decap(t, o.frame, true)
+					f := o.frame[d.innerFrom:]
+					if len(o.frame)-14 > pathMTU || d.df || o.port != 1 {
+						t.Fatalf("fragment %d: %d bytes outer (path MTU %d), DF %v, port %d", i, len(o.frame)-14, pathMTU, d.df, o.port)
+					}
+					if checksum.Sum(f[:int(f[0]&0xf)*4], 0) != 0xffff || int(binary.BigEndian.Uint16(f[2:])) != len(f) {
+						t.Fatalf("fragment %d: header checksum or length wrong: %x", i, f[:20])
+					}
+					hl := int(f[0]&0xf) * 4
+					field := binary.BigEndian.Uint16(f[6:])
+					wantOpts := tc.options
+					if i > 0 && tc.options != nil {
+						wantOpts = []byte{0x94, 4, 0, 0}
+					}
+					if !bytes.Equal(f[20:hl], wantOpts) || binary.BigEndian.Uint16(f[4:]) != 0x1234 {
+						t.Fatalf("fragment %d: options %x ID %#x, want %x and the client's ID", i, f[20:hl], binary.BigEndian.Uint16(f[4:]), wantOpts)
+					}
+					if int(field&0x1fff)*8 != next {
+						t.Fatalf("fragment %d at offset %d, want %d", i, int(field&0x1fff)*8, next)
+					}
+					last := i == len(outs)-1
+					if more := field&0x2000 != 0; more == last {
+						t.Fatalf("fragment %d of %d: MF %v", i, len(outs), more)
+					}
+					if !last && (len(f)-hl)%8 != 0 {
+						t.Fatalf("fragment %d carries %d bytes, not a multiple of 8", i, len(f)-hl)
+					}
+					data = append(data, f[hl:]...)
+					next += len(f) - hl
+				}
+				if !bytes.Equal(data, h[20+len(tc.options):]) {
+					t.Fatal("the fragments' data is not the client's packet's")
+				}
+			})
+		}
+	}
 }
 
 // TestTunnelVLAN: a VLAN tag the receive path stripped is put back in front of the encapsulated
@@ -584,11 +665,19 @@ func TestTunnelExpress(t *testing.T) {
 // first fragment took (two workers fed as the fanout feeds them; some datagrams last fragment
 // first), with the same outer entropy, and the inner fragments reassemble whole.
 func TestTunnelFragments(t *testing.T) {
-	for _, tc := range []struct{ client, vip string }{
-		{"198.18.1.7", "198.18.0.150:4000"}, {"2001:2:0:1::7", "[2001:2::150]:4000"},
+	for _, tc := range []struct {
+		client, vip string
+		mtu         int // the real servers' path MTU; 0: unchecked
+	}{
+		{"198.18.1.7", "198.18.0.150:4000", 0}, {"2001:2:0:1::7", "[2001:2::150]:4000", 0},
+		{"198.18.1.7", "198.18.0.150:4000", 1000}, // each fragment cut again (tunnelFragments)
 	} {
-		t.Run(tc.client, func(t *testing.T) {
-			r := newFragRig(t, tunTables(TunnelGUE))
+		t.Run(fmt.Sprintf("%s/mtu=%d", tc.client, tc.mtu), func(t *testing.T) {
+			tb := tunTables(TunnelGUE)
+			for _, r := range tb.Reals {
+				r.MTU = tc.mtu
+			}
+			r := newFragRig(t, tb)
 			vip := mustAP(tc.vip)
 			v4 := vip.Addr().Is4()
 			fw := addrWorker(netip.MustParseAddr(tc.client))
@@ -600,13 +689,16 @@ func TestTunnelFragments(t *testing.T) {
 					slices.Reverse(frags)
 				}
 				got := r.run(fw, 0, 1, frags)
-				if len(got) != len(frags) {
-					t.Fatalf("%v: %d of %d fragments tunnelled; counters %v %v", client, len(got), len(frags), nonZero(r.ws[0]), nonZero(r.ws[1]))
+				if len(got) < len(frags) || (tc.mtu == 0) != (len(got) == len(frags)) {
+					t.Fatalf("%v: %d frames tunnelled for %d fragments; counters %v %v", client, len(got), len(frags), nonZero(r.ws[0]), nonZero(r.ws[1]))
 				}
 				var inner [][]byte
 				var first tunnelled
 				for i, f := range got {
 					d := decap(t, f, v4)
+					if tc.mtu > 0 && len(f)-14 > tc.mtu {
+						t.Fatalf("%v: an outer packet of %d bytes, over the path MTU %d", client, len(f)-14, tc.mtu)
+					}
 					if i == 0 {
 						first = d
 					} else if d.dst != first.dst || d.sport != first.sport || d.label != first.label {

@@ -112,7 +112,11 @@ type Worker struct {
 
 	sync *workerSync // HA connection sync; nil without [ha]
 
+	log *workerConnLog // the connection log; nil while it is off (connlog.go)
+
 	fr fragState // fragments (frags.go)
+
+	fn fullnatState // FullNAT local port allocation (fullnat.go)
 
 	// The allocator may put two workers side by side: this line keeps the fields one writes per
 	// packet (its counters here at the end, the clock and queue state at the start) off the other's
@@ -240,6 +244,11 @@ func (w *Worker) ProcessBatch(in int, fs []afpacket.Frame, now int64) (sent uint
 				var done bool
 				if ok, done = w.express(f, &w.batch[i], w.hints[nh]); !done {
 					ok = w.forward(in, f.Data, &f.Meta, &w.batch[i], w.hashes[nh], w.hints[nh])
+				} else if w.log != nil {
+					// The express lane took the frame by its hint: the hint names the entry. Here
+					// rather than in express, where the check cost spills around the send.
+					id, dir := conntrack.HintEntry(w.hints[nh])
+					w.log.count(id, dir, w.batch[i].End-w.batch[i].L3Off)
 				}
 				nh++
 			case actICMPError:
@@ -263,6 +272,7 @@ func (w *Worker) ProcessBatch(in int, fs []afpacket.Frame, now int64) (sent uint
 // couple of instructions per batch, a tenth of one per frame or less; in return tests and the
 // engine run one receive loop.
 func (w *Worker) Receive(in int, r Receiver, now int64) int {
+	w.adoptConnLog() // before the frames: a sleeping worker publishes only after them
 	got := 0
 	for got < rxBudget {
 		n := r.NextBatch(w.rx[:])
@@ -328,7 +338,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		if dir == conntrack.DirOriginal && (c.Flags&conntrack.FlagOnePacket != 0 ||
 			(p.Proto == frame.ProtoTCP && p.TCPFlags&tcpSYN != 0 &&
 				conntrack.NeedsReschedule(c.State(), dir, p.TCPFlags, usable(r, c)))) {
-			w.removeConn(id, c)
+			w.removeConn(id, c, EndReused)
 			ok = false
 		}
 	}
@@ -347,7 +357,7 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 	svc := w.tables.serviceAt(c.VS)
 	if r == nil || r.Service != c.VS || svc == nil || r.expire {
 		down := r != nil && r.Service == c.VS && r.Down
-		w.removeConn(id, c)
+		w.removeConn(id, c, EndRealGone)
 		if !down || dir != conntrack.DirOriginal || p.Proto != frame.ProtoUDP {
 			if down {
 				w.drop(DropRealDown)
@@ -371,6 +381,9 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 	tally := &w.rt[r.ID][dir&1]
 	tally.packets++
 	tally.bytes += uint64(p.End - p.L3Off)
+	if w.log != nil {
+		w.log.count(id, dir, p.End-p.L3Off)
+	}
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved {
 			w.drop(DropUnresolved)
@@ -379,6 +392,8 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		switch svc.Method {
 		case MethodNAT:
 			rewriteDst(b, p, partial, r.addr, realPort(r, p.DstPort))
+		case MethodFullNAT:
+			w.fullnatOut(b, p, partial, c, r)
 		case MethodTun:
 			return w.forwardTunnel(in, r, svc, b, meta, p, partial, h)
 		}
@@ -388,8 +403,12 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		w.c[cForwarded]++
 		return true
 	}
-	// A reply from the real server (NAT): back to the client as if from the VIP.
-	rewriteSrc(b, p, partial, svc.addr, virtualPort(svc, p.SrcPort))
+	// A reply from the real server (NAT, FullNAT): back to the client as if from the VIP.
+	if c.IsFullNAT() {
+		fullnatBack(b, p, partial, c)
+	} else {
+		rewriteSrc(b, p, partial, svc.addr, virtualPort(svc, p.SrcPort))
+	}
 	if !w.transmit(int(c.InPort), b, meta, c.ClientMAC()) {
 		return false
 	}
@@ -424,17 +443,22 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	var client [6]byte
 	if dir == conntrack.DirOriginal {
 		if !r.Resolved || (svc.Method != MethodNAT && svc.Method != MethodDR) {
-			if r.Resolved && tunnelExpress(svc, r, p, meta) {
-				return w.expressTunnel(c, r, svc, b, meta, p), true
+			if !r.Resolved || svc.Method != MethodFullNAT || !w.fullnatOutFast(b, p, c, r) {
+				if mtu := w.pathMTU(r); r.Resolved && tunnelExpress(svc, mtu, p, meta) {
+					return w.expressTunnel(c, r, svc, b, meta, p, mtu), true
+				}
+				return false, false
 			}
-			return false, false
-		}
-		if svc.Method == MethodNAT && !frame.RewriteFast(b, p, true, &r.addr, realPort(r, p.DstPort)) {
+		} else if svc.Method == MethodNAT && !frame.RewriteFast(b, p, true, &r.addr, realPort(r, p.DstPort)) {
 			return false, false
 		}
 		out, mac, counter = r.Port, &r.MAC, cForwarded
 	} else {
-		if !frame.RewriteFast(b, p, false, &svc.addr, virtualPort(svc, p.SrcPort)) {
+		if svc.Method == MethodFullNAT {
+			if !fullnatBackFast(b, p, c) {
+				return false, false
+			}
+		} else if !frame.RewriteFast(b, p, false, &svc.addr, virtualPort(svc, p.SrcPort)) {
 			return false, false
 		}
 		client = c.ClientMAC()
@@ -565,6 +589,10 @@ func unadjustPartialPort(b []byte, p *frame.Parsed, partial int, old, new uint16
 func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 	svc := w.tables.service(p.Dst, p.DstPort, p.Proto)
 	if svc == nil {
+		if w.tables.isLocal(p.Dst) {
+			w.drop(DropNoConnection) // to a FullNAT local address: a connection that ended
+			return 0, false
+		}
 		if w.hosts.has(p.Dst) {
 			// The balancer's own traffic, e.g. a real server's answer to a connection this host
 			// opened: the kernel has its own copy of the frame. Not a drop.
@@ -615,7 +643,7 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 				nc.Template = tid + 1
 				w.exportConn(conntrack.SyncSet, t) // refreshed: a backup's copy must not idle out
 			} else {
-				w.removeConn(tid, t)
+				w.removeConn(tid, t, EndRealGone) // a template: not logged
 			}
 		}
 	}
@@ -628,6 +656,9 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 		r = w.tables.Reals[svc.RealIDs[i]]
 	}
 	nc.RS, nc.Real, nc.RealPort = r.ID, r.addr, realPort(r, p.DstPort)
+	if svc.Method == MethodFullNAT && !w.allocLocal(svc, r, nc.RealPort, p.Proto, &nc) {
+		return 0, false
+	}
 	if svc.Persistence > 0 && nc.Template == 0 {
 		tid, err := w.ct.InsertTemplate(&w.tkey, &nc, svc.Persistence, w.now, w.expireFn)
 		if err != nil {
@@ -645,7 +676,11 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 	w.c[cConnsCreated]++
 	w.rcN[r.ID]++
 	r.Counts.Inactive.Add(1)
-	w.exportConn(conntrack.SyncSet, w.ct.Get(id))
+	c := w.ct.Get(id)
+	w.exportConn(conntrack.SyncSet, c)
+	if w.log != nil {
+		w.logCreated(id, c)
+	}
 	return id, true
 }
 
@@ -671,6 +706,9 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 	k.Src, k.Dst, k.SrcPort, k.DstPort, k.Proto = q.Dst, q.Src, q.DstPort, q.SrcPort, q.Proto
 	id, dir, ok := w.ct.Lookup(k)
 	if !ok {
+		if w.pathMTUSignal(b, p, q) {
+			return false
+		}
 		w.drop(DropICMPNoConnection)
 		return false
 	}
@@ -697,10 +735,12 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 		case MethodNAT:
 			frame.RewriteDst(b, p, r.addr, 0)
 			frame.RewriteInnerSrc(b, p, q, r.addr, realPort(r, q.SrcPort))
+		case MethodFullNAT:
+			w.fullnatICMPError(b, p, q, c, dir, r)
 		case MethodTun:
 			// Encapsulated as the connection's own packets are, with their entropy, so that it
 			// reaches the real server the same way.
-			if !w.tunnel(-1, r, svc, b, meta, p, w.ct.Hash(k)) {
+			if !w.tunnel(-1, r, svc, b, meta, p, w.ct.Hash(k), w.pathMTU(r)) {
 				return false
 			}
 			w.c[cICMPErrors]++
@@ -713,10 +753,14 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 		return true
 	}
 	// About a packet we sent to the real server: the client must see it as about the VIP.
-	if p.Src == r.addr {
-		frame.RewriteSrc(b, p, svc.addr, 0)
+	if c.IsFullNAT() {
+		w.fullnatICMPError(b, p, q, c, dir, r)
+	} else {
+		if p.Src == r.addr {
+			frame.RewriteSrc(b, p, svc.addr, 0)
+		}
+		frame.RewriteInnerDst(b, p, q, svc.addr, virtualPort(svc, q.DstPort))
 	}
-	frame.RewriteInnerDst(b, p, q, svc.addr, virtualPort(svc, q.DstPort))
 	if !w.transmit(int(c.InPort), b, meta, c.ClientMAC()) {
 		return false
 	}
@@ -869,7 +913,11 @@ func (w *Worker) SetLargePorts(large []Transmitter) {
 	w.large = large
 }
 
-func (w *Worker) removeConn(id uint32, c *conntrack.Conn) {
+// removeConn removes entry id (c) from the table, for reason why (the connection log's).
+func (w *Worker) removeConn(id uint32, c *conntrack.Conn, why ConnEnd) {
+	if w.log != nil {
+		w.logEnded(id, c, why)
+	}
 	w.uncount(c)
 	w.exportConn(conntrack.SyncRemove, c)
 	w.ct.Delete(id)
@@ -884,14 +932,21 @@ func (w *Worker) Expire(now int64) {
 	if tk == w.expireTick {
 		return
 	}
-	w.expireTick = tk
+	w.expireTick, w.now = tk, now // now: the time of what the removals record (connection log)
 	looks := w.ct.Span() / int(expireSweep>>conntrack.TickShift)
 	looks = min(max(looks, expireMinLooks), expireMaxLooks)
 	w.ct.Expire(now, looks/8, w.expireFn) // Expire looks at up to 8 entries per removal allowed
 }
 
 // onExpire is called for every entry the table expires or evicts.
-func (w *Worker) onExpire(_ uint32, c *conntrack.Conn) {
+func (w *Worker) onExpire(id uint32, c *conntrack.Conn) {
+	if w.log != nil {
+		why := EndTimeout
+		if w.ct.Remaining(c) > 0 {
+			why = EndEvicted
+		}
+		w.logEnded(id, c, why)
+	}
 	w.uncount(c)
 	w.exportConn(conntrack.SyncRemove, c)
 	if !c.IsTemplate() {

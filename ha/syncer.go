@@ -82,6 +82,10 @@ type Syncer struct {
 	snapshotsSent, snapshotsReceived, sendErrors                           atomic.Uint64
 	dropped                                                                [numDropReasons]atomic.Uint64
 	lastReceived                                                           atomic.Int64 // Unix ns of the last batch accepted
+	// receivedConns is receivedEntries without FullNAT local endpoints (conntrack.SyncLocal), which
+	// travel as entries of their own but are part of their connection's: what a snapshot's
+	// progress counts, as the active node counts its table's entries.
+	receivedConns atomic.Uint64
 }
 
 var _ Sync = (*Syncer)(nil)
@@ -107,7 +111,7 @@ type snapProgress struct {
 	sending, receiving bool
 	since              time.Time // when it began; zero: none yet
 	gen                uint64    // sending: the data plane's snapshot
-	base               uint64    // receiving: receivedEntries when it began
+	base               uint64    // receiving: receivedConns when it began
 	entries, total     uint64    // its final counts, once it ended
 }
 
@@ -227,7 +231,7 @@ func (s *Syncer) endProgress(sending bool) {
 		p.entries, p.total = s.plane.SyncSnapshotProgress(p.gen)
 		p.sending = false
 	case !sending && p.receiving:
-		p.entries = s.receivedEntries.Load() - p.base
+		p.entries = s.receivedConns.Load() - p.base
 		p.receiving = false
 	}
 }
@@ -313,9 +317,12 @@ func (s *Syncer) receive(now time.Time, st State, from netip.AddrPort, b []byte)
 		if active {
 			return // two active nodes: each keeps its own table
 		}
-		n := 0
+		n, locals := 0, 0
 		for i := range m.count {
 			if syncEntryAt(b, i, &s.recvd[n]) {
+				if s.recvd[n].Op == conntrack.SyncLocal {
+					locals++
+				}
 				n++
 			}
 		}
@@ -324,11 +331,12 @@ func (s *Syncer) receive(now time.Time, st State, from netip.AddrPort, b []byte)
 			// can tell: deltas share the stream, and count with it).
 			s.progMu.Lock()
 			if !s.prog.receiving {
-				s.prog = snapProgress{receiving: true, since: now, base: s.receivedEntries.Load()}
+				s.prog = snapProgress{receiving: true, since: now, base: s.receivedConns.Load()}
 			}
 			s.progMu.Unlock()
 		}
 		s.receivedEntries.Add(uint64(m.count))
+		s.receivedConns.Add(uint64(m.count - locals))
 		s.lastReceived.Store(now.UnixNano())
 		q := s.plane.SyncInstall(s.recvd[:n])
 		s.queued.Add(uint64(q))
@@ -404,7 +412,7 @@ func (s *Syncer) Status() SyncStatus {
 	case p.sending:
 		st.Snapshot.Entries, st.Snapshot.Total = s.plane.SyncSnapshotProgress(p.gen)
 	case p.receiving:
-		st.Snapshot.Entries = s.receivedEntries.Load() - p.base
+		st.Snapshot.Entries = s.receivedConns.Load() - p.base
 	}
 	return st
 }

@@ -206,7 +206,7 @@ func TestSyncTemplateEntries(t *testing.T) {
 	tmpl.Client, tmpl.CPort, tmpl.State, tmpl.ClientMAC = netip.MustParseAddr("198.18.1.0").As16(), 0, conntrack.StateTemplate, [6]byte{}
 	unknownState, unknownOp := entry(1), entry(2)
 	unknownState.State = conntrack.StateTemplate + 1
-	unknownOp.Op = conntrack.SyncRemove + 1
+	unknownOp.Op = conntrack.SyncLocal + 1
 	pa.export = []conntrack.SyncEntry{tmpl, unknownState, entry(3), unknownOp}
 	sa := NewSyncer(pa, &fakeTransport{net, a}, a, []netip.AddrPort{b}, key, nil)
 	sb := NewSyncer(pb, &fakeTransport{net, b}, b, []netip.AddrPort{a}, key, nil)

@@ -33,8 +33,9 @@ import (
 //	16  VIP, 16 bytes
 //	32  real server's address, 16 bytes
 //	48  client port (a template's: 0), VIP port, real server's port, 2 bytes each
-//	54  protocol, state (conntrack.State: a connection's, or TEMPLATE), operation (set, remove),
-//	    the data-plane port the client side came in on
+//	54  protocol, state (conntrack.State: a connection's, or TEMPLATE), operation (set, remove,
+//	    local: a FullNAT connection's local address and port in the real server's fields, before
+//	    its set), the data-plane port the client side came in on
 //	58  next hop towards the client, 6 bytes
 //
 // A receiver skips, one by one, entries whose operation or state it does not know, and applies the
@@ -130,7 +131,7 @@ func syncEntryAt(b []byte, i int, e *conntrack.SyncEntry) bool {
 		Proto: p[54], State: conntrack.State(p[55]), Op: conntrack.SyncOp(p[56]), InPort: p[57],
 		ClientMAC: [6]byte(p[58:64]),
 	}
-	return (e.Op == conntrack.SyncSet || e.Op == conntrack.SyncRemove) && e.State <= conntrack.StateTemplate
+	return (e.Op == conntrack.SyncSet || e.Op == conntrack.SyncRemove || e.Op == conntrack.SyncLocal) && e.State <= conntrack.StateTemplate
 }
 
 func putSyncEntry(p []byte, e *conntrack.SyncEntry) {

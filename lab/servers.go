@@ -28,6 +28,8 @@ type Servers struct {
 	Names []string
 
 	accepted []atomic.Int64 // TCP connections accepted, per server
+	mu       sync.Mutex
+	peers    [][]netip.AddrPort // guarded by mu: per server, the sources it saw (see Peers)
 	https    []*http.Server
 	udp      []net.PacketConn
 	wg       sync.WaitGroup
@@ -41,7 +43,7 @@ type Servers struct {
 //   - UDP echo on port 9000, bound to each of the server's addresses (and to the VIPs for DR and tun, so
 //     replies leave from the address the request was sent to), answering "rsN:<payload>".
 func StartServers(t *Topology) (*Servers, error) {
-	s := &Servers{accepted: make([]atomic.Int64, len(t.Servers))}
+	s := &Servers{accepted: make([]atomic.Int64, len(t.Servers)), peers: make([][]netip.AddrPort, len(t.Servers))}
 	for i, ns := range t.Servers {
 		name := fmt.Sprintf("rs%d", i+1)
 		s.Names = append(s.Names, name)
@@ -59,7 +61,7 @@ func StartServers(t *Topology) (*Servers, error) {
 			}
 		}
 		for _, a := range addrs {
-			if err := s.startUDP(ns, name, a); err != nil {
+			if err := s.startUDP(i, ns, name, a); err != nil {
 				return nil, errors.Join(err, s.Close())
 			}
 		}
@@ -69,6 +71,37 @@ func StartServers(t *Topology) (*Servers, error) {
 
 // Accepted returns how many TCP connections real server i (0-based) has accepted so far.
 func (s *Servers) Accepted(i int) int64 { return s.accepted[i].Load() }
+
+// maxPeers bounds the sources a server remembers.
+const maxPeers = 1 << 16
+
+// Peers returns the sources real server i (0-based) saw, in order, up to maxPeers: the remote
+// address and port of each TCP connection it accepted (on either HTTP port) and the source of each
+// UDP echo request. A FullNAT test checks there that the source is a local address of the
+// balancer, not the client.
+func (s *Servers) Peers(i int) []netip.AddrPort {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]netip.AddrPort(nil), s.peers[i]...)
+}
+
+// saw records a source of real server i.
+func (s *Servers) saw(i int, a net.Addr) {
+	var ap netip.AddrPort
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		ap = a.AddrPort()
+	case *net.UDPAddr:
+		ap = a.AddrPort()
+	default:
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.peers[i]) < maxPeers {
+		s.peers[i] = append(s.peers[i], netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	}
+}
 
 func (s *Servers) startHTTP(i int, ns *NS, name string) error {
 	body := []byte(name + "\n")
@@ -111,9 +144,10 @@ func (s *Servers) startHTTP(i int, ns *NS, name string) error {
 		srv := &http.Server{
 			Handler:           mux,
 			ReadHeaderTimeout: 10 * time.Second,
-			ConnState: func(_ net.Conn, st http.ConnState) {
+			ConnState: func(c net.Conn, st http.ConnState) {
 				if st == http.StateNew {
 					s.accepted[i].Add(1)
+					s.saw(i, c.RemoteAddr())
 				}
 			},
 		}
@@ -127,7 +161,7 @@ func (s *Servers) startHTTP(i int, ns *NS, name string) error {
 	return nil
 }
 
-func (s *Servers) startUDP(ns *NS, name string, a netip.Addr) error {
+func (s *Servers) startUDP(i int, ns *NS, name string, a netip.Addr) error {
 	c, err := ns.ListenPacket("udp", netip.AddrPortFrom(a, UDPEchoPort).String())
 	if err != nil {
 		return err
@@ -149,6 +183,7 @@ func (s *Servers) startUDP(ns *NS, name string, a netip.Addr) error {
 				}
 				continue // e.g. ICMP-induced errors; the socket is still usable
 			}
+			s.saw(i, from)
 			out = append(append(append(out[:0], name...), ':'), buf[:n]...)
 			_, _ = c.WriteTo(out, from)
 		}

@@ -13,9 +13,12 @@ import (
 
 // Options shape a Topology.
 type Options struct {
-	// Method is "nat", "dr" or "tun": where the real servers sit and how they route. tun places
-	// them as dr does (on the client segment, VIP on lo, answering clients directly); the test
-	// starts their tunnel ends (StartTunnelDecap), which the kernel here has no module for.
+	// Method is "nat", "dr", "tun" or "fullnat": where the real servers sit and how they route.
+	// tun places them as dr does (on the client segment, VIP on lo, answering clients directly);
+	// the test starts their tunnel ends (StartTunnelDecap), which the kernel here has no module
+	// for. fullnat places them as nat does (on the server segment) but with their default route
+	// via NoGateway4/6, which nothing answers: they reach only their own segment, where the
+	// balancer's local addresses (LocalAddrs4/6) are.
 	Method  string
 	IPv6    bool   // also configure the IPv6 plan
 	Servers int    // real servers; 0 means 3
@@ -52,6 +55,12 @@ type Topology struct {
 	// FloatingGateway4 and FloatingGateway6 are the NAT real servers' gateway with more than one
 	// balancer: no balancer's kernel has it; the active one's HA announces it ([ha] floating).
 	FloatingGateway4, FloatingGateway6 netip.Addr
+	// LocalAddrs4 and LocalAddrs6 are addresses on the server segment no namespace has, for a
+	// FullNAT virtual server's local_addresses (the process under test answers for them).
+	LocalAddrs4, LocalAddrs6 []netip.Addr
+	// NoGateway4 and NoGateway6 are the fullnat real servers' default gateway: an address on
+	// their segment nobody has, so that nothing they send leaves it.
+	NoGateway4, NoGateway6 netip.Addr
 	// BalancerIfaces are interface names inside Balancer: "l0" (client side), "l1" (server side).
 	BalancerIfaces []string
 
@@ -77,6 +86,10 @@ var (
 	l1Addr6     = netip.MustParseAddr("2001:2:0:1::1")
 	floatGW4    = netip.MustParseAddr("198.19.0.254")
 	floatGW6    = netip.MustParseAddr("2001:2:0:1::fe")
+	noGW4       = netip.MustParseAddr("198.19.0.253")
+	noGW6       = netip.MustParseAddr("2001:2:0:1::fd")
+	localAddrs4 = []netip.Addr{netip.MustParseAddr("198.19.0.50"), netip.MustParseAddr("198.19.0.51")}
+	localAddrs6 = []netip.Addr{netip.MustParseAddr("2001:2:0:1::50"), netip.MustParseAddr("2001:2:0:1::51")}
 )
 
 // balancerAddrs returns balancer i's (0-based) l0 and l1 addresses, IPv4 and IPv6.
@@ -104,8 +117,8 @@ func New(opts Options) (*Topology, error) {
 	if opts.Method == "" {
 		opts.Method = "nat"
 	}
-	if opts.Method != "nat" && opts.Method != "dr" && opts.Method != "tun" {
-		return nil, fmt.Errorf("failed to build topology: method %q is not \"nat\", \"dr\" or \"tun\"", opts.Method)
+	if opts.Method != "nat" && opts.Method != "dr" && opts.Method != "tun" && opts.Method != "fullnat" {
+		return nil, fmt.Errorf("failed to build topology: method %q is not \"nat\", \"dr\", \"tun\" or \"fullnat\"", opts.Method)
 	}
 	if opts.Servers == 0 {
 		opts.Servers = 3
@@ -131,6 +144,12 @@ func New(opts Options) (*Topology, error) {
 		BalancerL0Addr4: l0Addr4, BalancerL0Addr6: l0Addr6, BalancerL1Addr4: l1Addr4, BalancerL1Addr6: l1Addr6,
 		BalancerIfaces: []string{"l0", "l1"},
 		Options:        opts,
+	}
+	if opts.Method == "fullnat" {
+		t.LocalAddrs4, t.NoGateway4 = localAddrs4, noGW4
+		if opts.IPv6 {
+			t.LocalAddrs6, t.NoGateway6 = localAddrs6, noGW6
+		}
 	}
 	if err := t.build(fmt.Sprintf("%s-%d-%s", opts.Prefix, os.Getpid(), hex.EncodeToString(rnd[:]))); err != nil {
 		if cerr := t.Close(); cerr != nil {
@@ -355,7 +374,7 @@ func (t *Topology) build(id string) error {
 			t.ServerAddrs6 = append(t.ServerAddrs6, a6)
 		}
 		br := "br1"
-		if t.Options.Method != "nat" {
+		if t.Options.Method == "dr" || t.Options.Method == "tun" {
 			br = "br0"
 		}
 		if err := link(fmt.Sprintf("rs%d", i+1), br, ns, ServerIface); err != nil {
@@ -381,25 +400,35 @@ func (t *Topology) build(id string) error {
 			}
 			continue
 		}
-		if t.Options.Method == "nat" {
-			// Permanent neighbour entries for the gateway: otherwise the servers' NS for l1's address
-			// makes the balancer's kernel send NAs (Icmp6.OutMsgs), which would blur the e2e check that
-			// the balancer's own stack emits nothing while govs works.
-			l1mac, err := t.Balancer.HardwareAddr("l1")
-			if err != nil {
-				return err
+		if t.Options.Method == "nat" || t.Options.Method == "fullnat" {
+			// Permanent neighbour entries for l1's address: otherwise the servers' NS for it makes the
+			// balancer's kernel send NAs (Icmp6.OutMsgs), which would blur the e2e check that the
+			// balancer's own stack emits nothing while govs works. Under nat l1 is their gateway;
+			// under fullnat they learn it from the balancer kernel's NS when govs resolves them and
+			// probe it later. A fullnat server's gateway is one nobody has.
+			gw4, gw6 := l1Addr4, l1Addr6
+			if t.Options.Method == "fullnat" {
+				gw4, gw6 = noGW4, noGW6
 			}
-			if err := ipCmd("-n", ns.Name, "neigh", "replace", l1Addr4.String(), "lladdr", l1mac.String(), "dev", ServerIface, "nud", "permanent"); err != nil {
-				return err
+			if len(t.Balancers) == 1 {
+				l1mac, err := t.Balancer.HardwareAddr("l1")
+				if err != nil {
+					return err
+				}
+				if err := ipCmd("-n", ns.Name, "neigh", "replace", l1Addr4.String(), "lladdr", l1mac.String(), "dev", ServerIface, "nud", "permanent"); err != nil {
+					return err
+				}
+				if v6 {
+					if err := ipCmd("-n", ns.Name, "neigh", "replace", l1Addr6.String(), "lladdr", l1mac.String(), "dev", ServerIface, "nud", "permanent"); err != nil {
+						return err
+					}
+				}
 			}
-			if err := ipCmd("-n", ns.Name, "route", "add", "default", "via", l1Addr4.String()); err != nil {
+			if err := ipCmd("-n", ns.Name, "route", "add", "default", "via", gw4.String()); err != nil {
 				return err
 			}
 			if v6 {
-				if err := ipCmd("-n", ns.Name, "neigh", "replace", l1Addr6.String(), "lladdr", l1mac.String(), "dev", ServerIface, "nud", "permanent"); err != nil {
-					return err
-				}
-				if err := ipCmd("-n", ns.Name, "-6", "route", "add", "default", "via", l1Addr6.String()); err != nil {
+				if err := ipCmd("-n", ns.Name, "-6", "route", "add", "default", "via", gw6.String()); err != nil {
 					return err
 				}
 			}

@@ -64,17 +64,32 @@ const maxOuters = 1 << 16
 // StartTunnelDecap starts decapsulating IPIP and, when guePort is not 0, GUE (variant 0) to guePort
 // on ifname in ns.
 func StartTunnelDecap(ns *NS, ifname string, guePort uint16) (*TunnelDecap, error) {
+	return startTunnel(ns, ifname, guePort, true)
+}
+
+// StartTunnelTap starts recording the outer headers of the tunnel frames (IPIP, and GUE to guePort
+// when not 0) that ifname in ns receives, as StartTunnelDecap does, without decapsulating them:
+// on a switch port, it shows what the sender put on the wire, frames a narrower link further on
+// would drop included. Frames that are not whole tunnel packets (outer IPv4 fragments) count as
+// malformed.
+func StartTunnelTap(ns *NS, ifname string, guePort uint16) (*TunnelDecap, error) {
+	return startTunnel(ns, ifname, guePort, false)
+}
+
+func startTunnel(ns *NS, ifname string, guePort uint16, decap bool) (*TunnelDecap, error) {
 	d := &TunnelDecap{ns: ns, guePort: guePort, pkt: -1, done: make(chan struct{})}
 	err := ns.Do(func() error {
 		ifc, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err
 		}
-		tun, err := openTun(TunnelDevice)
-		if err != nil {
-			return err
+		if decap {
+			tun, err := openTun(TunnelDevice)
+			if err != nil {
+				return err
+			}
+			d.tun = tun
 		}
-		d.tun = tun
 		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 		if err != nil {
 			return os.NewSyscallError("socket(AF_PACKET)", err)
@@ -88,6 +103,9 @@ func StartTunnelDecap(ns *NS, ifname string, guePort uint16) (*TunnelDecap, erro
 		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 			return os.NewSyscallError("setsockopt(SO_RCVTIMEO)", err)
 		}
+		if !decap {
+			return nil
+		}
 		for _, s := range []struct{ family, proto int }{{unix.AF_INET, unix.IPPROTO_IPIP}, {unix.AF_INET6, unix.IPPROTO_IPV6}} {
 			a, err := unix.Socket(s.family, unix.SOCK_RAW|unix.SOCK_CLOEXEC, s.proto)
 			if err != nil {
@@ -97,19 +115,24 @@ func StartTunnelDecap(ns *NS, ifname string, guePort uint16) (*TunnelDecap, erro
 				return os.NewSyscallError("socket(SOCK_RAW)", err)
 			}
 			d.absorb = append(d.absorb, a)
+			// Room for a burst (a bulk upload's window) while drain catches up: a full buffer makes
+			// the kernel answer protocol unreachable, which govs counts as icmp_no_connection.
+			if err := unix.SetsockoptInt(a, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20); err != nil {
+				return os.NewSyscallError("setsockopt(SO_RCVBUFFORCE)", err)
+			}
 			if err := unix.SetsockoptTimeval(a, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
 				return os.NewSyscallError("setsockopt(SO_RCVTIMEO)", err)
 			}
 		}
 		return nil
 	})
-	if err == nil && guePort != 0 {
+	if err == nil && guePort != 0 && decap {
 		d.udp, err = ns.ListenPacket("udp", fmt.Sprintf(":%d", guePort))
 	}
-	if err == nil {
+	if err == nil && decap {
 		err = ipCmd("-n", ns.Name, "link", "set", TunnelDevice, "up")
 	}
-	if err == nil {
+	if err == nil && decap {
 		// The inner packets arrive on the TUN device, not on the interface their source routes
 		// through: no reverse-path filter there.
 		err = ns.SetSysctl("net.ipv4.conf.all.rp_filter", "0", "net.ipv4.conf."+TunnelDevice+".rp_filter", "0")
@@ -201,14 +224,16 @@ func (d *TunnelDecap) run() {
 			d.outers = append(d.outers, o)
 		}
 		d.mu.Unlock()
-		if ok {
+		if ok && d.tun != nil {
 			_, _ = d.tun.Write(inner) // a packet the kernel refuses is lost, as on a wire
 		}
 	}
 }
 
 // decap parses an Ethernet frame: mine is false for anything not for the tunnel; ok is false for a
-// tunnel frame whose outer header is wrong (lengths, IPv4 header checksum, UDP checksum, GUE header).
+// tunnel frame whose outer header is wrong (lengths, IPv4 header checksum or fragment fields, UDP
+// checksum, GUE header). The inner packet it returns is the outer packet's payload, without any
+// Ethernet padding behind it.
 func (d *TunnelDecap) decap(b []byte) (o TunnelOuter, inner []byte, ok, mine bool) {
 	if len(b) < 14 {
 		return o, nil, false, false
@@ -232,8 +257,8 @@ func (d *TunnelDecap) decap(b []byte) (o TunnelOuter, inner []byte, ok, mine boo
 		if o.Proto == 17 && !d.isGUE(payload) {
 			return o, nil, false, false
 		}
-		if checksum.Sum(ip[:ihl], 0) != 0xffff {
-			return o, nil, false, true
+		if checksum.Sum(ip[:ihl], 0) != 0xffff || binary.BigEndian.Uint16(ip[6:])&0x3fff != 0 {
+			return o, nil, false, true // a wrong checksum, or a fragment: govs sends whole tunnel packets
 		}
 	case et == 0x86dd && len(ip) >= 40 && ip[0]>>4 == 6:
 		plen := int(binary.BigEndian.Uint16(ip[4:]))

@@ -54,17 +54,37 @@ func TestTunnelDecapParse(t *testing.T) {
 	}
 }
 
-// FuzzTunnelDecap: any frame is taken apart or refused, never a panic, never a slice past it.
+// FuzzTunnelDecap: any frame is taken apart or refused, never a panic; a frame taken apart gives
+// exactly the outer packet's payload behind its headers (its IP length, not the frame's: Ethernet
+// pads short frames), its outer IPv4 header checksum right.
 func FuzzTunnelDecap(f *testing.F) {
 	inner := []byte{0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 198, 18, 0, 10, 198, 18, 0, 100}
 	f.Add(ipipFrame(inner, 0))
 	f.Add(ipipFrame(inner, 6080))
+	f.Add(append(ipipFrame(inner, 0), make([]byte, 14)...)) // padded to 60 bytes, as on the wire
 	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x86, 0xdd, 0x60, 0, 0, 0, 0, 8, 17, 64})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d := &TunnelDecap{guePort: 6080}
-		_, inner, ok, _ := d.decap(b)
-		if ok && len(inner) > len(b) {
-			t.Fatalf("inner packet of %d bytes from a %d-byte frame", len(inner), len(b))
+		o, inner, ok, _ := d.decap(b)
+		if !ok {
+			return
+		}
+		ip := b[14:]
+		hdr := 40
+		if ip[0]>>4 == 4 {
+			hdr = int(ip[0]&0xf) * 4
+			if checksum.Sum(ip[:hdr], 0) != 0xffff {
+				t.Fatalf("accepted an outer IPv4 header with a wrong checksum: %x", ip[:hdr])
+			}
+		}
+		if o.Proto == 17 {
+			hdr += 8 + 4 // UDP and GUE
+		}
+		// inner is a slice of b: where it starts and ends in b.
+		from := cap(b) - cap(inner)
+		if o.Len > len(ip) || from != 14+hdr || from+len(inner) != 14+o.Len {
+			t.Fatalf("inner packet at [%d:%d] of a %d-byte frame whose outer packet is %d bytes with %d of headers",
+				from, from+len(inner), len(b), o.Len, hdr)
 		}
 	})
 }

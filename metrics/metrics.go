@@ -136,8 +136,15 @@ var CounterMetrics = map[string]CounterMetric{
 	"fragments_handed_off":      {Name: "govs_fragments_handed_off_total", Help: "IP fragments a worker handed to the worker that holds their flow's connection."},
 	"fragments_held":            {Name: "govs_fragments_held_total", Help: "Later IP fragments held because they came before their datagram's first fragment."},
 	"tunnel_segmented":          {Name: "govs_tunnel_segmented_total", Help: "TCP segmentation-offload frames cut into segments before tunnelling (method tun)."},
+	"tunnel_fragmented":         {Name: "govs_tunnel_fragmented_total", Help: "IPv4 packets without DF cut into fragments to fit a tunnel's path MTU (method tun)."},
+	"tunnel_pmtu_learned":       {Name: "govs_tunnel_pmtu_learned_total", Help: "ICMP too-big errors about tunnelled packets that lowered or renewed a real server's path MTU (method tun)."},
+	"tunnel_pmtu_ignored":       {Name: "govs_tunnel_pmtu_ignored_total", Help: "ICMP too-big errors about tunnel-shaped packets that failed the checks or taught nothing (method tun)."},
 	"icmp_too_big_sent":         {Name: "govs_icmp_too_big_sent_total", Help: "Fragmentation-needed / packet-too-big errors sent to clients whose packets would not fit the tunnel (method tun)."},
 	"icmp_too_big_rate_limited": {Name: "govs_icmp_too_big_rate_limited_total", Help: "Fragmentation-needed / packet-too-big errors not sent: over the rate limit."},
+	"connlog_lines":             {Name: "govs_connlog_lines_total", Help: "Lines written to the connection log ([log] connections)."},
+	"connlog_dropped":           {Name: "govs_connlog_dropped_total", Help: "Connection-log events lost: a worker's ring to the log writer was full."},
+	"connlog_rate_limited":      {Name: "govs_connlog_rate_limited_total", Help: "Connection-log events not written: over [log] connections_rate."},
+	"connlog_write_errors":      {Name: "govs_connlog_write_errors_total", Help: "Writes to the connection log file that failed (their lines are lost)."},
 }
 
 // The reason conntrack_full counts in Drops: new connections refused by a full table.

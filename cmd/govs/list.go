@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -122,9 +123,20 @@ func listConns(sock string, args control.ConnsArgs, asJSON bool) int {
 func printConns(w io.Writer, l *control.ConnList) {
 	fmt.Fprintln(w, "IPVS connection entries")
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
-	fmt.Fprintln(tw, "pro\texpire\tstate\tsource\tvirtual\tdestination")
+	// FullNAT connections have a fourth endpoint, the local one the real server sees (DPVS's
+	// ipvsadm -lnc prints it too): its column appears when one is listed.
+	local := slices.ContainsFunc(l.Conns, func(c control.Conn) bool { return c.Local != "" })
+	if local {
+		fmt.Fprintln(tw, "pro\texpire\tstate\tsource\tvirtual\tlocal\tdestination")
+	} else {
+		fmt.Fprintln(tw, "pro\texpire\tstate\tsource\tvirtual\tdestination")
+	}
 	for _, c := range l.Conns {
 		s := int(c.ExpireSeconds)
+		if local {
+			fmt.Fprintf(tw, "%s\t%02d:%02d\t%s\t%s\t%s\t%s\t%s\n", strings.ToUpper(c.Protocol), s/60, s%60, c.State, c.Client, c.Virtual, c.Local, c.Real)
+			continue
+		}
 		fmt.Fprintf(tw, "%s\t%02d:%02d\t%s\t%s\t%s\t%s\n", strings.ToUpper(c.Protocol), s/60, s%60, c.State, c.Client, c.Virtual, c.Real)
 	}
 	tw.Flush()

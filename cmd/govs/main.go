@@ -505,7 +505,7 @@ func printList(w io.Writer, st *control.Status) {
 	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tActiveConn\tInActConn\tPackets\tResolved\tHealth")
 	for _, vs := range st.VirtualServers {
 		fmt.Fprintf(tw, "%s  %s\t%s%s\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, quorumNote(vs))
-		fwd := map[string]string{"nat": "Masq", "dr": "Route", "tun": "Tunnel"}[vs.Method]
+		fwd := map[string]string{"nat": "Masq", "dr": "Route", "tun": "Tunnel", "fullnat": "FullNat"}[vs.Method]
 		for _, rs := range vs.RealServers {
 			fmt.Fprintf(tw, "  -> %s\t%s\t%d\t%d\t%d\t%d\t%v\t%s%s\n", rs.Address, fwd, rs.Weight,
 				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved, healthLabel(rs), realNote(rs, st.Overrides, vs))

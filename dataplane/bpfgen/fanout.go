@@ -313,6 +313,11 @@ type FanoutSpec struct {
 	// of a real server's reply (NAT), or the destination of a quoted packet that came from a client
 	// (to a real server under NAT, to the VIP under DR).
 	ServerRules []EndpointRule
+	// Locals are FullNAT local addresses: a frame to one (a real server's reply), or an ICMP error
+	// quoting a packet from one, goes to member port mod members by its local port (the frame's
+	// destination port, the quote's source port), the residue class of the worker that allocated
+	// that port (LocalMember). Their fragments and frames without ports hash as any other frame.
+	Locals []netip.Addr
 }
 
 // FanoutProgramSpec returns a PACKET_FANOUT_CBPF program that sends both directions of a NAT
@@ -360,21 +365,9 @@ func FanoutProgramSpec(spec FanoutSpec, members, base int) ([]bpf.RawInstruction
 		return nil, fmt.Errorf("failed to generate fanout BPF: %d members, want 1 to 65536 (PACKET_FANOUT_MAX)", members)
 	}
 	a := &asm{}
-	var vips [2][]*addrGroup
-	isVIP := map[netip.Addr]bool{}
-	for i, ip := range spec.VIPs {
-		if !ip.IsValid() {
-			return nil, fmt.Errorf("failed to generate fanout BPF: VIP %d is not a valid address", i)
-		}
-		ip = ip.Unmap().WithZone("")
-		if !isVIP[ip] {
-			isVIP[ip] = true
-			f := familyOf(ip).index
-			vips[f] = append(vips[f], &addrGroup{addr: ip})
-		}
-	}
-	for _, gs := range vips {
-		slices.SortFunc(gs, func(x, y *addrGroup) int { return x.addr.Compare(y.addr) })
+	vips, isVIP, err := addrGroups("VIP", spec.VIPs)
+	if err != nil {
+		return nil, err
 	}
 	vipRules, err := ruleGroups(a, "VIP", spec.VIPRules)
 	if err != nil {
@@ -390,6 +383,22 @@ func FanoutProgramSpec(spec FanoutSpec, members, base int) ([]bpf.RawInstruction
 	serverRules, err := ruleGroups(a, "server", spec.ServerRules)
 	if err != nil {
 		return nil, err
+	}
+	locals, isLocal, err := addrGroups("local address", spec.Locals)
+	if err != nil {
+		return nil, err
+	}
+	for ip := range isLocal {
+		if isVIP[ip] {
+			return nil, fmt.Errorf("failed to generate fanout BPF: local address %v is a VIP too", ip)
+		}
+	}
+	byPort := func(a *asm) {
+		a.i(bpf.ALUOpConstant{Op: bpf.ALUOpMod, Val: uint32(members)})
+		if base != 0 {
+			a.i(bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: uint32(base)})
+		}
+		a.i(bpf.RetA{})
 	}
 
 	zero, final := a.newLabel(), a.newLabel()
@@ -483,7 +492,7 @@ func FanoutProgramSpec(spec FanoutSpec, members, base int) ([]bpf.RawInstruction
 			rules = &sideRules{vip: vipRules[f.index], server: serverRules[f.index], serverOff: f.srcOff,
 				vipRule: ruleEntry(f, false), serverRule: ruleEntry(f, true)}
 		}
-		fanoutFamily(a, f, vips[f.index], rules, zero, final)
+		fanoutFamily(a, f, vips[f.index], locals[f.index], byPort, rules, zero, final)
 		emitRules(f)
 	}
 
@@ -506,6 +515,27 @@ func FanoutProgramSpec(spec FanoutSpec, members, base int) ([]bpf.RawInstruction
 	return a.assemble()
 }
 
+// addrGroups validates addrs (what names them in errors) and returns one group per distinct
+// address, per family, sorted, and the set of the addresses (unmapped, without zone).
+func addrGroups(what string, addrs []netip.Addr) (groups [2][]*addrGroup, set map[netip.Addr]bool, err error) {
+	set = map[netip.Addr]bool{}
+	for i, ip := range addrs {
+		if !ip.IsValid() {
+			return groups, nil, fmt.Errorf("failed to generate fanout BPF: %s %d is not a valid address", what, i)
+		}
+		ip = ip.Unmap().WithZone("")
+		if !set[ip] {
+			set[ip] = true
+			f := familyOf(ip).index
+			groups[f] = append(groups[f], &addrGroup{addr: ip})
+		}
+	}
+	for _, gs := range groups {
+		slices.SortFunc(gs, func(x, y *addrGroup) int { return x.addr.Compare(y.addr) })
+	}
+	return groups, set, nil
+}
+
 // fanoutFamily emits the hash of a frame of family f, X = the offset of its IP header, into
 // memHash, then jumps to final; a header of another version or too short an IPv4 header jumps to
 // zero. It picks the packet to hash (memBase: the frame's own IP header, or the one an ICMP error
@@ -517,7 +547,10 @@ func FanoutProgramSpec(spec FanoutSpec, members, base int) ([]bpf.RawInstruction
 // place is read: behind IPv6 extension headers the hash covers the address alone. An ICMPv6
 // error is read only without extension headers before it, and its quote only without extension
 // headers in it: otherwise the frame is hashed as any other (its client-side address alone).
-func fanoutFamily(a *asm, f *family, vips []*addrGroup, rules *sideRules, zero, final label) {
+//
+// A frame to one of locals, or a quote from one, with ports returns by its local port through
+// byPort (which ends the program with A = the port), before any hashing.
+func fanoutFamily(a *asm, f *family, vips, locals []*addrGroup, byPort func(*asm), rules *sideRules, zero, final label) {
 	f.checkHeader(a, 0, zero)
 	a.i(
 		bpf.StoreScratch{Src: bpf.RegX, N: memL3},
@@ -555,6 +588,9 @@ func fanoutFamily(a *asm, f *family, vips []*addrGroup, rules *sideRules, zero, 
 	a.mark(outer) // not an error this program can read: hash the frame itself
 	a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memL3})
 	a.mark(match)
+	if len(locals) > 0 {
+		localPort(a, f, locals, byPort)
+	}
 	if rules != nil {
 		rulePorts(a, f)
 	}
@@ -580,4 +616,41 @@ func fanoutFamily(a *asm, f *family, vips []*addrGroup, rules *sideRules, zero, 
 		)
 		a.ja(final)
 	}
+}
+
+// localPort emits the check for a FullNAT local address at [X+dstOff], the frame's destination or
+// the quote's source (X as at fanoutFamily's match): with ports readable it ends the program
+// through byPort with the local port in A (the frame's destination port, the quote's source
+// port); otherwise it goes on with X as it was.
+func localPort(a *asm, f *family, locals []*addrGroup, byPort func(*asm)) {
+	hit, miss, restore, quote, ret := a.newLabel(), a.newLabel(), a.newLabel(), a.newLabel(), a.newLabel()
+	for _, g := range locals {
+		g.lbl = hit
+	}
+	addrMatch(a, f.dstOff, locals, miss)
+	a.mark(hit)
+	ports := a.newLabel()
+	a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memBase}, bpf.LoadIndirect{Off: f.protoOff, Size: 1})
+	hasPortsProto(a, ports, restore)
+	a.mark(ports)
+	off := f.transport(a, anyFragment, restore)
+	a.i(bpf.LoadScratch{Dst: bpf.RegA, N: memMode})
+	a.jif(bpf.JumpEqual, 0, next, quote)
+	a.i(bpf.LoadIndirect{Off: off + 2, Size: 2})
+	a.ja(ret)
+	a.mark(quote)
+	a.i(bpf.LoadIndirect{Off: off, Size: 2})
+	a.mark(ret)
+	byPort(a)
+	// X back to what the VIP tree compares: memBase - memMode * (dstOff - srcOff).
+	a.mark(restore)
+	a.i(
+		bpf.LoadScratch{Dst: bpf.RegA, N: memMode},
+		bpf.ALUOpConstant{Op: bpf.ALUOpMul, Val: f.dstOff - f.srcOff},
+		bpf.TAX{},
+		bpf.LoadScratch{Dst: bpf.RegA, N: memBase},
+		bpf.ALUOpX{Op: bpf.ALUOpSub},
+		bpf.TAX{},
+	)
+	a.mark(miss)
 }

@@ -42,3 +42,14 @@ func FanoutMember(client netip.Addr, port uint16, proto uint8, rule HashRule, me
 	h ^= h >> 16
 	return int(h % uint32(members))
 }
+
+// LocalMember is the fanout program's choice for a frame to a FullNAT local address with local
+// port port (FanoutSpec.Locals), among members members (base 0): port mod members. A worker
+// allocates only the local ports of its own residue class, so the replies of its connections
+// reach it.
+func LocalMember(port uint16, members int) int {
+	if members <= 1 {
+		return 0
+	}
+	return int(port) % members
+}

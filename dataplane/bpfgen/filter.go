@@ -21,6 +21,9 @@ type Endpoint struct {
 type FilterSpec struct {
 	VIPs        []Endpoint // client → VIP traffic: destination match
 	RealServers []Endpoint // NAT replies: source match (address, protocol, source port)
+	// ICMPTo are this host's addresses that ICMP and ICMPv6 to it are let through for: the
+	// tunnels' outer sources, where routers report the path MTU towards tun real servers.
+	ICMPTo []netip.Addr
 }
 
 const (
@@ -153,6 +156,8 @@ func addrMatch(a *asm, off uint32, groups []*addrGroup, miss label) {
 //     VIP address (ports cannot be read there; the data plane decides);
 //   - come from a real-server endpoint (source address, protocol and source port), or carry ICMP or
 //     ICMPv6 from a real-server address (errors about NAT connections, such as PMTU);
+//   - carry ICMP or ICMPv6 to an ICMPTo address (path MTU errors about tunnelled packets; IPv6
+//     with extension headers to one is let through too, as to a VIP address);
 //   - are malformed in a way that classifying them would read past the end of the frame (too short,
 //     wrong IP version, IHL < 5), so the data plane sees and counts them.
 //
@@ -164,7 +169,13 @@ func addrMatch(a *asm, off uint32, groups []*addrGroup, miss label) {
 // the program also works where the tag is not stripped.
 func SocketFilter(spec FilterSpec) ([]bpf.RawInstruction, error) {
 	a := &asm{}
-	vips, err := group(a, "VIP", spec.VIPs)
+	// An ICMPTo address is a destination whose only endpoint is its family's ICMP; a VIP group
+	// lets that protocol through.
+	dsts := slices.Clip(spec.VIPs)
+	for _, addr := range spec.ICMPTo {
+		dsts = append(dsts, Endpoint{Addr: addr, Proto: uint8(familyOf(addr.Unmap()).icmp)})
+	}
+	vips, err := group(a, "VIP", dsts)
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,7 @@ var testSpec = FilterSpec{
 		ep("198.18.1.10", 6, 8080),
 		ep("2001:2:0:1::10", 6, 8443),
 	},
+	ICMPTo: []netip.Addr{netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("2001:2::fe")},
 }
 
 func vm(t testing.TB, raw []bpf.RawInstruction) *bpf.VM {
@@ -89,6 +90,11 @@ func TestSocketFilter(t *testing.T) {
 		{"v6 hop-by-hop to other", frame{src: "2001:2::100", dst: "2001:2::9", proto: 6, sport: 1, dport: 443, hopByHop: true}.build(t), false},
 		{"v6 RS reply", frame{src: "2001:2:0:1::10", dst: "2001:2::100", proto: 6, sport: 8443, dport: 40000}.build(t), true},
 		{"v6 RS other port", frame{src: "2001:2:0:1::10", dst: "2001:2::100", proto: 6, sport: 8444, dport: 40000}.build(t), false},
+		{"icmp to a tunnel source", frame{src: "198.18.2.1", dst: "198.18.0.1", proto: 1}.build(t), true},
+		{"tcp to a tunnel source", frame{src: "198.18.2.1", dst: "198.18.0.1", proto: 6, sport: 22, dport: 40000}.build(t), false},
+		{"udp to a tunnel source", frame{src: "198.18.2.1", dst: "198.18.0.1", proto: 17, sport: 53, dport: 40000}.build(t), false},
+		{"v6 icmpv6 to a tunnel source", frame{src: "2001:2:0:2::1", dst: "2001:2::fe", proto: 58}.build(t), true},
+		{"v6 tcp to a tunnel source", frame{src: "2001:2:0:2::1", dst: "2001:2::fe", proto: 6, sport: 22, dport: 40000}.build(t), false},
 		{"ARP", arpFrame(t), false},
 		{"unknown EtherType", patch(tcp4.build(t), func(b []byte) []byte { return setU16(b, 12, 0x88cc) }), false},
 		{"malformed: runt", []byte{1, 2, 3}, true},

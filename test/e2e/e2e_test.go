@@ -47,7 +47,7 @@ type setup struct {
 
 func TestForwarding(t *testing.T) {
 	labtest.RequireRoot(t)
-	for _, method := range []string{"nat", "dr"} {
+	for _, method := range []string{"nat", "dr", "fullnat"} {
 		for _, fam := range []string{"ipv4", "ipv6"} {
 			t.Run(fam+"/"+method, func(t *testing.T) { testForwarding(t, fam, method) })
 		}
@@ -74,13 +74,17 @@ func testForwarding(t *testing.T, fam, method string) {
 		}
 		return out
 	}
+	extra := ""
+	if method == "fullnat" {
+		extra = s.fullnatLocals()
+	}
 	s.cfg = govsConfig{
 		Interfaces: topo.BalancerIfaces,
 		Workers:    2,
 		VS: []vsConfig{
-			{netip.AddrPortFrom(s.vip, lab.HTTPPort), "tcp", "rr", method, rs(lab.HTTPPort), []int{1, 1, 1}, "", nil},
-			{netip.AddrPortFrom(s.vip, lab.HTTPAltPort), "tcp", "wrr", method, rs(lab.HTTPAltPort), []int{3, 2, 1}, "", nil},
-			{netip.AddrPortFrom(s.vip, lab.UDPEchoPort), "udp", "rr", method, rs(lab.UDPEchoPort), []int{1, 1, 1}, "", nil},
+			{netip.AddrPortFrom(s.vip, lab.HTTPPort), "tcp", "rr", method, rs(lab.HTTPPort), []int{1, 1, 1}, extra, nil},
+			{netip.AddrPortFrom(s.vip, lab.HTTPAltPort), "tcp", "wrr", method, rs(lab.HTTPAltPort), []int{3, 2, 1}, extra, nil},
+			{netip.AddrPortFrom(s.vip, lab.UDPEchoPort), "udp", "rr", method, rs(lab.UDPEchoPort), []int{1, 1, 1}, extra, nil},
 		},
 	}
 	s.baseURL = "http://" + netip.AddrPortFrom(s.vip, lab.HTTPPort).String()
@@ -104,6 +108,12 @@ func testForwarding(t *testing.T, fam, method string) {
 	t.Run("udp", s.testUDP)
 	t.Run("malformed", s.testMalformed)
 	t.Run("weight0", s.testWeight0)
+	if method == "fullnat" {
+		t.Run("fullnat-routes", s.testFullNATRoutes)
+		t.Run("fullnat-concurrent", s.testFullNATConcurrent)
+		t.Run("fullnat-sources", s.testFullNATSources)
+		t.Run("fullnat-reload", s.testFullNATReload)
+	}
 	t.Run("kernel-silence", func(t *testing.T) { s.testKernelSilence(t, before) })
 
 	st := s.govs.mustStats()

@@ -33,7 +33,7 @@ var fragSizes = []int{3000, 9000}
 // members are numbered after the latency ring's.
 func TestFragments(t *testing.T) {
 	labtest.RequireRoot(t)
-	for _, method := range []string{"nat", "dr"} {
+	for _, method := range []string{"nat", "dr", "fullnat"} {
 		for _, fam := range []string{"ipv4", "ipv6"} {
 			t.Run(fam+"/"+method, func(t *testing.T) { testFragments(t, fam, method, "") })
 		}
@@ -56,16 +56,24 @@ func testFragments(t *testing.T, fam, method, rxMode string) {
 	for i, a := range reals {
 		rs[i] = netip.AddrPortFrom(a, lab.UDPEchoPort)
 	}
+	extra := ""
+	if method == "fullnat" {
+		extra = (&setup{topo: topo, vip: vip}).fullnatLocals()
+	}
 	cfg := govsConfig{
 		Interfaces: topo.BalancerIfaces,
 		Workers:    2,
-		VS:         []vsConfig{{netip.AddrPortFrom(vip, lab.UDPEchoPort), "udp", "rr", method, rs, []int{1, 1, 1}, "", nil}},
+		VS:         []vsConfig{{netip.AddrPortFrom(vip, lab.UDPEchoPort), "udp", "rr", method, rs, []int{1, 1, 1}, extra, nil}},
 	}
 	if rxMode != "" {
 		cfg.Dataplane = fmt.Sprintf("rx_mode = %q\n", rxMode)
 	}
 	g := startGovs(t, topo, cfg)
 	addr := netip.AddrPortFrom(vip, lab.UDPEchoPort).String()
+	kernelBefore, err := topo.Balancer.SNMP()
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	var retries, failed atomic.Int64
 	perServer := map[string]int{}
@@ -126,7 +134,7 @@ func testFragments(t *testing.T, fam, method, rxMode string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, k := range []string{"Udp.RcvbufErrors", "Udp6.Udp6RcvbufErrors", "Ip.ReasmFails", "Ip6.Ip6ReasmFails"} {
+		for _, k := range []string{"Udp.RcvbufErrors", "Udp6.RcvbufErrors", "Ip.ReasmFails", "Ip6.ReasmFails"} {
 			outside += m[k]
 		}
 	}
@@ -139,10 +147,10 @@ func testFragments(t *testing.T, fam, method, rxMode string) {
 		t.Errorf("answers came from %d real servers, want all %d", len(perServer), len(reals))
 	}
 	// With one client address every datagram's fragments reach one worker; the flows, hashed by
-	// port too, are spread over both, so about half the datagrams are handed over. Under NAT the
-	// answers' fragments come through govs too.
+	// port too, are spread over both, so about half the datagrams are handed over. Under NAT and
+	// FullNAT the answers' fragments come through govs too.
 	firsts := int64(fragFlows)
-	if method == "nat" {
+	if method == "nat" || method == "fullnat" {
 		firsts *= 2
 	}
 	if st.Counters["fragments_first"] < firsts || st.Counters["fragments_later"] < firsts || st.Counters["fragments_handed_off"] == 0 {
@@ -156,5 +164,17 @@ func testFragments(t *testing.T, fam, method, rxMode string) {
 	}
 	if retries.Load() > outside {
 		t.Errorf("%d datagrams sent again, %d lost outside govs (socket buffers, reassembly)", retries.Load(), outside)
+	}
+	// The kernel guard keeps every fragment govs forwards out of the balancer's IP stack, the NAT
+	// answers' later fragments (no ports) included: with forwarding off it could only fail to route
+	// them.
+	kernelAfter, err := topo.Balancer.SNMP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"Ip.InAddrErrors", "Ip6.InAddrErrors", "Ip6.InNoRoutes", "Ip.ReasmReqds", "Ip6.ReasmReqds"} {
+		if d := kernelAfter[k] - kernelBefore[k]; d > 50 {
+			t.Errorf("balancer kernel %s grew by %d: it processed fragments govs forwards", k, d)
+		}
 	}
 }

@@ -71,9 +71,13 @@ func newHALabOpts(t *testing.T, opts lab.Options) *haLab {
 	}
 	// UDP flows are scheduled by Maglev over source address and port: both nodes pick the same
 	// real server for a flow, so a flow survives a takeover without connection sync.
+	extra := ""
+	if method == "fullnat" {
+		extra = (&setup{topo: topo, vip: topo.VIP4}).fullnatLocals()
+	}
 	l.vs = []vsConfig{
-		{netip.AddrPortFrom(topo.VIP4, lab.HTTPPort), "tcp", "rr", method, rs(lab.HTTPPort), []int{1, 1, 1}, "", nil},
-		{netip.AddrPortFrom(topo.VIP4, lab.UDPEchoPort), "udp", "mh", method, rs(lab.UDPEchoPort), []int{1, 1, 1}, "scheduler_flags = [\"mh-port\"]\n", nil},
+		{netip.AddrPortFrom(topo.VIP4, lab.HTTPPort), "tcp", "rr", method, rs(lab.HTTPPort), []int{1, 1, 1}, extra, nil},
+		{netip.AddrPortFrom(topo.VIP4, lab.UDPEchoPort), "udp", "mh", method, rs(lab.UDPEchoPort), []int{1, 1, 1}, "scheduler_flags = [\"mh-port\"]\n" + extra, nil},
 	}
 	return l
 }
@@ -92,7 +96,7 @@ func (l *haLab) hbAddr(i int) string {
 	if l.vip.Is6() {
 		l0, l1 = l.topo.BalancerL0Addrs6, l.topo.BalancerL1Addrs6
 	}
-	if l.method == "nat" {
+	if l.method == "nat" || l.method == "fullnat" {
 		return netip.AddrPortFrom(l0[i], haPort).String()
 	}
 	return netip.AddrPortFrom(l1[i], haPort).String()
@@ -106,6 +110,9 @@ func (l *haLab) config(i, prio int, peers []int, key, extra string) govsConfig {
 		ps = append(ps, strconv.Quote(l.hbAddr(p)))
 	}
 	ifaces := []string{"l0"}
+	if l.method == "fullnat" {
+		ifaces = l.topo.BalancerIfaces // the local addresses move with the VIPs: no gateway to float
+	}
 	if l.method == "nat" {
 		ifaces = l.topo.BalancerIfaces
 		if l.topo.Options.IPv6 {

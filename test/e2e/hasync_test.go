@@ -107,10 +107,11 @@ func streamsResult(streams []*tcpStream, from, to time.Time) (broken int, stall 
 // that did not see a connection would drop its next segment: a bare ACK schedules nothing)
 // survive kill -9 of the active node, because the backup holds the active's connections by
 // connection sync. Then the killed node comes back, gets a snapshot, and the streams survive a
-// second kill. In DR, and in NAT with the floating gateway (the replies' tuples are synced too).
+// second kill. In DR, in NAT with the floating gateway (the replies' tuples are synced too), and in
+// FullNAT (the connections' local endpoints are synced; the local addresses move with the VIP).
 func TestHASyncKeepsTCPStreams(t *testing.T) {
 	labtest.RequireRoot(t)
-	for _, method := range []string{"dr", "nat"} {
+	for _, method := range []string{"dr", "nat", "fullnat"} {
 		t.Run(method, func(t *testing.T) {
 			l := newHALabMethod(t, method, 2)
 			l.vs = l.vs[:1]

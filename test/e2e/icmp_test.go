@@ -31,16 +31,24 @@ const icmpSockets = 20
 // handled by the worker that owns the connection (the fanout program hashes the quoted packet's
 // client side) and reaches the client rewritten to be about the VIP: a connected UDP socket of the
 // client then fails with ECONNREFUSED, which the client kernel reports only when the error's
-// quoted tuple matches the socket (destination VIP:port) and its outer source is the VIP.
+// quoted tuple matches the socket (destination VIP:port) and its outer source is the VIP. Under
+// FullNAT the real server's error is about local address:port → real server and goes to the local
+// address, whose worker (by local port) holds the connection: it reaches the client the same way.
 func TestICMPErrorsReachClient(t *testing.T) {
 	labtest.RequireRoot(t)
-	for _, fam := range []string{"ipv4", "ipv6"} {
-		t.Run(fam, func(t *testing.T) { testICMPErrors(t, fam) })
+	for _, method := range []string{"nat", "fullnat"} {
+		for _, fam := range []string{"ipv4", "ipv6"} {
+			name := fam
+			if method != "nat" {
+				name = fam + "/" + method
+			}
+			t.Run(name, func(t *testing.T) { testICMPErrors(t, fam, method) })
+		}
 	}
 }
 
-func testICMPErrors(t *testing.T, fam string) {
-	topo := labtest.NewForTest(t, lab.Options{Method: "nat", IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-e2e"})
+func testICMPErrors(t *testing.T, fam, method string) {
+	topo := labtest.NewForTest(t, lab.Options{Method: method, IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-e2e"})
 	vip, reals, client := topo.VIP4, topo.ServerAddrs4, topo.ClientAddr4
 	if fam == "ipv6" {
 		vip, reals, client = topo.VIP6, topo.ServerAddrs6, topo.ClientAddr6
@@ -61,10 +69,14 @@ func testICMPErrors(t *testing.T, fam string) {
 		rs[i] = netip.AddrPortFrom(a, icmpPort)
 	}
 	target := netip.AddrPortFrom(vip, icmpPort)
+	extra := ""
+	if method == "fullnat" {
+		extra = (&setup{topo: topo, vip: vip}).fullnatLocals()
+	}
 	cfg := govsConfig{
 		Interfaces: topo.BalancerIfaces,
 		Workers:    2,
-		VS:         []vsConfig{{target, "udp", "rr", "nat", rs, []int{1, 1, 1}, "", nil}},
+		VS:         []vsConfig{{target, "udp", "rr", method, rs, []int{1, 1, 1}, extra, nil}},
 	}
 	g := startGovs(t, topo, cfg)
 
