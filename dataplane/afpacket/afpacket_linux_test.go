@@ -215,7 +215,7 @@ func TestSendOnlyReceivesNothing(t *testing.T) {
 	}
 	var line string
 	inNS(t, p.NSA, func() error {
-		b, err := os.ReadFile("/proc/net/packet")
+		b, err := os.ReadFile("/proc/thread-self/net/packet") // this thread's namespace; /proc/net follows the main thread's
 		for _, l := range strings.Split(string(b), "\n") {
 			if f := strings.Fields(l); len(f) == 9 && f[8] == strconv.FormatUint(fst.Ino, 10) {
 				line = l
