@@ -21,8 +21,11 @@ type peakResult struct {
 	FullRatePPS float64 `json:"full_rate_pps"`
 	OfferedPPS  float64 `json:"full_rate_offered_pps"`
 	// FullOfPeak is FullRatePPS / LossFreePPS: the goal is 0.9 or more.
-	FullOfPeak float64     `json:"full_rate_of_peak"`
-	Trials     []peakTrial `json:"trials"`
+	FullOfPeak float64 `json:"full_rate_of_peak"`
+	// GeneratorLimited says the search stopped at a loss-free trial the generator could not
+	// offer more for: the peak is at least LossFreePPS.
+	GeneratorLimited bool        `json:"generator_limited,omitempty"`
+	Trials           []peakTrial `json:"trials"`
 }
 
 // peakTrial is one paced flood of the search.
@@ -33,8 +36,8 @@ type peakTrial struct {
 	LossPercent     float64 `json:"loss_percent"`
 	BalancerCPUBusy float64 `json:"balancer_cpu_busy"`
 	LossFree        bool    `json:"loss_free"`
-	// Short is a trial whose generator offered less than asked (other work on the load CPU): it
-	// proves nothing and is repeated once.
+	// Short is a trial whose generator offered less than asked (the load CPU was the limit): it
+	// counts at the rate it offered.
 	Short bool `json:"short,omitempty"`
 }
 
@@ -82,8 +85,7 @@ func findPeak(ctx context.Context, topo *lab.Topology, o options, full *udpResul
 	to := o
 	to.warmup, to.duration = 300*time.Millisecond, o.peakTrial
 	lo, hi, rate := 0.0, full.OfferedPPS, full.DeliveredPPS
-	retried := false
-	for range peakTrials + 1 {
+	for range peakTrials {
 		to.rate = rate
 		u := &udpResult{VIPMAC: full.VIPMAC}
 		udpFlood(ctx, topo, to, mac, u, false, pid, natSink)
@@ -102,19 +104,19 @@ func findPeak(ctx context.Context, topo *lab.Topology, o options, full *udpResul
 		p.Trials = append(p.Trials, t)
 		logf("  peak: %.0f pps asked, %.0f offered, %.0f delivered (%.2f%% lost, cpu%d %.0f%% busy)",
 			rate, t.OfferedPPS, t.DeliveredPPS, t.LossPercent, o.balancerCPU, t.BalancerCPUBusy)
-		if t.Short {
-			if retried {
-				p.Error = fmt.Sprintf("the generator offered %.0f pps of the %.0f asked, twice: other work on CPU %d? Rerun on a quiet machine", t.OfferedPPS, rate, o.loadCPU)
-				return p
-			}
-			retried = true
-			continue
-		}
+		// A trial counts at the rate it was offered, which a short one fell below the asked rate.
 		if t.LossFree {
-			lo = rate
+			lo = max(lo, u.OfferedPPS)
 			p.LossFreePPS = max(p.LossFreePPS, u.DeliveredPPS)
+			if t.Short {
+				p.GeneratorLimited = true // no higher rate to try
+				break
+			}
 		} else {
-			hi = rate
+			hi = min(hi, u.OfferedPPS)
+		}
+		if lo >= hi {
+			break
 		}
 		var done bool
 		if rate, done = nextRate(lo, hi, rate); done {

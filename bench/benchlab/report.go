@@ -326,8 +326,12 @@ func writeExtras(w io.Writer, r *report) {
 			if pk.FullOfPeak < peakGoal {
 				verdict = "misses"
 			}
-			fmt.Fprintf(w, "govs under overload: loss-free peak %.0f pps; at the generator's full rate (%.0f pps offered) it delivered %.0f pps = %.2f of the peak (%s the goal >= %.2f)\n",
-				pk.LossFreePPS, pk.OfferedPPS, pk.FullRatePPS, pk.FullOfPeak, verdict, peakGoal)
+			atLeast := ""
+			if pk.GeneratorLimited {
+				atLeast = " or more (the generator could offer no more)"
+			}
+			fmt.Fprintf(w, "govs under overload: loss-free peak %.0f pps%s; at the generator's full rate (%.0f pps offered) it delivered %.0f pps = %.2f of the peak (%s the goal >= %.2f)\n",
+				pk.LossFreePPS, atLeast, pk.OfferedPPS, pk.FullRatePPS, pk.FullOfPeak, verdict, peakGoal)
 		} else {
 			fmt.Fprintf(w, "govs loss-free peak: failed: %s\n", p.Error)
 		}
