@@ -93,6 +93,9 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Priority < 0 || cfg.Priority > 99 {
+		return nil, errorf("worker priority %d: use a SCHED_FIFO priority from 1 to 99, or 0 for the normal scheduler", cfg.Priority)
+	}
 	// start acquires every kernel resource; whatever it got before a failure is released here, in
 	// one place.
 	if err := e.start(t, n, filter, rx); err != nil {
@@ -434,6 +437,12 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 	set.Set(cpu)
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
 		e.cfg.warnf("worker %d: could not pin to CPU %d: %v", w.id, cpu, err)
+	}
+	// The policy, like the affinity, dies with the thread (see above).
+	if p := e.cfg.Priority; p > 0 {
+		if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(p)}, 0); err != nil {
+			e.cfg.warnf("worker %d: could not run SCHED_FIFO at priority %d ([dataplane] worker_priority; needs CAP_SYS_NICE): %v", w.id, p, err)
+		}
 	}
 	fds := make([]unix.PollFd, 0, 2*len(socks)+1)
 	for i, s := range socks {

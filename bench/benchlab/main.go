@@ -53,7 +53,7 @@ type options struct {
 	peak        bool
 	peakTrial   time.Duration
 	cores       int // balancer cores of the scaling measurement (1: none)
-	govsFIFO    bool
+	priority    int // govs's [dataplane] worker_priority
 }
 
 // balancerCPUs lists the CPUs a balancer with n cores runs on: the balancer CPU, then the load
@@ -94,7 +94,7 @@ func run(args []string) int {
 	fs.DurationVar(&o.peakTrial, "peak-trial", 2*time.Second, "length of each trial of the loss-free peak search")
 	fs.BoolVar(&o.single, "single", true, "also measure one connection's latency (wrk -t1 -c1)")
 	fs.StringVar(&o.phases, "phases", "gen,kernel,govs,tun,gue", "phases to run, comma separated: gen (the generator's own ceiling), kernel, govs (NAT), tun (govs, method tun with IPIP, UDP only), gue (govs, tun with GUE, UDP only)")
-	fs.BoolVar(&o.govsFIFO, "govs-fifo", false, "run govs's threads SCHED_FIFO (chrt -f 1): the receive livelock experiment of bench/README.md. The kernel's RT throttling still leaves the core 5% for other tasks; a lab experiment, not a deployment setting")
+	fs.IntVar(&o.priority, "worker-priority", 0, "govs's [dataplane] worker_priority for the govs phases: 1-99 runs its workers SCHED_FIFO (bench/README.md: receive livelock); 0 = govs's default")
 	fs.IntVar(&o.cores, "balancer-cores", 1, "2: also measure the UDP flood with the balancer on two cores (kernel: RPS over both; govs: two workers) and report the speed-up over one. The machine's two CPUs then serve the balancer and the load alike")
 	fs.StringVar(&o.rxMode, "rx-mode", "", "govs's [dataplane] rx_mode for the govs phase (auto, throughput, latency); empty = govs's default")
 	// The switch by default: with the servers as the sink the load CPU also bridges every frame
@@ -147,6 +147,8 @@ func (o *options) check() error {
 		return fmt.Errorf("-rate %v: want 0 (full) or up to 100e6 frames per second", o.rate)
 	case o.peakTrial < 200*time.Millisecond || o.peakTrial > time.Minute:
 		return fmt.Errorf("-peak-trial %v: want 200ms..1m", o.peakTrial)
+	case o.priority < 0 || o.priority > 99:
+		return fmt.Errorf("-worker-priority %d: want 0..99", o.priority)
 	case o.batch < 1 || o.batch > 4096:
 		return fmt.Errorf("-batch %d: want 1..4096", o.batch)
 	case o.balancerCPU == o.loadCPU || o.balancerCPU < 0 || o.loadCPU < 0 || o.balancerCPU > 63 || o.loadCPU > 63:

@@ -177,11 +177,14 @@ func runGovsPhase(ctx context.Context, topo *lab.Topology, o options, v govsVari
 	return res
 }
 
-func govsConfig(topo *lab.Topology, sock, rxMode string, v govsVariant) string {
+func govsConfig(topo *lab.Topology, sock, rxMode string, priority int, v govsVariant) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# written by bench/benchlab\n[dataplane]\ninterfaces = [\"l0\", \"l1\"]\nworkers = %d\n", v.workers)
 	if rxMode != "" {
 		fmt.Fprintf(&b, "rx_mode = %q\n", rxMode)
+	}
+	if priority != 0 {
+		fmt.Fprintf(&b, "worker_priority = %d\n", priority)
 	}
 	fmt.Fprintf(&b, "\n[control]\nsocket = %q\n", sock)
 	for _, svc := range []struct {
@@ -212,7 +215,7 @@ func startGovs(ctx context.Context, topo *lab.Topology, o options, v govsVariant
 	}
 	g := &govsProc{sock: filepath.Join(dir, "govs.sock"), log: filepath.Join(dir, "govs.log"), done: make(chan struct{})}
 	cfgPath := filepath.Join(dir, "govs.toml")
-	if err := os.WriteFile(cfgPath, []byte(govsConfig(topo, g.sock, o.rxMode, v)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(govsConfig(topo, g.sock, o.rxMode, o.priority, v)), 0o644); err != nil {
 		return nil, fmt.Errorf("failed to write govs's config: %w", err)
 	}
 	logFile, err := os.Create(g.log)
@@ -220,12 +223,7 @@ func startGovs(ctx context.Context, topo *lab.Topology, o options, v govsVariant
 		return nil, fmt.Errorf("failed to create govs's log: %w", err)
 	}
 	// taskset execs ip, which execs govs: one process, pinned to the balancer CPUs.
-	args := []string{"-c", cpuList(o.balancerCPUs(v.workers))}
-	if o.govsFIFO {
-		args = append(args, "chrt", "-f", "1") // inherited by ip, govs and every thread govs starts
-	}
-	args = append(args, "ip", "netns", "exec", topo.Balancer.Name, bin, "run", "-config", cfgPath)
-	g.cmd = exec.Command("taskset", args...)
+	g.cmd = exec.Command("taskset", "-c", cpuList(o.balancerCPUs(v.workers)), "ip", "netns", "exec", topo.Balancer.Name, bin, "run", "-config", cfgPath)
 	g.cmd.Stdout, g.cmd.Stderr = logFile, logFile
 	// If benchlab dies, govs goes too. Pdeathsig fires when the *thread* that forked exits, so
 	// the goroutine below holds its thread locked until govs has exited.
