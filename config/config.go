@@ -166,6 +166,9 @@ type Dataplane struct {
 	// RXMode is how the data plane receives: RXModeThroughput (TPACKETv3 blocks), RXModeLatency
 	// (a frame at a time) or RXModeAuto (switches between them by measured rate).
 	RXMode string
+	// WorkerPriority is the SCHED_FIFO priority (1-99) of the worker threads; 0 (default) leaves
+	// them under the normal scheduler.
+	WorkerPriority int
 }
 
 // Receive modes for [dataplane] rx_mode.

@@ -332,7 +332,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown key in dataplane",
 			src:  dp + "worker = 2\n",
-			want: []string{`t.toml:3: dataplane.worker: unknown key; valid keys in [dataplane] are interfaces, workers, rx_mode (did you mean workers?)`},
+			want: []string{`t.toml:3: dataplane.worker: unknown key; valid keys in [dataplane] are interfaces, workers, rx_mode, worker_priority (did you mean workers?)`},
 		},
 		{
 			name: "unknown table",
@@ -774,7 +774,7 @@ func TestParseErrors(t *testing.T) {
 			want: []string{
 				`t.toml:2: timeouts.tcp: "0s" is not positive; write a duration greater than zero, e.g. "15m0s"`,
 				`t.toml:4: dataplane.interfaces: is empty; list at least one interface, e.g. interfaces = ["eth0"]`,
-				`t.toml:5: dataplane.bogus: unknown key; valid keys in [dataplane] are interfaces, workers, rx_mode`,
+				`t.toml:5: dataplane.bogus: unknown key; valid keys in [dataplane] are interfaces, workers, rx_mode, worker_priority`,
 			},
 		},
 	}
@@ -944,6 +944,28 @@ func TestParsePortZero(t *testing.T) {
 	}
 }
 
+// TestParseWorkerPriority: worker_priority takes 0 (default) to 99 and says what to write when wrong.
+func TestParseWorkerPriority(t *testing.T) {
+	tests := []struct {
+		name, line string
+		want       int
+		wantErr    string
+	}{
+		{"default", "", 0, ""},
+		{"fifo", "worker_priority = 10", 10, ""},
+		{"too high", "worker_priority = 100", 0, "t.toml:3: dataplane.worker_priority: 100 is out of range; write a SCHED_FIFO priority from 1 to 99, or 0 for the normal scheduler (default)"},
+		{"negative", "worker_priority = -1", 0, "-1 is out of range"},
+		{"not a number", `worker_priority = "high"`, 0, "write an integer from 0 to 99 (0 = the normal scheduler)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if c := parseDataplaneLine(t, tt.line, tt.wantErr); c != nil && c.Dataplane.WorkerPriority != tt.want {
+				t.Errorf("WorkerPriority = %d, want %d", c.Dataplane.WorkerPriority, tt.want)
+			}
+		})
+	}
+}
+
 // TestParseRXMode: rx_mode takes the three receive modes, defaults to auto and names the choices
 // when wrong.
 func TestParseRXMode(t *testing.T) {
@@ -959,19 +981,26 @@ func TestParseRXMode(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse([]byte(dp+tt.line+"\n"+vsHead+rs), "t.toml", LoadOptions{})
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Parse: %v", err)
-			}
-			if c.Dataplane.RXMode != tt.want {
+			if c := parseDataplaneLine(t, tt.line, tt.wantErr); c != nil && c.Dataplane.RXMode != tt.want {
 				t.Errorf("RXMode = %q, want %q", c.Dataplane.RXMode, tt.want)
 			}
 		})
 	}
+}
+
+// parseDataplaneLine parses a configuration with line added to [dataplane]. With wantErr it
+// checks the error contains it and returns nil; else it fails on any error.
+func parseDataplaneLine(t *testing.T, line, wantErr string) *Config {
+	t.Helper()
+	c, err := Parse([]byte(dp+line+"\n"+vsHead+rs), "t.toml", LoadOptions{})
+	if wantErr != "" {
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("err = %v, want one containing %q", err, wantErr)
+		}
+		return nil
+	}
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	return c
 }

@@ -48,6 +48,7 @@ type rawDataplane struct {
 	Interfaces any `toml:"interfaces"`
 	Workers    any `toml:"workers"`
 	RXMode     any `toml:"rx_mode"`
+	Priority   any `toml:"worker_priority"`
 }
 
 type rawControl struct {
@@ -105,7 +106,7 @@ type rawRealServer struct {
 var schema = map[string][]string{
 	"":          {"shutdown_drain", "dataplane", "control", "timeouts", "conntrack", "virtual_server", "ha", "metrics", "log"},
 	"ha":        haKeys,
-	"dataplane": {"interfaces", "workers", "rx_mode"},
+	"dataplane": {"interfaces", "workers", "rx_mode", "worker_priority"},
 	"control":   {"socket"},
 	"timeouts": {"tcp", "tcp_fin", "udp", "tcp_syn_recv", "tcp_syn_sent", "tcp_time_wait",
 		"tcp_close", "tcp_close_wait", "tcp_last_ack"},
@@ -490,6 +491,18 @@ func (p *parser) dataplane(raw *rawDataplane, out *Dataplane) {
 		}
 	default:
 		p.errf("dataplane.rx_mode", "is %s; write \"auto\", \"throughput\" or \"latency\"", typeName(v))
+	}
+
+	switch v := raw.Priority.(type) {
+	case nil:
+	case int64:
+		if v < 0 || v > 99 {
+			p.errf("dataplane.worker_priority", "%d is out of range; write a SCHED_FIFO priority from 1 to 99, or 0 for the normal scheduler (default)", v)
+		} else {
+			out.WorkerPriority = int(v)
+		}
+	default:
+		p.errf("dataplane.worker_priority", "is %s; write an integer from 0 to 99 (0 = the normal scheduler)", typeName(v))
 	}
 }
 

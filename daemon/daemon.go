@@ -155,6 +155,7 @@ func (d *Daemon) startEngine(cfg *config.Config) error {
 		Workers:    workers,
 		Conntrack:  compile.Conntrack(cfg, workers),
 		RXMode:     cfg.Dataplane.RXMode,
+		Priority:   cfg.Dataplane.WorkerPriority,
 		Standby:    d.ha != nil, // an HA node forwards only once elected
 		Sync:       d.ha != nil, // and keeps its connection table in sync with its peers'
 		Log:        slog.Default(),
@@ -364,6 +365,8 @@ func restartOnly(running, next *config.Config) []string {
 		func() { nd.Workers = rd.Workers })
 	keep("dataplane.rx_mode", rd.RXMode != nd.RXMode, quoted(nd.RXMode), quoted(rd.RXMode),
 		func() { nd.RXMode = rd.RXMode })
+	keep("dataplane.worker_priority", rd.WorkerPriority != nd.WorkerPriority, nd.WorkerPriority, rd.WorkerPriority,
+		func() { nd.WorkerPriority = rd.WorkerPriority })
 	keep("control.socket", running.Control.Socket != next.Control.Socket, quoted(next.Control.Socket),
 		quoted(running.Control.Socket), func() { next.Control = running.Control })
 	keep("metrics.listen", running.Metrics.Listen != next.Metrics.Listen, quoted(next.Metrics.Listen),

@@ -24,6 +24,11 @@ type Config struct {
 	Conntrack conntrack.Config
 	// RXMode is RXModeAuto (also ""), RXModeThroughput or RXModeLatency; see rxmode.go.
 	RXMode string
+	// Priority, when not 0, runs each worker's thread SCHED_FIFO at this priority (1-99): the
+	// receive softirq still runs first, but work the kernel defers to ksoftirqd waits while the
+	// worker runs, so under overload the backlog fills and frames are dropped where they are
+	// queued, before they cost the worker's CPU their receive path (bench/README.md).
+	Priority int
 	// Standby starts the engine standing down (an HA backup): see Engine.SetStandby.
 	Standby bool
 	// Sync gives every worker the rings of HA connection sync (see SyncExport, SyncInstall).

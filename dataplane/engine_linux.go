@@ -47,7 +47,7 @@ const (
 	largeTxSlots = 32
 )
 
-// rejectAll is the socket filter of send-only sockets: nothing is received on them.
+// rejectAll is the socket filter of a standby engine: nothing is received.
 var rejectAll = []bpf.RawInstruction{{Op: 0x06, K: 0}} // ret #0
 
 // latencySpin is how long a worker on the latency ring keeps checking its rings after the last
@@ -92,6 +92,9 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 	rx, err := rxSettingsOf(cfg.RXMode)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.Priority < 0 || cfg.Priority > 99 {
+		return nil, errorf("worker priority %d: use a SCHED_FIFO priority from 1 to 99, or 0 for the normal scheduler", cfg.Priority)
 	}
 	// start acquires every kernel resource; whatever it got before a failure is released here, in
 	// one place.
@@ -281,13 +284,13 @@ func socketConfigs(filter, fanout []bpf.RawInstruction) (blocks, large, frames f
 	}
 	// Large slots for GSO frames (up to 64 KiB, from local TSO senders): with them in every slot
 	// the common ring would hold few frames.
+	// Send-only: no packet tap, so no received frame is copied to it or runs a filter.
 	large = func(_ int, ifc Interface) afpacket.Config {
 		return afpacket.Config{
 			Interface:   ifc.Name,
-			Filter:      rejectAll,
+			SendOnly:    true,
 			VnetHdr:     true,
 			QdiscBypass: true,
-			NumBlocks:   1,
 			TxFrames:    largeTxSlots,
 		}
 	}
@@ -434,6 +437,12 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 	set.Set(cpu)
 	if err := unix.SchedSetaffinity(0, &set); err != nil {
 		e.cfg.warnf("worker %d: could not pin to CPU %d: %v", w.id, cpu, err)
+	}
+	// The policy, like the affinity, dies with the thread (see above).
+	if p := e.cfg.Priority; p > 0 {
+		if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(p)}, 0); err != nil {
+			e.cfg.warnf("worker %d: could not run SCHED_FIFO at priority %d ([dataplane] worker_priority; needs CAP_SYS_NICE): %v", w.id, p, err)
+		}
 	}
 	fds := make([]unix.PollFd, 0, 2*len(socks)+1)
 	for i, s := range socks {

@@ -18,7 +18,7 @@ cpu=${BALANCER_CPU:-0}
 mkdir -p "$out"
 CGO_ENABLED=0 go build -o "$out/govs-sym" ./cmd/govs # no -s -w: perf shows Go symbols
 CGO_ENABLED=0 go build -o "$out/benchlab" ./bench/benchlab
-"$out/benchlab" -govs "$out/govs-sym" -phases "$phase" -duration 30s -single=false -balancer-cpu "$cpu" "${@:3}" \
+"$out/benchlab" -govs "$out/govs-sym" -phases "$phase" -duration 30s -single=false -peak=false -balancer-cpu "$cpu" "${@:3}" \
 	>"$out/lab.txt" 2>"$out/lab.err" &
 lab=$!
 for _ in $(seq 1 120); do grep -q "udp: 64-byte\|udp: [0-9]*-byte" "$out/lab.err" 2>/dev/null && break; sleep 0.5; done

@@ -42,12 +42,12 @@ func runFwdPhase(ctx context.Context, topo *lab.Topology, o options, name string
 			res.Error = err.Error()
 		} else {
 			res.UDP = &udpResult{}
-			if mac, err := probeUDP(ctx, topo); err != nil {
+			if mac, err := probeUDP(ctx, topo, natSink.echo); err != nil {
 				res.UDP.Error = err.Error()
 			} else {
 				res.UDP.VIPMAC = mac.String()
 				prof := startPerf(ctx, o, name)
-				udpFlood(ctx, topo, o, mac, res.UDP, false, 0)
+				udpFlood(ctx, topo, o, mac, res.UDP, false, 0, natSink)
 				res.Perf = prof.finish(nil, o, res.UDP)
 			}
 		}
@@ -140,7 +140,7 @@ func runFwdPhase(ctx context.Context, topo *lab.Topology, o options, name string
 		} else {
 			res.UDP = &udpResult{VIPMAC: l0.String()}
 			prof := startPerf(ctx, o, name)
-			udpFlood(ctx, topo, o, l0, res.UDP, false, f.cmd.Process.Pid)
+			udpFlood(ctx, topo, o, l0, res.UDP, false, f.cmd.Process.Pid, natSink)
 			res.Perf = prof.finish(processTids(f.cmd.Process.Pid), o, res.UDP)
 			_ = runIn(context.Background(), topo.Client, "", "ip", "neigh", "del", topo.VIP4.String(), "dev", lab.ClientIface)
 		}

@@ -32,6 +32,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -57,7 +58,30 @@ type options struct {
 	rounds      int
 	xdpTxBudget int
 	perfDir     string
-	rate        int
+	http        bool
+	rate        float64 // offered frames per second of the flood; 0: as fast as the generator goes
+	peak        bool
+	peakTrial   time.Duration
+	cores       int // balancer cores of the scaling measurement (1: none)
+	priority    int // govs's [dataplane] worker_priority
+}
+
+// balancerCPUs lists the CPUs a balancer with n cores runs on: the balancer CPU, then the load
+// CPU (the machine has two), which it then shares with the generator, the switch and the servers.
+func (o *options) balancerCPUs(n int) []int {
+	if n <= 1 {
+		return []int{o.balancerCPU}
+	}
+	return []int{o.balancerCPU, o.loadCPU}
+}
+
+// cpuList formats cpus for taskset -c.
+func cpuList(cpus []int) string {
+	s := make([]string, len(cpus))
+	for i, c := range cpus {
+		s[i] = strconv.Itoa(c)
+	}
+	return strings.Join(s, ",")
 }
 
 func main() {
@@ -79,12 +103,17 @@ func run(args []string) int {
 	fs.IntVar(&o.batch, "batch", 256, "frames per sendmmsg(2) call in the generator")
 	fs.IntVar(&o.balancerCPU, "balancer-cpu", 0, "CPU for the balancer: its RPS and govs")
 	fs.IntVar(&o.loadCPU, "load-cpu", 1, "CPU for everything else: generator, wrk, real servers, switch")
+	fs.BoolVar(&o.http, "http", true, "measure HTTP with wrk (off: UDP only, for quicker A/B runs)")
+	fs.Float64Var(&o.rate, "rate", 0, "offer the flood at this many frames per second (paced); 0: as fast as the generator goes")
+	fs.BoolVar(&o.peak, "peak", true, "govs phases: also search the highest offered rate govs forwards without loss (its loss-free peak), to compare with what it delivers at the generator's full rate")
+	fs.DurationVar(&o.peakTrial, "peak-trial", 2*time.Second, "length of each trial of the loss-free peak search")
 	fs.BoolVar(&o.single, "single", true, "also measure one connection's latency (wrk -t1 -c1)")
-	fs.StringVar(&o.phases, "phases", "gen,kernel,govs", "phases to run, comma separated: gen (the generator's own ceiling), kernel, govs; and the I/O paths alone (UDP only, bench/README.md): fwd-kernel, fwd-afpacket, fwd-afxdp, fwd-afxdp-sender, fwd-afxdp-busypoll, fwd-afxdp-generic")
+	fs.StringVar(&o.phases, "phases", "gen,kernel,govs,tun,gue", "phases to run, comma separated: gen (the generator's own ceiling), kernel, govs (NAT), tun (govs, method tun with IPIP, UDP only), gue (govs, tun with GUE, UDP only); and the I/O paths alone (UDP only, bench/README.md): fwd-kernel, fwd-afpacket, fwd-afxdp, fwd-afxdp-sender, fwd-afxdp-busypoll, fwd-afxdp-generic")
 	fs.IntVar(&o.rounds, "rounds", 1, "run the fwd-* phases this many times, alternating in the order given")
-	fs.IntVar(&o.rate, "rate", 0, "UDP flood frames per second at most (0: the generator's full rate); a rate every path sustains compares CPU per packet on both cores without overload")
 	fs.StringVar(&o.perfDir, "perf-dir", "", "fwd-* phases: sample the balancer core with perf during each UDP window, keep perf.data files here, and report the phase's own share of the samples (robust to other work on the core)")
 	fs.IntVar(&o.xdpTxBudget, "xdp-tx-budget", 256, "fwd-afxdp*: frames one AF_XDP kick sends (XDP_MAX_TX_SKB_BUDGET; 0 keeps the kernel's 32)")
+	fs.IntVar(&o.priority, "worker-priority", 0, "govs's [dataplane] worker_priority for the govs phases: 1-99 runs its workers SCHED_FIFO (bench/README.md: receive livelock); 0 = govs's default")
+	fs.IntVar(&o.cores, "balancer-cores", 1, "2: also measure the UDP flood with the balancer on two cores (kernel: RPS over both; govs: two workers) and report the speed-up over one. The machine's two CPUs then serve the balancer and the load alike")
 	fs.StringVar(&o.rxMode, "rx-mode", "", "govs's [dataplane] rx_mode for the govs phase (auto, throughput, latency); empty = govs's default")
 	// The switch by default: with the servers as the sink the load CPU also bridges every frame
 	// to them and receives it there, and then cannot offer the kernel's DNAT enough to saturate
@@ -132,13 +161,16 @@ func (o *options) check() error {
 		return fmt.Errorf("-flows %d: want 1..64512", o.flows)
 	case o.frameLen < minFrameLen || o.frameLen > 1514:
 		return fmt.Errorf("-frame-len %d: want %d..1514", o.frameLen, minFrameLen)
+	case o.rate < 0 || o.rate > 100e6:
+		return fmt.Errorf("-rate %v: want 0 (full) or up to 100e6 frames per second", o.rate)
+	case o.peakTrial < 200*time.Millisecond || o.peakTrial > time.Minute:
+		return fmt.Errorf("-peak-trial %v: want 200ms..1m", o.peakTrial)
+	case o.priority < 0 || o.priority > 99:
+		return fmt.Errorf("-worker-priority %d: want 0..99", o.priority)
 	case o.batch < 1 || o.batch > 4096:
 		return fmt.Errorf("-batch %d: want 1..4096", o.batch)
 	case o.balancerCPU == o.loadCPU || o.balancerCPU < 0 || o.loadCPU < 0 || o.balancerCPU > 63 || o.loadCPU > 63:
 		return fmt.Errorf("-balancer-cpu %d and -load-cpu %d must be two different CPUs 0..63", o.balancerCPU, o.loadCPU)
-	}
-	if o.rate < 0 || o.rate > 10_000_000 {
-		return fmt.Errorf("-rate %d: want 0..10000000", o.rate)
 	}
 	if o.rounds < 1 || o.rounds > 100 {
 		return fmt.Errorf("-rounds %d: want 1..100", o.rounds)
@@ -150,9 +182,12 @@ func (o *options) check() error {
 		return fmt.Errorf("-sink %q: want servers or switch", o.sink)
 	}
 	for _, p := range strings.Split(o.phases, ",") {
-		if _, fwd := fwdPhases[p]; !fwd && p != "gen" && p != "kernel" && p != "govs" {
-			return fmt.Errorf("-phases %q: unknown phase %q (want gen, kernel, govs, fwd-kernel, fwd-afpacket, fwd-afxdp, fwd-afxdp-sender, fwd-afxdp-busypoll, fwd-afxdp-generic)", o.phases, p)
+		if _, fwd := fwdPhases[p]; !fwd && p != "gen" && p != "kernel" && p != "govs" && p != "tun" && p != "gue" {
+			return fmt.Errorf("-phases %q: unknown phase %q (want gen, kernel, govs, tun, gue, fwd-kernel, fwd-afpacket, fwd-afxdp, fwd-afxdp-sender, fwd-afxdp-busypoll, fwd-afxdp-generic)", o.phases, p)
 		}
+	}
+	if o.cores != 1 && o.cores != 2 {
+		return fmt.Errorf("-balancer-cores %d: want 1 or 2", o.cores)
 	}
 	return nil
 }
@@ -207,7 +242,7 @@ func bench(ctx context.Context, o options) (rep *report, err error) {
 		return rep, fmt.Errorf("failed to start the real servers: %w", err)
 	}
 	defer srvs.Close()
-	if err := setRPS(topo, o); err != nil {
+	if err := setRPS(topo, o, 1); err != nil {
 		return rep, err
 	}
 	logf("topology up: %s", topo)
@@ -219,15 +254,33 @@ func bench(ctx context.Context, o options) (rep *report, err error) {
 		}
 	}
 	if o.runs("kernel") {
-		rep.Kernel = runKernelPhase(ctx, topo, o)
+		rep.Kernel = runKernelPhase(ctx, topo, o, "kernel(nft dnat)")
 		if ctx.Err() != nil {
 			return rep, ctx.Err()
 		}
 	}
-	if o.runs("govs") {
-		rep.Govs = runGovsPhase(ctx, topo, o)
-		if ctx.Err() != nil {
-			return rep, ctx.Err()
+	for _, ph := range []struct {
+		name string
+		v    govsVariant
+		to   **phaseResult
+	}{{"govs", govsNAT, &rep.Govs}, {"tun", govsTun, &rep.Tun}, {"gue", govsGUE, &rep.GUE}} {
+		if o.runs(ph.name) {
+			po := o
+			if u, ok := udpOK(rep.Govs); ok && ph.v.method == "tun" && o.rate == 0 {
+				// The same offered load as the NAT phase: past its peak govs delivers less the more it
+				// is offered (receive livelock), and the generator's full rate varies with what the
+				// balancer's transmit costs the load core.
+				po.rate = u.OfferedPPS
+			}
+			*ph.to = runGovsPhase(ctx, topo, po, ph.v)
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+		}
+	}
+	if o.cores == 2 {
+		if err := runScaling(ctx, topo, o, rep); err != nil {
+			return rep, err
 		}
 	}
 	for round := 0; round < o.rounds; round++ {
@@ -267,17 +320,23 @@ func removeStaleNamespaces(log *os.File) {
 // receive softirq otherwise runs on the sending CPU, so without this the balancer's work would
 // run wherever the generator or the servers happen to be, and the servers' and bridges' work
 // would be billed to the balancer's CPU.
-func setRPS(topo *lab.Topology, o options) error {
+//
+// With cores 2 the balancer's frames are spread over both CPUs by RPS's flow hash.
+func setRPS(topo *lab.Topology, o options, cores int) error {
+	var balancerMask uint64
+	for _, c := range o.balancerCPUs(cores) {
+		balancerMask |= 1 << c
+	}
 	for _, s := range []struct {
 		ns     *lab.NS
 		ifaces []string
-		cpu    int
+		mask   uint64
 	}{
-		{topo.Balancer, []string{"l0", "l1"}, o.balancerCPU},
-		{topo.Switch, []string{"lb0", "lb1"}, o.loadCPU},
+		{topo.Balancer, []string{"l0", "l1"}, balancerMask},
+		{topo.Switch, []string{"lb0", "lb1"}, 1 << o.loadCPU},
 	} {
 		for _, ifname := range s.ifaces {
-			script := fmt.Sprintf("for f in /sys/class/net/%s/queues/rx-*/rps_cpus; do echo %x > $f || exit 1; done", ifname, uint64(1)<<s.cpu)
+			script := fmt.Sprintf("for f in /sys/class/net/%s/queues/rx-*/rps_cpus; do echo %x > $f || exit 1; done", ifname, s.mask)
 			if out, err := s.ns.Command("sh", "-c", script).CombinedOutput(); err != nil {
 				return fmt.Errorf("failed to set RPS on %s in %s (kernel without CONFIG_RPS?): %w: %s", ifname, s.ns.Name, err, strings.TrimSpace(string(out)))
 			}

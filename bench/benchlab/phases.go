@@ -39,13 +39,13 @@ const kernelRuleset = `table ip lab {
 
 // runKernelPhase makes the balancer namespace's kernel the balancer (VIP on l0, forwarding,
 // nftables DNAT), measures, and undoes all of it.
-func runKernelPhase(ctx context.Context, topo *lab.Topology, o options) *phaseResult {
-	res := &phaseResult{Name: "kernel(nft dnat)"}
+func runKernelPhase(ctx context.Context, topo *lab.Topology, o options, name string) *phaseResult {
+	res := &phaseResult{Name: name}
 	logf("kernel phase: VIP %s on l0, ip_forward=1, nft dnat numgen over %d servers", topo.VIP4, len(topo.Servers))
 	if err := kernelSetup(ctx, topo); err != nil {
 		res.Error = err.Error()
 	} else {
-		measure(ctx, topo, o, res, nil)
+		measure(ctx, topo, o, res, nil, natSink)
 	}
 	if err := kernelTeardown(topo); err != nil {
 		res.addError(err.Error())
@@ -100,7 +100,7 @@ func runGeneratorCalibration(ctx context.Context, topo *lab.Topology, o options)
 		return res
 	}
 	logf("generator calibration: flood dropped at the switch's ingress")
-	udpFlood(ctx, topo, o, mac, res, true, 0)
+	udpFlood(ctx, topo, o, mac, res, true, 0, natSink)
 	return res
 }
 
@@ -113,17 +113,41 @@ type govsProc struct {
 	err  error         // Wait's result, valid after done
 }
 
-// runGovsPhase starts govs with one worker pinned to the balancer CPU, waits until it is
-// ready, measures, and stops it.
-func runGovsPhase(ctx context.Context, topo *lab.Topology, o options) *phaseResult {
-	res := &phaseResult{Name: "govs"}
+// govsVariant is how a govs phase configures govs: the forwarding method of its services (and
+// the tunnel under tun), and its workers.
+type govsVariant struct {
+	name    string
+	method  string // "nat" or "tun"
+	tunnel  string // under tun: "ipip" or "gue"
+	workers int    // one per balancer CPU
+	udpOnly bool   // no HTTP measurement (the tun phases: the lab's NAT servers cannot answer through a tunnel)
+	peak    bool   // search the loss-free peak too
+}
+
+// guePort is the real servers' GUE port in the gue phase: the sink counts and drops the tunnel's
+// datagrams there, no server has to decapsulate them.
+const guePort = 6080
+
+// The govs phases: NAT (the figure the kernel's DNAT is compared with), and tun with IPIP and with
+// GUE on the same topology, whose encapsulated frames leave by l1 towards the NAT servers'
+// addresses and are counted where the UDP flood's are.
+var (
+	govsNAT = govsVariant{name: "govs", method: "nat", workers: 1, peak: true}
+	govsTun = govsVariant{name: "govs tun ipip", method: "tun", tunnel: "ipip", workers: 1, udpOnly: true}
+	govsGUE = govsVariant{name: "govs tun gue", method: "tun", tunnel: "gue", workers: 1, udpOnly: true}
+)
+
+// runGovsPhase starts govs as v says with its workers pinned to the balancer CPUs, waits until
+// it is ready, measures, and stops it.
+func runGovsPhase(ctx context.Context, topo *lab.Topology, o options, v govsVariant) *phaseResult {
+	res := &phaseResult{Name: v.name}
 	dir, err := os.MkdirTemp("", "benchlab-govs-")
 	if err != nil {
 		res.Error = fmt.Sprintf("failed to make a directory for govs's config: %v", err)
 		return res
 	}
 	defer os.RemoveAll(dir)
-	g, err := startGovs(ctx, topo, o, dir)
+	g, err := startGovs(ctx, topo, o, v, dir)
 	if err != nil {
 		res.Error = err.Error()
 		return res
@@ -133,7 +157,15 @@ func runGovsPhase(ctx context.Context, topo *lab.Topology, o options) *phaseResu
 			logf("govs: %v", err)
 		}
 	}()
-	measure(ctx, topo, o, res, g)
+	if v.udpOnly {
+		o.http = false
+	}
+	measure(ctx, topo, o, res, g, sinkFor(v))
+	if v.peak && o.peak && o.rate == 0 && ctx.Err() == nil {
+		if u, ok := udpOK(res); ok {
+			res.Peak = findPeak(ctx, topo, o, u, g.cmd.Process.Pid)
+		}
+	}
 	if st, err := govsStats(ctx, o.govs, g.sock); err == nil {
 		res.Govs = st
 	}
@@ -145,18 +177,27 @@ func runGovsPhase(ctx context.Context, topo *lab.Topology, o options) *phaseResu
 	return res
 }
 
-func govsConfig(topo *lab.Topology, sock, rxMode string) string {
+func govsConfig(topo *lab.Topology, sock, rxMode string, priority int, v govsVariant) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# written by bench/benchlab\n[dataplane]\ninterfaces = [\"l0\", \"l1\"]\nworkers = 1\n")
+	fmt.Fprintf(&b, "# written by bench/benchlab\n[dataplane]\ninterfaces = [\"l0\", \"l1\"]\nworkers = %d\n", v.workers)
 	if rxMode != "" {
 		fmt.Fprintf(&b, "rx_mode = %q\n", rxMode)
+	}
+	if priority != 0 {
+		fmt.Fprintf(&b, "worker_priority = %d\n", priority)
 	}
 	fmt.Fprintf(&b, "\n[control]\nsocket = %q\n", sock)
 	for _, svc := range []struct {
 		proto string
 		port  int
 	}{{"tcp", httpPort}, {"udp", udpPort}} {
-		fmt.Fprintf(&b, "\n[[virtual_server]]\naddress = \"%s:%d\"\nprotocol = %q\nscheduler = \"rr\"\nmethod = \"nat\"\n", topo.VIP4, svc.port, svc.proto)
+		fmt.Fprintf(&b, "\n[[virtual_server]]\naddress = \"%s:%d\"\nprotocol = %q\nscheduler = \"rr\"\nmethod = %q\n", topo.VIP4, svc.port, svc.proto, v.method)
+		if v.tunnel != "" {
+			fmt.Fprintf(&b, "tunnel = %q\n", v.tunnel)
+		}
+		if v.tunnel == "gue" {
+			fmt.Fprintf(&b, "tunnel_port = %d\n", guePort)
+		}
 		for _, a := range topo.ServerAddrs4 {
 			fmt.Fprintf(&b, "\n  [[virtual_server.real_server]]\n  address = \"%s:%d\"\n", a, svc.port)
 		}
@@ -164,7 +205,7 @@ func govsConfig(topo *lab.Topology, sock, rxMode string) string {
 	return b.String()
 }
 
-func startGovs(ctx context.Context, topo *lab.Topology, o options, dir string) (*govsProc, error) {
+func startGovs(ctx context.Context, topo *lab.Topology, o options, v govsVariant, dir string) (*govsProc, error) {
 	bin, err := filepath.Abs(o.govs)
 	if err != nil {
 		return nil, fmt.Errorf("failed to locate govs binary %s: %w", o.govs, err)
@@ -174,15 +215,15 @@ func startGovs(ctx context.Context, topo *lab.Topology, o options, dir string) (
 	}
 	g := &govsProc{sock: filepath.Join(dir, "govs.sock"), log: filepath.Join(dir, "govs.log"), done: make(chan struct{})}
 	cfgPath := filepath.Join(dir, "govs.toml")
-	if err := os.WriteFile(cfgPath, []byte(govsConfig(topo, g.sock, o.rxMode)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(govsConfig(topo, g.sock, o.rxMode, o.priority, v)), 0o644); err != nil {
 		return nil, fmt.Errorf("failed to write govs's config: %w", err)
 	}
 	logFile, err := os.Create(g.log)
 	if err != nil {
 		return nil, fmt.Errorf("failed to create govs's log: %w", err)
 	}
-	// taskset execs ip, which execs govs: one process, pinned to the balancer CPU.
-	g.cmd = exec.Command("taskset", "-c", strconv.Itoa(o.balancerCPU), "ip", "netns", "exec", topo.Balancer.Name, bin, "run", "-config", cfgPath)
+	// taskset execs ip, which execs govs: one process, pinned to the balancer CPUs.
+	g.cmd = exec.Command("taskset", "-c", cpuList(o.balancerCPUs(v.workers)), "ip", "netns", "exec", topo.Balancer.Name, bin, "run", "-config", cfgPath)
 	g.cmd.Stdout, g.cmd.Stderr = logFile, logFile
 	// If benchlab dies, govs goes too.
 	err = startTied(g.cmd, g.done, &g.err)
@@ -190,7 +231,7 @@ func startGovs(ctx context.Context, topo *lab.Topology, o options, dir string) (
 	if err != nil {
 		return nil, fmt.Errorf("failed to start govs: %w", err)
 	}
-	logf("govs phase: started %s (pid %d, workers=1, CPU %d), waiting for ready", bin, g.cmd.Process.Pid, o.balancerCPU)
+	logf("%s phase: started %s (pid %d, workers=%d, CPUs %s), waiting for ready", v.name, bin, g.cmd.Process.Pid, v.workers, cpuList(o.balancerCPUs(v.workers)))
 	var last error
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -308,14 +349,34 @@ func tail(path string, n int64) string {
 	return strings.TrimSpace(string(b))
 }
 
+// sinkMatch is what the sink's drop rule matches and counts: the flood as it leaves the balancer.
+type sinkMatch struct {
+	rule string // nft match
+	what string // for messages
+	echo bool   // the real servers answer the flood's probe (not through a tunnel: the lab's servers do not decapsulate)
+}
+
+var natSink = sinkMatch{rule: fmt.Sprintf("udp dport %d", udpPort), what: "UDP datagrams to the real servers' port", echo: true}
+
+// sinkFor returns what leaves the balancer in phase v.
+func sinkFor(v govsVariant) sinkMatch {
+	switch v.tunnel {
+	case "ipip":
+		return sinkMatch{rule: "ip protocol 4", what: "IPIP packets"}
+	case "gue":
+		return sinkMatch{rule: fmt.Sprintf("udp dport %d", guePort), what: "GUE datagrams"}
+	}
+	return natSink
+}
+
 // measure runs the probes, the UDP flood and wrk against the VIP, filling res. g is nil for the
-// kernel phase.
-func measure(ctx context.Context, topo *lab.Topology, o options, res *phaseResult, g *govsProc) {
+// kernel phase; sink says what the balancer sends on.
+func measure(ctx context.Context, topo *lab.Topology, o options, res *phaseResult, g *govsProc, sink sinkMatch) {
 	// A fresh neighbour entry for the VIP: the phase before may have left the kernel's MAC.
 	_ = runIn(ctx, topo.Client, "", "ip", "neigh", "flush", "to", topo.VIP4.String())
 
 	res.UDP = &udpResult{}
-	mac, err := probeUDP(ctx, topo)
+	mac, err := probeUDP(ctx, topo, sink.echo)
 	if err != nil {
 		res.UDP.Error = err.Error()
 	} else {
@@ -324,9 +385,9 @@ func measure(ctx context.Context, topo *lab.Topology, o options, res *phaseResul
 		if g != nil {
 			pid = g.cmd.Process.Pid
 		}
-		udpFlood(ctx, topo, o, mac, res.UDP, false, pid)
+		udpFlood(ctx, topo, o, mac, res.UDP, false, pid, sink)
 	}
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || !o.http {
 		return
 	}
 	res.HTTP = &httpResult{Threads: 2, Conns: 50}
@@ -345,8 +406,10 @@ func measure(ctx context.Context, topo *lab.Topology, o options, res *phaseResul
 }
 
 // probeUDP sends datagrams to the VIP's UDP echo until one is answered by a real server and
-// returns the MAC the client's kernel resolved for the VIP, which the generator then uses.
-func probeUDP(ctx context.Context, topo *lab.Topology) (net.HardwareAddr, error) {
+// returns the MAC the client's kernel resolved for the VIP, which the generator then uses. Without
+// echo no answer is awaited (the datagrams leave through a tunnel the lab's servers do not end):
+// the VIP must only resolve.
+func probeUDP(ctx context.Context, topo *lab.Topology, echo bool) (net.HardwareAddr, error) {
 	addr := net.JoinHostPort(topo.VIP4.String(), strconv.Itoa(udpPort))
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	c, err := topo.Client.Dial(dctx, "udp", addr)
@@ -360,6 +423,15 @@ func probeUDP(ctx context.Context, topo *lab.Topology) (net.HardwareAddr, error)
 	for try := 0; try < 5 && answered == ""; try++ {
 		if _, err := c.Write([]byte("benchlab-probe")); err != nil {
 			return nil, fmt.Errorf("failed to send a UDP probe to %s: %w", addr, err)
+		}
+		if !echo {
+			if err := sleepCtx(ctx, 200*time.Millisecond); err != nil {
+				return nil, err
+			}
+			if mac, err := neighMAC(topo); err == nil {
+				return mac, nil
+			}
+			continue
 		}
 		_ = c.SetReadDeadline(time.Now().Add(time.Second))
 		if n, err := c.Read(buf); err == nil && strings.HasPrefix(string(buf[:n]), "rs") {
@@ -411,10 +483,34 @@ func probeHTTP(ctx context.Context, topo *lab.Topology) error {
 const dropRuleset = `table netdev benchlab {
 	chain in {
 		type filter hook ingress device %q priority -500; policy accept;
-		udp dport %d drop
+		%s counter drop
 	}
 }
 `
+
+// sinkCounted reads the packets the sink's drop rule in ns matched so far.
+func sinkCounted(ctx context.Context, ns *lab.NS) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	out, err := nsCommand(ctx, ns, "nft", "list", "table", "netdev", "benchlab").CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("failed to read the sink's counter in %s: %w: %s", ns.Name, err, strings.TrimSpace(string(out)))
+	}
+	return parseNftCounter(string(out))
+}
+
+// parseNftCounter returns the packets of the first "counter packets N" in nft's listing.
+func parseNftCounter(listing string) (uint64, error) {
+	_, rest, ok := strings.Cut(listing, "counter packets ")
+	if !ok {
+		return 0, fmt.Errorf("no counter in the sink's rules: %q", listing)
+	}
+	n, err := strconv.ParseUint(strings.Fields(rest)[0], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bad counter in the sink's rules: %w", err)
+	}
+	return n, nil
+}
 
 // counterSnap is one reading of everything the UDP measurement compares.
 type counterSnap struct {
@@ -457,7 +553,7 @@ func snapshot(topo *lab.Topology, sinks []*lab.NS, dev string, sent *atomic.Uint
 
 // udpFlood sends the 64-byte flood to dst (the VIP's MAC) for warmup + duration and counts what
 // the real servers received in the window after the warmup. pid is govs's process (0: none).
-func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.HardwareAddr, res *udpResult, calibrate bool, pid int) {
+func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.HardwareAddr, res *udpResult, calibrate bool, pid int, sink sinkMatch) {
 	srcMAC, err := topo.Client.HardwareAddr(lab.ClientIface)
 	if err != nil {
 		res.Error = err.Error()
@@ -489,7 +585,7 @@ func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.Hardwa
 		}
 	}()
 	for _, ns := range sinks {
-		if err := runIn(ctx, ns, fmt.Sprintf(dropRuleset, dev, udpPort), "nft", "-f", "-"); err != nil {
+		if err := runIn(ctx, ns, fmt.Sprintf(dropRuleset, dev, sink.rule), "nft", "-f", "-"); err != nil {
 			res.Error = err.Error()
 			return
 		}
@@ -555,6 +651,7 @@ func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.Hardwa
 		res.BacklogDropsBalancerCPU = after.softnet[o.balancerCPU].Dropped - before.softnet[o.balancerCPU].Dropped
 		res.BacklogDropsLoadCPU = after.softnet[o.loadCPU].Dropped - before.softnet[o.loadCPU].Dropped
 		res.RPSIPIsBalancerCPU = after.softnet[o.balancerCPU].ReceivedRPS - before.softnet[o.balancerCPU].ReceivedRPS
+		res.RPSIPIsLoadCPU = after.softnet[o.loadCPU].ReceivedRPS - before.softnet[o.loadCPU].ReceivedRPS
 	}
 	res.BalancerKernelBusy = kernelPercent(before.cpu, after.cpu, o.balancerCPU, cpuElapsed)
 	if res.BalancerKernelBusy >= 0 && after.utime >= before.utime {
@@ -580,6 +677,21 @@ func udpFlood(ctx context.Context, topo *lab.Topology, o options, dst net.Hardwa
 		res.GeneratorPPS, res.OfferedPPS, res.DeliveredPPS, o.balancerCPU, res.BalancerCPUBusy, perPacket, o.loadCPU, res.LoadCPUBusy)
 	if delivered == 0 && !calibrate {
 		res.Error = "no flood frame came out of the balancer (" + res.CountedAt + ")"
+		return
+	}
+	// Every frame counted in the window must be what the phase sends (a tunnel's packets, not the
+	// flood passed on unchanged): the drop rule counted them over the whole flood.
+	var matched uint64
+	for _, ns := range sinks {
+		n, err := sinkCounted(ctx, ns)
+		if err != nil {
+			res.Error = err.Error()
+			return
+		}
+		matched += n
+	}
+	if matched < delivered {
+		res.Error = fmt.Sprintf("only %d of the %d frames counted at the sink in the window were %s", matched, delivered, sink.what)
 	}
 }
 

@@ -24,6 +24,12 @@ type report struct {
 	Govs      *phaseResult `json:"govs,omitempty"`
 	// Forwarders are the fwd-* phases in the order they ran (bench/README.md, lever 1).
 	Forwarders []*phaseResult `json:"forwarders,omitempty"`
+	// Tun and GUE are govs with method tun (IPIP, GUE), UDP only, compared with Govs (NAT).
+	Tun *phaseResult `json:"tun,omitempty"`
+	GUE *phaseResult `json:"gue,omitempty"`
+	// Kernel2 and Govs2 are the UDP flood with the balancer on two cores (-balancer-cores 2).
+	Kernel2 *phaseResult `json:"kernel_2cores,omitempty"`
+	Govs2   *phaseResult `json:"govs_2cores,omitempty"`
 	// Ratios are govs/kernel for throughput and kernel/govs for latency, so > 1 always means
 	// govs did better. A ratio is missing when either side failed.
 	Ratios map[string]float64 `json:"ratios"`
@@ -46,6 +52,7 @@ type phaseResult struct {
 	HTTP       *httpResult  `json:"http,omitempty"`
 	HTTPSingle *httpResult  `json:"http_single,omitempty"`
 	Govs       *govsStatus  `json:"govs_stats,omitempty"` // govs's counters after the measurements
+	Peak       *peakResult  `json:"peak,omitempty"`       // the loss-free peak search (govs NAT)
 	Forward    *fwdCounters `json:"forwarder,omitempty"`  // a fwd-* phase's forwarder counters
 	// BackgroundBusy is a fwd-* phase's balancer core busy share in the second before it ran.
 	BackgroundBusy float64 `json:"background_busy,omitempty"`
@@ -93,6 +100,9 @@ type udpResult struct {
 	// (received_rps): the lab steers each veth's receive work there with RPS, and each interrupt
 	// costs a VM exit.
 	RPSIPIsBalancerCPU uint64 `json:"rps_ipis_balancer_cpu"`
+	// RPSIPIsLoadCPU counts the same interrupts on the load CPU: mostly the balancer's transmit
+	// starting the switch's backlog (lb0, lb1 are steered there), one per frame at worst.
+	RPSIPIsLoadCPU uint64 `json:"rps_ipis_load_cpu"`
 	// GovsCtxSwitches is the context switches of all of govs's threads in the window (0 in the
 	// kernel phase): sleeps in poll or futex and preemptions.
 	GovsCtxSwitches uint64 `json:"govs_context_switches,omitempty"`
@@ -207,6 +217,13 @@ var metrics = []metric{
 		}
 		return u.perThousand(u.RPSIPIsBalancerCPU)
 	}, true, false, "%.1f", false},
+	{"udp64_rps_ipis_load_per_1k", "udp%d rps IPIs/1k pkts (load cpu)", func(p *phaseResult) (float64, bool) {
+		u, ok := udpOK(p)
+		if !ok {
+			return 0, false
+		}
+		return u.perThousand(u.RPSIPIsLoadCPU)
+	}, true, false, "%.1f", false},
 	{"udp64_govs_ctx_switches_per_1k", "udp%d govs ctx switches/1k pkts", func(p *phaseResult) (float64, bool) {
 		u, ok := udpOK(p)
 		if !ok || u.GovsCtxSwitches == 0 {
@@ -280,6 +297,105 @@ func (r *report) computeRatios() {
 			r.Ratios[m.key] = v
 		}
 	}
+	if p := r.govsPeak(); p != nil {
+		r.Ratios["govs_full_rate_of_loss_free_peak"] = p.FullOfPeak
+	}
+	for key, tun := range map[string]*phaseResult{"tun_ipip": r.Tun, "tun_gue": r.GUE} {
+		if v, ok := speedUp(r.Govs, tun); ok {
+			r.Ratios[key+"_of_nat_delivered_pps"] = v
+		}
+	}
+	if v, ok := speedUp(r.Kernel, r.Kernel2); ok {
+		r.Ratios["kernel_2cores_speedup"] = v
+	}
+	if v, ok := speedUp(r.Govs, r.Govs2); ok {
+		r.Ratios["govs_2cores_speedup"] = v
+	}
+}
+
+// govsPeak returns the govs phase's finished loss-free peak search, nil without one.
+func (r *report) govsPeak() *peakResult {
+	if r.Govs == nil || r.Govs.Peak == nil || r.Govs.Peak.Error != "" || r.Govs.Peak.LossFreePPS <= 0 {
+		return nil
+	}
+	return r.Govs.Peak
+}
+
+// peakGoal is issue 15's "no collapse under overload": at the generator's full rate govs delivers
+// at least this share of its own loss-free peak.
+const peakGoal = 0.9
+
+// tunGoal is how far below govs's NAT rate its tun rate may be in the same run (issue 15).
+const tunGoal = 0.9
+
+// writeExtras prints the loss-free peak, the tun phases against NAT and the two-core speed-ups.
+func writeExtras(w io.Writer, r *report) {
+	if r.Govs != nil && r.Govs.Peak != nil {
+		p := r.Govs.Peak
+		fmt.Fprintln(w)
+		if pk := r.govsPeak(); pk != nil {
+			verdict := "meets"
+			if pk.FullOfPeak < peakGoal {
+				verdict = "misses"
+			}
+			atLeast := ""
+			if pk.GeneratorLimited {
+				atLeast = " or more (the generator could offer no more)"
+			}
+			fmt.Fprintf(w, "govs under overload: loss-free peak %.0f pps%s; at the generator's full rate (%.0f pps offered) it delivered %.0f pps = %.2f of the peak (%s the goal >= %.2f)\n",
+				pk.LossFreePPS, atLeast, pk.OfferedPPS, pk.FullRatePPS, pk.FullOfPeak, verdict, peakGoal)
+		} else {
+			fmt.Fprintf(w, "govs loss-free peak: failed: %s\n", p.Error)
+		}
+		for _, t := range p.Trials {
+			fmt.Fprintf(w, "  trial %.0f pps asked: %.0f offered, %.0f delivered, %.2f%% lost, balancer core %.0f%% busy\n",
+				t.RatePPS, t.OfferedPPS, t.DeliveredPPS, t.LossPercent, t.BalancerCPUBusy)
+		}
+	}
+	for _, tun := range []*phaseResult{r.Tun, r.GUE} {
+		if tun == nil {
+			continue
+		}
+		u, ok := udpOK(tun)
+		if !ok {
+			fmt.Fprintf(w, "\n%s: failed: %s%s\n", tun.Name, tun.Error, errOf(tun.UDP))
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: udp%d delivered %.0f pps (%.0f offered, paced at the NAT phase's offered rate), balancer core %.0f%% busy, %.2f us/packet", tun.Name, u.FrameLen, u.DeliveredPPS, u.OfferedPPS, u.BalancerCPUBusy, u.BalancerUsPerPacket)
+		if v, ok := speedUp(r.Govs, tun); ok {
+			verdict := "within"
+			if v < tunGoal {
+				verdict = "not within"
+			}
+			fmt.Fprintf(w, ": %.2f of govs NAT's delivered pps (%s 10%%)", v, verdict)
+			if g, ok := udpOK(r.Govs); ok && g.BalancerUsPerPacket > 0 && u.BalancerUsPerPacket > 0 {
+				fmt.Fprintf(w, ", CPU per packet %.2f of NAT's", u.BalancerUsPerPacket/g.BalancerUsPerPacket)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	for _, sc := range []struct {
+		one, two *phaseResult
+	}{{r.Kernel, r.Kernel2}, {r.Govs, r.Govs2}} {
+		if sc.two == nil {
+			continue
+		}
+		u, ok := udpOK(sc.two)
+		if !ok {
+			fmt.Fprintf(w, "\n%s: failed: %s%s\n", sc.two.Name, sc.two.Error, errOf(sc.two.UDP))
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: udp%d delivered %.0f pps (%.0f offered), CPU %d %.0f%% and CPU %d %.0f%% busy", sc.two.Name, u.FrameLen, u.DeliveredPPS, u.OfferedPPS,
+			r.Env.BalancerCPU, u.BalancerCPUBusy, r.Env.LoadCPU, u.LoadCPUBusy)
+		if v, ok := speedUp(sc.one, sc.two); ok {
+			fmt.Fprintf(w, ": %.2fx its one-core rate", v)
+		}
+		fmt.Fprintln(w)
+	}
+	if r.Kernel2 != nil || r.Govs2 != nil {
+		fmt.Fprintf(w, "two balancer cores: CPUs %d and %d; the generator (pinned to CPU %d), the switch and the sink share CPU %d with the balancer, so these speed-ups understate what a second core of its own would give\n",
+			r.Env.BalancerCPU, r.Env.LoadCPU, r.Env.LoadCPU, r.Env.LoadCPU)
+	}
 }
 
 func (r *report) frameLen() int {
@@ -338,6 +454,7 @@ func writeTable(w io.Writer, r *report) {
 			}
 		}
 	}
+	writeExtras(w, r)
 	writeFwdTable(w, r)
 	if v := boundVerdicts(r); len(v) > 0 {
 		fmt.Fprintln(w)
@@ -347,7 +464,7 @@ func writeTable(w io.Writer, r *report) {
 	}
 	fmt.Fprintf(w, "\nratio > 1 means govs did better. %s, %d CPUs: balancer on CPU %d, load on CPU %d; before the run CPU %d was %.0f%% and CPU %d %.0f%% busy with other work.\n",
 		r.Env.Kernel, r.Env.CPUs, r.Env.BalancerCPU, r.Env.LoadCPU, r.Env.BalancerCPU, r.Env.IdleBusyBalancerCPU, r.Env.LoadCPU, r.Env.IdleBusyLoadCPU)
-	for _, p := range []*phaseResult{r.Kernel, r.Govs} {
+	for _, p := range []*phaseResult{r.Kernel, r.Govs, r.Tun, r.GUE, r.Kernel2, r.Govs2} {
 		if p == nil {
 			continue
 		}

@@ -218,7 +218,7 @@ func TestBoundVerdicts(t *testing.T) {
 }
 
 func TestOptionsCheck(t *testing.T) {
-	good := options{duration: 2e9, flows: 100, frameLen: 64, batch: 64, balancerCPU: 0, loadCPU: 1, phases: "gen,kernel,govs,fwd-afxdp,fwd-afpacket", sink: "servers", rounds: 1}
+	good := options{duration: 2e9, flows: 100, frameLen: 64, batch: 64, balancerCPU: 0, loadCPU: 1, phases: "gen,kernel,govs,tun,gue,fwd-afxdp,fwd-afpacket", sink: "servers", rounds: 1, peakTrial: 2e9, cores: 1}
 	if err := good.check(); err != nil {
 		t.Fatalf("good options rejected: %v", err)
 	}
@@ -233,6 +233,9 @@ func TestOptionsCheck(t *testing.T) {
 		{"no rounds", func(o *options) { o.rounds = 0 }},
 		{"unknown fwd phase", func(o *options) { o.phases = "fwd-dpdk" }},
 		{"negative tx budget", func(o *options) { o.xdpTxBudget = -1 }},
+		{"three cores", func(o *options) { o.cores = 3 }},
+		{"negative rate", func(o *options) { o.rate = -1 }},
+		{"short peak trial", func(o *options) { o.peakTrial = 1e6 }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := good
@@ -252,5 +255,80 @@ func TestParseUtime(t *testing.T) {
 	}
 	if _, err := parseUtime([]byte("4242 (short) S 1")); err == nil {
 		t.Error("parseUtime accepted a truncated line")
+	}
+}
+
+func TestPace(t *testing.T) {
+	if b := paceBatch(0, 256); b != 256 {
+		t.Errorf("paceBatch(full) = %d, want the whole batch", b)
+	}
+	if b := paceBatch(200000, 256); b != 50 {
+		t.Errorf("paceBatch(200k) = %d, want 50 (a quarter millisecond)", b)
+	}
+	if b := paceBatch(1000, 256); b != 1 {
+		t.Errorf("paceBatch(1k) = %d, want 1", b)
+	}
+	// 1000 frames at 100k/s are due at 10 ms: 4 ms early waits 6 ms, late waits nothing.
+	if w := paceWait(100000, 1000, 4*time.Millisecond); w != 6*time.Millisecond {
+		t.Errorf("paceWait early = %v, want 6ms", w)
+	}
+	if w := paceWait(100000, 1000, 12*time.Millisecond); w != 0 {
+		t.Errorf("paceWait late = %v, want 0", w)
+	}
+	if w := paceWait(0, 1000, 0); w != 0 {
+		t.Errorf("paceWait unpaced = %v, want 0", w)
+	}
+}
+
+func TestNextRate(t *testing.T) {
+	// No loss-free trial yet: 30% lower each time.
+	if r, done := nextRate(0, 100, 100); done || math.Abs(r-70) > 1e-9 {
+		t.Errorf("nextRate without a loss-free trial = %v, %v; want 70", r, done)
+	}
+	if r, done := nextRate(50, 100, 50); done || r != 75 {
+		t.Errorf("nextRate(50, 100) = %v, %v; want the middle, 75", r, done)
+	}
+	if _, done := nextRate(98, 100, 98); !done {
+		t.Error("nextRate within 3% of the bracket's top is not done")
+	}
+}
+
+func TestParseNftCounter(t *testing.T) {
+	listing := "table netdev benchlab {\n\tchain in {\n\t\ttype filter hook ingress device \"lb1\" priority -500; policy accept;\n\t\tip protocol ipip counter packets 1234 bytes 98720 drop\n\t}\n}\n"
+	if n, err := parseNftCounter(listing); err != nil || n != 1234 {
+		t.Errorf("parseNftCounter = %d, %v; want 1234", n, err)
+	}
+	if _, err := parseNftCounter("table netdev benchlab {}"); err == nil {
+		t.Error("parseNftCounter without a counter succeeded")
+	}
+}
+
+func TestExtras(t *testing.T) {
+	udp := func(pps, offered, busy float64) *udpResult {
+		return &udpResult{DeliveredPPS: pps, OfferedPPS: offered, Seconds: 10, FrameLen: 64, BalancerCPUBusy: busy, BalancerUsPerPacket: busy / 100 / pps * 1e6}
+	}
+	r := &report{
+		Govs: &phaseResult{Name: "govs", UDP: udp(200000, 500000, 100),
+			Peak: &peakResult{LossFreePPS: 250000, FullRatePPS: 200000, OfferedPPS: 500000, FullOfPeak: 0.8}},
+		Tun:    &phaseResult{Name: "govs tun ipip", UDP: udp(190000, 500000, 100)},
+		GUE:    &phaseResult{Name: "govs tun gue", UDP: udp(150000, 500000, 100)},
+		Kernel: &phaseResult{Name: "kernel(nft dnat)", UDP: udp(400000, 500000, 90)},
+		Govs2:  &phaseResult{Name: "govs 2 workers", UDP: udp(300000, 500000, 100)},
+	}
+	var b bytes.Buffer
+	writeTable(&b, r)
+	out := b.String()
+	for _, want := range []string{
+		"loss-free peak 250000 pps", "= 0.80 of the peak (misses the goal >= 0.90)",
+		"govs tun ipip: udp64 delivered 190000 pps", "0.95 of govs NAT's delivered pps (within 10%)",
+		"0.75 of govs NAT's delivered pps (not within 10%)",
+		"govs 2 workers: udp64 delivered 300000 pps", "1.50x its one-core rate", "share CPU",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if r.Ratios["govs_full_rate_of_loss_free_peak"] != 0.8 || r.Ratios["govs_2cores_speedup"] != 1.5 || r.Ratios["tun_ipip_of_nat_delivered_pps"] != 0.95 {
+		t.Errorf("ratios = %v", r.Ratios)
 	}
 }

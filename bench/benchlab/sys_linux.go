@@ -103,6 +103,7 @@ func flood(ctx context.Context, cfg floodConfig, sent *atomic.Uint64) (floodStat
 		deadline := start.Add(cfg.Duration)
 		done := ctx.Done()
 		next := 0
+		batch := paceBatch(cfg.Rate, cfg.Batch)
 		// Bounded by the deadline: the clock is checked after every batch.
 		for {
 			select {
@@ -115,13 +116,10 @@ func flood(ctx context.Context, cfg floodConfig, sent *atomic.Uint64) (floodStat
 			if !now.Before(deadline) {
 				break
 			}
-			if cfg.Rate > 0 {
-				// Paced: sleep until the frames sent so far are due.
-				if due := start.Add(time.Duration(float64(st.Sent) / float64(cfg.Rate) * float64(time.Second))); due.After(now) {
-					time.Sleep(due.Sub(now))
-				}
+			if w := paceWait(cfg.Rate, st.Sent, now.Sub(start)); w > 0 {
+				time.Sleep(w)
 			}
-			k := min(cfg.Batch, n-next)
+			k := min(batch, n-next)
 			r, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, uintptr(fd), uintptr(unsafe.Pointer(&hdrs[next])), uintptr(k), 0, 0, 0)
 			switch errno {
 			case 0:

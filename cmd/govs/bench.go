@@ -333,8 +333,11 @@ func benchSuite(args []string) int {
 	return 0
 }
 
-// labTimeout bounds the live lab: three phases of a flood and two wrk runs each, plus setup.
-func labTimeout(d time.Duration) time.Duration { return 3*(4*d+15*time.Second) + 2*time.Minute }
+// labTimeout bounds the live lab: three phases of a flood and two wrk runs each, govs's loss-free
+// peak search (up to 8 trials of 2 s), the two tun phases' floods, plus setup.
+func labTimeout(d time.Duration) time.Duration {
+	return 3*(4*d+15*time.Second) + 8*5*time.Second + 2*(d+15*time.Second) + 2*time.Minute
+}
 
 // runLab runs the live lab (bench/lab.sh -json) with this govs binary and prints its figures in
 // the suite's table style. Without root or the tools it prints one line saying why not.

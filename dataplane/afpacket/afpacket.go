@@ -44,6 +44,12 @@ type Config struct {
 	// (at least 64 slots). A slot holds one maximal frame (64 KiB GSO frames with VnetHdr).
 	RxFrames int
 
+	// SendOnly makes a socket with a TX ring only: bound with protocol 0, it is no packet tap, so
+	// received frames never reach it (no copy, no filter run, no retire timer), and NextBatch
+	// finds nothing. BlockSize, NumBlocks, BlockTimeout, Filter and the fanout fields must be
+	// zero.
+	SendOnly bool
+
 	// Filter is a classic BPF socket filter attached before bind; nil accepts all.
 	Filter []bpf.RawInstruction
 	// FanoutGroup, when not zero, joins the PACKET_FANOUT group with this id after bind.

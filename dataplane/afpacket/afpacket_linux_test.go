@@ -4,6 +4,9 @@ package afpacket
 
 import (
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,6 +144,7 @@ func TestTX(t *testing.T) {
 		{"vnet", Config{TxFrames: 256, VnetHdr: true, TxFrameSize: 2048}, 0, 200},
 		{"larger-than-ring", Config{TxFrames: 64}, 0, 3000},
 		{"small-sndbuf", Config{TxFrames: 64}, 4096, 3000},
+		{"send-only", Config{SendOnly: true, TxFrames: 256, VnetHdr: true, TxFrameSize: 2048, QdiscBypass: true}, 0, 200},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,6 +176,56 @@ func TestTX(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSendOnlyReceivesNothing checks that a send-only socket is no packet tap: frames arriving on
+// its interface neither reach it nor count in its statistics, while a normal socket next to it
+// gets them all.
+func TestSendOnlyReceivesNothing(t *testing.T) {
+	p := newPair(t)
+	so := openIn(t, p.NSA, Config{Interface: p.A, SendOnly: true, VnetHdr: true, TxFrames: 64})
+	tap := openIn(t, p.NSA, Config{Interface: p.A})
+	peer := openRaw(t, p.NSB, p.B)
+	hw := so.HardwareAddr()
+	const n = 50
+	for i := range n {
+		peer.send(t, testFrame(hw[:], peer.hw, uint32(i), 100))
+	}
+	if got := drain(tap, n, time.Second, func([]byte, *RxMeta) {}); got != n {
+		t.Fatalf("the normal socket got %d of %d frames", got, n)
+	}
+	var fs [8]Frame
+	if k := so.NextBatch(fs[:]); k != 0 || !so.RxIdle() {
+		t.Errorf("send-only socket: NextBatch = %d, RxIdle = %v; want 0, true", k, so.RxIdle())
+	}
+	st, err := so.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Packets != 0 || st.Drops != 0 {
+		t.Errorf("send-only socket's statistics = %+v: frames reached it", st)
+	}
+	// Not hooked into the receive path at all (a reject-all filter would also keep the counts at
+	// 0, but every frame would still be cloned to it and run the filter): /proc/net/packet shows
+	// protocol 0 and not running.
+	var fst unix.Stat_t
+	if err := unix.Fstat(so.Fd(), &fst); err != nil {
+		t.Fatal(err)
+	}
+	var line string
+	inNS(t, p.NSA, func() error {
+		b, err := os.ReadFile("/proc/thread-self/net/packet") // this thread's namespace; /proc/net follows the main thread's
+		for _, l := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(l); len(f) == 9 && f[8] == strconv.FormatUint(fst.Ino, 10) {
+				line = l
+			}
+		}
+		return err
+	})
+	// sk RefCnt Type Proto Iface R Rmem User Inode
+	if f := strings.Fields(line); len(f) != 9 || f[3] != "0000" || f[5] != "0" {
+		t.Errorf("/proc/net/packet line of the send-only socket = %q, want Proto 0000 and R 0", line)
 	}
 }
 
@@ -327,6 +381,8 @@ func TestOpenErrors(t *testing.T) {
 		{"bad-block", Config{Interface: "lo", BlockSize: 5000}},
 		{"bad-txframe", Config{Interface: "lo", TxFrameSize: 1000}},
 		{"prog-without-group", Config{Interface: "lo", FanoutProg: []bpf.RawInstruction{{Op: 6}}}},
+		{"send-only-with-filter", Config{Interface: "lo", SendOnly: true, Filter: []bpf.RawInstruction{{Op: 6}}}},
+		{"send-only-with-blocks", Config{Interface: "lo", SendOnly: true, NumBlocks: 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -99,6 +99,12 @@ func newGeometry(cfg Config, mtu, pageSize int) (geometry, error) {
 	}
 	var g geometry
 	frame := maxFrameLen(mtu, cfg.VnetHdr)
+	if cfg.SendOnly {
+		if cfg.BlockSize != 0 || cfg.NumBlocks != 0 || cfg.BlockTimeout != 0 || cfg.Filter != nil || cfg.FanoutGroup != 0 || cfg.FanoutProg != nil {
+			return g, fmt.Errorf("invalid SendOnly socket: it has no RX ring, filter or fanout group; leave BlockSize, NumBlocks, BlockTimeout, Filter, FanoutGroup and FanoutProg zero")
+		}
+		return g, g.setTx(cfg, frame, pageSize)
+	}
 
 	g.rxBlockSize = cfg.BlockSize
 	if g.rxBlockSize == 0 {
@@ -125,6 +131,14 @@ func newGeometry(cfg Config, mtu, pageSize int) (geometry, error) {
 		g.rxTimeoutMS = uint32((cfg.BlockTimeout + time.Millisecond - 1) / time.Millisecond)
 	}
 
+	if err := g.setTx(cfg, frame, pageSize); err != nil {
+		return g, err
+	}
+	return g, checkPrograms(cfg)
+}
+
+// setTx lays out the TX ring for frames up to frame bytes.
+func (g *geometry) setTx(cfg Config, frame, pageSize int) error {
 	g.txFrameSize = cfg.TxFrameSize
 	if g.txFrameSize == 0 {
 		hdr := txDataOff
@@ -135,7 +149,7 @@ func newGeometry(cfg Config, mtu, pageSize int) (geometry, error) {
 	}
 	minTx := txDataOff + VnetHdrLen + ethHdrLen
 	if g.txFrameSize%tpacketAlign != 0 || g.txFrameSize < minTx || g.txFrameSize > maxBlockSize {
-		return g, fmt.Errorf("invalid TxFrameSize %d: use a multiple of %d between %d and %d", g.txFrameSize, tpacketAlign, minTx, maxBlockSize)
+		return fmt.Errorf("invalid TxFrameSize %d: use a multiple of %d between %d and %d", g.txFrameSize, tpacketAlign, minTx, maxBlockSize)
 	}
 	// A TX block holds whole frames; the smallest page multiple that holds one frame keeps
 	// the frames dense when the frame size is a power of two.
@@ -146,12 +160,11 @@ func newGeometry(cfg Config, mtu, pageSize int) (geometry, error) {
 		frames = min(1024, max(64, defaultRingBytes/g.txFrameSize))
 	}
 	if frames < 1 || frames > maxRingBytes/g.txFrameSize {
-		return g, fmt.Errorf("invalid TxFrames %d: use 1 to %d frames of %d bytes", frames, maxRingBytes/g.txFrameSize, g.txFrameSize)
+		return fmt.Errorf("invalid TxFrames %d: use 1 to %d frames of %d bytes", frames, maxRingBytes/g.txFrameSize, g.txFrameSize)
 	}
 	g.txBlocks = (frames + perBlock - 1) / perBlock
 	g.txFrames = g.txBlocks * perBlock
-
-	return g, checkPrograms(cfg)
+	return nil
 }
 
 // checkPrograms checks cfg's BPF programs against the kernel's limits.

@@ -106,6 +106,11 @@ func (s *Socket) open(cfg Config) error {
 		return fmt.Errorf("failed to set the receive buffer: %w", os.NewSyscallError("setsockopt SO_RCVBUFFORCE", err))
 	}
 	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: s.ifindex}
+	if cfg.SendOnly {
+		// Protocol 0 hooks the socket into no receive path; the kernel reads each TX frame's
+		// protocol from its Ethernet header (packet_parse_headers).
+		sa.Protocol = 0
+	}
 	if err := unix.Bind(s.fd, sa); err != nil {
 		return fmt.Errorf("failed to bind to ifindex %d: %w", s.ifindex, os.NewSyscallError("bind", err))
 	}
@@ -153,15 +158,17 @@ func (s *Socket) setupRings(cfg Config, geo geometry) error {
 		}
 		return nil
 	}
-	rxReq := unix.TpacketReq3{
-		Block_size:     uint32(geo.rxBlockSize),
-		Block_nr:       uint32(geo.rxBlocks),
-		Frame_size:     uint32(geo.rxBlockSize), // unused by TPACKETv3 RX, but checked
-		Frame_nr:       uint32(geo.rxBlocks),
-		Retire_blk_tov: geo.rxTimeoutMS,
-	}
-	if err := unix.SetsockoptTpacketReq3(s.fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &rxReq); err != nil {
-		return fmt.Errorf("failed to set up RX ring (%d blocks of %d bytes): %w", geo.rxBlocks, geo.rxBlockSize, os.NewSyscallError("setsockopt PACKET_RX_RING", err))
+	if geo.rxBlocks > 0 { // none on a send-only socket
+		rxReq := unix.TpacketReq3{
+			Block_size:     uint32(geo.rxBlockSize),
+			Block_nr:       uint32(geo.rxBlocks),
+			Frame_size:     uint32(geo.rxBlockSize), // unused by TPACKETv3 RX, but checked
+			Frame_nr:       uint32(geo.rxBlocks),
+			Retire_blk_tov: geo.rxTimeoutMS,
+		}
+		if err := unix.SetsockoptTpacketReq3(s.fd, unix.SOL_PACKET, unix.PACKET_RX_RING, &rxReq); err != nil {
+			return fmt.Errorf("failed to set up RX ring (%d blocks of %d bytes): %w", geo.rxBlocks, geo.rxBlockSize, os.NewSyscallError("setsockopt PACKET_RX_RING", err))
+		}
 	}
 	// The TX ring takes a tpacket_req3 too; the kernel rejects the retire timer and
 	// private area on it.
@@ -179,7 +186,9 @@ func (s *Socket) setupRings(cfg Config, geo geometry) error {
 		return fmt.Errorf("failed to map rings (%d bytes): %w", geo.rxBytes()+geo.txBytes(), os.NewSyscallError("mmap", err))
 	}
 	s.ring = ring
-	s.rx.init(ring[:geo.rxBytes()], geo.rxBlockSize, geo.rxBlocks, cfg.VnetHdr)
+	if geo.rxBlocks > 0 {
+		s.rx.init(ring[:geo.rxBytes()], geo.rxBlockSize, geo.rxBlocks, cfg.VnetHdr)
+	}
 	s.tx.init(ring[geo.rxBytes():], geo, cfg.VnetHdr)
 	return nil
 }

@@ -331,7 +331,7 @@ func TestNoResolvedRealServer(t *testing.T) {
 }
 
 // TestReloadRestartOnlySettings: a reload that also changes settings a running govs cannot change
-// ([dataplane] interfaces, workers and rx_mode, [control] socket, [timeouts], [conntrack] sizes)
+// ([dataplane] interfaces, workers, rx_mode and worker_priority, [control] socket, [timeouts], [conntrack] sizes)
 // applies the rest of the file (here a new weight and a new real server) and logs, with file:line,
 // each setting that waits for the next start; the running values stay.
 func TestReloadRestartOnlySettings(t *testing.T) {
@@ -352,7 +352,7 @@ func TestReloadRestartOnlySettings(t *testing.T) {
 	next := cfg
 	next.Interfaces = topo.BalancerIfaces[:1]
 	next.Workers = 2
-	next.Dataplane = "rx_mode = \"latency\"\n"
+	next.Dataplane = "rx_mode = \"latency\"\nworker_priority = 2\n"
 	next.Tail = "[timeouts]\ntcp = \"10m\"\n\n[conntrack]\nmax_entries = 4096\nfull_policy = \"evict_oldest_idle\"\n"
 	next.VS = []vsConfig{{http80, "tcp", "wrr", "dr", []netip.AddrPort{rs(0), rs(1)}, []int{3, 2}, "", nil}}
 	next.Socket = g.cfg.Socket
@@ -385,6 +385,7 @@ func TestReloadRestartOnlySettings(t *testing.T) {
 		{"interfaces = ", "dataplane.interfaces"},
 		{"workers = ", "dataplane.workers"},
 		{"rx_mode = ", "dataplane.rx_mode"},
+		{"worker_priority = ", "dataplane.worker_priority"},
 		{"socket = ", "control.socket"},
 		{"tcp = ", "timeouts.tcp"},
 		{"max_entries = ", "conntrack.max_entries"},

@@ -25,25 +25,8 @@ func TestRXModes(t *testing.T) {
 	labtest.RequireRoot(t)
 	for _, method := range []string{"nat", "dr"} {
 		t.Run(method, func(t *testing.T) {
-			topo := labtest.NewForTest(t, lab.Options{Method: method, Servers: 2, Prefix: "govs-rx"})
-			srvs, err := lab.StartServers(topo)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = srvs.Close() })
-			s := &setup{topo: topo, srvs: srvs, vip: topo.VIP4, reals: topo.ServerAddrs4}
-			rs := func(port uint16) []netip.AddrPort {
-				return []netip.AddrPort{netip.AddrPortFrom(s.reals[0], port), netip.AddrPortFrom(s.reals[1], port)}
-			}
-			s.cfg = govsConfig{
-				Interfaces: topo.BalancerIfaces,
-				Workers:    2,
-				VS: []vsConfig{
-					{netip.AddrPortFrom(s.vip, lab.HTTPPort), "tcp", "rr", method, rs(lab.HTTPPort), []int{1, 1}, "", nil},
-					{netip.AddrPortFrom(s.vip, lab.UDPEchoPort), "udp", "rr", method, rs(lab.UDPEchoPort), []int{1, 1}, "", nil},
-				},
-			}
-			s.baseURL = "http://" + netip.AddrPortFrom(s.vip, lab.HTTPPort).String()
+			s := newTwoServiceSetup(t, method, "govs-rx", "")
+			topo := s.topo
 			for _, mode := range []string{"latency", "throughput", "auto"} {
 				t.Run(mode, func(t *testing.T) {
 					env := []string(nil)
@@ -196,6 +179,34 @@ func (s *setup) riseAndFall(t *testing.T, g *govsProc) {
 		t.Errorf("the switches are not in govs's log:\n%s", g.out.String())
 	}
 	t.Logf("counters after rise and fall: %v", st.Counters)
+}
+
+// newTwoServiceSetup builds a topology for method with two real servers, starts their
+// applications, and configures two workers and two services on the VIP, HTTP and the UDP echo,
+// with dataplane as more [dataplane] lines; singleConn checks both.
+func newTwoServiceSetup(t *testing.T, method, prefix, dataplane string) *setup {
+	t.Helper()
+	topo := labtest.NewForTest(t, lab.Options{Method: method, Servers: 2, Prefix: prefix})
+	srvs, err := lab.StartServers(topo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srvs.Close() })
+	s := &setup{topo: topo, srvs: srvs, vip: topo.VIP4, reals: topo.ServerAddrs4}
+	rs := func(port uint16) []netip.AddrPort {
+		return []netip.AddrPort{netip.AddrPortFrom(s.reals[0], port), netip.AddrPortFrom(s.reals[1], port)}
+	}
+	s.cfg = govsConfig{
+		Interfaces: topo.BalancerIfaces,
+		Workers:    2,
+		Dataplane:  dataplane,
+		VS: []vsConfig{
+			{netip.AddrPortFrom(s.vip, lab.HTTPPort), "tcp", "rr", method, rs(lab.HTTPPort), []int{1, 1}, "", nil},
+			{netip.AddrPortFrom(s.vip, lab.UDPEchoPort), "udp", "rr", method, rs(lab.UDPEchoPort), []int{1, 1}, "", nil},
+		},
+	}
+	s.baseURL = "http://" + netip.AddrPortFrom(s.vip, lab.HTTPPort).String()
+	return s
 }
 
 // startGovsMode is startGovs with [dataplane] rx_mode set and extra environment.
