@@ -485,7 +485,10 @@ func (p *parser) localAddressClashes(c *Config) {
 			case vips[a]:
 				p.errf(field, "%s is a virtual server's address; a local address must be one only real servers send to", a)
 			case reals[a]:
-				p.errf(field, "%s is one of its real servers; use an address of this host the real servers reach", a)
+				p.errf(field, "%s is one of its real servers; use a spare address the real servers reach this host on, configured on no interface (govs answers ARP/ND for it)", a)
+			case p.opts.AddressInterface != nil && p.opts.AddressInterface(a) != "":
+				ifname := p.opts.AddressInterface(a)
+				p.errf(field, "%s is an address of interface %s of this host; a local address must be on no interface (govs answers ARP/ND for it and drops the kernel's copy of its frames, which would cut this host's own connections from it, health checks included): use a spare address the real servers reach this host on", a, ifname)
 			}
 		}
 	}

@@ -329,7 +329,7 @@ func ReloadFile(d Reloader, path string, log *slog.Logger) error {
 	reloadMu.Lock()
 	defer reloadMu.Unlock()
 	at := time.Now()
-	next, err := config.Load(path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
+	next, err := config.Load(path, config.OnHost())
 	if err != nil {
 		logRejected(log, path, err)
 	} else {

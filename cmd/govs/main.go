@@ -128,7 +128,7 @@ func cmdRun(args []string) int {
 	hups, stops := make(chan os.Signal, 1), make(chan os.Signal, 2)
 	signal.Notify(hups, syscall.SIGHUP)
 	signal.Notify(stops, syscall.SIGINT, syscall.SIGTERM)
-	cfg, err := config.Load(*path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
+	cfg, err := config.Load(*path, config.OnHost())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "govs run: invalid configuration:\n%v\n", err)
 		return 1
@@ -219,12 +219,10 @@ func cmdCheckConfig(args []string) int {
 		fmt.Fprintln(os.Stderr, "govs check-config: give exactly one FILE (try `govs check-config -h`)")
 		return 2
 	}
-	opts := config.LoadOptions{
-		InterfaceExists:      config.InterfaceExistsOnHost,
-		MissingInterfaceHint: "to check a file written for another host, run `govs check-config -offline " + fs.Arg(0) + "`",
-	}
+	opts := config.OnHost()
+	opts.MissingInterfaceHint = "to check a file written for another host, run `govs check-config -offline " + fs.Arg(0) + "`"
 	if *offline {
-		opts.InterfaceExists = nil
+		opts.InterfaceExists, opts.AddressInterface = nil, nil
 		opts.SkipFileChecks = true
 	}
 	cfg, err := config.Load(fs.Arg(0), opts)
