@@ -308,7 +308,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "syntax error keeps line and column",
 			src:  dp + "[[virtual_server]\n",
-			want: []string{`t.toml:3: dataplane: invalid TOML at column 17: expected end of table array name delimiter ']', but got '\n' instead`},
+			want: []string{`t.toml:3: invalid TOML at column 17 in the table header [[virtual_server]: expected end of table array name delimiter ']', but got '\n' instead`},
 		},
 		{
 			name: "duplicate key",

@@ -124,7 +124,7 @@ func TestCLIBrokenConfig(t *testing.T) {
 		{"invalid", strings.Replace(g.cfg.toml(), "weight = 1\n", "weight = 70000\n", 1),
 			`virtual_server[1].real_server[2].weight: 70000 is out of range`},
 		// Not TOML at all after the [control] table.
-		{"not TOML", g.cfg.toml() + "\n[[virtual_server]\n", "invalid TOML"},
+		{"not TOML", g.cfg.toml() + "\n[[virtual_server]\n", "invalid TOML at column 17 in the table header [[virtual_server]: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := os.WriteFile(g.cfgPath, []byte(tc.text), 0o644); err != nil {
