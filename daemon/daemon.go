@@ -624,6 +624,13 @@ func (d *Daemon) status(zeroed bool) control.Status {
 			Scheduler: s.Scheduler,
 			Method:    s.Method.String(),
 		}
+		if s.Persistence > 0 {
+			v.PersistenceTimeout = int64(time.Duration(s.Persistence) / time.Second)
+			v.PersistenceNetmask = s.PersistenceBits
+		}
+		for _, a := range s.Locals {
+			v.LocalAddresses = append(v.LocalAddresses, a.String())
+		}
 		for _, id := range s.RealIDs {
 			r := t.Reals[id]
 			x := control.RealServer{

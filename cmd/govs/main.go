@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"sort"
@@ -414,7 +415,7 @@ func printRealServers(w io.Writer, vss []control.VirtualServer) {
 	tw := tabwriter.NewWriter(trimSpaces(w), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "virtual server / real server\tweight\tactive\tinactive\tpackets\tresolved\toverloaded\thealth\tlast check error")
 	for _, vs := range vss {
-		fmt.Fprintf(tw, "%s  %s %s %s%s\t\t\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, vs.Method, quorumNote(vs))
+		fmt.Fprintf(tw, "%s  %s %s %s%s\t\t\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, vs.Method, persistNote(vs)+quorumNote(vs))
 		for _, rs := range vs.RealServers {
 			fmt.Fprintf(tw, "  -> %s\t%d\t%d\t%d\t%d\t%v\t%v\t%s\t%s\n", rs.Address, rs.Weight,
 				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved, rs.Overloaded, healthLabel(rs), rs.HealthError)
@@ -498,11 +499,14 @@ func countTrue(bs ...bool) int {
 // printList prints virtual servers the way `ipvsadm -Ln` does, so operators read it at a glance.
 func printList(w io.Writer, st *control.Status) {
 	fmt.Fprintf(w, "IP Virtual Server govs %s\n", st.Version)
-	tw := tabwriter.NewWriter(trimSpaces(w), 0, 0, 1, ' ', 0)
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(trimSpaces(&table), 0, 0, 1, ' ', 0)
 	fmt.Fprintln(tw, "Prot LocalAddress:Port\tScheduler\t\t\t\t\t")
 	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tActiveConn\tInActConn\tPackets\tResolved\tHealth")
+	var notes []string
 	for _, vs := range st.VirtualServers {
-		fmt.Fprintf(tw, "%s  %s\t%s%s\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, quorumNote(vs))
+		fmt.Fprintf(tw, "%s  %s\t%s\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler)
+		notes = append(notes, persistNote(vs)+quorumNote(vs))
 		fwd := map[string]string{"nat": "Masq", "dr": "Route", "tun": "Tunnel", "fullnat": "FullNat"}[vs.Method]
 		for _, rs := range vs.RealServers {
 			fmt.Fprintf(tw, "  -> %s\t%s\t%d\t%d\t%d\t%d\t%v\t%s%s\n", rs.Address, fwd, rs.Weight,
@@ -510,6 +514,16 @@ func printList(w io.Writer, st *control.Status) {
 		}
 	}
 	tw.Flush()
+	// A virtual server's notes (persistence, quorum) follow its scheduler outside the table, as
+	// ipvsadm prints them, so that they do not widen the real servers' Forward column.
+	lines := strings.SplitAfter(table.String(), "\n")
+	for i, line := range lines {
+		if i >= 2 && line != "" && !strings.HasPrefix(line, "  -> ") && len(notes) > 0 {
+			line = strings.TrimSuffix(line, "\n") + notes[0] + "\n"
+			notes = notes[1:]
+		}
+		io.WriteString(w, line)
+	}
 }
 
 // healthLabel is a real server's health as list and stats print it: what its check says ("up",
@@ -522,6 +536,24 @@ func healthLabel(rs control.RealServer) string {
 	}
 	if rs.Standby {
 		s += ",standby"
+	}
+	return s
+}
+
+// persistNote is what list and stats print after a persistent virtual server's scheduler, as
+// ipvsadm -Ln does: "persistent SECONDS", and "mask M" when clients are grouped by a prefix
+// (IPv4 as a dotted netmask, IPv6 as a length).
+func persistNote(vs control.VirtualServer) string {
+	if vs.PersistenceTimeout == 0 {
+		return ""
+	}
+	s := fmt.Sprintf(" persistent %d", vs.PersistenceTimeout)
+	v6 := strings.HasPrefix(vs.Address, "[")
+	switch {
+	case !v6 && vs.PersistenceNetmask < 32:
+		s += " mask " + net.IP(net.CIDRMask(vs.PersistenceNetmask, 32)).String()
+	case v6 && vs.PersistenceNetmask < 128:
+		s += fmt.Sprintf(" mask %d", vs.PersistenceNetmask)
 	}
 	return s
 }
