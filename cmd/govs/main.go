@@ -131,7 +131,13 @@ func cmdRun(args []string) int {
 	signal.Notify(stops, syscall.SIGINT, syscall.SIGTERM)
 	cfg, err := config.Load(*path, config.OnHost())
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "govs run: invalid configuration:\n%v\n", err)
+		// One problem is one line (file:line: field: what is wrong, or why the file cannot be
+		// read); several are listed under a heading, one a line.
+		if msg := err.Error(); strings.Contains(msg, "\n") {
+			fmt.Fprintf(os.Stderr, "govs run: invalid configuration:\n%s\n", msg)
+		} else {
+			fmt.Fprintf(os.Stderr, "govs run: %s\n", msg)
+		}
 		return 1
 	}
 	// log.go: [log] sets the format and level; the daemon's structured records go through
