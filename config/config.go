@@ -356,9 +356,9 @@ type LoadOptions struct {
 	// (offline replay must not look interfaces up).
 	InterfaceExists func(name string) bool
 	// AddressInterface names the interface of this host that holds address a, "" if none; nil skips
-	// the check. A FullNAT local address must be on no interface: govs answers ARP/ND for it and
-	// its kernel guard drops the kernel's copy of every frame to it, which would cut this host's
-	// own connections from that address (health checks among them).
+	// the check. A VIP and a FullNAT local address must be on no interface: govs answers ARP/ND
+	// for them and its kernel guard drops the kernel's copy of every frame to them, which would cut
+	// this host's own services on that address and its connections from it (health checks).
 	AddressInterface func(a netip.Addr) string
 	// MissingInterfaceHint, when not empty, ends the message about an interface InterfaceExists
 	// does not find: what the caller offers instead, e.g. how to check the file without the host.

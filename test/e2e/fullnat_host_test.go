@@ -18,12 +18,13 @@ import (
 	"github.com/govs/govs/lab/labtest"
 )
 
-// TestFullNATLocalAddressOnHost: a FullNAT local address that is one of the balancer's own
+// TestFullNATLocalAddressOnHost: a FullNAT local address (or a VIP) that is one of the balancer's own
 // interface addresses (as an LVS FULLNAT operator would configure it) is refused, by
 // `govs check-config` and by a reload (file:line and field, the running configuration kept), because
 // govs would take that address's frames from the kernel: the balancer's own connections from it
 // (health checks) would get no answer. The balancer's own HTTP request to a real server from that
-// address still works after the refused reload.
+// address still works after the refused reload; so does a service of the balancer's own on an
+// address a refused reload wanted as a VIP.
 func TestFullNATLocalAddressOnHost(t *testing.T) {
 	labtest.RequireRoot(t)
 	topo := labtest.NewForTest(t, lab.Options{Method: "fullnat", Servers: 1, Prefix: "govs-fnh"})
@@ -103,5 +104,54 @@ func TestFullNATLocalAddressOnHost(t *testing.T) {
 			t.Fatalf("request %d through the VIP after the rejected reload: %v", i, err)
 		}
 	}
+
+	// A VIP that is the balancer's own address on the clients' segment, the same way: refused,
+	// and a service of the balancer's own on that address still answers the client.
+	hostAddr := topo.BalancerL0Addr4
+	ln, err := topo.Balancer.Listen("tcp", netip.AddrPortFrom(hostAddr, 2222).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, "host\n")
+			c.Close()
+		}
+	}()
+	badVIP := cfg
+	badVIP.Socket = g.cfg.Socket
+	badVIP.VS = []vsConfig{cfg.VS[0], cfg.VS[0]}
+	badVIP.VS[1].Address = netip.AddrPortFrom(hostAddr, lab.HTTPPort)
+	if err := os.WriteFile(g.cfgPath, []byte(badVIP.toml()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rejects = strings.Count(g.out.String(), "reload rejected")
+	if err := g.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(g.out.String(), "reload rejected") == rejects; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a reload with VIP %s, the balancer's own, was not rejected:\n%s", hostAddr, g.out.String())
+		}
+	}
+	if want := fmt.Sprintf("virtual_server[2].address: %s is an address of interface ", hostAddr); !strings.Contains(g.out.String(), want) {
+		t.Errorf("the rejection does not name the field and the address (%s...):\n%s", want, g.out.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	c, err := topo.Client.Dial(ctx, "tcp", netip.AddrPortFrom(hostAddr, 2222).String())
+	if err != nil {
+		t.Fatalf("the balancer's own service on %s: %v", hostAddr, err)
+	}
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	if b, err := io.ReadAll(c); err != nil || string(b) != "host\n" {
+		t.Errorf("the balancer's own service on %s answered %q, %v", hostAddr, b, err)
+	}
+	c.Close()
 	g.stop()
 }
