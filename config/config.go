@@ -358,6 +358,11 @@ type LoadOptions struct {
 	// InterfaceExists reports whether a network interface exists on this host; nil skips the check
 	// (offline replay must not look interfaces up).
 	InterfaceExists func(name string) bool
+	// AddressInterface names the interface of this host that holds address a, "" if none; nil skips
+	// the check. A VIP and a FullNAT local address must be on no interface: govs answers ARP/ND
+	// for them and its kernel guard drops the kernel's copy of every frame to them, which would cut
+	// this host's own services on that address and its connections from it (health checks).
+	AddressInterface func(a netip.Addr) string
 	// MissingInterfaceHint, when not empty, ends the message about an interface InterfaceExists
 	// does not find: what the caller offers instead, e.g. how to check the file without the host.
 	MissingInterfaceHint string
@@ -371,6 +376,35 @@ type LoadOptions struct {
 func InterfaceExistsOnHost(name string) bool {
 	_, err := net.InterfaceByName(name)
 	return err == nil
+}
+
+// AddressInterfaceOnHost names the interface of this host (its network namespace) that holds
+// address a, "" if none or if the interfaces cannot be read. It is the usual
+// LoadOptions.AddressInterface for the daemon.
+func AddressInterfaceOnHost(a netip.Addr) string {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return ""
+	}
+	for _, ifc := range ifaces {
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, ad := range addrs {
+			if n, ok := ad.(*net.IPNet); ok {
+				if b, ok := netip.AddrFromSlice(n.IP); ok && b.Unmap() == a.Unmap() {
+					return ifc.Name
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// OnHost is the LoadOptions of a file for this host: its interfaces and addresses looked up.
+func OnHost() LoadOptions {
+	return LoadOptions{InterfaceExists: InterfaceExistsOnHost, AddressInterface: AddressInterfaceOnHost}
 }
 
 // Load reads and validates the config file at path. A file that cannot be read

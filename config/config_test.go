@@ -308,7 +308,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "syntax error keeps line and column",
 			src:  dp + "[[virtual_server]\n",
-			want: []string{`t.toml:3: dataplane: invalid TOML at column 17: expected end of table array name delimiter ']', but got '\n' instead`},
+			want: []string{`t.toml:3: invalid TOML at column 17 in the table header [[virtual_server]: expected end of table array name delimiter ']', but got '\n' instead`},
 		},
 		{
 			name: "duplicate key",
@@ -621,7 +621,7 @@ func TestParseErrors(t *testing.T) {
 				"local_addresses = [\"198.19.0.11\", \"198.18.0.101\"]\n" + rs +
 				strings.Replace(vsHead, "198.18.0.100", "198.18.0.101", 1) + rs,
 			want: []string{
-				`t.toml:8: virtual_server[1].local_addresses: 198.19.0.11 is one of its real servers; use an address of this host the real servers reach`,
+				`t.toml:8: virtual_server[1].local_addresses: 198.19.0.11 is one of its real servers; use a spare address the real servers reach this host on, configured on no interface (govs answers ARP/ND for it)`,
 				`t.toml:8: virtual_server[1].local_addresses: 198.18.0.101 is a virtual server's address; a local address must be one only real servers send to`,
 			},
 		},

@@ -28,7 +28,7 @@ func TestReadControlSocket(t *testing.T) {
 		{name: "dotted key", src: "control.socket = \"/run/govs/test.sock\"\n", want: sock},
 		// Not TOML: found line by line.
 		{name: "not TOML, [control] after the error", src: "[dataplane\ninterfaces = [\"l0\"]\n\n[control]  # where govs stats looks\n  socket = \"/run/govs/test.sock\"  # ours\n",
-			want: sock, note: "t.toml:1: invalid TOML at column 11: expected '.' or ']' to end table name, but got '\\n' instead (the file is not valid TOML; using the [control] socket at line 5)"},
+			want: sock, note: "t.toml:1: invalid TOML at column 11 in the table header [dataplane: expected '.' or ']' to end table name, but got '\\n' instead (the file is not valid TOML; using the [control] socket at line 5)"},
 		{name: "not TOML, literal string", src: "[control]\nsocket = '/run/govs/test.sock'\n[[virtual_server]\n", want: sock, note: "using the [control] socket at line 2"},
 		{name: "not TOML, escapes", src: "[ control ]\nsocket = \"/run/govs/te\\u0073t.sock\"\nx = = 1\n", want: sock, note: "using the [control] socket at line 2"},
 		{name: "not TOML, dotted key", src: "\"control\" . socket = \"/run/govs/test.sock\"\nx = = 1\n", want: sock, note: "using the [control] socket at line 1"},

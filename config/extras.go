@@ -467,7 +467,8 @@ func (p *parser) localAddresses(field string, raw *rawVirtualServer, vs *Virtual
 }
 
 // localAddressClashes reports local addresses that are also a virtual server's or a real server's
-// address: the fanout and the data plane tell a frame's direction by them.
+// address: the fanout and the data plane tell a frame's direction by them; and virtual server and
+// local addresses that an interface of this host holds (see LoadOptions.AddressInterface).
 func (p *parser) localAddressClashes(c *Config) {
 	vips := map[netip.Addr]bool{}
 	for i := range c.VirtualServers {
@@ -475,6 +476,9 @@ func (p *parser) localAddressClashes(c *Config) {
 	}
 	for i := range c.VirtualServers {
 		vs := &c.VirtualServers[i]
+		if ifname := p.hostInterface(vs.Address.Addr()); ifname != "" {
+			p.errf(fmt.Sprintf("virtual_server[%d].address", i+1), "%s is an address of interface %s of this host; a virtual server address must be on no interface (govs answers ARP/ND for it and drops the kernel's copy of every frame to it, which would cut this host's own services on that address, ssh included): use a spare address clients reach this host on, or remove it from %s", vs.Address.Addr(), ifname, ifname)
+		}
 		reals := map[netip.Addr]bool{}
 		for _, rs := range vs.RealServers {
 			reals[rs.Address.Addr()] = true
@@ -485,8 +489,19 @@ func (p *parser) localAddressClashes(c *Config) {
 			case vips[a]:
 				p.errf(field, "%s is a virtual server's address; a local address must be one only real servers send to", a)
 			case reals[a]:
-				p.errf(field, "%s is one of its real servers; use an address of this host the real servers reach", a)
+				p.errf(field, "%s is one of its real servers; use a spare address the real servers reach this host on, configured on no interface (govs answers ARP/ND for it)", a)
+			case p.hostInterface(a) != "":
+				p.errf(field, "%s is an address of interface %s of this host; a local address must be on no interface (govs answers ARP/ND for it and drops the kernel's copy of its frames, which would cut this host's own connections from it, health checks included): use a spare address the real servers reach this host on", a, p.hostInterface(a))
 			}
 		}
 	}
+}
+
+// hostInterface names the interface of this host that holds a, "" if none or when the host is
+// not looked at (LoadOptions.AddressInterface).
+func (p *parser) hostInterface(a netip.Addr) string {
+	if p.opts.AddressInterface == nil {
+		return ""
+	}
+	return p.opts.AddressInterface(a)
 }

@@ -552,3 +552,38 @@ func TestConntrackDefaultsAndValues(t *testing.T) {
 		})
 	}
 }
+
+// TestLocalAddressOnHostInterface: a FullNAT local address or a VIP that an interface of this host
+// holds is rejected with file:line and field when the host is looked at (govs run, reload, check-config),
+// and accepted offline; a spare address passes either way.
+func TestLocalAddressOnHostInterface(t *testing.T) {
+	src := dp + strings.Replace(vsHead, `"nat"`, `"fullnat"`, 1) +
+		"local_addresses = [\"198.19.0.2\", \"198.19.0.1\"]\n" + rs
+	onHost := LoadOptions{AddressInterface: func(a netip.Addr) string {
+		if a == netip.MustParseAddr("198.19.0.1") {
+			return "l1"
+		}
+		return ""
+	}}
+	_, err := Parse([]byte(src), "t.toml", onHost)
+	want := `t.toml:8: virtual_server[1].local_addresses: 198.19.0.1 is an address of interface l1 of this host; a local address must be on no interface`
+	if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Count(err.Error(), "\n") != 0 {
+		t.Errorf("got %v, want the one error\n%s...", err, want)
+	}
+	if _, err := Parse([]byte(src), "t.toml", LoadOptions{}); err != nil {
+		t.Errorf("offline: %v, want no error (the host is not looked at)", err)
+	}
+	// A VIP of this host's, the same way.
+	vip := dp + strings.Replace(vsHead, `198.18.0.100:80`, `198.19.0.1:80`, 1) + rs
+	_, err = Parse([]byte(vip), "t.toml", onHost)
+	want = `t.toml:4: virtual_server[1].address: 198.19.0.1 is an address of interface l1 of this host; a virtual server address must be on no interface`
+	if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Count(err.Error(), "\n") != 0 {
+		t.Errorf("got %v, want the one error\n%s...", err, want)
+	}
+	if got := AddressInterfaceOnHost(netip.MustParseAddr("127.0.0.1")); got != "lo" {
+		t.Errorf("AddressInterfaceOnHost(127.0.0.1) = %q, want lo", got)
+	}
+	if got := AddressInterfaceOnHost(netip.MustParseAddr("198.19.255.254")); got != "" {
+		t.Errorf("AddressInterfaceOnHost(198.19.255.254) = %q, want none", got)
+	}
+}

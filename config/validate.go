@@ -192,15 +192,31 @@ func (p *parser) tomlError(err error) {
 			line = 1 + bytes.Count(before, []byte{'\n'})
 			col = start - bytes.LastIndexByte(before, '\n')
 		}
-		p.errs = append(p.errs, &Error{
+		e := &Error{
 			File:  p.file,
 			Line:  line,
 			Field: pe.LastKey,
 			Msg:   fmt.Sprintf("invalid TOML at column %d: %s", col, pe.Message),
-		})
+		}
+		// In a table header the parser's last key is the previous table's, which would send the
+		// operator to the wrong table: name the header as written instead.
+		if text := strings.TrimSpace(sourceLine(p.src, line)); strings.HasPrefix(text, "[") {
+			e.Field = ""
+			e.Msg = fmt.Sprintf("invalid TOML at column %d in the table header %s: %s", col, text, pe.Message)
+		}
+		p.errs = append(p.errs, e)
 		return
 	}
 	p.errs = append(p.errs, &Error{File: p.file, Msg: "invalid TOML: " + err.Error()})
+}
+
+// sourceLine is line n (from 1) of src without its newline, "" past the end.
+func sourceLine(src []byte, n int) string {
+	lines := strings.Split(string(src), "\n")
+	if n < 1 || n > len(lines) {
+		return ""
+	}
+	return lines[n-1]
 }
 
 // checkShape reports tables written as values and arrays of tables written as

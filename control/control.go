@@ -189,6 +189,12 @@ type VirtualServer struct {
 	// no_quorum).
 	Quorum      int  `json:"quorum"`
 	BelowQuorum bool `json:"below_quorum"`
+	// PersistenceTimeout is the persistence timeout in seconds (ipvsadm -p; 0: not persistent) and
+	// PersistenceNetmask the prefix length clients are grouped by (0 when not persistent).
+	PersistenceTimeout int64 `json:"persistence_timeout"`
+	PersistenceNetmask int   `json:"persistence_netmask"`
+	// LocalAddresses are a fullnat service's local addresses (omitted for the other methods).
+	LocalAddresses []string `json:"local_addresses,omitempty"`
 	// Stats and Rate sum those of the service's real servers (those a reload removed and whose
 	// connections drain included).
 	Stats TrafficStats `json:"stats"`

@@ -37,7 +37,7 @@ func TestStatusJSONContract(t *testing.T) {
 		`{"address":"198.19.0.99:80","weight":1,"resolved":false,"connections":0,"active_connections":0,"inactive_connections":0,"packets":0,"overloaded":false,` +
 		`"health":"unchecked","health_error":"","sorry_server":true,"standby":true,` +
 		`"disabled":false,"stats":{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0},"rate":{"cps":0,"inpps":0,"outpps":0,"inbps":0,"outbps":0}}],` +
-		`"quorum":1,"below_quorum":true,"stats":{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0},"rate":{"cps":0,"inpps":0,"outpps":0,"inbps":0,"outbps":0}}]}`
+		`"quorum":1,"below_quorum":true,"persistence_timeout":0,"persistence_netmask":0,"stats":{"conns":0,"inpkts":0,"outpkts":0,"inbytes":0,"outbytes":0},"rate":{"cps":0,"inpps":0,"outpps":0,"inbps":0,"outbps":0}}]}`
 	if string(b) != want {
 		t.Errorf("listing:\n got %s\nwant %s", b, want)
 	}

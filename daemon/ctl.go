@@ -214,7 +214,7 @@ func serviceKey(s string) (string, error) {
 	ap, err := netip.ParseAddrPort(addr)
 	proto = strings.ToLower(proto)
 	if !ok || err != nil || (proto != "tcp" && proto != "udp") {
-		return "", fmt.Errorf("%q is not a virtual server; write it as `govs list` shows it: protocol/address:port, e.g. tcp/198.18.0.100:80 or udp/[2001:2::100]:53", s)
+		return "", fmt.Errorf("%q is not a virtual server; write it as protocol/address:port, e.g. tcp/198.18.0.100:80 or udp/[2001:2::100]:53 (as the logs name it), or as `govs list` prints it, \"TCP  198.18.0.100:80\"", s)
 	}
 	return proto + "/" + ap.String(), nil
 }
@@ -329,7 +329,7 @@ func ReloadFile(d Reloader, path string, log *slog.Logger) error {
 	reloadMu.Lock()
 	defer reloadMu.Unlock()
 	at := time.Now()
-	next, err := config.Load(path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
+	next, err := config.Load(path, config.OnHost())
 	if err != nil {
 		logRejected(log, path, err)
 	} else {

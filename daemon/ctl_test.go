@@ -55,7 +55,7 @@ func TestFindReal(t *testing.T) {
 	}
 	for _, bad := range []struct{ svc, real, want string }{
 		{"tcp/198.18.0.100:81", "198.19.0.11:80", "unknown virtual server tcp/198.18.0.100:81; known: tcp/198.18.0.100:80, udp/[2001:2::100]:53"},
-		{"198.18.0.100:80", "198.19.0.11:80", `"198.18.0.100:80" is not a virtual server; write it as`},
+		{"198.18.0.100:80", "198.19.0.11:80", `"198.18.0.100:80" is not a virtual server; write it as protocol/address:port, e.g. tcp/198.18.0.100:80 or udp/[2001:2::100]:53 (as the logs name it), or as ` + "`govs list`" + ` prints it, "TCP  198.18.0.100:80"`},
 		{"sctp/198.18.0.100:80", "198.19.0.11:80", `"sctp/198.18.0.100:80" is not a virtual server`},
 		{"tcp/198.18.0.100:80", "198.19.0.13:80", "virtual server tcp/198.18.0.100:80 has no real server 198.19.0.13:80; its real servers: 198.19.0.11:80, 198.19.0.12:80"},
 		{"tcp/198.18.0.100:80", "198.19.0.11", `"198.19.0.11" is not a real server address`},

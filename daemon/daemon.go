@@ -59,11 +59,12 @@ type Daemon struct {
 
 // New starts the data plane, the resolver, the announcers and the control socket for cfg.
 //
-// It claims the control socket first, then the interfaces: a second govs started with the same
-// configuration, or with another control socket on any of the same interfaces, then stops there,
-// with the error that the socket is in use or the interface served, before it touches anything the
-// running one owns (rings, the kernel guard's nftables table, VIP announcements). Until New is done
-// the socket answers not ready.
+// It claims the network namespace and the interfaces first, then the control socket: a second govs
+// started in the same network namespace, with the same configuration or another control socket,
+// then stops there with the error that names the running govs (its pid and control socket), and
+// one in another namespace with the same control socket path with the error that the socket is in
+// use, before it touches anything the running one owns (rings, the kernel guard's nftables table,
+// VIP announcements). Until New is done the socket answers not ready.
 func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, error) {
 	d := &Daemon{logf: logf, cfg: cfg, compiler: compile.New(), health: newHealthWatch(logf)}
 	d.compiler.SetHealth(d.health)
@@ -75,11 +76,13 @@ func New(cfg *config.Config, logf func(format string, args ...any)) (*Daemon, er
 	}()
 	gate := &statusGate{cfg: cfg.File}
 	var err error
-	if d.ctl, err = control.NewServer(cfg.Control.Socket, gate); err != nil {
+	// The namespace first: one govs per network namespace (see namespaceLock), then each interface.
+	// Before the control socket, so that a second govs in this namespace is told which govs to stop
+	// rather than to pick another socket path, which would only lead it here.
+	if d.locks, err = lockInterfaces(append([]string{namespaceLock}, cfg.Dataplane.Interfaces...), cfg.Control.Socket); err != nil {
 		return nil, err
 	}
-	// The namespace first: one govs per network namespace (see namespaceLock), then each interface.
-	if d.locks, err = lockInterfaces(append([]string{namespaceLock}, cfg.Dataplane.Interfaces...), cfg.Control.Socket); err != nil {
+	if d.ctl, err = control.NewServer(cfg.Control.Socket, gate); err != nil {
 		return nil, err
 	}
 	if cfg.HA != nil {
@@ -623,6 +626,13 @@ func (d *Daemon) status(zeroed bool) control.Status {
 			Protocol:  protoName(s.Proto),
 			Scheduler: s.Scheduler,
 			Method:    s.Method.String(),
+		}
+		if s.Persistence > 0 {
+			v.PersistenceTimeout = int64(time.Duration(s.Persistence) / time.Second)
+			v.PersistenceNetmask = s.PersistenceBits
+		}
+		for _, a := range s.Locals {
+			v.LocalAddresses = append(v.LocalAddresses, a.String())
 		}
 		for _, id := range s.RealIDs {
 			r := t.Reals[id]

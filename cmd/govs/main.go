@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"sort"
@@ -128,9 +129,15 @@ func cmdRun(args []string) int {
 	hups, stops := make(chan os.Signal, 1), make(chan os.Signal, 2)
 	signal.Notify(hups, syscall.SIGHUP)
 	signal.Notify(stops, syscall.SIGINT, syscall.SIGTERM)
-	cfg, err := config.Load(*path, config.LoadOptions{InterfaceExists: config.InterfaceExistsOnHost})
+	cfg, err := config.Load(*path, config.OnHost())
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "govs run: invalid configuration:\n%v\n", err)
+		// One problem is one line (file:line: field: what is wrong, or why the file cannot be
+		// read); several are listed under a heading, one a line.
+		if msg := err.Error(); strings.Contains(msg, "\n") {
+			fmt.Fprintf(os.Stderr, "govs run: invalid configuration:\n%s\n", msg)
+		} else {
+			fmt.Fprintf(os.Stderr, "govs run: %s\n", msg)
+		}
 		return 1
 	}
 	// log.go: [log] sets the format and level; the daemon's structured records go through
@@ -219,12 +226,10 @@ func cmdCheckConfig(args []string) int {
 		fmt.Fprintln(os.Stderr, "govs check-config: give exactly one FILE (try `govs check-config -h`)")
 		return 2
 	}
-	opts := config.LoadOptions{
-		InterfaceExists:      config.InterfaceExistsOnHost,
-		MissingInterfaceHint: "to check a file written for another host, run `govs check-config -offline " + fs.Arg(0) + "`",
-	}
+	opts := config.OnHost()
+	opts.MissingInterfaceHint = "to check a file written for another host, run `govs check-config -offline " + fs.Arg(0) + "`"
 	if *offline {
-		opts.InterfaceExists = nil
+		opts.InterfaceExists, opts.AddressInterface = nil, nil
 		opts.SkipFileChecks = true
 	}
 	cfg, err := config.Load(fs.Arg(0), opts)
@@ -416,7 +421,7 @@ func printRealServers(w io.Writer, vss []control.VirtualServer) {
 	tw := tabwriter.NewWriter(trimSpaces(w), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "virtual server / real server\tweight\tactive\tinactive\tpackets\tresolved\toverloaded\thealth\tlast check error")
 	for _, vs := range vss {
-		fmt.Fprintf(tw, "%s  %s %s %s%s\t\t\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, vs.Method, quorumNote(vs))
+		fmt.Fprintf(tw, "%s  %s %s %s%s\t\t\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, vs.Method, persistNote(vs)+quorumNote(vs))
 		for _, rs := range vs.RealServers {
 			fmt.Fprintf(tw, "  -> %s\t%d\t%d\t%d\t%d\t%v\t%v\t%s\t%s\n", rs.Address, rs.Weight,
 				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved, rs.Overloaded, healthLabel(rs), rs.HealthError)
@@ -500,11 +505,14 @@ func countTrue(bs ...bool) int {
 // printList prints virtual servers the way `ipvsadm -Ln` does, so operators read it at a glance.
 func printList(w io.Writer, st *control.Status) {
 	fmt.Fprintf(w, "IP Virtual Server govs %s\n", st.Version)
-	tw := tabwriter.NewWriter(trimSpaces(w), 0, 0, 1, ' ', 0)
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(trimSpaces(&table), 0, 0, 1, ' ', 0)
 	fmt.Fprintln(tw, "Prot LocalAddress:Port\tScheduler\t\t\t\t\t")
 	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tActiveConn\tInActConn\tPackets\tResolved\tHealth")
+	var notes []string
 	for _, vs := range st.VirtualServers {
-		fmt.Fprintf(tw, "%s  %s\t%s%s\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, quorumNote(vs))
+		fmt.Fprintf(tw, "%s  %s\t%s\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler)
+		notes = append(notes, persistNote(vs)+quorumNote(vs))
 		fwd := map[string]string{"nat": "Masq", "dr": "Route", "tun": "Tunnel", "fullnat": "FullNat"}[vs.Method]
 		for _, rs := range vs.RealServers {
 			fmt.Fprintf(tw, "  -> %s\t%s\t%d\t%d\t%d\t%d\t%v\t%s%s\n", rs.Address, fwd, rs.Weight,
@@ -512,6 +520,16 @@ func printList(w io.Writer, st *control.Status) {
 		}
 	}
 	tw.Flush()
+	// A virtual server's notes (persistence, quorum) follow its scheduler outside the table, as
+	// ipvsadm prints them, so that they do not widen the real servers' Forward column.
+	lines := strings.SplitAfter(table.String(), "\n")
+	for i, line := range lines {
+		if i >= 2 && line != "" && !strings.HasPrefix(line, "  -> ") && len(notes) > 0 {
+			line = strings.TrimSuffix(line, "\n") + notes[0] + "\n"
+			notes = notes[1:]
+		}
+		io.WriteString(w, line)
+	}
 }
 
 // healthLabel is a real server's health as list and stats print it: what its check says ("up",
@@ -524,6 +542,24 @@ func healthLabel(rs control.RealServer) string {
 	}
 	if rs.Standby {
 		s += ",standby"
+	}
+	return s
+}
+
+// persistNote is what list and stats print after a persistent virtual server's scheduler, as
+// ipvsadm -Ln does: "persistent SECONDS", and "mask M" when clients are grouped by a prefix
+// (IPv4 as a dotted netmask, IPv6 as a length).
+func persistNote(vs control.VirtualServer) string {
+	if vs.PersistenceTimeout == 0 {
+		return ""
+	}
+	s := fmt.Sprintf(" persistent %d", vs.PersistenceTimeout)
+	v6 := strings.HasPrefix(vs.Address, "[")
+	switch {
+	case !v6 && vs.PersistenceNetmask < 32:
+		s += " mask " + net.IP(net.CIDRMask(vs.PersistenceNetmask, 32)).String()
+	case v6 && vs.PersistenceNetmask < 128:
+		s += fmt.Sprintf(" mask %d", vs.PersistenceNetmask)
 	}
 	return s
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -124,7 +125,7 @@ func TestCLIBrokenConfig(t *testing.T) {
 		{"invalid", strings.Replace(g.cfg.toml(), "weight = 1\n", "weight = 70000\n", 1),
 			`virtual_server[1].real_server[2].weight: 70000 is out of range`},
 		// Not TOML at all after the [control] table.
-		{"not TOML", g.cfg.toml() + "\n[[virtual_server]\n", "invalid TOML"},
+		{"not TOML", g.cfg.toml() + "\n[[virtual_server]\n", "invalid TOML at column 17 in the table header [[virtual_server]: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := os.WriteFile(g.cfgPath, []byte(tc.text), 0o644); err != nil {
@@ -226,5 +227,36 @@ func TestDemoPrintConfigSocket(t *testing.T) {
 	}
 	if err := <-exited; err != nil {
 		t.Fatalf("govs demo failed: %v\n%s", err, demoOut.String())
+	}
+}
+
+// TestRunConfigErrorOneLine: `govs run` with a file that has one problem, or that cannot be read,
+// says so in one line (file:line and field, or the reason) and exits 1 before it touches anything.
+func TestRunConfigErrorOneLine(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "govs.toml")
+	src := "[dataplane]\ninterfaces = [\"lo\"]\n[control]\nsocket = \"" + filepath.Join(dir, "govs.sock") + "\"\n" +
+		"[[virtual_server]]\naddress = \"198.18.0.100:80\"\nprotocol = \"tcp\"\nmethod = \"nat\"\n" +
+		"[[virtual_server.real_server]]\naddress = \"198.19.0.11:80\"\nweight = -3\n"
+	if err := os.WriteFile(bad, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{bad, "govs run: " + bad + ":11: virtual_server[1].real_server[1].weight: -3 is out of range"},
+		{filepath.Join(dir, "missing.toml"), "govs run: failed to read config: open " + filepath.Join(dir, "missing.toml") + ": no such file or directory"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		cmd := exec.CommandContext(ctx, govsPath, "run", "-config", tc.file)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		cancel()
+		out := strings.TrimSuffix(stderr.String(), "\n")
+		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 1 {
+			t.Errorf("govs run -config %s: %v, want exit status 1", tc.file, err)
+		}
+		if strings.Contains(out, "\n") || !strings.HasPrefix(out, tc.want) {
+			t.Errorf("govs run -config %s says:\n%s\nwant the one line\n%s...", tc.file, out, tc.want)
+		}
 	}
 }

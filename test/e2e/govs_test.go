@@ -74,11 +74,14 @@ type stats struct {
 	DropsTotal     int64            `json:"drops_total"`
 	HA             haStats          `json:"ha"`
 	VirtualServers []struct {
-		Address     string `json:"address"`
-		Protocol    string `json:"protocol"`
-		Scheduler   string `json:"scheduler"`
-		Method      string `json:"method"`
-		RealServers []struct {
+		Address   string `json:"address"`
+		Protocol  string `json:"protocol"`
+		Scheduler string `json:"scheduler"`
+		Method    string `json:"method"`
+		// PersistenceTimeout (seconds) and PersistenceNetmask: 0 when not persistent.
+		PersistenceTimeout int `json:"persistence_timeout"`
+		PersistenceNetmask int `json:"persistence_netmask"`
+		RealServers        []struct {
 			Address     string `json:"address"`
 			Weight      int    `json:"weight"`
 			Resolved    bool   `json:"resolved"`

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,6 +103,34 @@ func TestSchedulers(t *testing.T) {
 			}
 		})
 	}
+
+	// govs list shows the persistent one as ipvsadm -Ln does, after its scheduler, without
+	// widening the real servers' Forward column; -json has its timeout and netmask.
+	t.Run("list-persistent", func(t *testing.T) {
+		out, stderr, err := govsCLI("list", "-control", g.cfg.Socket)
+		if err != nil {
+			t.Fatalf("govs list: %v\n%s", err, stderr)
+		}
+		lines := strings.Split(out, "\n")
+		want := regexp.MustCompile(`^TCP  ` + regexp.QuoteMeta(http8080.String()) + ` +rr persistent 60$`)
+		found := false
+		for i, l := range lines {
+			if want.MatchString(l) {
+				found = true
+			}
+			if i > 2 && strings.HasPrefix(l, "  -> ") && strings.Index(l, "Masq") != strings.Index(lines[2], "Forward") {
+				t.Errorf("real server line %q: Masq not under Forward in\n%s", l, out)
+			}
+		}
+		if !found {
+			t.Errorf("govs list has no line matching %s:\n%s", want, out)
+		}
+		vs := g.mustStats().VirtualServers
+		if vs[1].PersistenceTimeout != 60 || vs[1].PersistenceNetmask != 32 || vs[0].PersistenceTimeout != 0 {
+			t.Errorf("govs stats -json: persistence %d/%d and %d, want 60/32 and 0",
+				vs[1].PersistenceTimeout, vs[1].PersistenceNetmask, vs[0].PersistenceTimeout)
+		}
+	})
 
 	t.Run("thresholds", func(t *testing.T) {
 		// rs1 takes at most 2 connections (upper), and new ones again once it is below 1 (lower).
