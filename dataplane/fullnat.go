@@ -36,7 +36,7 @@ const fullnatTries = 64
 type fullnatState struct {
 	members uint32     // workers in the fanout group (residue classes); 0 or 1: one class
 	next    uint32     // rotating candidate counter
-	key     flow.Tuple // allocLocal's lookup key
+	key     flow.Tuple // allocLocal's and installSynced's lookup key of a reply tuple
 }
 
 // SetWorkers tells the worker it is one of n workers sharing the fanout group, whose index is its

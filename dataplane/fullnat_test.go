@@ -316,3 +316,44 @@ func TestFullNATPersistence(t *testing.T) {
 		real, locals[src] = dst, true
 	}
 }
+
+// TestFullNATSyncReusedLocal: the backup holds a synced FullNAT connection whose removal never
+// reached it (sync is best effort), and the active node gave its local endpoint to a new client;
+// when that connection is synced, the stale one goes: the real server's replies to the local
+// endpoint reach the new client, not the old one.
+func TestFullNATSyncReusedLocal(t *testing.T) {
+	for _, tc := range fullnatCases {
+		t.Run(tc.name, func(t *testing.T) {
+			active, client, vip, rs, local := fullnatConnect(t, tc)
+			backup := newRig(t, fullnatTables(tc, 0, 0), 64)
+			active.w.EnableSync()
+			backup.w.EnableSync()
+			active.w.exportConn(conntrack.SyncSet, active.w.ct.Get(0))
+			var pair [2]conntrack.SyncEntry
+			if n := active.w.sync.out.pop(pair[:]); n != 2 || pair[0].Op != conntrack.SyncLocal {
+				t.Fatalf("exported %d entries (%v), want the local endpoint and the connection", n, pair[0].Op)
+			}
+			for i := range pair {
+				backup.w.sync.in.push(&pair[i])
+			}
+			for i := range pair { // the new client, port 40001, on the same local endpoint
+				pair[i].CPort++
+				backup.w.sync.in.push(&pair[i])
+			}
+			backup.w.drainSync()
+			if s := backup.w.sync; s.installed.Load() != 2 || backup.w.ct.Len() != 1 {
+				t.Fatalf("backup installed %d (refused %d), holds %d entries; want 2 and 1", s.installed.Load(), s.refused.Load(), backup.w.ct.Len())
+			}
+			flags := uint8(tcpSYN | tcpACK)
+			if tc.proto != 6 {
+				flags = 0
+			}
+			rp := pkt{srcMAC: macRS[0], dstMAC: macPort1, src: rs, dst: local, proto: tc.proto, flags: flags}
+			out := backup.one(t, 1, build(t, rp), afpacket.RxMeta{})
+			want := netip.AddrPortFrom(client.Addr(), client.Port()+1)
+			if s, d := tuple(t, out.frame); s != vip || d != want {
+				t.Fatalf("backup sent the reply as %v→%v, want %v→%v", s, d, vip, want)
+			}
+		})
+	}
+}
