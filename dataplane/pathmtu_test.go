@@ -289,3 +289,30 @@ func FuzzTunnelMTU(f *testing.F) {
 		}
 	})
 }
+
+// TestPathMTUHostErrors: an ICMP error to the tunnels' outer source, one of the balancer's own
+// addresses, about a packet that is not govs's (the host's own traffic, which the socket filter
+// lets in with the path MTU signals) is left to the kernel, not counted as a drop.
+func TestPathMTUHostErrors(t *testing.T) {
+	for _, c := range pmtuCases() {
+		t.Run(fmt.Sprintf("%v/v4=%v", c.tn, c.v4), func(t *testing.T) {
+			r, outer := pmtuRig(t, c)
+			hosts := &hostAddrs{}
+			hosts.store([]netip.Addr{c.src})
+			r.w.hosts = hosts
+			q := append([]byte(nil), outer...)
+			if c.v4 {
+				q[9] = frame.ProtoTCP // the host's own segment, not a tunnel packet
+			} else {
+				q[6] = frame.ProtoTCP
+			}
+			r.w.Process(1, tooBigAbout(t, c, q, 1400), &afpacket.RxMeta{}, r.now)
+			if n := r.w.c[cDropBase+int(DropICMPNoConnection)]; n != 0 {
+				t.Fatalf("icmp_no_connection %d, want 0; counters: %v", n, nonZero(r.w))
+			}
+			if n := r.w.c[cTunnelPMTUIgnored] + r.w.c[cTunnelPMTULearned]; n != 0 {
+				t.Fatalf("path MTU counters %d, want 0", n)
+			}
+		})
+	}
+}

@@ -706,7 +706,10 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 	k.Src, k.Dst, k.SrcPort, k.DstPort, k.Proto = q.Dst, q.Src, q.DstPort, q.SrcPort, q.Proto
 	id, dir, ok := w.ct.Lookup(k)
 	if !ok {
-		if w.pathMTUSignal(b, p, q) {
+		if w.pathMTUSignal(b, p, q) || w.hosts.has(p.Dst) {
+			// A path MTU signal, or an error about the balancer's own traffic to one of its
+			// addresses (the tunnels' outer sources, which the socket filter admits ICMP to):
+			// the kernel has its own copy of the frame. Not a drop.
 			return false
 		}
 		w.drop(DropICMPNoConnection)
