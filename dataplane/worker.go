@@ -393,7 +393,9 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		case MethodNAT:
 			rewriteDst(b, p, partial, r.addr, realPort(r, p.DstPort))
 		case MethodFullNAT:
-			w.fullnatOut(b, p, partial, c, r)
+			if !w.fullnatOut(b, p, partial, c, r) { // a NAT connection from before a reload
+				rewriteDst(b, p, partial, r.addr, realPort(r, p.DstPort))
+			}
 		case MethodTun:
 			return w.forwardTunnel(in, r, svc, b, meta, p, partial, h)
 		}
@@ -735,11 +737,13 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 			return false
 		}
 		switch svc.Method {
-		case MethodNAT:
+		case MethodNAT, MethodFullNAT: // by the entry: a reload may have changed the method
+			if c.IsFullNAT() {
+				w.fullnatICMPError(b, p, q, c, dir, r)
+				break
+			}
 			frame.RewriteDst(b, p, r.addr, 0)
 			frame.RewriteInnerSrc(b, p, q, r.addr, realPort(r, q.SrcPort))
-		case MethodFullNAT:
-			w.fullnatICMPError(b, p, q, c, dir, r)
 		case MethodTun:
 			// Encapsulated as the connection's own packets are, with their entropy, so that it
 			// reaches the real server the same way.
