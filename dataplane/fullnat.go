@@ -20,9 +20,12 @@ import (
 // address:port) is not in the worker's table; since no other worker gives out ports of the class,
 // no two live connections share a 5-tuple towards a real server. Candidates are taken in turn
 // from one rotating counter per worker over every local address and port of its class, so a port
-// is given out again only after all the others (TIME_WAIT on the real server is over long before,
-// at any sane connection rate); at most fullnatTries are tried per new connection, and a
-// connection that finds none free is dropped as DropFullNATNoPort.
+// is given out again only after all the others: after (ports of the class) × (local addresses) new
+// connections of the worker, 8064 with one local address and 8 workers. A real server that closed
+// the earlier connection first may still hold its tuple in TIME_WAIT (60 s on Linux) and takes the
+// new SYN only if its timestamp or sequence number is higher, so the README sizes local addresses
+// by that count / 60 s; at most fullnatTries are tried per new connection, and a connection that
+// finds none free is dropped as DropFullNATNoPort.
 
 // DefaultLocalPorts is the range of local ports FullNAT allocates from (Service.LocalPortMin and
 // LocalPortMax when both are 0): every port above the well-known ones.
