@@ -140,7 +140,7 @@ func (p *parser) logConfig(raw *rawLog, out *Log) {
 	default:
 		p.errf("log.connections_rate", "is %s; write an integer number of lines per second, from 1 to %d (default %d)", typeName(v), MaxConnectionsRate, DefaultConnectionsRate)
 	}
-	if raw.ConnectionsRate != nil && out.Connections == "" && raw.Connections == nil {
+	if raw.ConnectionsRate != nil && out.Connections == "" && (raw.Connections == nil || raw.Connections == "") {
 		p.errf("log.connections_rate", "needs connections: without a connection log file there are no lines to limit; add connections = \"FILE\", or remove connections_rate")
 	}
 }

@@ -94,6 +94,8 @@ func TestObserveErrors(t *testing.T) {
 			`t.toml:5: log.connections_rate: is a string; write an integer number of lines per second, from 1 to 1000000 (default 10000)`},
 		{"[log]\nconnections_rate = 100\n",
 			`t.toml:4: log.connections_rate: needs connections: without a connection log file there are no lines to limit; add connections = "FILE", or remove connections_rate`},
+		{"[log]\nconnections = \"\"\nconnections_rate = 100\n",
+			`t.toml:5: log.connections_rate: needs connections: without a connection log file there are no lines to limit; add connections = "FILE", or remove connections_rate`},
 	} {
 		_, err := Parse([]byte(file(tt.src)), "t.toml", LoadOptions{})
 		if err == nil {

@@ -30,8 +30,9 @@ var _ Source = (*dataplane.Engine)(nil)
 const DefaultRate = 10000
 
 // Interval is how often the writer drains the workers' rings. A worker's ring holds 4096 events,
-// so a worker may create and end about 200,000 connections a second before its ring overflows
-// (counted as connlog_dropped); past the rate limit events are drained and counted, not written.
+// about 200,000 events a second: a worker may create and end about 100,000 connections a second
+// (two events each) before its ring overflows (counted as connlog_dropped); past the rate limit
+// events are drained and counted, not written.
 const Interval = 20 * time.Millisecond
 
 // Counters are the log's counts, kept across writers (a reload that turns the log off and on

@@ -86,7 +86,7 @@ type ConnEvent struct {
 	// table's tick, about a millisecond); both for ConnExpired only.
 	Created, Last int64
 	// Packets and Bytes (IP packet lengths) the connection carried, indexed by conntrack.Dir:
-	// from the client (0) and back to it (1; NAT only, the other methods' replies bypass govs).
+	// from the client (0) and back to it (1; NAT and FullNAT only, the other methods' replies bypass govs).
 	// ConnExpired only. Later IP fragments of a datagram are not counted.
 	Packets, Bytes [2]uint64
 	// Addresses are IPv4-mapped for IPv4. Local is the source address and port govs gives the

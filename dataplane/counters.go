@@ -220,8 +220,8 @@ type Stats struct {
 }
 
 // RealStats is one real server's traffic, summed over workers: connections scheduled to it, and
-// packets and bytes (IP packet length) from clients to it (In) and back (Out; NAT only: direct
-// routing's replies bypass govs), as IPVS counts them for ipvsadm --stats.
+// packets and bytes (IP packet length) from clients to it (In) and back (Out; NAT and FullNAT only:
+// direct routing's and tunnelling's replies bypass govs), as IPVS counts them for ipvsadm --stats.
 type RealStats struct {
 	Conns, PacketsIn, PacketsOut, BytesIn, BytesOut uint64
 }

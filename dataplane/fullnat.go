@@ -20,9 +20,12 @@ import (
 // address:port) is not in the worker's table; since no other worker gives out ports of the class,
 // no two live connections share a 5-tuple towards a real server. Candidates are taken in turn
 // from one rotating counter per worker over every local address and port of its class, so a port
-// is given out again only after all the others (TIME_WAIT on the real server is over long before,
-// at any sane connection rate); at most fullnatTries are tried per new connection, and a
-// connection that finds none free is dropped as DropFullNATNoPort.
+// is given out again only after all the others: after (ports of the class) × (local addresses) new
+// connections of the worker, 8064 with one local address and 8 workers. A real server that closed
+// the earlier connection first may still hold its tuple in TIME_WAIT (60 s on Linux) and takes the
+// new SYN only if its timestamp or sequence number is higher, so the README sizes local addresses
+// by that count / 60 s; at most fullnatTries are tried per new connection, and a connection that
+// finds none free is dropped as DropFullNATNoPort.
 
 // DefaultLocalPorts is the range of local ports FullNAT allocates from (Service.LocalPortMin and
 // LocalPortMax when both are 0): every port above the well-known ones.
@@ -36,7 +39,7 @@ const fullnatTries = 64
 type fullnatState struct {
 	members uint32     // workers in the fanout group (residue classes); 0 or 1: one class
 	next    uint32     // rotating candidate counter
-	key     flow.Tuple // allocLocal's lookup key
+	key     flow.Tuple // allocLocal's and installSynced's lookup key of a reply tuple
 }
 
 // SetWorkers tells the worker it is one of n workers sharing the fanout group, whose index is its
@@ -87,12 +90,17 @@ func (w *Worker) allocLocal(svc *Service, r *Real, rport uint16, proto uint8, nc
 }
 
 // fullnatOut rewrites a client's packet of FullNAT connection c to real server r: source the
-// local address and port, destination the real server.
-func (w *Worker) fullnatOut(b []byte, p *frame.Parsed, partial int, c *conntrack.Conn, r *Real) {
-	la, lport, _ := w.ct.Local(c)
+// local address and port, destination the real server. It reports false, changing nothing, for
+// a connection without a local endpoint: a NAT one from before a reload made its service FullNAT.
+func (w *Worker) fullnatOut(b []byte, p *frame.Parsed, partial int, c *conntrack.Conn, r *Real) bool {
+	la, lport, ok := w.ct.Local(c)
+	if !ok {
+		return false
+	}
 	_, rport := w.ct.Real(c)
 	rewriteSrc(b, p, partial, la, lport)
 	rewriteDst(b, p, partial, r.addr, rport)
+	return true
 }
 
 // fullnatBack rewrites a real server's reply of FullNAT connection c for the client: source the
@@ -105,9 +113,12 @@ func fullnatBack(b []byte, p *frame.Parsed, partial int, c *conntrack.Conn) {
 }
 
 // fullnatOutFast is fullnatOut for the express lane (frame.RewriteFast, finished checksums): false,
-// having changed nothing, for a packet RewriteFast declines.
+// having changed nothing, for a packet RewriteFast declines or a connection fullnatOut declines.
 func (w *Worker) fullnatOutFast(b []byte, p *frame.Parsed, c *conntrack.Conn, r *Real) bool {
-	la, lport, _ := w.ct.Local(c)
+	la, lport, ok := w.ct.Local(c)
+	if !ok {
+		return false
+	}
 	_, rport := w.ct.Real(c)
 	return frame.RewriteFastBoth(b, p, &la, lport, &r.addr, rport)
 }

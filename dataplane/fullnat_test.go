@@ -316,3 +316,91 @@ func TestFullNATPersistence(t *testing.T) {
 		real, locals[src] = dst, true
 	}
 }
+
+// TestFullNATSyncReusedLocal: the backup holds a synced FullNAT connection whose removal never
+// reached it (sync is best effort), and the active node gave its local endpoint to a new client;
+// when that connection is synced, the stale one goes: the real server's replies to the local
+// endpoint reach the new client, not the old one.
+func TestFullNATSyncReusedLocal(t *testing.T) {
+	for _, tc := range fullnatCases {
+		t.Run(tc.name, func(t *testing.T) {
+			active, client, vip, rs, local := fullnatConnect(t, tc)
+			backup := newRig(t, fullnatTables(tc, 0, 0), 64)
+			active.w.EnableSync()
+			backup.w.EnableSync()
+			active.w.exportConn(conntrack.SyncSet, active.w.ct.Get(0))
+			var pair [2]conntrack.SyncEntry
+			if n := active.w.sync.out.pop(pair[:]); n != 2 || pair[0].Op != conntrack.SyncLocal {
+				t.Fatalf("exported %d entries (%v), want the local endpoint and the connection", n, pair[0].Op)
+			}
+			for i := range pair {
+				backup.w.sync.in.push(&pair[i])
+			}
+			for i := range pair { // the new client, port 40001, on the same local endpoint
+				pair[i].CPort++
+				backup.w.sync.in.push(&pair[i])
+			}
+			backup.w.drainSync()
+			if s := backup.w.sync; s.installed.Load() != 2 || backup.w.ct.Len() != 1 {
+				t.Fatalf("backup installed %d (refused %d), holds %d entries; want 2 and 1", s.installed.Load(), s.refused.Load(), backup.w.ct.Len())
+			}
+			flags := uint8(tcpSYN | tcpACK)
+			if tc.proto != 6 {
+				flags = 0
+			}
+			rp := pkt{srcMAC: macRS[0], dstMAC: macPort1, src: rs, dst: local, proto: tc.proto, flags: flags}
+			out := backup.one(t, 1, build(t, rp), afpacket.RxMeta{})
+			want := netip.AddrPortFrom(client.Addr(), client.Port()+1)
+			if s, d := tuple(t, out.frame); s != vip || d != want {
+				t.Fatalf("backup sent the reply as %v→%v, want %v→%v", s, d, vip, want)
+			}
+		})
+	}
+}
+
+// TestFullNATMethodReload: a reload that turns a NAT service into a FullNAT one (same service and
+// real server IDs) leaves its live NAT connections forwarded as NAT, by what their entries hold,
+// in the general path and the express lane: never with a local endpoint they do not have.
+func TestFullNATMethodReload(t *testing.T) {
+	for _, tc := range fullnatCases {
+		t.Run(tc.name, func(t *testing.T) {
+			nat := buildTables(1, svcSpec{id: 0, vip: tc.vip, proto: tc.proto, method: MethodNAT,
+				reals: []realSpec{{id: 0, addr: tc.real, weight: 1, mac: macRS[0]}}})
+			r := newRig(t, nat, 64)
+			client, rs := netip.AddrPortFrom(netip.MustParseAddr(tc.client), 40000), mustAP(tc.real)
+			r.one(t, 0, build(t, clientPkt(client.String(), tc.vip, tc.proto, tc.first())), afpacket.RxMeta{})
+			r.w.SetTables(fullnatTables(tc, 0, 0))
+			flags := uint8(tcpACK)
+			if tc.proto != 6 {
+				flags = 0
+			}
+			for _, via := range []string{"general", "express"} {
+				run := r.one
+				if via == "express" {
+					run = func(tb testing.TB, in int, b []byte, _ afpacket.RxMeta) sent { return r.batchOne(tb, in, b) }
+				}
+				out := run(t, 0, build(t, clientPkt(client.String(), tc.vip, tc.proto, flags)), afpacket.RxMeta{})
+				checkChecksums(t, out.frame)
+				if s, d := tuple(t, out.frame); s != client || d != rs {
+					t.Fatalf("%s: the NAT connection's packet left as %v→%v, want %v→%v", via, s, d, client, rs)
+				}
+			}
+			// A client-side ICMP error about it reaches the real server as NAT's does.
+			router, typ, code := netip.MustParseAddr("198.18.1.1"), uint8(3), uint8(4)
+			if client.Addr().Is6() {
+				router, typ, code = netip.MustParseAddr("2001:2:0:1::1"), 2, 0
+			}
+			vip := mustAP(tc.vip)
+			reply := pkt{src: vip, dst: client, proto: tc.proto, flags: tcpSYN | tcpACK}
+			out := r.one(t, 0, icmpFrame(t, macRouter, macPort0, router, vip.Addr(), typ, code, 1400, quotedPacket(t, reply)), afpacket.RxMeta{})
+			var p frame.Parsed
+			frame.Parse(out.frame, &p)
+			if d := netip.AddrFrom16(p.Dst).Unmap(); out.port != 1 || d != rs.Addr() {
+				t.Fatalf("client-side error left port %d to %v, want port 1 to %v", out.port, d, rs.Addr())
+			}
+			if qs, qd := checkICMP(t, out.frame); qs != rs || qd != client {
+				t.Fatalf("client-side error quotes %v→%v, want %v→%v", qs, qd, rs, client)
+			}
+		})
+	}
+}

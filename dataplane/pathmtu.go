@@ -24,7 +24,10 @@ import (
 //   - only lower: an MTU at or above the route's, or above one learned that has not expired, is
 //     ignored; a report of the same MTU renews it;
 //   - bounded below: IPv4 at pmtuMin4 (the kernel's net.ipv4.route.min_pmtu), IPv6 at the minimum
-//     link MTU (RFC 8200), so a forged or broken report cannot shrink the tunnel to nothing;
+//     link MTU (RFC 8200) plus the path's widest tunnel header, so a forged or broken report
+//     cannot shrink the tunnel to nothing, nor, for IPv6, below what an IPv6 client can send
+//     (it ignores a packet too big under 1280 and keeps sending 1280-byte packets, which a
+//     narrower tunnel would drop every time; govs does not fragment outer IPv6 packets);
 //   - expiring: pmtuExpires after it was learned (the kernel's mtu_expires), the route's MTU is
 //     back, and a path that is still narrow says so again.
 //
@@ -183,7 +186,7 @@ func reportedMTU(b []byte, p, q *frame.Parsed, path *tunnelPath) (int, bool) {
 			return 0, false
 		}
 		mtu = int(min(binary.BigEndian.Uint32(icmp[4:]), 0xffff))
-		quoted, floor = frame.IPv6MinimumSize+int(binary.BigEndian.Uint16(l3[4:])), pmtuMin6
+		quoted, floor = frame.IPv6MinimumSize+int(binary.BigEndian.Uint16(l3[4:])), pmtuFloor6(path)
 	}
 	// The router dropped the packet because it is longer than mtu. An MTU of 0 (a router older
 	// than RFC 1191) passes and becomes the floor, as in the kernel.
@@ -195,6 +198,15 @@ func reportedMTU(b []byte, p, q *frame.Parsed, path *tunnelPath) (int, bool) {
 		return 0, false
 	}
 	return mtu, true
+}
+
+// pmtuFloor6 is the lowest IPv6 path MTU learned towards path: what keeps the minimum IPv6 link
+// MTU inside the widest tunnel header that services use to it.
+func pmtuFloor6(path *tunnelPath) int {
+	if len(path.gue) > 0 {
+		return pmtuMin6 + frame.IPv6MinimumSize + frame.UDPMinimumSize + gueHeaderLen
+	}
+	return pmtuMin6 + frame.IPv6MinimumSize
 }
 
 // PathMTU returns the path MTU govs uses now towards tun real server r of the tables in force: the

@@ -28,7 +28,8 @@ func pmtuCases() []pmtuCase {
 	for _, tn := range []Tunnel{TunnelIPIP, TunnelGUE} {
 		cs = append(cs,
 			pmtuCase{tn, true, "198.18.1.10:40000", "198.18.0.150:80", netip.MustParseAddr("198.18.2.253"), tunSrc4, 3, 4, pmtuMin4, 1500},
-			pmtuCase{tn, false, "[2001:2:0:1::10]:40000", "[2001:2::150]:80", netip.MustParseAddr("2001:2:0:2::fd"), tunSrc6, 2, 0, pmtuMin6, 1500})
+			pmtuCase{tn, false, "[2001:2:0:1::10]:40000", "[2001:2::150]:80", netip.MustParseAddr("2001:2:0:2::fd"), tunSrc6, 2, 0,
+				pmtuMin6 + tunnelOverhead(&Service{Tunnel: tn}, 6), 1500}) // 1280 left inside the tunnel
 	}
 	return cs
 }
@@ -288,4 +289,31 @@ func FuzzTunnelMTU(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPathMTUHostErrors: an ICMP error to the tunnels' outer source, one of the balancer's own
+// addresses, about a packet that is not govs's (the host's own traffic, which the socket filter
+// lets in with the path MTU signals) is left to the kernel, not counted as a drop.
+func TestPathMTUHostErrors(t *testing.T) {
+	for _, c := range pmtuCases() {
+		t.Run(fmt.Sprintf("%v/v4=%v", c.tn, c.v4), func(t *testing.T) {
+			r, outer := pmtuRig(t, c)
+			hosts := &hostAddrs{}
+			hosts.store([]netip.Addr{c.src})
+			r.w.hosts = hosts
+			q := append([]byte(nil), outer...)
+			if c.v4 {
+				q[9] = frame.ProtoTCP // the host's own segment, not a tunnel packet
+			} else {
+				q[6] = frame.ProtoTCP
+			}
+			r.w.Process(1, tooBigAbout(t, c, q, 1400), &afpacket.RxMeta{}, r.now)
+			if n := r.w.c[cDropBase+int(DropICMPNoConnection)]; n != 0 {
+				t.Fatalf("icmp_no_connection %d, want 0; counters: %v", n, nonZero(r.w))
+			}
+			if n := r.w.c[cTunnelPMTUIgnored] + r.w.c[cTunnelPMTULearned]; n != 0 {
+				t.Fatalf("path MTU counters %d, want 0", n)
+			}
+		})
+	}
 }

@@ -206,6 +206,16 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 			return false
 		}
 		nc.Reply, nc.FullNAT, nc.Local, nc.LocalPort = true, true, local.Real, local.RPort
+		// A synced connection that holds its reply tuple already is one the active node ended,
+		// whose removal did not arrive (sync is best effort), and whose local port it gave to
+		// this one: it goes, or the real server's replies to the port would reach its client.
+		k := &w.fn.key
+		k.Src, k.SrcPort, k.Dst, k.DstPort, k.Proto = e.Real, e.RPort, local.Real, local.RPort, e.Proto
+		if id, dir, found := w.ct.Lookup(k); found {
+			if c := w.ct.Get(id); dir == conntrack.DirReply && c.Flags&conntrack.FlagSynced != 0 {
+				w.removeConn(id, c, EndSynced)
+			}
+		}
 	}
 	if svc.Persistence > 0 {
 		// Attached to its template, as on the active node, the template lives as long as the

@@ -393,7 +393,9 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 		case MethodNAT:
 			rewriteDst(b, p, partial, r.addr, realPort(r, p.DstPort))
 		case MethodFullNAT:
-			w.fullnatOut(b, p, partial, c, r)
+			if !w.fullnatOut(b, p, partial, c, r) { // a NAT connection from before a reload
+				rewriteDst(b, p, partial, r.addr, realPort(r, p.DstPort))
+			}
 		case MethodTun:
 			return w.forwardTunnel(in, r, svc, b, meta, p, partial, h)
 		}
@@ -706,7 +708,10 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 	k.Src, k.Dst, k.SrcPort, k.DstPort, k.Proto = q.Dst, q.Src, q.DstPort, q.SrcPort, q.Proto
 	id, dir, ok := w.ct.Lookup(k)
 	if !ok {
-		if w.pathMTUSignal(b, p, q) {
+		if w.pathMTUSignal(b, p, q) || w.hosts.has(p.Dst) {
+			// A path MTU signal, or an error about the balancer's own traffic to one of its
+			// addresses (the tunnels' outer sources, which the socket filter admits ICMP to):
+			// the kernel has its own copy of the frame. Not a drop.
 			return false
 		}
 		w.drop(DropICMPNoConnection)
@@ -732,11 +737,13 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 			return false
 		}
 		switch svc.Method {
-		case MethodNAT:
+		case MethodNAT, MethodFullNAT: // by the entry: a reload may have changed the method
+			if c.IsFullNAT() {
+				w.fullnatICMPError(b, p, q, c, dir, r)
+				break
+			}
 			frame.RewriteDst(b, p, r.addr, 0)
 			frame.RewriteInnerSrc(b, p, q, r.addr, realPort(r, q.SrcPort))
-		case MethodFullNAT:
-			w.fullnatICMPError(b, p, q, c, dir, r)
 		case MethodTun:
 			// Encapsulated as the connection's own packets are, with their entropy, so that it
 			// reaches the real server the same way.
