@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,10 +118,10 @@ type govsProc struct {
 // the tunnel under tun), and its workers.
 type govsVariant struct {
 	name    string
-	method  string // "nat" or "tun"
+	method  string // "nat", "tun" or "fullnat"
 	tunnel  string // under tun: "ipip" or "gue"
 	workers int    // one per balancer CPU
-	udpOnly bool   // no HTTP measurement (the tun phases: the lab's NAT servers cannot answer through a tunnel)
+	udpOnly bool   // no HTTP measurement (the tun phases: the lab's NAT servers cannot answer through a tunnel; fullnat: compared with NAT on the UDP flood alone)
 	peak    bool   // search the loss-free peak too
 }
 
@@ -128,14 +129,34 @@ type govsVariant struct {
 // datagrams there, no server has to decapsulate them.
 const guePort = 6080
 
-// The govs phases: NAT (the figure the kernel's DNAT is compared with), and tun with IPIP and with
+// The govs phases: NAT (the figure the kernel's DNAT is compared with), tun with IPIP and with
 // GUE on the same topology, whose encapsulated frames leave by l1 towards the NAT servers'
-// addresses and are counted where the UDP flood's are.
+// addresses and are counted where the UDP flood's are, and fullnat, whose datagrams leave by l1
+// from fullnatLocals.
 var (
-	govsNAT = govsVariant{name: "govs", method: "nat", workers: 1, peak: true}
-	govsTun = govsVariant{name: "govs tun ipip", method: "tun", tunnel: "ipip", workers: 1, udpOnly: true}
-	govsGUE = govsVariant{name: "govs tun gue", method: "tun", tunnel: "gue", workers: 1, udpOnly: true}
+	govsNAT     = govsVariant{name: "govs", method: "nat", workers: 1, peak: true}
+	govsTun     = govsVariant{name: "govs tun ipip", method: "tun", tunnel: "ipip", workers: 1, udpOnly: true}
+	govsGUE     = govsVariant{name: "govs tun gue", method: "tun", tunnel: "gue", workers: 1, udpOnly: true}
+	govsFullNAT = govsVariant{name: "govs fullnat", method: "fullnat", workers: 1, udpOnly: true}
 )
+
+// fullnatLocals returns the fullnat phase's local_addresses: .50 and .51 of the server segment
+// (l1's /24), which no namespace has and govs answers ARP for, so the real servers' echoes reach
+// govs on their own segment whatever their default route.
+func fullnatLocals(topo *lab.Topology) []netip.Addr {
+	l1 := topo.BalancerL1Addr4.As4()
+	return []netip.Addr{netip.AddrFrom4([4]byte{l1[0], l1[1], l1[2], 50}), netip.AddrFrom4([4]byte{l1[0], l1[1], l1[2], 51})}
+}
+
+// joinAddrs formats each address with format (%s for an nft set, %q for a TOML array) and joins
+// them with commas.
+func joinAddrs(addrs []netip.Addr, format string) string {
+	s := make([]string, len(addrs))
+	for i, a := range addrs {
+		s[i] = fmt.Sprintf(format, a.String())
+	}
+	return strings.Join(s, ", ")
+}
 
 // runGovsPhase starts govs as v says with its workers pinned to the balancer CPUs, waits until
 // it is ready, measures, and stops it.
@@ -160,7 +181,7 @@ func runGovsPhase(ctx context.Context, topo *lab.Topology, o options, v govsVari
 	if v.udpOnly {
 		o.http = false
 	}
-	measure(ctx, topo, o, res, g, sinkFor(v))
+	measure(ctx, topo, o, res, g, sinkFor(topo, v))
 	if v.peak && o.peak && o.rate == 0 && ctx.Err() == nil {
 		if u, ok := udpOK(res); ok {
 			res.Peak = findPeak(ctx, topo, o, u, g.cmd.Process.Pid)
@@ -197,6 +218,9 @@ func govsConfig(topo *lab.Topology, sock, rxMode string, priority int, v govsVar
 		}
 		if v.tunnel == "gue" {
 			fmt.Fprintf(&b, "tunnel_port = %d\n", guePort)
+		}
+		if v.method == "fullnat" {
+			fmt.Fprintf(&b, "local_addresses = [%s]\n", joinAddrs(fullnatLocals(topo), "%q"))
 		}
 		for _, a := range topo.ServerAddrs4 {
 			fmt.Fprintf(&b, "\n  [[virtual_server.real_server]]\n  address = \"%s:%d\"\n", a, svc.port)
@@ -359,7 +383,10 @@ type sinkMatch struct {
 var natSink = sinkMatch{rule: fmt.Sprintf("udp dport %d", udpPort), what: "UDP datagrams to the real servers' port", echo: true}
 
 // sinkFor returns what leaves the balancer in phase v.
-func sinkFor(v govsVariant) sinkMatch {
+func sinkFor(topo *lab.Topology, v govsVariant) sinkMatch {
+	if v.method == "fullnat" {
+		return sinkMatch{rule: fmt.Sprintf("ip saddr { %s } udp dport %d", joinAddrs(fullnatLocals(topo), "%s"), udpPort), what: "UDP datagrams from the local addresses to the real servers' port", echo: true}
+	}
 	switch v.tunnel {
 	case "ipip":
 		return sinkMatch{rule: "ip protocol 4", what: "IPIP packets"}

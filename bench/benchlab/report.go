@@ -27,6 +27,8 @@ type report struct {
 	// Tun and GUE are govs with method tun (IPIP, GUE), UDP only, compared with Govs (NAT).
 	Tun *phaseResult `json:"tun,omitempty"`
 	GUE *phaseResult `json:"gue,omitempty"`
+	// FullNAT is govs with method fullnat (source rewritten to a local address), UDP only, compared with Govs (NAT).
+	FullNAT *phaseResult `json:"fullnat,omitempty"`
 	// Kernel2 and Govs2 are the UDP flood with the balancer on two cores (-balancer-cores 2).
 	Kernel2 *phaseResult `json:"kernel_2cores,omitempty"`
 	Govs2   *phaseResult `json:"govs_2cores,omitempty"`
@@ -300,7 +302,7 @@ func (r *report) computeRatios() {
 	if p := r.govsPeak(); p != nil {
 		r.Ratios["govs_full_rate_of_loss_free_peak"] = p.FullOfPeak
 	}
-	for key, tun := range map[string]*phaseResult{"tun_ipip": r.Tun, "tun_gue": r.GUE} {
+	for key, tun := range map[string]*phaseResult{"tun_ipip": r.Tun, "tun_gue": r.GUE, "fullnat": r.FullNAT} {
 		if v, ok := speedUp(r.Govs, tun); ok {
 			r.Ratios[key+"_of_nat_delivered_pps"] = v
 		}
@@ -325,10 +327,11 @@ func (r *report) govsPeak() *peakResult {
 // at least this share of its own loss-free peak.
 const peakGoal = 0.9
 
-// tunGoal is how far below govs's NAT rate its tun rate may be in the same run (issue 15).
+// tunGoal is how far below govs's NAT rate its tun (issue 15) and fullnat (issue 16) rates may be
+// in the same run.
 const tunGoal = 0.9
 
-// writeExtras prints the loss-free peak, the tun phases against NAT and the two-core speed-ups.
+// writeExtras prints the loss-free peak, the tun and fullnat phases against NAT and the two-core speed-ups.
 func writeExtras(w io.Writer, r *report) {
 	if r.Govs != nil && r.Govs.Peak != nil {
 		p := r.Govs.Peak
@@ -352,7 +355,7 @@ func writeExtras(w io.Writer, r *report) {
 				t.RatePPS, t.OfferedPPS, t.DeliveredPPS, t.LossPercent, t.BalancerCPUBusy)
 		}
 	}
-	for _, tun := range []*phaseResult{r.Tun, r.GUE} {
+	for _, tun := range []*phaseResult{r.Tun, r.GUE, r.FullNAT} {
 		if tun == nil {
 			continue
 		}
@@ -464,7 +467,7 @@ func writeTable(w io.Writer, r *report) {
 	}
 	fmt.Fprintf(w, "\nratio > 1 means govs did better. %s, %d CPUs: balancer on CPU %d, load on CPU %d; before the run CPU %d was %.0f%% and CPU %d %.0f%% busy with other work.\n",
 		r.Env.Kernel, r.Env.CPUs, r.Env.BalancerCPU, r.Env.LoadCPU, r.Env.BalancerCPU, r.Env.IdleBusyBalancerCPU, r.Env.LoadCPU, r.Env.IdleBusyLoadCPU)
-	for _, p := range []*phaseResult{r.Kernel, r.Govs, r.Tun, r.GUE, r.Kernel2, r.Govs2} {
+	for _, p := range []*phaseResult{r.Kernel, r.Govs, r.Tun, r.GUE, r.FullNAT, r.Kernel2, r.Govs2} {
 		if p == nil {
 			continue
 		}

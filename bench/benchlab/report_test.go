@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/govs/govs/config"
+	"github.com/govs/govs/lab"
 )
 
 func TestProcStat(t *testing.T) {
@@ -218,7 +222,7 @@ func TestBoundVerdicts(t *testing.T) {
 }
 
 func TestOptionsCheck(t *testing.T) {
-	good := options{duration: 2e9, flows: 100, frameLen: 64, batch: 64, balancerCPU: 0, loadCPU: 1, phases: "gen,kernel,govs,tun,gue,fwd-afxdp,fwd-afpacket", sink: "servers", rounds: 1, peakTrial: 2e9, cores: 1}
+	good := options{duration: 2e9, flows: 100, frameLen: 64, batch: 64, balancerCPU: 0, loadCPU: 1, phases: "gen,kernel,govs,tun,gue,fullnat,fwd-afxdp,fwd-afpacket", sink: "servers", rounds: 1, peakTrial: 2e9, cores: 1}
 	if err := good.check(); err != nil {
 		t.Fatalf("good options rejected: %v", err)
 	}
@@ -310,10 +314,11 @@ func TestExtras(t *testing.T) {
 	r := &report{
 		Govs: &phaseResult{Name: "govs", UDP: udp(200000, 500000, 100),
 			Peak: &peakResult{LossFreePPS: 250000, FullRatePPS: 200000, OfferedPPS: 500000, FullOfPeak: 0.8}},
-		Tun:    &phaseResult{Name: "govs tun ipip", UDP: udp(190000, 500000, 100)},
-		GUE:    &phaseResult{Name: "govs tun gue", UDP: udp(150000, 500000, 100)},
-		Kernel: &phaseResult{Name: "kernel(nft dnat)", UDP: udp(400000, 500000, 90)},
-		Govs2:  &phaseResult{Name: "govs 2 workers", UDP: udp(300000, 500000, 100)},
+		Tun:     &phaseResult{Name: "govs tun ipip", UDP: udp(190000, 500000, 100)},
+		GUE:     &phaseResult{Name: "govs tun gue", UDP: udp(150000, 500000, 100)},
+		FullNAT: &phaseResult{Name: "govs fullnat", UDP: udp(184000, 500000, 100)},
+		Kernel:  &phaseResult{Name: "kernel(nft dnat)", UDP: udp(400000, 500000, 90)},
+		Govs2:   &phaseResult{Name: "govs 2 workers", UDP: udp(300000, 500000, 100)},
 	}
 	var b bytes.Buffer
 	writeTable(&b, r)
@@ -322,13 +327,33 @@ func TestExtras(t *testing.T) {
 		"loss-free peak 250000 pps", "= 0.80 of the peak (misses the goal >= 0.90)",
 		"govs tun ipip: udp64 delivered 190000 pps", "0.95 of govs NAT's delivered pps (within 10%)",
 		"0.75 of govs NAT's delivered pps (not within 10%)",
+		"govs fullnat: udp64 delivered 184000 pps", "0.92 of govs NAT's delivered pps (within 10%)",
 		"govs 2 workers: udp64 delivered 300000 pps", "1.50x its one-core rate", "share CPU",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
 	}
-	if r.Ratios["govs_full_rate_of_loss_free_peak"] != 0.8 || r.Ratios["govs_2cores_speedup"] != 1.5 || r.Ratios["tun_ipip_of_nat_delivered_pps"] != 0.95 {
+	if r.Ratios["govs_full_rate_of_loss_free_peak"] != 0.8 || r.Ratios["govs_2cores_speedup"] != 1.5 || r.Ratios["tun_ipip_of_nat_delivered_pps"] != 0.95 || r.Ratios["fullnat_of_nat_delivered_pps"] != 0.92 {
 		t.Errorf("ratios = %v", r.Ratios)
+	}
+}
+
+// TestGovsConfigVariants checks that the config each govs phase writes is one govs accepts, and
+// that the fullnat phase's sink counts only datagrams from its local addresses.
+func TestGovsConfigVariants(t *testing.T) {
+	topo := &lab.Topology{VIP4: netip.MustParseAddr("198.18.0.100"), BalancerL1Addr4: netip.MustParseAddr("198.19.0.1"),
+		ServerAddrs4: []netip.Addr{netip.MustParseAddr("198.19.0.11"), netip.MustParseAddr("198.19.0.12")}}
+	for _, v := range []govsVariant{govsNAT, govsTun, govsGUE, govsFullNAT} {
+		src := govsConfig(topo, "/run/govs-test.sock", "", 0, v)
+		if _, err := config.Parse([]byte(src), v.name+".toml", config.LoadOptions{}); err != nil {
+			t.Errorf("%s: govs rejects its config: %v\n%s", v.name, err, src)
+		}
+	}
+	if src := govsConfig(topo, "/run/govs-test.sock", "", 0, govsFullNAT); !strings.Contains(src, `local_addresses = ["198.19.0.50", "198.19.0.51"]`) {
+		t.Errorf("fullnat config lacks its local addresses:\n%s", src)
+	}
+	if s := sinkFor(topo, govsFullNAT); s.rule != "ip saddr { 198.19.0.50, 198.19.0.51 } udp dport 9000" || !s.echo {
+		t.Errorf("fullnat sink = %+v", s)
 	}
 }
