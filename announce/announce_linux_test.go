@@ -273,7 +273,16 @@ func TestRefreshAndReannounce(t *testing.T) {
 	l := newALab(t)
 	a := l.newAnnouncer(t)
 	a.SetVIPs([]netip.Addr{vip4, vip6})
-	time.Sleep(announceInterval*time.Duration(announceRepeats-1) + 200*time.Millisecond) // the takeover burst is over
+	// The takeover burst must be over before the capture starts, or its last repeat (late on a
+	// busy machine) is counted as a refresh.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, _, gratuitous := a.Stats(); gratuitous < uint64(2*announceRepeats); _, _, gratuitous = a.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the takeover burst sent %d announcements in 5s, want %d", gratuitous, 2*announceRepeats)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
 
 	const every = 300 * time.Millisecond
 	got := l.capture(t, 1000*time.Millisecond, func() { a.SetRefresh(every) })
