@@ -179,6 +179,9 @@ type published struct {
 	// connLog is the worker's connection log, nil while the log is off (Engine.SetConnLog); the
 	// worker takes it up between batches (Worker.adoptConnLog).
 	connLog atomic.Pointer[workerConnLog]
+	// connLogOff is the log SetConnLog turned off, until the writer has drained its events
+	// (Engine.ConnLogDrain).
+	connLogOff atomic.Pointer[workerConnLog]
 }
 
 type realCounters struct {
