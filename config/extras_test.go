@@ -587,3 +587,29 @@ func TestLocalAddressOnHostInterface(t *testing.T) {
 		t.Errorf("AddressInterfaceOnHost(198.19.255.254) = %q, want none", got)
 	}
 }
+
+// TestRealHandles: fullnat virtual servers whose local addresses × real servers come to more real
+// server handles than a worker's connection table holds (MaxRealHandles) are refused at the
+// virtual server that goes over, with file:line; exactly MaxRealHandles pass.
+func TestRealHandles(t *testing.T) {
+	src := func(reals int) string {
+		var b strings.Builder
+		b.WriteString(dp + strings.Replace(vsHead, `"nat"`, `"fullnat"`, 1) + "local_addresses = [")
+		for i := range MaxLocalAddresses {
+			fmt.Fprintf(&b, "%q, ", netip.AddrFrom4([4]byte{198, 19, 1, byte(i)}))
+		}
+		b.WriteString("]\n")
+		for i := range reals {
+			fmt.Fprintf(&b, "[[virtual_server.real_server]]\naddress = \"%s\"\n", netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, 2 + byte(i/256), byte(i)}), 80))
+		}
+		return b.String()
+	}
+	if _, err := Parse([]byte(src(MaxRealHandles/MaxLocalAddresses)), "t.toml", LoadOptions{}); err != nil {
+		t.Fatalf("%d local addresses × %d real servers: %v, want no error", MaxLocalAddresses, MaxRealHandles/MaxLocalAddresses, err)
+	}
+	_, err := Parse([]byte(src(MaxRealHandles/MaxLocalAddresses+1)), "t.toml", LoadOptions{})
+	want := `t.toml:8: virtual_server[1].local_addresses: 256 local addresses × 257 real servers make 65792 real server handles`
+	if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Count(err.Error(), "\n") != 0 {
+		t.Errorf("got %v, want the one error\n%s...", err, want)
+	}
+}

@@ -688,11 +688,14 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 
 // dropInsert counts a refused table insert.
 func (w *Worker) dropInsert(err error) {
-	if err == conntrack.ErrExists {
+	switch err {
+	case conntrack.ErrExists:
 		w.drop(DropTupleClash)
-		return
+	case conntrack.ErrNoHandle:
+		w.drop(DropRealHandlesFull)
+	default:
+		w.drop(DropTableFull)
 	}
-	w.drop(DropTableFull)
 }
 
 // icmpError forwards an ICMP error about a known connection: from the client side towards the
