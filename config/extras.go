@@ -541,6 +541,38 @@ func (p *parser) localAddressClashes(c *Config) {
 	}
 }
 
+// localReach warns (Config.Warnings) about a FullNAT local address in none of the subnets of the
+// data-plane interfaces: the real servers answer it, and govs answers ARP/ND for it only on those
+// interfaces, so without a route to this host on the real servers their replies never come back.
+// govs cannot see their routes, so it is a warning, not an error.
+func (p *parser) localReach(c *Config) {
+	if p.opts.InterfacePrefixes == nil {
+		return
+	}
+	var nets []netip.Prefix
+	var names []string
+	for _, ifname := range c.Dataplane.Interfaces {
+		for _, n := range p.opts.InterfacePrefixes(ifname) {
+			nets = append(nets, n)
+			names = append(names, ifname+" "+n.String())
+		}
+	}
+	subnets := strings.Join(names, ", ")
+	if subnets == "" {
+		subnets = "none: the interfaces have no address"
+	}
+	for i := range c.VirtualServers {
+		for _, a := range c.VirtualServers[i].LocalAddresses {
+			if slices.ContainsFunc(nets, func(n netip.Prefix) bool { return n.Contains(a) }) {
+				continue
+			}
+			field := fmt.Sprintf("virtual_server[%d].local_addresses", i+1)
+			c.hostWarn = append(c.hostWarn, fmt.Sprintf("%s: %s: local address %s is in no subnet of the [dataplane] interfaces (%s): the real servers reach it only by a route to this host; add one on them (via this host's address on their segment), or use a spare address of the real servers' subnet",
+				c.Where(field), field, a, subnets))
+		}
+	}
+}
+
 // hostInterface names the interface of this host that holds a, "" if none or when the host is
 // not looked at (LoadOptions.AddressInterface).
 func (p *parser) hostInterface(a netip.Addr) string {

@@ -608,6 +608,7 @@ func (p *parser) virtualServers(raws []rawVirtualServer, c *Config) {
 	}
 	p.localAddressClashes(c)
 	p.realHandles(c)
+	p.localReach(c)
 }
 
 // virtualServer validates one [[virtual_server]]; ok is false if anything in
