@@ -49,6 +49,9 @@ type NextHops interface {
 type Compiler struct {
 	// Overrides are applied on top of every configuration compiled (see Overrides).
 	Overrides Overrides
+	// DrainingLocals become the tables' DrainingLocals: FullNAT local addresses the configuration
+	// no longer lists whose connections have not ended (the daemon keeps track of them).
+	DrainingLocals []netip.Addr
 
 	cur state
 	// pending is the state that tables (the last Compile's result) leave behind, until Commit.
@@ -81,7 +84,7 @@ func New() *Compiler {
 // included) or when a service's scheduler cannot be built; the compiler's state is then unchanged.
 func (c *Compiler) Compile(cfg *config.Config, hops NextHops) (*dataplane.Tables, error) {
 	s := c.cur.clone()
-	t := &dataplane.Tables{ExpireNodestConn: cfg.Conntrack.ExpireNodestConn}
+	t := &dataplane.Tables{ExpireNodestConn: cfg.Conntrack.ExpireNodestConn, DrainingLocals: c.DrainingLocals}
 	liveS, liveR := map[string]bool{}, map[string]bool{}
 	for i := range cfg.VirtualServers {
 		vs := &cfg.VirtualServers[i]

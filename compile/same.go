@@ -10,7 +10,7 @@ import (
 // recompile that changes nothing need not be published.
 func Same(a, b *dataplane.Tables) bool {
 	if a == nil || b == nil || len(a.Services) != len(b.Services) || len(a.Reals) != len(b.Reals) ||
-		a.ExpireNodestConn != b.ExpireNodestConn || a.Draining != b.Draining {
+		a.ExpireNodestConn != b.ExpireNodestConn || a.Draining != b.Draining || !slices.Equal(a.DrainingLocals, b.DrainingLocals) {
 		return false
 	}
 	for i := range a.Reals {

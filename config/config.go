@@ -139,7 +139,8 @@ type Config struct {
 	Metrics       Metrics // observe.go
 	Log           Log     // observe.go
 
-	pos *positions // where each key was written, for Where
+	pos      *positions // where each key was written, for Where
+	hostWarn []string   // Warnings found looking at the host (LoadOptions.InterfacePrefixes)
 }
 
 // DefaultShutdownDrain is shutdown_drain when omitted: long enough for a request in flight to
@@ -343,14 +344,15 @@ func (c *Config) Summary() []string {
 }
 
 // Warnings returns what is valid but probably not what the operator meant, one line each (without
-// a "warning:" prefix): today a file without any [[virtual_server]], which govs runs but with which
-// it balances nothing.
+// a "warning:" prefix): a file without any [[virtual_server]], which govs runs but with which it
+// balances nothing, and, when the host was looked at (LoadOptions.InterfacePrefixes), FullNAT
+// local addresses in no subnet of the data-plane interfaces.
 func (c *Config) Warnings() []string {
 	var out []string
 	if len(c.VirtualServers) == 0 {
 		out = append(out, c.File+": no [[virtual_server]]: govs runs but balances nothing; add a [[virtual_server]] with its [[virtual_server.real_server]] tables")
 	}
-	return out
+	return append(out, c.hostWarn...)
 }
 
 // LoadOptions controls the checks Load and Parse make against the host.
@@ -363,6 +365,10 @@ type LoadOptions struct {
 	// for them and its kernel guard drops the kernel's copy of every frame to them, which would cut
 	// this host's own services on that address and its connections from it (health checks).
 	AddressInterface func(a netip.Addr) string
+	// InterfacePrefixes returns the subnets of this host's interface name (its addresses with
+	// their prefix lengths); nil skips the check it serves: a FullNAT local address in none of
+	// the data-plane interfaces' subnets is a warning (Config.Warnings).
+	InterfacePrefixes func(name string) []netip.Prefix
 	// MissingInterfaceHint, when not empty, ends the message about an interface InterfaceExists
 	// does not find: what the caller offers instead, e.g. how to check the file without the host.
 	MissingInterfaceHint string
@@ -402,9 +408,35 @@ func AddressInterfaceOnHost(a netip.Addr) string {
 	return ""
 }
 
+// InterfacePrefixesOnHost returns the subnets of this host's interface name, none if it cannot
+// be read. It is the usual LoadOptions.InterfacePrefixes for the daemon.
+func InterfacePrefixesOnHost(name string) []netip.Prefix {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return nil
+	}
+	addrs, err := ifc.Addrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, ad := range addrs {
+		if n, ok := ad.(*net.IPNet); ok {
+			if a, ok := netip.AddrFromSlice(n.IP); ok {
+				ones, _ := n.Mask.Size()
+				if a = a.Unmap(); a.Is4() && ones > 32 {
+					ones -= 96
+				}
+				out = append(out, netip.PrefixFrom(a, ones).Masked())
+			}
+		}
+	}
+	return out
+}
+
 // OnHost is the LoadOptions of a file for this host: its interfaces and addresses looked up.
 func OnHost() LoadOptions {
-	return LoadOptions{InterfaceExists: InterfaceExistsOnHost, AddressInterface: AddressInterfaceOnHost}
+	return LoadOptions{InterfaceExists: InterfaceExistsOnHost, AddressInterface: AddressInterfaceOnHost, InterfacePrefixes: InterfacePrefixesOnHost}
 }
 
 // Load reads and validates the config file at path. A file that cannot be read

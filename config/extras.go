@@ -402,8 +402,52 @@ func (p *parser) tunnel(field string, raw *rawVirtualServer, vs *VirtualServer) 
 }
 
 // MaxLocalAddresses bounds a fullnat virtual server's local_addresses: the connection table keeps
-// one handle per (real server, local address) pair, at most 65536.
+// one handle per (real server, local address) pair, at most MaxRealHandles (see realHandles).
 const MaxLocalAddresses = 256
+
+// MaxRealHandles is how many real server handles a worker's connection table holds (see
+// conntrack.ErrNoHandle): one per real server address, and under fullnat one per real server
+// address and port and local address.
+const MaxRealHandles = 1 << 16
+
+// realHandles refuses virtual servers that together could need more real server handles than a
+// worker's connection table holds: a new connection that needs one more would be dropped
+// (real_handles_full) with the table far from full. A fullnat virtual server needs one per real
+// server (sorry server included) and local address; any other, and a persistent fullnat one's
+// templates, one per real server address. Virtual servers that share them share handles. A real
+// server of a virtual server of port 0 counts once, though each destination port takes its own.
+func (p *parser) realHandles(c *Config) {
+	type handle struct {
+		real  netip.Addr
+		port  uint16
+		local netip.Addr
+	}
+	held := map[handle]bool{}
+	for i := range c.VirtualServers {
+		vs := &c.VirtualServers[i]
+		reals := make([]netip.AddrPort, 0, len(vs.RealServers)+1)
+		for _, rs := range vs.RealServers {
+			reals = append(reals, rs.Address)
+		}
+		if vs.SorryServer.IsValid() {
+			reals = append(reals, vs.SorryServer)
+		}
+		for _, r := range reals {
+			if vs.Method != MethodFullNAT || vs.PersistenceTimeout > 0 {
+				held[handle{real: r.Addr()}] = true
+			}
+			for _, l := range vs.LocalAddresses {
+				held[handle{r.Addr(), r.Port(), l}] = true
+			}
+		}
+		if len(held) > MaxRealHandles && vs.Method == MethodFullNAT {
+			p.errf(fmt.Sprintf("virtual_server[%d].local_addresses", i+1),
+				"%d local addresses × %d real servers make %d real server handles with the virtual servers before it, more than the %d a worker's connection table holds (its new connections would be dropped as real_handles_full): use fewer local addresses or real servers",
+				len(vs.LocalAddresses), len(reals), len(held), MaxRealHandles)
+			return
+		}
+	}
+}
 
 // localAddresses validates local_addresses: required by method fullnat and refused by the others.
 // Each is an address of the virtual server's family that neither it nor its real servers use
@@ -493,6 +537,38 @@ func (p *parser) localAddressClashes(c *Config) {
 			case p.hostInterface(a) != "":
 				p.errf(field, "%s is an address of interface %s of this host; a local address must be on no interface (govs answers ARP/ND for it and drops the kernel's copy of its frames, which would cut this host's own connections from it, health checks included): use a spare address the real servers reach this host on", a, p.hostInterface(a))
 			}
+		}
+	}
+}
+
+// localReach warns (Config.Warnings) about a FullNAT local address in none of the subnets of the
+// data-plane interfaces: the real servers answer it, and govs answers ARP/ND for it only on those
+// interfaces, so without a route to this host on the real servers their replies never come back.
+// govs cannot see their routes, so it is a warning, not an error.
+func (p *parser) localReach(c *Config) {
+	if p.opts.InterfacePrefixes == nil {
+		return
+	}
+	var nets []netip.Prefix
+	var names []string
+	for _, ifname := range c.Dataplane.Interfaces {
+		for _, n := range p.opts.InterfacePrefixes(ifname) {
+			nets = append(nets, n)
+			names = append(names, ifname+" "+n.String())
+		}
+	}
+	subnets := strings.Join(names, ", ")
+	if subnets == "" {
+		subnets = "none: the interfaces have no address"
+	}
+	for i := range c.VirtualServers {
+		for _, a := range c.VirtualServers[i].LocalAddresses {
+			if slices.ContainsFunc(nets, func(n netip.Prefix) bool { return n.Contains(a) }) {
+				continue
+			}
+			field := fmt.Sprintf("virtual_server[%d].local_addresses", i+1)
+			c.hostWarn = append(c.hostWarn, fmt.Sprintf("%s: %s: local address %s is in no subnet of the [dataplane] interfaces (%s): the real servers reach it only by a route to this host; add one on them (via this host's address on their segment), or use a spare address of the real servers' subnet",
+				c.Where(field), field, a, subnets))
 		}
 	}
 }

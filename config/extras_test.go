@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -585,5 +586,60 @@ func TestLocalAddressOnHostInterface(t *testing.T) {
 	}
 	if got := AddressInterfaceOnHost(netip.MustParseAddr("198.19.255.254")); got != "" {
 		t.Errorf("AddressInterfaceOnHost(198.19.255.254) = %q, want none", got)
+	}
+}
+
+// TestRealHandles: fullnat virtual servers whose local addresses × real servers come to more real
+// server handles than a worker's connection table holds (MaxRealHandles) are refused at the
+// virtual server that goes over, with file:line; exactly MaxRealHandles pass.
+func TestRealHandles(t *testing.T) {
+	src := func(reals int) string {
+		var b strings.Builder
+		b.WriteString(dp + strings.Replace(vsHead, `"nat"`, `"fullnat"`, 1) + "local_addresses = [")
+		for i := range MaxLocalAddresses {
+			fmt.Fprintf(&b, "%q, ", netip.AddrFrom4([4]byte{198, 19, 1, byte(i)}))
+		}
+		b.WriteString("]\n")
+		for i := range reals {
+			fmt.Fprintf(&b, "[[virtual_server.real_server]]\naddress = \"%s\"\n", netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, 2 + byte(i/256), byte(i)}), 80))
+		}
+		return b.String()
+	}
+	if _, err := Parse([]byte(src(MaxRealHandles/MaxLocalAddresses)), "t.toml", LoadOptions{}); err != nil {
+		t.Fatalf("%d local addresses × %d real servers: %v, want no error", MaxLocalAddresses, MaxRealHandles/MaxLocalAddresses, err)
+	}
+	_, err := Parse([]byte(src(MaxRealHandles/MaxLocalAddresses+1)), "t.toml", LoadOptions{})
+	want := `t.toml:8: virtual_server[1].local_addresses: 256 local addresses × 257 real servers make 65792 real server handles`
+	if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Count(err.Error(), "\n") != 0 {
+		t.Errorf("got %v, want the one error\n%s...", err, want)
+	}
+}
+
+// TestLocalAddressUnreachable: a FullNAT local address in no subnet of the [dataplane] interfaces
+// is a warning (not an error) naming the address, the interfaces' subnets and what to do, with
+// file:line, when the host is looked at; one in a subnet, or the file read offline, is not.
+func TestLocalAddressUnreachable(t *testing.T) {
+	src := dp + strings.Replace(vsHead, `"nat"`, `"fullnat"`, 1) +
+		"local_addresses = [\"198.19.0.2\", \"198.18.9.2\"]\n" + rs
+	onHost := LoadOptions{InterfacePrefixes: func(name string) []netip.Prefix {
+		if name == "l0" {
+			return []netip.Prefix{netip.MustParsePrefix("198.19.0.0/24"), netip.MustParsePrefix("2001:2:0:1::/64")}
+		}
+		return nil
+	}}
+	c, err := Parse([]byte(src), "t.toml", onHost)
+	if err != nil {
+		t.Fatalf("Parse: %v, want a warning only", err)
+	}
+	want := []string{`t.toml:8: virtual_server[1].local_addresses: local address 198.18.9.2 is in no subnet of the [dataplane] interfaces (l0 198.19.0.0/24, l0 2001:2:0:1::/64): the real servers reach it only by a route to this host; add one on them (via this host's address on their segment), or use a spare address of the real servers' subnet`}
+	if got := c.Warnings(); !slices.Equal(got, want) {
+		t.Errorf("warnings\n%q\nwant\n%q", got, want)
+	}
+	c, err = Parse([]byte(src), "t.toml", LoadOptions{})
+	if err != nil {
+		t.Fatalf("offline: %v", err)
+	}
+	if w := c.Warnings(); len(w) != 0 {
+		t.Errorf("offline: warnings %q; want none (the host is not looked at)", w)
 	}
 }

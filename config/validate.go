@@ -607,6 +607,8 @@ func (p *parser) virtualServers(raws []rawVirtualServer, c *Config) {
 		c.VirtualServers = append(c.VirtualServers, vs)
 	}
 	p.localAddressClashes(c)
+	p.realHandles(c)
+	p.localReach(c)
 }
 
 // virtualServer validates one [[virtual_server]]; ok is false if anything in

@@ -17,7 +17,10 @@ import (
 // A handle names a real server address alone, or for a FullNAT entry (ctlFullNAT) the triple of the
 // real server's address, its port and the local address the connection has towards it: the
 // entry's own port field then holds the local port (see Conn). A handful of real servers and
-// local addresses serve millions of connections, so the triples stay few too.
+// local addresses serve millions of connections, so the triples stay few too: a table holds
+// maxRealAddrs of them, real server addresses included, whatever its size, and an entry that
+// needs one more is refused with ErrNoHandle (a FullNAT service with 256 local addresses and 256
+// real servers takes them all).
 type realAddrs struct {
 	addr  [][16]byte // by handle
 	port  []uint16   // by handle: a FullNAT triple's real server port, else 0

@@ -201,6 +201,10 @@ var (
 	ErrFull       = errors.New("conntrack: table full")
 	ErrExists     = errors.New("conntrack: a tuple of the new connection is already in the table")
 	ErrNoTemplate = errors.New("conntrack: template id is not a live template")
+	// ErrNoHandle: the table has room, but every real server handle (see realAddrs) is held: as
+	// many distinct real server addresses, or FullNAT (real server address, port, local address)
+	// combinations, as there are handles (65536, fewer in a smaller table) have live entries.
+	ErrNoHandle = errors.New("conntrack: no real server handle left")
 )
 
 // Stats counts what a Table did since New.
@@ -208,6 +212,7 @@ type Stats struct {
 	Inserted    uint64 // connections and templates added
 	Clashes     uint64 // inserts refused with ErrExists
 	DroppedFull uint64 // inserts refused with ErrFull
+	NoHandle    uint64 // inserts refused with ErrNoHandle
 	Evicted     uint64 // entries removed by EvictOldestIdle
 	Expired     uint64 // entries removed by Expire
 	Deleted     uint64 // entries removed by Delete
@@ -646,7 +651,8 @@ func (t *Table) alloc(onEvict func(uint32, *Conn), protect uint32) (id uint32, e
 }
 
 // allocFor is alloc for an entry with real server address real: it also takes the address's handle.
-// With more distinct addresses than maxRealAddrs in use, it gives the id back and fails with ErrFull.
+// With every handle held by other addresses (FullNAT: combinations), it gives the id back and
+// fails with ErrNoHandle.
 func (t *Table) allocFor(nc *NewConn, onEvict func(uint32, *Conn), protect uint32) (id uint32, ra uint16, err error) {
 	if id, err = t.alloc(onEvict, protect); err != nil {
 		return 0, 0, err
@@ -659,8 +665,8 @@ func (t *Table) allocFor(nc *NewConn, onEvict func(uint32, *Conn), protect uint3
 	}
 	if !ok {
 		t.unalloc(id)
-		t.stats.DroppedFull++
-		return 0, 0, ErrFull
+		t.stats.NoHandle++
+		return 0, 0, ErrNoHandle
 	}
 	return id, ra, nil
 }
@@ -747,7 +753,8 @@ func (t *Table) LookupMiss(k *flow.Tuple, h uint64, hint uint32, m *Miss) (id ui
 // the caller can undo what it counted), and refuses with ErrFull only if none was found. Nothing is
 // stored, and ErrExists returned, when a tuple is already in the table (for example two VIPs
 // mapping one client port to the same real server port: the second reply tuple would be
-// ambiguous). ErrNoTemplate: nc.Template is not a live template. onEvict must not modify the table.
+// ambiguous). ErrNoTemplate: nc.Template is not a live template. ErrNoHandle: the entry would need
+// a real server handle and all are held (see realAddrs). onEvict must not modify the table.
 func (t *Table) InsertMissed(orig *flow.Tuple, m *Miss, nc *NewConn, now int64, onEvict func(id uint32, c *Conn)) (uint32, error) {
 	from := m.end
 	if m.gen != t.gen {

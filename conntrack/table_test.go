@@ -620,3 +620,33 @@ func TestFullNATEntries(t *testing.T) {
 		t.Fatalf("after Delete: found %v, Len %d, free handles %d", ok, tab.Len(), len(tab.reals.free))
 	}
 }
+
+// TestNoHandle: a table with room whose real server handles are all held refuses a FullNAT
+// connection that needs one more with ErrNoHandle, counted as NoHandle, not as a full table
+// (ErrFull, DroppedFull); one that shares a held handle still fits.
+func TestNoHandle(t *testing.T) {
+	tab := mustNew(t, Config{MaxEntries: maxRealAddrs + 16})
+	nc := NewConn{Real: realAddr, RealPort: 8080, Reply: true, FullNAT: true, LocalPort: 2000, State: StateSynRecv}
+	insert := func(n, local uint32) error {
+		orig := nkey(n, false)
+		binary.BigEndian.PutUint32(nc.Local[12:], 0xc6130000+local) // from 198.19.0.0
+		nc.Local[10], nc.Local[11] = 0xff, 0xff
+		_, err := tab.Insert(&orig, &nc, 0, nil)
+		return err
+	}
+	for n := range uint32(maxRealAddrs) {
+		if err := insert(n, n); err != nil { // one local address each
+			t.Fatalf("connection %d: %v", n, err)
+		}
+	}
+	if err := insert(maxRealAddrs, maxRealAddrs); err != ErrNoHandle {
+		t.Fatalf("connection %d with every handle held: %v, want ErrNoHandle", maxRealAddrs, err)
+	}
+	nc.LocalPort = 2001 // the last local address again: its handle is held already
+	if err := insert(maxRealAddrs+1, maxRealAddrs-1); err != nil {
+		t.Fatalf("a connection sharing a held handle: %v", err)
+	}
+	if st := tab.Stats(); st.NoHandle != 1 || st.DroppedFull != 0 || tab.Len() != maxRealAddrs+1 {
+		t.Fatalf("NoHandle %d, DroppedFull %d, Len %d; want 1, 0, %d", st.NoHandle, st.DroppedFull, tab.Len(), maxRealAddrs+1)
+	}
+}

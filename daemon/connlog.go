@@ -25,7 +25,8 @@ func openConnLog(cfg *config.Config) (*os.File, error) {
 // setConnLogLocked makes the connection log follow cfg, whose file (nil: none) openConnLog
 // opened: it starts the writer and turns the workers' recording on, hands the writer the file
 // (a new path, or the same one reopened: a SIGHUP after logrotate moved the file reopens it), or
-// stops both.
+// stops both: the workers first, then the writer, whose last drain writes the events they had
+// queued (Engine.SetConnLog keeps them for it).
 func (d *Daemon) setConnLogLocked(cfg *config.Config, f *os.File) {
 	switch {
 	case f != nil && d.connlog == nil:

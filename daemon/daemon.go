@@ -190,6 +190,7 @@ func (d *Daemon) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var full fullWatch
+	var locals localsWatch
 	stranded := strandedWatch{logged: map[string]bool{}}
 	for {
 		select {
@@ -207,6 +208,7 @@ func (d *Daemon) Run(ctx context.Context) {
 			full.check(d, now)
 			d.sampleRates(now)
 			stranded.check(d, d.engine.Tables())
+			locals.check(ctx, d, now)
 			d.obs.limit.flush()
 			if err := d.engine.RefreshKernelGuard(); err != nil {
 				d.logLimited("kernel guard", slog.LevelWarn, "%v", err)
@@ -325,9 +327,12 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 		return err
 	}
 	restore := d.dropOverridesLocked() // the file is what the operator wants from now on
+	draining := d.compiler.DrainingLocals
+	d.compiler.DrainingLocals = drainingLocals(d.cfg, &next, draining)
 	// The new real servers are unresolved, and so take no connections, until the resolver (told
 	// of them by trackLocked) knows their next hop and Run republishes.
 	if err := d.applyLocked(&next, false); err != nil {
+		d.compiler.DrainingLocals = draining
 		restore()
 		if logFile != nil {
 			logFile.Close()
@@ -335,6 +340,11 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 		return err
 	}
 	d.setConnLogLocked(&next, logFile)
+	for _, a := range d.compiler.DrainingLocals {
+		if !slices.Contains(draining, a) {
+			slog.Info("removed local address kept while its connections drain", "local_address", a)
+		}
+	}
 	d.cfg = &next
 	d.health.updateLocked(&next, d.logf)
 	d.setVIPs(&next)
@@ -550,7 +560,8 @@ func (d *Daemon) trackLocked(t *dataplane.Tables) {
 }
 
 // setVIPs hands every announcer the VIPs of the current configuration, and the FullNAT local
-// addresses, which the real servers' replies are sent to: govs answers for them as for VIPs.
+// addresses, which the real servers' replies are sent to, draining ones included (locals.go):
+// govs answers for them as for VIPs. Call it with d.mu held (or before Run).
 func (d *Daemon) setVIPs(cfg *config.Config) {
 	var vips []netip.Addr
 	seen := map[netip.Addr]bool{}
@@ -560,6 +571,12 @@ func (d *Daemon) setVIPs(cfg *config.Config) {
 				seen[a] = true
 				vips = append(vips, a)
 			}
+		}
+	}
+	for _, a := range d.compiler.DrainingLocals {
+		if !seen[a] {
+			seen[a] = true
+			vips = append(vips, a)
 		}
 	}
 	d.holdAddrs(cfg, vips)

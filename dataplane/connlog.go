@@ -209,13 +209,15 @@ func (w *Worker) adoptConnLog() {
 // SetConnLog turns the connection log on or off. Turned on, each worker gets a ring and a tally
 // per entry of its table (40 bytes each, allocated here, not by the worker) and takes them up
 // between two batches; connections already in its table are not logged. Turned off, the
-// workers drop them, and with them whatever events the writer had not drained.
+// workers drop them between two batches, and ConnLogDrain goes on handing out the events they
+// queued until none is left: the writer's last drain (connlog.Writer.Close) writes them.
 func (e *Engine) SetConnLog(on bool) {
 	for _, w := range e.workers {
 		switch cur := w.pub.connLog.Load(); {
 		case on && cur == nil:
 			w.pub.connLog.Store(newWorkerConnLog(w.id, w.ct.Cap())) // Cap is fixed at New: safe to read
 		case !on && cur != nil:
+			w.pub.connLogOff.Store(cur)
 			w.pub.connLog.Store(nil)
 		}
 	}
@@ -228,7 +230,17 @@ func (e *Engine) ConnLogDrain(out []ConnEvent) int {
 	n, nw := 0, len(e.workers)
 	e.logNext++
 	for i := range nw {
-		if l := e.workers[(e.logNext+i)%nw].pub.connLog.Load(); l != nil && n < len(out) {
+		pub := e.workers[(e.logNext+i)%nw].pub
+		if l := pub.connLogOff.Load(); l != nil && n < len(out) {
+			// Turned off: what the worker queued before it dropped the log, then nothing. (An
+			// event it queues in the batch it drops the log in, after this pop found the ring
+			// empty, is lost.)
+			got := l.ring.pop(out[n:])
+			if n += got; got == 0 {
+				pub.connLogOff.CompareAndSwap(l, nil)
+			}
+		}
+		if l := pub.connLog.Load(); l != nil && n < len(out) {
 			n += l.ring.pop(out[n:])
 		}
 	}

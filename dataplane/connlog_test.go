@@ -196,3 +196,23 @@ func TestSetConnLog(t *testing.T) {
 type emptyReceiver struct{}
 
 func (emptyReceiver) NextBatch([]afpacket.Frame) int { return 0 }
+
+// TestConnLogOffDrains: the events a worker queued before the log was turned off are still drained
+// (the writer's last drain writes them), then nothing more.
+func TestConnLogOffDrains(t *testing.T) {
+	r := newRig(t, buildTables(1, standardSpecs()...), 64)
+	e := &Engine{workers: []*Worker{r.w}}
+	e.SetConnLog(true)
+	r.w.Receive(0, emptyReceiver{}, r.now)
+	r.one(t, 0, build(t, clientPkt("198.18.1.10:40000", "198.18.0.100:80", 6, tcpSYN)), afpacket.RxMeta{})
+	e.SetConnLog(false)
+	r.w.Receive(0, emptyReceiver{}, r.now)
+	out := make([]ConnEvent, 8)
+	if n := e.ConnLogDrain(out); n != 1 || out[0].Kind != ConnCreated || out[0].CPort != 40000 {
+		t.Fatalf("drained %+v after the log was turned off, want the created event of port 40000", out[:n])
+	}
+	r.one(t, 0, build(t, clientPkt("198.18.1.10:40001", "198.18.0.100:80", 6, tcpSYN)), afpacket.RxMeta{})
+	if n := e.ConnLogDrain(out); n != 0 || r.w.pub.connLogOff.Load() != nil {
+		t.Fatalf("drained %d more, kept the old ring %v; want none, and the ring dropped", n, r.w.pub.connLogOff.Load() != nil)
+	}
+}

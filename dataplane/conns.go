@@ -20,6 +20,8 @@ type ConnFilter struct {
 	// Client keeps the entries of clients with this address (any when not valid) and port (any
 	// when 0).
 	Client netip.AddrPort
+	// Local keeps the FullNAT connections with this local address (any entry when not valid).
+	Local netip.Addr
 	// Max bounds how many entries are returned; Engine.Conns still counts every match.
 	Max int
 }
@@ -61,6 +63,8 @@ type connMatch struct {
 	hasReal, hasClient    bool
 	realPort, clientPort  uint16
 	hasRealPort, hasCPort bool
+	local                 [16]byte
+	hasLocal              bool
 }
 
 func matchOf(f ConnFilter) connMatch {
@@ -76,6 +80,9 @@ func matchOf(f ConnFilter) connMatch {
 	}
 	if f.Client.Port() != 0 {
 		m.clientPort, m.hasCPort = f.Client.Port(), true
+	}
+	if f.Local.IsValid() {
+		m.local, m.hasLocal = f.Local.As16(), true
 	}
 	return m
 }
@@ -100,6 +107,9 @@ func (w *Worker) serveConns(req *connRequest) {
 		caddr, cport := c.Client()
 		if (m.hasReal && raddr != m.real) || (m.hasRealPort && rport != m.realPort) ||
 			(m.hasClient && caddr != m.client) || (m.hasCPort && cport != m.clientPort) {
+			continue
+		}
+		if laddr, _, ok := w.ct.Local(c); m.hasLocal && (!ok || laddr != m.local) {
 			continue
 		}
 		req.matched++

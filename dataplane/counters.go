@@ -66,6 +66,11 @@ const (
 	// DropFullNATNoPort: a new FullNAT connection found no free local port towards its real server
 	// (every local address and port of the worker's share tried is taken; see fullnat.go).
 	DropFullNATNoPort
+	// DropRealHandlesFull: a new connection found its worker's connection table with room but
+	// every real server handle held: 65536 distinct real server addresses, or FullNAT (real
+	// server address and port, local address) combinations, have live connections (see
+	// conntrack.ErrNoHandle); config validation refuses FullNAT services that could get there.
+	DropRealHandlesFull
 	numDrops
 )
 
@@ -93,6 +98,7 @@ var dropNames = [numDrops]string{
 	DropFragmentTableFull:   "fragment_table_full",
 	DropFragmentHandoffFull: "fragment_handoff_full",
 	DropFullNATNoPort:       "fullnat_no_port",
+	DropRealHandlesFull:     "real_handles_full",
 }
 
 func (d Drop) String() string {
@@ -179,6 +185,9 @@ type published struct {
 	// connLog is the worker's connection log, nil while the log is off (Engine.SetConnLog); the
 	// worker takes it up between batches (Worker.adoptConnLog).
 	connLog atomic.Pointer[workerConnLog]
+	// connLogOff is the log SetConnLog turned off, until the writer has drained its events
+	// (Engine.ConnLogDrain).
+	connLogOff atomic.Pointer[workerConnLog]
 }
 
 type realCounters struct {

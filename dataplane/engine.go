@@ -94,7 +94,7 @@ func (e *Engine) Publish(t *Tables) error {
 // filterSpec lists what the sockets must let through for t: every service's VIP endpoint, the
 // replies of its NAT real servers, those a reload removed included while their connections drain,
 // ICMP to the outer sources of its tunnels (path MTU signals, pathmtu.go), and what comes to a
-// FullNAT service's local addresses.
+// FullNAT service's local addresses and to draining ones.
 func filterSpec(t *Tables) bpfgen.FilterSpec {
 	var spec bpfgen.FilterSpec
 	seen := map[[16]byte]bool{}
@@ -112,6 +112,9 @@ func filterSpec(t *Tables) bpfgen.FilterSpec {
 				spec.VIPs = append(spec.VIPs, bpfgen.Endpoint{Addr: l, Proto: s.Proto})
 			}
 		}
+	}
+	for _, l := range t.DrainingLocals { // their connections' replies, of any protocol
+		spec.VIPs = append(spec.VIPs, bpfgen.Endpoint{Addr: l})
 	}
 	for _, r := range t.Reals {
 		if s := t.owner(r); s != nil && s.Method == MethodNAT {

@@ -190,7 +190,8 @@ func (p *fanoutPlan) report(t *Tables, prev *fanoutPlan, logf func(string, ...an
 // spec is the fanout program's view of t under p's rules: every service's VIP endpoint, and the
 // endpoints its frames show when the client is not the source: the NAT real servers it forwards
 // to (those draining included) and, for ICMP errors quoting forwarded packets, its VIP under DR and
-// tun; and the FullNAT local addresses, whose frames go to workers by local port.
+// tun; and the FullNAT local addresses (draining ones included), whose frames go to workers by
+// local port.
 func (p *fanoutPlan) spec(t *Tables) bpfgen.FanoutSpec {
 	var spec bpfgen.FanoutSpec
 	seen := map[netip.Addr]bool{}
@@ -214,6 +215,12 @@ func (p *fanoutPlan) spec(t *Tables) bpfgen.FanoutSpec {
 				seen[l] = true
 				spec.Locals = append(spec.Locals, l)
 			}
+		}
+	}
+	for _, l := range t.DrainingLocals {
+		if !seen[l] {
+			seen[l] = true
+			spec.Locals = append(spec.Locals, l)
 		}
 	}
 	for _, r := range t.Reals {

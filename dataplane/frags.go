@@ -91,8 +91,10 @@ type fragEntry struct {
 	rs, vs  uint16
 	mac     [6]byte
 	flow    uint32 // the first fragment's flow hash, folded: a tun service's outer entropy (tunnel)
-	// FullNAT: the source a client's fragment gets (the local address) or the destination a
-	// real server's gets (the client).
+	// A FullNAT connection's (fnat, by the entry: whatever its service's method is now): the
+	// source a client's fragment gets (the local address) or the destination a real server's gets
+	// (the client).
+	fnat bool
 	addr [16]byte
 }
 
@@ -327,8 +329,9 @@ func (w *Worker) firstFragment(in int, b []byte, meta *afpacket.RxMeta, p *frame
 		e.to, e.dir, e.rs, e.vs, e.inPort, e.mac = fragToSelf, dir, c.RS(), c.VS, c.InPort, c.ClientMAC()
 		e.flow = uint32(h ^ h>>32)
 		if la, _, ok := w.ct.Local(c); ok && dir == conntrack.DirOriginal {
-			e.addr = la
+			e.fnat, e.addr = true, la
 		} else if ok {
+			e.fnat = true
 			e.addr, _ = c.Client()
 		}
 	}
@@ -374,13 +377,13 @@ func (w *Worker) laterFragment(in int, b []byte, meta *afpacket.RxMeta, p *frame
 			w.drop(DropUnresolved)
 			return false
 		}
-		switch svc.Method {
-		case MethodNAT:
-			frame.RewriteDst(b, p, r.addr, 0) // a later fragment: the address, the IP checksum
-		case MethodFullNAT:
+		switch m := svc.Method; {
+		case e.fnat:
 			frame.RewriteSrc(b, p, e.addr, 0)
 			frame.RewriteDst(b, p, r.addr, 0)
-		case MethodTun:
+		case m == MethodNAT || m == MethodFullNAT: // FullNAT: a NAT connection from before a reload
+			frame.RewriteDst(b, p, r.addr, 0) // a later fragment: the address, the IP checksum
+		case m == MethodTun:
 			// In the tunnel its first fragment took, with the same entropy.
 			if !w.tunnel(in, r, svc, b, meta, p, uint64(e.flow), w.pathMTU(r)) {
 				return false
@@ -397,7 +400,7 @@ func (w *Worker) laterFragment(in int, b []byte, meta *afpacket.RxMeta, p *frame
 		return true
 	}
 	frame.RewriteSrc(b, p, svc.addr, 0)
-	if svc.Method == MethodFullNAT {
+	if e.fnat {
 		frame.RewriteDst(b, p, e.addr, 0)
 	}
 	if !w.transmit(int(e.inPort), b, meta, e.mac) {

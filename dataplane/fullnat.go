@@ -89,18 +89,13 @@ func (w *Worker) allocLocal(svc *Service, r *Real, rport uint16, proto uint8, nc
 	return false
 }
 
-// fullnatOut rewrites a client's packet of FullNAT connection c to real server r: source the
-// local address and port, destination the real server. It reports false, changing nothing, for
-// a connection without a local endpoint: a NAT one from before a reload made its service FullNAT.
-func (w *Worker) fullnatOut(b []byte, p *frame.Parsed, partial int, c *conntrack.Conn, r *Real) bool {
-	la, lport, ok := w.ct.Local(c)
-	if !ok {
-		return false
-	}
+// fullnatOut rewrites a client's packet of FullNAT connection c (Conn.IsFullNAT) to real server
+// r: source the local address and port, destination the real server.
+func (w *Worker) fullnatOut(b []byte, p *frame.Parsed, partial int, c *conntrack.Conn, r *Real) {
+	la, lport, _ := w.ct.Local(c)
 	_, rport := w.ct.Real(c)
 	rewriteSrc(b, p, partial, la, lport)
 	rewriteDst(b, p, partial, r.addr, rport)
-	return true
 }
 
 // fullnatBack rewrites a real server's reply of FullNAT connection c for the client: source the
@@ -113,12 +108,9 @@ func fullnatBack(b []byte, p *frame.Parsed, partial int, c *conntrack.Conn) {
 }
 
 // fullnatOutFast is fullnatOut for the express lane (frame.RewriteFast, finished checksums): false,
-// having changed nothing, for a packet RewriteFast declines or a connection fullnatOut declines.
+// having changed nothing, for a packet RewriteFast declines.
 func (w *Worker) fullnatOutFast(b []byte, p *frame.Parsed, c *conntrack.Conn, r *Real) bool {
-	la, lport, ok := w.ct.Local(c)
-	if !ok {
-		return false
-	}
+	la, lport, _ := w.ct.Local(c)
 	_, rport := w.ct.Real(c)
 	return frame.RewriteFastBoth(b, p, &la, lport, &r.addr, rport)
 }

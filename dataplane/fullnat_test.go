@@ -3,10 +3,12 @@ package dataplane
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/govs/govs/conntrack"
 	"github.com/govs/govs/dataplane/afpacket"
+	"github.com/govs/govs/dataplane/bpfgen"
 	"github.com/govs/govs/dataplane/frame"
 )
 
@@ -35,6 +37,34 @@ func fullnatTables(tc fullnatCase, lo, hi uint16) *Tables {
 	s.LocalPortMin, s.LocalPortMax = lo, hi
 	t.Finish()
 	return t
+}
+
+// later is the flags of a connection's later packets: an ACK for TCP.
+func (tc fullnatCase) later() uint8 {
+	if tc.proto == 6 {
+		return tcpACK
+	}
+	return 0
+}
+
+// via returns how a test runs a frame through r: "general" is r.one, "express" ProcessBatch
+// (express lane included).
+func (r *rig) via(name string) func(testing.TB, int, []byte, afpacket.RxMeta) sent {
+	if name == "express" {
+		return func(tb testing.TB, in int, b []byte, _ afpacket.RxMeta) sent { return r.batchOne(tb, in, b) }
+	}
+	return r.one
+}
+
+// clientSideError is a router's ICMP error (destination unreachable or packet too big) to the VIP
+// about the reply vip → client of a connection of protocol proto.
+func clientSideError(t *testing.T, vip, client netip.AddrPort, proto uint8) []byte {
+	router, typ, code := netip.MustParseAddr("198.18.1.1"), uint8(3), uint8(4)
+	if client.Addr().Is6() {
+		router, typ, code = netip.MustParseAddr("2001:2:0:1::1"), 2, 0
+	}
+	reply := pkt{src: vip, dst: client, proto: proto, flags: tcpSYN | tcpACK}
+	return icmpFrame(t, macRouter, macPort0, router, vip.Addr(), typ, code, 1400, quotedPacket(t, reply))
 }
 
 // first is the flags of a connection's first packet: a SYN for TCP.
@@ -248,10 +278,7 @@ func TestFullNATSync(t *testing.T) {
 			backup := newRig(t, fullnatTables(tc, 0, 0), 64)
 			active.w.EnableSync()
 			backup.w.EnableSync()
-			flags := uint8(tcpACK)
-			if tc.proto != 6 {
-				flags = 0
-			}
+			flags := tc.later()
 			active.one(t, 0, build(t, clientPkt(client.String(), tc.vip, tc.proto, flags)), afpacket.RxMeta{})
 			active.w.exportConn(conntrack.SyncSet, active.w.ct.Get(0)) // as a change or a snapshot would
 			// UDP: the export above; TCP: the ACK's state change too. Each is a pair.
@@ -317,6 +344,20 @@ func TestFullNATPersistence(t *testing.T) {
 	}
 }
 
+// exportPair enables HA sync on both rigs and returns what the active one exports for its
+// connection 0: its local endpoint (SyncLocal), then the connection.
+func exportPair(t *testing.T, active, backup *rig) [2]conntrack.SyncEntry {
+	t.Helper()
+	active.w.EnableSync()
+	backup.w.EnableSync()
+	active.w.exportConn(conntrack.SyncSet, active.w.ct.Get(0))
+	var pair [2]conntrack.SyncEntry
+	if n := active.w.sync.out.pop(pair[:]); n != 2 || pair[0].Op != conntrack.SyncLocal {
+		t.Fatalf("exported %d entries (%v), want the local endpoint and the connection", n, pair[0].Op)
+	}
+	return pair
+}
+
 // TestFullNATSyncReusedLocal: the backup holds a synced FullNAT connection whose removal never
 // reached it (sync is best effort), and the active node gave its local endpoint to a new client;
 // when that connection is synced, the stale one goes: the real server's replies to the local
@@ -326,13 +367,7 @@ func TestFullNATSyncReusedLocal(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			active, client, vip, rs, local := fullnatConnect(t, tc)
 			backup := newRig(t, fullnatTables(tc, 0, 0), 64)
-			active.w.EnableSync()
-			backup.w.EnableSync()
-			active.w.exportConn(conntrack.SyncSet, active.w.ct.Get(0))
-			var pair [2]conntrack.SyncEntry
-			if n := active.w.sync.out.pop(pair[:]); n != 2 || pair[0].Op != conntrack.SyncLocal {
-				t.Fatalf("exported %d entries (%v), want the local endpoint and the connection", n, pair[0].Op)
-			}
+			pair := exportPair(t, active, backup)
 			for i := range pair {
 				backup.w.sync.in.push(&pair[i])
 			}
@@ -370,29 +405,15 @@ func TestFullNATMethodReload(t *testing.T) {
 			client, rs := netip.AddrPortFrom(netip.MustParseAddr(tc.client), 40000), mustAP(tc.real)
 			r.one(t, 0, build(t, clientPkt(client.String(), tc.vip, tc.proto, tc.first())), afpacket.RxMeta{})
 			r.w.SetTables(fullnatTables(tc, 0, 0))
-			flags := uint8(tcpACK)
-			if tc.proto != 6 {
-				flags = 0
-			}
 			for _, via := range []string{"general", "express"} {
-				run := r.one
-				if via == "express" {
-					run = func(tb testing.TB, in int, b []byte, _ afpacket.RxMeta) sent { return r.batchOne(tb, in, b) }
-				}
-				out := run(t, 0, build(t, clientPkt(client.String(), tc.vip, tc.proto, flags)), afpacket.RxMeta{})
+				out := r.via(via)(t, 0, build(t, clientPkt(client.String(), tc.vip, tc.proto, tc.later())), afpacket.RxMeta{})
 				checkChecksums(t, out.frame)
 				if s, d := tuple(t, out.frame); s != client || d != rs {
 					t.Fatalf("%s: the NAT connection's packet left as %v→%v, want %v→%v", via, s, d, client, rs)
 				}
 			}
 			// A client-side ICMP error about it reaches the real server as NAT's does.
-			router, typ, code := netip.MustParseAddr("198.18.1.1"), uint8(3), uint8(4)
-			if client.Addr().Is6() {
-				router, typ, code = netip.MustParseAddr("2001:2:0:1::1"), 2, 0
-			}
-			vip := mustAP(tc.vip)
-			reply := pkt{src: vip, dst: client, proto: tc.proto, flags: tcpSYN | tcpACK}
-			out := r.one(t, 0, icmpFrame(t, macRouter, macPort0, router, vip.Addr(), typ, code, 1400, quotedPacket(t, reply)), afpacket.RxMeta{})
+			out := r.one(t, 0, clientSideError(t, mustAP(tc.vip), client, tc.proto), afpacket.RxMeta{})
 			var p frame.Parsed
 			frame.Parse(out.frame, &p)
 			if d := netip.AddrFrom16(p.Dst).Unmap(); out.port != 1 || d != rs.Addr() {
@@ -400,6 +421,149 @@ func TestFullNATMethodReload(t *testing.T) {
 			}
 			if qs, qd := checkICMP(t, out.frame); qs != rs || qd != client {
 				t.Fatalf("client-side error quotes %v→%v, want %v→%v", qs, qd, rs, client)
+			}
+		})
+	}
+}
+
+// TestFullNATMethodChangeAway: a reload that turns a FullNAT service into a NAT or DR one (same
+// service and real server IDs) leaves its live FullNAT connections forwarded as FullNAT, by what
+// their entries hold, until they end: the client's packets leave from the local endpoint, the
+// real server's replies to it reach the client from the VIP, in the general path and the express
+// lane, and a client-side ICMP error reaches the real server as about the local endpoint.
+func TestFullNATMethodChangeAway(t *testing.T) {
+	for _, tc := range fullnatCases {
+		for _, m := range []Method{MethodNAT, MethodDR} {
+			t.Run(tc.name+"/"+m.String(), func(t *testing.T) {
+				r, client, vip, rs, local := fullnatConnect(t, tc)
+				r.w.SetTables(buildTables(1, svcSpec{id: 0, vip: tc.vip, proto: tc.proto, method: m,
+					reals: []realSpec{{id: 0, addr: tc.real, weight: 1, mac: macRS[0]}}}))
+				flags := tc.later()
+				for i, via := range []string{"general", "express"} {
+					run := r.via(via)
+					out := run(t, 0, build(t, clientPkt(client.String(), tc.vip, tc.proto, flags)), afpacket.RxMeta{})
+					checkChecksums(t, out.frame)
+					if s, d := tuple(t, out.frame); out.port != 1 || s != local || d != rs {
+						t.Fatalf("%s: client's packet left port %d as %v→%v, want port 1 as %v→%v", via, out.port, s, d, local, rs)
+					}
+					rp := pkt{srcMAC: macRS[0], dstMAC: macPort1, src: rs, dst: local, proto: tc.proto, flags: flags, payload: 20 + i}
+					out = run(t, 1, build(t, rp), afpacket.RxMeta{})
+					checkChecksums(t, out.frame)
+					if s, d := tuple(t, out.frame); out.port != 0 || s != vip || d != client {
+						t.Fatalf("%s: reply left port %d as %v→%v, want port 0 as %v→%v", via, out.port, s, d, vip, client)
+					}
+				}
+				out := r.one(t, 0, clientSideError(t, vip, client, tc.proto), afpacket.RxMeta{})
+				var p frame.Parsed
+				frame.Parse(out.frame, &p)
+				if s, d := netip.AddrFrom16(p.Src).Unmap(), netip.AddrFrom16(p.Dst).Unmap(); out.port != 1 || s != local.Addr() || d != rs.Addr() {
+					t.Fatalf("client-side error left port %d as %v→%v, want port 1 as %v→%v", out.port, s, d, local.Addr(), rs.Addr())
+				}
+				if qs, qd := checkICMP(t, out.frame); qs != rs || qd != local {
+					t.Fatalf("client-side error quotes %v→%v, want %v→%v", qs, qd, rs, local)
+				}
+			})
+		}
+	}
+}
+
+// TestFullNATSyncLocalMoved: the backup holds a FullNAT connection and the active node syncs the
+// same connection with another local endpoint (a new connection on the tuple whose predecessor's
+// removal never arrived): the backup takes the synced endpoint, so that after a takeover the
+// client's packets leave from the endpoint the real server knows and its replies to it reach the
+// client; the old endpoint's reply tuple is gone.
+func TestFullNATSyncLocalMoved(t *testing.T) {
+	for _, tc := range fullnatCases {
+		t.Run(tc.name, func(t *testing.T) {
+			active, client, vip, rs, local := fullnatConnect(t, tc)
+			backup := newRig(t, fullnatTables(tc, 0, 0), 64)
+			pair := exportPair(t, active, backup)
+			for i := range pair {
+				backup.w.sync.in.push(&pair[i])
+			}
+			pair[0].RPort++ // the same connection from the next local port
+			moved := netip.AddrPortFrom(local.Addr(), local.Port()+1)
+			for i := range pair {
+				backup.w.sync.in.push(&pair[i])
+			}
+			backup.w.drainSync()
+			if s := backup.w.sync; s.installed.Load() != 2 || backup.w.ct.Len() != 1 {
+				t.Fatalf("backup installed %d (refused %d), holds %d entries; want 2 and 1", s.installed.Load(), s.refused.Load(), backup.w.ct.Len())
+			}
+			flags := tc.later()
+			out := backup.one(t, 0, build(t, clientPkt(client.String(), tc.vip, tc.proto, flags)), afpacket.RxMeta{})
+			if s, d := tuple(t, out.frame); s != moved || d != rs {
+				t.Fatalf("backup sent the client's packet as %v→%v, want %v→%v", s, d, moved, rs)
+			}
+			rp := pkt{srcMAC: macRS[0], dstMAC: macPort1, src: rs, dst: moved, proto: tc.proto, flags: flags}
+			out = backup.one(t, 1, build(t, rp), afpacket.RxMeta{})
+			if s, d := tuple(t, out.frame); s != vip || d != client {
+				t.Fatalf("backup sent the reply to %v as %v→%v, want %v→%v", moved, s, d, vip, client)
+			}
+			rp.dst = local
+			if outs := backup.process(1, build(t, rp), afpacket.RxMeta{}); len(outs) != 0 {
+				t.Fatalf("a reply to the old local endpoint %v was forwarded", local)
+			}
+		})
+	}
+}
+
+// TestDropRealHandlesFull: a table out of real server handles is its own drop reason, not a full
+// table.
+func TestDropRealHandlesFull(t *testing.T) {
+	r := newRig(t, fullnatTables(fullnatCases[0], 0, 0), 64)
+	r.w.dropInsert(conntrack.ErrNoHandle)
+	if got := nonZero(r.w); got["drop:real_handles_full"] != 1 || got["drop:conntrack_full"] != 0 {
+		t.Fatalf("counters %v, want real_handles_full 1 and no conntrack_full", got)
+	}
+}
+
+// TestDrainingLocalsTaken: a draining local address (Tables.DrainingLocals: no service lists it,
+// connections still use it) is one whose frames the socket filter admits, of any protocol, the
+// fanout sends by local port, and the data plane knows as local.
+func TestDrainingLocalsTaken(t *testing.T) {
+	tc := fullnatCases[0]
+	tb := buildTables(1, svcSpec{id: 0, vip: tc.vip, proto: tc.proto, method: MethodNAT,
+		reals: []realSpec{{id: 0, addr: tc.real, weight: 1, mac: macRS[0]}}})
+	l := netip.MustParseAddr(tc.locals[0])
+	if slices.Contains(filterSpec(tb).VIPs, bpfgen.Endpoint{Addr: l}) || tb.isLocal(l.As16()) {
+		t.Fatal("a local address no service lists and none drains is taken")
+	}
+	tb.DrainingLocals = []netip.Addr{l}
+	tb.Finish()
+	if !slices.Contains(filterSpec(tb).VIPs, bpfgen.Endpoint{Addr: l}) {
+		t.Errorf("the socket filter does not admit frames to draining %v: %+v", l, filterSpec(tb).VIPs)
+	}
+	if locals := (&fanoutPlan{}).spec(tb).Locals; !slices.Contains(locals, l) {
+		t.Errorf("the fanout does not send frames to draining %v by local port: %v", l, locals)
+	}
+	if !tb.isLocal(l.As16()) {
+		t.Errorf("draining %v is not local to the workers", l)
+	}
+}
+
+// TestFullNATSyncMethodChanged: a FullNAT connection synced to a backup whose service is now NAT
+// (both nodes reloaded from fullnat to nat while it lives) is installed as FullNAT, with its
+// local endpoint: after a takeover the real server's replies to it reach the client.
+func TestFullNATSyncMethodChanged(t *testing.T) {
+	for _, tc := range fullnatCases {
+		t.Run(tc.name, func(t *testing.T) {
+			active, client, vip, rs, local := fullnatConnect(t, tc)
+			backup := newRig(t, buildTables(1, svcSpec{id: 0, vip: tc.vip, proto: tc.proto, method: MethodNAT,
+				reals: []realSpec{{id: 0, addr: tc.real, weight: 1, mac: macRS[0]}}}), 64)
+			pair := exportPair(t, active, backup)
+			for i := range pair {
+				backup.w.sync.in.push(&pair[i])
+			}
+			backup.w.drainSync()
+			if s := backup.w.sync; s.installed.Load() != 1 || backup.w.ct.Len() != 1 {
+				t.Fatalf("backup installed %d (refused %d), holds %d entries; want 1 and 1", s.installed.Load(), s.refused.Load(), backup.w.ct.Len())
+			}
+			flags := tc.later()
+			rp := pkt{srcMAC: macRS[0], dstMAC: macPort1, src: rs, dst: local, proto: tc.proto, flags: flags}
+			out := backup.one(t, 1, build(t, rp), afpacket.RxMeta{})
+			if s, d := tuple(t, out.frame); s != vip || d != client {
+				t.Fatalf("backup sent the reply to %v as %v→%v, want %v→%v", local, s, d, vip, client)
 			}
 		})
 	}

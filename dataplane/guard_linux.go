@@ -83,9 +83,9 @@ func (e *Engine) startGuard(t *Tables) {
 }
 
 // guardSpecFor lists what the kernel guard drops for t: frames to the VIPs and to FullNAT local
-// addresses (whose replies govs forwards: the kernel must not answer them with a RST), and NAT replies from
-// the real servers (those draining after a reload included) unless addressed to one of this
-// host's own addresses.
+// addresses, draining ones included (whose replies govs forwards: the kernel must not answer them
+// with a RST), and NAT replies from the real servers (those draining after a reload included)
+// unless addressed to one of this host's own addresses.
 func guardSpecFor(t *Tables, locals []netip.Addr) *guardSpec {
 	spec := &guardSpec{locals: locals}
 	seen := map[netip.Addr]bool{}
@@ -98,6 +98,12 @@ func guardSpecFor(t *Tables, locals []netip.Addr) *guardSpec {
 				seen[a] = true
 				spec.vips = append(spec.vips, a)
 			}
+		}
+	}
+	for _, a := range t.DrainingLocals {
+		if !seen[a] {
+			seen[a] = true
+			spec.vips = append(spec.vips, a)
 		}
 	}
 	for _, r := range t.Reals {

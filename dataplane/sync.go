@@ -180,11 +180,18 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 		if c.RS() != r.ID || c.VS != svc.ID {
 			return false // this node scheduled the tuple elsewhere itself: its own entry stands
 		}
-		old := c.State()
-		w.ct.SetState(c, e.State)
-		w.ct.Refresh(c, w.now)
-		activeChanged(r, old, c.State())
-		return true
+		if !w.syncedLocalMoved(c, local, hasLocal, &orig) {
+			old := c.State()
+			w.ct.SetState(c, e.State)
+			w.ct.Refresh(c, w.now)
+			activeChanged(r, old, c.State())
+			return true
+		}
+		// The active node forwards the connection from another local endpoint than this entry
+		// holds (a new connection on the tuple whose predecessor's removal did not arrive, or
+		// one this node scheduled while it was active): the real server knows the active node's,
+		// so the entry goes and the synced one, with its reply tuple, takes its place below.
+		w.removeConn(id, c, EndSynced)
 	}
 	nc := conntrack.NewConn{
 		Real: e.Real, RealPort: e.RPort, Reply: svc.Method == MethodNAT,
@@ -197,12 +204,13 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 	if int(e.InPort) >= len(w.ports) {
 		nc.InPort = 0
 	}
-	if svc.Method == MethodFullNAT {
-		// Its local endpoint came just before it. Replies to the local port reach the worker of
-		// the port's class (bpfgen.LocalMember), which must be this one, the client's: it is
-		// when both nodes run as many workers.
-		if !hasLocal || conntrackTuple(local) != orig ||
-			(w.fn.members > 1 && uint32(local.RPort)%w.fn.members != uint32(w.id)) {
+	// A FullNAT connection's local endpoint came just before it: it is installed as FullNAT
+	// whatever its service's method is now (a reload may have changed it), as the data plane
+	// forwards by what the entry holds. One for a FullNAT service without it lost its endpoint.
+	if fullnat := hasLocal && conntrackTuple(local) == orig; fullnat || svc.Method == MethodFullNAT {
+		// Replies to the local port reach the worker of the port's class (bpfgen.LocalMember),
+		// which must be this one, the client's: it is when both nodes run as many workers.
+		if !fullnat || (w.fn.members > 1 && uint32(local.RPort)%w.fn.members != uint32(w.id)) {
 			return false
 		}
 		nc.Reply, nc.FullNAT, nc.Local, nc.LocalPort = true, true, local.Real, local.RPort
@@ -236,6 +244,13 @@ func (w *Worker) installSynced(e *conntrack.SyncEntry) bool {
 		r.Counts.Inactive.Add(1)
 	}
 	return true
+}
+
+// syncedLocalMoved reports whether FullNAT connection c is synced with a local endpoint (local,
+// which came just before its entry orig when hasLocal) other than the one c holds.
+func (w *Worker) syncedLocalMoved(c *conntrack.Conn, local *conntrack.SyncEntry, hasLocal bool, orig *flow.Tuple) bool {
+	la, lport, ok := w.ct.Local(c)
+	return ok && hasLocal && conntrackTuple(local) == *orig && (la != local.Real || lport != local.RPort)
 }
 
 // syncedReal finds the service and the real server a synced entry names: the service by its

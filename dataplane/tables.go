@@ -74,6 +74,11 @@ type Tables struct {
 	// Draining refuses new connections (counted as "draining") while established ones are still
 	// forwarded: a stand-alone node that is stopping (shutdown_drain).
 	Draining bool
+	// DrainingLocals are FullNAT local addresses that no service lists any more (a reload removed
+	// them, or changed their services' method) while connections still use them: frames to them
+	// are taken as to a service's local addresses (the socket filter, the fanout by local port,
+	// the kernel guard), and the daemon keeps answering ARP/ND for them, until those end.
+	DrainingLocals []netip.Addr
 
 	byVIP   map[serviceKey]uint16
 	byReal  map[serviceKey]uint16    // a NAT real server's endpoint -> a service it serves (realOwner)
@@ -214,6 +219,9 @@ func (t *Tables) Finish() {
 		if s != nil && s.Method == MethodTun && r.TunnelSrc.IsValid() {
 			t.addPath(r, s)
 		}
+	}
+	for _, a := range t.DrainingLocals {
+		t.byLocal[a.As16()] = true
 	}
 	for _, s := range t.Services {
 		if s == nil {
@@ -361,7 +369,7 @@ func (t *Tables) realOwner(addr [16]byte, port uint16, proto uint8) *Service {
 	return t.serviceAt(id)
 }
 
-// isLocal reports whether addr is a FullNAT service's local address.
+// isLocal reports whether addr is a FullNAT service's local address, or a draining one.
 func (t *Tables) isLocal(addr [16]byte) bool { return t.byLocal[addr] }
 
 // serviceAt returns the service with ID id, or nil if there is none (a reload removed it).

@@ -389,14 +389,14 @@ func (w *Worker) forward(in int, b []byte, meta *afpacket.RxMeta, p *frame.Parse
 			w.drop(DropUnresolved)
 			return false
 		}
-		switch svc.Method {
-		case MethodNAT:
+		// By what the entry holds first: a reload may have changed the service's method since the
+		// connection started, and it keeps the rewrite it started with until it ends.
+		switch m := svc.Method; {
+		case c.IsFullNAT():
+			w.fullnatOut(b, p, partial, c, r)
+		case m == MethodNAT || m == MethodFullNAT: // FullNAT: a NAT connection from before a reload
 			rewriteDst(b, p, partial, r.addr, realPort(r, p.DstPort))
-		case MethodFullNAT:
-			if !w.fullnatOut(b, p, partial, c, r) { // a NAT connection from before a reload
-				rewriteDst(b, p, partial, r.addr, realPort(r, p.DstPort))
-			}
-		case MethodTun:
+		case m == MethodTun:
 			return w.forwardTunnel(in, r, svc, b, meta, p, partial, h)
 		}
 		if !w.transmit(r.Port, b, meta, r.MAC) {
@@ -444,19 +444,28 @@ func (w *Worker) express(f *afpacket.Frame, p *frame.Parsed, hint uint32) (sent,
 	var mac *[6]byte
 	var client [6]byte
 	if dir == conntrack.DirOriginal {
-		if !r.Resolved || (svc.Method != MethodNAT && svc.Method != MethodDR) {
-			if !r.Resolved || svc.Method != MethodFullNAT || !w.fullnatOutFast(b, p, c, r) {
-				if mtu := w.pathMTU(r); r.Resolved && tunnelExpress(svc, mtu, p, meta) {
-					return w.expressTunnel(c, r, svc, b, meta, p, mtu), true
-				}
+		// The rewrite by the entry first, as forward's.
+		switch m := svc.Method; {
+		case !r.Resolved:
+			return false, false
+		case c.IsFullNAT():
+			if !w.fullnatOutFast(b, p, c, r) {
 				return false, false
 			}
-		} else if svc.Method == MethodNAT && !frame.RewriteFast(b, p, true, &r.addr, realPort(r, p.DstPort)) {
+		case m == MethodNAT:
+			if !frame.RewriteFast(b, p, true, &r.addr, realPort(r, p.DstPort)) {
+				return false, false
+			}
+		case m == MethodDR:
+		default: // tun, or a NAT connection under FullNAT (forward's)
+			if mtu := w.pathMTU(r); tunnelExpress(svc, mtu, p, meta) {
+				return w.expressTunnel(c, r, svc, b, meta, p, mtu), true
+			}
 			return false, false
 		}
 		out, mac, counter = r.Port, &r.MAC, cForwarded
 	} else {
-		if svc.Method == MethodFullNAT {
+		if c.IsFullNAT() {
 			if !fullnatBackFast(b, p, c) {
 				return false, false
 			}
@@ -688,11 +697,14 @@ func (w *Worker) newConn(in int, b []byte, p *frame.Parsed) (uint32, bool) {
 
 // dropInsert counts a refused table insert.
 func (w *Worker) dropInsert(err error) {
-	if err == conntrack.ErrExists {
+	switch err {
+	case conntrack.ErrExists:
 		w.drop(DropTupleClash)
-		return
+	case conntrack.ErrNoHandle:
+		w.drop(DropRealHandlesFull)
+	default:
+		w.drop(DropTableFull)
 	}
-	w.drop(DropTableFull)
 }
 
 // icmpError forwards an ICMP error about a known connection: from the client side towards the
@@ -736,15 +748,13 @@ func (w *Worker) icmpError(in int, b []byte, meta *afpacket.RxMeta, p *frame.Par
 			w.drop(DropUnresolved)
 			return false
 		}
-		switch svc.Method {
-		case MethodNAT, MethodFullNAT: // by the entry: a reload may have changed the method
-			if c.IsFullNAT() {
-				w.fullnatICMPError(b, p, q, c, dir, r)
-				break
-			}
+		switch m := svc.Method; { // by the entry first: a reload may have changed the method
+		case c.IsFullNAT():
+			w.fullnatICMPError(b, p, q, c, dir, r)
+		case m == MethodNAT || m == MethodFullNAT:
 			frame.RewriteDst(b, p, r.addr, 0)
 			frame.RewriteInnerSrc(b, p, q, r.addr, realPort(r, q.SrcPort))
-		case MethodTun:
+		case m == MethodTun:
 			// Encapsulated as the connection's own packets are, with their entropy, so that it
 			// reaches the real server the same way.
 			if !w.tunnel(-1, r, svc, b, meta, p, w.ct.Hash(k), w.pathMTU(r)) {

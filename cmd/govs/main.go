@@ -229,7 +229,7 @@ func cmdCheckConfig(args []string) int {
 	opts := config.OnHost()
 	opts.MissingInterfaceHint = "to check a file written for another host, run `govs check-config -offline " + fs.Arg(0) + "`"
 	if *offline {
-		opts.InterfaceExists, opts.AddressInterface = nil, nil
+		opts.InterfaceExists, opts.AddressInterface, opts.InterfacePrefixes = nil, nil, nil
 		opts.SkipFileChecks = true
 	}
 	cfg, err := config.Load(fs.Arg(0), opts)

@@ -113,6 +113,7 @@ func testForwarding(t *testing.T, fam, method string) {
 		t.Run("fullnat-concurrent", s.testFullNATConcurrent)
 		t.Run("fullnat-sources", s.testFullNATSources)
 		t.Run("fullnat-reload", s.testFullNATReload)
+		t.Run("fullnat-live", s.testFullNATLive)
 	}
 	t.Run("kernel-silence", func(t *testing.T) { s.testKernelSilence(t, before) })
 

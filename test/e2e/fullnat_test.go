@@ -226,3 +226,55 @@ func (s *setup) testFullNATReload(t *testing.T) {
 		t.Fatalf("the real servers saw %d connections after the reload, want %d (per server %v)", seen, n, counts)
 	}
 }
+
+// testFullNATLive holds a keep-alive connection across a reload that takes its local address out
+// of every virtual server, and across one that changes the method to nat: each time its next
+// requests are answered on the same connection by the same real server. The real server answers
+// the connection's local address, so that needs govs to go on answering for it (the address
+// drains) and to rewrite both ends by what the connection holds, not by the new method.
+func (s *setup) testFullNATLive(t *testing.T) {
+	orig := s.cfg
+	for _, step := range []string{"local-removed", "method-nat"} {
+		c := s.newStickyClient()
+		first, err := c.get(s, s.baseURL)
+		if err != nil {
+			t.Fatalf("%s: first request: %v", step, err)
+		}
+		peers := s.srvs.Peers(first)
+		local := peers[len(peers)-1].Addr()
+		cfg := orig
+		cfg.VS = slices.Clone(orig.VS)
+		for i := range cfg.VS {
+			switch step {
+			case "local-removed":
+				other := s.localAddrs()[0]
+				if other == local {
+					other = s.localAddrs()[1]
+				}
+				cfg.VS[i].Extra = fmt.Sprintf("local_addresses = [%q]\n", other.String())
+			default:
+				cfg.VS[i].Method, cfg.VS[i].Extra = "nat", ""
+			}
+		}
+		kept := strings.Count(s.govs.out.String(), "removed local address kept")
+		s.govs.reload(cfg)
+		if n := strings.Count(s.govs.out.String(), "removed local address kept"); n == kept {
+			t.Errorf("%s: govs did not log that it keeps %v for its connections", step, local)
+		}
+		for r := range 3 {
+			i, err := c.get(s, s.baseURL)
+			if err != nil {
+				t.Fatalf("%s: request %d on the connection from %v after the reload: %v", step, r, local, err)
+			}
+			if i != first {
+				t.Fatalf("%s: request %d answered by %s, the connection's by %s", step, r, s.srvs.Names[i], s.srvs.Names[first])
+			}
+		}
+		if d := c.dials.Load(); d != 1 {
+			t.Fatalf("%s: the client opened %d connections, want 1 (kept across the reload)", step, d)
+		}
+		c.hc.CloseIdleConnections()
+		s.govs.reload(orig)
+	}
+	s.cfg = orig
+}
