@@ -191,6 +191,7 @@ func (d *Daemon) Run(ctx context.Context) {
 	defer tick.Stop()
 	var full fullWatch
 	var locals localsWatch
+	defer locals.wg.Wait()
 	stranded := strandedWatch{logged: map[string]bool{}}
 	for {
 		select {

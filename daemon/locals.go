@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/govs/govs/config"
@@ -57,22 +59,40 @@ func drainingLocals(running, next *config.Config, draining []netip.Addr) []netip
 // look walks every worker's table (see Engine.Conns), so not every tick.
 const localsEvery = 5 * time.Second
 
-// localsWatch lets draining local addresses go once no connection uses them.
+// localsWatch lets draining local addresses go once no connection uses them. Its look runs in
+// a goroutine of its own, one at a time: walking the tables can take a while on a big table, and
+// Run must meanwhile go on reacting to health and next-hop changes.
 type localsWatch struct {
 	last time.Time
+	busy atomic.Bool
+	wg   sync.WaitGroup // Run waits for a look still running before it returns
 }
 
 func (w *localsWatch) check(ctx context.Context, d *Daemon, now time.Time) {
-	if now.Sub(w.last) < localsEvery {
+	if now.Sub(w.last) < localsEvery || w.busy.Load() {
 		return
 	}
 	w.last = now
 	d.mu.Lock()
-	draining := d.compiler.DrainingLocals
+	draining := slices.Clone(d.compiler.DrainingLocals)
 	d.mu.Unlock()
+	if len(draining) == 0 {
+		return
+	}
+	w.busy.Store(true)
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer w.busy.Store(false)
+		releaseLocals(ctx, d, draining)
+	}()
+}
+
+// releaseLocals publishes tables without those of draining that no connection uses any more.
+func releaseLocals(ctx context.Context, d *Daemon, draining []netip.Addr) {
 	var ended []netip.Addr
 	for _, a := range draining {
-		// Run waits meanwhile: bounded, and a look that takes longer keeps the address.
+		// Bounded: a look that takes longer keeps the address until the next one.
 		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		_, n, err := d.engine.Conns(wctx, dataplane.ConnFilter{Local: a})
 		cancel()
@@ -80,7 +100,7 @@ func (w *localsWatch) check(ctx context.Context, d *Daemon, now time.Time) {
 			ended = append(ended, a)
 		}
 	}
-	if len(ended) == 0 {
+	if len(ended) == 0 || ctx.Err() != nil {
 		return
 	}
 	d.mu.Lock()
