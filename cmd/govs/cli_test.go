@@ -86,7 +86,7 @@ func TestCheckConfigMissingInterfacePointsToOffline(t *testing.T) {
 		}
 	}
 	stdout, stderr, code := runCLI(t, cmdCheckConfig, "-offline", f)
-	if code != 0 || !strings.Contains(stdout, "198.18.0.100:80 tcp scheduler=rr") {
+	if code != 0 || !strings.Contains(stdout, "tcp/198.18.0.100:80 scheduler=rr") {
 		t.Errorf("check-config -offline: exit code %d, stdout %q, stderr %q; want 0 and the summary", code, stdout, stderr)
 	}
 }
