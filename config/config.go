@@ -285,14 +285,15 @@ type RealServer struct {
 // summaryMaxRealServers bounds how many real servers one Summary line lists.
 const summaryMaxRealServers = 8
 
-// Summary returns one line per virtual server, for `govs check-config`, e.g.
+// Summary returns one line per virtual server, for `govs check-config`, each starting with its
+// Key as logs and `govs ctl` write it, e.g.
 //
-//	198.18.0.100:80 tcp scheduler=rr method=nat real_servers=2 (198.19.0.11:80 w=1, 198.19.0.12:80 w=1)
+//	tcp/198.18.0.100:80 scheduler=rr method=nat real_servers=2 (198.19.0.11:80 w=1, 198.19.0.12:80 w=1)
 //
 // Settings away from their defaults are added: scheduler flags, a Maglev table size, persistence
 // and its netmask, one_packet, and real-server thresholds, e.g.
 //
-//	198.18.0.100:0 tcp scheduler=sh flags=sh-fallback method=dr persistence=5m0s netmask=/24 real_servers=1 (198.19.0.11:0 w=1 upper=100 lower=75)
+//	tcp/198.18.0.100:0 scheduler=sh flags=sh-fallback method=dr persistence=5m0s netmask=/24 real_servers=1 (198.19.0.11:0 w=1 upper=100 lower=75)
 //
 // Long real-server lists are cut after a few entries with "... N more".
 func (c *Config) Summary() []string {
@@ -300,7 +301,7 @@ func (c *Config) Summary() []string {
 	for i := range c.VirtualServers {
 		vs := &c.VirtualServers[i]
 		var b strings.Builder
-		fmt.Fprintf(&b, "%s %s scheduler=%s", vs.Address, vs.Protocol, vs.Scheduler)
+		fmt.Fprintf(&b, "%s scheduler=%s", vs.Key(), vs.Scheduler)
 		if len(vs.SchedulerFlags) > 0 {
 			fmt.Fprintf(&b, " flags=%s", strings.Join(vs.SchedulerFlags, ","))
 		}

@@ -74,7 +74,7 @@ func TestParseMinimal(t *testing.T) {
 	if got, want := c.VirtualServers[0].Key(), "tcp/198.18.0.100:80"; got != want {
 		t.Errorf("Key() = %q, want %q", got, want)
 	}
-	wantSummary := []string{"198.18.0.100:80 tcp scheduler=rr method=nat real_servers=1 (198.19.0.11:80 w=1)"}
+	wantSummary := []string{"tcp/198.18.0.100:80 scheduler=rr method=nat real_servers=1 (198.19.0.11:80 w=1)"}
 	if got := c.Summary(); !reflect.DeepEqual(got, wantSummary) {
 		t.Errorf("Summary() = %q, want %q", got, wantSummary)
 	}
@@ -177,12 +177,12 @@ func TestParseFull(t *testing.T) {
 		t.Fatalf("Load(full):\n got %+v\nwant %+v", c, want)
 	}
 	wantSummary := []string{
-		"198.18.0.100:80 tcp scheduler=wrr method=dr real_servers=2 (198.19.0.11:80 w=3 upper=1000 lower=750, 198.19.0.12:80 w=0 upper=400 lower=100)",
-		"[2001:2::100]:53 udp scheduler=rr method=nat one_packet real_servers=2 ([2001:2::11]:5353 w=1, [2001:2::12]:5353 w=7)",
-		"198.18.0.101:0 tcp scheduler=sh flags=sh-fallback,sh-port method=dr persistence=5m0s netmask=/24 real_servers=1 (198.19.0.11:0 w=1)",
-		"[2001:2::101]:443 tcp scheduler=mh flags=mh-port mh_table_size=251 method=nat persistence=1h0m0s netmask=/64 real_servers=1 ([2001:2::11]:8443 w=2)",
-		"198.18.0.102:53 udp scheduler=wlc method=nat real_servers=1 (198.19.0.13:53 w=1)",
-		"198.18.0.103:80 tcp scheduler=wlc method=fullnat local_addresses=2 real_servers=1 (198.19.0.14:8080 w=1)",
+		"tcp/198.18.0.100:80 scheduler=wrr method=dr real_servers=2 (198.19.0.11:80 w=3 upper=1000 lower=750, 198.19.0.12:80 w=0 upper=400 lower=100)",
+		"udp/[2001:2::100]:53 scheduler=rr method=nat one_packet real_servers=2 ([2001:2::11]:5353 w=1, [2001:2::12]:5353 w=7)",
+		"tcp/198.18.0.101:0 scheduler=sh flags=sh-fallback,sh-port method=dr persistence=5m0s netmask=/24 real_servers=1 (198.19.0.11:0 w=1)",
+		"tcp/[2001:2::101]:443 scheduler=mh flags=mh-port mh_table_size=251 method=nat persistence=1h0m0s netmask=/64 real_servers=1 ([2001:2::11]:8443 w=2)",
+		"udp/198.18.0.102:53 scheduler=wlc method=nat real_servers=1 (198.19.0.13:53 w=1)",
+		"tcp/198.18.0.103:80 scheduler=wlc method=fullnat local_addresses=2 real_servers=1 (198.19.0.14:8080 w=1)",
 	}
 	if got := c.Summary(); !reflect.DeepEqual(got, wantSummary) {
 		t.Errorf("Summary():\n got %q\nwant %q", got, wantSummary)
@@ -876,7 +876,7 @@ func TestSummaryTruncates(t *testing.T) {
 		vs.RealServers = append(vs.RealServers, RealServer{Address: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, 0, byte(i + 1)}), 53), Weight: 1})
 	}
 	got := (&Config{VirtualServers: []VirtualServer{vs}}).Summary()[0]
-	want := "198.18.0.1:53 udp scheduler=rr method=nat real_servers=10 (198.19.0.1:53 w=1, 198.19.0.2:53 w=1, 198.19.0.3:53 w=1, 198.19.0.4:53 w=1, " +
+	want := "udp/198.18.0.1:53 scheduler=rr method=nat real_servers=10 (198.19.0.1:53 w=1, 198.19.0.2:53 w=1, 198.19.0.3:53 w=1, 198.19.0.4:53 w=1, " +
 		"198.19.0.5:53 w=1, 198.19.0.6:53 w=1, 198.19.0.7:53 w=1, 198.19.0.8:53 w=1, ... 2 more)"
 	if got != want {
 		t.Errorf("Summary():\n got %q\nwant %q", got, want)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/govs/govs/dataplane"
+	"github.com/govs/govs/internal/ratelog"
 )
 
 // Source is where the events come from: dataplane.Engine.
@@ -34,6 +35,9 @@ const DefaultRate = 10000
 // (two events each) before its ring overflows (counted as connlog_dropped); past the rate limit
 // events are drained and counted, not written.
 const Interval = 20 * time.Millisecond
+
+// limitedEvery is how often at most the writer warns that it drops lines over the rate limit.
+const limitedEvery = 10 * time.Second
 
 // Counters are the log's counts, kept across writers (a reload that turns the log off and on
 // again keeps counting).
@@ -73,6 +77,14 @@ type Writer struct {
 	at   time.Time
 	warn time.Time // the last write error logged
 
+	// log gets the warnings; limited counts the lines dropped over the rate limit since the last
+	// warning about them, which limitedLog lets out at most every limitedEvery (clock: tick, the
+	// drain's now).
+	log        *slog.Logger
+	limited    uint64
+	limitedLog *ratelog.Limiter
+	tick       time.Time
+
 	buf  [256]dataplane.ConnEvent
 	line []byte
 
@@ -91,12 +103,15 @@ func New(f *os.File, path string, rate int, src Source, epoch time.Time, c *Coun
 }
 
 func newWriter(f *os.File, path string, rate int, src Source, epoch time.Time, c *Counters, now time.Time) *Writer {
-	return &Writer{
+	w := &Writer{
 		src: src, epoch: epoch, c: c,
 		f: f, bw: bufio.NewWriterSize(f, 64<<10), path: path, rate: rate, bank: float64(rate), at: now,
+		log:  slog.Default(),
 		line: make([]byte, 0, 512),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
+	w.limitedLog = ratelog.New(limitedEvery, 1, func() time.Time { return w.tick })
+	return w
 }
 
 // RoutineWrite drains the source every Interval until Close.
@@ -135,12 +150,28 @@ func (w *Writer) drain(now time.Time) {
 	if err := w.bw.Flush(); err != nil {
 		w.failed(now, err)
 	}
+	w.warnLimited(now)
+}
+
+// warnLimited warns, at most every limitedEvery, that lines were dropped over the rate limit, with
+// how many since the last warning; the counter connlog_rate_limited keeps the total.
+func (w *Writer) warnLimited(now time.Time) {
+	if w.limited == 0 {
+		return
+	}
+	w.tick = now
+	if w.limitedLog.Log(w.log, "rate_limited", slog.LevelWarn,
+		"connection log: lines dropped over the rate limit; raise [log] connections_rate to keep them (connlog_rate_limited counts them)",
+		"file", w.path, "connections_rate", w.rate, "dropped", w.limited) {
+		w.limited = 0
+	}
 }
 
 // write writes ev into the buffer if the rate allows.
 func (w *Writer) write(ev *dataplane.ConnEvent, now time.Time) {
 	if w.bank < 1 {
 		w.c.RateLimited.Add(1)
+		w.limited++
 		return
 	}
 	w.bank--
@@ -208,6 +239,7 @@ func (w *Writer) Close() error {
 	w.Stop()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.warnLimited(time.Now()) // what Write dropped since the last drain
 	if err := w.bw.Flush(); err != nil {
 		w.c.WriteErrors.Add(1)
 	}

@@ -1,6 +1,7 @@
 package connlog
 
 import (
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -73,17 +74,22 @@ func lines(t *testing.T, path string) int {
 	return strings.Count(string(b), "\n")
 }
 
-// TestWriterRate: the writer writes at most rate lines a second (a second's worth at once),
-// drains everything regardless, and counts what it held back.
-func TestWriterRate(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "c.log")
+// rateWriter is a writer of 100 lines a second into a new file (path), from src, at t0.
+func rateWriter(t *testing.T) (path string, src *source, c *Counters, w *Writer, t0 time.Time) {
+	path = filepath.Join(t.TempDir(), "c.log")
 	f, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, c := &source{}, &Counters{}
-	t0 := time.Unix(1000, 0)
-	w := newWriter(f, path, 100, src, t0, c, t0)
+	t.Cleanup(func() { f.Close() })
+	src, c, t0 = &source{}, &Counters{}, time.Unix(1000, 0)
+	return path, src, c, newWriter(f, path, 100, src, t0, c, t0), t0
+}
+
+// TestWriterRate: the writer writes at most rate lines a second (a second's worth at once),
+// drains everything regardless, and counts what it held back.
+func TestWriterRate(t *testing.T) {
+	path, src, c, w, t0 := rateWriter(t)
 	src.add(1000) // more than a drain call takes (256 per round) and than the rate allows
 	w.drain(t0)
 	if len(src.evs) != 0 || lines(t, path) != 100 || c.Lines.Load() != 100 || c.RateLimited.Load() != 900 {
@@ -99,6 +105,51 @@ func TestWriterRate(t *testing.T) {
 	w.drain(t0.Add(time.Hour)) // a long quiet earns one second's worth, no more
 	if lines(t, path) != 250 || c.RateLimited.Load() != 1150 {
 		t.Fatalf("%d lines, %d limited; want 250 and 1150", lines(t, path), c.RateLimited.Load())
+	}
+}
+
+// TestWriterRateWarns: lines dropped over the rate limit are logged as a warning with their
+// count, at most every limitedEvery, the next warning with those dropped since the last one.
+func TestWriterRateWarns(t *testing.T) {
+	path, src, c, w, t0 := rateWriter(t)
+	var logged strings.Builder
+	w.log = slog.New(slog.NewTextHandler(&logged, nil))
+	warnings := func() []string {
+		var out []string
+		for _, l := range strings.Split(logged.String(), "\n") {
+			if strings.Contains(l, "level=WARN") && strings.Contains(l, "over the rate limit") {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+
+	src.add(100) // within the rate: no warning
+	w.drain(t0)
+	if got := warnings(); len(got) != 0 {
+		t.Fatalf("warnings with nothing dropped: %q", got)
+	}
+	src.add(30)
+	w.drain(t0.Add(100 * time.Millisecond)) // earns 10: 20 dropped
+	got := warnings()
+	if len(got) != 1 || !strings.Contains(got[0], "dropped=20") || !strings.Contains(got[0], "connections_rate=100") ||
+		!strings.Contains(got[0], "file="+path) {
+		t.Fatalf("after 20 lines dropped, warnings %q; want one with dropped=20, connections_rate=100 and the file", got)
+	}
+	src.add(50)
+	w.drain(t0.Add(200 * time.Millisecond)) // earns 10: 40 more dropped, within limitedEvery
+	if got := warnings(); len(got) != 1 {
+		t.Fatalf("a second warning within %s: %q", limitedEvery, got)
+	}
+	src.add(5)
+	w.drain(t0.Add(limitedEvery + time.Second)) // nothing dropped now: the 40 are still told
+	got = warnings()
+	if len(got) != 2 || !strings.Contains(got[1], "dropped=40") {
+		t.Fatalf("after %s, warnings %q; want a second one with dropped=40", limitedEvery, got)
+	}
+	w.drain(t0.Add(3 * limitedEvery)) // nothing new dropped: no warning
+	if got := warnings(); len(got) != 2 || c.RateLimited.Load() != 60 {
+		t.Fatalf("warnings %q, %d rate limited; want still 2 warnings and 60", got, c.RateLimited.Load())
 	}
 }
 

@@ -86,7 +86,7 @@ func TestCheckConfigMissingInterfacePointsToOffline(t *testing.T) {
 		}
 	}
 	stdout, stderr, code := runCLI(t, cmdCheckConfig, "-offline", f)
-	if code != 0 || !strings.Contains(stdout, "198.18.0.100:80 tcp scheduler=rr") {
+	if code != 0 || !strings.Contains(stdout, "tcp/198.18.0.100:80 scheduler=rr") {
 		t.Errorf("check-config -offline: exit code %d, stdout %q, stderr %q; want 0 and the summary", code, stdout, stderr)
 	}
 }
@@ -481,7 +481,8 @@ func TestReloadFileRecords(t *testing.T) {
 // a back-quoted word in a usage string for the argument's name, so `govs list -h` showed
 // "-json govs stats -json".
 func TestFlagHelp(t *testing.T) {
-	flagLine := regexp.MustCompile(`^  -[\w-]+( (string|int|uint|uint64|float|duration|value))?$`)
+	// A one-letter flag without an argument has its usage on the same line, after a tab.
+	flagLine := regexp.MustCompile(`^  -[\w-]+( (string|int|uint|uint64|float|duration|value))?$|^  -\w\t`)
 	var cmds [][]string
 	for _, c := range commands {
 		if c.name == "bench" {

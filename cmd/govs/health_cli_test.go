@@ -50,7 +50,7 @@ func TestListAndStatsHealth(t *testing.T) {
 		t.Fatalf("govs stats: exit code %d, stderr:\n%s", code, stderr)
 	}
 	for _, want := range []string{
-		"TCP 198.18.0.100:80 rr nat quorum=2 (below)",
+		"TCP 198.18.0.100:80 rr Masq quorum=2 (below)",
 		"-> 198.19.0.11:80 1 0 0 0 true false up",
 		"-> 198.19.0.12:80 1 0 0 0 true false down connect: connection refused",
 		"-> 198.19.0.99:80 1 0 0 0 true false sorry,standby",

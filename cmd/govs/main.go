@@ -421,7 +421,7 @@ func printRealServers(w io.Writer, vss []control.VirtualServer) {
 	tw := tabwriter.NewWriter(trimSpaces(w), 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "virtual server / real server\tweight\tactive\tinactive\tpackets\tresolved\toverloaded\thealth\tlast check error")
 	for _, vs := range vss {
-		fmt.Fprintf(tw, "%s  %s %s %s%s\t\t\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, vs.Method, persistNote(vs)+quorumNote(vs))
+		fmt.Fprintf(tw, "%s  %s %s %s%s\t\t\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, forwardName(vs.Method), persistNote(vs)+quorumNote(vs))
 		for _, rs := range vs.RealServers {
 			fmt.Fprintf(tw, "  -> %s\t%d\t%d\t%d\t%d\t%v\t%v\t%s\t%s\n", rs.Address, rs.Weight,
 				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved, rs.Overloaded, healthLabel(rs), rs.HealthError)
@@ -431,19 +431,22 @@ func printRealServers(w io.Writer, vss []control.VirtualServer) {
 }
 
 func cmdList(args []string) int {
-	fs := newFlags("list", "list [-control SOCK | -config FILE] [-stats | -rate | -conns [-service S] [-real R] [-client C] [-max N]] [-json]", `  govs list
+	fs := newFlags("list", "list [-control SOCK | -config FILE] [-n] [-stats | -rate | -conns|-c [-service S] [-real R] [-client C] [-max N]] [-json]", `  govs list
   govs list -config /etc/govs/govs.toml
   govs list -json     # {"version": ..., "virtual_servers": [{"address": ..., "real_servers": [...]}]}
   govs list -stats    # connections, packets and bytes in/out per service and real server (ipvsadm -Ln --stats)
   govs list -rate     # the same per second (ipvsadm -Ln --rate)
   govs list -conns -service tcp/198.18.0.100:80 -real 198.19.0.11:80   # connections (ipvsadm -Lnc)
   govs list -conns -client 198.18.0.10 -json
+  govs list -n -c     # ipvsadm habits: -n is accepted (always numeric), -c is -conns
 `)
 	sockPath := controlFlags(fs)
 	asJSON := fs.Bool("json", false, "print as JSON (with the field names of govs stats -json; with -conns: {\"matched\": N, \"conns\": [...]})")
 	withStats := fs.Bool("stats", false, "show connections, packets and bytes in/out (since govs started or govs ctl zero)")
 	withRate := fs.Bool("rate", false, "show connections, packets and bytes per second (over the last second)")
 	conns := fs.Bool("conns", false, "list the connections: protocol, expiry, state, client, VIP, real server")
+	fs.BoolVar(conns, "c", false, "the same as -conns (ipvsadm -Lnc)")
+	fs.Bool("n", false, "accepted for ipvsadm's -n and ignored: govs always prints addresses and ports as numbers")
 	service := fs.String("service", "", "with -conns: only this virtual server's, e.g. tcp/198.18.0.100:80")
 	real := fs.String("real", "", "with -conns: only those to this real server, e.g. 198.19.0.11:80 (or the address alone)")
 	client := fs.String("client", "", "with -conns: only this client's, e.g. 198.18.0.10 or 198.18.0.10:41000")
@@ -509,11 +512,12 @@ func printList(w io.Writer, st *control.Status) {
 	tw := tabwriter.NewWriter(trimSpaces(&table), 0, 0, 1, ' ', 0)
 	fmt.Fprintln(tw, "Prot LocalAddress:Port\tScheduler\t\t\t\t\t")
 	fmt.Fprintln(tw, "  -> RemoteAddress:Port\tForward\tWeight\tActiveConn\tInActConn\tPackets\tResolved\tHealth")
-	var notes []string
+	var notes, locals []string
 	for _, vs := range st.VirtualServers {
 		fmt.Fprintf(tw, "%s  %s\t%s\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler)
 		notes = append(notes, persistNote(vs)+quorumNote(vs))
-		fwd := map[string]string{"nat": "Masq", "dr": "Route", "tun": "Tunnel", "fullnat": "FullNat"}[vs.Method]
+		locals = append(locals, localsNote(vs))
+		fwd := forwardName(vs.Method)
 		for _, rs := range vs.RealServers {
 			fmt.Fprintf(tw, "  -> %s\t%s\t%d\t%d\t%d\t%d\t%v\t%s%s\n", rs.Address, fwd, rs.Weight,
 				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved, healthLabel(rs), realNote(rs, st.Overrides, vs))
@@ -521,15 +525,36 @@ func printList(w io.Writer, st *control.Status) {
 	}
 	tw.Flush()
 	// A virtual server's notes (persistence, quorum) follow its scheduler outside the table, as
-	// ipvsadm prints them, so that they do not widen the real servers' Forward column.
+	// ipvsadm prints them, so that they do not widen the real servers' Forward column. A fullnat
+	// one's local addresses are a line of their own under it, outside the table too, and without
+	// the "  -> " of a real server, so that readers of the real-server lines see no new ones.
 	lines := strings.SplitAfter(table.String(), "\n")
 	for i, line := range lines {
 		if i >= 2 && line != "" && !strings.HasPrefix(line, "  -> ") && len(notes) > 0 {
-			line = strings.TrimSuffix(line, "\n") + notes[0] + "\n"
-			notes = notes[1:]
+			line = strings.TrimSuffix(line, "\n") + notes[0] + "\n" + locals[0]
+			notes, locals = notes[1:], locals[1:]
 		}
 		io.WriteString(w, line)
 	}
+}
+
+// localsNote is the line list prints under a fullnat virtual server: its local addresses, the
+// sources real servers see (DPVS's ipvsadm -G shows them as its SNAT_IP); "" for other methods.
+func localsNote(vs control.VirtualServer) string {
+	if len(vs.LocalAddresses) == 0 {
+		return ""
+	}
+	return "  local addresses: " + strings.Join(vs.LocalAddresses, " ") + "\n"
+}
+
+// forwardName is how list and stats name a forwarding method, as ipvsadm's Forward column does:
+// Masq, Route, Tunnel, FullNat (DPVS's name). The config file, the JSON and the connection log
+// keep the config's spelling (nat, dr, tun, fullnat).
+func forwardName(method string) string {
+	if f, ok := map[string]string{"nat": "Masq", "dr": "Route", "tun": "Tunnel", "fullnat": "FullNat"}[method]; ok {
+		return f
+	}
+	return method
 }
 
 // healthLabel is a real server's health as list and stats print it: what its check says ("up",
