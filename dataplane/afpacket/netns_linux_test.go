@@ -4,9 +4,7 @@ package afpacket
 
 import (
 	"encoding/binary"
-	"fmt"
 	"net"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,8 +18,6 @@ var (
 	ipCmd       = func(t testing.TB, args ...string) { t.Helper(); netnstest.IP(t, args...) }
 	inNS        = netnstest.Do
 )
-
-var nsSeq atomic.Int32
 
 // vethPair is a veth pair with end A in namespace NSA and end B in namespace NSB.
 type vethPair struct {
@@ -43,17 +39,14 @@ func newNS(t testing.TB) string {
 // when addrA/addrB are not empty, addresses on them.
 func newVeth(t testing.TB, nsA, nsB, addrA, addrB string) vethPair {
 	t.Helper()
-	n := nsSeq.Add(1)
-	p := vethPair{NSA: nsA, NSB: nsB, A: fmt.Sprintf("h3a%d", n), B: fmt.Sprintf("h3b%d", n)}
-	ipCmd(t, "-n", nsA, "link", "add", p.A, "type", "veth", "peer", "name", p.B, "netns", nsB)
+	p := vethPair{NSA: nsA, NSB: nsB}
+	p.A, p.B = netnstest.Veth(t, nsA, nsB, "h3")
 	if addrA != "" {
 		ipCmd(t, "-n", nsA, "addr", "add", addrA, "dev", p.A)
 	}
 	if addrB != "" {
 		ipCmd(t, "-n", nsB, "addr", "add", addrB, "dev", p.B)
 	}
-	ipCmd(t, "-n", nsA, "link", "set", p.A, "up")
-	ipCmd(t, "-n", nsB, "link", "set", p.B, "up")
 	return p
 }
 

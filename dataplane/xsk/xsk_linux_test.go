@@ -7,15 +7,12 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/govs/govs/internal/netnstest"
 	"golang.org/x/sys/unix"
 )
-
-var vethSeq atomic.Int32
 
 // veth is a veth pair between two fresh namespaces without IPv6 (the kernel's own IPv6
 // messages would arrive at random), both ends up.
@@ -29,11 +26,7 @@ func newVeth(t *testing.T) veth {
 	v := veth{nsA: netnstest.NewNetns(t, "xska"), nsB: netnstest.NewNetns(t, "xskb")}
 	netnstest.NoIPv6(t, v.nsA)
 	netnstest.NoIPv6(t, v.nsB)
-	n := vethSeq.Add(1)
-	v.a, v.b = fmt.Sprintf("xa%d", n), fmt.Sprintf("xb%d", n)
-	netnstest.IP(t, "-n", v.nsA, "link", "add", v.a, "type", "veth", "peer", "name", v.b, "netns", v.nsB)
-	netnstest.IP(t, "-n", v.nsA, "link", "set", v.a, "up")
-	netnstest.IP(t, "-n", v.nsB, "link", "set", v.b, "up")
+	v.a, v.b = netnstest.Veth(t, v.nsA, v.nsB, "x")
 	return v
 }
 

@@ -99,3 +99,17 @@ func Do(t testing.TB, name string, fn func() error) {
 		t.Fatal(err)
 	}
 }
+
+var vethCounter atomic.Int64
+
+// Veth creates a veth pair with end a in namespace nsA and end b in nsB, both up, named tag plus a
+// counter (tag at most 8 characters: an interface name has 15). It goes with the namespaces.
+func Veth(t testing.TB, nsA, nsB, tag string) (a, b string) {
+	t.Helper()
+	n := vethCounter.Add(1)
+	a, b = fmt.Sprintf("%sa%d", tag, n), fmt.Sprintf("%sb%d", tag, n)
+	IP(t, "-n", nsA, "link", "add", a, "type", "veth", "peer", "name", b, "netns", nsB)
+	IP(t, "-n", nsA, "link", "set", a, "up")
+	IP(t, "-n", nsB, "link", "set", b, "up")
+	return a, b
+}
