@@ -24,6 +24,11 @@ type FilterSpec struct {
 	// ICMPTo are this host's addresses that ICMP and ICMPv6 to it are let through for: the
 	// tunnels' outer sources, where routers report the path MTU towards tun real servers.
 	ICMPTo []netip.Addr
+	// NotTo are addresses whose frames the filter leaves to the kernel unless they go to a VIP
+	// endpoint: this host's own addresses, where replies to its own connections from a real
+	// server's address and port (health checks) arrive. An AF_PACKET socket only copies a frame
+	// and the kernel gets it anyway; an XDP program that takes a frame takes it from the kernel.
+	NotTo []netip.Addr
 }
 
 const (
@@ -183,6 +188,14 @@ func SocketFilter(spec FilterSpec) ([]bpf.RawInstruction, error) {
 	if err != nil {
 		return nil, err
 	}
+	notTo := make([]Endpoint, len(spec.NotTo))
+	for i, addr := range spec.NotTo {
+		notTo[i] = Endpoint{Addr: addr}
+	}
+	hosts, err := group(a, "host", notTo)
+	if err != nil {
+		return nil, err
+	}
 	accept, drop := a.newLabel(), a.newLabel()
 	var entry [2]label
 	for _, f := range families {
@@ -208,7 +221,7 @@ func SocketFilter(spec FilterSpec) ([]bpf.RawInstruction, error) {
 	}
 	for _, f := range families {
 		a.mark(entry[f.index])
-		filterFamily(a, f, vips[f.index], reals[f.index], accept, drop)
+		filterFamily(a, f, vips[f.index], reals[f.index], hosts[f.index], accept, drop)
 	}
 	a.mark(drop)
 	a.i(bpf.RetConstant{Val: 0})
@@ -218,8 +231,9 @@ func SocketFilter(spec FilterSpec) ([]bpf.RawInstruction, error) {
 }
 
 // filterFamily emits the filter for frames of family f, X = the offset of their IP header: accept
-// a malformed header, a frame to one of vips or from one of reals; drop anything else.
-func filterFamily(a *asm, f *family, vips, reals []*addrGroup, accept, drop label) {
+// a malformed header, a frame to one of vips or from one of reals unless it goes to one of hosts;
+// drop anything else.
+func filterFamily(a *asm, f *family, vips, reals, hosts []*addrGroup, accept, drop label) {
 	a.i(
 		bpf.StoreScratch{Src: bpf.RegX, N: memL3},
 		bpf.LoadExtension{Num: bpf.ExtLen},
@@ -262,6 +276,15 @@ func filterFamily(a *asm, f *family, vips, reals []*addrGroup, accept, drop labe
 	addrMatch(a, f.dstOff, vips, src)
 	endpointBlocks(a, vips, f, true, accept, src)
 	a.mark(src)
+	if len(hosts) > 0 {
+		fromReals := a.newLabel()
+		addrMatch(a, f.dstOff, hosts, fromReals)
+		for _, g := range hosts {
+			a.mark(g.lbl)
+			a.ja(drop)
+		}
+		a.mark(fromReals)
+	}
 	addrMatch(a, f.srcOff, reals, drop)
 	endpointBlocks(a, reals, f, false, accept, drop)
 }

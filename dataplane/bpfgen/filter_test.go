@@ -27,6 +27,11 @@ var testSpec = FilterSpec{
 		ep("2001:2:0:1::10", 6, 8443),
 	},
 	ICMPTo: []netip.Addr{netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("2001:2::fe")},
+	// This host's addresses: real servers' replies to them are the host's own (health checks).
+	NotTo: []netip.Addr{
+		netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2"),
+		netip.MustParseAddr("198.19.0.3"), netip.MustParseAddr("2001:2::fe"),
+	},
 }
 
 func vm(t testing.TB, raw []bpf.RawInstruction) *bpf.VM {
@@ -42,22 +47,21 @@ func vm(t testing.TB, raw []bpf.RawInstruction) *bpf.VM {
 	return v
 }
 
-func TestSocketFilter(t *testing.T) {
-	raw, err := SocketFilter(testSpec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%d instructions", len(raw))
-	v := vm(t, raw)
+// filterCase is a frame and whether testSpec's filter accepts it.
+type filterCase struct {
+	name   string
+	frame  []byte
+	accept bool
+}
+
+// filterCases are the frames TestSocketFilter runs through testSpec's filter in the classic BPF
+// VM, and TestSocketFilterAsXDP through the same filter compiled to eBPF in the kernel.
+func filterCases(t *testing.T) []filterCase {
 	tcp4 := frame{src: "198.18.0.100", dst: "198.19.0.1", proto: 6, sport: 40000, dport: 80}
 	qinq := []layers.EthernetType{layers.EthernetTypeQinQ, layers.EthernetTypeDot1Q}
 	dot1q := []layers.EthernetType{layers.EthernetTypeDot1Q}
 	with := func(f frame, fn func(*frame)) frame { fn(&f); return f }
-	tests := []struct {
-		name   string
-		frame  []byte
-		accept bool
-	}{
+	return []filterCase{
 		{"tcp to VIP port", tcp4.build(t), true},
 		{"tcp to second VIP port", with(tcp4, func(f *frame) { f.dport = 443 }).build(t), true},
 		{"tcp to other VIP port", with(tcp4, func(f *frame) { f.dport = 81 }).build(t), false},
@@ -108,8 +112,22 @@ func TestSocketFilter(t *testing.T) {
 		{"malformed: truncated IPv6", frame{src: "2001:2::100", dst: "2001:2::1", proto: 6, dport: 443}.build(t)[:50], true},
 		{"malformed: IPv6 version 4", patch(frame{src: "2001:2::100", dst: "2001:2::1", proto: 6, dport: 443}.build(t), func(b []byte) []byte { b[14] = 0x40; return b }), true},
 		{"malformed: v6 VIP with no room for ports", frame{src: "2001:2::100", dst: "2001:2::1", proto: 6, dport: 443}.build(t)[:14+40+3], true},
+		{"RS reply to a host address", frame{src: "198.18.1.10", dst: "198.18.0.1", proto: 6, sport: 8080, dport: 40000}.build(t), false},
+		{"RS reply to another host address", frame{src: "198.18.1.10", dst: "198.18.0.2", proto: 6, sport: 8080, dport: 40000}.build(t), false},
+		{"RS icmp to a host address", frame{src: "198.18.1.10", dst: "198.18.0.2", proto: 1}.build(t), false},
+		{"v6 RS reply to a host address", frame{src: "2001:2:0:1::10", dst: "2001:2::fe", proto: 6, sport: 8443, dport: 40000}.build(t), false},
+		{"VIP that is also a host address", with(tcp4, func(f *frame) { f.dst = "198.19.0.3" }).build(t), true},
 	}
-	for _, tt := range tests {
+}
+
+func TestSocketFilter(t *testing.T) {
+	raw, err := SocketFilter(testSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d instructions", len(raw))
+	v := vm(t, raw)
+	for _, tt := range filterCases(t) {
 		t.Run(tt.name, func(t *testing.T) {
 			n, err := v.Run(tt.frame)
 			if err != nil {

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	ebpfasm "github.com/cilium/ebpf/asm"
+	"github.com/cloudflare/cbpfc"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
@@ -249,4 +252,58 @@ func kernelFanoutAndFilter(t *testing.T, vip netip.Addr, fanout []bpf.RawInstruc
 		}
 	}
 	t.Logf("frames per member %v", per)
+}
+
+// TestSocketFilterAsXDP compiles testSpec's socket filter to eBPF the way package xsk does for
+// its XDP program (cbpfc), loads it into the kernel (the verifier must accept it) and runs every
+// frame of filterCases through it with BPF_PROG_TEST_RUN: the kernel's verdicts must be the
+// classic filter's.
+func TestSocketFilterAsXDP(t *testing.T) {
+	needRoot(t)
+	raw, err := SocketFilter(testSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insns, ok := bpf.Disassemble(raw)
+	if !ok {
+		t.Fatal("program does not disassemble")
+	}
+	body, err := cbpfc.ToEBPF(insns, cbpfc.EBPFOpts{
+		PacketStart: ebpfasm.R7, PacketEnd: ebpfasm.R8, Result: ebpfasm.R0, ResultLabel: "verdict",
+		Working: [4]ebpfasm.Register{ebpfasm.R2, ebpfasm.R3, ebpfasm.R4, ebpfasm.R5}, LabelPrefix: "filter",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const xdpDrop, xdpPass = 1, 2 // accepted frames are dropped here: the verdict tells them apart
+	prog := ebpfasm.Instructions{
+		ebpfasm.LoadMem(ebpfasm.R7, ebpfasm.R1, 0, ebpfasm.Word), // xdp_md.data
+		ebpfasm.LoadMem(ebpfasm.R8, ebpfasm.R1, 4, ebpfasm.Word), // xdp_md.data_end
+	}
+	prog = append(prog, body...)
+	prog = append(prog,
+		ebpfasm.JEq.Imm(ebpfasm.R0, 0, "pass").WithSymbol("verdict"),
+		ebpfasm.Mov.Imm(ebpfasm.R0, xdpDrop),
+		ebpfasm.Return(),
+		ebpfasm.Mov.Imm(ebpfasm.R0, xdpPass).WithSymbol("pass"),
+		ebpfasm.Return(),
+	)
+	p, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual MIT/GPL", Instructions: prog})
+	if err != nil {
+		t.Fatalf("the kernel refuses the compiled filter: %v", err)
+	}
+	defer p.Close()
+	t.Logf("%d classic instructions, %d eBPF", len(raw), len(prog))
+	for _, tt := range filterCases(t) {
+		if len(tt.frame) < 14 {
+			continue // BPF_PROG_TEST_RUN wants an Ethernet header; no device delivers less
+		}
+		verdict, err := p.Run(&ebpf.RunOptions{Data: tt.frame})
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := verdict == xdpDrop; got != tt.accept {
+			t.Errorf("%s: XDP accepts = %v (verdict %d), the classic filter %v", tt.name, got, verdict, tt.accept)
+		}
+	}
 }

@@ -1,7 +1,6 @@
 package xsk
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -9,15 +8,18 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/cloudflare/cbpfc"
+	"golang.org/x/net/bpf"
 )
 
-// Program is the XDP program on one interface with its XSKMAP: IPv4 frames arriving on queue q
-// go to the socket registered for q; other frames, and frames of a queue without a socket, go
-// on to the kernel's stack (XDP_PASS).
+// Program is the XDP program on one interface with its XSKMAP: the frames its filter accepts,
+// arriving on queue q, go to the socket registered for q; other frames, and frames of a queue
+// without a socket, go on to the kernel's stack (XDP_PASS).
 type Program struct {
 	xsks *ebpf.Map
 	prog *ebpf.Program
 	link link.Link
+	mode Mode
 }
 
 // xdpPass is the XDP_PASS verdict.
@@ -30,58 +32,121 @@ const (
 	xdpMdRxQueueIndex = 16
 )
 
-// Attach loads the program with an XSKMAP of queues entries and attaches it to ifname (in the
-// calling thread's network namespace) in mode, replacing nothing: an interface that already
-// has an XDP program is an error.
+// ipv4Only is the filter Attach uses: every IPv4 frame, untagged.
+var ipv4Only = []bpf.Instruction{
+	bpf.LoadAbsolute{Off: 12, Size: 2},
+	bpf.JumpIf{Cond: bpf.JumpEqual, Val: 0x0800, SkipFalse: 1},
+	bpf.RetConstant{Val: 0xFFFF},
+	bpf.RetConstant{Val: 0},
+}
+
+// Attach loads a program that redirects every untagged IPv4 frame, with an XSKMAP of queues
+// entries, and attaches it to ifname (in the calling thread's network namespace) in mode,
+// replacing nothing: an interface that already has an XDP program is an error.
 func Attach(ifname string, mode Mode, queues int) (*Program, error) {
+	return AttachFilter(ifname, mode, queues, ipv4Only)
+}
+
+// AttachFilter is Attach with the frames to redirect chosen by filter, a classic BPF socket
+// filter that sees the frame from its Ethernet header, as a SOCK_RAW packet socket's does: a
+// non-zero verdict redirects the frame, zero passes it to the kernel. The filter is compiled to
+// eBPF (package cbpfc) and runs in the XDP program, before the kernel builds an skb. A nil
+// filter passes every frame.
+func AttachFilter(ifname string, mode Mode, queues int, filter []bpf.Instruction) (*Program, error) {
 	ifc, err := net.InterfaceByName(ifname)
 	if err != nil {
 		return nil, fmt.Errorf("xsk: %w", err)
 	}
-	p := &Program{}
-	if err := p.attach(ifc.Index, mode, queues); err != nil {
+	p := &Program{mode: mode}
+	if err := p.attach(ifc.Index, queues, filter); err != nil {
 		_ = p.Close()
 		return nil, fmt.Errorf("xsk: XDP program on %s (%s mode): %w", ifname, mode, err)
 	}
 	return p, nil
 }
 
-func (p *Program) attach(ifindex int, mode Mode, queues int) error {
+func (p *Program) attach(ifindex int, queues int, filter []bpf.Instruction) error {
 	var err error
 	p.xsks, err = ebpf.NewMap(&ebpf.MapSpec{Name: "govs_xsks", Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: uint32(max(queues, 1))})
 	if err != nil {
 		return fmt.Errorf("create XSKMAP: %w", err)
 	}
-	ipv4 := int64(binary.NativeEndian.Uint16([]byte{0x08, 0x00})) // ETH_P_IP as the frame holds it
-	insns := asm.Instructions{
-		asm.Mov.Reg(asm.R6, asm.R1),
-		asm.LoadMem(asm.R2, asm.R6, xdpMdData, asm.Word),
-		asm.LoadMem(asm.R3, asm.R6, xdpMdDataEnd, asm.Word),
-		asm.Mov.Reg(asm.R4, asm.R2),
-		asm.Add.Imm(asm.R4, 14),
-		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
-		asm.LoadMem(asm.R4, asm.R2, 12, asm.Half),
-		asm.JNE.Imm(asm.R4, int32(ipv4), "pass"),
-		asm.LoadMem(asm.R2, asm.R6, xdpMdRxQueueIndex, asm.Word),
-		asm.LoadMapPtr(asm.R1, p.xsks.FD()),
-		asm.Mov.Imm(asm.R3, xdpPass), // the verdict when the queue has no socket
-		asm.FnRedirectMap.Call(),
-		asm.Return(),
-		asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
-		asm.Return(),
-	}
-	p.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "govs_xsk", Type: ebpf.XDP, License: "Dual MIT/GPL", Instructions: insns})
-	if err != nil {
-		return fmt.Errorf("load: %w", err)
+	if p.prog, err = p.load(filter); err != nil {
+		return err
 	}
 	flags := link.XDPDriverMode
-	if mode == ModeGeneric {
+	if p.mode == ModeGeneric {
 		flags = link.XDPGenericMode
 	}
 	p.link, err = link.AttachXDP(link.XDPOptions{Program: p.prog, Interface: ifindex, Flags: flags})
 	if err != nil {
 		return fmt.Errorf("attach: %w", err)
 	}
+	return nil
+}
+
+// Registers of the program: the context and the packet bounds live in callee-saved registers,
+// so the filter's code (R0-R5) and the helper call leave them alone.
+const (
+	regCtx   = asm.R6
+	regStart = asm.R7
+	regEnd   = asm.R8
+)
+
+// load compiles filter into an XDP program that redirects what it accepts to the XSKMAP.
+func (p *Program) load(filter []bpf.Instruction) (*ebpf.Program, error) {
+	var insns asm.Instructions
+	if filter == nil {
+		insns = asm.Instructions{asm.Mov.Imm(asm.R0, xdpPass), asm.Return()}
+	} else {
+		body, err := cbpfc.ToEBPF(filter, cbpfc.EBPFOpts{
+			PacketStart: regStart,
+			PacketEnd:   regEnd,
+			Result:      asm.R0,
+			ResultLabel: "verdict",
+			Working:     [4]asm.Register{asm.R2, asm.R3, asm.R4, asm.R5},
+			LabelPrefix: "filter",
+		})
+		if err != nil {
+			return nil, fmt.Errorf("compile the filter: %w", err)
+		}
+		insns = append(insns,
+			asm.Mov.Reg(regCtx, asm.R1),
+			asm.LoadMem(regStart, regCtx, xdpMdData, asm.Word),
+			asm.LoadMem(regEnd, regCtx, xdpMdDataEnd, asm.Word),
+		)
+		insns = append(insns, body...)
+		insns = append(insns,
+			asm.JEq.Imm(asm.R0, 0, "pass").WithSymbol("verdict"),
+			asm.LoadMem(asm.R2, regCtx, xdpMdRxQueueIndex, asm.Word),
+			asm.LoadMapPtr(asm.R1, p.xsks.FD()),
+			asm.Mov.Imm(asm.R3, xdpPass), // the verdict when the queue has no socket
+			asm.FnRedirectMap.Call(),
+			asm.Return(),
+			asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
+			asm.Return(),
+		)
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "govs_xsk", Type: ebpf.XDP, License: "Dual MIT/GPL", Instructions: insns})
+	if err != nil {
+		return nil, fmt.Errorf("load: %w", err)
+	}
+	return prog, nil
+}
+
+// SetFilter replaces the program's filter atomically (the link's program is swapped in one
+// step: no frame sees neither). A nil filter passes every frame to the kernel.
+func (p *Program) SetFilter(filter []bpf.Instruction) error {
+	prog, err := p.load(filter)
+	if err != nil {
+		return fmt.Errorf("xsk: %w", err)
+	}
+	if err := p.link.Update(prog); err != nil {
+		prog.Close()
+		return fmt.Errorf("xsk: replace the XDP program: %w", err)
+	}
+	p.prog.Close()
+	p.prog = prog
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/govs/govs/internal/netnstest"
+	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -272,4 +273,79 @@ func TestOpenErrors(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// sportFilter accepts untagged IPv4 frames whose UDP source port (no IP options) is port.
+func sportFilter(port uint16) []bpf.Instruction {
+	return []bpf.Instruction{
+		bpf.LoadAbsolute{Off: 12, Size: 2},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 0x0800, SkipTrue: 3},
+		bpf.LoadAbsolute{Off: 34, Size: 2},
+		bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: uint32(port), SkipTrue: 1},
+		bpf.RetConstant{Val: 0xFFFF},
+		bpf.RetConstant{Val: 0},
+	}
+}
+
+// TestFilterAndSetFilter: the socket gets exactly the frames the program's classic filter
+// accepts, the others reach the kernel (the peer's raw socket in the same namespace sees
+// them); SetFilter swaps the filter in place, and a nil filter passes everything.
+func TestFilterAndSetFilter(t *testing.T) {
+	for _, mode := range []Mode{ModeDriver, ModeGeneric} {
+		t.Run(mode.String(), func(t *testing.T) {
+			v := newVeth(t)
+			peer := openRaw(t, v.nsA, v.a)
+			host := openRaw(t, v.nsB, v.b) // sees what the XDP program passes to the kernel
+			var p *Program
+			var s *Socket
+			var bMAC, aMAC net.HardwareAddr
+			netnstest.Do(t, v.nsB, func() error {
+				ifc, err := net.InterfaceByName(v.b)
+				if err != nil {
+					return err
+				}
+				bMAC = ifc.HardwareAddr
+				if p, err = AttachFilter(v.b, mode, 1, sportFilter(1000)); err != nil {
+					return err
+				}
+				t.Cleanup(func() { p.Close() })
+				if s, err = Open(Config{Interface: v.b, RxFrames: 64, TxFrames: 64}); err != nil {
+					return err
+				}
+				t.Cleanup(func() { s.Close() })
+				return p.Register(0, s)
+			})
+			netnstest.Do(t, v.nsA, func() error {
+				ifc, err := net.InterfaceByName(v.a)
+				aMAC = ifc.HardwareAddr
+				return err
+			})
+			fs := make([][]byte, 8)
+			// check sends a frame from each port and wants the one from taken at the socket and
+			// the other at the host.
+			check := func(taken, passed uint16) {
+				t.Helper()
+				peer.send(t, udpFrame(bMAC, aMAC, passed, "to the kernel"))
+				peer.send(t, udpFrame(bMAC, aMAC, taken, "to the socket"))
+				n := waitRx(t, s, fs)
+				if n != 1 || binary.BigEndian.Uint16(fs[0][34:]) != taken {
+					t.Fatalf("the socket got %d frames, the first from port %d; want 1 from %d", n, binary.BigEndian.Uint16(fs[0][34:]), taken)
+				}
+				host.recv(t, func(f []byte) bool { return len(f) > 36 && binary.BigEndian.Uint16(f[34:]) == passed })
+			}
+			check(1000, 1001)
+			if err := p.SetFilter(sportFilter(1001)); err != nil {
+				t.Fatal(err)
+			}
+			check(1001, 1000)
+			if err := p.SetFilter(nil); err != nil {
+				t.Fatal(err)
+			}
+			peer.send(t, udpFrame(bMAC, aMAC, 1001, "to the kernel"))
+			host.recv(t, func(f []byte) bool { return len(f) > 36 && binary.BigEndian.Uint16(f[34:]) == 1001 })
+			if n := s.RxBatch(fs); n != 0 {
+				t.Fatalf("with a nil filter the socket got %d frames", n)
+			}
+		})
+	}
 }

@@ -5,6 +5,8 @@ package xsk
 import (
 	"fmt"
 	"runtime"
+
+	"golang.org/x/net/bpf"
 )
 
 var errUnsupported = fmt.Errorf("xsk: AF_XDP is unsupported on %s; run govs on Linux", runtime.GOOS)
@@ -33,3 +35,10 @@ func Attach(string, Mode, int) (*Program, error) { return nil, errUnsupported }
 
 func (p *Program) Register(queue int, s *Socket) error { return errUnsupported }
 func (p *Program) Close() error                        { return nil }
+
+// AttachFilter fails: XDP exists only on Linux.
+func AttachFilter(string, Mode, int, []bpf.Instruction) (*Program, error) {
+	return nil, errUnsupported
+}
+
+func (p *Program) SetFilter([]bpf.Instruction) error { return errUnsupported }
