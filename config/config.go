@@ -170,7 +170,27 @@ type Dataplane struct {
 	// WorkerPriority is the SCHED_FIFO priority (1-99) of the worker threads; 0 (default) leaves
 	// them under the normal scheduler.
 	WorkerPriority int
+	// IO is how frames move between the interfaces and the workers: IOAFPacket (AF_PACKET
+	// rings, default) or IOAFXDP (AF_XDP sockets fed by an XDP program).
+	IO string
+	// XDPMode is where the XDP program runs with IOAFXDP: XDPModeDriver (native XDP, default)
+	// or XDPModeGeneric (on the skb, any driver).
+	XDPMode string
 }
+
+// Packet I/O for [dataplane] io.
+const (
+	IOAFPacket = "afpacket"
+	IOAFXDP    = "afxdp"
+	DefaultIO  = IOAFPacket
+)
+
+// XDP modes for [dataplane] xdp_mode.
+const (
+	XDPModeDriver  = "driver"
+	XDPModeGeneric = "generic"
+	DefaultXDPMode = XDPModeDriver
+)
 
 // Receive modes for [dataplane] rx_mode.
 const (

@@ -49,6 +49,8 @@ type rawDataplane struct {
 	Workers    any `toml:"workers"`
 	RXMode     any `toml:"rx_mode"`
 	Priority   any `toml:"worker_priority"`
+	IO         any `toml:"io"`
+	XDPMode    any `toml:"xdp_mode"`
 }
 
 type rawControl struct {
@@ -106,7 +108,7 @@ type rawRealServer struct {
 var schema = map[string][]string{
 	"":          {"shutdown_drain", "dataplane", "control", "timeouts", "conntrack", "virtual_server", "ha", "metrics", "log"},
 	"ha":        haKeys,
-	"dataplane": {"interfaces", "workers", "rx_mode", "worker_priority"},
+	"dataplane": {"interfaces", "workers", "rx_mode", "worker_priority", "io", "xdp_mode"},
 	"control":   {"socket"},
 	"timeouts": {"tcp", "tcp_fin", "udp", "tcp_syn_recv", "tcp_syn_sent", "tcp_time_wait",
 		"tcp_close", "tcp_close_wait", "tcp_last_ack"},
@@ -507,6 +509,43 @@ func (p *parser) dataplane(raw *rawDataplane, out *Dataplane) {
 		}
 	default:
 		p.errf("dataplane.rx_mode", "is %s; write \"auto\", \"throughput\" or \"latency\"", typeName(v))
+	}
+
+	switch v := raw.IO.(type) {
+	case nil:
+		out.IO = DefaultIO
+	case string:
+		switch v {
+		case IOAFPacket, IOAFXDP:
+			out.IO = v
+		default:
+			p.errf("dataplane.io", "%q is not a packet I/O; write \"afpacket\" (default) or \"afxdp\"", v)
+		}
+	default:
+		p.errf("dataplane.io", "is %s; write \"afpacket\" (default) or \"afxdp\"", typeName(v))
+	}
+	switch v := raw.XDPMode.(type) {
+	case nil:
+		out.XDPMode = DefaultXDPMode
+	case string:
+		switch {
+		case v != XDPModeDriver && v != XDPModeGeneric:
+			p.errf("dataplane.xdp_mode", "%q is not an XDP mode; write \"driver\" (default, native XDP) or \"generic\" (any driver, slower)", v)
+		case out.IO != IOAFXDP:
+			p.errf("dataplane.xdp_mode", "applies to io = \"afxdp\" only; remove it, or set io = \"afxdp\"")
+		default:
+			out.XDPMode = v
+		}
+	default:
+		p.errf("dataplane.xdp_mode", "is %s; write \"driver\" or \"generic\"", typeName(v))
+	}
+	if out.IO == IOAFXDP {
+		if raw.RXMode != nil {
+			p.errf("dataplane.rx_mode", "chooses between AF_PACKET's rings and has no meaning with io = \"afxdp\" (one AF_XDP ring per queue); remove it")
+		}
+		if out.Workers > 1 {
+			p.errf("dataplane.workers", "is %d; with io = \"afxdp\" govs runs one worker (AF_XDP receives per interface queue, and per-queue workers would not yet see both directions of a NAT connection): set workers = 1, or io = \"afpacket\" for more workers", out.Workers)
+		}
 	}
 
 	switch v := raw.Priority.(type) {

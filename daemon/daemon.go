@@ -152,6 +152,9 @@ func (d *Daemon) startEngine(cfg *config.Config) error {
 	workers := cfg.Dataplane.Workers
 	if workers <= 0 {
 		workers = runtime.NumCPU()
+		if cfg.Dataplane.IO == config.IOAFXDP {
+			workers = 1 // see [dataplane] io
+		}
 	}
 	d.engine, err = dataplane.New(dataplane.Config{
 		Interfaces: cfg.Dataplane.Interfaces,
@@ -159,6 +162,8 @@ func (d *Daemon) startEngine(cfg *config.Config) error {
 		Conntrack:  compile.Conntrack(cfg, workers),
 		RXMode:     cfg.Dataplane.RXMode,
 		Priority:   cfg.Dataplane.WorkerPriority,
+		IO:         cfg.Dataplane.IO,
+		XDPMode:    cfg.Dataplane.XDPMode,
 		Standby:    d.ha != nil, // an HA node forwards only once elected
 		Sync:       d.ha != nil, // and keeps its connection table in sync with its peers'
 		Log:        slog.Default(),
@@ -379,6 +384,9 @@ func restartOnly(running, next *config.Config) []string {
 		func() { nd.Workers = rd.Workers })
 	keep("dataplane.rx_mode", rd.RXMode != nd.RXMode, quoted(nd.RXMode), quoted(rd.RXMode),
 		func() { nd.RXMode = rd.RXMode })
+	keep("dataplane.io", rd.IO != nd.IO, quoted(nd.IO), quoted(rd.IO), func() { nd.IO = rd.IO })
+	keep("dataplane.xdp_mode", rd.XDPMode != nd.XDPMode, quoted(nd.XDPMode), quoted(rd.XDPMode),
+		func() { nd.XDPMode = rd.XDPMode })
 	keep("dataplane.worker_priority", rd.WorkerPriority != nd.WorkerPriority, nd.WorkerPriority, rd.WorkerPriority,
 		func() { nd.WorkerPriority = rd.WorkerPriority })
 	keep("control.socket", running.Control.Socket != next.Control.Socket, quoted(next.Control.Socket),

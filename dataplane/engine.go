@@ -29,6 +29,10 @@ type Config struct {
 	// worker runs, so under overload the backlog fills and frames are dropped where they are
 	// queued, before they cost the worker's CPU their receive path (bench/README.md).
 	Priority int
+	// IO is IOAFPacket (also "") or IOAFXDP: see engine_linux.go.
+	IO string
+	// XDPMode is XDPModeDriver (also "") or XDPModeGeneric, with IOAFXDP.
+	XDPMode string
 	// Standby starts the engine standing down (an HA backup): see Engine.SetStandby.
 	Standby bool
 	// Sync gives every worker the rings of HA connection sync (see SyncExport, SyncInstall).

@@ -36,6 +36,7 @@ type engineOS struct {
 	stopping  chan struct{}
 	wg        sync.WaitGroup
 	closed    bool
+	xdp       *xdpState // io = "afxdp"; nil with AF_PACKET
 }
 
 // Transmit ring geometry: smallTxSlots slots of smallTxSlot bytes hold any frame up to a
@@ -89,12 +90,23 @@ func New(cfg Config, t *Tables) (*Engine, error) {
 	if e.os.standby = cfg.Standby; cfg.Standby {
 		filter = standbyFilter
 	}
+	if cfg.Priority < 0 || cfg.Priority > 99 {
+		return nil, errorf("worker priority %d: use a SCHED_FIFO priority from 1 to 99, or 0 for the normal scheduler", cfg.Priority)
+	}
+	switch cfg.IO {
+	case "", IOAFPacket:
+	case IOAFXDP:
+		if err := e.startXDP(t, n); err != nil {
+			e.closeSockets()
+			return nil, err
+		}
+		return e, nil
+	default:
+		return nil, errorf("packet I/O %q: use %q or %q", cfg.IO, IOAFPacket, IOAFXDP)
+	}
 	rx, err := rxSettingsOf(cfg.RXMode)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.Priority < 0 || cfg.Priority > 99 {
-		return nil, errorf("worker priority %d: use a SCHED_FIFO priority from 1 to 99, or 0 for the normal scheduler", cfg.Priority)
 	}
 	// start acquires every kernel resource; whatever it got before a failure is released here, in
 	// one place.
@@ -346,6 +358,13 @@ func (eo *engineOS) program(e *Engine, t *Tables) error {
 		}
 		eo.guardSpec = spec
 	}
+	if eo.xdp != nil {
+		xf, err := e.xdpFilter(t, eo.standby)
+		if err != nil {
+			return err
+		}
+		return e.setXDPFilter(xf)
+	}
 	if fanout != nil {
 		if err := eo.setFanout(fanout); err != nil {
 			return err
@@ -430,20 +449,7 @@ func (eo *engineOS) refan(e *Engine) error {
 func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Socket, cpu int) {
 	defer e.os.wg.Done()
 	runtime.LockOSThread()
-	// Pinning keeps a worker's rings, table and counters in one CPU's caches; without it the
-	// scheduler moves busy threads between CPUs. The thread is discarded when the goroutine ends
-	// (still locked), so the affinity never leaks to other goroutines.
-	var set unix.CPUSet
-	set.Set(cpu)
-	if err := unix.SchedSetaffinity(0, &set); err != nil {
-		e.cfg.warnf("worker %d: could not pin to CPU %d: %v", w.id, cpu, err)
-	}
-	// The policy, like the affinity, dies with the thread (see above).
-	if p := e.cfg.Priority; p > 0 {
-		if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(p)}, 0); err != nil {
-			e.cfg.warnf("worker %d: could not run SCHED_FIFO at priority %d ([dataplane] worker_priority; needs CAP_SYS_NICE): %v", w.id, p, err)
-		}
-	}
+	e.pinWorker(w, cpu)
 	fds := make([]unix.PollFd, 0, 2*len(socks)+1)
 	for i, s := range socks {
 		fds = append(fds, unix.PollFd{Fd: int32(s.Fd()), Events: unix.POLLIN})
@@ -553,6 +559,25 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 	}
 }
 
+// pinWorker pins the calling thread, locked to w's goroutine, to cpu and gives it the configured
+// scheduling priority.
+func (e *Engine) pinWorker(w *Worker, cpu int) {
+	// Pinning keeps a worker's rings, table and counters in one CPU's caches; without it the
+	// scheduler moves busy threads between CPUs. The thread is discarded when the goroutine ends
+	// (still locked), so the affinity never leaks to other goroutines.
+	var set unix.CPUSet
+	set.Set(cpu)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		e.cfg.warnf("worker %d: could not pin to CPU %d: %v", w.id, cpu, err)
+	}
+	// The policy, like the affinity, dies with the thread (see above).
+	if p := e.cfg.Priority; p > 0 {
+		if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(p)}, 0); err != nil {
+			e.cfg.warnf("worker %d: could not run SCHED_FIFO at priority %d ([dataplane] worker_priority; needs CAP_SYS_NICE): %v", w.id, p, err)
+		}
+	}
+}
+
 // Close stops the workers, waits for them and closes (unmaps) every ring. It does not hold mu
 // while it waits: the engine's goroutines take it (a ring switch, a fanout re-plan).
 func (e *Engine) Close() error {
@@ -590,6 +615,7 @@ func (e *Engine) closeSockets() error {
 		}
 		*set = nil
 	}
+	errs = append(errs, e.os.closeXDP())
 	if e.os.guard != nil {
 		errs = append(errs, e.os.guard.close())
 		e.os.guard = nil
@@ -613,7 +639,7 @@ func (e *Engine) closeSockets() error {
 func (e *Engine) SocketStats() afpacket.Stats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	var sum afpacket.Stats
+	sum := e.os.xdpStats()
 	for _, socks := range append(append([][]*afpacket.Socket(nil), e.os.socks...), e.os.frames...) {
 		for _, s := range socks {
 			if st, err := s.Stats(); err == nil {

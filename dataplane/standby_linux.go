@@ -25,6 +25,17 @@ func (e *Engine) SetStandby(on bool) error {
 	if e.os.closed || e.os.standby == on {
 		return nil
 	}
+	if e.os.xdp != nil {
+		filter, err := e.xdpFilter(e.tables.Load(), on)
+		if err == nil {
+			err = e.setXDPFilter(filter)
+		}
+		if err != nil {
+			return err
+		}
+		e.os.standby = on
+		return nil
+	}
 	filter := standbyFilter
 	if !on {
 		var err error

@@ -230,6 +230,9 @@ func (w *Worker) ProcessBatch(in int, fs []afpacket.Frame, now int64) (sent uint
 				w.acts[i] = w.classify(f.Data, &f.Meta, p)
 			}
 			if w.acts[i] == actForward {
+				if f.Meta.Status&statusCsumUnknown != 0 && frame.PartialL4Checksum(f.Data, p) {
+					f.Meta.Status |= afpacket.StatusCsumNotReady
+				}
 				w.hashes[nh] = w.ct.Hash(&p.Tuple)
 				nh++
 			}
@@ -284,6 +287,12 @@ func (w *Worker) Receive(in int, r Receiver, now int64) int {
 	}
 	return got
 }
+
+// statusCsumUnknown in a frame's RxMeta.Status marks a frame received without the kernel's
+// checksum offload state (AF_XDP): a local sender's partial checksum looks like any other there,
+// so the worker checks a TCP or UDP frame for one (frame.PartialL4Checksum) and treats it as
+// afpacket.StatusCsumNotReady. tp_status never has bit 31.
+const statusCsumUnknown = 1 << 31
 
 // What classify found a frame to need.
 const (

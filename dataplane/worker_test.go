@@ -200,6 +200,40 @@ func TestPartialChecksum(t *testing.T) {
 			}
 		})
 	}
+	for _, tc := range natCases {
+		// AF_XDP: no offload state comes with the frame; the worker finds the partial checksum
+		// itself, both directions, and leaves a finished one alone.
+		t.Run(tc.name+"/unknown", func(t *testing.T) {
+			r := newRig(t, buildTables(1, standardSpecs()...), 64)
+			// one is rig.one through ProcessBatch, which checks for the partial checksum.
+			one := func(in int, b []byte) []byte {
+				t.Helper()
+				r.now += 1e6
+				for i := range r.out {
+					r.out[i].Frames, r.out[i].Vnets = nil, nil
+				}
+				r.w.ProcessBatch(in, []afpacket.Frame{{Data: b, Meta: afpacket.RxMeta{Len: uint32(len(b)), Status: statusCsumUnknown}}}, r.now)
+				out := r.flushed()
+				if len(out) != 1 {
+					t.Fatalf("transmitted %d frames, want 1; counters: %v", len(out), nonZero(r.w))
+				}
+				return out[0].frame
+			}
+			in := build(t, clientPkt(tc.clientAt(40000), tc.vip, tc.proto, tc.first()))
+			makePartial(t, in)
+			checkChecksums(t, one(0, in))
+			reply := build(t, tc.replyPkt(0, 40000))
+			makePartial(t, reply)
+			checkChecksums(t, one(1, reply))
+			if n := r.w.c[cCsumCompleted]; n != 2 {
+				t.Fatalf("%d checksums completed, want 2", n)
+			}
+			checkChecksums(t, one(0, build(t, clientPkt(tc.clientAt(40000), tc.vip, tc.proto, tc.first()))))
+			if n := r.w.c[cCsumCompleted]; n != 2 {
+				t.Fatalf("%d checksums completed after a finished one, want still 2", n)
+			}
+		})
+	}
 	t.Run("vnet/out-of-range", func(t *testing.T) {
 		// A csum_start/offset outside the transport header: the worker finishes the checksum itself.
 		tc := natCases[0]

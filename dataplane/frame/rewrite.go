@@ -286,3 +286,28 @@ func CompleteL4Checksum(b []byte, p *Parsed) {
 	}
 	binary.BigEndian.PutUint16(l4[sumOff:], sum)
 }
+
+// PartialL4Checksum reports whether the TCP or UDP checksum field of a parsed, unfragmented frame
+// holds just the pseudo-header sum: what a local sender leaves for the device to finish
+// (CHECKSUM_PARTIAL). Where the frame arrives without the kernel's offload state (AF_XDP), this
+// is how a partial checksum is told from a finished one. A finished checksum equals that sum once
+// in 65536 frames; CompleteL4Checksum then recomputes the same value, so it does no harm.
+func PartialL4Checksum(b []byte, p *Parsed) bool {
+	if p.L4Off == 0 || p.Frag != FragNone || uint64(p.End) > uint64(len(b)) || p.L4Off > p.End {
+		return false
+	}
+	var off uint32
+	switch p.Proto {
+	case ProtoTCP:
+		off = p.L4Off + 16
+	case ProtoUDP:
+		off = p.L4Off + 6
+	default:
+		return false
+	}
+	if off+2 > p.End {
+		return false
+	}
+	field := binary.BigEndian.Uint16(b[off:])
+	return field != 0 && field == checksum.Fold32(pseudoHeaderSum(p.Family, &p.Src, &p.Dst, p.Proto, p.End-p.L4Off))
+}
