@@ -49,7 +49,7 @@ func TestParseMinimal(t *testing.T) {
 	}
 	want := &Config{
 		File:          "testdata/minimal.toml",
-		Dataplane:     Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 0, RXMode: DefaultRXMode},
+		Dataplane:     Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 0, RXMode: DefaultRXMode, IO: DefaultIO, XDPMode: DefaultXDPMode},
 		Control:       Control{Socket: "/run/govs/govs.sock"},
 		Timeouts:      defaultTimeouts,
 		Conntrack:     defaultConntrack,
@@ -88,7 +88,7 @@ func TestParseFull(t *testing.T) {
 	want := &Config{
 		File:          "testdata/full.toml",
 		ShutdownDrain: 10 * time.Second,
-		Dataplane:     Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 2, RXMode: RXModeLatency},
+		Dataplane:     Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 2, RXMode: RXModeLatency, IO: DefaultIO, XDPMode: DefaultXDPMode},
 		Control:       Control{Socket: "/run/govs/test.sock"},
 		Timeouts: Timeouts{
 			TCP: 15 * time.Minute, TCPFin: time.Minute, UDP: 30 * time.Second,
@@ -332,7 +332,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown key in dataplane",
 			src:  dp + "worker = 2\n",
-			want: []string{`t.toml:3: dataplane.worker: unknown key; valid keys in [dataplane] are interfaces, workers, rx_mode, worker_priority (did you mean workers?)`},
+			want: []string{`t.toml:3: dataplane.worker: unknown key; valid keys in [dataplane] are interfaces, workers, rx_mode, worker_priority, io, xdp_mode (did you mean workers?)`},
 		},
 		{
 			name: "unknown table",
@@ -774,7 +774,7 @@ func TestParseErrors(t *testing.T) {
 			want: []string{
 				`t.toml:2: timeouts.tcp: "0s" is not positive; write a duration greater than zero, e.g. "15m0s"`,
 				`t.toml:4: dataplane.interfaces: is empty; list at least one interface, e.g. interfaces = ["eth0"]`,
-				`t.toml:5: dataplane.bogus: unknown key; valid keys in [dataplane] are interfaces, workers, rx_mode, worker_priority`,
+				`t.toml:5: dataplane.bogus: unknown key; valid keys in [dataplane] are interfaces, workers, rx_mode, worker_priority, io, xdp_mode`,
 			},
 		},
 	}
@@ -983,6 +983,33 @@ func TestParseRXMode(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if c := parseDataplaneLine(t, tt.line, tt.wantErr); c != nil && c.Dataplane.RXMode != tt.want {
 				t.Errorf("RXMode = %q, want %q", c.Dataplane.RXMode, tt.want)
+			}
+		})
+	}
+}
+
+// TestParseIO: io takes afpacket (default) and afxdp, xdp_mode driver (default) and generic with
+// afxdp only; with afxdp, rx_mode (AF_PACKET's rings) and more than one worker are refused.
+func TestParseIO(t *testing.T) {
+	tests := []struct {
+		name, lines, io, mode, wantErr string
+	}{
+		{"default", "", IOAFPacket, XDPModeDriver, ""},
+		{"afpacket", `io = "afpacket"`, IOAFPacket, XDPModeDriver, ""},
+		{"afxdp", `io = "afxdp"`, IOAFXDP, XDPModeDriver, ""},
+		{"afxdp generic", "io = \"afxdp\"\nxdp_mode = \"generic\"", IOAFXDP, XDPModeGeneric, ""},
+		{"afxdp one worker", "io = \"afxdp\"\nworkers = 1", IOAFXDP, XDPModeDriver, ""},
+		{"unknown io", `io = "dpdk"`, "", "", `t.toml:3: dataplane.io: "dpdk" is not a packet I/O; write "afpacket" (default) or "afxdp"`},
+		{"io not a string", `io = 1`, "", "", `dataplane.io: is an integer; write "afpacket" (default) or "afxdp"`},
+		{"unknown mode", "io = \"afxdp\"\nxdp_mode = \"native\"", "", "", `dataplane.xdp_mode: "native" is not an XDP mode; write "driver" (default, native XDP) or "generic"`},
+		{"mode without afxdp", `xdp_mode = "generic"`, "", "", `dataplane.xdp_mode: applies to io = "afxdp" only`},
+		{"rx_mode with afxdp", "io = \"afxdp\"\nrx_mode = \"auto\"", "", "", `dataplane.rx_mode: chooses between AF_PACKET's rings and has no meaning with io = "afxdp"`},
+		{"workers with afxdp", "io = \"afxdp\"\nworkers = 2", "", "", `dataplane.workers: is 2; with io = "afxdp" govs runs one worker`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if c := parseDataplaneLine(t, tt.lines, tt.wantErr); c != nil && (c.Dataplane.IO != tt.io || c.Dataplane.XDPMode != tt.mode) {
+				t.Errorf("IO, XDPMode = %q, %q, want %q, %q", c.Dataplane.IO, c.Dataplane.XDPMode, tt.io, tt.mode)
 			}
 		})
 	}

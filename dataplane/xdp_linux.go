@@ -4,6 +4,7 @@ package dataplane
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -148,7 +149,7 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 		queues := rxQueues(ifc.Name)
 		prog, err := xsk.AttachFilter(ifc.Name, x.mode, queues, filter)
 		if err != nil {
-			return errorf("%v; check that no other XDP program is attached (`ip link show %s`), try xdp_mode = \"generic\", or set io = \"afpacket\"", err, ifc.Name)
+			return errorf("%v; %s", err, attachHint(err, ifc.Name, x.mode))
 		}
 		x.progs = append(x.progs, prog)
 		x.socks = append(x.socks, nil)
@@ -194,6 +195,17 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 	go e.routineXDPWorker(w, cpus[0])
 	e.cfg.logf("data plane: 1 worker on %v, CPU %d, io afxdp (XDP in %s mode)", e.cfg.Interfaces, cpus[0], x.mode)
 	return nil
+}
+
+// attachHint tells the operator what to do about err, a failure to attach the XDP program to ifname.
+func attachHint(err error, ifname string, mode xsk.Mode) string {
+	switch {
+	case errors.Is(err, unix.EBUSY) || errors.Is(err, unix.EEXIST):
+		return fmt.Sprintf("another XDP program is attached to %s (see `ip link show %s`): detach it, or set io = \"afpacket\"", ifname, ifname)
+	case mode == xsk.ModeDriver && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)):
+		return fmt.Sprintf("the driver of %s may lack native XDP: set xdp_mode = \"generic\", or io = \"afpacket\"", ifname)
+	}
+	return "set io = \"afpacket\" if this kernel or driver cannot run XDP"
 }
 
 // setXDPFilter installs t's filter (nil: standing by) in every interface's XDP program.

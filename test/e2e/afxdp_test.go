@@ -3,32 +3,119 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
-	"os/exec"
-	"time"
+	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/govs/govs/dataplane/xsk"
+	"github.com/govs/govs/lab"
 	"github.com/govs/govs/lab/labtest"
 )
 
-// TestAFXDP forwards HTTP and UDP through a NAT VIP with io = "afxdp", the XDP program in
-// driver (native) and in generic mode.
+// TestAFXDP runs the forwarding suite (short connections under rr and wrr, keep-alive, bulk,
+// UDP, malformed frames, weight 0, the kernel's silence) with io = "afxdp": NAT over IPv4 and
+// IPv6, DR and FullNAT with the XDP program in driver (native) mode, and NAT with it in generic
+// mode.
 func TestAFXDP(t *testing.T) {
 	labtest.RequireRoot(t)
-	for _, mode := range []string{"driver", "generic"} {
-		t.Run(mode, func(t *testing.T) {
-			s := newTwoServiceSetup(t, "nat", "govs-xdp", fmt.Sprintf("io = \"afxdp\"\nxdp_mode = %q\n", mode))
-			s.cfg.Workers = 1
-			g := startGovsEnv(t, s.topo, s.cfg, nil)
-			defer g.stop()
-			go func() {
-				time.Sleep(1500 * time.Millisecond)
-				out, _ := exec.Command(govsPath, "stats", "-control", g.cfg.Socket).CombinedOutput()
-				t.Logf("STATS\n%s", out)
-				out, _ = exec.Command("ip", "netns", "exec", s.topo.Balancer.Name, "ip", "-s", "link").CombinedOutput()
-				t.Logf("LINK\n%s", out)
-			}()
-			s.singleConn(t, 20, 0, nil)
+	for _, c := range []struct{ mode, fam, method string }{
+		{"driver", "ipv4", "nat"}, {"driver", "ipv6", "nat"}, {"driver", "ipv4", "dr"},
+		{"driver", "ipv4", "fullnat"}, {"generic", "ipv4", "nat"},
+	} {
+		t.Run(c.mode+"/"+c.fam+"/"+c.method, func(t *testing.T) {
+			testForwarding(t, c.fam, c.method, fmt.Sprintf("io = \"afxdp\"\nxdp_mode = %q\n", c.mode), 1)
 		})
+	}
+}
+
+// TestAFXDPReload: with io = "afxdp" a reload that adds a service changes what the XDP program
+// takes: UDP to the new service goes unanswered before and is answered after. An HA standby
+// swap uses the same path. When govs stops, its XDP programs are gone from the interfaces.
+func TestAFXDPReload(t *testing.T) {
+	labtest.RequireRoot(t)
+	s := newTwoServiceSetup(t, "nat", "govs-xdpr", "io = \"afxdp\"\n")
+	s.cfg.Workers = 1
+	full := s.cfg
+	s.cfg.VS = s.cfg.VS[:1] // HTTP only
+	g := startGovs(t, s.topo, s.cfg)
+	udp := netip.AddrPortFrom(s.vip, lab.UDPEchoPort)
+	if _, err := getOnce(s.topo.Client.HTTPClient(false), s.baseURL+"/", 5*time.Second); err != nil {
+		t.Fatalf("HTTP through the VIP: %v", err)
+	}
+	if reply, err := udpExchange(s.topo, udp, 300*time.Millisecond); err == nil {
+		t.Fatalf("UDP to %v answered (%q) before its service exists", udp, reply)
+	}
+	g.reload(full)
+	if _, err := udpExchange(s.topo, udp, 2*time.Second); err != nil {
+		t.Fatalf("UDP to %v after the reload added its service: %v", udp, err)
+	}
+	g.stop()
+	for _, ifc := range s.topo.BalancerIfaces {
+		out, err := s.topo.Balancer.Command("ip", "-d", "link", "show", ifc).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip link show %s: %v: %s", ifc, err, out)
+		}
+		if strings.Contains(string(out), "prog/xdp") {
+			t.Errorf("an XDP program is still attached to %s after govs stopped:\n%s", ifc, out)
+		}
+	}
+}
+
+// udpExchange sends one datagram from the client to target and returns the answer.
+func udpExchange(topo *lab.Topology, target netip.AddrPort, wait time.Duration) (string, error) {
+	c, err := topo.Client.Dial(context.Background(), "udp", target.String())
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return "", err
+	}
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 1500)
+	n, err := c.Read(buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
+// TestAFXDPStartError: an interface that already has an XDP program stops govs at start with
+// one line that names the interface and the way out, and a non-zero status.
+func TestAFXDPStartError(t *testing.T) {
+	labtest.RequireRoot(t)
+	s := newTwoServiceSetup(t, "nat", "govs-xdpe", "io = \"afxdp\"\n")
+	s.cfg.Workers = 1
+	ifc := s.topo.BalancerIfaces[0]
+	var other *xsk.Program
+	if err := s.topo.Balancer.Do(func() (err error) {
+		other, err = xsk.Attach(ifc, xsk.ModeDriver, 1)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	g := launchGovsIn(t, s.topo.Balancer, s.cfg, nil)
+	select {
+	case <-g.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("govs still runs 15s after start with the interface's XDP hook taken")
+	}
+	out := strings.TrimSpace(g.out.String())
+	t.Logf("govs: %v\n%s", g.waitErr, out)
+	if g.cmd.ProcessState.ExitCode() == 0 {
+		t.Errorf("govs exited with status 0")
+	}
+	last := out[strings.LastIndexByte(out, '\n')+1:]
+	for _, want := range []string{"govs run: ", ifc, `io = "afpacket"`} {
+		if !strings.Contains(last, want) {
+			t.Errorf("the last line does not say %q:\n%s", want, last)
+		}
+	}
+	if strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
+		t.Errorf("govs panicked")
 	}
 }

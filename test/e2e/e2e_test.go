@@ -49,12 +49,14 @@ func TestForwarding(t *testing.T) {
 	labtest.RequireRoot(t)
 	for _, method := range []string{"nat", "dr", "fullnat"} {
 		for _, fam := range []string{"ipv4", "ipv6"} {
-			t.Run(fam+"/"+method, func(t *testing.T) { testForwarding(t, fam, method) })
+			t.Run(fam+"/"+method, func(t *testing.T) { testForwarding(t, fam, method, "", 2) })
 		}
 	}
 }
 
-func testForwarding(t *testing.T, fam, method string) {
+// testForwarding runs the forwarding suite on a fresh topology with govs's [dataplane] extra
+// lines dataplane and workers workers.
+func testForwarding(t *testing.T, fam, method, dataplane string, workers int) {
 	topo := labtest.NewForTest(t, lab.Options{Method: method, IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-e2e"})
 	s := &setup{topo: topo, vip: topo.VIP4, reals: topo.ServerAddrs4}
 	if fam == "ipv6" {
@@ -80,7 +82,8 @@ func testForwarding(t *testing.T, fam, method string) {
 	}
 	s.cfg = govsConfig{
 		Interfaces: topo.BalancerIfaces,
-		Workers:    2,
+		Workers:    workers,
+		Dataplane:  dataplane,
 		VS: []vsConfig{
 			{netip.AddrPortFrom(s.vip, lab.HTTPPort), "tcp", "rr", method, rs(lab.HTTPPort), []int{1, 1, 1}, extra, nil},
 			{netip.AddrPortFrom(s.vip, lab.HTTPAltPort), "tcp", "wrr", method, rs(lab.HTTPAltPort), []int{3, 2, 1}, extra, nil},
@@ -104,7 +107,12 @@ func testForwarding(t *testing.T, fam, method string) {
 	t.Run("short-conns-rr", func(t *testing.T) { s.testShortConns(t, s.baseURL, []float64{1, 1, 1}) })
 	t.Run("short-conns-wrr", func(t *testing.T) { s.testShortConns(t, s.altURL, []float64{3, 2, 1}) })
 	t.Run("keepalive", s.testKeepAlive)
-	t.Run("bulk", s.testBulk)
+	// Generic XDP sees a local sender's GSO frames whole (the lab's real servers send TSO over
+	// veth), larger than an AF_XDP frame, and the kernel drops them: bulk TCP replies stall.
+	// Driver mode on veth turns the sender's GSO off (see README, io = "afxdp").
+	if !strings.Contains(dataplane, `xdp_mode = "generic"`) {
+		t.Run("bulk", s.testBulk)
+	}
 	t.Run("udp", s.testUDP)
 	t.Run("malformed", s.testMalformed)
 	t.Run("weight0", s.testWeight0)
@@ -471,7 +479,12 @@ func (s *setup) testKernelSilence(t *testing.T, before map[string]int64) {
 				break
 			}
 		}
-		if d := st1.Counters["to_host"] - st0.Counters["to_host"]; d == 0 {
+		d := st1.Counters["to_host"] - st0.Counters["to_host"]
+		switch xdp := strings.Contains(s.cfg.Dataplane, `io = "afxdp"`); {
+		case xdp && d != 0:
+			// An XDP program takes what it redirects from the kernel: it must leave these alone.
+			t.Errorf("to_host grew by %d with io = \"afxdp\": the XDP program took the host's own replies from the kernel", d)
+		case !xdp && d == 0:
 			t.Errorf("to_host did not grow: govs did not see the real server's answer to the balancer as the host's")
 		}
 		if d := st1.Drops["no_service"] - st0.Drops["no_service"]; d != 0 {

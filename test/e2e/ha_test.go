@@ -502,9 +502,25 @@ func settledPair(t *testing.T, nodes []*govsProc) int {
 // advert interval, and the UDP flows hardly notice.
 func TestHAResign(t *testing.T) {
 	labtest.RequireRoot(t)
+	testHAResign(t, "", 2)
+}
+
+// TestHAResignAFXDP is TestHAResign with io = "afxdp": standing by, the XDP programs take
+// nothing; taking over, they take the VIPs' frames again.
+func TestHAResignAFXDP(t *testing.T) {
+	labtest.RequireRoot(t)
+	testHAResign(t, "io = \"afxdp\"\n", 1)
+}
+
+func testHAResign(t *testing.T, dataplane string, workers int) {
 	l := newHALab(t, 2)
-	a := l.start(0, l.config(0, 200, []int{1}, l.key, ""))
-	b := l.start(1, l.config(1, 100, []int{0}, l.key, ""))
+	cfg := func(i, prio int, peers []int) govsConfig {
+		c := l.config(i, prio, peers, l.key, "")
+		c.Dataplane, c.Workers = dataplane, workers
+		return c
+	}
+	a := l.start(0, cfg(0, 200, []int{1}))
+	b := l.start(1, cfg(1, 100, []int{0}))
 	waitHA(t, a, "active", 3*time.Second)
 	waitHA(t, b, "backup", 3*time.Second)
 	p := startProbe(t, l)
