@@ -90,6 +90,10 @@ func (p *xskPort) TxSend(frame []byte, vnet afpacket.VnetHdr) bool {
 
 func (p *xskPort) Flush() (int, error) { return p.s.Flush() }
 
+// xskTxBudget is how many frames one kick of an AF_XDP socket sends in copy mode
+// (XDP_MAX_TX_SKB_BUDGET; the kernel's default, 32, takes 8 kicks for a worker's 256-frame round).
+const xskTxBudget = 256
+
 // rxQueues returns how many receive queues interface name has, from sysfs (1 if it cannot tell).
 func rxQueues(name string) int {
 	m, err := filepath.Glob("/sys/class/net/" + name + "/queues/rx-*")
@@ -154,7 +158,7 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 		x.progs = append(x.progs, prog)
 		x.socks = append(x.socks, nil)
 		for q := range queues {
-			s, err := xsk.Open(xsk.Config{Interface: ifc.Name, Queue: q})
+			s, err := xsk.Open(xsk.Config{Interface: ifc.Name, Queue: q, TxBudget: xskTxBudget})
 			if err != nil {
 				return errorf("AF_XDP socket on %s queue %d: %w (set io = \"afpacket\" if the kernel lacks AF_XDP)", ifc.Name, q, err)
 			}
@@ -246,7 +250,7 @@ func (e *Engine) routineXDPWorker(w *Worker, cpu int) {
 	fds = append(fds, unix.PollFd{Fd: int32(myfd), Events: unix.POLLIN})
 	myAt := len(fds) - 1
 	var evbuf [8]byte
-	var lastPub int64
+	var lastPub, lastBusy int64
 	var packets uint64
 	for {
 		if t := e.tables.Load(); t != w.tables {
@@ -264,7 +268,14 @@ func (e *Engine) routineXDPWorker(w *Worker, cpu int) {
 		w.FlushAll()
 		w.wakePeers()
 		w.Expire(now)
-		if now-lastPub >= int64(publishEvery) || got == 0 {
+		if got > 0 {
+			lastBusy = now
+		}
+		// As on the latency ring, keep looking for a while after the last frame instead of
+		// sleeping: a sleeping worker costs a wake-up (and the CPU that received the frame an
+		// IPI) every few frames under load, more than the frames themselves.
+		spinning := got == 0 && now-lastBusy < int64(latencySpin)
+		if now-lastPub >= int64(publishEvery) || (got == 0 && !spinning) {
 			w.Publish()
 			lastPub = now
 		}
@@ -274,7 +285,7 @@ func (e *Engine) routineXDPWorker(w *Worker, cpu int) {
 			return
 		default:
 		}
-		if got == 0 {
+		if got == 0 && !spinning {
 			timeout := pollTimeout
 			if w.sync != nil {
 				timeout = w.sync.sleepTimeout(timeout)

@@ -62,8 +62,10 @@ type options struct {
 	rate        float64 // offered frames per second of the flood; 0: as fast as the generator goes
 	peak        bool
 	peakTrial   time.Duration
-	cores       int // balancer cores of the scaling measurement (1: none)
-	priority    int // govs's [dataplane] worker_priority
+	cores       int    // balancer cores of the scaling measurement (1: none)
+	priority    int    // govs's [dataplane] worker_priority
+	io          string // govs's [dataplane] io ("" = govs's default)
+	xdpMode     string // govs's [dataplane] xdp_mode, with io afxdp
 }
 
 // balancerCPUs lists the CPUs a balancer with n cores runs on: the balancer CPU, then the load
@@ -114,6 +116,8 @@ func run(args []string) int {
 	fs.IntVar(&o.xdpTxBudget, "xdp-tx-budget", 256, "fwd-afxdp*: frames one AF_XDP kick sends (XDP_MAX_TX_SKB_BUDGET; 0 keeps the kernel's 32)")
 	fs.IntVar(&o.priority, "worker-priority", 0, "govs's [dataplane] worker_priority for the govs phases: 1-99 runs its workers SCHED_FIFO (bench/README.md: receive livelock); 0 = govs's default")
 	fs.IntVar(&o.cores, "balancer-cores", 1, "2: also measure the UDP flood with the balancer on two cores (kernel: RPS over both; govs: two workers) and report the speed-up over one. The machine's two CPUs then serve the balancer and the load alike")
+	fs.StringVar(&o.io, "io", "", "govs's [dataplane] io for the govs phases: afpacket or afxdp (one worker; not with -balancer-cores 2 or -rx-mode); empty = govs's default")
+	fs.StringVar(&o.xdpMode, "xdp-mode", "", "govs's [dataplane] xdp_mode with -io afxdp: driver or generic; empty = govs's default (driver)")
 	fs.StringVar(&o.rxMode, "rx-mode", "", "govs's [dataplane] rx_mode for the govs phase (auto, throughput, latency); empty = govs's default")
 	// The switch by default: with the servers as the sink the load CPU also bridges every frame
 	// to them and receives it there, and then cannot offer the kernel's DNAT enough to saturate
@@ -188,6 +192,14 @@ func (o *options) check() error {
 	}
 	if o.cores != 1 && o.cores != 2 {
 		return fmt.Errorf("-balancer-cores %d: want 1 or 2", o.cores)
+	}
+	switch {
+	case o.io != "" && o.io != "afpacket" && o.io != "afxdp":
+		return fmt.Errorf("-io %q: want afpacket or afxdp", o.io)
+	case o.xdpMode != "" && o.io != "afxdp":
+		return fmt.Errorf("-xdp-mode needs -io afxdp")
+	case o.io == "afxdp" && (o.cores != 1 || o.rxMode != ""):
+		return fmt.Errorf("-io afxdp runs govs with one worker and no rx_mode: drop -balancer-cores 2 and -rx-mode")
 	}
 	return nil
 }

@@ -168,6 +168,7 @@ func runGovsPhase(ctx context.Context, topo *lab.Topology, o options, v govsVari
 		return res
 	}
 	defer os.RemoveAll(dir)
+	threads, _ := napiThreads("l0")
 	g, err := startGovs(ctx, topo, o, v, dir)
 	if err != nil {
 		res.Error = err.Error()
@@ -178,6 +179,27 @@ func runGovsPhase(ctx context.Context, topo *lab.Topology, o options, v govsVari
 			logf("govs: %v", err)
 		}
 	}()
+	if o.io == "afxdp" && o.xdpMode != "generic" {
+		// Native XDP on veth runs in l0's own NAPI, where the frame was sent into the veth (the
+		// load CPU) unless the NAPI is a thread: pinned to the balancer CPU, the balancer's
+		// receive work is on the balancer core, as RPS puts it there for the kernel phase.
+		setThreaded := func(v string) error {
+			return runIn(context.Background(), topo.Balancer, "", "sh", "-c", "echo "+v+" > /sys/class/net/l0/threaded")
+		}
+		if err := setThreaded("1"); err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		defer func() {
+			if err := setThreaded("0"); err != nil {
+				res.addError(err.Error())
+			}
+		}()
+		if err := pinNewNAPIThread("l0", threads, o.balancerCPU); err != nil {
+			res.Error = err.Error()
+			return res
+		}
+	}
 	if v.udpOnly {
 		o.http = false
 	}
@@ -198,14 +220,20 @@ func runGovsPhase(ctx context.Context, topo *lab.Topology, o options, v govsVari
 	return res
 }
 
-func govsConfig(topo *lab.Topology, sock, rxMode string, priority int, v govsVariant) string {
+func govsConfig(topo *lab.Topology, sock string, o options, v govsVariant) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# written by bench/benchlab\n[dataplane]\ninterfaces = [\"l0\", \"l1\"]\nworkers = %d\n", v.workers)
-	if rxMode != "" {
-		fmt.Fprintf(&b, "rx_mode = %q\n", rxMode)
+	if o.rxMode != "" {
+		fmt.Fprintf(&b, "rx_mode = %q\n", o.rxMode)
 	}
-	if priority != 0 {
-		fmt.Fprintf(&b, "worker_priority = %d\n", priority)
+	if o.priority != 0 {
+		fmt.Fprintf(&b, "worker_priority = %d\n", o.priority)
+	}
+	if o.io != "" {
+		fmt.Fprintf(&b, "io = %q\n", o.io)
+	}
+	if o.xdpMode != "" {
+		fmt.Fprintf(&b, "xdp_mode = %q\n", o.xdpMode)
 	}
 	fmt.Fprintf(&b, "\n[control]\nsocket = %q\n", sock)
 	for _, svc := range []struct {
@@ -239,7 +267,7 @@ func startGovs(ctx context.Context, topo *lab.Topology, o options, v govsVariant
 	}
 	g := &govsProc{sock: filepath.Join(dir, "govs.sock"), log: filepath.Join(dir, "govs.log"), done: make(chan struct{})}
 	cfgPath := filepath.Join(dir, "govs.toml")
-	if err := os.WriteFile(cfgPath, []byte(govsConfig(topo, g.sock, o.rxMode, o.priority, v)), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(govsConfig(topo, g.sock, o, v)), 0o644); err != nil {
 		return nil, fmt.Errorf("failed to write govs's config: %w", err)
 	}
 	logFile, err := os.Create(g.log)

@@ -22,6 +22,8 @@ type report struct {
 	Generator *udpResult   `json:"generator,omitempty"`
 	Kernel    *phaseResult `json:"kernel,omitempty"`
 	Govs      *phaseResult `json:"govs,omitempty"`
+	// GovsIO is the govs phases' [dataplane] io (and xdp_mode): "afpacket" unless -io said otherwise.
+	GovsIO string `json:"govs_io"`
 	// Forwarders are the fwd-* phases in the order they ran (bench/README.md, lever 1).
 	Forwarders []*phaseResult `json:"forwarders,omitempty"`
 	// Tun and GUE are govs with method tun (IPIP, GUE), UDP only, compared with Govs (NAT).
@@ -132,10 +134,22 @@ type httpResult struct {
 	LoadCPUBusy     float64 `json:"load_cpu_busy"`
 }
 
+// govsIO names the govs phases' packet I/O as the report shows it.
+func govsIO(o options) string {
+	switch {
+	case o.io == "afxdp" && o.xdpMode != "":
+		return "afxdp " + o.xdpMode
+	case o.io == "afxdp":
+		return "afxdp driver"
+	}
+	return "afpacket"
+}
+
 func newReport(o options) *report {
 	return &report{
 		Started:  time.Now().UTC(),
 		Duration: o.duration.String(),
+		GovsIO:   govsIO(o),
 		Env: environment{
 			Kernel: kernelRelease(), CPUs: runtime.NumCPU(), BalancerCPU: o.balancerCPU, LoadCPU: o.loadCPU,
 			IdleBusyBalancerCPU: -1, IdleBusyLoadCPU: -1,
@@ -414,7 +428,7 @@ func (r *report) frameLen() int {
 func writeTable(w io.Writer, r *report) {
 	r.computeRatios()
 	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
-	fmt.Fprintln(tw, "metric\tkernel(nft dnat)\tgovs\tratio\t")
+	fmt.Fprintf(tw, "metric\tkernel(nft dnat)\tgovs (io %s)\tratio\t\n", r.GovsIO)
 	for _, m := range metrics {
 		label := m.label
 		if strings.Contains(label, "%d") {

@@ -345,12 +345,12 @@ func TestGovsConfigVariants(t *testing.T) {
 	topo := &lab.Topology{VIP4: netip.MustParseAddr("198.18.0.100"), BalancerL1Addr4: netip.MustParseAddr("198.19.0.1"),
 		ServerAddrs4: []netip.Addr{netip.MustParseAddr("198.19.0.11"), netip.MustParseAddr("198.19.0.12")}}
 	for _, v := range []govsVariant{govsNAT, govsTun, govsGUE, govsFullNAT} {
-		src := govsConfig(topo, "/run/govs-test.sock", "", 0, v)
+		src := govsConfig(topo, "/run/govs-test.sock", options{}, v)
 		if _, err := config.Parse([]byte(src), v.name+".toml", config.LoadOptions{}); err != nil {
 			t.Errorf("%s: govs rejects its config: %v\n%s", v.name, err, src)
 		}
 	}
-	if src := govsConfig(topo, "/run/govs-test.sock", "", 0, govsFullNAT); !strings.Contains(src, `local_addresses = ["198.19.0.50", "198.19.0.51"]`) {
+	if src := govsConfig(topo, "/run/govs-test.sock", options{}, govsFullNAT); !strings.Contains(src, `local_addresses = ["198.19.0.50", "198.19.0.51"]`) {
 		t.Errorf("fullnat config lacks its local addresses:\n%s", src)
 	}
 	if s := sinkFor(topo, govsFullNAT); s.rule != "ip saddr { 198.19.0.50, 198.19.0.51 } udp dport 9000" || !s.echo {
