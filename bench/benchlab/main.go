@@ -66,6 +66,7 @@ type options struct {
 	priority    int    // govs's [dataplane] worker_priority
 	io          string // govs's [dataplane] io ("" = govs's default)
 	xdpMode     string // govs's [dataplane] xdp_mode, with io afxdp
+	xdpNAPI     string // with io afxdp in driver mode: where l0's NAPI runs, "thread" or "sender"
 }
 
 // balancerCPUs lists the CPUs a balancer with n cores runs on: the balancer CPU, then the load
@@ -118,6 +119,7 @@ func run(args []string) int {
 	fs.IntVar(&o.cores, "balancer-cores", 1, "2: also measure the UDP flood with the balancer on two cores (kernel: RPS over both; govs: two workers) and report the speed-up over one. The machine's two CPUs then serve the balancer and the load alike")
 	fs.StringVar(&o.io, "io", "", "govs's [dataplane] io for the govs phases: afpacket or afxdp (one worker; not with -balancer-cores 2 or -rx-mode); empty = govs's default")
 	fs.StringVar(&o.xdpMode, "xdp-mode", "", "govs's [dataplane] xdp_mode with -io afxdp: driver or generic; empty = govs's default (driver)")
+	fs.StringVar(&o.xdpNAPI, "xdp-napi", "thread", "with -io afxdp in driver mode, where l0's NAPI (the XDP program, the copy into the AF_XDP socket) runs: thread (a NAPI thread pinned to the balancer CPU, as RPS puts the kernel phase's receive there) or sender (the softirq of the CPU that sent into the veth: the load CPU)")
 	fs.StringVar(&o.rxMode, "rx-mode", "", "govs's [dataplane] rx_mode for the govs phase (auto, throughput, latency); empty = govs's default")
 	// The switch by default: with the servers as the sink the load CPU also bridges every frame
 	// to them and receives it there, and then cannot offer the kernel's DNAT enough to saturate
@@ -196,6 +198,8 @@ func (o *options) check() error {
 	switch {
 	case o.io != "" && o.io != "afpacket" && o.io != "afxdp":
 		return fmt.Errorf("-io %q: want afpacket or afxdp", o.io)
+	case o.xdpNAPI != "" && o.xdpNAPI != "thread" && o.xdpNAPI != "sender":
+		return fmt.Errorf("-xdp-napi %q: want thread or sender", o.xdpNAPI)
 	case o.xdpMode != "" && o.io != "afxdp":
 		return fmt.Errorf("-xdp-mode needs -io afxdp")
 	case o.io == "afxdp" && (o.cores != 1 || o.rxMode != ""):

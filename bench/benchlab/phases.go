@@ -179,7 +179,7 @@ func runGovsPhase(ctx context.Context, topo *lab.Topology, o options, v govsVari
 			logf("govs: %v", err)
 		}
 	}()
-	if o.io == "afxdp" && o.xdpMode != "generic" {
+	if o.io == "afxdp" && o.xdpMode != "generic" && o.xdpNAPI != "sender" {
 		// Native XDP on veth runs in l0's own NAPI, where the frame was sent into the veth (the
 		// load CPU) unless the NAPI is a thread: pinned to the balancer CPU, the balancer's
 		// receive work is on the balancer core, as RPS puts it there for the kernel phase.

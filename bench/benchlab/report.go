@@ -137,10 +137,12 @@ type httpResult struct {
 // govsIO names the govs phases' packet I/O as the report shows it.
 func govsIO(o options) string {
 	switch {
-	case o.io == "afxdp" && o.xdpMode != "":
-		return "afxdp " + o.xdpMode
+	case o.io == "afxdp" && o.xdpMode == "generic":
+		return "afxdp generic"
+	case o.io == "afxdp" && o.xdpNAPI == "sender":
+		return "afxdp driver, napi sender"
 	case o.io == "afxdp":
-		return "afxdp driver"
+		return "afxdp driver, napi thread"
 	}
 	return "afpacket"
 }
