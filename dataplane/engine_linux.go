@@ -458,10 +458,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 		}
 	}
 	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefd), Events: unix.POLLIN})
-	myfd := e.os.wakefds[wi]
-	fds = append(fds, unix.PollFd{Fd: int32(myfd), Events: unix.POLLIN})
-	myAt := len(fds) - 1
-	var evbuf [8]byte
+	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefds[wi]), Events: unix.POLLIN}) // last: see sleepWorker
 	ring, gen := e.os.rx.load()
 	e.os.rx.acks[wi].Store(gen)
 	draining := make([]bool, len(socks)) // per port: the old ring still has frames
@@ -539,23 +536,31 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 			if ndrain > 0 {
 				timeout = 1 // the old block retires within its timer; the new ring may be ready already
 			}
-			if w.sync != nil {
-				timeout = w.sync.sleepTimeout(timeout)
-			}
-			for i := range fds {
-				fds[i].Revents = 0
-			}
-			if _, err := unix.Poll(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
-				e.cfg.warnf("worker %d: poll: %v", w.id, err)
-				time.Sleep(10 * time.Millisecond)
-			}
-			if fds[myAt].Revents != 0 {
-				_, _ = unix.Read(myfd, evbuf[:]) // reset; the fragment rings and sync work are taken next round
-			}
-			if w.sync != nil {
-				w.sync.woke()
-			}
+			e.sleepWorker(w, fds, timeout)
 		}
+	}
+}
+
+// sleepWorker sleeps in poll(2) on a worker's descriptors for up to timeout ms (less when sync
+// work is due), until one is ready. The last descriptor is the worker's own eventfd, which it
+// resets: the fragment rings and sync work it announces are taken in the next round.
+func (e *Engine) sleepWorker(w *Worker, fds []unix.PollFd, timeout int) {
+	if w.sync != nil {
+		timeout = w.sync.sleepTimeout(timeout)
+	}
+	for i := range fds {
+		fds[i].Revents = 0
+	}
+	if _, err := unix.Poll(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
+		e.cfg.warnf("worker %d: poll: %v", w.id, err)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if me := fds[len(fds)-1]; me.Revents != 0 {
+		var buf [8]byte
+		_, _ = unix.Read(int(me.Fd), buf[:])
+	}
+	if w.sync != nil {
+		w.sync.woke()
 	}
 }
 

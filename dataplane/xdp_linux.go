@@ -246,10 +246,7 @@ func (e *Engine) routineXDPWorker(w *Worker, cpu int) {
 		}
 	}
 	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefd), Events: unix.POLLIN})
-	myfd := e.os.wakefds[0]
-	fds = append(fds, unix.PollFd{Fd: int32(myfd), Events: unix.POLLIN})
-	myAt := len(fds) - 1
-	var evbuf [8]byte
+	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefds[0]), Events: unix.POLLIN}) // last: see sleepWorker
 	var lastPub, lastBusy int64
 	var packets uint64
 	for {
@@ -286,23 +283,7 @@ func (e *Engine) routineXDPWorker(w *Worker, cpu int) {
 		default:
 		}
 		if got == 0 && !spinning {
-			timeout := pollTimeout
-			if w.sync != nil {
-				timeout = w.sync.sleepTimeout(timeout)
-			}
-			for i := range fds {
-				fds[i].Revents = 0
-			}
-			if _, err := unix.Poll(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
-				e.cfg.warnf("worker %d: poll: %v", w.id, err)
-				time.Sleep(10 * time.Millisecond)
-			}
-			if fds[myAt].Revents != 0 {
-				_, _ = unix.Read(myfd, evbuf[:])
-			}
-			if w.sync != nil {
-				w.sync.woke()
-			}
+			e.sleepWorker(w, fds, pollTimeout)
 		}
 	}
 }
