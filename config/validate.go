@@ -531,6 +531,8 @@ func (p *parser) dataplane(raw *rawDataplane, out *Dataplane) {
 		switch {
 		case v != XDPModeDriver && v != XDPModeGeneric:
 			p.errf("dataplane.xdp_mode", "%q is not an XDP mode; write \"driver\" (default, native XDP) or \"generic\" (any driver, slower)", v)
+		case raw.IO != nil && out.IO == "":
+			// io itself is wrong and says so
 		case out.IO != IOAFXDP:
 			p.errf("dataplane.xdp_mode", "applies to io = \"afxdp\" only; remove it, or set io = \"afxdp\"")
 		default:

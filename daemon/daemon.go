@@ -417,7 +417,7 @@ func restartOnly(running, next *config.Config) []string {
 
 func workersString(n int) string {
 	if n <= 0 {
-		return fmt.Sprintf("%d (one per CPU)", n)
+		return fmt.Sprintf("%d (one per CPU; one with io = \"afxdp\")", n)
 	}
 	return fmt.Sprint(n)
 }

@@ -359,11 +359,7 @@ func (eo *engineOS) program(e *Engine, t *Tables) error {
 		eo.guardSpec = spec
 	}
 	if eo.xdp != nil {
-		xf, err := e.xdpFilter(t, eo.standby)
-		if err != nil {
-			return err
-		}
-		return e.setXDPFilter(xf)
+		return e.setXDPFilter(t, eo.standby, localAddrs())
 	}
 	if fanout != nil {
 		if err := eo.setFanout(fanout); err != nil {

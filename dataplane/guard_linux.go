@@ -125,6 +125,12 @@ func (e *Engine) RefreshKernelGuard() error {
 	}
 	locals := localAddrs()
 	e.os.hosts.store(locals)
+	if x := e.os.xdp; x != nil && !e.os.standby && !slices.Equal(locals, x.notTo) {
+		// The XDP programs must leave replies to a new address of this host to the kernel.
+		if err := e.setXDPFilter(e.tables.Load(), false, locals); err != nil {
+			return err
+		}
+	}
 	if e.os.guard == nil || e.os.guardSpec == nil {
 		return nil
 	}

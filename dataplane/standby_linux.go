@@ -26,11 +26,7 @@ func (e *Engine) SetStandby(on bool) error {
 		return nil
 	}
 	if e.os.xdp != nil {
-		filter, err := e.xdpFilter(e.tables.Load(), on)
-		if err == nil {
-			err = e.setXDPFilter(filter)
-		}
-		if err != nil {
+		if err := e.setXDPFilter(e.tables.Load(), on, localAddrs()); err != nil {
 			return err
 		}
 		e.os.standby = on

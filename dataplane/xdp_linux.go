@@ -5,6 +5,8 @@ package dataplane
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -45,10 +47,12 @@ const (
 
 // xdpState is the engine's AF_XDP side (nil with AF_PACKET).
 type xdpState struct {
-	mode  xsk.Mode
-	progs []*xsk.Program  // per interface
-	socks [][]*xsk.Socket // [interface][queue]
-	ports []*xskPort      // per interface: queue 0's socket, the worker's transmit port
+	mode   xsk.Mode
+	progs  []*xsk.Program    // per interface
+	socks  [][]*xsk.Socket   // [interface][queue]
+	ports  []*xskPort        // per interface: queue 0's socket, the worker's transmit port
+	filter []bpf.Instruction // the programs' filter now (nil: every frame to the kernel)
+	notTo  []netip.Addr      // this host's addresses filter leaves to the kernel (see xdpFilter)
 }
 
 // xskPort is one AF_XDP socket as a worker's Receiver and Transmitter.
@@ -94,6 +98,23 @@ func (p *xskPort) Flush() (int, error) { return p.s.Flush() }
 // (XDP_MAX_TX_SKB_BUDGET; the kernel's default, 32, takes 8 kicks for a worker's 256-frame round).
 const xskTxBudget = 256
 
+// xskFrameSize returns the UMEM frame size for interface name: a received frame must fit a
+// frame less the XDP_PACKET_HEADROOM (256 bytes) the kernel keeps in front of it in copy mode,
+// or the kernel drops it. Room is kept for two VLAN tags.
+func xskFrameSize(name string) (int, error) {
+	ifi, err := net.InterfaceByName(name)
+	if err != nil {
+		return 0, errorf("interface %q: %w", name, err)
+	}
+	need := ifi.MTU + 14 + 8
+	for _, size := range []int{2048, 4096} {
+		if need <= size-256 {
+			return size, nil
+		}
+	}
+	return 0, errorf("interface %s has MTU %d; with io = \"afxdp\" govs takes frames up to an MTU of %d: lower the MTU, or set io = \"afpacket\"", name, ifi.MTU, 4096-256-22)
+}
+
 // rxQueues returns how many receive queues interface name has, from sysfs (1 if it cannot tell).
 func rxQueues(name string) int {
 	m, err := filepath.Glob("/sys/class/net/" + name + "/queues/rx-*")
@@ -104,14 +125,16 @@ func rxQueues(name string) int {
 }
 
 // xdpFilter is the XDP programs' filter for t: the AF_PACKET socket filter's choice, minus what
-// belongs to this host (see the comment at the top). nil while standing by: every frame to the kernel.
-func (e *Engine) xdpFilter(t *Tables, standby bool) ([]bpf.Instruction, error) {
+// belongs to this host, whose addresses are locals (see the comment at the top). nil while
+// standing by: every frame to the kernel.
+func xdpFilter(t *Tables, standby bool, locals []netip.Addr) ([]bpf.Instruction, error) {
 	if standby {
 		return nil, nil
 	}
 	spec := filterSpec(t)
 	spec.ICMPTo = nil // ICMP to this host's addresses: the tunnels' path MTU errors, but also pings
-	spec.NotTo = localAddrs()
+	spec.NotTo = locals
+	spec.KernelND = true
 	raw, err := bpfgen.SocketFilter(spec)
 	if err != nil {
 		return nil, errorf("socket filter: %w", err)
@@ -141,10 +164,12 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 		x.mode = xsk.ModeGeneric
 	}
 	e.os.xdp = x
-	filter, err := e.xdpFilter(t, e.os.standby)
+	x.notTo = localAddrs()
+	filter, err := xdpFilter(t, e.os.standby, x.notTo)
 	if err != nil {
 		return err
 	}
+	x.filter = filter
 	_, largeCfg, _ := socketConfigs(nil, nil)
 	macs := make([][6]byte, len(e.ifaces))
 	ports := make([]Transmitter, len(e.ifaces))
@@ -157,8 +182,16 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 		}
 		x.progs = append(x.progs, prog)
 		x.socks = append(x.socks, nil)
+		frameSize, err := xskFrameSize(ifc.Name)
+		if err != nil {
+			return err
+		}
 		for q := range queues {
-			s, err := xsk.Open(xsk.Config{Interface: ifc.Name, Queue: q, TxBudget: xskTxBudget})
+			c := xsk.Config{Interface: ifc.Name, Queue: q, FrameSize: frameSize, TxBudget: xskTxBudget, TxBudgetOptional: true}
+			if q > 0 {
+				c.TxFrames = 64 // the worker transmits through queue 0's socket only
+			}
+			s, err := xsk.Open(c)
 			if err != nil {
 				return errorf("AF_XDP socket on %s queue %d: %w (set io = \"afpacket\" if the kernel lacks AF_XDP)", ifc.Name, q, err)
 			}
@@ -212,13 +245,26 @@ func attachHint(err error, ifname string, mode xsk.Mode) string {
 	return "set io = \"afpacket\" if this kernel or driver cannot run XDP"
 }
 
-// setXDPFilter installs t's filter (nil: standing by) in every interface's XDP program.
-func (e *Engine) setXDPFilter(filter []bpf.Instruction) error {
-	for _, p := range e.os.xdp.progs {
+// setXDPFilter installs t's filter, standing by or not, for this host's addresses locals, in
+// every interface's XDP program. When one interface refuses it, the interfaces already changed
+// get the filter in force back, so that all of them keep taking the same frames.
+func (e *Engine) setXDPFilter(t *Tables, standby bool, locals []netip.Addr) error {
+	x := e.os.xdp
+	filter, err := xdpFilter(t, standby, locals)
+	if err != nil {
+		return err
+	}
+	for i, p := range x.progs {
 		if err := p.SetFilter(filter); err != nil {
-			return errorf("%w", err)
+			for _, done := range x.progs[:i] {
+				if rerr := done.SetFilter(x.filter); rerr != nil {
+					err = errors.Join(err, rerr)
+				}
+			}
+			return errorf("XDP program on %s: %w (the interfaces keep the filter in force)", e.ifaces[i].Name, err)
 		}
 	}
+	x.filter, x.notTo = filter, locals
 	return nil
 }
 
@@ -307,8 +353,9 @@ func (eo *engineOS) closeXDP() error {
 	return errors.Join(errs...)
 }
 
-// xdpStats sums the AF_XDP sockets' drop counters as AF_PACKET's statistics: Drops are frames
-// the kernel dropped for a full RX ring, or for other reasons (an empty fill ring among them).
+// xdpStats sums the AF_XDP sockets' counters as AF_PACKET's statistics: Drops are frames the
+// kernel dropped for a full RX ring, or for other reasons (an empty fill ring among them);
+// Packets, as PACKET_STATISTICS counts them, the frames the worker read and those drops.
 func (eo *engineOS) xdpStats() afpacket.Stats {
 	var sum afpacket.Stats
 	if eo.xdp == nil {
@@ -321,5 +368,6 @@ func (eo *engineOS) xdpStats() afpacket.Stats {
 			}
 		}
 	}
+	sum.Packets = eo.rx.packets[0].Load() + sum.Drops
 	return sum
 }

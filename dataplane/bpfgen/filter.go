@@ -29,6 +29,11 @@ type FilterSpec struct {
 	// server's address and port (health checks) arrive. An AF_PACKET socket only copies a frame
 	// and the kernel gets it anyway; an XDP program that takes a frame takes it from the kernel.
 	NotTo []netip.Addr
+	// KernelND leaves IPv6 neighbour discovery and MLD (ICMPv6 types 130 to 137 and 143) to the
+	// kernel whatever their addresses: solicitations for a VIP, or from a real server for a
+	// floating gateway, are the kernel's and the announcer's, which an XDP program that took
+	// them would starve.
+	KernelND bool
 }
 
 const (
@@ -44,6 +49,11 @@ const (
 	protoSCTP   = 132
 
 	acceptAll = 0xFFFFFFFF
+
+	// ICMPv6 types of neighbour discovery and MLD (RFC 4861, RFC 2710, RFC 3810): 130-137, 143.
+	icmp6MLDQuery    = 130
+	icmp6Redirect    = 137
+	icmp6MLDv2Report = 143
 )
 
 // ipv6ExtHeaders are the IPv6 next-header values after which the transport header is not at a fixed
@@ -221,7 +231,7 @@ func SocketFilter(spec FilterSpec) ([]bpf.RawInstruction, error) {
 	}
 	for _, f := range families {
 		a.mark(entry[f.index])
-		filterFamily(a, f, vips[f.index], reals[f.index], hosts[f.index], accept, drop)
+		filterFamily(a, f, vips[f.index], reals[f.index], hosts[f.index], spec.KernelND, accept, drop)
 	}
 	a.mark(drop)
 	a.i(bpf.RetConstant{Val: 0})
@@ -233,7 +243,7 @@ func SocketFilter(spec FilterSpec) ([]bpf.RawInstruction, error) {
 // filterFamily emits the filter for frames of family f, X = the offset of their IP header: accept
 // a malformed header, a frame to one of vips or from one of reals unless it goes to one of hosts;
 // drop anything else.
-func filterFamily(a *asm, f *family, vips, reals, hosts []*addrGroup, accept, drop label) {
+func filterFamily(a *asm, f *family, vips, reals, hosts []*addrGroup, kernelND bool, accept, drop label) {
 	a.i(
 		bpf.StoreScratch{Src: bpf.RegX, N: memL3},
 		bpf.LoadExtension{Num: bpf.ExtLen},
@@ -271,6 +281,17 @@ func filterFamily(a *asm, f *family, vips, reals, hosts []*addrGroup, accept, dr
 	a.mark(done)
 	if f.options {
 		a.i(bpf.LoadScratch{Dst: bpf.RegX, N: memL3})
+	}
+	if kernelND && f == ipv6 {
+		// memSport holds an ICMPv6 message's type and code (noPorts, 0x10000, if too short).
+		keep := a.newLabel()
+		a.i(bpf.LoadScratch{Dst: bpf.RegA, N: memProto})
+		a.jif(bpf.JumpEqual, protoICMPv6, next, keep)
+		a.i(bpf.LoadScratch{Dst: bpf.RegA, N: memSport}, bpf.ALUOpConstant{Op: bpf.ALUOpShiftRight, Val: 8})
+		a.jif(bpf.JumpLessThan, icmp6MLDQuery, keep, next)
+		a.jif(bpf.JumpGreaterThan, icmp6Redirect, next, drop)
+		a.jif(bpf.JumpEqual, icmp6MLDv2Report, drop, keep)
+		a.mark(keep)
 	}
 	src := a.newLabel()
 	addrMatch(a, f.dstOff, vips, src)

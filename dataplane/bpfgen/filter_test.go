@@ -120,6 +120,67 @@ func filterCases(t *testing.T) []filterCase {
 	}
 }
 
+// ndSpec is testSpec as an XDP program has it: no ICMPTo, neighbour discovery left to the kernel.
+func ndSpec() FilterSpec {
+	s := testSpec
+	s.ICMPTo, s.KernelND = nil, true
+	return s
+}
+
+// ndCases are ICMPv6 frames that ndSpec's filter takes (errors, echo) or leaves to the kernel
+// (neighbour discovery, MLD), with what testSpec's filter, which takes them all, says.
+func ndCases(t *testing.T) (cases []filterCase, withoutKernelND []bool) {
+	msg := func(typ byte) []byte {
+		return []byte{typ, 0, 0, 0, 0, 0, 0, 0, 0x20, 0x01, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}
+	}
+	for _, c := range []struct {
+		name     string
+		f        frame
+		accept   bool
+		fullSpec bool
+	}{
+		{"NS from a real server to a solicited-node address", frame{src: "2001:2:0:1::10", dst: "ff02::1:ff00:1", proto: 58, icmp: msg(135)}, false, true},
+		{"NS to a VIP", frame{src: "2001:2::100", dst: "2001:2::1", proto: 58, icmp: msg(135)}, false, true},
+		{"NA to a VIP", frame{src: "2001:2::100", dst: "2001:2::1", proto: 58, icmp: msg(136)}, false, true},
+		{"RA from a real server", frame{src: "2001:2:0:1::10", dst: "ff02::1", proto: 58, icmp: msg(134)}, false, true},
+		{"MLDv2 report from a real server", frame{src: "2001:2:0:1::10", dst: "ff02::16", proto: 58, icmp: msg(143)}, false, true},
+		{"echo request to a VIP", frame{src: "2001:2::100", dst: "2001:2::1", proto: 58, icmp: msg(128)}, true, true},
+		{"unreachable from a real server", frame{src: "2001:2:0:1::10", dst: "2001:2::100", proto: 58, icmp: msg(1)}, true, true},
+		{"packet too big to a VIP", frame{src: "2001:2::100", dst: "2001:2::1", proto: 58, icmp: msg(2)}, true, true},
+		{"tcp to a VIP port", frame{src: "2001:2::100", dst: "2001:2::1", proto: 6, sport: 40000, dport: 443}, true, true},
+	} {
+		cases = append(cases, filterCase{c.name, c.f.build(t), c.accept})
+		withoutKernelND = append(withoutKernelND, c.fullSpec)
+	}
+	return cases, withoutKernelND
+}
+
+// TestSocketFilterKernelND: with KernelND, neighbour discovery and MLD are left to the kernel
+// whatever their addresses, other ICMPv6 is not; without it, all of them are taken.
+func TestSocketFilterKernelND(t *testing.T) {
+	cases, without := ndCases(t)
+	for _, spec := range []FilterSpec{ndSpec(), testSpec} {
+		raw, err := SocketFilter(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := vm(t, raw)
+		for i, c := range cases {
+			want := c.accept
+			if !spec.KernelND {
+				want = without[i]
+			}
+			n, err := v.Run(c.frame)
+			if err != nil {
+				t.Fatalf("%s: VM: %v", c.name, err)
+			}
+			if got := n != 0; got != want {
+				t.Errorf("KernelND %v: %s: accept = %v, want %v", spec.KernelND, c.name, got, want)
+			}
+		}
+	}
+}
+
 func TestSocketFilter(t *testing.T) {
 	raw, err := SocketFilter(testSpec)
 	if err != nil {

@@ -254,13 +254,25 @@ func kernelFanoutAndFilter(t *testing.T, vip netip.Addr, fanout []bpf.RawInstruc
 	t.Logf("frames per member %v", per)
 }
 
-// TestSocketFilterAsXDP compiles testSpec's socket filter to eBPF the way package xsk does for
-// its XDP program (cbpfc), loads it into the kernel (the verifier must accept it) and runs every
-// frame of filterCases through it with BPF_PROG_TEST_RUN: the kernel's verdicts must be the
-// classic filter's.
+// TestSocketFilterAsXDP compiles socket filters to eBPF the way package xsk does for its XDP
+// program (cbpfc), loads them into the kernel (the verifier must accept them) and runs frames
+// through them with BPF_PROG_TEST_RUN: the kernel's verdicts must be the classic filter's. It
+// takes testSpec's filter with filterCases, and the filter as an XDP program has it (ndSpec)
+// with ndCases.
 func TestSocketFilterAsXDP(t *testing.T) {
 	needRoot(t)
-	raw, err := SocketFilter(testSpec)
+	nd, _ := ndCases(t)
+	for _, c := range []struct {
+		name  string
+		spec  FilterSpec
+		cases []filterCase
+	}{{"testSpec", testSpec, filterCases(t)}, {"ndSpec", ndSpec(), nd}} {
+		t.Run(c.name, func(t *testing.T) { checkAsXDP(t, c.spec, c.cases) })
+	}
+}
+
+func checkAsXDP(t *testing.T, spec FilterSpec, cases []filterCase) {
+	raw, err := SocketFilter(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +306,7 @@ func TestSocketFilterAsXDP(t *testing.T) {
 	}
 	defer p.Close()
 	t.Logf("%d classic instructions, %d eBPF", len(raw), len(prog))
-	for _, tt := range filterCases(t) {
+	for _, tt := range cases {
 		if len(tt.frame) < 14 {
 			continue // BPF_PROG_TEST_RUN wants an Ethernet header; no device delivers less
 		}

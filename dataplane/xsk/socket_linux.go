@@ -153,7 +153,11 @@ func (s *Socket) open(cfg Config) error {
 		s.txFree = append(s.txFree, uint64(i)*s.frameSize)
 	}
 	if cfg.TxBudget > 0 {
-		if err := unix.SetsockoptInt(s.fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, cfg.TxBudget); err != nil {
+		err := unix.SetsockoptInt(s.fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, cfg.TxBudget)
+		switch {
+		case errors.Is(err, unix.ENOPROTOOPT) && cfg.TxBudgetOptional:
+			// A kernel before 6.17: each kick sends its default 32 frames.
+		case err != nil:
 			return fmt.Errorf("XDP_MAX_TX_SKB_BUDGET %d (kernel older than 6.17?): %w", cfg.TxBudget, err)
 		}
 	}

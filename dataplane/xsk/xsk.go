@@ -28,6 +28,9 @@ type Config struct {
 	// TxBudget, if not zero, sets XDP_MAX_TX_SKB_BUDGET: how many frames one kick sends in
 	// copy mode (the kernel's default is 32).
 	TxBudget int
+	// TxBudgetOptional makes a kernel without XDP_MAX_TX_SKB_BUDGET (before 6.17) keep its
+	// default budget instead of failing Open.
+	TxBudgetOptional bool
 	// BusyPoll, if not zero, turns on preferred busy polling (SO_PREFER_BUSY_POLL,
 	// SO_BUSY_POLL with this many microseconds, SO_BUSY_POLL_BUDGET 64): Poke then runs the
 	// device's receive NAPI in the caller's thread instead of a softirq or NAPI thread, when
