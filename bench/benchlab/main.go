@@ -111,7 +111,7 @@ func run(args []string) int {
 	fs.BoolVar(&o.peak, "peak", true, "govs phases: also search the highest offered rate govs forwards without loss (its loss-free peak), to compare with what it delivers at the generator's full rate")
 	fs.DurationVar(&o.peakTrial, "peak-trial", 2*time.Second, "length of each trial of the loss-free peak search")
 	fs.BoolVar(&o.single, "single", true, "also measure one connection's latency (wrk -t1 -c1)")
-	fs.StringVar(&o.phases, "phases", "gen,kernel,govs,tun,gue,fullnat", "phases to run, comma separated: gen (the generator's own ceiling), kernel, govs (NAT), tun (govs, method tun with IPIP, UDP only), gue (govs, tun with GUE, UDP only), fullnat (govs, method fullnat, UDP only); and the I/O paths alone (UDP only, bench/README.md): fwd-kernel, fwd-afpacket, fwd-afxdp, fwd-afxdp-sender, fwd-afxdp-busypoll, fwd-afxdp-generic")
+	fs.StringVar(&o.phases, "phases", "gen,kernel,govs,kernel-dr,dr,tun,gue,fullnat", "phases to run, comma separated: gen (the generator's own ceiling), kernel, govs (NAT), kernel-dr (the kernel's direct routing: nftables netdev fwd, UDP only), dr (govs, method dr, UDP only), tun (govs, method tun with IPIP, UDP only), gue (govs, tun with GUE, UDP only), fullnat (govs, method fullnat, UDP only); and the I/O paths alone (UDP only, bench/README.md): fwd-kernel, fwd-afpacket, fwd-afxdp, fwd-afxdp-sender, fwd-afxdp-busypoll, fwd-afxdp-generic")
 	fs.IntVar(&o.rounds, "rounds", 1, "run the fwd-* phases this many times, alternating in the order given")
 	fs.StringVar(&o.perfDir, "perf-dir", "", "fwd-* phases: sample the balancer core with perf during each UDP window, keep perf.data files here, and report the phase's own share of the samples (robust to other work on the core)")
 	fs.IntVar(&o.xdpTxBudget, "xdp-tx-budget", 256, "fwd-afxdp*: frames one AF_XDP kick sends (XDP_MAX_TX_SKB_BUDGET; 0 keeps the kernel's 32)")
@@ -188,8 +188,8 @@ func (o *options) check() error {
 		return fmt.Errorf("-sink %q: want servers or switch", o.sink)
 	}
 	for _, p := range strings.Split(o.phases, ",") {
-		if _, fwd := fwdPhases[p]; !fwd && p != "gen" && p != "kernel" && p != "govs" && p != "tun" && p != "gue" && p != "fullnat" {
-			return fmt.Errorf("-phases %q: unknown phase %q (want gen, kernel, govs, tun, gue, fullnat, fwd-kernel, fwd-afpacket, fwd-afxdp, fwd-afxdp-sender, fwd-afxdp-busypoll, fwd-afxdp-generic)", o.phases, p)
+		if _, fwd := fwdPhases[p]; !fwd && p != "gen" && p != "kernel" && p != "govs" && p != "tun" && p != "gue" && p != "fullnat" && p != "kernel-dr" && p != "dr" {
+			return fmt.Errorf("-phases %q: unknown phase %q (want gen, kernel, govs, tun, gue, fullnat, kernel-dr, dr, fwd-kernel, fwd-afpacket, fwd-afxdp, fwd-afxdp-sender, fwd-afxdp-busypoll, fwd-afxdp-generic)", o.phases, p)
 		}
 	}
 	if o.cores != 1 && o.cores != 2 {
@@ -275,14 +275,20 @@ func bench(ctx context.Context, o options) (rep *report, err error) {
 			return rep, ctx.Err()
 		}
 	}
+	if o.runs("kernel-dr") {
+		rep.KernelDR = runKernelDRPhase(ctx, topo, o)
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+	}
 	for _, ph := range []struct {
 		name string
 		v    govsVariant
 		to   **phaseResult
-	}{{"govs", govsNAT, &rep.Govs}, {"tun", govsTun, &rep.Tun}, {"gue", govsGUE, &rep.GUE}, {"fullnat", govsFullNAT, &rep.FullNAT}} {
+	}{{"govs", govsNAT, &rep.Govs}, {"tun", govsTun, &rep.Tun}, {"gue", govsGUE, &rep.GUE}, {"fullnat", govsFullNAT, &rep.FullNAT}, {"dr", govsDR, &rep.GovsDR}} {
 		if o.runs(ph.name) {
 			po := o
-			if u, ok := udpOK(rep.Govs); ok && ph.v.method != "nat" && o.rate == 0 {
+			if u, ok := udpOK(rep.Govs); ok && ph.v.method != "nat" && ph.v.method != "dr" && o.rate == 0 {
 				// The same offered load as the NAT phase: past its peak govs delivers less the more it
 				// is offered (receive livelock), and the generator's full rate varies with what the
 				// balancer's transmit costs the load core.

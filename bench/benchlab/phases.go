@@ -138,7 +138,57 @@ var (
 	govsTun     = govsVariant{name: "govs tun ipip", method: "tun", tunnel: "ipip", workers: 1, udpOnly: true}
 	govsGUE     = govsVariant{name: "govs tun gue", method: "tun", tunnel: "gue", workers: 1, udpOnly: true}
 	govsFullNAT = govsVariant{name: "govs fullnat", method: "fullnat", workers: 1, udpOnly: true}
+	govsDR      = govsVariant{name: "govs dr", method: "dr", workers: 1, udpOnly: true}
 )
+
+// runKernelDRPhase measures the kernel's own direct routing: an nftables netdev ingress rule on
+// l0 sends each frame to the VIP on to a real server's MAC address through l1 (fwd ip to ...
+// device, neighbour resolution included), the IP packet untouched, before the IP stack, as
+// govs's DR does. IPVS, the kernel's LVS-DR, is not built into this kernel. The VIP is on l0
+// for ARP only.
+func runKernelDRPhase(ctx context.Context, topo *lab.Topology, o options) *phaseResult {
+	res := &phaseResult{Name: "kernel(nft fwd) dr"}
+	logf("kernel dr phase: VIP %s on l0 (ARP), nft netdev fwd to numgen over %d servers via l1", topo.VIP4, len(topo.ServerAddrs4))
+	var elems []string
+	for i, a := range topo.ServerAddrs4 {
+		elems = append(elems, fmt.Sprintf("%d : %s", i, a))
+	}
+	rules := fmt.Sprintf(kernelDRRuleset, topo.VIP4, udpPort, len(topo.ServerAddrs4), strings.Join(elems, ", "))
+	err := runIn(ctx, topo.Balancer, "", "ip", "addr", "add", topo.VIP4.String()+"/32", "dev", "l0")
+	if err == nil {
+		err = runIn(ctx, topo.Balancer, rules, "nft", "-f", "-")
+	}
+	if err != nil {
+		res.Error = err.Error()
+	} else {
+		o.http = false
+		measure(ctx, topo, o, res, nil, drSink(topo))
+	}
+	bg := context.Background()
+	if runIn(bg, topo.Balancer, "", "nft", "list", "table", "netdev", "labdr") == nil {
+		if err := runIn(bg, topo.Balancer, "", "nft", "delete", "table", "netdev", "labdr"); err != nil {
+			res.addError(err.Error())
+		}
+	}
+	if err := kernelTeardown(topo); err != nil {
+		res.addError(err.Error())
+	}
+	return res
+}
+
+const kernelDRRuleset = `table netdev labdr {
+  chain in {
+    type filter hook ingress device "l0" priority 0;
+    ip daddr %s udp dport %d fwd ip to numgen inc mod %d map { %s } device "l1"
+  }
+}
+`
+
+// drSink is what leaves the balancer in the DR phases: the flood, still addressed to the VIP.
+// The real servers do not hold the VIP in this lab, so nothing answers the probe.
+func drSink(topo *lab.Topology) sinkMatch {
+	return sinkMatch{rule: fmt.Sprintf("ip daddr %s udp dport %d", topo.VIP4, udpPort), what: "UDP datagrams to the VIP, on to the real servers' MAC addresses"}
+}
 
 // fullnatLocals returns the fullnat phase's local_addresses: .50 and .51 of the server segment
 // (l1's /24), which no namespace has and govs answers ARP for, so the real servers' echoes reach
@@ -412,6 +462,9 @@ var natSink = sinkMatch{rule: fmt.Sprintf("udp dport %d", udpPort), what: "UDP d
 
 // sinkFor returns what leaves the balancer in phase v.
 func sinkFor(topo *lab.Topology, v govsVariant) sinkMatch {
+	if v.method == "dr" {
+		return drSink(topo)
+	}
 	if v.method == "fullnat" {
 		return sinkMatch{rule: fmt.Sprintf("ip saddr { %s } udp dport %d", joinAddrs(fullnatLocals(topo), "%s"), udpPort), what: "UDP datagrams from the local addresses to the real servers' port", echo: true}
 	}

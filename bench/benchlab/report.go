@@ -31,6 +31,9 @@ type report struct {
 	GUE *phaseResult `json:"gue,omitempty"`
 	// FullNAT is govs with method fullnat (source rewritten to a local address), UDP only, compared with Govs (NAT).
 	FullNAT *phaseResult `json:"fullnat,omitempty"`
+	// KernelDR and GovsDR are direct routing, UDP only: the kernel's nftables netdev fwd and govs's method dr.
+	KernelDR *phaseResult `json:"kernel_dr,omitempty"`
+	GovsDR   *phaseResult `json:"govs_dr,omitempty"`
 	// Kernel2 and Govs2 are the UDP flood with the balancer on two cores (-balancer-cores 2).
 	Kernel2 *phaseResult `json:"kernel_2cores,omitempty"`
 	Govs2   *phaseResult `json:"govs_2cores,omitempty"`
@@ -323,6 +326,14 @@ func (r *report) computeRatios() {
 			r.Ratios[key+"_of_nat_delivered_pps"] = v
 		}
 	}
+	if v, ok := speedUp(r.KernelDR, r.GovsDR); ok {
+		r.Ratios["dr_udp64_delivered_pps"] = v
+	}
+	if k, ok := udpOK(r.KernelDR); ok {
+		if g, ok := udpOK(r.GovsDR); ok && k.BalancerUsPerPacket > 0 && g.BalancerUsPerPacket > 0 {
+			r.Ratios["dr_udp64_balancer_us_per_packet"] = k.BalancerUsPerPacket / g.BalancerUsPerPacket
+		}
+	}
 	if v, ok := speedUp(r.Kernel, r.Kernel2); ok {
 		r.Ratios["kernel_2cores_speedup"] = v
 	}
@@ -390,6 +401,24 @@ func writeExtras(w io.Writer, r *report) {
 			if g, ok := udpOK(r.Govs); ok && g.BalancerUsPerPacket > 0 && u.BalancerUsPerPacket > 0 {
 				fmt.Fprintf(w, ", CPU per packet %.2f of NAT's", u.BalancerUsPerPacket/g.BalancerUsPerPacket)
 			}
+		}
+		fmt.Fprintln(w)
+	}
+	for _, p := range []*phaseResult{r.KernelDR, r.GovsDR} {
+		if p == nil {
+			continue
+		}
+		u, ok := udpOK(p)
+		if !ok {
+			fmt.Fprintf(w, "\n%s: failed: %s%s\n", p.Name, p.Error, errOf(p.UDP))
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: udp%d delivered %.0f pps (%.0f offered), balancer core %.0f%% busy, %.2f us/packet\n", p.Name, u.FrameLen, u.DeliveredPPS, u.OfferedPPS, u.BalancerCPUBusy, u.BalancerUsPerPacket)
+	}
+	if v, ok := r.Ratios["dr_udp64_delivered_pps"]; ok {
+		fmt.Fprintf(w, "dr: govs delivered %.2fx the kernel's pps", v)
+		if c, ok := r.Ratios["dr_udp64_balancer_us_per_packet"]; ok {
+			fmt.Fprintf(w, ", CPU per packet %.2f (kernel/govs, lower is better)", c)
 		}
 		fmt.Fprintln(w)
 	}
