@@ -17,12 +17,16 @@ import (
 // Status is the answer to "stats": the daemon's state and counters. Field names are a contract:
 // tests and operators' scripts read them.
 type Status struct {
-	Ready      bool              `json:"ready"`
-	Version    string            `json:"version"`
-	Config     string            `json:"config"`
-	Generation uint32            `json:"generation"`
-	Workers    int               `json:"workers"`
-	Interfaces []string          `json:"interfaces"`
+	Ready      bool     `json:"ready"`
+	Version    string   `json:"version"`
+	Config     string   `json:"config"`
+	Generation uint32   `json:"generation"`
+	Workers    int      `json:"workers"`
+	Interfaces []string `json:"interfaces"`
+	// IO is the packet I/O in use, [dataplane] io: "afpacket" or "afxdp" (with its xdp_mode,
+	// "afxdp driver" or "afxdp generic" in the text output).
+	IO         string            `json:"io"`
+	XDPMode    string            `json:"xdp_mode,omitempty"`
 	Counters   map[string]uint64 `json:"counters"`
 	Drops      map[string]uint64 `json:"drops"`
 	DropsTotal uint64            `json:"drops_total"`

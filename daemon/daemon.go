@@ -638,6 +638,10 @@ func (d *Daemon) status(zeroed bool) control.Status {
 	st.Generation = t.Gen
 	st.Workers = d.engine.Workers()
 	st.Interfaces = cfg.Dataplane.Interfaces
+	st.IO = cfg.Dataplane.IO
+	if st.IO == config.IOAFXDP {
+		st.XDPMode = cfg.Dataplane.XDPMode
+	}
 	st.Counters = ds.Counters
 	d.connLogCounters(&st)
 	st.Drops = ds.Drops

@@ -316,8 +316,15 @@ func queryStatus(sockPath func() (string, error)) (*control.Status, error) {
 }
 
 func printStats(w io.Writer, st *control.Status) {
-	fmt.Fprintf(w, "govs %s  ready=%v  workers=%d  interfaces=%s  generation=%d\n",
-		st.Version, st.Ready, st.Workers, strings.Join(st.Interfaces, ","), st.Generation)
+	io := "" // a daemon before io = "afxdp" does not say
+	if st.IO != "" {
+		io = "  io=" + st.IO
+		if st.XDPMode != "" {
+			io += "(" + st.XDPMode + ")"
+		}
+	}
+	fmt.Fprintf(w, "govs %s  ready=%v  workers=%d  interfaces=%s%s  generation=%d\n",
+		st.Version, st.Ready, st.Workers, strings.Join(st.Interfaces, ","), io, st.Generation)
 	printLastReload(w, st.LastReload, time.Now())
 	printHA(w, &st.HA, time.Now())
 	printOverrides(w, st.Overrides, time.Now())

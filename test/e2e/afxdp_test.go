@@ -42,6 +42,9 @@ func TestAFXDPReload(t *testing.T) {
 	full := s.cfg
 	s.cfg.VS = s.cfg.VS[:1] // HTTP only
 	g := startGovs(t, s.topo, s.cfg)
+	if st := g.mustStats(); st.IO != "afxdp" || st.XDPMode != "driver" || st.Workers != 1 {
+		t.Errorf("govs stats says io %q, xdp_mode %q, %d workers; want afxdp, driver, 1", st.IO, st.XDPMode, st.Workers)
+	}
 	udp := netip.AddrPortFrom(s.vip, lab.UDPEchoPort)
 	if _, err := getOnce(s.topo.Client.HTTPClient(false), s.baseURL+"/", 5*time.Second); err != nil {
 		t.Fatalf("HTTP through the VIP: %v", err)

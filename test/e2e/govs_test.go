@@ -69,6 +69,8 @@ func (c govsConfig) toml() string {
 type stats struct {
 	Ready          bool             `json:"ready"`
 	Workers        int              `json:"workers"`
+	IO             string           `json:"io"`
+	XDPMode        string           `json:"xdp_mode"`
 	Counters       map[string]int64 `json:"counters"`
 	Drops          map[string]int64 `json:"drops"`
 	DropsTotal     int64            `json:"drops_total"`
