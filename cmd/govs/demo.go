@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -31,6 +32,9 @@ var demoConfig = template.Must(template.New("demo").Parse(`# govs demo configura
 [dataplane]
 interfaces = ["l0", "l1"]
 workers = {{.Workers}}
+{{- if .IO}}
+io = "{{.IO}}"
+{{- end}}
 
 [control]
 socket = "{{.Socket}}"
@@ -65,24 +69,40 @@ method    = "nat"
 {{end}}`))
 
 func cmdDemo(args []string) int {
-	fs := newFlags("demo", "demo [-requests N] [-workers N] [-print-config]", `  sudo govs demo
+	fs := newFlags("demo", "demo [-requests N] [-workers N] [-io afpacket|afxdp] [-print-config]", `  sudo govs demo
   sudo govs demo -requests 600 -workers 1
+  sudo govs demo -io afxdp     # the same through AF_XDP sockets and an XDP program (one worker)
 `)
 	requests := fs.Int("requests", 300, "HTTP requests to send through each HTTP VIP, and UDP flows (of 3 datagrams each) through the UDP VIP")
 	workers := fs.Int("workers", 2, "data-plane workers")
+	ioMode := fs.String("io", "", "the data plane's packet I/O, [dataplane] io: afpacket (default) or afxdp (one worker)")
 	printCfg := fs.Bool("print-config", false, "print the embedded configuration and exit")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
+	switch *ioMode {
+	case "", "afpacket":
+	case "afxdp":
+		workersSet := false
+		fs.Visit(func(f *flag.Flag) { workersSet = workersSet || f.Name == "workers" })
+		if workersSet && *workers != 1 {
+			fmt.Fprintln(os.Stderr, "govs demo: -io afxdp runs one worker; drop -workers or set -workers 1")
+			return 2
+		}
+		*workers = 1
+	default:
+		fmt.Fprintf(os.Stderr, "govs demo: -io %q: want afpacket or afxdp\n", *ioMode)
+		return 2
+	}
 	if *printCfg {
-		demoConfig.Execute(os.Stdout, demoData(nil, *workers, demoSocket))
+		demoConfig.Execute(os.Stdout, demoData(nil, *workers, *ioMode, demoSocket))
 		return 0
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "govs demo: needs root (it creates network namespaces); try `sudo make demo`")
 		return 1
 	}
-	if err := runDemo(*requests, *workers); err != nil {
+	if err := runDemo(*requests, *workers, *ioMode); err != nil {
 		fmt.Fprintln(os.Stderr, "govs demo:", err)
 		return 1
 	}
@@ -95,6 +115,7 @@ const demoSocket = "/run/govs/demo.sock"
 
 type demoVars struct {
 	Workers  int
+	IO       string // [dataplane] io; "" leaves the default
 	Socket   string
 	VIP4     netip.Addr
 	VIP6     netip.Addr
@@ -102,8 +123,8 @@ type demoVars struct {
 	Weights  []int
 }
 
-func demoData(t *lab.Topology, workers int, sock string) demoVars {
-	v := demoVars{Workers: workers, Socket: sock, Weights: []int{3, 2, 1}}
+func demoData(t *lab.Topology, workers int, io, sock string) demoVars {
+	v := demoVars{Workers: workers, IO: io, Socket: sock, Weights: []int{3, 2, 1}}
 	if t == nil {
 		v.VIP4, v.VIP6 = netip.MustParseAddr("198.18.0.100"), netip.MustParseAddr("2001:2::100")
 		for i := 0; i < 3; i++ {
@@ -116,7 +137,7 @@ func demoData(t *lab.Topology, workers int, sock string) demoVars {
 	return v
 }
 
-func runDemo(requests, workers int) error {
+func runDemo(requests, workers int, ioMode string) error {
 	// The socket is fixed (see demoSocket), so one demo runs at a time.
 	if err := otherGovs(demoSocket, ""); err != nil {
 		return err
@@ -157,7 +178,7 @@ func runDemo(requests, workers int) error {
 	defer os.RemoveAll(dir)
 	sock := demoSocket
 	var cfg bytes.Buffer
-	if err := demoConfig.Execute(&cfg, demoData(topo, workers, sock)); err != nil {
+	if err := demoConfig.Execute(&cfg, demoData(topo, workers, ioMode, sock)); err != nil {
 		return err
 	}
 	cfgPath := filepath.Join(dir, "govs.toml")

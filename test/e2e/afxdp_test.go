@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -127,5 +128,23 @@ func TestAFXDPStartError(t *testing.T) {
 	}
 	if strings.Contains(out, "panic") || strings.Contains(out, "goroutine ") {
 		t.Errorf("govs panicked")
+	}
+}
+
+// TestDemoAFXDP: `govs demo -io afxdp` runs the demo through AF_XDP: every request and flow is
+// answered, and govs logs its data plane as io afxdp.
+func TestDemoAFXDP(t *testing.T) {
+	labtest.RequireRoot(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, govsPath, "demo", "-io", "afxdp", "-requests", "30").CombinedOutput()
+	if err != nil {
+		t.Fatalf("govs demo -io afxdp: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "io afxdp (XDP in driver mode)") {
+		t.Errorf("the demo's govs did not run on AF_XDP:\n%s", out)
+	}
+	if n := strings.Count(string(out), "failed: 0"); n != 3 {
+		t.Errorf("%d of the demo's 3 runs had no failures, want 3:\n%s", n, out)
 	}
 }
