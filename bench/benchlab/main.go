@@ -192,6 +192,9 @@ func (o *options) check() error {
 			return fmt.Errorf("-phases %q: unknown phase %q (want gen, kernel, govs, tun, gue, fullnat, kernel-dr, dr, fwd-kernel, fwd-afpacket, fwd-afxdp, fwd-afxdp-sender, fwd-afxdp-busypoll, fwd-afxdp-generic)", o.phases, p)
 		}
 	}
+	if o.sink == "servers" && (o.runs("kernel-dr") || o.runs("dr")) {
+		return fmt.Errorf("-sink servers with the DR phases: the lab's real servers do not hold the VIP, so DR frames are counted at the switch only; drop kernel-dr and dr from -phases, or use -sink switch")
+	}
 	if o.cores != 1 && o.cores != 2 {
 		return fmt.Errorf("-balancer-cores %d: want 1 or 2", o.cores)
 	}
