@@ -390,6 +390,9 @@ type LoadOptions struct {
 	// their prefix lengths); nil skips the check it serves: a FullNAT local address in none of
 	// the data-plane interfaces' subnets is a warning (Config.Warnings).
 	InterfacePrefixes func(name string) []netip.Prefix
+	// InterfaceMTU returns the MTU of this host's interface name, 0 if unknown; nil skips the
+	// check it serves: with io = "afxdp" a frame must fit an AF_XDP frame (MaxXDPMTU).
+	InterfaceMTU func(name string) int
 	// MissingInterfaceHint, when not empty, ends the message about an interface InterfaceExists
 	// does not find: what the caller offers instead, e.g. how to check the file without the host.
 	MissingInterfaceHint string
@@ -455,9 +458,24 @@ func InterfacePrefixesOnHost(name string) []netip.Prefix {
 	return out
 }
 
+// InterfaceMTUOnHost returns the MTU of this host's interface name, 0 if it cannot be read. It
+// is the usual LoadOptions.InterfaceMTU for the daemon.
+func InterfaceMTUOnHost(name string) int {
+	ifc, err := net.InterfaceByName(name)
+	if err != nil {
+		return 0
+	}
+	return ifc.MTU
+}
+
+// MaxXDPMTU is the largest interface MTU io = "afxdp" takes: a frame with two VLAN tags must fit
+// a 4 KiB AF_XDP frame less the 256 bytes the kernel keeps in front of it.
+const MaxXDPMTU = 4096 - 256 - 14 - 8
+
 // OnHost is the LoadOptions of a file for this host: its interfaces and addresses looked up.
 func OnHost() LoadOptions {
-	return LoadOptions{InterfaceExists: InterfaceExistsOnHost, AddressInterface: AddressInterfaceOnHost, InterfacePrefixes: InterfacePrefixesOnHost}
+	return LoadOptions{InterfaceExists: InterfaceExistsOnHost, AddressInterface: AddressInterfaceOnHost,
+		InterfacePrefixes: InterfacePrefixesOnHost, InterfaceMTU: InterfaceMTUOnHost}
 }
 
 // Load reads and validates the config file at path. A file that cannot be read

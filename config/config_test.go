@@ -1031,3 +1031,17 @@ func parseDataplaneLine(t *testing.T, line, wantErr string) *Config {
 	}
 	return c
 }
+
+// TestParseIOMTU: with io = "afxdp" and the host's MTUs looked up, an interface whose MTU does
+// not fit an AF_XDP frame is refused at its place in the file; with AF_PACKET it is not.
+func TestParseIOMTU(t *testing.T) {
+	opts := LoadOptions{InterfaceMTU: func(name string) int { return map[string]int{"l0": 9000}[name] }}
+	_, err := Parse([]byte(dp+"io = \"afxdp\"\n"+vsHead+rs), "t.toml", opts)
+	want := `t.toml:2: dataplane.interfaces[1]: interface l0 has MTU 9000; with io = "afxdp" govs takes frames up to an MTU of 3818`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("err = %v, want one containing %q", err, want)
+	}
+	if _, err := Parse([]byte(dp+vsHead+rs), "t.toml", opts); err != nil {
+		t.Errorf("io = \"afpacket\" with MTU 9000: %v", err)
+	}
+}

@@ -542,6 +542,13 @@ func (p *parser) dataplane(raw *rawDataplane, out *Dataplane) {
 		p.errf("dataplane.xdp_mode", "is %s; write \"driver\" or \"generic\"", typeName(v))
 	}
 	if out.IO == IOAFXDP {
+		if p.opts.InterfaceMTU != nil {
+			for i, name := range out.Interfaces {
+				if mtu := p.opts.InterfaceMTU(name); mtu > MaxXDPMTU {
+					p.errf(fmt.Sprintf("dataplane.interfaces[%d]", i+1), "interface %s has MTU %d; with io = \"afxdp\" govs takes frames up to an MTU of %d: lower the MTU, or set io = \"afpacket\"", name, mtu, MaxXDPMTU)
+				}
+			}
+		}
 		if raw.RXMode != nil {
 			p.errf("dataplane.rx_mode", "chooses between AF_PACKET's rings and has no meaning with io = \"afxdp\" (one AF_XDP ring per queue); remove it")
 		}

@@ -162,6 +162,7 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 	x := &xdpState{mode: xsk.ModeDriver}
 	if e.cfg.XDPMode == XDPModeGeneric {
 		x.mode = xsk.ModeGeneric
+		e.cfg.warnf("xdp_mode = \"generic\": the XDP program sees frames as the stack has them, and a GSO frame from a sender on this host (over veth, say) is larger than an AF_XDP frame: the kernel drops it (counted in ring_drops); use driver mode where the driver has native XDP (veth does)")
 	}
 	e.os.xdp = x
 	x.notTo = localAddrs()
