@@ -460,8 +460,7 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 	draining := make([]bool, len(socks)) // per port: the old ring still has frames
 	var drainStart int64
 	ndrain := 0
-	var lastPub, lastBusy int64
-	var packets uint64
+	var round roundState
 	for {
 		if t := e.tables.Load(); t != w.tables {
 			w.SetTables(t)
@@ -505,27 +504,12 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 			}
 			got += w.Receive(i, active, now)
 		}
-		packets += uint64(got)
-		e.os.rx.packets[wi].Store(packets)
-		w.FlushAll()
-		w.wakePeers()
-		w.Expire(now)
-		if got > 0 {
-			lastBusy = now
-		}
 		// On the latency ring, keep looking for a while after the last frame instead of sleeping
 		// in poll(2): the answer to what was just forwarded usually comes back within a round
 		// trip, and waking a sleeping thread costs more than that round trip on a VM.
-		spinning := got == 0 && ring == ringFrames && frames != nil && now-lastBusy < int64(latencySpin)
-		if now-lastPub >= int64(publishEvery) || (got == 0 && !spinning) {
-			w.Publish()
-			lastPub = now
-		}
-		select {
-		case <-e.os.stopping:
-			w.Publish()
+		spinning, stop := e.endRound(w, wi, &round, got, now, ring == ringFrames && frames != nil)
+		if stop {
 			return
-		default:
 		}
 		if got == 0 && !spinning {
 			timeout := pollTimeout
@@ -535,6 +519,40 @@ func (e *Engine) routineWorker(w *Worker, wi int, socks, frames []*afpacket.Sock
 			e.sleepWorker(w, fds, timeout)
 		}
 	}
+}
+
+// roundState is what a worker's loop carries from one round to the next.
+type roundState struct {
+	lastPub, lastBusy int64 // when it last published its counters, and last took a frame
+	packets           uint64
+}
+
+// endRound finishes worker wi's round, in which it took got frames: it flushes the transmit
+// rings, wakes the workers it handed fragments to, expires connections and publishes its
+// counters (every publishEvery, and before it sleeps). It reports whether the worker looks again
+// at once instead of sleeping (canSpin, and within latencySpin of its last frame), and whether
+// the engine is stopping (the counters are published then too).
+func (e *Engine) endRound(w *Worker, wi int, r *roundState, got int, now int64, canSpin bool) (spinning, stop bool) {
+	r.packets += uint64(got)
+	e.os.rx.packets[wi].Store(r.packets)
+	w.FlushAll()
+	w.wakePeers()
+	w.Expire(now)
+	if got > 0 {
+		r.lastBusy = now
+	}
+	spinning = got == 0 && canSpin && now-r.lastBusy < int64(latencySpin)
+	if now-r.lastPub >= int64(publishEvery) || (got == 0 && !spinning) {
+		w.Publish()
+		r.lastPub = now
+	}
+	select {
+	case <-e.os.stopping:
+		w.Publish()
+		return spinning, true
+	default:
+	}
+	return spinning, false
 }
 
 // sleepWorker sleeps in poll(2) on a worker's descriptors for up to timeout ms (less when sync

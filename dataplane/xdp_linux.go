@@ -294,8 +294,7 @@ func (e *Engine) routineXDPWorker(w *Worker, cpu int) {
 	}
 	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefd), Events: unix.POLLIN})
 	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefds[0]), Events: unix.POLLIN}) // last: see sleepWorker
-	var lastPub, lastBusy int64
-	var packets uint64
+	var round roundState
 	for {
 		if t := e.tables.Load(); t != w.tables {
 			w.SetTables(t)
@@ -307,27 +306,12 @@ func (e *Engine) routineXDPWorker(w *Worker, cpu int) {
 		for _, r := range rx {
 			got += w.Receive(r.in, r.port, now)
 		}
-		packets += uint64(got)
-		e.os.rx.packets[0].Store(packets)
-		w.FlushAll()
-		w.wakePeers()
-		w.Expire(now)
-		if got > 0 {
-			lastBusy = now
-		}
 		// As on the latency ring, keep looking for a while after the last frame instead of
 		// sleeping: a sleeping worker costs a wake-up (and the CPU that received the frame an
 		// IPI) every few frames under load, more than the frames themselves.
-		spinning := got == 0 && now-lastBusy < int64(latencySpin)
-		if now-lastPub >= int64(publishEvery) || (got == 0 && !spinning) {
-			w.Publish()
-			lastPub = now
-		}
-		select {
-		case <-e.os.stopping:
-			w.Publish()
+		spinning, stop := e.endRound(w, 0, &round, got, now, true)
+		if stop {
 			return
-		default:
 		}
 		if got == 0 && !spinning {
 			e.sleepWorker(w, fds, pollTimeout)
