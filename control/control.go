@@ -155,6 +155,10 @@ type Reload struct {
 	Error string `json:"error"`
 	// OverridesDropped are the runtime overrides an applied reload ended; absent when none.
 	OverridesDropped []Override `json:"overrides_dropped,omitempty"`
+	// PendingRestart are the settings an applied reload changed in the file that a running govs
+	// cannot change (the [dataplane] keys, for one), each "file:line: field: ... takes effect at
+	// the next start"; they keep their running values. Absent when none.
+	PendingRestart []string `json:"pending_restart,omitempty"`
 }
 
 // List is the answer of `govs list -json`: the virtual servers and their real servers, with the

@@ -310,6 +310,10 @@ func (d *Daemon) reloadFromFile() (*control.CtlResult, error) {
 	if r := d.lastReload; r != nil && len(r.OverridesDropped) > 0 {
 		msg += fmt.Sprintf("; %d runtime override(s) ended", len(r.OverridesDropped))
 	}
+	if r := d.lastReload; r != nil && len(r.PendingRestart) > 0 {
+		msg += fmt.Sprintf("; the running values stay for %d setting(s) a running govs cannot change:\n  %s",
+			len(r.PendingRestart), strings.Join(r.PendingRestart, "\n  "))
+	}
 	return &control.CtlResult{Message: msg, Generation: d.gen}, nil
 }
 

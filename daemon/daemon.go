@@ -49,6 +49,9 @@ type Daemon struct {
 	// lastReload is the outcome of the latest reload attempt (see RecordReload); never modified
 	// once stored, so Status hands out a copy.
 	lastReload *control.Reload
+	// pendingRestart is what the latest applied reload left for the next start (see restartOnly),
+	// until RecordReload takes it.
+	pendingRestart []string
 
 	obs observe  // metrics.go
 	rt  ctlState // what `govs ctl` keeps besides the compiler's overrides (see ctl.go)
@@ -357,6 +360,7 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	for _, p := range pending {
 		d.logf("%s", p)
 	}
+	d.pendingRestart = pending
 	slog.Info("reloaded", "file", next.File, "virtual_servers", len(next.VirtualServers), "generation", d.gen)
 	return nil
 }

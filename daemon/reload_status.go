@@ -17,6 +17,7 @@ func (d *Daemon) RecordReload(t time.Time, err error) {
 	d.mu.Lock()
 	if err == nil {
 		r.OverridesDropped = d.takeDroppedLocked()
+		r.PendingRestart, d.pendingRestart = d.pendingRestart, nil
 	}
 	d.lastReload = r
 	d.mu.Unlock()

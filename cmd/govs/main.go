@@ -411,6 +411,9 @@ func printLastReload(w io.Writer, r *control.Reload, now time.Time) {
 		if n := len(r.OverridesDropped); n > 0 {
 			fmt.Fprintf(w, "  it ended %d runtime override(s) made with govs ctl\n", n)
 		}
+		for _, p := range r.PendingRestart {
+			fmt.Fprintf(w, "  %s\n", p)
+		}
 		return
 	}
 	fmt.Fprintf(w, "last reload: rejected at %s; the running configuration stays:\n", when)

@@ -70,6 +70,10 @@ type stats struct {
 	Ready          bool             `json:"ready"`
 	Workers        int              `json:"workers"`
 	IO             string           `json:"io"`
+	LastReload     *struct {
+		Applied        bool     `json:"applied"`
+		PendingRestart []string `json:"pending_restart"`
+	} `json:"last_reload"`
 	XDPMode        string           `json:"xdp_mode"`
 	Counters       map[string]int64 `json:"counters"`
 	Drops          map[string]int64 `json:"drops"`

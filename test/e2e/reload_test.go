@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -381,6 +382,11 @@ func TestReloadRestartOnlySettings(t *testing.T) {
 		}
 	}
 	out := g.out.String()
+	st := g.mustStats() // on the running socket: the new path waits for the next start too
+	if st.LastReload == nil || !st.LastReload.Applied {
+		t.Fatalf("govs stats: last_reload %+v, want applied", st.LastReload)
+	}
+	pending := st.LastReload.PendingRestart
 	for _, want := range []struct{ prefix, field string }{
 		{"interfaces = ", "dataplane.interfaces"},
 		{"workers = ", "dataplane.workers"},
@@ -401,9 +407,13 @@ func TestReloadRestartOnlySettings(t *testing.T) {
 		if !found {
 			t.Errorf("no log line %q ... \"takes effect at the next start\"", head)
 		}
+		// govs stats says the same, for an operator who reads no log.
+		if !slices.ContainsFunc(pending, func(p string) bool {
+			return strings.HasPrefix(p, head) && strings.HasSuffix(p, "takes effect at the next start")
+		}) {
+			t.Errorf("govs stats last_reload.pending_restart %q lacks %q ... \"takes effect at the next start\"", pending, head)
+		}
 	}
-
-	st := g.mustStats() // on the running socket: the new path waits for the next start too
 	if st.Workers != 1 {
 		t.Errorf("%d workers after the reload, want the running 1", st.Workers)
 	}
