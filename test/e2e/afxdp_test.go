@@ -32,6 +32,15 @@ func TestAFXDP(t *testing.T) {
 	}
 }
 
+// TestAFXDPTunnel runs the tunnel suite (short connections, keep-alive, UDP, the kernel's
+// silence, the outer headers) with io = "afxdp": IPIP and GUE over IPv4, and IPIP over IPv6.
+func TestAFXDPTunnel(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, tc := range []struct{ fam, tunnel string }{{"ipv4", "ipip"}, {"ipv4", "gue"}, {"ipv6", "ipip"}} {
+		t.Run(tc.fam+"/"+tc.tunnel, func(t *testing.T) { testTunnel(t, tc.fam, tc.tunnel, "io = \"afxdp\"\n", 1) })
+	}
+}
+
 // TestAFXDPReload: with io = "afxdp" a reload that adds a service changes what the XDP program
 // takes: UDP to the new service goes unanswered before (the kernel guard drops what the program
 // passes) and is answered after. An HA standby

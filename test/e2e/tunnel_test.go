@@ -37,7 +37,7 @@ func TestTunnel(t *testing.T) {
 	for _, tc := range []struct{ fam, tunnel string }{
 		{"ipv4", "ipip"}, {"ipv4", "gue"}, {"ipv6", "ipip"}, {"ipv6", "gue"},
 	} {
-		t.Run(tc.fam+"/"+tc.tunnel, func(t *testing.T) { testTunnel(t, tc.fam, tc.tunnel) })
+		t.Run(tc.fam+"/"+tc.tunnel, func(t *testing.T) { testTunnel(t, tc.fam, tc.tunnel, "", 2) })
 	}
 }
 
@@ -47,6 +47,12 @@ func TestTunnel(t *testing.T) {
 // (HTTP on the VIP's port 80, UDP echo on 9000, rr), the balancer's address towards the real
 // servers (the tunnels' outer source) and the tunnel ends.
 func tunnelSetup(t *testing.T, fam, tunnel string, servers int, prepare func(*lab.Topology, []netip.Addr)) (*setup, netip.Addr, []*lab.TunnelDecap) {
+	return tunnelSetupDataplane(t, fam, tunnel, servers, prepare, "", 2)
+}
+
+// tunnelSetupDataplane is tunnelSetup with govs's [dataplane] extra lines dataplane and workers
+// workers.
+func tunnelSetupDataplane(t *testing.T, fam, tunnel string, servers int, prepare func(*lab.Topology, []netip.Addr), dataplane string, workers int) (*setup, netip.Addr, []*lab.TunnelDecap) {
 	topo := labtest.NewForTest(t, lab.Options{Method: "tun", IPv6: fam == "ipv6", Servers: servers, Prefix: "govs-e2e"})
 	s := &setup{topo: topo, vip: topo.VIP4, reals: topo.ServerAddrs4}
 	src := topo.BalancerL0Addr4
@@ -90,7 +96,8 @@ func tunnelSetup(t *testing.T, fam, tunnel string, servers int, prepare func(*la
 	}
 	s.cfg = govsConfig{
 		Interfaces: topo.BalancerIfaces,
-		Workers:    2,
+		Workers:    workers,
+		Dataplane:  dataplane,
 		VS: []vsConfig{
 			{netip.AddrPortFrom(s.vip, lab.HTTPPort), "tcp", "rr", "tun", rs(lab.HTTPPort), weights, extra, nil},
 			{netip.AddrPortFrom(s.vip, lab.UDPEchoPort), "udp", "rr", "tun", rs(lab.UDPEchoPort), weights, extra, nil},
@@ -101,8 +108,9 @@ func tunnelSetup(t *testing.T, fam, tunnel string, servers int, prepare func(*la
 	return s, src, ends
 }
 
-func testTunnel(t *testing.T, fam, tunnel string) {
-	s, src, ends := tunnelSetup(t, fam, tunnel, 3, nil)
+// testTunnel runs the tunnel suite with govs's [dataplane] extra lines dataplane and workers workers.
+func testTunnel(t *testing.T, fam, tunnel, dataplane string, workers int) {
+	s, src, ends := tunnelSetupDataplane(t, fam, tunnel, 3, nil, dataplane, workers)
 	topo := s.topo
 	before, err := topo.Balancer.SNMP()
 	if err != nil {
