@@ -67,10 +67,10 @@ func (c govsConfig) toml() string {
 
 // stats is the JSON printed by `govs stats -json`.
 type stats struct {
-	Ready          bool             `json:"ready"`
-	Workers        int              `json:"workers"`
-	IO             string           `json:"io"`
-	LastReload     *struct {
+	Ready      bool   `json:"ready"`
+	Workers    int    `json:"workers"`
+	IO         string `json:"io"`
+	LastReload *struct {
 		Applied        bool     `json:"applied"`
 		PendingRestart []string `json:"pending_restart"`
 	} `json:"last_reload"`
