@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"time"
 
 	"golang.org/x/net/bpf"
@@ -174,9 +175,11 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 	_, largeCfg, _ := socketConfigs(nil, nil)
 	macs := make([][6]byte, len(e.ifaces))
 	ports := make([]Transmitter, len(e.ifaces))
+	var sockets []string
 	for pi, ifc := range e.ifaces {
 		macs[pi] = ifc.MAC
 		queues := rxQueues(ifc.Name)
+		sockets = append(sockets, fmt.Sprintf("%s: %d", ifc.Name, queues))
 		prog, err := xsk.AttachFilter(ifc.Name, x.mode, queues, filter)
 		if err != nil {
 			return errorf("%v; %s", err, attachHint(err, ifc.Name, x.mode))
@@ -190,7 +193,9 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 		for q := range queues {
 			c := xsk.Config{Interface: ifc.Name, Queue: q, FrameSize: frameSize, TxBudget: xskTxBudget, TxBudgetOptional: true}
 			if q > 0 {
-				c.TxFrames = 64 // the worker transmits through queue 0's socket only
+				// The worker transmits through queue 0's socket only. (A budget larger than the TX
+				// ring is refused: EACCES.)
+				c.TxFrames, c.TxBudget = 64, 0
 			}
 			s, err := xsk.Open(c)
 			if err != nil {
@@ -231,7 +236,7 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 	cpus := allowedCPUs()
 	e.os.wg.Add(1)
 	go e.routineXDPWorker(w, cpus[0])
-	e.cfg.logf("data plane: 1 worker on %v, CPU %d, io afxdp (XDP in %s mode)", e.cfg.Interfaces, cpus[0], x.mode)
+	e.cfg.logf("data plane: 1 worker on %v, CPU %d, io afxdp (XDP in %s mode; AF_XDP sockets, one a receive queue: %s)", e.cfg.Interfaces, cpus[0], x.mode, strings.Join(sockets, ", "))
 	return nil
 }
 

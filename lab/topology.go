@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,6 +28,11 @@ type Options struct {
 	// and a third node); 0 means 1. With more than one and NAT, the real servers' gateway is
 	// FloatingGateway4/6, which the active balancer must answer for.
 	Balancers int
+	// Queues, if more than 1, gives the balancers' veth pairs (l0, l1 and their switch ports)
+	// that many transmit and receive queues: the switch side spreads flows over its transmit
+	// queues, and each arrives on the balancer's receive queue of the same number, as a
+	// multi-queue NIC's RSS spreads them.
+	Queues int
 }
 
 // Topology is a set of namespaces wired as
@@ -285,9 +291,17 @@ func (t *Topology) build(id string) error {
 			return err
 		}
 	}
-	// link joins a new veth pair: swName on bridge br in the switch, peerName in ns.
-	link := func(swName, br string, ns *NS, peerName string) error {
-		if err := ipCmd("-n", sw, "link", "add", swName, "type", "veth", "peer", "name", peerName, "netns", ns.Name); err != nil {
+	// link joins a new veth pair: swName on bridge br in the switch, peerName in ns, each end with
+	// queues transmit and receive queues (0: the kernel's default, one).
+	linkQ := func(swName, br string, ns *NS, peerName string, queues int) error {
+		var q []string
+		if queues > 1 {
+			n := strconv.Itoa(queues)
+			q = []string{"numtxqueues", n, "numrxqueues", n}
+		}
+		args := append(append([]string{"-n", sw, "link", "add", swName}, q...), "type", "veth", "peer", "name", peerName)
+		args = append(append(args, q...), "netns", ns.Name)
+		if err := ipCmd(args...); err != nil {
 			return err
 		}
 		if err := ipCmd("-n", sw, "link", "set", swName, "master", br, "up"); err != nil {
@@ -295,6 +309,7 @@ func (t *Topology) build(id string) error {
 		}
 		return ipCmd("-n", ns.Name, "link", "set", peerName, "up")
 	}
+	link := func(swName, br string, ns *NS, peerName string) error { return linkQ(swName, br, ns, peerName, 0) }
 	addr := func(ns *NS, dev string, a netip.Addr, bits int) error {
 		args := []string{"-n", ns.Name, "addr", "add", netip.PrefixFrom(a, bits).String(), "dev", dev}
 		if a.Is6() {
@@ -336,10 +351,10 @@ func (t *Topology) build(id string) error {
 		if i > 0 {
 			port0, port1 = fmt.Sprintf("lb%d-0", i+1), fmt.Sprintf("lb%d-1", i+1)
 		}
-		if err := link(port0, "br0", b, "l0"); err != nil {
+		if err := linkQ(port0, "br0", b, "l0", t.Options.Queues); err != nil {
 			return err
 		}
-		if err := link(port1, "br1", b, "l1"); err != nil {
+		if err := linkQ(port1, "br1", b, "l1", t.Options.Queues); err != nil {
 			return err
 		}
 		l04, l06, l14, l16 := balancerAddrs(i)

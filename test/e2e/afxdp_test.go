@@ -27,9 +27,17 @@ func TestAFXDP(t *testing.T) {
 		{"driver", "ipv4", "fullnat"}, {"generic", "ipv4", "nat"},
 	} {
 		t.Run(c.mode+"/"+c.fam+"/"+c.method, func(t *testing.T) {
-			testForwarding(t, c.fam, c.method, fmt.Sprintf("io = \"afxdp\"\nxdp_mode = %q\n", c.mode), 1)
+			testForwarding(t, c.fam, c.method, fmt.Sprintf("io = \"afxdp\"\nxdp_mode = %q\n", c.mode), 1, 0)
 		})
 	}
+}
+
+// TestAFXDPQueues runs the forwarding suite with io = "afxdp" on balancer links with two receive
+// queues: the switch spreads the flows over them as a NIC's RSS would, and the one worker reads
+// a socket on each (a queue left unread would lose about half the connections).
+func TestAFXDPQueues(t *testing.T) {
+	labtest.RequireRoot(t)
+	testForwarding(t, "ipv4", "nat", "io = \"afxdp\"\n", 1, 2)
 }
 
 // TestAFXDPTunnel runs the tunnel suite (short connections, keep-alive, UDP, the kernel's
@@ -150,7 +158,7 @@ func TestDemoAFXDP(t *testing.T) {
 	if err != nil {
 		t.Fatalf("govs demo -io afxdp: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "io afxdp (XDP in driver mode)") {
+	if !strings.Contains(string(out), "io afxdp (XDP in driver mode; AF_XDP sockets, one a receive queue: l0: 1, l1: 1)") {
 		t.Errorf("the demo's govs did not run on AF_XDP:\n%s", out)
 	}
 	if n := strings.Count(string(out), "failed: 0"); n != 3 {

@@ -49,15 +49,15 @@ func TestForwarding(t *testing.T) {
 	labtest.RequireRoot(t)
 	for _, method := range []string{"nat", "dr", "fullnat"} {
 		for _, fam := range []string{"ipv4", "ipv6"} {
-			t.Run(fam+"/"+method, func(t *testing.T) { testForwarding(t, fam, method, "", 2) })
+			t.Run(fam+"/"+method, func(t *testing.T) { testForwarding(t, fam, method, "", 2, 0) })
 		}
 	}
 }
 
-// testForwarding runs the forwarding suite on a fresh topology with govs's [dataplane] extra
-// lines dataplane and workers workers.
-func testForwarding(t *testing.T, fam, method, dataplane string, workers int) {
-	topo := labtest.NewForTest(t, lab.Options{Method: method, IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-e2e"})
+// testForwarding runs the forwarding suite on a fresh topology whose balancer links have queues
+// queues (lab.Options.Queues), with govs's [dataplane] extra lines dataplane and workers workers.
+func testForwarding(t *testing.T, fam, method, dataplane string, workers, queues int) {
+	topo := labtest.NewForTest(t, lab.Options{Method: method, IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-e2e", Queues: queues})
 	s := &setup{topo: topo, vip: topo.VIP4, reals: topo.ServerAddrs4}
 	if fam == "ipv6" {
 		s.vip, s.reals = topo.VIP6, topo.ServerAddrs6
