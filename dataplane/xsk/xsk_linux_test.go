@@ -31,6 +31,36 @@ func newVeth(t *testing.T) veth {
 	return v
 }
 
+// attach puts a program with filter on v.b in mode and registers a socket of cfg (its Interface
+// set to v.b) for queue 0, both closed at the test's end; it returns them with the MAC addresses
+// of v.a and v.b.
+func (v veth) attach(t *testing.T, mode Mode, filter []bpf.Instruction, cfg Config) (p *Program, s *Socket, aMAC, bMAC net.HardwareAddr) {
+	t.Helper()
+	netnstest.Do(t, v.nsB, func() error {
+		ifc, err := net.InterfaceByName(v.b)
+		if err != nil {
+			return err
+		}
+		bMAC = ifc.HardwareAddr
+		if p, err = AttachFilter(v.b, mode, 1, filter); err != nil {
+			return err
+		}
+		t.Cleanup(func() { p.Close() })
+		cfg.Interface = v.b
+		if s, err = Open(cfg); err != nil {
+			return err
+		}
+		t.Cleanup(func() { s.Close() })
+		return p.Register(0, s)
+	})
+	netnstest.Do(t, v.nsA, func() error {
+		ifc, err := net.InterfaceByName(v.a)
+		aMAC = ifc.HardwareAddr
+		return err
+	})
+	return p, s, aMAC, bMAC
+}
+
 // rawSock is a plain AF_PACKET socket on one interface: the test's frame source and sink.
 type rawSock struct {
 	fd      int
@@ -152,30 +182,7 @@ func TestReceiveAndTransmit(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			v := newVeth(t)
 			peer := openRaw(t, v.nsA, v.a)
-			var s *Socket
-			var bMAC, aMAC net.HardwareAddr
-			netnstest.Do(t, v.nsB, func() error {
-				ifc, err := net.InterfaceByName(v.b)
-				if err != nil {
-					return err
-				}
-				bMAC = ifc.HardwareAddr
-				p, err := Attach(v.b, mode, 1)
-				if err != nil {
-					return err
-				}
-				t.Cleanup(func() { p.Close() })
-				if s, err = Open(Config{Interface: v.b, RxFrames: 64, TxFrames: 64, BusyPoll: c.busyPoll}); err != nil {
-					return err
-				}
-				t.Cleanup(func() { s.Close() })
-				return p.Register(0, s)
-			})
-			netnstest.Do(t, v.nsA, func() error {
-				ifc, err := net.InterfaceByName(v.a)
-				aMAC = ifc.HardwareAddr
-				return err
-			})
+			_, s, aMAC, bMAC := v.attach(t, mode, ipv4Only, Config{RxFrames: 64, TxFrames: 64, BusyPoll: c.busyPoll})
 
 			peer.send(t, arpFrame(aMAC))
 			var want [][]byte
@@ -296,30 +303,7 @@ func TestFilterAndSetFilter(t *testing.T) {
 			v := newVeth(t)
 			peer := openRaw(t, v.nsA, v.a)
 			host := openRaw(t, v.nsB, v.b) // sees what the XDP program passes to the kernel
-			var p *Program
-			var s *Socket
-			var bMAC, aMAC net.HardwareAddr
-			netnstest.Do(t, v.nsB, func() error {
-				ifc, err := net.InterfaceByName(v.b)
-				if err != nil {
-					return err
-				}
-				bMAC = ifc.HardwareAddr
-				if p, err = AttachFilter(v.b, mode, 1, sportFilter(1000)); err != nil {
-					return err
-				}
-				t.Cleanup(func() { p.Close() })
-				if s, err = Open(Config{Interface: v.b, RxFrames: 64, TxFrames: 64}); err != nil {
-					return err
-				}
-				t.Cleanup(func() { s.Close() })
-				return p.Register(0, s)
-			})
-			netnstest.Do(t, v.nsA, func() error {
-				ifc, err := net.InterfaceByName(v.a)
-				aMAC = ifc.HardwareAddr
-				return err
-			})
+			p, s, aMAC, bMAC := v.attach(t, mode, sportFilter(1000), Config{RxFrames: 64, TxFrames: 64})
 			fs := make([][]byte, 8)
 			// check sends a frame from each port and wants the one from taken at the socket and
 			// the other at the host.
