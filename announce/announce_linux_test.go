@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,20 @@ func newALab(t *testing.T) *alab {
 	ipCmd(t, "-n", l.peer, "link", "set", "peer0", "up")
 	ipCmd(t, "-n", l.peer, "addr", "add", "198.18.20.2/24", "dev", "peer0")
 	ipCmd(t, "-n", l.peer, "addr", "add", "2001:2:20::2/64", "dev", "peer0", "nodad")
+	// A device set up sends through the noop qdisc, dropping everything, until linkwatch
+	// activates it (and marks it UP), which on a busy machine takes up to a second: the first
+	// announcements would be lost.
+	for _, end := range [][2]string{{l.lb, "lb0"}, {l.peer, "peer0"}} {
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+			out, err := exec.Command("ip", "-n", end[0], "-o", "link", "show", "dev", end[1]).CombinedOutput()
+			if err == nil && strings.Contains(string(out), "state UP") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s in %s not UP after 5s: %s", end[1], end[0], out)
+			}
+		}
+	}
 	return l
 }
 
