@@ -1004,7 +1004,7 @@ func TestParseIO(t *testing.T) {
 		{"unknown mode", "io = \"afxdp\"\nxdp_mode = \"native\"", "", "", `dataplane.xdp_mode: "native" is not an XDP mode; write "driver" (default, native XDP) or "generic"`},
 		{"mode without afxdp", `xdp_mode = "generic"`, "", "", `dataplane.xdp_mode: applies to io = "afxdp" only`},
 		{"rx_mode with afxdp", "io = \"afxdp\"\nrx_mode = \"auto\"", "", "", `dataplane.rx_mode: chooses between AF_PACKET's rings and has no meaning with io = "afxdp"`},
-		{"workers with afxdp", "io = \"afxdp\"\nworkers = 2", "", "", `dataplane.workers: is 2; with io = "afxdp" govs runs one worker`},
+		{"afxdp two workers", "io = \"afxdp\"\nworkers = 2", IOAFXDP, XDPModeDriver, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

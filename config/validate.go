@@ -552,9 +552,6 @@ func (p *parser) dataplane(raw *rawDataplane, out *Dataplane) {
 		if raw.RXMode != nil {
 			p.errf("dataplane.rx_mode", "chooses between AF_PACKET's rings and has no meaning with io = \"afxdp\" (one AF_XDP ring per queue); remove it")
 		}
-		if out.Workers > 1 {
-			p.errf("dataplane.workers", "is %d; with io = \"afxdp\" govs runs one worker (AF_XDP receives per interface queue, and per-queue workers would not yet see both directions of a NAT connection): set workers = 1, or io = \"afpacket\" for more workers", out.Workers)
-		}
 	}
 
 	switch v := raw.Priority.(type) {

@@ -156,7 +156,7 @@ func (d *Daemon) startEngine(cfg *config.Config) error {
 	if workers <= 0 {
 		workers = runtime.NumCPU()
 		if cfg.Dataplane.IO == config.IOAFXDP {
-			workers = 1 // see [dataplane] io
+			workers = dataplane.XDPWorkers(cfg.Dataplane.Interfaces) // a queue of its own each
 		}
 	}
 	d.engine, err = dataplane.New(dataplane.Config{

@@ -71,6 +71,9 @@ const (
 	// server address and port, local address) combinations, have live connections (see
 	// conntrack.ErrNoHandle); config validation refuses FullNAT services that could get there.
 	DropRealHandlesFull
+	// DropHandoffFull: with io = "afxdp", the ring that hands a frame read by one worker to the
+	// worker its connection belongs to was full (see steer.go).
+	DropHandoffFull
 	numDrops
 )
 
@@ -99,6 +102,7 @@ var dropNames = [numDrops]string{
 	DropFragmentHandoffFull: "fragment_handoff_full",
 	DropFullNATNoPort:       "fullnat_no_port",
 	DropRealHandlesFull:     "real_handles_full",
+	DropHandoffFull:         "handoff_full",
 }
 
 func (d Drop) String() string {
@@ -139,6 +143,7 @@ const (
 	cFragHandedOff
 	cFragHeld
 	cConnLogDropped // connection-log events a full ring refused (connlog.go)
+	cHandedOff      // frames handed to the worker their connection belongs to (io = "afxdp", steer.go)
 	cDropBase
 	cParseBase = cDropBase + int(numDrops)
 	numSlots   = cParseBase + int(frame.NumErrors)
@@ -168,6 +173,7 @@ var counterNames = [cDropBase]string{
 	cFragHandedOff:     "fragments_handed_off",
 	cFragHeld:          "fragments_held",
 	cConnLogDropped:    "connlog_dropped",
+	cHandedOff:         "handed_off",
 }
 
 // counters is a worker's private tally; published copies are read by Stats.

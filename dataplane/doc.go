@@ -17,7 +17,12 @@
 // touch and transmit in a few straight steps. Every other frame takes the general way (forward),
 // which schedules new connections. Both leave the same state (TestProcessBatchSameAsProcess).
 //
-// IP fragments are the one case where the fanout cannot put a frame where its connection is: only
+// With io = "afxdp" the NIC's queues, not a fanout group, decide which worker's socket receives a
+// frame; the XDP program marks each frame with the worker the same hash chooses, and the worker
+// that reads a frame of another hands it over through a single-producer, single-consumer ring
+// (steer.go).
+//
+// IP fragments are the one case where the hash cannot put a frame where its connection is: only
 // a datagram's first fragment has ports. Every fragment goes to a worker by client address; that
 // worker hands the datagram's fragments to the flow's worker over a bounded single-producer,
 // single-consumer ring (frags.go explains the choice). Only fragments take that way.

@@ -359,7 +359,7 @@ func (eo *engineOS) program(e *Engine, t *Tables) error {
 		eo.guardSpec = spec
 	}
 	if eo.xdp != nil {
-		return e.setXDPFilter(t, eo.standby, localAddrs())
+		return eo.programXDP(e, t, plan, fspec)
 	}
 	if fanout != nil {
 		if err := eo.setFanout(fanout); err != nil {
@@ -416,7 +416,15 @@ func (eo *engineOS) refan(e *Engine) error {
 	t := e.tables.Load()
 	plan := planFanout(t, eo.fan, len(e.workers))
 	spec := plan.spec(t)
-	if !plan.sameRules(eo.fan) {
+	if !plan.sameRules(eo.fan) && eo.xdp != nil {
+		steer, err := xdpSteer(spec, len(e.workers))
+		if err != nil {
+			return err
+		}
+		if err := e.setXDPPrograms(eo.xdp.filter, steer); err != nil {
+			return err
+		}
+	} else if !plan.sameRules(eo.fan) {
 		ring, _ := eo.rx.load()
 		prog, err := bpfgen.FanoutProgramSpec(spec, len(e.workers), int(ring)*len(e.workers))
 		if err != nil {

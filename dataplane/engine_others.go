@@ -35,3 +35,6 @@ func (e *Engine) Standby() bool { return false }
 
 // fanoutRules has no fanout program to report where there is no data plane.
 func (e *Engine) fanoutRules() map[serviceKey]bpfgen.HashRule { return nil }
+
+// XDPWorkers is 1 where there is no AF_XDP.
+func XDPWorkers([]string) int { return 1 }

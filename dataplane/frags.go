@@ -12,7 +12,6 @@ import (
 	"github.com/govs/govs/dataplane/bpfgen"
 	"github.com/govs/govs/dataplane/frame"
 	"github.com/govs/govs/flow"
-	"github.com/govs/govs/internal/cacheline"
 )
 
 // Fragments
@@ -26,7 +25,7 @@ import (
 // flow worker as the fanout program would (bpfgen.FanoutMember under the rule in force, the Go
 // copy HA sync also uses) and, if that is another worker, hands the first fragment and every later
 // one of the datagram over to it through a bounded single-producer, single-consumer ring of
-// frame copies (fragRing), remembering (source, destination, protocol, fragment ID) -> flow
+// frame copies (handoffRing), remembering (source, destination, protocol, fragment ID) -> flow
 // worker. The flow worker forwards the first fragment like any packet of the flow (scheduling a
 // new connection, NAT rewrite with the transport checksum adjusted incrementally: it covers the
 // whole datagram) and remembers (source, destination, protocol, fragment ID) -> connection; the
@@ -148,58 +147,6 @@ func (t *fragTable) insert(k *fragKey, now int64) *fragEntry {
 	return free
 }
 
-// fragRing hands frames from one worker to another: single producer, single consumer, a fixed
-// number of slots of fragSlotSize bytes. A full ring refuses a frame.
-type fragRing struct {
-	head  atomic.Uint64 // written by the producer only
-	_     [cacheline.Size - 8]byte
-	tail  atomic.Uint64 // written by the consumer only
-	_     [cacheline.Size - 8]byte
-	slots []fragSlot
-}
-
-type fragSlot struct {
-	n    int
-	in   int
-	meta afpacket.RxMeta
-	data []byte
-}
-
-func newFragRing(slots, size int) *fragRing {
-	r := &fragRing{slots: make([]fragSlot, slots)}
-	buf := make([]byte, slots*size)
-	for i := range r.slots {
-		r.slots[i].data = buf[i*size : (i+1)*size : (i+1)*size]
-	}
-	return r
-}
-
-// push copies b (received on port in) into the ring; false when it is full or b too large.
-func (r *fragRing) push(in int, b []byte, meta *afpacket.RxMeta) bool {
-	h := r.head.Load()
-	if h-r.tail.Load() >= uint64(len(r.slots)) {
-		return false
-	}
-	s := &r.slots[h%uint64(len(r.slots))]
-	if len(b) > len(s.data) {
-		return false
-	}
-	s.n, s.in, s.meta = copy(s.data, b), in, *meta
-	r.head.Store(h + 1)
-	return true
-}
-
-// peek returns the oldest frame in the ring, or nil; pop releases it.
-func (r *fragRing) peek() *fragSlot {
-	t := r.tail.Load()
-	if t == r.head.Load() {
-		return nil
-	}
-	return &r.slots[t%uint64(len(r.slots))]
-}
-
-func (r *fragRing) pop() { r.tail.Store(r.tail.Load() + 1) }
-
 // heldFrag is a later fragment that came before its first one.
 type heldFrag struct {
 	key  fragKey
@@ -218,8 +165,8 @@ type fragState struct {
 
 	members int                         // workers in the fanout group; <= 1: no handover
 	fan     *atomic.Pointer[fanoutPlan] // the hash rules in force; nil: the configured ones
-	out     []*fragRing                 // by worker id: the ring to it (nil for this worker)
-	in      []*fragRing                 // the rings from the other workers
+	out     []*handoffRing              // by worker id: the ring to it (nil for this worker)
+	in      []*handoffRing              // the rings from the other workers
 	wake    func(to int)                // tells worker to that its ring has frames; nil: none needed
 	woken   uint64                      // bit i: worker i got frames since the last wakePeers
 
@@ -254,7 +201,7 @@ func linkFragments(ws []*Worker, fan *atomic.Pointer[fanoutPlan], wake func(int)
 	}
 	for _, w := range ws {
 		w.fr.members, w.fr.fan, w.fr.wake = n, fan, wake
-		w.fr.out = make([]*fragRing, n)
+		w.fr.out = make([]*handoffRing, n)
 	}
 	if n > fragMaxWorkers {
 		// The wake mask has 64 bits; with more workers fragments are forwarded by the worker that
@@ -267,7 +214,7 @@ func linkFragments(ws []*Worker, fan *atomic.Pointer[fanoutPlan], wake func(int)
 	for _, from := range ws {
 		for _, to := range ws {
 			if from != to {
-				r := newFragRing(slots, fragSlotSize)
+				r := newHandoffRing(slots, fragSlotSize)
 				from.fr.out[to.id] = r
 				to.fr.in = append(to.fr.in, r)
 			}
@@ -464,6 +411,16 @@ func (w *Worker) DrainFragments(now int64) int {
 		w.expireHeld()
 	}
 	return got
+}
+
+// fragmentsPending reports whether another worker has handed w fragments it has not taken yet.
+func (w *Worker) fragmentsPending() bool {
+	for _, r := range w.fr.in {
+		if r.peek() != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // flowWorker returns the worker the fanout program sends the unfragmented packets of p's flow to

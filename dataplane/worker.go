@@ -116,6 +116,11 @@ type Worker struct {
 
 	fr fragState // fragments (frags.go)
 
+	// With io = "afxdp" and several workers (steer.go): the rings to the other workers by id (nil
+	// for this one), and the rings from them.
+	handOut []*handoffRing
+	handIn  []*handoffRx
+
 	fn fullnatState // FullNAT local port allocation (fullnat.go)
 
 	// The allocator may put two workers side by side: this line keeps the fields one writes per

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/bpf"
@@ -28,11 +29,13 @@ import (
 // host's own addresses (health checks) and ICMP to them to the kernel, where AF_PACKET only
 // copies a frame and the kernel sees it anyway (bench/README.md, "Lever 1 measured").
 //
-// One worker owns every queue's socket: AF_XDP receives per queue, and the NIC's RSS does not
-// keep a NAT connection's two directions on one queue, as the AF_PACKET fanout program does
-// across workers. Frames govs transmits leave through the socket of queue 0 of the outgoing
-// interface; frames larger than a UMEM frame (GSO frames from local senders, which only generic
-// mode can see) leave through the send-only AF_PACKET socket with large slots.
+// Each worker owns the sockets of some queues of every interface (queue q is worker q mod n's),
+// so an interface needs a queue per worker: a worker transmits through the socket of its first
+// queue. RSS does not keep a NAT connection's two directions on one queue, so with several workers
+// the program also runs govs's fanout hash and marks each frame with the worker it belongs to;
+// the worker that reads a frame hands it on when it is another's (steer.go). Frames larger than
+// a UMEM frame (GSO frames from local senders, which only generic mode can see) leave through the
+// send-only AF_PACKET socket with large slots.
 
 // Packet I/O, [dataplane] io.
 const (
@@ -50,26 +53,45 @@ const (
 type xdpState struct {
 	mode   xsk.Mode
 	progs  []*xsk.Program    // per interface
-	socks  [][]*xsk.Socket   // [interface][queue]
-	ports  []*xskPort        // per interface: queue 0's socket, the worker's transmit port
+	socks  [][]*xsk.Socket   // [interface][queue]; queue q is worker q mod len(ports)'s
+	ports  [][]*xskPort      // [worker][interface]: the socket of the worker's first queue there, its transmit port
 	filter []bpf.Instruction // the programs' filter now (nil: every frame to the kernel)
+	steer  []bpf.Instruction // the programs' steering program now (nil with one worker)
 	notTo  []netip.Addr      // this host's addresses filter leaves to the kernel (see xdpFilter)
+	asleep []atomic.Bool     // per worker: it may be asleep in poll(2), so a hand-off must wake it
 }
 
 // xskPort is one AF_XDP socket as a worker's Receiver and Transmitter.
 type xskPort struct {
-	s    *xsk.Socket
-	bufs [MaxBatch][]byte
+	s     *xsk.Socket
+	bufs  [MaxBatch][]byte
+	steer *steerOut // with several workers: where the frames of other workers go
 }
 
-// NextBatch hands out the next received frames; they stay in the UMEM until the next call,
-// which gives them back to the kernel's fill ring first.
+// NextBatch hands out the next received frames that are this worker's; they stay in the UMEM
+// until the next call, which gives them back to the kernel's fill ring first. The frames of
+// other workers are copied to them on the way (steerOut.keep).
 func (p *xskPort) NextBatch(fs []afpacket.Frame) int {
-	n := p.s.RxBatch(p.bufs[:min(len(fs), len(p.bufs))])
-	for i := range n {
-		fs[i] = afpacket.Frame{Data: p.bufs[i], Meta: afpacket.RxMeta{Len: uint32(len(p.bufs[i])), Status: statusCsumUnknown}}
+	bufs := p.bufs[:min(len(fs), len(p.bufs))]
+	if p.steer == nil {
+		n := p.s.RxBatch(bufs)
+		for i := range n {
+			fs[i] = afpacket.Frame{Data: bufs[i], Meta: afpacket.RxMeta{Len: uint32(len(bufs[i])), Status: statusCsumUnknown}}
+		}
+		return n
 	}
-	return n
+	// A batch of other workers' frames only is not the end of the socket's frames: look on, a
+	// few batches at most.
+	for range 4 {
+		n := p.s.RxBatchSteer(bufs, p.steer.to[:])
+		if n == 0 {
+			return 0
+		}
+		if k := p.steer.keep(bufs[:n], fs); k > 0 {
+			return k
+		}
+	}
+	return 0
 }
 
 func (p *xskPort) TxFrame() []byte { return p.s.TxFrame() }
@@ -140,17 +162,52 @@ func xdpFilter(t *Tables, standby bool, locals []netip.Addr) ([]bpf.Instruction,
 	if err != nil {
 		return nil, errorf("socket filter: %w", err)
 	}
+	return disassemble(raw, "socket filter")
+}
+
+// xdpSteer is the XDP programs' steering program for the fanout spec with n workers (nil for one).
+func xdpSteer(spec bpfgen.FanoutSpec, n int) ([]bpf.Instruction, error) {
+	if n <= 1 {
+		return nil, nil
+	}
+	raw, err := bpfgen.SteerProgramSpec(spec, n)
+	if err != nil {
+		return nil, errorf("steering program: %w", err)
+	}
+	return disassemble(raw, "steering program")
+}
+
+func disassemble(raw []bpf.RawInstruction, what string) ([]bpf.Instruction, error) {
 	insns, ok := bpf.Disassemble(raw)
 	if !ok {
-		return nil, errorf("socket filter: does not disassemble")
+		return nil, errorf("%s: does not disassemble", what)
 	}
 	return insns, nil
 }
 
-// startXDP is start for io = "afxdp": n must be 1 (see the comment at the top).
+// xdpMaxWorkers is the most workers io = "afxdp" runs: a worker's hand-off wake mask has 64 bits.
+const xdpMaxWorkers = 64
+
+// XDPWorkers is the number of workers io = "afxdp" runs when [dataplane] workers is not set: one a
+// CPU, but no more than the fewest receive queues of the interfaces (each worker reads and
+// transmits through queues of its own).
+func XDPWorkers(interfaces []string) int {
+	n := min(runtime.NumCPU(), xdpMaxWorkers)
+	for _, name := range interfaces {
+		n = min(n, rxQueues(name))
+	}
+	return max(n, 1)
+}
+
+// startXDP is start for io = "afxdp" with n workers (see the comment at the top).
 func (e *Engine) startXDP(t *Tables, n int) error {
-	if n != 1 {
-		return errorf("io = \"afxdp\" runs one worker; set [dataplane] workers = 1 (or 0), or io = \"afpacket\" for %d workers", n)
+	if n > xdpMaxWorkers {
+		return errorf("%d workers: io = \"afxdp\" runs at most %d; set [dataplane] workers lower", n, xdpMaxWorkers)
+	}
+	for _, ifc := range e.ifaces {
+		if q := rxQueues(ifc.Name); q < n {
+			return errorf("interface %s has %d receive queue(s) and %d workers are configured: with io = \"afxdp\" each worker needs a queue of its own on every interface; give %s %d queues (ethtool -L %s combined %d), or set [dataplane] workers = %d", ifc.Name, q, n, ifc.Name, n, ifc.Name, n, q)
+		}
 	}
 	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
@@ -160,7 +217,7 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 	e.os.stopping = make(chan struct{})
 	e.os.initRX(RXModeThroughput, n)
 	e.startGuard(t)
-	x := &xdpState{mode: xsk.ModeDriver}
+	x := &xdpState{mode: xsk.ModeDriver, asleep: make([]atomic.Bool, n)}
 	if e.cfg.XDPMode == XDPModeGeneric {
 		x.mode = xsk.ModeGeneric
 		e.cfg.warnf("xdp_mode = \"generic\": the XDP program sees frames as the stack has them, and a GSO frame from a sender on this host (over veth, say) is larger than an AF_XDP frame: the kernel drops it (counted in ring_drops); use driver mode where the driver has native XDP (veth does)")
@@ -171,30 +228,44 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 	if err != nil {
 		return err
 	}
-	x.filter = filter
+	if n > 1 {
+		e.os.fan = planFanout(t, nil, n)
+		e.fan.Store(e.os.fan)
+		e.os.fanSpec = e.os.fan.spec(t)
+	}
+	steer, err := xdpSteer(e.os.fanSpec, n)
+	if err != nil {
+		return err
+	}
+	x.filter, x.steer = filter, steer
 	_, largeCfg, _ := socketConfigs(nil, nil)
 	macs := make([][6]byte, len(e.ifaces))
-	ports := make([]Transmitter, len(e.ifaces))
+	x.ports = make([][]*xskPort, n)
 	var sockets []string
+	slot := 0 // the largest frame a hand-off ring slot must hold
 	for pi, ifc := range e.ifaces {
 		macs[pi] = ifc.MAC
 		queues := rxQueues(ifc.Name)
 		sockets = append(sockets, fmt.Sprintf("%s: %d", ifc.Name, queues))
-		prog, err := xsk.AttachFilter(ifc.Name, x.mode, queues, filter)
+		prog, err := xsk.AttachFilter(ifc.Name, x.mode, queues, nil)
 		if err != nil {
 			return errorf("%v; %s", err, attachHint(err, ifc.Name, x.mode))
 		}
 		x.progs = append(x.progs, prog)
+		if err := prog.SetFilterSteer(filter, steer); err != nil {
+			return errorf("XDP program on %s: %w", ifc.Name, err)
+		}
 		x.socks = append(x.socks, nil)
 		frameSize, err := xskFrameSize(ifc.Name)
 		if err != nil {
 			return err
 		}
+		slot = max(slot, frameSize-256)
 		for q := range queues {
 			c := xsk.Config{Interface: ifc.Name, Queue: q, FrameSize: frameSize, TxBudget: xskTxBudget, TxBudgetOptional: true}
-			if q > 0 {
-				// The worker transmits through queue 0's socket only. (A budget larger than the TX
-				// ring is refused: EACCES.)
+			if q >= n {
+				// A worker transmits through its first queue's socket only. (A budget larger than
+				// the TX ring is refused: EACCES.)
 				c.TxFrames, c.TxBudget = 64, 0
 			}
 			s, err := xsk.Open(c)
@@ -205,39 +276,98 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 			if err := prog.Register(q, s); err != nil {
 				return errorf("%w", err)
 			}
+			if q < n {
+				x.ports[q] = append(x.ports[q], &xskPort{s: s})
+			}
 		}
-		p := &xskPort{s: x.socks[pi][0]}
-		x.ports = append(x.ports, p)
-		ports[pi] = p
 	}
-	if err := e.openPorts(&e.os.large, 0, " (large frames)", largeCfg); err != nil {
-		return err
+	for wi := range n {
+		if err := e.openPorts(&e.os.large, wi, " (large frames)", largeCfg); err != nil {
+			return err
+		}
+		w, err := NewWorker(wi, asXSKPorts(x.ports[wi]), macs, e.cfg.Conntrack)
+		if err != nil {
+			return errorf("worker %d: connection table: %w", wi, err)
+		}
+		w.SetLargePorts(asPorts(e.os.large[wi]))
+		w.SetWorkers(n) // FullNAT local ports: worker wi's are those the program steers to wi
+		w.hosts = &e.os.hosts
+		if e.cfg.Sync {
+			w.EnableSync()
+			w.sync.snapEvery = int64(n) * 1e9 / snapshotRate
+		}
+		e.workers = append(e.workers, w)
 	}
-	w, err := NewWorker(0, ports, macs, e.cfg.Conntrack)
-	if err != nil {
-		return errorf("worker 0: connection table: %w", err)
-	}
-	w.SetLargePorts(asPorts(e.os.large[0]))
-	w.SetWorkers(1)
-	w.hosts = &e.os.hosts
-	if e.cfg.Sync {
-		w.EnableSync()
-		w.sync.snapEvery = 1e9 / snapshotRate
-	}
-	e.workers = append(e.workers, w)
 	if err := e.linkFragments(); err != nil {
 		return err
 	}
-	if w.sync != nil {
-		fd := e.os.wakefds[0]
-		w.sync.wake = func() { wakeFD(fd) }
+	fds := e.os.wakefds
+	for wi, w := range e.workers {
+		if w.sync != nil {
+			fd := fds[wi]
+			w.sync.wake = func() { wakeFD(fd) }
+		}
+		// A worker that handed frames or fragments to another wakes it only if it may sleep
+		// (routineXDPWorker): under load the others are awake, and a write per round would cost
+		// a system call each.
+		w.fr.wake = func(to int) {
+			if x.asleep[to].Load() {
+				wakeFD(fds[to])
+			}
+		}
 	}
+	handoffRings(e.workers, slot)
 	e.tables.Store(t)
 	cpus := allowedCPUs()
-	e.os.wg.Add(1)
-	go e.routineXDPWorker(w, cpus[0])
-	e.cfg.logf("data plane: 1 worker on %v, CPU %d, io afxdp (XDP in %s mode; AF_XDP sockets, one a receive queue: %s)", e.cfg.Interfaces, cpus[0], x.mode, strings.Join(sockets, ", "))
+	for wi, w := range e.workers {
+		e.os.wg.Add(1)
+		go e.routineXDPWorker(w, wi, cpus[wi%len(cpus)])
+	}
+	if n > 1 {
+		e.os.wg.Add(1)
+		go e.routineFanout()
+	}
+	e.cfg.logf("data plane: %d worker(s) on %v, CPUs %v, io afxdp (XDP in %s mode; AF_XDP sockets, one a receive queue: %s)", n, e.cfg.Interfaces, cpus[:min(n, len(cpus))], x.mode, strings.Join(sockets, ", "))
 	return nil
+}
+
+func asXSKPorts(ps []*xskPort) []Transmitter {
+	ts := make([]Transmitter, len(ps))
+	for i, p := range ps {
+		ts[i] = p
+	}
+	return ts
+}
+
+// Hand-off rings between AF_XDP workers hold what the NIC's receive ring would hold: a burst
+// that arrives while the receiving worker is off its CPU (a bulk TCP transfer in the lab lost
+// frames to rings of 1024), within a memory budget for all rings together.
+const (
+	handoffBudget   = 64 << 20 // bytes of all hand-off rings
+	handoffSlotsMin = 512
+	handoffSlotsMax = 4096
+)
+
+// handoffRings gives every worker a ring to every other worker, of slots of slot bytes, which its
+// sockets hand frames over by (routineXDPWorker). With one worker there is nothing to hand off.
+func handoffRings(ws []*Worker, slot int) {
+	n := len(ws)
+	if n <= 1 {
+		return
+	}
+	slots := min(max(handoffBudget/(n*(n-1)*slot), handoffSlotsMin), handoffSlotsMax)
+	for _, w := range ws {
+		w.handOut = make([]*handoffRing, n)
+	}
+	for _, from := range ws {
+		for _, to := range ws {
+			if from != to {
+				r := newHandoffRing(slots, slot)
+				from.handOut[to.id] = r
+				to.handIn = append(to.handIn, &handoffRx{r: r})
+			}
+		}
+	}
 }
 
 // attachHint tells the operator what to do about err, a failure to attach the XDP program to ifname.
@@ -252,35 +382,73 @@ func attachHint(err error, ifname string, mode xsk.Mode) string {
 }
 
 // setXDPFilter installs t's filter, standing by or not, for this host's addresses locals, in
-// every interface's XDP program. When one interface refuses it, the interfaces already changed
-// get the filter in force back, so that all of them keep taking the same frames.
+// every interface's XDP program, with the steering program in force.
 func (e *Engine) setXDPFilter(t *Tables, standby bool, locals []netip.Addr) error {
-	x := e.os.xdp
 	filter, err := xdpFilter(t, standby, locals)
 	if err != nil {
 		return err
 	}
-	for i, p := range x.progs {
-		if err := p.SetFilter(filter); err != nil {
-			for _, done := range x.progs[:i] {
-				if rerr := done.SetFilter(x.filter); rerr != nil {
-					err = errors.Join(err, rerr)
-				}
-			}
-			return errorf("XDP program on %s: %w (the interfaces keep the filter in force)", e.ifaces[i].Name, err)
-		}
+	if err := e.setXDPPrograms(filter, e.os.xdp.steer); err != nil {
+		return err
 	}
-	x.filter, x.notTo = filter, locals
+	e.os.xdp.notTo = locals
 	return nil
 }
 
-// routineXDPWorker is routineWorker for io = "afxdp": one worker reads every queue's socket of
-// every interface, flushes once per round and sleeps in poll(2) when idle.
-func (e *Engine) routineXDPWorker(w *Worker, cpu int) {
+// programXDP is program for io = "afxdp": t's filter, and with several workers the steering
+// program of plan (built from spec), in every interface's XDP program at once.
+func (eo *engineOS) programXDP(e *Engine, t *Tables, plan *fanoutPlan, spec bpfgen.FanoutSpec) error {
+	locals := localAddrs()
+	filter, err := xdpFilter(t, eo.standby, locals)
+	if err != nil {
+		return err
+	}
+	steer := eo.xdp.steer
+	if plan != nil {
+		if steer, err = xdpSteer(spec, len(e.workers)); err != nil {
+			return err
+		}
+	}
+	if err := e.setXDPPrograms(filter, steer); err != nil {
+		return err
+	}
+	eo.xdp.notTo = locals
+	if plan != nil {
+		plan.report(t, eo.fan, e.cfg.logf)
+		eo.fan, eo.fanSpec = plan, spec
+		e.fan.Store(plan)
+	}
+	return nil
+}
+
+// setXDPPrograms installs filter and steer in every interface's XDP program. When one interface
+// refuses them, the interfaces already changed get the programs in force back, so that all of
+// them keep taking and steering the same frames.
+func (e *Engine) setXDPPrograms(filter, steer []bpf.Instruction) error {
+	x := e.os.xdp
+	for i, p := range x.progs {
+		if err := p.SetFilterSteer(filter, steer); err != nil {
+			for _, done := range x.progs[:i] {
+				if rerr := done.SetFilterSteer(x.filter, x.steer); rerr != nil {
+					err = errors.Join(err, rerr)
+				}
+			}
+			return errorf("XDP program on %s: %w (the interfaces keep the programs in force)", e.ifaces[i].Name, err)
+		}
+	}
+	x.filter, x.steer = filter, steer
+	return nil
+}
+
+// routineXDPWorker is routineWorker for io = "afxdp": worker wi reads its queues' sockets of
+// every interface and the frames other workers handed to it, flushes once per round and sleeps
+// in poll(2) when idle.
+func (e *Engine) routineXDPWorker(w *Worker, wi int, cpu int) {
 	defer e.os.wg.Done()
 	runtime.LockOSThread()
 	e.pinWorker(w, cpu)
 	x := e.os.xdp
+	n := len(x.ports)
 	type rxPort struct {
 		in   int
 		port *xskPort
@@ -288,17 +456,23 @@ func (e *Engine) routineXDPWorker(w *Worker, cpu int) {
 	var rx []rxPort
 	var fds []unix.PollFd
 	for pi, socks := range x.socks {
-		for _, s := range socks {
-			p := x.ports[pi]
+		for q, s := range socks {
+			if q%n != wi {
+				continue
+			}
+			p := x.ports[wi][pi]
 			if s != p.s {
 				p = &xskPort{s: s}
+			}
+			if n > 1 {
+				p.steer = &steerOut{w: w, in: pi, out: w.handOut}
 			}
 			rx = append(rx, rxPort{pi, p})
 			fds = append(fds, unix.PollFd{Fd: int32(s.Fd()), Events: unix.POLLIN})
 		}
 	}
 	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefd), Events: unix.POLLIN})
-	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefds[0]), Events: unix.POLLIN}) // last: see sleepWorker
+	fds = append(fds, unix.PollFd{Fd: int32(e.os.wakefds[wi]), Events: unix.POLLIN}) // last: see sleepWorker
 	var round roundState
 	for {
 		if t := e.tables.Load(); t != w.tables {
@@ -308,18 +482,25 @@ func (e *Engine) routineXDPWorker(w *Worker, cpu int) {
 		w.now = now
 		w.drainSync()
 		got := w.DrainFragments(now)
+		got += w.receiveHandedOff(w.handIn, now)
 		for _, r := range rx {
 			got += w.Receive(r.in, r.port, now)
 		}
 		// As on the latency ring, keep looking for a while after the last frame instead of
 		// sleeping: a sleeping worker costs a wake-up (and the CPU that received the frame an
 		// IPI) every few frames under load, more than the frames themselves.
-		spinning, stop := e.endRound(w, 0, &round, got, now, true)
+		spinning, stop := e.endRound(w, wi, &round, got, now, true)
 		if stop {
 			return
 		}
 		if got == 0 && !spinning {
-			e.sleepWorker(w, fds, pollTimeout)
+			// Say so before the last look at the rings: a worker that hands frames over after
+			// this sees it and wakes this one (sync/atomic is sequentially consistent).
+			x.asleep[wi].Store(true)
+			if !handedOffPending(w.handIn) && !w.fragmentsPending() {
+				e.sleepWorker(w, fds, pollTimeout)
+			}
+			x.asleep[wi].Store(false)
 		}
 	}
 }
@@ -358,6 +539,9 @@ func (eo *engineOS) xdpStats() afpacket.Stats {
 			}
 		}
 	}
-	sum.Packets = eo.rx.packets[0].Load() + sum.Drops
+	for i := range eo.rx.packets {
+		sum.Packets += eo.rx.packets[i].Load()
+	}
+	sum.Packets += sum.Drops
 	return sum
 }

@@ -134,6 +134,7 @@ var CounterMetrics = map[string]CounterMetric{
 	"fragments_first":           {Name: "govs_fragments_first_total", Help: "First fragments of IP datagrams forwarded and recorded, so that their later fragments follow them."},
 	"fragments_later":           {Name: "govs_fragments_later_total", Help: "Later (non-first) IP fragments forwarded the way their datagram's first fragment went."},
 	"fragments_handed_off":      {Name: "govs_fragments_handed_off_total", Help: "IP fragments a worker handed to the worker that holds their flow's connection."},
+	"handed_off":                {Name: "govs_handed_off_frames_total", Help: "Frames a worker read from its AF_XDP sockets and handed to the worker their connection belongs to (io afxdp, several workers)."},
 	"fragments_held":            {Name: "govs_fragments_held_total", Help: "Later IP fragments held because they came before their datagram's first fragment."},
 	"tunnel_segmented":          {Name: "govs_tunnel_segmented_total", Help: "TCP segmentation-offload frames cut into segments before tunnelling (method tun)."},
 	"tunnel_fragmented":         {Name: "govs_tunnel_fragmented_total", Help: "IPv4 packets without DF cut into fragments to fit a tunnel's path MTU (method tun)."},

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -83,13 +82,10 @@ func cmdDemo(args []string) int {
 	switch *ioMode {
 	case "", "afpacket":
 	case "afxdp":
-		workersSet := false
-		fs.Visit(func(f *flag.Flag) { workersSet = workersSet || f.Name == "workers" })
-		if workersSet && *workers != 1 {
-			fmt.Fprintln(os.Stderr, "govs demo: -io afxdp runs one worker; drop -workers or set -workers 1")
+		if *workers < 1 {
+			fmt.Fprintln(os.Stderr, "govs demo: -io afxdp wants -workers 1 or more (the demo gives each balancer link a queue per worker)")
 			return 2
 		}
-		*workers = 1
 	default:
 		fmt.Fprintf(os.Stderr, "govs demo: -io %q: want afpacket or afxdp\n", *ioMode)
 		return 2
@@ -150,7 +146,11 @@ func runDemo(requests, workers int, ioMode string) error {
 		}
 	}
 	fmt.Println("== building the demo topology: client — br0 — [l0 govs l1] — br1 — rs1 rs2 rs3 (network namespaces)")
-	topo, err := lab.New(lab.Options{Method: "nat", IPv6: true, Prefix: "govs-demo"})
+	opts := lab.Options{Method: "nat", IPv6: true, Prefix: "govs-demo"}
+	if ioMode == "afxdp" {
+		opts.Queues = workers // an AF_XDP worker reads and sends through queues of its own
+	}
+	topo, err := lab.New(opts)
 	if err != nil {
 		return err
 	}

@@ -57,6 +57,27 @@ func etherTypes(a *asm, ip func(*family) label, tagged, other label) {
 	a.jif(bpf.JumpEqual, etherType8021AD, tagged, other)
 }
 
+// inlineTags emits the link layer of a program that sees the whole frame: X = the IP header's
+// offset, behind up to two inline VLAN tags, then a jump to ip's label for the frame's family;
+// frames of other EtherTypes (a third tag among them) jump to other. check, if not nil, emits a
+// test before each EtherType load, given the offset where the EtherType ends.
+func inlineTags(a *asm, ip func(*family) label, other label, check func(end uint32)) {
+	offsets := []uint32{14, 18, 22}
+	for i, off := range offsets {
+		if check != nil {
+			check(off)
+		}
+		a.i(bpf.LoadAbsolute{Off: off - 2, Size: 2}, bpf.LoadConstant{Dst: bpf.RegX, Val: off})
+		if i == len(offsets)-1 {
+			etherTypes(a, ip, other, other)
+			break
+		}
+		tagged := a.newLabel()
+		etherTypes(a, ip, tagged, other)
+		a.mark(tagged)
+	}
+}
+
 // checkHeader jumps to bad unless the header at [X+off] has f's version and, for IPv4, an IHL of
 // at least 5 (A holds the IHL then). It reads the first byte only: the caller makes sure the rest
 // is there, or lets a load past the end abort the program.

@@ -358,6 +358,20 @@ type FanoutSpec struct {
 // The outer VLAN tag has already been moved to metadata; for QinQ the inner tag is left at the front
 // and the program looks through it. Instruction 0 is the skb->protocol load.
 func FanoutProgramSpec(spec FanoutSpec, members, base int) ([]bpf.RawInstruction, error) {
+	return fanoutProgram(spec, members, base, false)
+}
+
+// SteerProgramSpec is FanoutProgramSpec with base 0 for a program that sees the frame as a socket
+// filter or an XDP program does: from its Ethernet header, every VLAN tag inline (up to two are
+// looked through, as the fanout program looks through the one the kernel leaves). It chooses the
+// member FanoutProgramSpec chooses for the same frame on the wire (TestSteerMatchesFanout), so an
+// XDP program can tell which worker a frame's connection belongs to. It reads no extension, so
+// cbpfc compiles it to eBPF.
+func SteerProgramSpec(spec FanoutSpec, members int) ([]bpf.RawInstruction, error) {
+	return fanoutProgram(spec, members, 0, true)
+}
+
+func fanoutProgram(spec FanoutSpec, members, base int, ethernet bool) ([]bpf.RawInstruction, error) {
 	if base < 0 || base+members > 1<<16 {
 		return nil, fmt.Errorf("failed to generate fanout BPF: base %d with %d members exceeds PACKET_FANOUT_MAX (65536)", base, members)
 	}
@@ -477,13 +491,17 @@ func FanoutProgramSpec(spec FanoutSpec, members, base int) ([]bpf.RawInstruction
 		entry[f.index] = a.newLabel()
 	}
 	ip := func(f *family) label { return entry[f.index] }
-	inner := a.newLabel()
-	a.i(bpf.LoadExtension{Num: bpf.ExtProto}, bpf.LoadConstant{Dst: bpf.RegX, Val: 0})
-	etherTypes(a, ip, inner, zero)
-	a.mark(inner)
-	// Inner tag at the front: TCI, then the EtherType, then the IP header at 4.
-	a.i(bpf.LoadAbsolute{Off: 2, Size: 2}, bpf.LoadConstant{Dst: bpf.RegX, Val: 4})
-	etherTypes(a, ip, zero, zero)
+	if ethernet {
+		inlineTags(a, ip, zero, nil) // a frame too short for a load aborts: member 0, as the kernel's
+	} else {
+		inner := a.newLabel()
+		a.i(bpf.LoadExtension{Num: bpf.ExtProto}, bpf.LoadConstant{Dst: bpf.RegX, Val: 0})
+		etherTypes(a, ip, inner, zero)
+		a.mark(inner)
+		// Inner tag at the front: TCI, then the EtherType, then the IP header at 4.
+		a.i(bpf.LoadAbsolute{Off: 2, Size: 2}, bpf.LoadConstant{Dst: bpf.RegX, Val: 4})
+		etherTypes(a, ip, zero, zero)
+	}
 
 	for _, f := range families {
 		a.mark(entry[f.index])

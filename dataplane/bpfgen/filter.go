@@ -215,20 +215,10 @@ func SocketFilter(spec FilterSpec) ([]bpf.RawInstruction, error) {
 	}
 	ip := func(f *family) label { return entry[f.index] }
 
-	// Link layer: X = the IP header's offset, behind up to two inline tags.
-	offsets := []uint32{14, 18, 22}
-	for i, off := range offsets {
+	inlineTags(a, ip, drop, func(end uint32) {
 		a.i(bpf.LoadExtension{Num: bpf.ExtLen})
-		a.jif(bpf.JumpLessThan, off, accept, next) // cannot read the EtherType: malformed
-		a.i(bpf.LoadAbsolute{Off: off - 2, Size: 2}, bpf.LoadConstant{Dst: bpf.RegX, Val: off})
-		if i == len(offsets)-1 {
-			etherTypes(a, ip, drop, drop)
-			break
-		}
-		tagged := a.newLabel()
-		etherTypes(a, ip, tagged, drop)
-		a.mark(tagged)
-	}
+		a.jif(bpf.JumpLessThan, end, accept, next) // cannot read the EtherType: malformed
+	})
 	for _, f := range families {
 		a.mark(entry[f.index])
 		filterFamily(a, f, vips[f.index], reals[f.index], hosts[f.index], spec.KernelND, accept, drop)

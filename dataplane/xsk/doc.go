@@ -15,6 +15,10 @@
 // queue to the socket registered for that queue, and passes everything else (ARP, IPv6) to
 // the kernel. Attach it in driver mode (native XDP: veth and most NIC drivers support it) or
 // generic mode (the program runs on the skb after the stack's receive path, any driver).
+// AttachFilter and SetFilter choose the frames with a classic BPF filter compiled to eBPF;
+// SetFilterSteer adds a classic program whose result, a reader's number, the program puts in
+// front of each frame for RxBatchSteer, so that readers of several queues can pass each frame
+// to the reader it belongs to.
 //
 // Only Linux has AF_XDP; elsewhere Open and Attach fail.
 package xsk

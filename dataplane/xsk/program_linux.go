@@ -15,12 +15,25 @@ import (
 // Program is the XDP program on one interface with its XSKMAP: the frames its filter accepts,
 // arriving on queue q, go to the socket registered for q; other frames, and frames of a queue
 // without a socket, go on to the kernel's stack (XDP_PASS).
+//
+// With a steering program as well (SetFilterSteer), the program also tells the reader which of
+// several readers a frame belongs to: it runs the steering program, a classic BPF program over
+// the frame that returns a member number, and puts a word, SteerMark | member, in front of the
+// frame, which the socket's reader takes off with RxBatchSteer. A socket
+// belongs to the queue the frame arrived on, and the NIC chooses the queue (RSS) by a hash that
+// does not keep a NAT connection's two directions together: the reader hands a frame steered
+// elsewhere to its member.
 type Program struct {
-	xsks *ebpf.Map
-	prog *ebpf.Program
-	link link.Link
-	mode Mode
+	xsks   *ebpf.Map
+	prog   *ebpf.Program
+	link   link.Link
+	mode   Mode
+	filter []bpf.Instruction
+	steer  []bpf.Instruction
 }
+
+// steerWord is the size of the word a steering program puts in front of a frame.
+const steerWord = 4
 
 // xdpPass is the XDP_PASS verdict.
 const xdpPass = 2
@@ -57,21 +70,21 @@ func AttachFilter(ifname string, mode Mode, queues int, filter []bpf.Instruction
 	if err != nil {
 		return nil, fmt.Errorf("xsk: %w", err)
 	}
-	p := &Program{mode: mode}
-	if err := p.attach(ifc.Index, queues, filter); err != nil {
+	p := &Program{mode: mode, filter: filter}
+	if err := p.attach(ifc.Index, queues); err != nil {
 		_ = p.Close()
 		return nil, fmt.Errorf("xsk: XDP program on %s (%s mode): %w", ifname, mode, err)
 	}
 	return p, nil
 }
 
-func (p *Program) attach(ifindex int, queues int, filter []bpf.Instruction) error {
+func (p *Program) attach(ifindex int, queues int) error {
 	var err error
 	p.xsks, err = ebpf.NewMap(&ebpf.MapSpec{Name: "govs_xsks", Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: uint32(max(queues, 1))})
 	if err != nil {
 		return fmt.Errorf("create XSKMAP: %w", err)
 	}
-	if p.prog, err = p.load(filter); err != nil {
+	if p.prog, err = p.load(p.filter, p.steer); err != nil {
 		return err
 	}
 	flags := link.XDPDriverMode
@@ -88,44 +101,85 @@ func (p *Program) attach(ifindex int, queues int, filter []bpf.Instruction) erro
 // Registers of the program: the context and the packet bounds live in callee-saved registers,
 // so the filter's code (R0-R5) and the helper call leave them alone.
 const (
-	regCtx   = asm.R6
-	regStart = asm.R7
-	regEnd   = asm.R8
+	regCtx    = asm.R6
+	regStart  = asm.R7
+	regEnd    = asm.R8
+	regMember = asm.R9
 )
 
-// load compiles filter into an XDP program that redirects what it accepts to the XSKMAP.
-func (p *Program) load(filter []bpf.Instruction) (*ebpf.Program, error) {
-	var insns asm.Instructions
+// compile compiles a classic BPF program into eBPF that leaves its result in R0 and jumps to
+// result.
+func compile(prog []bpf.Instruction, prefix, result string) (asm.Instructions, error) {
+	return cbpfc.ToEBPF(prog, cbpfc.EBPFOpts{
+		PacketStart: regStart,
+		PacketEnd:   regEnd,
+		Result:      asm.R0,
+		ResultLabel: result,
+		Working:     [4]asm.Register{asm.R2, asm.R3, asm.R4, asm.R5},
+		LabelPrefix: prefix,
+	})
+}
+
+// instructions returns the XDP program for filter and steer (see Program and SetFilterSteer)
+// that redirects what filter accepts to the XSKMAP whose descriptor is xsks.
+func instructions(filter, steer []bpf.Instruction, xsks int) (asm.Instructions, error) {
 	if filter == nil {
-		insns = asm.Instructions{asm.Mov.Imm(asm.R0, xdpPass), asm.Return()}
-	} else {
-		body, err := cbpfc.ToEBPF(filter, cbpfc.EBPFOpts{
-			PacketStart: regStart,
-			PacketEnd:   regEnd,
-			Result:      asm.R0,
-			ResultLabel: "verdict",
-			Working:     [4]asm.Register{asm.R2, asm.R3, asm.R4, asm.R5},
-			LabelPrefix: "filter",
-		})
+		return asm.Instructions{asm.Mov.Imm(asm.R0, xdpPass), asm.Return()}, nil
+	}
+	body, err := compile(filter, "filter", "verdict")
+	if err != nil {
+		return nil, fmt.Errorf("compile the filter: %w", err)
+	}
+	insns := asm.Instructions{
+		asm.Mov.Reg(regCtx, asm.R1),
+		asm.LoadMem(regStart, regCtx, xdpMdData, asm.Word),
+		asm.LoadMem(regEnd, regCtx, xdpMdDataEnd, asm.Word),
+	}
+	insns = append(insns, body...)
+	insns = append(insns, asm.JEq.Imm(asm.R0, 0, "pass").WithSymbol("verdict"))
+	if steer != nil {
+		body, err := compile(steer, "steer", "member")
 		if err != nil {
-			return nil, fmt.Errorf("compile the filter: %w", err)
+			return nil, fmt.Errorf("compile the steering program: %w", err)
 		}
-		insns = append(insns,
-			asm.Mov.Reg(regCtx, asm.R1),
-			asm.LoadMem(regStart, regCtx, xdpMdData, asm.Word),
-			asm.LoadMem(regEnd, regCtx, xdpMdDataEnd, asm.Word),
-		)
 		insns = append(insns, body...)
 		insns = append(insns,
-			asm.JEq.Imm(asm.R0, 0, "pass").WithSymbol("verdict"),
-			asm.LoadMem(asm.R2, regCtx, xdpMdRxQueueIndex, asm.Word),
-			asm.LoadMapPtr(asm.R1, p.xsks.FD()),
-			asm.Mov.Imm(asm.R3, xdpPass), // the verdict when the queue has no socket
-			asm.FnRedirectMap.Call(),
-			asm.Return(),
-			asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
-			asm.Return(),
+			asm.Mov.Reg(regMember, asm.R0).WithSymbol("member"),
+			asm.And.Imm(regMember, 0xffff),
+			asm.Or.Imm(regMember, SteerMark),
+			// bpf_xdp_adjust_head(ctx, -4): the word goes in front of the frame (this kernel
+			// refuses bpf_xdp_adjust_meta to XDP programs: measured on 6.18). Every driver
+			// with XDP keeps headroom for it; without, the frame goes on to the kernel.
+			asm.Mov.Reg(asm.R1, regCtx),
+			asm.Mov.Imm(asm.R2, -steerWord),
+			asm.FnXdpAdjustHead.Call(),
+			asm.JNE.Imm(asm.R0, 0, "pass"),
+			asm.LoadMem(asm.R2, regCtx, xdpMdData, asm.Word),
+			asm.LoadMem(asm.R3, regCtx, xdpMdDataEnd, asm.Word),
+			asm.Mov.Reg(asm.R4, asm.R2),
+			asm.Add.Imm(asm.R4, steerWord),
+			asm.JGT.Reg(asm.R4, asm.R3, "pass"), // for the verifier: the word is in the frame
+			asm.StoreMem(asm.R2, 0, regMember, asm.Word),
 		)
+	}
+	insns = append(insns,
+		asm.LoadMem(asm.R2, regCtx, xdpMdRxQueueIndex, asm.Word).WithSymbol("redirect"),
+		asm.LoadMapPtr(asm.R1, xsks),
+		asm.Mov.Imm(asm.R3, xdpPass), // the verdict when the queue has no socket
+		asm.FnRedirectMap.Call(),
+		asm.Return(),
+		asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
+		asm.Return(),
+	)
+	return insns, nil
+}
+
+// load compiles filter and steer into an XDP program that redirects what filter accepts to the
+// XSKMAP.
+func (p *Program) load(filter, steer []bpf.Instruction) (*ebpf.Program, error) {
+	insns, err := instructions(filter, steer, p.xsks.FD())
+	if err != nil {
+		return nil, err
 	}
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "govs_xsk", Type: ebpf.XDP, License: "Dual MIT/GPL", Instructions: insns})
 	if err != nil {
@@ -137,7 +191,14 @@ func (p *Program) load(filter []bpf.Instruction) (*ebpf.Program, error) {
 // SetFilter replaces the program's filter atomically (the link's program is swapped in one
 // step: no frame sees neither). A nil filter passes every frame to the kernel.
 func (p *Program) SetFilter(filter []bpf.Instruction) error {
-	prog, err := p.load(filter)
+	return p.SetFilterSteer(filter, p.steer)
+}
+
+// SetFilterSteer replaces the program's filter and steering program together, atomically as
+// SetFilter does. steer is a classic BPF program that sees the frame from its Ethernet header and
+// returns the member (0 to 65535) whose reader the frame belongs to; nil marks no frame.
+func (p *Program) SetFilterSteer(filter, steer []bpf.Instruction) error {
+	prog, err := p.load(filter, steer)
 	if err != nil {
 		return fmt.Errorf("xsk: %w", err)
 	}
@@ -146,7 +207,7 @@ func (p *Program) SetFilter(filter []bpf.Instruction) error {
 		return fmt.Errorf("xsk: replace the XDP program: %w", err)
 	}
 	p.prog.Close()
-	p.prog = prog
+	p.prog, p.filter, p.steer = prog, filter, steer
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package xsk
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -251,6 +252,22 @@ func (s *Socket) RxBatch(fs [][]byte) int {
 	}
 	s.rxHeld = n
 	return int(n)
+}
+
+// RxBatchSteer is RxBatch for a socket whose XDP program steers (Program.SetFilterSteer): it
+// takes the word the program put in front of each frame off the frame and reports in to[i] the
+// member the steering program chose for frame i, or -1 for a frame without the word (whole).
+func (s *Socket) RxBatchSteer(fs [][]byte, to []int32) int {
+	n := s.RxBatch(fs[:min(len(fs), len(to))])
+	for i := range n {
+		to[i] = -1
+		if b := fs[i]; len(b) >= 4 {
+			if v := binary.NativeEndian.Uint32(b); v&0xffff0000 == SteerMark {
+				to[i], fs[i] = int32(v&0xffff), b[4:]
+			}
+		}
+	}
+	return n
 }
 
 // RxRelease gives the frames of the last RxBatch back to the kernel (the fill ring).

@@ -72,3 +72,7 @@ const (
 	defaultFrameSize = 2048
 	defaultFrames    = 2048
 )
+
+// SteerMark marks the word a steering program puts in front of a frame (Program.SetFilterSteer),
+// in host byte order: the upper 16 bits; the lower 16 are the member.
+const SteerMark = 0x67760000

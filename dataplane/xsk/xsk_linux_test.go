@@ -7,9 +7,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/govs/govs/dataplane/bpfgen"
 	"github.com/govs/govs/internal/netnstest"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
@@ -329,6 +331,78 @@ func TestFilterAndSetFilter(t *testing.T) {
 			host.recv(t, func(f []byte) bool { return len(f) > 36 && binary.BigEndian.Uint16(f[34:]) == 1001 })
 			if n := s.RxBatch(fs); n != 0 {
 				t.Fatalf("with a nil filter the socket got %d frames", n)
+			}
+		})
+	}
+}
+
+// TestSteer: with a steering program (govs's fanout hash as bpfgen generates it for XDP), every
+// frame reaches the socket marked with the member bpfgen.FanoutMember computes for its flow.
+// Without one (SetFilterSteer with nil), frames arrive whole and unmarked. The UMEM frames are
+// used twice over.
+func TestSteer(t *testing.T) {
+	for _, mode := range []Mode{ModeDriver, ModeGeneric} {
+		t.Run(mode.String(), func(t *testing.T) {
+			v := newVeth(t)
+			peer := openRaw(t, v.nsA, v.a)
+			p, s, aMAC, bMAC := v.attach(t, mode, ipv4Only, Config{RxFrames: 64, TxFrames: 64})
+			const members = 3
+			raw, err := bpfgen.SteerProgramSpec(bpfgen.FanoutSpec{VIPs: []netip.Addr{netip.MustParseAddr("198.18.0.2")}}, members)
+			if err != nil {
+				t.Fatal(err)
+			}
+			steer, ok := bpf.Disassemble(raw)
+			if !ok {
+				t.Fatal("the steering program does not disassemble")
+			}
+			if err := p.SetFilterSteer(ipv4Only, steer); err != nil {
+				t.Fatal(err)
+			}
+			fs := make([][]byte, 1)
+			to := make([]int32, 1)
+			recv := func(port uint16) int32 {
+				t.Helper()
+				peer.send(t, udpFrame(bMAC, aMAC, port, "steered"))
+				deadline := time.Now().Add(2 * time.Second)
+				for s.RxBatchSteer(fs, to) == 0 {
+					if time.Now().After(deadline) {
+						t.Fatalf("port %d: the XSK received nothing within 2s", port)
+					}
+					_, _ = unix.Poll([]unix.PollFd{{Fd: int32(s.Fd()), Events: unix.POLLIN}}, 100)
+				}
+				if got := binary.BigEndian.Uint16(fs[0][34:]); got != port {
+					t.Fatalf("got the frame from port %d, want %d", got, port)
+				}
+				return to[0]
+			}
+			seen := make([]int, members)
+			client := netip.MustParseAddr("198.18.0.1")
+			// Twice the fill ring's frames: every UMEM frame is used twice.
+			for port := uint16(1000); port < 1128; port++ {
+				want := bpfgen.FanoutMember(client, port, unix.IPPROTO_UDP, bpfgen.HashRule{}, members)
+				if got := recv(port); got != int32(want) {
+					t.Fatalf("port %d: member %d, want %d", port, got, want)
+				}
+				seen[want]++
+			}
+			for m, n := range seen {
+				if n == 0 {
+					t.Errorf("no frame for member %d: %v", m, seen)
+				}
+			}
+			if err := p.SetFilter(ipv4Only); err != nil { // keeps the steering program
+				t.Fatal(err)
+			}
+			if got := recv(999); got < 0 {
+				t.Fatal("SetFilter dropped the steering program")
+			}
+			if err := p.SetFilterSteer(ipv4Only, nil); err != nil {
+				t.Fatal(err)
+			}
+			for port := uint16(2000); port < 2128; port++ {
+				if got := recv(port); got != -1 {
+					t.Fatalf("without steering, port %d: member %d, want unmarked (-1)", port, got)
+				}
 			}
 		})
 	}

@@ -40,6 +40,25 @@ func TestAFXDPQueues(t *testing.T) {
 	testForwarding(t, "ipv4", "nat", "io = \"afxdp\"\n", 1, 2)
 }
 
+// TestAFXDPWorkers runs the forwarding suite with io = "afxdp" and two workers on balancer links
+// with two receive queues each: the switch spreads flows over the queues by a hash of their
+// addresses and ports, as a NIC's RSS does, so a NAT connection's reply often arrives at the
+// other worker's socket than its request. Every connection must still work (NAT and FullNAT, IPv4
+// and IPv6): the XDP program marks each frame with its connection's worker and the worker that
+// reads it hands it over (handed_off counts them; none may be lost to a full ring).
+func TestAFXDPWorkers(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, c := range []struct{ fam, method string }{{"ipv4", "nat"}, {"ipv6", "nat"}, {"ipv4", "fullnat"}} {
+		t.Run(c.fam+"/"+c.method, func(t *testing.T) {
+			st := testForwarding(t, c.fam, c.method, "io = \"afxdp\"\n", 2, 2)
+			if st.Workers != 2 || st.Counters["handed_off"] == 0 || st.Drops["handoff_full"] != 0 {
+				t.Errorf("workers %d, handed_off %d, handoff_full drops %d: want 2 workers that handed frames over, and no drop",
+					st.Workers, st.Counters["handed_off"], st.Drops["handoff_full"])
+			}
+		})
+	}
+}
+
 // TestAFXDPTunnel runs the tunnel suite (short connections, keep-alive, UDP, the kernel's
 // silence, the outer headers) with io = "afxdp": IPIP and GUE over IPv4, and IPIP over IPv6.
 func TestAFXDPTunnel(t *testing.T) {
@@ -126,11 +145,18 @@ func TestAFXDPStartError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer other.Close()
-	g := launchGovsIn(t, s.topo.Balancer, s.cfg, nil)
+	wantStartError(t, launchGovsIn(t, s.topo.Balancer, s.cfg, nil), "with the interface's XDP hook taken",
+		"another XDP program is attached to "+ifc, `io = "afpacket"`)
+}
+
+// wantStartError waits for g to stop at start (why names what should have stopped it) and wants a
+// non-zero status, no panic, and a last line that says each of wants.
+func wantStartError(t *testing.T, g *govsProc, why string, wants ...string) {
+	t.Helper()
 	select {
 	case <-g.done:
 	case <-time.After(15 * time.Second):
-		t.Fatal("govs still runs 15s after start with the interface's XDP hook taken")
+		t.Fatalf("govs still runs 15s after start %s", why)
 	}
 	out := strings.TrimSpace(g.out.String())
 	t.Logf("govs: %v\n%s", g.waitErr, out)
@@ -138,7 +164,7 @@ func TestAFXDPStartError(t *testing.T) {
 		t.Errorf("govs exited with status 0")
 	}
 	last := out[strings.LastIndexByte(out, '\n')+1:]
-	for _, want := range []string{"govs run: ", "another XDP program is attached to " + ifc, `io = "afpacket"`} {
+	for _, want := range append([]string{"govs run: "}, wants...) {
 		if !strings.Contains(last, want) {
 			t.Errorf("the last line does not say %q:\n%s", want, last)
 		}
@@ -148,8 +174,20 @@ func TestAFXDPStartError(t *testing.T) {
 	}
 }
 
-// TestDemoAFXDP: `govs demo -io afxdp` runs the demo through AF_XDP: every request and flow is
-// answered, and govs logs its data plane as io afxdp.
+// TestAFXDPTooFewQueues: with io = "afxdp" each worker needs a receive queue of its own on every
+// interface; two workers on single-queue links stop govs at start with one line that says so and
+// how to fix it.
+func TestAFXDPTooFewQueues(t *testing.T) {
+	labtest.RequireRoot(t)
+	s := newTwoServiceSetup(t, "nat", "govs-xdpq", "io = \"afxdp\"\n")
+	s.cfg.Workers = 2
+	wantStartError(t, launchGovsIn(t, s.topo.Balancer, s.cfg, nil), "with two workers on single-queue links",
+		"has 1 receive queue(s) and 2 workers are configured", "ethtool -L", "workers = 1")
+}
+
+// TestDemoAFXDP: `govs demo -io afxdp` runs the demo through AF_XDP with its two workers, each
+// with a queue of its own on both balancer links: every request and flow is answered, and govs
+// logs its data plane as io afxdp.
 func TestDemoAFXDP(t *testing.T) {
 	labtest.RequireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -158,8 +196,10 @@ func TestDemoAFXDP(t *testing.T) {
 	if err != nil {
 		t.Fatalf("govs demo -io afxdp: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "io afxdp (XDP in driver mode; AF_XDP sockets, one a receive queue: l0: 1, l1: 1)") {
-		t.Errorf("the demo's govs did not run on AF_XDP:\n%s", out)
+	for _, want := range []string{"data plane: 2 worker(s) on [l0 l1]", "io afxdp (XDP in driver mode; AF_XDP sockets, one a receive queue: l0: 2, l1: 2)"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the demo's govs did not log %q:\n%s", want, out)
+		}
 	}
 	if n := strings.Count(string(out), "failed: 0"); n != 3 {
 		t.Errorf("%d of the demo's 3 runs had no failures, want 3:\n%s", n, out)

@@ -55,8 +55,9 @@ func TestForwarding(t *testing.T) {
 }
 
 // testForwarding runs the forwarding suite on a fresh topology whose balancer links have queues
-// queues (lab.Options.Queues), with govs's [dataplane] extra lines dataplane and workers workers.
-func testForwarding(t *testing.T, fam, method, dataplane string, workers, queues int) {
+// queues (lab.Options.Queues), with govs's [dataplane] extra lines dataplane and workers workers,
+// and returns govs's last statistics.
+func testForwarding(t *testing.T, fam, method, dataplane string, workers, queues int) stats {
 	topo := labtest.NewForTest(t, lab.Options{Method: method, IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-e2e", Queues: queues})
 	s := &setup{topo: topo, vip: topo.VIP4, reals: topo.ServerAddrs4}
 	if fam == "ipv6" {
@@ -128,6 +129,7 @@ func testForwarding(t *testing.T, fam, method, dataplane string, workers, queues
 	st := s.govs.mustStats()
 	t.Logf("govs counters: %v drops: %v", st.Counters, st.Drops)
 	s.govs.stop()
+	return st
 }
 
 // getOnce does GET url and returns the body.

@@ -5,7 +5,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -35,14 +34,21 @@ func TestFragments(t *testing.T) {
 	labtest.RequireRoot(t)
 	for _, method := range []string{"nat", "dr", "fullnat"} {
 		for _, fam := range []string{"ipv4", "ipv6"} {
-			t.Run(fam+"/"+method, func(t *testing.T) { testFragments(t, fam, method, "") })
+			t.Run(fam+"/"+method, func(t *testing.T) { testFragments(t, fam, method, "", 0) })
 		}
 	}
-	t.Run("ipv4/nat/throughput", func(t *testing.T) { testFragments(t, "ipv4", "nat", "throughput") })
+	t.Run("ipv4/nat/throughput", func(t *testing.T) { testFragments(t, "ipv4", "nat", "rx_mode = \"throughput\"\n", 0) })
+	// With io = "afxdp" the XDP program steers every fragment by its client address, as the
+	// fanout does, on links with a queue per worker.
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		t.Run(fam+"/nat/afxdp", func(t *testing.T) { testFragments(t, fam, "nat", "io = \"afxdp\"\n", 2) })
+	}
 }
 
-func testFragments(t *testing.T, fam, method, rxMode string) {
-	topo := labtest.NewForTest(t, lab.Options{Method: method, IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-frag"})
+// testFragments runs the fragment traffic with [dataplane] extra lines dataplane, on balancer links
+// with queues queues.
+func testFragments(t *testing.T, fam, method, dataplane string, queues int) {
+	topo := labtest.NewForTest(t, lab.Options{Method: method, IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-frag", Queues: queues})
 	vip, reals := topo.VIP4, topo.ServerAddrs4
 	if fam == "ipv6" {
 		vip, reals = topo.VIP6, topo.ServerAddrs6
@@ -65,9 +71,7 @@ func testFragments(t *testing.T, fam, method, rxMode string) {
 		Workers:    2,
 		VS:         []vsConfig{{netip.AddrPortFrom(vip, lab.UDPEchoPort), "udp", "rr", method, rs, []int{1, 1, 1}, extra, nil}},
 	}
-	if rxMode != "" {
-		cfg.Dataplane = fmt.Sprintf("rx_mode = %q\n", rxMode)
-	}
+	cfg.Dataplane = dataplane
 	g := startGovs(t, topo, cfg)
 	addr := netip.AddrPortFrom(vip, lab.UDPEchoPort).String()
 	kernelBefore, err := topo.Balancer.SNMP()

@@ -25,9 +25,17 @@ import (
 // to the worker that does not know them: each must still pass data after every reload. The
 // service whose own persistence changes keeps its established connections too (its new rule waits
 // for them to end, which the log says, naming it), and gets its new rule once they have.
+//
+// With io = "afxdp" (on links with a queue per worker) the same rules decide which worker the XDP
+// program steers each frame to, and the steering program changes with the fanout's.
 func TestReloadPersistence(t *testing.T) {
 	labtest.RequireRoot(t)
-	topo := labtest.NewForTest(t, lab.Options{Method: "nat", Servers: 2, Prefix: "govs-pers"})
+	t.Run("afpacket", func(t *testing.T) { testReloadPersistence(t, "", 0) })
+	t.Run("afxdp", func(t *testing.T) { testReloadPersistence(t, "io = \"afxdp\"\n", 2) })
+}
+
+func testReloadPersistence(t *testing.T, dataplane string, queues int) {
+	topo := labtest.NewForTest(t, lab.Options{Method: "nat", Servers: 2, Prefix: "govs-pers", Queues: queues})
 	srvs, err := lab.StartServers(topo)
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +59,7 @@ func TestReloadPersistence(t *testing.T) {
 		cfg := govsConfig{
 			Interfaces: topo.BalancerIfaces,
 			Workers:    2,
+			Dataplane:  dataplane,
 			Tail:       short,
 			VS: []vsConfig{
 				{plain, "tcp", "rr", "nat", rs(lab.HTTPPort), []int{1, 1}, "", nil},
