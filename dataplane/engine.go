@@ -173,18 +173,21 @@ func (e *Engine) Stats() Stats {
 		st.Counters[counterNames[i]] = sum[i]
 	}
 	// rx_ring_latency is 1 while frames arrive on the TPACKET_V2 (latency) ring, 0 on the
-	// TPACKETv3 (throughput) ring; rx_mode_switches counts auto mode's moves between them.
-	lat, switches := e.rxModeStats()
-	st.Counters["rx_mode_switches"] = switches
-	// The connection tables' occupancy (a level, like rx_ring_latency) and the entries
-	// full_policy evict_oldest_idle evicted.
+	// TPACKETv3 (throughput) ring; rx_mode_switches counts auto mode's moves between them. AF_XDP
+	// has neither ring: they are left out.
+	if e.cfg.IO != IOAFXDP {
+		lat, switches := e.rxModeStats()
+		st.Counters["rx_mode_switches"] = switches
+		st.Counters["rx_ring_latency"] = 0
+		if lat {
+			st.Counters["rx_ring_latency"] = 1
+		}
+	}
+	// The connection tables' occupancy (a level) and the entries full_policy evict_oldest_idle
+	// evicted.
 	st.Counters["conntrack_entries"] = ctEntries
 	st.Counters["conntrack_capacity"] = ctCapacity
 	st.Counters["conntrack_evictions"] = ctEvictions
-	st.Counters["rx_ring_latency"] = 0
-	if lat {
-		st.Counters["rx_ring_latency"] = 1
-	}
 	for d := Drop(1); d < numDrops; d++ {
 		v := sum[cDropBase+int(d)]
 		st.Drops[d.String()] = v

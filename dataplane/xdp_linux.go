@@ -37,18 +37,6 @@ import (
 // a UMEM frame (GSO frames from local senders, which only generic mode can see) leave through the
 // send-only AF_PACKET socket with large slots.
 
-// Packet I/O, [dataplane] io.
-const (
-	IOAFPacket = "afpacket"
-	IOAFXDP    = "afxdp"
-)
-
-// XDP modes, [dataplane] xdp_mode.
-const (
-	XDPModeDriver  = "driver"
-	XDPModeGeneric = "generic"
-)
-
 // xdpState is the engine's AF_XDP side (nil with AF_PACKET).
 type xdpState struct {
 	mode   xsk.Mode

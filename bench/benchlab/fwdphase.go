@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -274,28 +275,46 @@ func napiThreads(ifname string) (map[int]bool, error) {
 
 // pinNewNAPIThread pins the NAPI thread of ifname that appeared since before to cpu.
 func pinNewNAPIThread(ifname string, before map[int]bool, cpu int) error {
+	return pinNewNAPIThreads(ifname, before, 1, []int{cpu})
+}
+
+// pinNewNAPIThreads waits for want NAPI threads of ifname that were not there before (one per
+// receive queue) and pins the thread of queue i to cpus[i mod len(cpus)]. A veth adds its queues'
+// NAPIs in queue order, and NAPI ids grow, so the threads (named napi/<ifname>-<id>) sorted by id
+// are in queue order.
+func pinNewNAPIThreads(ifname string, before map[int]bool, want int, cpus []int) error {
 	var found []int
-	for try := 0; try < 20 && len(found) == 0; try++ {
+	for try := 0; try < 20 && len(found) < want; try++ {
 		now, err := napiThreads(ifname)
 		if err != nil {
 			return err
 		}
+		found = found[:0]
 		for pid := range now {
 			if !before[pid] {
 				found = append(found, pid)
 			}
 		}
-		if len(found) == 0 {
+		if len(found) < want {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	if len(found) != 1 {
-		return fmt.Errorf("want one new napi/%s-* kernel thread after turning threaded NAPI on, found %d", ifname, len(found))
+	if len(found) != want {
+		return fmt.Errorf("want %d new napi/%s-* kernel thread(s) after turning threaded NAPI on, found %d", want, ifname, len(found))
 	}
-	if out, err := exec.Command("taskset", "-p", "-c", strconv.Itoa(cpu), strconv.Itoa(found[0])).CombinedOutput(); err != nil {
-		return fmt.Errorf("failed to pin napi thread %d to CPU %d: %w: %s", found[0], cpu, err, strings.TrimSpace(string(out)))
+	napiID := func(pid int) int {
+		b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
+		id, _ := strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(string(b)), "napi/"+ifname+"-"))
+		return id
 	}
-	logf("  napi/%s thread %d pinned to CPU %d", ifname, found[0], cpu)
+	sort.Slice(found, func(i, j int) bool { return napiID(found[i]) < napiID(found[j]) })
+	for q, pid := range found {
+		cpu := cpus[q%len(cpus)]
+		if out, err := exec.Command("taskset", "-p", "-c", strconv.Itoa(cpu), strconv.Itoa(pid)).CombinedOutput(); err != nil {
+			return fmt.Errorf("failed to pin napi thread %d to CPU %d: %w: %s", pid, cpu, err, strings.TrimSpace(string(out)))
+		}
+		logf("  napi/%s thread %d (queue %d) pinned to CPU %d", ifname, pid, q, cpu)
+	}
 	return nil
 }
 

@@ -69,6 +69,16 @@ type options struct {
 	xdpNAPI     string // with io afxdp in driver mode: where l0's NAPI runs, "thread" or "sender"
 }
 
+// queues is how many receive queues the balancer's links get: with -io afxdp and
+// -balancer-cores 2, one per govs worker (each AF_XDP worker reads queues of its own); one
+// worker then reads both. Otherwise one.
+func (o *options) queues() int {
+	if o.io == "afxdp" && o.cores == 2 {
+		return 2
+	}
+	return 1
+}
+
 // balancerCPUs lists the CPUs a balancer with n cores runs on: the balancer CPU, then the load
 // CPU (the machine has two), which it then shares with the generator, the switch and the servers.
 func (o *options) balancerCPUs(n int) []int {
@@ -117,7 +127,7 @@ func run(args []string) int {
 	fs.IntVar(&o.xdpTxBudget, "xdp-tx-budget", 256, "fwd-afxdp*: frames one AF_XDP kick sends (XDP_MAX_TX_SKB_BUDGET; 0 keeps the kernel's 32)")
 	fs.IntVar(&o.priority, "worker-priority", 0, "govs's [dataplane] worker_priority for the govs phases: 1-99 runs its workers SCHED_FIFO (bench/README.md: receive livelock); 0 = govs's default")
 	fs.IntVar(&o.cores, "balancer-cores", 1, "2: also measure the UDP flood with the balancer on two cores (kernel: RPS over both; govs: two workers) and report the speed-up over one. The machine's two CPUs then serve the balancer and the load alike")
-	fs.StringVar(&o.io, "io", "", "govs's [dataplane] io for the govs phases: afpacket or afxdp (one worker; not with -balancer-cores 2 or -rx-mode); empty = govs's default")
+	fs.StringVar(&o.io, "io", "", "govs's [dataplane] io for the govs phases: afpacket or afxdp (not with -rx-mode; with -balancer-cores 2 the balancer's links get a receive queue per worker, and every govs phase reads both); empty = govs's default")
 	fs.StringVar(&o.xdpMode, "xdp-mode", "", "govs's [dataplane] xdp_mode with -io afxdp: driver or generic; empty = govs's default (driver)")
 	fs.StringVar(&o.xdpNAPI, "xdp-napi", "thread", "with -io afxdp in driver mode, where l0's NAPI (the XDP program, the copy into the AF_XDP socket) runs: thread (a NAPI thread pinned to the balancer CPU, as RPS puts the kernel phase's receive there) or sender (the softirq of the CPU that sent into the veth: the load CPU)")
 	fs.StringVar(&o.rxMode, "rx-mode", "", "govs's [dataplane] rx_mode for the govs phase (auto, throughput, latency); empty = govs's default")
@@ -205,8 +215,8 @@ func (o *options) check() error {
 		return fmt.Errorf("-xdp-napi %q: want thread or sender", o.xdpNAPI)
 	case o.xdpMode != "" && o.io != "afxdp":
 		return fmt.Errorf("-xdp-mode needs -io afxdp")
-	case o.io == "afxdp" && (o.cores != 1 || o.rxMode != ""):
-		return fmt.Errorf("-io afxdp runs govs with one worker and no rx_mode: drop -balancer-cores 2 and -rx-mode")
+	case o.io == "afxdp" && o.rxMode != "":
+		return fmt.Errorf("-io afxdp runs govs without rx_mode: drop -rx-mode")
 	}
 	return nil
 }
@@ -247,7 +257,7 @@ func bench(ctx context.Context, o options) (rep *report, err error) {
 		}
 	}
 
-	topo, err := lab.New(lab.Options{Method: "nat", Prefix: namespacePrefix})
+	topo, err := lab.New(lab.Options{Method: "nat", Prefix: namespacePrefix, Queues: o.queues()})
 	if err != nil {
 		return nil, fmt.Errorf("failed to build the lab topology: %w", err)
 	}

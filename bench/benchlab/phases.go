@@ -245,7 +245,9 @@ func runGovsPhase(ctx context.Context, topo *lab.Topology, o options, v govsVari
 				res.addError(err.Error())
 			}
 		}()
-		if err := pinNewNAPIThread("l0", threads, o.balancerCPU); err != nil {
+		// One thread per queue: queue q's goes to the CPU of the worker that reads it (q mod
+		// workers; worker i runs on the i-th balancer CPU).
+		if err := pinNewNAPIThreads("l0", threads, o.queues(), o.balancerCPUs(v.workers)); err != nil {
 			res.Error = err.Error()
 			return res
 		}

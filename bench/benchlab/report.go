@@ -474,8 +474,9 @@ func writeTable(w io.Writer, r *report) {
 			}
 			v, ok := m.get(p)
 			if !ok {
-				if strings.HasPrefix(m.key, "http1_") && p.HTTPSingle == nil && p.Error == "" {
-					return "not run"
+				if p.Error == "" && (strings.HasPrefix(m.key, "http1_") && p.HTTPSingle == nil ||
+					strings.HasPrefix(m.key, "http_") && p.HTTP == nil) {
+					return "not run" // -http=false
 				}
 				return "failed"
 			}

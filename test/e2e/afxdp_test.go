@@ -55,6 +55,11 @@ func TestAFXDPWorkers(t *testing.T) {
 				t.Errorf("workers %d, handed_off %d, handoff_full drops %d: want 2 workers that handed frames over, and no drop",
 					st.Workers, st.Counters["handed_off"], st.Drops["handoff_full"])
 			}
+			for _, c := range []string{"rx_ring_latency", "rx_mode_switches"} {
+				if _, ok := st.Counters[c]; ok {
+					t.Errorf("govs stats has AF_PACKET's %s with io = \"afxdp\"", c)
+				}
+			}
 		})
 	}
 }
