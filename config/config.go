@@ -468,9 +468,13 @@ func InterfaceMTUOnHost(name string) int {
 	return ifc.MTU
 }
 
-// MaxXDPMTU is the largest interface MTU io = "afxdp" takes: a frame with two VLAN tags must fit
-// a 4 KiB AF_XDP frame less the 256 bytes the kernel keeps in front of it.
-const MaxXDPMTU = 4096 - 256 - 14 - 8
+// MaxXDPWorkers is the most workers io = "afxdp" runs (a worker's hand-off wake mask has 64 bits).
+const MaxXDPWorkers = 64
+
+// MaxXDPMTU is the largest interface MTU io = "afxdp" takes: a frame with two VLAN tags and the
+// 4-byte word the XDP program puts in front of it for several workers must fit a 4 KiB AF_XDP
+// frame less the 256 bytes the kernel keeps in front of it.
+const MaxXDPMTU = 4096 - 256 - 14 - 8 - 4
 
 // OnHost is the LoadOptions of a file for this host: its interfaces and addresses looked up.
 func OnHost() LoadOptions {

@@ -1005,6 +1005,7 @@ func TestParseIO(t *testing.T) {
 		{"mode without afxdp", `xdp_mode = "generic"`, "", "", `dataplane.xdp_mode: applies to io = "afxdp" only`},
 		{"rx_mode with afxdp", "io = \"afxdp\"\nrx_mode = \"auto\"", "", "", `dataplane.rx_mode: chooses between AF_PACKET's rings and has no meaning with io = "afxdp"`},
 		{"afxdp two workers", "io = \"afxdp\"\nworkers = 2", IOAFXDP, XDPModeDriver, ""},
+		{"afxdp too many workers", "io = \"afxdp\"\nworkers = 65", "", "", `dataplane.workers: is 65; io = "afxdp" runs at most 64 workers`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1037,7 +1038,7 @@ func parseDataplaneLine(t *testing.T, line, wantErr string) *Config {
 func TestParseIOMTU(t *testing.T) {
 	opts := LoadOptions{InterfaceMTU: func(name string) int { return map[string]int{"l0": 9000}[name] }}
 	_, err := Parse([]byte(dp+"io = \"afxdp\"\n"+vsHead+rs), "t.toml", opts)
-	want := `t.toml:2: dataplane.interfaces[1]: interface l0 has MTU 9000; with io = "afxdp" govs takes frames up to an MTU of 3818`
+	want := `t.toml:2: dataplane.interfaces[1]: interface l0 has MTU 9000; with io = "afxdp" govs takes frames up to an MTU of 3814`
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("err = %v, want one containing %q", err, want)
 	}

@@ -552,6 +552,9 @@ func (p *parser) dataplane(raw *rawDataplane, out *Dataplane) {
 		if raw.RXMode != nil {
 			p.errf("dataplane.rx_mode", "chooses between AF_PACKET's rings and has no meaning with io = \"afxdp\" (one AF_XDP ring per queue); remove it")
 		}
+		if out.Workers > MaxXDPWorkers {
+			p.errf("dataplane.workers", "is %d; io = \"afxdp\" runs at most %d workers (0 = one per CPU, no more than the fewest receive queues of the interfaces)", out.Workers, MaxXDPWorkers)
+		}
 	}
 
 	switch v := raw.Priority.(type) {

@@ -34,6 +34,10 @@ type steerOut struct {
 	in  int
 	out []*handoffRing // by worker id; nil for w itself
 	to  [MaxBatch]int32
+	// This round's frames (the worker loop resets them): read from the socket, bounded by
+	// rxBudget as a worker's own frames are; and of those, handed on and dropped for a full ring,
+	// which keep the worker busy without reaching its Receive.
+	read, handed, full int
 }
 
 // keep sorts a batch of frames read from the socket, bufs with their members in o.to: the
@@ -54,10 +58,12 @@ func (o *steerOut) keep(bufs [][]byte, fs []afpacket.Frame) int {
 		if !o.out[to].push(o.in, b, &meta) {
 			w.c[cRxFrames]++
 			w.drop(DropHandoffFull)
+			o.full++
 			continue
 		}
 		w.fr.woken |= 1 << (uint(to) & 63)
 		w.c[cHandedOff]++
+		o.handed++
 	}
 	return k
 }

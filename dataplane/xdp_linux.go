@@ -69,12 +69,16 @@ func (p *xskPort) NextBatch(fs []afpacket.Frame) int {
 		return n
 	}
 	// A batch of other workers' frames only is not the end of the socket's frames: look on, a
-	// few batches at most.
+	// few batches at most, and no more than a round's budget of frames all told.
 	for range 4 {
+		if p.steer.read >= rxBudget {
+			return 0
+		}
 		n := p.s.RxBatchSteer(bufs, p.steer.to[:])
 		if n == 0 {
 			return 0
 		}
+		p.steer.read += n
 		if k := p.steer.keep(bufs[:n], fs); k > 0 {
 			return k
 		}
@@ -111,19 +115,19 @@ const xskTxBudget = 256
 
 // xskFrameSize returns the UMEM frame size for interface name: a received frame must fit a
 // frame less the XDP_PACKET_HEADROOM (256 bytes) the kernel keeps in front of it in copy mode,
-// or the kernel drops it. Room is kept for two VLAN tags.
+// or the kernel drops it. Room is kept for two VLAN tags and the steering word.
 func xskFrameSize(name string) (int, error) {
 	ifi, err := net.InterfaceByName(name)
 	if err != nil {
 		return 0, errorf("interface %q: %w", name, err)
 	}
-	need := ifi.MTU + 14 + 8
+	need := ifi.MTU + 14 + 8 + 4 // and the steering word (xsk.Program.SetFilterSteer)
 	for _, size := range []int{2048, 4096} {
 		if need <= size-256 {
 			return size, nil
 		}
 	}
-	return 0, errorf("interface %s has MTU %d; with io = \"afxdp\" govs takes frames up to an MTU of %d: lower the MTU, or set io = \"afpacket\"", name, ifi.MTU, 4096-256-22)
+	return 0, errorf("interface %s has MTU %d; with io = \"afxdp\" govs takes frames up to an MTU of %d: lower the MTU, or set io = \"afpacket\"", name, ifi.MTU, 4096-256-26)
 }
 
 // rxQueues returns how many receive queues interface name has, from sysfs (1 if it cannot tell).
@@ -173,7 +177,8 @@ func disassemble(raw []bpf.RawInstruction, what string) ([]bpf.Instruction, erro
 	return insns, nil
 }
 
-// xdpMaxWorkers is the most workers io = "afxdp" runs: a worker's hand-off wake mask has 64 bits.
+// xdpMaxWorkers is the most workers io = "afxdp" runs (config.MaxXDPWorkers): a worker's
+// hand-off wake mask has 64 bits.
 const xdpMaxWorkers = 64
 
 // XDPWorkers is the number of workers io = "afxdp" runs when [dataplane] workers is not set: one a
@@ -295,16 +300,11 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 			fd := fds[wi]
 			w.sync.wake = func() { wakeFD(fd) }
 		}
-		// A worker that handed frames or fragments to another wakes it only if it may sleep
-		// (routineXDPWorker): under load the others are awake, and a write per round would cost
-		// a system call each.
-		w.fr.wake = func(to int) {
-			if x.asleep[to].Load() {
-				wakeFD(fds[to])
-			}
-		}
+		w.fr.wake = xdpWake(x.asleep, fds)
 	}
-	handoffRings(e.workers, slot)
+	if size := handoffRings(e.workers, slot); size > 0 {
+		e.cfg.logf("data plane: hand-off rings between the %d workers take %d MiB", n, size>>20)
+	}
 	e.tables.Store(t)
 	cpus := allowedCPUs()
 	for wi, w := range e.workers {
@@ -319,6 +319,18 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 	return nil
 }
 
+// xdpWake returns how a worker wakes worker to after handing it frames or fragments: through its
+// eventfd (fds[to]), only if it may sleep (asleep[to], set by routineXDPWorker before its last
+// look at its rings): under load the others are awake, and a write per round would cost a system
+// call each.
+func xdpWake(asleep []atomic.Bool, fds []int) func(to int) {
+	return func(to int) {
+		if asleep[to].Load() {
+			wakeFD(fds[to])
+		}
+	}
+}
+
 func asXSKPorts(ps []*xskPort) []Transmitter {
 	ts := make([]Transmitter, len(ps))
 	for i, p := range ps {
@@ -327,23 +339,24 @@ func asXSKPorts(ps []*xskPort) []Transmitter {
 	return ts
 }
 
-// Hand-off rings between AF_XDP workers hold what the NIC's receive ring would hold: a burst
-// that arrives while the receiving worker is off its CPU (a bulk TCP transfer in the lab lost
-// frames to rings of 1024), within a memory budget for all rings together.
+// The hand-off rings to one AF_XDP worker hold together about what a NIC's receive ring holds:
+// a burst that arrives while the worker is off its CPU (a bulk TCP transfer in the lab lost
+// frames to a ring of 1024). Memory grows with the workers, not with their square: each worker's
+// rings from the n-1 others share handoffFrames slots (at least handoffSlotsMin each).
 const (
-	handoffBudget   = 64 << 20 // bytes of all hand-off rings
-	handoffSlotsMin = 512
-	handoffSlotsMax = 4096
+	handoffFrames   = 4096
+	handoffSlotsMin = 64
 )
 
 // handoffRings gives every worker a ring to every other worker, of slots of slot bytes, which its
-// sockets hand frames over by (routineXDPWorker). With one worker there is nothing to hand off.
-func handoffRings(ws []*Worker, slot int) {
+// sockets hand frames over by (routineXDPWorker), and returns the bytes they take. With one
+// worker there is nothing to hand off.
+func handoffRings(ws []*Worker, slot int) int {
 	n := len(ws)
 	if n <= 1 {
-		return
+		return 0
 	}
-	slots := min(max(handoffBudget/(n*(n-1)*slot), handoffSlotsMin), handoffSlotsMax)
+	slots := max(handoffFrames/(n-1), handoffSlotsMin)
 	for _, w := range ws {
 		w.handOut = make([]*handoffRing, n)
 	}
@@ -356,6 +369,7 @@ func handoffRings(ws []*Worker, slot int) {
 			}
 		}
 	}
+	return n * (n - 1) * slots * slot
 }
 
 // attachHint tells the operator what to do about err, a failure to attach the XDP program to ifname.
@@ -469,10 +483,24 @@ func (e *Engine) routineXDPWorker(w *Worker, wi int, cpu int) {
 		now := int64(time.Since(e.epoch))
 		w.now = now
 		w.drainSync()
-		got := w.DrainFragments(now)
-		got += w.receiveHandedOff(w.handIn, now)
+		// Fragments other workers handed over were counted as read by them (ring_packets): they
+		// keep this worker busy but are not counted again.
+		drained := w.DrainFragments(now)
+		got := w.receiveHandedOff(w.handIn, now)
+		passed := drained // frames read here for other workers (handed on, or dropped for a full ring), and fragments
 		for _, r := range rx {
 			got += w.Receive(r.in, r.port, now)
+			if o := r.port.steer; o != nil {
+				passed += o.handed + o.full
+				round.packets += uint64(o.full) // read, and never received by another worker
+				if o.handed > 0 {
+					w.wakePeers() // at once: a ring fills within a round
+				}
+				o.read, o.handed, o.full = 0, 0, 0
+			}
+		}
+		if passed > 0 {
+			round.lastBusy = now // work as well: look on, as after own frames
 		}
 		// As on the latency ring, keep looking for a while after the last frame instead of
 		// sleeping: a sleeping worker costs a wake-up (and the CPU that received the frame an

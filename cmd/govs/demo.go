@@ -70,11 +70,11 @@ method    = "nat"
 func cmdDemo(args []string) int {
 	fs := newFlags("demo", "demo [-requests N] [-workers N] [-io afpacket|afxdp] [-print-config]", `  sudo govs demo
   sudo govs demo -requests 600 -workers 1
-  sudo govs demo -io afxdp     # the same through AF_XDP sockets and an XDP program (one worker)
+  sudo govs demo -io afxdp     # the same through AF_XDP sockets and an XDP program (a queue per worker)
 `)
 	requests := fs.Int("requests", 300, "HTTP requests to send through each HTTP VIP, and UDP flows (of 3 datagrams each) through the UDP VIP")
 	workers := fs.Int("workers", 2, "data-plane workers")
-	ioMode := fs.String("io", "", "the data plane's packet I/O, [dataplane] io: afpacket (default) or afxdp (one worker)")
+	ioMode := fs.String("io", "", "the data plane's packet I/O, [dataplane] io: afpacket (default) or afxdp (the demo gives the balancer's links a queue per worker)")
 	printCfg := fs.Bool("print-config", false, "print the embedded configuration and exit")
 	if ok, code := parse(fs, args); !ok {
 		return code

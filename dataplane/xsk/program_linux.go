@@ -35,8 +35,11 @@ type Program struct {
 // steerWord is the size of the word a steering program puts in front of a frame.
 const steerWord = 4
 
-// xdpPass is the XDP_PASS verdict.
-const xdpPass = 2
+// XDP verdicts.
+const (
+	xdpPass     = 2
+	xdpRedirect = 4
+)
 
 // struct xdp_md's fields the program reads.
 const (
@@ -137,41 +140,57 @@ func instructions(filter, steer []bpf.Instruction, xsks int) (asm.Instructions, 
 	}
 	insns = append(insns, body...)
 	insns = append(insns, asm.JEq.Imm(asm.R0, 0, "pass").WithSymbol("verdict"))
-	if steer != nil {
-		body, err := compile(steer, "steer", "member")
-		if err != nil {
-			return nil, fmt.Errorf("compile the steering program: %w", err)
-		}
-		insns = append(insns, body...)
-		insns = append(insns,
-			asm.Mov.Reg(regMember, asm.R0).WithSymbol("member"),
-			asm.And.Imm(regMember, 0xffff),
-			asm.Or.Imm(regMember, SteerMark),
-			// bpf_xdp_adjust_head(ctx, -4): the word goes in front of the frame (this kernel
-			// refuses bpf_xdp_adjust_meta to XDP programs: measured on 6.18). Every driver
-			// with XDP keeps headroom for it; without, the frame goes on to the kernel.
-			asm.Mov.Reg(asm.R1, regCtx),
-			asm.Mov.Imm(asm.R2, -steerWord),
-			asm.FnXdpAdjustHead.Call(),
-			asm.JNE.Imm(asm.R0, 0, "pass"),
-			asm.LoadMem(asm.R2, regCtx, xdpMdData, asm.Word),
-			asm.LoadMem(asm.R3, regCtx, xdpMdDataEnd, asm.Word),
-			asm.Mov.Reg(asm.R4, asm.R2),
-			asm.Add.Imm(asm.R4, steerWord),
-			asm.JGT.Reg(asm.R4, asm.R3, "pass"), // for the verifier: the word is in the frame
-			asm.StoreMem(asm.R2, 0, regMember, asm.Word),
-		)
+	if steer == nil {
+		return append(insns,
+			asm.LoadMem(asm.R2, regCtx, xdpMdRxQueueIndex, asm.Word),
+			asm.LoadMapPtr(asm.R1, xsks),
+			asm.Mov.Imm(asm.R3, xdpPass), // the verdict when the queue has no socket
+			asm.FnRedirectMap.Call(),
+			asm.Return(),
+			asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
+			asm.Return(),
+		), nil
 	}
-	insns = append(insns,
-		asm.LoadMem(asm.R2, regCtx, xdpMdRxQueueIndex, asm.Word).WithSymbol("redirect"),
+	body, err = compile(steer, "steer", "member")
+	if err != nil {
+		return nil, fmt.Errorf("compile the steering program: %w", err)
+	}
+	insns = append(insns, body...)
+	return append(insns,
+		asm.Mov.Reg(regMember, asm.R0).WithSymbol("member"),
+		asm.And.Imm(regMember, 0xffff),
+		asm.Or.Imm(regMember, SteerMark),
+		// The redirect first: a frame of a queue without a socket goes on to the kernel as it
+		// came. bpf_redirect_map only records the target; the frame leaves as it is when the
+		// program returns, so the word can still go in front of it.
+		asm.LoadMem(asm.R2, regCtx, xdpMdRxQueueIndex, asm.Word),
 		asm.LoadMapPtr(asm.R1, xsks),
-		asm.Mov.Imm(asm.R3, xdpPass), // the verdict when the queue has no socket
+		asm.Mov.Imm(asm.R3, xdpPass),
 		asm.FnRedirectMap.Call(),
+		asm.JNE.Imm(asm.R0, xdpRedirect, "pass"),
+		// bpf_xdp_adjust_head(ctx, -4): the word goes in front of the frame (this kernel
+		// refuses bpf_xdp_adjust_meta to XDP programs: measured on 6.18). Every driver with
+		// XDP keeps the headroom for it; without, the frame goes on to the kernel unchanged.
+		asm.Mov.Reg(asm.R1, regCtx),
+		asm.Mov.Imm(asm.R2, -steerWord),
+		asm.FnXdpAdjustHead.Call(),
+		asm.JNE.Imm(asm.R0, 0, "pass"),
+		asm.LoadMem(asm.R2, regCtx, xdpMdData, asm.Word),
+		asm.LoadMem(asm.R3, regCtx, xdpMdDataEnd, asm.Word),
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, steerWord),
+		asm.JGT.Reg(asm.R4, asm.R3, "unshift"), // for the verifier: the word is in the frame
+		asm.StoreMem(asm.R2, 0, regMember, asm.Word),
+		asm.Mov.Imm(asm.R0, xdpRedirect),
 		asm.Return(),
+		// Not reached (the frame had at least an Ethernet header): give the kernel the frame
+		// as it came.
+		asm.Mov.Reg(asm.R1, regCtx).WithSymbol("unshift"),
+		asm.Mov.Imm(asm.R2, steerWord),
+		asm.FnXdpAdjustHead.Call(),
 		asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
 		asm.Return(),
-	)
-	return insns, nil
+	), nil
 }
 
 // load compiles filter and steer into an XDP program that redirects what filter accepts to the

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+
 	"github.com/govs/govs/dataplane/bpfgen"
 	"github.com/govs/govs/internal/netnstest"
 	"golang.org/x/net/bpf"
@@ -406,4 +410,140 @@ func TestSteer(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSteerKernel runs the compiled program in the kernel (BPF_PROG_TEST_RUN) over TCP and UDP
+// frames of many clients, both directions of NAT connections, IPv4 and IPv6, untagged and with one
+// or two VLAN tags: the program redirects each with the word in front that names the member
+// bpfgen.FanoutMember computes for its client. A frame of a queue without a socket goes on to
+// the kernel unchanged, without the word.
+func TestSteerKernel(t *testing.T) {
+	v := newVeth(t)
+	acceptAll := []bpf.Instruction{bpf.RetConstant{Val: 0xFFFF}}
+	p, _, _, _ := v.attach(t, ModeDriver, acceptAll, Config{RxFrames: 64, TxFrames: 64})
+	const members = 5
+	vip4, vip6 := netip.MustParseAddr("198.18.0.100"), netip.MustParseAddr("2001:2::100")
+	rs4, rs6 := netip.MustParseAddr("198.19.0.11"), netip.MustParseAddr("2001:2:0:1::11")
+	raw, err := bpfgen.SteerProgramSpec(bpfgen.FanoutSpec{VIPs: []netip.Addr{vip4, vip6}}, members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steer, _ := bpf.Disassemble(raw)
+	if err := p.SetFilterSteer(acceptAll, steer); err != nil {
+		t.Fatal(err)
+	}
+	empty, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer empty.Close()
+	insns, err := instructions(acceptAll, steer, empty.FD())
+	if err != nil {
+		t.Fatal(err)
+	}
+	noSocket, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "Dual MIT/GPL", Instructions: insns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer noSocket.Close()
+
+	seen := make([]int, members)
+	out := make([]byte, 2048)
+	for i := range 400 {
+		six, tcp, reply, tags := i%2 == 1, i%4 >= 2, i%8 >= 4, i%24/8
+		client := netip.AddrFrom4([4]byte{198, 18, byte(1 + i/200), byte(i)})
+		vip, rs := vip4, rs4
+		if six {
+			client = netip.AddrFrom16([16]byte{0x20, 0x01, 0, 2, 0, 3, 15: byte(i)})
+			vip, rs = vip6, rs6
+		}
+		cport := uint16(1024 + 37*i)
+		src, dst := netip.AddrPortFrom(client, cport), netip.AddrPortFrom(vip, 80)
+		if reply {
+			src, dst = netip.AddrPortFrom(rs, 8080), netip.AddrPortFrom(client, cport)
+		}
+		fr := steerFrame(t, src, dst, tcp, tags)
+		ret, err := p.prog.Run(&ebpf.RunOptions{Data: fr, DataOut: out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		proto := uint8(unix.IPPROTO_UDP)
+		if tcp {
+			proto = unix.IPPROTO_TCP
+		}
+		want := bpfgen.FanoutMember(client, cport, proto, bpfgen.HashRule{}, members)
+		word := binary.NativeEndian.Uint32(out)
+		if ret != xdpRedirect || word != SteerMark|uint32(want) || !bytes.Equal(out[4:4+len(fr)], fr) {
+			t.Fatalf("frame %d (%v -> %v, tcp %v, %d tags): verdict %d, word %#x, want %d and %#x before the frame", i, src, dst, tcp, tags, ret, word, xdpRedirect, SteerMark|want)
+		}
+		seen[want]++
+		ret, err = noSocket.Run(&ebpf.RunOptions{Data: fr, DataOut: out})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ret != xdpPass || !bytes.Equal(out[:len(fr)], fr) {
+			t.Fatalf("frame %d without a socket for its queue: verdict %d, data % x; want %d and the frame unchanged", i, ret, out[:16], xdpPass)
+		}
+	}
+	for m, n := range seen {
+		if n == 0 {
+			t.Errorf("no frame for member %d: %v", m, seen)
+		}
+	}
+}
+
+// steerFrame is an Ethernet frame from src to dst, TCP or UDP, with tags VLAN tags.
+func steerFrame(t *testing.T, src, dst netip.AddrPort, tcp bool, tags int) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}, DstMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}}
+	var ls []gopacket.SerializableLayer
+	ls = append(ls, eth)
+	next := layers.EthernetTypeIPv4
+	if src.Addr().Is6() {
+		next = layers.EthernetTypeIPv6
+	}
+	for i := range tags {
+		tpid := layers.EthernetTypeDot1Q
+		if i == 0 && tags == 2 {
+			tpid = layers.EthernetTypeQinQ
+		}
+		if i == 0 {
+			eth.EthernetType = tpid
+		}
+		inner := next
+		if i < tags-1 {
+			inner = layers.EthernetTypeDot1Q
+		}
+		ls = append(ls, &layers.Dot1Q{VLANIdentifier: uint16(10 + i), Type: inner})
+	}
+	if tags == 0 {
+		eth.EthernetType = next
+	}
+	var nl gopacket.NetworkLayer
+	proto := layers.IPProtocolUDP
+	if tcp {
+		proto = layers.IPProtocolTCP
+	}
+	if src.Addr().Is4() {
+		ip := &layers.IPv4{Version: 4, TTL: 64, Protocol: proto, SrcIP: net.IP(src.Addr().AsSlice()), DstIP: net.IP(dst.Addr().AsSlice())}
+		ls, nl = append(ls, ip), ip
+	} else {
+		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: proto, SrcIP: net.IP(src.Addr().AsSlice()), DstIP: net.IP(dst.Addr().AsSlice())}
+		ls, nl = append(ls, ip), ip
+	}
+	if tcp {
+		l4 := &layers.TCP{SrcPort: layers.TCPPort(src.Port()), DstPort: layers.TCPPort(dst.Port()), SYN: true, Window: 1000}
+		_ = l4.SetNetworkLayerForChecksum(nl)
+		ls = append(ls, l4)
+	} else {
+		l4 := &layers.UDP{SrcPort: layers.UDPPort(src.Port()), DstPort: layers.UDPPort(dst.Port())}
+		_ = l4.SetNetworkLayerForChecksum(nl)
+		ls = append(ls, l4)
+	}
+	ls = append(ls, gopacket.Payload("steer"))
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

@@ -40,20 +40,25 @@ func TestAFXDPQueues(t *testing.T) {
 	testForwarding(t, "ipv4", "nat", "io = \"afxdp\"\n", 1, 2)
 }
 
-// TestAFXDPWorkers runs the forwarding suite with io = "afxdp" and two workers on balancer links
-// with two receive queues each: the switch spreads flows over the queues by a hash of their
-// addresses and ports, as a NIC's RSS does, so a NAT connection's reply often arrives at the
-// other worker's socket than its request. Every connection must still work (NAT and FullNAT, IPv4
-// and IPv6): the XDP program marks each frame with its connection's worker and the worker that
-// reads it hands it over (handed_off counts them; none may be lost to a full ring).
+// TestAFXDPWorkers runs the forwarding suite with io = "afxdp" and several workers on balancer
+// links with a queue per worker or more: the switch spreads flows over the queues by a hash of
+// their addresses and ports, as a NIC's RSS does, so a NAT connection's reply often arrives at
+// another worker's socket than its request. Every connection must still work (NAT and FullNAT,
+// IPv4 and IPv6; two workers on two queues, three on four, so that one worker reads two): the XDP
+// program marks each frame with its connection's worker and the worker that reads it hands it
+// over (handed_off counts them; none may be lost to a full ring). After idle spells, when the
+// workers sleep, a handed frame must wake its worker at once (idle-wake).
 func TestAFXDPWorkers(t *testing.T) {
 	labtest.RequireRoot(t)
-	for _, c := range []struct{ fam, method string }{{"ipv4", "nat"}, {"ipv6", "nat"}, {"ipv4", "fullnat"}} {
-		t.Run(c.fam+"/"+c.method, func(t *testing.T) {
-			st := testForwarding(t, c.fam, c.method, "io = \"afxdp\"\n", 2, 2)
-			if st.Workers != 2 || st.Counters["handed_off"] == 0 || st.Drops["handoff_full"] != 0 {
-				t.Errorf("workers %d, handed_off %d, handoff_full drops %d: want 2 workers that handed frames over, and no drop",
-					st.Workers, st.Counters["handed_off"], st.Drops["handoff_full"])
+	for _, c := range []struct {
+		fam, method     string
+		workers, queues int
+	}{{"ipv4", "nat", 2, 2}, {"ipv6", "nat", 2, 2}, {"ipv4", "fullnat", 2, 2}, {"ipv4", "nat", 3, 4}} {
+		t.Run(fmt.Sprintf("%s/%s/workers=%d,queues=%d", c.fam, c.method, c.workers, c.queues), func(t *testing.T) {
+			st := testForwarding(t, c.fam, c.method, "io = \"afxdp\"\n", c.workers, c.queues, namedTest{"idle-wake", testIdleWake})
+			if st.Workers != c.workers || st.Counters["handed_off"] == 0 || st.Drops["handoff_full"] != 0 {
+				t.Errorf("workers %d, handed_off %d, handoff_full drops %d: want %d workers that handed frames over, and no drop",
+					st.Workers, st.Counters["handed_off"], st.Drops["handoff_full"], c.workers)
 			}
 			for _, c := range []string{"rx_ring_latency", "rx_mode_switches"} {
 				if _, ok := st.Counters[c]; ok {
@@ -61,6 +66,29 @@ func TestAFXDPWorkers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// testIdleWake sends one UDP datagram of a new flow through the VIP after each of 20 idle spells
+// long enough for every worker to sleep: most flows have a frame handed from one worker to
+// another, which must wake it. A worker that is not woken finds the frame when its poll(2) times
+// out (dataplane's pollTimeout, 100 ms): most of those answers would take over 30 ms, where a
+// woken worker answers within a millisecond or two.
+func testIdleWake(t *testing.T, s *setup) {
+	target := netip.AddrPortFrom(s.vip, lab.UDPEchoPort)
+	var slow []time.Duration
+	for range 20 {
+		time.Sleep(250 * time.Millisecond)
+		start := time.Now()
+		if _, err := udpExchange(s.topo, target, 2*time.Second); err != nil {
+			t.Fatalf("UDP to %v after an idle spell: %v", target, err)
+		}
+		if d := time.Since(start); d > 30*time.Millisecond {
+			slow = append(slow, d)
+		}
+	}
+	if len(slow) > 4 {
+		t.Errorf("%d of 20 answers after an idle spell took over 30 ms (%v): a worker handed a frame sleeps on", len(slow), slow)
 	}
 }
 

@@ -56,8 +56,10 @@ func TestForwarding(t *testing.T) {
 
 // testForwarding runs the forwarding suite on a fresh topology whose balancer links have queues
 // queues (lab.Options.Queues), with govs's [dataplane] extra lines dataplane and workers workers,
-// and returns govs's last statistics.
-func testForwarding(t *testing.T, fam, method, dataplane string, workers, queues int) stats {
+// and returns govs's last statistics. The subtests more run after the suite's own, the
+// kernel-silence check included (a long one lets neighbour entries go stale, and the kernel's
+// answers to the neighbour solicitations that follow are its own traffic).
+func testForwarding(t *testing.T, fam, method, dataplane string, workers, queues int, more ...namedTest) stats {
 	topo := labtest.NewForTest(t, lab.Options{Method: method, IPv6: fam == "ipv6", Servers: 3, Prefix: "govs-e2e", Queues: queues})
 	s := &setup{topo: topo, vip: topo.VIP4, reals: topo.ServerAddrs4}
 	if fam == "ipv6" {
@@ -125,11 +127,20 @@ func testForwarding(t *testing.T, fam, method, dataplane string, workers, queues
 		t.Run("fullnat-live", s.testFullNATLive)
 	}
 	t.Run("kernel-silence", func(t *testing.T) { s.testKernelSilence(t, before) })
+	for _, x := range more {
+		t.Run(x.name, func(t *testing.T) { x.run(t, s) })
+	}
 
 	st := s.govs.mustStats()
 	t.Logf("govs counters: %v drops: %v", st.Counters, st.Drops)
 	s.govs.stop()
 	return st
+}
+
+// namedTest is a subtest testForwarding runs on its set-up.
+type namedTest struct {
+	name string
+	run  func(*testing.T, *setup)
 }
 
 // getOnce does GET url and returns the body.

@@ -40,8 +40,8 @@ func TestFragments(t *testing.T) {
 	t.Run("ipv4/nat/throughput", func(t *testing.T) { testFragments(t, "ipv4", "nat", "rx_mode = \"throughput\"\n", 0) })
 	// With io = "afxdp" the XDP program steers every fragment by its client address, as the
 	// fanout does, on links with a queue per worker.
-	for _, fam := range []string{"ipv4", "ipv6"} {
-		t.Run(fam+"/nat/afxdp", func(t *testing.T) { testFragments(t, fam, "nat", "io = \"afxdp\"\n", 2) })
+	for _, c := range [][2]string{{"ipv4", "nat"}, {"ipv6", "nat"}, {"ipv4", "fullnat"}} {
+		t.Run(c[0]+"/"+c[1]+"/afxdp", func(t *testing.T) { testFragments(t, c[0], c[1], "io = \"afxdp\"\n", 2) })
 	}
 }
 
