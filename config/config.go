@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -393,6 +394,10 @@ type LoadOptions struct {
 	// InterfaceMTU returns the MTU of this host's interface name, 0 if unknown; nil skips the
 	// check it serves: with io = "afxdp" a frame must fit an AF_XDP frame (MaxXDPMTU).
 	InterfaceMTU func(name string) int
+	// InterfaceQueues returns how many receive queues this host's interface name has, 0 if
+	// unknown; nil skips the check it serves: with io = "afxdp" every worker needs a queue of its
+	// own on every interface.
+	InterfaceQueues func(name string) int
 	// MissingInterfaceHint, when not empty, ends the message about an interface InterfaceExists
 	// does not find: what the caller offers instead, e.g. how to check the file without the host.
 	MissingInterfaceHint string
@@ -468,6 +473,25 @@ func InterfaceMTUOnHost(name string) int {
 	return ifc.MTU
 }
 
+// InterfaceQueuesOnHost returns how many receive queues this host's interface name has (from
+// sysfs), 0 if it cannot tell. It is the usual LoadOptions.InterfaceQueues for the daemon.
+func InterfaceQueuesOnHost(name string) int {
+	if ifNameProblem(name) != "" {
+		return 0
+	}
+	m, err := filepath.Glob("/sys/class/net/" + name + "/queues/rx-*")
+	if err != nil {
+		return 0
+	}
+	return len(m)
+}
+
+// XDPQueuesHint tells an operator how to give interface name n receive queues for io = "afxdp"
+// with n workers, or how to do with the q it has.
+func XDPQueuesHint(name string, q, n int) string {
+	return fmt.Sprintf("with io = \"afxdp\" each worker needs a receive queue of its own on every interface: give %s %d queues (ethtool -L %s combined %d, or rx %d tx %d where the driver counts them apart, as veth does: there both ends need them, and a veth has at most the numrxqueues it was created with), or set workers = %d", name, n, name, n, n, n, q)
+}
+
 // MaxXDPWorkers is the most workers io = "afxdp" runs (a worker's hand-off wake mask has 64 bits).
 const MaxXDPWorkers = 64
 
@@ -479,7 +503,7 @@ const MaxXDPMTU = 4096 - 256 - 14 - 8 - 4
 // OnHost is the LoadOptions of a file for this host: its interfaces and addresses looked up.
 func OnHost() LoadOptions {
 	return LoadOptions{InterfaceExists: InterfaceExistsOnHost, AddressInterface: AddressInterfaceOnHost,
-		InterfacePrefixes: InterfacePrefixesOnHost, InterfaceMTU: InterfaceMTUOnHost}
+		InterfacePrefixes: InterfacePrefixesOnHost, InterfaceMTU: InterfaceMTUOnHost, InterfaceQueues: InterfaceQueuesOnHost}
 }
 
 // Load reads and validates the config file at path. A file that cannot be read

@@ -1033,6 +1033,23 @@ func parseDataplaneLine(t *testing.T, line, wantErr string) *Config {
 	return c
 }
 
+// TestParseIOQueues: with io = "afxdp" and the host's queues looked up, more workers than an
+// interface has receive queues is refused at the workers line, saying how to add queues; with
+// AF_PACKET, or workers = 0, it is not.
+func TestParseIOQueues(t *testing.T) {
+	opts := LoadOptions{InterfaceQueues: func(name string) int { return map[string]int{"l0": 2}[name] }}
+	_, err := Parse([]byte(dp+"workers = 4\nio = \"afxdp\"\n"+vsHead+rs), "t.toml", opts)
+	want := `t.toml:3: dataplane.workers: is 4, but interface l0 has 2 receive queue(s); with io = "afxdp" each worker needs a receive queue of its own on every interface: give l0 4 queues (ethtool -L l0 combined 4, or rx 4 tx 4 where`
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "or set workers = 2") {
+		t.Errorf("err = %v, want one containing %q and the way out", err, want)
+	}
+	for _, ok := range []string{dp + "workers = 2\nio = \"afxdp\"\n", dp + "workers = 4\n", dp + "io = \"afxdp\"\n"} {
+		if _, err := Parse([]byte(ok+vsHead+rs), "t.toml", opts); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+}
+
 // TestParseIOMTU: with io = "afxdp" and the host's MTUs looked up, an interface whose MTU does
 // not fit an AF_XDP frame is refused at its place in the file; with AF_PACKET it is not.
 func TestParseIOMTU(t *testing.T) {

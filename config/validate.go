@@ -552,6 +552,14 @@ func (p *parser) dataplane(raw *rawDataplane, out *Dataplane) {
 		if raw.RXMode != nil {
 			p.errf("dataplane.rx_mode", "chooses between AF_PACKET's rings and has no meaning with io = \"afxdp\" (one AF_XDP ring per queue); remove it")
 		}
+		if p.opts.InterfaceQueues != nil && out.Workers > 1 {
+			for _, name := range out.Interfaces {
+				if q := p.opts.InterfaceQueues(name); q > 0 && q < out.Workers {
+					p.errf("dataplane.workers", "is %d, but interface %s has %d receive queue(s); %s", out.Workers, name, q, XDPQueuesHint(name, q, out.Workers))
+					break
+				}
+			}
+		}
 		if out.Workers > MaxXDPWorkers {
 			p.errf("dataplane.workers", "is %d; io = \"afxdp\" runs at most %d workers (0 = one per CPU, no more than the fewest receive queues of the interfaces)", out.Workers, MaxXDPWorkers)
 		}

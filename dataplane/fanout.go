@@ -110,9 +110,9 @@ func planFanout(t *Tables, prev *fanoutPlan, workers int) *fanoutPlan {
 		// until says whose connections a rule waits for, as seen from member s.
 		until := func(s *Service) string {
 			if len(busy) == 1 && busy[0] == s {
-				return fmt.Sprintf("until its %d established connections have ended", n)
+				return fmt.Sprintf("until its %d connections (open or closing) have ended", n)
 			}
-			return fmt.Sprintf("until the %d established connections of %s (sharing real servers with it) have ended", n, strings.Join(names, ", "))
+			return fmt.Sprintf("until the %d connections (open or closing) of %s (sharing real servers with it) have ended", n, strings.Join(names, ", "))
 		}
 		stays := !slices.ContainsFunc(busy, func(s *Service) bool { return prev.rules[keyOf(s)] != joined })
 		same := !slices.ContainsFunc(inForce, func(r bpfgen.HashRule) bool { return r != inForce[0] })

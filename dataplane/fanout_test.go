@@ -152,7 +152,7 @@ func TestPlanFanout(t *testing.T) {
 	tbl := step(0, 3)
 	check("start", tbl, bpfgen.HashRule{}, "")
 	tbl = step(24, 3)
-	check("persistence on, busy", tbl, bpfgen.HashRule{}, "waits until its 3 established connections")
+	check("persistence on, busy", tbl, bpfgen.HashRule{}, "waits until its 3 connections (open or closing)")
 	if !plan.waiting() {
 		t.Error("a waiting rule does not make the plan wait")
 	}

@@ -199,7 +199,8 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 	}
 	for _, ifc := range e.ifaces {
 		if q := rxQueues(ifc.Name); q < n {
-			return errorf("interface %s has %d receive queue(s) and %d workers are configured: with io = \"afxdp\" each worker needs a queue of its own on every interface; give %s %d queues (ethtool -L %s combined %d), or set [dataplane] workers = %d", ifc.Name, q, n, ifc.Name, n, ifc.Name, n, q)
+			// Configuration validation says this first, with the way out (config.XDPQueuesHint).
+			return errorf("interface %s has %d receive queue(s) and %d workers are configured: with io = \"afxdp\" each worker needs a receive queue of its own on every interface; give %s more queues, or set [dataplane] workers = %d", ifc.Name, q, n, ifc.Name, q)
 		}
 	}
 	fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
@@ -315,7 +316,7 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 		e.os.wg.Add(1)
 		go e.routineFanout()
 	}
-	e.cfg.logf("data plane: %d worker(s) on %v, CPUs %v, io afxdp (XDP in %s mode; AF_XDP sockets, one a receive queue: %s)", n, e.cfg.Interfaces, cpus[:min(n, len(cpus))], x.mode, strings.Join(sockets, ", "))
+	e.cfg.logf("data plane: %d worker(s) on %v, CPUs %v, io afxdp (XDP in %s mode; AF_XDP sockets, one per receive queue: %s)", n, e.cfg.Interfaces, cpus[:min(n, len(cpus))], x.mode, strings.Join(sockets, ", "))
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -55,7 +56,11 @@ func New(interfaces []string, log *slog.Logger) (*Resolver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to open the current network namespace: %w", err)
 	}
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	var h *netlink.Handle
+	err = socketNetns(ns, func(target netns.NsHandle) (err error) {
+		h, err = netlink.NewHandleAt(target, unix.NETLINK_ROUTE)
+		return err
+	})
 	if err != nil {
 		ns.Close()
 		return nil, fmt.Errorf("failed to open a netlink socket (needs CAP_NET_ADMIN for NTF_USE): %w", err)
@@ -96,23 +101,43 @@ func (r *Resolver) Close() error {
 	return nil
 }
 
+// socketNetns calls fn with the namespace netlink should open its socket in to reach ns: none, so
+// that it does not switch namespaces (setns(2) needs CAP_SYS_ADMIN, which a service unit does
+// not give govs), when the calling thread is in ns already, as every thread of govs is; ns
+// itself otherwise (a resolver started from a thread switched into another namespace, as tests
+// do, whose later subscriptions may run on other threads).
+func socketNetns(ns netns.NsHandle, fn func(target netns.NsHandle) error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	target := ns
+	if cur, err := netns.Get(); err == nil {
+		if cur.Equal(ns) {
+			target = netns.None()
+		}
+		cur.Close()
+	}
+	return fn(target)
+}
+
 // subscribe opens a neighbour event subscription in the resolver's namespace.
 func (r *Resolver) subscribe() error {
 	ch := make(chan netlink.NeighUpdate, updateBuffer)
 	done := make(chan struct{})
-	err := netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{
-		Namespace:         &r.sys.ns,
-		ReceiveBufferSize: subscribeRcvbuf,
-		ErrorCallback: func(err error) {
-			// The library closes the socket after done is closed, and its reader fails then: an
-			// end asked for by unsubscribe (Close included) is no failure.
-			select {
-			case <-done:
-				return
-			default:
-			}
-			r.log.Warn(fmt.Sprintf("neigh: neighbour event subscription ended, falling back to the %v refresh until it is renewed: %v", refreshInterval, err))
-		},
+	err := socketNetns(r.sys.ns, func(target netns.NsHandle) error {
+		return netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{
+			Namespace:         &target,
+			ReceiveBufferSize: subscribeRcvbuf,
+			ErrorCallback: func(err error) {
+				// The library closes the socket after done is closed, and its reader fails then: an
+				// end asked for by unsubscribe (Close included) is no failure.
+				select {
+				case <-done:
+					return
+				default:
+				}
+				r.log.Warn(fmt.Sprintf("neigh: neighbour event subscription ended, falling back to the %v refresh until it is renewed: %v", refreshInterval, err))
+			},
+		})
 	})
 	if err != nil {
 		close(done)

@@ -189,7 +189,11 @@ func runDemo(requests, workers int, ioMode string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("== starting govs in namespace %s with the embedded configuration (govs demo -print-config shows it), control socket %s\n", topo.Balancer.Name, sock)
+	show := "govs demo -print-config"
+	if ioMode != "" {
+		show += " -io " + ioMode
+	}
+	fmt.Printf("== starting govs in namespace %s with the embedded configuration (%s shows it), control socket %s\n", topo.Balancer.Name, show, sock)
 	cmd := topo.Balancer.Command(self, "run", "-config", cfgPath)
 	var logs lab.Output
 	cmd.Stdout, cmd.Stderr = &logs, &logs

@@ -208,14 +208,24 @@ func wantStartError(t *testing.T, g *govsProc, why string, wants ...string) {
 }
 
 // TestAFXDPTooFewQueues: with io = "afxdp" each worker needs a receive queue of its own on every
-// interface; two workers on single-queue links stop govs at start with one line that says so and
-// how to fix it.
+// interface; two workers on single-queue links stop govs at start with one line that says so,
+// at the workers line of the file, and how to fix it. govs check-config on the host says the same.
 func TestAFXDPTooFewQueues(t *testing.T) {
 	labtest.RequireRoot(t)
 	s := newTwoServiceSetup(t, "nat", "govs-xdpq", "io = \"afxdp\"\n")
 	s.cfg.Workers = 2
-	wantStartError(t, launchGovsIn(t, s.topo.Balancer, s.cfg, nil), "with two workers on single-queue links",
-		"has 1 receive queue(s) and 2 workers are configured", "ethtool -L", "workers = 1")
+	wants := []string{"govs.toml:", "dataplane.workers: is 2, but interface l0 has 1 receive queue(s)", "ethtool -L l0", "or set workers = 1"}
+	g := launchGovsIn(t, s.topo.Balancer, s.cfg, nil)
+	wantStartError(t, g, "with two workers on single-queue links", wants...)
+	out, err := s.topo.Balancer.Command(govsPath, "check-config", g.cfgPath).CombinedOutput()
+	if err == nil {
+		t.Errorf("govs check-config passed two workers on single-queue links:\n%s", out)
+	}
+	for _, want := range wants {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("govs check-config does not say %q:\n%s", want, out)
+		}
+	}
 }
 
 // TestDemoAFXDP: `govs demo -io afxdp` runs the demo through AF_XDP with its two workers, each
@@ -229,7 +239,7 @@ func TestDemoAFXDP(t *testing.T) {
 	if err != nil {
 		t.Fatalf("govs demo -io afxdp: %v\n%s", err, out)
 	}
-	for _, want := range []string{"data plane: 2 worker(s) on [l0 l1]", "io afxdp (XDP in driver mode; AF_XDP sockets, one a receive queue: l0: 2, l1: 2)"} {
+	for _, want := range []string{"data plane: 2 worker(s) on [l0 l1]", "io afxdp (XDP in driver mode; AF_XDP sockets, one per receive queue: l0: 2, l1: 2)"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("the demo's govs did not log %q:\n%s", want, out)
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -169,13 +170,21 @@ func startGovsIn(t *testing.T, ns *lab.NS, cfg govsConfig, env []string) *govsPr
 // launchGovsIn starts govs like startGovsIn but returns at once, before govs is ready.
 func launchGovsIn(t *testing.T, ns *lab.NS, cfg govsConfig, env []string) *govsProc {
 	t.Helper()
+	return launchGovsWrapped(t, ns, cfg, env, nil)
+}
+
+// launchGovsWrapped is launchGovsIn with govs run through the command wrap (its name and
+// arguments before govs's own, e.g. setpriv and its options); nil runs govs itself.
+func launchGovsWrapped(t *testing.T, ns *lab.NS, cfg govsConfig, env, wrap []string) *govsProc {
+	t.Helper()
 	dir := t.TempDir()
 	cfg.Socket = filepath.Join(dir, "govs.sock")
 	g := &govsProc{t: t, cfg: cfg, cfgPath: filepath.Join(dir, "govs.toml"), ns: ns, done: make(chan struct{})}
 	if err := os.WriteFile(g.cfgPath, []byte(cfg.toml()), 0o644); err != nil {
 		t.Fatalf("failed to write govs config: %v", err)
 	}
-	g.cmd = ns.Command(govsPath, "run", "-config", g.cfgPath)
+	argv := append(slices.Clone(wrap), govsPath, "run", "-config", g.cfgPath)
+	g.cmd = ns.Command(argv[0], argv[1:]...)
 	if env != nil {
 		g.cmd.Env = append(os.Environ(), env...)
 	}
