@@ -564,8 +564,9 @@ func (e *Engine) endRound(w *Worker, wi int, r *roundState, got int, now int64, 
 }
 
 // sleepWorker sleeps in poll(2) on a worker's descriptors for up to timeout ms (less when sync
-// work is due), until one is ready. The last descriptor is the worker's own eventfd, which it
-// resets: the fragment rings and sync work it announces are taken in the next round.
+// work is due), until one is ready. The last two descriptors are the engine's eventfd and the
+// worker's own, which it resets: the fragment rings and sync work it announces are taken in the
+// next round.
 func (e *Engine) sleepWorker(w *Worker, fds []unix.PollFd, timeout int) {
 	if w.sync != nil {
 		timeout = w.sync.sleepTimeout(timeout)
@@ -576,6 +577,14 @@ func (e *Engine) sleepWorker(w *Worker, fds []unix.PollFd, timeout int) {
 	if _, err := unix.Poll(fds, timeout); err != nil && !errors.Is(err, unix.EINTR) {
 		e.cfg.warnf("worker %d: poll: %v", w.id, err)
 		time.Sleep(10 * time.Millisecond)
+	}
+	// A socket whose interface was deleted reports an error at once, every time: it would keep
+	// the worker from sleeping. It is polled no more (poll(2) skips negative descriptors).
+	for i := range fds[:len(fds)-2] {
+		if fds[i].Fd >= 0 && fds[i].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
+			e.cfg.warnf("worker %d: a receive socket reports an error (poll events %#x; its interface deleted?): the worker polls it no more; restart govs once the interface is back", w.id, fds[i].Revents)
+			fds[i].Fd = -1
+		}
 	}
 	if me := fds[len(fds)-1]; me.Revents != 0 {
 		var buf [8]byte

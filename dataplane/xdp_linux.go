@@ -45,6 +45,7 @@ type xdpState struct {
 	ports  [][]*xskPort      // [worker][interface]: the socket of the worker's first queue there, its transmit port
 	filter []bpf.Instruction // the programs' filter now (nil: every frame to the kernel)
 	steer  []bpf.Instruction // the programs' steering program now (nil with one worker)
+	gone   []bool            // per interface: deleted while govs ran; its program went with it
 	notTo  []netip.Addr      // this host's addresses filter leaves to the kernel (see xdpFilter)
 	asleep []atomic.Bool     // per worker: it may be asleep in poll(2), so a hand-off must wake it
 }
@@ -427,11 +428,30 @@ func (eo *engineOS) programXDP(e *Engine, t *Tables, plan *fanoutPlan, spec bpfg
 // setXDPPrograms installs filter and steer in every interface's XDP program. When one interface
 // refuses them, the interfaces already changed get the programs in force back, so that all of
 // them keep taking and steering the same frames.
+//
+// An interface deleted while govs runs takes its program's link with it (ENOLINK: "link has been
+// severed"): it is logged once and left out from then on, so that the other interfaces keep
+// taking new tables.
 func (e *Engine) setXDPPrograms(filter, steer []bpf.Instruction) error {
 	x := e.os.xdp
+	if x.gone == nil {
+		x.gone = make([]bool, len(x.progs))
+	}
 	for i, p := range x.progs {
-		if err := p.SetFilterSteer(filter, steer); err != nil {
-			for _, done := range x.progs[:i] {
+		if x.gone[i] {
+			continue
+		}
+		err := p.SetFilterSteer(filter, steer)
+		if errors.Is(err, unix.ENOLINK) {
+			x.gone[i] = true
+			e.cfg.warnf("interface %s is gone (its XDP program went with it): govs goes on with the other interfaces; restart govs once it is back", e.ifaces[i].Name)
+			continue
+		}
+		if err != nil {
+			for j, done := range x.progs[:i] {
+				if x.gone[j] {
+					continue
+				}
 				if rerr := done.SetFilterSteer(x.filter, x.steer); rerr != nil {
 					err = errors.Join(err, rerr)
 				}
