@@ -177,6 +177,10 @@ type Dataplane struct {
 	// XDPMode is where the XDP program runs with IOAFXDP: XDPModeDriver (native XDP, default)
 	// or XDPModeGeneric (on the skb, any driver).
 	XDPMode string
+	// XDPIRQDefer is how the interfaces' receive interrupts (NAPI runs) are deferred with IOAFXDP:
+	// XDPIRQDeferOff (the interfaces' own settings, default), XDPIRQDeferAuto (deferred by
+	// DefaultXDPIRQDefer while frames arrive fast), or a duration (always deferred that long).
+	XDPIRQDefer string
 }
 
 // Packet I/O for [dataplane] io.
@@ -184,6 +188,14 @@ const (
 	IOAFPacket = "afpacket"
 	IOAFXDP    = "afxdp"
 	DefaultIO  = IOAFPacket
+)
+
+// [dataplane] xdp_irq_defer: off, auto, or a duration from MinXDPIRQDefer to MaxXDPIRQDefer.
+const (
+	XDPIRQDeferOff  = "off"
+	XDPIRQDeferAuto = "auto"
+	MinXDPIRQDefer  = time.Microsecond
+	MaxXDPIRQDefer  = time.Millisecond
 )
 
 // XDP modes for [dataplane] xdp_mode.

@@ -49,7 +49,7 @@ func TestParseMinimal(t *testing.T) {
 	}
 	want := &Config{
 		File:          "testdata/minimal.toml",
-		Dataplane:     Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 0, RXMode: DefaultRXMode, IO: DefaultIO, XDPMode: DefaultXDPMode},
+		Dataplane:     Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 0, RXMode: DefaultRXMode, IO: DefaultIO, XDPMode: DefaultXDPMode, XDPIRQDefer: XDPIRQDeferOff},
 		Control:       Control{Socket: "/run/govs/govs.sock"},
 		Timeouts:      defaultTimeouts,
 		Conntrack:     defaultConntrack,
@@ -88,7 +88,7 @@ func TestParseFull(t *testing.T) {
 	want := &Config{
 		File:          "testdata/full.toml",
 		ShutdownDrain: 10 * time.Second,
-		Dataplane:     Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 2, RXMode: RXModeLatency, IO: DefaultIO, XDPMode: DefaultXDPMode},
+		Dataplane:     Dataplane{Interfaces: []string{"l0", "l1"}, Workers: 2, RXMode: RXModeLatency, IO: DefaultIO, XDPMode: DefaultXDPMode, XDPIRQDefer: XDPIRQDeferOff},
 		Control:       Control{Socket: "/run/govs/test.sock"},
 		Timeouts: Timeouts{
 			TCP: 15 * time.Minute, TCPFin: time.Minute, UDP: 30 * time.Second,
@@ -332,7 +332,7 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown key in dataplane",
 			src:  dp + "worker = 2\n",
-			want: []string{`t.toml:3: dataplane.worker: unknown key; valid keys in [dataplane] are interfaces, workers, rx_mode, worker_priority, io, xdp_mode (did you mean workers?)`},
+			want: []string{`t.toml:3: dataplane.worker: unknown key; valid keys in [dataplane] are interfaces, workers, rx_mode, worker_priority, io, xdp_mode, xdp_irq_defer (did you mean workers?)`},
 		},
 		{
 			name: "unknown table",
@@ -774,7 +774,7 @@ func TestParseErrors(t *testing.T) {
 			want: []string{
 				`t.toml:2: timeouts.tcp: "0s" is not positive; write a duration greater than zero, e.g. "15m0s"`,
 				`t.toml:4: dataplane.interfaces: is empty; list at least one interface, e.g. interfaces = ["eth0"]`,
-				`t.toml:5: dataplane.bogus: unknown key; valid keys in [dataplane] are interfaces, workers, rx_mode, worker_priority, io, xdp_mode`,
+				`t.toml:5: dataplane.bogus: unknown key; valid keys in [dataplane] are interfaces, workers, rx_mode, worker_priority, io, xdp_mode, xdp_irq_defer`,
 			},
 		},
 	}
@@ -1031,6 +1031,25 @@ func parseDataplaneLine(t *testing.T, line, wantErr string) *Config {
 		t.Fatalf("Parse: %v", err)
 	}
 	return c
+}
+
+// TestParseXDPIRQDefer: xdp_irq_defer is "off" unless set; "auto" and a duration within its
+// range are taken (a duration written as Go prints it), with io = "afxdp" only.
+func TestParseXDPIRQDefer(t *testing.T) {
+	for _, tt := range []struct{ lines, want, wantErr string }{
+		{"io = \"afxdp\"", "off", ""},
+		{"io = \"afxdp\"\nxdp_irq_defer = \"auto\"", "auto", ""},
+		{"io = \"afxdp\"\nxdp_irq_defer = \"50us\"", "50µs", ""},
+		{"io = \"afxdp\"\nxdp_irq_defer = \"off\"", "off", ""},
+		{"xdp_irq_defer = \"auto\"", "", `dataplane.xdp_irq_defer: applies to io = "afxdp" only`},
+		{"io = \"afxdp\"\nxdp_irq_defer = \"5ms\"", "", `dataplane.xdp_irq_defer: "5ms": write "off" (default), "auto"`},
+		{"io = \"afxdp\"\nxdp_irq_defer = \"soon\"", "", `dataplane.xdp_irq_defer: "soon": write`},
+		{"io = \"afxdp\"\nxdp_irq_defer = 50", "", `dataplane.xdp_irq_defer: is an integer`},
+	} {
+		if c := parseDataplaneLine(t, tt.lines, tt.wantErr); c != nil && c.Dataplane.XDPIRQDefer != tt.want {
+			t.Errorf("%q: XDPIRQDefer = %q, want %q", tt.lines, c.Dataplane.XDPIRQDefer, tt.want)
+		}
+	}
 }
 
 // TestParseIOQueues: with io = "afxdp" and the host's queues looked up, more workers than an

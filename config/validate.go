@@ -45,12 +45,13 @@ type rawFile struct {
 }
 
 type rawDataplane struct {
-	Interfaces any `toml:"interfaces"`
-	Workers    any `toml:"workers"`
-	RXMode     any `toml:"rx_mode"`
-	Priority   any `toml:"worker_priority"`
-	IO         any `toml:"io"`
-	XDPMode    any `toml:"xdp_mode"`
+	Interfaces  any `toml:"interfaces"`
+	Workers     any `toml:"workers"`
+	RXMode      any `toml:"rx_mode"`
+	Priority    any `toml:"worker_priority"`
+	IO          any `toml:"io"`
+	XDPMode     any `toml:"xdp_mode"`
+	XDPIRQDefer any `toml:"xdp_irq_defer"`
 }
 
 type rawControl struct {
@@ -108,7 +109,7 @@ type rawRealServer struct {
 var schema = map[string][]string{
 	"":          {"shutdown_drain", "dataplane", "control", "timeouts", "conntrack", "virtual_server", "ha", "metrics", "log"},
 	"ha":        haKeys,
-	"dataplane": {"interfaces", "workers", "rx_mode", "worker_priority", "io", "xdp_mode"},
+	"dataplane": {"interfaces", "workers", "rx_mode", "worker_priority", "io", "xdp_mode", "xdp_irq_defer"},
 	"control":   {"socket"},
 	"timeouts": {"tcp", "tcp_fin", "udp", "tcp_syn_recv", "tcp_syn_sent", "tcp_time_wait",
 		"tcp_close", "tcp_close_wait", "tcp_last_ack"},
@@ -540,6 +541,24 @@ func (p *parser) dataplane(raw *rawDataplane, out *Dataplane) {
 		}
 	default:
 		p.errf("dataplane.xdp_mode", "is %s; write \"driver\" or \"generic\"", typeName(v))
+	}
+	out.XDPIRQDefer = XDPIRQDeferOff
+	switch v := raw.XDPIRQDefer.(type) {
+	case nil:
+	case string:
+		d, err := time.ParseDuration(v)
+		switch {
+		case out.IO != IOAFXDP:
+			p.errf("dataplane.xdp_irq_defer", "applies to io = \"afxdp\" only; remove it, or set io = \"afxdp\"")
+		case v == XDPIRQDeferOff || v == XDPIRQDeferAuto:
+			out.XDPIRQDefer = v
+		case err != nil || d < MinXDPIRQDefer || d > MaxXDPIRQDefer:
+			p.errf("dataplane.xdp_irq_defer", "%q: write \"off\" (default), \"auto\" (deferred while frames arrive fast) or a duration from %v to %v, e.g. \"50us\"", v, MinXDPIRQDefer, MaxXDPIRQDefer)
+		default:
+			out.XDPIRQDefer = d.String()
+		}
+	default:
+		p.errf("dataplane.xdp_irq_defer", "is %s; write \"off\", \"auto\" or a duration such as \"50us\"", typeName(v))
 	}
 	if out.IO == IOAFXDP {
 		if p.opts.InterfaceMTU != nil {

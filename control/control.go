@@ -25,11 +25,15 @@ type Status struct {
 	Interfaces []string `json:"interfaces"`
 	// IO is the packet I/O in use, [dataplane] io: "afpacket" or "afxdp" (with its xdp_mode,
 	// "afxdp driver" or "afxdp generic" in the text output).
-	IO         string            `json:"io"`
-	XDPMode    string            `json:"xdp_mode,omitempty"`
-	Counters   map[string]uint64 `json:"counters"`
-	Drops      map[string]uint64 `json:"drops"`
-	DropsTotal uint64            `json:"drops_total"`
+	IO      string `json:"io"`
+	XDPMode string `json:"xdp_mode,omitempty"`
+	// XDPIRQDefer is [dataplane] xdp_irq_defer with io = "afxdp"; XDPIRQDeferOn says whether the
+	// interfaces' NAPI runs are deferred now (always for a duration, under load for "auto").
+	XDPIRQDefer   string            `json:"xdp_irq_defer,omitempty"`
+	XDPIRQDeferOn bool              `json:"xdp_irq_defer_on,omitempty"`
+	Counters      map[string]uint64 `json:"counters"`
+	Drops         map[string]uint64 `json:"drops"`
+	DropsTotal    uint64            `json:"drops_total"`
 	// Rings are the kernel's AF_PACKET ring statistics summed over sockets.
 	Rings          RingStats       `json:"rings"`
 	VirtualServers []VirtualServer `json:"virtual_servers"`

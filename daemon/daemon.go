@@ -167,6 +167,7 @@ func (d *Daemon) startEngine(cfg *config.Config) error {
 		Priority:   cfg.Dataplane.WorkerPriority,
 		IO:         cfg.Dataplane.IO,
 		XDPMode:    cfg.Dataplane.XDPMode,
+		IRQDefer:   cfg.Dataplane.XDPIRQDefer,
 		Standby:    d.ha != nil, // an HA node forwards only once elected
 		Sync:       d.ha != nil, // and keeps its connection table in sync with its peers'
 		Log:        slog.Default(),
@@ -391,6 +392,8 @@ func restartOnly(running, next *config.Config) []string {
 	keep("dataplane.io", rd.IO != nd.IO, quoted(nd.IO), quoted(rd.IO), func() { nd.IO = rd.IO })
 	keep("dataplane.xdp_mode", rd.XDPMode != nd.XDPMode, quoted(nd.XDPMode), quoted(rd.XDPMode),
 		func() { nd.XDPMode = rd.XDPMode })
+	keep("dataplane.xdp_irq_defer", rd.XDPIRQDefer != nd.XDPIRQDefer, quoted(nd.XDPIRQDefer), quoted(rd.XDPIRQDefer),
+		func() { nd.XDPIRQDefer = rd.XDPIRQDefer })
 	keep("dataplane.worker_priority", rd.WorkerPriority != nd.WorkerPriority, nd.WorkerPriority, rd.WorkerPriority,
 		func() { nd.WorkerPriority = rd.WorkerPriority })
 	keep("control.socket", running.Control.Socket != next.Control.Socket, quoted(next.Control.Socket),
@@ -645,6 +648,7 @@ func (d *Daemon) status(zeroed bool) control.Status {
 	st.IO = cfg.Dataplane.IO
 	if st.IO == config.IOAFXDP {
 		st.XDPMode = cfg.Dataplane.XDPMode
+		st.XDPIRQDefer, st.XDPIRQDeferOn = cfg.Dataplane.XDPIRQDefer, d.engine.IRQDeferring()
 	}
 	st.Counters = ds.Counters
 	d.connLogCounters(&st)

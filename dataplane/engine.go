@@ -33,6 +33,9 @@ type Config struct {
 	IO string
 	// XDPMode is XDPModeDriver (also "") or XDPModeGeneric, with IOAFXDP.
 	XDPMode string
+	// IRQDefer is how the interfaces' NAPI runs are deferred with IOAFXDP (irqdefer_linux.go):
+	// "off" (also ""), "auto", or a duration.
+	IRQDefer string
 	// Standby starts the engine standing down (an HA backup): see Engine.SetStandby.
 	Standby bool
 	// Sync gives every worker the rings of HA connection sync (see SyncExport, SyncInstall).

@@ -38,3 +38,6 @@ func (e *Engine) fanoutRules() map[serviceKey]bpfgen.HashRule { return nil }
 
 // XDPWorkers is 1 where there is no AF_XDP.
 func XDPWorkers([]string) int { return 1 }
+
+// IRQDeferring is false where there is no AF_XDP.
+func (e *Engine) IRQDeferring() bool { return false }

@@ -48,6 +48,7 @@ type xdpState struct {
 	gone   []bool            // per interface: deleted while govs ran; its program went with it
 	notTo  []netip.Addr      // this host's addresses filter leaves to the kernel (see xdpFilter)
 	asleep []atomic.Bool     // per worker: it may be asleep in poll(2), so a hand-off must wake it
+	irq    *irqDefer         // [dataplane] xdp_irq_defer; nil: off
 }
 
 // xskPort is one AF_XDP socket as a worker's Receiver and Transmitter.
@@ -317,6 +318,9 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 		e.os.wg.Add(1)
 		go e.routineFanout()
 	}
+	if err := e.startIRQDefer(); err != nil {
+		return err
+	}
 	e.cfg.logf("data plane: %d worker(s) on %v, CPUs %v, io afxdp (XDP in %s mode; AF_XDP sockets, one per receive queue: %s)", n, e.cfg.Interfaces, cpus[:min(n, len(cpus))], x.mode, strings.Join(sockets, ", "))
 	return nil
 }
@@ -549,6 +553,9 @@ func (eo *engineOS) closeXDP() error {
 		return nil
 	}
 	var errs []error
+	if x.irq != nil {
+		errs = append(errs, x.irq.restore())
+	}
 	for _, p := range x.progs {
 		errs = append(errs, p.Close())
 	}

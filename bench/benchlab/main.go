@@ -67,6 +67,7 @@ type options struct {
 	io          string // govs's [dataplane] io ("" = govs's default)
 	xdpMode     string // govs's [dataplane] xdp_mode, with io afxdp
 	xdpNAPI     string // with io afxdp in driver mode: where l0's NAPI runs, "thread" or "sender"
+	xdpIRQDefer string // govs's [dataplane] xdp_irq_defer, with io afxdp
 }
 
 // queues is how many receive queues the balancer's links get: with -io afxdp and
@@ -129,6 +130,7 @@ func run(args []string) int {
 	fs.IntVar(&o.cores, "balancer-cores", 1, "2: also measure the UDP flood with the balancer on two cores (kernel: RPS over both; govs: two workers) and report the speed-up over one. The machine's two CPUs then serve the balancer and the load alike")
 	fs.StringVar(&o.io, "io", "", "govs's [dataplane] io for the govs phases: afpacket or afxdp (not with -rx-mode; with -balancer-cores 2 the balancer's links get a receive queue per worker, and every govs phase reads both); empty = govs's default")
 	fs.StringVar(&o.xdpMode, "xdp-mode", "", "govs's [dataplane] xdp_mode with -io afxdp: driver or generic; empty = govs's default (driver)")
+	fs.StringVar(&o.xdpIRQDefer, "xdp-irq-defer", "", "govs's [dataplane] xdp_irq_defer with -io afxdp: off, auto or a duration; empty = govs's default (off)")
 	fs.StringVar(&o.xdpNAPI, "xdp-napi", "thread", "with -io afxdp in driver mode, where l0's NAPI (the XDP program, the copy into the AF_XDP socket) runs: thread (a NAPI thread pinned to the balancer CPU, as RPS puts the kernel phase's receive there) or sender (the softirq of the CPU that sent into the veth: the load CPU)")
 	fs.StringVar(&o.rxMode, "rx-mode", "", "govs's [dataplane] rx_mode for the govs phase (auto, throughput, latency); empty = govs's default")
 	// The switch by default: with the servers as the sink the load CPU also bridges every frame
@@ -215,6 +217,8 @@ func (o *options) check() error {
 		return fmt.Errorf("-xdp-napi %q: want thread or sender", o.xdpNAPI)
 	case o.xdpMode != "" && o.io != "afxdp":
 		return fmt.Errorf("-xdp-mode needs -io afxdp")
+	case o.xdpIRQDefer != "" && o.io != "afxdp":
+		return fmt.Errorf("-xdp-irq-defer needs -io afxdp")
 	case o.io == "afxdp" && o.rxMode != "":
 		return fmt.Errorf("-io afxdp runs govs without rx_mode: drop -rx-mode")
 	}

@@ -287,6 +287,9 @@ func govsConfig(topo *lab.Topology, sock string, o options, v govsVariant) strin
 	if o.xdpMode != "" {
 		fmt.Fprintf(&b, "xdp_mode = %q\n", o.xdpMode)
 	}
+	if o.xdpIRQDefer != "" {
+		fmt.Fprintf(&b, "xdp_irq_defer = %q\n", o.xdpIRQDefer)
+	}
 	fmt.Fprintf(&b, "\n[control]\nsocket = %q\n", sock)
 	for _, svc := range []struct {
 		proto string

@@ -139,13 +139,17 @@ type httpResult struct {
 
 // govsIO names the govs phases' packet I/O as the report shows it.
 func govsIO(o options) string {
+	defer_ := ""
+	if o.xdpIRQDefer != "" && o.xdpIRQDefer != "off" {
+		defer_ = ", irq defer " + o.xdpIRQDefer
+	}
 	switch {
 	case o.io == "afxdp" && o.xdpMode == "generic":
-		return "afxdp generic"
+		return "afxdp generic" + defer_
 	case o.io == "afxdp" && o.xdpNAPI == "sender":
-		return "afxdp driver, napi sender"
+		return "afxdp driver, napi sender" + defer_
 	case o.io == "afxdp":
-		return "afxdp driver, napi thread"
+		return "afxdp driver, napi thread" + defer_
 	}
 	return "afpacket"
 }

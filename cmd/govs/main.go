@@ -320,7 +320,11 @@ func printStats(w io.Writer, st *control.Status) {
 	if st.IO != "" {
 		io = "  io=" + st.IO
 		if st.XDPMode != "" {
-			io += "(" + st.XDPMode + ")"
+			io += "(" + st.XDPMode
+			if st.XDPIRQDefer != "" && st.XDPIRQDefer != "off" {
+				io += fmt.Sprintf(", irq defer %s: %s", st.XDPIRQDefer, map[bool]string{false: "off", true: "on"}[st.XDPIRQDeferOn])
+			}
+			io += ")"
 		}
 	}
 	fmt.Fprintf(w, "govs %s  ready=%v  workers=%d  interfaces=%s%s  generation=%d\n",

@@ -248,3 +248,53 @@ func TestDemoAFXDP(t *testing.T) {
 		t.Errorf("%d of the demo's 3 runs had no failures, want 3:\n%s", n, out)
 	}
 }
+
+// TestAFXDPIRQDefer: xdp_irq_defer = "50us" defers the interfaces' NAPI runs while govs runs
+// (napi_defer_hard_irqs 2, gro_flush_timeout 50000 ns on both links; govs stats says so), traffic
+// passes, and govs puts the interfaces' own values back when it stops. With "auto" and only a
+// few requests, the values stay the interfaces' own.
+func TestAFXDPIRQDefer(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, c := range []struct {
+		mode   string
+		defers bool
+	}{{"50us", true}, {"auto", false}} {
+		t.Run(c.mode, func(t *testing.T) {
+			s := newTwoServiceSetup(t, "nat", "govs-xdpirq", fmt.Sprintf("io = \"afxdp\"\nxdp_irq_defer = %q\n", c.mode))
+			s.cfg.Workers = 1
+			settings := func() string {
+				t.Helper()
+				var all []string
+				for _, ifc := range s.topo.BalancerIfaces {
+					out, err := s.topo.Balancer.Command("cat", "/sys/class/net/"+ifc+"/napi_defer_hard_irqs", "/sys/class/net/"+ifc+"/gro_flush_timeout").CombinedOutput()
+					if err != nil {
+						t.Fatalf("reading %s's NAPI settings: %v: %s", ifc, err, out)
+					}
+					all = append(all, strings.Join(strings.Fields(string(out)), " "))
+				}
+				return strings.Join(all, ", ")
+			}
+			orig := settings()
+			g := startGovs(t, s.topo, s.cfg)
+			for range 5 {
+				if _, err := getOnce(s.topo.Client.HTTPClient(false), s.baseURL+"/", 5*time.Second); err != nil {
+					t.Fatalf("HTTP through the VIP: %v", err)
+				}
+			}
+			want := orig
+			if c.defers {
+				want = "2 50000, 2 50000"
+			}
+			if got := settings(); got != want {
+				t.Errorf("NAPI settings (napi_defer_hard_irqs gro_flush_timeout) of %v while govs runs: %s, want %s", s.topo.BalancerIfaces, got, want)
+			}
+			if st := g.mustStats(); st.XDPIRQDefer != strings.Replace(c.mode, "us", "µs", 1) || st.XDPIRQDeferOn != c.defers {
+				t.Errorf("govs stats: xdp_irq_defer %q, on %v; want %q, %v", st.XDPIRQDefer, st.XDPIRQDeferOn, c.mode, c.defers)
+			}
+			g.stop()
+			if got := settings(); got != orig {
+				t.Errorf("NAPI settings after govs stopped: %s, want the interfaces' own %s", got, orig)
+			}
+		})
+	}
+}

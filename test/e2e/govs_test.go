@@ -76,6 +76,8 @@ type stats struct {
 		PendingRestart []string `json:"pending_restart"`
 	} `json:"last_reload"`
 	XDPMode        string           `json:"xdp_mode"`
+	XDPIRQDefer    string           `json:"xdp_irq_defer"`
+	XDPIRQDeferOn  bool             `json:"xdp_irq_defer_on"`
 	Counters       map[string]int64 `json:"counters"`
 	Drops          map[string]int64 `json:"drops"`
 	DropsTotal     int64            `json:"drops_total"`
