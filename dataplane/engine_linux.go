@@ -4,6 +4,7 @@ package dataplane
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"runtime"
@@ -578,13 +579,9 @@ func (e *Engine) sleepWorker(w *Worker, fds []unix.PollFd, timeout int) {
 		e.cfg.warnf("worker %d: poll: %v", w.id, err)
 		time.Sleep(10 * time.Millisecond)
 	}
-	// A socket whose interface was deleted reports an error at once, every time: it would keep
-	// the worker from sleeping. It is polled no more (poll(2) skips negative descriptors).
-	for i := range fds[:len(fds)-2] {
-		if fds[i].Fd >= 0 && fds[i].Revents&(unix.POLLERR|unix.POLLHUP|unix.POLLNVAL) != 0 {
-			e.cfg.warnf("worker %d: a receive socket reports an error (poll events %#x; its interface deleted?): the worker polls it no more; restart govs once the interface is back", w.id, fds[i].Revents)
-			fds[i].Fd = -1
-		}
+	if err := clearSocketErrors(fds[:len(fds)-2]); err != nil && !w.sockErrLogged {
+		w.sockErrLogged = true
+		e.cfg.warnf("worker %d: %v (logged once)", w.id, err)
 	}
 	if me := fds[len(fds)-1]; me.Revents != 0 {
 		var buf [8]byte
@@ -593,6 +590,28 @@ func (e *Engine) sleepWorker(w *Worker, fds []unix.PollFd, timeout int) {
 	if w.sync != nil {
 		w.sync.woke()
 	}
+}
+
+// clearSocketErrors takes the pending error of every socket in fds that poll(2) reported one
+// for, and returns the first. A packet socket whose interface goes down, or is deleted, gets
+// ENETDOWN as its error, and poll(2) reports it at once, every time, until it is taken: a worker
+// that never reads it would not sleep again (a link flap, or a deleted interface, cost 100-155%
+// of a CPU). A ring-reading worker has no other use for the error, so it is taken here.
+func clearSocketErrors(fds []unix.PollFd) error {
+	var first error
+	for i := range fds {
+		if fds[i].Revents&unix.POLLERR == 0 {
+			continue
+		}
+		v, err := unix.GetsockoptInt(int(fds[i].Fd), unix.SOL_SOCKET, unix.SO_ERROR)
+		if err == nil && v != 0 {
+			err = unix.Errno(v)
+		}
+		if err != nil && first == nil {
+			first = fmt.Errorf("a receive socket reported %v (its interface went down, or away), taken", err)
+		}
+	}
+	return first
 }
 
 // pinWorker pins the calling thread, locked to w's goroutine, to cpu and gives it the configured

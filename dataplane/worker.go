@@ -121,6 +121,8 @@ type Worker struct {
 	handOut []*handoffRing
 	handIn  []*handoffRx
 
+	sockErrLogged bool // the engine logged a receive socket's error for this worker (once)
+
 	fn fullnatState // FullNAT local port allocation (fullnat.go)
 
 	// The allocator may put two workers side by side: this line keeps the fields one writes per
