@@ -1039,7 +1039,10 @@ func TestParseXDPIRQDefer(t *testing.T) {
 	for _, tt := range []struct{ lines, want, wantErr string }{
 		{"io = \"afxdp\"", "off", ""},
 		{"io = \"afxdp\"\nxdp_irq_defer = \"auto\"", "auto", ""},
-		{"io = \"afxdp\"\nxdp_irq_defer = \"50us\"", "50µs", ""},
+		{"io = \"afxdp\"\nxdp_irq_defer = \"50us\"", "50us", ""},
+		{"io = \"afxdp\"\nxdp_irq_defer = \"0.05ms\"", "50us", ""},
+		{"xdp_irq_defer = \"off\"", "off", ""},
+		{"io = \"af_xdp\"\nxdp_irq_defer = \"auto\"", "", `dataplane.io: "af_xdp" is not a packet I/O`},
 		{"io = \"afxdp\"\nxdp_irq_defer = \"off\"", "off", ""},
 		{"xdp_irq_defer = \"auto\"", "", `dataplane.xdp_irq_defer: applies to io = "afxdp" only`},
 		{"io = \"afxdp\"\nxdp_irq_defer = \"5ms\"", "", `dataplane.xdp_irq_defer: "5ms": write "off" (default), "auto"`},

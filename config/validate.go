@@ -548,14 +548,17 @@ func (p *parser) dataplane(raw *rawDataplane, out *Dataplane) {
 	case string:
 		d, err := time.ParseDuration(v)
 		switch {
+		case v == XDPIRQDeferOff:
+		case raw.IO != nil && out.IO == "":
+			// io itself is wrong, and says so
 		case out.IO != IOAFXDP:
 			p.errf("dataplane.xdp_irq_defer", "applies to io = \"afxdp\" only; remove it, or set io = \"afxdp\"")
-		case v == XDPIRQDeferOff || v == XDPIRQDeferAuto:
+		case v == XDPIRQDeferAuto:
 			out.XDPIRQDefer = v
 		case err != nil || d < MinXDPIRQDefer || d > MaxXDPIRQDefer:
 			p.errf("dataplane.xdp_irq_defer", "%q: write \"off\" (default), \"auto\" (deferred while frames arrive fast) or a duration from %v to %v, e.g. \"50us\"", v, MinXDPIRQDefer, MaxXDPIRQDefer)
 		default:
-			out.XDPIRQDefer = d.String()
+			out.XDPIRQDefer = strings.Replace(d.String(), "µs", "us", 1) // as an operator types it
 		}
 	default:
 		p.errf("dataplane.xdp_irq_defer", "is %s; write \"off\", \"auto\" or a duration such as \"50us\"", typeName(v))

@@ -30,7 +30,7 @@ type Status struct {
 	// XDPIRQDefer is [dataplane] xdp_irq_defer with io = "afxdp"; XDPIRQDeferOn says whether the
 	// interfaces' NAPI runs are deferred now (always for a duration, under load for "auto").
 	XDPIRQDefer   string            `json:"xdp_irq_defer,omitempty"`
-	XDPIRQDeferOn bool              `json:"xdp_irq_defer_on,omitempty"`
+	XDPIRQDeferOn bool              `json:"xdp_irq_defer_on"`
 	Counters      map[string]uint64 `json:"counters"`
 	Drops         map[string]uint64 `json:"drops"`
 	DropsTotal    uint64            `json:"drops_total"`

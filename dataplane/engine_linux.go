@@ -579,9 +579,11 @@ func (e *Engine) sleepWorker(w *Worker, fds []unix.PollFd, timeout int) {
 		e.cfg.warnf("worker %d: poll: %v", w.id, err)
 		time.Sleep(10 * time.Millisecond)
 	}
-	if err := clearSocketErrors(fds[:len(fds)-2]); err != nil && !w.sockErrLogged {
-		w.sockErrLogged = true
-		e.cfg.warnf("worker %d: %v (logged once)", w.id, err)
+	if err := clearSocketErrors(fds[:len(fds)-2]); err != nil {
+		if now := time.Now(); now.Sub(w.sockErrLogged) >= time.Minute {
+			w.sockErrLogged = now
+			e.cfg.warnf("worker %d: %v (logged at most once a minute)", w.id, err)
+		}
 	}
 	if me := fds[len(fds)-1]; me.Revents != 0 {
 		var buf [8]byte

@@ -15,11 +15,11 @@ func TestIRQDeferPolicy(t *testing.T) {
 	}{
 		{200e3, false, false}, {20e3, false, false}, // one fast check is not enough
 		{200e3, false, false}, {200e3, true, true}, // two in a row
-		{70e3, false, true}, // between the rates: stays on
+		{100e3, false, true}, // between the rates: stays on
 		{10e3, false, true}, {10e3, false, true}, {10e3, false, true}, {10e3, false, true},
 		{200e3, false, true}, // a fast check restarts the count
 		{10e3, false, true}, {10e3, false, true}, {10e3, false, true}, {10e3, false, true}, {10e3, true, false},
-		{70e3, false, false},
+		{100e3, false, false},
 	}
 	for i, s := range steps {
 		change, on := p.next(s.pps)

@@ -121,7 +121,7 @@ type Worker struct {
 	handOut []*handoffRing
 	handIn  []*handoffRx
 
-	sockErrLogged bool // the engine logged a receive socket's error for this worker (once)
+	sockErrLogged time.Time // when the engine last logged a receive socket's error for this worker
 
 	fn fullnatState // FullNAT local port allocation (fullnat.go)
 

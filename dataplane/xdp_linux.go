@@ -308,6 +308,11 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 	if size := handoffRings(e.workers, slot); size > 0 {
 		e.cfg.logf("data plane: hand-off rings between the %d workers take %d MiB", n, size>>20)
 	}
+	// Before any goroutine starts: a failure here leaves nothing running.
+	auto, err := e.startIRQDefer()
+	if err != nil {
+		return err
+	}
 	e.tables.Store(t)
 	cpus := allowedCPUs()
 	for wi, w := range e.workers {
@@ -318,8 +323,9 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 		e.os.wg.Add(1)
 		go e.routineFanout()
 	}
-	if err := e.startIRQDefer(); err != nil {
-		return err
+	if auto {
+		e.os.wg.Add(1)
+		go e.routineIRQDefer(x.irq)
 	}
 	e.cfg.logf("data plane: %d worker(s) on %v, CPUs %v, io afxdp (XDP in %s mode; AF_XDP sockets, one per receive queue: %s)", n, e.cfg.Interfaces, cpus[:min(n, len(cpus))], x.mode, strings.Join(sockets, ", "))
 	return nil

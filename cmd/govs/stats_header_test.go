@@ -17,7 +17,7 @@ func TestStatsHeaderIO(t *testing.T) {
 		{control.Status{IO: "afpacket"}, "  io=afpacket  "},
 		{control.Status{IO: "afxdp", XDPMode: "driver", XDPIRQDefer: "off"}, "  io=afxdp(driver)  "},
 		{control.Status{IO: "afxdp", XDPMode: "driver", XDPIRQDefer: "auto", XDPIRQDeferOn: true}, "  io=afxdp(driver, irq defer auto: on)  "},
-		{control.Status{IO: "afxdp", XDPMode: "generic", XDPIRQDefer: "50µs"}, "  io=afxdp(generic, irq defer 50µs: off)  "},
+		{control.Status{IO: "afxdp", XDPMode: "generic", XDPIRQDefer: "50us"}, "  io=afxdp(generic, irq defer 50us: off)  "},
 	} {
 		var b strings.Builder
 		printStats(&b, &tt.st)
