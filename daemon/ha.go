@@ -139,8 +139,14 @@ func (n *haNode) RoutineTrack(interfaces []string, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	last := ""
+	indexes := map[string]int{} // as the data plane found them at start; see interfaceProblem
+	for _, name := range interfaces {
+		if ifi, err := net.InterfaceByName(name); err == nil {
+			indexes[name] = ifi.Index
+		}
+	}
 	for {
-		if problem := interfaceProblem(interfaces); problem != last {
+		if problem := interfaceProblem(interfaces, indexes); problem != last {
 			if problem != "" {
 				n.h.SetFault(problem)
 			} else {
@@ -157,12 +163,17 @@ func (n *haNode) RoutineTrack(interfaces []string, every time.Duration) {
 }
 
 // interfaceProblem says what is wrong with the first interface that cannot carry traffic, or "".
-func interfaceProblem(names []string) string {
+// indexes holds the interfaces' indexes when govs started: the data plane's sockets and XDP
+// programs are bound to those, so an interface deleted and created again under the same name
+// carries nothing for govs until it restarts.
+func interfaceProblem(names []string, indexes map[string]int) string {
 	for _, name := range names {
 		ifi, err := net.InterfaceByName(name)
 		switch {
 		case err != nil:
 			return fmt.Sprintf("interface %s is gone", name)
+		case indexes[name] != 0 && ifi.Index != indexes[name]:
+			return fmt.Sprintf("interface %s was deleted and created again (index %d, was %d): restart govs to use it", name, ifi.Index, indexes[name])
 		case ifi.Flags&net.FlagUp == 0:
 			return fmt.Sprintf("interface %s is down", name)
 		case ifi.Flags&net.FlagRunning == 0:

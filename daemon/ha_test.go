@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,5 +47,24 @@ func TestRestartOnlyHA(t *testing.T) {
 	next = parse("")
 	if got := restartOnlyHA(running, next); len(got) != 1 || !strings.Contains(got[0], "ha: removed from the file") || next.HA != running.HA {
 		t.Errorf("removing [ha]: %q, HA %+v", got, next.HA)
+	}
+}
+
+// TestInterfaceProblem: HA's interface tracking reports a missing interface, and one deleted and
+// created again under the same name (another index than at start: govs's sockets and programs
+// are bound to the old one), with the way out; an interface as it was is no problem.
+func TestInterfaceProblem(t *testing.T) {
+	lo, err := net.InterfaceByName("lo")
+	if err != nil || lo.Flags&net.FlagUp == 0 || lo.Flags&net.FlagRunning == 0 {
+		t.Skipf("needs a loopback interface that is up: %v", err)
+	}
+	if p := interfaceProblem([]string{"lo"}, map[string]int{"lo": lo.Index}); p != "" {
+		t.Errorf("lo as at start: %q, want no problem", p)
+	}
+	if p := interfaceProblem([]string{"lo"}, map[string]int{"lo": lo.Index + 1000}); !strings.Contains(p, "interface lo was deleted and created again") || !strings.Contains(p, "restart govs") {
+		t.Errorf("lo with another index than at start: %q", p)
+	}
+	if p := interfaceProblem([]string{"govs-none0"}, nil); p != "interface govs-none0 is gone" {
+		t.Errorf("a missing interface: %q", p)
 	}
 }
