@@ -173,21 +173,9 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 		if err := e.openPorts(&e.os.socks, wi, "", blocksCfg); err != nil {
 			return err
 		}
-		if err := e.openPorts(&e.os.large, wi, " (large frames)", largeCfg); err != nil {
+		if err := e.addWorker(wi, n, asPorts(e.os.socks[wi]), macs, largeCfg); err != nil {
 			return err
 		}
-		w, err := NewWorker(wi, asPorts(e.os.socks[wi]), macs, e.cfg.Conntrack)
-		if err != nil {
-			return errorf("worker %d: connection table: %w", wi, err)
-		}
-		w.SetLargePorts(asPorts(e.os.large[wi]))
-		w.SetWorkers(n) // FullNAT local ports: worker wi's are those the fanout sends to member wi
-		w.hosts = &e.os.hosts
-		if e.cfg.Sync {
-			w.EnableSync()
-			w.sync.snapEvery = int64(n) * 1e9 / snapshotRate
-		}
-		e.workers = append(e.workers, w)
 	}
 	if err := e.linkFragments(); err != nil {
 		return err
@@ -227,6 +215,27 @@ func (e *Engine) start(t *Tables, n int, filter []bpf.RawInstruction, rx rxSetti
 		go e.routineFanout()
 	}
 	e.cfg.logf("data plane: %d workers on %v, CPUs %v, rx_mode %s (receiving on the %s ring)", n, e.cfg.Interfaces, cpus, rx.mode, ring)
+	return nil
+}
+
+// addWorker makes worker wi of n, which transmits through ports (one per interface, with MAC
+// addresses macs) and, for frames too large for them, through send-only sockets of largeCfg.
+func (e *Engine) addWorker(wi, n int, ports []Transmitter, macs [][6]byte, largeCfg func(pi int, ifc Interface) afpacket.Config) error {
+	if err := e.openPorts(&e.os.large, wi, " (large frames)", largeCfg); err != nil {
+		return err
+	}
+	w, err := NewWorker(wi, ports, macs, e.cfg.Conntrack)
+	if err != nil {
+		return errorf("worker %d: connection table: %w", wi, err)
+	}
+	w.SetLargePorts(asPorts(e.os.large[wi]))
+	w.SetWorkers(n) // FullNAT local ports: worker wi's are those the fanout (or steering) sends to wi
+	w.hosts = &e.os.hosts
+	if e.cfg.Sync {
+		w.EnableSync()
+		w.sync.snapEvery = int64(n) * 1e9 / snapshotRate
+	}
+	e.workers = append(e.workers, w)
 	return nil
 }
 

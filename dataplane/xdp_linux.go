@@ -278,21 +278,9 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 		}
 	}
 	for wi := range n {
-		if err := e.openPorts(&e.os.large, wi, " (large frames)", largeCfg); err != nil {
+		if err := e.addWorker(wi, n, asXSKPorts(x.ports[wi]), macs, largeCfg); err != nil {
 			return err
 		}
-		w, err := NewWorker(wi, asXSKPorts(x.ports[wi]), macs, e.cfg.Conntrack)
-		if err != nil {
-			return errorf("worker %d: connection table: %w", wi, err)
-		}
-		w.SetLargePorts(asPorts(e.os.large[wi]))
-		w.SetWorkers(n) // FullNAT local ports: worker wi's are those the program steers to wi
-		w.hosts = &e.os.hosts
-		if e.cfg.Sync {
-			w.EnableSync()
-			w.sync.snapEvery = int64(n) * 1e9 / snapshotRate
-		}
-		e.workers = append(e.workers, w)
 	}
 	if err := e.linkFragments(); err != nil {
 		return err
