@@ -346,19 +346,23 @@ func asPorts(socks []*afpacket.Socket) []Transmitter {
 // either set, and a socket's own filter decides). Each program is replaced atomically, and the old
 // and new programs admit and hash a service that t keeps alike, so its frames see no gap.
 func (eo *engineOS) program(e *Engine, t *Tables) error {
-	filter, err := bpfgen.SocketFilter(filterSpec(t))
-	if err != nil {
-		return errorf("socket filter: %w", err)
-	}
-	var fanout []bpf.RawInstruction
 	var plan *fanoutPlan
 	var fspec bpfgen.FanoutSpec
 	if eo.fan != nil {
 		plan = planFanout(t, eo.fan, len(e.workers))
 		fspec = plan.spec(t)
-		ring, _ := eo.rx.load()
-		if fanout, err = bpfgen.FanoutProgramSpec(fspec, len(e.workers), int(ring)*len(e.workers)); err != nil {
-			return errorf("fanout program: %w", err)
+	}
+	var filter, fanout []bpf.RawInstruction // AF_PACKET's (programXDP builds AF_XDP's)
+	if eo.xdp == nil {
+		var err error
+		if filter, err = bpfgen.SocketFilter(filterSpec(t)); err != nil {
+			return errorf("socket filter: %w", err)
+		}
+		if plan != nil {
+			ring, _ := eo.rx.load()
+			if fanout, err = bpfgen.FanoutProgramSpec(fspec, len(e.workers), int(ring)*len(e.workers)); err != nil {
+				return errorf("fanout program: %w", err)
+			}
 		}
 	}
 	if eo.guard != nil {
@@ -426,7 +430,9 @@ func (eo *engineOS) refan(e *Engine) error {
 	t := e.tables.Load()
 	plan := planFanout(t, eo.fan, len(e.workers))
 	spec := plan.spec(t)
-	if !plan.sameRules(eo.fan) && eo.xdp != nil {
+	switch {
+	case plan.sameRules(eo.fan):
+	case eo.xdp != nil:
 		steer, err := xdpSteer(spec, len(e.workers))
 		if err != nil {
 			return err
@@ -434,7 +440,7 @@ func (eo *engineOS) refan(e *Engine) error {
 		if err := e.setXDPPrograms(eo.xdp.filter, steer); err != nil {
 			return err
 		}
-	} else if !plan.sameRules(eo.fan) {
+	default:
 		ring, _ := eo.rx.load()
 		prog, err := bpfgen.FanoutProgramSpec(spec, len(e.workers), int(ring)*len(e.workers))
 		if err != nil {

@@ -136,6 +136,15 @@ type paddedU64 struct {
 	_ [56]byte
 }
 
+// total is the frames all workers received.
+func (s *rxState) total() uint64 {
+	var sum uint64
+	for i := range s.packets {
+		sum += s.packets[i].Load()
+	}
+	return sum
+}
+
 func (s *rxState) load() (ring rxRing, gen uint64) {
 	v := s.cur.Load()
 	return rxRing(v & 1), v >> 1

@@ -91,13 +91,7 @@ func (e *Engine) switchRing(ring rxRing) error {
 	return nil
 }
 
-func (e *Engine) rxPackets() uint64 {
-	var sum uint64
-	for i := range e.os.rx.packets {
-		sum += e.os.rx.packets[i].Load()
-	}
-	return sum
-}
+func (e *Engine) rxPackets() uint64 { return e.os.rx.total() }
 
 // frameDrops is the latency ring's drop count (frames the kernel found no free slot for).
 func (e *Engine) frameDrops() uint64 {

@@ -48,13 +48,12 @@ func (o *steerOut) keep(bufs [][]byte, fs []afpacket.Frame) int {
 	k := 0
 	for i, b := range bufs {
 		meta := afpacket.RxMeta{Len: uint32(len(b)), Status: statusCsumUnknown}
-		to := int(o.to[i])
-		if to < 0 || to%len(o.out) == w.id {
+		to := int(o.to[i]) // the steering program's member: below len(o.out), or -1 unmarked
+		if to < 0 || to >= len(o.out) || to == w.id {
 			fs[k] = afpacket.Frame{Data: b, Meta: meta}
 			k++
 			continue
 		}
-		to %= len(o.out)
 		if !o.out[to].push(o.in, b, &meta) {
 			w.c[cRxFrames]++
 			w.drop(DropHandoffFull)

@@ -577,9 +577,6 @@ func (eo *engineOS) xdpStats() afpacket.Stats {
 			}
 		}
 	}
-	for i := range eo.rx.packets {
-		sum.Packets += eo.rx.packets[i].Load()
-	}
-	sum.Packets += sum.Drops
+	sum.Packets = eo.rx.total() + sum.Drops
 	return sum
 }

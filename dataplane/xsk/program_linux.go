@@ -19,10 +19,9 @@ import (
 // With a steering program as well (SetFilterSteer), the program also tells the reader which of
 // several readers a frame belongs to: it runs the steering program, a classic BPF program over
 // the frame that returns a member number, and puts a word, SteerMark | member, in front of the
-// frame, which the socket's reader takes off with RxBatchSteer. A socket
-// belongs to the queue the frame arrived on, and the NIC chooses the queue (RSS) by a hash that
-// does not keep a NAT connection's two directions together: the reader hands a frame steered
-// elsewhere to its member.
+// frame, which the socket's reader takes off with RxBatchSteer. A socket belongs to the queue the
+// frame arrived on, and the NIC chooses the queue (RSS) by a hash that does not keep a NAT
+// connection's two directions together: the reader hands a frame steered elsewhere to its member.
 type Program struct {
 	xsks   *ebpf.Map
 	prog   *ebpf.Program
