@@ -330,6 +330,13 @@ func forwardXSK(o fwdOptions, n *fwdNAT, stop *atomic.Bool, c *fwdCounters) erro
 	if err := fwdLoop(xskRx{rx, o.busyPoll > 0}, xskTx{tx}, n, stop, c); err != nil {
 		return err
 	}
+	if o.busyPoll > 0 {
+		// A socket busy-polls the NAPI whose id it learnt from its received frames; veth's NAPI
+		// has none on some kernels (6.18 among them), and then Poke does nothing.
+		if id, err := unix.GetsockoptInt(rx.Fd(), unix.SOL_SOCKET, unix.SO_INCOMING_NAPI_ID); err == nil && id == 0 {
+			fmt.Fprintf(os.Stderr, "benchlab forward: -busy-poll: the socket on %s learnt no NAPI id, so it never busy-polled (only the NAPI deferral took effect)\n", o.in)
+		}
+	}
 	st, err := rx.Stats()
 	if err != nil {
 		return err

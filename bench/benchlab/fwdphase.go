@@ -29,7 +29,7 @@ var fwdPhases = map[string]string{
 	"fwd-afpacket":       "minimal forwarder, AF_PACKET TPACKETv3 rings as govs sets them up, nft guard on l0",
 	"fwd-afxdp":          "minimal forwarder, AF_XDP copy mode, XDP in driver mode, veth NAPI threaded and pinned to the balancer CPU",
 	"fwd-afxdp-sender":   "minimal forwarder, AF_XDP copy mode, XDP in driver mode, veth NAPI in the sending CPU's softirq (the load CPU)",
-	"fwd-afxdp-busypoll": "minimal forwarder, AF_XDP copy mode, XDP in driver mode, veth NAPI busy-polled by the forwarder on the balancer CPU (napi_defer_hard_irqs 2, gro_flush_timeout 200 us)",
+	"fwd-afxdp-busypoll": "minimal forwarder, AF_XDP copy mode, XDP in driver mode, busy polling asked for (it needs a NAPI id, which veth lacks on some kernels: the forwarder says so) with l0's NAPI deferred (napi_defer_hard_irqs 2, gro_flush_timeout 200 us)",
 	"fwd-afxdp-generic":  "minimal forwarder, AF_XDP copy mode, XDP in generic (skb) mode after RPS to the balancer CPU",
 }
 
