@@ -29,11 +29,15 @@ type Status struct {
 	XDPMode string `json:"xdp_mode,omitempty"`
 	// XDPIRQDefer is [dataplane] xdp_irq_defer with io = "afxdp"; XDPIRQDeferOn says whether the
 	// interfaces' NAPI runs are deferred now (always for a duration, under load for "auto").
-	XDPIRQDefer   string            `json:"xdp_irq_defer,omitempty"`
-	XDPIRQDeferOn bool              `json:"xdp_irq_defer_on"`
-	Counters      map[string]uint64 `json:"counters"`
-	Drops         map[string]uint64 `json:"drops"`
-	DropsTotal    uint64            `json:"drops_total"`
+	XDPIRQDefer   string `json:"xdp_irq_defer,omitempty"`
+	XDPIRQDeferOn bool   `json:"xdp_irq_defer_on"`
+	// InterfaceProblems are what keeps an interface from carrying its traffic through govs, one
+	// line each with what to do (with io = "afxdp": receive queues added, or the MTU raised,
+	// since govs started); [] when none.
+	InterfaceProblems []string          `json:"interface_problems"`
+	Counters          map[string]uint64 `json:"counters"`
+	Drops             map[string]uint64 `json:"drops"`
+	DropsTotal        uint64            `json:"drops_total"`
 	// Rings are the kernel's AF_PACKET ring statistics summed over sockets.
 	Rings          RingStats       `json:"rings"`
 	VirtualServers []VirtualServer `json:"virtual_servers"`

@@ -58,6 +58,8 @@ type Daemon struct {
 
 	connlog       *connlog.Writer  // the connection log's writer; nil without [log] connections (connlog.go)
 	connlogCounts connlog.Counters // its counts, kept while it is turned off and on
+
+	ifaceProblems []string // the data plane's interface problems at the last tick (ifaceWatch)
 }
 
 // New starts the data plane, the resolver, the announcers and the control socket for cfg.
@@ -202,6 +204,7 @@ func (d *Daemon) Run(ctx context.Context) {
 	var locals localsWatch
 	defer locals.wg.Wait()
 	stranded := strandedWatch{logged: map[string]bool{}}
+	var ifaces ifaceWatch
 	for {
 		select {
 		case <-ctx.Done():
@@ -218,6 +221,7 @@ func (d *Daemon) Run(ctx context.Context) {
 			full.check(d, now)
 			d.sampleRates(now)
 			stranded.check(d, d.engine.Tables())
+			ifaces.check(d)
 			locals.check(ctx, d, now)
 			d.obs.limit.flush()
 			if err := d.engine.RefreshKernelGuard(); err != nil {
@@ -268,6 +272,31 @@ func (f *fullWatch) check(d *Daemon, now time.Time) {
 		f.logged = now
 	}
 	f.dropped, f.clashed, f.evicted, f.since = full, clash, evicted, now
+}
+
+// ifaceWatch tells the operator when the data plane finds an interface changed under it in a way
+// that keeps traffic from govs (dataplane.Engine.InterfaceProblems), once per problem, and when
+// the problem is gone; govs stats lists the problems in force.
+type ifaceWatch struct {
+	last []string
+}
+
+func (w *ifaceWatch) check(d *Daemon) {
+	now := d.engine.InterfaceProblems()
+	for _, p := range now {
+		if !slices.Contains(w.last, p) {
+			slog.Warn(p)
+		}
+	}
+	for _, p := range w.last {
+		if !slices.Contains(now, p) {
+			slog.Info("interface problem gone", "was", p)
+		}
+	}
+	w.last = now
+	d.mu.Lock()
+	d.ifaceProblems = now
+	d.mu.Unlock()
 }
 
 // strandedWatch tells the operator when a virtual server has real servers but none with a resolved
@@ -624,11 +653,13 @@ func (d *Daemon) status(zeroed bool) control.Status {
 	d.mu.Lock()
 	cfg := d.cfg
 	last := d.lastReload
+	problems := append([]string{}, d.ifaceProblems...)
 	d.mu.Unlock()
 	st := control.Status{
-		Ready:   d.ready,
-		Version: Version,
-		Config:  cfg.File,
+		InterfaceProblems: problems,
+		Ready:             d.ready,
+		Version:           Version,
+		Config:            cfg.File,
 	}
 	if last != nil {
 		r := *last

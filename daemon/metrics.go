@@ -94,7 +94,8 @@ func (d *Daemon) metricsSnapshot() metrics.Snapshot {
 			LastApplied: true,
 			LastTime:    d.obs.start,
 		},
-		HA: haOf(&st),
+		HA:                haOf(&st),
+		InterfaceProblems: len(st.InterfaceProblems),
 	}
 	if r := st.LastReload; r != nil {
 		s.Reloads.LastApplied, s.Reloads.LastTime = r.Applied, r.Time

@@ -39,5 +39,8 @@ func (e *Engine) fanoutRules() map[serviceKey]bpfgen.HashRule { return nil }
 // XDPWorkers is 1 where there is no AF_XDP.
 func XDPWorkers([]string) int { return 1 }
 
+// InterfaceProblems is nil where there is no AF_XDP.
+func (e *Engine) InterfaceProblems() []string { return nil }
+
 // IRQDeferring is false where there is no AF_XDP.
 func (e *Engine) IRQDeferring() bool { return false }

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -49,6 +52,7 @@ type xdpState struct {
 	notTo  []netip.Addr      // this host's addresses filter leaves to the kernel (see xdpFilter)
 	asleep []atomic.Bool     // per worker: it may be asleep in poll(2), so a hand-off must wake it
 	irq    *irqDefer         // [dataplane] xdp_irq_defer; nil: off
+	maxMTU []int             // per interface: the largest MTU its UMEM frames take (xskFrameSize)
 }
 
 // xskPort is one AF_XDP socket as a worker's Receiver and Transmitter.
@@ -123,13 +127,54 @@ func xskFrameSize(name string) (int, error) {
 	if err != nil {
 		return 0, errorf("interface %q: %w", name, err)
 	}
-	need := ifi.MTU + 14 + 8 + 4 // and the steering word (xsk.Program.SetFilterSteer)
 	for _, size := range []int{2048, 4096} {
-		if need <= size-256 {
+		if ifi.MTU <= size-256-xskFrameOverhead {
 			return size, nil
 		}
 	}
-	return 0, errorf("interface %s has MTU %d; with io = \"afxdp\" govs takes frames up to an MTU of %d: lower the MTU, or set io = \"afpacket\"", name, ifi.MTU, 4096-256-26)
+	return 0, errorf("interface %s has MTU %d; with io = \"afxdp\" govs takes frames up to an MTU of %d: lower the MTU, or set io = \"afpacket\"", name, ifi.MTU, 4096-256-xskFrameOverhead)
+}
+
+// xskFrameOverhead is what a UMEM frame holds beyond the MTU: the Ethernet header, two VLAN tags
+// and the steering word (xsk.Program.SetFilterSteer).
+const xskFrameOverhead = 14 + 8 + 4
+
+// InterfaceProblems says, one line each, what keeps an interface from carrying its traffic
+// through govs since it started, with what to do; nil when nothing does. With io = "afxdp" the
+// sockets and UMEM frames are set up for the queues and MTU each interface had at start: frames
+// on a queue added since (ethtool -L) reach no socket, and frames larger than a UMEM frame
+// (after the MTU was raised) are dropped by the kernel. AF_PACKET reads every queue, and counts
+// frames larger than its ring's slots (capture_truncated): nil.
+func (e *Engine) InterfaceProblems() []string {
+	e.mu.Lock()
+	x := e.os.xdp
+	var gone []bool
+	if x != nil {
+		gone = slices.Clone(x.gone)
+	}
+	e.mu.Unlock()
+	if x == nil {
+		return nil
+	}
+	var out []string
+	for pi, ifc := range e.ifaces {
+		if pi < len(gone) && gone[pi] {
+			continue // said when it went (setXDPPrograms)
+		}
+		dir := filepath.Join("/sys/class/net", ifc.Name)
+		if _, err := os.Stat(dir); err != nil {
+			continue // gone: HA's interface tracking and setXDPPrograms say so
+		}
+		if q, have := rxQueues(ifc.Name), len(x.socks[pi]); q > have {
+			out = append(out, fmt.Sprintf("interface %s has %d receive queues, and govs reads the %d it had at start: what arrives on the others goes to the kernel instead of govs; restart govs, or set the queues back (ethtool -L %s combined %d)", ifc.Name, q, have, ifc.Name, have))
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "mtu")); err == nil {
+			if mtu, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && mtu > x.maxMTU[pi] {
+				out = append(out, fmt.Sprintf("interface %s has MTU %d, and govs's AF_XDP frames, sized at start, take an MTU of %d at most: the kernel drops larger frames; lower the MTU (ip link set %s mtu %d), or restart govs (io = \"afxdp\" takes up to %d)", ifc.Name, mtu, x.maxMTU[pi], ifc.Name, x.maxMTU[pi], 4096-256-xskFrameOverhead))
+			}
+		}
+	}
+	return out
 }
 
 // rxQueues returns how many receive queues interface name has, from sysfs (1 if it cannot tell).
@@ -257,6 +302,7 @@ func (e *Engine) startXDP(t *Tables, n int) error {
 			return err
 		}
 		slot = max(slot, frameSize-256)
+		x.maxMTU = append(x.maxMTU, frameSize-256-xskFrameOverhead)
 		for q := range queues {
 			c := xsk.Config{Interface: ifc.Name, Queue: q, FrameSize: frameSize, TxBudget: xskTxBudget, TxBudgetOptional: true}
 			if q >= n {
@@ -379,6 +425,12 @@ func attachHint(err error, ifname string, mode xsk.Mode) string {
 		return fmt.Sprintf("another XDP program is attached to %s (see `ip link show %s`): detach it, or set io = \"afpacket\"", ifname, ifname)
 	case mode == xsk.ModeDriver && (errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL)):
 		return fmt.Sprintf("the driver of %s may lack native XDP: set xdp_mode = \"generic\", or io = \"afpacket\"", ifname)
+	case mode == xsk.ModeDriver && errors.Is(err, unix.ENOSPC):
+		// veth: fewer receive queues than the peer has transmit queues; a NIC: too few queues
+		// left for XDP's transmit queues.
+		return fmt.Sprintf("the driver of %s has too few queues for XDP: a veth needs as many receive queues as its peer has transmit queues (ethtool -L PEER tx N, or rx N on %s); a NIC may need fewer combined queues (ethtool -L %s combined N); or set io = \"afpacket\"", ifname, ifname, ifname)
+	case mode == xsk.ModeDriver && errors.Is(err, unix.ERANGE):
+		return fmt.Sprintf("the MTU of %s (or, on a veth, of its peer) is too large for native XDP: lower it, or set io = \"afpacket\"", ifname)
 	}
 	return "set io = \"afpacket\" if this kernel or driver cannot run XDP"
 }

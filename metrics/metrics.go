@@ -31,6 +31,9 @@ type Snapshot struct {
 	// Neighbor is what next-hop resolution reports.
 	Neighbor Neighbor
 	Reloads  Reloads
+	// InterfaceProblems counts what keeps an interface from carrying its traffic through govs
+	// (control.Status.InterfaceProblems).
+	InterfaceProblems int
 	// VirtualServers are the configured services and their real servers.
 	VirtualServers []VirtualServer
 	// HA is the high-availability state; nil when govs runs stand-alone (no [ha]).
@@ -169,6 +172,8 @@ var (
 	descNeighUnresolved = prometheus.NewDesc("govs_neighbor_unresolved", "Real-server addresses whose next hop's link-layer address is not resolved now.", nil, nil)
 	descNeighFailures   = prometheus.NewDesc("govs_neighbor_resolution_failures_total", "Times a resolved next hop became unresolved (neighbour entry failed or deleted, route lost).", nil, nil)
 
+	descIfaceProblems = prometheus.NewDesc("govs_interface_problems", "Problems that keep an interface from carrying its traffic through govs, such as receive queues added or the MTU raised since govs started with io = \"afxdp\" (govs stats lists them, with what to do); 0 when none.", nil, nil)
+
 	descReloads        = prometheus.NewDesc("govs_config_reloads_total", "Configuration reloads, by result: applied, or rejected (the running configuration stayed).", []string{"result"}, nil)
 	descLastReloadOK   = prometheus.NewDesc("govs_config_last_reload_successful", "1 if the last reload was applied (or none was tried since govs started), 0 if it was rejected.", nil, nil)
 	descLastReloadTime = prometheus.NewDesc("govs_config_last_reload_timestamp_seconds", "When the last reload was tried (Unix time); govs's start before the first.", nil, nil)
@@ -207,7 +212,7 @@ var counterDescs = func() map[string]*prometheus.Desc {
 
 var fixedDescs = []*prometheus.Desc{
 	descBuildInfo, descReady, descWorkers, descGeneration, descDrops, descTableFull,
-	descRingPackets, descRingDrops, descRingFreezes, descNeighUnresolved, descNeighFailures,
+	descRingPackets, descRingDrops, descRingFreezes, descNeighUnresolved, descNeighFailures, descIfaceProblems,
 	descReloads, descLastReloadOK, descLastReloadTime,
 	descWeight, descActive, descInactive, descPackets, descResolved, descOverloaded, descHealth,
 	descConnections, descInPackets, descOutPackets, descInBytes, descOutBytes,
@@ -269,6 +274,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 	gauge(descNeighUnresolved, float64(s.Neighbor.Unresolved))
 	counter(descNeighFailures, s.Neighbor.Failures)
+	gauge(descIfaceProblems, float64(s.InterfaceProblems))
 
 	counter(descReloads, s.Reloads.Applied, "applied")
 	counter(descReloads, s.Reloads.Rejected, "rejected")

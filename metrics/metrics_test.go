@@ -28,10 +28,11 @@ func snapshot() Snapshot {
 			"conntrack_entries": 5, "conntrack_capacity": 1024, "conntrack_evictions": 2,
 			"not_exported_yet": 9,
 		},
-		Drops:    map[string]uint64{"no_service": 4, "conntrack_full": 1, "bad_checksum": 0},
-		Rings:    Rings{Packets: 120, Drops: 6, Freezes: 1},
-		Neighbor: Neighbor{Unresolved: 1, Failures: 2},
-		Reloads:  Reloads{Applied: 3, Rejected: 1, LastApplied: false, LastTime: time.Unix(1700000000, 500e6)},
+		Drops:             map[string]uint64{"no_service": 4, "conntrack_full": 1, "bad_checksum": 0},
+		Rings:             Rings{Packets: 120, Drops: 6, Freezes: 1},
+		Neighbor:          Neighbor{Unresolved: 1, Failures: 2},
+		InterfaceProblems: 1,
+		Reloads:           Reloads{Applied: 3, Rejected: 1, LastApplied: false, LastTime: time.Unix(1700000000, 500e6)},
 		VirtualServers: []VirtualServer{{
 			Name: "tcp/198.18.0.100:80",
 			RealServers: []RealServer{
@@ -105,6 +106,9 @@ govs_neighbor_unresolved 1
 # HELP govs_neighbor_resolution_failures_total Times a resolved next hop became unresolved (neighbour entry failed or deleted, route lost).
 # TYPE govs_neighbor_resolution_failures_total counter
 govs_neighbor_resolution_failures_total 2
+# HELP govs_interface_problems Problems that keep an interface from carrying its traffic through govs, such as receive queues added or the MTU raised since govs started with io = "afxdp" (govs stats lists them, with what to do); 0 when none.
+# TYPE govs_interface_problems gauge
+govs_interface_problems 1
 # HELP govs_config_reloads_total Configuration reloads, by result: applied, or rejected (the running configuration stayed).
 # TYPE govs_config_reloads_total counter
 govs_config_reloads_total{result="applied"} 3

@@ -300,6 +300,10 @@ func forwardAFPacket(o fwdOptions, n *fwdNAT, stop *atomic.Bool, c *fwdCounters)
 	return fwdLoop(&afpacketRx{s: rx, frames: make([]afpacket.Frame, fwdBatch)}, afpacketTx{tx}, n, stop, c)
 }
 
+// soIncomingNAPIID is Linux's SO_INCOMING_NAPI_ID (golang.org/x/sys/unix defines it for Linux
+// only, and benchlab builds elsewhere for go vet).
+const soIncomingNAPIID = 56
+
 func forwardXSK(o fwdOptions, n *fwdNAT, stop *atomic.Bool, c *fwdCounters) error {
 	mode := xsk.ModeDriver
 	switch o.xdpMode {
@@ -333,7 +337,7 @@ func forwardXSK(o fwdOptions, n *fwdNAT, stop *atomic.Bool, c *fwdCounters) erro
 	if o.busyPoll > 0 {
 		// A socket busy-polls the NAPI whose id it learnt from its received frames; veth's NAPI
 		// has none on some kernels (6.18 among them), and then Poke does nothing.
-		if id, err := unix.GetsockoptInt(rx.Fd(), unix.SOL_SOCKET, unix.SO_INCOMING_NAPI_ID); err == nil && id == 0 {
+		if id, err := unix.GetsockoptInt(rx.Fd(), unix.SOL_SOCKET, soIncomingNAPIID); err == nil && id == 0 {
 			fmt.Fprintf(os.Stderr, "benchlab forward: -busy-poll: the socket on %s learnt no NAPI id, so it never busy-polled (only the NAPI deferral took effect)\n", o.in)
 		}
 	}

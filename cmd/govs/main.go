@@ -330,6 +330,9 @@ func printStats(w io.Writer, st *control.Status) {
 	fmt.Fprintf(w, "govs %s  ready=%v  workers=%d  interfaces=%s%s  generation=%d\n",
 		st.Version, st.Ready, st.Workers, strings.Join(st.Interfaces, ","), io, st.Generation)
 	printLastReload(w, st.LastReload, time.Now())
+	for _, p := range st.InterfaceProblems {
+		fmt.Fprintf(w, "interface problem: %s\n", p)
+	}
 	printHA(w, &st.HA, time.Now())
 	printOverrides(w, st.Overrides, time.Now())
 	tw := tabwriter.NewWriter(trimSpaces(w), 0, 0, 2, ' ', 0)

@@ -75,14 +75,15 @@ type stats struct {
 		Applied        bool     `json:"applied"`
 		PendingRestart []string `json:"pending_restart"`
 	} `json:"last_reload"`
-	XDPMode        string           `json:"xdp_mode"`
-	XDPIRQDefer    string           `json:"xdp_irq_defer"`
-	XDPIRQDeferOn  bool             `json:"xdp_irq_defer_on"`
-	Counters       map[string]int64 `json:"counters"`
-	Drops          map[string]int64 `json:"drops"`
-	DropsTotal     int64            `json:"drops_total"`
-	HA             haStats          `json:"ha"`
-	VirtualServers []struct {
+	XDPMode           string           `json:"xdp_mode"`
+	XDPIRQDefer       string           `json:"xdp_irq_defer"`
+	XDPIRQDeferOn     bool             `json:"xdp_irq_defer_on"`
+	InterfaceProblems []string         `json:"interface_problems"`
+	Counters          map[string]int64 `json:"counters"`
+	Drops             map[string]int64 `json:"drops"`
+	DropsTotal        int64            `json:"drops_total"`
+	HA                haStats          `json:"ha"`
+	VirtualServers    []struct {
 		Address   string `json:"address"`
 		Protocol  string `json:"protocol"`
 		Scheduler string `json:"scheduler"`

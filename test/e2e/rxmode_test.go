@@ -186,7 +186,14 @@ func (s *setup) riseAndFall(t *testing.T, g *govsProc) {
 // with dataplane as more [dataplane] lines; singleConn checks both.
 func newTwoServiceSetup(t *testing.T, method, prefix, dataplane string) *setup {
 	t.Helper()
-	topo := labtest.NewForTest(t, lab.Options{Method: method, Servers: 2, Prefix: prefix})
+	return newTwoServiceSetupQueues(t, method, prefix, dataplane, 0)
+}
+
+// newTwoServiceSetupQueues is newTwoServiceSetup with the balancer's links given queues receive
+// and transmit queues (lab.Options.Queues).
+func newTwoServiceSetupQueues(t *testing.T, method, prefix, dataplane string, queues int) *setup {
+	t.Helper()
+	topo := labtest.NewForTest(t, lab.Options{Method: method, Servers: 2, Prefix: prefix, Queues: queues})
 	srvs, err := lab.StartServers(topo)
 	if err != nil {
 		t.Fatal(err)
