@@ -2,9 +2,11 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/govs/govs/compile"
@@ -97,5 +99,34 @@ func TestCloseReturnsErrors(t *testing.T) {
 	err = (&Daemon{ctl: srv}).Close()
 	if err == nil || !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Close with a control socket that fails to close = %v, want an error wrapping net.ErrClosed", err)
+	}
+}
+
+// TestRestartOnlyIO: a reload that changes the packet I/O ([dataplane] io, xdp_mode,
+// xdp_irq_defer) keeps the running values, each reported with its file:line as taking effect at
+// the next start; the rest of the file applies.
+func TestRestartOnlyIO(t *testing.T) {
+	parse := func(dataplane string) *config.Config {
+		t.Helper()
+		src := "[dataplane]\ninterfaces = [\"l0\"]\n" + dataplane +
+			"[[virtual_server]]\naddress = \"198.18.0.100:80\"\nprotocol = \"tcp\"\nscheduler = \"rr\"\nmethod = \"nat\"\n[[virtual_server.real_server]]\naddress = \"198.19.0.11:80\"\n"
+		c, err := config.Parse([]byte(src), "g.toml", config.LoadOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	running := parse("")
+	next := parse("io = \"afxdp\"\nxdp_mode = \"generic\"\nxdp_irq_defer = \"auto\"\n") // lines 3-5
+	want := []string{
+		`g.toml:3: dataplane.io: "afxdp" in the file, "afpacket" running; takes effect at the next start`,
+		`g.toml:4: dataplane.xdp_mode: "generic" in the file, "driver" running; takes effect at the next start`,
+		`g.toml:5: dataplane.xdp_irq_defer: "auto" in the file, "off" running; takes effect at the next start`,
+	}
+	if got := restartOnly(running, next); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("restartOnly:\n got %q\nwant %q", got, want)
+	}
+	if !reflect.DeepEqual(next.Dataplane, running.Dataplane) {
+		t.Errorf("next [dataplane] = %+v after restartOnly, want the running %+v", next.Dataplane, running.Dataplane)
 	}
 }
