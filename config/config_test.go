@@ -1085,3 +1085,29 @@ func TestParseIOMTU(t *testing.T) {
 		t.Errorf("io = \"afpacket\" with MTU 9000: %v", err)
 	}
 }
+
+// TestControlSocketNotAFile: a control socket path that names a file or directory, which govs
+// would refuse to replace, is an error at its line (not with SkipFileChecks, for another host's
+// file); a free path or a stale socket's is not.
+func TestControlSocketNotAFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "govs.toml")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	src := func(path string) string { return dp + fmt.Sprintf("[control]\nsocket = %q\n", path) + vsHead + rs }
+	checkParseErrors(t, src(file), LoadOptions{}, []string{
+		fmt.Sprintf(`t.toml:4: control.socket: %q is a file, not a socket, and govs would refuse to start on it; name a path where govs may create its socket, e.g. socket = "/run/govs/govs.sock"`, file),
+	})
+	checkParseErrors(t, src(dir), LoadOptions{}, []string{
+		fmt.Sprintf(`t.toml:4: control.socket: %q is a directory, not a socket, and govs would refuse to start on it; name a path where govs may create its socket, e.g. socket = "/run/govs/govs.sock"`, dir),
+	})
+	for _, tt := range []struct {
+		path string
+		opts LoadOptions
+	}{{file, LoadOptions{SkipFileChecks: true}}, {filepath.Join(dir, "govs.sock"), LoadOptions{}}} {
+		if _, err := Parse([]byte(src(tt.path)), "t.toml", tt.opts); err != nil {
+			t.Errorf("socket %s (%+v): %v", tt.path, tt.opts, err)
+		}
+	}
+}

@@ -92,6 +92,8 @@ func (p *parser) ha(raw *rawHA, c *Config) {
 			p.errf("ha.listen", "%s", msg)
 		} else if vips[ap.Addr()] {
 			p.errf("ha.listen", "%s is a virtual server address, which moves between the nodes; listen on an address of this host's own", ap.Addr())
+		} else if p.opts.AddressInterface != nil && !ap.Addr().IsUnspecified() && p.opts.AddressInterface(ap.Addr()) == "" {
+			p.errf("ha.listen", "%s is not an address of this host (of none of its interfaces, in this network namespace): listen on one of its own", ap.Addr())
 		} else {
 			h.Listen = ap
 		}
@@ -190,6 +192,20 @@ func (p *parser) ha(raw *rawHA, c *Config) {
 		p.errf("ha.garp_refresh", "%v is too short; write at least %v, or \"0s\" to announce only on takeover (default %v)", h.GARPRefresh, minHAGARPRefresh, DefaultHAGARPRefresh)
 	}
 
+	// The addresses other nodes and this one reach as themselves: a floating address among them
+	// would be announced with the active node's MAC and cut them off.
+	others := map[netip.Addr]string{}
+	for _, vs := range c.VirtualServers {
+		for _, r := range vs.RealServers {
+			others[r.Address.Addr()] = fmt.Sprintf("a real server of virtual server %s", vs.Address)
+		}
+		if vs.SorryServer.IsValid() {
+			others[vs.SorryServer.Addr()] = fmt.Sprintf("the sorry server of virtual server %s", vs.Address)
+		}
+		for _, l := range vs.LocalAddresses {
+			others[l] = fmt.Sprintf("a local address of virtual server %s", vs.Address)
+		}
+	}
 	switch v := raw.Floating.(type) {
 	case nil:
 	case []any:
@@ -213,6 +229,8 @@ func (p *parser) ha(raw *rawHA, c *Config) {
 				p.errf(field, "%s is a virtual server address, which moves with the active node anyway; remove it here", a)
 			case h.Listen.IsValid() && a == h.Listen.Addr():
 				p.errf(field, "%s is this node's listen address, which must stay on this node; float another address", a)
+			case others[a] != "":
+				p.errf(field, "%s is %s: the active node would announce it as its own and cut that server off; float another address", a, others[a])
 			default:
 				if j, dup := seen[a]; dup {
 					p.errf(field, "%s is already listed as ha.floating[%d]; list each address once", a, j)

@@ -121,13 +121,14 @@ func TestHAErrors(t *testing.T) {
 			`t.toml:17: ha.garp_refresh: "-1s" is negative; write a duration of zero or more, e.g. "10s"`,
 			`t.toml:18: ha.floating: is a string; write a list of addresses, e.g. floating = ["198.19.0.254"]`,
 		}},
-		{"floating", ok + "garp_refresh = \"10ms\"\nfloating = [\"198.18.0.100\", \"198.19.0.254:80\", \"198.19.0.254\", \"198.19.0.254\", \"224.0.0.1\", \"198.18.0.3\"]\n", []string{
+		{"floating", ok + "garp_refresh = \"10ms\"\nfloating = [\"198.18.0.100\", \"198.19.0.254:80\", \"198.19.0.254\", \"198.19.0.254\", \"224.0.0.1\", \"198.18.0.3\", \"198.19.0.11\"]\n", []string{
 			`t.toml:14: ha.garp_refresh: 10ms is too short; write at least 100ms, or "0s" to announce only on takeover (default 10s)`,
 			`t.toml:15: ha.floating[1]: 198.18.0.100 is a virtual server address, which moves with the active node anyway; remove it here`,
 			`t.toml:15: ha.floating[2]: "198.19.0.254:80" is not an IP address; write one without a port, e.g. "198.19.0.254"`,
 			`t.toml:15: ha.floating[4]: 198.19.0.254 is already listed as ha.floating[3]; list each address once`,
 			`t.toml:15: ha.floating[5]: 224.0.0.1 is a multicast address and cannot float between nodes`,
 			`t.toml:15: ha.floating[6]: 198.18.0.3 is this node's listen address, which must stay on this node; float another address`,
+			`t.toml:15: ha.floating[7]: 198.19.0.11 is a real server of virtual server 198.18.0.100:80: the active node would announce it as its own and cut that server off; float another address`,
 		}},
 		{"key file relative", "listen = \"198.18.0.3:8405\"\npeers = [\"198.18.0.4:8405\"]\nkey_file = \"ha.key\"\n", []string{
 			`t.toml:13: ha.key_file: "ha.key" is not an absolute path; write one starting with /, e.g. key_file = "/etc/govs/ha.key"`,
@@ -173,6 +174,20 @@ func TestHAErrors(t *testing.T) {
 	t.Run("ha as a value", func(t *testing.T) {
 		checkParseErrors(t, "ha = 1\n"+dp, LoadOptions{}, []string{
 			`t.toml:1: ha: is an integer but must be a table; write [ha] on a line of its own, followed by its keys`,
+		})
+	})
+	t.Run("listen not on this host", func(t *testing.T) {
+		onHost := LoadOptions{AddressInterface: func(a netip.Addr) string {
+			if a == netip.MustParseAddr("198.18.0.3") {
+				return "l0"
+			}
+			return ""
+		}}
+		if _, err := Parse([]byte(haBase(ok)), "t.toml", onHost); err != nil {
+			t.Errorf("listen on an address of l0: %v", err)
+		}
+		checkParseErrors(t, haBase(strings.Replace(ok, "198.18.0.3:8405", "198.18.0.9:8405", 1)), onHost, []string{
+			`t.toml:11: ha.listen: 198.18.0.9 is not an address of this host (of none of its interfaces, in this network namespace): listen on one of its own`,
 		})
 	})
 	t.Run("SkipFileChecks", func(t *testing.T) {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -630,6 +632,16 @@ func (p *parser) control(raw *rawControl, out *Control) {
 		return
 	}
 	out.Socket = filepath.Clean(s)
+	if !p.opts.SkipFileChecks {
+		// govs replaces a stale socket, never anything else (control.NewServer).
+		if fi, err := os.Lstat(out.Socket); err == nil && fi.Mode()&fs.ModeSocket == 0 {
+			what := "a file"
+			if fi.IsDir() {
+				what = "a directory"
+			}
+			p.errf("control.socket", "%q is %s, not a socket, and govs would refuse to start on it; name a path where govs may create its socket, e.g. socket = %q", s, what, DefaultControlSocket)
+		}
+	}
 }
 
 func (p *parser) timeouts(raw *rawTimeouts, out *Timeouts) {

@@ -152,3 +152,49 @@ func TestSocketClient(t *testing.T) {
 	}
 	t.Log("answer:", st.Version)
 }
+
+// TestServerLeavesOtherFiles: a control socket path that names a regular file or a directory is
+// refused, and what is there stays (a typo'd path may name the configuration file); a stale
+// socket left by an earlier run is replaced; Close removes the socket.
+func TestServerLeavesOtherFiles(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "govs.toml")
+	if err := os.WriteFile(file, []byte("important\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "empty")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for path, kind := range map[string]string{file: "regular file", sub: "directory"} {
+		if s, err := NewServer(path, fakeHandler{}); err == nil {
+			s.Close()
+			t.Errorf("NewServer(%s) on a %s: no error", path, kind)
+		} else if want := "there is a " + kind + " at that path, not a socket"; !strings.Contains(err.Error(), want) {
+			t.Errorf("NewServer(%s): %v, want one containing %q", path, err, want)
+		}
+	}
+	if b, err := os.ReadFile(file); err != nil || string(b) != "important\n" {
+		t.Errorf("the file at the refused path: %q, %v; want it untouched", b, err)
+	}
+	if _, err := os.Stat(sub); err != nil {
+		t.Errorf("the directory at the refused path: %v", err)
+	}
+
+	// A socket nobody listens on (a killed govs's) is stale: replaced.
+	path := filepath.Join(dir, "govs.sock")
+	stale, err := NewServer(path, fakeHandler{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.ln.(interface{ SetUnlinkOnClose(bool) }).SetUnlinkOnClose(false)
+	stale.Close()
+	s, err := NewServer(path, fakeHandler{})
+	if err != nil {
+		t.Fatalf("NewServer over a stale socket: %v", err)
+	}
+	s.Close()
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the socket after Close: %v, want it gone", err)
+	}
+}

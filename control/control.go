@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -295,7 +296,14 @@ func NewServer(path string, h Handler) (*Server, error) {
 		c.Close()
 		return nil, fmt.Errorf("control socket %s is in use: is another govs running? set [control] socket to a different path", path)
 	}
-	os.Remove(path)
+	// Only a socket is stale: anything else at the path is the operator's (a typo'd path may
+	// name their configuration file), and stays.
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&fs.ModeSocket == 0 {
+			return nil, fmt.Errorf("control socket %s: there is a %s at that path, not a socket, and govs leaves it alone; set [control] socket to another path", path, fileKind(fi.Mode()))
+		}
+		os.Remove(path)
+	}
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("failed to listen on control socket %s: %w", path, err)
@@ -348,12 +356,24 @@ func (s *Server) serve(c net.Conn) {
 	}
 }
 
-// Close stops serving and removes the socket.
+// Close stops serving and removes the socket (the listener unlinks the path it created).
 func (s *Server) Close() error {
 	err := s.ln.Close()
 	s.wg.Wait()
-	os.Remove(s.path)
 	return err
+}
+
+// fileKind names what a file mode is, for an error message.
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m.IsRegular():
+		return "regular file"
+	case m&fs.ModeSymlink != 0:
+		return "symbolic link"
+	}
+	return "file (" + m.Type().String() + ")"
 }
 
 // Query sends cmd to the daemon at path and returns its raw JSON answer.

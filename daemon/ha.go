@@ -12,6 +12,7 @@ import (
 
 	"github.com/govs/govs/config"
 	"github.com/govs/govs/control"
+	"github.com/govs/govs/dataplane"
 	"github.com/govs/govs/ha"
 )
 
@@ -66,6 +67,7 @@ func (n *haNode) start(interfaces []string) error {
 		Preempt:        n.cfg.Preempt,
 		PreemptDelay:   n.cfg.PreemptDelay,
 		Sync:           n.sy,
+		Serving:        func() string { return unservable(n.d.engine.Tables()) },
 		Log:            slog.Default(),
 	}, n.tr, ha.SystemClock, n)
 	if err != nil {
@@ -160,6 +162,44 @@ func (n *haNode) RoutineTrack(interfaces []string, every time.Duration) {
 		case <-tick.C:
 		}
 	}
+}
+
+// unservable says why tables could not carry new connections of some virtual server yet, or "":
+// a virtual server none of whose real servers in rotation (not removed, disabled or at weight 0)
+// is resolved and up, and whose sorry server, if any, is not resolved either. After a link came
+// back the health checks still say down and the next hops are stale for a moment: a node that
+// preempted then would drop the new connections its peer serves (ha.Config.Serving).
+func unservable(t *dataplane.Tables) string {
+	for _, svc := range t.Services {
+		if svc == nil {
+			continue
+		}
+		inRotation, usable, waiting := 0, 0, ""
+		for _, id := range svc.RealIDs {
+			r := t.Reals[id]
+			switch {
+			case r.Sorry:
+				if r.Resolved {
+					usable++
+				}
+			case r.Removed || r.Disabled || r.Weight <= 0:
+			default:
+				inRotation++
+				switch {
+				case !r.Resolved:
+					waiting = fmt.Sprintf("%s has no resolved next hop", r.Addr)
+				case r.Down:
+					waiting = fmt.Sprintf("%s is down", r.Addr)
+				default:
+					usable++
+				}
+			}
+		}
+		if inRotation > 0 && usable == 0 {
+			return fmt.Sprintf("virtual server %s has no real server to take new connections (%s)", svc.Name, waiting)
+		}
+	}
+	return ""
 }
 
 // interfaceProblem says what is wrong with the first interface that cannot carry traffic, or "".

@@ -33,10 +33,20 @@ type Config struct {
 	// Sync, when not nil, gates preemption: a node takes the VIPs back only once its connection
 	// table has converged with the active's.
 	Sync Sync
+	// Serving, when not nil, gates preemption too: it says why this node could not carry the
+	// VIPs' new connections yet ("" once it can), so that a node back from a fault (or just
+	// started) does not take the VIPs from a peer that serves them, only to drop their new
+	// connections until its health checks and next hops catch up. A node holds back at most
+	// MaxPreemptHold, so that a service down everywhere does not keep it from ever preempting.
+	Serving func() string
 	// Log gets the node's state changes (records with from, to and reason) and its problems;
 	// nil discards them.
 	Log *slog.Logger
 }
+
+// MaxPreemptHold bounds how long Config.Serving holds a preemption back: longer than health
+// checks take to bring servers back up after a link comes back (rise checks an interval apart).
+const MaxPreemptHold = 10 * time.Second
 
 // DefaultMaxSkew is how far apart the nodes' clocks may be before heartbeats are dropped as
 // replays. NTP keeps clocks within milliseconds; the bound only has to be short enough that an
@@ -98,9 +108,13 @@ type Node struct {
 	fault     string
 	// preemptSince is when the node first saw a lower-ranked active peer it may preempt.
 	preemptSince time.Time
-	blockedLog   time.Time // last time "not taking over: peers fail authentication" was logged
-	peers        []*peer
-	out          [HeartbeatSize]byte
+	// holdSince is when Config.Serving first held back a preemption this node wanted; zero when
+	// it holds nothing back.
+	holdSince  time.Time
+	holdOver   bool      // the hold ran out (MaxPreemptHold), and that was logged
+	blockedLog time.Time // last time "not taking over: peers fail authentication" was logged
+	peers      []*peer
+	out        [HeartbeatSize]byte
 
 	sent, received, sendErrors, transitions uint64
 	drops                                   [numDropReasons]uint64
@@ -381,6 +395,33 @@ func (n *Node) evaluate(now time.Time) {
 	}
 }
 
+// holdBack reports whether Config.Serving holds a preemption back now, and logs when it starts
+// to and when it gives up waiting.
+func (n *Node) holdBack(now time.Time) bool {
+	why := ""
+	if n.cfg.Serving != nil {
+		why = n.cfg.Serving()
+	}
+	switch {
+	case why == "":
+		if !n.holdSince.IsZero() {
+			n.log.Info(fmt.Sprintf("ha: this node can serve now (after %v): preempting by the usual rules", now.Sub(n.holdSince).Round(time.Millisecond)))
+		}
+		n.holdSince, n.holdOver = time.Time{}, false
+		return false
+	case n.holdSince.IsZero():
+		n.holdSince = now
+		n.log.Info(fmt.Sprintf("ha: not preempting yet, the active peer serves meanwhile: %s", why), "reason", why)
+		return true
+	case now.Sub(n.holdSince) < MaxPreemptHold:
+		return true
+	case !n.holdOver:
+		n.holdOver = true
+		n.log.Warn(fmt.Sprintf("ha: preempting by the usual rules after waiting %v, although %s", MaxPreemptHold, why), "reason", why)
+	}
+	return false
+}
+
 // takeOver says why a backup should become active now, or "" if it should not.
 func (n *Node) takeOver(now time.Time) string {
 	var active []*peer
@@ -397,6 +438,10 @@ func (n *Node) takeOver(now time.Time) string {
 			}
 		}
 		if !ok {
+			n.preemptSince, n.holdSince, n.holdOver = time.Time{}, time.Time{}, false
+			return ""
+		}
+		if n.holdBack(now) {
 			n.preemptSince = time.Time{}
 			return ""
 		}
@@ -461,7 +506,7 @@ func (n *Node) become(now time.Time, s State, reason string) {
 	n.state, n.since = s, now
 	n.transitions++
 	if s != StateBackup {
-		n.preemptSince = time.Time{}
+		n.preemptSince, n.holdSince, n.holdOver = time.Time{}, time.Time{}, false
 	}
 	n.log.Info(fmt.Sprintf("ha: %s -> %s: %s", old, s, reason), "from", old.String(), "to", s.String(), "reason", reason)
 	// The engine first: a new active node forwards before its peers hear of it, so the resigning

@@ -291,6 +291,52 @@ func TestResignOnBackupIsImmediate(t *testing.T) {
 	c.wantStates(t, map[netip.AddrPort]State{addrA: StateActive, addrB: StateBackup})
 }
 
+// TestPreemptServing: a returning higher-priority node whose Config.Serving says it cannot serve
+// yet stays a backup while the other node serves, preempts as soon as it can, and, if it never
+// can, once MaxPreemptHold has passed (a service down everywhere must not keep it out for good).
+func TestPreemptServing(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		readyAt time.Duration // after A's start; 0: never ready
+		wantAt  time.Duration
+	}{
+		{"ready later", 1500 * time.Millisecond, 1500 * time.Millisecond},
+		{"never ready", 0, MaxPreemptHold},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t)
+			b := c.add(addrB, 100, []netip.AddrPort{addrA}, func(cfg *Config) { cfg.Preempt = true })
+			b.Start(t0)
+			c.run(t0, t0.Add(time.Second))
+			start := t0.Add(time.Second)
+			ready := false
+			a := c.add(addrA, 200, []netip.AddrPort{addrB}, func(cfg *Config) {
+				cfg.Preempt = true
+				cfg.Serving = func() string {
+					if ready {
+						return ""
+					}
+					return "virtual server tcp/198.18.0.100:80 has no real server to take new connections"
+				}
+			})
+			a.Start(start)
+			c.deliver(start)
+			until := start.Add(tt.wantAt - 100*time.Millisecond)
+			c.run(start, until)
+			c.wantStates(t, map[netip.AddrPort]State{addrA: StateBackup, addrB: StateActive})
+			ready = tt.readyAt > 0
+			c.run(until, start.Add(tt.wantAt+200*time.Millisecond))
+			c.wantStates(t, map[netip.AddrPort]State{addrA: StateActive, addrB: StateBackup})
+			if got := a.since.Sub(start); got < tt.wantAt-100*time.Millisecond || got > tt.wantAt+100*time.Millisecond {
+				t.Errorf("A preempted %v after its start, want about %v", got, tt.wantAt)
+			}
+			if !strings.Contains(c.logs.String(), "not preempting yet, the active peer serves meanwhile: virtual server tcp/198.18.0.100:80") {
+				t.Errorf("A did not log why it waited:\n%s", c.logs)
+			}
+		})
+	}
+}
+
 func TestPreempt(t *testing.T) {
 	for _, tt := range []struct {
 		name    string

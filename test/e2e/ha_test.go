@@ -130,6 +130,27 @@ func (l *haLab) config(i, prio int, peers []int, key, extra string) govsConfig {
 	}
 }
 
+// startPair starts balancer 0 (A, priority 200) and 1 (B, 100) as peers, with extraA and extraB
+// added to their [ha] tables, waits until A is active and B a backup, and starts a settled probe.
+func (l *haLab) startPair(extraA, extraB string) (a, b *govsProc, p *probe) {
+	l.t.Helper()
+	a = l.start(0, l.config(0, 200, []int{1}, l.key, extraA))
+	b = l.start(1, l.config(1, 100, []int{0}, l.key, extraB))
+	waitHA(l.t, a, "active", 3*time.Second)
+	waitHA(l.t, b, "backup", 3*time.Second)
+	p = startProbe(l.t, l)
+	p.settle(l.t)
+	return a, b, p
+}
+
+// setSwitchPort sets the switch's port name up or down (state).
+func (l *haLab) setSwitchPort(name, state string) {
+	l.t.Helper()
+	if out, err := exec.Command("ip", "-n", l.topo.Switch.Name, "link", "set", name, state).CombinedOutput(); err != nil {
+		l.t.Fatalf("ip link set %s %s: %v: %s", name, state, err, out)
+	}
+}
+
 func (l *haLab) start(i int, cfg govsConfig) *govsProc {
 	l.t.Helper()
 	return startGovsIn(l.t, l.topo.Balancers[i], cfg, nil)
@@ -601,18 +622,8 @@ func TestHAHeartbeatCut(t *testing.T) {
 	labtest.RequireRoot(t)
 	l := newHALab(t, 2)
 	l.vs[0].Scheduler = "wlc"
-	a := l.start(0, l.config(0, 200, []int{1}, l.key, ""))
-	b := l.start(1, l.config(1, 100, []int{0}, l.key, ""))
-	waitHA(t, a, "active", 3*time.Second)
-	waitHA(t, b, "backup", 3*time.Second)
-	p := startProbe(t, l)
-	p.settle(t)
-	port := func(state string) {
-		t.Helper()
-		if out, err := exec.Command("ip", "-n", l.topo.Switch.Name, "link", "set", "lb2-1", state).CombinedOutput(); err != nil {
-			t.Fatalf("ip link set lb2-1 %s: %v: %s", state, err, out)
-		}
-	}
+	a, b, p := l.startPair("", "")
+	port := func(state string) { l.setSwitchPort("lb2-1", state) }
 	cut := time.Now()
 	port("down")
 	waitHA(t, b, "active", time.Second) // split brain: both active
@@ -652,18 +663,8 @@ func TestHAHeartbeatCut(t *testing.T) {
 func TestHAInterfaceFault(t *testing.T) {
 	labtest.RequireRoot(t)
 	l := newHALab(t, 2)
-	a := l.start(0, l.config(0, 200, []int{1}, l.key, "preempt = false\n"))
-	b := l.start(1, l.config(1, 100, []int{0}, l.key, "preempt = false\n"))
-	waitHA(t, a, "active", 3*time.Second)
-	waitHA(t, b, "backup", 3*time.Second)
-	p := startProbe(t, l)
-	p.settle(t)
-	link := func(state string) {
-		t.Helper()
-		if out, err := exec.Command("ip", "-n", l.topo.Switch.Name, "link", "set", "lb0", state).CombinedOutput(); err != nil {
-			t.Fatalf("ip link set lb0 %s: %v: %s", state, err, out)
-		}
-	}
+	a, b, p := l.startPair("preempt = false\n", "preempt = false\n")
+	link := func(state string) { l.setSwitchPort("lb0", state) }
 	down := time.Now()
 	link("down")
 	waitHA(t, a, "fault", time.Second)
@@ -682,6 +683,45 @@ func TestHAInterfaceFault(t *testing.T) {
 	waitHA(t, a, "backup", time.Second)
 	if st := b.mustStats(); st.HA.State != "active" {
 		t.Errorf("B is %s after A's link came back, want active (no preempt)", st.HA.State)
+	}
+}
+
+// TestHAPreemptAfterFault: the preferred node (preempt, the default) comes back from a link
+// fault while its health checks still say its real servers are down. It must not take the VIPs
+// from the backup that serves them until it can serve them itself: before, it preempted as soon as
+// the link was up and dropped new connections (no_real_server) until its checks said up again.
+// It preempts once they do, within ha.MaxPreemptHold, and says why it waited.
+func TestHAPreemptAfterFault(t *testing.T) {
+	labtest.RequireRoot(t)
+	l := newHALab(t, 2)
+	l.vs[0].Extra = healthCheckTOML("tcp", "")
+	a, b, p := l.startPair("", "")
+	link := func(state string) { l.setSwitchPort("lb0", state) }
+	link("down")
+	waitHA(t, a, "fault", time.Second)
+	waitHA(t, b, "active", time.Second)
+	// A's checks run over l0: its real servers go down (fall 2, 200 ms apart).
+	for _, rs := range l.vs[0].Reals {
+		a.waitHealth("tcp/"+l.vs[0].Address.String(), rs, "down", 5*time.Second)
+	}
+	before := a.mustStats().Drops
+	up := time.Now()
+	link("up")
+	waitHA(t, a, "active", 5*time.Second)
+	t.Logf("A active again %v after its link came back", time.Since(up).Round(time.Millisecond))
+	time.Sleep(time.Second)
+	p.close()
+	after := a.mustStats().Drops
+	for _, reason := range []string{"no_real_server", "real_server_down", "unresolved_neighbor"} {
+		if n := after[reason] - before[reason]; n > 0 {
+			t.Errorf("A dropped %d new connection frames (%s) after its link came back: it took the VIPs before it could serve them", n, reason)
+		}
+	}
+	if n := p.httpErr.Load(); n > 0 {
+		t.Errorf("%d new connections failed across the fault and the preemption", n)
+	}
+	if !strings.Contains(a.out.String(), "ha: not preempting yet, the active peer serves meanwhile: virtual server") {
+		t.Errorf("A did not say why it waited to preempt:\n%s", a.out.String())
 	}
 }
 
