@@ -59,8 +59,12 @@ type ConnsArgs struct {
 	Max     int    `json:"max,omitempty"`     // the most to list (0: DefaultConnsMax)
 }
 
-// DefaultConnsMax is how many connections `govs list -conns` lists unless told otherwise.
-const DefaultConnsMax = 1000
+// DefaultConnsMax is how many connections `govs list -conns` lists unless told otherwise, and
+// MaxConnsMax the most one request lists (dataplane.MaxConns).
+const (
+	DefaultConnsMax = 1000
+	MaxConnsMax     = 100000
+)
 
 // ConnList is the answer to "conns": at most ConnsArgs.Max entries of the Matched that match.
 type ConnList struct {

@@ -12,6 +12,7 @@ import (
 	"github.com/govs/govs/compile"
 	"github.com/govs/govs/config"
 	"github.com/govs/govs/control"
+	"github.com/govs/govs/dataplane"
 	"github.com/govs/govs/neigh"
 )
 
@@ -128,5 +129,13 @@ func TestRestartOnlyIO(t *testing.T) {
 	}
 	if !reflect.DeepEqual(next.Dataplane, running.Dataplane) {
 		t.Errorf("next [dataplane] = %+v after restartOnly, want the running %+v", next.Dataplane, running.Dataplane)
+	}
+}
+
+// TestConnsMaxAgree: the most connections a client asks for (control.MaxConnsMax, what govs ctl
+// drain asks) is what the data plane lists at most.
+func TestConnsMaxAgree(t *testing.T) {
+	if control.MaxConnsMax != dataplane.MaxConns {
+		t.Errorf("control.MaxConnsMax %d, dataplane.MaxConns %d", control.MaxConnsMax, dataplane.MaxConns)
 	}
 }

@@ -123,6 +123,20 @@ func drainWait(out, errw io.Writer, sock, service, real string, timeout time.Dur
 			fmt.Fprintf(out, "drained: %s %s has no connections left; its weight stays 0 until `govs ctl weight` or the next reload of the file\n", service, real)
 			return 0
 		}
+		if rs.ActiveConnections == 0 {
+			// Closed TCP connections wait out TIME_WAIT (2 minutes by default) as inactive
+			// entries: they carry nothing, and the drain is over.
+			closed, err := onlyClosed(sock, service, real)
+			if err != nil {
+				fmt.Fprintf(errw, "govs ctl drain: %v\n", err)
+				return 1
+			}
+			if closed > 0 {
+				fmt.Fprintf(out, "drained: %s %s has no connections left but %s in TIME_WAIT or CLOSE, which carry nothing and expire by themselves; its weight stays 0 until `govs ctl weight` or the next reload of the file\n",
+					service, real, connections(closed))
+				return 0
+			}
+		}
 		if rs.Weight != 0 {
 			fmt.Fprintf(errw, "govs ctl drain: %s %s has weight %d again (govs ctl weight, or a reload of the file ended the drain); no longer waiting, %s left\n",
 				service, real, rs.Weight, connections(left))
@@ -152,6 +166,32 @@ func plural(n int64, word string) string {
 		return word
 	}
 	return word + "s"
+}
+
+// onlyClosed returns how many connections real server real of service has when all of them are
+// closed TCP connections (TIME_WAIT, CLOSE), else 0 (persistence templates aside).
+func onlyClosed(sock, service, real string) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), control.CommandTimeout+10*time.Second)
+	defer cancel()
+	var l control.ConnList
+	args := control.ConnsArgs{Service: service, Real: real, Max: control.MaxConnsMax}
+	if err := control.Call(ctx, sock, control.CmdConns, args, &l); err != nil {
+		return 0, err
+	}
+	if l.Matched > len(l.Conns) {
+		return 0, nil // too many to tell
+	}
+	var closed int64
+	for _, c := range l.Conns {
+		switch {
+		case c.Template:
+		case c.State == "TIME_WAIT" || c.State == "CLOSE":
+			closed++
+		default:
+			return 0, nil
+		}
+	}
+	return closed, nil
 }
 
 // errNotListed: the real server being drained is no longer in the listing.

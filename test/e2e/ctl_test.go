@@ -134,6 +134,11 @@ const (
 )
 
 func newCtlFixture(t *testing.T) *ctlFixture {
+	return newCtlFixtureTimeouts(t, "tcp_fin = \"1s\"\ntcp_time_wait = \"1s\"\ntcp_close = \"1s\"\ntcp_close_wait = \"1s\"\ntcp_last_ack = \"1s\"\n")
+}
+
+// newCtlFixtureTimeouts is newCtlFixture with timeouts as its [timeouts] table.
+func newCtlFixtureTimeouts(t *testing.T, timeouts string) *ctlFixture {
 	topo := labtest.NewForTest(t, lab.Options{Method: "nat", IPv6: true, Servers: 2, Prefix: "govs-e2e"})
 	srvs, err := lab.StartServers(topo)
 	if err != nil {
@@ -153,8 +158,7 @@ func newCtlFixture(t *testing.T) *ctlFixture {
 	f.cfg = govsConfig{
 		Interfaces: topo.BalancerIfaces,
 		Workers:    2,
-		Tail: "[timeouts]\ntcp_fin = \"1s\"\ntcp_time_wait = \"1s\"\ntcp_close = \"1s\"\ntcp_close_wait = \"1s\"\n" +
-			"tcp_last_ack = \"1s\"\n",
+		Tail:       "[timeouts]\n" + timeouts,
 		VS: []vsConfig{
 			{f.web, "tcp", "wrr", "nat", f.rs[:], []int{1, 1}, "", nil},
 			{f.sticky, "tcp", "rr", "nat", sticky[:], []int{1, 1}, "persistence_timeout = \"60s\"\n", nil},
@@ -712,6 +716,30 @@ func TestCtlDrain(t *testing.T) {
 	}
 	if rs := f.list().real(t, svcWeb, f.rs[0]); rs.Weight != 0 || rs.ActiveConnections+rs.InactiveConnections != 0 {
 		t.Errorf("after the drain: %+v, want weight 0 and no connections", rs)
+	}
+	f.g.stop()
+}
+
+// TestCtlDrainTimeWait: connections that have closed wait out TIME_WAIT (here 60 s) in the table
+// as inactive entries; they carry nothing, and `govs ctl drain` says the real server is drained
+// at once instead of waiting for them to expire (it waited the whole TIME_WAIT before).
+func TestCtlDrainTimeWait(t *testing.T) {
+	labtest.RequireRoot(t)
+	f := newCtlFixtureTimeouts(t, "tcp_time_wait = \"60s\"\n")
+	for n := 0; n < 3; {
+		h, srv := f.hold(f.web, 0)
+		h.c.Close()
+		if srv == 0 {
+			n++
+		}
+	}
+	out, stderr, code := f.govs(20*time.Second, "ctl", "drain", "-timeout", "5s", svcWeb, f.rs[0].String())
+	want := "drained: " + svcWeb + " " + f.rs[0].String() + " has no connections left but"
+	if code != 0 || !strings.Contains(out, want) || !strings.Contains(out, "in TIME_WAIT or CLOSE, which carry nothing") {
+		t.Errorf("govs ctl drain with only closed connections: exit %d, want 0 and %q\nstdout:\n%s\nstderr:\n%s", code, want, out, stderr)
+	}
+	if rs := f.list().real(t, svcWeb, f.rs[0]); rs.Weight != 0 || rs.InactiveConnections == 0 {
+		t.Errorf("after the drain: %+v, want weight 0 and the closed connections still listed", rs)
 	}
 	f.g.stop()
 }
