@@ -545,3 +545,19 @@ func TestVersionFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestRunFileArgument: govs run takes the file as -config FILE or alone, as check-config does;
+// more than one is refused. (The files here do not exist: the error is about reading them.)
+func TestRunFileArgument(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "none.toml")
+	for _, args := range [][]string{{missing}, {"-config", missing}} {
+		_, stderr, code := runCLI(t, cmdRun, args...)
+		if code != 1 || !strings.Contains(stderr, "govs run: ") || !strings.Contains(stderr, "none.toml") || strings.Contains(stderr, "is required") {
+			t.Errorf("govs run %v: exit %d, %q; want exit 1 and the file's read error", args, code, stderr)
+		}
+	}
+	_, stderr, code := runCLI(t, cmdRun, "a.toml", "b.toml")
+	if code != 2 || !strings.Contains(stderr, `govs run: unexpected "a.toml b.toml": give the configuration file once`) {
+		t.Errorf("govs run a.toml b.toml: exit %d, %q", code, stderr)
+	}
+}

@@ -112,10 +112,18 @@ func parse(fs *flag.FlagSet, args []string) (ok bool, code int) {
 func cmdRun(args []string) int {
 	fs := newFlags("run", "run -config FILE", `  govs run -config /etc/govs/govs.toml
   govs run --config govs.toml      # SIGHUP reloads the file; SIGINT/SIGTERM stop govs (after shutdown_drain, or the HA handover; a second signal at once)
+  govs run /etc/govs/govs.toml     # the file alone, as govs check-config takes it
 `)
 	path := fs.String("config", "", "configuration file (TOML); required")
 	if ok, code := parse(fs, args); !ok {
 		return code
+	}
+	switch rest := fs.Args(); {
+	case len(rest) == 1 && *path == "":
+		*path = rest[0]
+	case len(rest) > 0:
+		fmt.Fprintf(os.Stderr, "govs run: unexpected %q: give the configuration file once, as -config FILE or FILE\n", strings.Join(rest, " "))
+		return 2
 	}
 	if *path == "" {
 		fmt.Fprintln(os.Stderr, "govs run: -config FILE is required (try `govs run -h`)")
@@ -138,6 +146,10 @@ func cmdRun(args []string) int {
 		} else {
 			fmt.Fprintf(os.Stderr, "govs run: %s\n", msg)
 		}
+		return 1
+	}
+	if missing := missingCapabilities(cfg.Dataplane.IO == config.IOAFXDP); len(missing) > 0 {
+		fmt.Fprintf(os.Stderr, "govs run: this process lacks %s, which the data plane needs: run govs as root, or with them (contrib/govs.service lists what needs which)\n", strings.Join(missing, ", "))
 		return 1
 	}
 	// log.go: [log] sets the format and level; the daemon's structured records go through

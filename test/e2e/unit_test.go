@@ -47,3 +47,29 @@ func TestUnitCapabilities(t *testing.T) {
 		})
 	}
 }
+
+// TestMissingCapabilities: govs run without CAP_NET_RAW (and, with io = "afxdp", without CAP_BPF)
+// stops at once with one line naming what it lacks and what to do: it used to start its metrics
+// endpoint, resolve next hops, warn that the kernel guard failed and only then fail on its first
+// packet socket, with no word of the capability its second check needed.
+func TestMissingCapabilities(t *testing.T) {
+	labtest.RequireRoot(t)
+	for _, c := range []struct {
+		io, drop string
+		wants    []string
+	}{
+		{"afpacket", "-net_raw", []string{"this process lacks CAP_NET_RAW, which the data plane needs", "contrib/govs.service"}},
+		{"afxdp", "-bpf,-sys_admin", []string{"this process lacks CAP_BPF, which the data plane needs"}},
+	} {
+		t.Run(c.io, func(t *testing.T) {
+			s := newTwoServiceSetup(t, "nat", "govs-caps", "io = \""+c.io+"\"\n")
+			s.cfg.Workers = 1
+			wrap := []string{"setpriv", "--bounding-set", c.drop, "--inh-caps", "-all"}
+			g := launchGovsWrapped(t, s.topo.Balancer, s.cfg, nil, wrap)
+			wantStartError(t, g, "without "+c.drop, c.wants...)
+			if out := g.out.String(); strings.Contains(out, "metrics at") || strings.Contains(out, "neigh:") {
+				t.Errorf("govs started parts of itself before it found the capability missing:\n%s", out)
+			}
+		})
+	}
+}
