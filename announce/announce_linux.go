@@ -161,7 +161,7 @@ func (a *Announcer) readLoop(c *packet.Conn, what string, handle func(frame []by
 // RoutineARP answers ARP requests for held IPv4 VIPs.
 func (a *Announcer) RoutineARP() {
 	defer a.wg.Done()
-	conflicts := make(map[netip.Addr]bool)
+	conflicts := make(map[netip.Addr]*conflict)
 	a.readLoop(a.sys.arpConn, "ARP", func(frame []byte) {
 		if len(frame) < ethHeaderLen {
 			a.drop(dropTruncated)
@@ -173,9 +173,8 @@ func (a *Announcer) RoutineARP() {
 			return
 		}
 		reply, reason := a.arpReply(&req)
-		if reason == dropConflict && !conflicts[req.TargetIP] {
-			conflicts[req.TargetIP] = true // logged once per VIP; Drops counts them all
-			a.logf("announce: %s (%s) announced VIP %s on %s, which we hold", req.SenderHardwareAddr, req.SenderIP, req.TargetIP, a.ifi.Name)
+		if reason == dropConflict {
+			a.conflicted(conflicts, req.TargetIP, req.SenderHardwareAddr, time.Now())
 		}
 		if reason != 0 {
 			a.drop(reason)
@@ -189,6 +188,37 @@ func (a *Announcer) RoutineARP() {
 		}
 		a.arpReplies.Add(1)
 	})
+}
+
+// conflict is another host's announcing a VIP this node holds.
+type conflict struct {
+	first, last time.Time
+	warned      bool
+}
+
+// An HA peer taking over announces the VIPs while the node it takes them from may still hold
+// them, for a moment: one conflict. Another host that has the address configured goes on
+// announcing it (gratuitous ARP, its own ARP requests), and that splits the VIP's traffic:
+// conflicts conflictPersist apart are warned of. A conflict conflictForget after the last is new.
+const (
+	conflictPersist = time.Second
+	conflictForget  = time.Minute
+)
+
+// conflicted logs another host's (mac) announcing vip, which this node holds: once as news, and
+// as a warning if it goes on (Drops counts them all).
+func (a *Announcer) conflicted(conflicts map[netip.Addr]*conflict, vip netip.Addr, mac net.HardwareAddr, now time.Time) {
+	c := conflicts[vip]
+	switch {
+	case c == nil || now.Sub(c.last) > conflictForget:
+		conflicts[vip] = &conflict{first: now, last: now}
+		a.logf("announce: %s announced VIP %s on %s, which this node holds: expected while an HA peer takes over; if it goes on, another host has the address", mac, vip, a.ifi.Name)
+		return
+	case !c.warned && now.Sub(c.first) >= conflictPersist:
+		c.warned = true
+		a.logf("warning: announce: %s goes on announcing VIP %s on %s, which this node holds (since %v ago): another host has this address configured, and the VIP's traffic is split between the two; remove it there, or from one of the two", mac, vip, a.ifi.Name, now.Sub(c.first).Round(time.Millisecond))
+	}
+	c.last = now
 }
 
 // RoutineNDP answers Neighbor Solicitations for held IPv6 VIPs.

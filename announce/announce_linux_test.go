@@ -4,6 +4,7 @@ package announce
 
 import (
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -330,5 +331,34 @@ func TestRefreshAndReannounce(t *testing.T) {
 	a.SetRefresh(every)
 	if got := l.capture(t, 700*time.Millisecond, func() {}); len(got) != 0 {
 		t.Errorf("holding nothing, the refresh announced %v", got)
+	}
+}
+
+// TestConflictWarnsIfItGoesOn: another host announcing a held VIP once (an HA peer taking over)
+// is news, logged once; announcing it on for a second or more (another host has the address) is
+// a warning, once; after a minute of quiet it is news again.
+func TestConflictWarnsIfItGoesOn(t *testing.T) {
+	var logs []string
+	a := newAnnouncer(&net.Interface{Name: "lb0", HardwareAddr: net.HardwareAddr(ourMAC[:])}, func(f string, args ...any) {
+		logs = append(logs, fmt.Sprintf(f, args...))
+	})
+	other := net.HardwareAddr{2, 0, 0, 0, 0, 9}
+	conflicts := map[netip.Addr]*conflict{}
+	t0 := time.Unix(1700000000, 0)
+	for _, d := range []time.Duration{0, 500 * time.Millisecond, 900 * time.Millisecond} {
+		a.conflicted(conflicts, vip4, other, t0.Add(d))
+	}
+	if len(logs) != 1 || !strings.Contains(logs[0], "announce: 02:00:00:00:00:09 announced VIP 198.18.20.100 on lb0, which this node holds: expected while an HA peer takes over") {
+		t.Fatalf("within a second of the first: %q, want one line of news", logs)
+	}
+	for _, d := range []time.Duration{time.Second, 2 * time.Second, 3 * time.Second} {
+		a.conflicted(conflicts, vip4, other, t0.Add(d))
+	}
+	if len(logs) != 2 || !strings.HasPrefix(logs[1], "warning: announce: 02:00:00:00:00:09 goes on announcing VIP 198.18.20.100 on lb0, which this node holds (since 1s ago): another host has this address configured") {
+		t.Fatalf("going on: %q, want one warning more", logs)
+	}
+	a.conflicted(conflicts, vip4, other, t0.Add(3*time.Second+2*time.Minute))
+	if len(logs) != 3 || !strings.Contains(logs[2], "expected while an HA peer takes over") {
+		t.Fatalf("after a quiet spell: %q, want news again", logs)
 	}
 }
