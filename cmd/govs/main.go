@@ -378,11 +378,14 @@ func printHA(w io.Writer, h *control.HAStatus, now time.Time) {
 		fmt.Fprintf(w, "  fault: %s\n", h.Fault)
 	}
 	for _, p := range h.Peers {
-		heard := "never heard"
+		heard, state := "never heard", p.State
 		if p.LastHeardMS >= 0 {
-			heard = fmt.Sprintf("heard %dms ago", p.LastHeardMS)
+			heard = "heard " + agoMS(p.LastHeardMS) + " ago"
+			if !p.Alive {
+				state = "was " + state // its last heartbeat's word; it is silent now
+			}
 		}
-		fmt.Fprintf(w, "  peer %s: %s priority=%d alive=%v, %s\n", p.Address, p.State, p.Priority, p.Alive, heard)
+		fmt.Fprintf(w, "  peer %s: %s priority=%d alive=%v, %s\n", p.Address, state, p.Priority, p.Alive, heard)
 	}
 	fmt.Fprintf(w, "  heartbeats: sent=%d received=%d send_errors=%d dropped=%d", h.HeartbeatsSent, h.HeartbeatsReceived, h.HeartbeatSendErrors, h.HeartbeatDropsTotal)
 	for _, k := range sortedKeys(h.HeartbeatsDropped) {
@@ -392,11 +395,24 @@ func printHA(w io.Writer, h *control.HAStatus, now time.Time) {
 	}
 	fmt.Fprintf(w, "  transitions=%d\n", h.Transitions)
 	if y := h.Sync; y != nil {
-		fmt.Fprintf(w, "  sync: converged=%v sent=%d entries, received=%d entries, installed=%d refused=%d, dropped export=%d inbox=%d queue=%d, gaps=%d, snapshots sent=%d received=%d, last batch %dms ago\n",
+		last := "no batch received yet"
+		if y.LagMS >= 0 {
+			last = "last batch " + agoMS(y.LagMS) + " ago"
+		}
+		fmt.Fprintf(w, "  sync: converged=%v sent=%d entries, received=%d entries, installed=%d refused=%d, dropped export=%d inbox=%d queue=%d, gaps=%d, snapshots sent=%d received=%d, %s\n",
 			y.Converged, y.SentEntries, y.ReceivedEntries, y.Installed, y.Refused, y.ExportDropped, y.InboxDropped, y.QueueDrops,
-			y.Gaps, y.SnapshotsSent, y.SnapshotsReceived, y.LagMS)
+			y.Gaps, y.SnapshotsSent, y.SnapshotsReceived, last)
 		printSnapshot(w, &y.Snapshot, now)
 	}
+}
+
+// agoMS writes ms milliseconds as a duration: "12ms" below a second, "10m21.1s" above.
+func agoMS(ms int64) string {
+	d := time.Duration(ms) * time.Millisecond
+	if d >= time.Second {
+		d = d.Round(100 * time.Millisecond)
+	}
+	return d.String()
 }
 
 // printSnapshot is the line on the snapshot a node sends or receives, or else its last one.
