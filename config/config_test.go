@@ -347,7 +347,15 @@ func TestParseErrors(t *testing.T) {
 		{
 			name: "unknown key in inline real server",
 			src:  dp + vsHead + "real_server = [\n  { address = \"198.19.0.11:80\" },\n  { address = \"198.19.0.12:80\", port = 80 },\n]\n",
-			want: []string{`t.toml:10: virtual_server[1].real_server[2].port: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold, health_check`},
+			want: []string{`t.toml:10: virtual_server[1].real_server[2].port: unknown key; valid keys in [[virtual_server.real_server]] are address, weight, upper_threshold, lower_threshold, health_check (port is a key of [virtual_server.health_check] and [virtual_server.real_server.health_check])`},
+		},
+		{
+			name: "key in the wrong table",
+			src:  dp + "[control]\nworkers = 2\n" + vsHead + "weight = 3\n" + rs,
+			want: []string{
+				`t.toml:4: control.workers: unknown key; valid keys in [control] are socket (workers is a key of [dataplane])`,
+				`t.toml:10: virtual_server[1].weight: unknown key; valid keys in [[virtual_server]] are address, protocol, scheduler, scheduler_flags, mh_table_size, method, tunnel, tunnel_port, local_addresses, persistence_timeout, persistence_netmask, one_packet, real_server, health_check, sorry_server, quorum (weight is a key of [[virtual_server.real_server]])`,
+			},
 		},
 		{
 			name: "misspelled array of tables, twice",

@@ -398,8 +398,30 @@ func unknownKeyMsg(k toml.Key) string {
 	msg := fmt.Sprintf("unknown key; valid keys %s are %s", where, strings.Join(valid, ", "))
 	if s := suggest(name, valid); s != "" {
 		msg += fmt.Sprintf(" (did you mean %s?)", s)
+	} else if other := tablesWithKey(name, table); other != "" {
+		msg += fmt.Sprintf(" (%s is a key of %s)", name, other)
 	}
 	return msg
+}
+
+// tablesWithKey names the tables other than table that take key name, as the file writes them
+// ("[[virtual_server.real_server]]", "[dataplane]"), or "": a key in the wrong table is a
+// common slip.
+func tablesWithKey(name, table string) string {
+	var out []string
+	for t, keys := range schema {
+		if t == table || t == "" || !slices.Contains(keys, name) {
+			continue
+		}
+		switch {
+		case t == "virtual_server" || t == "virtual_server.real_server":
+			out = append(out, "[["+t+"]]")
+		default:
+			out = append(out, "["+t+"]")
+		}
+	}
+	sort.Strings(out)
+	return strings.Join(out, " and ")
 }
 
 // suggest returns the valid name closest to name, if it is close enough to be

@@ -530,7 +530,7 @@ func (d *Daemon) conns(ctx context.Context, a control.ConnsArgs) (*control.ConnL
 	case a.Max == 0:
 		f.Max = control.DefaultConnsMax
 	case a.Max < 0 || a.Max > dataplane.MaxConns:
-		return nil, fmt.Errorf("-max %d is out of range; list from 1 to %d connections, and filter with -service, -real or -client", a.Max, dataplane.MaxConns)
+		return nil, fmt.Errorf("-max %d is out of range; list from 1 to %d connections (0: the default, %d), and filter with -service, -real or -client", a.Max, dataplane.MaxConns, control.DefaultConnsMax)
 	}
 	if a.Service != "" {
 		key, err := serviceKey(a.Service)

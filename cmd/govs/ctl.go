@@ -21,9 +21,10 @@ const ctlSynopsis = `ctl [-control SOCK | -config FILE] OPERATION ARGS
   zero                       zero the counters of govs stats and govs list -stats
   reload                     reload the configuration file, as SIGHUP does
 
-SERVICE is written as govs list shows it (tcp/198.18.0.100:80, udp/[2001:2::100]:53), REAL as
-198.19.0.11:80 or [2001:2::11]:80. A change lasts until the next reload of the file, which drops
-it (govs stats lists the changes in force).`
+SERVICE is written as govs stats and the logs name it (tcp/198.18.0.100:80, udp/[2001:2::100]:53)
+or as govs list prints it ("TCP  198.18.0.100:80"), REAL as 198.19.0.11:80 or [2001:2::11]:80.
+A change lasts until the next reload of the file, which drops it (govs stats lists the changes in
+force); it is this node's own: under [ha], make it on every node.`
 
 // ctlPoll is how often `govs ctl drain` looks at the real server's connections.
 var ctlPoll = time.Second
