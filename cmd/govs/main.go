@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -457,22 +458,43 @@ func printLastReload(w io.Writer, r *control.Reload, now time.Time) {
 	}
 }
 
-// printRealServers prints each real server's figures under its virtual server.
+// printRealServers prints each real server's figures under its virtual server. A virtual
+// server's line (protocol, address, scheduler, method, persistence) is as long as it needs and
+// takes no part in the columns, as in ipvsadm's listing: the columns are as wide as the header
+// and the real servers' figures.
 func printRealServers(w io.Writer, vss []control.VirtualServer) {
 	if len(vss) == 0 {
 		return
 	}
 	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(trimSpaces(w), 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "virtual server / real server\tweight\tactive\tinactive\tpackets\tresolved\toverloaded\thealth\tlast check error")
+	rows := [][]string{{"virtual server / real server", "weight", "active", "inactive", "packets", "resolved", "overloaded", "health", "last check error"}}
+	heads := map[int]string{} // row index → the virtual server line that comes before it
 	for _, vs := range vss {
-		fmt.Fprintf(tw, "%s  %s %s %s%s\t\t\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, forwardName(vs.Method), persistNote(vs)+quorumNote(vs))
+		heads[len(rows)] += fmt.Sprintf("%s  %s %s %s%s\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, forwardName(vs.Method), persistNote(vs)+quorumNote(vs))
 		for _, rs := range vs.RealServers {
-			fmt.Fprintf(tw, "  -> %s\t%d\t%d\t%d\t%d\t%v\t%v\t%s\t%s\n", rs.Address, rs.Weight,
-				rs.ActiveConnections, rs.InactiveConnections, rs.Packets, rs.Resolved, rs.Overloaded, healthLabel(rs), rs.HealthError)
+			rows = append(rows, []string{"  -> " + rs.Address, strconv.Itoa(rs.Weight), strconv.FormatInt(rs.ActiveConnections, 10),
+				strconv.FormatInt(rs.InactiveConnections, 10), strconv.FormatUint(rs.Packets, 10), strconv.FormatBool(rs.Resolved),
+				strconv.FormatBool(rs.Overloaded), healthLabel(rs), rs.HealthError})
 		}
 	}
-	tw.Flush()
+	widths := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, c := range r {
+			widths[i] = max(widths[i], len(c))
+		}
+	}
+	tw := trimSpaces(w)
+	for i := 0; i <= len(rows); i++ {
+		io.WriteString(tw, heads[i])
+		if i == len(rows) {
+			break
+		}
+		var b strings.Builder
+		for j, c := range rows[i] {
+			fmt.Fprintf(&b, "%-*s  ", widths[j], c)
+		}
+		fmt.Fprintln(tw, b.String())
+	}
 }
 
 func cmdList(args []string) int {

@@ -47,3 +47,31 @@ ha: active since 2026-12-07T11:59:59Z (1.5s ago)  forwarding=false  listen=198.1
 		t.Errorf("printHA:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+// TestPrintRealServers: the real servers' columns line up under the header, as wide as the header
+// and the figures need; a virtual server's line, however long (persistence, quorum), does not
+// widen them.
+func TestPrintRealServers(t *testing.T) {
+	var b strings.Builder
+	printRealServers(&b, []control.VirtualServer{
+		{Protocol: "tcp", Address: "198.18.0.100:80", Scheduler: "rr", Method: "nat",
+			RealServers: []control.RealServer{{Address: "198.19.0.11:80", Weight: 1, Resolved: true, Health: "up"}}},
+		{Protocol: "tcp", Address: "198.18.0.101:0", Scheduler: "wlc", Method: "dr", PersistenceTimeout: 300, PersistenceNetmask: 24},
+		{Protocol: "udp", Address: "[2001:2::100]:53", Scheduler: "rr", Method: "dr",
+			RealServers: []control.RealServer{{Address: "[2001:2::11]:53", Weight: 12, ActiveConnections: 3, Packets: 1234}}},
+	})
+	lines := strings.Split(strings.TrimPrefix(b.String(), "\n"), "\n")
+	header := lines[0]
+	col := strings.Index(header, "weight")
+	if col != len("virtual server / real server")+2 {
+		t.Errorf("the weight column starts at %d, want right after the first header cell:\n%s", col, b.String())
+	}
+	for _, l := range lines {
+		if strings.HasPrefix(l, "  -> ") && (len(l) <= col || l[col-1] != ' ' || l[col] == ' ') {
+			t.Errorf("real server line %q does not have its weight at column %d:\n%s", l, col, b.String())
+		}
+	}
+	if !strings.Contains(b.String(), "\nTCP  198.18.0.101:0 wlc Route persistent 300 mask 255.255.255.0\nUDP  [2001:2::100]:53 rr Route\n") {
+		t.Errorf("virtual server lines:\n%s", b.String())
+	}
+}
