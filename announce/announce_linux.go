@@ -216,7 +216,7 @@ func (a *Announcer) conflicted(conflicts map[netip.Addr]*conflict, vip netip.Add
 		return
 	case !c.warned && now.Sub(c.first) >= conflictPersist:
 		c.warned = true
-		a.logf("warning: announce: %s goes on announcing VIP %s on %s, which this node holds (since %v ago): another host has this address configured, and the VIP's traffic is split between the two; remove it there, or from one of the two", mac, vip, a.ifi.Name, now.Sub(c.first).Round(time.Millisecond))
+		a.logf("warning: announce: %s goes on announcing VIP %s on %s, which this node holds (since %v ago): another host has this address configured (or an HA peer is active too: split brain), and the VIP's traffic is split between the two; remove it there, or from one of the two", mac, vip, a.ifi.Name, now.Sub(c.first).Round(time.Millisecond))
 	}
 	c.last = now
 }

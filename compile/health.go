@@ -71,7 +71,7 @@ func (c *Compiler) applyHealth(r *dataplane.Real, vs *config.VirtualServer, rs *
 	st, upFor := c.health.RealHealth(vs.Key(), rs.Address)
 	if st != health.Up {
 		if hc.OnFailure == config.OnFailureQuiesce {
-			r.Weight = 0
+			r.Weight, r.Quiesced = 0, true
 		} else {
 			r.Down = true
 		}

@@ -21,7 +21,7 @@ func Same(a, b *dataplane.Tables) bool {
 		if x != nil && (x.ID != y.ID || x.Addr != y.Addr || x.Weight != y.Weight || x.Port != y.Port || x.MAC != y.MAC ||
 			x.Resolved != y.Resolved || x.Service != y.Service || x.Removed != y.Removed || x.Counts != y.Counts ||
 			x.UpperThreshold != y.UpperThreshold || x.LowerThreshold != y.LowerThreshold ||
-			x.Down != y.Down || x.Standby != y.Standby || x.Sorry != y.Sorry || x.Disabled != y.Disabled ||
+			x.Down != y.Down || x.Quiesced != y.Quiesced || x.Standby != y.Standby || x.Sorry != y.Sorry || x.Disabled != y.Disabled ||
 			x.TunnelSrc != y.TunnelSrc || x.MTU != y.MTU) {
 			return false
 		}

@@ -192,18 +192,19 @@ func (p *parser) ha(raw *rawHA, c *Config) {
 		p.errf("ha.garp_refresh", "%v is too short; write at least %v, or \"0s\" to announce only on takeover (default %v)", h.GARPRefresh, minHAGARPRefresh, DefaultHAGARPRefresh)
 	}
 
-	// The addresses other nodes and this one reach as themselves: a floating address among them
-	// would be announced with the active node's MAC and cut them off.
+	// The servers' own addresses: a floating address among them would be announced with the
+	// active node's MAC and cut that server off.
 	others := map[netip.Addr]string{}
+	locals := map[netip.Addr]bool{}
 	for _, vs := range c.VirtualServers {
+		for _, l := range vs.LocalAddresses {
+			locals[l] = true
+		}
 		for _, r := range vs.RealServers {
 			others[r.Address.Addr()] = fmt.Sprintf("a real server of virtual server %s", vs.Address)
 		}
 		if vs.SorryServer.IsValid() {
 			others[vs.SorryServer.Addr()] = fmt.Sprintf("the sorry server of virtual server %s", vs.Address)
-		}
-		for _, l := range vs.LocalAddresses {
-			others[l] = fmt.Sprintf("a local address of virtual server %s", vs.Address)
 		}
 	}
 	switch v := raw.Floating.(type) {
@@ -227,6 +228,8 @@ func (p *parser) ha(raw *rawHA, c *Config) {
 				p.errf(field, "%s is %s and cannot float between nodes", a, addrKind(a))
 			case vips[a]:
 				p.errf(field, "%s is a virtual server address, which moves with the active node anyway; remove it here", a)
+			case locals[a]:
+				p.errf(field, "%s is a FullNAT local address, which moves with the active node anyway; remove it here", a)
 			case h.Listen.IsValid() && a == h.Listen.Addr():
 				p.errf(field, "%s is this node's listen address, which must stay on this node; float another address", a)
 			case others[a] != "":

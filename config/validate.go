@@ -658,8 +658,11 @@ func (p *parser) control(raw *rawControl, out *Control) {
 		// govs replaces a stale socket, never anything else (control.NewServer).
 		if fi, err := os.Lstat(out.Socket); err == nil && fi.Mode()&fs.ModeSocket == 0 {
 			what := "a file"
-			if fi.IsDir() {
+			switch {
+			case fi.IsDir():
 				what = "a directory"
+			case fi.Mode()&fs.ModeSymlink != 0:
+				what = "a symbolic link"
 			}
 			p.errf("control.socket", "%q is %s, not a socket, and govs would refuse to start on it; name a path where govs may create its socket, e.g. socket = %q", s, what, DefaultControlSocket)
 		}

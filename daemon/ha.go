@@ -165,14 +165,18 @@ func (n *haNode) RoutineTrack(interfaces []string, every time.Duration) {
 }
 
 // unservable says why tables could not carry new connections of some virtual server yet, or "":
-// a virtual server none of whose real servers in rotation (not removed, disabled or at weight 0)
-// is resolved and up, and whose sorry server, if any, is not resolved either. After a link came
-// back the health checks still say down and the next hops are stale for a moment: a node that
-// preempted then would drop the new connections its peer serves (ha.Config.Serving).
+// a virtual server below its quorum, or none of whose real servers in rotation (not removed,
+// disabled or at the operator's weight 0) is resolved and up, and whose sorry server, if any, is
+// not resolved either. After a link came back the health checks still say down and the next hops
+// are stale for a moment: a node that preempted then would drop the new connections its peer
+// serves (ha.Config.Serving).
 func unservable(t *dataplane.Tables) string {
 	for _, svc := range t.Services {
 		if svc == nil {
 			continue
+		}
+		if svc.NoQuorum {
+			return fmt.Sprintf("virtual server %s is below its quorum", svc.Name)
 		}
 		inRotation, usable, waiting := 0, 0, ""
 		for _, id := range svc.RealIDs {
@@ -182,7 +186,11 @@ func unservable(t *dataplane.Tables) string {
 				if r.Resolved {
 					usable++
 				}
-			case r.Removed || r.Disabled || r.Weight <= 0:
+			case r.Removed || r.Disabled:
+			case r.Quiesced: // weight 0 until its check says up
+				inRotation++
+				waiting = fmt.Sprintf("%s is not up", r.Addr)
+			case r.Weight <= 0:
 			default:
 				inRotation++
 				switch {

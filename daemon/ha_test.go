@@ -3,12 +3,14 @@ package daemon
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/govs/govs/config"
+	"github.com/govs/govs/dataplane"
 )
 
 // TestRestartOnlyHA: a reload applies [ha] floating and garp_refresh and keeps (and names, with
@@ -66,5 +68,49 @@ func TestInterfaceProblem(t *testing.T) {
 	}
 	if p := interfaceProblem([]string{"govs-none0"}, nil); p != "interface govs-none0 is gone" {
 		t.Errorf("a missing interface: %q", p)
+	}
+}
+
+// TestUnservable: a node may preempt once every virtual server can take new connections: a real
+// server in rotation that is resolved and up, or a resolved sorry server. Real servers the
+// operator took out (weight 0, disabled) or a reload removed are not waited for; ones down or
+// quiesced by their health check, or unresolved, are; a service below its quorum is not servable.
+func TestUnservable(t *testing.T) {
+	ap := func(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+	up := dataplane.Real{Addr: ap("198.19.0.11:80"), Weight: 1, Resolved: true}
+	for _, tt := range []struct {
+		name  string
+		reals []dataplane.Real
+		noQ   bool
+		want  string
+	}{
+		{"up", []dataplane.Real{up}, false, ""},
+		{"no real servers", nil, false, ""},
+		{"down", []dataplane.Real{{Addr: ap("198.19.0.11:80"), Weight: 1, Resolved: true, Down: true}}, false, "198.19.0.11:80 is down"},
+		{"quiesced", []dataplane.Real{{Addr: ap("198.19.0.11:80"), Resolved: true, Quiesced: true}}, false, "198.19.0.11:80 is not up"},
+		{"unresolved", []dataplane.Real{{Addr: ap("198.19.0.11:80"), Weight: 1}}, false, "198.19.0.11:80 has no resolved next hop"},
+		{"one of two up", []dataplane.Real{up, {Addr: ap("198.19.0.12:80"), Weight: 1, Resolved: true, Down: true}}, false, ""},
+		{"operator's weight 0 and disabled", []dataplane.Real{{Addr: ap("198.19.0.11:80"), Resolved: true}, {Addr: ap("198.19.0.12:80"), Weight: 1, Resolved: true, Disabled: true}}, false, ""},
+		{"removed", []dataplane.Real{{Addr: ap("198.19.0.11:80"), Weight: 1, Removed: true}}, false, ""},
+		{"sorry server stands in", []dataplane.Real{{Addr: ap("198.19.0.11:80"), Weight: 1, Resolved: true, Down: true}, {Addr: ap("198.19.0.99:80"), Weight: 1, Resolved: true, Sorry: true}}, false, ""},
+		{"below quorum", []dataplane.Real{up}, true, "virtual server tcp/198.18.0.100:80 is below its quorum"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tb := &dataplane.Tables{}
+			svc := &dataplane.Service{Name: "tcp/198.18.0.100:80", NoQuorum: tt.noQ}
+			for i, r := range tt.reals {
+				r.ID = uint16(i + 1)
+				for len(tb.Reals) <= i+1 {
+					tb.Reals = append(tb.Reals, nil)
+				}
+				tb.Reals[i+1] = &r
+				svc.RealIDs = append(svc.RealIDs, r.ID)
+			}
+			tb.Services = []*dataplane.Service{nil, svc}
+			got := unservable(tb)
+			if (tt.want == "") != (got == "") || !strings.Contains(got, tt.want) {
+				t.Errorf("unservable = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -145,6 +145,9 @@ type Real struct {
 	// (else they are forwarded until they end); its UDP ones end at once, the flow's next datagram
 	// being scheduled afresh to a real server that is up.
 	Down bool
+	// Quiesced marks a real server its health check does not find up under on_failure
+	// "quiesce": its Weight is 0 for that reason, not the operator's.
+	Quiesced bool
 	// Standby marks a real server that takes no new connections for now but keeps its established
 	// ones: a sorry server while real servers of its service are up, and the real servers while
 	// the sorry server stands in for them (their service below its quorum).

@@ -166,7 +166,7 @@ func (e *Engine) InterfaceProblems() []string {
 			continue // gone: HA's interface tracking and setXDPPrograms say so
 		}
 		if q, have := rxQueues(ifc.Name), len(x.socks[pi]); q > have {
-			out = append(out, fmt.Sprintf("interface %s has %d receive queues, and govs reads the %d it had at start: what arrives on the others goes to the kernel instead of govs; restart govs, or set the queues back (ethtool -L %s combined %d)", ifc.Name, q, have, ifc.Name, have))
+			out = append(out, fmt.Sprintf("interface %s has %d receive queues, and govs reads the %d it had at start: what arrives on the others goes to the kernel instead of govs; restart govs, or set the queues back (ethtool -L %s combined %d, or rx %d on a veth)", ifc.Name, q, have, ifc.Name, have, have))
 		}
 		if b, err := os.ReadFile(filepath.Join(dir, "mtu")); err == nil {
 			if mtu, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && mtu > x.maxMTU[pi] {

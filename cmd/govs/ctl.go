@@ -127,7 +127,7 @@ func drainWait(out, errw io.Writer, sock, service, real string, timeout time.Dur
 		if rs.ActiveConnections == 0 {
 			// Closed TCP connections wait out TIME_WAIT (2 minutes by default) as inactive
 			// entries: they carry nothing, and the drain is over.
-			closed, err := onlyClosed(sock, service, real)
+			closed, err := onlyClosed(sock, service, real, left)
 			if err != nil {
 				fmt.Fprintf(errw, "govs ctl drain: %v\n", err)
 				return 1
@@ -171,11 +171,12 @@ func plural(n int64, word string) string {
 
 // onlyClosed returns how many connections real server real of service has when all of them are
 // closed TCP connections (TIME_WAIT, CLOSE), else 0 (persistence templates aside).
-func onlyClosed(sock, service, real string) (int64, error) {
+func onlyClosed(sock, service, real string, count int64) (int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), control.CommandTimeout+10*time.Second)
 	defer cancel()
 	var l control.ConnList
-	args := control.ConnsArgs{Service: service, Real: real, Max: control.MaxConnsMax}
+	// As many as it has, and a few that arrived since: not the whole table every second.
+	args := control.ConnsArgs{Service: service, Real: real, Max: int(min(count+16, control.MaxConnsMax))}
 	if err := control.Call(ctx, sock, control.CmdConns, args, &l); err != nil {
 		return 0, err
 	}

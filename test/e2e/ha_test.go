@@ -704,7 +704,7 @@ func TestHAPreemptAfterFault(t *testing.T) {
 	for _, rs := range l.vs[0].Reals {
 		a.waitHealth("tcp/"+l.vs[0].Address.String(), rs, "down", 5*time.Second)
 	}
-	before := a.mustStats().Drops
+	before, errsBefore := a.mustStats().Drops, p.httpErr.Load()
 	up := time.Now()
 	link("up")
 	waitHA(t, a, "active", 5*time.Second)
@@ -717,8 +717,10 @@ func TestHAPreemptAfterFault(t *testing.T) {
 			t.Errorf("A dropped %d new connection frames (%s) after its link came back: it took the VIPs before it could serve them", n, reason)
 		}
 	}
-	if n := p.httpErr.Load(); n > 0 {
-		t.Errorf("%d new connections failed across the fault and the preemption", n)
+	// A connection A took in its last milliseconds before the link went down may be unknown to
+	// B (not synced yet) and fail: only the preemption is judged.
+	if n := p.httpErr.Load() - errsBefore; n > 0 {
+		t.Errorf("%d new connections failed after A's link came back", n)
 	}
 	if !strings.Contains(a.out.String(), "ha: not preempting yet, the active peer serves meanwhile: virtual server") {
 		t.Errorf("A did not say why it waited to preempt:\n%s", a.out.String())

@@ -189,7 +189,7 @@ func TestAFXDPInterfaceChanged(t *testing.T) {
 
 	ethtool("-L", "l0", "rx", "2", "tx", "2")
 	peer("-L", "lb0", "rx", "2", "tx", "2")
-	problems("interface l0 has 2 receive queues, and govs reads the 1 it had at start: what arrives on the others goes to the kernel instead of govs; restart govs, or set the queues back (ethtool -L l0 combined 1)")
+	problems("interface l0 has 2 receive queues, and govs reads the 1 it had at start: what arrives on the others goes to the kernel instead of govs; restart govs, or set the queues back (ethtool -L l0 combined 1, or rx 1 on a veth)")
 	peer("-L", "lb0", "rx", "1", "tx", "1")
 	ethtool("-L", "l0", "rx", "1", "tx", "1")
 	problems("")
