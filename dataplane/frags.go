@@ -40,7 +40,7 @@ import (
 // record between two workers, so every datagram would need holding, not only reordered ones.
 //
 // A later fragment that arrives before its first one (reordered on the way) is held, copied, for
-// at most fragHoldTime in one of fragHoldSlots slots per worker, and follows its first fragment
+// at most fragReorderWait in one of fragHoldSlots slots per worker, and follows its first fragment
 // when that comes; one that finds no slot, or whose first fragment does not come in time, is
 // dropped as "fragment". Both tables are per worker, fixed in size and free of pointers, so a
 // flood of fragments costs a bounded amount of memory and evicts only expired entries. A
@@ -50,23 +50,29 @@ import (
 //
 // The hold bounds are chosen for reordering, not loss: a sender emits a datagram's fragments back
 // to back (Linux in order), so a later fragment that beats its first one was overtaken on a path
-// with several links, by microseconds to a few milliseconds. fragHoldTime is ten times the worst of
-// that, short enough that a flood of orphan fragments cycles the slots quickly; in the lab
+// with several links, by microseconds to a few milliseconds, or inside this host, where RPS hashes
+// a first fragment (ports) and the later ones (addresses only) to different CPUs' backlogs, by as
+// long as the busier CPU leaves its backlog waiting: over 50 ms on a loaded two-core machine
+// (TestFragments/ipv6/fullnat lost two datagrams so). fragReorderWait allows for that, and is
+// still short enough that a flood of orphan fragments cycles the slots quickly. fragHoldTime, how
+// long a datagram's entry outlives its last fragment, stays short: it sets how many datagrams a
+// second the table keeps up with. In the lab
 // (TestFragments: 300 datagrams of 3000 and 9000 bytes, 100 at a time, two workers) nothing was
 // held and nothing dropped, and TestFragmentsTwoWorkers delivers datagrams sent last fragment first.
 const (
-	fragTableSize  = 4096                  // datagrams a worker remembers (a power of two)
-	fragProbe      = 8                     // slots a key may sit from its home slot
-	fragTimeout    = time.Second           // a datagram's entry lives this long after each fragment
-	fragHoldSlots  = 16                    // later fragments held per worker until their first
-	fragHoldTime   = 50 * time.Millisecond // how long one is held
-	fragSlotSize   = 9216 + 14 + 8         // a frame of a 9216-byte (jumbo) MTU with two VLAN tags
-	fragRingBudget = 32 << 20              // bytes of handover rings between all pairs of workers
-	fragRingMin    = 16                    // frames a handover ring holds at least
-	fragRingMax    = 512                   // and at most
-	fragToSelf     = -1                    // fragEntry.to: this worker forwards the datagram
-	fragToNone     = -2                    // its first fragment was not forwarded: drop the rest
-	fragMaxWorkers = 64                    // workers a fragment worker can wake (fragState.woken)
+	fragTableSize   = 4096                   // datagrams a worker remembers (a power of two)
+	fragProbe       = 8                      // slots a key may sit from its home slot
+	fragTimeout     = time.Second            // a datagram's entry lives this long after each fragment
+	fragHoldSlots   = 16                     // later fragments held per worker until their first
+	fragHoldTime    = 50 * time.Millisecond  // how long a datagram's entry outlives its last fragment
+	fragReorderWait = 250 * time.Millisecond // how long a held fragment waits for its first
+	fragSlotSize    = 9216 + 14 + 8          // a frame of a 9216-byte (jumbo) MTU with two VLAN tags
+	fragRingBudget  = 32 << 20               // bytes of handover rings between all pairs of workers
+	fragRingMin     = 16                     // frames a handover ring holds at least
+	fragRingMax     = 512                    // and at most
+	fragToSelf      = -1                     // fragEntry.to: this worker forwards the datagram
+	fragToNone      = -2                     // its first fragment was not forwarded: drop the rest
+	fragMaxWorkers  = 64                     // workers a fragment worker can wake (fragState.woken)
 )
 
 // fragKey names a datagram: its addresses, protocol and identification (RFC 791, RFC 8200).
@@ -462,7 +468,7 @@ func (w *Worker) flowWorker(p *frame.Parsed) int {
 func (w *Worker) hold(in int, b []byte, meta *afpacket.RxMeta, k *fragKey) {
 	for i := range w.fr.held {
 		h := &w.fr.held[i]
-		if h.n != 0 && w.now-h.at > int64(fragHoldTime) {
+		if h.n != 0 && w.now-h.at > int64(fragReorderWait) {
 			h.n = 0
 			w.fr.nHeld--
 			w.drop(DropFragment)
@@ -500,10 +506,10 @@ func (w *Worker) releaseHeld(k *fragKey) {
 	}
 }
 
-// expireHeld drops held fragments whose first fragment did not come within fragHoldTime.
+// expireHeld drops held fragments whose first fragment did not come within fragReorderWait.
 func (w *Worker) expireHeld() {
 	for i := range w.fr.held {
-		if h := &w.fr.held[i]; h.n != 0 && w.now-h.at > int64(fragHoldTime) {
+		if h := &w.fr.held[i]; h.n != 0 && w.now-h.at > int64(fragReorderWait) {
 			h.n = 0
 			w.fr.nHeld--
 			w.drop(DropFragment)

@@ -175,7 +175,7 @@ func TestFragmentsTwoWorkers(t *testing.T) {
 	}
 }
 
-// TestFragmentUnmatched: a later fragment whose first one never comes is held for fragHoldTime,
+// TestFragmentUnmatched: a later fragment whose first one never comes is held for fragReorderWait,
 // then dropped and counted as "fragment"; the hold slots are bounded.
 func TestFragmentUnmatched(t *testing.T) {
 	r := newFragRig(t, buildTables(1, standardSpecs()...))
@@ -193,7 +193,12 @@ func TestFragmentUnmatched(t *testing.T) {
 	if w.c[cFragHeld] != fragHoldSlots || w.c[cDropBase+int(DropFragment)] != 5 {
 		t.Fatalf("held %d, dropped %d; want %d and 5", w.c[cFragHeld], w.c[cDropBase+int(DropFragment)], fragHoldSlots)
 	}
-	r.now += int64(fragHoldTime)
+	r.now += int64(fragReorderWait) / 2
+	r.run(fw, 0, 1, nil)
+	if w.fr.nHeld != fragHoldSlots {
+		t.Fatalf("half the wait later: still held %d, want %d", w.fr.nHeld, fragHoldSlots)
+	}
+	r.now += int64(fragReorderWait)
 	r.run(fw, 0, 1, nil)
 	if w.c[cDropBase+int(DropFragment)] != fragHoldSlots+5 || w.fr.nHeld != 0 {
 		t.Fatalf("after the hold time: dropped %d, still held %d", w.c[cDropBase+int(DropFragment)], w.fr.nHeld)

@@ -13,12 +13,15 @@ import (
 const hashTableSize = 256
 
 // DestinationHashing is IPVS "dh": the flow's destination address picks one of 256 buckets, dealt
-// to the servers in list order regardless of weight (ip_vs_dh.c). If that server is unusable the
-// connection is refused, as in the kernel, unless the service has the sh flags, which govs extends
-// to dh: with FlagSHFallback the buckets after it are tried in turn and the first usable server
-// takes the flow; with FlagSHPort the destination port is hashed with the address (TCP, UDP, SCTP),
-// so one destination's ports spread over the servers. Without flags a flow lands where the kernel
-// would put it. Create it with New.
+// to the servers in list order regardless of weight (ip_vs_dh.c). If that server is quiesced
+// (weight 0) or overloaded the connection is refused, as in the kernel, unless the service has the
+// sh flags, which govs extends to dh: with FlagSHFallback the buckets after it are tried in turn
+// and the first usable server takes the flow; with FlagSHPort the destination port is hashed with
+// the address (TCP, UDP, SCTP), so one destination's ports spread over the servers. A server that
+// is not Available (its health check removed it, or its next hop is unresolved) is one keepalived
+// would have deleted from the kernel's table, whose flows the kernel then hashes to the others: its
+// flows always take the following buckets, flag or not, and keep the other servers' flows where
+// they were. Otherwise a flow lands where the kernel would put it. Create it with New.
 type DestinationHashing struct {
 	buckets [hashTableSize]int32 // dest index; -1 = none
 	n       int                  // len(dests) at the last Update
@@ -27,8 +30,9 @@ type DestinationHashing struct {
 
 // SourceHashing is IPVS "sh": the flow's source address (and source port with FlagSHPort) picks one
 // of 256 buckets, dealt to the servers in list order, each server getting as many consecutive buckets
-// per round as its weight. With FlagSHFallback an unusable server's flows rehash to the next usable
-// one; without it they are refused (ip_vs_sh.c). Create it with New.
+// per round as its weight. With FlagSHFallback a quiesced or overloaded server's flows rehash to the
+// next usable one; without it they are refused (ip_vs_sh.c). A server that is not Available takes
+// the following buckets' servers always, as for dh. Create it with New.
 type SourceHashing struct {
 	buckets [hashTableSize]int32 // dest index; -1 = none
 	n       int
@@ -128,8 +132,8 @@ func pickBucket(buckets *[hashTableSize]int32, dests []Dest, first uint32, fallb
 	if usable(&dests[i]) {
 		return int(i)
 	}
-	if !fallback {
-		return -1
+	if !fallback && dests[i].Available {
+		return -1 // quiesced or overloaded: refused, as in the kernel
 	}
 	for off := range uint32(hashTableSize) {
 		if j := buckets[next(off)]; j >= 0 && usable(&dests[j]) {

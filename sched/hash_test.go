@@ -47,8 +47,9 @@ func TestSHMatchesModel(t *testing.T) {
 			h := refHash32(port+a, 8)
 			want := table[h]
 			if !ok(want) {
+				fallback := flags&FlagSHFallback != 0 || !d[want].Available // unavailable: as if deleted
 				want = -1
-				if flags&FlagSHFallback != 0 {
+				if fallback {
 					for off := range uint32(256) {
 						if j := table[((off+h)%256+refHash32(port+a, 8))%256]; ok(j) {
 							want = j
@@ -118,8 +119,9 @@ func TestDHMatchesModel(t *testing.T) {
 			b := (uint64(foldAddr(&f.Dst)) + port) * 2654435761 % 256
 			want := int(b) % n // bucket b belongs to server b mod n
 			if !ok(want) {
+				fallback := flags&FlagSHFallback != 0 || !d[want].Available // unavailable: as if deleted
 				want = -1
-				if flags&FlagSHFallback != 0 { // the next buckets in turn
+				if fallback { // the next buckets in turn
 					for off := range uint64(256) {
 						if j := int((b+off)%256) % n; ok(j) {
 							want = j

@@ -33,8 +33,10 @@ const (
 // for the same flow; adding or removing one of N servers moves about 1/N of the flows.
 //
 // A server that is unavailable or overloaded keeps its slots, so health flaps do not reshuffle
-// anyone else; its flows are refused, or with FlagMHFallback rehashed until they hit a usable
-// server (ip_vs_mh.c). Create it with New.
+// anyone else. An unavailable server's flows (its health check removed it, or its next hop is
+// unresolved: keepalived would have deleted it from the kernel's table) are rehashed until they
+// hit a usable server; an overloaded or quiesced one's are refused, or with FlagMHFallback
+// rehashed too (ip_vs_mh.c). Create it with New.
 //
 // Each instance holds its own table (4·M bytes); Update rebuilds it.
 type Maglev struct {
@@ -176,8 +178,8 @@ func (s *Maglev) Pick(dests []Dest, f *flow.Tuple) int {
 	if usable(&dests[i]) {
 		return int(i)
 	}
-	if s.flags&FlagMHFallback == 0 {
-		return -1
+	if s.flags&FlagMHFallback == 0 && dests[i].Available {
+		return -1 // quiesced or overloaded: refused, as in the kernel
 	}
 	// Rehash with successive offsets (ip_vs_mh_get_fallback), but only when someone can take the
 	// flow, so an all-down service costs one pass over dests instead of M hashes.

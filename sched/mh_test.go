@@ -244,25 +244,49 @@ func TestMaglevDeterministic(t *testing.T) {
 	}
 }
 
+// TestMaglevFallbackAndPort: the flows of a server that is down (not Available: keepalived would
+// have deleted it) go to others, with mh-fallback or without; a quiesced server's (weight 0, kept
+// in the table as the kernel keeps it) only with mh-fallback. The other servers' flows stay put.
 func TestMaglevFallbackAndPort(t *testing.T) {
-	d := dests(1, 1, 1, 1)
 	nFlows := scaled(20000)
-	before := flowsOn(t, d, Options{}, nFlows)
-	down(d, 1)
 	for _, tt := range []struct {
-		name  string
-		flags Flags
-	}{{"no fallback", 0}, {"mh-fallback", FlagMHFallback}} {
+		name    string
+		flags   Flags
+		quiesce bool
+		refused bool
+	}{
+		{"down, no fallback", 0, false, false},
+		{"down, mh-fallback", FlagMHFallback, false, false},
+		{"quiesced, no fallback", 0, true, true},
+		{"quiesced, mh-fallback", FlagMHFallback, true, false},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
-			after := flowsOn(t, d, Options{Flags: tt.flags}, nFlows)
+			d := dests(1, 1, 1, 1)
+			before := flowsOn(t, d, Options{}, nFlows)
+			if tt.quiesce {
+				d[1].Weight = 0
+			} else {
+				down(d, 1)
+			}
+			// A quiesced server keeps its slots only in a table built while it had weight (Update
+			// gives a weight-0 server none): pick from such a table.
+			s := mustNew(t, "mh", dests(1, 1, 1, 1), Options{Flags: tt.flags})
+			after := make([][16]byte, nFlows)
+			r := rand.New(rand.NewPCG(7, 7))
+			for k := range after {
+				f := randFlow(r)
+				if i := s.Pick(d, &f); i >= 0 {
+					after[k] = d[i].Addr
+				}
+			}
 			for k := range before {
 				switch {
 				case before[k] != d[1].Addr && after[k] != before[k]:
 					t.Fatalf("flow %d moved from %v to %v though its server is up", k, before[k][12:], after[k][12:])
-				case before[k] == d[1].Addr && tt.flags == 0 && after[k] != [16]byte{}:
-					t.Fatalf("flow %d of the down server went to %v without mh-fallback", k, after[k][12:])
-				case before[k] == d[1].Addr && tt.flags != 0 && (after[k] == [16]byte{} || after[k] == d[1].Addr):
-					t.Fatalf("flow %d of the down server went to %v with mh-fallback", k, after[k][12:])
+				case before[k] == d[1].Addr && tt.refused && after[k] != [16]byte{}:
+					t.Fatalf("flow %d of the quiesced server went to %v without mh-fallback", k, after[k][12:])
+				case before[k] == d[1].Addr && !tt.refused && (after[k] == [16]byte{} || after[k] == d[1].Addr):
+					t.Fatalf("flow %d of the unusable server went to %v", k, after[k][12:])
 				}
 			}
 		})

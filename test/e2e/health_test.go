@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,19 @@ const (
 	hsChkPort = 8082 // its separate health endpoint, which a test fails without touching the service
 	hsUDPPort = 9001 // its UDP echo
 )
+
+// newHealthLab is a NAT topology with n real servers whose web service and health endpoint run,
+// and the VIP's port 80.
+func newHealthLab(t *testing.T, n int) (*lab.Topology, []*hsrv, netip.AddrPort) {
+	t.Helper()
+	topo := labtest.NewForTest(t, lab.Options{Method: "nat", Servers: n, Prefix: "govs-e2e"})
+	srv := newHsrvs(t, topo)
+	for _, s := range srv {
+		s.startWeb()
+		s.startCheck()
+	}
+	return topo, srv, netip.AddrPortFrom(topo.VIP4, 80)
+}
 
 // healthCheckTOML is the [virtual_server.health_check] table the tests use; extra adds keys.
 func healthCheckTOML(kind, extra string) string {
@@ -490,13 +504,7 @@ func TestHealthUDP(t *testing.T) {
 // weight back.
 func TestHealthQuiesce(t *testing.T) {
 	labtest.RequireRoot(t)
-	topo := labtest.NewForTest(t, lab.Options{Method: "nat", Servers: 2, Prefix: "govs-e2e"})
-	srv := newHsrvs(t, topo)
-	for _, s := range srv {
-		s.startWeb()
-		s.startCheck()
-	}
-	vip := netip.AddrPortFrom(topo.VIP4, 80)
+	topo, srv, vip := newHealthLab(t, 2)
 	const service = "tcp/198.18.0.100:80"
 	vs := vsConfig{Address: vip, Protocol: "tcp", Scheduler: "rr", Method: "nat",
 		Reals: []netip.AddrPort{srv[0].ap(hsPort), srv[1].ap(hsPort)}, Weights: []int{2, 2},
@@ -927,4 +935,51 @@ func TestHealthExpireNodestConn(t *testing.T) {
 			g.stop()
 		})
 	}
+}
+
+// TestHealthSourceHashing: under sh (and so mh) without the fallback flag, the clients of a real
+// server its health check took out go to the others, as when keepalived deletes it from the
+// kernel's table, and come back to it once it is up again; the other clients stay where they are.
+// govs refused them (no_real_server) for as long as the server was down.
+func TestHealthSourceHashing(t *testing.T) {
+	labtest.RequireRoot(t)
+	topo, srv, vip := newHealthLab(t, 3)
+	const service = "tcp/198.18.0.100:80"
+	reals := []netip.AddrPort{srv[0].ap(hsPort), srv[1].ap(hsPort), srv[2].ap(hsPort)}
+	cfg := govsConfig{Interfaces: topo.BalancerIfaces, Workers: 2, VS: []vsConfig{
+		{Address: vip, Protocol: "tcp", Scheduler: "sh", Method: "nat", Reals: reals, Weights: []int{1, 1, 1},
+			Extra: healthCheckTOML("http", fmt.Sprintf("  port = %d\n", hsChkPort))},
+	}}
+	g := startGovs(t, topo, cfg)
+	for _, r := range reals {
+		g.waitHealth(service, r, "up", 5*time.Second)
+	}
+	got := spread(t, topo, vip, 6)
+	if len(got) != 1 {
+		t.Fatalf("sh sent one client's connections to %v, want one server", got)
+	}
+	var pinned string
+	for name := range got {
+		pinned = name
+	}
+	i := slices.IndexFunc(srv, func(s *hsrv) bool { return s.name == pinned })
+	if i < 0 {
+		t.Fatalf("no test server is called %q", pinned)
+	}
+	srv[i].stopCheck()
+	g.waitHealth(service, reals[i], "down", 5*time.Second)
+	before := g.mustStats().Drops["no_real_server"]
+	got = spread(t, topo, vip, 6)
+	if len(got) != 1 || got[pinned] != 0 {
+		t.Errorf("with %s down the client's connections went %v, want all to one other server", pinned, got)
+	}
+	if after := g.mustStats().Drops["no_real_server"]; after != before {
+		t.Errorf("%d new connections dropped as no_real_server with %s down and two servers up", after-before, pinned)
+	}
+	srv[i].startCheck()
+	g.waitHealth(service, reals[i], "up", 5*time.Second)
+	if got = spread(t, topo, vip, 6); got[pinned] != 6 {
+		t.Errorf("with %s up again the client's connections went %v, want all back to it", pinned, got)
+	}
+	g.stop()
 }
