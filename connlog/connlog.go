@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/govs/govs/dataplane"
-	"github.com/govs/govs/internal/ratelog"
 )
 
 // Source is where the events come from: dataplane.Engine.
@@ -78,12 +77,12 @@ type Writer struct {
 	warn time.Time // the last write error logged
 
 	// log gets the warnings; limited counts the lines dropped over the rate limit since the last
-	// warning about them, which limitedLog lets out at most every limitedEvery (clock: tick, the
-	// drain's now).
-	log        *slog.Logger
-	limited    uint64
-	limitedLog *ratelog.Limiter
-	tick       time.Time
+	// warning about them, which goes out at most every limitedEvery (limitedAt: the last one).
+	// The count is the news, so a warning held back is not counted as suppressed: the next one
+	// says how many lines were dropped since.
+	log       *slog.Logger
+	limited   uint64
+	limitedAt time.Time
 
 	buf  [256]dataplane.ConnEvent
 	line []byte
@@ -110,7 +109,6 @@ func newWriter(f *os.File, path string, rate int, src Source, epoch time.Time, c
 		line: make([]byte, 0, 512),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
-	w.limitedLog = ratelog.New(limitedEvery, 1, func() time.Time { return w.tick })
 	return w
 }
 
@@ -150,21 +148,20 @@ func (w *Writer) drain(now time.Time) {
 	if err := w.bw.Flush(); err != nil {
 		w.failed(now, err)
 	}
-	w.warnLimited(now)
+	w.warnLimited(now, false)
 }
 
 // warnLimited warns, at most every limitedEvery, that lines were dropped over the rate limit, with
 // how many since the last warning; the counter connlog_rate_limited keeps the total.
-func (w *Writer) warnLimited(now time.Time) {
-	if w.limited == 0 {
+// At Close (final) it warns of what is left however recent the last warning.
+func (w *Writer) warnLimited(now time.Time, final bool) {
+	if w.limited == 0 || (!final && !w.limitedAt.IsZero() && now.Sub(w.limitedAt) < limitedEvery) {
 		return
 	}
-	w.tick = now
-	if w.limitedLog.Log(w.log, "rate_limited", slog.LevelWarn,
-		"connection log: lines dropped over the rate limit; raise [log] connections_rate to keep them (connlog_rate_limited counts them)",
-		"file", w.path, "connections_rate", w.rate, "dropped", w.limited) {
-		w.limited = 0
-	}
+	w.limitedAt = now
+	w.log.Warn("connection log: lines dropped over the rate limit; raise [log] connections_rate to keep them (connlog_rate_limited counts them)",
+		"file", w.path, "connections_rate", w.rate, "dropped", w.limited)
+	w.limited = 0
 }
 
 // write writes ev into the buffer if the rate allows.
@@ -239,7 +236,7 @@ func (w *Writer) Close() error {
 	w.Stop()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.warnLimited(time.Now()) // what Write dropped since the last drain
+	w.warnLimited(time.Now(), true) // what Write dropped since the last drain
 	if err := w.bw.Flush(); err != nil {
 		w.c.WriteErrors.Add(1)
 	}

@@ -212,6 +212,10 @@ type VirtualServer struct {
 	PersistenceNetmask int   `json:"persistence_netmask"`
 	// LocalAddresses are a fullnat service's local addresses (omitted for the other methods).
 	LocalAddresses []string `json:"local_addresses,omitempty"`
+	// Tunnel is method tun's encapsulation, "ipip" or "gue", and TunnelPort GUE's UDP port (tun
+	// only).
+	Tunnel     string `json:"tunnel,omitempty"`
+	TunnelPort int    `json:"tunnel_port,omitempty"`
 	// Stats and Rate sum those of the service's real servers (those a reload removed and whose
 	// connections drain included).
 	Stats TrafficStats `json:"stats"`

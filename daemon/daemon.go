@@ -703,6 +703,12 @@ func (d *Daemon) status(zeroed bool) control.Status {
 		for _, a := range s.Locals {
 			v.LocalAddresses = append(v.LocalAddresses, a.String())
 		}
+		if s.Method == dataplane.MethodTun {
+			v.Tunnel = s.Tunnel.String()
+			if s.Tunnel == dataplane.TunnelGUE {
+				v.TunnelPort = int(s.TunnelPort)
+			}
+		}
 		for _, id := range s.RealIDs {
 			r := t.Reals[id]
 			x := control.RealServer{

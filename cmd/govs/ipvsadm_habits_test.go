@@ -78,3 +78,20 @@ func TestStatsMethodName(t *testing.T) {
 		t.Errorf("govs stats: exit %d, want the line \"TCP  198.18.0.100:80 rr FullNat\" in\n%s%s", code, stdout, stderr)
 	}
 }
+
+// TestListTunnel: a tun virtual server's encapsulation (and GUE's port) follows its scheduler in
+// govs list and govs stats, as its persistence does; -json has it as tunnel and tunnel_port.
+func TestListTunnel(t *testing.T) {
+	sock := fakeGovs(t, `{"version": "test", "virtual_servers": [
+	  {"address": "198.18.0.100:80", "protocol": "tcp", "scheduler": "rr", "method": "tun", "tunnel": "gue", "tunnel_port": 6080,
+	   "real_servers": [{"address": "198.19.0.11:80", "weight": 1, "resolved": true, "health": "unchecked"}]},
+	  {"address": "198.18.0.101:80", "protocol": "tcp", "scheduler": "rr", "method": "tun", "tunnel": "ipip", "real_servers": []}]}`)
+	stdout, _, code := runCLI(t, cmdList, "-control", sock)
+	if code != 0 || !strings.Contains(stdout, "TCP  198.18.0.100:80    rr tunnel gue:6080\n") || !strings.Contains(stdout, "TCP  198.18.0.101:80    rr tunnel ipip\n") {
+		t.Errorf("govs list: exit %d\n%s", code, stdout)
+	}
+	stdout, _, code = runCLI(t, cmdStats, "-control", sock)
+	if code != 0 || !hasFields(stdout, "TCP 198.18.0.100:80 rr Tunnel tunnel gue:6080") {
+		t.Errorf("govs stats: exit %d\n%s", code, stdout)
+	}
+}

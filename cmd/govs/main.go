@@ -470,7 +470,7 @@ func printRealServers(w io.Writer, vss []control.VirtualServer) {
 	rows := [][]string{{"virtual server / real server", "weight", "active", "inactive", "packets", "resolved", "overloaded", "health", "last check error"}}
 	heads := map[int]string{} // row index → the virtual server line that comes before it
 	for _, vs := range vss {
-		heads[len(rows)] += fmt.Sprintf("%s  %s %s %s%s\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, forwardName(vs.Method), persistNote(vs)+quorumNote(vs))
+		heads[len(rows)] += fmt.Sprintf("%s  %s %s %s%s\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler, forwardName(vs.Method), tunnelNote(vs)+persistNote(vs)+quorumNote(vs))
 		for _, rs := range vs.RealServers {
 			rows = append(rows, []string{"  -> " + rs.Address, strconv.Itoa(rs.Weight), strconv.FormatInt(rs.ActiveConnections, 10),
 				strconv.FormatInt(rs.InactiveConnections, 10), strconv.FormatUint(rs.Packets, 10), strconv.FormatBool(rs.Resolved),
@@ -582,7 +582,7 @@ func printList(w io.Writer, st *control.Status) {
 	var notes, locals []string
 	for _, vs := range st.VirtualServers {
 		fmt.Fprintf(tw, "%s  %s\t%s\t\t\t\t\t\t\n", strings.ToUpper(vs.Protocol), vs.Address, vs.Scheduler)
-		notes = append(notes, persistNote(vs)+quorumNote(vs))
+		notes = append(notes, tunnelNote(vs)+persistNote(vs)+quorumNote(vs))
 		locals = append(locals, localsNote(vs))
 		fwd := forwardName(vs.Method)
 		for _, rs := range vs.RealServers {
@@ -641,6 +641,17 @@ func healthLabel(rs control.RealServer) string {
 // persistNote is what list and stats print after a persistent virtual server's scheduler, as
 // ipvsadm -Ln does: "persistent SECONDS", and "mask M" when clients are grouped by a prefix
 // (IPv4 as a dotted netmask, IPv6 as a length).
+// tunnelNote is method tun's encapsulation after the scheduler: " tunnel gue:6080", " tunnel ipip".
+func tunnelNote(vs control.VirtualServer) string {
+	switch {
+	case vs.Tunnel == "":
+		return ""
+	case vs.TunnelPort != 0:
+		return fmt.Sprintf(" tunnel %s:%d", vs.Tunnel, vs.TunnelPort)
+	}
+	return " tunnel " + vs.Tunnel
+}
+
 func persistNote(vs control.VirtualServer) string {
 	if vs.PersistenceTimeout == 0 {
 		return ""

@@ -82,12 +82,19 @@ type stats struct {
 	Counters          map[string]int64 `json:"counters"`
 	Drops             map[string]int64 `json:"drops"`
 	DropsTotal        int64            `json:"drops_total"`
-	HA                haStats          `json:"ha"`
-	VirtualServers    []struct {
+	Rings             struct {
+		Packets int64 `json:"packets"`
+		Drops   int64 `json:"drops"`
+	} `json:"rings"`
+	HA             haStats `json:"ha"`
+	VirtualServers []struct {
 		Address   string `json:"address"`
 		Protocol  string `json:"protocol"`
 		Scheduler string `json:"scheduler"`
 		Method    string `json:"method"`
+		// Tunnel and TunnelPort: method tun's encapsulation.
+		Tunnel     string `json:"tunnel"`
+		TunnelPort int    `json:"tunnel_port"`
 		// PersistenceTimeout (seconds) and PersistenceNetmask: 0 when not persistent.
 		PersistenceTimeout int `json:"persistence_timeout"`
 		PersistenceNetmask int `json:"persistence_netmask"`

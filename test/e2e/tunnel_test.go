@@ -160,6 +160,15 @@ func testTunnel(t *testing.T, fam, tunnel, dataplane string, workers int) {
 	})
 	st := s.govs.mustStats()
 	t.Logf("govs counters: %v drops: %v", st.Counters, st.Drops)
+	wantPort := 0
+	if tunnel == "gue" {
+		wantPort = guePort
+	}
+	for _, vs := range st.VirtualServers {
+		if vs.Tunnel != tunnel || vs.TunnelPort != wantPort {
+			t.Errorf("govs stats: %s/%s tunnel %q port %d, want %q %d", vs.Protocol, vs.Address, vs.Tunnel, vs.TunnelPort, tunnel, wantPort)
+		}
+	}
 	s.govs.stop()
 }
 
