@@ -290,8 +290,9 @@ func (s *Socket) RxRelease() {
 	}
 }
 
-// Poke makes the kernel look for received frames now: with BusyPoll it runs the device's
-// receive NAPI in this thread; in zero-copy mode it wakes the driver. Never blocks.
+// Poke makes the kernel look for received frames now: with BusyPoll (and a NAPI id, see
+// Config.BusyPoll) it runs the device's receive NAPI in this thread; in zero-copy mode it wakes
+// the driver. Never blocks.
 func (s *Socket) Poke() {
 	_, _, _ = unix.Syscall6(unix.SYS_RECVFROM, uintptr(s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 }

@@ -34,7 +34,9 @@ type Config struct {
 	// BusyPoll, if not zero, turns on preferred busy polling (SO_PREFER_BUSY_POLL,
 	// SO_BUSY_POLL with this many microseconds, SO_BUSY_POLL_BUDGET 64): Poke then runs the
 	// device's receive NAPI in the caller's thread instead of a softirq or NAPI thread, when
-	// the interface defers its interrupts (napi_defer_hard_irqs, gro_flush_timeout).
+	// the interface defers its interrupts (napi_defer_hard_irqs, gro_flush_timeout) and the
+	// socket has learnt the queue's NAPI id from its frames. veth's NAPI has none on Linux 6.18
+	// (SO_INCOMING_NAPI_ID reads 0), so there it changes nothing (bench/README.md).
 	BusyPoll int
 }
 
